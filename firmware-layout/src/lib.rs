@@ -73,8 +73,10 @@ pub enum LayoutError {
     UnknownSectionType { offset: usize, kind: u32 },
     #[error("SEV metadata section at offset {offset:#x}: gpa {gpa:#x} + size {size:#x} overflows 4 GiB")]
     SectionOverflow { offset: usize, gpa: u32, size: u32 },
-    #[error("kernel entry at offset {offset:#x}: kernel at {from_end:#x} from end, {len} bytes, lies outside the image")]
-    KernelOutside { offset: usize, from_end: u32, len: u32 },
+    #[error("kernel entry at offset {offset:#x}: kernel at offset {kernel_offset:#x}, {len} bytes, overlaps the table or leaves the image")]
+    KernelOutside { offset: usize, kernel_offset: u32, len: u32 },
+    #[error("kernel entry at offset {offset:#x} declares an image of {declared} bytes, but it is {len} bytes")]
+    ImageSizeMismatch { offset: usize, declared: u32, len: usize },
 }
 
 /// One entry of the footer table.
@@ -181,16 +183,25 @@ impl<'a> GuidTable<'a> {
     /// Omega's kernel entry: where the kernel ELF lies and its SHA-256.
     pub fn kernel(&self) -> Result<KernelEntry, LayoutError> {
         let entry = self.require(OMEGA_KERNEL_GUID, KernelEntry::LEN)?;
-        let from_end = u32_at(entry.data, 0);
-        let len = u32_at(entry.data, 4);
+        let image_size = u32_at(entry.data, 0);
+        let offset = u32_at(entry.data, 4);
+        let len = u32_at(entry.data, 8);
         let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&entry.data[8..40]);
-        let outside = LayoutError::KernelOutside { offset: entry.offset, from_end, len };
-        let start = (self.image_len as u64).checked_sub(u64::from(from_end)).ok_or(outside.clone())?;
-        if start + u64::from(len) > self.start as u64 {
-            return Err(outside);
+        sha256.copy_from_slice(&entry.data[12..44]);
+        if image_size as usize != self.image_len {
+            return Err(LayoutError::ImageSizeMismatch { offset: entry.offset, declared: image_size, len: self.image_len });
         }
-        Ok(KernelEntry { offset: start as usize, len: len as usize, sha256 })
+        // SECURITY: the kernel must lie wholly below the table, so no entry can alias it.
+        if u64::from(offset) + u64::from(len) > self.start as u64 {
+            return Err(LayoutError::KernelOutside { offset: entry.offset, kernel_offset: offset, len });
+        }
+        Ok(KernelEntry { image_size, offset: offset as usize, len: len as usize, sha256 })
+    }
+
+    /// The image size Omega's kernel entry declares, read without the rest of the image: the
+    /// loader sees only the top of its ROM until it knows how large the ROM is.
+    pub fn declared_image_size(&self) -> Result<u32, LayoutError> {
+        Ok(u32_at(self.require(OMEGA_KERNEL_GUID, KernelEntry::LEN)?.data, 0))
     }
 }
 
@@ -324,6 +335,8 @@ impl<'a> SevMetadata<'a> {
 /// Where the kernel ELF lies in the image, and its digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelEntry {
+    /// Size of the whole image (so the loader can find its own ROM's start).
+    pub image_size: u32,
     /// Offset of the ELF in the image.
     pub offset: usize,
     pub len: usize,
@@ -331,8 +344,17 @@ pub struct KernelEntry {
 }
 
 impl KernelEntry {
-    /// Data bytes of the entry: u32 offset from the image end, u32 length, SHA-256.
-    pub const LEN: usize = 40;
+    /// Data bytes of the entry: u32 image size, u32 offset, u32 length, SHA-256 of the ELF.
+    pub const LEN: usize = 44;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[0..4].copy_from_slice(&self.image_size.to_le_bytes());
+        out[4..8].copy_from_slice(&(self.offset as u32).to_le_bytes());
+        out[8..12].copy_from_slice(&(self.len as u32).to_le_bytes());
+        out[12..44].copy_from_slice(&self.sha256);
+        out
+    }
 }
 
 #[cfg(feature = "alloc")]

@@ -45,16 +45,13 @@ fn footer_guid_sits_at_size_minus_0x30() {
     assert_eq!(&img[at..at + 16], &FOOTER_GUID.to_bytes_le());
 }
 
+fn kernel_entry(image_size: u32, offset: usize, len: usize) -> Vec<u8> {
+    KernelEntry { image_size, offset, len, sha256: [7u8; 32] }.encode().to_vec()
+}
+
 #[test]
 fn round_trip() {
-    let kernel = {
-        let mut d = Vec::new();
-        d.extend_from_slice(&0x10000u32.to_le_bytes());
-        d.extend_from_slice(&0x100u32.to_le_bytes());
-        d.extend_from_slice(&[7u8; 32]);
-        d
-    };
-    let img = image_with(&sections(), &[(OMEGA_KERNEL_GUID, kernel)]);
+    let img = image_with(&sections(), &[(OMEGA_KERNEL_GUID, kernel_entry(0x10000, 0, 0x100))]);
     let t = GuidTable::parse(&img).unwrap();
     assert_eq!(t.entries().count(), 3);
     assert_eq!(t.sev_es_reset_eip().unwrap(), 0xffff_f000);
@@ -63,7 +60,11 @@ fn round_trip() {
     let got: Vec<_> = meta.sections().map(Result::unwrap).collect();
     assert_eq!(got, sections());
     let k = t.kernel().unwrap();
-    assert_eq!((k.offset, k.len, k.sha256), (0, 0x100, [7u8; 32]));
+    assert_eq!((k.image_size, k.offset, k.len, k.sha256), (0x10000, 0, 0x100, [7u8; 32]));
+    // The loader first reads only the top of its ROM.
+    let top = GuidTable::parse(&img[0xf000..]).unwrap();
+    assert_eq!(top.declared_image_size().unwrap(), 0x10000);
+    assert!(matches!(top.kernel(), Err(LayoutError::ImageSizeMismatch { declared: 0x10000, len: 0x1000, .. })));
 }
 
 #[test]
@@ -132,15 +133,11 @@ fn rejects_bad_metadata() {
 
 #[test]
 fn rejects_kernel_outside_image() {
-    let mut d = Vec::new();
-    d.extend_from_slice(&0x20000u32.to_le_bytes()); // starts before the image
-    d.extend_from_slice(&0x100u32.to_le_bytes());
-    d.extend_from_slice(&[0u8; 32]);
-    let img = image_with(&sections(), &[(OMEGA_KERNEL_GUID, d.clone())]);
+    // Runs into the table at the top of the image.
+    let img = image_with(&sections(), &[(OMEGA_KERNEL_GUID, kernel_entry(0x10000, 0xff00, 0x100))]);
     assert!(matches!(GuidTable::parse(&img).unwrap().kernel(), Err(LayoutError::KernelOutside { .. })));
-    // Overlapping the table itself is refused too.
-    d[0..4].copy_from_slice(&0x100u32.to_le_bytes());
-    let img = image_with(&sections(), &[(OMEGA_KERNEL_GUID, d)]);
+    // Offset + length overflowing u32 is caught too.
+    let img = image_with(&sections(), &[(OMEGA_KERNEL_GUID, kernel_entry(0x10000, 0xffff_ff00, 0x1000))]);
     assert!(matches!(GuidTable::parse(&img).unwrap().kernel(), Err(LayoutError::KernelOutside { .. })));
     assert_eq!(
         GuidTable::parse(&image_with(&sections(), &[])).unwrap().kernel().unwrap_err(),
