@@ -1,0 +1,154 @@
+//! The monitor side of the log: frontier + bounded outbox. Nothing is ever dropped: when the
+//! outbox is full, [`Log::append`] refuses (and changes nothing) and the caller must block
+//! the agent until the host has drained the outbox.
+
+use crate::entry::{Action, Decision, Entry, MAX_ENTRY, MAX_NAME};
+use crate::merkle::{leaf_hash, Frontier, Hash};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// SECURITY: backpressure. The entry was NOT recorded and the interaction must not
+    /// proceed; block the agent and retry after [`Log::drain`].
+    #[error("provenance outbox full: drain before appending")]
+    OutboxFull,
+    #[error("monitor time went backwards")]
+    TimeWentBackwards,
+    #[error("name only allowed on lifecycle entries, 1..={MAX_NAME} bytes")]
+    BadName,
+    #[error("log is full")]
+    LogFull,
+}
+
+/// What the monitor records about one interaction (ids are interned per log; see
+/// [`crate::entry::lifecycle`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Monotonic monitor time (ticks, e.g. ms since boot).
+    pub time: u64,
+    pub agent: u32,
+    pub action: Action,
+    pub target: u32,
+    pub decision: Decision,
+    pub rule: u32,
+    pub labels: u64,
+    pub content: Option<[u8; 32]>,
+    pub name: Option<&'a [u8]>,
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub leaf_hash: Hash,
+    pub encoded_len: usize,
+    /// `checkpoint_every` entries have been appended since the last checkpoint.
+    pub checkpoint_due: bool,
+}
+
+/// Append-only provenance log with an outbox of `CAP` bytes.
+pub struct Log<const CAP: usize> {
+    frontier: Frontier,
+    last_time: u64,
+    outbox: [u8; CAP],
+    head: usize,
+    len: usize,
+    checkpoint_every: u64,
+    since_checkpoint: u64,
+}
+
+impl<const CAP: usize> Log<CAP> {
+    /// `checkpoint_every` = N (0 = only on demand).
+    pub fn new(checkpoint_every: u64) -> Self {
+        Log {
+            frontier: Frontier::new(),
+            last_time: 0,
+            outbox: [0; CAP],
+            head: 0,
+            len: 0,
+            checkpoint_every,
+            since_checkpoint: 0,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// Bytes waiting in the outbox.
+    pub fn pending(&self) -> usize {
+        self.len
+    }
+
+    /// Free bytes in the outbox; an append needs at most [`MAX_ENTRY`].
+    pub fn free(&self) -> usize {
+        CAP - self.len
+    }
+
+    /// Appends a record: encodes it, stores it in the outbox and extends the tree — or,
+    /// if anything fails, changes nothing at all.
+    pub fn append(&mut self, r: &Record<'_>) -> Result<Appended, AppendError> {
+        if r.time < self.last_time {
+            return Err(AppendError::TimeWentBackwards);
+        }
+        let seq = self.frontier.size();
+        let e = Entry {
+            seq,
+            dt: r.time - self.last_time,
+            agent: r.agent,
+            action: r.action,
+            target: r.target,
+            decision: r.decision,
+            rule: r.rule,
+            labels: r.labels,
+            content: r.content,
+            name: r.name,
+        };
+        let mut buf = [0u8; MAX_ENTRY];
+        let n = e.encode(&mut buf).ok_or(AppendError::BadName)?;
+        if n > self.free() {
+            return Err(AppendError::OutboxFull);
+        }
+        let leaf = leaf_hash(&buf[..n]);
+        if !self.frontier.push_leaf_hash(leaf) {
+            return Err(AppendError::LogFull);
+        }
+        // Copy into the ring.
+        let tail = (self.head + self.len) % CAP;
+        let first = n.min(CAP - tail);
+        self.outbox[tail..tail + first].copy_from_slice(&buf[..first]);
+        self.outbox[..n - first].copy_from_slice(&buf[first..n]);
+        self.len += n;
+        self.last_time = r.time;
+        self.since_checkpoint += 1;
+        let due = self.checkpoint_every != 0 && self.since_checkpoint >= self.checkpoint_every;
+        Ok(Appended { seq, leaf_hash: leaf, encoded_len: n, checkpoint_due: due })
+    }
+
+    /// Moves up to `out.len()` pending bytes (a byte stream of whole and partial entries, in
+    /// order) to `out`; returns the number copied. The host appends them to storage.
+    pub fn drain(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        let first = n.min(CAP - self.head);
+        out[..first].copy_from_slice(&self.outbox[self.head..self.head + first]);
+        out[first..n].copy_from_slice(&self.outbox[..n - first]);
+        self.head = (self.head + n) % CAP;
+        self.len -= n;
+        n
+    }
+
+    /// Marks a checkpoint as emitted (resets the every-N counter).
+    pub fn checkpoint_emitted(&mut self) {
+        self.since_checkpoint = 0;
+    }
+
+    /// Signs a checkpoint of the current tree (on demand or when `checkpoint_due`).
+    pub fn checkpoint(&mut self, key: &crate::note::LogKey) -> alloc::string::String {
+        self.since_checkpoint = 0;
+        crate::note::Checkpoint { origin: key.name().into(), size: self.size(), root: self.root() }
+            .sign(key)
+    }
+}
