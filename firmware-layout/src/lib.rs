@@ -168,6 +168,16 @@ impl<'a> GuidTable<'a> {
         Ok(u32_at(entry.data, 0))
     }
 
+    /// The SEV hash table entry (QEMU `kernel-hashes=on`): its guest-physical address and
+    /// size, or `None` if the image has no such entry.
+    pub fn sev_hash_table(&self) -> Result<Option<(u32, u32)>, LayoutError> {
+        if self.find(SEV_HASH_TABLE_RV_GUID).is_none() {
+            return Ok(None);
+        }
+        let entry = self.require(SEV_HASH_TABLE_RV_GUID, 8)?;
+        Ok(Some((u32_at(entry.data, 0), u32_at(entry.data, 4))))
+    }
+
     /// The SEV metadata ("ASEV") the table points to.
     pub fn sev_metadata(&self, image: &'a [u8]) -> Result<SevMetadata<'a>, LayoutError> {
         let entry = self.require(SEV_METADATA_GUID, 4)?;

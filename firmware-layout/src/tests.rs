@@ -188,3 +188,19 @@ fn parses_debian_ovmf_when_installed() {
         std::eprintln!("SKIPPED: Debian's ovmf package is not installed (scripts/setup.sh installs it)");
     }
 }
+
+#[test]
+fn sev_hash_table_entry() {
+    let mut data = 0x80_f000u32.to_le_bytes().to_vec();
+    data.extend_from_slice(&0x400u32.to_le_bytes());
+    let image = image_with(&sections(), &[(SEV_HASH_TABLE_RV_GUID, data)]);
+    let table = GuidTable::parse(&image).unwrap();
+    assert_eq!(table.sev_hash_table(), Ok(Some((0x80_f000, 0x400))));
+
+    let image = image_with(&sections(), &[]);
+    assert_eq!(GuidTable::parse(&image).unwrap().sev_hash_table(), Ok(None));
+
+    let image = image_with(&sections(), &[(SEV_HASH_TABLE_RV_GUID, vec![1, 2, 3, 4])]);
+    let err = GuidTable::parse(&image).unwrap().sev_hash_table().unwrap_err();
+    assert!(matches!(err, LayoutError::ShortEntry { len: 4, expected: 8, .. }), "{err:?}");
+}
