@@ -460,7 +460,8 @@ fn kernel_hashes_page(info: &ImageInfo, size: u32, kh: &KernelHashes) -> Result<
 /// `guest_features` (the VMSA `SEV_FEATURES`; `0x1` = SNP active, QEMU's default).
 ///
 /// Equals `sev-snp-measure --mode snp --ovmf IMAGE --vcpus N --vcpu-type T
-/// --guest-features F [--kernel/--initrd/--append]`.
+/// --guest-features F [--kernel/--initrd/--append]`. To compute several digests of one
+/// image, use [`Measurer`], which hashes the image once.
 pub fn launch_digest(
     image: &[u8],
     vcpus: u32,
@@ -471,36 +472,81 @@ pub fn launch_digest(
     if vcpus == 0 {
         return Err(DigestError::NoVcpus(vcpus));
     }
-    let Plan { info, sections } = plan(image)?;
-    if vcpus > 1 && info.ap_reset_eip == 0 {
-        return Err(DigestError::NoApResetEip { vcpus, eip: info.ap_reset_eip });
+    Measurer::new(image)?.launch_digest(vcpus, vcpu_type, guest_features, opts)
+}
+
+/// An image parsed and its ROM pages measured once; digests for any vCPU configuration
+/// follow cheaply (the ROM is most of the work).
+#[derive(Clone)]
+pub struct Measurer {
+    info: ImageInfo,
+    sections: Vec<(usize, Section)>,
+    /// The digest after the ROM pages (sev-snp-measure's `--snp-ovmf-hash`).
+    rom: Gctx,
+}
+
+impl Measurer {
+    /// Parses and checks `image` and measures its pages.
+    pub fn new(image: &[u8]) -> Result<Self, DigestError> {
+        let Plan { info, sections } = plan(image)?;
+        let mut rom = Gctx::default();
+        rom.update_normal_pages(info.gpa, image);
+        Ok(Self { info, sections, rom })
     }
-    if opts.kernel_hashes.is_some() && !sections.iter().any(|(_, s)| s.kind == SectionKind::SnpKernelHashes) {
-        return Err(DigestError::NoKernelHashesSection);
+
+    /// What was found in the image.
+    pub fn info(&self) -> &ImageInfo {
+        &self.info
     }
-    let mut gctx = Gctx::default();
-    gctx.update_normal_pages(info.gpa, image);
-    for (_, s) in &sections {
-        let gpa = u64::from(s.gpa);
-        let pages = u64::from(s.size) / PAGE_SIZE as u64;
-        match s.kind {
-            SectionKind::SnpSecMem | SectionKind::SvsmCaa => gctx.update_zero_like(PageType::Zero, gpa, pages),
-            SectionKind::SnpSecrets => gctx.update_zero_like(PageType::Secrets, gpa, 1),
-            SectionKind::Cpuid => gctx.update_zero_like(PageType::Cpuid, gpa, 1),
-            SectionKind::SnpKernelHashes => match &opts.kernel_hashes {
-                Some(kh) => gctx.update_normal_pages(gpa, &kernel_hashes_page(&info, s.size, kh)?),
-                None => gctx.update_zero_like(PageType::Zero, gpa, pages),
-            },
+
+    /// The digest of the ROM pages alone (`sev-snp-measure --mode snp:ovmf-hash`).
+    pub fn rom_digest(&self) -> [u8; 48] {
+        self.rom.ld()
+    }
+
+    /// See [`launch_digest`].
+    pub fn launch_digest(
+        &self,
+        vcpus: u32,
+        vcpu_type: VcpuType,
+        guest_features: u64,
+        opts: &DigestOptions,
+    ) -> Result<[u8; 48], DigestError> {
+        let info = &self.info;
+        if vcpus == 0 {
+            return Err(DigestError::NoVcpus(vcpus));
         }
-    }
-    let sig = vcpu_type.signature();
-    let bsp = vmsa_page(BSP_EIP, sig, guest_features);
-    gctx.update_vmsa(&bsp);
-    if vcpus > 1 {
-        let ap = vmsa_page(info.ap_reset_eip, sig, guest_features);
-        for _ in 1..vcpus {
-            gctx.update_vmsa(&ap);
+        if vcpus > 1 && info.ap_reset_eip == 0 {
+            return Err(DigestError::NoApResetEip { vcpus, eip: info.ap_reset_eip });
         }
+        if opts.kernel_hashes.is_some()
+            && !self.sections.iter().any(|(_, s)| s.kind == SectionKind::SnpKernelHashes)
+        {
+            return Err(DigestError::NoKernelHashesSection);
+        }
+        let mut gctx = self.rom.clone();
+        for (_, s) in &self.sections {
+            let gpa = u64::from(s.gpa);
+            let pages = u64::from(s.size) / PAGE_SIZE as u64;
+            match s.kind {
+                SectionKind::SnpSecMem | SectionKind::SvsmCaa => gctx.update_zero_like(PageType::Zero, gpa, pages),
+                SectionKind::SnpSecrets => gctx.update_zero_like(PageType::Secrets, gpa, 1),
+                SectionKind::Cpuid => gctx.update_zero_like(PageType::Cpuid, gpa, 1),
+                SectionKind::SnpKernelHashes => match &opts.kernel_hashes {
+                    Some(kh) => gctx.update_normal_pages(gpa, &kernel_hashes_page(info, s.size, kh)?),
+                    None => gctx.update_zero_like(PageType::Zero, gpa, pages),
+                },
+            }
+        }
+        let sig = vcpu_type.signature();
+        let bsp = vmsa_page(BSP_EIP, sig, guest_features);
+        gctx.update_vmsa(&bsp);
+        if vcpus > 1 {
+            let ap = vmsa_page(info.ap_reset_eip, sig, guest_features);
+            for _ in 1..vcpus {
+                gctx.update_vmsa(&ap);
+            }
+        }
+        Ok(gctx.ld())
     }
-    Ok(gctx.ld())
 }

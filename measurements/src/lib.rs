@@ -29,6 +29,6 @@ pub mod digest;
 pub mod report;
 pub mod verify;
 
-pub use digest::{DigestError, DigestOptions, KernelHashes, VcpuType, launch_digest};
+pub use digest::{DigestError, DigestOptions, KernelHashes, Measurer, VcpuType, launch_digest};
 pub use report::{AttestationReport, ReportError};
 pub use verify::{CertSource, Check, Family, MinTcb, VerifyOptions, VerifyOutcome, verify_report};

@@ -1,1 +1,291 @@
-fn main() {}
+//! `measurements`: the verifier's command-line tool. See docs/measurements.md.
+//!
+//! Exit status: 0 when the command succeeded (for `verify-*`: verified), 1 when a
+//! verification failed, 2 on usage or input errors.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use measurements::digest::{self, DigestOptions, KernelHashes, VcpuType};
+use measurements::report::AttestationReport;
+use measurements::verify::{CertSource, Family, MinTcb, VerifyOptions, verify_report};
+use serde_json::json;
+
+mod verify_evidence;
+mod verify_log;
+
+#[derive(Parser, Debug)]
+#[command(name = "measurements", version, about = "Verifier tools for Omega on AMD SEV-SNP: launch digests, attestation reports, evidence and logs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Recompute the SNP launch digest (the report's MEASUREMENT) of a firmware image.
+    ///
+    /// Prints 96 hex characters, the same as `sev-snp-measure --mode snp` (VMM type QEMU).
+    Digest(DigestArgs),
+    /// Print the fields of a raw SNP attestation report.
+    ShowReport(ShowReportArgs),
+    /// Verify an SNP attestation report: AMD chain, signature, VCEK binding, policy, expectations.
+    ///
+    /// Prints one line per check (PASS/FAIL) and exits 0 only if all pass.
+    VerifyReport(VerifyReportArgs),
+    /// Verify a provenance log.
+    VerifyLog(verify_log::VerifyLogArgs),
+    /// Verify an Omega evidence bundle.
+    VerifyEvidence(verify_evidence::VerifyEvidenceArgs),
+}
+
+fn parse_hex_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim_start_matches("0x").trim_start_matches("0X");
+    u64::from_str_radix(t, 16).map_err(|e| format!("{s:?} is not a hex number: {e}"))
+}
+
+fn parse_hex_u32(s: &str) -> Result<u32, String> {
+    let v = parse_hex_u64(s)?;
+    u32::try_from(v).map_err(|_| format!("{s:?} does not fit in 32 bits"))
+}
+
+fn parse_vcpu_type(s: &str) -> Result<VcpuType, String> {
+    s.parse().map_err(|e: digest::UnknownVcpuType| e.to_string())
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("vcpu").required(true).args(["vcpu_type", "vcpu_sig"])))]
+struct DigestArgs {
+    /// Firmware image (the file given to QEMU as `-bios` / OVMF).
+    #[arg(long, value_name = "PATH")]
+    image: PathBuf,
+    /// Number of vCPUs (QEMU `-smp`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    vcpus: u32,
+    /// QEMU vCPU model: EPYC, EPYC-v1..v4, EPYC-IBPB, EPYC-Rome[-v1..v3], EPYC-Milan[-v1..v2],
+    /// EPYC-Genoa[-v1], EPYC-Turin[-v1..v2].
+    #[arg(long, value_name = "TYPE", value_parser = parse_vcpu_type)]
+    vcpu_type: Option<VcpuType>,
+    /// Raw CPUID(1).EAX signature instead of a model, in hex (e.g. 0xa00f11).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_u32)]
+    vcpu_sig: Option<u32>,
+    /// VMSA SEV_FEATURES in hex; 0x1 (SNP active) is QEMU's default.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_u64, default_value = "0x1")]
+    guest_features: u64,
+    /// Linux kernel for QEMU direct boot with kernel-hashes=on.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// initrd (needs --kernel).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (needs --kernel).
+    #[arg(long, value_name = "CMDLINE", requires = "kernel")]
+    append: Option<String>,
+    /// Print JSON with the inputs and what was found in the image.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ShowReportArgs {
+    /// Raw 1184-byte report.
+    report: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_hex_bytes<const N: usize>(s: &str, pad: bool) -> Result<[u8; N], String> {
+    let t = s.trim().trim_start_matches("0x");
+    let v = hex::decode(t).map_err(|e| format!("not hex: {e}"))?;
+    if v.len() > N || (!pad && v.len() != N) {
+        return Err(format!("expected {} {N} bytes, got {}", if pad { "at most" } else { "exactly" }, v.len()));
+    }
+    let mut a = [0u8; N];
+    a[..v.len()].copy_from_slice(&v);
+    Ok(a)
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("roots").required(true).args(["family", "ark"])))]
+struct VerifyReportArgs {
+    /// Raw 1184-byte report.
+    #[arg(long, value_name = "PATH")]
+    report: PathBuf,
+    /// The chip's VCEK certificate (DER), from AMD's KDS.
+    #[arg(long, value_name = "PATH")]
+    vcek: PathBuf,
+    /// AMD root key certificate (PEM); needs --ask.
+    #[arg(long, value_name = "PATH", requires = "ask")]
+    ark: Option<PathBuf>,
+    /// AMD signing key certificate (PEM); needs --ark.
+    #[arg(long, value_name = "PATH", requires = "ark")]
+    ask: Option<PathBuf>,
+    /// Use the builtin ARK/ASK of this generation: milan, genoa or turin.
+    #[arg(long, value_name = "FAMILY", conflicts_with_all = ["ark", "ask"])]
+    family: Option<Family>,
+    /// Launch digest the report must carry (96 hex chars, see `measurements digest`).
+    #[arg(long, value_name = "HEX")]
+    expect_measurement: Option<String>,
+    /// REPORT_DATA the report must carry (up to 128 hex chars; shorter is zero-padded to 64 bytes).
+    #[arg(long, value_name = "HEX")]
+    expect_report_data: Option<String>,
+    /// Minimum reported TCB, e.g. `bl=3,tee=0,snp=8,ucode=115` (and `fmc=N` on Turin).
+    #[arg(long, value_name = "SPEC")]
+    min_tcb: Option<MinTcb>,
+    /// Accept a guest policy that allows debugging.
+    #[arg(long)]
+    allow_debug: bool,
+    /// Accept an --ark that is not one of AMD's published roots (test chains only).
+    #[arg(long)]
+    allow_unknown_ark: bool,
+    /// Print JSON: {verified, checks: [{name, passed, message}], report}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn cmd_digest(a: &DigestArgs) -> anyhow::Result<bool> {
+    let image = read(&a.image)?;
+    let vcpu_type = match (a.vcpu_type, a.vcpu_sig) {
+        (Some(t), None) => t,
+        (None, Some(s)) => VcpuType::Signature(s),
+        _ => bail!("give exactly one of --vcpu-type and --vcpu-sig"),
+    };
+    let kernel_hashes = match &a.kernel {
+        Some(k) => {
+            let kernel = read(k)?;
+            let initrd = a.initrd.as_deref().map(read).transpose()?;
+            Some(KernelHashes::new(&kernel, initrd.as_deref(), a.append.as_deref()))
+        }
+        None => None,
+    };
+    let info = digest::inspect(&image).with_context(|| format!("{}", a.image.display()))?;
+    if !info.has_sev_metadata {
+        tracing::warn!(
+            "{} has no SEV metadata: measured as ROM pages and VMSAs only (as sev-snp-measure does); \
+             such an image cannot launch under SEV-SNP",
+            a.image.display()
+        );
+    }
+    let opts = DigestOptions { kernel_hashes };
+    let ld = digest::launch_digest(&image, a.vcpus, vcpu_type, a.guest_features, &opts)
+        .with_context(|| format!("{}", a.image.display()))?;
+    let ld_hex = hex::encode(ld);
+    if a.json {
+        let v = json!({
+            "launch_digest": ld_hex,
+            "image": a.image.display().to_string(),
+            "vcpus": a.vcpus,
+            "vcpu_type": vcpu_type.name(),
+            "vcpu_sig": format!("{:#x}", vcpu_type.signature()),
+            "guest_features": format!("{:#x}", a.guest_features),
+            "vmm_type": "QEMU",
+            "kernel": a.kernel.as_ref().map(|p| p.display().to_string()),
+            "initrd": a.initrd.as_ref().map(|p| p.display().to_string()),
+            "append": a.append,
+            "kernel_hashes": opts.kernel_hashes.map(|k| json!({
+                "kernel_sha256": hex::encode(k.kernel),
+                "initrd_sha256": hex::encode(k.initrd),
+                "cmdline_sha256": hex::encode(k.cmdline),
+            })),
+            "image_info": info,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{ld_hex}");
+    }
+    Ok(true)
+}
+
+fn cmd_show_report(a: &ShowReportArgs) -> anyhow::Result<bool> {
+    let bytes = read(&a.report)?;
+    let r = AttestationReport::parse(&bytes).with_context(|| format!("{}", a.report.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("{r}");
+    }
+    Ok(true)
+}
+
+fn cmd_verify_report(a: &VerifyReportArgs) -> anyhow::Result<bool> {
+    let report = read(&a.report)?;
+    let vcek = read(&a.vcek)?;
+    let pems = match (&a.ark, &a.ask) {
+        (Some(ark), Some(ask)) => Some((read(ark)?, read(ask)?)),
+        _ => None,
+    };
+    let certs = match (&pems, a.family) {
+        (Some((ark, ask)), None) => CertSource::Pem { ark, ask },
+        (None, Some(f)) => CertSource::Family(f),
+        _ => bail!("give either --family or both --ark and --ask"),
+    };
+    let opts = VerifyOptions {
+        expect_measurement: a
+            .expect_measurement
+            .as_deref()
+            .map(|s| parse_hex_bytes::<48>(s, false))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--expect-measurement: {e}"))?,
+        expect_report_data: a
+            .expect_report_data
+            .as_deref()
+            .map(|s| parse_hex_bytes::<64>(s, true))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--expect-report-data: {e}"))?,
+        min_tcb: a.min_tcb,
+        allow_debug: a.allow_debug,
+        allow_unknown_ark: a.allow_unknown_ark,
+    };
+    let outcome = verify_report(&report, &vcek, certs, &opts);
+    if a.json {
+        let v = json!({
+            "verified": outcome.verified(),
+            "checks": outcome.checks,
+            "report": outcome.report,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for c in &outcome.checks {
+            println!("{} {}: {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.message);
+        }
+        let failed = outcome.failures().count();
+        if outcome.verified() {
+            println!("VERIFIED: all {} checks passed", outcome.checks.len());
+        } else {
+            println!("NOT VERIFIED: {failed} of {} checks failed", outcome.checks.len());
+        }
+    }
+    Ok(outcome.verified())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Digest(a) => cmd_digest(a),
+        Command::ShowReport(a) => cmd_show_report(a),
+        Command::VerifyReport(a) => cmd_verify_report(a),
+        Command::VerifyLog(a) => verify_log::run(a),
+        Command::VerifyEvidence(a) => verify_evidence::run(a),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
