@@ -1,0 +1,104 @@
+//! Per-principal claims and their salted leaf encoding.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::EvidenceError;
+
+/// Leaf format version.
+pub const LEAF_VERSION: u8 = 1;
+/// Longest principal-specific name (agent, model, tool).
+pub const MAX_NAME: usize = 128;
+/// Largest encoded leaf accepted.
+pub const MAX_LEAF: usize = 4096;
+
+/// What one principal vouches for. Hashes are SHA-256 unless noted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Claim {
+    /// The platform: SNP launch digest (SHA-384, 48 bytes) of the firmware image.
+    Platform { launch_digest: Vec<u8> },
+    /// A Wasm agent: module hash and publisher.
+    Agent { name: String, module_hash: [u8; 32], publisher: String },
+    /// The compiled policy.
+    Policy { digest: [u8; 32] },
+    /// The model / inference proxy: proxy identity (key/measurement digest), model file
+    /// digest and, when the proxy runs on a GPU in CC mode, the GPU evidence digest.
+    Model {
+        name: String,
+        proxy_identity: [u8; 32],
+        model_digest: [u8; 32],
+        gpu_evidence_digest: Option<[u8; 32]>,
+    },
+    /// A tool: its pinned identity (hash of its MCP `tools/list` entry).
+    Tool { name: String, pinned: [u8; 32] },
+    /// The provenance log's Ed25519 public key.
+    LogKey { public: [u8; 32] },
+}
+
+impl Claim {
+    /// The principal's name: `platform`, `agent:<name>`, `policy`, `model:<name>`,
+    /// `tool:<name>`, `log`.
+    pub fn principal(&self) -> String {
+        match self {
+            Claim::Platform { .. } => "platform".into(),
+            Claim::Agent { name, .. } => format!("agent:{name}"),
+            Claim::Policy { .. } => "policy".into(),
+            Claim::Model { name, .. } => format!("model:{name}"),
+            Claim::Tool { name, .. } => format!("tool:{name}"),
+            Claim::LogKey { .. } => "log".into(),
+        }
+    }
+
+    /// Structural checks (the decoder runs them on untrusted leaves).
+    pub fn validate(&self) -> Result<(), EvidenceError> {
+        let name_ok = |n: &str| !n.is_empty() && n.len() <= MAX_NAME && !n.chars().any(char::is_control);
+        match self {
+            Claim::Platform { launch_digest } if launch_digest.len() != 48 => {
+                Err(EvidenceError::Invalid("platform launch digest must be 48 bytes"))
+            }
+            Claim::Agent { name, publisher, .. } if !name_ok(name) || !name_ok(publisher) => {
+                Err(EvidenceError::Invalid("agent name/publisher"))
+            }
+            Claim::Model { name, .. } | Claim::Tool { name, .. } if !name_ok(name) => {
+                Err(EvidenceError::Invalid("model/tool name"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A claim with its per-principal salt: the leaf data of the evidence tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaltedLeaf {
+    pub version: u8,
+    /// 32 random bytes, unique per principal: siblings' hashes reveal nothing about
+    /// their claims (no dictionary attack on small claim spaces).
+    pub salt: [u8; 32],
+    pub claim: Claim,
+}
+
+impl SaltedLeaf {
+    pub fn encode(&self) -> Result<Vec<u8>, EvidenceError> {
+        self.claim.validate()?;
+        postcard::to_allocvec(self).map_err(|_| EvidenceError::Invalid("leaf encoding"))
+    }
+
+    /// Strict decode: size cap, no trailing bytes, known version, valid claim.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EvidenceError> {
+        if bytes.len() > MAX_LEAF {
+            return Err(EvidenceError::TooLarge("leaf"));
+        }
+        let (leaf, rest): (SaltedLeaf, _) =
+            postcard::take_from_bytes(bytes).map_err(|_| EvidenceError::Decode("leaf"))?;
+        if !rest.is_empty() {
+            return Err(EvidenceError::Decode("trailing bytes after leaf"));
+        }
+        if leaf.version != LEAF_VERSION {
+            return Err(EvidenceError::Invalid("unknown leaf version"));
+        }
+        leaf.claim.validate()?;
+        Ok(leaf)
+    }
+}

@@ -1,0 +1,59 @@
+//! JSON view of a bundle (std): hex strings for bytes, the decoded claim alongside.
+
+use std::string::String;
+use std::vec::Vec;
+
+use serde_json::{json, Value};
+
+use crate::bundle::{Binding, Bundle};
+use crate::claim::{Claim, SaltedLeaf};
+
+fn hex(b: &[u8]) -> String {
+    omega_provenance::proof_file::hex(b)
+}
+
+fn claim_json(c: &Claim) -> Value {
+    match c {
+        Claim::Platform { launch_digest } => json!({"kind": "platform", "launch_digest": hex(launch_digest)}),
+        Claim::Agent { name, module_hash, publisher } => {
+            json!({"kind": "agent", "name": name, "module_hash": hex(module_hash), "publisher": publisher})
+        }
+        Claim::Policy { digest } => json!({"kind": "policy", "digest": hex(digest)}),
+        Claim::Model { name, proxy_identity, model_digest, gpu_evidence_digest } => json!({
+            "kind": "model", "name": name, "proxy_identity": hex(proxy_identity),
+            "model_digest": hex(model_digest),
+            "gpu_evidence_digest": gpu_evidence_digest.as_ref().map(|d| hex(d)),
+        }),
+        Claim::Tool { name, pinned } => json!({"kind": "tool", "name": name, "pinned": hex(pinned)}),
+        Claim::LogKey { public } => json!({"kind": "log", "public_key": hex(public)}),
+    }
+}
+
+/// The JSON view (informational; the postcard bytes are authoritative).
+pub fn to_json(b: &Bundle) -> Value {
+    let leaf = SaltedLeaf::decode(&b.leaf).ok();
+    json!({
+        "version": b.version,
+        "monitor_key": hex(&b.monitor_key),
+        "report_nonce": hex(&b.report_nonce),
+        "base": {"size": b.base_size, "root": hex(&b.base_root)},
+        "updates": b.updates.iter().map(|u| json!({
+            "seq": u.seq, "new_size": u.new_size, "new_root": hex(&u.new_root),
+            "consistency": u.consistency.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+            "revoked": u.revoked, "signature": hex(&u.signature),
+        })).collect::<Vec<_>>(),
+        "head": b.head.as_ref().map(|h| json!({"nonce": hex(&h.nonce), "signature": hex(&h.signature)})),
+        "leaf": {
+            "index": b.leaf_index,
+            "bytes": hex(&b.leaf),
+            "salt": leaf.as_ref().map(|l| hex(&l.salt)),
+            "principal": leaf.as_ref().map(|l| l.claim.principal()),
+            "claim": leaf.as_ref().map(|l| claim_json(&l.claim)),
+        },
+        "inclusion": b.inclusion.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        "binding": match &b.binding {
+            Binding::Snp { report } => json!({"kind": "sev-snp", "report": hex(report)}),
+            Binding::Unattested { report_data } => json!({"kind": "UNATTESTED", "report_data": hex(report_data)}),
+        },
+    })
+}
