@@ -1,1 +1,24 @@
+//! x86_64 pieces the loader and the kernel share. Hardware access lives here and in the
+//! two binaries only; everything else in Omega is plain, host-tested logic.
 #![no_std]
+
+pub mod cpu;
+pub mod exceptions;
+pub mod exit;
+pub mod serial;
+
+/// Prints a panic's location and message on the serial port and stops the machine with
+/// the failure exit code. Both binaries' `#[panic_handler]`s end here.
+pub fn panic_report(who: &str, info: &core::panic::PanicInfo<'_>) -> ! {
+    match info.location() {
+        Some(loc) => serial_println!(
+            "{who}: PANIC at {}:{}:{}: {}",
+            loc.file(),
+            loc.line(),
+            loc.column(),
+            info.message()
+        ),
+        None => serial_println!("{who}: PANIC: {}", info.message()),
+    }
+    exit::exit(exit::ExitCode::Failure)
+}

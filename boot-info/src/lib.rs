@@ -1,1 +1,304 @@
+//! What the loader and the kernel agree on: the fixed physical memory plan of the image,
+//! the virtual layout, and the [`BootInfo`] the loader leaves for the kernel.
+//!
+//! Everything here is plain data (`#[repr(C)]`, no pointers), so a kernel built from a
+//! different commit than the loader is caught by [`BootInfo::check`] instead of
+//! misreading memory.
 #![no_std]
+#![forbid(unsafe_code)]
+
+/// Guest-physical memory plan. The first three regions are declared in the image's SEV
+/// metadata, so under SNP they are validated (and measured) by the launch itself.
+pub mod phys {
+    /// SNP secrets page (SEV metadata type 2).
+    pub const SECRETS_PAGE: u64 = 0x80_0000;
+    /// SNP CPUID page (SEV metadata type 3).
+    pub const CPUID_PAGE: u64 = 0x80_1000;
+    /// Start of the loader's pre-validated working memory (SEV metadata type 1).
+    pub const SEC_MEM_START: u64 = 0x80_2000;
+    /// End (exclusive) of the loader's working memory.
+    pub const SEC_MEM_END: u64 = 0x90_0000;
+    /// Early identity page tables built by the reset code: PML4, PDPT, 4 PDs, high PDPT.
+    pub const EARLY_PML4: u64 = 0x80_2000;
+    pub const EARLY_PDPT: u64 = 0x80_3000;
+    pub const EARLY_PD: u64 = 0x80_4000;
+    pub const EARLY_PDPT_HIGH: u64 = 0x80_8000;
+    /// 32-bit IDT used only by the reset code (SEV detection).
+    pub const IDT32: u64 = 0x80_9000;
+    /// Loader stack: grows down from `LOADER_STACK_TOP`.
+    pub const LOADER_STACK_BOTTOM: u64 = 0x80_a000;
+    pub const LOADER_STACK_TOP: u64 = 0x82_0000;
+    /// Frames for the kernel's page tables and the boot info.
+    pub const PT_POOL_START: u64 = 0x82_0000;
+    pub const PT_POOL_END: u64 = SEC_MEM_END;
+    /// Lowest physical address a kernel segment may occupy.
+    pub const KERNEL_PHYS_MIN: u64 = 0x100_0000;
+    /// The RAM the image needs at least (kernel above 16 MiB + stack + heap).
+    pub const MIN_RAM: u64 = 64 << 20;
+}
+
+/// Virtual layout the loader sets up for the kernel.
+pub mod virt {
+    /// All RAM is mapped here (read/write, never executable).
+    pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+    /// The kernel is linked at `KERNEL_BASE + physical address`.
+    pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+    /// Kernel segments must lie in `[KERNEL_BASE + KERNEL_PHYS_MIN, KERNEL_IMAGE_END)`.
+    pub const KERNEL_IMAGE_END: u64 = 0xffff_ffff_9000_0000;
+    /// The boot stack's top; a 4 KiB unmapped guard page sits under its bottom.
+    pub const KERNEL_STACK_TOP: u64 = 0xffff_ffff_a000_0000;
+    pub const KERNEL_STACK_SIZE: u64 = 128 << 10;
+    /// The ROM's top 2 MiB stay mapped here read-only + executable: the loader's last
+    /// instructions (the CR3 switch) run from there. The kernel may unmap it.
+    pub const ROM_ALIAS_BASE: u64 = 0xffff_ffff_ffe0_0000;
+}
+
+pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"OMEGABI\x01");
+pub const BOOT_INFO_VERSION: u32 = 1;
+pub const MAX_E820: usize = 64;
+pub const MAX_CMDLINE: usize = 256;
+pub const MAX_RESERVED: usize = 8;
+
+/// The TEE the loader found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Tee {
+    None = 0,
+    Sev = 1,
+    SevEs = 2,
+    SevSnp = 3,
+}
+
+impl Tee {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Tee::None,
+            1 => Tee::Sev,
+            2 => Tee::SevEs,
+            3 => Tee::SevSnp,
+            _ => return None,
+        })
+    }
+
+    /// The name used in banners and evidence.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tee::None => "none",
+            Tee::Sev => "sev",
+            Tee::SevEs => "sev-es",
+            Tee::SevSnp => "sev-snp",
+        }
+    }
+}
+
+/// E820 memory type: usable RAM.
+pub const E820_RAM: u32 = 1;
+
+/// One E820 entry, as QEMU's fw_cfg `etc/e820` file stores it (20 bytes, little endian).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct E820Entry {
+    pub addr: u64,
+    pub len: u64,
+    pub kind: u32,
+    pub _pad: u32,
+}
+
+impl E820Entry {
+    pub fn end(&self) -> u64 {
+        self.addr.saturating_add(self.len)
+    }
+}
+
+/// A physical range `[start, end)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct PhysRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl PhysRange {
+    pub fn overlaps(&self, other: &PhysRange) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// What the loader leaves for the kernel, in a page of its own.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub struct BootInfo {
+    pub magic: u64,
+    pub version: u32,
+    /// A [`Tee`] value.
+    pub tee: u32,
+    /// The SEV_STATUS MSR (0 without SEV).
+    pub sev_status: u64,
+    pub e820_count: u32,
+    pub reserved_count: u32,
+    pub e820: [E820Entry; MAX_E820],
+    /// Physical ranges the kernel must not reuse (loader memory, kernel image and stack).
+    pub reserved: [PhysRange; MAX_RESERVED],
+    /// First physical address after everything the loader placed for the kernel.
+    pub kernel_phys_end: u64,
+    /// Physical address of the page-table root the kernel runs on.
+    pub pml4_phys: u64,
+    pub cmdline_len: u32,
+    pub _pad: u32,
+    pub cmdline: [u8; MAX_CMDLINE],
+    /// SHA-256 of the kernel ELF, as checked by the loader.
+    pub kernel_sha256: [u8; 32],
+}
+
+/// Why a boot info is not usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootInfoError {
+    BadMagic,
+    BadVersion(u32),
+    BadTee(u32),
+    BadCounts,
+}
+
+impl BootInfo {
+    pub const fn empty() -> Self {
+        BootInfo {
+            magic: BOOT_INFO_MAGIC,
+            version: BOOT_INFO_VERSION,
+            tee: Tee::None as u32,
+            sev_status: 0,
+            e820_count: 0,
+            reserved_count: 0,
+            e820: [E820Entry { addr: 0, len: 0, kind: 0, _pad: 0 }; MAX_E820],
+            reserved: [PhysRange { start: 0, end: 0 }; MAX_RESERVED],
+            kernel_phys_end: 0,
+            pml4_phys: 0,
+            cmdline_len: 0,
+            _pad: 0,
+            cmdline: [0; MAX_CMDLINE],
+            kernel_sha256: [0; 32],
+        }
+    }
+
+    /// Checks the header and counts; the kernel calls this before trusting anything else.
+    pub fn check(&self) -> Result<Tee, BootInfoError> {
+        if self.magic != BOOT_INFO_MAGIC {
+            return Err(BootInfoError::BadMagic);
+        }
+        if self.version != BOOT_INFO_VERSION {
+            return Err(BootInfoError::BadVersion(self.version));
+        }
+        if self.e820_count as usize > MAX_E820
+            || self.reserved_count as usize > MAX_RESERVED
+            || self.cmdline_len as usize > MAX_CMDLINE
+        {
+            return Err(BootInfoError::BadCounts);
+        }
+        Tee::from_u32(self.tee).ok_or(BootInfoError::BadTee(self.tee))
+    }
+
+    pub fn e820(&self) -> &[E820Entry] {
+        &self.e820[..(self.e820_count as usize).min(MAX_E820)]
+    }
+
+    pub fn reserved(&self) -> &[PhysRange] {
+        &self.reserved[..(self.reserved_count as usize).min(MAX_RESERVED)]
+    }
+
+    pub fn cmdline(&self) -> &str {
+        let b = &self.cmdline[..(self.cmdline_len as usize).min(MAX_CMDLINE)];
+        core::str::from_utf8(b).unwrap_or("")
+    }
+
+    /// Bytes of usable RAM the E820 map reports.
+    pub fn usable_ram(&self) -> u64 {
+        self.e820().iter().filter(|e| e.kind == E820_RAM).map(|e| e.len).fold(0, u64::saturating_add)
+    }
+
+    /// The largest usable RAM range that overlaps no reserved range, after cutting the
+    /// reserved ranges out of every usable entry. Used for the boot heap.
+    pub fn largest_free_range(&self) -> Option<PhysRange> {
+        let mut best: Option<PhysRange> = None;
+        for e in self.e820().iter().filter(|e| e.kind == E820_RAM) {
+            // Split the entry at reserved ranges: walk candidate starts.
+            let mut start = e.addr.max(0x1000);
+            let end = e.end();
+            while start < end {
+                let mut piece_end = end;
+                let mut blocked = None;
+                for r in self.reserved() {
+                    if r.start <= start && start < r.end {
+                        blocked = Some(r.end);
+                        break;
+                    }
+                    if r.start > start && r.start < piece_end {
+                        piece_end = r.start;
+                    }
+                }
+                if let Some(next) = blocked {
+                    start = next;
+                    continue;
+                }
+                let piece = PhysRange { start, end: piece_end };
+                if best.is_none_or(|b| piece.end - piece.start > b.end - b.start) {
+                    best = Some(piece);
+                }
+                start = piece_end;
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(e820: &[(u64, u64, u32)], reserved: &[(u64, u64)]) -> BootInfo {
+        let mut b = BootInfo::empty();
+        for (i, &(addr, len, kind)) in e820.iter().enumerate() {
+            b.e820[i] = E820Entry { addr, len, kind, _pad: 0 };
+        }
+        b.e820_count = e820.len() as u32;
+        for (i, &(start, end)) in reserved.iter().enumerate() {
+            b.reserved[i] = PhysRange { start, end };
+        }
+        b.reserved_count = reserved.len() as u32;
+        b
+    }
+
+    #[test]
+    fn check_rejects_bad_headers() {
+        let mut b = BootInfo::empty();
+        assert_eq!(b.check(), Ok(Tee::None));
+        b.e820_count = MAX_E820 as u32 + 1;
+        assert_eq!(b.check(), Err(BootInfoError::BadCounts));
+        b.e820_count = 0;
+        b.tee = 9;
+        assert_eq!(b.check(), Err(BootInfoError::BadTee(9)));
+        b.magic = 0;
+        assert_eq!(b.check(), Err(BootInfoError::BadMagic));
+    }
+
+    #[test]
+    fn free_range_skips_reserved() {
+        let b = info(
+            &[(0, 0x9fc00, 1), (0x100000, 0x7f00000, 1), (0xfeffc000, 0x4000, 2)],
+            &[(0x800000, 0x900000), (0x1000000, 0x1200000)],
+        );
+        assert_eq!(b.usable_ram(), 0x9fc00 + 0x7f00000);
+        assert_eq!(b.largest_free_range(), Some(PhysRange { start: 0x1200000, end: 0x8000000 }));
+        // A reserved range covering everything leaves only the low piece.
+        let b = info(&[(0, 0x9fc00, 1), (0x100000, 0x1000000, 1)], &[(0x100000, 0x1100000)]);
+        assert_eq!(b.largest_free_range(), Some(PhysRange { start: 0x1000, end: 0x9fc00 }));
+        assert_eq!(info(&[], &[]).largest_free_range(), None);
+    }
+
+    #[test]
+    fn layout_is_consistent() {
+        use phys::*;
+        assert!(SECRETS_PAGE < CPUID_PAGE && CPUID_PAGE < SEC_MEM_START);
+        assert!(EARLY_PDPT_HIGH + 0x1000 <= IDT32 && IDT32 + 0x1000 <= LOADER_STACK_BOTTOM);
+        assert!(LOADER_STACK_TOP <= PT_POOL_START && PT_POOL_END <= KERNEL_PHYS_MIN);
+        assert!(core::mem::size_of::<BootInfo>() <= 4096);
+    }
+}

@@ -1,0 +1,70 @@
+//! COM1 (16550 UART at I/O port 0x3f8): the console of the loader and the kernel.
+
+use core::fmt;
+
+const COM1: u16 = 0x3f8;
+
+fn outb(port: u16, value: u8) {
+    // SAFETY: writes to the COM1 UART's registers, which the firmware owns; no memory is
+    // touched. Under SEV-ES/SNP this would raise #VC, and the image refuses those
+    // platforms before any Rust code runs (see the loader's reset code).
+    unsafe { x86_64::instructions::port::Port::new(port).write(value) }
+}
+
+fn inb(port: u16) -> u8 {
+    // SAFETY: as in `outb`: reads a UART register, no memory effects.
+    unsafe { x86_64::instructions::port::Port::new(port).read() }
+}
+
+/// Programs 115200 baud, 8N1, FIFOs on.
+pub fn init() {
+    outb(COM1 + 1, 0x00); // no interrupts
+    outb(COM1 + 3, 0x80); // DLAB
+    outb(COM1, 0x01); // divisor 1 = 115200
+    outb(COM1 + 1, 0x00);
+    outb(COM1 + 3, 0x03); // 8N1
+    outb(COM1 + 2, 0xc7); // FIFO on, cleared
+    outb(COM1 + 4, 0x03); // DTR + RTS
+}
+
+fn write_byte(b: u8) {
+    // Bounded wait for the transmitter: a wedged or absent UART must not hang the boot.
+    for _ in 0..100_000 {
+        if inb(COM1 + 5) & 0x20 != 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    outb(COM1, b);
+}
+
+/// A stateless writer: every instance talks to the same UART.
+pub struct Serial;
+
+impl fmt::Write for Serial {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                write_byte(b'\r');
+            }
+            write_byte(b);
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments<'_>) {
+    let _ = fmt::Write::write_fmt(&mut Serial, args);
+}
+
+#[macro_export]
+macro_rules! serial_print {
+    ($($arg:tt)*) => { $crate::serial::_print(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! serial_println {
+    () => { $crate::serial_print!("\n") };
+    ($($arg:tt)*) => { $crate::serial::_print(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -1,0 +1,188 @@
+//! Builds Omega's boot image: compiles the loader and the kernel for
+//! `x86_64-unknown-none`, and lays them out in one flat file that QEMU maps below 4 GiB
+//! (`-bios omega.bin`).
+//!
+//! ```text
+//! offset 0                     kernel ELF (read by the loader, SHA-256 in the footer)
+//! ...                          zero padding
+//! size - 256 KiB               loader (64-bit code, then the 16/32-bit reset code)
+//! size - 0x1000                SEV metadata ("ASEV")
+//! ... size - 0x20              GUID table (Omega kernel entry, SEV metadata, SEV-ES reset)
+//! size - 0x10                  reset vector
+//! ```
+//!
+//! The bytes depend only on the source: paths are remapped, nothing records time, and the
+//! `image` profile uses one codegen unit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use firmware_layout::{
+    FooterBuilder, KernelEntry, OMEGA_KERNEL_GUID, SEV_ES_RESET_BLOCK_GUID, SEV_METADATA_GUID, Section, SectionKind,
+    TABLE_END_FROM_IMAGE_END, encode_sev_metadata,
+};
+use object::elf::PT_LOAD;
+use object::read::elf::{ElfFile64, ProgramHeader};
+use object::{Endianness, Object, ObjectSymbol};
+use omega_boot_info::phys;
+use sha2::{Digest, Sha256};
+
+/// The loader's share at the top of the image (its linker script starts at 4 GiB - this).
+pub const LOADER_REGION: u64 = 0x4_0000;
+/// The top page holds the footer: SEV metadata at its start, the table at its end.
+pub const FOOTER_PAGE: u64 = 0x1000;
+const FOUR_GIB: u64 = 1 << 32;
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The workspace root (holding Cargo.toml).
+    pub root: PathBuf,
+    /// Cargo target directory for the bare-metal build.
+    pub target_dir: PathBuf,
+    /// Build the kernel with its test hooks (QEMU fault-injection tests only).
+    pub test_hooks: bool,
+}
+
+impl Options {
+    /// The workspace this tool was built from, with its usual target directory.
+    pub fn for_workspace(test_hooks: bool) -> Options {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("image-build lives in the workspace").to_path_buf();
+        let variant = if test_hooks { "test-hooks" } else { "release" };
+        Options { target_dir: root.join("target").join("image-build").join(variant), root, test_hooks }
+    }
+}
+
+/// The finished image and what went into it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub bytes: Vec<u8>,
+    pub kernel: KernelEntry,
+    pub loader_len: u64,
+    /// Where application processors start (the SEV-ES reset block).
+    pub ap_reset_eip: u32,
+}
+
+impl Image {
+    pub fn sha256(&self) -> [u8; 32] {
+        Sha256::digest(&self.bytes).into()
+    }
+}
+
+/// Compiles the loader and the kernel; returns the two ELF files.
+pub fn compile(opts: &Options) -> Result<(PathBuf, PathBuf)> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_default();
+    // Remapping the two paths that differ between machines keeps them out of panic
+    // messages, so two checkouts build the same bytes.
+    let flags = [
+        "-Crelocation-model=static".to_string(),
+        format!("--remap-path-prefix={}=/omega", opts.root.display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+    ];
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&opts.root)
+        .args(["build", "--locked", "--profile", "image", "--target", TARGET, "-p", "omega-loader", "-p", "omega-kernel"])
+        .env("CARGO_TARGET_DIR", &opts.target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS");
+    if opts.test_hooks {
+        cmd.args(["--features", "omega-kernel/test-hooks"]);
+    }
+    let status = cmd.status().context("running cargo to build the loader and the kernel")?;
+    ensure!(status.success(), "cargo failed to build the loader and the kernel ({status})");
+    let out = opts.target_dir.join(TARGET).join("image");
+    Ok((out.join("omega-loader"), out.join("omega-kernel")))
+}
+
+/// Lays out an image from the two ELF files' bytes.
+pub fn assemble(loader_elf: &[u8], kernel_elf: &[u8]) -> Result<Image> {
+    let kernel_len = kernel_elf.len() as u64;
+    let size = kernel_len.div_ceil(0x1_0000) * 0x1_0000 + LOADER_REGION;
+    ensure!(size <= 16 << 20, "image would be {size} bytes; the loader accepts at most 16 MiB");
+    let base = FOUR_GIB - size;
+    let mut bytes = vec![0u8; size as usize];
+    bytes[..kernel_elf.len()].copy_from_slice(kernel_elf);
+
+    let loader = ElfFile64::<Endianness>::parse(loader_elf).context("parsing the loader ELF")?;
+    let endian = loader.endian();
+    let loader_start = FOUR_GIB - LOADER_REGION;
+    let footer = (FOUR_GIB - FOOTER_PAGE)..(FOUR_GIB - TABLE_END_FROM_IMAGE_END as u64);
+    let mut loader_len = 0;
+    for ph in loader.elf_program_headers() {
+        if ph.p_type(endian) != PT_LOAD {
+            continue;
+        }
+        let data = ph.data(endian, loader_elf).map_err(|()| anyhow::anyhow!("loader segment outside its file"))?;
+        if data.is_empty() {
+            continue;
+        }
+        // The ROM position is the physical (load) address, not the 64-bit alias it runs at.
+        let paddr = ph.p_paddr(endian);
+        let end = paddr + data.len() as u64;
+        if paddr < loader_start || end > FOUR_GIB {
+            bail!("loader segment {paddr:#x}..{end:#x} lies outside the top {LOADER_REGION:#x} bytes of the ROM");
+        }
+        if paddr < footer.end && footer.start < end {
+            bail!("loader segment {paddr:#x}..{end:#x} overlaps the footer page");
+        }
+        let off = (paddr - base) as usize;
+        bytes[off..off + data.len()].copy_from_slice(data);
+        loader_len += data.len() as u64;
+    }
+    let ap_reset = loader
+        .symbols()
+        .find(|s| s.name() == Ok("omega_ap_reset"))
+        .context("the loader has no omega_ap_reset symbol")?
+        .address();
+    let ap_reset_eip = u32::try_from(ap_reset).context("omega_ap_reset lies above 4 GiB")?;
+
+    let metadata = encode_sev_metadata(&[
+        Section { gpa: phys::SECRETS_PAGE as u32, size: 0x1000, kind: SectionKind::SnpSecrets },
+        Section { gpa: phys::CPUID_PAGE as u32, size: 0x1000, kind: SectionKind::Cpuid },
+        Section {
+            gpa: phys::SEC_MEM_START as u32,
+            size: (phys::SEC_MEM_END - phys::SEC_MEM_START) as u32,
+            kind: SectionKind::SnpSecMem,
+        },
+    ]);
+    let meta_off = (size - FOOTER_PAGE) as usize;
+    bytes[meta_off..meta_off + metadata.len()].copy_from_slice(&metadata);
+
+    let kernel = KernelEntry {
+        image_size: size as u32,
+        offset: 0,
+        len: kernel_elf.len(),
+        sha256: Sha256::digest(kernel_elf).into(),
+    };
+    let table = FooterBuilder::new()
+        .entry(OMEGA_KERNEL_GUID, &kernel.encode())
+        .entry(SEV_METADATA_GUID, &(FOOTER_PAGE as u32).to_le_bytes())
+        .entry(SEV_ES_RESET_BLOCK_GUID, &ap_reset_eip.to_le_bytes())
+        .build()
+        .map_err(|len| anyhow::anyhow!("footer table of {len} bytes is too long"))?;
+    let table_end = size as usize - TABLE_END_FROM_IMAGE_END;
+    let table_start = table_end - table.len();
+    ensure!(table_start >= meta_off + metadata.len(), "footer table overlaps the SEV metadata");
+    bytes[table_start..table_end].copy_from_slice(&table);
+
+    Ok(Image { bytes, kernel, loader_len, ap_reset_eip })
+}
+
+/// Compiles and assembles.
+pub fn build(opts: &Options) -> Result<Image> {
+    let (loader, kernel) = compile(opts)?;
+    let loader = std::fs::read(&loader).with_context(|| format!("reading {}", loader.display()))?;
+    let kernel = std::fs::read(&kernel).with_context(|| format!("reading {}", kernel.display()))?;
+    assemble(&loader, &kernel)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,237 @@
+//! The loader on the hardware: the reset code (`reset.s`) and the 64-bit steps that load
+//! the kernel.
+
+use core::fmt::Display;
+
+use firmware_layout::GuidTable;
+use omega_arch::exceptions::{self, Gate, Idt};
+use omega_arch::exit::{ExitCode, exit};
+use omega_arch::{cpu, serial, serial_println};
+use omega_boot_info::{BootInfo, E820_RAM, PhysRange, Tee, phys, virt};
+use omega_loader::{elf, fwcfg, paging};
+use sha2::{Digest, Sha256};
+
+core::arch::global_asm!(
+    include_str!("reset.s"),
+    stack_top = const phys::LOADER_STACK_TOP,
+    idt32 = const phys::IDT32,
+    pml4 = const phys::EARLY_PML4,
+    pdpt = const phys::EARLY_PDPT,
+    pd = const phys::EARLY_PD,
+    pdpt_high = const phys::EARLY_PDPT_HIGH,
+    options(att_syntax)
+);
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The ROM can be at most this large (and must be a multiple of 64 KiB).
+const MAX_ROM: u32 = 16 << 20;
+const FOUR_GIB: u64 = 1 << 32;
+/// Never map more RAM than this into the direct map (64 GiB).
+const MAX_DIRECT_MAP: u64 = 64 << 30;
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    omega_arch::panic_report("omega-loader", info)
+}
+
+fn fatal(what: &str, err: impl Display) -> ! {
+    serial_println!("omega-loader: FATAL: {what}: {err}");
+    exit(ExitCode::Failure)
+}
+
+struct PortIo;
+
+impl fwcfg::FwCfgIo for PortIo {
+    fn select(&mut self, key: u16) {
+        // SAFETY: the fw_cfg selector port only changes which item the data port reads.
+        unsafe { x86_64::instructions::port::Port::<u16>::new(fwcfg::SELECTOR_PORT).write(key) }
+    }
+    fn read(&mut self, buf: &mut [u8]) {
+        let mut port = x86_64::instructions::port::Port::<u8>::new(fwcfg::DATA_PORT);
+        for b in buf {
+            // SAFETY: reading the fw_cfg data port has no effect beyond advancing it.
+            *b = unsafe { port.read() };
+        }
+    }
+}
+
+/// Page-table frames from the loader's pool, reached through the identity map.
+struct Pool {
+    next: u64,
+    end: u64,
+}
+
+impl paging::Frames for Pool {
+    fn alloc(&mut self) -> Option<u64> {
+        if self.next + paging::SIZE_4K > self.end {
+            return None;
+        }
+        let pa = self.next;
+        self.next += paging::SIZE_4K;
+        // SAFETY: the pool lies in the loader's reserved RAM (below 4 GiB, identity
+        // mapped) and each frame is handed out once.
+        unsafe { core::ptr::write_bytes(pa as *mut u8, 0, paging::SIZE_4K as usize) };
+        Some(pa)
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
+        // SAFETY: `pa` is a frame this pool handed out (all page aligned, identity mapped,
+        // used only as page tables), and the mapper holds one table reference at a time.
+        unsafe { &mut *(pa as *mut [u64; 512]) }
+    }
+}
+
+/// The RAM entry that wholly contains `[start, end)`, if any.
+fn in_ram(info: &BootInfo, start: u64, end: u64) -> bool {
+    info.e820().iter().any(|e| e.kind == E820_RAM && e.addr <= start && end <= e.end())
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn omega_loader_main() -> ! {
+    serial::init();
+    serial_println!("omega-loader {VERSION}: long mode");
+
+    // The IDT lives in this frame, which never returns.
+    let mut idt = Idt { gates: [Gate::default(); 32] };
+    exceptions::fill(&mut idt, 0);
+    // SAFETY: `idt` stays in place until the kernel loads its own.
+    unsafe { exceptions::load(&idt) };
+
+    let sev = cpu::detect_sev();
+    if sev.sev_active() {
+        // The reset code refuses SEV; reaching here means the two checks disagree.
+        fatal("SEV", "SEV_STATUS says active, but the reset code did not see it");
+    }
+
+    let mut info = BootInfo::empty();
+    info.tee = Tee::None as u32;
+    info.sev_status = sev.sev_status;
+
+    let mut io = PortIo;
+    fwcfg::probe(&mut io).unwrap_or_else(|e| fatal("fw_cfg", e));
+    let n = fwcfg::read_e820(&mut io, &mut info.e820).unwrap_or_else(|e| fatal("memory map (fw_cfg etc/e820)", e));
+    info.e820_count = n as u32;
+    match fwcfg::read_file(&mut io, "opt/omega/cmdline", &mut info.cmdline) {
+        Ok(len) => info.cmdline_len = len as u32,
+        Err(fwcfg::FwCfgError::NotFound) => {}
+        Err(e) => fatal("command line (fw_cfg opt/omega/cmdline)", e),
+    }
+    let ram = info.usable_ram();
+    serial_println!("omega-loader: {} MiB RAM in {n} e820 entries", ram >> 20);
+    if ram < phys::MIN_RAM {
+        fatal("memory", format_args!("{} MiB RAM, at least {} MiB needed", ram >> 20, phys::MIN_RAM >> 20));
+    }
+
+    // The ROM: read the top page first to learn its size, then the whole of it.
+    // SAFETY: the top 4 KiB below 4 GiB is always the firmware ROM (where the CPU reset),
+    // identity mapped and never written.
+    let top = unsafe { core::slice::from_raw_parts((FOUR_GIB - 0x1000) as *const u8, 0x1000) };
+    let rom_size = GuidTable::parse(top)
+        .and_then(|t| t.declared_image_size())
+        .unwrap_or_else(|e| fatal("image footer", e));
+    if rom_size % 0x1_0000 != 0 || rom_size < 0x1_0000 || rom_size > MAX_ROM {
+        fatal("image footer", format_args!("declared image size {rom_size:#x} is not a multiple of 64 KiB up to 16 MiB"));
+    }
+    // SAFETY: the ROM is mapped in full below 4 GiB; its size was just checked.
+    let rom = unsafe { core::slice::from_raw_parts((FOUR_GIB - u64::from(rom_size)) as *const u8, rom_size as usize) };
+    let table = GuidTable::parse(rom).unwrap_or_else(|e| fatal("image footer", e));
+    let entry = table.kernel().unwrap_or_else(|e| fatal("image footer", e));
+    let elf_bytes = &rom[entry.offset..entry.offset + entry.len];
+    let digest: [u8; 32] = Sha256::digest(elf_bytes).into();
+    // SECURITY: under plain QEMU nothing else notices a corrupted ROM; under SNP the launch
+    // digest covers it, and this check costs little.
+    if digest != entry.sha256 {
+        fatal("kernel", "SHA-256 of the kernel ELF does not match the image footer (corrupted image)");
+    }
+    info.kernel_sha256 = digest;
+
+    let kmin = virt::KERNEL_BASE + phys::KERNEL_PHYS_MIN;
+    let kernel = elf::Kernel::parse(elf_bytes, kmin, virt::KERNEL_IMAGE_END).unwrap_or_else(|e| fatal("kernel ELF", e));
+    let phys_end = kernel.vend() - virt::KERNEL_BASE;
+    let stack_phys = phys_end;
+    let stack_end = stack_phys + virt::KERNEL_STACK_SIZE;
+    if stack_end > FOUR_GIB || !in_ram(&info, phys::KERNEL_PHYS_MIN, stack_end) {
+        fatal("kernel", format_args!("image and stack need RAM at {:#x}..{stack_end:#x}", phys::KERNEL_PHYS_MIN));
+    }
+    for seg in kernel.segments() {
+        let pa = seg.vaddr - virt::KERNEL_BASE;
+        let data = kernel.data(seg);
+        // SAFETY: [pa, pa + mem_len) lies in RAM checked above, below 4 GiB (identity
+        // mapped), above the loader's own memory, and segments do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len());
+            core::ptr::write_bytes((pa + data.len() as u64) as *mut u8, 0, (seg.mem_len - data.len() as u64) as usize);
+        }
+    }
+
+    let mut pool = Pool { next: phys::PT_POOL_START, end: phys::PT_POOL_END };
+    let root = paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("page tables", "pool empty"));
+    let map_err = |e: paging::MapError| -> ! { fatal("page tables", e) };
+
+    // Direct map of RAM: writable, never executable.
+    for e in info.e820().iter().filter(|e| e.kind == E820_RAM) {
+        let start = e.addr / paging::SIZE_2M * paging::SIZE_2M;
+        let end = e.end().min(MAX_DIRECT_MAP).div_ceil(paging::SIZE_2M) * paging::SIZE_2M;
+        let mut pa = start;
+        while pa < end {
+            match paging::map(&mut pool, root, virt::DIRECT_MAP_BASE + pa, pa, paging::SIZE_2M, paging::WRITABLE | paging::NO_EXECUTE) {
+                Ok(()) | Err(paging::MapError::AlreadyMapped(_)) => {}
+                Err(e) => map_err(e),
+            }
+            pa += paging::SIZE_2M;
+        }
+    }
+    // Kernel segments with their own permissions: W^X, and NX on everything not code.
+    for seg in kernel.segments() {
+        let flags = match (seg.writable(), seg.executable()) {
+            (true, _) => paging::WRITABLE | paging::NO_EXECUTE,
+            (false, true) => 0,
+            (false, false) => paging::NO_EXECUTE,
+        };
+        let len = seg.vend_page() - seg.vaddr;
+        paging::map_range(&mut pool, root, seg.vaddr, seg.vaddr - virt::KERNEL_BASE, len, flags).unwrap_or_else(|e| map_err(e));
+    }
+    // The stack, with the page under it left unmapped as a guard.
+    // SAFETY: the stack frames are RAM checked above and belong to nobody else.
+    unsafe { core::ptr::write_bytes(stack_phys as *mut u8, 0, virt::KERNEL_STACK_SIZE as usize) };
+    let stack_bottom = virt::KERNEL_STACK_TOP - virt::KERNEL_STACK_SIZE;
+    paging::map_range(&mut pool, root, stack_bottom, stack_phys, virt::KERNEL_STACK_SIZE, paging::WRITABLE | paging::NO_EXECUTE)
+        .unwrap_or_else(|e| map_err(e));
+    // The ROM's top 2 MiB, read-only and executable: this code runs from there while it
+    // switches to the new tables.
+    paging::map(&mut pool, root, virt::ROM_ALIAS_BASE, FOUR_GIB - paging::SIZE_2M, paging::SIZE_2M, 0).unwrap_or_else(|e| map_err(e));
+
+    let info_pa = paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("boot info", "pool empty"));
+    info.reserved[0] = PhysRange { start: phys::SECRETS_PAGE, end: phys::PT_POOL_END };
+    info.reserved[1] = PhysRange { start: phys::KERNEL_PHYS_MIN, end: stack_end };
+    info.reserved_count = 2;
+    info.kernel_phys_end = stack_end;
+    info.pml4_phys = root;
+    // SAFETY: `info_pa` is a fresh, zeroed pool frame and BootInfo fits in 4 KiB.
+    unsafe { core::ptr::write(info_pa as *mut BootInfo, info) };
+
+    serial_println!(
+        "omega-loader: kernel {} KiB at {:#x}, entry {:#x}; {} page-table frames; jumping",
+        entry.len >> 10,
+        phys::KERNEL_PHYS_MIN,
+        kernel.entry,
+        (pool.next - phys::PT_POOL_START) / paging::SIZE_4K
+    );
+    // SAFETY: the new tables map the kernel (entry included), its stack, the boot info
+    // (direct map) and this code (ROM alias); after the CR3 write nothing here touches
+    // memory before the jump. The fake return address keeps the ABI's stack alignment.
+    unsafe {
+        core::arch::asm!(
+            "mov cr3, {root}",
+            "mov rsp, {stack}",
+            "push 0",
+            "xor ebp, ebp",
+            "jmp {entry}",
+            root = in(reg) root,
+            stack = in(reg) virt::KERNEL_STACK_TOP,
+            entry = in(reg) kernel.entry,
+            in("rdi") virt::DIRECT_MAP_BASE + info_pa,
+            options(noreturn)
+        )
+    }
+}
