@@ -133,6 +133,12 @@ impl Issuer {
         Ok(u)
     }
 
+    /// Inclusion proof of leaf `index` in the current published head (hashes only).
+    pub fn inclusion_proof(&self, index: u64) -> Option<alloc::vec::Vec<Hash>> {
+        let head = self.head.as_ref()?;
+        self.tree.inclusion_proof(index, head.size).ok()
+    }
+
     /// Cuts principal `principal`'s bundle. `binding` is the hardware report obtained for the
     /// REPORT_DATA from [`Issuer::attest`] or `None` for an unattested platform. `fresh_nonce`:
     /// a verifier nonce to sign the current head for.
