@@ -1,1 +1,31 @@
+//! Omega's compiled policy: the binary form and its `no_std` evaluator.
+//!
+//! The policy compiler (`policy-compiler`) turns the policy language into a [`Policy`] and
+//! serialises it with [`encode`]; the monitor loads the bytes with [`decode`] (which checks the
+//! header, the postcard body and every index, and never panics) and calls
+//! [`Policy::evaluate`] for each external interaction of an agent. Evaluation does not
+//! allocate: it borrows the request and a [`State`] (context labels and rate-limit counts),
+//! and returns a [`Decision`] that names the rule which made it.
+//!
+//! [`Session`] keeps the per-agent state (labels, fixed-window counters) without allocating.
+//!
+//! The precedence of the checks is documented in `docs/policy.md` and implemented in
+//! [`Policy::evaluate`]; the Rego emitted by the compiler follows the same order.
 #![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod format;
+mod eval;
+mod session;
+
+pub use eval::{Action, Arg, Decision, Request, RuleName, RuleRef, State, Value};
+pub use format::{
+    decode, encode, Agent, Constraint, DecodeError, Effect, Limit, Lit, Op, Policy, Rule, RuleAction,
+    Source, Subject, Target, FORMAT_VERSION, MAGIC, MAX_AGENTS, MAX_LABELS, MAX_LIMITS,
+};
+pub use session::Session;
+
+/// A set of labels: bit `i` is the policy's label `i` (at most [`MAX_LABELS`]).
+pub type LabelSet = u64;

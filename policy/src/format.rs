@@ -1,0 +1,345 @@
+//! The binary form: `MAGIC` (4 bytes) ‖ version (u16, little endian) ‖ postcard([`Policy`]).
+//!
+//! Strings are borrowed from the input bytes, so a decoded policy lives as long as its blob.
+//! [`decode`] rejects trailing bytes, unknown versions, and any index, label bit or operator
+//! that does not fit the rest of the policy, so the evaluator can trust what it reads.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::LabelSet;
+
+/// First four bytes of every compiled policy.
+pub const MAGIC: [u8; 4] = *b"OMPL";
+/// Version of the binary form this crate reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Most labels a policy may declare (they are bits of a `u64`).
+pub const MAX_LABELS: usize = 64;
+/// Most agents a policy may declare (rule agent sets are bits of a `u64`).
+pub const MAX_AGENTS: usize = 64;
+/// Most rate limits a policy may declare ([`crate::Session`] keeps a fixed array).
+pub const MAX_LIMITS: usize = 64;
+/// Most rules, tools, models and sources (each); keeps decode and evaluation bounded.
+pub const MAX_ITEMS: usize = 4096;
+/// Most constraints in one rule and most members in one `in [...]` set.
+pub const MAX_CONSTRAINTS: usize = 256;
+
+/// A compiled policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy<'a> {
+    /// The policy's name (from `policy "name"`).
+    pub name: &'a str,
+    /// Label names; label `i` is bit `i` of a [`LabelSet`].
+    #[serde(borrow)]
+    pub labels: Vec<&'a str>,
+    /// Agents; index `i` is bit `i` of a rule's agent set.
+    #[serde(borrow)]
+    pub agents: Vec<Agent<'a>>,
+    /// MCP tools, named `server.tool`.
+    #[serde(borrow)]
+    pub tools: Vec<Target<'a>>,
+    /// Models behind the inference proxy.
+    #[serde(borrow)]
+    pub models: Vec<Target<'a>>,
+    /// Data sources.
+    #[serde(borrow)]
+    pub sources: Vec<Source<'a>>,
+    /// Rules in source order.
+    #[serde(borrow)]
+    pub rules: Vec<Rule<'a>>,
+    /// Rate limits in source order.
+    #[serde(borrow)]
+    pub limits: Vec<Limit<'a>>,
+}
+
+/// An agent: name, Wasm module hash, and the labels messages *to* it may carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent<'a> {
+    pub name: &'a str,
+    pub hash: [u8; 32],
+    pub cleared: LabelSet,
+}
+
+/// A tool or a model: name, pinned identity hash, clearance, labels its results carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    /// Tools: SHA-256 of the canonical `tools/list` entry. Models: the proxy identity.
+    pub hash: [u8; 32],
+    pub cleared: LabelSet,
+    pub result: LabelSet,
+}
+
+/// A data source and the labels data read from it carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub labels: LabelSet,
+}
+
+/// What a rule decides when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    Allow,
+    Deny,
+    Confirm,
+}
+
+/// The kind of action a rule or limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleAction {
+    Infer,
+    Call,
+    Read,
+    Send,
+}
+
+/// A rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule<'a> {
+    pub name: &'a str,
+    pub effect: Effect,
+    pub action: RuleAction,
+    /// Index into tools / models / sources / agents (by `action`); `None` matches any.
+    pub target: Option<u16>,
+    /// Agents the rule applies to; `None` means every agent.
+    pub agents: Option<u64>,
+    /// All must hold.
+    #[serde(borrow)]
+    pub constraints: Vec<Constraint<'a>>,
+    /// Labels this rule lets out to a destination not cleared for them.
+    pub declassify: LabelSet,
+}
+
+/// A rate limit: at most `max` allowed matching actions per `window_secs` (fixed window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit<'a> {
+    pub name: &'a str,
+    pub action: RuleAction,
+    pub target: Option<u16>,
+    pub agents: Option<u64>,
+    pub max: u32,
+    pub window_secs: u32,
+}
+
+/// What a constraint looks at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Subject<'a> {
+    /// A tool argument by dotted path (`patient.id`); only in `call` rules.
+    Arg(&'a str),
+    /// The requested token budget; only in `infer` rules.
+    MaxTokens,
+    /// The path read; only in `read` rules.
+    Path,
+}
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// String prefix.
+    Prefix,
+    /// Membership in a set literal.
+    In,
+}
+
+/// A literal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Lit<'a> {
+    Int(i64),
+    Str(&'a str),
+    Bool(bool),
+    Ints(Vec<i64>),
+    #[serde(borrow)]
+    Strs(Vec<&'a str>),
+}
+
+/// `subject op value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraint<'a> {
+    #[serde(borrow)]
+    pub subject: Subject<'a>,
+    pub op: Op,
+    #[serde(borrow)]
+    pub value: Lit<'a>,
+}
+
+/// Why a blob is not a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than the header or not starting with [`MAGIC`].
+    BadMagic,
+    /// A version this evaluator does not read.
+    Version(u16),
+    /// The postcard body does not parse.
+    Body,
+    /// Bytes after the body.
+    TrailingBytes,
+    /// The body parses but is inconsistent; the text says what.
+    Invalid(&'static str),
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::BadMagic => f.write_str("not a compiled Omega policy (bad magic)"),
+            DecodeError::Version(v) => write!(f, "unsupported policy format version {v}"),
+            DecodeError::Body => f.write_str("malformed policy body"),
+            DecodeError::TrailingBytes => f.write_str("trailing bytes after policy body"),
+            DecodeError::Invalid(why) => write!(f, "invalid policy: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Serialises a policy with its header. Fails only if the policy is invalid.
+pub fn encode(policy: &Policy<'_>) -> Result<Vec<u8>, DecodeError> {
+    policy.validate()?;
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let body = postcard::to_allocvec(policy).map_err(|_| DecodeError::Body)?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Parses and validates a compiled policy. Never panics.
+pub fn decode(bytes: &[u8]) -> Result<Policy<'_>, DecodeError> {
+    let (magic, rest) = bytes.split_at_checked(4).ok_or(DecodeError::BadMagic)?;
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let (version, body) = rest.split_at_checked(2).ok_or(DecodeError::BadMagic)?;
+    let version = u16::from_le_bytes([version[0], version[1]]);
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let (policy, rest): (Policy<'_>, &[u8]) =
+        postcard::take_from_bytes(body).map_err(|_| DecodeError::Body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    policy.validate()?;
+    Ok(policy)
+}
+
+fn mask(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+impl Policy<'_> {
+    fn targets(&self, action: RuleAction) -> usize {
+        match action {
+            RuleAction::Infer => self.models.len(),
+            RuleAction::Call => self.tools.len(),
+            RuleAction::Read => self.sources.len(),
+            RuleAction::Send => self.agents.len(),
+        }
+    }
+
+    /// Checks every index, bit and operator; [`decode`] and [`encode`] call it.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        use DecodeError::Invalid;
+        if self.labels.len() > MAX_LABELS {
+            return Err(Invalid("too many labels"));
+        }
+        if self.agents.len() > MAX_AGENTS {
+            return Err(Invalid("too many agents"));
+        }
+        if self.limits.len() > MAX_LIMITS {
+            return Err(Invalid("too many limits"));
+        }
+        for n in [self.tools.len(), self.models.len(), self.sources.len(), self.rules.len()] {
+            if n > MAX_ITEMS {
+                return Err(Invalid("too many items"));
+            }
+        }
+        let labels = mask(self.labels.len());
+        let agents = mask(self.agents.len());
+        let sets = self
+            .agents
+            .iter()
+            .map(|a| a.cleared)
+            .chain(self.tools.iter().chain(&self.models).flat_map(|t| [t.cleared, t.result]))
+            .chain(self.sources.iter().map(|s| s.labels))
+            .chain(self.rules.iter().map(|r| r.declassify));
+        for set in sets {
+            if set & !labels != 0 {
+                return Err(Invalid("label bit out of range"));
+            }
+        }
+        for rule in &self.rules {
+            check_scope(self, rule.action, rule.target, rule.agents, agents)?;
+            if rule.constraints.len() > MAX_CONSTRAINTS {
+                return Err(Invalid("too many constraints"));
+            }
+            for c in &rule.constraints {
+                check_constraint(rule.action, c)?;
+            }
+            if rule.effect == Effect::Deny && rule.declassify != 0 {
+                return Err(Invalid("deny rule declassifies"));
+            }
+        }
+        for limit in &self.limits {
+            check_scope(self, limit.action, limit.target, limit.agents, agents)?;
+            if limit.window_secs == 0 {
+                return Err(Invalid("zero rate-limit window"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_scope(
+    p: &Policy<'_>,
+    action: RuleAction,
+    target: Option<u16>,
+    agents: Option<u64>,
+    agent_mask: u64,
+) -> Result<(), DecodeError> {
+    if let Some(t) = target
+        && usize::from(t) >= p.targets(action)
+    {
+        return Err(DecodeError::Invalid("target index out of range"));
+    }
+    if let Some(a) = agents
+        && a & !agent_mask != 0
+    {
+        return Err(DecodeError::Invalid("agent bit out of range"));
+    }
+    Ok(())
+}
+
+fn check_constraint(action: RuleAction, c: &Constraint<'_>) -> Result<(), DecodeError> {
+    use DecodeError::Invalid;
+    match (&c.subject, action) {
+        (Subject::Arg(_), RuleAction::Call)
+        | (Subject::MaxTokens, RuleAction::Infer)
+        | (Subject::Path, RuleAction::Read) => {}
+        _ => return Err(Invalid("constraint subject does not fit the rule's action")),
+    }
+    let ok = match (c.op, &c.value) {
+        (Op::Eq | Op::Ne, Lit::Int(_) | Lit::Str(_) | Lit::Bool(_)) => true,
+        (Op::Lt | Op::Le | Op::Gt | Op::Ge, Lit::Int(_)) => true,
+        (Op::Prefix, Lit::Str(_)) => true,
+        (Op::In, Lit::Ints(v)) => v.len() <= MAX_CONSTRAINTS,
+        (Op::In, Lit::Strs(v)) => v.len() <= MAX_CONSTRAINTS,
+        _ => false,
+    };
+    if !ok {
+        return Err(Invalid("operator does not fit its operand"));
+    }
+    // max_tokens and path are typed by the language: an integer and a string.
+    match (&c.subject, &c.value) {
+        (Subject::MaxTokens, Lit::Int(_) | Lit::Ints(_)) => Ok(()),
+        (Subject::Path, Lit::Str(_) | Lit::Strs(_)) => Ok(()),
+        (Subject::Arg(_), _) => Ok(()),
+        _ => Err(Invalid("operand type does not fit the subject")),
+    }
+}
