@@ -1,8 +1,410 @@
-//! `measurements verify-log` (issue 5). Owned by the provenance work; placeholder until then.
+//! `measurements verify-log`: verify an Omega provenance log offline (issue 5).
+//!
+//! * `--entries FILE --checkpoint FILE --key PUB`: every entry against the signed checkpoint
+//!   (detects dropped, reordered, duplicated, altered, truncated and appended entries).
+//! * `--entry FILE --inclusion-proof FILE`: one entry against the checkpoint.
+//! * `--old-checkpoint FILE [--consistency-proof FILE]`: the new checkpoint extends the old.
+//! * `--emit-inclusion-proof N` / `--emit-consistency-proof` (with `--entries`, `--out`):
+//!   produce proofs for third parties (the host-storage role).
+//!
+//! Formats: docs/provenance.md. Prints one `FAIL` line per failed check; true = verified.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use omega_provenance::entry::{Action, Entry, lifecycle};
+use omega_provenance::merkle::{self, leaf_hash};
+use omega_provenance::note::{Checkpoint, VerifierKey};
+use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile, hex, unhex};
+use omega_provenance::verify::verify_stream;
 
 #[derive(clap::Args, Debug)]
-pub struct VerifyLogArgs {}
+pub struct VerifyLogArgs {
+    /// The signed checkpoint (C2SP signed note).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// The log's verifier key `<name>+<hash>+<base64>` (C2SP vkey), or a file containing it.
+    #[arg(long, value_name = "PUB")]
+    pub key: String,
+    /// The at-rest entry stream (concatenated entries) to check against the checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub entries: Option<PathBuf>,
+    /// Expected checkpoint origin (default: any).
+    #[arg(long, value_name = "NAME")]
+    pub origin: Option<String>,
+    /// A single encoded entry (binary file) to check with --inclusion-proof.
+    #[arg(long, value_name = "FILE", requires = "inclusion_proof", conflicts_with = "entry_hex")]
+    pub entry: Option<PathBuf>,
+    /// A single encoded entry as hex, instead of --entry.
+    #[arg(long, value_name = "HEX", requires = "inclusion_proof")]
+    pub entry_hex: Option<String>,
+    /// Inclusion proof file for --entry / --entry-hex.
+    #[arg(long, value_name = "FILE")]
+    pub inclusion_proof: Option<PathBuf>,
+    /// An earlier signed checkpoint that the checkpoint must extend.
+    #[arg(long, value_name = "FILE")]
+    pub old_checkpoint: Option<PathBuf>,
+    /// Consistency proof from --old-checkpoint to --checkpoint (not needed with --entries).
+    #[arg(long, value_name = "FILE", requires = "old_checkpoint")]
+    pub consistency_proof: Option<PathBuf>,
+    /// Write the inclusion proof of entry N (in the checkpoint's tree) to --out.
+    #[arg(long, value_name = "N", requires_all = ["entries", "out"])]
+    pub emit_inclusion_proof: Option<u64>,
+    /// Write the consistency proof from --old-checkpoint to --checkpoint to --out.
+    #[arg(long, requires_all = ["entries", "out", "old_checkpoint"])]
+    pub emit_consistency_proof: bool,
+    /// Output file for --emit-*.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print every entry (ids resolved through the log's dictionary entries).
+    #[arg(long, requires = "entries")]
+    pub dump: bool,
+}
 
-pub fn run(_args: &VerifyLogArgs) -> anyhow::Result<bool> {
-    anyhow::bail!("verify-log is not implemented yet")
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    String::from_utf8(read(path)?).with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+fn load_key(s: &str) -> anyhow::Result<VerifierKey> {
+    let text = if Path::new(s).is_file() { read_text(Path::new(s))? } else { s.to_string() };
+    VerifierKey::parse(text.trim()).map_err(|e| anyhow::anyhow!("--key: {e}"))
+}
+
+/// Verifies the signed checkpoint; a bad signature is a failed check, not a usage error.
+fn load_checkpoint(path: &Path, key: &VerifierKey, fails: &mut Vec<String>) -> anyhow::Result<Option<Checkpoint>> {
+    let note = read_text(path)?;
+    match Checkpoint::verify(&note, key) {
+        Ok(cp) => Ok(Some(cp)),
+        Err(e) => {
+            fails.push(format!("checkpoint {}: {e}", path.display()));
+            Ok(None)
+        }
+    }
+}
+
+fn describe(e: &Entry<'_>, names: &std::collections::HashMap<(u32, u32), String>) -> String {
+    let name = |kind: u32, id: u32| names.get(&(kind, id)).cloned().unwrap_or_else(|| format!("#{id}"));
+    let mut s = format!(
+        "{:>8} +{:<6} {:<9} agent={} target={} {} ",
+        e.seq,
+        e.dt,
+        e.action.name(),
+        name(lifecycle::DEFINE_AGENT, e.agent),
+        name(lifecycle::DEFINE_TARGET, e.target),
+        e.decision.name(),
+    );
+    if e.action == Action::Lifecycle {
+        let _ = write!(s, "event={}", e.rule);
+    } else {
+        let _ = write!(s, "rule={}", name(lifecycle::DEFINE_RULE, e.rule));
+    }
+    if e.labels != 0 {
+        let labels: Vec<String> =
+            (0..64).filter(|b| e.labels & (1u64 << b) != 0).map(|b| name(lifecycle::DEFINE_LABEL, b)).collect();
+        let _ = write!(s, " labels={}", labels.join(","));
+    }
+    if let Some(c) = &e.content {
+        let _ = write!(s, " content={}", hex(c));
+    }
+    if let Some(n) = e.name {
+        let _ = write!(s, " name={:?}", String::from_utf8_lossy(n));
+    }
+    s
+}
+
+pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
+    let key = load_key(&args.key)?;
+    let mut fails: Vec<String> = Vec::new();
+    let mut passes: Vec<String> = Vec::new();
+
+    let Some(cp) = load_checkpoint(&args.checkpoint, &key, &mut fails)? else {
+        for f in &fails {
+            println!("FAIL {f}");
+        }
+        return Ok(false);
+    };
+    passes.push(format!("checkpoint signed by {}: origin {:?}, size {}", key.name, cp.origin, cp.size));
+    if let Some(o) = &args.origin {
+        if &cp.origin != o {
+            fails.push(format!("checkpoint origin is {:?}, expected {o:?}", cp.origin));
+        }
+    }
+    let old = match &args.old_checkpoint {
+        Some(p) => load_checkpoint(p, &key, &mut fails)?,
+        None => None,
+    };
+    if let Some(o) = &old {
+        if o.origin != cp.origin {
+            fails.push(format!("old checkpoint origin {:?} differs from {:?}", o.origin, cp.origin));
+        }
+    }
+
+    // Full stream.
+    let mut tree = None;
+    if let Some(path) = &args.entries {
+        let stream = read(path)?;
+        let rep = verify_stream(&stream, &cp);
+        if args.dump {
+            let mut names = std::collections::HashMap::new();
+            for (_, e, _) in omega_provenance::entry::EntryIter::new(&stream).flatten() {
+                if let (Action::Lifecycle, Some(n)) = (e.action, e.name) {
+                    names.insert((e.rule, e.target), String::from_utf8_lossy(n).into_owned());
+                }
+                println!("{}", describe(&e, &names));
+            }
+        }
+        if rep.failures.is_empty() {
+            passes.push(format!(
+                "{} entries ({} bytes, {:.1} B/entry) match the checkpoint",
+                rep.entries,
+                rep.bytes,
+                rep.bytes as f64 / rep.entries.max(1) as f64
+            ));
+        }
+        fails.extend(rep.failures);
+        tree = Some(rep.tree);
+    }
+
+    // Single entry + inclusion proof.
+    if let Some(pf) = &args.inclusion_proof {
+        let bytes = match (&args.entry, &args.entry_hex) {
+            (Some(p), _) => read(p)?,
+            (None, Some(h)) => unhex(h.trim()).context("--entry-hex is not hex")?,
+            (None, None) => bail!("--inclusion-proof needs --entry or --entry-hex"),
+        };
+        let proof = InclusionProofFile::parse(&read_text(pf)?).map_err(|e| anyhow::anyhow!("{}: {e}", pf.display()))?;
+        match Entry::decode(&bytes) {
+            Ok((e, n)) if n == bytes.len() => {
+                if e.seq != proof.index {
+                    fails.push(format!("entry carries seq {} but the proof is for index {}", e.seq, proof.index));
+                }
+            }
+            Ok(_) => fails.push("entry file has trailing bytes after one entry".into()),
+            Err(e) => fails.push(format!("entry does not decode: {e}")),
+        }
+        if proof.size != cp.size {
+            fails.push(format!("inclusion proof is for tree size {}, checkpoint has {}", proof.size, cp.size));
+        } else {
+            match merkle::verify_inclusion(&leaf_hash(&bytes), proof.index, proof.size, &proof.hashes, &cp.root) {
+                Ok(()) => passes.push(format!("entry {} is included in the checkpoint", proof.index)),
+                Err(e) => fails.push(format!("inclusion proof for entry {}: {e}", proof.index)),
+            }
+        }
+    }
+
+    // Consistency between two checkpoints.
+    if let Some(o) = &old {
+        if let Some(t) = &tree {
+            match t.root_at(o.size) {
+                Some(r) if merkle::ct_eq(&r, &o.root) => {
+                    passes.push(format!("old checkpoint (size {}) is a prefix of the entries", o.size))
+                }
+                _ => fails.push(format!(
+                    "old checkpoint (size {}) is not a prefix of these entries: history rewritten",
+                    o.size
+                )),
+            }
+        }
+        if let Some(pf) = &args.consistency_proof {
+            let proof =
+                ConsistencyProofFile::parse(&read_text(pf)?).map_err(|e| anyhow::anyhow!("{}: {e}", pf.display()))?;
+            if proof.old != o.size || proof.new != cp.size {
+                fails.push(format!(
+                    "consistency proof is for sizes {}→{}, checkpoints are {}→{}",
+                    proof.old, proof.new, o.size, cp.size
+                ));
+            } else {
+                match merkle::verify_consistency(o.size, cp.size, &o.root, &cp.root, &proof.hashes) {
+                    Ok(()) => passes.push(format!("checkpoint {} extends checkpoint {}", cp.size, o.size)),
+                    Err(e) => fails.push(format!("consistency proof {}→{}: {e}", o.size, cp.size)),
+                }
+            }
+        } else if tree.is_none() {
+            bail!("--old-checkpoint needs --entries or --consistency-proof");
+        }
+    } else if args.old_checkpoint.is_some() && args.emit_consistency_proof {
+        bail!("cannot emit a consistency proof: the old checkpoint does not verify");
+    }
+
+    // Proof emission (only from a stream that verified).
+    if args.emit_inclusion_proof.is_some() || args.emit_consistency_proof {
+        let (Some(t), Some(out)) = (&tree, &args.out) else { bail!("--emit-* needs --entries and --out") };
+        if !fails.is_empty() {
+            for f in &fails {
+                println!("FAIL {f}");
+            }
+            bail!("not emitting a proof from a log that does not verify");
+        }
+        let text = if let Some(i) = args.emit_inclusion_proof {
+            let hashes = t.inclusion_proof(i, cp.size).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+            InclusionProofFile { index: i, size: cp.size, hashes }.render()
+        } else {
+            let o = old.as_ref().context("old checkpoint")?;
+            let hashes = t.consistency_proof(o.size, cp.size).map_err(|e| anyhow::anyhow!("{e}"))?;
+            ConsistencyProofFile { old: o.size, new: cp.size, hashes }.render()
+        };
+        std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+        passes.push(format!("wrote {}", out.display()));
+    }
+
+    if args.entries.is_none() && args.inclusion_proof.is_none() && old.is_none() && args.old_checkpoint.is_none() {
+        passes.push("only the checkpoint signature was checked (give --entries to check the log)".into());
+    }
+
+    for f in &fails {
+        println!("FAIL {f}");
+    }
+    if fails.is_empty() {
+        for p in &passes {
+            println!("PASS {p}");
+        }
+        println!("VERIFIED");
+    }
+    Ok(fails.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omega_provenance::entry::{Decision, MAX_ENTRY};
+    use omega_provenance::note::LogKey;
+    use omega_provenance::{Log, Record};
+
+    struct Fixture {
+        dir: PathBuf,
+        key: String,
+        stream: Vec<u8>,
+    }
+
+    fn fixture(tag: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("omega-verify-log-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = LogKey::from_seed("omega.test/log", [3; 32]).unwrap();
+        let mut log = Log::<8192>::new(0);
+        let mut stream = Vec::new();
+        let mut buf = [0u8; 8192];
+        log.append(&Record {
+            time: 0,
+            agent: 0,
+            action: Action::Lifecycle,
+            target: 0,
+            decision: Decision::Allow,
+            rule: lifecycle::DEFINE_AGENT,
+            labels: 0,
+            content: None,
+            name: Some(b"triage"),
+        })
+        .unwrap();
+        for i in 1..50u64 {
+            log.append(&Record {
+                time: i * 3,
+                agent: 0,
+                action: Action::Tool,
+                target: (i % 3) as u32,
+                decision: if i % 7 == 0 { Decision::Deny } else { Decision::Allow },
+                rule: (i % 4) as u32,
+                labels: i & 1,
+                content: (i % 5 == 0).then_some([i as u8; 32]),
+                name: None,
+            })
+            .unwrap();
+            if i == 20 {
+                let n = log.drain(&mut buf);
+                stream.extend_from_slice(&buf[..n]);
+                std::fs::write(dir.join("old.cp"), log.checkpoint(&key)).unwrap();
+            }
+        }
+        let n = log.drain(&mut buf);
+        stream.extend_from_slice(&buf[..n]);
+        std::fs::write(dir.join("log.cp"), log.checkpoint(&key)).unwrap();
+        std::fs::write(dir.join("entries.bin"), &stream).unwrap();
+        Fixture { dir, key: key.verifier().encode(), stream }
+    }
+
+    fn args(f: &Fixture) -> VerifyLogArgs {
+        VerifyLogArgs {
+            checkpoint: f.dir.join("log.cp"),
+            key: f.key.clone(),
+            entries: Some(f.dir.join("entries.bin")),
+            origin: None,
+            entry: None,
+            entry_hex: None,
+            inclusion_proof: None,
+            old_checkpoint: None,
+            consistency_proof: None,
+            emit_inclusion_proof: None,
+            emit_consistency_proof: false,
+            out: None,
+            dump: false,
+        }
+    }
+
+    #[test]
+    fn full_log_verifies_and_tampering_fails() {
+        let f = fixture("full");
+        assert!(run(&args(&f)).unwrap());
+        // Altered byte in an entry.
+        let mut s = f.stream.clone();
+        s[40] ^= 0x04;
+        std::fs::write(f.dir.join("bad.bin"), &s).unwrap();
+        let mut a = args(&f);
+        a.entries = Some(f.dir.join("bad.bin"));
+        assert!(!run(&a).unwrap());
+        // Wrong key.
+        let mut a = args(&f);
+        a.key = LogKey::from_seed("omega.test/log", [4; 32]).unwrap().verifier().encode();
+        assert!(!run(&a).unwrap());
+        // Old checkpoint is a prefix; swapped order fails.
+        let mut a = args(&f);
+        a.old_checkpoint = Some(f.dir.join("old.cp"));
+        assert!(run(&a).unwrap());
+        let mut a = args(&f);
+        a.checkpoint = f.dir.join("old.cp");
+        assert!(!run(&a).unwrap(), "entries beyond the checkpoint must be reported");
+    }
+
+    #[test]
+    fn emitted_proofs_verify_without_entries() {
+        let f = fixture("proofs");
+        let mut a = args(&f);
+        a.emit_inclusion_proof = Some(33);
+        a.out = Some(f.dir.join("incl.txt"));
+        assert!(run(&a).unwrap());
+        let mut a = args(&f);
+        a.old_checkpoint = Some(f.dir.join("old.cp"));
+        a.emit_consistency_proof = true;
+        a.out = Some(f.dir.join("cons.txt"));
+        assert!(run(&a).unwrap());
+
+        let entries: Vec<Vec<u8>> = omega_provenance::entry::EntryIter::new(&f.stream)
+            .map(|i| i.unwrap().2.to_vec())
+            .collect();
+        let mut a = args(&f);
+        a.entries = None;
+        a.entry_hex = Some(hex(&entries[33]));
+        a.inclusion_proof = Some(f.dir.join("incl.txt"));
+        assert!(run(&a).unwrap());
+        a.entry_hex = Some(hex(&entries[34]));
+        assert!(!run(&a).unwrap());
+        let mut altered = entries[33].clone();
+        altered[1 + 2] ^= 1;
+        assert!(altered.len() <= MAX_ENTRY);
+        a.entry_hex = Some(hex(&altered));
+        assert!(!run(&a).unwrap());
+
+        let mut a = args(&f);
+        a.entries = None;
+        a.old_checkpoint = Some(f.dir.join("old.cp"));
+        a.consistency_proof = Some(f.dir.join("cons.txt"));
+        assert!(run(&a).unwrap());
+        // Reversed checkpoints do not verify with that proof.
+        a.checkpoint = f.dir.join("old.cp");
+        a.old_checkpoint = Some(f.dir.join("log.cp"));
+        assert!(!run(&a).unwrap());
+    }
 }
