@@ -43,6 +43,11 @@ fn main() -> Result<()> {
     println!("sha256:         {}", hex(&image.sha256()));
     println!("kernel:         {} bytes, sha256 {}", image.kernel.len, hex(&image.kernel.sha256));
     println!("loader:         {} bytes", image.loader_len);
+    let vcpu_type = measurements::digest::VcpuType::EpycV4;
+    let digest = measurements::digest::launch_digest(&image.bytes, 1, vcpu_type, 0x1, &Default::default())
+        .context("computing the SNP launch digest of the image")?;
+    println!("snp digest:     {} (1 vCPU, {vcpu_type}, guest features 0x1)", hex(&digest));
+    println!("                other configurations: measurements digest --image {} --vcpus N --vcpu-type TYPE", cli.out.display());
     if cli.test_hooks {
         println!("variant:        TEST HOOKS (not for deployment)");
     }
