@@ -137,6 +137,17 @@ impl<'p> Policy<'p> {
         }
     }
 
+    /// The labels a message carries when a `send` decided by `decision` is delivered: the
+    /// sender's context minus what the deciding rule declassifies. Give them to the
+    /// receiver's [`crate::Session::receive`].
+    pub fn message_labels(&self, decision: &Decision, sender_ctx: LabelSet) -> LabelSet {
+        let declassified = match decision.rule {
+            RuleRef::Rule(i) => self.rules.get(usize::from(i)).map_or(0, |r| r.declassify),
+            _ => 0,
+        };
+        sender_ctx & mask(self.labels.len()) & !declassified
+    }
+
     /// Whether a rate limit counts this request (agent, action kind and target match).
     pub fn limit_applies(&self, limit: &Limit<'_>, req: &Request<'_>) -> bool {
         let Some(agent_ix) = self.agents.iter().position(|a| a.name == req.agent) else {
