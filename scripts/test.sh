@@ -26,4 +26,6 @@ cargo run -q --release -p image-build -- --out target/omega/omega.bin
 export OMEGA_IMAGE="$PWD/target/omega/omega.bin"
 
 log "running the workspace tests"
-cargo test --workspace --all-targets --no-fail-fast
+cargo test --workspace --no-fail-fast
+log "checking that the benchmarks still compile"
+cargo test --workspace --benches --no-run -q
