@@ -11,14 +11,15 @@
 //! | name | what |
 //! |---|---|
 //! | `report.parse` | 1184 bytes, version 2, 3 or 5 |
-//! | `certs.parse` | ARK/ASK PEM and VCEK DER decode as X.509 |
+//! | `ca.parse` | ARK and ASK PEM decode as X.509 |
 //! | `ark.amd_root` | the ARK is one of AMD's published roots (Milan, Genoa, Turin) |
 //! | `ark.self_signed` | the ARK's RSA-PSS/SHA-384 self-signature |
 //! | `ask.signed_by_ark` | the ASK's issuer is the ARK and the ARK signed it |
+//! | `vcek.parse` | the VCEK DER decodes as X.509 |
 //! | `vcek.signed_by_ask` | the VCEK's issuer is the ASK and the ASK signed it |
 //! | `report.signature_algo` | 1 (ECDSA P-384 with SHA-384) |
 //! | `report.signing_key` | the report says it was signed with a VCEK (not a VLEK) |
-//! | `report.signature` | ECDSA P-384/SHA-384 by the VCEK over bytes `0..0x2A0` |
+//! | `report.signature` | ECDSA P-384/SHA-384 by the VCEK over bytes `0..0x2A0` (only tried when the chain verified) |
 //! | `vcek.tcb` | the VCEK's SPL extensions equal the report's `REPORTED_TCB` |
 //! | `vcek.chip_id` | the VCEK's hwID extension equals the report's `CHIP_ID` |
 //! | `policy.debug` | the guest policy forbids debugging (unless `allow_debug`) |
@@ -375,49 +376,41 @@ fn parse_pem(name: &str, pem: &[u8]) -> Result<Certificate, String> {
     Certificate::from_pem(pem).map_err(|e| format!("{name}: not a PEM X.509 certificate: {e}"))
 }
 
-/// Verifies `report` (raw 1184 bytes) with the chip's VCEK (`vcek_der`) under the ARK/ASK
-/// of `certs`, and the expectations of `opts`. Never panics, whatever the bytes.
-pub fn verify_report(report: &[u8], vcek_der: &[u8], certs: CertSource<'_>, opts: &VerifyOptions) -> VerifyOutcome {
-    let mut c = Checks(Vec::new());
-    let parsed = match AttestationReport::parse(report) {
-        Ok(r) => {
-            c.push("report.parse", Ok(format!("version {} report", r.version)));
-            Some(r)
-        }
-        Err(e) => {
-            c.push("report.parse", Err(e.to_string()));
-            None
-        }
-    };
+/// AMD's ARK and ASK, checked once: parse, AMD root, self-signature, ARK → ASK.
+///
+/// Verifying many reports (or VCEKs) under one root needs this only once; see
+/// [`CaChain::vcek`] and [`Vcek::verify_report`]. [`verify_report`] does all three steps.
+#[derive(Debug, Clone)]
+pub struct CaChain {
+    ask: Option<Certificate>,
+    checks: Vec<Check>,
+    trusted: bool,
+}
 
-    let (ark_pem, ask_pem) = match certs {
-        CertSource::Family(f) => (f.ark_pem(), f.ask_pem()),
-        CertSource::Pem { ark, ask } => (ark, ask),
-    };
-    let certs_parsed = (|| {
-        let ark = parse_pem("ARK", ark_pem)?;
-        let ask = parse_pem("ASK", ask_pem)?;
-        let vcek = Certificate::from_der(vcek_der).map_err(|e| format!("VCEK: not a DER X.509 certificate: {e}"))?;
-        Ok::<_, String>((ark, ask, vcek))
-    })();
-    let chain = match certs_parsed {
-        Ok(t) => {
-            c.push("certs.parse", Ok("ARK, ASK and VCEK decode".into()));
-            Some(t)
-        }
-        Err(e) => {
-            c.push("certs.parse", Err(e));
-            None
-        }
-    };
-
-    let mut vcek_trusted = None;
-    if let Some((ark, ask, vcek)) = &chain {
+impl CaChain {
+    /// Checks `ca.parse`, `ark.amd_root`, `ark.self_signed`, `ask.signed_by_ark`.
+    pub fn new(certs: CertSource<'_>, opts: &VerifyOptions) -> Self {
+        let mut c = Checks(Vec::new());
+        let (ark_pem, ask_pem) = match certs {
+            CertSource::Family(f) => (f.ark_pem(), f.ask_pem()),
+            CertSource::Pem { ark, ask } => (ark, ask),
+        };
+        let parsed = parse_pem("ARK", ark_pem).and_then(|ark| Ok((ark, parse_pem("ASK", ask_pem)?)));
+        let (ark, ask) = match parsed {
+            Ok(t) => {
+                c.push("ca.parse", Ok("ARK and ASK decode".into()));
+                t
+            }
+            Err(e) => {
+                c.push("ca.parse", Err(e));
+                return CaChain { ask: None, checks: c.0, trusted: false };
+            }
+        };
         let ark_der = ark.to_der().unwrap_or_default();
-        let known = Family::ALL
-            .into_iter()
-            .find(|f| parse_pem("ARK", f.ark_pem()).ok().and_then(|a| a.to_der().ok()).is_some_and(|d| d == ark_der));
-        c.push(
+        let known = Family::ALL.into_iter().find(|f| {
+            parse_pem("ARK", f.ark_pem()).ok().and_then(|a| a.to_der().ok()).is_some_and(|d| d == ark_der)
+        });
+        let root_ok = c.push(
             "ark.amd_root",
             match known {
                 Some(f) => Ok(format!("ARK is AMD's {f} root")),
@@ -427,18 +420,96 @@ pub fn verify_report(report: &[u8], vcek_der: &[u8], certs: CertSource<'_>, opts
                 None => Err(format!("ARK \"{}\" is not one of AMD's roots", ark.tbs_certificate.subject)),
             },
         );
-        let ark_ok = c.push("ark.self_signed", chain_link(ark, ark).map(|_| "ARK is self-signed".into()));
-        let ask_ok = c.push("ask.signed_by_ark", chain_link(ark, ask));
-        let vcek_ok = c.push("vcek.signed_by_ask", chain_link(ask, vcek));
-        if ark_ok && ask_ok && vcek_ok {
-            vcek_trusted = Some(vcek);
-        }
-        if let Some(name) = product_name(vcek) {
-            tracing::debug!("VCEK product name {name}");
-        }
+        let ark_ok = c.push("ark.self_signed", chain_link(&ark, &ark).map(|_| "ARK is self-signed".into()));
+        let ask_ok = c.push("ask.signed_by_ark", chain_link(&ark, &ask));
+        CaChain { ask: Some(ask), checks: c.0, trusted: root_ok && ark_ok && ask_ok }
     }
 
-    if let Some(r) = &parsed {
+    /// The checks run so far.
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// Whether every CA check passed.
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    /// Checks `vcek.parse` and `vcek.signed_by_ask` for a chip's VCEK (DER).
+    pub fn vcek(&self, vcek_der: &[u8]) -> Vcek {
+        let mut c = Checks(self.checks.clone());
+        let cert = match Certificate::from_der(vcek_der) {
+            Ok(v) => {
+                c.push("vcek.parse", Ok("VCEK decodes".into()));
+                Some(v)
+            }
+            Err(e) => {
+                c.push("vcek.parse", Err(format!("VCEK: not a DER X.509 certificate: {e}")));
+                None
+            }
+        };
+        let mut trusted = false;
+        if let Some(vcek) = &cert {
+            let link = match &self.ask {
+                Some(ask) => chain_link(ask, vcek),
+                None => Err("no ASK to check against".into()),
+            };
+            trusted = c.push("vcek.signed_by_ask", link) && self.trusted;
+            if let Some(name) = product_name(vcek) {
+                tracing::debug!("VCEK product name {name}");
+            }
+        }
+        Vcek { cert, checks: c.0, trusted }
+    }
+}
+
+/// A chip's VCEK, checked against a [`CaChain`].
+#[derive(Debug, Clone)]
+pub struct Vcek {
+    cert: Option<Certificate>,
+    checks: Vec<Check>,
+    trusted: bool,
+}
+
+impl Vcek {
+    /// Whether the VCEK and the whole chain above it verified.
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    /// The checks run so far (CA and VCEK).
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// Runs the report checks; the outcome lists the chain checks too.
+    pub fn verify_report(&self, report: &[u8], opts: &VerifyOptions) -> VerifyOutcome {
+        let mut c = Checks(Vec::new());
+        let parsed = match AttestationReport::parse(report) {
+            Ok(r) => {
+                c.push("report.parse", Ok(format!("version {} report", r.version)));
+                Some(r)
+            }
+            Err(e) => {
+                c.push("report.parse", Err(e.to_string()));
+                None
+            }
+        };
+        c.0.extend(self.checks.iter().cloned());
+        report_checks(&mut c, parsed.as_ref(), self, opts);
+        let verified = !c.0.is_empty() && c.0.iter().all(|x| x.passed);
+        VerifyOutcome { verified, checks: c.0, report: parsed }
+    }
+}
+
+/// Verifies `report` (raw 1184 bytes) with the chip's VCEK (`vcek_der`) under the ARK/ASK
+/// of `certs`, and the expectations of `opts`. Never panics, whatever the bytes.
+pub fn verify_report(report: &[u8], vcek_der: &[u8], certs: CertSource<'_>, opts: &VerifyOptions) -> VerifyOutcome {
+    CaChain::new(certs, opts).vcek(vcek_der).verify_report(report, opts)
+}
+
+fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek, opts: &VerifyOptions) {
+    if let Some(r) = parsed {
         c.push(
             "report.signature_algo",
             if r.signature_algo == 1 {
@@ -455,20 +526,17 @@ pub fn verify_report(report: &[u8], vcek_der: &[u8], certs: CertSource<'_>, opts
                 Err(format!("signing key {} is not the VCEK (0); VLEK reports are not supported", r.signing_key))
             },
         );
-        match &chain {
-            Some((_, _, vcek)) => {
-                let sig = check_signature(vcek, r);
-                let sig = match (sig, vcek_trusted.is_some()) {
-                    (Ok(m), false) => Err(format!("{m}, but the VCEK is not trusted (see the chain checks)")),
-                    (s, _) => s,
-                };
-                c.push("report.signature", sig);
-                c.push("vcek.tcb", check_tcb(vcek, r));
-                c.push("vcek.chip_id", check_chip_id(vcek, r));
+        match (&vcek.cert, vcek.trusted) {
+            (Some(cert), true) => {
+                c.push("report.signature", check_signature(cert, r));
             }
-            None => {
-                c.push("report.signature", Err("no VCEK to check against".into()));
+            _ => {
+                c.push("report.signature", Err("not checked: the VCEK is not trusted (see the chain checks)".into()));
             }
+        }
+        if let Some(cert) = &vcek.cert {
+            c.push("vcek.tcb", check_tcb(cert, r));
+            c.push("vcek.chip_id", check_chip_id(cert, r));
         }
         let p = r.policy;
         c.push(
@@ -524,6 +592,4 @@ pub fn verify_report(report: &[u8], vcek_der: &[u8], certs: CertSource<'_>, opts
         }
     }
 
-    let verified = !c.0.is_empty() && c.0.iter().all(|x| x.passed);
-    VerifyOutcome { verified, checks: c.0, report: parsed }
 }
