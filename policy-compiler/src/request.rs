@@ -182,25 +182,30 @@ impl OwnedRequest {
         (set, counts)
     }
 
-    /// Calls `f` with the evaluator's view of this request.
-    pub fn with_request<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let args: Vec<Arg<'_>> =
-            self.args.iter().map(|(p, v)| Arg { path: p, value: v.view() }).collect();
+    /// The flattened arguments, borrowed, for [`OwnedRequest::request`].
+    pub fn args_view(&self) -> Vec<Arg<'_>> {
+        self.args.iter().map(|(p, v)| Arg { path: p, value: v.view() }).collect()
+    }
+
+    /// The evaluator's view of this request, with `args` from [`OwnedRequest::args_view`].
+    pub fn request<'a>(&'a self, args: &'a [Arg<'a>]) -> Request<'a> {
         let action = match self.action.as_str() {
             "infer" => Action::Infer {
                 model: &self.target,
                 proxy: self.target_hash.as_ref(),
                 max_tokens: self.max_tokens.view(),
             },
-            "call" => Action::Call {
-                tool: &self.target,
-                entry: self.target_hash.as_ref(),
-                args: &args,
-            },
+            "call" => Action::Call { tool: &self.target, entry: self.target_hash.as_ref(), args },
             "read" => Action::Read { source: &self.target, path: self.path.view() },
             _ => Action::Send { to: &self.target },
         };
-        f(&Request { agent: &self.agent, agent_hash: self.agent_hash.as_ref(), action })
+        Request { agent: &self.agent, agent_hash: self.agent_hash.as_ref(), action }
+    }
+
+    /// Calls `f` with the evaluator's view of this request.
+    pub fn with_request<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
+        let args = self.args_view();
+        f(&self.request(&args))
     }
 
     /// Evaluates against a decoded policy.
