@@ -550,3 +550,55 @@ impl Measurer {
         Ok(gctx.ld())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcpu_type_names_round_trip_case_insensitively() {
+        for t in VcpuType::NAMED {
+            let name = t.name().unwrap();
+            assert_eq!(name.parse::<VcpuType>(), Ok(t));
+            assert_eq!(name.to_lowercase().parse::<VcpuType>(), Ok(t));
+            assert_eq!(t.to_string(), name);
+        }
+        assert!("EPYC-Milan-v3".parse::<VcpuType>().is_err());
+        assert!("".parse::<VcpuType>().is_err());
+        assert_eq!(VcpuType::Signature(0x1234).to_string(), "sig:0x1234");
+    }
+
+    #[test]
+    fn cpu_signatures() {
+        // CPUID(1).EAX values of real parts: Naples/EPYC 0x800f12, Rome 0x830f10, Milan 0xa00f11,
+        // Genoa 0xa10f10, Turin 0xb00f00.
+        assert_eq!(VcpuType::Epyc.signature(), 0x0080_0f12);
+        assert_eq!(VcpuType::EpycRome.signature(), 0x0083_0f10);
+        assert_eq!(VcpuType::EpycMilan.signature(), 0x00a0_0f11);
+        assert_eq!(VcpuType::EpycGenoa.signature(), 0x00a1_0f10);
+        assert_eq!(VcpuType::EpycTurin.signature(), 0x00b0_0f00);
+    }
+
+    #[test]
+    fn kernel_hash_table_layout() {
+        let kh = KernelHashes::new(b"kernel", None, None);
+        let t = kh.table();
+        assert_eq!(PADDED_HASH_TABLE_LEN, 0xb0);
+        assert_eq!(u16::from_le_bytes([t[16], t[17]]), 0xa8);
+        // cmdline first, then initrd (of nothing), then kernel.
+        assert_eq!(&t[18 + 18..18 + 50], Sha256::digest([0u8]).as_slice());
+        assert_eq!(&t[68 + 18..68 + 50], Sha256::digest([]).as_slice());
+        assert_eq!(&t[118 + 18..118 + 50], Sha256::digest(b"kernel").as_slice());
+        assert!(t[0xa8..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn vmsa_fields() {
+        let p = vmsa_page(0xffff_f01a, 0xa00f11, 0x21);
+        assert_eq!(&p[0x10..0x12], &0xf000u16.to_le_bytes()); // cs selector
+        assert_eq!(&p[0x18..0x20], &0xffff_0000u64.to_le_bytes()); // cs base
+        assert_eq!(&p[0x178..0x180], &0xf01au64.to_le_bytes()); // rip
+        assert_eq!(&p[0x310..0x318], &0xa00f11u64.to_le_bytes()); // rdx
+        assert_eq!(&p[0x3b0..0x3b8], &0x21u64.to_le_bytes()); // sev_features
+    }
+}

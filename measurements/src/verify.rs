@@ -593,3 +593,34 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
     }
 
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_tcb_parses() {
+        let m: MinTcb = "bl=3, tee=0,snp=8,ucode=115".parse().unwrap();
+        assert_eq!(m, MinTcb { fmc: None, bootloader: Some(3), tee: Some(0), snp: Some(8), microcode: Some(115) });
+        assert_eq!("".parse::<MinTcb>(), Ok(MinTcb::default()));
+        assert!("bl=256".parse::<MinTcb>().is_err());
+        assert!("foo=1".parse::<MinTcb>().is_err());
+        assert!("bl".parse::<MinTcb>().is_err());
+    }
+
+    #[test]
+    fn family_names() {
+        for f in Family::ALL {
+            assert_eq!(f.name().parse::<Family>(), Ok(f));
+            assert!(parse_pem("ARK", f.ark_pem()).is_ok());
+        }
+        assert!("naples".parse::<Family>().is_err());
+    }
+
+    #[test]
+    fn garbage_never_verifies() {
+        let o = verify_report(&[], &[], CertSource::Pem { ark: b"", ask: b"" }, &VerifyOptions::default());
+        assert!(!o.verified());
+        assert!(o.failures().count() >= 3);
+    }
+}

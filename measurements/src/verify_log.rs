@@ -129,19 +129,19 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
         return Ok(false);
     };
     passes.push(format!("checkpoint signed by {}: origin {:?}, size {}", key.name, cp.origin, cp.size));
-    if let Some(o) = &args.origin {
-        if &cp.origin != o {
-            fails.push(format!("checkpoint origin is {:?}, expected {o:?}", cp.origin));
-        }
+    if let Some(o) = &args.origin
+        && &cp.origin != o
+    {
+        fails.push(format!("checkpoint origin is {:?}, expected {o:?}", cp.origin));
     }
     let old = match &args.old_checkpoint {
         Some(p) => load_checkpoint(p, &key, &mut fails)?,
         None => None,
     };
-    if let Some(o) = &old {
-        if o.origin != cp.origin {
-            fails.push(format!("old checkpoint origin {:?} differs from {:?}", o.origin, cp.origin));
-        }
+    if let Some(o) = &old
+        && o.origin != cp.origin
+    {
+        fails.push(format!("old checkpoint origin {:?} differs from {:?}", o.origin, cp.origin));
     }
 
     // Full stream.

@@ -9,10 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use firmware_layout::{
-    FooterBuilder, SEV_ES_RESET_BLOCK_GUID, SEV_HASH_TABLE_RV_GUID, SEV_METADATA_GUID, Section, SectionKind,
-    encode_sev_metadata,
-};
 use measurements::digest::{self, DigestOptions, KernelHashes, Measurer, VcpuType};
 
 /// The vCPU types sev-snp-measure 0.0.13 knows (it lacks EPYC-Turin-v1/-v2).
@@ -198,38 +194,6 @@ fn oracle_guest_features() {
         }
     }
     compare(&py, &cases);
-}
-
-/// An image laid out like Omega's (see DESIGN.md): ROM of `size` bytes with random contents,
-/// SEV metadata (SECRETS, CPUID, SEC_MEM, optionally KERNEL_HASHES), SEV-ES reset block and
-/// optionally the SEV hash table entry.
-pub fn synthetic_image(rng: &mut Rng, size: usize, kernel_hashes: Option<u32>) -> Vec<u8> {
-    let mut img = rng.bytes(size);
-    let mut sections = vec![
-        Section { gpa: 0x80_0000, size: 0x1000, kind: SectionKind::SnpSecrets },
-        Section { gpa: 0x80_1000, size: 0x1000, kind: SectionKind::Cpuid },
-        Section { gpa: 0x80_2000, size: 0xfe000, kind: SectionKind::SnpSecMem },
-    ];
-    if kernel_hashes.is_some() {
-        sections.push(Section { gpa: 0x90_0000, size: 0x1000, kind: SectionKind::SnpKernelHashes });
-    }
-    let meta = encode_sev_metadata(&sections);
-    let meta_off = size - 0x1000;
-    img[meta_off..meta_off + meta.len()].copy_from_slice(&meta);
-    let ap_eip = 0xffff_0000u32 - 0x1000 * rng.below(16) as u32;
-    let mut b = FooterBuilder::new()
-        .entry(SEV_METADATA_GUID, &0x1000u32.to_le_bytes())
-        .entry(SEV_ES_RESET_BLOCK_GUID, &ap_eip.to_le_bytes());
-    let mut ht = Vec::new();
-    if let Some(gpa) = kernel_hashes {
-        ht.extend_from_slice(&gpa.to_le_bytes());
-        ht.extend_from_slice(&0x400u32.to_le_bytes());
-        b = b.entry(SEV_HASH_TABLE_RV_GUID, &ht);
-    }
-    let table = b.build().unwrap();
-    let end = size - firmware_layout::TABLE_END_FROM_IMAGE_END;
-    img[end - table.len()..end].copy_from_slice(&table);
-    img
 }
 
 #[test]

@@ -142,3 +142,36 @@ pub fn seed() -> u64 {
 pub fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_owned()
 }
+
+/// An image laid out like Omega's (see DESIGN.md): ROM of `size` bytes with random contents,
+/// SEV metadata (SECRETS, CPUID, SEC_MEM, optionally KERNEL_HASHES), SEV-ES reset block and
+/// optionally the SEV hash table entry.
+pub fn synthetic_image(rng: &mut Rng, size: usize, kernel_hashes: Option<u32>) -> Vec<u8> {
+    let mut img = rng.bytes(size);
+    let mut sections = vec![
+        firmware_layout::Section { gpa: 0x80_0000, size: 0x1000, kind: firmware_layout::SectionKind::SnpSecrets },
+        firmware_layout::Section { gpa: 0x80_1000, size: 0x1000, kind: firmware_layout::SectionKind::Cpuid },
+        firmware_layout::Section { gpa: 0x80_2000, size: 0xfe000, kind: firmware_layout::SectionKind::SnpSecMem },
+    ];
+    if kernel_hashes.is_some() {
+        sections.push(firmware_layout::Section { gpa: 0x90_0000, size: 0x1000, kind: firmware_layout::SectionKind::SnpKernelHashes });
+    }
+    let meta = firmware_layout::encode_sev_metadata(&sections);
+    let meta_off = size - 0x1000;
+    img[meta_off..meta_off + meta.len()].copy_from_slice(&meta);
+    let ap_eip = 0xffff_0000u32 - 0x1000 * rng.below(16) as u32;
+    let mut b = firmware_layout::FooterBuilder::new()
+        .entry(firmware_layout::SEV_METADATA_GUID, &0x1000u32.to_le_bytes())
+        .entry(firmware_layout::SEV_ES_RESET_BLOCK_GUID, &ap_eip.to_le_bytes());
+    let mut ht = Vec::new();
+    if let Some(gpa) = kernel_hashes {
+        ht.extend_from_slice(&gpa.to_le_bytes());
+        ht.extend_from_slice(&0x400u32.to_le_bytes());
+        b = b.entry(firmware_layout::SEV_HASH_TABLE_RV_GUID, &ht);
+    }
+    let table = b.build().unwrap();
+    let end = size - firmware_layout::TABLE_END_FROM_IMAGE_END;
+    img[end - table.len()..end].copy_from_slice(&table);
+    img
+}
+
