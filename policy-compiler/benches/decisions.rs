@@ -32,18 +32,29 @@ fn prepare(policy: &Policy<'static>, compiled: &'static policy_compiler::Compile
     let mut inputs = Vec::new();
     for _ in 0..REQUESTS {
         let json = generator.request();
-        let owned: &'static OwnedRequest = Box::leak(Box::new(OwnedRequest::from_json(&json).unwrap()));
+        let owned: &'static OwnedRequest =
+            Box::leak(Box::new(OwnedRequest::from_json(&json).unwrap()));
         let args: &'static [Arg<'static>] = Box::leak(owned.args_view().into_boxed_slice());
         requests.push(owned.request(args));
         states.push(owned.state_parts(policy));
         inputs.push(regorus::Value::from_json_str(&json.to_string()).unwrap());
     }
-    Prepared { requests, states, inputs }
+    Prepared {
+        requests,
+        states,
+        inputs,
+    }
 }
 
 fn decide(policy: &Policy<'_>, p: &Prepared, i: usize) -> Decision {
     let (labels, counts) = &p.states[i];
-    policy.evaluate(&p.requests[i], &State { labels: *labels, counts })
+    policy.evaluate(
+        &p.requests[i],
+        &State {
+            labels: *labels,
+            counts,
+        },
+    )
 }
 
 fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
@@ -57,7 +68,8 @@ fn main() {
     let compiled: &'static policy_compiler::Compiled =
         Box::leak(Box::new(common::load_example("healthcare.policy")));
     let bytes: &'static [u8] = Box::leak(compiled.to_bytes().into_boxed_slice());
-    let policy: &'static Policy<'static> = Box::leak(Box::new(omega_policy::decode(bytes).unwrap()));
+    let policy: &'static Policy<'static> =
+        Box::leak(Box::new(omega_policy::decode(bytes).unwrap()));
     let prep = prepare(policy, compiled);
 
     let mut interp = common::regorus_engine(compiled);
@@ -66,7 +78,10 @@ fn main() {
         let mut engine = common::regorus_engine(compiled);
         let compiled_policy = engine
             .compile_with_entrypoint(&entry.as_str().into())
-            .and_then(|cp| Compiler::compile_from_policy(&cp, &[entry.as_str()]).map_err(|e| anyhow::anyhow!("{e}")));
+            .and_then(|cp| {
+                Compiler::compile_from_policy(&cp, &[entry.as_str()])
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            });
         match compiled_policy {
             Ok(program) => {
                 let mut vm = RegoVM::new();
@@ -82,16 +97,24 @@ fn main() {
     let mut rvm = rvm;
     // Sanity: all three engines agree on the benchmark inputs.
     for i in 0..REQUESTS {
-        let ours = policy_compiler::request::decision_json(policy, compiled, &decide(policy, &prep, i));
+        let ours =
+            policy_compiler::request::decision_json(policy, compiled, &decide(policy, &prep, i));
         interp.set_input(prep.inputs[i].clone());
-        let theirs: serde_json::Value =
-            serde_json::from_str(&interp.eval_rule(entry.clone()).unwrap().to_json_str().unwrap()).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(
+            &interp
+                .eval_rule(entry.clone())
+                .unwrap()
+                .to_json_str()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(ours, theirs, "interpreter disagrees on input {i}");
         if let Some(vm) = rvm.as_mut() {
             vm.set_input(prep.inputs[i].clone());
             match vm.execute() {
                 Ok(v) => {
-                    let v: serde_json::Value = serde_json::from_str(&v.to_json_str().unwrap()).unwrap();
+                    let v: serde_json::Value =
+                        serde_json::from_str(&v.to_json_str().unwrap()).unwrap();
                     if v != ours {
                         eprintln!("RVM disagrees on input {i} ({v} vs {ours}); leaving RVM out");
                         rvm = None;
@@ -105,7 +128,9 @@ fn main() {
         }
     }
 
-    let mut c = Criterion::default().configure_from_args().warm_up_time(Duration::from_secs(1));
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_secs(1));
     {
         let mut g = c.benchmark_group("decision");
         g.throughput(Throughput::Elements(REQUESTS as u64));
@@ -173,8 +198,15 @@ fn main() {
         }
     }
     let (o50, o99, omean) = percentiles(ours);
-    println!("\nper-decision latency, healthcare policy ({} rules, {} limits), {REQUESTS} generated requests", compiled.rules.len(), compiled.limits.len());
-    println!("{:<22} {:>12} {:>12} {:>14} {:>16}", "engine", "p50", "p99", "decisions/s", "p50 vs omega");
+    println!(
+        "\nper-decision latency, healthcare policy ({} rules, {} limits), {REQUESTS} generated requests",
+        compiled.rules.len(),
+        compiled.limits.len()
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>14} {:>16}",
+        "engine", "p50", "p99", "decisions/s", "p50 vs omega"
+    );
     let row = |name: &str, p50: Duration, p99: Duration, mean: Duration| {
         println!(
             "{name:<22} {:>12?} {:>12?} {:>14.0} {:>15.1}x",

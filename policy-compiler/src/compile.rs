@@ -76,7 +76,10 @@ pub struct LimitIr {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubjectIr {
     /// An argument: its path parts (`["patient", "id"]`) and the dotted path (`patient.id`).
-    Arg { parts: Vec<String>, path: String },
+    Arg {
+        parts: Vec<String>,
+        path: String,
+    },
     MaxTokens,
     Path,
 }
@@ -101,7 +104,12 @@ impl Compiled {
     /// The binary model, borrowing this policy's strings.
     pub fn policy(&self) -> op::Policy<'_> {
         fn target(t: &TargetIr) -> op::Target<'_> {
-            op::Target { name: &t.name, hash: t.hash, cleared: t.cleared, result: t.result }
+            op::Target {
+                name: &t.name,
+                hash: t.hash,
+                cleared: t.cleared,
+                result: t.result,
+            }
         }
         op::Policy {
             name: &self.name,
@@ -109,14 +117,21 @@ impl Compiled {
             agents: self
                 .agents
                 .iter()
-                .map(|a| op::Agent { name: &a.name, hash: a.hash, cleared: a.cleared })
+                .map(|a| op::Agent {
+                    name: &a.name,
+                    hash: a.hash,
+                    cleared: a.cleared,
+                })
                 .collect(),
             tools: self.tools.iter().map(target).collect(),
             models: self.models.iter().map(target).collect(),
             sources: self
                 .sources
                 .iter()
-                .map(|s| op::Source { name: &s.name, labels: s.labels })
+                .map(|s| op::Source {
+                    name: &s.name,
+                    labels: s.labels,
+                })
                 .collect(),
             rules: self
                 .rules
@@ -249,7 +264,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, span: Span, msg: impl Into<String>) {
-        self.errors.push(Diagnostic::new(self.file, self.src, span, msg));
+        self.errors
+            .push(Diagnostic::new(self.file, self.src, span, msg));
     }
 }
 
@@ -288,14 +304,21 @@ fn action_of(a: ActionKw) -> op::RuleAction {
 /// Parses and checks a policy. `file` names it in diagnostics; `base` is the folder
 /// `schema file "..."` paths are relative to.
 pub fn compile(file: &str, src: &str, base: &Path) -> Result<Compiled, Diagnostics> {
-    let items = syntax::parse(src).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(file, src, e.span, e.message)])
-    })?;
-    let mut ck = Checker { file, src, base, errors: Vec::new() };
+    let items = syntax::parse(src)
+        .map_err(|e| Diagnostics(vec![Diagnostic::new(file, src, e.span, e.message)]))?;
+    let mut ck = Checker {
+        file,
+        src,
+        base,
+        errors: Vec::new(),
+    };
     let compiled = check(&mut ck, &items);
     if ck.errors.is_empty() {
         if let Err(e) = op::encode(&compiled.policy()) {
-            ck.error(Span::default(), format!("policy exceeds the binary form's limits: {e}"));
+            ck.error(
+                Span::default(),
+                format!("policy exceeds the binary form's limits: {e}"),
+            );
             return Err(Diagnostics(ck.errors));
         }
         Ok(compiled)
@@ -337,7 +360,10 @@ fn check(ck: &mut Checker<'_>, items: &[Item]) -> Compiled {
                     if out.labels.contains(&n.text) {
                         ck.error(n.span, format!("label `{}` is already declared", n.text));
                     } else if out.labels.len() == op::MAX_LABELS {
-                        ck.error(n.span, format!("too many labels (at most {})", op::MAX_LABELS));
+                        ck.error(
+                            n.span,
+                            format!("too many labels (at most {})", op::MAX_LABELS),
+                        );
                     } else {
                         out.labels.push(n.text.clone());
                     }
@@ -347,7 +373,12 @@ fn check(ck: &mut Checker<'_>, items: &[Item]) -> Compiled {
         }
     }
     let scope = Scope {
-        labels: out.labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect(),
+        labels: out
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), i))
+            .collect(),
     };
     // Pass 2: declarations.
     for item in items {
@@ -363,11 +394,21 @@ fn check(ck: &mut Checker<'_>, items: &[Item]) -> Compiled {
             Item::Limit(l) => &l.name,
             _ => continue,
         };
-        if !name.text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            ck.error(name.span, "rule and limit names use only letters, digits and `_`");
+        if !name
+            .text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            ck.error(
+                name.span,
+                "rule and limit names use only letters, digits and `_`",
+            );
         }
         if rule_names.insert(name.text.clone(), name.span).is_some() {
-            ck.error(name.span, format!("a rule or limit named `{}` already exists", name.text));
+            ck.error(
+                name.span,
+                format!("a rule or limit named `{}` already exists", name.text),
+            );
         }
         match item {
             Item::Rule(r) => {
@@ -384,7 +425,10 @@ fn check(ck: &mut Checker<'_>, items: &[Item]) -> Compiled {
         }
     }
     if out.limits.len() > op::MAX_LIMITS {
-        ck.error(Span::default(), format!("too many limits (at most {})", op::MAX_LIMITS));
+        ck.error(
+            Span::default(),
+            format!("too many limits (at most {})", op::MAX_LIMITS),
+        );
     }
     out
 }
@@ -415,11 +459,17 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
         match (&*f.key.text, &f.value) {
             ("hash" | "proxy", FieldValue::Str(s)) => match parse_hash(&s.text) {
                 Some(h) => hash = Some(h),
-                None => ck.error(s.span, "expected a SHA-256 as 64 hex digits, optionally prefixed by `sha256:`"),
+                None => ck.error(
+                    s.span,
+                    "expected a SHA-256 as 64 hex digits, optionally prefixed by `sha256:`",
+                ),
             },
             ("pin", FieldValue::Str(s)) => match parse_hash(&s.text) {
                 Some(h) => pin = Some((h, s.span)),
-                None => ck.error(s.span, "expected a SHA-256 as 64 hex digits, optionally prefixed by `sha256:`"),
+                None => ck.error(
+                    s.span,
+                    "expected a SHA-256 as 64 hex digits, optionally prefixed by `sha256:`",
+                ),
             },
             ("description", FieldValue::Str(s)) => description = Some(s.text.clone()),
             ("cleared", FieldValue::Labels(l)) => cleared = label_set(ck, scope, l),
@@ -434,7 +484,10 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                     .and_then(|t| serde_json::from_str::<Json>(&t).map_err(|e| e.to_string()))
                 {
                     Ok(v) => schema = Some((v, s.span)),
-                    Err(e) => ck.error(s.span, format!("cannot read schema {}: {e}", path.display())),
+                    Err(e) => ck.error(
+                        s.span,
+                        format!("cannot read schema {}: {e}", path.display()),
+                    ),
                 }
             }
             _ => ck.error(f.key.span, format!("bad value for `{}`", f.key.text)),
@@ -448,36 +501,67 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
         DeclKind::Source => out.sources.iter().any(|a| a.name == d.name.text),
     };
     if dup {
-        ck.error(d.name.span, format!("{kind} `{}` is already declared", d.name.text));
+        ck.error(
+            d.name.span,
+            format!("{kind} `{}` is already declared", d.name.text),
+        );
         return;
     }
     let name = d.name.text.clone();
     match d.kind {
         DeclKind::Agent => {
             let Some(hash) = hash else {
-                return ck.error(d.name.span, format!("agent `{name}` needs `hash \"<module sha256>\"`"));
+                return ck.error(
+                    d.name.span,
+                    format!("agent `{name}` needs `hash \"<module sha256>\"`"),
+                );
             };
             if out.agents.len() == op::MAX_AGENTS {
-                return ck.error(d.name.span, format!("too many agents (at most {})", op::MAX_AGENTS));
+                return ck.error(
+                    d.name.span,
+                    format!("too many agents (at most {})", op::MAX_AGENTS),
+                );
             }
-            out.agents.push(AgentIr { name, hash, cleared });
+            out.agents.push(AgentIr {
+                name,
+                hash,
+                cleared,
+            });
         }
         DeclKind::Model => {
             let Some(hash) = hash else {
-                return ck.error(d.name.span, format!("model `{name}` needs `proxy \"<identity sha256>\"`"));
+                return ck.error(
+                    d.name.span,
+                    format!("model `{name}` needs `proxy \"<identity sha256>\"`"),
+                );
             };
-            out.models.push(TargetIr { name, hash, cleared, result, schema: None });
+            out.models.push(TargetIr {
+                name,
+                hash,
+                cleared,
+                result,
+                schema: None,
+            });
         }
-        DeclKind::Source => out.sources.push(SourceIr { name, labels: result }),
+        DeclKind::Source => out.sources.push(SourceIr {
+            name,
+            labels: result,
+        }),
         DeclKind::Tool => {
             if !name.contains('.') {
-                ck.error(d.name.span, "a tool is named `server.tool` (its MCP server, a dot, its tool name)");
+                ck.error(
+                    d.name.span,
+                    "a tool is named `server.tool` (its MCP server, a dot, its tool name)",
+                );
             }
             let (Some(description), Some((schema, schema_span))) = (description, schema) else {
                 return ck.error(d.name.span, format!("tool `{name}` needs `description \"...\"` and `schema {{...}}` (or `schema file \"x.json\"`), as in its tools/list entry"));
             };
             if !matches!(&schema, Json::Object(m) if m.get("type") == Some(&Json::from("object"))) {
-                ck.error(schema_span, "a tool's input schema must be a JSON object with \"type\": \"object\"");
+                ck.error(
+                    schema_span,
+                    "a tool's input schema must be a JSON object with \"type\": \"object\"",
+                );
             }
             let hash = tool_pin(&description, &schema);
             if let Some((declared, span)) = pin
@@ -488,7 +572,13 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                     hex(&hash)
                 ));
             }
-            out.tools.push(TargetIr { name, hash, cleared, result, schema: Some(schema) });
+            out.tools.push(TargetIr {
+                name,
+                hash,
+                cleared,
+                result,
+                schema: Some(schema),
+            });
         }
     }
 }
@@ -499,12 +589,23 @@ fn resolve_target(
     target: &TargetRef,
     out: &Compiled,
 ) -> Result<Option<u16>, ()> {
-    let TargetRef::Named(n) = target else { return Ok(None) };
+    let TargetRef::Named(n) = target else {
+        return Ok(None);
+    };
     let (names, what): (Vec<&str>, &str) = match action {
-        ActionKw::Infer => (out.models.iter().map(|m| m.name.as_str()).collect(), "model"),
+        ActionKw::Infer => (
+            out.models.iter().map(|m| m.name.as_str()).collect(),
+            "model",
+        ),
         ActionKw::Call => (out.tools.iter().map(|m| m.name.as_str()).collect(), "tool"),
-        ActionKw::Read => (out.sources.iter().map(|m| m.name.as_str()).collect(), "source"),
-        ActionKw::Send => (out.agents.iter().map(|m| m.name.as_str()).collect(), "agent"),
+        ActionKw::Read => (
+            out.sources.iter().map(|m| m.name.as_str()).collect(),
+            "source",
+        ),
+        ActionKw::Send => (
+            out.agents.iter().map(|m| m.name.as_str()).collect(),
+            "agent",
+        ),
     };
     match names.iter().position(|x| *x == n.text) {
         Some(i) => Ok(Some(i as u16)),
@@ -542,9 +643,16 @@ fn schema_type(node: &Json) -> Result<Ty, String> {
     let ty = match node.get("type") {
         Some(Json::String(s)) => Some(s.as_str()),
         Some(Json::Array(v)) => {
-            let non_null: Vec<&str> =
-                v.iter().filter_map(Json::as_str).filter(|s| *s != "null").collect();
-            if non_null.len() == 1 { Some(non_null[0]) } else { None }
+            let non_null: Vec<&str> = v
+                .iter()
+                .filter_map(Json::as_str)
+                .filter(|s| *s != "null")
+                .collect();
+            if non_null.len() == 1 {
+                Some(non_null[0])
+            } else {
+                None
+            }
         }
         _ => None,
     };
@@ -552,8 +660,13 @@ fn schema_type(node: &Json) -> Result<Ty, String> {
         Some("integer") => Ok(Ty::Int),
         Some("string") => Ok(Ty::Str),
         Some("boolean") => Ok(Ty::Bool),
-        Some("number") => Err("has JSON type `number`; constraints compare integers only (declare it `integer`)".into()),
-        Some(other) => Err(format!("has JSON type `{other}`, which constraints cannot compare")),
+        Some("number") => Err(
+            "has JSON type `number`; constraints compare integers only (declare it `integer`)"
+                .into(),
+        ),
+        Some(other) => Err(format!(
+            "has JSON type `{other}`, which constraints cannot compare"
+        )),
         None => match node.get("enum") {
             Some(Json::Array(v)) if !v.is_empty() && v.iter().all(Json::is_string) => Ok(Ty::Str),
             _ => Err("has no single JSON type (integer, string or boolean)".into()),
@@ -586,13 +699,17 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
                     match props.and_then(|p| p.get(&part.text)) {
                         Some(next) => node = next,
                         None => {
-                            let keys: Vec<&str> =
-                                props.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+                            let keys: Vec<&str> = props
+                                .map(|p| p.keys().map(String::as_str).collect())
+                                .unwrap_or_default();
                             let hint = suggest(&part.text, keys);
-                            ck.error(part.span, format!(
-                                "tool `{}` has no argument `{}` in its input schema{hint}",
-                                tool.name, part.text
-                            ));
+                            ck.error(
+                                part.span,
+                                format!(
+                                    "tool `{}` has no argument `{}` in its input schema{hint}",
+                                    tool.name, part.text
+                                ),
+                            );
                             ok = false;
                             break;
                         }
@@ -604,7 +721,13 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
                 match schema_type(node) {
                     Ok(ty) => {
                         let parts: Vec<String> = parts.iter().map(|p| p.text.clone()).collect();
-                        (SubjectIr::Arg { path: parts.join("."), parts }, ty)
+                        (
+                            SubjectIr::Arg {
+                                path: parts.join("."),
+                                parts,
+                            },
+                            ty,
+                        )
                     }
                     Err(why) => {
                         ck.error(c.subject_span, format!("argument {why}"));
@@ -646,7 +769,10 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
             Ty::Bool => matches!(op, op::Op::Eq | op::Op::Ne),
         };
         if !op_ok {
-            ck.error(op_span, format!("`{opname}` does not apply to {}", ty_name(ty)));
+            ck.error(
+                op_span,
+                format!("`{opname}` does not apply to {}", ty_name(ty)),
+            );
             continue;
         }
         let (lit, lit_span) = &c.value;
@@ -669,7 +795,10 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
                     Some(LitIr::Int(n)) => ints.push(n),
                     Some(LitIr::Str(s)) => strs.push(s),
                     _ => {
-                        ck.error(*span, format!("expected {} here: the argument's schema type", ty_name(ty)));
+                        ck.error(
+                            *span,
+                            format!("expected {} here: the argument's schema type", ty_name(ty)),
+                        );
                         bad = true;
                     }
                 }
@@ -677,12 +806,23 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
             if bad {
                 continue;
             }
-            if ty == Ty::Int { LitIr::Ints(ints) } else { LitIr::Strs(strs) }
+            if ty == Ty::Int {
+                LitIr::Ints(ints)
+            } else {
+                LitIr::Strs(strs)
+            }
         } else {
             match scalar(lit) {
                 Some(v) => v,
                 None => {
-                    ck.error(*lit_span, format!("expected {} here: the subject is {}", ty_name(ty), ty_name(ty)));
+                    ck.error(
+                        *lit_span,
+                        format!(
+                            "expected {} here: the subject is {}",
+                            ty_name(ty),
+                            ty_name(ty)
+                        ),
+                    );
                     continue;
                 }
             }
@@ -696,7 +836,10 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
             if effect == op::Effect::Deny {
                 ck.error(*span, "a deny rule cannot declassify");
             } else if r.action.0 == ActionKw::Read {
-                ck.error(*span, "declassify applies to egress (infer, call, send); a read is not one");
+                ck.error(
+                    *span,
+                    "declassify applies to egress (infer, call, send); a read is not one",
+                );
             }
             set
         }
@@ -725,9 +868,19 @@ fn limit(ck: &mut Checker<'_>, l: &LimitDecl, out: &Compiled) -> Option<LimitIr>
     let window_secs = match u32::try_from(l.window_secs.0) {
         Ok(w) if w > 0 => w,
         _ => {
-            ck.error(l.window_secs.1, "the window must be between 1 second and 4294967295 seconds");
+            ck.error(
+                l.window_secs.1,
+                "the window must be between 1 second and 4294967295 seconds",
+            );
             return None;
         }
     };
-    Some(LimitIr { name: l.name.text.clone(), action: action_of(l.action.0), target, agents, max, window_secs })
+    Some(LimitIr {
+        name: l.name.text.clone(),
+        action: action_of(l.action.0),
+        target,
+        agents,
+        max,
+        window_secs,
+    })
 }

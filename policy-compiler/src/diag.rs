@@ -34,13 +34,18 @@ impl Diagnostic {
     /// counts characters.
     pub fn new(file: &str, src: &str, span: Span, message: impl Into<String>) -> Self {
         let start = span.start.min(src.len());
-        let start = (0..=start).rev().find(|&i| src.is_char_boundary(i)).unwrap_or(0);
+        let start = (0..=start)
+            .rev()
+            .find(|&i| src.is_char_boundary(i))
+            .unwrap_or(0);
         let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = src[start..].find('\n').map_or(src.len(), |i| start + i);
         let line = src[..start].matches('\n').count() + 1;
         let col = src[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
-        let end = (end..=line_end).find(|&i| src.is_char_boundary(i)).unwrap_or(line_end);
+        let end = (end..=line_end)
+            .find(|&i| src.is_char_boundary(i))
+            .unwrap_or(line_end);
         let width = src[start..end].chars().count().max(1);
         Diagnostic {
             file: file.to_string(),
@@ -88,6 +93,10 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl Diagnostics {
     /// All diagnostics, rendered with excerpts, separated by blank lines.
     pub fn render(&self) -> String {
-        self.0.iter().map(Diagnostic::render).collect::<Vec<_>>().join("\n\n")
+        self.0
+            .iter()
+            .map(Diagnostic::render)
+            .collect::<Vec<_>>()
+            .join("\n\n")
     }
 }

@@ -11,4 +11,4 @@ pub mod rego;
 pub mod request;
 pub mod syntax;
 
-pub use compile::{compile, Compiled};
+pub use compile::{Compiled, compile};

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 
-use policy_compiler::compile::{hex, Compiled};
+use policy_compiler::compile::{Compiled, hex};
 use policy_compiler::{compile, rego, request};
 
 /// Compiles Omega policies to the monitor's binary form and to Rego.
@@ -53,7 +53,8 @@ enum Cmd {
 }
 
 fn load(file: &Path) -> Result<std::result::Result<Compiled, String>> {
-    let src = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let src =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     Ok(compile(&file.display().to_string(), &src, base).map_err(|d| d.render()))
 }
@@ -77,7 +78,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Cmd::Compile { file, out, rego: rego_out } => {
+        Cmd::Compile {
+            file,
+            out,
+            rego: rego_out,
+        } => {
             let p = match load(&file)? {
                 Ok(p) => p,
                 Err(report) => {
@@ -111,8 +116,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 std::fs::read_to_string(&input)
                     .with_context(|| format!("reading {}", input.display()))?
             };
-            let json: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("parsing {}", input.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", input.display()))?;
             // Evaluate exactly what the monitor would: the decoded binary form.
             let bytes = p.to_bytes();
             let policy = omega_policy::decode(&bytes).context("decoding the compiled policy")?;

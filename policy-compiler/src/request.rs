@@ -11,7 +11,7 @@
 //! ```
 
 use omega_policy::{Action, Arg, Decision, Effect, Policy, Request, State, Value};
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 use crate::compile::Compiled;
 
@@ -41,7 +41,9 @@ pub fn value_of(v: Option<&Json>) -> OwnedValue {
             } else if n.is_u64() {
                 None
             } else {
-                n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= SAFE_INT as f64).map(|f| f as i64)
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= SAFE_INT as f64)
+                    .map(|f| f as i64)
             };
             match int {
                 Some(i) if (-SAFE_INT..=SAFE_INT).contains(&i) => OwnedValue::Int(i),
@@ -83,7 +85,11 @@ pub fn flatten_args(v: &Json) -> Vec<(String, OwnedValue)> {
                 if k.contains('.') {
                     continue;
                 }
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.push((path.clone(), value_of(Some(child))));
                 walk(&path, child, out);
             }
@@ -97,7 +103,11 @@ pub fn flatten_args(v: &Json) -> Vec<(String, OwnedValue)> {
 /// Exactly 64 lowercase hex digits (what the Rego compares as a string).
 fn strict_hash(v: Option<&Json>) -> Option<[u8; 32]> {
     let s = v?.as_str()?;
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() != 64
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     crate::compile::parse_hash(s)
@@ -137,14 +147,22 @@ impl OwnedRequest {
             .ok_or_else(|| shape("`target` must be a string"))?;
         let mut labels = Vec::new();
         if let Some(ctx) = v.get("context").and_then(|c| c.get("labels")) {
-            let arr = ctx.as_array().ok_or_else(|| shape("`context.labels` must be an array"))?;
+            let arr = ctx
+                .as_array()
+                .ok_or_else(|| shape("`context.labels` must be an array"))?;
             for l in arr {
-                labels.push(l.as_str().ok_or_else(|| shape("labels are strings"))?.to_string());
+                labels.push(
+                    l.as_str()
+                        .ok_or_else(|| shape("labels are strings"))?
+                        .to_string(),
+                );
             }
         }
         let mut counts = Vec::new();
         if let Some(c) = v.get("counts") {
-            let obj = c.as_object().ok_or_else(|| shape("`counts` must be an object"))?;
+            let obj = c
+                .as_object()
+                .ok_or_else(|| shape("`counts` must be an object"))?;
             for (k, n) in obj {
                 let n = n
                     .as_u64()
@@ -177,14 +195,25 @@ impl OwnedRequest {
         let counts = policy
             .limits
             .iter()
-            .map(|l| self.counts.iter().find(|(k, _)| k == l.name).map_or(0, |(_, n)| *n))
+            .map(|l| {
+                self.counts
+                    .iter()
+                    .find(|(k, _)| k == l.name)
+                    .map_or(0, |(_, n)| *n)
+            })
             .collect();
         (set, counts)
     }
 
     /// The flattened arguments, borrowed, for [`OwnedRequest::request`].
     pub fn args_view(&self) -> Vec<Arg<'_>> {
-        self.args.iter().map(|(p, v)| Arg { path: p, value: v.view() }).collect()
+        self.args
+            .iter()
+            .map(|(p, v)| Arg {
+                path: p,
+                value: v.view(),
+            })
+            .collect()
     }
 
     /// The evaluator's view of this request, with `args` from [`OwnedRequest::args_view`].
@@ -195,11 +224,22 @@ impl OwnedRequest {
                 proxy: self.target_hash.as_ref(),
                 max_tokens: self.max_tokens.view(),
             },
-            "call" => Action::Call { tool: &self.target, entry: self.target_hash.as_ref(), args },
-            "read" => Action::Read { source: &self.target, path: self.path.view() },
+            "call" => Action::Call {
+                tool: &self.target,
+                entry: self.target_hash.as_ref(),
+                args,
+            },
+            "read" => Action::Read {
+                source: &self.target,
+                path: self.path.view(),
+            },
             _ => Action::Send { to: &self.target },
         };
-        Request { agent: &self.agent, agent_hash: self.agent_hash.as_ref(), action }
+        Request {
+            agent: &self.agent,
+            agent_hash: self.agent_hash.as_ref(),
+            action,
+        }
     }
 
     /// Calls `f` with the evaluator's view of this request.
@@ -211,7 +251,15 @@ impl OwnedRequest {
     /// Evaluates against a decoded policy.
     pub fn evaluate(&self, policy: &Policy<'_>) -> Decision {
         let (labels, counts) = self.state_parts(policy);
-        self.with_request(|req| policy.evaluate(req, &State { labels, counts: &counts }))
+        self.with_request(|req| {
+            policy.evaluate(
+                req,
+                &State {
+                    labels,
+                    counts: &counts,
+                },
+            )
+        })
     }
 }
 
@@ -230,7 +278,11 @@ pub fn decision_json(policy: &Policy<'_>, compiled: &Compiled, d: &Decision) -> 
 }
 
 /// Decodes and evaluates one JSON request with the no_std evaluator.
-pub fn eval_json(compiled: &Compiled, policy: &Policy<'_>, input: &Json) -> Result<Json, RequestError> {
+pub fn eval_json(
+    compiled: &Compiled,
+    policy: &Policy<'_>,
+    input: &Json,
+) -> Result<Json, RequestError> {
     let req = OwnedRequest::from_json(input)?;
     Ok(decision_json(policy, compiled, &req.evaluate(policy)))
 }

@@ -168,7 +168,9 @@ struct Lexer<'s> {
     pos: usize,
 }
 
-const PUNCT: &[&str] = &["==", "!=", "<=", ">=", "{", "}", "[", "]", ",", ".", "*", "<", ">"];
+const PUNCT: &[&str] = &[
+    "==", "!=", "<=", ">=", "{", "}", "[", "]", ",", ".", "*", "<", ">",
+];
 
 impl<'s> Lexer<'s> {
     fn skip_trivia(&mut self) {
@@ -198,11 +200,15 @@ impl<'s> Lexer<'s> {
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
                 .unwrap_or(rest.len());
             self.pos += len;
-            return Ok((Tok::Ident(rest[..len].to_string()), Span::new(start, self.pos)));
+            return Ok((
+                Tok::Ident(rest[..len].to_string()),
+                Span::new(start, self.pos),
+            ));
         }
-        if c.is_ascii_digit() || (c == '-' && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
-        {
-            let len = 1 + rest[1..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - 1);
+        if c.is_ascii_digit() || (c == '-' && rest[1..].starts_with(|c: char| c.is_ascii_digit())) {
+            let len = 1 + rest[1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len() - 1);
             self.pos += len;
             let span = Span::new(start, self.pos);
             let n = rest[..len].parse::<i64>().map_err(|_| ParseError {
@@ -288,7 +294,10 @@ pub fn parse(src: &str) -> PResult<Vec<Item>> {
 }
 
 fn err<T>(span: Span, message: impl Into<String>) -> PResult<T> {
-    Err(ParseError { span, message: message.into() })
+    Err(ParseError {
+        span,
+        message: message.into(),
+    })
 }
 
 impl Parser<'_> {
@@ -311,7 +320,10 @@ impl Parser<'_> {
         if self.is_punct(p) {
             Ok(self.bump()?.1)
         } else {
-            err(self.span, format!("expected `{p}`, found {}", self.tok.describe()))
+            err(
+                self.span,
+                format!("expected `{p}`, found {}", self.tok.describe()),
+            )
         }
     }
 
@@ -319,17 +331,25 @@ impl Parser<'_> {
         if self.is_kw(kw) {
             Ok(self.bump()?.1)
         } else {
-            err(self.span, format!("expected `{kw}`, found {}", self.tok.describe()))
+            err(
+                self.span,
+                format!("expected `{kw}`, found {}", self.tok.describe()),
+            )
         }
     }
 
     fn ident(&mut self, what: &str) -> PResult<Name> {
         match &self.tok {
             Tok::Ident(_) => {
-                let (Tok::Ident(text), span) = self.bump()? else { unreachable!() };
+                let (Tok::Ident(text), span) = self.bump()? else {
+                    unreachable!()
+                };
                 Ok(Name { text, span })
             }
-            t => err(self.span, format!("expected {what}, found {}", t.describe())),
+            t => err(
+                self.span,
+                format!("expected {what}, found {}", t.describe()),
+            ),
         }
     }
 
@@ -349,17 +369,25 @@ impl Parser<'_> {
     fn string(&mut self, what: &str) -> PResult<Str> {
         match &self.tok {
             Tok::Str(_) => {
-                let (Tok::Str(text), span) = self.bump()? else { unreachable!() };
+                let (Tok::Str(text), span) = self.bump()? else {
+                    unreachable!()
+                };
                 Ok(Name { text, span })
             }
-            t => err(self.span, format!("expected {what} (a string), found {}", t.describe())),
+            t => err(
+                self.span,
+                format!("expected {what} (a string), found {}", t.describe()),
+            ),
         }
     }
 
     fn int(&mut self, what: &str) -> PResult<(i64, Span)> {
         match self.tok {
             Tok::Int(n) => Ok((n, self.bump()?.1)),
-            ref t => err(self.span, format!("expected {what} (an integer), found {}", t.describe())),
+            ref t => err(
+                self.span,
+                format!("expected {what} (an integer), found {}", t.describe()),
+            ),
         }
     }
 
@@ -381,10 +409,13 @@ impl Parser<'_> {
         let kw = match &self.tok {
             Tok::Ident(s) => s.clone(),
             t => {
-                return err(self.span, format!(
-                    "expected a declaration (policy, label, agent, model, tool, source, rule, limit), found {}",
-                    t.describe()
-                ));
+                return err(
+                    self.span,
+                    format!(
+                        "expected a declaration (policy, label, agent, model, tool, source, rule, limit), found {}",
+                        t.describe()
+                    ),
+                );
             }
         };
         match kw.as_str() {
@@ -407,9 +438,12 @@ impl Parser<'_> {
             "source" => self.decl(DeclKind::Source),
             "rule" => self.rule(),
             "limit" => self.limit(),
-            other => err(self.span, format!(
-                "unknown declaration `{other}` (expected policy, label, agent, model, tool, source, rule or limit)"
-            )),
+            other => err(
+                self.span,
+                format!(
+                    "unknown declaration `{other}` (expected policy, label, agent, model, tool, source, rule or limit)"
+                ),
+            ),
         }
     }
 
@@ -425,13 +459,16 @@ impl Parser<'_> {
         while !self.is_punct("}") {
             let key = self.ident("a field name")?;
             if !kind.fields().contains(&key.text.as_str()) {
-                return err(key.span, format!(
-                    "unknown field `{}` in {} `{}` (expected one of: {})",
-                    key.text,
-                    kind.word(),
-                    name.text,
-                    kind.fields().join(", ")
-                ));
+                return err(
+                    key.span,
+                    format!(
+                        "unknown field `{}` in {} `{}` (expected one of: {})",
+                        key.text,
+                        kind.word(),
+                        name.text,
+                        kind.fields().join(", ")
+                    ),
+                );
             }
             let value = match key.text.as_str() {
                 "cleared" | "result" | "labels" => {
@@ -452,10 +489,13 @@ impl Parser<'_> {
             return Ok(FieldValue::JsonFile(self.string("the schema file name")?));
         }
         if !self.is_punct("{") {
-            return err(self.span, format!(
-                "expected an inline JSON schema `{{...}}` or `file \"name.json\"`, found {}",
-                self.tok.describe()
-            ));
+            return err(
+                self.span,
+                format!(
+                    "expected an inline JSON schema `{{...}}` or `file \"name.json\"`, found {}",
+                    self.tok.describe()
+                ),
+            );
         }
         // The current token is the `{` that opens the JSON: parse from there with serde_json.
         let start = self.span.start;
@@ -474,7 +514,10 @@ impl Parser<'_> {
                 let mut off = 0;
                 for (i, line) in rel.split_inclusive('\n').enumerate() {
                     if i + 1 == e.line() {
-                        off += line.char_indices().nth(e.column().saturating_sub(1)).map_or(line.len(), |(b, _)| b);
+                        off += line
+                            .char_indices()
+                            .nth(e.column().saturating_sub(1))
+                            .map_or(line.len(), |(b, _)| b);
                         break;
                     }
                     off += line.len();
@@ -493,10 +536,13 @@ impl Parser<'_> {
             Tok::Ident(s) if s == "read" => ActionKw::Read,
             Tok::Ident(s) if s == "send" => ActionKw::Send,
             t => {
-                return err(self.span, format!(
-                    "expected an action (infer, call, read, send), found {}",
-                    t.describe()
-                ));
+                return err(
+                    self.span,
+                    format!(
+                        "expected an action (infer, call, read, send), found {}",
+                        t.describe()
+                    ),
+                );
             }
         };
         Ok((a, self.bump()?.1))
@@ -527,10 +573,15 @@ impl Parser<'_> {
             Tok::Ident(s) if matches!(s.as_str(), "allow" | "deny" | "confirm") => {
                 self.ident("")?
             }
-            t => return err(self.span, format!(
-                "a rule starts with its effect: expected allow, deny or confirm, found {}",
-                t.describe()
-            )),
+            t => {
+                return err(
+                    self.span,
+                    format!(
+                        "a rule starts with its effect: expected allow, deny or confirm, found {}",
+                        t.describe()
+                    ),
+                );
+            }
         };
         let action = self.action()?;
         let target = self.target(action.0)?;
@@ -566,9 +617,12 @@ impl Parser<'_> {
                     rule.declassify = Some(self.name_list("a label name")?);
                 }
                 other => {
-                    return err(key.span, format!(
-                        "unknown rule clause `{other}` (expected agents, when or declassify)"
-                    ));
+                    return err(
+                        key.span,
+                        format!(
+                            "unknown rule clause `{other}` (expected agents, when or declassify)"
+                        ),
+                    );
                 }
             }
         }
@@ -596,23 +650,36 @@ impl Parser<'_> {
             "max_tokens" => (SubjectAst::MaxTokens, first.span),
             "path" => (SubjectAst::Path, first.span),
             other => {
-                return err(first.span, format!(
-                    "unknown condition subject `{other}` (expected `args.<path>`, `max_tokens` or `path`)"
-                ));
+                return err(
+                    first.span,
+                    format!(
+                        "unknown condition subject `{other}` (expected `args.<path>`, `max_tokens` or `path`)"
+                    ),
+                );
             }
         };
         let op = match &self.tok {
             Tok::Punct(p @ ("==" | "!=" | "<" | "<=" | ">" | ">=")) => *p,
             Tok::Ident(s) if s == "in" => "in",
             Tok::Ident(s) if s == "startswith" => "startswith",
-            t => return err(self.span, format!(
-                "expected a comparison (==, !=, <, <=, >, >=, in, startswith), found {}",
-                t.describe()
-            )),
+            t => {
+                return err(
+                    self.span,
+                    format!(
+                        "expected a comparison (==, !=, <, <=, >, >=, in, startswith), found {}",
+                        t.describe()
+                    ),
+                );
+            }
         };
         let op_span = self.bump()?.1;
         let value = self.literal()?;
-        Ok(Cond { subject, subject_span, op: (op, op_span), value })
+        Ok(Cond {
+            subject,
+            subject_span,
+            op: (op, op_span),
+            value,
+        })
     }
 
     fn literal(&mut self) -> PResult<(LitAst, Span)> {
@@ -649,10 +716,13 @@ impl Parser<'_> {
                 let close = self.expect_punct("]")?;
                 Ok((LitAst::List(items), Span::new(span.start, close.end)))
             }
-            t => err(span, format!(
-                "expected a value (integer, string, true, false or [list]), found {}",
-                t.describe()
-            )),
+            t => err(
+                span,
+                format!(
+                    "expected a value (integer, string, true, false or [list]), found {}",
+                    t.describe()
+                ),
+            ),
         }
     }
 
@@ -678,8 +748,18 @@ impl Parser<'_> {
             "h" | "hours" => 3600,
             _ => return err(unit.span, "expected a time unit: s, m or h"),
         };
-        let window = (n.saturating_mul(mult), Span::new(nspan.start, unit.span.end));
+        let window = (
+            n.saturating_mul(mult),
+            Span::new(nspan.start, unit.span.end),
+        );
         self.expect_punct("}")?;
-        Ok(Item::Limit(LimitDecl { name, action, target, agents, max, window_secs: window }))
+        Ok(Item::Limit(LimitDecl {
+            name,
+            action,
+            target,
+            agents,
+            max,
+            window_secs: window,
+        }))
     }
 }

@@ -10,7 +10,9 @@ fn bin() -> Command {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -23,7 +25,11 @@ fn tmp(name: &str) -> PathBuf {
 fn check_accepts_the_examples() {
     for f in ["healthcare.policy", "coding-assistant.policy"] {
         let out = bin().arg("check").arg(example(f)).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
     }
 }
@@ -38,7 +44,9 @@ fn check_reports_file_line_col_with_a_caret() {
     std::fs::create_dir_all(path.parent().unwrap().join("schemas")).unwrap();
     std::fs::copy(
         example("schemas/fhir_search_patients.json"),
-        path.parent().unwrap().join("schemas/fhir_search_patients.json"),
+        path.parent()
+            .unwrap()
+            .join("schemas/fhir_search_patients.json"),
     )
     .unwrap();
     let out = bin().arg("check").arg(&path).output().unwrap();
@@ -46,10 +54,16 @@ fn check_reports_file_line_col_with_a_caret() {
     let err = String::from_utf8_lossy(&out.stderr);
     let line = bad.lines().position(|l| l.contains("args.limt")).unwrap() + 1;
     let col = bad.lines().nth(line - 1).unwrap().find("limt").unwrap() + 1;
-    let head = format!("{}:{line}:{col}: error: tool `fhir.search_patients` has no argument `limt`", path.display());
+    let head = format!(
+        "{}:{line}:{col}: error: tool `fhir.search_patients` has no argument `limt`",
+        path.display()
+    );
     assert!(err.starts_with(&head), "{err}");
     assert!(err.contains("did you mean `limit`?"), "{err}");
-    assert!(err.contains(&format!("{line} |   when args.limt <= 50")), "{err}");
+    assert!(
+        err.contains(&format!("{line} |   when args.limt <= 50")),
+        "{err}"
+    );
     assert!(err.contains("^^^^"), "{err}");
 }
 
@@ -66,10 +80,20 @@ fn compile_writes_binary_and_rego_and_prints_the_identity() {
         .arg(&out_rego)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&out_bin).unwrap();
-    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("sha256:{digest}"));
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("sha256:{digest}")
+    );
     let policy = omega_policy::decode(&bytes).unwrap();
     assert_eq!(policy.name, "healthcare");
     let rego = std::fs::read_to_string(&out_rego).unwrap();
@@ -77,11 +101,22 @@ fn compile_writes_binary_and_rego_and_prints_the_identity() {
     for line in rego.lines().filter(|l| !l.trim_start().starts_with('#')) {
         // Drop string literals, then look for the keyword.
         let code: String = line.split('"').step_by(2).collect::<Vec<_>>().join(" ");
-        assert!(!code.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "with"), "`with` in: {line}");
+        assert!(
+            !code
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|w| w == "with"),
+            "`with` in: {line}"
+        );
     }
     // Deterministic: the same source compiles to the same bytes.
     let again = tmp("h2.bin");
-    let st = bin().arg("compile").arg(example("healthcare.policy")).arg("--out").arg(&again).output().unwrap();
+    let st = bin()
+        .arg("compile")
+        .arg(example("healthcare.policy"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
     assert!(st.status.success());
     assert_eq!(std::fs::read(&again).unwrap(), bytes);
 }
@@ -103,16 +138,36 @@ fn eval_prints_the_decision() {
     });
     let path = tmp("req.json");
     std::fs::write(&path, input.to_string()).unwrap();
-    let out = bin().arg("eval").arg(example("healthcare.policy")).arg("--input").arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("eval")
+        .arg(example("healthcare.policy"))
+        .arg("--input")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v,
         serde_json::json!({"decision": "allow", "rule": "triage_reads_ehr", "labels": ["phi", "untrusted", "pii"]})
     );
     // A malformed request is an error, not a decision.
-    std::fs::write(&path, r#"{"agent": {"name": "triage"}, "action": "fly", "target": "x"}"#).unwrap();
-    let out = bin().arg("eval").arg(example("healthcare.policy")).arg("--input").arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        r#"{"agent": {"name": "triage"}, "action": "fly", "target": "x"}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .arg("eval")
+        .arg(example("healthcare.policy"))
+        .arg("--input")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`action` must be one of"));
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use policy_compiler::request::eval_json;
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 const REQUESTS_PER_POLICY: u64 = 3000;
 
@@ -33,8 +33,14 @@ fn opa_decide(python: &Path, rego: &str, inputs: &[Json]) -> Vec<Json> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let job = json!({ "rego": rego, "document": policy_compiler::rego::DECISION, "inputs": inputs });
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    let job =
+        json!({ "rego": rego, "document": policy_compiler::rego::DECISION, "inputs": inputs });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -50,7 +56,9 @@ fn evaluator_and_opa_agree_on_generated_requests() {
         if std::env::var_os("CI").is_some() {
             panic!("OPA oracle missing: set OMEGA_ORACLE_PYTHON or run scripts/test.sh");
         }
-        println!("SKIPPED: OPA oracle not installed (set OMEGA_ORACLE_PYTHON or run scripts/test.sh)");
+        println!(
+            "SKIPPED: OPA oracle not installed (set OMEGA_ORACLE_PYTHON or run scripts/test.sh)"
+        );
         return;
     };
     for file in common::example_files() {
@@ -58,16 +66,27 @@ fn evaluator_and_opa_agree_on_generated_requests() {
         let bytes = compiled.to_bytes();
         let policy = omega_policy::decode(&bytes).unwrap();
         let mut generator = common::Gen::new(&compiled, 0x0da0_0002);
-        let inputs: Vec<Json> = (0..REQUESTS_PER_POLICY).map(|_| generator.request()).collect();
+        let inputs: Vec<Json> = (0..REQUESTS_PER_POLICY)
+            .map(|_| generator.request())
+            .collect();
         let theirs = opa_decide(&python, &common::rego_of(&compiled), &inputs);
         assert_eq!(theirs.len(), inputs.len());
         let mut allowed = 0;
         for (i, (input, opa)) in inputs.iter().zip(&theirs).enumerate() {
             let ours = eval_json(&compiled, &policy, input).unwrap();
-            assert_eq!(&ours, opa, "{}: request #{i} disagrees\ninput: {input:#}", file.display());
+            assert_eq!(
+                &ours,
+                opa,
+                "{}: request #{i} disagrees\ninput: {input:#}",
+                file.display()
+            );
             allowed += usize::from(ours["decision"] != "deny");
         }
-        assert!(allowed > 100, "{}: too few allowed requests to mean much", file.display());
+        assert!(
+            allowed > 100,
+            "{}: too few allowed requests to mean much",
+            file.display()
+        );
     }
 }
 
@@ -88,6 +107,11 @@ fn opa_oracle_rejects_a_broken_module() {
         .spawn()
         .unwrap();
     let job = json!({ "rego": "package omega.policy\ndecision := {", "document": "omega.policy.decision", "inputs": [{}] });
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     assert!(!child.wait().unwrap().success());
 }

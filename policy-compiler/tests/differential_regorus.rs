@@ -20,19 +20,32 @@ fn evaluator_and_regorus_agree_on_generated_requests() {
         let mut rules_seen: BTreeMap<String, usize> = BTreeMap::new();
         for i in 0..REQUESTS_PER_POLICY {
             let input = generator.request();
-            let ours = eval_json(&compiled, &policy, &input).expect("generated requests are well-formed");
+            let ours =
+                eval_json(&compiled, &policy, &input).expect("generated requests are well-formed");
             let theirs = common::regorus_decide(&mut engine, &input);
             assert_eq!(
-                ours, theirs,
+                ours,
+                theirs,
                 "{}: request #{i} disagrees\ninput: {input:#}",
                 file.display()
             );
-            let key = format!("{}:{}", ours["decision"].as_str().unwrap(), ours["rule"].as_str().unwrap());
+            let key = format!(
+                "{}:{}",
+                ours["decision"].as_str().unwrap(),
+                ours["rule"].as_str().unwrap()
+            );
             *rules_seen.entry(key).or_default() += 1;
         }
         eprintln!("{}: {rules_seen:#?}", file.display());
         // The generator must reach every kind of outcome, or agreement proves little.
-        for needle in ["allow:", "deny:default-deny", "deny:agent-pin", "deny:target-pin", "deny:unknown-target", "deny:flow:"] {
+        for needle in [
+            "allow:",
+            "deny:default-deny",
+            "deny:agent-pin",
+            "deny:target-pin",
+            "deny:unknown-target",
+            "deny:flow:",
+        ] {
             assert!(
                 rules_seen.keys().any(|k| k.starts_with(needle)),
                 "{}: no generated request ended in {needle}",

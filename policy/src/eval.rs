@@ -1,8 +1,8 @@
 //! The decision procedure. No allocation, no panics, no recursion.
 
-use crate::format::{Constraint, Limit, Lit, Op, Policy, Rule, RuleAction, Subject};
-pub use crate::format::Effect;
 use crate::LabelSet;
+pub use crate::format::Effect;
+use crate::format::{Constraint, Limit, Lit, Op, Policy, Rule, RuleAction, Subject};
 
 /// A value in a request (a tool argument, the token budget, a read path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +27,17 @@ pub struct Arg<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action<'a> {
     /// LLM inference on `model`; `proxy` is the identity the proxy attested.
-    Infer { model: &'a str, proxy: Option<&'a [u8; 32]>, max_tokens: Value<'a> },
+    Infer {
+        model: &'a str,
+        proxy: Option<&'a [u8; 32]>,
+        max_tokens: Value<'a>,
+    },
     /// MCP tool call; `entry` is the SHA-256 of the tool's current `tools/list` entry.
-    Call { tool: &'a str, entry: Option<&'a [u8; 32]>, args: &'a [Arg<'a>] },
+    Call {
+        tool: &'a str,
+        entry: Option<&'a [u8; 32]>,
+        args: &'a [Arg<'a>],
+    },
     /// Read from a data source.
     Read { source: &'a str, path: Value<'a> },
     /// Message to another agent.
@@ -159,16 +167,24 @@ impl<'p> Policy<'p> {
             Action::Read { source, .. } => self.sources.iter().position(|s| s.name == source),
             Action::Send { to } => self.agents.iter().position(|a| a.name == to),
         };
-        let Some(target_ix) = target_ix else { return false };
+        let Some(target_ix) = target_ix else {
+            return false;
+        };
         limit.action == req.action.kind()
             && limit.target.is_none_or(|t| usize::from(t) == target_ix)
-            && limit.agents.is_none_or(|a| a & (1u64 << (agent_ix & 63)) != 0)
+            && limit
+                .agents
+                .is_none_or(|a| a & (1u64 << (agent_ix & 63)) != 0)
     }
 
     /// Decides one request. See `docs/policy.md` for the order of the checks.
     pub fn evaluate(&self, req: &Request<'_>, state: &State<'_>) -> Decision {
         let ctx = state.labels & mask(self.labels.len());
-        let deny = |rule| Decision { effect: Effect::Deny, rule, labels: ctx };
+        let deny = |rule| Decision {
+            effect: Effect::Deny,
+            rule,
+            labels: ctx,
+        };
 
         // 1. The agent is declared and runs the pinned module.
         let Some(agent_ix) = self.agents.iter().position(|a| a.name == req.agent) else {
@@ -187,7 +203,9 @@ impl<'p> Policy<'p> {
                 let Some(i) = self.models.iter().position(|m| m.name == model) else {
                     return deny(RuleRef::UnknownTarget);
                 };
-                let Some(m) = self.models.get(i) else { return deny(RuleRef::UnknownTarget) };
+                let Some(m) = self.models.get(i) else {
+                    return deny(RuleRef::UnknownTarget);
+                };
                 if proxy != Some(&m.hash) {
                     return deny(RuleRef::TargetPin);
                 }
@@ -197,7 +215,9 @@ impl<'p> Policy<'p> {
                 let Some(i) = self.tools.iter().position(|t| t.name == tool) else {
                     return deny(RuleRef::UnknownTarget);
                 };
-                let Some(t) = self.tools.get(i) else { return deny(RuleRef::UnknownTarget) };
+                let Some(t) = self.tools.get(i) else {
+                    return deny(RuleRef::UnknownTarget);
+                };
                 if entry != Some(&t.hash) {
                     return deny(RuleRef::TargetPin);
                 }
@@ -207,14 +227,18 @@ impl<'p> Policy<'p> {
                 let Some(i) = self.sources.iter().position(|s| s.name == source) else {
                     return deny(RuleRef::UnknownTarget);
                 };
-                let Some(s) = self.sources.get(i) else { return deny(RuleRef::UnknownTarget) };
+                let Some(s) = self.sources.get(i) else {
+                    return deny(RuleRef::UnknownTarget);
+                };
                 (i, None, s.labels)
             }
             Action::Send { to } => {
                 let Some(i) = self.agents.iter().position(|a| a.name == to) else {
                     return deny(RuleRef::UnknownTarget);
                 };
-                let Some(a) = self.agents.get(i) else { return deny(RuleRef::UnknownTarget) };
+                let Some(a) = self.agents.get(i) else {
+                    return deny(RuleRef::UnknownTarget);
+                };
                 (i, Some(a.cleared), 0)
             }
         };
@@ -225,7 +249,9 @@ impl<'p> Policy<'p> {
         };
         let matches = |r: &Rule<'_>| {
             scope(r.action, r.target, r.agents)
-                && r.constraints.iter().all(|c| constraint_holds(c, &req.action))
+                && r.constraints
+                    .iter()
+                    .all(|c| constraint_holds(c, &req.action))
         };
 
         // 4. Deny rules, in source order.
@@ -242,8 +268,11 @@ impl<'p> Policy<'p> {
             }
         }
         // 6. The first allow or confirm rule that matches.
-        let Some((rule_ix, rule)) =
-            self.rules.iter().enumerate().find(|(_, r)| r.effect != Effect::Deny && matches(r))
+        let Some((rule_ix, rule)) = self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.effect != Effect::Deny && matches(r))
         else {
             return deny(RuleRef::DefaultDeny);
         };
@@ -254,7 +283,11 @@ impl<'p> Policy<'p> {
                 return deny(RuleRef::Flow(blocked.trailing_zeros() as u8));
             }
         }
-        Decision { effect: rule.effect, rule: RuleRef::Rule(rule_ix as u16), labels: ctx | acquired }
+        Decision {
+            effect: rule.effect,
+            rule: RuleRef::Rule(rule_ix as u16),
+            labels: ctx | acquired,
+        }
     }
 }
 

@@ -255,7 +255,12 @@ impl Policy<'_> {
         if self.limits.len() > MAX_LIMITS {
             return Err(Invalid("too many limits"));
         }
-        for n in [self.tools.len(), self.models.len(), self.sources.len(), self.rules.len()] {
+        for n in [
+            self.tools.len(),
+            self.models.len(),
+            self.sources.len(),
+            self.rules.len(),
+        ] {
             if n > MAX_ITEMS {
                 return Err(Invalid("too many items"));
             }
@@ -266,7 +271,12 @@ impl Policy<'_> {
             .agents
             .iter()
             .map(|a| a.cleared)
-            .chain(self.tools.iter().chain(&self.models).flat_map(|t| [t.cleared, t.result]))
+            .chain(
+                self.tools
+                    .iter()
+                    .chain(&self.models)
+                    .flat_map(|t| [t.cleared, t.result]),
+            )
             .chain(self.sources.iter().map(|s| s.labels))
             .chain(self.rules.iter().map(|r| r.declassify));
         for set in sets {

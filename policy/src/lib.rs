@@ -16,14 +16,14 @@
 
 extern crate alloc;
 
-mod format;
 mod eval;
+mod format;
 mod session;
 
 pub use eval::{Action, Arg, Decision, Request, RuleName, RuleRef, State, Value};
 pub use format::{
-    decode, encode, Agent, Constraint, DecodeError, Effect, Limit, Lit, Op, Policy, Rule, RuleAction,
-    Source, Subject, Target, FORMAT_VERSION, MAGIC, MAX_AGENTS, MAX_LABELS, MAX_LIMITS,
+    Agent, Constraint, DecodeError, Effect, FORMAT_VERSION, Limit, Lit, MAGIC, MAX_AGENTS,
+    MAX_LABELS, MAX_LIMITS, Op, Policy, Rule, RuleAction, Source, Subject, Target, decode, encode,
 };
 pub use session::Session;
 

@@ -1,8 +1,8 @@
 //! Per-agent session state kept by the monitor: context labels and fixed-window counters.
 
-use crate::eval::{Decision, Effect, Request, State};
-use crate::format::{Policy, MAX_LIMITS};
 use crate::LabelSet;
+use crate::eval::{Decision, Effect, Request, State};
+use crate::format::{MAX_LIMITS, Policy};
 
 /// One agent's session: the labels its context carries and, per rate limit, the current
 /// fixed window (`now / window_secs`) and how many allowed actions it has seen.
@@ -22,7 +22,11 @@ impl Default for Session {
 impl Session {
     /// A fresh session: no labels, no counts.
     pub const fn new() -> Self {
-        Session { labels: 0, windows: [(0, 0); MAX_LIMITS], counts: [0; MAX_LIMITS] }
+        Session {
+            labels: 0,
+            windows: [(0, 0); MAX_LIMITS],
+            counts: [0; MAX_LIMITS],
+        }
     }
 
     /// Labels the context carries.
@@ -38,13 +42,22 @@ impl Session {
                 *c = if w.0 == window { w.1 } else { 0 };
             }
         }
-        State { labels: self.labels, counts: &self.counts }
+        State {
+            labels: self.labels,
+            counts: &self.counts,
+        }
     }
 
     /// Records that a decided request was carried out: for `allow`, and for `confirm` once
     /// the operator approved it. Takes on the decision's labels and counts the action against
     /// every matching rate limit. A `deny` changes nothing.
-    pub fn record(&mut self, policy: &Policy<'_>, req: &Request<'_>, decision: &Decision, now: u64) {
+    pub fn record(
+        &mut self,
+        policy: &Policy<'_>,
+        req: &Request<'_>,
+        decision: &Decision,
+        now: u64,
+    ) {
         if decision.effect == Effect::Deny {
             return;
         }

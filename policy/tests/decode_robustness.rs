@@ -11,12 +11,33 @@ fn sample() -> Policy<'static> {
         name: "sample",
         labels: vec!["phi", "secret", "untrusted", "pii"],
         agents: vec![
-            Agent { name: "a", hash: [1; 32], cleared: 0b1001 },
-            Agent { name: "b", hash: [2; 32], cleared: 0 },
+            Agent {
+                name: "a",
+                hash: [1; 32],
+                cleared: 0b1001,
+            },
+            Agent {
+                name: "b",
+                hash: [2; 32],
+                cleared: 0,
+            },
         ],
-        tools: vec![Target { name: "srv.t", hash: [3; 32], cleared: 0b1, result: 0b100 }],
-        models: vec![Target { name: "m", hash: [4; 32], cleared: 0b1111, result: 0 }],
-        sources: vec![Source { name: "s", labels: 0b1 }],
+        tools: vec![Target {
+            name: "srv.t",
+            hash: [3; 32],
+            cleared: 0b1,
+            result: 0b100,
+        }],
+        models: vec![Target {
+            name: "m",
+            hash: [4; 32],
+            cleared: 0b1111,
+            result: 0,
+        }],
+        sources: vec![Source {
+            name: "s",
+            labels: 0b1,
+        }],
         rules: vec![
             Rule {
                 name: "d",
@@ -24,7 +45,11 @@ fn sample() -> Policy<'static> {
                 action: RuleAction::Call,
                 target: Some(0),
                 agents: None,
-                constraints: vec![Constraint { subject: Subject::Arg("x.y"), op: Op::Eq, value: Lit::Str("bad") }],
+                constraints: vec![Constraint {
+                    subject: Subject::Arg("x.y"),
+                    op: Op::Eq,
+                    value: Lit::Str("bad"),
+                }],
                 declassify: 0,
             },
             Rule {
@@ -34,10 +59,26 @@ fn sample() -> Policy<'static> {
                 target: Some(0),
                 agents: Some(0b11),
                 constraints: vec![
-                    Constraint { subject: Subject::Arg("n"), op: Op::Le, value: Lit::Int(50) },
-                    Constraint { subject: Subject::Arg("k"), op: Op::In, value: Lit::Strs(vec!["p", "q"]) },
-                    Constraint { subject: Subject::Arg("i"), op: Op::In, value: Lit::Ints(vec![1, 2]) },
-                    Constraint { subject: Subject::Arg("b"), op: Op::Ne, value: Lit::Bool(true) },
+                    Constraint {
+                        subject: Subject::Arg("n"),
+                        op: Op::Le,
+                        value: Lit::Int(50),
+                    },
+                    Constraint {
+                        subject: Subject::Arg("k"),
+                        op: Op::In,
+                        value: Lit::Strs(vec!["p", "q"]),
+                    },
+                    Constraint {
+                        subject: Subject::Arg("i"),
+                        op: Op::In,
+                        value: Lit::Ints(vec![1, 2]),
+                    },
+                    Constraint {
+                        subject: Subject::Arg("b"),
+                        op: Op::Ne,
+                        value: Lit::Bool(true),
+                    },
                 ],
                 declassify: 0b1000,
             },
@@ -47,7 +88,11 @@ fn sample() -> Policy<'static> {
                 action: RuleAction::Infer,
                 target: None,
                 agents: None,
-                constraints: vec![Constraint { subject: Subject::MaxTokens, op: Op::Lt, value: Lit::Int(100) }],
+                constraints: vec![Constraint {
+                    subject: Subject::MaxTokens,
+                    op: Op::Lt,
+                    value: Lit::Int(100),
+                }],
                 declassify: 0,
             },
             Rule {
@@ -56,27 +101,85 @@ fn sample() -> Policy<'static> {
                 action: RuleAction::Read,
                 target: Some(0),
                 agents: None,
-                constraints: vec![Constraint { subject: Subject::Path, op: Op::Prefix, value: Lit::Str("/ok/") }],
+                constraints: vec![Constraint {
+                    subject: Subject::Path,
+                    op: Op::Prefix,
+                    value: Lit::Str("/ok/"),
+                }],
                 declassify: 0,
             },
-            Rule { name: "s", effect: Effect::Allow, action: RuleAction::Send, target: Some(1), agents: None, constraints: vec![], declassify: 0 },
+            Rule {
+                name: "s",
+                effect: Effect::Allow,
+                action: RuleAction::Send,
+                target: Some(1),
+                agents: None,
+                constraints: vec![],
+                declassify: 0,
+            },
         ],
-        limits: vec![Limit { name: "l", action: RuleAction::Call, target: None, agents: None, max: 3, window_secs: 60 }],
+        limits: vec![Limit {
+            name: "l",
+            action: RuleAction::Call,
+            target: None,
+            agents: None,
+            max: 3,
+            window_secs: 60,
+        }],
     }
 }
 
 fn requests() -> Vec<Request<'static>> {
     static ARGS: [Arg<'static>; 4] = [
-        Arg { path: "n", value: Value::Int(50) },
-        Arg { path: "k", value: Value::Str("p") },
-        Arg { path: "i", value: Value::Int(2) },
-        Arg { path: "b", value: Value::Bool(false) },
+        Arg {
+            path: "n",
+            value: Value::Int(50),
+        },
+        Arg {
+            path: "k",
+            value: Value::Str("p"),
+        },
+        Arg {
+            path: "i",
+            value: Value::Int(2),
+        },
+        Arg {
+            path: "b",
+            value: Value::Bool(false),
+        },
     ];
     vec![
-        Request { agent: "a", agent_hash: Some(&[1; 32]), action: Action::Call { tool: "srv.t", entry: Some(&[3; 32]), args: &ARGS } },
-        Request { agent: "b", agent_hash: Some(&[2; 32]), action: Action::Infer { model: "m", proxy: Some(&[4; 32]), max_tokens: Value::Int(5) } },
-        Request { agent: "a", agent_hash: Some(&[1; 32]), action: Action::Read { source: "s", path: Value::Str("/ok/1") } },
-        Request { agent: "a", agent_hash: Some(&[1; 32]), action: Action::Send { to: "b" } },
+        Request {
+            agent: "a",
+            agent_hash: Some(&[1; 32]),
+            action: Action::Call {
+                tool: "srv.t",
+                entry: Some(&[3; 32]),
+                args: &ARGS,
+            },
+        },
+        Request {
+            agent: "b",
+            agent_hash: Some(&[2; 32]),
+            action: Action::Infer {
+                model: "m",
+                proxy: Some(&[4; 32]),
+                max_tokens: Value::Int(5),
+            },
+        },
+        Request {
+            agent: "a",
+            agent_hash: Some(&[1; 32]),
+            action: Action::Read {
+                source: "s",
+                path: Value::Str("/ok/1"),
+            },
+        },
+        Request {
+            agent: "a",
+            agent_hash: Some(&[1; 32]),
+            action: Action::Send { to: "b" },
+        },
     ]
 }
 
@@ -87,7 +190,13 @@ fn exercise(bytes: &[u8]) {
     assert_eq!(decode(&again).expect("re-decodes"), p);
     for req in requests() {
         for labels in [0, u64::MAX, 0b1010] {
-            let d = p.evaluate(&req, &State { labels, counts: &[0, 5, u32::MAX] });
+            let d = p.evaluate(
+                &req,
+                &State {
+                    labels,
+                    counts: &[0, 5, u32::MAX],
+                },
+            );
             let _ = p.rule_name(d.rule).to_string();
             assert_eq!(d.labels & !mask(p.labels.len()), 0);
         }
@@ -105,17 +214,49 @@ fn sample_round_trips_and_decides() {
     assert_eq!(decode(&bytes).unwrap(), sample());
     let p = decode(&bytes).unwrap();
     let r = requests();
-    let st = State { labels: 0, counts: &[] };
+    let st = State {
+        labels: 0,
+        counts: &[],
+    };
     assert_eq!(p.evaluate(&r[0], &st).effect, Effect::Allow);
     assert_eq!(p.rule_name(p.evaluate(&r[0], &st).rule).to_string(), "c");
-    assert_eq!(p.evaluate(&r[0], &st).labels, 0b100, "tool result label picked up");
+    assert_eq!(
+        p.evaluate(&r[0], &st).labels,
+        0b100,
+        "tool result label picked up"
+    );
     // Over the limit.
-    let d = p.evaluate(&r[0], &State { labels: 0, counts: &[3] });
+    let d = p.evaluate(
+        &r[0],
+        &State {
+            labels: 0,
+            counts: &[3],
+        },
+    );
     assert_eq!(p.rule_name(d.rule).to_string(), "l");
     // phi is cleared for the tool; secret is not; pii is declassified by the rule.
-    assert_eq!(p.evaluate(&r[0], &State { labels: 0b1001, counts: &[] }).effect, Effect::Allow);
-    let d = p.evaluate(&r[0], &State { labels: 0b0010, counts: &[] });
-    assert_eq!((d.effect, p.rule_name(d.rule).to_string()), (Effect::Deny, "flow:secret".into()));
+    assert_eq!(
+        p.evaluate(
+            &r[0],
+            &State {
+                labels: 0b1001,
+                counts: &[]
+            }
+        )
+        .effect,
+        Effect::Allow
+    );
+    let d = p.evaluate(
+        &r[0],
+        &State {
+            labels: 0b0010,
+            counts: &[],
+        },
+    );
+    assert_eq!(
+        (d.effect, p.rule_name(d.rule).to_string()),
+        (Effect::Deny, "flow:secret".into())
+    );
     assert_eq!(p.evaluate(&r[1], &st).effect, Effect::Confirm);
     assert_eq!(p.evaluate(&r[2], &st).labels, 0b1);
     exercise(&bytes);
@@ -194,7 +335,11 @@ fn random_and_mutated_blobs_never_panic() {
                 }
                 3 => v.insert(i, rng.r#gen()),
                 4 => v.truncate(i),
-                _ => v[i] = *[0u8, 0x7f, 0x80, 0xff, 64, 63].get(rng.gen_range(0..6)).unwrap(),
+                _ => {
+                    v[i] = *[0u8, 0x7f, 0x80, 0xff, 64, 63]
+                        .get(rng.gen_range(0..6))
+                        .unwrap()
+                }
             }
         }
         if decode(&v).is_ok() {
@@ -203,6 +348,12 @@ fn random_and_mutated_blobs_never_panic() {
         exercise(&v);
     }
     // Some mutants (e.g. a changed hash byte) are still valid policies; many are not.
-    assert!(decoded_mutants > 100, "mutations never produced a valid policy: {decoded_mutants}");
-    assert!(decoded_mutants < 150_000, "the decoder accepts nearly everything: {decoded_mutants}");
+    assert!(
+        decoded_mutants > 100,
+        "mutations never produced a valid policy: {decoded_mutants}"
+    );
+    assert!(
+        decoded_mutants < 150_000,
+        "the decoder accepts nearly everything: {decoded_mutants}"
+    );
 }

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use policy_compiler::compile::{hex, Compiled, LitIr, SubjectIr};
+use policy_compiler::compile::{Compiled, LitIr, SubjectIr, hex};
 use policy_compiler::{compile, rego};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
 
 pub fn examples_dir() -> PathBuf {
@@ -46,13 +46,17 @@ pub fn rego_of(c: &Compiled) -> String {
 /// regorus, interpreter mode, loaded with the emitted Rego.
 pub fn regorus_engine(c: &Compiled) -> regorus::Engine {
     let mut engine = regorus::Engine::new();
-    engine.add_policy("policy.rego".into(), rego_of(c)).expect("regorus accepts the emitted Rego");
+    engine
+        .add_policy("policy.rego".into(), rego_of(c))
+        .expect("regorus accepts the emitted Rego");
     engine
 }
 
 pub fn regorus_decide(engine: &mut regorus::Engine, input: &Json) -> Json {
     engine.set_input(regorus::Value::from_json_str(&input.to_string()).unwrap());
-    let v = engine.eval_rule(format!("data.{}", rego::DECISION)).expect("regorus evaluates");
+    let v = engine
+        .eval_rule(format!("data.{}", rego::DECISION))
+        .expect("regorus evaluates");
     serde_json::from_str(&v.to_json_str().unwrap()).unwrap()
 }
 
@@ -64,7 +68,10 @@ pub struct Gen<'c> {
 
 impl<'c> Gen<'c> {
     pub fn new(c: &'c Compiled, seed: u64) -> Self {
-        Gen { c, rng: SmallRng::seed_from_u64(seed) }
+        Gen {
+            c,
+            rng: SmallRng::seed_from_u64(seed),
+        }
     }
 
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
@@ -85,23 +92,31 @@ impl<'c> Gen<'c> {
         match self.rng.gen_range(0..10) {
             0 => json!(k - 1),
             1 => json!(k + 1),
-            2 => json!(k as f64),          // integral float: still an integer
-            3 => json!(k as f64 + 0.5),    // a fraction: not an integer
+            2 => json!(k as f64),       // integral float: still an integer
+            3 => json!(k as f64 + 0.5), // a fraction: not an integer
             4 => json!(self.rng.gen_range(-1000..100_000)),
             5 => json!(i64::from(self.rng.r#gen::<i32>())),
-            6 => json!(format!("{k}")),    // wrong type
+            6 => json!(format!("{k}")), // wrong type
             _ => json!(k),
         }
     }
 
     fn str_near(&mut self, ks: &[String]) -> Json {
-        let k = if ks.is_empty() { String::new() } else { self.pick(ks).clone() };
+        let k = if ks.is_empty() {
+            String::new()
+        } else {
+            self.pick(ks).clone()
+        };
         match self.rng.gen_range(0..9) {
             0 => json!(format!("{k}x")),
-            1 => json!(k.chars().take(k.chars().count().saturating_sub(1)).collect::<String>()),
+            1 => json!(
+                k.chars()
+                    .take(k.chars().count().saturating_sub(1))
+                    .collect::<String>()
+            ),
             2 => json!(""),
             3 => json!(k.to_uppercase()),
-            4 => json!(7),               // wrong type
+            4 => json!(7), // wrong type
             5 => json!(format!("{k}/{}", self.rng.gen_range(0..100))),
             _ => json!(k),
         }
@@ -130,7 +145,11 @@ impl<'c> Gen<'c> {
                 _ => json!(false),
             };
         }
-        if !ints.is_empty() { self.int_near(&ints) } else { self.str_near(&strs) }
+        if !ints.is_empty() {
+            self.int_near(&ints)
+        } else {
+            self.str_near(&strs)
+        }
     }
 
     /// Constraint literals per subject, for rules about `action` on target `t`.
@@ -167,8 +186,16 @@ impl<'c> Gen<'c> {
         // The action and target.
         let action = *self.pick(&[A::Infer, A::Call, A::Read, A::Send]);
         let names: Vec<(String, Option<[u8; 32]>)> = match action {
-            A::Infer => c.models.iter().map(|m| (m.name.clone(), Some(m.hash))).collect(),
-            A::Call => c.tools.iter().map(|m| (m.name.clone(), Some(m.hash))).collect(),
+            A::Infer => c
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), Some(m.hash)))
+                .collect(),
+            A::Call => c
+                .tools
+                .iter()
+                .map(|m| (m.name.clone(), Some(m.hash)))
+                .collect(),
             A::Read => c.sources.iter().map(|m| (m.name.clone(), None)).collect(),
             A::Send => c.agents.iter().map(|m| (m.name.clone(), None)).collect(),
         };
@@ -233,7 +260,10 @@ impl<'c> Gen<'c> {
             req.insert("max_tokens".into(), json!(self.rng.gen_range(0..20000)));
         }
         if action == A::Read && !req.contains_key("path") && self.chance(0.7) {
-            req.insert("path".into(), json!(format!("/data/{}", self.rng.gen_range(0..9))));
+            req.insert(
+                "path".into(),
+                json!(format!("/data/{}", self.rng.gen_range(0..9))),
+            );
         }
         // Session state.
         let mut labels: Vec<Json> = c
