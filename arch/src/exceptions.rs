@@ -250,6 +250,11 @@ omega_isr_table:
         if vector == 14 {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
             serial_println!("omega:   page fault at address {cr2:#018x}: {}", PageFaultCause(frame.error_code));
+        } else if vector == 8 {
+            // Most double faults here are a page fault that could not be delivered, such as
+            // a stack overflow into a guard page; CR2 still names its address.
+            let cr2 = x86_64::registers::control::Cr2::read_raw();
+            serial_println!("omega:   last page-fault address (CR2) {cr2:#018x}");
         } else if has_error_code(vector) {
             serial_println!("omega:   error code {:#x}", frame.error_code);
         }

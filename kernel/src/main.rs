@@ -11,7 +11,13 @@ mod cpu;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
 mod monitor;
+#[cfg(target_os = "none")]
+mod rng;
+#[cfg(target_os = "none")]
+mod time;
 #[cfg(all(target_os = "none", feature = "test-hooks"))]
 mod test_hooks;
 

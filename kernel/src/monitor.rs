@@ -1,20 +1,42 @@
-//! Kernel entry and the boot sequence.
+//! Kernel entry and the boot sequence, one flow for every platform.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use omega_arch::exit::{ExitCode, exit};
 use omega_arch::{serial, serial_println};
-use omega_boot_info::{BootInfo, Tee};
+use omega_boot_info::{BootInfo, PhysRange, Tee};
+use omega_kernel::clock::Clock;
+use omega_kernel::entropy;
+use omega_kernel::frames::FrameAllocator;
+use omega_kernel::platform::{NoTee, Platform};
 
-use crate::{cpu, heap};
+use crate::memory::SharedPool;
+use crate::{cpu, heap, rng, time};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     omega_arch::panic_report("omega", info)
+}
+
+fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
+    serial_println!("omega: FATAL: {what}: {err}");
+    exit(ExitCode::Failure)
+}
+
+/// What the monitor owns once booted.
+pub struct Monitor {
+    pub info: &'static BootInfo,
+    pub platform: Box<dyn Platform>,
+    pub frames: FrameAllocator,
+    pub shared: SharedPool,
+    pub clock: Option<Clock>,
+    /// The provenance log's signing seed; private memory only.
+    pub log_key: Option<Box<[u8; 32]>>,
 }
 
 /// Entry from the loader: `info` is the boot info's direct-map address.
@@ -24,35 +46,65 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
     cpu::init();
     // SAFETY: the loader passes the direct-map address of a BootInfo it wrote in its own
     // reserved memory, which nothing else writes; `check` validates it before use.
-    let info: &BootInfo = unsafe { &*info };
-    let tee = match info.check() {
-        Ok(tee) => tee,
-        Err(e) => {
-            serial_println!("omega: FATAL: boot info from the loader is unusable: {e:?}");
-            exit(ExitCode::Failure)
-        }
+    let info: &'static BootInfo = unsafe { &*info };
+    let tee = info.check().unwrap_or_else(|e| fatal("boot info from the loader", format_args!("{e:?}")));
+    let heap = heap::init(info).unwrap_or_else(|| fatal("heap", "no free RAM"));
+    let mut platform: Box<dyn Platform> = match tee {
+        Tee::None => Box::new(NoTee),
+        // The loader refuses SEV launches until the SNP platform lands (issue 6).
+        other => fatal("platform", format_args!("{} is not supported by this kernel yet", other.name())),
     };
-    let Some(heap) = heap::init(info) else {
-        serial_println!("omega: FATAL: no free RAM for the heap");
-        exit(ExitCode::Failure)
+    let heap_range = PhysRange { start: heap.phys_start, end: heap.phys_start + heap.size };
+    let mut frames = FrameAllocator::from_boot_info(info, &[heap_range]).unwrap_or_else(|e| fatal("frame allocator", e));
+    for r in frames.ranges() {
+        platform.accept_memory(*r).unwrap_or_else(|e| fatal("accepting memory", e));
+    }
+    let shared = SharedPool::new(&mut frames, platform.as_mut()).unwrap_or_else(|e| fatal("shared DMA pool", e));
+    let (clock, clock_err) = match time::calibrate() {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e)),
     };
-    banner(info, tee, &heap);
+    let mut cpu_rng = rng::CpuRng::detect();
+    let mut key = Box::new([0u8; 32]);
+    let log_key = match entropy::fill(&mut cpu_rng, key.as_mut_slice()) {
+        Ok(()) => Some(key),
+        Err(_) => None,
+    };
+
+    #[allow(unused_mut, reason = "only the test hooks mutate the monitor so far")]
+    let mut m = Monitor { info, platform, frames, shared, clock, log_key };
+    banner(&m, &heap, &cpu_rng, clock_err);
     heap_self_test();
 
     #[cfg(feature = "test-hooks")]
-    crate::test_hooks::run(info.cmdline());
+    crate::test_hooks::run(&mut m);
 
     serial_println!("omega: boot complete; no agents configured, shutting down");
     exit(ExitCode::Success)
 }
 
-fn banner(info: &BootInfo, tee: Tee, heap: &heap::HeapInfo) {
-    let ram = info.usable_ram();
+fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &rng::CpuRng, clock_err: Option<&str>) {
+    let info = m.info;
+    let tee = m.platform.tee();
     serial_println!("==============================================================");
     serial_println!(" Omega monitor {VERSION}");
     serial_println!(" tee: {}", tee.name());
-    serial_println!(" memory: {} MiB usable in {} e820 entries", ram >> 20, info.e820().len());
+    serial_println!(" memory: {} MiB usable in {} e820 entries", info.usable_ram() >> 20, info.e820().len());
     serial_println!(" heap: {} MiB at phys {:#x}", heap.size >> 20, heap.phys_start);
+    serial_println!(
+        " frames: {} MiB free; shared DMA pool {} KiB at {:#x}",
+        m.frames.free_bytes() >> 20,
+        (m.shared.range.end - m.shared.range.start) >> 10,
+        m.shared.range.start
+    );
+    match (&m.clock, clock_err) {
+        (Some(c), _) => serial_println!(" clock: TSC {}.{:03} MHz (PIT-calibrated)", c.hz() / 1_000_000, c.hz() / 1000 % 1000),
+        (None, err) => serial_println!(" clock: {}", err.unwrap_or("unavailable")),
+    }
+    match m.log_key {
+        Some(_) => serial_println!(" entropy: {}; log key generated", rng.describe()),
+        None => serial_println!(" entropy: {} - UNAVAILABLE: no keys can be made, agents will not start", rng.describe()),
+    }
     let d = &info.kernel_sha256;
     serial_println!(
         " kernel sha256: {:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}...",
@@ -75,13 +127,11 @@ fn heap_self_test() {
         }
         let sum: u64 = v.iter().sum();
         if sum != 49_995_000 || m.len() != 1000 {
-            serial_println!("omega: FATAL: heap self-test computed wrong values");
-            exit(ExitCode::Failure);
+            fatal("heap self-test", "computed wrong values");
         }
     }
     if heap::free() != before {
-        serial_println!("omega: FATAL: heap self-test leaked {} bytes", before - heap::free());
-        exit(ExitCode::Failure);
+        fatal("heap self-test", format_args!("leaked {} bytes", before - heap::free()));
     }
     serial_println!("omega: heap self-test passed");
 }

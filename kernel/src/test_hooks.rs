@@ -1,12 +1,18 @@
-//! Fault injection for the QEMU tests, chosen by `test=` on the command line
-//! (`-fw_cfg name=opt/omega/cmdline,string=test=panic`). Only in images built with the
-//! `test-hooks` feature.
+//! Fault injection and self-checks for the QEMU tests, chosen by `test=` on the command
+//! line (`-fw_cfg name=opt/omega/cmdline,string=test=panic`). Only in images built with
+//! the `test-hooks` feature: the production image has none of this.
 
+use alloc::vec::Vec;
+
+use omega_arch::exit::{ExitCode, exit};
 use omega_arch::serial_println;
 use omega_boot_info::virt;
 
-pub fn run(cmdline: &str) {
-    let Some(test) = cmdline.split_whitespace().find_map(|w| w.strip_prefix("test=")) else {
+use crate::monitor::Monitor;
+use crate::{heap, time};
+
+pub fn run(m: &mut Monitor) {
+    let Some(test) = m.info.cmdline().split_whitespace().find_map(|w| w.strip_prefix("test=")) else {
         return;
     };
     serial_println!("omega: test hook: {test}");
@@ -19,6 +25,11 @@ pub fn run(cmdline: &str) {
             let v = unsafe { core::ptr::read_volatile(guard) };
             serial_println!("omega: read {v:#x} from the guard page?!");
         }
+        "stack-overflow" => {
+            serial_println!("omega: recursing until the stack runs into its guard page");
+            let depth = recurse(0);
+            serial_println!("omega: recursion returned {depth}?!");
+        }
         "ud" => {
             // SAFETY: deliberately raises #UD; the handler reports and stops.
             unsafe { core::arch::asm!("ud2") };
@@ -30,6 +41,103 @@ pub fn run(cmdline: &str) {
             unsafe { core::ptr::write_volatile(code, 0xcc) };
             serial_println!("omega: wrote to kernel code?!");
         }
+        "heap-stress" => heap_stress(),
+        "clock" => clock(m),
+        "memdump" => memdump(m),
         other => serial_println!("omega: unknown test hook {other:?}"),
     }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion, reason = "runs into the guard page on purpose")]
+fn recurse(n: u64) -> u64 {
+    let pad = [n; 64];
+    core::hint::black_box(&pad);
+    recurse(n + 1) + pad[3]
+}
+
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+/// Random allocation patterns (small/large, aligned, interleaved frees); every block is
+/// filled with a pattern derived from its id and checked before it is freed.
+fn heap_stress() {
+    let before = heap::free();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut live: Vec<(u64, Vec<u8>)> = Vec::new();
+    let (mut ops, mut peak) = (0u64, 0usize);
+    for id in 0..40_000u64 {
+        let r = xorshift(&mut seed);
+        if (r % 3 != 0 && live.len() < 1500) || live.is_empty() {
+            let size = match r % 10 {
+                0 => (r >> 20) as usize % (256 << 10),
+                1..=3 => (r >> 20) as usize % 4096,
+                _ => (r >> 20) as usize % 128,
+            };
+            let v: Vec<u8> = (0..size).map(|i| (id as u8) ^ (i as u8)).collect();
+            live.push((id, v));
+        } else {
+            let (id, v) = live.swap_remove((r >> 8) as usize % live.len());
+            if !v.iter().enumerate().all(|(i, b)| *b == (id as u8) ^ (i as u8)) {
+                serial_println!("omega: heap stress: block {id} corrupted");
+                exit(ExitCode::Failure);
+            }
+        }
+        ops += 1;
+        peak = peak.max(before - heap::free());
+    }
+    drop(live);
+    let after = heap::free();
+    if after != before {
+        serial_println!("omega: heap stress: {} bytes not returned", before - after);
+        exit(ExitCode::Failure);
+    }
+    serial_println!("omega: heap stress passed: {ops} operations, peak {} KiB in use", peak >> 10);
+}
+
+/// Monotonicity over many readings, and the TSC clock against the PIT over 50 ms.
+fn clock(m: &Monitor) {
+    let Some(c) = m.clock.as_ref() else {
+        serial_println!("omega: clock test: no clock");
+        exit(ExitCode::Failure);
+    };
+    let mut last = time::now_ns(c);
+    for _ in 0..100_000 {
+        let t = time::now_ns(c);
+        if t < last {
+            serial_println!("omega: clock went backwards: {t} < {last}");
+            exit(ExitCode::Failure);
+        }
+        last = t;
+    }
+    let tsc = time::pit_wait_tsc(50).unwrap_or(0);
+    let measured_us = tsc as u128 * 1_000_000 / c.hz() as u128;
+    serial_println!("omega: clock monotonic over 100000 readings; 50 ms of PIT = {measured_us} us of TSC");
+}
+
+/// Leaves a known secret in private memory, fills the shared pool with DMA-like data and
+/// waits for the host to dump memory.
+fn memdump(m: &mut Monitor) {
+    let Some(key) = m.log_key.as_ref() else {
+        serial_println!("omega: memdump test: no log key (no entropy)");
+        exit(ExitCode::Failure);
+    };
+    let mut hex = [0u8; 64];
+    for (i, b) in key.iter().enumerate() {
+        const H: &[u8; 16] = b"0123456789abcdef";
+        hex[2 * i] = H[usize::from(b >> 4)];
+        hex[2 * i + 1] = H[usize::from(b & 15)];
+    }
+    let (pa, buf) = m.shared.alloc(16).expect("shared pool has room");
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31);
+    }
+    serial_println!("omega: memdump secret={}", core::str::from_utf8(&hex).unwrap());
+    serial_println!("omega: memdump shared={:#x}-{:#x} buffer={pa:#x}", m.shared.range.start, m.shared.range.end);
+    serial_println!("omega: memdump ready");
+    omega_arch::exit::halt_forever()
 }

@@ -55,7 +55,13 @@ impl Boot {
         let qemu = std::env::var_os("OMEGA_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into());
         let mut cmd = Command::new(qemu);
         let accel = std::env::var("OMEGA_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        cmd.args(["-machine", "microvm", "-accel", &accel, "-m"])
+        cmd.args(["-machine", "microvm", "-accel", &accel]);
+        if accel == "tcg" {
+            // TCG's `max` model has RDRAND/RDSEED, which the monitor needs for its keys. Under
+            // KVM the default model keeps nested setups (where `-cpu host` aborts) working.
+            cmd.args(["-cpu", "max"]);
+        }
+        cmd.arg("-m")
             .arg(format!("{}M", self.memory_mib))
             .arg("-bios")
             .arg(&self.image)
@@ -68,8 +74,15 @@ impl Boot {
         cmd
     }
 
-    /// Boots, waits for QEMU to exit or the timeout, and returns what happened.
-    pub fn run(&self) -> Result<Outcome> {
+    /// Adds a QEMU monitor on a unix socket (for `pmemsave` and friends).
+    pub fn monitor_socket(mut self, path: &Path) -> Boot {
+        self.extra_args.push("-monitor".into());
+        self.extra_args.push(format!("unix:{},server=on,wait=off", path.display()));
+        self
+    }
+
+    /// Starts QEMU and returns at once; the serial console is collected in the background.
+    pub fn spawn(&self) -> Result<Running> {
         let mut cmd = self.command();
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let start = Instant::now();
@@ -101,26 +114,102 @@ impl Boot {
             let _ = stderr.read_to_string(&mut s);
             s
         });
+        Ok(Running { child, start, timeout: self.timeout, serial, banner_at, reader, err_reader })
+    }
+
+    /// Boots, waits for QEMU to exit or the timeout, and returns what happened.
+    pub fn run(&self) -> Result<Outcome> {
+        self.spawn()?.finish()
+    }
+}
+
+/// A QEMU that is running.
+pub struct Running {
+    child: std::process::Child,
+    start: Instant,
+    timeout: Duration,
+    serial: Arc<Mutex<Vec<u8>>>,
+    banner_at: Arc<Mutex<Option<Duration>>>,
+    reader: std::thread::JoinHandle<()>,
+    err_reader: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    /// The serial output so far.
+    pub fn serial(&self) -> String {
+        String::from_utf8_lossy(&self.serial.lock().unwrap()).replace('\r', "")
+    }
+
+    /// Waits until the serial output contains `needle`; false on timeout or exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.serial().contains(needle) {
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.serial().contains(needle);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Stops QEMU now.
+    pub fn kill(mut self) -> Result<Outcome> {
+        let _ = self.child.kill();
+        self.finish()
+    }
+
+    /// Waits for QEMU to exit (killing it at the timeout) and returns what happened.
+    pub fn finish(mut self) -> Result<Outcome> {
         let mut timed_out = false;
         let status = loop {
-            if let Some(st) = child.try_wait()? {
+            if let Some(st) = self.child.try_wait()? {
                 break st.code();
             }
-            if start.elapsed() > self.timeout {
+            if self.start.elapsed() > self.timeout {
                 timed_out = true;
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
                 break None;
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let elapsed = start.elapsed();
-        let _ = reader.join();
-        let stderr = err_reader.join().unwrap_or_default();
-        let serial = String::from_utf8_lossy(&serial.lock().unwrap()).replace('\r', "");
-        let banner_after = *banner_at.lock().unwrap();
+        let elapsed = self.start.elapsed();
+        let _ = self.reader.join();
+        let stderr = self.err_reader.join().unwrap_or_default();
+        let serial = String::from_utf8_lossy(&self.serial.lock().unwrap()).replace('\r', "");
+        let banner_after = *self.banner_at.lock().unwrap();
         Ok(Outcome { status, serial, stderr, timed_out, elapsed, banner_after })
     }
+}
+
+/// Sends one command to a QEMU monitor socket and returns its answer.
+pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let mut s = UnixStream::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_prompt = |s: &mut UnixStream, out: &mut Vec<u8>, buf: &mut [u8]| -> Result<()> {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !String::from_utf8_lossy(out).ends_with("(qemu) ") && Instant::now() < until {
+            match s.read(buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    };
+    read_prompt(&mut s, &mut out, &mut buf)?;
+    out.clear();
+    s.write_all(format!("{command}\n").as_bytes())?;
+    read_prompt(&mut s, &mut out, &mut buf)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// What a boot did.

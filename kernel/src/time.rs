@@ -1,0 +1,68 @@
+//! TSC clock calibrated against the PIT (channel 0, read by latching; no port 0x61 needed,
+//! which `microvm` lacks).
+
+use omega_kernel::clock::{self, Clock};
+use x86_64::instructions::port::Port;
+
+/// 10 ms of PIT ticks.
+const WINDOW: u64 = clock::PIT_HZ / 100;
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn pit_count() -> u16 {
+    // SAFETY: PIT ports: latch channel 0, then read the latched count (low, high byte).
+    unsafe {
+        Port::<u8>::new(0x43).write(0x00);
+        let lo = Port::<u8>::new(0x40).read();
+        let hi = Port::<u8>::new(0x40).read();
+        u16::from_le_bytes([lo, hi])
+    }
+}
+
+/// Counts TSC ticks across `pit_ticks` PIT ticks; `None` if the PIT does not count.
+fn measure(pit_ticks: u64) -> Option<(u64, u64)> {
+    // SAFETY: programs PIT channel 0 as a free-running rate generator (mode 2, reload
+    // 0xffff); nothing in the monitor uses the PIT otherwise.
+    unsafe {
+        Port::<u8>::new(0x43).write(0x34);
+        Port::<u8>::new(0x40).write(0xff);
+        Port::<u8>::new(0x40).write(0xff);
+    }
+    let mut last = pit_count();
+    let tsc0 = rdtsc();
+    let mut elapsed = 0u64;
+    // Bounded: a missing PIT (all reads equal) must not hang the boot.
+    for _ in 0..50_000_000u64 {
+        let c = pit_count();
+        elapsed += u64::from(last.wrapping_sub(c));
+        last = c;
+        if elapsed >= pit_ticks {
+            return Some((rdtsc() - tsc0, elapsed));
+        }
+    }
+    None
+}
+
+/// Calibrates and returns the clock, or why it could not.
+pub fn calibrate() -> Result<Clock, &'static str> {
+    let base = rdtsc();
+    let (tsc, pit) = measure(WINDOW).ok_or("the PIT does not count")?;
+    let hz = clock::tsc_hz(tsc, pit).ok_or("implausible TSC frequency")?;
+    Ok(Clock::new(base, hz))
+}
+
+/// Nanoseconds on `clock` now.
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code, reason = "used by the scheduler (later) and the test hooks"))]
+pub fn now_ns(clock: &Clock) -> u64 {
+    clock.ns_at(rdtsc())
+}
+
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code, reason = "used by the test hooks"))]
+/// Busy-waits `ms` milliseconds of PIT time and returns the TSC ticks that passed (for
+/// checking the clock against the PIT).
+pub fn pit_wait_tsc(ms: u64) -> Option<u64> {
+    measure(clock::PIT_HZ * ms / 1000).map(|(tsc, _)| tsc)
+}
