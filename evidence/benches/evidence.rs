@@ -1,17 +1,30 @@
 //! Evidence benchmarks: bundle size, encode/decode and verification time.
 //! Run: `cargo bench -p omega-evidence --bench evidence`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use omega_evidence::bundle::{REPORT_DATA_OFFSET, SNP_REPORT_LEN};
-use omega_evidence::{verify, Bundle, Claim, Issuer, Options};
+use omega_evidence::{Bundle, Claim, Issuer, Options, verify};
 
 fn setup(n_tools: usize) -> (Issuer, Vec<u8>) {
     let mut iss = Issuer::new([1; 32]);
-    iss.add(Claim::Platform { launch_digest: vec![7; 48] }, [1; 32]).unwrap();
+    iss.add(
+        Claim::Platform {
+            launch_digest: vec![7; 48],
+        },
+        [1; 32],
+    )
+    .unwrap();
     iss.add(Claim::Policy { digest: [3; 32] }, [3; 32]).unwrap();
     iss.add(Claim::LogKey { public: [4; 32] }, [4; 32]).unwrap();
     for i in 0..n_tools {
-        iss.add(Claim::Tool { name: format!("tool-{i}"), pinned: [i as u8; 32] }, [i as u8 ^ 0x55; 32]).unwrap();
+        iss.add(
+            Claim::Tool {
+                name: format!("tool-{i}"),
+                pinned: [i as u8; 32],
+            },
+            [i as u8 ^ 0x55; 32],
+        )
+        .unwrap();
     }
     let rd = iss.attest([9; 32]).unwrap();
     let mut report = vec![0u8; SNP_REPORT_LEN];
@@ -22,9 +35,19 @@ fn setup(n_tools: usize) -> (Issuer, Vec<u8>) {
 fn bench(c: &mut Criterion) {
     for n in [5usize, 100, 1000] {
         let (mut iss, report) = setup(n);
-        let b = iss.bundle("tool:tool-0", Some(report.clone()), None).unwrap();
+        let b = iss
+            .bundle("tool:tool-0", Some(report.clone()), None)
+            .unwrap();
         let unatt = iss.bundle("tool:tool-0", None, None).unwrap();
-        iss.add(Claim::Agent { name: "late".into(), module_hash: [8; 32], publisher: "p".into() }, [8; 32]).unwrap();
+        iss.add(
+            Claim::Agent {
+                name: "late".into(),
+                module_hash: [8; 32],
+                publisher: "p".into(),
+            },
+            [8; 32],
+        )
+        .unwrap();
         iss.publish_update().unwrap();
         let upd = iss.bundle("agent:late", None, Some([2; 32])).unwrap();
         eprintln!(
@@ -36,15 +59,26 @@ fn bench(c: &mut Criterion) {
         );
         if n == 1000 {
             let bytes = b.encode().unwrap();
-            let opts = Options { principal: "tool:tool-0", nonce: Some([9; 32]), ..Default::default() };
+            let opts = Options {
+                principal: "tool:tool-0",
+                nonce: Some([9; 32]),
+                ..Default::default()
+            };
             c.bench_function("decode+verify/1003-principals", |bn| {
                 bn.iter(|| {
                     let d = Bundle::decode(black_box(&bytes)).unwrap();
                     assert!(verify(&d, &opts).verified());
                 })
             });
-            let opts = Options { principal: "agent:late", nonce: Some([2; 32]), allow_unattested: true, report: None };
-            c.bench_function("verify/with-root-update", |bn| bn.iter(|| assert!(verify(black_box(&upd), &opts).verified())));
+            let opts = Options {
+                principal: "agent:late",
+                nonce: Some([2; 32]),
+                allow_unattested: true,
+                report: None,
+            };
+            c.bench_function("verify/with-root-update", |bn| {
+                bn.iter(|| assert!(verify(black_box(&upd), &opts).verified()))
+            });
         }
     }
     c.bench_function("issuer/attest-100", |bn| {

@@ -68,7 +68,9 @@ pub fn update_message(
     new_root: &Hash,
     revoked: &[u64],
 ) -> Vec<u8> {
-    let mut m = Vec::with_capacity(ROOT_UPDATE_TAG.len() + 64 + 4 + 8 + 32 + 8 + 32 + 4 + 8 * revoked.len());
+    let mut m = Vec::with_capacity(
+        ROOT_UPDATE_TAG.len() + 64 + 4 + 8 + 32 + 8 + 32 + 4 + 8 * revoked.len(),
+    );
     m.extend_from_slice(ROOT_UPDATE_TAG);
     m.extend_from_slice(report_data);
     m.extend_from_slice(&seq.to_le_bytes());
@@ -93,7 +95,13 @@ pub struct Head {
 }
 
 /// tag ‖ REPORT_DATA[64] ‖ nonce[32] ‖ seq u32le ‖ size u64le ‖ root.
-pub fn head_message(report_data: &[u8; 64], nonce: &[u8; 32], seq: u32, size: u64, root: &Hash) -> Vec<u8> {
+pub fn head_message(
+    report_data: &[u8; 64],
+    nonce: &[u8; 32],
+    seq: u32,
+    size: u64,
+    root: &Hash,
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(HEAD_TAG.len() + 64 + 32 + 4 + 8 + 32);
     m.extend_from_slice(HEAD_TAG);
     m.extend_from_slice(report_data);
@@ -175,13 +183,15 @@ impl Bundle {
                 return Err(EvidenceError::TooLarge("revocation list"));
             }
             if u.signature.len() != 64 {
-                return Err(EvidenceError::Invalid("root-update signature must be 64 bytes"));
+                return Err(EvidenceError::Invalid(
+                    "root-update signature must be 64 bytes",
+                ));
             }
         }
-        if let Some(h) = &self.head {
-            if h.signature.len() != 64 {
-                return Err(EvidenceError::Invalid("head signature must be 64 bytes"));
-            }
+        if let Some(h) = &self.head
+            && h.signature.len() != 64
+        {
+            return Err(EvidenceError::Invalid("head signature must be 64 bytes"));
         }
         if self.leaf.len() > crate::claim::MAX_LEAF {
             return Err(EvidenceError::TooLarge("leaf"));
@@ -190,9 +200,9 @@ impl Bundle {
             Binding::Snp { report } if report.len() != SNP_REPORT_LEN => {
                 Err(EvidenceError::Invalid("SNP report must be 1184 bytes"))
             }
-            Binding::Unattested { report_data } if report_data.len() != 64 => {
-                Err(EvidenceError::Invalid("unattested marker must carry 64 bytes"))
-            }
+            Binding::Unattested { report_data } if report_data.len() != 64 => Err(
+                EvidenceError::Invalid("unattested marker must carry 64 bytes"),
+            ),
             _ => Ok(()),
         }
     }

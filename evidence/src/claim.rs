@@ -20,7 +20,11 @@ pub enum Claim {
     /// The platform: SNP launch digest (SHA-384, 48 bytes) of the firmware image.
     Platform { launch_digest: Vec<u8> },
     /// A Wasm agent: module hash and publisher.
-    Agent { name: String, module_hash: [u8; 32], publisher: String },
+    Agent {
+        name: String,
+        module_hash: [u8; 32],
+        publisher: String,
+    },
     /// The compiled policy.
     Policy { digest: [u8; 32] },
     /// The model / inference proxy: proxy identity (key/measurement digest), model file
@@ -53,12 +57,15 @@ impl Claim {
 
     /// Structural checks (the decoder runs them on untrusted leaves).
     pub fn validate(&self) -> Result<(), EvidenceError> {
-        let name_ok = |n: &str| !n.is_empty() && n.len() <= MAX_NAME && !n.chars().any(char::is_control);
+        let name_ok =
+            |n: &str| !n.is_empty() && n.len() <= MAX_NAME && !n.chars().any(char::is_control);
         match self {
-            Claim::Platform { launch_digest } if launch_digest.len() != 48 => {
-                Err(EvidenceError::Invalid("platform launch digest must be 48 bytes"))
-            }
-            Claim::Agent { name, publisher, .. } if !name_ok(name) || !name_ok(publisher) => {
+            Claim::Platform { launch_digest } if launch_digest.len() != 48 => Err(
+                EvidenceError::Invalid("platform launch digest must be 48 bytes"),
+            ),
+            Claim::Agent {
+                name, publisher, ..
+            } if !name_ok(name) || !name_ok(publisher) => {
                 Err(EvidenceError::Invalid("agent name/publisher"))
             }
             Claim::Model { name, .. } | Claim::Tool { name, .. } if !name_ok(name) => {

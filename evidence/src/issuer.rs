@@ -4,15 +4,15 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use omega_provenance::merkle::{leaf_hash, Tree};
+use omega_provenance::merkle::{Tree, leaf_hash};
 use omega_provenance::note::LogKey;
 
-use crate::bundle::{
-    head_message, report_data, update_message, Binding, Bundle, Hash, Head, RootUpdate, BUNDLE_VERSION,
-    MAX_UPDATES,
-};
-use crate::claim::{Claim, SaltedLeaf, LEAF_VERSION};
 use crate::EvidenceError;
+use crate::bundle::{
+    BUNDLE_VERSION, Binding, Bundle, Hash, Head, MAX_UPDATES, RootUpdate, head_message,
+    report_data, update_message,
+};
+use crate::claim::{Claim, LEAF_VERSION, SaltedLeaf};
 
 struct Published {
     seq: u32,
@@ -68,7 +68,12 @@ impl Issuer {
         if self.live_index(&principal).is_some() {
             return Err(EvidenceError::Invalid("principal already has a claim"));
         }
-        let bytes = SaltedLeaf { version: LEAF_VERSION, salt, claim }.encode()?;
+        let bytes = SaltedLeaf {
+            version: LEAF_VERSION,
+            salt,
+            claim,
+        }
+        .encode()?;
         self.tree.push_leaf_hash(leaf_hash(&bytes));
         self.leaves.push(bytes);
         self.principals.push(principal);
@@ -79,7 +84,9 @@ impl Issuer {
     /// Supersedes a principal's claim: the old leaf is revoked in the next root update.
     pub fn replace(&mut self, claim: Claim, salt: [u8; 32]) -> Result<u64, EvidenceError> {
         let principal = claim.principal();
-        let old = self.live_index(&principal).ok_or(EvidenceError::UnknownPrincipal)?;
+        let old = self
+            .live_index(&principal)
+            .ok_or(EvidenceError::UnknownPrincipal)?;
         if self.head.as_ref().is_none_or(|h| old >= h.size) {
             return Err(EvidenceError::Invalid("can only replace a published claim"));
         }
@@ -100,14 +107,23 @@ impl Issuer {
         let root = self.tree.root();
         let rd = report_data(&nonce, &root, &self.key.public());
         self.base = Some((nonce, self.tree.len(), root, rd));
-        self.head = Some(Published { seq: 0, size: self.tree.len(), root });
+        self.head = Some(Published {
+            seq: 0,
+            size: self.tree.len(),
+            root,
+        });
         Ok(rd)
     }
 
     /// Signs a root update covering everything added or replaced since the last head.
     pub fn publish_update(&mut self) -> Result<RootUpdate, EvidenceError> {
-        let (_, _, _, rd) = self.base.ok_or(EvidenceError::Invalid("not attested yet"))?;
-        let head = self.head.as_ref().ok_or(EvidenceError::Invalid("not attested yet"))?;
+        let (_, _, _, rd) = self
+            .base
+            .ok_or(EvidenceError::Invalid("not attested yet"))?;
+        let head = self
+            .head
+            .as_ref()
+            .ok_or(EvidenceError::Invalid("not attested yet"))?;
         if self.updates.len() >= MAX_UPDATES {
             return Err(EvidenceError::TooLarge("root-update chain"));
         }
@@ -119,7 +135,9 @@ impl Issuer {
             .consistency_proof(head.size, new_size)
             .map_err(|_| EvidenceError::Invalid("consistency proof"))?;
         let revoked = core::mem::take(&mut self.pending_revoked);
-        let msg = update_message(&rd, seq, head.size, &head.root, new_size, &new_root, &revoked);
+        let msg = update_message(
+            &rd, seq, head.size, &head.root, new_size, &new_root, &revoked,
+        );
         let u = RootUpdate {
             seq,
             new_size,
@@ -129,7 +147,11 @@ impl Issuer {
             signature: self.key.sign_raw(&msg).to_vec(),
         };
         self.updates.push(u.clone());
-        self.head = Some(Published { seq, size: new_size, root: new_root });
+        self.head = Some(Published {
+            seq,
+            size: new_size,
+            root: new_root,
+        });
         Ok(u)
     }
 
@@ -148,11 +170,20 @@ impl Issuer {
         report: Option<Vec<u8>>,
         fresh_nonce: Option<[u8; 32]>,
     ) -> Result<Bundle, EvidenceError> {
-        let (nonce, base_size, base_root, rd) = self.base.ok_or(EvidenceError::Invalid("not attested yet"))?;
-        let head = self.head.as_ref().ok_or(EvidenceError::Invalid("not attested yet"))?;
-        let index = self.live_index(principal).ok_or(EvidenceError::UnknownPrincipal)?;
+        let (nonce, base_size, base_root, rd) = self
+            .base
+            .ok_or(EvidenceError::Invalid("not attested yet"))?;
+        let head = self
+            .head
+            .as_ref()
+            .ok_or(EvidenceError::Invalid("not attested yet"))?;
+        let index = self
+            .live_index(principal)
+            .ok_or(EvidenceError::UnknownPrincipal)?;
         if index >= head.size {
-            return Err(EvidenceError::Invalid("principal not yet published in a root update"));
+            return Err(EvidenceError::Invalid(
+                "principal not yet published in a root update",
+            ));
         }
         let inclusion = self
             .tree
@@ -160,7 +191,10 @@ impl Issuer {
             .map_err(|_| EvidenceError::Invalid("inclusion proof"))?;
         let head_sig = fresh_nonce.map(|n| Head {
             nonce: n,
-            signature: self.key.sign_raw(&head_message(&rd, &n, head.seq, head.size, &head.root)).to_vec(),
+            signature: self
+                .key
+                .sign_raw(&head_message(&rd, &n, head.seq, head.size, &head.root))
+                .to_vec(),
         });
         Ok(Bundle {
             version: BUNDLE_VERSION,
@@ -175,7 +209,9 @@ impl Issuer {
             inclusion,
             binding: match report {
                 Some(r) => Binding::Snp { report: r },
-                None => Binding::Unattested { report_data: rd.to_vec() },
+                None => Binding::Unattested {
+                    report_data: rd.to_vec(),
+                },
             },
         })
     }

@@ -3,7 +3,7 @@
 use std::string::String;
 use std::vec::Vec;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::bundle::{Binding, Bundle};
 use crate::claim::{Claim, SaltedLeaf};
@@ -14,17 +14,30 @@ fn hex(b: &[u8]) -> String {
 
 fn claim_json(c: &Claim) -> Value {
     match c {
-        Claim::Platform { launch_digest } => json!({"kind": "platform", "launch_digest": hex(launch_digest)}),
-        Claim::Agent { name, module_hash, publisher } => {
+        Claim::Platform { launch_digest } => {
+            json!({"kind": "platform", "launch_digest": hex(launch_digest)})
+        }
+        Claim::Agent {
+            name,
+            module_hash,
+            publisher,
+        } => {
             json!({"kind": "agent", "name": name, "module_hash": hex(module_hash), "publisher": publisher})
         }
         Claim::Policy { digest } => json!({"kind": "policy", "digest": hex(digest)}),
-        Claim::Model { name, proxy_identity, model_digest, gpu_evidence_digest } => json!({
+        Claim::Model {
+            name,
+            proxy_identity,
+            model_digest,
+            gpu_evidence_digest,
+        } => json!({
             "kind": "model", "name": name, "proxy_identity": hex(proxy_identity),
             "model_digest": hex(model_digest),
             "gpu_evidence_digest": gpu_evidence_digest.as_ref().map(|d| hex(d)),
         }),
-        Claim::Tool { name, pinned } => json!({"kind": "tool", "name": name, "pinned": hex(pinned)}),
+        Claim::Tool { name, pinned } => {
+            json!({"kind": "tool", "name": name, "pinned": hex(pinned)})
+        }
         Claim::LogKey { public } => json!({"kind": "log", "public_key": hex(public)}),
     }
 }

@@ -19,10 +19,10 @@ pub mod issuer;
 pub mod json;
 pub mod verify;
 
-pub use bundle::{report_data, Binding, Bundle, Head, RootUpdate};
+pub use bundle::{Binding, Bundle, Head, RootUpdate, report_data};
 pub use claim::{Claim, SaltedLeaf};
 pub use issuer::Issuer;
-pub use verify::{verify, Check, Options, Outcome};
+pub use verify::{Check, Options, Outcome, verify};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EvidenceError {

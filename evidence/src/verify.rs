@@ -10,8 +10,8 @@ use omega_provenance::merkle::{ct_eq, leaf_hash, verify_consistency, verify_incl
 use omega_provenance::note::verify_raw;
 
 use crate::bundle::{
-    head_message, report_data, update_message, Binding, Bundle, Hash, MEASUREMENT_OFFSET, REPORT_DATA_OFFSET,
-    SNP_REPORT_LEN,
+    Binding, Bundle, Hash, MEASUREMENT_OFFSET, REPORT_DATA_OFFSET, SNP_REPORT_LEN, head_message,
+    report_data, update_message,
 };
 use crate::claim::{Claim, SaltedLeaf};
 
@@ -61,8 +61,16 @@ impl Outcome {
 
 fn check(checks: &mut Vec<Check>, name: &'static str, r: Result<String, String>) {
     match r {
-        Ok(m) => checks.push(Check { name, passed: true, message: m }),
-        Err(m) => checks.push(Check { name, passed: false, message: m }),
+        Ok(m) => checks.push(Check {
+            name,
+            passed: true,
+            message: m,
+        }),
+        Err(m) => checks.push(Check {
+            name,
+            passed: false,
+            message: m,
+        }),
     }
 }
 
@@ -90,13 +98,20 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
                 if p == opts.principal {
                     Ok(format!("leaf {} is the claim of {p}", b.leaf_index))
                 } else {
-                    Err(format!("leaf is the claim of {p:?}, not {:?}", opts.principal))
+                    Err(format!(
+                        "leaf is the claim of {p:?}, not {:?}",
+                        opts.principal
+                    ))
                 },
             );
             Some(l.claim)
         }
         Err(e) => {
-            check(&mut checks, "principal", Err(format!("leaf does not decode: {e}")));
+            check(
+                &mut checks,
+                "principal",
+                Err(format!("leaf does not decode: {e}")),
+            );
             None
         }
     };
@@ -109,7 +124,11 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
     let mut revoked = false;
     if b.base_size == 0 {
         chain_ok = false;
-        check(&mut checks, "root-updates", Err("attested tree is empty".into()));
+        check(
+            &mut checks,
+            "root-updates",
+            Err("attested tree is empty".into()),
+        );
     }
     for u in &b.updates {
         if !chain_ok {
@@ -118,16 +137,26 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
         let expect_seq = seq.wrapping_add(1);
         let msg = update_message(&rd, u.seq, size, &root, u.new_size, &u.new_root, &u.revoked);
         let res = if u.seq != expect_seq {
-            Err(format!("update has seq {}, expected {expect_seq} (missing, reordered or replayed update)", u.seq))
+            Err(format!(
+                "update has seq {}, expected {expect_seq} (missing, reordered or replayed update)",
+                u.seq
+            ))
         } else if !sig64(&u.signature).is_some_and(|s| verify_raw(&b.monitor_key, &msg, &s)) {
             Err(format!(
                 "update {} is not signed by the monitor key for this report and previous root (stale or foreign update)",
                 u.seq
             ))
-        } else if verify_consistency(size, u.new_size, &root, &u.new_root, &u.consistency).is_err() {
-            Err(format!("update {}: tree {}→{} is not append-only (consistency proof fails)", u.seq, size, u.new_size))
+        } else if verify_consistency(size, u.new_size, &root, &u.new_root, &u.consistency).is_err()
+        {
+            Err(format!(
+                "update {}: tree {}→{} is not append-only (consistency proof fails)",
+                u.seq, size, u.new_size
+            ))
         } else if u.revoked.iter().any(|&r| r >= size) {
-            Err(format!("update {} revokes a leaf that was not yet published", u.seq))
+            Err(format!(
+                "update {} revokes a leaf that was not yet published",
+                u.seq
+            ))
         } else {
             Ok(())
         };
@@ -147,14 +176,20 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
         check(
             &mut checks,
             "root-updates",
-            Ok(format!("{} monitor-signed update(s); tree size {size}", b.updates.len())),
+            Ok(format!(
+                "{} monitor-signed update(s); tree size {size}",
+                b.updates.len()
+            )),
         );
     }
     check(
         &mut checks,
         "not-revoked",
         if revoked {
-            Err(format!("leaf {} was superseded by a later root update (stale claim)", b.leaf_index))
+            Err(format!(
+                "leaf {} was superseded by a later root update (stale claim)",
+                b.leaf_index
+            ))
         } else {
             Ok("claim not superseded".into())
         },
@@ -165,7 +200,10 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
         &mut checks,
         "inclusion",
         match verify_inclusion(&leaf_hash(&b.leaf), b.leaf_index, size, &b.inclusion, &root) {
-            Ok(()) if chain_ok => Ok(format!("leaf {} included in tree of size {size}", b.leaf_index)),
+            Ok(()) if chain_ok => Ok(format!(
+                "leaf {} included in tree of size {size}",
+                b.leaf_index
+            )),
             Ok(()) => Err("inclusion holds only for an unverified root".into()),
             Err(e) => Err(format!("inclusion proof fails: {e}")),
         },
@@ -175,8 +213,9 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
     let head_ok = |n: &[u8; 32]| -> bool {
         b.head.as_ref().is_some_and(|h| {
             ct_eq(&h.nonce, n)
-                && sig64(&h.signature)
-                    .is_some_and(|s| verify_raw(&b.monitor_key, &head_message(&rd, n, seq, size, &root), &s))
+                && sig64(&h.signature).is_some_and(|s| {
+                    verify_raw(&b.monitor_key, &head_message(&rd, n, seq, size, &root), &s)
+                })
         })
     };
     match &opts.nonce {
@@ -188,18 +227,25 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
                 if by_report {
                     Ok("nonce is in REPORT_DATA".into())
                 } else if head_ok(n) {
-                    Ok(format!("monitor signed the head (seq {seq}, size {size}) for this nonce"))
+                    Ok(format!(
+                        "monitor signed the head (seq {seq}, size {size}) for this nonce"
+                    ))
                 } else {
                     Err("nonce not bound: neither in REPORT_DATA (without later updates) nor in a monitor-signed head for the final root (wrong nonce or stale evidence)".into())
                 },
             );
         }
         None => {
-            warnings.push("no --nonce given: freshness NOT checked (evidence may be replayed)".into());
-            if let Some(h) = &b.head {
-                if !head_ok(&h.nonce) {
-                    check(&mut checks, "head", Err("head signature does not verify for the final root".into()));
-                }
+            warnings
+                .push("no --nonce given: freshness NOT checked (evidence may be replayed)".into());
+            if let Some(h) = &b.head
+                && !head_ok(&h.nonce)
+            {
+                check(
+                    &mut checks,
+                    "head",
+                    Err("head signature does not verify for the final root".into()),
+                );
             }
         }
     }
@@ -215,9 +261,17 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
     match report {
         Some(r) => {
             let res = match r.get(REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64) {
-                _ if r.len() != SNP_REPORT_LEN => Err(format!("report is {} bytes, expected {SNP_REPORT_LEN}", r.len())),
-                Some(got) if ct_eq(got, &rd) => Ok("report REPORT_DATA = SHA-512(tag ‖ nonce ‖ root ‖ H(monitor key))".into()),
-                _ => Err("report REPORT_DATA does not bind this evidence (swapped or foreign report)".into()),
+                _ if r.len() != SNP_REPORT_LEN => Err(format!(
+                    "report is {} bytes, expected {SNP_REPORT_LEN}",
+                    r.len()
+                )),
+                Some(got) if ct_eq(got, &rd) => {
+                    Ok("report REPORT_DATA = SHA-512(tag ‖ nonce ‖ root ‖ H(monitor key))".into())
+                }
+                _ => Err(
+                    "report REPORT_DATA does not bind this evidence (swapped or foreign report)"
+                        .into(),
+                ),
             };
             if res.is_ok() {
                 out_report = Some(r.to_vec());
@@ -262,5 +316,12 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
         }
     }
 
-    Outcome { checks, warnings, claim, expected_report_data: rd, report: out_report, unattested }
+    Outcome {
+        checks,
+        warnings,
+        claim,
+        expected_report_data: rd,
+        report: out_report,
+        unattested,
+    }
 }

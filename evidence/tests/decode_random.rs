@@ -3,7 +3,7 @@
 //! makes a different claim verify.
 
 use omega_evidence::bundle::{MEASUREMENT_OFFSET, REPORT_DATA_OFFSET, SNP_REPORT_LEN};
-use omega_evidence::{verify, Binding, Bundle, Claim, Issuer, Options, SaltedLeaf};
+use omega_evidence::{Binding, Bundle, Claim, Issuer, Options, SaltedLeaf, verify};
 
 struct Rng(u64);
 impl Rng {
@@ -47,8 +47,22 @@ fn mutate(r: &mut Rng, v: &mut Vec<u8>) {
 
 fn bundles() -> Vec<(String, Bundle, [u8; 32])> {
     let mut iss = Issuer::new([1; 32]);
-    iss.add(Claim::Platform { launch_digest: vec![7; 48] }, [1; 32]).unwrap();
-    iss.add(Claim::Agent { name: "a".into(), module_hash: [2; 32], publisher: "p".into() }, [2; 32]).unwrap();
+    iss.add(
+        Claim::Platform {
+            launch_digest: vec![7; 48],
+        },
+        [1; 32],
+    )
+    .unwrap();
+    iss.add(
+        Claim::Agent {
+            name: "a".into(),
+            module_hash: [2; 32],
+            publisher: "p".into(),
+        },
+        [2; 32],
+    )
+    .unwrap();
     iss.add(Claim::Policy { digest: [3; 32] }, [3; 32]).unwrap();
     let nonce = [9; 32];
     let rd = iss.attest(nonce).unwrap();
@@ -56,14 +70,37 @@ fn bundles() -> Vec<(String, Bundle, [u8; 32])> {
     report[REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64].copy_from_slice(&rd);
     report[MEASUREMENT_OFFSET..MEASUREMENT_OFFSET + 48].copy_from_slice(&[7; 48]);
     let mut out = vec![
-        ("platform".to_string(), iss.bundle("platform", Some(report.clone()), None).unwrap(), nonce),
-        ("agent:a".to_string(), iss.bundle("agent:a", None, None).unwrap(), nonce),
+        (
+            "platform".to_string(),
+            iss.bundle("platform", Some(report.clone()), None).unwrap(),
+            nonce,
+        ),
+        (
+            "agent:a".to_string(),
+            iss.bundle("agent:a", None, None).unwrap(),
+            nonce,
+        ),
     ];
-    iss.add(Claim::Tool { name: "t".into(), pinned: [4; 32] }, [4; 32]).unwrap();
+    iss.add(
+        Claim::Tool {
+            name: "t".into(),
+            pinned: [4; 32],
+        },
+        [4; 32],
+    )
+    .unwrap();
     iss.publish_update().unwrap();
     let n2 = [10; 32];
-    out.push(("tool:t".into(), iss.bundle("tool:t", None, Some(n2)).unwrap(), n2));
-    out.push(("policy".into(), iss.bundle("policy", Some(report), Some(n2)).unwrap(), n2));
+    out.push((
+        "tool:t".into(),
+        iss.bundle("tool:t", None, Some(n2)).unwrap(),
+        n2,
+    ));
+    out.push((
+        "policy".into(),
+        iss.bundle("policy", Some(report), Some(n2)).unwrap(),
+        n2,
+    ));
     out
 }
 
@@ -74,7 +111,14 @@ fn random_bytes_never_panic() {
         let len = r.below(400) as usize;
         let data: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
         if let Ok(b) = Bundle::decode(&data) {
-            let _ = verify(&b, &Options { principal: "policy", nonce: Some([0; 32]), ..Default::default() });
+            let _ = verify(
+                &b,
+                &Options {
+                    principal: "policy",
+                    nonce: Some([0; 32]),
+                    ..Default::default()
+                },
+            );
             assert_eq!(Bundle::decode(&b.encode().unwrap()).unwrap(), b);
         }
         if let Ok(l) = SaltedLeaf::decode(&data) {
@@ -88,9 +132,18 @@ fn mutated_bundles_never_verify_a_different_claim() {
     let mut r = Rng(31337);
     let mut decoded = 0;
     for (p, b, nonce) in bundles() {
-        let opts = Options { principal: &p, nonce: Some(nonce), allow_unattested: true, report: None };
+        let opts = Options {
+            principal: &p,
+            nonce: Some(nonce),
+            allow_unattested: true,
+            report: None,
+        };
         let good = verify(&b, &opts);
-        assert!(good.verified(), "{p}: {:?}", good.failures().collect::<Vec<_>>());
+        assert!(
+            good.verified(),
+            "{p}: {:?}",
+            good.failures().collect::<Vec<_>>()
+        );
         let bytes = b.encode().unwrap();
         for _ in 0..5_000 {
             let mut m = bytes.clone();
@@ -109,14 +162,27 @@ fn mutated_bundles_never_verify_a_different_claim() {
                 match (&mb.binding, &b.binding) {
                     (Binding::Snp { report: x }, Binding::Snp { report: y }) => {
                         // MEASUREMENT is the platform principal's claim; others only bind REPORT_DATA.
-                        let end = if p == "platform" { MEASUREMENT_OFFSET + 48 } else { REPORT_DATA_OFFSET + 64 };
+                        let end = if p == "platform" {
+                            MEASUREMENT_OFFSET + 48
+                        } else {
+                            REPORT_DATA_OFFSET + 64
+                        };
                         assert_eq!(x[REPORT_DATA_OFFSET..end], y[REPORT_DATA_OFFSET..end]);
                     }
                     (x, y) => assert_eq!(x, y),
                 }
             }
-            let _ = omega_evidence::verify(&mb, &Options { principal: &p, ..Default::default() });
+            let _ = omega_evidence::verify(
+                &mb,
+                &Options {
+                    principal: &p,
+                    ..Default::default()
+                },
+            );
         }
     }
-    assert!(decoded > 100, "mutations should often still decode ({decoded})");
+    assert!(
+        decoded > 100,
+        "mutations should often still decode ({decoded})"
+    );
 }

@@ -56,11 +56,17 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 fn parse_nonce(s: &str) -> anyhow::Result<[u8; 32]> {
     let v = hex::decode(s.trim().trim_start_matches("0x")).context("--nonce is not hex")?;
-    v.try_into().map_err(|v: Vec<u8>| anyhow::anyhow!("--nonce must be 32 bytes (64 hex chars), got {}", v.len()))
+    v.try_into().map_err(|v: Vec<u8>| {
+        anyhow::anyhow!("--nonce must be 32 bytes (64 hex chars), got {}", v.len())
+    })
 }
 
 /// Verifies the report's AMD chain and signature, and that it carries `report_data`.
-fn check_report(args: &VerifyEvidenceArgs, report: &[u8], report_data: [u8; 64]) -> anyhow::Result<VerifyOutcome> {
+fn check_report(
+    args: &VerifyEvidenceArgs,
+    report: &[u8],
+    report_data: [u8; 64],
+) -> anyhow::Result<VerifyOutcome> {
     let vcek_path = args
         .vcek
         .as_ref()
@@ -74,7 +80,15 @@ fn check_report(args: &VerifyEvidenceArgs, report: &[u8], report_data: [u8; 64])
     Ok(match (&args.ark, &args.ask, args.family) {
         (Some(ark), Some(ask), _) => {
             let (ark, ask) = (read(ark)?, read(ask)?);
-            verify_report(report, &vcek, CertSource::Pem { ark: &ark, ask: &ask }, &opts)
+            verify_report(
+                report,
+                &vcek,
+                CertSource::Pem {
+                    ark: &ark,
+                    ask: &ask,
+                },
+                &opts,
+            )
         }
         (_, _, Some(f)) => verify_report(report, &vcek, CertSource::Family(f), &opts),
         _ => {
@@ -86,7 +100,10 @@ fn check_report(args: &VerifyEvidenceArgs, report: &[u8], report_data: [u8; 64])
                 if o.verified() {
                     return Ok(o);
                 }
-                if best.as_ref().is_none_or(|b| o.failures().count() < b.failures().count()) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| o.failures().count() < b.failures().count())
+                {
                     best = Some(o);
                 }
             }
@@ -97,7 +114,8 @@ fn check_report(args: &VerifyEvidenceArgs, report: &[u8], report_data: [u8; 64])
 
 pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
     let bytes = read(&args.evidence)?;
-    let bundle = Bundle::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.evidence.display()))?;
+    let bundle =
+        Bundle::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.evidence.display()))?;
     let nonce = args.nonce.as_deref().map(parse_nonce).transpose()?;
     let report_file = args.report.as_deref().map(read).transpose()?;
     let opts = Options {
@@ -109,8 +127,11 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
     let outcome = omega_evidence::verify(&bundle, &opts);
 
     // Hardware: a report whose REPORT_DATA matched must also be genuine.
-    let mut lines: Vec<(bool, String, String)> =
-        outcome.checks.iter().map(|c| (c.passed, c.name.to_string(), c.message.clone())).collect();
+    let mut lines: Vec<(bool, String, String)> = outcome
+        .checks
+        .iter()
+        .map(|c| (c.passed, c.name.to_string(), c.message.clone()))
+        .collect();
     if let Some(report) = &outcome.report {
         match check_report(args, report, outcome.expected_report_data) {
             Ok(o) => {
@@ -125,7 +146,11 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         }
     } else if args.vcek.is_some() && !outcome.unattested {
         // The binding failed before the signature could matter; say so explicitly.
-        lines.push((false, "report".into(), "report signature not checked: REPORT_DATA does not bind".into()));
+        lines.push((
+            false,
+            "report".into(),
+            "report signature not checked: REPORT_DATA does not bind".into(),
+        ));
     }
     let verified = lines.iter().all(|l| l.0) && !lines.is_empty();
 
@@ -172,12 +197,26 @@ mod tests {
     const SNP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/snp");
 
     fn setup(tag: &str) -> (PathBuf, Issuer, [u8; 32]) {
-        let dir = std::env::temp_dir().join(format!("omega-verify-ev-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("omega-verify-ev-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut iss = Issuer::new([5; 32]);
-        iss.add(Claim::Platform { launch_digest: vec![1; 48] }, [1; 32]).unwrap();
-        iss.add(Claim::Agent { name: "triage".into(), module_hash: [2; 32], publisher: "acme".into() }, [2; 32])
-            .unwrap();
+        iss.add(
+            Claim::Platform {
+                launch_digest: vec![1; 48],
+            },
+            [1; 32],
+        )
+        .unwrap();
+        iss.add(
+            Claim::Agent {
+                name: "triage".into(),
+                module_hash: [2; 32],
+                publisher: "acme".into(),
+            },
+            [2; 32],
+        )
+        .unwrap();
         iss.add(Claim::Policy { digest: [3; 32] }, [3; 32]).unwrap();
         let nonce = [0x42; 32];
         iss.attest(nonce).unwrap();
@@ -203,7 +242,14 @@ mod tests {
     #[test]
     fn unattested_needs_flag() {
         let (dir, iss, nonce) = setup("unatt");
-        std::fs::write(dir.join("ev.bin"), iss.bundle("agent:triage", None, None).unwrap().encode().unwrap()).unwrap();
+        std::fs::write(
+            dir.join("ev.bin"),
+            iss.bundle("agent:triage", None, None)
+                .unwrap()
+                .encode()
+                .unwrap(),
+        )
+        .unwrap();
         let mut a = args(&dir, "agent:triage", Some(nonce));
         assert!(!run(&a).unwrap());
         a.allow_unattested = true;
@@ -224,12 +270,21 @@ mod tests {
     #[test]
     fn swapped_real_report_fails_binding_and_signature_not_trusted() {
         if !Path::new(SNP).is_dir() {
-            eprintln!("SKIPPED: {SNP} is absent (real SNP reports); see evidence/tests for the synthetic swap");
+            eprintln!(
+                "SKIPPED: {SNP} is absent (real SNP reports); see evidence/tests for the synthetic swap"
+            );
             return;
         }
         let (dir, iss, nonce) = setup("swap");
         let real = std::fs::read(format!("{SNP}/milan-v3-oak.report.bin")).unwrap();
-        std::fs::write(dir.join("ev.bin"), iss.bundle("policy", Some(real), None).unwrap().encode().unwrap()).unwrap();
+        std::fs::write(
+            dir.join("ev.bin"),
+            iss.bundle("policy", Some(real), None)
+                .unwrap()
+                .encode()
+                .unwrap(),
+        )
+        .unwrap();
         let mut a = args(&dir, "policy", Some(nonce));
         a.vcek = Some(PathBuf::from(format!("{SNP}/milan-v3-oak.vcek.der")));
         assert!(!run(&a).unwrap());
@@ -237,7 +292,11 @@ mod tests {
         a.allow_unattested = true;
         assert!(!run(&a).unwrap());
         // A report given on the command line is checked the same way.
-        std::fs::write(dir.join("ev.bin"), iss.bundle("policy", None, None).unwrap().encode().unwrap()).unwrap();
+        std::fs::write(
+            dir.join("ev.bin"),
+            iss.bundle("policy", None, None).unwrap().encode().unwrap(),
+        )
+        .unwrap();
         let mut a = args(&dir, "policy", Some(nonce));
         a.report = Some(PathBuf::from(format!("{SNP}/genoa-v5-oak.report.bin")));
         a.vcek = Some(PathBuf::from(format!("{SNP}/genoa-v5-oak.vcek.der")));

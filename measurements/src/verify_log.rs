@@ -34,7 +34,12 @@ pub struct VerifyLogArgs {
     #[arg(long, value_name = "NAME")]
     pub origin: Option<String>,
     /// A single encoded entry (binary file) to check with --inclusion-proof.
-    #[arg(long, value_name = "FILE", requires = "inclusion_proof", conflicts_with = "entry_hex")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "inclusion_proof",
+        conflicts_with = "entry_hex"
+    )]
     pub entry: Option<PathBuf>,
     /// A single encoded entry as hex, instead of --entry.
     #[arg(long, value_name = "HEX", requires = "inclusion_proof")]
@@ -71,12 +76,20 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 }
 
 fn load_key(s: &str) -> anyhow::Result<VerifierKey> {
-    let text = if Path::new(s).is_file() { read_text(Path::new(s))? } else { s.to_string() };
+    let text = if Path::new(s).is_file() {
+        read_text(Path::new(s))?
+    } else {
+        s.to_string()
+    };
     VerifierKey::parse(text.trim()).map_err(|e| anyhow::anyhow!("--key: {e}"))
 }
 
 /// Verifies the signed checkpoint; a bad signature is a failed check, not a usage error.
-fn load_checkpoint(path: &Path, key: &VerifierKey, fails: &mut Vec<String>) -> anyhow::Result<Option<Checkpoint>> {
+fn load_checkpoint(
+    path: &Path,
+    key: &VerifierKey,
+    fails: &mut Vec<String>,
+) -> anyhow::Result<Option<Checkpoint>> {
     let note = read_text(path)?;
     match Checkpoint::verify(&note, key) {
         Ok(cp) => Ok(Some(cp)),
@@ -88,7 +101,12 @@ fn load_checkpoint(path: &Path, key: &VerifierKey, fails: &mut Vec<String>) -> a
 }
 
 fn describe(e: &Entry<'_>, names: &std::collections::HashMap<(u32, u32), String>) -> String {
-    let name = |kind: u32, id: u32| names.get(&(kind, id)).cloned().unwrap_or_else(|| format!("#{id}"));
+    let name = |kind: u32, id: u32| {
+        names
+            .get(&(kind, id))
+            .cloned()
+            .unwrap_or_else(|| format!("#{id}"))
+    };
     let mut s = format!(
         "{:>8} +{:<6} {:<9} agent={} target={} {} ",
         e.seq,
@@ -104,8 +122,10 @@ fn describe(e: &Entry<'_>, names: &std::collections::HashMap<(u32, u32), String>
         let _ = write!(s, "rule={}", name(lifecycle::DEFINE_RULE, e.rule));
     }
     if e.labels != 0 {
-        let labels: Vec<String> =
-            (0..64).filter(|b| e.labels & (1u64 << b) != 0).map(|b| name(lifecycle::DEFINE_LABEL, b)).collect();
+        let labels: Vec<String> = (0..64)
+            .filter(|b| e.labels & (1u64 << b) != 0)
+            .map(|b| name(lifecycle::DEFINE_LABEL, b))
+            .collect();
         let _ = write!(s, " labels={}", labels.join(","));
     }
     if let Some(c) = &e.content {
@@ -128,11 +148,17 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
         }
         return Ok(false);
     };
-    passes.push(format!("checkpoint signed by {}: origin {:?}, size {}", key.name, cp.origin, cp.size));
+    passes.push(format!(
+        "checkpoint signed by {}: origin {:?}, size {}",
+        key.name, cp.origin, cp.size
+    ));
     if let Some(o) = &args.origin
         && &cp.origin != o
     {
-        fails.push(format!("checkpoint origin is {:?}, expected {o:?}", cp.origin));
+        fails.push(format!(
+            "checkpoint origin is {:?}, expected {o:?}",
+            cp.origin
+        ));
     }
     let old = match &args.old_checkpoint {
         Some(p) => load_checkpoint(p, &key, &mut fails)?,
@@ -141,7 +167,10 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
     if let Some(o) = &old
         && o.origin != cp.origin
     {
-        fails.push(format!("old checkpoint origin {:?} differs from {:?}", o.origin, cp.origin));
+        fails.push(format!(
+            "old checkpoint origin {:?} differs from {:?}",
+            o.origin, cp.origin
+        ));
     }
 
     // Full stream.
@@ -177,21 +206,37 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
             (None, Some(h)) => unhex(h.trim()).context("--entry-hex is not hex")?,
             (None, None) => bail!("--inclusion-proof needs --entry or --entry-hex"),
         };
-        let proof = InclusionProofFile::parse(&read_text(pf)?).map_err(|e| anyhow::anyhow!("{}: {e}", pf.display()))?;
+        let proof = InclusionProofFile::parse(&read_text(pf)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", pf.display()))?;
         match Entry::decode(&bytes) {
             Ok((e, n)) if n == bytes.len() => {
                 if e.seq != proof.index {
-                    fails.push(format!("entry carries seq {} but the proof is for index {}", e.seq, proof.index));
+                    fails.push(format!(
+                        "entry carries seq {} but the proof is for index {}",
+                        e.seq, proof.index
+                    ));
                 }
             }
             Ok(_) => fails.push("entry file has trailing bytes after one entry".into()),
             Err(e) => fails.push(format!("entry does not decode: {e}")),
         }
         if proof.size != cp.size {
-            fails.push(format!("inclusion proof is for tree size {}, checkpoint has {}", proof.size, cp.size));
+            fails.push(format!(
+                "inclusion proof is for tree size {}, checkpoint has {}",
+                proof.size, cp.size
+            ));
         } else {
-            match merkle::verify_inclusion(&leaf_hash(&bytes), proof.index, proof.size, &proof.hashes, &cp.root) {
-                Ok(()) => passes.push(format!("entry {} is included in the checkpoint", proof.index)),
+            match merkle::verify_inclusion(
+                &leaf_hash(&bytes),
+                proof.index,
+                proof.size,
+                &proof.hashes,
+                &cp.root,
+            ) {
+                Ok(()) => passes.push(format!(
+                    "entry {} is included in the checkpoint",
+                    proof.index
+                )),
                 Err(e) => fails.push(format!("inclusion proof for entry {}: {e}", proof.index)),
             }
         }
@@ -201,9 +246,10 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
     if let Some(o) = &old {
         if let Some(t) = &tree {
             match t.root_at(o.size) {
-                Some(r) if merkle::ct_eq(&r, &o.root) => {
-                    passes.push(format!("old checkpoint (size {}) is a prefix of the entries", o.size))
-                }
+                Some(r) if merkle::ct_eq(&r, &o.root) => passes.push(format!(
+                    "old checkpoint (size {}) is a prefix of the entries",
+                    o.size
+                )),
                 _ => fails.push(format!(
                     "old checkpoint (size {}) is not a prefix of these entries: history rewritten",
                     o.size
@@ -211,16 +257,20 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
             }
         }
         if let Some(pf) = &args.consistency_proof {
-            let proof =
-                ConsistencyProofFile::parse(&read_text(pf)?).map_err(|e| anyhow::anyhow!("{}: {e}", pf.display()))?;
+            let proof = ConsistencyProofFile::parse(&read_text(pf)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", pf.display()))?;
             if proof.old != o.size || proof.new != cp.size {
                 fails.push(format!(
                     "consistency proof is for sizes {}→{}, checkpoints are {}→{}",
                     proof.old, proof.new, o.size, cp.size
                 ));
             } else {
-                match merkle::verify_consistency(o.size, cp.size, &o.root, &cp.root, &proof.hashes) {
-                    Ok(()) => passes.push(format!("checkpoint {} extends checkpoint {}", cp.size, o.size)),
+                match merkle::verify_consistency(o.size, cp.size, &o.root, &cp.root, &proof.hashes)
+                {
+                    Ok(()) => passes.push(format!(
+                        "checkpoint {} extends checkpoint {}",
+                        cp.size, o.size
+                    )),
                     Err(e) => fails.push(format!("consistency proof {}→{}: {e}", o.size, cp.size)),
                 }
             }
@@ -233,7 +283,9 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
 
     // Proof emission (only from a stream that verified).
     if args.emit_inclusion_proof.is_some() || args.emit_consistency_proof {
-        let (Some(t), Some(out)) = (&tree, &args.out) else { bail!("--emit-* needs --entries and --out") };
+        let (Some(t), Some(out)) = (&tree, &args.out) else {
+            bail!("--emit-* needs --entries and --out")
+        };
         if !fails.is_empty() {
             for f in &fails {
                 println!("FAIL {f}");
@@ -241,19 +293,39 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
             bail!("not emitting a proof from a log that does not verify");
         }
         let text = if let Some(i) = args.emit_inclusion_proof {
-            let hashes = t.inclusion_proof(i, cp.size).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
-            InclusionProofFile { index: i, size: cp.size, hashes }.render()
+            let hashes = t
+                .inclusion_proof(i, cp.size)
+                .map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+            InclusionProofFile {
+                index: i,
+                size: cp.size,
+                hashes,
+            }
+            .render()
         } else {
             let o = old.as_ref().context("old checkpoint")?;
-            let hashes = t.consistency_proof(o.size, cp.size).map_err(|e| anyhow::anyhow!("{e}"))?;
-            ConsistencyProofFile { old: o.size, new: cp.size, hashes }.render()
+            let hashes = t
+                .consistency_proof(o.size, cp.size)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            ConsistencyProofFile {
+                old: o.size,
+                new: cp.size,
+                hashes,
+            }
+            .render()
         };
         std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
         passes.push(format!("wrote {}", out.display()));
     }
 
-    if args.entries.is_none() && args.inclusion_proof.is_none() && old.is_none() && args.old_checkpoint.is_none() {
-        passes.push("only the checkpoint signature was checked (give --entries to check the log)".into());
+    if args.entries.is_none()
+        && args.inclusion_proof.is_none()
+        && old.is_none()
+        && args.old_checkpoint.is_none()
+    {
+        passes.push(
+            "only the checkpoint signature was checked (give --entries to check the log)".into(),
+        );
     }
 
     for f in &fails {
@@ -282,7 +354,8 @@ mod tests {
     }
 
     fn fixture(tag: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("omega-verify-log-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("omega-verify-log-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = LogKey::from_seed("omega.test/log", [3; 32]).unwrap();
         let mut log = Log::<8192>::new(0);
@@ -306,7 +379,11 @@ mod tests {
                 agent: 0,
                 action: Action::Tool,
                 target: (i % 3) as u32,
-                decision: if i % 7 == 0 { Decision::Deny } else { Decision::Allow },
+                decision: if i % 7 == 0 {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                },
                 rule: (i % 4) as u32,
                 labels: i & 1,
                 content: (i % 5 == 0).then_some([i as u8; 32]),
@@ -323,7 +400,11 @@ mod tests {
         stream.extend_from_slice(&buf[..n]);
         std::fs::write(dir.join("log.cp"), log.checkpoint(&key)).unwrap();
         std::fs::write(dir.join("entries.bin"), &stream).unwrap();
-        Fixture { dir, key: key.verifier().encode(), stream }
+        Fixture {
+            dir,
+            key: key.verifier().encode(),
+            stream,
+        }
     }
 
     fn args(f: &Fixture) -> VerifyLogArgs {
@@ -357,7 +438,10 @@ mod tests {
         assert!(!run(&a).unwrap());
         // Wrong key.
         let mut a = args(&f);
-        a.key = LogKey::from_seed("omega.test/log", [4; 32]).unwrap().verifier().encode();
+        a.key = LogKey::from_seed("omega.test/log", [4; 32])
+            .unwrap()
+            .verifier()
+            .encode();
         assert!(!run(&a).unwrap());
         // Old checkpoint is a prefix; swapped order fails.
         let mut a = args(&f);
@@ -365,7 +449,10 @@ mod tests {
         assert!(run(&a).unwrap());
         let mut a = args(&f);
         a.checkpoint = f.dir.join("old.cp");
-        assert!(!run(&a).unwrap(), "entries beyond the checkpoint must be reported");
+        assert!(
+            !run(&a).unwrap(),
+            "entries beyond the checkpoint must be reported"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Provenance log benchmarks: appends per second (frontier + encode + outbox) and bytes per
 //! entry at rest. Run: `cargo bench -p omega-provenance --bench log`.
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use omega_provenance::entry::MAX_ENTRY;
 use omega_provenance::note::{Checkpoint, LogKey};
 use omega_provenance::verify::verify_stream;
@@ -31,10 +31,18 @@ fn records(n: usize, digest: bool) -> Vec<Record<'static>> {
                 agent: (x >> 8) as u32 % 8,
                 action: Action::from_u8(((x >> 12) % 4) as u8).unwrap(),
                 target: (x >> 16) as u32 % 64,
-                decision: if x >> 24 & 15 == 0 { Decision::Deny } else { Decision::Allow },
+                decision: if x >> 24 & 15 == 0 {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                },
                 rule: (x >> 28) as u32 % 32,
-                labels: if (x >> 40) % 3 == 0 { 1 << ((x >> 44) % 4) } else { 0 },
-                content: digest.then(|| [(x >> 50) as u8; 32]),
+                labels: if (x >> 40).is_multiple_of(3) {
+                    1 << ((x >> 44) % 4)
+                } else {
+                    0
+                },
+                content: digest.then_some([(x >> 50) as u8; 32]),
                 name: None,
             }
         })
@@ -81,7 +89,9 @@ fn bench(c: &mut Criterion) {
         let recs = records(100_000, digest);
         let mut sink = vec![0u8; 65536];
         g.throughput(Throughput::Elements(recs.len() as u64));
-        g.bench_function(label, |b| b.iter(|| black_box(run(black_box(&recs), &mut sink).0)));
+        g.bench_function(label, |b| {
+            b.iter(|| black_box(run(black_box(&recs), &mut sink).0))
+        });
     }
     g.finish();
 
@@ -98,7 +108,11 @@ fn bench(c: &mut Criterion) {
     }
     let k = log.drain(&mut sink);
     stream.extend_from_slice(&sink[..k]);
-    let cp = Checkpoint { origin: "b".into(), size: log.size(), root: log.root() };
+    let cp = Checkpoint {
+        origin: "b".into(),
+        size: log.size(),
+        root: log.root(),
+    };
     let mut g = c.benchmark_group("verify");
     g.throughput(Throughput::Elements(recs.len() as u64));
     g.bench_function("stream-100k", |b| {
@@ -108,7 +122,11 @@ fn bench(c: &mut Criterion) {
 
     let key = LogKey::from_seed("omega.bench/log", [1; 32]).unwrap();
     c.bench_function("checkpoint-sign", |b| {
-        b.iter_batched(|| Log::<256>::new(0), |mut l| black_box(l.checkpoint(&key)), BatchSize::SmallInput)
+        b.iter_batched(
+            || Log::<256>::new(0),
+            |mut l| black_box(l.checkpoint(&key)),
+            BatchSize::SmallInput,
+        )
     });
 }
 

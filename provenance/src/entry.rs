@@ -252,14 +252,27 @@ impl<'a> Entry<'a> {
                 return Err(DecodeError::NameLength(len));
             }
             pos += l;
-            let b = input.get(pos..pos + len as usize).ok_or(DecodeError::Truncated)?;
+            let b = input
+                .get(pos..pos + len as usize)
+                .ok_or(DecodeError::Truncated)?;
             pos += len as usize;
             Some(b)
         } else {
             None
         };
         Ok((
-            Entry { seq, dt, agent, action, target, decision, rule, labels, content, name },
+            Entry {
+                seq,
+                dt,
+                agent,
+                action,
+                target,
+                decision,
+                rule,
+                labels,
+                content,
+                name,
+            },
             pos,
         ))
     }
@@ -275,7 +288,11 @@ pub struct EntryIter<'a> {
 
 impl<'a> EntryIter<'a> {
     pub fn new(stream: &'a [u8]) -> Self {
-        EntryIter { rest: stream, offset: 0, failed: false }
+        EntryIter {
+            rest: stream,
+            offset: 0,
+            failed: false,
+        }
     }
 }
 

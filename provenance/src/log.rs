@@ -3,7 +3,7 @@
 //! the agent until the host has drained the outbox.
 
 use crate::entry::{Action, Decision, Entry, MAX_ENTRY, MAX_NAME};
-use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::merkle::{Frontier, Hash, leaf_hash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
@@ -125,7 +125,12 @@ impl<const CAP: usize> Log<CAP> {
         self.last_time = r.time;
         self.since_checkpoint += 1;
         let due = self.checkpoint_every != 0 && self.since_checkpoint >= self.checkpoint_every;
-        Ok(Appended { seq, leaf_hash: leaf, encoded_len: n, checkpoint_due: due })
+        Ok(Appended {
+            seq,
+            leaf_hash: leaf,
+            encoded_len: n,
+            checkpoint_due: due,
+        })
     }
 
     /// Moves up to `out.len()` pending bytes (a byte stream of whole and partial entries, in
@@ -148,7 +153,11 @@ impl<const CAP: usize> Log<CAP> {
     /// Signs a checkpoint of the current tree (on demand or when `checkpoint_due`).
     pub fn checkpoint(&mut self, key: &crate::note::LogKey) -> alloc::string::String {
         self.since_checkpoint = 0;
-        crate::note::Checkpoint { origin: key.name().into(), size: self.size(), root: self.root() }
-            .sign(key)
+        crate::note::Checkpoint {
+            origin: key.name().into(),
+            size: self.size(),
+            root: self.root(),
+        }
+        .sign(key)
     }
 }

@@ -63,7 +63,10 @@ impl Default for Frontier {
 
 impl Frontier {
     pub const fn new() -> Self {
-        Frontier { size: 0, nodes: [[0; 32]; 64] }
+        Frontier {
+            size: 0,
+            nodes: [[0; 32]; 64],
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -139,7 +142,7 @@ impl Tree {
         }
         self.levels[0].push(leaf);
         let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let l = &self.levels[level];
             let parent = node_hash(&l[l.len() - 2], &l[l.len() - 1]);
             if self.levels.len() == level + 1 {
@@ -151,12 +154,15 @@ impl Tree {
     }
 
     pub fn leaf_hash(&self, index: u64) -> Option<Hash> {
-        self.levels.first()?.get(usize::try_from(index).ok()?).copied()
+        self.levels
+            .first()?
+            .get(usize::try_from(index).ok()?)
+            .copied()
     }
 
     /// MTH(D[lo : lo+n]) for ranges produced by the RFC recursion (n >= 1, in range).
     fn mth(&self, lo: u64, n: u64) -> Hash {
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
             return self.levels[level][(lo / n) as usize];
         }
@@ -209,7 +215,10 @@ impl Tree {
             return Err(ProofError::SizesReversed { old, new });
         }
         if new > self.len() {
-            return Err(ProofError::IndexOutOfRange { index: new, size: self.len() });
+            return Err(ProofError::IndexOutOfRange {
+                index: new,
+                size: self.len(),
+            });
         }
         let mut out = Vec::new();
         if old == 0 || old == new {
@@ -298,14 +307,22 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::WrongLength);
         }
-        return if ct_eq(old_root, new_root) { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if ct_eq(old_root, new_root) {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     if old == 0 {
         // Every tree extends the empty tree; the proof is empty.
         if !proof.is_empty() {
             return Err(ProofError::WrongLength);
         }
-        return if ct_eq(old_root, &empty_root()) { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if ct_eq(old_root, &empty_root()) {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     if proof.is_empty() {
         return Err(ProofError::WrongLength);

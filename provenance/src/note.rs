@@ -44,7 +44,9 @@ pub enum NoteError {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 256
-        && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 fn key_hash(name: &str, public: &[u8; 32]) -> [u8; 4] {
@@ -70,7 +72,10 @@ impl LogKey {
             return None;
         }
         let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
-        Some(LogKey { name: name.to_string(), kp })
+        Some(LogKey {
+            name: name.to_string(),
+            kp,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -82,7 +87,10 @@ impl LogKey {
     }
 
     pub fn verifier(&self) -> VerifierKey {
-        VerifierKey { name: self.name.clone(), public: self.public() }
+        VerifierKey {
+            name: self.name.clone(),
+            public: self.public(),
+        }
     }
 
     /// Raw Ed25519 signature (deterministic, RFC 8032).
@@ -110,7 +118,8 @@ pub struct VerifierKey {
 /// Verifies a raw Ed25519 signature.
 pub fn verify_raw(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     let pk = ed25519_compact::PublicKey::new(*public);
-    pk.verify(msg, &ed25519_compact::Signature::new(*sig)).is_ok()
+    pk.verify(msg, &ed25519_compact::Signature::new(*sig))
+        .is_ok()
 }
 
 impl VerifierKey {
@@ -120,7 +129,15 @@ impl VerifierKey {
         k.push(ALG_ED25519);
         k.extend_from_slice(&self.public);
         let h = key_hash(&self.name, &self.public);
-        format!("{}+{:02x}{:02x}{:02x}{:02x}+{}", self.name, h[0], h[1], h[2], h[3], b64::encode(&k))
+        format!(
+            "{}+{:02x}{:02x}{:02x}{:02x}+{}",
+            self.name,
+            h[0],
+            h[1],
+            h[2],
+            h[3],
+            b64::encode(&k)
+        )
     }
 
     pub fn parse(s: &str) -> Result<Self, NoteError> {
@@ -146,7 +163,10 @@ impl VerifierKey {
         if hash_hex != want {
             return Err(NoteError::BadKey("key hash does not match name and key"));
         }
-        Ok(VerifierKey { name: name.to_string(), public })
+        Ok(VerifierKey {
+            name: name.to_string(),
+            public,
+        })
     }
 
     /// Verifies a signed note; returns the signed text. Signatures by other keys are ignored.
@@ -154,18 +174,24 @@ impl VerifierKey {
         if note.len() > MAX_NOTE {
             return Err(NoteError::TooLarge);
         }
-        let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no signature block"))?;
+        let split = note
+            .rfind("\n\n")
+            .ok_or(NoteError::Malformed("no signature block"))?;
         let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
         if !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature block must end with newline"));
+            return Err(NoteError::Malformed(
+                "signature block must end with newline",
+            ));
         }
         let want_hash = key_hash(&self.name, &self.public);
         let mut saw_ours = false;
         for line in sigs[..sigs.len() - 1].split('\n') {
-            let rest = line
-                .strip_prefix(SIG_PREFIX)
-                .ok_or(NoteError::Malformed("signature line must start with an em dash"))?;
-            let (name, b) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line"))?;
+            let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed(
+                "signature line must start with an em dash",
+            ))?;
+            let (name, b) = rest
+                .split_once(' ')
+                .ok_or(NoteError::Malformed("signature line"))?;
             let blob = b64::decode(b.as_bytes()).ok_or(NoteError::Malformed("signature base64"))?;
             if blob.len() < 5 {
                 return Err(NoteError::Malformed("signature too short"));
@@ -201,7 +227,12 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, b64::encode(&self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            b64::encode(&self.root)
+        )
     }
 
     pub fn sign(&self, key: &LogKey) -> String {
@@ -211,11 +242,15 @@ impl Checkpoint {
     /// Parses a checkpoint body (extension lines after the root are allowed and ignored).
     pub fn parse_text(text: &str) -> Result<Self, NoteError> {
         let mut lines = text.split('\n');
-        let origin = lines.next().ok_or(NoteError::BadCheckpoint("missing origin"))?;
+        let origin = lines
+            .next()
+            .ok_or(NoteError::BadCheckpoint("missing origin"))?;
         if origin.is_empty() {
             return Err(NoteError::BadCheckpoint("empty origin"));
         }
-        let size_s = lines.next().ok_or(NoteError::BadCheckpoint("missing size"))?;
+        let size_s = lines
+            .next()
+            .ok_or(NoteError::BadCheckpoint("missing size"))?;
         // SECURITY: canonical decimal only (no sign, no leading zeros) so that one tree state
         // has one signed text.
         if size_s.is_empty()
@@ -224,11 +259,22 @@ impl Checkpoint {
         {
             return Err(NoteError::BadCheckpoint("size is not a canonical decimal"));
         }
-        let size: u64 = size_s.parse().map_err(|_| NoteError::BadCheckpoint("size overflow"))?;
-        let root_s = lines.next().ok_or(NoteError::BadCheckpoint("missing root"))?;
-        let root_v = b64::decode(root_s.as_bytes()).ok_or(NoteError::BadCheckpoint("root base64"))?;
-        let root: Hash = root_v.try_into().map_err(|_| NoteError::BadCheckpoint("root length"))?;
-        Ok(Checkpoint { origin: origin.to_string(), size, root })
+        let size: u64 = size_s
+            .parse()
+            .map_err(|_| NoteError::BadCheckpoint("size overflow"))?;
+        let root_s = lines
+            .next()
+            .ok_or(NoteError::BadCheckpoint("missing root"))?;
+        let root_v =
+            b64::decode(root_s.as_bytes()).ok_or(NoteError::BadCheckpoint("root base64"))?;
+        let root: Hash = root_v
+            .try_into()
+            .map_err(|_| NoteError::BadCheckpoint("root length"))?;
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
     }
 
     /// Verifies the signature with `key` and parses the body.

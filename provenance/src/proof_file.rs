@@ -43,7 +43,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let nib = |c: u8| -> Option<u8> {
@@ -54,7 +54,9 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
             _ => None,
         }
     };
-    s.chunks(2).map(|p| Some((nib(p[0])? << 4) | nib(p[1])?)).collect()
+    s.chunks(2)
+        .map(|p| Some((nib(p[0])? << 4) | nib(p[1])?))
+        .collect()
 }
 
 fn render(magic: &str, a: (&str, u64), b: (&str, u64), hashes: &[Hash]) -> String {
@@ -66,8 +68,8 @@ fn render(magic: &str, a: (&str, u64), b: (&str, u64), hashes: &[Hash]) -> Strin
     s
 }
 
-fn parse<'a>(
-    text: &'a str,
+fn parse(
+    text: &str,
     magic: &str,
     ka: &str,
     kb: &str,
@@ -78,11 +80,14 @@ fn parse<'a>(
     }
     let mut num = |key: &str| -> Result<u64, ProofFileError> {
         let l = lines.next().ok_or(ProofFileError::Malformed("truncated"))?;
-        let (k, v) = l.split_once(' ').ok_or(ProofFileError::Malformed("expected 'key value'"))?;
+        let (k, v) = l
+            .split_once(' ')
+            .ok_or(ProofFileError::Malformed("expected 'key value'"))?;
         if k != key {
             return Err(ProofFileError::Malformed("unexpected key"));
         }
-        v.parse().map_err(|_| ProofFileError::Malformed("bad number"))
+        v.parse()
+            .map_err(|_| ProofFileError::Malformed("bad number"))
     };
     let a = num(ka)?;
     let b = num(kb)?;
@@ -95,7 +100,10 @@ fn parse<'a>(
             return Err(ProofFileError::Malformed("too many hashes"));
         }
         let v = unhex(l).ok_or(ProofFileError::Malformed("bad hex"))?;
-        hashes.push(v.try_into().map_err(|_| ProofFileError::Malformed("hash is not 32 bytes"))?);
+        hashes.push(
+            v.try_into()
+                .map_err(|_| ProofFileError::Malformed("hash is not 32 bytes"))?,
+        );
     }
     Ok((a, b, hashes))
 }
@@ -103,18 +111,32 @@ fn parse<'a>(
 impl InclusionProofFile {
     pub const MAGIC: &'static str = "omega-inclusion-proof v1";
     pub fn render(&self) -> String {
-        render(Self::MAGIC, ("index", self.index), ("size", self.size), &self.hashes)
+        render(
+            Self::MAGIC,
+            ("index", self.index),
+            ("size", self.size),
+            &self.hashes,
+        )
     }
     pub fn parse(text: &str) -> Result<Self, ProofFileError> {
         let (index, size, hashes) = parse(text, Self::MAGIC, "index", "size")?;
-        Ok(InclusionProofFile { index, size, hashes })
+        Ok(InclusionProofFile {
+            index,
+            size,
+            hashes,
+        })
     }
 }
 
 impl ConsistencyProofFile {
     pub const MAGIC: &'static str = "omega-consistency-proof v1";
     pub fn render(&self) -> String {
-        render(Self::MAGIC, ("old", self.old), ("new", self.new), &self.hashes)
+        render(
+            Self::MAGIC,
+            ("old", self.old),
+            ("new", self.new),
+            &self.hashes,
+        )
     }
     pub fn parse(text: &str) -> Result<Self, ProofFileError> {
         let (old, new, hashes) = parse(text, Self::MAGIC, "old", "new")?;

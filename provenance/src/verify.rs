@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::entry::EntryIter;
-use crate::merkle::{leaf_hash, Tree};
+use crate::merkle::{Tree, leaf_hash};
 use crate::note::Checkpoint;
 
 /// Outcome of [`verify_stream`]: `failures` is empty iff the stream matches the checkpoint.
@@ -68,5 +68,10 @@ pub fn verify_stream(stream: &[u8], cp: &Checkpoint) -> StreamReport {
             )),
         }
     }
-    StreamReport { entries: n, bytes: stream.len(), tree, failures }
+    StreamReport {
+        entries: n,
+        bytes: stream.len(),
+        tree,
+        failures,
+    }
 }

@@ -7,7 +7,7 @@ use omega_provenance::merkle::{self, Hash};
 use omega_provenance::note::{Checkpoint, LogKey, VerifierKey};
 use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile};
 use omega_provenance::verify::verify_stream;
-use omega_provenance::{b64, varint, Action, Decision, Entry, Log, Record};
+use omega_provenance::{Action, Decision, Entry, Log, Record, b64, varint};
 
 struct Rng(u64);
 impl Rng {
@@ -67,11 +67,15 @@ fn valid_stream(r: &mut Rng, n: usize) -> (Vec<u8>, Checkpoint) {
     for i in 0..n {
         t += r.below(1000);
         let x = r.next();
-        let lifecycle = i == 0 || x % 11 == 0;
+        let lifecycle = i == 0 || x.is_multiple_of(11);
         log.append(&Record {
             time: t,
             agent: (x >> 8) as u32 % 300,
-            action: if lifecycle { Action::Lifecycle } else { Action::from_u8((x % 4) as u8).unwrap() },
+            action: if lifecycle {
+                Action::Lifecycle
+            } else {
+                Action::from_u8((x % 4) as u8).unwrap()
+            },
             target: (x >> 20) as u32 % 70_000,
             decision: Decision::from_u8((x >> 40) as u8),
             rule: (x >> 44) as u32 % 200,
@@ -84,7 +88,11 @@ fn valid_stream(r: &mut Rng, n: usize) -> (Vec<u8>, Checkpoint) {
     let mut out = vec![0u8; 65536];
     let k = log.drain(&mut out);
     out.truncate(k);
-    let cp = Checkpoint { origin: "o".into(), size: log.size(), root: log.root() };
+    let cp = Checkpoint {
+        origin: "o".into(),
+        size: log.size(),
+        root: log.root(),
+    };
     (out, cp)
 }
 
@@ -112,7 +120,10 @@ fn mutated_streams_never_verify() {
             mutate(&mut r, &mut m);
             check_stream_decoding(&m);
             if m != stream {
-                assert!(!verify_stream(&m, &cp).failures.is_empty(), "mutated stream verified");
+                assert!(
+                    !verify_stream(&m, &cp).failures.is_empty(),
+                    "mutated stream verified"
+                );
                 rejected += 1;
             }
         }
@@ -169,15 +180,32 @@ fn random_notes_keys_and_proof_files_never_panic() {
     let mut r = Rng(2024);
     let key = LogKey::from_seed("omega.test/log", [1; 32]).unwrap();
     let vk = key.verifier();
-    let note = Checkpoint { origin: "omega.test/log".into(), size: 17, root: [5; 32] }.sign(&key);
+    let note = Checkpoint {
+        origin: "omega.test/log".into(),
+        size: 17,
+        root: [5; 32],
+    }
+    .sign(&key);
     let vks = vk.encode();
-    let incl = InclusionProofFile { index: 3, size: 17, hashes: vec![[1; 32]; 5] }.render();
-    let cons = ConsistencyProofFile { old: 3, new: 17, hashes: vec![[2; 32]; 5] }.render();
+    let incl = InclusionProofFile {
+        index: 3,
+        size: 17,
+        hashes: vec![[1; 32]; 5],
+    }
+    .render();
+    let cons = ConsistencyProofFile {
+        old: 3,
+        new: 17,
+        hashes: vec![[2; 32]; 5],
+    }
+    .render();
     for _ in 0..20_000 {
         for base in [&note, &vks, &incl, &cons] {
             let mut m = base.clone().into_bytes();
             mutate(&mut r, &mut m);
-            let Ok(s) = String::from_utf8(m) else { continue };
+            let Ok(s) = String::from_utf8(m) else {
+                continue;
+            };
             if let Ok(cp) = Checkpoint::verify(&s, &vk) {
                 // Only the intact signed text verifies.
                 assert_eq!(cp, Checkpoint::verify(&note, &vk).unwrap());

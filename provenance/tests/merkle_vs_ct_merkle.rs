@@ -64,18 +64,28 @@ fn roots_and_proofs_match_ct_merkle_for_sizes_1_to_1000() {
         for idx in sample(n) {
             let our_proof = ours.inclusion_proof(idx, n).unwrap();
             let their_proof = theirs.prove_inclusion(idx as usize);
-            assert_eq!(flat(&our_proof), their_proof.as_bytes(), "inclusion proof n={n} idx={idx}");
+            assert_eq!(
+                flat(&our_proof),
+                their_proof.as_bytes(),
+                "inclusion proof n={n} idx={idx}"
+            );
             // Our verifier accepts their proof; theirs accepts ours.
-            let their_hashes: Vec<Hash> =
-                their_proof.as_bytes().chunks(32).map(to_hash).collect();
+            let their_hashes: Vec<Hash> = their_proof.as_bytes().chunks(32).map(to_hash).collect();
             merkle::verify_inclusion(&lh_of(&ours, idx), idx, n, &their_hashes, &tr).unwrap();
             their_root
-                .verify_inclusion(&leaf_data(idx), idx, &InclusionProof::<Sha256>::from_bytes(flat(&our_proof)))
+                .verify_inclusion(
+                    &leaf_data(idx),
+                    idx,
+                    &InclusionProof::<Sha256>::from_bytes(flat(&our_proof)),
+                )
                 .unwrap();
             // A wrong index must fail (when the tree has more than one leaf).
             if n > 1 {
                 let other = (idx + 1) % n;
-                assert!(merkle::verify_inclusion(&lh_of(&ours, idx), other, n, &our_proof, &tr).is_err());
+                assert!(
+                    merkle::verify_inclusion(&lh_of(&ours, idx), other, n, &our_proof, &tr)
+                        .is_err()
+                );
             }
             checked_incl += 1;
         }
@@ -83,19 +93,28 @@ fn roots_and_proofs_match_ct_merkle_for_sizes_1_to_1000() {
         for old in sample(n).into_iter().map(|i| i + 1).filter(|&m| m < n) {
             let our_proof = ours.consistency_proof(old, n).unwrap();
             let their_proof = theirs.prove_consistency((n - old) as usize);
-            assert_eq!(flat(&our_proof), their_proof.as_bytes(), "consistency proof {old}->{n}");
+            assert_eq!(
+                flat(&our_proof),
+                their_proof.as_bytes(),
+                "consistency proof {old}->{n}"
+            );
             let old_root = ours.root_at(old).unwrap();
-            let their_hashes: Vec<Hash> =
-                their_proof.as_bytes().chunks(32).map(to_hash).collect();
+            let their_hashes: Vec<Hash> = their_proof.as_bytes().chunks(32).map(to_hash).collect();
             merkle::verify_consistency(old, n, &old_root, &tr, &their_hashes).unwrap();
             let their_old = RootHash::<Sha256>::new(old_root.into(), old);
             their_root
-                .verify_consistency(&their_old, &ConsistencyProof::<Sha256>::try_from_bytes(flat(&our_proof)).unwrap())
+                .verify_consistency(
+                    &their_old,
+                    &ConsistencyProof::<Sha256>::try_from_bytes(flat(&our_proof)).unwrap(),
+                )
                 .unwrap();
             checked_cons += 1;
         }
     }
-    assert!(checked_incl > 5000 && checked_cons > 5000, "{checked_incl} {checked_cons}");
+    assert!(
+        checked_incl > 5000 && checked_cons > 5000,
+        "{checked_incl} {checked_cons}"
+    );
 }
 
 fn lh_of(t: &Tree, i: u64) -> Hash {

@@ -1,14 +1,22 @@
 //! Evidence bundle decoding and verification: never panics on any input.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use omega_evidence::{verify, Bundle, Options};
+use omega_evidence::{Bundle, Options, verify};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(b) = Bundle::decode(data) {
         for p in ["platform", "policy", "log", "agent:a"] {
-            let o = Options { principal: p, nonce: Some([0; 32]), ..Default::default() };
+            let o = Options {
+                principal: p,
+                nonce: Some([0; 32]),
+                ..Default::default()
+            };
             let _ = verify(&b, &o);
-            let o = Options { principal: p, allow_unattested: true, ..Default::default() };
+            let o = Options {
+                principal: p,
+                allow_unattested: true,
+                ..Default::default()
+            };
             let _ = verify(&b, &o);
         }
         let _ = omega_evidence::json::to_json(&b);

@@ -6,7 +6,9 @@ use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile};
 
 fuzz_target!(|data: &[u8]| {
     let _ = omega_provenance::b64::decode(data);
-    let Ok(s) = core::str::from_utf8(data) else { return };
+    let Ok(s) = core::str::from_utf8(data) else {
+        return;
+    };
     let vk = LogKey::from_seed("fuzz", [1; 32]).unwrap().verifier();
     let _ = Checkpoint::verify(s, &vk);
     let _ = Checkpoint::parse_text(s);

@@ -12,6 +12,10 @@ fuzz_target!(|data: &[u8]| {
         let n = e.encode(&mut buf).expect("decoded entries are valid");
         assert_eq!(&buf[..n], bytes, "encoding is canonical");
     }
-    let cp = Checkpoint { origin: "fuzz".into(), size: 3, root: [0; 32] };
+    let cp = Checkpoint {
+        origin: "fuzz".into(),
+        size: 3,
+        root: [0; 32],
+    };
     let _ = verify_stream(data, &cp);
 });
