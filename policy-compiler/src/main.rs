@@ -50,6 +50,15 @@ enum Cmd {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Print the pin (SHA-256 of the canonical {description, inputSchema}) of MCP tools.
+    ///
+    /// ENTRY is one `tools/list` entry or a whole `tools/list` result (`{"tools": [...]}`);
+    /// prints `name sha256:<hex>` per tool. The monitor's tool gateway hashes the live
+    /// entries the same way.
+    Pin {
+        /// The JSON file (`-` reads standard input).
+        entry: PathBuf,
+    },
 }
 
 fn load(file: &Path) -> Result<std::result::Result<Compiled, String>> {
@@ -123,6 +132,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let policy = omega_policy::decode(&bytes).context("decoding the compiled policy")?;
             let decision = request::eval_json(&p, &policy, &json)?;
             println!("{}", serde_json::to_string_pretty(&decision)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Pin { entry } => {
+            let text = if entry.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+            } else {
+                std::fs::read_to_string(&entry)
+                    .with_context(|| format!("reading {}", entry.display()))?
+            };
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", entry.display()))?;
+            let tools = match json.get("tools").and_then(|t| t.as_array()) {
+                Some(list) => list.clone(),
+                None => vec![json],
+            };
+            for t in &tools {
+                let name = t.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                let description = t
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .with_context(|| format!("tool {name}: no string `description`"))?;
+                let schema = t
+                    .get("inputSchema")
+                    .with_context(|| format!("tool {name}: no `inputSchema`"))?;
+                println!(
+                    "{name} sha256:{}",
+                    hex(&policy_compiler::compile::tool_pin(description, schema))
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -180,3 +180,38 @@ fn help_lists_the_commands() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+#[test]
+fn pin_hashes_tools_list_entries_like_the_compiler() {
+    let c = policy_compiler::compile::compile(
+        "healthcare.policy",
+        &std::fs::read_to_string(example("healthcare.policy")).unwrap(),
+        &example(""),
+    )
+    .unwrap();
+    let tool = c
+        .tools
+        .iter()
+        .find(|t| t.name == "fhir.update_record")
+        .unwrap();
+    // A tools/list result as an MCP server would send it, keys in another order.
+    let listing = serde_json::json!({ "tools": [
+        { "inputSchema": tool.schema, "name": "update_record",
+          "description": "Update a field of a patient record" },
+        { "name": "update_record_v2", "description": "Update a field of a patient record!",
+          "inputSchema": tool.schema },
+    ]});
+    let path = tmp("tools.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&listing).unwrap()).unwrap();
+    let out = bin().arg("pin").arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let pin = policy_compiler::compile::hex(&tool.hash);
+    assert_eq!(lines[0], format!("update_record sha256:{pin}"));
+    assert!(lines[1].starts_with("update_record_v2 sha256:") && !lines[1].ends_with(&pin));
+}
