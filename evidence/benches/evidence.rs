@@ -6,7 +6,7 @@ use omega_evidence::bundle::{REPORT_DATA_OFFSET, SNP_REPORT_LEN};
 use omega_evidence::{Bundle, Claim, Issuer, Options, verify};
 
 fn setup(n_tools: usize) -> (Issuer, Vec<u8>) {
-    let mut iss = Issuer::new([1; 32]);
+    let mut iss = Issuer::new([1; 32]).unwrap();
     iss.add(
         Claim::Platform {
             launch_digest: vec![7; 48],

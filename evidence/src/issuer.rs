@@ -35,9 +35,12 @@ pub struct Issuer {
 
 impl Issuer {
     /// `seed`: the monitor key seed (from the monitor's RNG; never leaves the guest).
-    pub fn new(seed: [u8; 32]) -> Self {
-        Issuer {
-            key: LogKey::from_seed("omega-monitor", seed).expect("constant name is valid"),
+    /// An all-zero seed (failed RNG) is refused.
+    pub fn new(seed: [u8; 32]) -> Result<Self, EvidenceError> {
+        let key = LogKey::from_seed("omega-monitor", seed)
+            .ok_or(EvidenceError::Invalid("all-zero monitor key seed"))?;
+        Ok(Issuer {
+            key,
             leaves: Vec::new(),
             principals: Vec::new(),
             revoked: Vec::new(),
@@ -46,7 +49,7 @@ impl Issuer {
             base: None,
             updates: Vec::new(),
             head: None,
-        }
+        })
     }
 
     pub fn monitor_public(&self) -> [u8; 32] {

@@ -46,7 +46,7 @@ fn mutate(r: &mut Rng, v: &mut Vec<u8>) {
 }
 
 fn bundles() -> Vec<(String, Bundle, [u8; 32])> {
-    let mut iss = Issuer::new([1; 32]);
+    let mut iss = Issuer::new([1; 32]).unwrap();
     iss.add(
         Claim::Platform {
             launch_digest: vec![7; 48],

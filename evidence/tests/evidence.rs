@@ -61,7 +61,7 @@ fn synthetic_report(rd: &[u8; 64], measurement: &[u8]) -> Vec<u8> {
 const NONCE: [u8; 32] = [0xAB; 32];
 
 fn setup() -> (Issuer, Vec<u8>) {
-    let mut iss = Issuer::new([9; 32]);
+    let mut iss = Issuer::new([9; 32]).unwrap();
     for (i, c) in claims().into_iter().enumerate() {
         iss.add(c, salt(i as u8)).unwrap();
     }
@@ -246,7 +246,7 @@ fn swapped_real_reports_fail() {
             eprintln!(
                 "SKIPPED real reports: {SNP_DIR} is absent; using a report from another session"
             );
-            let mut other = Issuer::new([9; 32]);
+            let mut other = Issuer::new([9; 32]).unwrap();
             for (i, c) in claims().into_iter().enumerate() {
                 other.add(c, salt(i as u8)).unwrap();
             }
@@ -381,7 +381,7 @@ fn root_updates_add_principals_and_stale_updates_fail() {
 
     // Foreign session: same monitor key, same claims, different report nonce. Its updates
     // are signed for a different REPORT_DATA and must not splice into ours.
-    let mut other = Issuer::new([9; 32]);
+    let mut other = Issuer::new([9; 32]).unwrap();
     for (i, c) in claims().into_iter().enumerate() {
         other.add(c, salt(i as u8)).unwrap();
     }

@@ -200,7 +200,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("omega-verify-ev-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut iss = Issuer::new([5; 32]);
+        let mut iss = Issuer::new([5; 32]).unwrap();
         iss.add(
             Claim::Platform {
                 launch_digest: vec![1; 48],

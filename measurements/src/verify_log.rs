@@ -179,12 +179,17 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
         let stream = read(path)?;
         let rep = verify_stream(&stream, &cp);
         if args.dump {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
             let mut names = std::collections::HashMap::new();
             for (_, e, _) in omega_provenance::entry::EntryIter::new(&stream).flatten() {
                 if let (Action::Lifecycle, Some(n)) = (e.action, e.name) {
                     names.insert((e.rule, e.target), String::from_utf8_lossy(n).into_owned());
                 }
-                println!("{}", describe(&e, &names));
+                // A closed pipe (`| head`) ends the dump quietly.
+                if writeln!(out, "{}", describe(&e, &names)).is_err() {
+                    break;
+                }
             }
         }
         if rep.failures.is_empty() {

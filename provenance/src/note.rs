@@ -66,12 +66,13 @@ pub struct LogKey {
 }
 
 impl LogKey {
-    /// Returns `None` if `name` is not a valid note key name.
+    /// Returns `None` if `name` is not a valid note key name or the seed is all zeros
+    /// (SECURITY: a zero seed means the RNG failed; never sign with it).
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Option<Self> {
         if !valid_name(name) {
             return None;
         }
-        let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+        let kp = ed25519_compact::KeyPair::try_from_seed(ed25519_compact::Seed::new(seed)).ok()?;
         Some(LogKey {
             name: name.to_string(),
             kp,
@@ -142,13 +143,12 @@ impl VerifierKey {
 
     pub fn parse(s: &str) -> Result<Self, NoteError> {
         let s = s.trim();
-        let mut parts = s.split('+');
+        // The base64 key may itself contain '+': split at the first two only (as Go's
+        // golang.org/x/mod/sumdb/note does).
+        let mut parts = s.splitn(3, '+');
         let name = parts.next().ok_or(NoteError::BadKey("empty"))?;
         let hash_hex = parts.next().ok_or(NoteError::BadKey("missing key hash"))?;
         let key_b64 = parts.next().ok_or(NoteError::BadKey("missing key"))?;
-        if parts.next().is_some() {
-            return Err(NoteError::BadKey("too many '+' fields"));
-        }
         if !valid_name(name) {
             return Err(NoteError::BadKey("invalid name"));
         }

@@ -287,6 +287,37 @@ fn signed_checkpoint_roundtrip_and_rejections() {
 }
 
 #[test]
+fn verifier_keys_roundtrip_for_many_keys() {
+    // Base64 keys often contain '+', the field separator: parsing must still work.
+    let mut with_plus = 0;
+    assert!(
+        LogKey::from_seed("omega.test/log", [0; 32]).is_none(),
+        "all-zero seed must be refused"
+    );
+    assert!(LogKey::from_seed("bad name", [1; 32]).is_none());
+    for seed in 1..=200u8 {
+        let k = LogKey::from_seed("omega.test/log", [seed; 32]).unwrap();
+        let enc = k.verifier().encode();
+        if enc.matches('+').count() > 2 {
+            with_plus += 1;
+        }
+        let vk = VerifierKey::parse(&enc).unwrap();
+        assert_eq!(vk, k.verifier());
+        let note = Checkpoint {
+            origin: "o".into(),
+            size: u64::from(seed),
+            root: [seed; 32],
+        }
+        .sign(&k);
+        assert_eq!(
+            Checkpoint::verify(&note, &vk).unwrap().size,
+            u64::from(seed)
+        );
+    }
+    assert!(with_plus > 10);
+}
+
+#[test]
 fn proof_files_roundtrip_and_verify() {
     let (stream, mut log) = build(123, 3);
     let cp = cp_of(&mut log);
