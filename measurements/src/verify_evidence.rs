@@ -136,7 +136,7 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         match check_report(args, report, outcome.expected_report_data) {
             Ok(o) => {
                 for c in &o.checks {
-                    lines.push((c.passed, format!("report.{}", c.name), c.message.clone()));
+                    lines.push((c.passed, c.name.to_string(), c.message.clone()));
                 }
                 if o.checks.is_empty() {
                     lines.push((false, "report".into(), "no report checks ran".into()));
@@ -300,6 +300,61 @@ mod tests {
         let mut a = args(&dir, "policy", Some(nonce));
         a.report = Some(PathBuf::from(format!("{SNP}/genoa-v5-oak.report.bin")));
         a.vcek = Some(PathBuf::from(format!("{SNP}/genoa-v5-oak.vcek.der")));
+        assert!(!run(&a).unwrap());
+    }
+
+    #[test]
+    fn forged_report_with_matching_report_data_is_refused() {
+        if !Path::new(SNP).is_dir() {
+            eprintln!("SKIPPED: {SNP} is absent (real SNP reports)");
+            return;
+        }
+        let (dir, iss, nonce) = setup("forged");
+        // Recompute REPORT_DATA for this tree and splice it into a genuine report: the binding
+        // check passes, the AMD signature over the report must then fail.
+        let mut iss2 = Issuer::new([5; 32]).unwrap();
+        iss2.add(
+            Claim::Platform {
+                launch_digest: vec![1; 48],
+            },
+            [1; 32],
+        )
+        .unwrap();
+        iss2.add(
+            Claim::Agent {
+                name: "triage".into(),
+                module_hash: [2; 32],
+                publisher: "acme".into(),
+            },
+            [2; 32],
+        )
+        .unwrap();
+        iss2.add(Claim::Policy { digest: [3; 32] }, [3; 32])
+            .unwrap();
+        let rd = iss2.attest(nonce).unwrap();
+        let mut forged = std::fs::read(format!("{SNP}/milan-v3-oak.report.bin")).unwrap();
+        forged[0x50..0x90].copy_from_slice(&rd);
+        let b = iss.bundle("policy", Some(forged), None).unwrap();
+        assert_eq!(
+            omega_evidence::verify(
+                &b,
+                &Options {
+                    principal: "policy",
+                    nonce: Some(nonce),
+                    ..Default::default()
+                }
+            )
+            .failures()
+            .count(),
+            0
+        );
+        std::fs::write(dir.join("ev.bin"), b.encode().unwrap()).unwrap();
+        let mut a = args(&dir, "policy", Some(nonce));
+        // Without a VCEK the report cannot be trusted.
+        assert!(!run(&a).unwrap());
+        a.vcek = Some(PathBuf::from(format!("{SNP}/milan-v3-oak.vcek.der")));
+        assert!(!run(&a).unwrap());
+        a.family = Some(Family::Milan);
         assert!(!run(&a).unwrap());
     }
 }
