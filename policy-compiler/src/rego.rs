@@ -14,6 +14,16 @@ pub const PACKAGE: &str = "omega.policy";
 /// The document holding the decision.
 pub const DECISION: &str = "omega.policy.decision";
 
+/// JSON pretty-printed with tabs: a valid Rego term that people can read.
+fn pretty(v: &Json) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    v.serialize(&mut ser).expect("JSON serialises");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
 fn q(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialise")
 }
@@ -133,7 +143,7 @@ pub fn emit(p: &Compiled, digest: &str) -> String {
             json!({ "hash": crate::compile::hex(&a.hash), "cleared": labels(a.cleared) }),
         );
     }
-    writeln!(o, "agents := {}\n", Json::Object(agents)).unwrap();
+    writeln!(o, "agents := {}\n", pretty(&Json::Object(agents))).unwrap();
     for (name, list) in [("tools", &p.tools), ("models", &p.models)] {
         let mut m = Map::new();
         for t in list {
@@ -146,13 +156,13 @@ pub fn emit(p: &Compiled, digest: &str) -> String {
                 }),
             );
         }
-        writeln!(o, "{name} := {}\n", Json::Object(m)).unwrap();
+        writeln!(o, "{name} := {}\n", pretty(&Json::Object(m))).unwrap();
     }
     let mut sources = Map::new();
     for s in &p.sources {
         sources.insert(s.name.clone(), json!({ "labels": labels(s.labels) }));
     }
-    writeln!(o, "sources := {}\n", Json::Object(sources)).unwrap();
+    writeln!(o, "sources := {}\n", pretty(&Json::Object(sources))).unwrap();
 
     let mut effect = Map::new();
     let mut declassify = Map::new();
@@ -173,8 +183,13 @@ pub fn emit(p: &Compiled, digest: &str) -> String {
         }
     }
     let limit_order: Vec<String> = p.limits.iter().map(|l| l.name.clone()).collect();
-    writeln!(o, "rule_effect := {}\n", Json::Object(effect)).unwrap();
-    writeln!(o, "rule_declassify := {}\n", Json::Object(declassify)).unwrap();
+    writeln!(o, "rule_effect := {}\n", pretty(&Json::Object(effect))).unwrap();
+    writeln!(
+        o,
+        "rule_declassify := {}\n",
+        pretty(&Json::Object(declassify))
+    )
+    .unwrap();
     writeln!(o, "deny_order := {}\n", json!(deny_order)).unwrap();
     writeln!(o, "grant_order := {}\n", json!(grant_order)).unwrap();
     writeln!(o, "limit_order := {}\n", json!(limit_order)).unwrap();
