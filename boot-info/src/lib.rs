@@ -48,6 +48,11 @@ pub mod virt {
     /// The boot stack's top; a 4 KiB unmapped guard page sits under its bottom.
     pub const KERNEL_STACK_TOP: u64 = 0xffff_ffff_a000_0000;
     pub const KERNEL_STACK_SIZE: u64 = 128 << 10;
+    /// Device MMIO (virtio-mmio, APIC, HPET) is mapped here at `MMIO_BASE + physical`,
+    /// uncached, never executable; only `[MMIO_PHYS_START, MMIO_PHYS_END)` is mapped.
+    pub const MMIO_BASE: u64 = 0xffff_c000_0000_0000;
+    pub const MMIO_PHYS_START: u64 = 0xfe00_0000;
+    pub const MMIO_PHYS_END: u64 = 0xff00_0000;
     /// The ROM's top 2 MiB stay mapped here read-only + executable: the loader's last
     /// instructions (the CR3 switch) run from there. The kernel may unmap it.
     pub const ROM_ALIAS_BASE: u64 = 0xffff_ffff_ffe0_0000;

@@ -18,6 +18,8 @@ mod monitor;
 mod rng;
 #[cfg(target_os = "none")]
 mod time;
+#[cfg(target_os = "none")]
+mod virtio;
 #[cfg(all(target_os = "none", feature = "test-hooks"))]
 mod test_hooks;
 

@@ -13,7 +13,7 @@ use omega_kernel::entropy;
 use omega_kernel::frames::FrameAllocator;
 use omega_kernel::platform::{NoTee, Platform};
 
-use crate::memory::SharedPool;
+use crate::memory;
 use crate::{cpu, heap, rng, time};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -33,7 +33,8 @@ pub struct Monitor {
     pub info: &'static BootInfo,
     pub platform: Box<dyn Platform>,
     pub frames: FrameAllocator,
-    pub shared: SharedPool,
+    /// The pages shared with the host for DMA.
+    pub shared: PhysRange,
     pub clock: Option<Clock>,
     /// The provenance log's signing seed; private memory only.
     pub log_key: Option<Box<[u8; 32]>>,
@@ -59,7 +60,7 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
     for r in frames.ranges() {
         platform.accept_memory(*r).unwrap_or_else(|e| fatal("accepting memory", e));
     }
-    let shared = SharedPool::new(&mut frames, platform.as_mut()).unwrap_or_else(|e| fatal("shared DMA pool", e));
+    let shared = memory::init_shared_pool(&mut frames, platform.as_mut()).unwrap_or_else(|e| fatal("shared DMA pool", e));
     let (clock, clock_err) = match time::calibrate() {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e)),
@@ -94,8 +95,8 @@ fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &rng::CpuRng, clock_err: Opti
     serial_println!(
         " frames: {} MiB free; shared DMA pool {} KiB at {:#x}",
         m.frames.free_bytes() >> 20,
-        (m.shared.range.end - m.shared.range.start) >> 10,
-        m.shared.range.start
+        (m.shared.end - m.shared.start) >> 10,
+        m.shared.start
     );
     match (&m.clock, clock_err) {
         (Some(c), _) => serial_println!(" clock: TSC {}.{:03} MHz (PIT-calibrated)", c.hz() / 1_000_000, c.hz() / 1000 % 1000),

@@ -44,6 +44,7 @@ pub fn run(m: &mut Monitor) {
         "heap-stress" => heap_stress(),
         "clock" => clock(m),
         "memdump" => memdump(m),
+        "virtio-echo" => virtio_echo(),
         other => serial_println!("omega: unknown test hook {other:?}"),
     }
 }
@@ -132,12 +133,40 @@ fn memdump(m: &mut Monitor) {
         hex[2 * i] = H[usize::from(b >> 4)];
         hex[2 * i + 1] = H[usize::from(b & 15)];
     }
-    let (pa, buf) = m.shared.alloc(16).expect("shared pool has room");
+    let (pa, ptr) = crate::memory::shared_alloc(16).expect("shared pool has room");
+    // SAFETY: 16 fresh pool pages, ours alone.
+    let buf = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), 16 * 4096) };
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31);
     }
     serial_println!("omega: memdump secret={}", core::str::from_utf8(&hex).unwrap());
-    serial_println!("omega: memdump shared={:#x}-{:#x} buffer={pa:#x}", m.shared.range.start, m.shared.range.end);
+    serial_println!("omega: memdump shared={:#x}-{:#x} buffer={pa:#x}", m.shared.start, m.shared.end);
     serial_println!("omega: memdump ready");
     omega_arch::exit::halt_forever()
+}
+
+/// Echoes every byte from the virtio console back, forever (the test kills QEMU).
+fn virtio_echo() {
+    let mut console = match crate::virtio::probe() {
+        Ok(c) => c,
+        Err(e) => {
+            serial_println!("omega: virtio console: {e}");
+            exit(ExitCode::Failure);
+        }
+    };
+    serial_println!("omega: virtio console ready (mmio slot {})", console.slot);
+    let mut buf = alloc::vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match console.recv(&mut buf) {
+            Ok(0) => core::hint::spin_loop(),
+            Ok(n) => {
+                total += n as u64;
+                if let Err(e) = console.send(&buf[..n]) {
+                    serial_println!("omega: virtio send: {e}");
+                }
+            }
+            Err(e) => serial_println!("omega: virtio receive error after {total} bytes: {e}"),
+        }
+    }
 }

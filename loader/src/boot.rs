@@ -181,6 +181,13 @@ extern "C" fn omega_loader_main() -> ! {
             pa += paging::SIZE_2M;
         }
     }
+    // Device registers: uncached, never executable.
+    let mut pa = virt::MMIO_PHYS_START;
+    while pa < virt::MMIO_PHYS_END {
+        let flags = paging::WRITABLE | paging::NO_EXECUTE | paging::UNCACHED;
+        paging::map(&mut pool, root, virt::MMIO_BASE + pa, pa, paging::SIZE_2M, flags).unwrap_or_else(|e| map_err(e));
+        pa += paging::SIZE_2M;
+    }
     // Kernel segments with their own permissions: W^X, and NX on everything not code.
     for seg in kernel.segments() {
         let flags = match (seg.writable(), seg.executable()) {

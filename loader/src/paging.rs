@@ -3,6 +3,8 @@
 
 pub const PRESENT: u64 = 1 << 0;
 pub const WRITABLE: u64 = 1 << 1;
+/// Write-through + cache-disable: for device registers.
+pub const UNCACHED: u64 = (1 << 3) | (1 << 4);
 pub const HUGE: u64 = 1 << 7;
 pub const NO_EXECUTE: u64 = 1 << 63;
 pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;

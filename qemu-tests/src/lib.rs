@@ -74,6 +74,22 @@ impl Boot {
         cmd
     }
 
+    /// Adds the host channel: a virtio console (virtio-mmio) whose chardev is a unix
+    /// socket QEMU listens on.
+    pub fn virtio_console(mut self, path: &Path) -> Boot {
+        for a in [
+            "-device".to_string(),
+            "virtio-serial-device".into(),
+            "-chardev".into(),
+            format!("socket,id=omega0,path={},server=on,wait=off", path.display()),
+            "-device".into(),
+            "virtconsole,chardev=omega0".into(),
+        ] {
+            self.extra_args.push(a);
+        }
+        self
+    }
+
     /// Adds a QEMU monitor on a unix socket (for `pmemsave` and friends).
     pub fn monitor_socket(mut self, path: &Path) -> Boot {
         self.extra_args.push("-monitor".into());

@@ -1,0 +1,230 @@
+//! The host channel's transport: a virtio console (port 0) over virtio-mmio on QEMU's
+//! `microvm`, driven by polling.
+//!
+//! `virtio-drivers` provides the MMIO transport and the split virtqueues (which keep
+//! shadow descriptors, so the host cannot redirect them). The console driver on top is
+//! ours: the crate's own asserts on lengths the host reports, which would let the host
+//! panic the monitor. Here every length from the host is checked and an impossible one
+//! is an error the caller reports.
+//!
+//! All DMA goes through [`OmegaHal`]: rings live in the shared pool, and every buffer is
+//! bounced through shared pages, so the device never sees (or writes) private memory. The
+//! same path runs with and without SNP.
+
+use alloc::boxed::Box;
+use core::ptr::NonNull;
+
+use omega_boot_info::virt;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
+
+use crate::memory;
+
+/// microvm's virtio-mmio slots: 512 bytes each from 0xfeb00000.
+const MMIO_SLOTS_BASE: u64 = 0xfeb0_0000;
+const MMIO_SLOT_SIZE: u64 = 0x200;
+const MMIO_SLOTS: u64 = 32;
+const VIRTIO_MAGIC: u32 = 0x7472_6976;
+const DEVICE_CONSOLE: u32 = 3;
+
+const RX_QUEUE: u16 = 0;
+const TX_QUEUE: u16 = 1;
+const QUEUE_SIZE: usize = 8;
+const RX_SLOTS: usize = 4;
+const RX_BUF: usize = 4096;
+/// Bytes per transmit descriptor.
+pub const TX_CHUNK: usize = 16 * 1024;
+
+bitflags::bitflags! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Features: u64 {
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+#[derive(Debug)]
+pub enum ConsoleError {
+    NoDevice,
+    Virtio(virtio_drivers::Error),
+    /// The host reported a receive length that cannot be (0, or past the buffer).
+    BadLength(u32),
+    /// The host completed a buffer we never gave it.
+    UnknownToken(u16),
+}
+
+impl From<virtio_drivers::Error> for ConsoleError {
+    fn from(e: virtio_drivers::Error) -> Self {
+        ConsoleError::Virtio(e)
+    }
+}
+
+impl core::fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConsoleError::NoDevice => write!(f, "no virtio console on the virtio-mmio bus"),
+            ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
+            ConsoleError::BadLength(n) => write!(f, "host reported an impossible receive length {n}"),
+            ConsoleError::UnknownToken(t) => write!(f, "host completed unknown descriptor {t}"),
+        }
+    }
+}
+
+/// DMA through the shared pool; buffers are bounced.
+pub struct OmegaHal;
+
+fn pages_for(len: usize) -> u64 {
+    len.div_ceil(PAGE_SIZE).max(1) as u64
+}
+
+// SAFETY: dma_alloc returns zeroed, page-aligned, exclusively owned pool pages; share
+// returns the physical address of a bounce copy that stays valid until unshare; no
+// pointer handed out aliases another live allocation.
+unsafe impl Hal for OmegaHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        // Running out is a monitor bug (fixed ring count), not something the host controls.
+        memory::shared_alloc(pages as u64).expect("shared DMA pool exhausted")
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        match memory::shared_free(paddr, pages as u64) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        let end = paddr.checked_add(size as u64).expect("MMIO range overflows");
+        assert!(paddr >= virt::MMIO_PHYS_START && end <= virt::MMIO_PHYS_END, "MMIO outside the mapped window");
+        NonNull::new((virt::MMIO_BASE + paddr) as *mut u8).expect("MMIO window is never at 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let len = buffer.len();
+        let (pa, bounce) = memory::shared_alloc(pages_for(len)).expect("shared DMA pool exhausted");
+        if direction != BufferDirection::DeviceToDriver {
+            // SAFETY: the caller guarantees `buffer` is valid for `len` bytes; the bounce
+            // pages are fresh and at least `len` long.
+            unsafe { core::ptr::copy_nonoverlapping(buffer.as_ptr() as *const u8, bounce.as_ptr(), len) };
+        }
+        pa
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let len = buffer.len();
+        if direction != BufferDirection::DriverToDevice {
+            // SECURITY: one copy out of shared memory; later host writes to the bounce page
+            // cannot change what the monitor already read (no double fetch).
+            // SAFETY: `paddr` is the bounce buffer from `share` (mapped in the direct map,
+            // `len` bytes), and the caller guarantees `buffer` is valid for writes.
+            unsafe {
+                core::ptr::copy_nonoverlapping((virt::DIRECT_MAP_BASE + paddr) as *const u8, buffer.as_ptr() as *mut u8, len)
+            };
+        }
+        let _ = memory::shared_free(paddr, pages_for(len));
+    }
+}
+
+/// The console device.
+pub struct Console {
+    transport: MmioTransport<'static>,
+    rx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    rx_bufs: [Box<[u8; RX_BUF]>; RX_SLOTS],
+    rx_tokens: [Option<u16>; RX_SLOTS],
+    /// Slot being read: (slot, next byte, valid length).
+    current: Option<(usize, usize, usize)>,
+    pub slot: u64,
+}
+
+/// Finds the console among microvm's virtio-mmio slots.
+pub fn probe() -> Result<Console, ConsoleError> {
+    for slot in 0..MMIO_SLOTS {
+        let pa = MMIO_SLOTS_BASE + slot * MMIO_SLOT_SIZE;
+        let va = (virt::MMIO_BASE + pa) as *mut u32;
+        // SAFETY: the slot lies in the MMIO window the loader mapped uncached; reading the
+        // magic and device-id registers has no side effects.
+        let (magic, device) = unsafe { (va.read_volatile(), va.add(2).read_volatile()) };
+        if magic != VIRTIO_MAGIC || device != DEVICE_CONSOLE {
+            continue;
+        }
+        let header = NonNull::new(va as *mut VirtIOHeader).expect("not null");
+        // SAFETY: a virtio-mmio register block of MMIO_SLOT_SIZE bytes, mapped for the
+        // kernel's lifetime and owned by this driver alone.
+        let transport = unsafe { MmioTransport::new(header, MMIO_SLOT_SIZE as usize) }
+            .map_err(|_| ConsoleError::NoDevice)?;
+        if transport.device_type() != DeviceType::Console {
+            continue;
+        }
+        return Console::new(transport, slot);
+    }
+    Err(ConsoleError::NoDevice)
+}
+
+impl Console {
+    fn new(mut transport: MmioTransport<'static>, slot: u64) -> Result<Console, ConsoleError> {
+        transport.begin_init(Features::VERSION_1);
+        let rx = VirtQueue::new(&mut transport, RX_QUEUE, false, false)?;
+        let tx = VirtQueue::new(&mut transport, TX_QUEUE, false, false)?;
+        transport.finish_init();
+        let mut c = Console {
+            transport,
+            rx,
+            tx,
+            rx_bufs: core::array::from_fn(|_| Box::new([0u8; RX_BUF])),
+            rx_tokens: [None; RX_SLOTS],
+            current: None,
+            slot,
+        };
+        for i in 0..RX_SLOTS {
+            c.post_rx(i)?;
+        }
+        Ok(c)
+    }
+
+    fn post_rx(&mut self, i: usize) -> Result<(), ConsoleError> {
+        // SAFETY: the buffer is owned by `self` and not touched until `pop_used` returns it.
+        let token = unsafe { self.rx.add(&[], &mut [self.rx_bufs[i].as_mut_slice()])? };
+        self.rx_tokens[i] = Some(token);
+        if self.rx.should_notify() {
+            self.transport.notify(RX_QUEUE);
+        }
+        Ok(())
+    }
+
+    /// Copies received bytes into `out`; returns how many (0 when nothing is pending).
+    pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, ConsoleError> {
+        if self.current.is_none() {
+            let Some(token) = self.rx.peek_used() else { return Ok(0) };
+            let slot = self.rx_tokens.iter().position(|t| *t == Some(token)).ok_or(ConsoleError::UnknownToken(token))?;
+            // SAFETY: the same buffer that was added with this token.
+            let len = unsafe { self.rx.pop_used(token, &[], &mut [self.rx_bufs[slot].as_mut_slice()])? };
+            self.rx_tokens[slot] = None;
+            // SECURITY: the length is the host's word; check it before indexing with it.
+            if len == 0 || len as usize > RX_BUF {
+                self.post_rx(slot)?;
+                return Err(ConsoleError::BadLength(len));
+            }
+            self.current = Some((slot, 0, len as usize));
+        }
+        let (slot, pos, len) = self.current.expect("set above");
+        let n = out.len().min(len - pos);
+        out[..n].copy_from_slice(&self.rx_bufs[slot][pos..pos + n]);
+        if pos + n == len {
+            self.current = None;
+            self.post_rx(slot)?;
+        } else {
+            self.current = Some((slot, pos + n, len));
+        }
+        Ok(n)
+    }
+
+    /// Sends all of `data`, waiting for the device to take each chunk.
+    pub fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {
+        for chunk in data.chunks(TX_CHUNK) {
+            self.tx.add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;
+        }
+        Ok(())
+    }
+}
