@@ -26,6 +26,19 @@ pub fn verify_stream(stream: &[u8], cp: &Checkpoint) -> StreamReport {
         match item {
             Ok((off, e, bytes)) => {
                 let idx = tree.len();
+                // A log that names itself (LOG_START) must be the checkpoint's log.
+                if idx == 0
+                    && e.action == crate::entry::Action::Lifecycle
+                    && e.rule == crate::entry::lifecycle::LOG_START
+                    && let Some(name) = e.name
+                    && name != cp.origin.as_bytes()
+                {
+                    failures.push(format!(
+                        "log starts as {:?} but the checkpoint is for origin {:?}: different log",
+                        alloc::string::String::from_utf8_lossy(name),
+                        cp.origin
+                    ));
+                }
                 if e.seq != idx {
                     // Report the first few; every mismatch also breaks the root.
                     if seq_errors < 8 {

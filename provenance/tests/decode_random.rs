@@ -78,7 +78,8 @@ fn valid_stream(r: &mut Rng, n: usize) -> (Vec<u8>, Checkpoint) {
             },
             target: (x >> 20) as u32 % 70_000,
             decision: Decision::from_u8((x >> 40) as u8),
-            rule: (x >> 44) as u32 % 200,
+            // (lifecycle event 0 = LOG_START would have to name the checkpoint origin)
+            rule: 1 + (x >> 44) as u32 % 200,
             labels: if x & 1 == 1 { x >> 1 } else { 0 },
             content: (x & 2 == 2).then_some([x as u8; 32]),
             name: lifecycle.then_some(&b"name-of-something"[..(x % 17 + 1) as usize]),

@@ -170,6 +170,10 @@ fn every_kind_of_tampering_is_detected() {
             assert!(fails(&s, &small_cp), "flip at {pos} bit {bit} undetected");
         }
     }
+    // The same entries under another origin (a different log) are refused.
+    let mut c1 = cp.clone();
+    c1.origin = "omega.test/other-log".into();
+    assert!(fails(&stream, &c1));
     // A checkpoint with the wrong size or root does not match the intact stream.
     let mut c2 = cp.clone();
     c2.size -= 1;

@@ -28,7 +28,10 @@ fn signs_the_go_example_byte_for_byte() {
 fn verifies_the_go_example() {
     let vk = VerifierKey::parse(VKEY).unwrap();
     assert_eq!(vk.verify_note(NOTE).unwrap(), TEXT);
-    assert!(vk.verify_note(&NOTE.replace("cryptography", "cryptographY")).is_err());
+    assert!(
+        vk.verify_note(&NOTE.replace("cryptography", "cryptographY"))
+            .is_err()
+    );
 }
 
 #[test]
