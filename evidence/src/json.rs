@@ -70,3 +70,22 @@ pub fn to_json(b: &Bundle) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Claim, Issuer};
+
+    #[test]
+    fn json_view_shows_own_claim_only() {
+        let mut iss = Issuer::new([3; 32]).unwrap();
+        iss.add(Claim::Policy { digest: [0xAB; 32] }, [1; 32]).unwrap();
+        iss.add(Claim::Tool { name: "secret-tool".into(), pinned: [0xCD; 32] }, [2; 32]).unwrap();
+        iss.attest([0; 32]).unwrap();
+        let v = super::to_json(&iss.bundle("policy", None, None).unwrap());
+        assert_eq!(v["leaf"]["principal"], "policy");
+        assert_eq!(v["leaf"]["claim"]["digest"], "ab".repeat(32));
+        assert_eq!(v["binding"]["kind"], "UNATTESTED");
+        let s = v.to_string();
+        assert!(!s.contains("secret-tool") && !s.contains(&"cd".repeat(32)));
+    }
+}
