@@ -395,7 +395,7 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
         return Err(DigestError::TooLarge { len });
     }
     let table = GuidTable::parse(image)?;
-    if len % PAGE_SIZE != 0 {
+    if !len.is_multiple_of(PAGE_SIZE) {
         return Err(DigestError::NotPageMultiple { len });
     }
     let ap_reset_eip = table.sev_es_reset_eip()?;
@@ -407,10 +407,10 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
         for (i, s) in meta.sections().enumerate() {
             let s = s?;
             let offset = base + i * firmware_layout::SEV_METADATA_SECTION_LEN;
-            if s.gpa as usize % PAGE_SIZE != 0 {
+            if !(s.gpa as usize).is_multiple_of(PAGE_SIZE) {
                 return Err(DigestError::UnalignedSection { offset, gpa: s.gpa });
             }
-            if s.size == 0 || s.size as usize % PAGE_SIZE != 0 {
+            if s.size == 0 || !(s.size as usize).is_multiple_of(PAGE_SIZE) {
                 return Err(DigestError::BadSectionSize { offset, size: s.size });
             }
             sections.push((offset, s));

@@ -278,7 +278,7 @@ fn chain_link(signer: &Certificate, signee: &Certificate) -> Result<String, Stri
     Ok(format!("\"{}\" signed by \"{}\"", signee.tbs_certificate.subject, signer.tbs_certificate.subject))
 }
 
-fn extension<'c>(cert: &'c Certificate, oid: ObjectIdentifier) -> Option<&'c [u8]> {
+fn extension(cert: &Certificate, oid: ObjectIdentifier) -> Option<&[u8]> {
     cert.tbs_certificate
         .extensions
         .as_ref()?

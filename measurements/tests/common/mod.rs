@@ -66,10 +66,11 @@ pub fn oracle_python() -> Option<PathBuf> {
             candidates.push(dir.join("python"));
             candidates.push(dir.join("python3"));
         }
-        if let Ok(text) = std::fs::read_to_string(&exe) {
-            if let Some(line) = text.lines().next().and_then(|l| l.strip_prefix("#!")) {
-                candidates.push(PathBuf::from(line.trim()));
-            }
+        if let Some(line) = std::fs::read_to_string(&exe)
+            .ok()
+            .and_then(|text| text.lines().next().and_then(|l| l.strip_prefix("#!")).map(str::to_owned))
+        {
+            candidates.push(PathBuf::from(line.trim()));
         }
     }
     candidates.into_iter().find(|p| {
@@ -136,7 +137,7 @@ impl Rng {
 
 /// The seed of randomised tests: env `OMEGA_TEST_SEED` or a fixed default.
 pub fn seed() -> u64 {
-    std::env::var("OMEGA_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0de9a_5eed)
+    std::env::var("OMEGA_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0000_de9a_5eed)
 }
 
 pub fn path_str(p: &Path) -> String {
