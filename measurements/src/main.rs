@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use measurements::digest::{self, DigestOptions, KernelHashes, VcpuType};
+use measurements::digest::{self, DigestOptions, KernelHashes, Measurer, VcpuType};
 use measurements::report::AttestationReport;
 use measurements::verify::{CertSource, Family, MinTcb, VerifyOptions, verify_report};
 use serde_json::json;
@@ -165,7 +165,8 @@ fn cmd_digest(a: &DigestArgs) -> anyhow::Result<bool> {
         }
         None => None,
     };
-    let info = digest::inspect(&image).with_context(|| format!("{}", a.image.display()))?;
+    let measurer = Measurer::new(&image).with_context(|| format!("{}", a.image.display()))?;
+    let info = measurer.info().clone();
     if !info.has_sev_metadata {
         tracing::warn!(
             "{} has no SEV metadata: measured as ROM pages and VMSAs only (as sev-snp-measure does); \
@@ -174,7 +175,8 @@ fn cmd_digest(a: &DigestArgs) -> anyhow::Result<bool> {
         );
     }
     let opts = DigestOptions { kernel_hashes };
-    let ld = digest::launch_digest(&image, a.vcpus, vcpu_type, a.guest_features, &opts)
+    let ld = measurer
+        .launch_digest(a.vcpus, vcpu_type, a.guest_features, &opts)
         .with_context(|| format!("{}", a.image.display()))?;
     let ld_hex = hex::encode(ld);
     if a.json {
