@@ -54,8 +54,19 @@ fn verify_report_exit_codes_and_lines() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["name"], "measurement");
     let real = j["report"]["measurement"].as_str().unwrap().to_owned();
-    let o = run(&["verify-report", "--report", &r, "--vcek", &v, "--family", "milan", "--expect-measurement", &real, "--min-tcb", "bl=3,tee=0,snp=8,ucode=115"]);
+    let data = j["report"]["report_data"].as_str().unwrap().to_owned();
+    let o = run(&[
+        "verify-report", "--report", &r, "--vcek", &v, "--family", "milan", "--expect-measurement", &real,
+        "--expect-report-data", &data, "--min-tcb", "bl=3,tee=0,snp=8,ucode=115",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("VERIFIED: all 18 checks passed\n"), "{}", stdout(&o));
+    // A different nonce fails exactly the report_data check.
+    let other = format!("{}00", &data[..126]);
+    let o = run(&["verify-report", "--report", &r, "--vcek", &v, "--family", "milan", "--expect-report-data", &other]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("FAIL")).count(), 1);
+    assert!(stdout(&o).contains("FAIL report_data:"));
     let o = run(&["verify-report", "--report", &r, "--vcek", &v, "--family", "milan", "--min-tcb", "snp=9"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("FAIL min_tcb: reported TCB below minimum: snp 8 < 9"), "{}", stdout(&o));
