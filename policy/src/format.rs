@@ -209,7 +209,8 @@ pub fn encode(policy: &Policy<'_>) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-/// Parses and validates a compiled policy. Never panics.
+/// Parses and validates a compiled policy. Never panics. Accepts only the canonical
+/// encoding (the bytes [`encode`] writes), so the SHA-256 of the blob identifies the policy.
 pub fn decode(bytes: &[u8]) -> Result<Policy<'_>, DecodeError> {
     let (magic, rest) = bytes.split_at_checked(4).ok_or(DecodeError::BadMagic)?;
     if magic != MAGIC {
@@ -226,6 +227,12 @@ pub fn decode(bytes: &[u8]) -> Result<Policy<'_>, DecodeError> {
         return Err(DecodeError::TrailingBytes);
     }
     policy.validate()?;
+    // One policy, one encoding: postcard would also read over-long varints, which would give
+    // the same policy two identities. Re-encode and compare.
+    let canonical = postcard::to_allocvec(&policy).map_err(|_| DecodeError::Body)?;
+    if canonical != body {
+        return Err(DecodeError::Invalid("non-canonical encoding"));
+    }
     Ok(policy)
 }
 

@@ -187,7 +187,7 @@ fn exercise(bytes: &[u8]) {
     let Ok(p) = decode(bytes) else { return };
     p.validate().expect("decode only returns valid policies");
     let again = encode(&p).expect("a decoded policy encodes");
-    assert_eq!(decode(&again).expect("re-decodes"), p);
+    assert_eq!(again, bytes, "only canonical encodings decode");
     for req in requests() {
         for labels in [0, u64::MAX, 0b1010] {
             let d = p.evaluate(
@@ -278,6 +278,21 @@ fn header_is_checked() {
     v.push(0);
     assert_eq!(decode(&v), Err(DecodeError::TrailingBytes));
     assert_eq!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::Body));
+}
+
+#[test]
+fn overlong_varints_are_rejected() {
+    // The body starts with the name's length (a varint): 6 as 0x86 0x00 is the same number,
+    // over-long.
+    let bytes = encode(&sample()).unwrap();
+    assert_eq!(bytes[6], 6);
+    let mut v = bytes[..6].to_vec();
+    v.extend_from_slice(&[0x86, 0x00]);
+    v.extend_from_slice(&bytes[7..]);
+    assert_eq!(
+        decode(&v),
+        Err(DecodeError::Invalid("non-canonical encoding"))
+    );
 }
 
 #[test]

@@ -11,7 +11,14 @@ fn builds_for_x86_64_unknown_none() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(manifest)
-        .args(["build", "--quiet", "-p", "omega-policy", "--target", "x86_64-unknown-none"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "omega-policy",
+            "--target",
+            "x86_64-unknown-none",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("RUSTFLAGS")
@@ -25,6 +32,10 @@ fn builds_for_x86_64_unknown_none() {
     let rlib = std::fs::read_dir(target_dir.join("x86_64-unknown-none/debug"))
         .unwrap()
         .filter_map(Result::ok)
-        .any(|e| e.file_name().to_string_lossy().starts_with("libomega_policy"));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("libomega_policy")
+        });
     assert!(rlib, "no libomega_policy rlib for the kernel target");
 }
