@@ -11,7 +11,7 @@ const REQUESTS_PER_POLICY: u64 = 3000;
 
 #[test]
 fn evaluator_and_regorus_agree_on_generated_requests() {
-    for file in common::example_files() {
+    for file in common::differential_files() {
         let compiled = common::load(&file);
         let bytes = compiled.to_bytes();
         let policy = omega_policy::decode(&bytes).expect("decodes");

@@ -27,6 +27,20 @@ pub fn example_files() -> Vec<PathBuf> {
     v
 }
 
+/// The examples plus tests/policies/*.policy (corner cases), for the differential tests.
+pub fn differential_files() -> Vec<PathBuf> {
+    let mut v = example_files();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policies");
+    let mut extra: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "policy"))
+        .collect();
+    extra.sort();
+    v.extend(extra);
+    v
+}
+
 pub fn load(path: &Path) -> Compiled {
     let src = std::fs::read_to_string(path).unwrap();
     compile(&path.display().to_string(), &src, path.parent().unwrap())
