@@ -68,6 +68,8 @@ pub enum DigestError {
     UnalignedSection { offset: usize, gpa: u32 },
     #[error("SEV metadata section at offset {offset:#x}: size {size:#x} is not a non-zero multiple of 4 KiB")]
     BadSectionSize { offset: usize, size: u32 },
+    #[error("SEV metadata section at offset {offset:#x}: gpa {gpa:#x}..{end:#x} overlaps {other}")]
+    SectionOverlap { offset: usize, gpa: u32, end: u64, other: String },
     #[error("the number of vCPUs must be at least 1 (got {0})")]
     NoVcpus(u32),
     #[error("{vcpus} vCPUs need an SEV-ES reset block with a non-zero AP start address (found {eip:#x})")]
@@ -448,6 +450,19 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
             }
             if s.size == 0 || !(s.size as usize).is_multiple_of(PAGE_SIZE) {
                 return Err(DigestError::BadSectionSize { offset, size: s.size });
+            }
+            // The PSP refuses to add a page twice: sections may not overlap the image
+            // (mapped just below 4 GiB) or each other.
+            let rom_start = FOUR_GIB - len as u64;
+            if s.end() > rom_start {
+                let other = format!("the image at {rom_start:#x}..{FOUR_GIB:#x}");
+                return Err(DigestError::SectionOverlap { offset, gpa: s.gpa, end: s.end(), other });
+            }
+            if let Some((o, t)) = sections.iter().find(|(_, t): &&(usize, Section)| {
+                u64::from(s.gpa) < t.end() && u64::from(t.gpa) < s.end()
+            }) {
+                let other = format!("the section at offset {o:#x} ({:#x}..{:#x})", t.gpa, t.end());
+                return Err(DigestError::SectionOverlap { offset, gpa: s.gpa, end: s.end(), other });
             }
             sections.push((offset, s));
         }

@@ -144,3 +144,18 @@ fn no_reset_block_is_refused() {
     assert!(e.contains("no 00f771de-1a7e-4fcb-890e-68c77e2fb44e entry"), "{e}");
     assert!(inspect(&img).is_err());
 }
+
+#[test]
+fn overlapping_sections() {
+    let mut s = good_sections();
+    s.push(Section { gpa: 0x80_1000, size: 0x1000, kind: SectionKind::SnpSecMem });
+    let e = err(&image(&s, 0x1000));
+    assert!(
+        e.contains(&format!("section at offset {:#x}: gpa 0x801000..0x802000 overlaps the section at offset {:#x}", META_OFF + 16 + 36, META_OFF + 16 + 12)),
+        "{e}"
+    );
+    // A section inside the image's own mapping (it ends at 4 GiB).
+    let s = [Section { gpa: 0xffff_f000, size: 0x1000, kind: SectionKind::SnpSecrets }];
+    let e = err(&image(&s, 0x1000));
+    assert!(e.contains("overlaps the image at 0xffff0000..0x100000000"), "{e}");
+}
