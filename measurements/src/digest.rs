@@ -350,19 +350,19 @@ fn page_digests(data: &[u8]) -> Vec<[u8; 48]> {
         return out;
     }
     let per = pages.div_ceil(threads);
+    let mut failed = Vec::new();
     std::thread::scope(|scope| {
-        for (o, d) in out.chunks_mut(per).zip(data.chunks(per * PAGE_SIZE)) {
-            // If a thread cannot be started, do its share here.
+        for (i, (o, d)) in out.chunks_mut(per).zip(data.chunks(per * PAGE_SIZE)).enumerate() {
             let job = std::thread::Builder::new().spawn_scoped(scope, move || hash_all(o, d));
             if let Err(e) = job {
-                tracing::debug!("hashing inline: {e}");
+                tracing::debug!("cannot start a hashing thread ({e}); hashing inline");
+                failed.push(i);
             }
         }
     });
-    // Spawn failures leave their chunk zeroed: redo those inline. (A zero digest of a
-    // real page is impossible in practice; this is only the fallback.)
-    for (o, d) in out.chunks_mut(per).zip(data.chunks(per * PAGE_SIZE)) {
-        if o.iter().any(|x| *x == [0u8; 48]) {
+    // Chunks whose thread could not start are hashed here.
+    for (i, (o, d)) in out.chunks_mut(per).zip(data.chunks(per * PAGE_SIZE)).enumerate() {
+        if failed.contains(&i) {
             hash_all(o, d);
         }
     }
