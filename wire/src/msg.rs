@@ -1,0 +1,81 @@
+//! Payloads of messages with a defined structure (all postcard).
+
+use serde::{Deserialize, Serialize};
+
+use crate::WireError;
+
+/// Longest message text in an Error frame (bytes of UTF-8).
+pub const MAX_ERROR_MESSAGE: usize = 512;
+
+/// Error codes carried in [`ErrorBody::code`].
+pub mod code {
+    /// Frames that failed to decode (CRC, header, garbage) were received.
+    pub const MALFORMED: u16 = 1;
+    /// The stream is not served here (no proxy, no tool gateway, echo disabled).
+    pub const UNAVAILABLE: u16 = 2;
+    /// No common protocol version.
+    pub const NO_COMMON_VERSION: u16 = 3;
+    /// The peer sent without credit.
+    pub const CREDIT: u16 = 4;
+    /// Data frames were lost (sequence gap); the partial message was dropped.
+    pub const SEQUENCE: u16 = 5;
+    /// A message exceeded a size limit.
+    pub const TOO_LARGE: u16 = 6;
+    /// The stream's backend failed (proxy connection, tool process, log storage).
+    pub const BACKEND: u16 = 7;
+    /// A frame or message broke the protocol rules.
+    pub const PROTOCOL: u16 = 8;
+    /// Anything else.
+    pub const INTERNAL: u16 = 9;
+}
+
+/// Payload of an Error frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody<'a> {
+    pub code: u16,
+    pub message: &'a str,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn decode(payload: &'a [u8]) -> Result<Self, WireError> {
+        let b: ErrorBody<'a> = decode_exact(payload)?;
+        if b.message.len() > MAX_ERROR_MESSAGE {
+            return Err(WireError::BadMessage);
+        }
+        Ok(b)
+    }
+}
+
+/// Messages on the Control stream (Data frames, one message each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlMsg<'a> {
+    /// The sender is shutting down; `status` 0 = success.
+    Shutdown { status: u32 },
+    /// A line for the operator (the host prints it).
+    Notice { text: &'a str },
+}
+
+/// Messages on the Bundle stream (host -> guest).
+///
+/// Sequence: `Begin`, then for each file a `File` message followed by one message holding
+/// exactly `size` bytes of content (possibly split into many frames), then `End`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BundleMsg<'a> {
+    Begin { files: u32, total_bytes: u64 },
+    File { name: &'a str, size: u64 },
+    End,
+}
+
+/// Encodes `msg` into `out`, returns the bytes used.
+pub fn encode<'o, T: Serialize>(msg: &T, out: &'o mut [u8]) -> Result<&'o mut [u8], WireError> {
+    postcard::to_slice(msg, out).map_err(|_| WireError::BufferTooSmall)
+}
+
+/// Decodes a whole payload as `T`; trailing bytes are an error.
+pub fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, WireError> {
+    let (v, rest) = postcard::take_from_bytes::<T>(payload).map_err(|_| WireError::BadMessage)?;
+    if !rest.is_empty() {
+        return Err(WireError::BadMessage);
+    }
+    Ok(v)
+}
