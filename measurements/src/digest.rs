@@ -262,24 +262,42 @@ pub struct DigestOptions {
     pub kernel_hashes: Option<KernelHashes>,
 }
 
-/// What the digest was computed from, as found in the image.
+/// Addresses as `0x…` strings in JSON.
+fn hex_ser<T: fmt::LowerHex, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:#x}"))
+}
+
+fn hex_pair_ser<S: serde::Serializer>(v: &Option<(u32, u32)>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some((gpa, size)) => s.collect_seq([format!("{gpa:#x}"), format!("{size:#x}")]),
+        None => s.serialize_none(),
+    }
+}
+
+/// What the digest was computed from, as found in the image. In JSON, addresses and sizes
+/// other than `size` are hex strings.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageInfo {
     pub size: usize,
     /// Guest-physical address of the first byte of the image.
+    #[serde(serialize_with = "hex_ser")]
     pub gpa: u64,
     pub has_sev_metadata: bool,
     pub sections: Vec<SectionInfo>,
     /// Where application processors start (SEV-ES reset block), 0 if absent.
+    #[serde(serialize_with = "hex_ser")]
     pub ap_reset_eip: u32,
     /// SEV hash table location (gpa, size), if the image declares one.
+    #[serde(serialize_with = "hex_pair_ser")]
     pub sev_hash_table: Option<(u32, u32)>,
 }
 
 /// One SEV metadata section.
 #[derive(Debug, Clone, Serialize)]
 pub struct SectionInfo {
+    #[serde(serialize_with = "hex_ser")]
     pub gpa: u32,
+    #[serde(serialize_with = "hex_ser")]
     pub size: u32,
     pub kind: String,
 }

@@ -280,6 +280,8 @@ fn oracle_cli_end_to_end() {
             assert_eq!(v["launch_digest"], theirs);
             assert_eq!(v["vcpus"], vcpus.parse::<u32>().unwrap());
             assert_eq!(v["vcpu_type"], t);
+            let size = v["image_info"]["size"].as_u64().unwrap();
+            assert_eq!(v["image_info"]["gpa"], format!("{:#x}", (1u64 << 32) - size));
         }
         let sig = run(ours, &["digest", "--image", &img, "--vcpus", "2", "--vcpu-sig", "0xa00f11"]);
         let theirs = run(path_str(&exe).as_str(), &["--mode", "snp", "--ovmf", &img, "--vcpus", "2", "--vcpu-sig", "0xa00f11"]);
