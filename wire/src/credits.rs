@@ -92,7 +92,9 @@ impl Credits {
     /// when at least half a window (or everything outstanding) has been consumed.
     pub fn consumed(&mut self, stream: Stream, n: usize) -> Option<u32> {
         let i = stream.index();
-        self.unreported[i] = self.unreported[i].saturating_add(n as u64);
+        // Nobody consumes more than was received: bound by what the peer used of the window.
+        let used = (self.our_window as u64).saturating_sub(self.recv[i]);
+        self.unreported[i] = self.unreported[i].saturating_add(n as u64).min(used);
         let threshold = (self.our_window as u64).div_ceil(2);
         // Never grant past the window: outstanding + grant ≤ our_window.
         let room = (self.our_window as u64).saturating_sub(self.recv[i]);

@@ -74,6 +74,22 @@ impl<const N: usize> Decoder<N> {
         if left > 0 { Err(WireError::Truncated(left)) } else { Ok(()) }
     }
 
+    /// Gives up on the partial frame at the front (call it when the stream has been idle
+    /// for a while with [`Decoder::pending`] > 0): drops one byte and lets the next
+    /// [`Decoder::next_frame`] rescan. Needed after a truncated frame whose header claims
+    /// more bytes than the peer will send: without it the decoder waits for them (it cannot
+    /// tell truncation from a slow sender). Returns `Truncated` if anything was pending.
+    pub fn resync(&mut self) -> Option<WireError> {
+        let left = self.pending();
+        if left == 0 {
+            return None;
+        }
+        // SECURITY: same rule as every other failure: drop one byte, rescan.
+        self.skip(1);
+        self.stats.errors += 1;
+        Some(WireError::Truncated(left))
+    }
+
     pub fn stats(&self) -> DecoderStats {
         self.stats
     }
