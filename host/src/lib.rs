@@ -1,1 +1,16 @@
+//! Host side of Omega: the QEMU launcher's building blocks and the channel session.
+//!
+//! * [`qemu`]: the QEMU command line and the meaning of QEMU's exit status.
+//! * [`bundle`]: agent bundles (manifest.json + modules + policy).
+//! * [`session`]: [`ChannelSession`], the host end of the framed channel over any
+//!   `Read + Write` pair, and [`echo_roundtrip`] for latency/throughput measurements.
 
+pub mod bundle;
+pub mod qemu;
+pub mod session;
+
+pub use bundle::{Bundle, Manifest};
+pub use qemu::{QemuConfig, QemuOutcome};
+pub use session::{
+    ChannelSession, FileLogStore, LogStore, SessionConfig, SessionError, SessionEvent, echo_roundtrip,
+};

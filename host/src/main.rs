@@ -1,1 +1,309 @@
-fn main() {}
+//! `omega`: runs an Omega image in QEMU and serves its host channel.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use omega_host::{Bundle, ChannelSession, FileLogStore, QemuConfig, QemuOutcome, SessionConfig, SessionEvent};
+use tracing::{info, warn};
+
+/// Launcher for Omega confidential-VM images.
+///
+/// `omega run` starts the image in QEMU (microvm), prints the exact QEMU command line,
+/// connects to the image's virtio-console channel through a unix socket, and serves the
+/// guest's streams: provenance log storage, bundle delivery, inference proxy relay, tool
+/// gateway, echo. See docs/host.md.
+#[derive(Parser, Debug)]
+#[command(name = "omega", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `debug`, `omega_host=trace`.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Boot an image in QEMU and serve its channel until it exits.
+    ///
+    /// Exit status: 0 when the image exits cleanly (QEMU 33); 35 when the image reports a
+    /// failure; 3 when the guest reset or triple-faulted (QEMU 0); 2 on a QEMU error;
+    /// 130 when interrupted (Ctrl-C); 1 when the launcher itself fails.
+    Run(RunArgs),
+    /// Print the QEMU command line `run` would use, and exit.
+    PrintCommand(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The Omega firmware image (from image-build), passed to QEMU as -bios.
+    #[arg(long, value_name = "PATH")]
+    image: PathBuf,
+    /// Agent bundle directory (manifest.json, policy, *.wasm) sent to the guest on the Bundle
+    /// stream after the handshake.
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    vcpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..=1048576))]
+    memory: u32,
+    /// Use KVM instead of TCG (needs /dev/kvm; on nested hosts TCG can be faster).
+    #[arg(long)]
+    kvm: bool,
+    /// Launch as an AMD SEV-SNP guest (implies --kvm; needs an SNP host).
+    #[arg(long)]
+    sev_snp: bool,
+    /// Directory for provenance.log (log stream bytes, fsynced before each Ack) and the
+    /// channel socket. Without it, the guest's log entries are refused.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// Inference proxy to relay the Inference stream to (opaque TLS bytes over TCP).
+    #[arg(long, value_name = "HOST:PORT")]
+    proxy: Option<String>,
+    /// Tool gateway command (speaks line-delimited JSON on stdin/stdout); split like a shell
+    /// would, run without a shell.
+    #[arg(long, value_name = "CMD")]
+    tool_gateway: Option<String>,
+    /// Echo the guest's Echo-stream requests (tests and benchmarks).
+    #[arg(long)]
+    echo: bool,
+    /// QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64", value_name = "PATH")]
+    qemu: String,
+    /// Unix socket path for the channel chardev (default: a fresh temporary directory, or
+    /// --log-dir/omega.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Give up connecting to the channel after this many seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    connect_timeout: u64,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_sigint() {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the function
+    // pointer is valid for the life of the process.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("omega: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Cmd::PrintCommand(a) => {
+            let (cfg, _tmp) = qemu_config(&a)?;
+            println!("{}", cfg.command_line());
+            Ok(0)
+        }
+        Cmd::Run(a) => run_image(a),
+    }
+}
+
+fn qemu_config(a: &RunArgs) -> Result<(QemuConfig, Option<PathBuf>)> {
+    let (socket, tmp) = match (&a.socket, &a.log_dir) {
+        (Some(s), _) => (s.clone(), None),
+        (None, Some(d)) => (d.join("omega.sock"), None),
+        (None, None) => {
+            let dir = std::env::temp_dir().join(format!("omega-{}", std::process::id()));
+            (dir.join("omega.sock"), Some(dir))
+        }
+    };
+    Ok((
+        QemuConfig {
+            qemu: a.qemu.clone(),
+            image: a.image.clone(),
+            vcpus: a.vcpus,
+            memory_mib: a.memory,
+            kvm: a.kvm,
+            sev_snp: a.sev_snp,
+            socket,
+        },
+        tmp,
+    ))
+}
+
+fn run_image(a: RunArgs) -> Result<i32> {
+    if !a.image.is_file() {
+        bail!("image {} not found", a.image.display());
+    }
+    let bundle = match &a.bundle {
+        Some(d) => {
+            let b = Bundle::read(d).with_context(|| format!("bundle {}", d.display()))?;
+            info!("bundle {}: {} agents, {} files, {} bytes", d.display(), b.manifest.agents.len(), b.files.len(), b.total_bytes());
+            Some(b)
+        }
+        None => None,
+    };
+    let log_store = match &a.log_dir {
+        Some(d) => {
+            let s = FileLogStore::open(d).with_context(|| format!("log dir {}", d.display()))?;
+            info!("provenance log: {}", s.path.display());
+            Some(Box::new(s) as Box<dyn omega_host::LogStore>)
+        }
+        None => {
+            warn!("no --log-dir: the guest's provenance log entries will be refused");
+            None
+        }
+    };
+    let (cfg, tmp) = qemu_config(&a)?;
+    if let Some(parent) = cfg.socket.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    if a.sev_snp && !a.kvm {
+        info!("--sev-snp implies KVM");
+    }
+    // The exact command, for operators to audit.
+    println!("omega: {}", cfg.command_line());
+
+    install_sigint();
+    let t0 = Instant::now();
+    let mut child = Command::new(&cfg.qemu)
+        .args(cfg.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        // Own process group: the terminal's Ctrl-C reaches us, and we stop QEMU ourselves.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.qemu))?;
+    info!("QEMU started (pid {})", child.id());
+    let stdout = child.stdout.take().expect("piped");
+    let console = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) => println!("guest | {l}"),
+                Err(_) => break,
+            }
+        }
+    });
+
+    let config = SessionConfig {
+        proxy: a.proxy.clone(),
+        tool_gateway: a.tool_gateway.clone(),
+        log_store,
+        bundle,
+        echo: a.echo,
+        ..Default::default()
+    };
+    // Connect while watching QEMU: it may exit before the socket appears.
+    let deadline = Instant::now() + Duration::from_secs(a.connect_timeout);
+    let mut session = None;
+    let mut status = None;
+    let mut config = Some(config);
+    while session.is_none() && status.is_none() {
+        if let Some(s) = child.try_wait()? {
+            status = Some(s);
+            break;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        if cfg.socket.exists() {
+            match ChannelSession::connect_unix(&cfg.socket, config.take().expect("once"), Instant::now()) {
+                Ok(s) => {
+                    info!("channel connected after {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+                    session = Some(s);
+                }
+                Err(e) => bail!("connecting to {}: {e}", cfg.socket.display()),
+            }
+        } else if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("QEMU did not create {} within {} s", cfg.socket.display(), a.connect_timeout);
+        } else {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut reported_hello = false;
+    let mut seen = 0;
+    let status = loop {
+        if let Some(s) = status {
+            break s;
+        }
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            warn!("interrupted: stopping QEMU");
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        if let Some(sess) = &session {
+            let ev = sess.events();
+            for e in &ev[seen..] {
+                match e {
+                    SessionEvent::Handshake { version } if !reported_hello => {
+                        reported_hello = true;
+                        info!("guest handshake done after {:.0} ms (protocol v{version})", t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                    SessionEvent::GuestError { stream, code, message } => {
+                        eprintln!("omega: guest error on {stream:?} (code {code}): {message}")
+                    }
+                    _ => {}
+                }
+            }
+            seen = ev.len();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // QEMU is gone: close the channel (log writes are fsynced per Ack already).
+    if let Some(s) = session {
+        let events = s.close();
+        let stored = events.iter().rev().find_map(|e| match e {
+            SessionEvent::LogStored { total, .. } => Some(*total),
+            _ => None,
+        });
+        if let Some(t) = stored {
+            info!("provenance log: {t} bytes stored this run");
+        }
+    }
+    let _ = console.join();
+    if let Some(d) = tmp {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let outcome = if INTERRUPTED.load(Ordering::SeqCst) {
+        QemuOutcome::Signal(libc::SIGINT)
+    } else {
+        use std::os::unix::process::ExitStatusExt;
+        QemuOutcome::from_status(status.code(), status.signal())
+    };
+    let msg = outcome.message();
+    if outcome == QemuOutcome::CleanExit {
+        info!("{msg} after {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+    } else {
+        eprintln!("omega: {msg}");
+    }
+    Ok(outcome.exit_code())
+}
+
+use std::os::unix::process::CommandExt;
