@@ -128,6 +128,10 @@ pub enum SessionEvent {
     /// The guest sent an Error frame.
     GuestError { stream: Stream, code: u16, message: String },
     Notice(String),
+    /// The guest's provenance-log verifier key (C2SP vkey).
+    LogKey(String),
+    /// A signed checkpoint (C2SP note) of the guest's provenance log.
+    Checkpoint(String),
     Shutdown { status: u32 },
     /// Malformed or protocol-breaking input from the guest (the host reported it back).
     WireError(String),
@@ -736,6 +740,14 @@ impl Demux {
                     Ok(ControlMsg::Notice { text }) => {
                         info!("guest: {text}");
                         self.sh.event(SessionEvent::Notice(text.to_string()));
+                    }
+                    Ok(ControlMsg::LogKey { vkey }) => {
+                        info!("guest log key: {vkey}");
+                        self.sh.event(SessionEvent::LogKey(vkey.to_string()));
+                    }
+                    Ok(ControlMsg::Checkpoint { note }) => {
+                        info!("guest checkpoint received ({} bytes)", note.len());
+                        self.sh.event(SessionEvent::Checkpoint(note.to_string()));
                     }
                     Err(e) => self.protocol_error(s, code::PROTOCOL, &format!("bad control message: {e}")),
                 }

@@ -4,6 +4,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+pub mod bundle;
 pub mod clock;
 pub mod entropy;
 pub mod frames;

@@ -7,6 +7,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod channel;
+#[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
 mod heap;
@@ -16,6 +18,8 @@ mod memory;
 mod monitor;
 #[cfg(target_os = "none")]
 mod rng;
+#[cfg(target_os = "none")]
+mod service;
 #[cfg(target_os = "none")]
 mod time;
 #[cfg(target_os = "none")]

@@ -72,14 +72,16 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
         Err(_) => None,
     };
 
-    #[allow(unused_mut, reason = "only the test hooks mutate the monitor so far")]
     let mut m = Monitor { info, platform, frames, shared, clock, log_key };
     banner(&m, &heap, &cpu_rng, clock_err);
     heap_self_test();
 
     #[cfg(feature = "test-hooks")]
-    crate::test_hooks::run(&mut m);
+    let echo_all = crate::test_hooks::run(&mut m);
+    #[cfg(not(feature = "test-hooks"))]
+    let echo_all = false;
 
+    crate::service::run(&mut m, echo_all);
     serial_println!("omega: boot complete; no agents configured, shutting down");
     exit(ExitCode::Success)
 }

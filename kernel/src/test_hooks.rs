@@ -11,9 +11,10 @@ use omega_boot_info::virt;
 use crate::monitor::Monitor;
 use crate::{heap, time};
 
-pub fn run(m: &mut Monitor) {
+/// Runs the hook `test=` names; returns true if the channel should echo every stream.
+pub fn run(m: &mut Monitor) -> bool {
     let Some(test) = m.info.cmdline().split_whitespace().find_map(|w| w.strip_prefix("test=")) else {
-        return;
+        return false;
     };
     serial_println!("omega: test hook: {test}");
     match test {
@@ -45,8 +46,10 @@ pub fn run(m: &mut Monitor) {
         "clock" => clock(m),
         "memdump" => memdump(m),
         "virtio-echo" => virtio_echo(),
+        "echo-all" => return true,
         other => serial_println!("omega: unknown test hook {other:?}"),
     }
+    false
 }
 
 #[inline(never)]

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+pub mod raw_host;
+
 /// QEMU's exit status when the image writes `ExitCode::Success` to isa-debug-exit.
 pub const EXIT_SUCCESS: i32 = 33;
 /// QEMU's exit status when the image writes `ExitCode::Failure` (panic, exception, refusal).
@@ -81,7 +83,7 @@ impl Boot {
             "-device".to_string(),
             "virtio-serial-device".into(),
             "-chardev".into(),
-            format!("socket,id=omega0,path={},server=on,wait=off", path.display()),
+            format!("socket,id=omega0,path={},server=on,wait=on", path.display()),
             "-device".into(),
             "virtconsole,chardev=omega0".into(),
         ] {

@@ -53,6 +53,12 @@ pub enum ControlMsg<'a> {
     Shutdown { status: u32 },
     /// A line for the operator (the host prints it).
     Notice { text: &'a str },
+    /// Guest -> host: the provenance log's verifier key (C2SP vkey `<name>+<hash>+<base64>`).
+    /// The host stores it beside the log (`log.vkey`).
+    LogKey { vkey: &'a str },
+    /// Guest -> host: a signed checkpoint (C2SP signed note) of the log so far. The host
+    /// stores it (`checkpoint.note`) once every entry it covers is durable.
+    Checkpoint { note: &'a str },
 }
 
 /// Messages on the Bundle stream (host -> guest).
