@@ -55,6 +55,8 @@ pub trait LogStore: Send {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable. Only after it returns Ok does the host Ack.
     fn sync(&mut self) -> io::Result<()>;
+    /// Durably replaces a file kept beside the log (`log.vkey`, `checkpoint.note`).
+    fn put_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
 }
 
 /// `DIR/provenance.log`: the log stream's bytes, appended as they arrive, fsynced before
@@ -85,6 +87,18 @@ impl LogStore for FileLogStore {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+    fn put_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        // Atomic replace: a reader sees the old file or the new one, never a torn one.
+        std::fs::rename(&tmp, dir.join(name))?;
+        std::fs::File::open(dir)?.sync_all()
     }
 }
 
@@ -137,6 +151,11 @@ pub enum SessionEvent {
     WireError(String),
     /// Log bytes durably stored and acknowledged up to `seq`, `total` bytes in all.
     LogStored { seq: u32, total: u64 },
+    /// The guest's log verifier key was stored (`log.vkey`).
+    LogKeyStored,
+    /// A signed checkpoint was stored (`checkpoint.note`) after every log byte received
+    /// before it was durable.
+    CheckpointStored,
     BundleSent { files: usize, bytes: u64 },
     /// The guest closed a stream.
     StreamClosed(Stream),
@@ -427,6 +446,55 @@ pub fn echo_roundtrip(session: &ChannelSession, size: usize) -> Result<Duration,
     }
 }
 
+/// A Data frame's payload for a worker that reassembles messages itself (so that it grants
+/// credit per fragment while it buffers, and stops granting while its backend is busy).
+enum Frag {
+    Data(Vec<u8>, bool),
+    /// Frames were lost: drop the partial message.
+    Reset,
+}
+
+/// Worker-side reassembly, bounded.
+struct Assembler {
+    buf: Vec<u8>,
+    discarding: bool,
+    max: usize,
+}
+
+impl Assembler {
+    fn new(max: usize) -> Self {
+        Assembler { buf: Vec::new(), discarding: false, max }
+    }
+
+    /// Ok(Some(message)) when `end` completes one; Err(()) when the message is too large (the
+    /// rest of it is then dropped).
+    fn push(&mut self, data: &[u8], end: bool) -> Result<Option<Vec<u8>>, ()> {
+        if self.discarding {
+            self.discarding = !end;
+            return Ok(None);
+        }
+        // SECURITY: bounded reassembly.
+        if self.buf.len() + data.len() > self.max {
+            self.buf = Vec::new();
+            self.discarding = !end;
+            return Err(());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(if end { Some(std::mem::take(&mut self.buf)) } else { None })
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.discarding = false;
+    }
+}
+
+enum LogItem {
+    Data(u32, Vec<u8>),
+    /// (file name, contents, event) stored beside the log, in stream order.
+    File(&'static str, Vec<u8>, SessionEvent),
+}
+
 enum InferenceEvt {
     Data(Vec<u8>),
     Close,
@@ -443,10 +511,10 @@ struct Demux {
     expect_seq: [u32; 6],
     log_broken: bool,
     last_error_report: Option<Instant>,
-    log_tx: Option<Sender<(u32, Vec<u8>)>>,
+    log_tx: Option<Sender<LogItem>>,
     inference_tx: Option<Sender<InferenceEvt>>,
-    tools_tx: Option<Sender<Vec<u8>>>,
-    echo_tx: Option<Sender<Vec<u8>>>,
+    tools_tx: Option<Sender<Frag>>,
+    echo_tx: Option<Sender<Frag>>,
     workers: Vec<JoinHandle<()>>,
     /// Streams for which an UNAVAILABLE error was already sent.
     refused: [bool; 6],
@@ -669,102 +737,120 @@ impl Demux {
             self.protocol_error(s, code::CREDIT, &e.to_string());
             return;
         }
-        match s {
-            Stream::Log | Stream::Inference => {
-                let expected = self.expect_seq[s.index()];
-                self.expect_seq[s.index()] = f.header.seq.wrapping_add(1);
-                if f.header.seq != expected {
-                    let e = WireError::SeqGap { stream: s, expected, got: f.header.seq };
-                    self.protocol_error(s, code::SEQUENCE, &e.to_string());
-                    if s == Stream::Log {
-                        self.log_broken = true;
-                    }
+        if s == Stream::Control {
+            // Control messages are handled at once: credit comes back per frame, and
+            // reassembly is bounded by MAX_HOST_MESSAGE.
+            match self.re.push(f) {
+                Err(e) => {
+                    let c = if matches!(e, WireError::MessageTooLarge(_)) { code::TOO_LARGE } else { code::SEQUENCE };
+                    self.protocol_error(s, c, &e.to_string());
                 }
-                if s == Stream::Log {
-                    match (&self.log_tx, self.log_broken) {
-                        (Some(tx), false) => {
-                            let _ = tx.send((f.header.seq, f.payload.to_vec()));
-                        }
-                        (Some(_), true) => {
-                            self.sh.send_error(s, code::SEQUENCE, "log frames were lost; nothing more is stored");
-                            self.sh.consumed(s, n);
-                        }
-                        (None, _) => self.refuse(s, n, "no log storage configured (--log-dir)"),
+                Ok(None) => {}
+                Ok(Some((_, m))) => self.on_control(m),
+            }
+            self.sh.consumed(s, n);
+            return;
+        }
+        let expected = self.expect_seq[s.index()];
+        self.expect_seq[s.index()] = f.header.seq.wrapping_add(1);
+        let gap = f.header.seq != expected;
+        if gap {
+            let e = WireError::SeqGap { stream: s, expected, got: f.header.seq };
+            self.protocol_error(s, code::SEQUENCE, &e.to_string());
+        }
+        let end = f.is_end();
+        match s {
+            Stream::Log => {
+                if gap {
+                    self.log_broken = true;
+                }
+                match (&self.log_tx, self.log_broken) {
+                    (Some(tx), false) => {
+                        let _ = tx.send(LogItem::Data(f.header.seq, f.payload.to_vec()));
                     }
-                } else {
-                    match &self.inference_tx {
-                        Some(tx) => {
-                            let _ = tx.send(InferenceEvt::Data(f.payload.to_vec()));
-                        }
-                        None => self.refuse(s, n, "no inference proxy configured (--proxy)"),
+                    (Some(_), true) => {
+                        self.sh.send_error(s, code::SEQUENCE, "log frames were lost; nothing more is stored");
+                        self.sh.consumed(s, n);
                     }
+                    (None, _) => self.refuse(s, n, end, "no log storage configured (--log-dir)"),
+                }
+            }
+            Stream::Inference => match &self.inference_tx {
+                Some(tx) => {
+                    let _ = tx.send(InferenceEvt::Data(f.payload.to_vec()));
+                }
+                None => self.refuse(s, n, end, "no inference proxy configured (--proxy)"),
+            },
+            Stream::Tools | Stream::Echo => {
+                let tx = if s == Stream::Tools { &self.tools_tx } else { &self.echo_tx };
+                match tx {
+                    Some(tx) => {
+                        if gap {
+                            let _ = tx.send(Frag::Reset);
+                        }
+                        let _ = tx.send(Frag::Data(f.payload.to_vec(), end));
+                    }
+                    None => self.refuse(s, n, end, "no tool gateway configured (--tool-gateway)"),
                 }
             }
             Stream::Bundle => {
                 self.protocol_error(s, code::PROTOCOL, "the bundle stream is host-to-guest");
                 self.sh.consumed(s, n);
             }
-            Stream::Control | Stream::Tools | Stream::Echo => match self.re.push(f) {
-                Err(e) => {
-                    let c = if matches!(e, WireError::MessageTooLarge(_)) { code::TOO_LARGE } else { code::SEQUENCE };
-                    self.protocol_error(s, c, &e.to_string());
-                    self.sh.consumed(s, n);
-                }
-                Ok(None) => {
-                    // Partial message: reassembly holds at most MAX_HOST_MESSAGE; credit for
-                    // held bytes comes back when the message is consumed.
-                }
-                Ok(Some((_, m))) => self.on_message(s, m),
-            },
+            Stream::Control => unreachable!("handled above"),
         }
     }
 
-    fn refuse(&mut self, s: Stream, n: usize, why: &str) {
-        if !self.refused[s.index()] {
+    fn to_log_worker(&mut self, item: LogItem) {
+        match &self.log_tx {
+            Some(tx) => {
+                let _ = tx.send(item);
+            }
+            None => self.sh.send_error(Stream::Control, code::UNAVAILABLE, "no log storage configured (--log-dir)"),
+        }
+    }
+
+    /// Drops data of a stream nobody serves: an Error at the end of each message (and on
+    /// the first refused frame), credit returned so the guest is not wedged.
+    fn refuse(&mut self, s: Stream, n: usize, end: bool, why: &str) {
+        let first = !self.refused[s.index()];
+        if first {
             self.refused[s.index()] = true;
             warn!("refusing {s:?} data: {why}");
         }
-        self.sh.send_error(s, code::UNAVAILABLE, why);
+        if first || end {
+            self.sh.send_error(s, code::UNAVAILABLE, why);
+        }
         self.sh.consumed(s, n);
     }
 
-    fn on_message(&mut self, s: Stream, m: Vec<u8>) {
-        let n = m.len();
-        match s {
-            Stream::Control => {
-                match msg::decode_exact::<ControlMsg>(&m) {
-                    Ok(ControlMsg::Shutdown { status }) => {
-                        info!("guest shutting down (status {status})");
-                        self.sh.event(SessionEvent::Shutdown { status });
-                    }
-                    Ok(ControlMsg::Notice { text }) => {
-                        info!("guest: {text}");
-                        self.sh.event(SessionEvent::Notice(text.to_string()));
-                    }
-                    Ok(ControlMsg::LogKey { vkey }) => {
-                        info!("guest log key: {vkey}");
-                        self.sh.event(SessionEvent::LogKey(vkey.to_string()));
-                    }
-                    Ok(ControlMsg::Checkpoint { note }) => {
-                        info!("guest checkpoint received ({} bytes)", note.len());
-                        self.sh.event(SessionEvent::Checkpoint(note.to_string()));
-                    }
-                    Err(e) => self.protocol_error(s, code::PROTOCOL, &format!("bad control message: {e}")),
-                }
-                self.sh.consumed(s, n);
+    fn on_control(&mut self, m: Vec<u8>) {
+        let s = Stream::Control;
+        match msg::decode_exact::<ControlMsg>(&m) {
+            Ok(ControlMsg::Shutdown { status }) => {
+                info!("guest shutting down (status {status})");
+                self.sh.event(SessionEvent::Shutdown { status });
             }
-            Stream::Tools => match &self.tools_tx {
-                Some(tx) => {
-                    let _ = tx.send(m);
-                }
-                None => self.refuse(s, n, "no tool gateway configured (--tool-gateway)"),
-            },
-            Stream::Echo => {
-                if let Some(tx) = &self.echo_tx {
-                    let _ = tx.send(m);
-                }
+            Ok(ControlMsg::Notice { text }) => {
+                info!("guest: {text}");
+                self.sh.event(SessionEvent::Notice(text.to_string()));
             }
-            _ => unreachable!("only message streams are reassembled"),
+            // Both go through the log worker, so they are stored after every log byte
+            // that arrived before them is durable.
+            Ok(ControlMsg::LogKey { vkey }) => {
+                info!("guest log key: {vkey}");
+                self.sh.event(SessionEvent::LogKey(vkey.to_string()));
+                let item = LogItem::File("log.vkey", vkey.as_bytes().to_vec(), SessionEvent::LogKeyStored);
+                self.to_log_worker(item);
+            }
+            Ok(ControlMsg::Checkpoint { note }) => {
+                info!("guest checkpoint received ({} bytes)", note.len());
+                self.sh.event(SessionEvent::Checkpoint(note.to_string()));
+                let item =
+                    LogItem::File("checkpoint.note", note.as_bytes().to_vec(), SessionEvent::CheckpointStored);
+                self.to_log_worker(item);
+            }
+            Err(e) => self.protocol_error(s, code::PROTOCOL, &format!("bad control message: {e}")),
         }
     }
 }
@@ -782,40 +868,75 @@ fn send_bundle(sh: &Shared, b: &Bundle) -> Result<(), SessionError> {
     sh.send_with(|enc, o| enc.close(Stream::Bundle, o))
 }
 
-fn log_worker(sh: Arc<Shared>, mut store: Box<dyn LogStore>, rx: Receiver<(u32, Vec<u8>)>) {
+fn log_worker(sh: Arc<Shared>, mut store: Box<dyn LogStore>, rx: Receiver<LogItem>) {
     let mut total: u64 = 0;
     let mut failed = false;
-    while let Ok(first) = rx.recv() {
-        // Batch whatever has queued up: one fsync covers them all.
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let bytes: usize = batch.iter().map(|(_, b)| b.len()).sum();
-        let last_seq = batch.last().map(|(s, _)| *s).unwrap_or(0);
-        if failed {
-            sh.send_error(Stream::Log, code::BACKEND, "log storage failed earlier; nothing more is stored");
-            sh.consumed(Stream::Log, bytes);
-            continue;
-        }
-        let r = batch.iter().try_for_each(|(_, b)| store.append(b)).and_then(|_| store.sync());
-        match r {
-            Ok(()) => {
-                total += bytes as u64;
-                // SECURITY: the Ack goes out only after sync() returned: a host crash cannot
-                // lose anything the guest was told is stored.
-                if sh.send_with(|enc, o| enc.ack(last_seq, total, o)).is_err() {
-                    return;
+    let mut next: Option<LogItem> = None;
+    loop {
+        let item = match next.take() {
+            Some(i) => i,
+            None => match rx.recv() {
+                Ok(i) => i,
+                Err(_) => return,
+            },
+        };
+        match item {
+            LogItem::File(name, bytes, ev) => {
+                if failed {
+                    continue;
                 }
-                sh.event(SessionEvent::LogStored { seq: last_seq, total });
-                sh.consumed(Stream::Log, bytes);
+                match store.put_file(name, &bytes) {
+                    Ok(()) => sh.event(ev),
+                    Err(e) => {
+                        warn!("storing {name}: {e}");
+                        sh.event(SessionEvent::BackendError { stream: Stream::Log, message: e.to_string() });
+                        sh.send_error(Stream::Control, code::BACKEND, &format!("storing {name}: {e}"));
+                    }
+                }
             }
-            Err(e) => {
-                failed = true;
-                warn!("provenance log storage failed: {e}");
-                sh.event(SessionEvent::BackendError { stream: Stream::Log, message: e.to_string() });
-                sh.send_error(Stream::Log, code::BACKEND, &format!("log storage failed: {e}"));
-                sh.consumed(Stream::Log, bytes);
+            LogItem::Data(seq, first) => {
+                // Batch the data that has queued up (stopping at a file item, which must wait
+                // for this batch): one fsync covers them all.
+                let mut last_seq = seq;
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    match more {
+                        LogItem::Data(s, b) => {
+                            last_seq = s;
+                            batch.push(b);
+                        }
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let bytes: usize = batch.iter().map(|b| b.len()).sum();
+                if failed {
+                    sh.send_error(Stream::Log, code::BACKEND, "log storage failed earlier; nothing more is stored");
+                    sh.consumed(Stream::Log, bytes);
+                    continue;
+                }
+                let r = batch.iter().try_for_each(|b| store.append(b)).and_then(|_| store.sync());
+                match r {
+                    Ok(()) => {
+                        total += bytes as u64;
+                        // SECURITY: the Ack goes out only after sync() returned: a host crash
+                        // cannot lose anything the guest was told is stored.
+                        if sh.send_with(|enc, o| enc.ack(last_seq, total, o)).is_err() {
+                            return;
+                        }
+                        sh.event(SessionEvent::LogStored { seq: last_seq, total });
+                        sh.consumed(Stream::Log, bytes);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        warn!("provenance log storage failed: {e}");
+                        sh.event(SessionEvent::BackendError { stream: Stream::Log, message: e.to_string() });
+                        sh.send_error(Stream::Log, code::BACKEND, &format!("log storage failed: {e}"));
+                        sh.consumed(Stream::Log, bytes);
+                    }
+                }
             }
         }
     }
@@ -901,7 +1022,7 @@ fn proxy_to_guest(sh: Arc<Shared>, mut c: TcpStream) {
     let _ = sh.send_with(|enc, o| enc.close(Stream::Inference, o));
 }
 
-fn tools_worker(sh: Arc<Shared>, cmd: String, rx: Receiver<Vec<u8>>) {
+fn tools_worker(sh: Arc<Shared>, cmd: String, rx: Receiver<Frag>) {
     let spawn = || -> io::Result<(Child, ChildStdin)> {
         let argv = shlex::split(&cmd)
             .filter(|a| !a.is_empty())
@@ -924,23 +1045,44 @@ fn tools_worker(sh: Arc<Shared>, cmd: String, rx: Receiver<Vec<u8>>) {
             let m = format!("tool gateway {cmd:?} failed to start: {e}");
             warn!("{m}");
             sh.event(SessionEvent::BackendError { stream: Stream::Tools, message: m.clone() });
-            while let Ok(msg) = rx.recv() {
-                sh.send_error(Stream::Tools, code::BACKEND, &m);
-                sh.consumed(Stream::Tools, msg.len());
+            while let Ok(f) = rx.recv() {
+                if let Frag::Data(d, end) = f {
+                    if end {
+                        sh.send_error(Stream::Tools, code::BACKEND, &m);
+                    }
+                    sh.consumed(Stream::Tools, d.len());
+                }
             }
             return;
         }
     };
     info!("tool gateway started: {cmd}");
-    while let Ok(msg) = rx.recv() {
-        let n = msg.len();
+    let mut asm = Assembler::new(MAX_TOOL_LINE);
+    while let Ok(f) = rx.recv() {
+        let (d, end) = match f {
+            Frag::Reset => {
+                asm.reset();
+                continue;
+            }
+            Frag::Data(d, end) => (d, end),
+        };
+        // Buffered (bounded): the credit goes back now; while the gateway is slow to take a
+        // message, this loop stops and so do the grants.
+        sh.consumed(Stream::Tools, d.len());
+        let msg = match asm.push(&d, end) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(()) => {
+                sh.send_error(Stream::Tools, code::TOO_LARGE, "tool message longer than MAX_TOOL_LINE");
+                continue;
+            }
+        };
         // One message = one line of JSON; a newline inside would split it.
         if msg.contains(&b'\n') {
             sh.send_error(Stream::Tools, code::PROTOCOL, "tool message contains a newline");
         } else if let Err(e) = stdin.write_all(&msg).and_then(|_| stdin.write_all(b"\n")).and_then(|_| stdin.flush()) {
             sh.send_error(Stream::Tools, code::BACKEND, &format!("tool gateway: {e}"));
         }
-        sh.consumed(Stream::Tools, n);
     }
     drop(stdin);
     let _ = child.kill();
@@ -975,14 +1117,31 @@ fn gateway_to_guest(sh: Arc<Shared>, stdout: std::process::ChildStdout) {
     let _ = sh.send_with(|enc, o| enc.close(Stream::Tools, o));
 }
 
-fn echo_worker(sh: Arc<Shared>, rx: Receiver<Vec<u8>>) {
-    while let Ok(mut m) = rx.recv() {
-        let n = m.len();
+fn echo_worker(sh: Arc<Shared>, rx: Receiver<Frag>) {
+    let mut asm = Assembler::new(MAX_HOST_MESSAGE);
+    while let Ok(f) = rx.recv() {
+        let (d, end) = match f {
+            Frag::Reset => {
+                asm.reset();
+                continue;
+            }
+            Frag::Data(d, end) => (d, end),
+        };
+        sh.consumed(Stream::Echo, d.len());
+        let mut m = match asm.push(&d, end) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(()) => {
+                sh.send_error(Stream::Echo, code::TOO_LARGE, "echo message too large");
+                continue;
+            }
+        };
         match m.first() {
             Some(&ECHO_REQUEST) if sh.echo_enabled => {
                 m[0] = ECHO_REPLY;
-                // Waits for the guest's credit; until then this stream's credit is not
-                // returned either, so a guest that stops reading is blocked, not buffered.
+                // Waits for the guest's credit; meanwhile this loop takes no more fragments,
+                // so no more credit goes back: a guest that stops reading is blocked, not
+                // buffered.
                 if sh.send_message(Stream::Echo, &m).is_err() {
                     return;
                 }
@@ -994,6 +1153,5 @@ fn echo_worker(sh: Arc<Shared>, rx: Receiver<Vec<u8>>) {
             }
             _ => sh.send_error(Stream::Echo, code::PROTOCOL, "echo message without a Q/R tag"),
         }
-        sh.consumed(Stream::Echo, n);
     }
 }
