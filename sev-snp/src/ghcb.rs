@@ -482,7 +482,7 @@ pub(crate) mod tests {
         assert_eq!(Field::XCr0.offset(), 0x3E8);
         assert_eq!(VALID_BITMAP_OFFSET, 0x3F0);
         // The bitmap covers the save area up to (not including) itself: 0x3F0 / 8 = 126 bits.
-        assert!(VALID_BITMAP_OFFSET / 8 <= VALID_BITMAP_LEN * 8);
+        const { assert!(VALID_BITMAP_OFFSET / 8 <= VALID_BITMAP_LEN * 8) };
         assert_eq!(SHARED_BUFFER_OFFSET, 0x800);
         assert_eq!(SHARED_BUFFER_OFFSET + SHARED_BUFFER_LEN, 0xFF0);
         assert_eq!(PROTOCOL_VERSION_OFFSET, 0xFFA);

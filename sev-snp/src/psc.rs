@@ -167,7 +167,7 @@ impl PscDescriptor {
         if self.len == PSC_MAX_ENTRIES {
             return Err(PscError::Full);
         }
-        if pa % size.bytes() != 0 || (pa >> 12) > PSC_MAX_GFN {
+        if !pa.is_multiple_of(size.bytes()) || (pa >> 12) > PSC_MAX_GFN {
             return Err(PscError::InvalidArgument);
         }
         self.entries[self.len] = PscEntry { cur_page: 0, gfn: pa >> 12, state, size };
@@ -294,7 +294,7 @@ pub trait PageStateChange {
 
 /// Split `[pa, pa + len)` into 2 MiB chunks where aligned and 4 KiB chunks elsewhere.
 pub(crate) fn chunks(pa: u64, len: u64) -> Result<impl Iterator<Item = (u64, PageSize)>, PscError> {
-    if pa % PAGE_SIZE_4K != 0 || len % PAGE_SIZE_4K != 0 {
+    if !pa.is_multiple_of(PAGE_SIZE_4K) || !len.is_multiple_of(PAGE_SIZE_4K) {
         return Err(PscError::InvalidArgument);
     }
     let end = pa.checked_add(len).ok_or(PscError::InvalidArgument)?;
@@ -303,7 +303,7 @@ pub(crate) fn chunks(pa: u64, len: u64) -> Result<impl Iterator<Item = (u64, Pag
         if at >= end {
             return None;
         }
-        let size = if at % PAGE_SIZE_2M == 0 && end - at >= PAGE_SIZE_2M { PageSize::Size2M } else { PageSize::Size4K };
+        let size = if at.is_multiple_of(PAGE_SIZE_2M) && end - at >= PAGE_SIZE_2M { PageSize::Size2M } else { PageSize::Size4K };
         let chunk = (at, size);
         at += size.bytes();
         Some(chunk)
@@ -344,7 +344,7 @@ pub struct MsrPageStateChange<'a, M: GhcbMsr> {
 
 impl<M: GhcbMsr> PageStateChange for MsrPageStateChange<'_, M> {
     fn change(&mut self, pa: u64, len: u64, state: PageState) -> Result<(), PscError> {
-        if pa % PAGE_SIZE_4K != 0 || len % PAGE_SIZE_4K != 0 {
+        if !pa.is_multiple_of(PAGE_SIZE_4K) || !len.is_multiple_of(PAGE_SIZE_4K) {
             return Err(PscError::InvalidArgument);
         }
         let end = pa.checked_add(len).ok_or(PscError::InvalidArgument)?;
@@ -472,7 +472,7 @@ mod tests {
             ]
         );
         assert!(chunks(0x1001, 0x1000).is_err());
-        assert!(chunks(u64::MAX & !0xFFF, 0x2000).is_err());
+        assert!(chunks(!0xFFF, 0x2000).is_err());
     }
 
     /// A host that processes at most one entry (or one 4 KiB page of a 2 MiB entry... no: one

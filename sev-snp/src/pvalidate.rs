@@ -91,7 +91,7 @@ pub struct MemRange {
 impl MemRange {
     /// A range; `va`, `pa` and `len` must be 4 KiB aligned and neither end may overflow.
     pub fn new(va: u64, pa: u64, len: u64) -> Result<Self, PvalidateError> {
-        if va % PAGE_SIZE_4K != 0 || pa % PAGE_SIZE_4K != 0 || len % PAGE_SIZE_4K != 0 {
+        if !va.is_multiple_of(PAGE_SIZE_4K) || !pa.is_multiple_of(PAGE_SIZE_4K) || !len.is_multiple_of(PAGE_SIZE_4K) {
             return Err(PvalidateError::InvalidRange);
         }
         va.checked_add(len).ok_or(PvalidateError::InvalidRange)?;
@@ -242,11 +242,10 @@ mod tests {
     impl Pvalidate for Cpu {
         fn pvalidate(&mut self, va: u64, size: PageSize, validate: bool) -> PvalidateResult {
             self.log.borrow_mut().push(Ev::Pv { va, size, validate });
-            if let Some((at, code)) = self.fail_at {
-                if at == va {
+            if let Some((at, code)) = self.fail_at
+                && at == va {
                     return PvalidateResult { rax: code, no_change: false };
                 }
-            }
             if size == PageSize::Size2M && self.small_rmp.contains(&va) {
                 return PvalidateResult { rax: PVALIDATE_FAIL_SIZEMISMATCH, no_change: false };
             }
@@ -345,7 +344,7 @@ mod tests {
         cpu.fail_at = Some((0x2000, PVALIDATE_FAIL_SIZEMISMATCH));
         assert_eq!(validate_fresh(&mut cpu, MemRange::new(0x1000, 0x1000, 3 * K4).unwrap()), Err(PvalidateError::SizeMismatch { pa: 0x2000 }));
         assert_eq!(MemRange::new(0x1001, 0, K4), Err(PvalidateError::InvalidRange));
-        assert_eq!(MemRange::new(u64::MAX & !0xFFF, 0, 2 * K4), Err(PvalidateError::InvalidRange));
+        assert_eq!(MemRange::new(!0xFFF, 0, 2 * K4), Err(PvalidateError::InvalidRange));
     }
 
     #[test]

@@ -100,6 +100,8 @@ enum Reply {
     TransportError,
 }
 
+type Mutator = Box<dyn FnMut(&mut [u8; 4096])>;
+
 struct Psp {
     key: [u8; 32],
     /// The PSP's own counter: last sequence number used.
@@ -114,7 +116,7 @@ struct Psp {
     resp_vmpck: Option<u8>,
     resp_seqno_delta: u64,
     /// Applied to the sealed response page (tampering in transit).
-    mutate: Option<Box<dyn FnMut(&mut [u8; 4096])>>,
+    mutate: Option<Mutator>,
     calls: usize,
     requests: Vec<Vec<u8>>,
     last_request_payload: Vec<u8>,
