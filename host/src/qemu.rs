@@ -60,11 +60,13 @@ impl QemuConfig {
             a.push(s.into());
         }
         a.push(format!(
-            "socket,id=omega0,path={},server=on,wait=off",
+            "socket,id=omega0,path={},server=on,wait=on",
             chardev_escape(&self.socket)
         ));
         a.push("-device".into());
-        a.push("virtconsole,chardev=omega0".into());
+        // Serial port 1, not a virtconsole: QEMU drops console data when the socket is full,
+        // but throttles a serial port, so backpressure reaches the guest (docs/monitor.md).
+        a.push("virtserialport,chardev=omega0,nr=1,name=omega.channel".into());
         a
     }
 
@@ -96,8 +98,10 @@ pub enum QemuOutcome {
     ResetOrTripleFault,
     /// Any other status: QEMU itself failed (bad option, missing KVM, ...).
     QemuError(i32),
-    /// Killed by a signal (including our own kill on Ctrl-C).
+    /// Killed by a signal not sent by the launcher.
     Signal(i32),
+    /// The launcher was interrupted (Ctrl-C / SIGTERM) and stopped QEMU.
+    Interrupted,
 }
 
 impl QemuOutcome {
@@ -123,6 +127,7 @@ impl QemuOutcome {
             }
             QemuOutcome::QemuError(c) => format!("QEMU failed with status {c} (QEMU error, not the image)"),
             QemuOutcome::Signal(s) => format!("QEMU was killed by signal {s}"),
+            QemuOutcome::Interrupted => "interrupted: QEMU stopped by the launcher".into(),
         }
     }
 
@@ -133,7 +138,8 @@ impl QemuOutcome {
             QemuOutcome::ImageFailure => 35,
             QemuOutcome::ResetOrTripleFault => 3,
             QemuOutcome::QemuError(_) => 2,
-            QemuOutcome::Signal(_) => 130,
+            QemuOutcome::Signal(_) => 4,
+            QemuOutcome::Interrupted => 130,
         }
     }
 }

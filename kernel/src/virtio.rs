@@ -1,5 +1,5 @@
-//! The host channel's transport: a virtio console (port 0) over virtio-mmio on QEMU's
-//! `microvm`, driven by polling.
+//! The host channel's transport: serial port 1 of a multiport virtio console over
+//! virtio-mmio on QEMU's `microvm`, driven by polling.
 //!
 //! `virtio-drivers` provides the MMIO transport and the split virtqueues (which keep
 //! shadow descriptors, so the host cannot redirect them). The console driver on top is
@@ -29,8 +29,6 @@ const MMIO_SLOTS: u64 = 32;
 const VIRTIO_MAGIC: u32 = 0x7472_6976;
 const DEVICE_CONSOLE: u32 = 3;
 
-const RX_QUEUE: u16 = 0;
-const TX_QUEUE: u16 = 1;
 const QUEUE_SIZE: usize = 8;
 const RX_SLOTS: usize = 4;
 const RX_BUF: usize = 4096;
@@ -40,6 +38,7 @@ pub const TX_CHUNK: usize = 16 * 1024;
 bitflags::bitflags! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     struct Features: u64 {
+        const MULTIPORT = 1 << 1;
         const VERSION_1 = 1 << 32;
     }
 }
@@ -52,6 +51,10 @@ pub enum ConsoleError {
     BadLength(u32),
     /// The host completed a buffer we never gave it.
     UnknownToken(u16),
+    /// The console does not offer multiple ports (a virtconsole instead of a serial port).
+    NoMultiport,
+    /// The device never added the channel port.
+    NoPort,
 }
 
 impl From<virtio_drivers::Error> for ConsoleError {
@@ -67,6 +70,8 @@ impl core::fmt::Display for ConsoleError {
             ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
             ConsoleError::BadLength(n) => write!(f, "host reported an impossible receive length {n}"),
             ConsoleError::UnknownToken(t) => write!(f, "host completed unknown descriptor {t}"),
+            ConsoleError::NoMultiport => write!(f, "the virtio console has no multiport support (use -device virtserialport,nr=1)"),
+            ConsoleError::NoPort => write!(f, "the virtio console never added serial port {CHANNEL_PORT}"),
         }
     }
 }
@@ -126,19 +131,48 @@ unsafe impl Hal for OmegaHal {
     }
 }
 
-/// The console device.
+/// virtio-console control messages (virtio spec 5.3.6.2).
+mod ctl {
+    pub const DEVICE_READY: u16 = 0;
+    pub const DEVICE_ADD: u16 = 1;
+    pub const PORT_READY: u16 = 3;
+    pub const PORT_OPEN: u16 = 6;
+    pub const LEN: usize = 8;
+}
+
+/// The channel is serial port 1 (`-device virtserialport,nr=1`). Port 0 would be a
+/// virtconsole, whose data QEMU drops when the host socket is full; a serial port is
+/// throttled instead, so backpressure reaches the guest and nothing is lost.
+pub const CHANNEL_PORT: u32 = 1;
+const CTRL_RX_QUEUE: u16 = 2;
+const CTRL_TX_QUEUE: u16 = 3;
+const PORT_RX_QUEUE: u16 = 2 * CHANNEL_PORT as u16 + 2;
+const PORT_TX_QUEUE: u16 = 2 * CHANNEL_PORT as u16 + 3;
+const CTRL_SLOTS: usize = 4;
+const CTRL_BUF: usize = 128;
+/// Control-queue polls to wait for the device to add and open the port.
+const SETUP_SPINS: u64 = 5_000_000;
+
+/// The channel device: one port of a multiport virtio console.
 pub struct Console {
     transport: MmioTransport<'static>,
     rx: VirtQueue<OmegaHal, QUEUE_SIZE>,
     tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    ctrl_rx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    ctrl_tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
     rx_bufs: [Box<[u8; RX_BUF]>; RX_SLOTS],
     rx_tokens: [Option<u16>; RX_SLOTS],
+    ctrl_bufs: [Box<[u8; CTRL_BUF]>; CTRL_SLOTS],
+    ctrl_tokens: [Option<u16>; CTRL_SLOTS],
     /// Slot being read: (slot, next byte, valid length).
     current: Option<(usize, usize, usize)>,
+    port_ready: bool,
+    /// The host side of the port is open (its chardev is connected).
+    pub host_open: bool,
     pub slot: u64,
 }
 
-/// Finds the console among microvm's virtio-mmio slots.
+/// Finds the multiport console among microvm's virtio-mmio slots and opens port 1.
 pub fn probe() -> Result<Console, ConsoleError> {
     for slot in 0..MMIO_SLOTS {
         let pa = MMIO_SLOTS_BASE + slot * MMIO_SLOT_SIZE;
@@ -162,25 +196,102 @@ pub fn probe() -> Result<Console, ConsoleError> {
     Err(ConsoleError::NoDevice)
 }
 
+fn control(id: u32, event: u16, value: u16) -> [u8; ctl::LEN] {
+    let mut m = [0u8; ctl::LEN];
+    m[0..4].copy_from_slice(&id.to_le_bytes());
+    m[4..6].copy_from_slice(&event.to_le_bytes());
+    m[6..8].copy_from_slice(&value.to_le_bytes());
+    m
+}
+
 impl Console {
     fn new(mut transport: MmioTransport<'static>, slot: u64) -> Result<Console, ConsoleError> {
-        transport.begin_init(Features::VERSION_1);
-        let rx = VirtQueue::new(&mut transport, RX_QUEUE, false, false)?;
-        let tx = VirtQueue::new(&mut transport, TX_QUEUE, false, false)?;
+        let features = transport.begin_init(Features::VERSION_1 | Features::MULTIPORT);
+        if !features.contains(Features::MULTIPORT) {
+            return Err(ConsoleError::NoMultiport);
+        }
+        let ctrl_rx = VirtQueue::new(&mut transport, CTRL_RX_QUEUE, false, false)?;
+        let ctrl_tx = VirtQueue::new(&mut transport, CTRL_TX_QUEUE, false, false)?;
+        let rx = VirtQueue::new(&mut transport, PORT_RX_QUEUE, false, false)?;
+        let tx = VirtQueue::new(&mut transport, PORT_TX_QUEUE, false, false)?;
         transport.finish_init();
         let mut c = Console {
             transport,
             rx,
             tx,
+            ctrl_rx,
+            ctrl_tx,
             rx_bufs: core::array::from_fn(|_| Box::new([0u8; RX_BUF])),
             rx_tokens: [None; RX_SLOTS],
+            ctrl_bufs: core::array::from_fn(|_| Box::new([0u8; CTRL_BUF])),
+            ctrl_tokens: [None; CTRL_SLOTS],
             current: None,
+            port_ready: false,
+            host_open: false,
             slot,
         };
+        for i in 0..CTRL_SLOTS {
+            c.post_ctrl(i)?;
+        }
         for i in 0..RX_SLOTS {
             c.post_rx(i)?;
         }
-        Ok(c)
+        c.send_control(control(0, ctl::DEVICE_READY, 1))?;
+        for _ in 0..SETUP_SPINS {
+            c.poll_control()?;
+            if c.port_ready {
+                return Ok(c);
+            }
+            core::hint::spin_loop();
+        }
+        Err(ConsoleError::NoPort)
+    }
+
+    fn send_control(&mut self, m: [u8; ctl::LEN]) -> Result<(), ConsoleError> {
+        self.ctrl_tx.add_notify_wait_pop(&[&m], &mut [], &mut self.transport)?;
+        Ok(())
+    }
+
+    fn post_ctrl(&mut self, i: usize) -> Result<(), ConsoleError> {
+        // SAFETY: the buffer is owned by `self` and not touched until `pop_used` returns it.
+        let token = unsafe { self.ctrl_rx.add(&[], &mut [self.ctrl_bufs[i].as_mut_slice()])? };
+        self.ctrl_tokens[i] = Some(token);
+        if self.ctrl_rx.should_notify() {
+            self.transport.notify(CTRL_RX_QUEUE);
+        }
+        Ok(())
+    }
+
+    /// Handles the device's control messages: port added, opened, closed.
+    fn poll_control(&mut self) -> Result<(), ConsoleError> {
+        while let Some(token) = self.ctrl_rx.peek_used() {
+            let slot = self.ctrl_tokens.iter().position(|t| *t == Some(token)).ok_or(ConsoleError::UnknownToken(token))?;
+            // SAFETY: the same buffer that was added with this token.
+            let len = unsafe { self.ctrl_rx.pop_used(token, &[], &mut [self.ctrl_bufs[slot].as_mut_slice()])? };
+            self.ctrl_tokens[slot] = None;
+            let m = *self.ctrl_bufs[slot];
+            self.post_ctrl(slot)?;
+            // SECURITY: a control message shorter than its header is the host's error.
+            if (len as usize) < ctl::LEN || len as usize > CTRL_BUF {
+                return Err(ConsoleError::BadLength(len));
+            }
+            let id = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+            let event = u16::from_le_bytes([m[4], m[5]]);
+            let value = u16::from_le_bytes([m[6], m[7]]);
+            match (event, id == CHANNEL_PORT) {
+                (ctl::DEVICE_ADD, true) => {
+                    self.send_control(control(id, ctl::PORT_READY, 1))?;
+                    // We are ready to use the port: tell the host it is open on our side.
+                    self.send_control(control(id, ctl::PORT_OPEN, 1))?;
+                    self.port_ready = true;
+                }
+                // Ports other than ours are declined.
+                (ctl::DEVICE_ADD, false) => self.send_control(control(id, ctl::PORT_READY, 0))?,
+                (ctl::PORT_OPEN, true) => self.host_open = value != 0,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn post_rx(&mut self, i: usize) -> Result<(), ConsoleError> {
@@ -188,7 +299,7 @@ impl Console {
         let token = unsafe { self.rx.add(&[], &mut [self.rx_bufs[i].as_mut_slice()])? };
         self.rx_tokens[i] = Some(token);
         if self.rx.should_notify() {
-            self.transport.notify(RX_QUEUE);
+            self.transport.notify(PORT_RX_QUEUE);
         }
         Ok(())
     }
@@ -196,6 +307,7 @@ impl Console {
     /// Copies received bytes into `out`; returns how many (0 when nothing is pending).
     pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, ConsoleError> {
         if self.current.is_none() {
+            self.poll_control()?;
             let Some(token) = self.rx.peek_used() else { return Ok(0) };
             let slot = self.rx_tokens.iter().position(|t| *t == Some(token)).ok_or(ConsoleError::UnknownToken(token))?;
             // SAFETY: the same buffer that was added with this token.
@@ -220,7 +332,8 @@ impl Console {
         Ok(n)
     }
 
-    /// Sends all of `data`, waiting for the device to take each chunk.
+    /// Sends all of `data`, waiting for the device to take each chunk (QEMU throttles a
+    /// serial port whose host side is full, so this is where backpressure lands).
     pub fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {
         for chunk in data.chunks(TX_CHUNK) {
             self.tx.add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;

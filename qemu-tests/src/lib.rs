@@ -76,8 +76,8 @@ impl Boot {
         cmd
     }
 
-    /// Adds the host channel: a virtio console (virtio-mmio) whose chardev is a unix
-    /// socket QEMU listens on.
+    /// Adds the host channel: serial port 1 of a virtio console (virtio-mmio) whose
+    /// chardev is a unix socket QEMU listens on (and waits for before starting the VM).
     pub fn virtio_console(mut self, path: &Path) -> Boot {
         for a in [
             "-device".to_string(),
@@ -85,7 +85,7 @@ impl Boot {
             "-chardev".into(),
             format!("socket,id=omega0,path={},server=on,wait=on", path.display()),
             "-device".into(),
-            "virtconsole,chardev=omega0".into(),
+            "virtserialport,chardev=omega0,nr=1,name=omega.channel".into(),
         ] {
             self.extra_args.push(a);
         }
