@@ -33,7 +33,8 @@ enum Cmd {
     ///
     /// Exit status: 0 when the image exits cleanly (QEMU 33); 35 when the image reports a
     /// failure; 3 when the guest reset or triple-faulted (QEMU 0); 2 on a QEMU error;
-    /// 130 when interrupted (Ctrl-C); 1 when the launcher itself fails.
+    /// 4 when QEMU was killed by a signal; 130 when interrupted (Ctrl-C, SIGTERM);
+    /// 1 when the launcher itself fails.
     Run(RunArgs),
     /// Print the QEMU command line `run` would use, and exit.
     PrintCommand(RunArgs),
@@ -288,11 +289,12 @@ fn run_image(a: RunArgs) -> Result<i32> {
         }
     }
     let _ = console.join();
+    let _ = std::fs::remove_file(&cfg.socket);
     if let Some(d) = tmp {
         let _ = std::fs::remove_dir_all(d);
     }
     let outcome = if INTERRUPTED.load(Ordering::SeqCst) {
-        QemuOutcome::Signal(libc::SIGINT)
+        QemuOutcome::Interrupted
     } else {
         use std::os::unix::process::ExitStatusExt;
         QemuOutcome::from_status(status.code(), status.signal())
