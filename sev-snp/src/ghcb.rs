@@ -159,13 +159,21 @@ impl<'a> Ghcb<'a> {
 
     /// The protocol version field.
     pub fn protocol_version(&self) -> u16 {
-        u16::from_le_bytes([self.page[PROTOCOL_VERSION_OFFSET], self.page[PROTOCOL_VERSION_OFFSET + 1]])
+        u16::from_le_bytes([
+            self.page[PROTOCOL_VERSION_OFFSET],
+            self.page[PROTOCOL_VERSION_OFFSET + 1],
+        ])
     }
 
     /// The usage field.
     pub fn usage(&self) -> u32 {
         let o = USAGE_OFFSET;
-        u32::from_le_bytes([self.page[o], self.page[o + 1], self.page[o + 2], self.page[o + 3]])
+        u32::from_le_bytes([
+            self.page[o],
+            self.page[o + 1],
+            self.page[o + 2],
+            self.page[o + 3],
+        ])
     }
 
     /// Whether `field`'s bit is set in the valid bitmap.
@@ -223,7 +231,9 @@ impl<'a> Ghcb<'a> {
 
     /// GPA of the shared buffer given the GHCB's GPA.
     pub fn shared_buffer_gpa(ghcb_gpa: u64) -> Result<u64, GhcbError> {
-        ghcb_gpa.checked_add(SHARED_BUFFER_OFFSET as u64).ok_or(GhcbError::InvalidArgument)
+        ghcb_gpa
+            .checked_add(SHARED_BUFFER_OFFSET as u64)
+            .ok_or(GhcbError::InvalidArgument)
     }
 
     /// Set SW_EXITCODE, SW_EXITINFO1 and SW_EXITINFO2 (all three are always inputs).
@@ -273,7 +283,13 @@ impl<'a> Ghcb<'a> {
     }
 
     /// Prepare `OUT` of `size` bytes (1, 2, 4) of `value` to `port`.
-    pub fn prepare_io_out(&mut self, version: u16, port: u16, size: u8, value: u32) -> Result<(), GhcbError> {
+    pub fn prepare_io_out(
+        &mut self,
+        version: u16,
+        port: u16,
+        size: u8,
+        value: u32,
+    ) -> Result<(), GhcbError> {
         let info1 = ioio_exitinfo1(port, size, false)?;
         self.reset(version);
         self.set_exit(exit_code::IOIO, info1, 0);
@@ -291,7 +307,13 @@ impl<'a> Ghcb<'a> {
     // the data buffer, which we place at the start of the shared buffer.
 
     /// Prepare an MMIO read of `len` (1, 2, 4, 8) bytes at `gpa`.
-    pub fn prepare_mmio_read(&mut self, version: u16, ghcb_gpa: u64, gpa: u64, len: usize) -> Result<(), GhcbError> {
+    pub fn prepare_mmio_read(
+        &mut self,
+        version: u16,
+        ghcb_gpa: u64,
+        gpa: u64,
+        len: usize,
+    ) -> Result<(), GhcbError> {
         size_mask(u8::try_from(len).map_err(|_| GhcbError::InvalidArgument)?)?;
         let scratch = Self::shared_buffer_gpa(ghcb_gpa)?;
         self.reset(version);
@@ -313,7 +335,13 @@ impl<'a> Ghcb<'a> {
     }
 
     /// Prepare an MMIO write of `data` (1, 2, 4, 8 bytes) to `gpa`.
-    pub fn prepare_mmio_write(&mut self, version: u16, ghcb_gpa: u64, gpa: u64, data: &[u8]) -> Result<(), GhcbError> {
+    pub fn prepare_mmio_write(
+        &mut self,
+        version: u16,
+        ghcb_gpa: u64,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<(), GhcbError> {
         size_mask(u8::try_from(data.len()).map_err(|_| GhcbError::InvalidArgument)?)?;
         let scratch = Self::shared_buffer_gpa(ghcb_gpa)?;
         self.reset(version);
@@ -361,7 +389,12 @@ impl<'a> Ghcb<'a> {
     // [31:0] firmware (PSP) error, [63:32] hypervisor error (1 = invalid length, 2 = busy).
 
     /// Prepare an SNP guest request.
-    pub fn prepare_guest_request(&mut self, version: u16, req_gpa: u64, resp_gpa: u64) -> Result<(), GhcbError> {
+    pub fn prepare_guest_request(
+        &mut self,
+        version: u16,
+        req_gpa: u64,
+        resp_gpa: u64,
+    ) -> Result<(), GhcbError> {
         if req_gpa & 0xFFF != 0 || resp_gpa & 0xFFF != 0 || req_gpa == resp_gpa {
             return Err(GhcbError::InvalidArgument);
         }
@@ -414,21 +447,37 @@ pub fn ioio_exitinfo1(port: u16, size: u8, is_in: bool) -> Result<u64, GhcbError
 // One-call helpers over a platform.
 
 /// `IN` through the GHCB.
-pub fn io_in<P: GhcbPlatform>(p: &mut P, version: u16, port: u16, size: u8) -> Result<u32, GhcbError> {
+pub fn io_in<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    port: u16,
+    size: u8,
+) -> Result<u32, GhcbError> {
     Ghcb::new(p.ghcb_page()).prepare_io_in(version, port, size)?;
     p.vmgexit();
     Ghcb::new(p.ghcb_page()).finish_io_in(version, size)
 }
 
 /// `OUT` through the GHCB.
-pub fn io_out<P: GhcbPlatform>(p: &mut P, version: u16, port: u16, size: u8, value: u32) -> Result<(), GhcbError> {
+pub fn io_out<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    port: u16,
+    size: u8,
+    value: u32,
+) -> Result<(), GhcbError> {
     Ghcb::new(p.ghcb_page()).prepare_io_out(version, port, size, value)?;
     p.vmgexit();
     Ghcb::new(p.ghcb_page()).finish_io_out(version)
 }
 
 /// MMIO read of `out.len()` bytes (1, 2, 4, 8) at `gpa`.
-pub fn mmio_read<P: GhcbPlatform>(p: &mut P, version: u16, gpa: u64, out: &mut [u8]) -> Result<(), GhcbError> {
+pub fn mmio_read<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    gpa: u64,
+    out: &mut [u8],
+) -> Result<(), GhcbError> {
     let ghcb_gpa = p.ghcb_gpa();
     Ghcb::new(p.ghcb_page()).prepare_mmio_read(version, ghcb_gpa, gpa, out.len())?;
     p.vmgexit();
@@ -436,7 +485,12 @@ pub fn mmio_read<P: GhcbPlatform>(p: &mut P, version: u16, gpa: u64, out: &mut [
 }
 
 /// MMIO write of `data` (1, 2, 4, 8 bytes) to `gpa`.
-pub fn mmio_write<P: GhcbPlatform>(p: &mut P, version: u16, gpa: u64, data: &[u8]) -> Result<(), GhcbError> {
+pub fn mmio_write<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    gpa: u64,
+    data: &[u8],
+) -> Result<(), GhcbError> {
     let ghcb_gpa = p.ghcb_gpa();
     Ghcb::new(p.ghcb_page()).prepare_mmio_write(version, ghcb_gpa, gpa, data)?;
     p.vmgexit();
@@ -444,7 +498,13 @@ pub fn mmio_write<P: GhcbPlatform>(p: &mut P, version: u16, gpa: u64, data: &[u8
 }
 
 /// CPUID through the GHCB.
-pub fn cpuid<P: GhcbPlatform>(p: &mut P, version: u16, leaf: u32, subleaf: u32, xcr0: u64) -> Result<[u32; 4], GhcbError> {
+pub fn cpuid<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    leaf: u32,
+    subleaf: u32,
+    xcr0: u64,
+) -> Result<[u32; 4], GhcbError> {
     Ghcb::new(p.ghcb_page()).prepare_cpuid(version, leaf, subleaf, xcr0);
     p.vmgexit();
     Ghcb::new(p.ghcb_page()).finish_cpuid(version)
@@ -452,7 +512,12 @@ pub fn cpuid<P: GhcbPlatform>(p: &mut P, version: u16, leaf: u32, subleaf: u32, 
 
 /// SNP guest request NAE; returns the host's SW_EXITINFO2. The request and response pages
 /// must be shared pages the kernel filled / will read.
-pub fn guest_request<P: GhcbPlatform>(p: &mut P, version: u16, req_gpa: u64, resp_gpa: u64) -> Result<u64, GhcbError> {
+pub fn guest_request<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    req_gpa: u64,
+    resp_gpa: u64,
+) -> Result<u64, GhcbError> {
     Ghcb::new(p.ghcb_page()).prepare_guest_request(version, req_gpa, resp_gpa)?;
     p.vmgexit();
     Ghcb::new(p.ghcb_page()).finish_guest_request(version)
@@ -591,7 +656,12 @@ pub(crate) mod tests {
     }
 
     fn host() -> FakeHost {
-        FakeHost { page: page(), gpa: 0x7000, respond: host_ok, exits: 0 }
+        FakeHost {
+            page: page(),
+            gpa: 0x7000,
+            respond: host_ok,
+            exits: 0,
+        }
     }
 
     #[test]
@@ -599,7 +669,10 @@ pub(crate) mod tests {
         // IN al, dx from 0x3F8: port<<16 | A64 (bit 9) | SZ8 (bit 4) | IN (bit 0)
         assert_eq!(ioio_exitinfo1(0x3F8, 1, true), Ok(0x03F8_0211));
         assert_eq!(ioio_exitinfo1(0xF4, 4, false), Ok(0x00F4_0240));
-        assert_eq!(ioio_exitinfo1(0xF4, 3, false), Err(GhcbError::InvalidArgument));
+        assert_eq!(
+            ioio_exitinfo1(0xF4, 3, false),
+            Err(GhcbError::InvalidArgument)
+        );
         let mut h = host();
         assert_eq!(io_in(&mut h, 2, 0x3F8, 1), Ok(0x41));
         assert_eq!(io_out(&mut h, 2, 0x3F8, 1, 0x5A), Ok(()));
@@ -613,10 +686,19 @@ pub(crate) mod tests {
         mmio_read(&mut h, 2, 0xFEE0_0000, &mut out).unwrap();
         assert_eq!(u32::from_le_bytes(out), 0xDEAD_BEEF);
         mmio_write(&mut h, 2, 0xFEE0_0000, &[0x34, 0x12]).unwrap();
-        assert_eq!(guest_request(&mut h, 2, 0x10_0000, 0x10_1000), Ok(0x2_0000_0000));
-        assert_eq!(guest_request(&mut h, 2, 0x10_0000, 0x10_0000), Err(GhcbError::InvalidArgument));
+        assert_eq!(
+            guest_request(&mut h, 2, 0x10_0000, 0x10_1000),
+            Ok(0x2_0000_0000)
+        );
+        assert_eq!(
+            guest_request(&mut h, 2, 0x10_0000, 0x10_0000),
+            Err(GhcbError::InvalidArgument)
+        );
         let mut out = [0u8; 3];
-        assert_eq!(mmio_read(&mut h, 2, 0, &mut out), Err(GhcbError::InvalidArgument));
+        assert_eq!(
+            mmio_read(&mut h, 2, 0, &mut out),
+            Err(GhcbError::InvalidArgument)
+        );
     }
 
     #[test]
@@ -625,8 +707,14 @@ pub(crate) mod tests {
             g.page[VALID_BITMAP_OFFSET..VALID_BITMAP_OFFSET + 16].fill(0);
             g.page[0x398] = 0; // value written but not marked valid
         }
-        let mut h = FakeHost { respond: no_valid, ..host() };
-        assert_eq!(cpuid(&mut h, 2, 0, 0, 0), Err(GhcbError::FieldNotValid(Field::SwExitInfo1)));
+        let mut h = FakeHost {
+            respond: no_valid,
+            ..host()
+        };
+        assert_eq!(
+            cpuid(&mut h, 2, 0, 0, 0),
+            Err(GhcbError::FieldNotValid(Field::SwExitInfo1))
+        );
 
         fn cpuid_missing_rdx(g: &mut Ghcb<'_>) {
             g.page[VALID_BITMAP_OFFSET..VALID_BITMAP_OFFSET + 16].fill(0);
@@ -635,34 +723,58 @@ pub(crate) mod tests {
             g.set(Field::Rbx, 1);
             g.set(Field::Rcx, 1);
         }
-        let mut h = FakeHost { respond: cpuid_missing_rdx, ..host() };
-        assert_eq!(cpuid(&mut h, 2, 0, 0, 0), Err(GhcbError::FieldNotValid(Field::Rdx)));
+        let mut h = FakeHost {
+            respond: cpuid_missing_rdx,
+            ..host()
+        };
+        assert_eq!(
+            cpuid(&mut h, 2, 0, 0, 0),
+            Err(GhcbError::FieldNotValid(Field::Rdx))
+        );
 
         fn error2(g: &mut Ghcb<'_>) {
             g.set(Field::SwExitInfo1, 2);
             g.set(Field::SwExitInfo2, 5);
         }
-        let mut h = FakeHost { respond: error2, ..host() };
+        let mut h = FakeHost {
+            respond: error2,
+            ..host()
+        };
         assert_eq!(io_out(&mut h, 2, 0x80, 1, 0), Err(GhcbError::HostError(5)));
 
         fn inject(g: &mut Ghcb<'_>) {
             g.set(Field::SwExitInfo1, 1);
             g.set(Field::SwExitInfo2, 0x8000_030D);
         }
-        let mut h = FakeHost { respond: inject, ..host() };
-        assert_eq!(io_out(&mut h, 2, 0x80, 1, 0), Err(GhcbError::ExceptionRequested(0x8000_030D)));
+        let mut h = FakeHost {
+            respond: inject,
+            ..host()
+        };
+        assert_eq!(
+            io_out(&mut h, 2, 0x80, 1, 0),
+            Err(GhcbError::ExceptionRequested(0x8000_030D))
+        );
 
         fn weird(g: &mut Ghcb<'_>) {
             g.set(Field::SwExitInfo1, 7);
         }
-        let mut h = FakeHost { respond: weird, ..host() };
-        assert_eq!(io_out(&mut h, 2, 0x80, 1, 0), Err(GhcbError::BadExitInfo1(7)));
+        let mut h = FakeHost {
+            respond: weird,
+            ..host()
+        };
+        assert_eq!(
+            io_out(&mut h, 2, 0x80, 1, 0),
+            Err(GhcbError::BadExitInfo1(7))
+        );
 
         fn version(g: &mut Ghcb<'_>) {
             g.set(Field::SwExitInfo1, 0);
             g.page[0xFFA] = 1;
         }
-        let mut h = FakeHost { respond: version, ..host() };
+        let mut h = FakeHost {
+            respond: version,
+            ..host()
+        };
         assert_eq!(io_out(&mut h, 2, 0x80, 1, 0), Err(GhcbError::HeaderChanged));
     }
 

@@ -155,7 +155,11 @@ pub trait GuestRequestTransport {
     /// Copy `request` into the shared request page, run the SNP guest request NAE
     /// (SW_EXITCODE 0x8000_0011, SW_EXITINFO1 = request GPA, SW_EXITINFO2 = response GPA),
     /// copy the shared response page into `response`, and return the host's SW_EXITINFO2.
-    fn guest_request(&mut self, request: &[u8; MSG_PAGE_SIZE], response: &mut [u8; MSG_PAGE_SIZE]) -> Result<u64, GhcbError>;
+    fn guest_request(
+        &mut self,
+        request: &[u8; MSG_PAGE_SIZE],
+        response: &mut [u8; MSG_PAGE_SIZE],
+    ) -> Result<u64, GhcbError>;
 }
 
 /// [`GuestRequestTransport`] over a GHCB and two shared pages.
@@ -175,10 +179,19 @@ pub struct GhcbTransport<'a, P: GhcbPlatform> {
 }
 
 impl<P: GhcbPlatform> GuestRequestTransport for GhcbTransport<'_, P> {
-    fn guest_request(&mut self, request: &[u8; MSG_PAGE_SIZE], response: &mut [u8; MSG_PAGE_SIZE]) -> Result<u64, GhcbError> {
+    fn guest_request(
+        &mut self,
+        request: &[u8; MSG_PAGE_SIZE],
+        response: &mut [u8; MSG_PAGE_SIZE],
+    ) -> Result<u64, GhcbError> {
         self.request_page.copy_from_slice(request);
         self.response_page.fill(0);
-        let info2 = ghcb::guest_request(self.platform, self.version, self.request_gpa, self.response_gpa)?;
+        let info2 = ghcb::guest_request(
+            self.platform,
+            self.version,
+            self.request_gpa,
+            self.response_gpa,
+        )?;
         // SECURITY: one copy out of shared memory; everything after works on the private copy.
         response.copy_from_slice(self.response_page);
         Ok(info2)
@@ -208,14 +221,27 @@ pub fn iv_from_seqno(seqno: u64) -> [u8; 12] {
 }
 
 /// AES-256-GCM, in place, detached tag.
-pub fn gcm_seal(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; GCM_TAG_LEN], GuestMsgError> {
+pub fn gcm_seal(
+    key: &[u8; 32],
+    iv: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; GCM_TAG_LEN], GuestMsgError> {
     let cipher = Aes256Gcm::new(key.into());
-    let tag = cipher.encrypt_in_place_detached(Nonce::from_slice(iv), aad, buf).map_err(|_| GuestMsgError::Crypto)?;
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(iv), aad, buf)
+        .map_err(|_| GuestMsgError::Crypto)?;
     Ok(tag.into())
 }
 
 /// AES-256-GCM open, in place. On failure the buffer is left as it was.
-pub fn gcm_open(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; GCM_TAG_LEN]) -> Result<(), GuestMsgError> {
+pub fn gcm_open(
+    key: &[u8; 32],
+    iv: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; GCM_TAG_LEN],
+) -> Result<(), GuestMsgError> {
     let cipher = Aes256Gcm::new(key.into());
     cipher
         .decrypt_in_place_detached(Nonce::from_slice(iv), aad, buf, Tag::from_slice(tag))
@@ -225,7 +251,12 @@ pub fn gcm_open(key: &[u8; 32], iv: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: 
 /// Build a message page: header `hdr` (MSG_SZ taken from `payload`), `payload` encrypted
 /// under `key` with IV = `hdr.seqno`. Used by the messenger for requests, and by tests to
 /// play the PSP.
-pub fn seal_message(key: &[u8; 32], hdr: &MsgHeader, payload: &[u8], page: &mut [u8; MSG_PAGE_SIZE]) -> Result<(), GuestMsgError> {
+pub fn seal_message(
+    key: &[u8; 32],
+    hdr: &MsgHeader,
+    payload: &[u8],
+    page: &mut [u8; MSG_PAGE_SIZE],
+) -> Result<(), GuestMsgError> {
     if payload.len() > MSG_PAYLOAD_MAX {
         return Err(GuestMsgError::PayloadTooLarge);
     }
@@ -264,13 +295,22 @@ fn u64_at(p: &[u8], o: usize) -> u64 {
 /// it in place. Returns the payload length. Every header byte is checked: the fixed fields,
 /// the echoed ones, and the reserved ones (including the unused second half of AUTHTAG and
 /// the reserved bytes 0x28..0x30, which the AAD does not cover).
-pub fn open_message(key: &[u8; 32], expected: &MsgHeader, page: &mut [u8; MSG_PAGE_SIZE]) -> Result<usize, GuestMsgError> {
+pub fn open_message(
+    key: &[u8; 32],
+    expected: &MsgHeader,
+    page: &mut [u8; MSG_PAGE_SIZE],
+) -> Result<usize, GuestMsgError> {
     let seqno = u64_at(page, SEQNO_OFFSET);
     if seqno != expected.seqno {
-        return Err(GuestMsgError::WrongSeqno { expected: expected.seqno, got: seqno });
+        return Err(GuestMsgError::WrongSeqno {
+            expected: expected.seqno,
+            got: seqno,
+        });
     }
     let msg_sz = u16_at(page, MSG_SZ_OFFSET) as usize;
-    let header_ok = page[AUTHTAG_OFFSET + GCM_TAG_LEN..AUTHTAG_OFFSET + AUTHTAG_FIELD_LEN].iter().all(|&b| b == 0)
+    let header_ok = page[AUTHTAG_OFFSET + GCM_TAG_LEN..AUTHTAG_OFFSET + AUTHTAG_FIELD_LEN]
+        .iter()
+        .all(|&b| b == 0)
         && page[0x28..0x30].iter().all(|&b| b == 0)
         && page[ALGO_OFFSET] == AEAD_AES_256_GCM
         && page[HDR_VERSION_OFFSET] == HDR_VERSION
@@ -288,12 +328,20 @@ pub fn open_message(key: &[u8; 32], expected: &MsgHeader, page: &mut [u8; MSG_PA
     let mut tag = [0u8; GCM_TAG_LEN];
     tag.copy_from_slice(&page[AUTHTAG_OFFSET..AUTHTAG_OFFSET + GCM_TAG_LEN]);
     let (head, body) = page.split_at_mut(MSG_HDR_SIZE);
-    gcm_open(key, &iv_from_seqno(seqno), &head[AAD_RANGE], &mut body[..msg_sz], &tag)?;
+    gcm_open(
+        key,
+        &iv_from_seqno(seqno),
+        &head[AAD_RANGE],
+        &mut body[..msg_sz],
+        &tag,
+    )?;
     Ok(msg_sz)
 }
 
 /// Parse a decrypted MSG_REPORT_RSP payload into the report.
-pub fn parse_report_response(payload: &[u8]) -> Result<[u8; ATTESTATION_REPORT_SIZE], GuestMsgError> {
+pub fn parse_report_response(
+    payload: &[u8],
+) -> Result<[u8; ATTESTATION_REPORT_SIZE], GuestMsgError> {
     if payload.len() < 8 {
         return Err(GuestMsgError::BadPayload);
     }
@@ -431,7 +479,11 @@ impl GuestMessenger {
     /// A messenger continuing after `last_seqno` (the last sequence number used, i.e. the
     /// last response's).
     pub fn with_seqno(key: Vmpck, last_seqno: u64) -> Self {
-        Self { vmpck_id: key.id(), key: Some(key), seqno: last_seqno }
+        Self {
+            vmpck_id: key.id(),
+            key: Some(key),
+            seqno: last_seqno,
+        }
     }
 
     /// Whether the key is still there.
@@ -472,8 +524,18 @@ impl GuestMessenger {
         let mut req = [0u8; REPORT_REQ_SIZE];
         req[..64].copy_from_slice(&report_data);
         // VMPL (0x40) = 0, KEY_SEL (0x44) = 0, reserved: zero.
-        let mut scratch = Scratch { request: [0; MSG_PAGE_SIZE], response: [0; MSG_PAGE_SIZE] };
-        let len = self.exchange(transport, msg_type::REPORT_REQ, 1, &req, REPORT_RSP_SIZE as u16, &mut scratch)?;
+        let mut scratch = Scratch {
+            request: [0; MSG_PAGE_SIZE],
+            response: [0; MSG_PAGE_SIZE],
+        };
+        let len = self.exchange(
+            transport,
+            msg_type::REPORT_REQ,
+            1,
+            &req,
+            REPORT_RSP_SIZE as u16,
+            &mut scratch,
+        )?;
         parse_report_response(&scratch.response[MSG_HDR_SIZE..MSG_HDR_SIZE + len])
     }
 
@@ -484,8 +546,18 @@ impl GuestMessenger {
         request: &DerivedKeyRequest,
     ) -> Result<DerivedKey, GuestMsgError> {
         let req = request.encode();
-        let mut scratch = Scratch { request: [0; MSG_PAGE_SIZE], response: [0; MSG_PAGE_SIZE] };
-        let len = self.exchange(transport, msg_type::KEY_REQ, 1, &req, KEY_RSP_SIZE as u16, &mut scratch)?;
+        let mut scratch = Scratch {
+            request: [0; MSG_PAGE_SIZE],
+            response: [0; MSG_PAGE_SIZE],
+        };
+        let len = self.exchange(
+            transport,
+            msg_type::KEY_REQ,
+            1,
+            &req,
+            KEY_RSP_SIZE as u16,
+            &mut scratch,
+        )?;
         parse_key_response(&scratch.response[MSG_HDR_SIZE..MSG_HDR_SIZE + len])
     }
 
@@ -507,7 +579,9 @@ impl GuestMessenger {
         let key = KeyCopy(key);
         // SECURITY: request = counter + 1, response = counter + 2; refuse to wrap, which would
         // reuse IVs. The key can never be used again, so wipe it.
-        let (Some(req_seqno), Some(resp_seqno)) = (self.seqno.checked_add(1), self.seqno.checked_add(2)) else {
+        let (Some(req_seqno), Some(resp_seqno)) =
+            (self.seqno.checked_add(1), self.seqno.checked_add(2))
+        else {
             return Err(self.fail(GuestMsgError::SequenceExhausted));
         };
         let hdr = MsgHeader {

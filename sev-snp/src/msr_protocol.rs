@@ -171,7 +171,10 @@ pub fn decode_sev_info(value: u64) -> Result<SevInfo, MsrError> {
         c_bit: (value >> 24) as u8,
     };
     if info.min_protocol > info.max_protocol {
-        return Err(MsrError::ProtocolRangeEmpty { min: info.min_protocol, max: info.max_protocol });
+        return Err(MsrError::ProtocolRangeEmpty {
+            min: info.min_protocol,
+            max: info.max_protocol,
+        });
     }
     Ok(info)
 }
@@ -198,7 +201,10 @@ impl SevInfo {
     // from the PSP-checked CPUID page (or a value pinned at build time), never trust the host.
     pub fn check_c_bit(&self, pinned: u8) -> Result<(), MsrError> {
         if self.c_bit != pinned {
-            return Err(MsrError::CBitMismatch { reported: self.c_bit, pinned });
+            return Err(MsrError::CBitMismatch {
+                reported: self.c_bit,
+                pinned,
+            });
         }
         Ok(())
     }
@@ -256,7 +262,10 @@ pub fn decode_cpuid_response(value: u64, reg: CpuidReg) -> Result<u32, MsrError>
 /// matters for security.
 pub fn cpuid<M: GhcbMsr>(msr: &mut M, function: u32) -> Result<[u32; 4], MsrError> {
     let mut out = [0u32; 4];
-    for (slot, reg) in out.iter_mut().zip([CpuidReg::Eax, CpuidReg::Ebx, CpuidReg::Ecx, CpuidReg::Edx]) {
+    for (slot, reg) in
+        out.iter_mut()
+            .zip([CpuidReg::Eax, CpuidReg::Ebx, CpuidReg::Ecx, CpuidReg::Edx])
+    {
         *slot = decode_cpuid_response(msr.exchange(cpuid_request(function, reg)), reg)?;
     }
     Ok(out)
@@ -349,7 +358,11 @@ pub fn decode_psc_response(value: u64) -> Result<(), MsrError> {
 
 /// Change the state of one 4 KiB page through the MSR protocol. This does not PVALIDATE:
 /// use [`crate::pvalidate::make_private`] / [`crate::pvalidate::make_shared`].
-pub fn page_state_change<M: GhcbMsr>(msr: &mut M, gfn: u64, state: PageState) -> Result<(), MsrError> {
+pub fn page_state_change<M: GhcbMsr>(
+    msr: &mut M,
+    gfn: u64,
+    state: PageState,
+) -> Result<(), MsrError> {
     decode_psc_response(msr.exchange(psc_request(gfn, state)?))
 }
 
@@ -385,7 +398,9 @@ impl TerminationReason {
 /// Encode a termination request: GHCBData[23:16] reason code, [15:12] reason code set.
 /// Out-of-range values are masked to the field width (set: 4 bits).
 pub const fn termination_request(reason: TerminationReason) -> u64 {
-    (((reason.code as u64) & 0xFF) << 16) | (((reason.set as u64) & 0xF) << 12) | info::TERMINATE_REQ
+    (((reason.code as u64) & 0xFF) << 16)
+        | (((reason.set as u64) & 0xF) << 12)
+        | info::TERMINATE_REQ
 }
 
 /// Ask the hypervisor to terminate the guest. The hypervisor should not return; if it does,
@@ -407,71 +422,150 @@ mod tests {
         // max 2, min 1, C-bit 51 (0x33): 0x0002_0001_3300_0001
         let v = 0x0002_0001_3300_0001u64;
         let info = decode_sev_info(v).unwrap();
-        assert_eq!(info, SevInfo { max_protocol: 2, min_protocol: 1, c_bit: 51 });
+        assert_eq!(
+            info,
+            SevInfo {
+                max_protocol: 2,
+                min_protocol: 1,
+                c_bit: 51
+            }
+        );
         assert_eq!(encode_sev_info(info), v);
         assert_eq!(info.negotiate(), Ok(2));
         assert_eq!(info.check_c_bit(51), Ok(()));
-        assert!(matches!(info.check_c_bit(47), Err(MsrError::CBitMismatch { reported: 51, pinned: 47 })));
+        assert!(matches!(
+            info.check_c_bit(47),
+            Err(MsrError::CBitMismatch {
+                reported: 51,
+                pinned: 47
+            })
+        ));
     }
 
     #[test]
     fn sev_info_rejects() {
-        assert!(matches!(decode_sev_info(0x0002_0001_3300_0002), Err(MsrError::WrongResponseCode { .. })));
-        assert!(matches!(decode_sev_info(0x0002_0001_3300_1001), Err(MsrError::ReservedBitsSet { .. })));
-        assert!(matches!(decode_sev_info(0x0001_0002_3300_0001), Err(MsrError::ProtocolRangeEmpty { .. })));
+        assert!(matches!(
+            decode_sev_info(0x0002_0001_3300_0002),
+            Err(MsrError::WrongResponseCode { .. })
+        ));
+        assert!(matches!(
+            decode_sev_info(0x0002_0001_3300_1001),
+            Err(MsrError::ReservedBitsSet { .. })
+        ));
+        assert!(matches!(
+            decode_sev_info(0x0001_0002_3300_0001),
+            Err(MsrError::ProtocolRangeEmpty { .. })
+        ));
         // Hypervisor only speaks version 1 (SEV-ES without SNP): refused.
         let v1 = decode_sev_info(0x0001_0001_3300_0001).unwrap();
-        assert!(matches!(v1.negotiate(), Err(MsrError::ProtocolUnsupported { .. })));
+        assert!(matches!(
+            v1.negotiate(),
+            Err(MsrError::ProtocolUnsupported { .. })
+        ));
         // Hypervisor needs at least 3: refused.
         let v3 = decode_sev_info(0x0004_0003_3300_0001).unwrap();
-        assert!(matches!(v3.negotiate(), Err(MsrError::ProtocolUnsupported { .. })));
+        assert!(matches!(
+            v3.negotiate(),
+            Err(MsrError::ProtocolUnsupported { .. })
+        ));
     }
 
     #[test]
     fn cpuid_known_values() {
         // CPUID 0x8000_001F, EBX: 0x8000_001F_4000_0004
-        assert_eq!(cpuid_request(0x8000_001F, CpuidReg::Ebx), 0x8000_001F_4000_0004);
+        assert_eq!(
+            cpuid_request(0x8000_001F, CpuidReg::Ebx),
+            0x8000_001F_4000_0004
+        );
         assert_eq!(cpuid_request(0, CpuidReg::Edx), 0x0000_0000_C000_0004);
         let resp = 0x0000_0133_4000_0005u64; // EBX = 0x133, register 1 echoed
         assert_eq!(encode_cpuid_response(0x133, CpuidReg::Ebx), resp);
         assert_eq!(decode_cpuid_response(resp, CpuidReg::Ebx), Ok(0x133));
-        assert_eq!(decode_cpuid_response(resp, CpuidReg::Ecx), Err(MsrError::EchoMismatch));
-        assert!(matches!(decode_cpuid_response(resp | 0x1000, CpuidReg::Ebx), Err(MsrError::ReservedBitsSet { .. })));
-        assert!(matches!(decode_cpuid_response(resp & !0xFFF | 0x4, CpuidReg::Ebx), Err(MsrError::WrongResponseCode { .. })));
+        assert_eq!(
+            decode_cpuid_response(resp, CpuidReg::Ecx),
+            Err(MsrError::EchoMismatch)
+        );
+        assert!(matches!(
+            decode_cpuid_response(resp | 0x1000, CpuidReg::Ebx),
+            Err(MsrError::ReservedBitsSet { .. })
+        ));
+        assert!(matches!(
+            decode_cpuid_response(resp & !0xFFF | 0x4, CpuidReg::Ebx),
+            Err(MsrError::WrongResponseCode { .. })
+        ));
     }
 
     #[test]
     fn register_known_values() {
         assert_eq!(register_ghcb_request(0x7_F000), Ok(0x7_F012));
-        assert_eq!(register_ghcb_request(0x7_F800), Err(MsrError::InvalidArgument));
+        assert_eq!(
+            register_ghcb_request(0x7_F800),
+            Err(MsrError::InvalidArgument)
+        );
         assert_eq!(decode_register_ghcb_response(0x7_F013, 0x7_F000), Ok(()));
         assert!(matches!(
             decode_register_ghcb_response(0xFFFF_FFFF_FFFF_F013, 0x7_F000),
-            Err(MsrError::RegistrationRefused { requested: 0x7F, .. })
+            Err(MsrError::RegistrationRefused {
+                requested: 0x7F,
+                ..
+            })
         ));
-        assert!(matches!(decode_register_ghcb_response(0x7_F012, 0x7_F000), Err(MsrError::WrongResponseCode { .. })));
+        assert!(matches!(
+            decode_register_ghcb_response(0x7_F012, 0x7_F000),
+            Err(MsrError::WrongResponseCode { .. })
+        ));
     }
 
     #[test]
     fn psc_known_values() {
         // GFN 0x800 to shared: op 2 at [55:52] = 0x0020_0000_0000_0000, GFN << 12 = 0x80_0000.
-        assert_eq!(psc_request(0x800, PageState::Shared), Ok(0x0020_0000_0080_0014));
-        assert_eq!(psc_request(0x800, PageState::Private), Ok(0x0010_0000_0080_0014));
-        assert_eq!(psc_request(PSC_MSR_MAX_GFN + 1, PageState::Private), Err(MsrError::InvalidArgument));
+        assert_eq!(
+            psc_request(0x800, PageState::Shared),
+            Ok(0x0020_0000_0080_0014)
+        );
+        assert_eq!(
+            psc_request(0x800, PageState::Private),
+            Ok(0x0010_0000_0080_0014)
+        );
+        assert_eq!(
+            psc_request(PSC_MSR_MAX_GFN + 1, PageState::Private),
+            Err(MsrError::InvalidArgument)
+        );
         assert_eq!(decode_psc_response(0x015), Ok(()));
-        assert_eq!(decode_psc_response(encode_psc_response(0x10)), Err(MsrError::PscFailed(0x10)));
-        assert!(matches!(decode_psc_response(0x8015), Err(MsrError::ReservedBitsSet { .. })));
-        assert!(matches!(decode_psc_response(0x014), Err(MsrError::WrongResponseCode { .. })));
+        assert_eq!(
+            decode_psc_response(encode_psc_response(0x10)),
+            Err(MsrError::PscFailed(0x10))
+        );
+        assert!(matches!(
+            decode_psc_response(0x8015),
+            Err(MsrError::ReservedBitsSet { .. })
+        ));
+        assert!(matches!(
+            decode_psc_response(0x014),
+            Err(MsrError::WrongResponseCode { .. })
+        ));
     }
 
     #[test]
     fn termination_known_values() {
         assert_eq!(termination_request(TerminationReason::GENERAL), 0x100);
         // set 1, code 1 (the loader's "SEV refused"): 0x0001_1100
-        assert_eq!(termination_request(TerminationReason { set: 1, code: 1 }), 0x0001_1100);
-        assert_eq!(termination_request(TerminationReason { set: 0xF, code: 0xFF }), 0x00FF_F100);
+        assert_eq!(
+            termination_request(TerminationReason { set: 1, code: 1 }),
+            0x0001_1100
+        );
+        assert_eq!(
+            termination_request(TerminationReason {
+                set: 0xF,
+                code: 0xFF
+            }),
+            0x00FF_F100
+        );
         // set is 4 bits wide: masked, never spills into the code
-        assert_eq!(termination_request(TerminationReason { set: 0x1F, code: 0 }), 0x0000_F100);
+        assert_eq!(
+            termination_request(TerminationReason { set: 0x1F, code: 0 }),
+            0x0000_F100
+        );
     }
 
     #[test]
@@ -498,10 +592,22 @@ mod tests {
         assert!(negotiate_protocol(&mut s, 51).is_err());
         let mut s = Script(
             &[
-                (cpuid_request(1, CpuidReg::Eax), encode_cpuid_response(10, CpuidReg::Eax)),
-                (cpuid_request(1, CpuidReg::Ebx), encode_cpuid_response(11, CpuidReg::Ebx)),
-                (cpuid_request(1, CpuidReg::Ecx), encode_cpuid_response(12, CpuidReg::Ecx)),
-                (cpuid_request(1, CpuidReg::Edx), encode_cpuid_response(13, CpuidReg::Edx)),
+                (
+                    cpuid_request(1, CpuidReg::Eax),
+                    encode_cpuid_response(10, CpuidReg::Eax),
+                ),
+                (
+                    cpuid_request(1, CpuidReg::Ebx),
+                    encode_cpuid_response(11, CpuidReg::Ebx),
+                ),
+                (
+                    cpuid_request(1, CpuidReg::Ecx),
+                    encode_cpuid_response(12, CpuidReg::Ecx),
+                ),
+                (
+                    cpuid_request(1, CpuidReg::Edx),
+                    encode_cpuid_response(13, CpuidReg::Edx),
+                ),
             ],
             0,
         );
@@ -509,14 +615,23 @@ mod tests {
         // A host that answers EDX for EBX is caught.
         let mut s = Script(
             &[
-                (cpuid_request(1, CpuidReg::Eax), encode_cpuid_response(10, CpuidReg::Eax)),
-                (cpuid_request(1, CpuidReg::Ebx), encode_cpuid_response(11, CpuidReg::Edx)),
+                (
+                    cpuid_request(1, CpuidReg::Eax),
+                    encode_cpuid_response(10, CpuidReg::Eax),
+                ),
+                (
+                    cpuid_request(1, CpuidReg::Ebx),
+                    encode_cpuid_response(11, CpuidReg::Edx),
+                ),
             ],
             0,
         );
         assert_eq!(cpuid(&mut s, 1), Err(MsrError::EchoMismatch));
         let mut s = Script(&[(0x080, 0x2081)], 0);
-        assert!(matches!(require_snp_features(&mut s), Err(MsrError::SnpNotSupported(2))));
+        assert!(matches!(
+            require_snp_features(&mut s),
+            Err(MsrError::SnpNotSupported(2))
+        ));
         let mut s = Script(&[(0x080, 0x3081)], 0);
         assert_eq!(require_snp_features(&mut s), Ok(3));
     }

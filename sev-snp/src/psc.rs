@@ -105,8 +105,17 @@ impl PscEntry {
             2 => PageState::Shared,
             _ => return None,
         };
-        let size = if (raw >> 56) & 1 == 1 { PageSize::Size2M } else { PageSize::Size4K };
-        Some(Self { cur_page: (raw & 0xFFF) as u16, gfn: (raw >> 12) & PSC_MAX_GFN, state, size })
+        let size = if (raw >> 56) & 1 == 1 {
+            PageSize::Size2M
+        } else {
+            PageSize::Size4K
+        };
+        Some(Self {
+            cur_page: (raw & 0xFFF) as u16,
+            gfn: (raw >> 12) & PSC_MAX_GFN,
+            state,
+            size,
+        })
     }
 
     fn pages(&self) -> u16 {
@@ -143,8 +152,17 @@ impl Default for PscDescriptor {
 impl PscDescriptor {
     /// An empty descriptor.
     pub const fn new() -> Self {
-        const EMPTY: PscEntry = PscEntry { cur_page: 0, gfn: 0, state: PageState::Private, size: PageSize::Size4K };
-        Self { entries: [EMPTY; PSC_MAX_ENTRIES], len: 0, cur_entry: 0 }
+        const EMPTY: PscEntry = PscEntry {
+            cur_page: 0,
+            gfn: 0,
+            state: PageState::Private,
+            size: PageSize::Size4K,
+        };
+        Self {
+            entries: [EMPTY; PSC_MAX_ENTRIES],
+            len: 0,
+            cur_entry: 0,
+        }
     }
 
     /// Number of entries.
@@ -170,7 +188,12 @@ impl PscDescriptor {
         if !pa.is_multiple_of(size.bytes()) || (pa >> 12) > PSC_MAX_GFN {
             return Err(PscError::InvalidArgument);
         }
-        self.entries[self.len] = PscEntry { cur_page: 0, gfn: pa >> 12, state, size };
+        self.entries[self.len] = PscEntry {
+            cur_page: 0,
+            gfn: pa >> 12,
+            state,
+            size,
+        };
         self.len += 1;
         Ok(())
     }
@@ -196,7 +219,11 @@ impl PscDescriptor {
     // SECURITY: the host is only allowed to move progress forward. It cannot redirect an
     // entry to another GFN, change the operation or size, or shrink the descriptor: we
     // compare with our private copy and resubmit our copy, never the host's bytes.
-    pub fn check_response(&mut self, buf: &[u8; SHARED_BUFFER_LEN], exit_info2: u64) -> Result<PscProgress, PscError> {
+    pub fn check_response(
+        &mut self,
+        buf: &[u8; SHARED_BUFFER_LEN],
+        exit_info2: u64,
+    ) -> Result<PscProgress, PscError> {
         if exit_info2 != 0 {
             return Err(PscError::HostError(exit_info2));
         }
@@ -224,7 +251,8 @@ impl PscDescriptor {
             let o = PSC_HEADER_LEN + 8 * i;
             let mut raw = [0u8; 8];
             raw.copy_from_slice(&buf[o..o + 8]);
-            let theirs = PscEntry::decode(u64::from_le_bytes(raw)).ok_or(PscError::EntryChanged(i))?;
+            let theirs =
+                PscEntry::decode(u64::from_le_bytes(raw)).ok_or(PscError::EntryChanged(i))?;
             if theirs.gfn != ours.gfn || theirs.state != ours.state || theirs.size != ours.size {
                 return Err(PscError::EntryChanged(i));
             }
@@ -260,7 +288,11 @@ impl PscDescriptor {
 ///
 /// Terminates: every round must make progress (else [`PscError::NoProgress`]), and progress
 /// is bounded by the number of pages in the descriptor.
-pub fn run_descriptor<P: GhcbPlatform>(p: &mut P, version: u16, desc: &mut PscDescriptor) -> Result<(), PscError> {
+pub fn run_descriptor<P: GhcbPlatform>(
+    p: &mut P,
+    version: u16,
+    desc: &mut PscDescriptor,
+) -> Result<(), PscError> {
     let scratch = Ghcb::shared_buffer_gpa(p.ghcb_gpa())?;
     loop {
         {
@@ -303,7 +335,11 @@ pub(crate) fn chunks(pa: u64, len: u64) -> Result<impl Iterator<Item = (u64, Pag
         if at >= end {
             return None;
         }
-        let size = if at.is_multiple_of(PAGE_SIZE_2M) && end - at >= PAGE_SIZE_2M { PageSize::Size2M } else { PageSize::Size4K };
+        let size = if at.is_multiple_of(PAGE_SIZE_2M) && end - at >= PAGE_SIZE_2M {
+            PageSize::Size2M
+        } else {
+            PageSize::Size4K
+        };
         let chunk = (at, size);
         at += size.bytes();
         Some(chunk)
@@ -367,10 +403,20 @@ mod tests {
     #[test]
     fn entry_encoding_known_values() {
         // GHCB spec 4.1.6: GFN 0x12345 private, 4 KiB: op 1 at bit 52, GFN at bit 12.
-        let e = PscEntry { cur_page: 0, gfn: 0x12345, state: PageState::Private, size: PageSize::Size4K };
+        let e = PscEntry {
+            cur_page: 0,
+            gfn: 0x12345,
+            state: PageState::Private,
+            size: PageSize::Size4K,
+        };
         assert_eq!(e.encode(), 0x0010_0000_1234_5000);
         // 2 MiB shared at GFN 0x200 with 3 pages done: size bit 56, op 2.
-        let e = PscEntry { cur_page: 3, gfn: 0x200, state: PageState::Shared, size: PageSize::Size2M };
+        let e = PscEntry {
+            cur_page: 3,
+            gfn: 0x200,
+            state: PageState::Shared,
+            size: PageSize::Size2M,
+        };
         assert_eq!(e.encode(), 0x0120_0000_0020_0003);
         assert_eq!(PscEntry::decode(0x0120_0000_0020_0003), Some(e));
         assert_eq!(PscEntry::decode(0x0220_0000_0020_0003), None); // reserved bit 57
@@ -381,27 +427,47 @@ mod tests {
     #[test]
     fn descriptor_layout() {
         let mut d = PscDescriptor::new();
-        d.push(0x20_0000, PageSize::Size2M, PageState::Shared).unwrap();
-        d.push(0x40_1000, PageSize::Size4K, PageState::Shared).unwrap();
-        assert_eq!(d.push(0x40_1000, PageSize::Size2M, PageState::Shared), Err(PscError::InvalidArgument));
+        d.push(0x20_0000, PageSize::Size2M, PageState::Shared)
+            .unwrap();
+        d.push(0x40_1000, PageSize::Size4K, PageState::Shared)
+            .unwrap();
+        assert_eq!(
+            d.push(0x40_1000, PageSize::Size2M, PageState::Shared),
+            Err(PscError::InvalidArgument)
+        );
         let mut buf = [0xEEu8; SHARED_BUFFER_LEN];
         d.write_to(&mut buf).unwrap();
         assert_eq!(&buf[0..8], &[0, 0, 1, 0, 0, 0, 0, 0]);
-        assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 0x0120_0000_0020_0000);
-        assert_eq!(u64::from_le_bytes(buf[16..24].try_into().unwrap()), 0x0020_0000_0040_1000);
+        assert_eq!(
+            u64::from_le_bytes(buf[8..16].try_into().unwrap()),
+            0x0120_0000_0020_0000
+        );
+        assert_eq!(
+            u64::from_le_bytes(buf[16..24].try_into().unwrap()),
+            0x0020_0000_0040_1000
+        );
         assert!(buf[24..].iter().all(|&b| b == 0));
         let mut full = PscDescriptor::new();
         for i in 0..PSC_MAX_ENTRIES as u64 {
-            full.push(i << 12, PageSize::Size4K, PageState::Private).unwrap();
+            full.push(i << 12, PageSize::Size4K, PageState::Private)
+                .unwrap();
         }
-        assert_eq!(full.push(0, PageSize::Size4K, PageState::Private), Err(PscError::Full));
-        assert_eq!(PscDescriptor::new().write_to(&mut buf), Err(PscError::Empty));
+        assert_eq!(
+            full.push(0, PageSize::Size4K, PageState::Private),
+            Err(PscError::Full)
+        );
+        assert_eq!(
+            PscDescriptor::new().write_to(&mut buf),
+            Err(PscError::Empty)
+        );
     }
 
     fn two_entries() -> (PscDescriptor, [u8; SHARED_BUFFER_LEN]) {
         let mut d = PscDescriptor::new();
-        d.push(0x20_0000, PageSize::Size2M, PageState::Private).unwrap();
-        d.push(0x40_0000, PageSize::Size4K, PageState::Private).unwrap();
+        d.push(0x20_0000, PageSize::Size2M, PageState::Private)
+            .unwrap();
+        d.push(0x40_0000, PageSize::Size4K, PageState::Private)
+            .unwrap();
         let mut buf = [0u8; SHARED_BUFFER_LEN];
         d.write_to(&mut buf).unwrap();
         (d, buf)
@@ -419,7 +485,10 @@ mod tests {
         assert_eq!(d.check_response(&buf, 0), Ok(PscProgress::Complete));
         // Host error code.
         let (mut d, buf) = two_entries();
-        assert_eq!(d.check_response(&buf, 0x1_0000_0000), Err(PscError::HostError(0x1_0000_0000)));
+        assert_eq!(
+            d.check_response(&buf, 0x1_0000_0000),
+            Err(PscError::HostError(0x1_0000_0000))
+        );
         // No progress.
         let (mut d, buf) = two_entries();
         assert_eq!(d.check_response(&buf, 0), Err(PscError::NoProgress));
@@ -479,13 +548,19 @@ mod tests {
     /// entry) per exit, like a hypervisor that yields.
     fn one_entry_per_exit(g: &mut Ghcb<'_>) {
         assert_eq!(g.get(Field::SwExitCode), Ok(ghcb::exit_code::SNP_PSC));
-        assert_eq!(g.get(Field::SwScratch), Ok(0x7000 + SHARED_BUFFER_OFFSET as u64));
+        assert_eq!(
+            g.get(Field::SwScratch),
+            Ok(0x7000 + SHARED_BUFFER_OFFSET as u64)
+        );
         g.clear_valid_bitmap();
         let buf = g.shared_buffer_mut();
         let cur = u16::from_le_bytes([buf[0], buf[1]]);
         let o = PSC_HEADER_LEN + 8 * cur as usize;
         let e = PscEntry::decode(u64::from_le_bytes(buf[o..o + 8].try_into().unwrap())).unwrap();
-        let done = PscEntry { cur_page: e.pages(), ..e };
+        let done = PscEntry {
+            cur_page: e.pages(),
+            ..e
+        };
         buf[o..o + 8].copy_from_slice(&done.encode().to_le_bytes());
         buf[0..2].copy_from_slice(&(cur + 1).to_le_bytes());
         g.set(Field::SwExitInfo1, 0);
@@ -494,9 +569,17 @@ mod tests {
 
     #[test]
     fn ghcb_psc_runs_to_completion_over_partial_answers() {
-        let mut h = FakeHost { page: page(), gpa: 0x7000, respond: one_entry_per_exit, exits: 0 };
+        let mut h = FakeHost {
+            page: page(),
+            gpa: 0x7000,
+            respond: one_entry_per_exit,
+            exits: 0,
+        };
         // 300 entries -> two descriptors (253 + 47), one exit per entry.
-        let mut psc = GhcbPageStateChange { platform: &mut h, version: 2 };
+        let mut psc = GhcbPageStateChange {
+            platform: &mut h,
+            version: 2,
+        };
         psc.change(0x1000, 300 * 0x1000, PageState::Shared).unwrap();
         assert_eq!(h.exits, 300);
     }
@@ -511,17 +594,39 @@ mod tests {
             g.set(Field::SwExitInfo1, 0);
             g.set(Field::SwExitInfo2, 0);
         }
-        let mut h = FakeHost { page: page(), gpa: 0x7000, respond: redirect, exits: 0 };
-        let mut psc = GhcbPageStateChange { platform: &mut h, version: 2 };
-        assert_eq!(psc.change(0x1000, 0x1000, PageState::Shared), Err(PscError::EntryChanged(0)));
+        let mut h = FakeHost {
+            page: page(),
+            gpa: 0x7000,
+            respond: redirect,
+            exits: 0,
+        };
+        let mut psc = GhcbPageStateChange {
+            platform: &mut h,
+            version: 2,
+        };
+        assert_eq!(
+            psc.change(0x1000, 0x1000, PageState::Shared),
+            Err(PscError::EntryChanged(0))
+        );
         fn stall(g: &mut Ghcb<'_>) {
             g.clear_valid_bitmap();
             g.set(Field::SwExitInfo1, 0);
             g.set(Field::SwExitInfo2, 0);
         }
-        let mut h = FakeHost { page: page(), gpa: 0x7000, respond: stall, exits: 0 };
-        let mut psc = GhcbPageStateChange { platform: &mut h, version: 2 };
-        assert_eq!(psc.change(0x1000, 0x1000, PageState::Shared), Err(PscError::NoProgress));
+        let mut h = FakeHost {
+            page: page(),
+            gpa: 0x7000,
+            respond: stall,
+            exits: 0,
+        };
+        let mut psc = GhcbPageStateChange {
+            platform: &mut h,
+            version: 2,
+        };
+        assert_eq!(
+            psc.change(0x1000, 0x1000, PageState::Shared),
+            Err(PscError::NoProgress)
+        );
         assert_eq!(h.exits, 1);
     }
 
@@ -535,7 +640,9 @@ mod tests {
             }
         }
         let mut h = H(Vec::new(), 0);
-        MsrPageStateChange { msr: &mut h }.change(0x2000, 0x2000, PageState::Shared).unwrap();
+        MsrPageStateChange { msr: &mut h }
+            .change(0x2000, 0x2000, PageState::Shared)
+            .unwrap();
         assert_eq!(h.0, [0x0020_0000_0000_2014, 0x0020_0000_0000_3014]);
         let mut h = H(Vec::new(), 3);
         assert_eq!(

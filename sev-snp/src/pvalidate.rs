@@ -46,7 +46,9 @@ pub enum PvalidateError {
     #[error("invalid memory range")]
     InvalidRange,
     /// PVALIDATE changed nothing while validating memory that must be fresh.
-    #[error("PVALIDATE of fresh page va {va:#x} pa {pa:#x} reported no change: possible remapping attack")]
+    #[error(
+        "PVALIDATE of fresh page va {va:#x} pa {pa:#x} reported no change: possible remapping attack"
+    )]
     AlreadyValidated {
         /// Virtual address.
         va: u64,
@@ -91,7 +93,10 @@ pub struct MemRange {
 impl MemRange {
     /// A range; `va`, `pa` and `len` must be 4 KiB aligned and neither end may overflow.
     pub fn new(va: u64, pa: u64, len: u64) -> Result<Self, PvalidateError> {
-        if !va.is_multiple_of(PAGE_SIZE_4K) || !pa.is_multiple_of(PAGE_SIZE_4K) || !len.is_multiple_of(PAGE_SIZE_4K) {
+        if !va.is_multiple_of(PAGE_SIZE_4K)
+            || !pa.is_multiple_of(PAGE_SIZE_4K)
+            || !len.is_multiple_of(PAGE_SIZE_4K)
+        {
             return Err(PvalidateError::InvalidRange);
         }
         va.checked_add(len).ok_or(PvalidateError::InvalidRange)?;
@@ -128,11 +133,23 @@ pub struct PvalidateStats {
     pub fallbacks: u64,
 }
 
-fn one<C: Pvalidate + ?Sized>(cpu: &mut C, va: u64, pa: u64, size: PageSize, validate: bool) -> Result<(), PvalidateError> {
+fn one<C: Pvalidate + ?Sized>(
+    cpu: &mut C,
+    va: u64,
+    pa: u64,
+    size: PageSize,
+    validate: bool,
+) -> Result<(), PvalidateError> {
     check(cpu.pvalidate(va, size, validate), va, pa, size, validate)
 }
 
-fn check(r: PvalidateResult, va: u64, pa: u64, size: PageSize, validate: bool) -> Result<(), PvalidateError> {
+fn check(
+    r: PvalidateResult,
+    va: u64,
+    pa: u64,
+    size: PageSize,
+    validate: bool,
+) -> Result<(), PvalidateError> {
     match r.rax {
         PVALIDATE_SUCCESS if !r.no_change => Ok(()),
         // SECURITY: validating memory that should be fresh and finding it already validated
@@ -142,7 +159,9 @@ fn check(r: PvalidateResult, va: u64, pa: u64, size: PageSize, validate: bool) -
         // SECURITY: rescinding a page that was not validated means our view of the RMP is
         // wrong; refuse to go on converting.
         PVALIDATE_SUCCESS => Err(PvalidateError::NotValidated { va, pa }),
-        PVALIDATE_FAIL_SIZEMISMATCH if size == PageSize::Size4K => Err(PvalidateError::SizeMismatch { pa }),
+        PVALIDATE_FAIL_SIZEMISMATCH if size == PageSize::Size4K => {
+            Err(PvalidateError::SizeMismatch { pa })
+        }
         code => Err(PvalidateError::Failed { pa, code }),
     }
 }
@@ -150,7 +169,11 @@ fn check(r: PvalidateResult, va: u64, pa: u64, size: PageSize, validate: bool) -
 /// PVALIDATE (validate or rescind) every page of `range`: 2 MiB where VA and PA are 2 MiB
 /// aligned and at least 2 MiB remain, 4 KiB elsewhere and on `FAIL_SIZEMISMATCH`.
 /// "No change" is an error in both directions (see [`PvalidateError`]).
-pub fn pvalidate_range<C: Pvalidate + ?Sized>(cpu: &mut C, range: MemRange, validate: bool) -> Result<PvalidateStats, PvalidateError> {
+pub fn pvalidate_range<C: Pvalidate + ?Sized>(
+    cpu: &mut C,
+    range: MemRange,
+    validate: bool,
+) -> Result<PvalidateStats, PvalidateError> {
     let mut stats = PvalidateStats::default();
     let mut off = 0u64;
     while off < range.len {
@@ -162,7 +185,13 @@ pub fn pvalidate_range<C: Pvalidate + ?Sized>(cpu: &mut C, range: MemRange, vali
                 // The RMP has 4 KiB entries here: nothing changed, redo as 512 small pages.
                 stats.fallbacks += 1;
                 for i in 0..PAGE_SIZE_2M / PAGE_SIZE_4K {
-                    one(cpu, va + i * PAGE_SIZE_4K, pa + i * PAGE_SIZE_4K, PageSize::Size4K, validate)?;
+                    one(
+                        cpu,
+                        va + i * PAGE_SIZE_4K,
+                        pa + i * PAGE_SIZE_4K,
+                        PageSize::Size4K,
+                        validate,
+                    )?;
                     stats.pages_4k += 1;
                 }
             } else {
@@ -181,7 +210,10 @@ pub fn pvalidate_range<C: Pvalidate + ?Sized>(cpu: &mut C, range: MemRange, vali
 
 /// Validate memory that must be fresh (never validated before in this guest): boot-time
 /// acceptance of RAM the launch did not measure.
-pub fn validate_fresh<C: Pvalidate + ?Sized>(cpu: &mut C, range: MemRange) -> Result<PvalidateStats, PvalidateError> {
+pub fn validate_fresh<C: Pvalidate + ?Sized>(
+    cpu: &mut C,
+    range: MemRange,
+) -> Result<PvalidateStats, PvalidateError> {
     pvalidate_range(cpu, range, true)
 }
 
@@ -192,7 +224,11 @@ pub fn validate_fresh<C: Pvalidate + ?Sized>(cpu: &mut C, range: MemRange) -> Re
 // the host maps back later would fail validation checks instead of being silently trusted.
 // The caller must already have removed every private mapping of the range and scrubbed any
 // secrets from it, and must map it without the C-bit only after this returns.
-pub fn make_shared<C: Pvalidate + ?Sized, H: PageStateChange + ?Sized>(cpu: &mut C, host: &mut H, range: MemRange) -> Result<(), PvalidateError> {
+pub fn make_shared<C: Pvalidate + ?Sized, H: PageStateChange + ?Sized>(
+    cpu: &mut C,
+    host: &mut H,
+    range: MemRange,
+) -> Result<(), PvalidateError> {
     pvalidate_range(cpu, range, false)?;
     host.change(range.pa, range.len, PageState::Shared)?;
     Ok(())
@@ -204,7 +240,11 @@ pub fn make_shared<C: Pvalidate + ?Sized, H: PageStateChange + ?Sized>(cpu: &mut
 // "no change" here is the remapping attack and fails the conversion. The caller must map the
 // range with the C-bit (private) before calling (PVALIDATE takes the virtual address) and
 // must not trust its contents afterwards (zero it).
-pub fn make_private<C: Pvalidate + ?Sized, H: PageStateChange + ?Sized>(cpu: &mut C, host: &mut H, range: MemRange) -> Result<(), PvalidateError> {
+pub fn make_private<C: Pvalidate + ?Sized, H: PageStateChange + ?Sized>(
+    cpu: &mut C,
+    host: &mut H,
+    range: MemRange,
+) -> Result<(), PvalidateError> {
     host.change(range.pa, range.len, PageState::Private)?;
     pvalidate_range(cpu, range, true)?;
     Ok(())
@@ -220,8 +260,16 @@ mod tests {
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     enum Ev {
-        Pv { va: u64, size: PageSize, validate: bool },
-        Psc { pa: u64, len: u64, state: PageState },
+        Pv {
+            va: u64,
+            size: PageSize,
+            validate: bool,
+        },
+        Psc {
+            pa: u64,
+            len: u64,
+            state: PageState,
+        },
     }
 
     /// A recording double with a tiny RMP model: which 4 KiB pages are validated, and which
@@ -235,7 +283,12 @@ mod tests {
 
     impl Cpu {
         fn new(log: &Rc<RefCell<Vec<Ev>>>) -> Self {
-            Self { log: log.clone(), validated: BTreeMap::new(), small_rmp: Vec::new(), fail_at: None }
+            Self {
+                log: log.clone(),
+                validated: BTreeMap::new(),
+                small_rmp: Vec::new(),
+                fail_at: None,
+            }
         }
     }
 
@@ -243,18 +296,28 @@ mod tests {
         fn pvalidate(&mut self, va: u64, size: PageSize, validate: bool) -> PvalidateResult {
             self.log.borrow_mut().push(Ev::Pv { va, size, validate });
             if let Some((at, code)) = self.fail_at
-                && at == va {
-                    return PvalidateResult { rax: code, no_change: false };
-                }
+                && at == va
+            {
+                return PvalidateResult {
+                    rax: code,
+                    no_change: false,
+                };
+            }
             if size == PageSize::Size2M && self.small_rmp.contains(&va) {
-                return PvalidateResult { rax: PVALIDATE_FAIL_SIZEMISMATCH, no_change: false };
+                return PvalidateResult {
+                    rax: PVALIDATE_FAIL_SIZEMISMATCH,
+                    no_change: false,
+                };
             }
             let pages = size.bytes() / PAGE_SIZE_4K;
             let first = *self.validated.get(&va).unwrap_or(&false);
             for i in 0..pages {
                 self.validated.insert(va + i * PAGE_SIZE_4K, validate);
             }
-            PvalidateResult { rax: 0, no_change: first == validate }
+            PvalidateResult {
+                rax: 0,
+                no_change: first == validate,
+            }
         }
     }
 
@@ -266,7 +329,11 @@ mod tests {
     impl PageStateChange for Host {
         fn change(&mut self, pa: u64, len: u64, state: PageState) -> Result<(), PscError> {
             self.log.borrow_mut().push(Ev::Psc { pa, len, state });
-            if self.fail { Err(PscError::HostError(1)) } else { Ok(()) }
+            if self.fail {
+                Err(PscError::HostError(1))
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -280,9 +347,31 @@ mod tests {
         // 4 KiB below the 2 MiB boundary, two 2 MiB pages, one 4 KiB page after.
         let r = MemRange::new(0xFFFF_8000_0000_0000 + M2 - K4, M2 - K4, K4 + 2 * M2 + K4).unwrap();
         let s = validate_fresh(&mut cpu, r).unwrap();
-        assert_eq!(s, PvalidateStats { pages_2m: 2, pages_4k: 2, fallbacks: 0 });
-        let sizes: Vec<_> = log.borrow().iter().map(|e| match e { Ev::Pv { size, .. } => *size, _ => unreachable!() }).collect();
-        assert_eq!(sizes, [PageSize::Size4K, PageSize::Size2M, PageSize::Size2M, PageSize::Size4K]);
+        assert_eq!(
+            s,
+            PvalidateStats {
+                pages_2m: 2,
+                pages_4k: 2,
+                fallbacks: 0
+            }
+        );
+        let sizes: Vec<_> = log
+            .borrow()
+            .iter()
+            .map(|e| match e {
+                Ev::Pv { size, .. } => *size,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                PageSize::Size4K,
+                PageSize::Size2M,
+                PageSize::Size2M,
+                PageSize::Size4K
+            ]
+        );
     }
 
     #[test]
@@ -303,13 +392,52 @@ mod tests {
         cpu.small_rmp.push(M2);
         let r = MemRange::new(M2, M2, 2 * M2).unwrap();
         let s = validate_fresh(&mut cpu, r).unwrap();
-        assert_eq!(s, PvalidateStats { pages_2m: 1, pages_4k: 512, fallbacks: 1 });
+        assert_eq!(
+            s,
+            PvalidateStats {
+                pages_2m: 1,
+                pages_4k: 512,
+                fallbacks: 1
+            }
+        );
         let l = log.borrow();
-        assert_eq!(l[0], Ev::Pv { va: M2, size: PageSize::Size2M, validate: true });
-        assert_eq!(l[1], Ev::Pv { va: M2, size: PageSize::Size4K, validate: true });
-        assert_eq!(l[512], Ev::Pv { va: M2 + 511 * K4, size: PageSize::Size4K, validate: true });
-        assert_eq!(l[513], Ev::Pv { va: 2 * M2, size: PageSize::Size2M, validate: true });
-        assert!((M2..3 * M2).step_by(K4 as usize).all(|va| cpu.validated[&va]));
+        assert_eq!(
+            l[0],
+            Ev::Pv {
+                va: M2,
+                size: PageSize::Size2M,
+                validate: true
+            }
+        );
+        assert_eq!(
+            l[1],
+            Ev::Pv {
+                va: M2,
+                size: PageSize::Size4K,
+                validate: true
+            }
+        );
+        assert_eq!(
+            l[512],
+            Ev::Pv {
+                va: M2 + 511 * K4,
+                size: PageSize::Size4K,
+                validate: true
+            }
+        );
+        assert_eq!(
+            l[513],
+            Ev::Pv {
+                va: 2 * M2,
+                size: PageSize::Size2M,
+                validate: true
+            }
+        );
+        assert!(
+            (M2..3 * M2)
+                .step_by(K4 as usize)
+                .all(|va| cpu.validated[&va])
+        );
     }
 
     #[test]
@@ -318,19 +446,31 @@ mod tests {
         let mut cpu = Cpu::new(&log);
         cpu.validated.insert(0x5000, true); // the host remapped an already validated page here
         let r = MemRange::new(0x3000, 0x3000, 4 * K4).unwrap();
-        assert_eq!(validate_fresh(&mut cpu, r), Err(PvalidateError::AlreadyValidated { va: 0x5000, pa: 0x5000 }));
+        assert_eq!(
+            validate_fresh(&mut cpu, r),
+            Err(PvalidateError::AlreadyValidated {
+                va: 0x5000,
+                pa: 0x5000
+            })
+        );
         // Stops at the attack: the page after it is never touched.
         assert_eq!(log.borrow().len(), 3);
         // Same for a 2 MiB page and inside the 4 KiB fallback.
         let mut cpu = Cpu::new(&log);
         cpu.validated.insert(M2, true);
-        assert!(matches!(validate_fresh(&mut cpu, MemRange::new(M2, M2, M2).unwrap()), Err(PvalidateError::AlreadyValidated { .. })));
+        assert!(matches!(
+            validate_fresh(&mut cpu, MemRange::new(M2, M2, M2).unwrap()),
+            Err(PvalidateError::AlreadyValidated { .. })
+        ));
         let mut cpu = Cpu::new(&log);
         cpu.small_rmp.push(M2);
         cpu.validated.insert(M2 + 7 * K4, true);
         assert_eq!(
             validate_fresh(&mut cpu, MemRange::new(M2, M2, M2).unwrap()),
-            Err(PvalidateError::AlreadyValidated { va: M2 + 7 * K4, pa: M2 + 7 * K4 })
+            Err(PvalidateError::AlreadyValidated {
+                va: M2 + 7 * K4,
+                pa: M2 + 7 * K4
+            })
         );
     }
 
@@ -339,19 +479,37 @@ mod tests {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut cpu = Cpu::new(&log);
         cpu.fail_at = Some((0x2000, PVALIDATE_FAIL_INPUT));
-        assert_eq!(validate_fresh(&mut cpu, MemRange::new(0x1000, 0x1000, 3 * K4).unwrap()), Err(PvalidateError::Failed { pa: 0x2000, code: 1 }));
+        assert_eq!(
+            validate_fresh(&mut cpu, MemRange::new(0x1000, 0x1000, 3 * K4).unwrap()),
+            Err(PvalidateError::Failed {
+                pa: 0x2000,
+                code: 1
+            })
+        );
         let mut cpu = Cpu::new(&log);
         cpu.fail_at = Some((0x2000, PVALIDATE_FAIL_SIZEMISMATCH));
-        assert_eq!(validate_fresh(&mut cpu, MemRange::new(0x1000, 0x1000, 3 * K4).unwrap()), Err(PvalidateError::SizeMismatch { pa: 0x2000 }));
-        assert_eq!(MemRange::new(0x1001, 0, K4), Err(PvalidateError::InvalidRange));
-        assert_eq!(MemRange::new(!0xFFF, 0, 2 * K4), Err(PvalidateError::InvalidRange));
+        assert_eq!(
+            validate_fresh(&mut cpu, MemRange::new(0x1000, 0x1000, 3 * K4).unwrap()),
+            Err(PvalidateError::SizeMismatch { pa: 0x2000 })
+        );
+        assert_eq!(
+            MemRange::new(0x1001, 0, K4),
+            Err(PvalidateError::InvalidRange)
+        );
+        assert_eq!(
+            MemRange::new(!0xFFF, 0, 2 * K4),
+            Err(PvalidateError::InvalidRange)
+        );
     }
 
     #[test]
     fn make_shared_rescinds_before_psc() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut cpu = Cpu::new(&log);
-        let mut host = Host { log: log.clone(), fail: false };
+        let mut host = Host {
+            log: log.clone(),
+            fail: false,
+        };
         let r = MemRange::new(0x10_0000, 0x10_0000, 2 * K4).unwrap();
         validate_fresh(&mut cpu, r).unwrap();
         log.borrow_mut().clear();
@@ -359,15 +517,30 @@ mod tests {
         assert_eq!(
             *log.borrow(),
             [
-                Ev::Pv { va: 0x10_0000, size: PageSize::Size4K, validate: false },
-                Ev::Pv { va: 0x10_1000, size: PageSize::Size4K, validate: false },
-                Ev::Psc { pa: 0x10_0000, len: 2 * K4, state: PageState::Shared },
+                Ev::Pv {
+                    va: 0x10_0000,
+                    size: PageSize::Size4K,
+                    validate: false
+                },
+                Ev::Pv {
+                    va: 0x10_1000,
+                    size: PageSize::Size4K,
+                    validate: false
+                },
+                Ev::Psc {
+                    pa: 0x10_0000,
+                    len: 2 * K4,
+                    state: PageState::Shared
+                },
             ]
         );
         // Rescinding a page that was never validated: refused before asking the host.
         log.borrow_mut().clear();
         let mut cpu = Cpu::new(&log);
-        assert!(matches!(make_shared(&mut cpu, &mut host, r), Err(PvalidateError::NotValidated { .. })));
+        assert!(matches!(
+            make_shared(&mut cpu, &mut host, r),
+            Err(PvalidateError::NotValidated { .. })
+        ));
         assert!(!log.borrow().iter().any(|e| matches!(e, Ev::Psc { .. })));
     }
 
@@ -375,26 +548,49 @@ mod tests {
     fn make_private_psc_before_validate() {
         let log = Rc::new(RefCell::new(Vec::new()));
         let mut cpu = Cpu::new(&log);
-        let mut host = Host { log: log.clone(), fail: false };
+        let mut host = Host {
+            log: log.clone(),
+            fail: false,
+        };
         let r = MemRange::new(0x20_0000, 0x20_0000, M2).unwrap();
         make_private(&mut cpu, &mut host, r).unwrap();
         assert_eq!(
             *log.borrow(),
             [
-                Ev::Psc { pa: 0x20_0000, len: M2, state: PageState::Private },
-                Ev::Pv { va: 0x20_0000, size: PageSize::Size2M, validate: true },
+                Ev::Psc {
+                    pa: 0x20_0000,
+                    len: M2,
+                    state: PageState::Private
+                },
+                Ev::Pv {
+                    va: 0x20_0000,
+                    size: PageSize::Size2M,
+                    validate: true
+                },
             ]
         );
         // Host failure: nothing validated.
         log.borrow_mut().clear();
-        let mut host = Host { log: log.clone(), fail: true };
+        let mut host = Host {
+            log: log.clone(),
+            fail: true,
+        };
         let mut cpu = Cpu::new(&log);
-        assert_eq!(make_private(&mut cpu, &mut host, r), Err(PvalidateError::Psc(PscError::HostError(1))));
+        assert_eq!(
+            make_private(&mut cpu, &mut host, r),
+            Err(PvalidateError::Psc(PscError::HostError(1)))
+        );
         assert_eq!(log.borrow().len(), 1);
         // Host "converts" a page that is still validated from before: attack detected.
-        let mut host = Host { log: log.clone(), fail: false };
+        let mut host = Host {
+            log: log.clone(),
+            fail: false,
+        };
         let mut cpu = Cpu::new(&log);
         cpu.validated.insert(0x20_0000, true);
-        assert!(matches!(make_private(&mut cpu, &mut host, r), Err(PvalidateError::AlreadyValidated { .. })));
+        assert!(matches!(
+            make_private(&mut cpu, &mut host, r),
+            Err(PvalidateError::AlreadyValidated { .. })
+        ));
     }
 }

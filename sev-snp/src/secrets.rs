@@ -228,7 +228,10 @@ mod tests {
         for v in [0u32, 1, 4, 0xFFFF_FFFF] {
             let mut p = sample();
             p[0..4].copy_from_slice(&v.to_le_bytes());
-            assert_eq!(SecretsPage::new(&mut p).err(), Some(SecretsError::UnsupportedVersion(v)));
+            assert_eq!(
+                SecretsPage::new(&mut p).err(),
+                Some(SecretsError::UnsupportedVersion(v))
+            );
         }
         let mut p = sample();
         p[0] = 2;

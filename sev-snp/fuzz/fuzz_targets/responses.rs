@@ -12,7 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sev_snp::ghcb::{Field, GHCB_SIZE, Ghcb, GhcbError, SHARED_BUFFER_LEN};
-use sev_snp::guest_msg::{self, GuestMessenger, GuestRequestTransport, MsgHeader, MSG_PAGE_SIZE};
+use sev_snp::guest_msg::{self, GuestMessenger, GuestRequestTransport, MSG_PAGE_SIZE, MsgHeader};
 use sev_snp::psc::PscDescriptor;
 use sev_snp::{DerivedKeyRequest, PageSize, PageState, Vmpck};
 
@@ -25,7 +25,11 @@ struct Host<'a> {
 }
 
 impl GuestRequestTransport for Host<'_> {
-    fn guest_request(&mut self, _req: &[u8; MSG_PAGE_SIZE], resp: &mut [u8; MSG_PAGE_SIZE]) -> Result<u64, GhcbError> {
+    fn guest_request(
+        &mut self,
+        _req: &[u8; MSG_PAGE_SIZE],
+        resp: &mut [u8; MSG_PAGE_SIZE],
+    ) -> Result<u64, GhcbError> {
         self.calls += 1;
         let n = self.page.len().min(MSG_PAGE_SIZE);
         resp.fill(0);
@@ -42,17 +46,24 @@ fn fill<const N: usize>(data: &[u8]) -> [u8; N] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     match mode % 4 {
         0 => {
             let info2 = u64::from_le_bytes(fill::<8>(rest));
             let page = rest.get(8..).unwrap_or(&[]);
             let mut m = GuestMessenger::with_seqno(Vmpck::new(KEY, 0).unwrap(), 0);
-            let mut host = Host { info2: info2 & 0x3_0000_00FF, page, calls: 0 };
+            let mut host = Host {
+                info2: info2 & 0x3_0000_00FF,
+                page,
+                calls: 0,
+            };
             let r = if mode & 0x80 == 0 {
                 m.attestation_report(&mut host, [0; 64]).map(|_| ())
             } else {
-                m.derived_key(&mut host, &DerivedKeyRequest::default()).map(|_| ())
+                m.derived_key(&mut host, &DerivedKeyRequest::default())
+                    .map(|_| ())
             };
             // Without the key nobody can forge a response: every raw page must be refused,
             // and a refusal of the header or tag must leave the messenger without its key.
@@ -73,7 +84,11 @@ fuzz_target!(|data: &[u8]| {
             let mut page = [0u8; MSG_PAGE_SIZE];
             guest_msg::seal_message(&KEY, &hdr, payload, &mut page).unwrap();
             let mut m = GuestMessenger::new(Vmpck::new(KEY, 0).unwrap());
-            let mut host = Host { info2: 0, page: &page, calls: 0 };
+            let mut host = Host {
+                info2: 0,
+                page: &page,
+                calls: 0,
+            };
             let good_header = hdr.seqno == 2 && hdr.msg_version == 1 && hdr.vmpck == 0;
             if hdr.msg_type == 6 {
                 if let Ok(report) = m.attestation_report(&mut host, [0; 64]) {
@@ -98,7 +113,15 @@ fuzz_target!(|data: &[u8]| {
             let mut out = [0u8; 8];
             let _ = g.finish_mmio_read(2, &mut out);
             let _ = g.finish_guest_request(2);
-            for f in [Field::Rax, Field::Rbx, Field::Rcx, Field::Rdx, Field::SwExitInfo1, Field::SwExitInfo2, Field::SwScratch] {
+            for f in [
+                Field::Rax,
+                Field::Rbx,
+                Field::Rcx,
+                Field::Rdx,
+                Field::SwExitInfo1,
+                Field::SwExitInfo2,
+                Field::SwScratch,
+            ] {
                 if let Ok(v) = g.get(f) {
                     assert!(g.is_valid(f));
                     let _ = v;
@@ -109,9 +132,12 @@ fuzz_target!(|data: &[u8]| {
             let buf = fill::<SHARED_BUFFER_LEN>(rest.get(8..).unwrap_or(&[]));
             let info2 = u64::from_le_bytes(fill::<8>(rest)) & 1;
             let mut d = PscDescriptor::new();
-            d.push(0x20_0000, PageSize::Size2M, PageState::Shared).unwrap();
-            d.push(0x40_0000, PageSize::Size4K, PageState::Private).unwrap();
-            d.push(0x40_1000, PageSize::Size4K, PageState::Private).unwrap();
+            d.push(0x20_0000, PageSize::Size2M, PageState::Shared)
+                .unwrap();
+            d.push(0x40_0000, PageSize::Size4K, PageState::Private)
+                .unwrap();
+            d.push(0x40_1000, PageSize::Size4K, PageState::Private)
+                .unwrap();
             let before: Vec<_> = d.entries().to_vec();
             if d.check_response(&buf, info2).is_ok() {
                 // Accepted answers never change what we asked for, only progress.

@@ -12,7 +12,10 @@ use std::{format, println, vec};
 const KEY: [u8; 32] = [0x5A; 32];
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -32,7 +35,9 @@ fn aes256_gcm_known_answers() {
     assert_eq!(buf.to_vec(), hex("cea7403d4d606b6e074ec5d3baf39d18"));
     assert_eq!(tag.to_vec(), hex("d0d1c8a799996bf0265b98b5d48ab919"));
     // Test case 16: with additional data, 60-byte plaintext.
-    let key: [u8; 32] = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308").try_into().unwrap();
+    let key: [u8; 32] = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+        .try_into()
+        .unwrap();
     let iv: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
     let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
     let plain = hex(
@@ -43,8 +48,10 @@ fn aes256_gcm_known_answers() {
     let tag = gcm_seal(&key, &iv, &aad, &mut buf).unwrap();
     assert_eq!(
         buf,
-        hex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
-             8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662")
+        hex(
+            "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+             8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+        )
     );
     assert_eq!(tag.to_vec(), hex("76fc6ece0f4e1768cddf8853bb2d551b"));
     gcm_open(&key, &iv, &aad, &mut buf, &tag).unwrap();
@@ -53,7 +60,10 @@ fn aes256_gcm_known_answers() {
     bad[15] ^= 1;
     let mut buf2 = buf.clone();
     gcm_seal(&key, &iv, &aad, &mut buf2).unwrap();
-    assert_eq!(gcm_open(&key, &iv, &aad, &mut buf2, &bad), Err(GuestMsgError::AuthFailed));
+    assert_eq!(
+        gcm_open(&key, &iv, &aad, &mut buf2, &bad),
+        Err(GuestMsgError::AuthFailed)
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -74,8 +84,22 @@ fn layout_matches_spec() {
     assert_eq!(MSG_PAYLOAD_MAX, 4000);
     assert_eq!(ATTESTATION_REPORT_SIZE, 0x4A0);
     assert_eq!(REPORT_RSP_SIZE, 0x4C0);
-    assert_eq!((msg_type::KEY_REQ, msg_type::KEY_RSP, msg_type::REPORT_REQ, msg_type::REPORT_RSP), (3, 4, 5, 6));
-    let r = DerivedKeyRequest { root_key_select: 1, guest_field_select: 0x3F, vmpl: 2, guest_svn: 7, tcb_version: 0x1122_3344_5566_7788 };
+    assert_eq!(
+        (
+            msg_type::KEY_REQ,
+            msg_type::KEY_RSP,
+            msg_type::REPORT_REQ,
+            msg_type::REPORT_RSP
+        ),
+        (3, 4, 5, 6)
+    );
+    let r = DerivedKeyRequest {
+        root_key_select: 1,
+        guest_field_select: 0x3F,
+        vmpl: 2,
+        guest_svn: 7,
+        tcb_version: 0x1122_3344_5566_7788,
+    };
     let p = r.encode();
     assert_eq!(p.len(), 32);
     assert_eq!(&p[0..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
@@ -147,7 +171,12 @@ impl Psp {
     /// Decrypt and check a request exactly as the PSP would; None = the PSP rejects it.
     fn open_request(&mut self, page: &[u8; 4096]) -> Option<(u8, u8, Vec<u8>)> {
         let seqno = u64::from_le_bytes(page[0x20..0x28].try_into().unwrap());
-        if seqno != self.counter + 1 || page[0x30] != 1 || page[0x31] != 1 || page[0x32..0x34] != [0x60, 0] || page[0x3C] != 0 {
+        if seqno != self.counter + 1
+            || page[0x30] != 1
+            || page[0x31] != 1
+            || page[0x32..0x34] != [0x60, 0]
+            || page[0x3C] != 0
+        {
             return None;
         }
         let sz = u16::from_le_bytes([page[0x36], page[0x37]]) as usize;
@@ -156,13 +185,24 @@ impl Psp {
         iv[..8].copy_from_slice(&seqno.to_le_bytes());
         let cipher = Aes256Gcm::new_from_slice(&self.key).unwrap();
         cipher
-            .decrypt_in_place_detached((&iv).into(), &page[0x30..0x60], &mut body, page[0..16].into())
+            .decrypt_in_place_detached(
+                (&iv).into(),
+                &page[0x30..0x60],
+                &mut body,
+                page[0..16].into(),
+            )
             .ok()?;
         self.counter = seqno;
         Some((page[0x34], page[0x35], body))
     }
 
-    fn seal_response(&mut self, msg_type: u8, msg_version: u8, payload: &[u8], out: &mut [u8; 4096]) {
+    fn seal_response(
+        &mut self,
+        msg_type: u8,
+        msg_version: u8,
+        payload: &[u8],
+        out: &mut [u8; 4096],
+    ) {
         let seqno = self.counter + self.resp_seqno_delta;
         self.counter += 1;
         out.fill(0);
@@ -178,14 +218,20 @@ impl Psp {
         let mut iv = [0u8; 12];
         iv[..8].copy_from_slice(&seqno.to_le_bytes());
         let cipher = Aes256Gcm::new_from_slice(&self.key).unwrap();
-        let tag = cipher.encrypt_in_place_detached((&iv).into(), &out[0x30..0x60], &mut body).unwrap();
+        let tag = cipher
+            .encrypt_in_place_detached((&iv).into(), &out[0x30..0x60], &mut body)
+            .unwrap();
         out[0..16].copy_from_slice(&tag);
         out[0x60..0x60 + body.len()].copy_from_slice(&body);
     }
 }
 
 impl GuestRequestTransport for Psp {
-    fn guest_request(&mut self, request: &[u8; 4096], response: &mut [u8; 4096]) -> Result<u64, GhcbError> {
+    fn guest_request(
+        &mut self,
+        request: &[u8; 4096],
+        response: &mut [u8; 4096],
+    ) -> Result<u64, GhcbError> {
         self.calls += 1;
         self.requests.push(request.to_vec());
         match self.reply {
@@ -240,10 +286,16 @@ fn report_round_trip_and_sequence_numbers() {
     assert_eq!(&psp.last_request_payload[..64], &data);
     assert_eq!(&psp.last_request_payload[64..], &[0u8; 32]); // VMPL 0, KEY_SEL 0, reserved
     // Request 1, response 2.
-    assert_eq!(u64::from_le_bytes(psp.requests[0][0x20..0x28].try_into().unwrap()), 1);
+    assert_eq!(
+        u64::from_le_bytes(psp.requests[0][0x20..0x28].try_into().unwrap()),
+        1
+    );
     assert_eq!(m.last_seqno(), 2);
     m.attestation_report(&mut psp, [1; 64]).unwrap();
-    assert_eq!(u64::from_le_bytes(psp.requests[1][0x20..0x28].try_into().unwrap()), 3);
+    assert_eq!(
+        u64::from_le_bytes(psp.requests[1][0x20..0x28].try_into().unwrap()),
+        3
+    );
     assert_eq!(m.last_seqno(), 4);
     assert!(m.is_usable());
     // The request page leaves nothing in clear but the header.
@@ -254,7 +306,10 @@ fn report_round_trip_and_sequence_numbers() {
 fn derived_key_round_trip() {
     let mut psp = Psp::new();
     let mut m = messenger();
-    let req = DerivedKeyRequest { guest_field_select: guest_field::MEASUREMENT | guest_field::GUEST_POLICY, ..Default::default() };
+    let req = DerivedKeyRequest {
+        guest_field_select: guest_field::MEASUREMENT | guest_field::GUEST_POLICY,
+        ..Default::default()
+    };
     let k = m.derived_key(&mut psp, &req).unwrap();
     assert_eq!(k.as_bytes(), &[0xD7; 32]);
     assert_eq!(psp.last_request_payload, req.encode());
@@ -267,7 +322,10 @@ fn firmware_status_keeps_key() {
     let mut psp = Psp::new();
     psp.status = 0x16;
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::FirmwareStatus(0x16)));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::FirmwareStatus(0x16))
+    );
     assert!(m.is_usable());
     assert_eq!(m.last_seqno(), 2);
     psp.status = 0;
@@ -275,16 +333,28 @@ fn firmware_status_keeps_key() {
     assert_eq!(m.last_seqno(), 4);
     // An authentic response with a wrong REPORT_SIZE is refused but keeps the key.
     psp.report.push(0);
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::BadPayload));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::BadPayload)
+    );
     assert!(m.is_usable());
 }
 
 fn assert_wiped(m: &mut GuestMessenger, psp: &mut Psp) {
     assert!(!m.is_usable());
     let calls = psp.calls;
-    assert_eq!(m.attestation_report(psp, [0; 64]), Err(GuestMsgError::Disabled));
-    assert_eq!(m.derived_key(psp, &DerivedKeyRequest::default()).err(), Some(GuestMsgError::Disabled));
-    assert_eq!(psp.calls, calls, "a disabled messenger must not talk to the host");
+    assert_eq!(
+        m.attestation_report(psp, [0; 64]),
+        Err(GuestMsgError::Disabled)
+    );
+    assert_eq!(
+        m.derived_key(psp, &DerivedKeyRequest::default()).err(),
+        Some(GuestMsgError::Disabled)
+    );
+    assert_eq!(
+        psp.calls, calls,
+        "a disabled messenger must not talk to the host"
+    );
 }
 
 #[test]
@@ -302,7 +372,9 @@ fn tampering_with_any_byte_wipes() {
         }
     }
     let mut psp = Psp::new();
-    psp.mutate = Some(Box::new(|p: &mut [u8; 4096]| p[0x60 + REPORT_RSP_SIZE + 1] ^= 1));
+    psp.mutate = Some(Box::new(|p: &mut [u8; 4096]| {
+        p[0x60 + REPORT_RSP_SIZE + 1] ^= 1
+    }));
     let mut m = messenger();
     m.attestation_report(&mut psp, [0; 64]).unwrap();
 }
@@ -313,31 +385,49 @@ fn wrong_seqno_type_version_vmpck_or_key_wipe() {
     let mut psp = Psp::new();
     psp.resp_seqno_delta = 2;
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::WrongSeqno { expected: 2, got: 3 }));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::WrongSeqno {
+            expected: 2,
+            got: 3
+        })
+    );
     assert_wiped(&mut m, &mut psp);
     // Type: a KEY_RSP answering a report request.
     let mut psp = Psp::new();
     psp.resp_type = Some(4);
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::BadHeader));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::BadHeader)
+    );
     assert_wiped(&mut m, &mut psp);
     // Message version.
     let mut psp = Psp::new();
     psp.resp_version = Some(2);
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::BadHeader));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::BadHeader)
+    );
     assert_wiped(&mut m, &mut psp);
     // VMPCK id.
     let mut psp = Psp::new();
     psp.resp_vmpck = Some(1);
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::BadHeader));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::BadHeader)
+    );
     assert_wiped(&mut m, &mut psp);
     // A PSP with another key: the request is rejected by the "PSP" (firmware error) -> wipe.
     let mut psp = Psp::new();
     psp.key = [1; 32];
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::HostError(0x16)));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::HostError(0x16))
+    );
     assert_wiped(&mut m, &mut psp);
 }
 
@@ -357,28 +447,50 @@ fn replayed_response_wipes() {
     psp3.guest_request(&req, &mut first).unwrap();
     struct Replay([u8; 4096]);
     impl GuestRequestTransport for Replay {
-        fn guest_request(&mut self, _r: &[u8; 4096], resp: &mut [u8; 4096]) -> Result<u64, GhcbError> {
+        fn guest_request(
+            &mut self,
+            _r: &[u8; 4096],
+            resp: &mut [u8; 4096],
+        ) -> Result<u64, GhcbError> {
             resp.copy_from_slice(&self.0);
             Ok(0)
         }
     }
-    assert_eq!(m.attestation_report(&mut Replay(first), [0; 64]), Err(GuestMsgError::WrongSeqno { expected: 4, got: 2 }));
+    assert_eq!(
+        m.attestation_report(&mut Replay(first), [0; 64]),
+        Err(GuestMsgError::WrongSeqno {
+            expected: 4,
+            got: 2
+        })
+    );
     assert!(!m.is_usable());
 }
 
 #[test]
 fn host_errors() {
-    for v in [0x16u64, 0x1_0000_0000, 0x3_0000_0000, 0x2_0000_0016, u64::MAX] {
+    for v in [
+        0x16u64,
+        0x1_0000_0000,
+        0x3_0000_0000,
+        0x2_0000_0016,
+        u64::MAX,
+    ] {
         let mut psp = Psp::new();
         psp.reply = Reply::ExitInfo2(v);
         let mut m = messenger();
-        assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::HostError(v)));
+        assert_eq!(
+            m.attestation_report(&mut psp, [0; 64]),
+            Err(GuestMsgError::HostError(v))
+        );
         assert_wiped(&mut m, &mut psp);
     }
     let mut psp = Psp::new();
     psp.reply = Reply::TransportError;
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::Transport(GhcbError::HostError(5))));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::Transport(GhcbError::HostError(5)))
+    );
     assert_wiped(&mut m, &mut psp);
 }
 
@@ -394,7 +506,10 @@ fn busy_is_retried_with_identical_bytes_then_gives_up() {
     let mut psp = Psp::new();
     psp.reply = Reply::BusyThenGood(u32::MAX);
     let mut m = messenger();
-    assert_eq!(m.attestation_report(&mut psp, [7; 64]), Err(GuestMsgError::Busy));
+    assert_eq!(
+        m.attestation_report(&mut psp, [7; 64]),
+        Err(GuestMsgError::Busy)
+    );
     assert_eq!(psp.calls as u32, MAX_BUSY_RETRIES);
     assert_wiped(&mut m, &mut psp);
 }
@@ -407,12 +522,18 @@ fn sequence_wrap_is_refused() {
     let mut m = GuestMessenger::with_seqno(Vmpck::new(KEY, 0).unwrap(), u64::MAX - 2);
     m.attestation_report(&mut psp, [0; 64]).unwrap();
     assert_eq!(m.last_seqno(), u64::MAX);
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::SequenceExhausted));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::SequenceExhausted)
+    );
     assert_wiped(&mut m, &mut psp);
     // One short of room for the response: refused before anything is sent.
     let mut psp = Psp::new();
     let mut m = GuestMessenger::with_seqno(Vmpck::new(KEY, 0).unwrap(), u64::MAX - 1);
-    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(GuestMsgError::SequenceExhausted));
+    assert_eq!(
+        m.attestation_report(&mut psp, [0; 64]),
+        Err(GuestMsgError::SequenceExhausted)
+    );
     assert_eq!(psp.calls, 0);
     assert!(!m.is_usable());
 }
@@ -421,7 +542,11 @@ fn sequence_wrap_is_refused() {
 fn random_and_mutated_responses_never_panic() {
     struct Random(u64, [u8; 4096]);
     impl GuestRequestTransport for Random {
-        fn guest_request(&mut self, _r: &[u8; 4096], resp: &mut [u8; 4096]) -> Result<u64, GhcbError> {
+        fn guest_request(
+            &mut self,
+            _r: &[u8; 4096],
+            resp: &mut [u8; 4096],
+        ) -> Result<u64, GhcbError> {
             resp.copy_from_slice(&self.1);
             Ok(if self.0 & 3 == 0 { self.0 } else { 0 })
         }
@@ -470,9 +595,18 @@ fn random_and_mutated_responses_never_panic() {
         let _ = parse_report_response(&payload);
         let _ = parse_key_response(&payload);
         let mut page = [0u8; 4096];
-        let hdr = MsgHeader { seqno: 2, msg_type: 6, msg_version: 1, msg_sz: len as u16, vmpck: 0 };
+        let hdr = MsgHeader {
+            seqno: 2,
+            msg_type: 6,
+            msg_version: 1,
+            msg_sz: len as u16,
+            vmpck: 0,
+        };
         seal_message(&KEY, &hdr, &payload, &mut page).unwrap();
-        let expected = MsgHeader { msg_sz: REPORT_RSP_SIZE as u16, ..hdr };
+        let expected = MsgHeader {
+            msg_sz: REPORT_RSP_SIZE as u16,
+            ..hdr
+        };
         match open_message(&KEY, &expected, &mut page) {
             Ok(n) => {
                 assert!(n >= REPORT_RSP_SIZE);
@@ -491,7 +625,11 @@ fn real_report_through_simulated_response() {
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing", dir.display());
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {} is missing",
+                dir.display()
+            );
             println!("SKIPPED: {} not found", dir.display());
             return;
         }
@@ -511,7 +649,11 @@ fn real_report_through_simulated_response() {
         let r = m.attestation_report(&mut psp, report_data).unwrap();
         assert_eq!(&r[..], &bytes[..]);
         let version = u32::from_le_bytes(r[0..4].try_into().unwrap());
-        assert!((2..=5).contains(&version), "{}: version {version}", path.display());
+        assert!(
+            (2..=5).contains(&version),
+            "{}: version {version}",
+            path.display()
+        );
         assert_eq!(&r[0x50..0x90], &report_data);
         seen += 1;
     }
