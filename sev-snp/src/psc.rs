@@ -544,8 +544,8 @@ mod tests {
         assert!(chunks(!0xFFF, 0x2000).is_err());
     }
 
-    /// A host that processes at most one entry (or one 4 KiB page of a 2 MiB entry... no: one
-    /// entry) per exit, like a hypervisor that yields.
+    /// A host that completes exactly one entry per exit and returns, like a hypervisor that
+    /// yields between entries.
     fn one_entry_per_exit(g: &mut Ghcb<'_>) {
         assert_eq!(g.get(Field::SwExitCode), Ok(ghcb::exit_code::SNP_PSC));
         assert_eq!(
