@@ -48,6 +48,9 @@ struct Provenance {
     log: Box<Log<OUTBOX>>,
     key: LogKey,
     next_target: u32,
+    /// Log bytes sent to the host, and acknowledged by it as durably stored.
+    sent: u64,
+    acked: u64,
 }
 
 impl Provenance {
@@ -75,6 +78,7 @@ impl Provenance {
         let mut buf = alloc::vec![0u8; self.log.pending()];
         let n = self.log.drain(&mut buf);
         ch.send(Stream::Log, &buf[..n]).unwrap_or_else(|e| fatal("host channel (log)", e));
+        self.sent += n as u64;
     }
 
     fn checkpoint(&mut self, ch: &mut Channel) {
@@ -106,7 +110,7 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
     let vkey = key.verifier().encode();
     serial_println!("omega: provenance log key {vkey}");
     send_control(&mut ch, &ControlMsg::LogKey { vkey: &vkey });
-    let mut prov = Provenance { log: Box::new(Log::new(0)), key, next_target: 0 };
+    let mut prov = Provenance { log: Box::new(Log::new(0)), key, next_target: 0, sent: 0, acked: 0 };
     let start = Record {
         time: Provenance::now(m),
         agent: 0,
@@ -122,8 +126,19 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
     prov.flush(&mut ch);
 
     let mut bundle = BundleReceiver::default();
-    let mut acked = 0u64;
+    // Set once the bundle is in and logged: with no agent runtime yet there is nothing left
+    // to do, so the monitor stops as soon as the host has stored the whole log.
+    let mut finishing = false;
     loop {
+        if finishing && prov.acked >= prov.sent {
+            serial_println!(
+                "omega: bundle delivered and logged ({} entries, {} bytes stored by the host); no agent runtime yet, shutting down",
+                prov.log.size(),
+                prov.acked
+            );
+            send_control(&mut ch, &ControlMsg::Shutdown { status: 0 });
+            exit(ExitCode::Success);
+        }
         let event = match ch.poll() {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -137,8 +152,9 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
                 Ok(ControlMsg::Shutdown { status }) => {
                     prov.checkpoint(&mut ch);
                     serial_println!(
-                        "omega: host asked to shut down (status {status}); log has {} entries, {acked} bytes acknowledged as stored",
-                        prov.log.size()
+                        "omega: host asked to shut down (status {status}); log has {} entries, {} bytes acknowledged as stored",
+                        prov.log.size(),
+                        prov.acked
                     );
                     send_control(&mut ch, &ControlMsg::Shutdown { status: 0 });
                     exit(ExitCode::Success);
@@ -180,6 +196,7 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
                 Ok(Progress::Finished) => {
                     serial_println!("omega: bundle: complete, {} files hashed and logged", bundle.files.len());
                     prov.checkpoint(&mut ch);
+                    finishing = true;
                 }
                 Err(e) => {
                     serial_println!("omega: bundle refused: {e}");
@@ -192,7 +209,7 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
             Event::Message(stream, _) => {
                 let _ = ch.send_error(stream, msg::code::UNAVAILABLE, "stream not served by this monitor yet");
             }
-            Event::LogAck { stored } => acked = stored,
+            Event::LogAck { stored } => prov.acked = prov.acked.max(stored),
             Event::PeerError { stream, code, message } => {
                 serial_println!("omega: host reports an error on {stream:?} (code {code}): {message}")
             }
