@@ -148,5 +148,17 @@ fn fixed_layout_of_a_known_frame() {
     assert_eq!(&buf[16..18], b"hi");
     assert_eq!(u32::from_le_bytes(buf[18..22].try_into().unwrap()), crc32c(&buf[4..18]));
     assert_eq!(n, 22);
-    println!("golden: {hex}");
+    assert_eq!(hex, "a55a4f570701050001000002671dc97f68699ad2d653");
+    // Hello {versions: [1], window: 65536} and Credit(Log, 32768), as in docs/wire.md.
+    let mut enc = Encoder::new();
+    let n = enc.hello(&Hello { versions: &[1], window: 65536 }, &mut buf).unwrap();
+    let hello: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+    let n = enc.credit(Stream::Log, 32768, &mut buf).unwrap();
+    let credit: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+    println!("hello: {hello}\ncredit: {credit}");
+    assert_eq!(hello, HELLO_HEX);
+    assert_eq!(credit, CREDIT_HEX);
 }
+
+const HELLO_HEX: &str = "a55a4f5707010002000000050250a15b010180800412b7cfe9";
+const CREDIT_HEX: &str = "a55a4f5709010301000080800200bb93ead7c74b6748";
