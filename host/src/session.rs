@@ -659,11 +659,10 @@ impl Demux {
             }
             Kind::Close => {
                 info!("guest closed stream {s:?}");
-                if s == Stream::Inference {
-                    if let Some(tx) = &self.inference_tx {
+                if s == Stream::Inference
+                    && let Some(tx) = &self.inference_tx {
                         let _ = tx.send(InferenceEvt::Close);
                     }
-                }
                 self.sh.event(SessionEvent::StreamClosed(s));
             }
             Kind::Data => self.on_data(f),
@@ -801,7 +800,7 @@ impl Demux {
         }
     }
 
-    fn to_log_worker(&mut self, item: LogItem) {
+    fn send_to_log_worker(&mut self, item: LogItem) {
         match &self.log_tx {
             Some(tx) => {
                 let _ = tx.send(item);
@@ -841,14 +840,14 @@ impl Demux {
                 info!("guest log key: {vkey}");
                 self.sh.event(SessionEvent::LogKey(vkey.to_string()));
                 let item = LogItem::File("log.vkey", vkey.as_bytes().to_vec(), SessionEvent::LogKeyStored);
-                self.to_log_worker(item);
+                self.send_to_log_worker(item);
             }
             Ok(ControlMsg::Checkpoint { note }) => {
                 info!("guest checkpoint received ({} bytes)", note.len());
                 self.sh.event(SessionEvent::Checkpoint(note.to_string()));
                 let item =
                     LogItem::File("checkpoint.note", note.as_bytes().to_vec(), SessionEvent::CheckpointStored);
-                self.to_log_worker(item);
+                self.send_to_log_worker(item);
             }
             Err(e) => self.protocol_error(s, code::PROTOCOL, &format!("bad control message: {e}")),
         }

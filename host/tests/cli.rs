@@ -47,8 +47,8 @@ fn sev_snp_command_line() {
 #[test]
 fn socket_paths_with_commas_and_spaces_are_escaped() {
     let c = QemuConfig { socket: PathBuf::from("/tmp/a,b c/omega.sock"), ..cfg() };
-    assert!(c.args().contains(&"socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=off".to_string()));
-    assert!(c.command_line().contains("'socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=off'"));
+    assert!(c.args().contains(&"socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=on".to_string()));
+    assert!(c.command_line().contains("'socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=on'"));
 }
 
 #[test]

@@ -106,11 +106,10 @@ impl SimGuest {
                             }
                             continue;
                         }
-                        if f.kind() == Kind::HelloAck && self.credits.is_none() {
-                            if let Ok(a) = HelloAck::decode(f.payload) {
+                        if f.kind() == Kind::HelloAck && self.credits.is_none()
+                            && let Ok(a) = HelloAck::decode(f.payload) {
                                 self.credits = Some(Credits::new(self.window, a.window));
                             }
-                        }
                         let o = Owned { header: f.header, payload: f.payload.to_vec() };
                         if o.header.kind == Kind::Data {
                             if let Some(c) = self.credits.as_mut() {
@@ -163,11 +162,10 @@ impl SimGuest {
     pub fn expect_kind(&mut self, kind: Kind, timeout: Duration) -> Owned {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(f) = self.next(deadline - Instant::now()) {
-                if f.header.kind == kind {
+            if let Some(f) = self.next(deadline - Instant::now())
+                && f.header.kind == kind {
                     return f;
                 }
-            }
         }
         panic!("no {kind:?} frame within {timeout:?}");
     }
@@ -176,14 +174,13 @@ impl SimGuest {
     pub fn recv_message(&mut self, stream: Stream, timeout: Duration) -> Option<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(f) = self.next(deadline - Instant::now()) {
-                if f.header.stream == stream && f.header.kind == Kind::Data {
+            if let Some(f) = self.next(deadline - Instant::now())
+                && f.header.stream == stream && f.header.kind == Kind::Data {
                     let fr = Frame { header: f.header, payload: &f.payload };
                     if let Some((_, m)) = self.re.push(&fr).unwrap() {
                         return Some(m);
                     }
                 }
-            }
         }
         None
     }
@@ -192,12 +189,11 @@ impl SimGuest {
     pub fn recv_error(&mut self, timeout: Duration) -> Option<(Stream, u16, String)> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(f) = self.next(deadline - Instant::now()) {
-                if f.header.kind == Kind::Error {
+            if let Some(f) = self.next(deadline - Instant::now())
+                && f.header.kind == Kind::Error {
                     let b = msg::ErrorBody::decode(&f.payload).unwrap();
                     return Some((f.header.stream, b.code, b.message.to_string()));
                 }
-            }
         }
         None
     }
