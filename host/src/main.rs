@@ -231,7 +231,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
             break;
         }
         if cfg.socket.exists() {
-            match ChannelSession::connect_unix(&cfg.socket, config.take().expect("once"), Instant::now()) {
+            match ChannelSession::connect_unix(&cfg.socket, config.take().expect("once"), deadline) {
                 Ok(s) => {
                     info!("channel connected after {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
                     session = Some(s);

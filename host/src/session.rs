@@ -30,6 +30,10 @@ pub const ECHO_REQUEST: u8 = b'Q';
 pub const ECHO_REPLY: u8 = b'R';
 /// Longest line the tool gateway may print (one JSON-RPC message).
 pub const MAX_TOOL_LINE: usize = 1024 * 1024;
+/// Idle time after which a partial frame at the front of the decoder is given up.
+pub const IDLE_RESYNC: Duration = Duration::from_secs(1);
+/// Read timeout `connect_unix` sets, so the reader notices idleness.
+pub const READ_TICK: Duration = Duration::from_millis(250);
 /// Largest reassembled message on Control, Tools and Echo.
 pub const MAX_HOST_MESSAGE: usize = 4 * 1024 * 1024;
 
@@ -323,6 +327,7 @@ impl ChannelSession {
             }
         };
         let r = s.try_clone()?;
+        r.set_read_timeout(Some(READ_TICK))?;
         let closer = s.try_clone()?;
         let mut cs = ChannelSession::start(r, s, config);
         cs.closer = Some(Box::new(move || {
@@ -571,11 +576,39 @@ impl Demux {
     fn run<R: Read>(mut self, mut reader: R) {
         let mut dec: Box<Decoder> = Box::new(Decoder::new());
         let mut buf = vec![0u8; 64 * 1024];
+        let mut last_input = Instant::now();
         'outer: loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A read timeout (set by connect_unix, or by the caller on its stream) is an
+                // idle tick.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if self.sh.closed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // SECURITY: a truncated frame whose header claims more bytes than will
+                    // come would otherwise hold up the frames behind it until more traffic
+                    // arrives: after IDLE_RESYNC without input, give up on it and rescan.
+                    if dec.pending() > 0 && last_input.elapsed() >= IDLE_RESYNC {
+                        if let Some(e) = dec.resync() {
+                            self.on_wire_error(e);
+                        }
+                        while let Some(r) = dec.next_frame() {
+                            match r {
+                                Ok(f) => self.on_frame(&f),
+                                Err(e) => self.on_wire_error(e),
+                            }
+                            if self.failed {
+                                break 'outer;
+                            }
+                        }
+                        // Still stuck on another partial frame: wait another IDLE_RESYNC.
+                        last_input = Instant::now();
+                    }
+                    continue;
+                }
                 Err(e) => {
                     if !self.sh.closed.load(Ordering::SeqCst) {
                         warn!("channel read failed: {e}");
@@ -583,6 +616,7 @@ impl Demux {
                     break;
                 }
             };
+            last_input = Instant::now();
             let mut data = &buf[..n];
             while !data.is_empty() {
                 let took = dec.push(data);

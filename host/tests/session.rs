@@ -468,3 +468,33 @@ fn checkpoint_is_stored_after_the_entries_it_covers() {
     assert_eq!(j.files[1].0, "checkpoint.note");
     assert_eq!(j.files[1].2, 50_000, "the checkpoint waited for its entries to be durable");
 }
+
+#[test]
+fn a_stalled_truncated_frame_is_given_up_after_idle_time() {
+    let (mut g, s) = start_ready(SessionConfig { echo: true, ..Default::default() }, INITIAL_WINDOW);
+    // A frame whose intact header claims 1000 payload bytes, cut after 10 of them, followed
+    // by a good echo request; then silence. Without the idle resync the decoder would wait
+    // for the 1000 bytes forever and the request would never be answered.
+    let mut b = vec![0u8; MAX_FRAME];
+    let n = g.enc.data(Stream::Tools, &[7u8; 1000], true, &mut b).unwrap();
+    let cut = n - 1000 - 4 + 10;
+    g.send_raw(&b[..cut]);
+    g.send_message(Stream::Echo, b"Qbehind", T);
+    let t0 = std::time::Instant::now();
+    let mut malformed = false;
+    loop {
+        let f = g.next(T).expect("no reply");
+        if f.header.kind == Kind::Error {
+            let b = msg::ErrorBody::decode(&f.payload).unwrap();
+            malformed |= (f.header.stream, b.code) == (Stream::Control, code::MALFORMED);
+        }
+        if (f.header.kind, f.header.stream) == (Kind::Data, Stream::Echo) {
+            assert_eq!(f.payload, b"Rbehind");
+            break;
+        }
+    }
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(900), "answered before the idle time: {waited:?}");
+    assert!(malformed, "the truncation was reported to the guest");
+    assert!(s.events().iter().any(|e| matches!(e, SessionEvent::WireError(m) if m.contains("ended inside a frame"))));
+}

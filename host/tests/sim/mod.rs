@@ -33,6 +33,7 @@ pub struct SimGuest {
 pub fn start(config: SessionConfig) -> (SimGuest, ChannelSession) {
     let (g, h) = UnixStream::pair().unwrap();
     let hr = h.try_clone().unwrap();
+    hr.set_read_timeout(Some(omega_host::session::READ_TICK)).unwrap();
     let closer = h.try_clone().unwrap();
     let mut session = ChannelSession::start(hr, h, config);
     session.set_closer(move || {

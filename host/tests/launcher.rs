@@ -1,0 +1,79 @@
+//! The `omega` binary as a process: signals, and (with an image) a whole run under QEMU.
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn omega() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_omega"))
+}
+
+#[test]
+fn sigterm_stops_qemu_and_exits_130() {
+    // A stand-in for QEMU that never creates the socket and would run for a minute.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake-qemu");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let img = dir.path().join("omega.bin");
+    std::fs::write(&img, b"image").unwrap();
+    let mut child = omega()
+        .args(["run", "--image", img.to_str().unwrap(), "--qemu", fake.to_str().unwrap()])
+        .args(["--log-dir", dir.path().to_str().unwrap(), "--log", "debug"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: sending a signal to our own child process by pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let t0 = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    // The fake QEMU is gone (killed and reaped by the launcher).
+    let pid: u32 = err
+        .split("QEMU started (pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid in the log");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "fake QEMU {pid} still running");
+}
+
+/// Needs an image and QEMU: `OMEGA_IMAGE=target/omega/omega.bin cargo test -p omega-host
+/// --test launcher -- --ignored`.
+#[test]
+#[ignore = "needs OMEGA_IMAGE (an image built from this tree) and qemu-system-x86_64"]
+fn full_run_delivers_the_bundle_and_stores_the_log() {
+    let image = std::env::var("OMEGA_IMAGE").expect("set OMEGA_IMAGE");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(bundle.join("hello.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(bundle.join("policy.bin"), b"policy").unwrap();
+    std::fs::write(
+        bundle.join("manifest.json"),
+        r#"{"version":1,"policy":"policy.bin","agents":[{"name":"hello","module":"hello.wasm"}]}"#,
+    )
+    .unwrap();
+    let logs = dir.path().join("logs");
+    let out = omega()
+        .args(["run", "--image", &image, "--bundle", bundle.to_str().unwrap()])
+        .args(["--log-dir", logs.to_str().unwrap(), "--connect-timeout", "60"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("omega: qemu-system-x86_64 -machine microvm"), "{stdout}");
+    assert!(stderr.contains("bundle sent: 3 files"), "{stderr}");
+    assert!(stderr.contains("the image exited cleanly"), "{stderr}");
+    assert!(std::fs::metadata(logs.join("provenance.log")).unwrap().len() > 0);
+    assert!(std::fs::read_to_string(logs.join("log.vkey")).unwrap().contains('+'));
+    assert!(std::fs::metadata(logs.join("checkpoint.note")).unwrap().len() > 0);
+    assert!(!logs.join("omega.sock").exists(), "socket removed");
+}
