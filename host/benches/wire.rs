@@ -23,7 +23,9 @@ fn encode_decode(c: &mut Criterion) {
                 let mut enc = Encoder::new();
                 let mut at = 0;
                 for _ in 0..frames {
-                    at += enc.data(Stream::Echo, &payload, true, &mut wire[at..]).unwrap();
+                    at += enc
+                        .data(Stream::Echo, &payload, true, &mut wire[at..])
+                        .unwrap();
                 }
                 at
             })
@@ -31,7 +33,9 @@ fn encode_decode(c: &mut Criterion) {
         let mut enc = Encoder::new();
         let mut at = 0;
         for _ in 0..frames {
-            at += enc.data(Stream::Echo, &payload, true, &mut wire[at..]).unwrap();
+            at += enc
+                .data(Stream::Echo, &payload, true, &mut wire[at..])
+                .unwrap();
         }
         let wire = &wire[..at];
         let mut dec: Box<Decoder> = Box::new(Decoder::new());
@@ -58,7 +62,10 @@ fn echo_guest(mut s: UnixStream) {
     let mut dec: Box<Decoder> = Box::new(Decoder::new());
     let mut enc = Encoder::new();
     let mut out = vec![0u8; MAX_FRAME];
-    let h = Hello { versions: SUPPORTED_VERSIONS, window: INITIAL_WINDOW };
+    let h = Hello {
+        versions: SUPPORTED_VERSIONS,
+        window: INITIAL_WINDOW,
+    };
     let n = enc.hello(&h, &mut out).unwrap();
     s.write_all(&out[..n]).unwrap();
     let mut credits: Option<Credits> = None;
@@ -96,7 +103,11 @@ fn echo_guest(mut s: UnixStream) {
                         let a = HelloAck::decode(f.payload).unwrap();
                         credits = Some(Credits::new(INITIAL_WINDOW, a.window));
                     }
-                    Kind::Credit => credits.as_mut().unwrap().on_credit(f.stream(), f.header.arg).unwrap(),
+                    Kind::Credit => credits
+                        .as_mut()
+                        .unwrap()
+                        .on_credit(f.stream(), f.header.arg)
+                        .unwrap(),
                     Kind::Data if f.stream() == Stream::Echo => {
                         let c = credits.as_mut().unwrap();
                         c.on_data(Stream::Echo, f.payload.len()).unwrap();

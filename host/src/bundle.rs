@@ -12,7 +12,10 @@ pub const MAX_AGENTS: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("reading {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("manifest.json: {0}")]
     Manifest(#[from] serde_json::Error),
     #[error("manifest.json: {0}")]
@@ -54,11 +57,15 @@ fn valid_file_name(n: &str) -> bool {
         && n.len() <= 128
         && n != "."
         && n != ".."
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn valid_agent_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !n.is_empty()
+        && n.len() <= 64
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 impl Bundle {
@@ -66,26 +73,44 @@ impl Bundle {
     pub fn read(dir: &Path) -> Result<Bundle, BundleError> {
         let read = |name: &str| -> Result<Vec<u8>, BundleError> {
             let path = dir.join(name);
-            let io = |source| BundleError::Io { path: path.display().to_string(), source };
+            let io = |source| BundleError::Io {
+                path: path.display().to_string(),
+                source,
+            };
             let meta = std::fs::metadata(&path).map_err(io)?;
             if !meta.is_file() {
-                return Err(BundleError::Invalid(format!("{name} is not a regular file")));
+                return Err(BundleError::Invalid(format!(
+                    "{name} is not a regular file"
+                )));
             }
             if meta.len() > MAX_FILE {
-                return Err(BundleError::Invalid(format!("{name} is larger than {MAX_FILE} bytes")));
+                return Err(BundleError::Invalid(format!(
+                    "{name} is larger than {MAX_FILE} bytes"
+                )));
             }
-            std::fs::read(&path).map_err(|source| BundleError::Io { path: path.display().to_string(), source })
+            std::fs::read(&path).map_err(|source| BundleError::Io {
+                path: path.display().to_string(),
+                source,
+            })
         };
         let manifest_bytes = read("manifest.json")?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)?;
         if manifest.version != 1 {
-            return Err(BundleError::Invalid(format!("unsupported version {}", manifest.version)));
+            return Err(BundleError::Invalid(format!(
+                "unsupported version {}",
+                manifest.version
+            )));
         }
         if manifest.agents.is_empty() || manifest.agents.len() > MAX_AGENTS {
-            return Err(BundleError::Invalid(format!("1..={MAX_AGENTS} agents required")));
+            return Err(BundleError::Invalid(format!(
+                "1..={MAX_AGENTS} agents required"
+            )));
         }
         if !valid_file_name(&manifest.policy) || manifest.policy == "manifest.json" {
-            return Err(BundleError::Invalid(format!("bad policy file name {:?}", manifest.policy)));
+            return Err(BundleError::Invalid(format!(
+                "bad policy file name {:?}",
+                manifest.policy
+            )));
         }
         let mut names = std::collections::BTreeSet::new();
         let mut modules = std::collections::BTreeSet::new();
@@ -94,10 +119,16 @@ impl Bundle {
                 return Err(BundleError::Invalid(format!("bad agent name {:?}", a.name)));
             }
             if !names.insert(a.name.clone()) {
-                return Err(BundleError::Invalid(format!("duplicate agent {:?}", a.name)));
+                return Err(BundleError::Invalid(format!(
+                    "duplicate agent {:?}",
+                    a.name
+                )));
             }
             if !valid_file_name(&a.module) || !a.module.ends_with(".wasm") {
-                return Err(BundleError::Invalid(format!("bad module file name {:?}", a.module)));
+                return Err(BundleError::Invalid(format!(
+                    "bad module file name {:?}",
+                    a.module
+                )));
             }
             modules.insert(a.module.clone());
         }
@@ -109,7 +140,10 @@ impl Bundle {
             if sent.insert(a.module.clone()) {
                 let bytes = read(&a.module)?;
                 if !bytes.starts_with(b"\0asm") {
-                    return Err(BundleError::Invalid(format!("{} is not a Wasm module", a.module)));
+                    return Err(BundleError::Invalid(format!(
+                        "{} is not a Wasm module",
+                        a.module
+                    )));
                 }
                 files.push((a.module.clone(), bytes));
             }

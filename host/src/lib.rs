@@ -12,5 +12,6 @@ pub mod session;
 pub use bundle::{Bundle, Manifest};
 pub use qemu::{QemuConfig, QemuOutcome};
 pub use session::{
-    ChannelSession, FileLogStore, LogStore, SessionConfig, SessionError, SessionEvent, echo_roundtrip,
+    ChannelSession, FileLogStore, LogStore, SessionConfig, SessionError, SessionEvent,
+    echo_roundtrip,
 };

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use omega_host::{Bundle, ChannelSession, FileLogStore, QemuConfig, QemuOutcome, SessionConfig, SessionEvent};
+use omega_host::{
+    Bundle, ChannelSession, FileLogStore, QemuConfig, QemuOutcome, SessionConfig, SessionEvent,
+};
 use tracing::{info, warn};
 
 /// Launcher for Omega confidential-VM images.
@@ -106,7 +108,9 @@ fn install_sigint() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -160,7 +164,13 @@ fn run_image(a: RunArgs) -> Result<i32> {
     let bundle = match &a.bundle {
         Some(d) => {
             let b = Bundle::read(d).with_context(|| format!("bundle {}", d.display()))?;
-            info!("bundle {}: {} agents, {} files, {} bytes", d.display(), b.manifest.agents.len(), b.files.len(), b.total_bytes());
+            info!(
+                "bundle {}: {} agents, {} files, {} bytes",
+                d.display(),
+                b.manifest.agents.len(),
+                b.files.len(),
+                b.total_bytes()
+            );
             Some(b)
         }
         None => None,
@@ -231,16 +241,24 @@ fn run_image(a: RunArgs) -> Result<i32> {
             break;
         }
         if cfg.socket.exists() {
-            match ChannelSession::connect_unix(&cfg.socket, config.take().expect("once"), deadline) {
+            match ChannelSession::connect_unix(&cfg.socket, config.take().expect("once"), deadline)
+            {
                 Ok(s) => {
-                    info!("channel connected after {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+                    info!(
+                        "channel connected after {:.0} ms",
+                        t0.elapsed().as_secs_f64() * 1e3
+                    );
                     session = Some(s);
                 }
                 Err(e) => bail!("connecting to {}: {e}", cfg.socket.display()),
             }
         } else if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("QEMU did not create {} within {} s", cfg.socket.display(), a.connect_timeout);
+            bail!(
+                "QEMU did not create {} within {} s",
+                cfg.socket.display(),
+                a.connect_timeout
+            );
         } else {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -265,9 +283,16 @@ fn run_image(a: RunArgs) -> Result<i32> {
                 match e {
                     SessionEvent::Handshake { version } if !reported_hello => {
                         reported_hello = true;
-                        info!("guest handshake done after {:.0} ms (protocol v{version})", t0.elapsed().as_secs_f64() * 1e3);
+                        info!(
+                            "guest handshake done after {:.0} ms (protocol v{version})",
+                            t0.elapsed().as_secs_f64() * 1e3
+                        );
                     }
-                    SessionEvent::GuestError { stream, code, message } => {
+                    SessionEvent::GuestError {
+                        stream,
+                        code,
+                        message,
+                    } => {
                         eprintln!("omega: guest error on {stream:?} (code {code}): {message}")
                     }
                     _ => {}

@@ -42,7 +42,10 @@ impl QemuConfig {
             // As in QEMU's docs/system/i386/amd-memory-encryption.rst: private memory comes
             // from guest_memfd, shared memory from this memfd backend.
             a.push("-object".into());
-            a.push(format!("memory-backend-memfd,id=ram0,size={}M,share=true", self.memory_mib));
+            a.push(format!(
+                "memory-backend-memfd,id=ram0,size={}M,share=true",
+                self.memory_mib
+            ));
             a.push("-object".into());
             a.push("sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1".into());
         }
@@ -76,7 +79,11 @@ impl QemuConfig {
         parts.extend(self.args());
         parts
             .iter()
-            .map(|p| shlex::try_quote(p).map(|c| c.into_owned()).unwrap_or_else(|_| p.clone()))
+            .map(|p| {
+                shlex::try_quote(p)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| p.clone())
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -125,7 +132,9 @@ impl QemuOutcome {
             QemuOutcome::ResetOrTripleFault => {
                 "the guest reset or triple-faulted (QEMU status 0 under -no-reboot)".into()
             }
-            QemuOutcome::QemuError(c) => format!("QEMU failed with status {c} (QEMU error, not the image)"),
+            QemuOutcome::QemuError(c) => {
+                format!("QEMU failed with status {c} (QEMU error, not the image)")
+            }
             QemuOutcome::Signal(s) => format!("QEMU was killed by signal {s}"),
             QemuOutcome::Interrupted => "interrupted: QEMU stopped by the launcher".into(),
         }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use omega_wire::msg::{self, BundleMsg, ControlMsg, ErrorBody, code};
 use omega_wire::{
-    Credits, Decoder, Encoder, Frame, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, MAX_PAYLOAD,
-    Reassembler, SUPPORTED_VERSIONS, Stream, WireError, negotiate,
+    Credits, Decoder, Encoder, Frame, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME,
+    MAX_PAYLOAD, Reassembler, SUPPORTED_VERSIONS, Stream, WireError, negotiate,
 };
 use tracing::{debug, info, warn};
 
@@ -75,7 +75,10 @@ impl FileLogStore {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("provenance.log");
         let existed = path.exists();
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         if !existed {
             // Make the new directory entry durable too.
             file.sync_all()?;
@@ -141,30 +144,49 @@ impl Default for SessionConfig {
 /// Things that happened on the channel, in order (also logged with tracing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
-    Handshake { version: u8 },
-    HandshakeFailed { guest_versions: Vec<u8> },
+    Handshake {
+        version: u8,
+    },
+    HandshakeFailed {
+        guest_versions: Vec<u8>,
+    },
     /// The guest sent an Error frame.
-    GuestError { stream: Stream, code: u16, message: String },
+    GuestError {
+        stream: Stream,
+        code: u16,
+        message: String,
+    },
     Notice(String),
     /// The guest's provenance-log verifier key (C2SP vkey).
     LogKey(String),
     /// A signed checkpoint (C2SP note) of the guest's provenance log.
     Checkpoint(String),
-    Shutdown { status: u32 },
+    Shutdown {
+        status: u32,
+    },
     /// Malformed or protocol-breaking input from the guest (the host reported it back).
     WireError(String),
     /// Log bytes durably stored and acknowledged up to `seq`, `total` bytes in all.
-    LogStored { seq: u32, total: u64 },
+    LogStored {
+        seq: u32,
+        total: u64,
+    },
     /// The guest's log verifier key was stored (`log.vkey`).
     LogKeyStored,
     /// A signed checkpoint was stored (`checkpoint.note`) after every log byte received
     /// before it was durable.
     CheckpointStored,
-    BundleSent { files: usize, bytes: u64 },
+    BundleSent {
+        files: usize,
+        bytes: u64,
+    },
     /// The guest closed a stream.
     StreamClosed(Stream),
     /// A backend failed (proxy, tool gateway, log storage).
-    BackendError { stream: Stream, message: String },
+    BackendError {
+        stream: Stream,
+        message: String,
+    },
     Ended,
 }
 
@@ -267,7 +289,9 @@ impl Shared {
 
     /// The host consumed `n` bytes received on `stream`: grant credit back when due.
     fn consumed(&self, stream: Stream, n: usize) {
-        let g = lock(&self.credits).as_mut().and_then(|c| c.consumed(stream, n));
+        let g = lock(&self.credits)
+            .as_mut()
+            .and_then(|c| c.consumed(stream, n));
         if let Some(g) = g {
             let _ = self.send_with(|enc, b| enc.credit(stream, g, b));
         }
@@ -290,7 +314,11 @@ impl ChannelSession {
         W: Write + Send + 'static,
     {
         let shared = Arc::new(Shared {
-            out: Mutex::new(Out { w: Box::new(writer), enc: Encoder::new(), buf: vec![0; MAX_FRAME] }),
+            out: Mutex::new(Out {
+                w: Box::new(writer),
+                enc: Encoder::new(),
+                buf: vec![0; MAX_FRAME],
+            }),
             credits: Mutex::new(None),
             credit_cv: Condvar::new(),
             stream_send: Default::default(),
@@ -307,7 +335,11 @@ impl ChannelSession {
             .name("omega-channel-rx".into())
             .spawn(move || Demux::new(sh, config).run(reader))
             .expect("spawn reader thread");
-        ChannelSession { shared, reader: Some(reader), closer: None }
+        ChannelSession {
+            shared,
+            reader: Some(reader),
+            closer: None,
+        }
     }
 
     /// Connects to a unix socket (retrying until `deadline`) and starts a session on it.
@@ -344,7 +376,14 @@ impl ChannelSession {
     /// Waits for the guest's Hello; returns the negotiated version.
     pub fn wait_handshake(&self, timeout: Duration) -> Result<u8, SessionError> {
         let ev = self.wait_event(
-            |e| matches!(e, SessionEvent::Handshake { .. } | SessionEvent::HandshakeFailed { .. } | SessionEvent::Ended),
+            |e| {
+                matches!(
+                    e,
+                    SessionEvent::Handshake { .. }
+                        | SessionEvent::HandshakeFailed { .. }
+                        | SessionEvent::Ended
+                )
+            },
             timeout,
         );
         match ev {
@@ -378,7 +417,12 @@ impl ChannelSession {
             if now >= deadline {
                 return None;
             }
-            ev = self.shared.events_cv.wait_timeout(ev, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            ev = self
+                .shared
+                .events_cv
+                .wait_timeout(ev, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -447,7 +491,11 @@ pub fn echo_roundtrip(session: &ChannelSession, size: usize) -> Result<Duration,
         if now >= deadline {
             return Err(SessionError::Timeout);
         }
-        q = sh.echo_cv.wait_timeout(q, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        q = sh
+            .echo_cv
+            .wait_timeout(q, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 
@@ -468,7 +516,11 @@ struct Assembler {
 
 impl Assembler {
     fn new(max: usize) -> Self {
-        Assembler { buf: Vec::new(), discarding: false, max }
+        Assembler {
+            buf: Vec::new(),
+            discarding: false,
+            max,
+        }
     }
 
     /// Ok(Some(message)) when `end` completes one; Err(()) when the message is too large (the
@@ -485,7 +537,11 @@ impl Assembler {
             return Err(());
         }
         self.buf.extend_from_slice(data);
-        Ok(if end { Some(std::mem::take(&mut self.buf)) } else { None })
+        Ok(if end {
+            Some(std::mem::take(&mut self.buf))
+        } else {
+            None
+        })
     }
 
     fn reset(&mut self) {
@@ -543,24 +599,31 @@ impl Demux {
             echo_tx: None,
             workers: Vec::new(),
             refused: [false; 6],
-            config: SessionConfig { log_store: None, bundle: None, ..Default::default() },
+            config: SessionConfig {
+                log_store: None,
+                bundle: None,
+                ..Default::default()
+            },
         };
         if let Some(store) = config.log_store.take() {
             let (tx, rx) = mpsc::channel();
             let sh = d.sh.clone();
-            d.workers.push(thread::spawn(move || log_worker(sh, store, rx)));
+            d.workers
+                .push(thread::spawn(move || log_worker(sh, store, rx)));
             d.log_tx = Some(tx);
         }
         if let Some(proxy) = config.proxy.clone() {
             let (tx, rx) = mpsc::channel();
             let sh = d.sh.clone();
-            d.workers.push(thread::spawn(move || inference_worker(sh, proxy, rx)));
+            d.workers
+                .push(thread::spawn(move || inference_worker(sh, proxy, rx)));
             d.inference_tx = Some(tx);
         }
         if let Some(cmd) = config.tool_gateway.clone() {
             let (tx, rx) = mpsc::channel();
             let sh = d.sh.clone();
-            d.workers.push(thread::spawn(move || tools_worker(sh, cmd, rx)));
+            d.workers
+                .push(thread::spawn(move || tools_worker(sh, cmd, rx)));
             d.tools_tx = Some(tx);
         }
         {
@@ -584,7 +647,12 @@ impl Demux {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A read timeout (set by connect_unix, or by the caller on its stream) is an
                 // idle tick.
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if self.sh.closed.load(Ordering::SeqCst) {
                         break;
                     }
@@ -654,9 +722,13 @@ impl Demux {
         // SECURITY: report back at most 10 per second, so garbage cannot turn the host into
         // an amplifier.
         let now = Instant::now();
-        if self.last_error_report.is_none_or(|t| now - t >= Duration::from_millis(100)) {
+        if self
+            .last_error_report
+            .is_none_or(|t| now - t >= Duration::from_millis(100))
+        {
             self.last_error_report = Some(now);
-            self.sh.send_error(Stream::Control, code::MALFORMED, &e.to_string());
+            self.sh
+                .send_error(Stream::Control, code::MALFORMED, &e.to_string());
         }
     }
 
@@ -676,27 +748,36 @@ impl Demux {
             Kind::Hello => self.on_hello(f),
             Kind::HelloAck => self.protocol_error(s, code::PROTOCOL, "unexpected HelloAck"),
             Kind::Credit => {
-                let r = lock(&self.sh.credits).as_mut().map(|c| c.on_credit(s, f.header.arg));
+                let r = lock(&self.sh.credits)
+                    .as_mut()
+                    .map(|c| c.on_credit(s, f.header.arg));
                 self.sh.credit_cv.notify_all();
                 if let Some(Err(e)) = r {
                     self.protocol_error(s, code::CREDIT, &e.to_string());
                 }
             }
-            Kind::Ack => self.protocol_error(s, code::PROTOCOL, "the host stores no log for the guest"),
+            Kind::Ack => {
+                self.protocol_error(s, code::PROTOCOL, "the host stores no log for the guest")
+            }
             Kind::Error => {
                 let (c, m) = match ErrorBody::decode(f.payload) {
                     Ok(b) => (b.code, b.message.to_string()),
                     Err(_) => (code::INTERNAL, "<malformed error body>".to_string()),
                 };
                 warn!("guest reported an error on {s:?}: code {c}: {m}");
-                self.sh.event(SessionEvent::GuestError { stream: s, code: c, message: m });
+                self.sh.event(SessionEvent::GuestError {
+                    stream: s,
+                    code: c,
+                    message: m,
+                });
             }
             Kind::Close => {
                 info!("guest closed stream {s:?}");
                 if s == Stream::Inference
-                    && let Some(tx) = &self.inference_tx {
-                        let _ = tx.send(InferenceEvt::Close);
-                    }
+                    && let Some(tx) = &self.inference_tx
+                {
+                    let _ = tx.send(InferenceEvt::Close);
+                }
                 self.sh.event(SessionEvent::StreamClosed(s));
             }
             Kind::Data => self.on_data(f),
@@ -721,23 +802,40 @@ impl Demux {
                 *lock(&self.sh.credits) = Some(Credits::new(window, hello.window));
                 self.handshake = Some(v);
                 let versions = self.versions.clone();
-                let ack = HelloAck { version: v, versions: &versions, window };
+                let ack = HelloAck {
+                    version: v,
+                    versions: &versions,
+                    window,
+                };
                 if self.sh.send_with(|enc, b| enc.hello_ack(&ack, b)).is_err() {
                     return;
                 }
-                info!("guest hello: protocol version {v}, guest window {} bytes", hello.window);
+                info!(
+                    "guest hello: protocol version {v}, guest window {} bytes",
+                    hello.window
+                );
                 self.sh.event(SessionEvent::Handshake { version: v });
                 self.start_bundle();
             }
             Err(_) => {
                 let versions = self.versions.clone();
-                let ack = HelloAck { version: 0, versions: &versions, window };
+                let ack = HelloAck {
+                    version: 0,
+                    versions: &versions,
+                    window,
+                };
                 let _ = self.sh.send_with(|enc, b| enc.hello_ack(&ack, b));
-                let m = format!("no common version: guest {:?}, host {:?}", hello.versions, versions);
-                self.sh.send_error(Stream::Control, code::NO_COMMON_VERSION, &m);
+                let m = format!(
+                    "no common version: guest {:?}, host {:?}",
+                    hello.versions, versions
+                );
+                self.sh
+                    .send_error(Stream::Control, code::NO_COMMON_VERSION, &m);
                 let _ = self.sh.send_with(|enc, b| enc.close(Stream::Control, b));
                 warn!("{m}");
-                self.sh.event(SessionEvent::HandshakeFailed { guest_versions: hello.versions.to_vec() });
+                self.sh.event(SessionEvent::HandshakeFailed {
+                    guest_versions: hello.versions.to_vec(),
+                });
                 self.failed = true;
             }
         }
@@ -753,8 +851,15 @@ impl Demux {
             };
             match send_bundle(&sh, &b) {
                 Ok(()) => {
-                    info!("bundle sent: {} files, {} bytes", b.files.len(), b.total_bytes());
-                    sh.event(SessionEvent::BundleSent { files: b.files.len(), bytes: b.total_bytes() });
+                    info!(
+                        "bundle sent: {} files, {} bytes",
+                        b.files.len(),
+                        b.total_bytes()
+                    );
+                    sh.event(SessionEvent::BundleSent {
+                        files: b.files.len(),
+                        bytes: b.total_bytes(),
+                    });
                 }
                 Err(e) => warn!("sending the bundle failed: {e}"),
             }
@@ -775,7 +880,11 @@ impl Demux {
             // reassembly is bounded by MAX_HOST_MESSAGE.
             match self.re.push(f) {
                 Err(e) => {
-                    let c = if matches!(e, WireError::MessageTooLarge(_)) { code::TOO_LARGE } else { code::SEQUENCE };
+                    let c = if matches!(e, WireError::MessageTooLarge(_)) {
+                        code::TOO_LARGE
+                    } else {
+                        code::SEQUENCE
+                    };
                     self.protocol_error(s, c, &e.to_string());
                 }
                 Ok(None) => {}
@@ -788,7 +897,11 @@ impl Demux {
         self.expect_seq[s.index()] = f.header.seq.wrapping_add(1);
         let gap = f.header.seq != expected;
         if gap {
-            let e = WireError::SeqGap { stream: s, expected, got: f.header.seq };
+            let e = WireError::SeqGap {
+                stream: s,
+                expected,
+                got: f.header.seq,
+            };
             self.protocol_error(s, code::SEQUENCE, &e.to_string());
         }
         let end = f.is_end();
@@ -802,7 +915,11 @@ impl Demux {
                         let _ = tx.send(LogItem::Data(f.header.seq, f.payload.to_vec()));
                     }
                     (Some(_), true) => {
-                        self.sh.send_error(s, code::SEQUENCE, "log frames were lost; nothing more is stored");
+                        self.sh.send_error(
+                            s,
+                            code::SEQUENCE,
+                            "log frames were lost; nothing more is stored",
+                        );
                         self.sh.consumed(s, n);
                     }
                     (None, _) => self.refuse(s, n, end, "no log storage configured (--log-dir)"),
@@ -815,7 +932,11 @@ impl Demux {
                 None => self.refuse(s, n, end, "no inference proxy configured (--proxy)"),
             },
             Stream::Tools | Stream::Echo => {
-                let tx = if s == Stream::Tools { &self.tools_tx } else { &self.echo_tx };
+                let tx = if s == Stream::Tools {
+                    &self.tools_tx
+                } else {
+                    &self.echo_tx
+                };
                 match tx {
                     Some(tx) => {
                         if gap {
@@ -839,7 +960,11 @@ impl Demux {
             Some(tx) => {
                 let _ = tx.send(item);
             }
-            None => self.sh.send_error(Stream::Control, code::UNAVAILABLE, "no log storage configured (--log-dir)"),
+            None => self.sh.send_error(
+                Stream::Control,
+                code::UNAVAILABLE,
+                "no log storage configured (--log-dir)",
+            ),
         }
     }
 
@@ -873,14 +998,21 @@ impl Demux {
             Ok(ControlMsg::LogKey { vkey }) => {
                 info!("guest log key: {vkey}");
                 self.sh.event(SessionEvent::LogKey(vkey.to_string()));
-                let item = LogItem::File("log.vkey", vkey.as_bytes().to_vec(), SessionEvent::LogKeyStored);
+                let item = LogItem::File(
+                    "log.vkey",
+                    vkey.as_bytes().to_vec(),
+                    SessionEvent::LogKeyStored,
+                );
                 self.send_to_log_worker(item);
             }
             Ok(ControlMsg::Checkpoint { note }) => {
                 info!("guest checkpoint received ({} bytes)", note.len());
                 self.sh.event(SessionEvent::Checkpoint(note.to_string()));
-                let item =
-                    LogItem::File("checkpoint.note", note.as_bytes().to_vec(), SessionEvent::CheckpointStored);
+                let item = LogItem::File(
+                    "checkpoint.note",
+                    note.as_bytes().to_vec(),
+                    SessionEvent::CheckpointStored,
+                );
                 self.send_to_log_worker(item);
             }
             Err(e) => self.protocol_error(s, code::PROTOCOL, &format!("bad control message: {e}")),
@@ -890,10 +1022,16 @@ impl Demux {
 
 fn send_bundle(sh: &Shared, b: &Bundle) -> Result<(), SessionError> {
     let mut buf = vec![0u8; 1024];
-    let begin = BundleMsg::Begin { files: b.files.len() as u32, total_bytes: b.total_bytes() };
+    let begin = BundleMsg::Begin {
+        files: b.files.len() as u32,
+        total_bytes: b.total_bytes(),
+    };
     sh.send_message(Stream::Bundle, msg::encode(&begin, &mut buf)?)?;
     for (name, bytes) in &b.files {
-        let m = BundleMsg::File { name, size: bytes.len() as u64 };
+        let m = BundleMsg::File {
+            name,
+            size: bytes.len() as u64,
+        };
         sh.send_message(Stream::Bundle, msg::encode(&m, &mut buf)?)?;
         sh.send_message(Stream::Bundle, bytes)?;
     }
@@ -922,8 +1060,15 @@ fn log_worker(sh: Arc<Shared>, mut store: Box<dyn LogStore>, rx: Receiver<LogIte
                     Ok(()) => sh.event(ev),
                     Err(e) => {
                         warn!("storing {name}: {e}");
-                        sh.event(SessionEvent::BackendError { stream: Stream::Log, message: e.to_string() });
-                        sh.send_error(Stream::Control, code::BACKEND, &format!("storing {name}: {e}"));
+                        sh.event(SessionEvent::BackendError {
+                            stream: Stream::Log,
+                            message: e.to_string(),
+                        });
+                        sh.send_error(
+                            Stream::Control,
+                            code::BACKEND,
+                            &format!("storing {name}: {e}"),
+                        );
                     }
                 }
             }
@@ -946,11 +1091,18 @@ fn log_worker(sh: Arc<Shared>, mut store: Box<dyn LogStore>, rx: Receiver<LogIte
                 }
                 let bytes: usize = batch.iter().map(|b| b.len()).sum();
                 if failed {
-                    sh.send_error(Stream::Log, code::BACKEND, "log storage failed earlier; nothing more is stored");
+                    sh.send_error(
+                        Stream::Log,
+                        code::BACKEND,
+                        "log storage failed earlier; nothing more is stored",
+                    );
                     sh.consumed(Stream::Log, bytes);
                     continue;
                 }
-                let r = batch.iter().try_for_each(|b| store.append(b)).and_then(|_| store.sync());
+                let r = batch
+                    .iter()
+                    .try_for_each(|b| store.append(b))
+                    .and_then(|_| store.sync());
                 match r {
                     Ok(()) => {
                         total += bytes as u64;
@@ -959,14 +1111,24 @@ fn log_worker(sh: Arc<Shared>, mut store: Box<dyn LogStore>, rx: Receiver<LogIte
                         if sh.send_with(|enc, o| enc.ack(last_seq, total, o)).is_err() {
                             return;
                         }
-                        sh.event(SessionEvent::LogStored { seq: last_seq, total });
+                        sh.event(SessionEvent::LogStored {
+                            seq: last_seq,
+                            total,
+                        });
                         sh.consumed(Stream::Log, bytes);
                     }
                     Err(e) => {
                         failed = true;
                         warn!("provenance log storage failed: {e}");
-                        sh.event(SessionEvent::BackendError { stream: Stream::Log, message: e.to_string() });
-                        sh.send_error(Stream::Log, code::BACKEND, &format!("log storage failed: {e}"));
+                        sh.event(SessionEvent::BackendError {
+                            stream: Stream::Log,
+                            message: e.to_string(),
+                        });
+                        sh.send_error(
+                            Stream::Log,
+                            code::BACKEND,
+                            &format!("log storage failed: {e}"),
+                        );
                         sh.consumed(Stream::Log, bytes);
                     }
                 }
@@ -1000,7 +1162,10 @@ fn inference_worker(sh: Arc<Shared>, proxy: String, rx: Receiver<InferenceEvt>) 
                         Err(e) => {
                             let m = format!("inference proxy {proxy}: {e}");
                             warn!("{m}");
-                            sh.event(SessionEvent::BackendError { stream: Stream::Inference, message: m.clone() });
+                            sh.event(SessionEvent::BackendError {
+                                stream: Stream::Inference,
+                                message: m.clone(),
+                            });
                             sh.send_error(Stream::Inference, code::BACKEND, &m);
                             sh.consumed(Stream::Inference, n);
                             continue;
@@ -1059,7 +1224,9 @@ fn tools_worker(sh: Arc<Shared>, cmd: String, rx: Receiver<Frag>) {
     let spawn = || -> io::Result<(Child, ChildStdin)> {
         let argv = shlex::split(&cmd)
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "cannot parse the command"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "cannot parse the command")
+            })?;
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(Stdio::piped())
@@ -1077,7 +1244,10 @@ fn tools_worker(sh: Arc<Shared>, cmd: String, rx: Receiver<Frag>) {
         Err(e) => {
             let m = format!("tool gateway {cmd:?} failed to start: {e}");
             warn!("{m}");
-            sh.event(SessionEvent::BackendError { stream: Stream::Tools, message: m.clone() });
+            sh.event(SessionEvent::BackendError {
+                stream: Stream::Tools,
+                message: m.clone(),
+            });
             while let Ok(f) = rx.recv() {
                 if let Frag::Data(d, end) = f {
                     if end {
@@ -1106,14 +1276,26 @@ fn tools_worker(sh: Arc<Shared>, cmd: String, rx: Receiver<Frag>) {
             Ok(Some(m)) => m,
             Ok(None) => continue,
             Err(()) => {
-                sh.send_error(Stream::Tools, code::TOO_LARGE, "tool message longer than MAX_TOOL_LINE");
+                sh.send_error(
+                    Stream::Tools,
+                    code::TOO_LARGE,
+                    "tool message longer than MAX_TOOL_LINE",
+                );
                 continue;
             }
         };
         // One message = one line of JSON; a newline inside would split it.
         if msg.contains(&b'\n') {
-            sh.send_error(Stream::Tools, code::PROTOCOL, "tool message contains a newline");
-        } else if let Err(e) = stdin.write_all(&msg).and_then(|_| stdin.write_all(b"\n")).and_then(|_| stdin.flush()) {
+            sh.send_error(
+                Stream::Tools,
+                code::PROTOCOL,
+                "tool message contains a newline",
+            );
+        } else if let Err(e) = stdin
+            .write_all(&msg)
+            .and_then(|_| stdin.write_all(b"\n"))
+            .and_then(|_| stdin.flush())
+        {
             sh.send_error(Stream::Tools, code::BACKEND, &format!("tool gateway: {e}"));
         }
     }
@@ -1128,13 +1310,20 @@ fn gateway_to_guest(sh: Arc<Shared>, stdout: std::process::ChildStdout) {
     loop {
         line.clear();
         // SECURITY: a line longer than MAX_TOOL_LINE is cut off and reported, not buffered.
-        match (&mut r).take(MAX_TOOL_LINE as u64 + 1).read_until(b'\n', &mut line) {
+        match (&mut r)
+            .take(MAX_TOOL_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) => break,
             Ok(_) => {
                 if line.last() == Some(&b'\n') {
                     line.pop();
                 } else if line.len() > MAX_TOOL_LINE {
-                    sh.send_error(Stream::Tools, code::TOO_LARGE, "tool gateway line too long; dropped");
+                    sh.send_error(
+                        Stream::Tools,
+                        code::TOO_LARGE,
+                        "tool gateway line too long; dropped",
+                    );
                     // Skip the rest of the line.
                     let mut sink = Vec::new();
                     let _ = r.read_until(b'\n', &mut sink);
@@ -1179,12 +1368,18 @@ fn echo_worker(sh: Arc<Shared>, rx: Receiver<Frag>) {
                     return;
                 }
             }
-            Some(&ECHO_REQUEST) => sh.send_error(Stream::Echo, code::UNAVAILABLE, "echo is disabled (--echo)"),
+            Some(&ECHO_REQUEST) => {
+                sh.send_error(Stream::Echo, code::UNAVAILABLE, "echo is disabled (--echo)")
+            }
             Some(&ECHO_REPLY) => {
                 lock(&sh.echo_replies).push_back(m);
                 sh.echo_cv.notify_all();
             }
-            _ => sh.send_error(Stream::Echo, code::PROTOCOL, "echo message without a Q/R tag"),
+            _ => sh.send_error(
+                Stream::Echo,
+                code::PROTOCOL,
+                "echo message without a Q/R tag",
+            ),
         }
     }
 }

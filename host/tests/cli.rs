@@ -36,7 +36,11 @@ fn kvm_command_line_has_no_cpu_max() {
 
 #[test]
 fn sev_snp_command_line() {
-    let a = QemuConfig { sev_snp: true, ..cfg() }.args();
+    let a = QemuConfig {
+        sev_snp: true,
+        ..cfg()
+    }
+    .args();
     let s = a.join(" ");
     assert!(s.starts_with("-machine microvm,confidential-guest-support=sev0,memory-backend=ram0 -accel kvm -smp 2 -m 256M"), "{s}");
     assert!(s.contains("-object memory-backend-memfd,id=ram0,size=256M,share=true"));
@@ -46,9 +50,19 @@ fn sev_snp_command_line() {
 
 #[test]
 fn socket_paths_with_commas_and_spaces_are_escaped() {
-    let c = QemuConfig { socket: PathBuf::from("/tmp/a,b c/omega.sock"), ..cfg() };
-    assert!(c.args().contains(&"socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=on".to_string()));
-    assert!(c.command_line().contains("'socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=on'"));
+    let c = QemuConfig {
+        socket: PathBuf::from("/tmp/a,b c/omega.sock"),
+        ..cfg()
+    };
+    assert!(
+        c.args().contains(
+            &"socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=on".to_string()
+        )
+    );
+    assert!(
+        c.command_line()
+            .contains("'socket,id=omega0,path=/tmp/a,,b c/omega.sock,server=on,wait=on'")
+    );
 }
 
 #[test]
@@ -60,7 +74,13 @@ fn exit_status_mapping() {
     assert_eq!(QemuOutcome::from_status(Some(1), None), QemuError(1));
     assert_eq!(QemuOutcome::from_status(None, Some(9)), Signal(9));
     assert_eq!(CleanExit.exit_code(), 0);
-    for o in [ImageFailure, ResetOrTripleFault, QemuError(1), Signal(9), Interrupted] {
+    for o in [
+        ImageFailure,
+        ResetOrTripleFault,
+        QemuError(1),
+        Signal(9),
+        Interrupted,
+    ] {
         assert_ne!(o.exit_code(), 0, "{o:?}");
     }
     assert!(ResetOrTripleFault.message().contains("triple"));
@@ -76,8 +96,17 @@ fn help_documents_every_option() {
     assert!(out.status.success());
     let h = String::from_utf8(out.stdout).unwrap();
     for opt in [
-        "--image", "--bundle", "--vcpus", "--memory", "--kvm", "--sev-snp", "--log-dir", "--proxy",
-        "--tool-gateway", "--echo", "Exit status",
+        "--image",
+        "--bundle",
+        "--vcpus",
+        "--memory",
+        "--kvm",
+        "--sev-snp",
+        "--log-dir",
+        "--proxy",
+        "--tool-gateway",
+        "--echo",
+        "Exit status",
     ] {
         assert!(h.contains(opt), "{opt} missing from:\n{h}");
     }
@@ -86,17 +115,31 @@ fn help_documents_every_option() {
 #[test]
 fn print_command_matches_the_library() {
     let out = omega()
-        .args(["print-command", "--image", "/images/omega.bin", "--vcpus", "2", "--memory", "256"])
+        .args([
+            "print-command",
+            "--image",
+            "/images/omega.bin",
+            "--vcpus",
+            "2",
+            "--memory",
+            "256",
+        ])
         .args(["--socket", "/run/omega/omega.sock"])
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), cfg().command_line());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        cfg().command_line()
+    );
 }
 
 #[test]
 fn missing_image_fails_with_a_message() {
-    let out = omega().args(["run", "--image", "/nonexistent/omega.bin"]).output().unwrap();
+    let out = omega()
+        .args(["run", "--image", "/nonexistent/omega.bin"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
@@ -112,6 +155,11 @@ fn qemu_errors_map_to_status_2() {
         .args(["--log-dir", dir.path().to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("QEMU failed with status 1"));
 }

@@ -18,7 +18,13 @@ fn sigterm_stops_qemu_and_exits_130() {
     let img = dir.path().join("omega.bin");
     std::fs::write(&img, b"image").unwrap();
     let mut child = omega()
-        .args(["run", "--image", img.to_str().unwrap(), "--qemu", fake.to_str().unwrap()])
+        .args([
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--qemu",
+            fake.to_str().unwrap(),
+        ])
         .args(["--log-dir", dir.path().to_str().unwrap(), "--log", "debug"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -31,7 +37,12 @@ fn sigterm_stops_qemu_and_exits_130() {
     let status = child.wait().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(10));
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     // The fake QEMU is gone (killed and reaped by the launcher).
@@ -41,7 +52,10 @@ fn sigterm_stops_qemu_and_exits_130() {
         .and_then(|r| r.split(')').next())
         .and_then(|p| p.parse().ok())
         .expect("pid in the log");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "fake QEMU {pid} still running");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "fake QEMU {pid} still running"
+    );
 }
 
 /// Needs an image and QEMU: `OMEGA_IMAGE=target/omega/omega.bin cargo test -p omega-host
@@ -62,18 +76,46 @@ fn full_run_delivers_the_bundle_and_stores_the_log() {
     .unwrap();
     let logs = dir.path().join("logs");
     let out = omega()
-        .args(["run", "--image", &image, "--bundle", bundle.to_str().unwrap()])
-        .args(["--log-dir", logs.to_str().unwrap(), "--connect-timeout", "60"])
+        .args([
+            "run",
+            "--image",
+            &image,
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ])
+        .args([
+            "--log-dir",
+            logs.to_str().unwrap(),
+            "--connect-timeout",
+            "60",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.starts_with("omega: qemu-system-x86_64 -machine microvm"), "{stdout}");
+    assert!(
+        stdout.starts_with("omega: qemu-system-x86_64 -machine microvm"),
+        "{stdout}"
+    );
     assert!(stderr.contains("bundle sent: 3 files"), "{stderr}");
     assert!(stderr.contains("the image exited cleanly"), "{stderr}");
-    assert!(std::fs::metadata(logs.join("provenance.log")).unwrap().len() > 0);
-    assert!(std::fs::read_to_string(logs.join("log.vkey")).unwrap().contains('+'));
-    assert!(std::fs::metadata(logs.join("checkpoint.note")).unwrap().len() > 0);
+    assert!(
+        std::fs::metadata(logs.join("provenance.log"))
+            .unwrap()
+            .len()
+            > 0
+    );
+    assert!(
+        std::fs::read_to_string(logs.join("log.vkey"))
+            .unwrap()
+            .contains('+')
+    );
+    assert!(
+        std::fs::metadata(logs.join("checkpoint.note"))
+            .unwrap()
+            .len()
+            > 0
+    );
     assert!(!logs.join("omega.sock").exists(), "socket removed");
 }

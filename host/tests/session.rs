@@ -15,7 +15,10 @@ const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn handshake_picks_highest_common_version() {
-    let (mut g, s) = start(SessionConfig { versions: vec![1, 2, 3], ..Default::default() });
+    let (mut g, s) = start(SessionConfig {
+        versions: vec![1, 2, 3],
+        ..Default::default()
+    });
     g.hello(&[5, 2, 1], 4096);
     let ack = g.expect_kind(Kind::HelloAck, T);
     let a = HelloAck::decode(&ack.payload).unwrap();
@@ -46,7 +49,10 @@ fn handshake_without_common_version_fails_cleanly() {
 
 #[test]
 fn frames_before_hello_are_refused() {
-    let (mut g, s) = start(SessionConfig { echo: true, ..Default::default() });
+    let (mut g, s) = start(SessionConfig {
+        echo: true,
+        ..Default::default()
+    });
     g.frame(|e, b| e.data(Stream::Echo, b"Qhi", true, b));
     let (st, c, _) = g.recv_error(T).unwrap();
     assert_eq!((st, c), (Stream::Echo, code::PROTOCOL));
@@ -62,6 +68,7 @@ struct Journal {
     synced_len: usize,
     syncs: usize,
     fail_sync: bool,
+    slow_sync: bool,
     /// (name, contents, log bytes synced when it was stored)
     files: Vec<(String, Vec<u8>, usize)>,
 }
@@ -74,7 +81,8 @@ impl LogStore for RecordingStore {
         Ok(())
     }
     fn sync(&mut self) -> std::io::Result<()> {
-        std::thread::sleep(Duration::from_millis(5));
+        let slow = self.0.lock().unwrap().slow_sync;
+        std::thread::sleep(if slow { Duration::from_secs(2) } else { Duration::from_millis(5) });
         let mut j = self.0.lock().unwrap();
         if j.fail_sync {
             return Err(std::io::Error::other("disk on fire"));
@@ -94,12 +102,17 @@ impl LogStore for RecordingStore {
 #[test]
 fn log_is_synced_before_it_is_acked() {
     let journal = Arc::new(Mutex::new(Journal::default()));
-    let cfg = SessionConfig { log_store: Some(Box::new(RecordingStore(journal.clone()))), ..Default::default() };
+    let cfg = SessionConfig {
+        log_store: Some(Box::new(RecordingStore(journal.clone()))),
+        ..Default::default()
+    };
     let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
     let mut sent = Vec::new();
     let mut last_seq = 0;
     for i in 0..200u32 {
-        let entry: Vec<u8> = (0..(i as usize * 37) % 3000 + 1).map(|k| (k as u32 ^ i) as u8).collect();
+        let entry: Vec<u8> = (0..(i as usize * 37) % 3000 + 1)
+            .map(|k| (k as u32 ^ i) as u8)
+            .collect();
         last_seq = g.enc.next_seq(Stream::Log);
         g.send_message(Stream::Log, &entry, T);
         sent.extend_from_slice(&entry);
@@ -111,29 +124,52 @@ fn log_is_synced_before_it_is_acked() {
         let f = g.expect_kind(Kind::Ack, T);
         assert_eq!(f.header.stream, Stream::Log);
         let synced = journal.lock().unwrap().synced_len as u64;
-        assert!(f.header.arg <= synced, "ack for {} bytes but only {synced} synced", f.header.arg);
+        assert!(
+            f.header.arg <= synced,
+            "ack for {} bytes but only {synced} synced",
+            f.header.arg
+        );
         assert!(f.header.arg > acked, "acks advance");
         acked = f.header.arg;
         acks += 1;
     }
     assert_eq!(acked, sent.len() as u64);
     assert_eq!(journal.lock().unwrap().appended, sent);
-    let ev = s.wait_event(|e| matches!(e, SessionEvent::LogStored { total, .. } if *total == sent.len() as u64), T);
-    assert_eq!(ev, Some(SessionEvent::LogStored { seq: last_seq, total: sent.len() as u64 }));
+    let ev = s.wait_event(
+        |e| matches!(e, SessionEvent::LogStored { total, .. } if *total == sent.len() as u64),
+        T,
+    );
+    assert_eq!(
+        ev,
+        Some(SessionEvent::LogStored {
+            seq: last_seq,
+            total: sent.len() as u64
+        })
+    );
     assert!(acks >= 1);
     drop(s);
 }
 
 #[test]
 fn failed_sync_is_never_acked() {
-    let journal = Arc::new(Mutex::new(Journal { fail_sync: true, ..Default::default() }));
-    let cfg = SessionConfig { log_store: Some(Box::new(RecordingStore(journal.clone()))), ..Default::default() };
+    let journal = Arc::new(Mutex::new(Journal {
+        fail_sync: true,
+        ..Default::default()
+    }));
+    let cfg = SessionConfig {
+        log_store: Some(Box::new(RecordingStore(journal.clone()))),
+        ..Default::default()
+    };
     let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
     g.send_message(Stream::Log, b"entry-1", T);
     g.send_message(Stream::Log, b"entry-2", T);
     let mut errors = 0;
     while let Some(f) = g.next(Duration::from_millis(500)) {
-        assert_ne!(f.header.kind, Kind::Ack, "nothing was stored, nothing may be acked");
+        assert_ne!(
+            f.header.kind,
+            Kind::Ack,
+            "nothing was stored, nothing may be acked"
+        );
         if f.header.kind == Kind::Error {
             let b = msg::ErrorBody::decode(&f.payload).unwrap();
             assert_eq!((f.header.stream, b.code), (Stream::Log, code::BACKEND));
@@ -141,7 +177,13 @@ fn failed_sync_is_never_acked() {
         }
     }
     assert!(errors >= 1);
-    assert!(s.events().iter().any(|e| matches!(e, SessionEvent::BackendError { stream: Stream::Log, .. })));
+    assert!(s.events().iter().any(|e| matches!(
+        e,
+        SessionEvent::BackendError {
+            stream: Stream::Log,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -149,7 +191,10 @@ fn file_log_store_holds_exactly_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileLogStore::open(dir.path()).unwrap();
     let path = store.path.clone();
-    let cfg = SessionConfig { log_store: Some(Box::new(store)), ..Default::default() };
+    let cfg = SessionConfig {
+        log_store: Some(Box::new(store)),
+        ..Default::default()
+    };
     let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     g.send_message(Stream::Log, &big, T);
@@ -189,15 +234,30 @@ fn bundle_is_delivered_file_by_file() {
     // Larger than the guest's window: delivery depends on the guest granting credit.
     let expect = write_bundle(dir.path(), 300_000);
     let bundle = Bundle::read(dir.path()).unwrap();
-    let (mut g, s) = start_ready(SessionConfig { bundle: Some(bundle), ..Default::default() }, 16 * 1024);
+    let (mut g, s) = start_ready(
+        SessionConfig {
+            bundle: Some(bundle),
+            ..Default::default()
+        },
+        16 * 1024,
+    );
     let m = g.recv_message(Stream::Bundle, T).unwrap();
     let total: u64 = expect.iter().map(|(_, b)| b.len() as u64).sum();
-    assert_eq!(msg::decode_exact::<BundleMsg>(&m).unwrap(), BundleMsg::Begin { files: 4, total_bytes: total });
+    assert_eq!(
+        msg::decode_exact::<BundleMsg>(&m).unwrap(),
+        BundleMsg::Begin {
+            files: 4,
+            total_bytes: total
+        }
+    );
     for (name, bytes) in &expect {
         let m = g.recv_message(Stream::Bundle, T).unwrap();
         assert_eq!(
             msg::decode_exact::<BundleMsg>(&m).unwrap(),
-            BundleMsg::File { name, size: bytes.len() as u64 }
+            BundleMsg::File {
+                name,
+                size: bytes.len() as u64
+            }
         );
         let content = g.recv_message(Stream::Bundle, T).unwrap();
         assert_eq!(&content, bytes, "{name}");
@@ -206,7 +266,13 @@ fn bundle_is_delivered_file_by_file() {
     assert_eq!(msg::decode_exact::<BundleMsg>(&m).unwrap(), BundleMsg::End);
     let c = g.expect_kind(Kind::Close, T);
     assert_eq!(c.header.stream, Stream::Bundle);
-    assert!(s.wait_event(|e| matches!(e, SessionEvent::BundleSent { files: 4, .. }), T).is_some());
+    assert!(
+        s.wait_event(
+            |e| matches!(e, SessionEvent::BundleSent { files: 4, .. }),
+            T
+        )
+        .is_some()
+    );
 }
 
 #[test]
@@ -275,9 +341,16 @@ fn streams_are_routed_to_their_backends() {
     assert_eq!(&reply[12..], &req[..100]);
     assert_eq!(proxy.join().unwrap(), req);
     // Tools: one message = one line.
-    g.send_message(Stream::Tools, br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, T);
+    g.send_message(
+        Stream::Tools,
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        T,
+    );
     let r = g.recv_message(Stream::Tools, T).unwrap();
-    assert_eq!(r, br#"{"result":{"jsonrpc":"2.0","id":1,"method":"tools/list"}}"#);
+    assert_eq!(
+        r,
+        br#"{"result":{"jsonrpc":"2.0","id":1,"method":"tools/list"}}"#
+    );
     // Echo.
     let mut e = vec![ECHO_REQUEST];
     e.extend_from_slice(&[0xEE; 70_000]);
@@ -287,12 +360,31 @@ fn streams_are_routed_to_their_backends() {
     assert_eq!(&back[1..], &e[1..]);
     // Control: a notice and a shutdown; an Error frame from the guest.
     let mut b = [0u8; 64];
-    let n = msg::encode(&ControlMsg::Notice { text: "agents loaded" }, &mut b).unwrap().to_vec();
+    let n = msg::encode(
+        &ControlMsg::Notice {
+            text: "agents loaded",
+        },
+        &mut b,
+    )
+    .unwrap()
+    .to_vec();
     g.send_message(Stream::Control, &n, T);
-    g.frame(|e, b| e.error(Stream::Tools, code::INTERNAL, "tool result rejected by policy", b));
-    let n = msg::encode(&ControlMsg::Shutdown { status: 0 }, &mut b).unwrap().to_vec();
+    g.frame(|e, b| {
+        e.error(
+            Stream::Tools,
+            code::INTERNAL,
+            "tool result rejected by policy",
+            b,
+        )
+    });
+    let n = msg::encode(&ControlMsg::Shutdown { status: 0 }, &mut b)
+        .unwrap()
+        .to_vec();
     g.send_message(Stream::Control, &n, T);
-    assert!(s.wait_event(|e| *e == SessionEvent::Shutdown { status: 0 }, T).is_some());
+    assert!(
+        s.wait_event(|e| *e == SessionEvent::Shutdown { status: 0 }, T)
+            .is_some()
+    );
     let ev = s.events();
     assert!(ev.contains(&SessionEvent::Notice("agents loaded".into())));
     assert!(ev.contains(&SessionEvent::GuestError {
@@ -330,19 +422,36 @@ fn unserved_streams_answer_with_errors() {
 
 #[test]
 fn garbage_gets_error_frames_and_the_session_recovers() {
-    let (mut g, s) = start_ready(SessionConfig { echo: true, ..Default::default() }, INITIAL_WINDOW);
+    let (mut g, s) = start_ready(
+        SessionConfig {
+            echo: true,
+            ..Default::default()
+        },
+        INITIAL_WINDOW,
+    );
     g.send_raw(b"\xA5\x5AOW\x07garbage garbage garbage");
     g.send_raw(&[0u8; 1000]);
     let (st, c, m) = g.recv_error(T).unwrap();
     assert_eq!((st, c), (Stream::Control, code::MALFORMED), "{m}");
     g.send_message(Stream::Echo, b"Qstill alive", T);
     assert_eq!(g.recv_message(Stream::Echo, T).unwrap(), b"Rstill alive");
-    assert!(s.events().iter().any(|e| matches!(e, SessionEvent::WireError(_))));
+    assert!(
+        s.events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::WireError(_)))
+    );
     // A frame with a broken CRC in the middle of good ones.
     let mut b = vec![0u8; MAX_FRAME];
-    let n = g.enc.data(Stream::Echo, b"Qcorrupted", true, &mut b).unwrap();
+    let n = g
+        .enc
+        .data(Stream::Echo, b"Qcorrupted", true, &mut b)
+        .unwrap();
     b[n - 6] ^= 1;
-    g.credits.as_mut().unwrap().try_send(Stream::Echo, 10).unwrap();
+    g.credits
+        .as_mut()
+        .unwrap()
+        .try_send(Stream::Echo, 10)
+        .unwrap();
     g.send_raw(&b[..n]);
     // The host sees a sequence gap on Echo (the corrupted frame is lost) and reports it; the
     // next message after the gap's END goes through.
@@ -358,29 +467,47 @@ fn garbage_gets_error_frames_and_the_session_recovers() {
 
 #[test]
 fn over_credit_data_is_refused() {
-    let (mut g, _s) = start_ready(SessionConfig { echo: true, ..Default::default() }, INITIAL_WINDOW);
-    // Ignore credit: send 100 KiB in one go on Echo without waiting (window is 64 KiB).
+    // The host's log storage is slow (2 s per sync), so it returns no credit meanwhile and
+    // the guest's window stays exactly 64 KiB.
+    let journal = Arc::new(Mutex::new(Journal {
+        slow_sync: true,
+        ..Default::default()
+    }));
+    let cfg = SessionConfig {
+        log_store: Some(Box::new(RecordingStore(journal.clone()))),
+        ..Default::default()
+    };
+    let (mut g, _s) = start_ready(cfg, INITIAL_WINDOW);
+    // Ignore credit: send 112 KiB in one go on Log without waiting.
     let mut b = vec![0u8; MAX_FRAME];
     let chunk = vec![0x11u8; MAX_PAYLOAD];
     for i in 0..7 {
-        let n = g.enc.data(Stream::Echo, &chunk, i == 6, &mut b).unwrap();
+        let n = g.enc.data(Stream::Log, &chunk, i == 6, &mut b).unwrap();
         g.send_raw(&b[..n]);
     }
-    let mut saw = false;
-    while let Some((st, c, _)) = g.recv_error(Duration::from_secs(2)) {
-        if (st, c) == (Stream::Echo, code::CREDIT) {
-            saw = true;
-            break;
+    let mut refused = 0;
+    while let Some((st, c, _)) = g.recv_error(Duration::from_secs(1)) {
+        if (st, c) == (Stream::Log, code::CREDIT) {
+            refused += 1;
         }
     }
-    assert!(saw);
+    assert_eq!(refused, 3, "frames 5, 6 and 7 exceed the window");
+    // Only the 4 frames within credit were stored.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(journal.lock().unwrap().appended.len(), 4 * MAX_PAYLOAD);
 }
 
 #[test]
 fn host_blocks_the_guest_when_the_guest_stops_draining() {
     // The guest grants the host only 2 KiB on Echo and then stops reading. The host's echo
     // replies stall, so it stops returning credit, so the guest runs out and gets WouldBlock.
-    let (mut g, s) = start_ready(SessionConfig { echo: true, ..Default::default() }, 2048);
+    let (mut g, s) = start_ready(
+        SessionConfig {
+            echo: true,
+            ..Default::default()
+        },
+        2048,
+    );
     g.set_auto_grant(false);
     let mut req = vec![ECHO_REQUEST];
     req.extend_from_slice(&[0x42; 999]);
@@ -418,7 +545,9 @@ fn host_blocks_the_guest_when_the_guest_stops_draining() {
         messages += 1;
     }
     for i in 0..messages {
-        let m = g.recv_message(Stream::Echo, T).unwrap_or_else(|| panic!("reply {i} missing"));
+        let m = g
+            .recv_message(Stream::Echo, T)
+            .unwrap_or_else(|| panic!("reply {i} missing"));
         assert_eq!(m.len(), req.len());
         assert_eq!(m[0], ECHO_REPLY);
     }
@@ -452,31 +581,63 @@ fn echo_roundtrip_measures_a_guest_echo() {
 #[test]
 fn checkpoint_is_stored_after_the_entries_it_covers() {
     let journal = Arc::new(Mutex::new(Journal::default()));
-    let cfg = SessionConfig { log_store: Some(Box::new(RecordingStore(journal.clone()))), ..Default::default() };
+    let cfg = SessionConfig {
+        log_store: Some(Box::new(RecordingStore(journal.clone()))),
+        ..Default::default()
+    };
     let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
     let mut b = [0u8; 256];
-    let k = msg::encode(&ControlMsg::LogKey { vkey: "omega+1234abcd+AQID" }, &mut b).unwrap().to_vec();
+    let k = msg::encode(
+        &ControlMsg::LogKey {
+            vkey: "omega+1234abcd+AQID",
+        },
+        &mut b,
+    )
+    .unwrap()
+    .to_vec();
     g.send_message(Stream::Control, &k, T);
     let entries = vec![0x33u8; 50_000];
     g.send_message(Stream::Log, &entries, T);
-    let c = msg::encode(&ControlMsg::Checkpoint { note: "omega\n1\nroot\n\n- sig\n" }, &mut b).unwrap().to_vec();
+    let c = msg::encode(
+        &ControlMsg::Checkpoint {
+            note: "omega\n1\nroot\n\n- sig\n",
+        },
+        &mut b,
+    )
+    .unwrap()
+    .to_vec();
     g.send_message(Stream::Control, &c, T);
-    assert!(s.wait_event(|e| *e == SessionEvent::CheckpointStored, T).is_some());
+    assert!(
+        s.wait_event(|e| *e == SessionEvent::CheckpointStored, T)
+            .is_some()
+    );
     let j = journal.lock().unwrap();
     assert_eq!(j.files[0].0, "log.vkey");
     assert_eq!(j.files[0].1, b"omega+1234abcd+AQID");
     assert_eq!(j.files[1].0, "checkpoint.note");
-    assert_eq!(j.files[1].2, 50_000, "the checkpoint waited for its entries to be durable");
+    assert_eq!(
+        j.files[1].2, 50_000,
+        "the checkpoint waited for its entries to be durable"
+    );
 }
 
 #[test]
 fn a_stalled_truncated_frame_is_given_up_after_idle_time() {
-    let (mut g, s) = start_ready(SessionConfig { echo: true, ..Default::default() }, INITIAL_WINDOW);
+    let (mut g, s) = start_ready(
+        SessionConfig {
+            echo: true,
+            ..Default::default()
+        },
+        INITIAL_WINDOW,
+    );
     // A frame whose intact header claims 1000 payload bytes, cut after 10 of them, followed
     // by a good echo request; then silence. Without the idle resync the decoder would wait
     // for the 1000 bytes forever and the request would never be answered.
     let mut b = vec![0u8; MAX_FRAME];
-    let n = g.enc.data(Stream::Tools, &[7u8; 1000], true, &mut b).unwrap();
+    let n = g
+        .enc
+        .data(Stream::Tools, &[7u8; 1000], true, &mut b)
+        .unwrap();
     let cut = n - 1000 - 4 + 10;
     g.send_raw(&b[..cut]);
     g.send_message(Stream::Echo, b"Qbehind", T);
@@ -494,7 +655,14 @@ fn a_stalled_truncated_frame_is_given_up_after_idle_time() {
         }
     }
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(900), "answered before the idle time: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "answered before the idle time: {waited:?}"
+    );
     assert!(malformed, "the truncation was reported to the guest");
-    assert!(s.events().iter().any(|e| matches!(e, SessionEvent::WireError(m) if m.contains("ended inside a frame"))));
+    assert!(
+        s.events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::WireError(m) if m.contains("ended inside a frame")))
+    );
 }

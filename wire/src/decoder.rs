@@ -1,8 +1,6 @@
-use crate::crc32c::crc32c;
-use crate::frame::{
-    Frame, MAX_FRAME, MAX_HEADER, SYNC, check_kind_rules, decode_header,
-};
 use crate::WireError;
+use crate::crc32c::crc32c;
+use crate::frame::{Frame, MAX_FRAME, MAX_HEADER, SYNC, check_kind_rules, decode_header};
 
 /// Default decoder buffer: exactly one largest frame.
 pub const DECODER_BUF: usize = MAX_FRAME;
@@ -44,7 +42,16 @@ impl<const N: usize> Decoder<N> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::BIG_ENOUGH;
-        Decoder { buf: [0; N], start: 0, end: 0, stats: DecoderStats { frames: 0, errors: 0, skipped: 0 } }
+        Decoder {
+            buf: [0; N],
+            start: 0,
+            end: 0,
+            stats: DecoderStats {
+                frames: 0,
+                errors: 0,
+                skipped: 0,
+            },
+        }
     }
 
     /// Copies as much of `data` as fits and returns how many bytes were taken.
@@ -71,7 +78,11 @@ impl<const N: usize> Decoder<N> {
         let left = self.pending();
         self.start = 0;
         self.end = 0;
-        if left > 0 { Err(WireError::Truncated(left)) } else { Ok(()) }
+        if left > 0 {
+            Err(WireError::Truncated(left))
+        } else {
+            Ok(())
+        }
     }
 
     /// Gives up on the partial frame at the front (call it when the stream has been idle
@@ -106,7 +117,10 @@ impl<const N: usize> Decoder<N> {
                 self.stats.frames += 1;
                 let base = self.start;
                 self.start += total;
-                Some(Ok(Frame { header: hdr, payload: &self.buf[base + pstart..base + pstart + plen] }))
+                Some(Ok(Frame {
+                    header: hdr,
+                    payload: &self.buf[base + pstart..base + pstart + plen],
+                }))
             }
         }
     }
@@ -209,5 +223,8 @@ fn find_sync(hay: &[u8]) -> Option<usize> {
 
 /// Length of the longest proper suffix of `hay` that is a prefix of SYNC.
 fn partial_sync_suffix(hay: &[u8]) -> usize {
-    (1..SYNC.len()).rev().find(|&k| k <= hay.len() && hay[hay.len() - k..] == SYNC[..k]).unwrap_or(0)
+    (1..SYNC.len())
+        .rev()
+        .find(|&k| k <= hay.len() && hay[hay.len() - k..] == SYNC[..k])
+        .unwrap_or(0)
 }

@@ -59,7 +59,9 @@ pub struct Encoder {
 
 impl Encoder {
     pub const fn new() -> Self {
-        Encoder { seq: [0; STREAM_COUNT] }
+        Encoder {
+            seq: [0; STREAM_COUNT],
+        }
     }
 
     /// Sequence number the next Data frame on `stream` will carry.
@@ -108,7 +110,12 @@ impl Encoder {
     }
 
     /// Grants the peer `grant` more payload bytes on `stream`.
-    pub fn credit(&mut self, stream: Stream, grant: u32, out: &mut [u8]) -> Result<usize, WireError> {
+    pub fn credit(
+        &mut self,
+        stream: Stream,
+        grant: u32,
+        out: &mut [u8],
+    ) -> Result<usize, WireError> {
         let mut h = Header::new(stream, Kind::Credit);
         h.arg = grant as u64;
         encode_frame(&h, &[], out)
@@ -143,7 +150,10 @@ impl Encoder {
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
-        let body = ErrorBody { code, message: &message[..cut] };
+        let body = ErrorBody {
+            code,
+            message: &message[..cut],
+        };
         self.message_frame(stream, Kind::Error, &body, out)
     }
 

@@ -55,7 +55,11 @@ pub enum WireError {
     NoCommonVersion,
     /// A Data frame's sequence number is not the next one expected on its stream.
     #[error("sequence gap on stream {stream:?}: expected {expected}, got {got}")]
-    SeqGap { stream: Stream, expected: u32, got: u32 },
+    SeqGap {
+        stream: Stream,
+        expected: u32,
+        got: u32,
+    },
     /// A reassembled message would exceed the reassembly limit.
     #[error("message too large on stream {0:?}")]
     MessageTooLarge(Stream),

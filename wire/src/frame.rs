@@ -117,7 +117,15 @@ pub struct Header {
 
 impl Header {
     pub const fn new(stream: Stream, kind: Kind) -> Self {
-        Header { version: crate::VERSION, stream, kind, flags: 0, seq: 0, arg: 0, len: 0 }
+        Header {
+            version: crate::VERSION,
+            stream,
+            kind,
+            flags: 0,
+            seq: 0,
+            arg: 0,
+            len: 0,
+        }
     }
 
     pub const fn is_end(&self) -> bool {
@@ -214,15 +222,17 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, WireError> {
 pub(crate) fn check_kind_rules(h: &Header) -> Result<(), WireError> {
     let needs_empty = matches!(h.kind, Kind::Credit | Kind::Ack | Kind::Close);
     if needs_empty && h.len != 0 {
-        return Err(WireError::Protocol("credit/ack/close frames carry no payload"));
+        return Err(WireError::Protocol(
+            "credit/ack/close frames carry no payload",
+        ));
     }
     if h.kind != Kind::Data && h.flags != 0 {
         return Err(WireError::Protocol("flags are only defined on data frames"));
     }
     match h.kind {
-        Kind::Hello | Kind::HelloAck if h.stream != Stream::Control => {
-            Err(WireError::Protocol("hello frames belong to the control stream"))
-        }
+        Kind::Hello | Kind::HelloAck if h.stream != Stream::Control => Err(WireError::Protocol(
+            "hello frames belong to the control stream",
+        )),
         Kind::Ack if h.stream != Stream::Log => {
             Err(WireError::Protocol("ack frames belong to the log stream"))
         }

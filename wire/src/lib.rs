@@ -25,8 +25,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
-mod credits;
 mod crc32c;
+mod credits;
 mod decoder;
 mod encoder;
 mod error;
@@ -36,8 +36,8 @@ pub mod msg;
 #[cfg(feature = "alloc")]
 mod reassembly;
 
-pub use credits::{Credits, INITIAL_WINDOW, MAX_WINDOW};
 pub use crc32c::{Crc32c, crc32c};
+pub use credits::{Credits, INITIAL_WINDOW, MAX_WINDOW};
 pub use decoder::{DECODER_BUF, Decoder, DecoderStats};
 pub use encoder::{Encoder, encode_frame, fragments};
 pub use error::WireError;

@@ -1,7 +1,7 @@
 use alloc::vec::Vec;
 
-use crate::frame::{Frame, Kind, STREAM_COUNT, Stream};
 use crate::WireError;
+use crate::frame::{Frame, Kind, STREAM_COUNT, Stream};
 
 /// Default limit on one reassembled message.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -49,7 +49,11 @@ impl Reassembler {
             // Frames were lost: the partial message and the frame at the gap are dropped,
             // and if that frame is not an END frame, the rest of its message as well.
             self.discarding[i] = !frame.is_end();
-            return Err(WireError::SeqGap { stream: s, expected, got: seq });
+            return Err(WireError::SeqGap {
+                stream: s,
+                expected,
+                got: seq,
+            });
         }
         self.expect[i] = seq.wrapping_add(1);
         if self.discarding[i] {

@@ -27,15 +27,25 @@ fn check_corruption(b_len: usize, f: impl Fn(&mut Vec<u8>)) {
     let d = frame_bytes(&mut enc, Stream::Tools, &pd);
     let wire = [a.clone(), b.clone(), c.clone(), d].concat();
     // Byte-at-a-time feeding only for small frames (it is slow in debug builds).
-    let slicings: &[&[usize]] =
-        if b_len <= 1000 { &[&[usize::MAX], &[1], &[3, 7, 1000]] } else { &[&[usize::MAX], &[3, 7, 1000]] };
+    let slicings: &[&[usize]] = if b_len <= 1000 {
+        &[&[usize::MAX], &[1], &[3, 7, 1000]]
+    } else {
+        &[&[usize::MAX], &[3, 7, 1000]]
+    };
     for chunks in slicings {
         let mut dec: Decoder = Decoder::new();
         let (frames, errors) = decode_all(&mut dec, &wire, chunks);
         let payloads: Vec<&[u8]> = frames.iter().map(|f| &f.payload[..]).collect();
-        assert_eq!(payloads, vec![&pa[..], &pc[..], &pd[..]], "errors: {errors:?}");
+        assert_eq!(
+            payloads,
+            vec![&pa[..], &pc[..], &pd[..]],
+            "errors: {errors:?}"
+        );
         assert!(!errors.is_empty());
-        assert_eq!(frames[1].header.seq, 2, "C keeps its own seq, the gap shows the loss");
+        assert_eq!(
+            frames[1].header.seq, 2,
+            "C keeps its own seq, the gap shows the loss"
+        );
         assert!(dec.finish().is_ok());
     }
     // Without D: if the decoder is stuck on B's claimed length, an idle-time resync()
@@ -47,7 +57,10 @@ fn check_corruption(b_len: usize, f: impl Fn(&mut Vec<u8>)) {
         errors.extend(dec.resync());
         while let Some(r) = dec.next_frame() {
             match r {
-                Ok(f) => frames.push(Owned { header: f.header, payload: f.payload.to_vec() }),
+                Ok(f) => frames.push(Owned {
+                    header: f.header,
+                    payload: f.payload.to_vec(),
+                }),
                 Err(e) => errors.push(e),
             }
         }
@@ -127,7 +140,10 @@ fn truncated_at_end_of_stream_is_reported() {
         let mut dec: Decoder = Decoder::new();
         let (frames, _) = decode_all(&mut dec, &f[..keep], &[usize::MAX]);
         assert!(frames.is_empty());
-        assert!(matches!(dec.finish(), Err(WireError::Truncated(_))), "keep {keep}");
+        assert!(
+            matches!(dec.finish(), Err(WireError::Truncated(_))),
+            "keep {keep}"
+        );
     }
 }
 
@@ -166,7 +182,10 @@ fn oversized_length_is_refused_without_waiting() {
         bad.truncate(bad.len() - 4); // no payload follows; only its header
         let mut dec: Decoder = Decoder::new();
         dec.push(&bad);
-        assert_eq!(dec.next_frame(), Some(Err(WireError::Oversized(claimed as u32))));
+        assert_eq!(
+            dec.next_frame(),
+            Some(Err(WireError::Oversized(claimed as u32)))
+        );
         check_corruption(10, |b| {
             let mut x = bad.clone();
             x.extend_from_slice(b);
@@ -186,7 +205,7 @@ fn malformed_headers_are_refused() {
         (vec![1, 5, 0, 3, 0, 0, 2], WireError::BadHeader), // unknown flag
         (vec![1, 5, 0, 1, 0x80, 0, 0, 2], WireError::BadHeader), // over-long varint
         (vec![1, 5, 0, 1, 0, 0, 2, 0], WireError::BadHeader), // trailing byte
-        (vec![1, 5, 0], WireError::BadHeader),               // short
+        (vec![1, 5, 0], WireError::BadHeader),             // short
     ];
     for (h, want) in cases {
         let bad = raw_frame(&h, b"hi");
@@ -313,6 +332,9 @@ fn decoder_never_returns_frames_not_sent() {
         for f in &frames {
             assert_eq!(sent.get(&f.header.seq), Some(&f.payload));
         }
-        assert!(frames.len() >= 57, "one mutation loses at most a couple of frames");
+        assert!(
+            frames.len() >= 57,
+            "one mutation loses at most a couple of frames"
+        );
     }
 }

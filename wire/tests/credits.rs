@@ -5,10 +5,16 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 fn no_credit_means_would_block_and_nothing_is_consumed() {
     let mut c = Credits::new(100, 10);
     assert_eq!(c.available(Stream::Echo), 10);
-    assert_eq!(c.try_send(Stream::Echo, 11), Err(WireError::WouldBlock(Stream::Echo)));
+    assert_eq!(
+        c.try_send(Stream::Echo, 11),
+        Err(WireError::WouldBlock(Stream::Echo))
+    );
     assert_eq!(c.available(Stream::Echo), 10);
     c.try_send(Stream::Echo, 10).unwrap();
-    assert_eq!(c.try_send(Stream::Echo, 1), Err(WireError::WouldBlock(Stream::Echo)));
+    assert_eq!(
+        c.try_send(Stream::Echo, 1),
+        Err(WireError::WouldBlock(Stream::Echo))
+    );
     assert_eq!(c.try_send(Stream::Echo, 0), Ok(()));
     // Other streams are independent.
     c.try_send(Stream::Log, 10).unwrap();
@@ -22,24 +28,38 @@ fn encoder_with_credit_splits_and_blocks() {
     let mut enc = Encoder::new();
     let mut out = vec![0u8; MAX_FRAME];
     let msg = vec![7u8; 50_000];
-    let (n1, _) = enc.data_with_credit(&mut c, Stream::Tools, &msg, &mut out).unwrap();
+    let (n1, _) = enc
+        .data_with_credit(&mut c, Stream::Tools, &msg, &mut out)
+        .unwrap();
     assert_eq!(n1, MAX_PAYLOAD);
-    let (n2, _) = enc.data_with_credit(&mut c, Stream::Tools, &msg[n1..], &mut out).unwrap();
+    let (n2, _) = enc
+        .data_with_credit(&mut c, Stream::Tools, &msg[n1..], &mut out)
+        .unwrap();
     assert_eq!(n1 + n2, 20_000);
     assert_eq!(
         enc.data_with_credit(&mut c, Stream::Tools, &msg[n1 + n2..], &mut out),
         Err(WireError::WouldBlock(Stream::Tools))
     );
-    assert_eq!(enc.next_seq(Stream::Tools), 2, "a blocked send uses no sequence number");
+    assert_eq!(
+        enc.next_seq(Stream::Tools),
+        2,
+        "a blocked send uses no sequence number"
+    );
     // Empty END frame costs nothing.
-    assert!(enc.data_with_credit(&mut c, Stream::Tools, &[], &mut out).is_ok());
+    assert!(
+        enc.data_with_credit(&mut c, Stream::Tools, &[], &mut out)
+            .is_ok()
+    );
 }
 
 #[test]
 fn receiver_refuses_over_send_and_bounds_grants() {
     let mut c = Credits::new(1000, 1000);
     c.on_data(Stream::Log, 600).unwrap();
-    assert_eq!(c.on_data(Stream::Log, 401), Err(WireError::CreditExceeded(Stream::Log)));
+    assert_eq!(
+        c.on_data(Stream::Log, 401),
+        Err(WireError::CreditExceeded(Stream::Log))
+    );
     c.on_data(Stream::Log, 400).unwrap();
     assert_eq!(c.peer_credit(Stream::Log), 0);
     // Consuming less than half a window does not grant unless the peer is starved.
@@ -79,7 +99,10 @@ fn simulated_link_never_over_sends() {
         let (mut sent, mut blocked) = (0usize, 0usize);
         for _ in 0..20_000 {
             match rng.gen_range(0..4) {
-                0 if pending.len() < 4 * window as usize => pending.extend(std::iter::repeat_n(1u8, rng.gen_range(0..3 * window as usize))),
+                0 if pending.len() < 4 * window as usize => pending.extend(std::iter::repeat_n(
+                    1u8,
+                    rng.gen_range(0..3 * window as usize),
+                )),
                 1 if !pending.is_empty() => {
                     match enc.data_with_credit(&mut tx, Stream::Echo, &pending, &mut out) {
                         Ok((n, _)) => {
@@ -93,7 +116,8 @@ fn simulated_link_never_over_sends() {
                 }
                 2 => {
                     if let Some(n) = in_flight.pop_front() {
-                        rx.on_data(Stream::Echo, n).expect("sender respected credit");
+                        rx.on_data(Stream::Echo, n)
+                            .expect("sender respected credit");
                         rx_buffered += n;
                     }
                     if let Some(g) = grants.pop_front() {
@@ -111,6 +135,9 @@ fn simulated_link_never_over_sends() {
             let flight: usize = in_flight.iter().sum();
             assert!(flight + rx_buffered <= window as usize);
         }
-        assert!(sent > 0 && blocked > 0, "window {window}: sent {sent} blocked {blocked}");
+        assert!(
+            sent > 0 && blocked > 0,
+            "window {window}: sent {sent} blocked {blocked}"
+        );
     }
 }

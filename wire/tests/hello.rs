@@ -16,15 +16,41 @@ fn highest_common_version_wins() {
 fn hello_payload_limits() {
     let mut buf = [0u8; 64];
     for bad in [&[][..], &[0u8][..], &[1u8; MAX_VERSIONS + 1][..]] {
-        let p = msg::encode(&Hello { versions: bad, window: 1 }, &mut buf).unwrap().to_vec();
+        let p = msg::encode(
+            &Hello {
+                versions: bad,
+                window: 1,
+            },
+            &mut buf,
+        )
+        .unwrap()
+        .to_vec();
         assert_eq!(Hello::decode(&p), Err(WireError::BadMessage));
-        let p = msg::encode(&HelloAck { version: 1, versions: bad, window: 1 }, &mut buf)
-            .unwrap()
-            .to_vec();
+        let p = msg::encode(
+            &HelloAck {
+                version: 1,
+                versions: bad,
+                window: 1,
+            },
+            &mut buf,
+        )
+        .unwrap()
+        .to_vec();
         assert_eq!(HelloAck::decode(&p), Err(WireError::BadMessage));
     }
-    let p = msg::encode(&Hello { versions: &[1, 2], window: 9 }, &mut buf).unwrap().to_vec();
+    let p = msg::encode(
+        &Hello {
+            versions: &[1, 2],
+            window: 9,
+        },
+        &mut buf,
+    )
+    .unwrap()
+    .to_vec();
     assert_eq!(Hello::decode(&p).unwrap().versions, &[1, 2]);
     assert_eq!(Hello::decode(&p[..p.len() - 1]), Err(WireError::BadMessage));
-    assert_eq!(Hello::decode(b"\xff\xff\xff\xff\xff\xff"), Err(WireError::BadMessage));
+    assert_eq!(
+        Hello::decode(b"\xff\xff\xff\xff\xff\xff"),
+        Err(WireError::BadMessage)
+    );
 }

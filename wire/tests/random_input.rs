@@ -7,7 +7,10 @@ use omega_wire::*;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 fn iters() -> usize {
-    std::env::var("OMEGA_WIRE_RANDOM_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(300)
+    std::env::var("OMEGA_WIRE_RANDOM_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300)
 }
 
 fn valid_stream(rng: &mut SmallRng) -> Vec<u8> {
@@ -71,7 +74,10 @@ fn random_bytes_never_panic_or_wedge() {
         // Accounting: every byte was returned in a frame, skipped, or is still pending.
         let framed: usize = frames.iter().map(|f| frame_len(&f.header)).sum();
         let st = dec.stats();
-        assert_eq!(framed as u64 + st.skipped + dec.pending() as u64, input.len() as u64);
+        assert_eq!(
+            framed as u64 + st.skipped + dec.pending() as u64,
+            input.len() as u64
+        );
         // Draining with resync always terminates.
         let mut guard = 0;
         while dec.pending() > 0 {

@@ -5,12 +5,29 @@ use omega_wire::*;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 const SIZES: &[usize] = &[
-    0, 1, 2, 3, 7, 100, 1000, 4095, 4096, 16383, 16384, 16385, 32768, 65537, 100_000,
-    1024 * 1024 - 1, 1024 * 1024,
+    0,
+    1,
+    2,
+    3,
+    7,
+    100,
+    1000,
+    4095,
+    4096,
+    16383,
+    16384,
+    16385,
+    32768,
+    65537,
+    100_000,
+    1024 * 1024 - 1,
+    1024 * 1024,
 ];
 
 #[test]
@@ -34,7 +51,10 @@ fn every_stream_every_size_round_trips() {
             assert_eq!(f.header.stream, stream);
             assert_eq!(f.header.seq, i as u32);
             assert!(f.payload.len() <= MAX_PAYLOAD);
-            let fr = Frame { header: f.header, payload: &f.payload };
+            let fr = Frame {
+                header: f.header,
+                payload: &f.payload,
+            };
             if let Some((s, m)) = re.push(&fr).unwrap() {
                 assert_eq!(s, stream);
                 out.push(m);
@@ -63,15 +83,50 @@ fn control_kinds_round_trip() {
     let mut buf = vec![0u8; MAX_FRAME];
     let mut wire = Vec::new();
     let mut put = |n: usize, buf: &[u8]| wire.extend_from_slice(&buf[..n]);
-    put(enc.hello(&Hello { versions: &[1, 2], window: 4096 }, &mut buf).unwrap(), &buf);
-    put(enc.hello_ack(&HelloAck { version: 1, versions: &[1], window: 8192 }, &mut buf).unwrap(), &buf);
+    put(
+        enc.hello(
+            &Hello {
+                versions: &[1, 2],
+                window: 4096,
+            },
+            &mut buf,
+        )
+        .unwrap(),
+        &buf,
+    );
+    put(
+        enc.hello_ack(
+            &HelloAck {
+                version: 1,
+                versions: &[1],
+                window: 8192,
+            },
+            &mut buf,
+        )
+        .unwrap(),
+        &buf,
+    );
     put(enc.credit(Stream::Tools, 1234, &mut buf).unwrap(), &buf);
     put(enc.ack(77, 1 << 40, &mut buf).unwrap(), &buf);
-    put(enc.error(Stream::Inference, msg::code::UNAVAILABLE, "no proxy", &mut buf).unwrap(), &buf);
+    put(
+        enc.error(
+            Stream::Inference,
+            msg::code::UNAVAILABLE,
+            "no proxy",
+            &mut buf,
+        )
+        .unwrap(),
+        &buf,
+    );
     put(enc.close(Stream::Bundle, &mut buf).unwrap(), &buf);
     let mut cm = [0u8; 64];
-    let body = msg::encode(&ControlMsg::Shutdown { status: 3 }, &mut cm).unwrap().to_vec();
-    put(enc.data(Stream::Control, &body, true, &mut buf).unwrap(), &buf);
+    let body = msg::encode(&ControlMsg::Shutdown { status: 3 }, &mut cm)
+        .unwrap()
+        .to_vec();
+    put(
+        enc.data(Stream::Control, &body, true, &mut buf).unwrap(),
+        &buf,
+    );
     let mut dec: Decoder = Decoder::new();
     let (f, e) = decode_all(&mut dec, &wire, &[5, 13]);
     assert!(e.is_empty());
@@ -81,11 +136,20 @@ fn control_kinds_round_trip() {
     assert_eq!((h.versions, h.window), (&[1u8, 2][..], 4096));
     let a = HelloAck::decode(&f[1].payload).unwrap();
     assert_eq!((a.version, a.window), (1, 8192));
-    assert_eq!((f[2].header.kind, f[2].header.stream, f[2].header.arg), (Kind::Credit, Stream::Tools, 1234));
-    assert_eq!((f[3].header.kind, f[3].header.seq, f[3].header.arg), (Kind::Ack, 77, 1 << 40));
+    assert_eq!(
+        (f[2].header.kind, f[2].header.stream, f[2].header.arg),
+        (Kind::Credit, Stream::Tools, 1234)
+    );
+    assert_eq!(
+        (f[3].header.kind, f[3].header.seq, f[3].header.arg),
+        (Kind::Ack, 77, 1 << 40)
+    );
     let eb = ErrorBody::decode(&f[4].payload).unwrap();
     assert_eq!((eb.code, eb.message), (msg::code::UNAVAILABLE, "no proxy"));
-    assert_eq!((f[5].header.kind, f[5].header.stream), (Kind::Close, Stream::Bundle));
+    assert_eq!(
+        (f[5].header.kind, f[5].header.stream),
+        (Kind::Close, Stream::Bundle)
+    );
     let c: ControlMsg = msg::decode_exact(&f[6].payload).unwrap();
     assert_eq!(c, ControlMsg::Shutdown { status: 3 });
 }
@@ -94,15 +158,24 @@ fn control_kinds_round_trip() {
 fn bundle_messages_round_trip() {
     let mut b = [0u8; 128];
     for m in [
-        BundleMsg::Begin { files: 3, total_bytes: 99 },
-        BundleMsg::File { name: "agent.wasm", size: 1 << 33 },
+        BundleMsg::Begin {
+            files: 3,
+            total_bytes: 99,
+        },
+        BundleMsg::File {
+            name: "agent.wasm",
+            size: 1 << 33,
+        },
         BundleMsg::End,
     ] {
         let enc = msg::encode(&m, &mut b).unwrap().to_vec();
         assert_eq!(msg::decode_exact::<BundleMsg>(&enc).unwrap(), m);
         let mut longer = enc.clone();
         longer.push(0);
-        assert_eq!(msg::decode_exact::<BundleMsg>(&longer), Err(WireError::BadMessage));
+        assert_eq!(
+            msg::decode_exact::<BundleMsg>(&longer),
+            Err(WireError::BadMessage)
+        );
     }
 }
 
@@ -111,19 +184,31 @@ fn encoder_limits() {
     let mut enc = Encoder::new();
     let mut buf = vec![0u8; MAX_FRAME];
     let big = vec![0u8; MAX_PAYLOAD + 1];
-    assert_eq!(enc.data(Stream::Echo, &big, true, &mut buf), Err(WireError::PayloadTooLarge));
+    assert_eq!(
+        enc.data(Stream::Echo, &big, true, &mut buf),
+        Err(WireError::PayloadTooLarge)
+    );
     let max = vec![0u8; MAX_PAYLOAD];
     let n = enc.data(Stream::Echo, &max, true, &mut buf).unwrap();
     assert!(n <= MAX_FRAME && n <= MAX_PAYLOAD + OVERHEAD_MAX);
     let mut small = [0u8; 20];
-    assert_eq!(enc.data(Stream::Echo, &[1; 10], true, &mut small), Err(WireError::BufferTooSmall));
+    assert_eq!(
+        enc.data(Stream::Echo, &[1; 10], true, &mut small),
+        Err(WireError::BufferTooSmall)
+    );
     // A failed encode does not consume a sequence number.
     assert_eq!(enc.next_seq(Stream::Echo), 1);
     // Kind rules are enforced on encode too.
     let mut h = Header::new(Stream::Echo, Kind::Ack);
     h.seq = 1;
-    assert!(matches!(encode_frame(&h, &[], &mut buf), Err(WireError::Protocol(_))));
-    assert!(matches!(enc.credit(Stream::Echo, 0, &mut buf), Err(WireError::Protocol(_))));
+    assert!(matches!(
+        encode_frame(&h, &[], &mut buf),
+        Err(WireError::Protocol(_))
+    ));
+    assert!(matches!(
+        enc.credit(Stream::Echo, 0, &mut buf),
+        Err(WireError::Protocol(_))
+    ));
     // Error text is cut at the limit on a char boundary.
     let long = "é".repeat(1000);
     let n = enc.error(Stream::Echo, 1, &long, &mut buf).unwrap();
@@ -143,15 +228,33 @@ fn fixed_layout_of_a_known_frame() {
     let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(&buf[..4], &SYNC);
     assert_eq!(buf[4], 7, "hlen");
-    assert_eq!(&buf[5..12], &[1, 5, 0, 1, 0, 0, 2], "version stream kind flags seq arg len");
-    assert_eq!(u32::from_le_bytes(buf[12..16].try_into().unwrap()), crc32c(&buf[4..12]));
+    assert_eq!(
+        &buf[5..12],
+        &[1, 5, 0, 1, 0, 0, 2],
+        "version stream kind flags seq arg len"
+    );
+    assert_eq!(
+        u32::from_le_bytes(buf[12..16].try_into().unwrap()),
+        crc32c(&buf[4..12])
+    );
     assert_eq!(&buf[16..18], b"hi");
-    assert_eq!(u32::from_le_bytes(buf[18..22].try_into().unwrap()), crc32c(&buf[4..18]));
+    assert_eq!(
+        u32::from_le_bytes(buf[18..22].try_into().unwrap()),
+        crc32c(&buf[4..18])
+    );
     assert_eq!(n, 22);
     assert_eq!(hex, "a55a4f570701050001000002671dc97f68699ad2d653");
     // Hello {versions: [1], window: 65536} and Credit(Log, 32768), as in docs/wire.md.
     let mut enc = Encoder::new();
-    let n = enc.hello(&Hello { versions: &[1], window: 65536 }, &mut buf).unwrap();
+    let n = enc
+        .hello(
+            &Hello {
+                versions: &[1],
+                window: 65536,
+            },
+            &mut buf,
+        )
+        .unwrap();
     let hello: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
     let n = enc.credit(Stream::Log, 32768, &mut buf).unwrap();
     let credit: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();

@@ -33,7 +33,8 @@ pub struct SimGuest {
 pub fn start(config: SessionConfig) -> (SimGuest, ChannelSession) {
     let (g, h) = UnixStream::pair().unwrap();
     let hr = h.try_clone().unwrap();
-    hr.set_read_timeout(Some(omega_host::session::READ_TICK)).unwrap();
+    hr.set_read_timeout(Some(omega_host::session::READ_TICK))
+        .unwrap();
     let closer = h.try_clone().unwrap();
     let mut session = ChannelSession::start(hr, h, config);
     session.set_closer(move || {
@@ -91,7 +92,14 @@ impl SimGuest {
         let n = match self.sock.read(&mut b) {
             Ok(0) => return false,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return true;
+            }
             Err(_) => return false,
         };
         let mut data = &b[..n];
@@ -107,14 +115,20 @@ impl SimGuest {
                             }
                             continue;
                         }
-                        if f.kind() == Kind::HelloAck && self.credits.is_none()
-                            && let Ok(a) = HelloAck::decode(f.payload) {
-                                self.credits = Some(Credits::new(self.window, a.window));
-                            }
-                        let o = Owned { header: f.header, payload: f.payload.to_vec() };
+                        if f.kind() == Kind::HelloAck
+                            && self.credits.is_none()
+                            && let Ok(a) = HelloAck::decode(f.payload)
+                        {
+                            self.credits = Some(Credits::new(self.window, a.window));
+                        }
+                        let o = Owned {
+                            header: f.header,
+                            payload: f.payload.to_vec(),
+                        };
                         if o.header.kind == Kind::Data {
                             if let Some(c) = self.credits.as_mut() {
-                                c.on_data(o.header.stream, o.payload.len()).expect("host respects our credit");
+                                c.on_data(o.header.stream, o.payload.len())
+                                    .expect("host respects our credit");
                             }
                             if self.auto_grant {
                                 self.grant(o.header.stream, o.payload.len());
@@ -164,9 +178,10 @@ impl SimGuest {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(f) = self.next(deadline - Instant::now())
-                && f.header.kind == kind {
-                    return f;
-                }
+                && f.header.kind == kind
+            {
+                return f;
+            }
         }
         panic!("no {kind:?} frame within {timeout:?}");
     }
@@ -176,12 +191,17 @@ impl SimGuest {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(f) = self.next(deadline - Instant::now())
-                && f.header.stream == stream && f.header.kind == Kind::Data {
-                    let fr = Frame { header: f.header, payload: &f.payload };
-                    if let Some((_, m)) = self.re.push(&fr).unwrap() {
-                        return Some(m);
-                    }
+                && f.header.stream == stream
+                && f.header.kind == Kind::Data
+            {
+                let fr = Frame {
+                    header: f.header,
+                    payload: &f.payload,
+                };
+                if let Some((_, m)) = self.re.push(&fr).unwrap() {
+                    return Some(m);
                 }
+            }
         }
         None
     }
@@ -191,10 +211,11 @@ impl SimGuest {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(f) = self.next(deadline - Instant::now())
-                && f.header.kind == Kind::Error {
-                    let b = msg::ErrorBody::decode(&f.payload).unwrap();
-                    return Some((f.header.stream, b.code, b.message.to_string()));
-                }
+                && f.header.kind == Kind::Error
+            {
+                let b = msg::ErrorBody::decode(&f.payload).unwrap();
+                return Some((f.header.stream, b.code, b.message.to_string()));
+            }
         }
         None
     }
@@ -238,7 +259,10 @@ impl SimGuest {
             if rest.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "blocked on credit for {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "blocked on credit for {timeout:?}"
+            );
             self.pump();
         }
     }

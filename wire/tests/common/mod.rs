@@ -40,13 +40,19 @@ pub fn decode_all(
             while let Some(r) = dec.next_frame() {
                 got = true;
                 match r {
-                    Ok(f) => frames.push(Owned { header: f.header, payload: f.payload.to_vec() }),
+                    Ok(f) => frames.push(Owned {
+                        header: f.header,
+                        payload: f.payload.to_vec(),
+                    }),
                     Err(e) => errors.push(e),
                 }
             }
             if n == 0 && !got {
                 stalls += 1;
-                assert!(stalls < 3, "decoder wedged: push took nothing and yielded nothing");
+                assert!(
+                    stalls < 3,
+                    "decoder wedged: push took nothing and yielded nothing"
+                );
             } else {
                 stalls = 0;
             }
