@@ -16,11 +16,22 @@ use tracing::{info, warn};
 /// Launcher for Omega confidential-VM images.
 ///
 /// `omega run` starts the image in QEMU (microvm), prints the exact QEMU command line,
-/// connects to the image's virtio-console channel through a unix socket, and serves the
+/// connects to the image's virtio-serial channel through a unix socket, and serves the
 /// guest's streams: provenance log storage, bundle delivery, inference proxy relay, tool
 /// gateway, echo. See docs/host.md.
 #[derive(Parser, Debug)]
-#[command(name = "omega", version, about, long_about)]
+#[command(
+    name = "omega",
+    version,
+    about,
+    long_about,
+    after_long_help = "Examples:\n  \
+    omega run --image omega.bin --log-dir run1 --bundle demo-bundle\n  \
+    omega run --image omega.bin --log-dir run1 --proxy 127.0.0.1:8443 --tool-gateway 'mcp-gateway --stdio'\n  \
+    omega print-command --image omega.bin --sev-snp --memory 2048\n\n\
+    Verify the stored log afterwards:\n  \
+    measurements verify-log --checkpoint run1/checkpoint.note --key run1/log.vkey --entries run1/provenance.log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -82,7 +82,11 @@ impl LogStore for RecordingStore {
     }
     fn sync(&mut self) -> std::io::Result<()> {
         let slow = self.0.lock().unwrap().slow_sync;
-        std::thread::sleep(if slow { Duration::from_secs(2) } else { Duration::from_millis(5) });
+        std::thread::sleep(if slow {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(5)
+        });
         let mut j = self.0.lock().unwrap();
         if j.fail_sync {
             return Err(std::io::Error::other("disk on fire"));
