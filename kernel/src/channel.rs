@@ -76,7 +76,13 @@ pub struct Channel {
     events: VecDeque<Event>,
     pub version: u8,
     pub malformed: u64,
+    /// Polls in a row that brought no bytes (for the idle resync).
+    idle_polls: u64,
 }
+
+/// Polls without input after which a partial frame is given up on: a host that sent half a
+/// frame and stopped must not wedge the decoder until it sends more.
+const IDLE_RESYNC_POLLS: u64 = 2_000_000;
 
 impl Channel {
     /// Says Hello and waits (`spins` polls at most) for the host's HelloAck.
@@ -93,6 +99,7 @@ impl Channel {
             events: VecDeque::new(),
             version: 0,
             malformed: 0,
+            idle_polls: 0,
         };
         let n = ch.enc.hello(&Hello { versions: SUPPORTED_VERSIONS, window: INITIAL_WINDOW }, &mut ch.frame)?;
         ch.console.send(&ch.frame[..n])?;
@@ -140,6 +147,15 @@ impl Channel {
         let mut progress = got > 0;
         let mut grants: Vec<(Stream, u32)> = Vec::new();
         let mut report = false;
+        self.idle_polls = if got > 0 { 0 } else { self.idle_polls + 1 };
+        if self.idle_polls > IDLE_RESYNC_POLLS && self.backlog.is_empty() {
+            self.idle_polls = 0;
+            if let Some(e) = self.dec.resync() {
+                self.malformed += 1;
+                self.events.push_back(Event::Malformed(e));
+                report = true;
+            }
+        }
         loop {
             self.feed();
             let Some(item) = self.dec.next_frame() else { break };

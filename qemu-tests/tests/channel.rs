@@ -230,3 +230,36 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     assert_eq!(leaves.len(), 4);
     assert_eq!(omega_provenance::Tree::from_leaf_hashes(leaves).root(), cp.root);
 }
+
+/// Half a frame and then silence: the monitor gives the partial frame up after an idle
+/// spell on its own, instead of waiting for more input to complete it.
+#[test]
+fn truncated_frame_then_silence_does_not_wedge_the_decoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("channel.sock");
+    let vm = Boot::new(test_hooks_image())
+        .cmdline("test=echo-all")
+        .timeout(Duration::from_secs(120))
+        .virtio_console(&sock)
+        .spawn()
+        .unwrap();
+    let mut host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+    let f = host.encode_data(Stream::Tools, &[9u8; 8000], true).unwrap();
+    host.send_raw(&f[..f.len() / 2]).unwrap();
+    // No more input: the monitor must notice the stall by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !vm.serial().contains("stream ended inside a frame") {
+        assert!(Instant::now() < deadline, "the partial frame was never given up\n{}", vm.serial());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The lost frame left a sequence gap: the frame that reveals it is dropped too (it
+    // could be the rest of the lost message) and reported; the message after it is whole.
+    host.send(Stream::Tools, &[1u8; 10]).unwrap();
+    let m = vec![4u8; 3000];
+    host.send(Stream::Tools, &m).unwrap();
+    assert_eq!(host.expect_message(Stream::Tools, Duration::from_secs(30)).unwrap(), m, "{}", vm.serial());
+    host.send(Stream::Control, &shutdown_msg()).unwrap();
+    let out = vm.finish().unwrap();
+    assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
+    assert!(out.serial.contains("stream ended inside a frame"), "{out}");
+}
