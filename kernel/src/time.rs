@@ -6,6 +6,10 @@ use x86_64::instructions::port::Port;
 
 /// 10 ms of PIT ticks.
 const WINDOW: u64 = clock::PIT_HZ / 100;
+/// Calibration windows; the median wins, so one disturbed window (a descheduled vCPU on a
+/// busy host) does not skew the clock.
+const WINDOWS: usize = 5;
+const GLITCH_STEP: u16 = 0x4000;
 
 fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
@@ -37,7 +41,13 @@ fn measure(pit_ticks: u64) -> Option<(u64, u64)> {
     // Bounded: a missing PIT (all reads equal) must not hang the boot.
     for _ in 0..50_000_000u64 {
         let c = pit_count();
-        elapsed += u64::from(last.wrapping_sub(c));
+        let step = last.wrapping_sub(c);
+        // Two back-to-back reads cannot be a quarter of the counter's range apart; such a
+        // step is a glitched read (or a host playing with the PIT) and is not counted,
+        // since one bogus step would end the window at once and wreck the calibration.
+        if step < GLITCH_STEP {
+            elapsed += u64::from(step);
+        }
         last = c;
         if elapsed >= pit_ticks {
             return Some((rdtsc() - tsc0, elapsed));
@@ -49,9 +59,13 @@ fn measure(pit_ticks: u64) -> Option<(u64, u64)> {
 /// Calibrates and returns the clock, or why it could not.
 pub fn calibrate() -> Result<Clock, &'static str> {
     let base = rdtsc();
-    let (tsc, pit) = measure(WINDOW).ok_or("the PIT does not count")?;
-    let hz = clock::tsc_hz(tsc, pit).ok_or("implausible TSC frequency")?;
-    Ok(Clock::new(base, hz))
+    let mut hz = [0u64; WINDOWS];
+    for slot in hz.iter_mut() {
+        let (tsc, pit) = measure(WINDOW).ok_or("the PIT does not count")?;
+        *slot = clock::tsc_hz(tsc, pit).ok_or("implausible TSC frequency")?;
+    }
+    hz.sort_unstable();
+    Ok(Clock::new(base, hz[WINDOWS / 2]))
 }
 
 /// Nanoseconds on `clock` now.

@@ -22,8 +22,10 @@ fn clock_is_monotonic_and_agrees_with_the_pit() {
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
     let line = out.serial.lines().find(|l| l.contains("omega: clock monotonic over 100000 readings")).unwrap_or_else(|| panic!("{out}"));
     let us: u64 = line.split("= ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    // The TSC clock, calibrated on one 10 ms PIT window, measures a 50 ms PIT wait.
-    assert!((40_000..=60_000).contains(&us), "50 ms measured as {us} us\n{out}");
+    // The TSC clock (median of five 10 ms PIT windows) measures a 50 ms PIT wait. TCG on a
+    // busy 2-core machine jitters, hence the wide band; a broken calibration is off by
+    // orders of magnitude.
+    assert!((30_000..=80_000).contains(&us), "50 ms measured as {us} us\n{out}");
     assert!(out.serial.contains(" clock: TSC "), "{out}");
 }
 
