@@ -132,7 +132,7 @@ impl Boot {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        Ok(Running { child, start, timeout: self.timeout, serial, banner_at, reader, err_reader })
+        Ok(Running { child, start, timeout: self.timeout, serial, banner_at, reader: Some(reader), err_reader: Some(err_reader) })
     }
 
     /// Boots, waits for QEMU to exit or the timeout, and returns what happened.
@@ -148,8 +148,18 @@ pub struct Running {
     timeout: Duration,
     serial: Arc<Mutex<Vec<u8>>>,
     banner_at: Arc<Mutex<Option<Duration>>>,
-    reader: std::thread::JoinHandle<()>,
-    err_reader: std::thread::JoinHandle<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    err_reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Running {
+    /// A test that fails half-way must not leave QEMU running (and burning CPU) after it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Running {
@@ -195,8 +205,10 @@ impl Running {
             std::thread::sleep(Duration::from_millis(5));
         };
         let elapsed = self.start.elapsed();
-        let _ = self.reader.join();
-        let stderr = self.err_reader.join().unwrap_or_default();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let stderr = self.err_reader.take().map(|r| r.join().unwrap_or_default()).unwrap_or_default();
         let serial = String::from_utf8_lossy(&self.serial.lock().unwrap()).replace('\r', "");
         let banner_after = *self.banner_at.lock().unwrap();
         Ok(Outcome { status, serial, stderr, timed_out, elapsed, banner_after })
