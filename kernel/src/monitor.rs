@@ -23,7 +23,8 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     omega_arch::panic_report("omega", info)
 }
 
-fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
+/// Reports an unrecoverable condition and stops the VM with the failure code.
+pub(crate) fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
     serial_println!("omega: FATAL: {what}: {err}");
     exit(ExitCode::Failure)
 }

@@ -16,7 +16,7 @@ use omega_wire::msg::{self, ControlMsg};
 use omega_wire::Stream;
 
 use crate::channel::{Channel, Event};
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, fatal};
 use crate::{time, virtio};
 
 /// Echo requests from the host start with this byte; replies start with [`ECHO_REPLY`].
@@ -37,11 +37,6 @@ fn send_control(ch: &mut Channel, m: &ControlMsg<'_>) {
         }
         Err(e) => fatal("encoding a control message", e),
     }
-}
-
-fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
-    serial_println!("omega: FATAL: {what}: {err}");
-    exit(ExitCode::Failure)
 }
 
 struct Provenance {

@@ -56,19 +56,21 @@ fn shutdown_msg() -> Vec<u8> {
     msg::encode(&ControlMsg::Shutdown { status: 0 }, &mut buf).unwrap().to_vec()
 }
 
+/// The test-hooks monitor in echo-all mode with a raw wire host connected to it. The
+/// temporary directory holds the socket and must outlive the VM.
+fn echo_all_vm(timeout: Duration) -> (tempfile::TempDir, qemu_tests::Running, RawHost) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("channel.sock");
+    let vm = Boot::new(test_hooks_image()).cmdline("test=echo-all").timeout(timeout).virtio_console(&sock).spawn().unwrap();
+    let host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+    (dir, vm, host)
+}
+
 /// The test-hooks monitor echoes messages on every stream but Control; the sizes cross
 /// every frame-size boundary up to 1 MiB.
 #[test]
 fn framed_echo_on_every_stream_1_byte_to_1_mib() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(test_hooks_image())
-        .cmdline("test=echo-all")
-        .timeout(Duration::from_secs(300))
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
-    let mut host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+    let (_dir, vm, mut host) = echo_all_vm(Duration::from_secs(300));
     // The monitor's own first Log message (its LOG_START entry) comes before any echo.
     let first = host.expect_message(Stream::Log, Duration::from_secs(60)).unwrap();
     assert!(!first.is_empty());
@@ -99,15 +101,7 @@ fn framed_echo_on_every_stream_1_byte_to_1_mib() {
 /// (serial + an Error frame to the host), resynchronises, and keeps serving.
 #[test]
 fn hostile_frames_are_reported_and_survived() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(test_hooks_image())
-        .cmdline("test=echo-all")
-        .timeout(Duration::from_secs(120))
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
-    let mut host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+    let (_dir, vm, mut host) = echo_all_vm(Duration::from_secs(120));
     let round_trip = |host: &mut RawHost, tag: u8| {
         let m = vec![tag; 1000];
         host.send(Stream::Tools, &m).unwrap();
@@ -235,15 +229,7 @@ fn host_session_delivers_bundle_and_stores_the_log() {
 /// spell on its own, instead of waiting for more input to complete it.
 #[test]
 fn truncated_frame_then_silence_does_not_wedge_the_decoder() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(test_hooks_image())
-        .cmdline("test=echo-all")
-        .timeout(Duration::from_secs(120))
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
-    let mut host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+    let (_dir, vm, mut host) = echo_all_vm(Duration::from_secs(120));
     let f = host.encode_data(Stream::Tools, &[9u8; 8000], true).unwrap();
     host.send_raw(&f[..f.len() / 2]).unwrap();
     // No more input: the monitor must notice the stall by itself.
