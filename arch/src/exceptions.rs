@@ -1,7 +1,8 @@
 //! CPU exceptions: assembly entry stubs for vectors 0..32 that save the registers and call
 //! [`omega_exception`], which prints a diagnosis on the serial port and stops the VM with
-//! the failure code. No exception is resumed: in the monitor every one is a bug or an
-//! attack, and stopping loudly beats running on with corrupted state.
+//! the failure code. No exception but #VC is resumed: in the monitor every other one is a
+//! bug or an attack, and stopping loudly beats running on with corrupted state. #VC is
+//! how an SNP guest does CPUID, port I/O and MMIO (see [`crate::sev`]).
 
 use core::fmt;
 
@@ -161,9 +162,53 @@ omega_isr_\n:
 .irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
     OMEGA_ISR \n, 0
 .endr
-.irp n, 8,10,11,12,13,14,17,21,29,30
+.irp n, 8,10,11,12,13,14,17,21,30
     OMEGA_ISR \n, 1
 .endr
+
+/* #VC is the one exception that resumes: the handler emulates the instruction (through
+ * the GHCB under SNP), updates the saved registers, and the stub returns past it. */
+    .balign 16
+.global omega_isr_29
+omega_isr_29:
+    push 29
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    mov rbx, rsp
+    and rsp, -16
+    call omega_vc
+    mov rsp, rbx
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
 
 omega_isr_common:
     push rax
@@ -225,26 +270,15 @@ omega_isr_table:
         unsafe { x86_64::instructions::tables::lidt(&ptr) };
     }
 
-    /// GHCB MSR protocol termination request (GHCB spec 2.0, section 2.3.6): reason set 1,
-    /// code 1 = "Omega: SEV-ES/SNP support missing on this path".
-    pub fn ghcb_terminate() -> ! {
-        // SAFETY: only reached on a #VC, i.e. under SEV-ES/SNP, where the GHCB MSR exists;
-        // the request asks the hypervisor to stop the guest and does not return.
-        unsafe {
-            x86_64::registers::model_specific::Msr::new(0xc001_0130).write(0x0001_1100);
-            core::arch::asm!("rep vmmcall", options(nomem, nostack));
-        }
-        crate::exit::halt_forever()
+    /// #VC (vector 29): only an SNP guest gets one; emulate and resume, or terminate.
+    #[unsafe(no_mangle)]
+    extern "C" fn omega_vc(frame: &mut ExceptionFrame) {
+        crate::sev::handle_vc(frame);
     }
 
     #[unsafe(no_mangle)]
     extern "C" fn omega_exception(frame: &ExceptionFrame) -> ! {
         let vector = frame.vector as usize;
-        if vector == 29 {
-            // #VC means SEV-ES/SNP is active and we reached code that does not handle it
-            // yet; the serial port would raise #VC again, so ask the hypervisor to stop us.
-            ghcb_terminate();
-        }
         let name = NAMES.get(vector).copied().unwrap_or("unknown");
         serial_println!("omega: CPU EXCEPTION {name} (vector {vector}) at rip={:#018x}", frame.rip);
         if vector == 14 {
@@ -280,7 +314,7 @@ omega_isr_table:
 }
 
 #[cfg(target_os = "none")]
-pub use hw::{fill, ghcb_terminate, load};
+pub use hw::{fill, load};
 
 #[cfg(test)]
 mod tests {

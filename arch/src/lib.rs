@@ -6,6 +6,8 @@ pub mod cpu;
 pub mod exceptions;
 pub mod exit;
 pub mod serial;
+#[cfg(target_os = "none")]
+pub mod sev;
 
 /// Prints a panic's location and message on the serial port and stops the machine with
 /// the failure exit code. Both binaries' `#[panic_handler]`s end here.

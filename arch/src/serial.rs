@@ -1,13 +1,14 @@
 //! COM1 (16550 UART at I/O port 0x3f8): the console of the loader and the kernel.
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 const COM1: u16 = 0x3f8;
 
 fn outb(port: u16, value: u8) {
     // SAFETY: writes to the COM1 UART's registers, which the firmware owns; no memory is
-    // touched. Under SEV-ES/SNP this would raise #VC, and the image refuses those
-    // platforms before any Rust code runs (see the loader's reset code).
+    // touched. Under SNP this raises #VC, which the handler emulates through the GHCB;
+    // before there is a GHCB the console stays off (see `set_enabled`).
     unsafe { x86_64::instructions::port::Port::new(port).write(value) }
 }
 
@@ -16,8 +17,24 @@ fn inb(port: u16) -> u8 {
     unsafe { x86_64::instructions::port::Port::new(port).read() }
 }
 
+/// Set until an SNP guest has a GHCB: port I/O would otherwise raise a #VC nobody can
+/// answer. (Zero-initialised on purpose: the loader has no .data.)
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the console on or off (output while off is dropped).
+pub fn set_enabled(on: bool) {
+    DISABLED.store(!on, Ordering::SeqCst);
+}
+
+pub fn enabled() -> bool {
+    !DISABLED.load(Ordering::SeqCst)
+}
+
 /// Programs 115200 baud, 8N1, FIFOs on.
 pub fn init() {
+    if !enabled() {
+        return;
+    }
     outb(COM1 + 1, 0x00); // no interrupts
     outb(COM1 + 3, 0x80); // DLAB
     outb(COM1, 0x01); // divisor 1 = 115200
@@ -43,6 +60,9 @@ pub struct Serial;
 
 impl fmt::Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !enabled() {
+            return Ok(());
+        }
         for b in s.bytes() {
             if b == b'\n' {
                 write_byte(b'\r');

@@ -25,8 +25,19 @@ pub mod phys {
     pub const EARLY_PDPT_HIGH: u64 = 0x80_8000;
     /// 32-bit IDT used only by the reset code (SEV detection).
     pub const IDT32: u64 = 0x80_9000;
+    /// Under SNP: the GHCB page the loader shares with the host and hands to the kernel.
+    pub const GHCB_PAGE: u64 = 0x80_a000;
+    /// Under SNP: a 4 KiB page table that splits the early identity map's 2 MiB page
+    /// around [`GHCB_PAGE`], so the GHCB alone is mapped without the C-bit.
+    pub const EARLY_PT: u64 = 0x80_b000;
+    /// The loader's zero-initialised statics (.bss, at most 4 KiB: the `#VC` handler's
+    /// state); the loader reaches it through [`LOADER_LOW_ALIAS`].
+    pub const LOADER_BSS: u64 = 0x80_c000;
+    /// The reset code maps physical 0..1 GiB here too, so the loader (linked in the top
+    /// 2 GiB) can address its .bss; the kernel's page tables drop this alias.
+    pub const LOADER_LOW_ALIAS: u64 = 0xffff_ffff_8000_0000;
     /// Loader stack: grows down from `LOADER_STACK_TOP`.
-    pub const LOADER_STACK_BOTTOM: u64 = 0x80_a000;
+    pub const LOADER_STACK_BOTTOM: u64 = 0x80_d000;
     pub const LOADER_STACK_TOP: u64 = 0x82_0000;
     /// Frames for the kernel's page tables and the boot info.
     pub const PT_POOL_START: u64 = 0x82_0000;
@@ -56,10 +67,42 @@ pub mod virt {
     /// The ROM's top 2 MiB stay mapped here read-only + executable: the loader's last
     /// instructions (the CR3 switch) run from there. The kernel may unmap it.
     pub const ROM_ALIAS_BASE: u64 = 0xffff_ffff_ffe0_0000;
+    /// Under SNP: the GHCB page (`phys::GHCB_PAGE`), mapped without the C-bit, never
+    /// executable. Not mapped on other platforms.
+    pub const GHCB: u64 = 0xffff_ffff_b000_0000;
+}
+
+/// SEV-SNP constants the loader and the kernel share.
+pub mod snp {
+    /// The C-bit position every SNP-capable AMD part so far uses (Milan, Genoa, Bergamo,
+    /// Siena, Turin). SECURITY: pinned, and checked against the PSP-validated CPUID page,
+    /// so a host cannot move encryption to another bit.
+    pub const C_BIT: u32 = 51;
+    /// The page-table bit that marks a mapping private (encrypted).
+    pub const C_BIT_MASK: u64 = 1 << C_BIT;
+    /// GHCB MSR protocol termination reasons in Omega's set (1); the code tells the
+    /// operator which step refused to go on.
+    pub mod terminate {
+        /// The reset code found SEV or SEV-ES without SNP, or could not read the CPUID page.
+        pub const UNSUPPORTED: u8 = 1;
+        /// PVALIDATE failed or reported "no change" on fresh memory.
+        pub const PVALIDATE: u8 = 2;
+        /// A page-state change failed or the host answered inconsistently.
+        pub const PSC: u8 = 3;
+        /// GHCB protocol negotiation or registration failed.
+        pub const GHCB: u8 = 4;
+        /// The CPUID page puts the C-bit somewhere other than [`super::C_BIT`].
+        pub const C_BIT: u8 = 5;
+        /// A #VC the monitor cannot handle (unknown exit, undecodable instruction, MMIO
+        /// outside the device window, host error).
+        pub const VC: u8 = 6;
+        /// A fatal error after the console was up (the message went to the console).
+        pub const FATAL: u8 = 7;
+    }
 }
 
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"OMEGABI\x01");
-pub const BOOT_INFO_VERSION: u32 = 1;
+pub const BOOT_INFO_VERSION: u32 = 2;
 pub const MAX_E820: usize = 64;
 pub const MAX_CMDLINE: usize = 256;
 pub const MAX_RESERVED: usize = 8;
@@ -153,6 +196,12 @@ pub struct BootInfo {
     pub cmdline: [u8; MAX_CMDLINE],
     /// SHA-256 of the kernel ELF, as checked by the loader.
     pub kernel_sha256: [u8; 32],
+    /// Under SNP: the C-bit position ([`snp::C_BIT`]); 0 on other platforms.
+    pub c_bit: u32,
+    /// Under SNP: the negotiated GHCB protocol version.
+    pub ghcb_version: u32,
+    /// Under SNP: the registered GHCB page (mapped at `virt::GHCB`); 0 otherwise.
+    pub ghcb_phys: u64,
 }
 
 /// Why a boot info is not usable.
@@ -181,6 +230,9 @@ impl BootInfo {
             _pad: 0,
             cmdline: [0; MAX_CMDLINE],
             kernel_sha256: [0; 32],
+            c_bit: 0,
+            ghcb_version: 0,
+            ghcb_phys: 0,
         }
     }
 
@@ -198,7 +250,22 @@ impl BootInfo {
         {
             return Err(BootInfoError::BadCounts);
         }
-        Tee::from_u32(self.tee).ok_or(BootInfoError::BadTee(self.tee))
+        let tee = Tee::from_u32(self.tee).ok_or(BootInfoError::BadTee(self.tee))?;
+        let snp_fields_ok = match tee {
+            Tee::SevSnp => self.c_bit == snp::C_BIT && self.ghcb_phys == phys::GHCB_PAGE && self.ghcb_version >= 2,
+            Tee::None => self.c_bit == 0 && self.ghcb_phys == 0,
+            // The loader refuses SEV and SEV-ES.
+            Tee::Sev | Tee::SevEs => false,
+        };
+        if !snp_fields_ok {
+            return Err(BootInfoError::BadTee(self.tee));
+        }
+        Ok(tee)
+    }
+
+    /// The bits that mark a mapping private: the C-bit under SNP, nothing otherwise.
+    pub fn private_pte_bits(&self) -> u64 {
+        if self.c_bit == 0 { 0 } else { 1u64 << self.c_bit }
     }
 
     pub fn e820(&self) -> &[E820Entry] {
@@ -282,6 +349,37 @@ mod tests {
         assert_eq!(b.check(), Err(BootInfoError::BadTee(9)));
         b.magic = 0;
         assert_eq!(b.check(), Err(BootInfoError::BadMagic));
+    }
+
+    #[test]
+    fn check_ties_snp_fields_to_the_tee() {
+        let mut b = BootInfo::empty();
+        b.tee = Tee::SevSnp as u32;
+        assert_eq!(b.check(), Err(BootInfoError::BadTee(3)), "SNP without C-bit and GHCB");
+        b.c_bit = snp::C_BIT;
+        b.ghcb_phys = phys::GHCB_PAGE;
+        b.ghcb_version = 2;
+        assert_eq!(b.check(), Ok(Tee::SevSnp));
+        assert_eq!(b.private_pte_bits(), 1 << 51);
+        b.c_bit = 47;
+        assert_eq!(b.check(), Err(BootInfoError::BadTee(3)), "unpinned C-bit");
+        b.c_bit = snp::C_BIT;
+        b.tee = Tee::None as u32;
+        assert_eq!(b.check(), Err(BootInfoError::BadTee(0)), "no TEE but a C-bit");
+        b.tee = Tee::SevEs as u32;
+        assert_eq!(b.check(), Err(BootInfoError::BadTee(2)), "SEV-ES is refused");
+        assert_eq!(BootInfo::empty().private_pte_bits(), 0);
+    }
+
+    #[test]
+    fn snp_pages_lie_in_launch_validated_memory() {
+        for pa in [phys::GHCB_PAGE, phys::EARLY_PT, phys::IDT32, phys::LOADER_BSS, phys::LOADER_STACK_BOTTOM] {
+            assert!((phys::SEC_MEM_START..phys::SEC_MEM_END).contains(&pa), "{pa:#x}");
+        }
+        assert!(phys::GHCB_PAGE + 0x1000 <= phys::EARLY_PT && phys::EARLY_PT + 0x1000 <= phys::LOADER_BSS);
+        assert!(phys::LOADER_BSS + 0x1000 <= phys::LOADER_STACK_BOTTOM);
+        // The early identity map splits exactly one 2 MiB page for the GHCB.
+        assert_eq!(phys::GHCB_PAGE & !0x1f_ffff, phys::SEC_MEM_START & !0x1f_ffff);
     }
 
     #[test]

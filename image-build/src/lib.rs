@@ -80,8 +80,12 @@ pub fn compile(opts: &Options) -> Result<(PathBuf, PathBuf)> {
         .unwrap_or_default();
     // Remapping the two paths that differ between machines keeps them out of panic
     // messages, so two checkouts build the same bytes.
+    // The two cfgs select the AES and POLYVAL software backends for SNP guest messages:
+    // the kernel target has no SSE/AES-NI code paths enabled (docs/sev-snp.md).
     let flags = [
         "-Crelocation-model=static".to_string(),
+        "--cfg=aes_force_soft".to_string(),
+        "--cfg=polyval_force_soft".to_string(),
         format!("--remap-path-prefix={}=/omega", opts.root.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
     ];

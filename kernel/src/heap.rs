@@ -2,7 +2,7 @@
 //! through the direct map.
 
 use linked_list_allocator::LockedHeap;
-use omega_boot_info::{BootInfo, virt};
+use omega_boot_info::{BootInfo, PhysRange, virt};
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
@@ -17,17 +17,22 @@ pub struct HeapInfo {
     pub size: u64,
 }
 
-/// Sets up the heap over free RAM; `None` if there is none.
-pub fn init(info: &BootInfo) -> Option<HeapInfo> {
+/// Where the heap will go: the start of the largest free RAM range, page aligned, up to
+/// [`MAX_HEAP`]; `None` if there is not 1 MiB.
+pub fn choose(info: &BootInfo) -> Option<PhysRange> {
     let range = info.largest_free_range()?;
-    let size = (range.end - range.start).min(MAX_HEAP);
-    if size < 1 << 20 {
-        return None;
-    }
+    let start = range.start.div_ceil(0x1000) * 0x1000;
+    let size = range.end.saturating_sub(start).min(MAX_HEAP) / 0x1000 * 0x1000;
+    (size >= 1 << 20).then_some(PhysRange { start, end: start + size })
+}
+
+/// Sets up the heap over `range` (from [`choose`], accepted by the platform).
+pub fn init(range: PhysRange) -> HeapInfo {
     // SAFETY: the range is usable RAM that overlaps no reserved range (loader memory,
-    // kernel image, stack), it is mapped writable in the direct map, and `init` runs once.
-    unsafe { ALLOCATOR.lock().init((virt::DIRECT_MAP_BASE + range.start) as *mut u8, size as usize) };
-    Some(HeapInfo { phys_start: range.start, size })
+    // kernel image, stack), the platform has accepted it, it is mapped writable in the
+    // direct map, and `init` runs once.
+    unsafe { ALLOCATOR.lock().init((virt::DIRECT_MAP_BASE + range.start) as *mut u8, (range.end - range.start) as usize) };
+    HeapInfo { phys_start: range.start, size: range.end - range.start }
 }
 
 /// Bytes currently free in the heap.

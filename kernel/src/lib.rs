@@ -10,4 +10,5 @@ pub mod bundle;
 pub mod clock;
 pub mod entropy;
 pub mod frames;
+pub mod pagetable;
 pub mod platform;

@@ -21,6 +21,8 @@ mod rng;
 #[cfg(target_os = "none")]
 mod service;
 #[cfg(target_os = "none")]
+mod snp;
+#[cfg(target_os = "none")]
 mod time;
 #[cfg(target_os = "none")]
 mod virtio;

@@ -8,8 +8,10 @@ use spin::Mutex;
 use omega_kernel::frames::{FRAME, FrameAllocator, FrameError};
 use omega_kernel::platform::{Platform, PlatformError};
 
-/// Pages in the shared DMA pool (1 MiB): virtio rings and bounce buffers live here.
-pub const SHARED_POOL_PAGES: u64 = 256;
+/// Pages in the shared DMA pool (2 MiB): virtio rings, bounce buffers and the SNP guest
+/// message pages live here. One whole 2 MiB page, because under SNP sharing flips the
+/// C-bit of a 2 MiB direct-map page; a smaller pool would share its neighbours too.
+pub const SHARED_POOL_PAGES: u64 = 512;
 
 /// Pages the host may read and write. Nothing secret may ever be placed here.
 pub struct SharedPool {

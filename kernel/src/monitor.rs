@@ -4,6 +4,7 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use omega_arch::exit::{ExitCode, exit};
 use omega_arch::{serial, serial_println};
@@ -14,7 +15,7 @@ use omega_kernel::frames::FrameAllocator;
 use omega_kernel::platform::{NoTee, Platform};
 
 use crate::memory;
-use crate::{cpu, heap, rng, time};
+use crate::{cpu, heap, rng, snp, time};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -23,9 +24,16 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     omega_arch::panic_report("omega", info)
 }
 
+/// Set once the kernel knows it runs as an SNP guest.
+static SNP: AtomicBool = AtomicBool::new(false);
+
 /// Reports an unrecoverable condition and stops the VM with the failure code.
 pub(crate) fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
     serial_println!("omega: FATAL: {what}: {err}");
+    if SNP.load(Ordering::Relaxed) {
+        // Under SNP the host learns the outcome from the termination request.
+        omega_arch::sev::terminate(omega_boot_info::snp::terminate::FATAL)
+    }
     exit(ExitCode::Failure)
 }
 
@@ -44,19 +52,38 @@ pub struct Monitor {
 /// Entry from the loader: `info` is the boot info's direct-map address.
 #[unsafe(no_mangle)]
 extern "C" fn _start(info: *const BootInfo) -> ! {
-    serial::init();
-    cpu::init();
     // SAFETY: the loader passes the direct-map address of a BootInfo it wrote in its own
     // reserved memory, which nothing else writes; `check` validates it before use.
     let info: &'static BootInfo = unsafe { &*info };
+    // Under SNP the console's port I/O needs the #VC handler (IDT) and its GHCB first; the
+    // console stays off until both are there.
+    let snp = info.check() == Ok(Tee::SevSnp);
+    serial::set_enabled(!snp);
+    cpu::init();
+    if snp {
+        SNP.store(true, Ordering::Relaxed);
+        snp::init_vc(info);
+        serial::set_enabled(true);
+    }
+    serial::init();
     let tee = info.check().unwrap_or_else(|e| fatal("boot info from the loader", format_args!("{e:?}")));
-    let heap = heap::init(info).unwrap_or_else(|| fatal("heap", "no free RAM"));
+    let heap_range = heap::choose(info).unwrap_or_else(|| fatal("heap", "no free RAM"));
+    // The platform comes first: under SNP the heap's RAM must be validated before use.
     let mut platform: Box<dyn Platform> = match tee {
-        Tee::None => Box::new(NoTee),
-        // The loader refuses SEV launches until the SNP platform lands (issue 6).
-        other => fatal("platform", format_args!("{} is not supported by this kernel yet", other.name())),
+        Tee::None => {
+            heap::init(heap_range);
+            Box::new(NoTee)
+        }
+        Tee::SevSnp => {
+            let mut p = snp::SevSnp::new(info).unwrap_or_else(|e| fatal("SEV-SNP platform", e));
+            p.accept_memory(heap_range).unwrap_or_else(|e| fatal("accepting the heap's memory", e));
+            heap::init(heap_range);
+            Box::new(p)
+        }
+        // The reset code refuses these; BootInfo::check does too.
+        other => fatal("platform", format_args!("{} is not supported", other.name())),
     };
-    let heap_range = PhysRange { start: heap.phys_start, end: heap.phys_start + heap.size };
+    let heap = heap::HeapInfo { phys_start: heap_range.start, size: heap_range.end - heap_range.start };
     let mut frames = FrameAllocator::from_boot_info(info, &[heap_range]).unwrap_or_else(|e| fatal("frame allocator", e));
     for r in frames.ranges() {
         platform.accept_memory(*r).unwrap_or_else(|e| fatal("accepting memory", e));

@@ -7,6 +7,7 @@
 //! | share pages with the host (DMA) | nothing to do: the host sees all memory | page-state change + rescind validation |
 //! | page-table bits for private memory | none | the C-bit |
 //! | attestation report | refused: unattested | SNP guest request MSG_REPORT_REQ |
+//! | sealing key | refused: unattested | SNP guest request MSG_KEY_REQ (bound to the measurement) |
 
 use omega_boot_info::{PhysRange, Tee};
 
@@ -45,6 +46,8 @@ pub trait Platform {
     fn private_pte_bits(&self) -> u64;
     /// An attestation report binding `report_data`.
     fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<[u8; REPORT_LEN], PlatformError>;
+    /// A 32-byte key only this image (same launch measurement) on this chip can derive.
+    fn sealing_key(&mut self) -> Result<[u8; 32], PlatformError>;
 }
 
 /// A VM without a TEE: everything is visible to the host and nothing can be attested.
@@ -71,6 +74,10 @@ impl Platform for NoTee {
         // SECURITY: never fabricate evidence; callers must mark the run unattested.
         Err(PlatformError::Unattested)
     }
+    fn sealing_key(&mut self) -> Result<[u8; 32], PlatformError> {
+        // SECURITY: a key the host could reproduce would seal nothing.
+        Err(PlatformError::Unattested)
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +89,7 @@ mod tests {
         let mut p = NoTee;
         assert_eq!(p.tee(), Tee::None);
         assert_eq!(p.attestation_report(&[0; 64]), Err(PlatformError::Unattested));
+        assert_eq!(p.sealing_key(), Err(PlatformError::Unattested));
         assert_eq!(p.private_pte_bits(), 0);
         assert!(p.share(PhysRange { start: 0, end: 4096 }).is_ok());
     }

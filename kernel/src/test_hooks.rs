@@ -46,6 +46,7 @@ pub fn run(m: &mut Monitor) -> bool {
         "clock" => clock(m),
         "memdump" => memdump(m),
         "virtio-echo" => virtio_echo(),
+        "vc-cpuid" => vc_cpuid(),
         "echo-all" => return true,
         other => serial_println!("omega: unknown test hook {other:?}"),
     }
@@ -172,4 +173,62 @@ fn virtio_echo() {
             Err(e) => serial_println!("omega: virtio receive error after {total} bytes: {e}"),
         }
     }
+}
+
+/// A #VC for CPUID, which TCG never raises, synthesized with the frame the hardware pushes
+/// (error code 0x72): runs the resumable stub, the instruction fetch at RIP, the decoder,
+/// the answer from a CPUID table and the return past the instruction. The table is built
+/// here (one leaf, marker values), since there is no CPUID page without SNP.
+fn vc_cpuid() {
+    let mut page = [0u8; 4096];
+    page[0..4].copy_from_slice(&1u32.to_le_bytes());
+    let entry = &mut page[0x10..0x40];
+    // Leaf 0, sub-leaf 0: max standard leaf 0, vendor registers "OmegaVCtest!".
+    entry[0x18..0x1c].copy_from_slice(&0u32.to_le_bytes());
+    entry[0x1c..0x20].copy_from_slice(b"Omeg");
+    entry[0x24..0x28].copy_from_slice(b"aVCt");
+    entry[0x20..0x24].copy_from_slice(b"est!");
+    let table = sev_snp::cpuid_page::CpuidTable::parse(&page).unwrap_or_else(|e| crate::monitor::fatal("vc-cpuid table", e));
+    omega_arch::sev::vc_init(table);
+    let (a, b, c, d): (u32, u32, u32, u32);
+    // SAFETY: builds exactly the frame a #VC pushes (SS, RSP, RFLAGS, CS, RIP, error code)
+    // on a 16-byte aligned stack and enters the #VC stub, which emulates the CPUID at
+    // label 3 and returns past it with the original RSP; RBX is saved around it for LLVM.
+    unsafe {
+        core::arch::asm!(
+            "push rbx",
+            "mov r11, rsp",
+            "and rsp, -16",
+            "mov r10, ss",
+            "push r10",
+            "push r11",
+            "pushfq",
+            "mov r10, cs",
+            "push r10",
+            "lea r10, [rip + 3f]",
+            "push r10",
+            "push 0x72",
+            "xor eax, eax",
+            "xor ecx, ecx",
+            "jmp omega_isr_29",
+            "3:",
+            "cpuid",
+            "mov {b:e}, ebx",
+            "pop rbx",
+            b = out(reg) b,
+            out("eax") a,
+            out("ecx") c,
+            out("edx") d,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    let vendor: [u8; 12] = {
+        let mut v = [0; 12];
+        v[0..4].copy_from_slice(&b.to_le_bytes());
+        v[4..8].copy_from_slice(&d.to_le_bytes());
+        v[8..12].copy_from_slice(&c.to_le_bytes());
+        v
+    };
+    serial_println!("omega: vc-cpuid: eax={a:#x} vendor={:?}", core::str::from_utf8(&vendor).unwrap_or("?"));
 }

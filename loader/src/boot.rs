@@ -6,7 +6,9 @@ use core::fmt::Display;
 use firmware_layout::GuidTable;
 use omega_arch::exceptions::{self, Gate, Idt};
 use omega_arch::exit::{ExitCode, exit};
+use omega_arch::sev::{self, HwGhcb, HwMsr, HwPvalidate};
 use omega_arch::{cpu, serial, serial_println};
+use omega_boot_info::snp::{self, terminate};
 use omega_boot_info::{BootInfo, E820_RAM, PhysRange, Tee, phys, virt};
 use omega_loader::{elf, fwcfg, paging};
 use sha2::{Digest, Sha256};
@@ -19,6 +21,8 @@ core::arch::global_asm!(
     pdpt = const phys::EARLY_PDPT,
     pd = const phys::EARLY_PD,
     pdpt_high = const phys::EARLY_PDPT_HIGH,
+    cpuid_page = const phys::CPUID_PAGE,
+    c_bit = const snp::C_BIT,
     options(att_syntax)
 );
 
@@ -36,8 +40,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 
 fn fatal(what: &str, err: impl Display) -> ! {
     serial_println!("omega-loader: FATAL: {what}: {err}");
+    if SNP.load(core::sync::atomic::Ordering::Relaxed) {
+        // Under SNP the host learns the outcome from the termination request.
+        sev::terminate(terminate::FATAL)
+    }
     exit(ExitCode::Failure)
 }
+
+/// Set once the loader knows it runs as an SNP guest.
+static SNP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 struct PortIo;
 
@@ -59,6 +70,8 @@ impl fwcfg::FwCfgIo for PortIo {
 struct Pool {
     next: u64,
     end: u64,
+    /// The C-bit under SNP, else 0.
+    enc: u64,
 }
 
 impl paging::Frames for Pool {
@@ -79,6 +92,56 @@ impl paging::Frames for Pool {
         // used only as page tables), and the mapper holds one table reference at a time.
         unsafe { &mut *(pa as *mut [u64; 512]) }
     }
+
+    fn private_bits(&self) -> u64 {
+        self.enc
+    }
+}
+
+/// The SNP steps before the console works (none of which may print): CPUID table for the
+/// #VC handler, GHCB protocol negotiation, and the GHCB page, shared and registered.
+/// Returns the negotiated protocol version. Each refusal is a distinct termination code.
+fn snp_early() -> u16 {
+    // SAFETY: the CPUID page is launch-validated private memory at a fixed address in the
+    // early identity map; it is only read.
+    let page = unsafe { &*(phys::CPUID_PAGE as *const [u8; 4096]) };
+    let table = sev_snp::cpuid_page::CpuidTable::parse(page).unwrap_or_else(|_| sev::terminate(terminate::UNSUPPORTED));
+    // The reset code checked this too; checking the parsed table keeps the two in step.
+    table.check_c_bit(snp::C_BIT as u8).unwrap_or_else(|_| sev::terminate(terminate::C_BIT));
+    sev::vc_init(table);
+
+    let mut msr = HwMsr;
+    let version = sev_snp::msr_protocol::negotiate_protocol(&mut msr, snp::C_BIT as u8)
+        .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+    sev_snp::msr_protocol::require_snp_features(&mut msr).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+
+    // The GHCB page: rescind its validation, have the host share it, then map it
+    // without the C-bit by splitting the early 2 MiB identity page that holds it.
+    let range = sev_snp::MemRange::new(phys::GHCB_PAGE, phys::GHCB_PAGE, paging::SIZE_4K)
+        .unwrap_or_else(|_| sev::terminate(terminate::PSC));
+    sev_snp::pvalidate::make_shared(&mut HwPvalidate, &mut sev_snp::MsrPageStateChange { msr: &mut msr }, range)
+        .unwrap_or_else(|_| sev::terminate(terminate::PSC));
+    let big = phys::GHCB_PAGE & !(paging::SIZE_2M - 1);
+    // SAFETY: EARLY_PT is a launch-validated loader page used for nothing else; the early
+    // PD is the reset code's, identity mapped. The new table maps the same 2 MiB as the
+    // large page it replaces (so no live data moves), with only the GHCB shared; the CR3
+    // reload flushes the old translation before the GHCB is touched.
+    unsafe {
+        let pt = &mut *(phys::EARLY_PT as *mut [u64; 512]);
+        for (i, e) in pt.iter_mut().enumerate() {
+            let pa = big + i as u64 * paging::SIZE_4K;
+            let enc = if pa == phys::GHCB_PAGE { paging::NO_EXECUTE } else { snp::C_BIT_MASK };
+            *e = pa | paging::PRESENT | paging::WRITABLE | enc;
+        }
+        let pd = &mut *(phys::EARLY_PD as *mut [u64; 512]);
+        pd[(big / paging::SIZE_2M) as usize] = phys::EARLY_PT | paging::PRESENT | paging::WRITABLE | snp::C_BIT_MASK;
+        let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
+        x86_64::registers::control::Cr3::write_raw(frame, flags);
+        core::ptr::write_bytes(phys::GHCB_PAGE as *mut u8, 0, paging::SIZE_4K as usize);
+    }
+    sev_snp::msr_protocol::register_ghcb(&mut msr, phys::GHCB_PAGE).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+    sev::vc_set_ghcb(HwGhcb { va: phys::GHCB_PAGE, gpa: phys::GHCB_PAGE }, version);
+    version
 }
 
 /// The RAM entry that wholly contains `[start, end)`, if any.
@@ -86,26 +149,54 @@ fn in_ram(info: &BootInfo, start: u64, end: u64) -> bool {
     info.e820().iter().any(|e| e.kind == E820_RAM && e.addr <= start && end <= e.end())
 }
 
+/// `sev_status_low` is SEV_STATUS[31:0] as the reset code read it (0 without SEV); the
+/// reset code let through only "no SEV" and SEV-SNP.
 #[unsafe(no_mangle)]
-extern "C" fn omega_loader_main() -> ! {
-    serial::init();
-    serial_println!("omega-loader {VERSION}: long mode");
-
+extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
+    unsafe extern "C" {
+        static mut __loader_bss_start: u8;
+        static mut __loader_bss_end: u8;
+    }
+    // SAFETY: the linker script places .bss in its own launch-validated RAM page
+    // (phys::LOADER_BSS, mapped through the reset code's low alias); nothing has used a
+    // static yet, and zeroing makes every one its initial value.
+    unsafe {
+        let start = &raw mut __loader_bss_start;
+        let len = (&raw mut __loader_bss_end).offset_from(start) as usize;
+        core::ptr::write_bytes(start, 0, len);
+    }
+    let snp_active = sev_status_low & 0b100 != 0;
+    if snp_active {
+        // Port I/O raises #VC, which needs the GHCB set up below.
+        serial::set_enabled(false);
+        SNP.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
     // The IDT lives in this frame, which never returns.
     let mut idt = Idt { gates: [Gate::default(); 32] };
     exceptions::fill(&mut idt, 0);
     // SAFETY: `idt` stays in place until the kernel loads its own.
     unsafe { exceptions::load(&idt) };
+    let ghcb_version = if snp_active { snp_early() } else { 0 };
+    serial::set_enabled(true);
+    serial::init();
+    serial_println!("omega-loader {VERSION}: long mode");
 
     let sev = cpu::detect_sev();
-    if sev.sev_active() {
-        // The reset code refuses SEV; reaching here means the two checks disagree.
-        fatal("SEV", "SEV_STATUS says active, but the reset code did not see it");
+    if sev.snp_active() != snp_active || (sev.sev_active() && !sev.snp_active()) {
+        // The reset code refuses plain SEV and SEV-ES; reaching here means the checks disagree.
+        fatal("SEV", format_args!("SEV_STATUS {:#x} disagrees with the reset code's {sev_status_low:#x}", sev.sev_status));
     }
+    let enc = if snp_active { snp::C_BIT_MASK } else { 0 };
 
     let mut info = BootInfo::empty();
-    info.tee = Tee::None as u32;
+    info.tee = if snp_active { Tee::SevSnp } else { Tee::None } as u32;
     info.sev_status = sev.sev_status;
+    if snp_active {
+        info.c_bit = snp::C_BIT;
+        info.ghcb_phys = phys::GHCB_PAGE;
+        info.ghcb_version = u32::from(ghcb_version);
+        serial_println!("omega-loader: SEV-SNP guest (SEV_STATUS {:#x}), GHCB protocol {ghcb_version}", sev.sev_status);
+    }
 
     let mut io = PortIo;
     fwcfg::probe(&mut io).unwrap_or_else(|e| fatal("fw_cfg", e));
@@ -153,6 +244,13 @@ extern "C" fn omega_loader_main() -> ! {
     if stack_end > FOUR_GIB || !in_ram(&info, phys::KERNEL_PHYS_MIN, stack_end) {
         fatal("kernel", format_args!("image and stack need RAM at {:#x}..{stack_end:#x}", phys::KERNEL_PHYS_MIN));
     }
+    if snp_active {
+        // SECURITY: the kernel's frames were not part of the launch; validate them as
+        // fresh memory before writing anything there ("no change" = remapped by the host).
+        let range = sev_snp::MemRange::new(phys::KERNEL_PHYS_MIN, phys::KERNEL_PHYS_MIN, stack_end - phys::KERNEL_PHYS_MIN)
+            .unwrap_or_else(|e| fatal("PVALIDATE", e));
+        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, range).unwrap_or_else(|e| fatal("PVALIDATE of the kernel's memory", e));
+    }
     for seg in kernel.segments() {
         let pa = seg.vaddr - virt::KERNEL_BASE;
         let data = kernel.data(seg);
@@ -164,7 +262,7 @@ extern "C" fn omega_loader_main() -> ! {
         }
     }
 
-    let mut pool = Pool { next: phys::PT_POOL_START, end: phys::PT_POOL_END };
+    let mut pool = Pool { next: phys::PT_POOL_START, end: phys::PT_POOL_END, enc };
     let root = paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("page tables", "pool empty"));
     let map_err = |e: paging::MapError| -> ! { fatal("page tables", e) };
 
@@ -174,14 +272,15 @@ extern "C" fn omega_loader_main() -> ! {
         let end = e.end().min(MAX_DIRECT_MAP).div_ceil(paging::SIZE_2M) * paging::SIZE_2M;
         let mut pa = start;
         while pa < end {
-            match paging::map(&mut pool, root, virt::DIRECT_MAP_BASE + pa, pa, paging::SIZE_2M, paging::WRITABLE | paging::NO_EXECUTE) {
+            match paging::map(&mut pool, root, virt::DIRECT_MAP_BASE + pa, pa, paging::SIZE_2M, paging::WRITABLE | paging::NO_EXECUTE | enc) {
                 Ok(()) | Err(paging::MapError::AlreadyMapped(_)) => {}
                 Err(e) => map_err(e),
             }
             pa += paging::SIZE_2M;
         }
     }
-    // Device registers: uncached, never executable.
+    // Device registers: uncached, never executable, shared (no C-bit: the host emulates
+    // them, through #VC and the GHCB under SNP).
     let mut pa = virt::MMIO_PHYS_START;
     while pa < virt::MMIO_PHYS_END {
         let flags = paging::WRITABLE | paging::NO_EXECUTE | paging::UNCACHED;
@@ -191,9 +290,9 @@ extern "C" fn omega_loader_main() -> ! {
     // Kernel segments with their own permissions: W^X, and NX on everything not code.
     for seg in kernel.segments() {
         let flags = match (seg.writable(), seg.executable()) {
-            (true, _) => paging::WRITABLE | paging::NO_EXECUTE,
-            (false, true) => 0,
-            (false, false) => paging::NO_EXECUTE,
+            (true, _) => paging::WRITABLE | paging::NO_EXECUTE | enc,
+            (false, true) => enc,
+            (false, false) => paging::NO_EXECUTE | enc,
         };
         let len = seg.vend_page() - seg.vaddr;
         paging::map_range(&mut pool, root, seg.vaddr, seg.vaddr - virt::KERNEL_BASE, len, flags).unwrap_or_else(|e| map_err(e));
@@ -202,11 +301,16 @@ extern "C" fn omega_loader_main() -> ! {
     // SAFETY: the stack frames are RAM checked above and belong to nobody else.
     unsafe { core::ptr::write_bytes(stack_phys as *mut u8, 0, virt::KERNEL_STACK_SIZE as usize) };
     let stack_bottom = virt::KERNEL_STACK_TOP - virt::KERNEL_STACK_SIZE;
-    paging::map_range(&mut pool, root, stack_bottom, stack_phys, virt::KERNEL_STACK_SIZE, paging::WRITABLE | paging::NO_EXECUTE)
+    paging::map_range(&mut pool, root, stack_bottom, stack_phys, virt::KERNEL_STACK_SIZE, paging::WRITABLE | paging::NO_EXECUTE | enc)
         .unwrap_or_else(|e| map_err(e));
+    if snp_active {
+        // The GHCB for the kernel: shared, never executable.
+        paging::map(&mut pool, root, virt::GHCB, phys::GHCB_PAGE, paging::SIZE_4K, paging::WRITABLE | paging::NO_EXECUTE)
+            .unwrap_or_else(|e| map_err(e));
+    }
     // The ROM's top 2 MiB, read-only and executable: this code runs from there while it
     // switches to the new tables.
-    paging::map(&mut pool, root, virt::ROM_ALIAS_BASE, FOUR_GIB - paging::SIZE_2M, paging::SIZE_2M, 0).unwrap_or_else(|e| map_err(e));
+    paging::map(&mut pool, root, virt::ROM_ALIAS_BASE, FOUR_GIB - paging::SIZE_2M, paging::SIZE_2M, enc).unwrap_or_else(|e| map_err(e));
 
     let info_pa = paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("boot info", "pool empty"));
     info.reserved[0] = PhysRange { start: phys::SECRETS_PAGE, end: phys::PT_POOL_END };
@@ -226,7 +330,7 @@ extern "C" fn omega_loader_main() -> ! {
     );
     // SAFETY: the new tables map the kernel (entry included), its stack, the boot info
     // (direct map) and this code (ROM alias); after the CR3 write nothing here touches
-    // memory before the jump. The fake return address keeps the ABI's stack alignment.
+    // memory before the jump. Under SNP the root itself is private (C-bit in CR3). The fake return address keeps the ABI's stack alignment.
     unsafe {
         core::arch::asm!(
             "mov cr3, {root}",
@@ -234,7 +338,7 @@ extern "C" fn omega_loader_main() -> ! {
             "push 0",
             "xor ebp, ebp",
             "jmp {entry}",
-            root = in(reg) root,
+            root = in(reg) root | enc,
             stack = in(reg) virt::KERNEL_STACK_TOP,
             entry = in(reg) kernel.entry,
             in("rdi") virt::DIRECT_MAP_BASE + info_pa,

@@ -18,6 +18,12 @@ pub trait Frames {
     fn alloc(&mut self) -> Option<u64>;
     /// The table stored in frame `pa` (a frame this source handed out, or the root).
     fn table(&mut self, pa: u64) -> &mut [u64; 512];
+    /// Bits that mark memory private: the C-bit under SEV-SNP, 0 elsewhere. Every
+    /// table-to-table entry carries them (page tables are private memory); leaves carry
+    /// them only where the caller's flags say so, and addresses read back never do.
+    fn private_bits(&self) -> u64 {
+        0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,18 +56,19 @@ pub fn map(frames: &mut impl Frames, root: u64, va: u64, pa: u64, size: u64, fla
         return Err(MapError::Unaligned(va));
     }
     let leaf_level = if size == SIZE_2M { 1 } else { 0 };
+    let enc = frames.private_bits();
     let mut table = root;
     for level in (leaf_level + 1..4).rev() {
         let i = index(va, level);
         let entry = frames.table(table)[i];
         table = if entry & PRESENT == 0 {
             let new = frames.alloc().ok_or(MapError::OutOfFrames)?;
-            frames.table(table)[i] = new | PRESENT | WRITABLE;
+            frames.table(table)[i] = new | PRESENT | WRITABLE | enc;
             new
         } else if entry & HUGE != 0 {
             return Err(MapError::HugePageInTheWay(va));
         } else {
-            entry & ADDR_MASK
+            entry & ADDR_MASK & !enc
         };
     }
     let i = index(va, leaf_level);
@@ -83,8 +90,10 @@ pub fn map_range(frames: &mut impl Frames, root: u64, va: u64, pa: u64, len: u64
     Ok(())
 }
 
-/// Walks the tables: the physical address and leaf flags `va` maps to.
+/// Walks the tables: the physical address and leaf flags (private bits included) `va`
+/// maps to.
 pub fn translate(frames: &mut impl Frames, root: u64, va: u64) -> Option<(u64, u64)> {
+    let enc = frames.private_bits();
     let mut table = root;
     for level in (0..4).rev() {
         let entry = frames.table(table)[index(va, level)];
@@ -93,10 +102,10 @@ pub fn translate(frames: &mut impl Frames, root: u64, va: u64) -> Option<(u64, u
         }
         if level == 0 || entry & HUGE != 0 {
             let page = SIZE_4K << (9 * level);
-            let flags = entry & !ADDR_MASK;
-            return Some(((entry & ADDR_MASK & !(page - 1)) | (va & (page - 1)), flags));
+            let flags = (entry & !ADDR_MASK) | (entry & enc);
+            return Some(((entry & ADDR_MASK & !enc & !(page - 1)) | (va & (page - 1)), flags));
         }
-        table = entry & ADDR_MASK;
+        table = entry & ADDR_MASK & !enc;
     }
     None
 }
@@ -111,6 +120,7 @@ mod tests {
     struct VecFrames {
         tables: Vec<Box<[u64; 512]>>,
         limit: usize,
+        enc: u64,
     }
 
     impl Frames for VecFrames {
@@ -122,12 +132,16 @@ mod tests {
             Some(self.tables.len() as u64 * SIZE_4K)
         }
         fn table(&mut self, pa: u64) -> &mut [u64; 512] {
+            assert_eq!(pa & self.enc, 0, "a private bit leaked into a table address");
             &mut self.tables[(pa / SIZE_4K) as usize - 1]
+        }
+        fn private_bits(&self) -> u64 {
+            self.enc
         }
     }
 
     fn setup(limit: usize) -> (VecFrames, u64) {
-        let mut f = VecFrames { tables: Vec::new(), limit };
+        let mut f = VecFrames { tables: Vec::new(), limit, enc: 0 };
         let root = f.alloc().unwrap();
         (f, root)
     }
@@ -155,5 +169,29 @@ mod tests {
         assert_eq!(map(&mut f, root, 0x1001, 0, SIZE_4K, 0), Err(MapError::Unaligned(0x1001)));
         let (mut f, root) = setup(2);
         assert_eq!(map(&mut f, root, 0, 0, SIZE_4K, 0), Err(MapError::OutOfFrames));
+    }
+
+    #[test]
+    fn snp_c_bit_on_tables_and_private_leaves_only() {
+        const C: u64 = 1 << 51;
+        let (mut f, root) = setup(64);
+        f.enc = C;
+        let kva = 0xffff_ffff_8100_0000;
+        map_range(&mut f, root, kva, 0x100_0000, 0x2000, NO_EXECUTE | C).unwrap();
+        map(&mut f, root, 0xffff_c000_fe00_0000, 0xfe00_0000, SIZE_2M, WRITABLE | NO_EXECUTE | UNCACHED).unwrap();
+        // Private leaf: address without the bit, flags with it.
+        assert_eq!(translate(&mut f, root, kva + 0x10), Some((0x100_0010, NO_EXECUTE | C | PRESENT)));
+        // Shared device window: no C-bit on the leaf.
+        let (pa, flags) = translate(&mut f, root, 0xffff_c000_fe00_1000).unwrap();
+        assert_eq!((pa, flags & C), (0xfe00_1000, 0));
+        // Every table-to-table entry is private.
+        for t in &f.tables {
+            for e in t.iter().filter(|e| **e & PRESENT != 0 && **e & HUGE == 0 && **e & NO_EXECUTE == 0) {
+                assert_ne!(e & C, 0, "table entry {e:#x} lacks the C-bit");
+            }
+        }
+        // A second mapping under the same tables walks through the C-bit entries.
+        map(&mut f, root, kva + 0x5000, 0x200_0000, SIZE_4K, C).unwrap();
+        assert_eq!(translate(&mut f, root, kva + 0x5000).map(|t| t.0), Some(0x200_0000));
     }
 }

@@ -1,5 +1,5 @@
 /* Omega reset code: 16-bit reset vector -> 32-bit protected mode -> SEV check -> early
- * identity paging -> 64-bit long mode -> omega_loader_main (Rust).
+ * identity paging (C-bit under SNP) -> 64-bit long mode -> omega_loader_main (Rust).
  * AT&T syntax; the brace-enclosed operands are constants from omega_boot_info::phys. */
 
 .section .reset_vector, "ax"
@@ -68,8 +68,11 @@ omega_boot32:
     lidtl omega_idt32_desc
 
     /* SEV detection, CPUID first (the MSR faults on Intel and TCG). Under SEV-ES/SNP the
-     * CPUIDs raise #VC, which omega_vc32 answers through the GHCB MSR protocol. */
+     * CPUIDs raise #VC, which omega_vc32 answers from the PSP-checked CPUID page. %ebp
+     * gets the high dword of the C-bit mask for every page-table entry (0 without SEV);
+     * %esi keeps SEV_STATUS[31:0] for the 64-bit loader. */
     xorl %esi, %esi
+    xorl %ebp, %ebp
     movl $0x80000000, %eax
     cpuid
     cmpl $0x8000001f, %eax
@@ -79,6 +82,7 @@ omega_boot32:
     cpuid
     testl $2, %eax
     jz 5f
+    movl %ebx, %edi
     movl $0xc0010131, %ecx
 .global omega_sev_status_rdmsr
 omega_sev_status_rdmsr:
@@ -86,34 +90,54 @@ omega_sev_status_rdmsr:
     movl %eax, %esi
 5:
     testl $1, %esi
-    jz omega_no_sev
-    /* SECURITY: an SEV guest needs the C-bit in its page tables and, under SNP, PVALIDATE
-     * of its memory. Until the monitor does both, refuse loudly instead of running with
-     * memory the host can read. */
-    testl $6, %esi
+    jz omega_page_tables
+    /* SECURITY: only SEV-SNP protects memory integrity and gives a trustworthy CPUID
+     * page; plain SEV and SEV-ES are refused rather than run half-protected. */
+    testl $4, %esi
+    jnz omega_snp
+    testl $2, %esi
     jnz omega_sev_terminate
     movl $omega_msg_sev, %esi
     jmp omega_die32
 
-omega_no_sev:
+omega_snp:
+    /* SECURITY: the C-bit position is pinned (51 on every SNP part so far); a CPUID page
+     * that says otherwise ends the launch instead of letting the host pick the bit. */
+    andl $0x3f, %edi
+    cmpl ${c_bit}, %edi
+    jne omega_cbit_terminate
+    movl $(1 << ({c_bit} - 32)), %ebp
+
+omega_page_tables:
     /* Identity-map 0..4 GiB with 2 MiB pages, and alias 3..4 GiB at the top of the
-     * address space, where the 64-bit loader is linked. */
+     * address space, where the 64-bit loader is linked, and 0..1 GiB below it. Under SNP every entry carries
+     * the C-bit (high dword in %ebp): page tables, code and data are private. */
     movl ${pml4}, %edi
     xorl %eax, %eax
     movl $(7 * 1024), %ecx
     rep stosl
     movl ${pdpt}+3, {pml4}
+    movl %ebp, {pml4}+4
     movl ${pdpt_high}+3, {pml4}+4088
+    movl %ebp, {pml4}+4092
     movl ${pd}+3, {pdpt}
+    movl %ebp, {pdpt}+4
     movl ${pd}+0x1003, {pdpt}+8
+    movl %ebp, {pdpt}+12
     movl ${pd}+0x2003, {pdpt}+16
+    movl %ebp, {pdpt}+20
     movl ${pd}+0x3003, {pdpt}+24
+    movl %ebp, {pdpt}+28
     movl ${pd}+0x3003, {pdpt_high}+4088
+    movl %ebp, {pdpt_high}+4092
+    movl ${pd}+3, {pdpt_high}+4080      /* 0..1 GiB again at -2 GiB: the loader's .bss */
+    movl %ebp, {pdpt_high}+4084
     movl ${pd}, %edi
     movl $0x83, %eax
     movl $2048, %ecx
 6:
     movl %eax, (%edi)
+    movl %ebp, 4(%edi)
     addl $0x200000, %eax
     addl $8, %edi
     loop 6b
@@ -143,39 +167,48 @@ omega_gp32:
     xorl %edx, %edx
     iretl
 
-/* #VC: answer CPUID through the GHCB MSR protocol (GHCB spec 2.3.1), one register per
- * round trip; any other exit, or a bad response, ends the guest. */
-.macro OMEGA_VC_CPUID reg
-    movl $0xc0010130, %ecx
-    movl %ebp, %edx
-    movl $((\reg << 30) | 4), %eax
-    wrmsr
-    .byte 0xf3, 0x0f, 0x01, 0xd9     /* vmgexit */
-    rdmsr
-    movl %eax, %ecx
-    andl $0xfff, %ecx
-    cmpl $5, %ecx
-    jne omega_sev_terminate
-    pushl %edx
-.endm
+/* #VC: answer CPUID from the SNP CPUID page (SEV-SNP ABI spec: u32 count at +0, entries
+ * of 0x30 bytes from +0x10: EAX_IN +0x00, ECX_IN +0x04, EAX..EDX +0x18..+0x24). The reset
+ * code asks only sub-leaf-less leaves, so EAX_IN alone selects the entry. SECURITY: the
+ * host's own CPUID answers (MSR protocol) are never used: under SNP the PSP checked this
+ * page at launch, and a launch without it (SEV-ES) is refused here. Any other exit, or a
+ * leaf missing from the page, ends the guest. */
 omega_vc32:
     cmpl $0x72, (%esp)
     jne omega_sev_terminate
-    movl %eax, %ebp
-    OMEGA_VC_CPUID 0
-    OMEGA_VC_CPUID 1
-    OMEGA_VC_CPUID 2
-    OMEGA_VC_CPUID 3
-    popl %edx
-    popl %ecx
-    popl %ebx
-    popl %eax
+    movl {cpuid_page}, %ecx
+    testl %ecx, %ecx
+    jz omega_sev_terminate
+    cmpl $64, %ecx
+    ja omega_sev_terminate
+    movl ${cpuid_page}+0x10, %edx
+11:
+    cmpl (%edx), %eax
+    je 12f
+    addl $0x30, %edx
+    loop 11b
+    jmp omega_sev_terminate
+12:
+    movl 0x1c(%edx), %ebx
+    movl 0x20(%edx), %ecx
+    movl 0x18(%edx), %eax
+    movl 0x24(%edx), %edx
     addl $4, %esp
     addl $2, (%esp)
     iretl
 
-/* GHCB MSR protocol termination request: reason set 1, code 1 ("Omega: SEV-ES/SNP launch
- * support missing"). The hypervisor reports it and stops the guest. */
+/* C-bit position check failed: reason set 1, code 5. */
+omega_cbit_terminate:
+    movl $0xc0010130, %ecx
+    movl $0x00051100, %eax
+    xorl %edx, %edx
+    wrmsr
+    .byte 0xf3, 0x0f, 0x01, 0xd9
+    jmp 7f
+
+/* GHCB MSR protocol termination request: reason set 1, code 1 ("Omega: this SEV launch
+ * is not supported": SEV-ES without SNP, or no usable CPUID page). The hypervisor reports
+ * it and stops the guest. */
 omega_sev_terminate:
     movl $0xc0010130, %ecx
     movl $0x00011100, %eax
@@ -215,6 +248,7 @@ omega_boot64:
     movw %ax, %fs
     movw %ax, %gs
     movq ${stack_top}, %rsp
+    movl %esi, %edi          /* SEV_STATUS[31:0] */
     movabsq $omega_loader_main, %rax
     callq *%rax
     ud2
@@ -236,4 +270,4 @@ omega_idt32_desc:
 omega_msg_fault32:
     .asciz "omega-loader: FATAL: CPU exception in the 32-bit reset code\r\n"
 omega_msg_sev:
-    .asciz "omega-loader: FATAL: SEV guest detected; this image supports SEV only as SEV-SNP, which is not implemented yet\r\n"
+    .asciz "omega-loader: FATAL: plain SEV guest detected; this image runs only as SEV-SNP (or without SEV)\r\n"

@@ -20,7 +20,7 @@ fn boots_to_banner_and_exits_cleanly() {
     assert_contains(&out, " memory: 128 MiB usable in");
     assert_contains(&out, "omega: heap self-test passed");
     assert_contains(&out, " frames: ");
-    assert_contains(&out, " shared DMA pool 1024 KiB at ");
+    assert_contains(&out, " shared DMA pool 2048 KiB at ");
     assert_contains(&out, "omega: boot complete");
     assert!(out.banner_after.is_some());
 }

@@ -1,5 +1,6 @@
 //! Monitor core checks in QEMU (test-hooks image): heap stress, the clock, stack overflow
-//! into the guard page, entropy, and the guest-memory dump check of the shared pool.
+//! into the guard page, entropy, the #VC stub, and the guest-memory dump check of the
+//! shared pool.
 
 use std::time::Duration;
 
@@ -27,6 +28,15 @@ fn clock_is_monotonic_and_agrees_with_the_pit() {
     // orders of magnitude.
     assert!((30_000..=80_000).contains(&us), "50 ms measured as {us} us\n{out}");
     assert!(out.serial.contains(" clock: TSC "), "{out}");
+}
+
+#[test]
+fn vc_handler_emulates_cpuid_and_resumes() {
+    // TCG never raises #VC; the hook builds the hardware's frame and enters the stub, so
+    // this checks the stub, the decoder and the register round trip, not the CPU's delivery.
+    let out = hook("vc-cpuid");
+    assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
+    assert!(out.serial.contains("omega: vc-cpuid: eax=0x0 vendor=\"OmegaVCtest!\""), "{out}");
 }
 
 #[test]

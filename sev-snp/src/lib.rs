@@ -14,6 +14,8 @@
 //! - [`pvalidate`]: PVALIDATE policy (2 MiB with 4 KiB fallback, "no change" is an attack) and
 //!   the ordering of private<->shared conversions.
 //! - [`secrets`]: the SNP secrets page (ABI spec, PAGE_TYPE_SECRETS).
+//! - [`cpuid_page`]: the SNP CPUID page and CPUID emulation from it; the C-bit check.
+//! - [`vc`]: #VC handling: decoding and emulating CPUID, `IN`/`OUT` and MMIO `MOV`s.
 //! - [`guest_msg`]: SNP guest messages (ABI spec chapter "Guest Messages"), AES-256-GCM with
 //!   VMPCK0, sequence numbers, attestation reports and derived keys.
 #![no_std]
@@ -23,13 +25,16 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod cpuid_page;
 pub mod ghcb;
 pub mod guest_msg;
 pub mod msr_protocol;
 pub mod psc;
 pub mod pvalidate;
 pub mod secrets;
+pub mod vc;
 
+pub use cpuid_page::{CpuState, CpuidError, CpuidTable};
 pub use ghcb::{Ghcb, GhcbError, GhcbPlatform};
 pub use guest_msg::{
     ATTESTATION_REPORT_SIZE, DerivedKey, DerivedKeyRequest, GuestMessenger, GuestMsgError,
@@ -39,6 +44,7 @@ pub use msr_protocol::{GhcbMsr, MsrError, SevInfo, TerminationReason};
 pub use psc::{GhcbPageStateChange, MsrPageStateChange, PageStateChange, PscDescriptor, PscError};
 pub use pvalidate::{MemRange, Pvalidate, PvalidateError, PvalidateResult};
 pub use secrets::{SecretsError, SecretsPage, Vmpck};
+pub use vc::{Regs, VcEnv, VcError};
 
 /// Size of a small (4 KiB) page.
 pub const PAGE_SIZE_4K: u64 = 0x1000;
