@@ -6,8 +6,8 @@ use core::arch::x86_64::{CpuidResult, __cpuid_count};
 pub const MSR_SEV_STATUS: u32 = 0xc001_0131;
 
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
-    // Under SEV-ES/SNP this raises #VC; the reset code refuses those platforms before any
-    // Rust code runs.
+    // Under SNP this raises #VC, answered from the CPUID page (`crate::sev`); the reset
+    // code refuses SEV-ES without SNP.
     __cpuid_count(leaf, subleaf)
 }
 

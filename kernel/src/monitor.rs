@@ -69,21 +69,20 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
     let tee = info.check().unwrap_or_else(|e| fatal("boot info from the loader", format_args!("{e:?}")));
     let heap_range = heap::choose(info).unwrap_or_else(|| fatal("heap", "no free RAM"));
     // The platform comes first: under SNP the heap's RAM must be validated before use.
-    let mut platform: Box<dyn Platform> = match tee {
+    let (mut platform, heap): (Box<dyn Platform>, _) = match tee {
         Tee::None => {
-            heap::init(heap_range);
-            Box::new(NoTee)
+            let heap = heap::init(heap_range);
+            (Box::new(NoTee), heap)
         }
         Tee::SevSnp => {
             let mut p = snp::SevSnp::new(info).unwrap_or_else(|e| fatal("SEV-SNP platform", e));
             p.accept_memory(heap_range).unwrap_or_else(|e| fatal("accepting the heap's memory", e));
-            heap::init(heap_range);
-            Box::new(p)
+            let heap = heap::init(heap_range);
+            (Box::new(p), heap)
         }
         // The reset code refuses these; BootInfo::check does too.
         other => fatal("platform", format_args!("{} is not supported", other.name())),
     };
-    let heap = heap::HeapInfo { phys_start: heap_range.start, size: heap_range.end - heap_range.start };
     let mut frames = FrameAllocator::from_boot_info(info, &[heap_range]).unwrap_or_else(|e| fatal("frame allocator", e));
     for r in frames.ranges() {
         platform.accept_memory(*r).unwrap_or_else(|e| fatal("accepting memory", e));
