@@ -190,7 +190,11 @@ fn byte(insn: &[u8], i: usize) -> Result<u8, DecodeError> {
 }
 
 fn prefixes(insn: &[u8]) -> Result<Prefixes, DecodeError> {
-    let mut p = Prefixes { opsize: false, rex: 0, len: 0 };
+    let mut p = Prefixes {
+        opsize: false,
+        rex: 0,
+        len: 0,
+    };
     loop {
         let b = byte(insn, p.len)?;
         match b {
@@ -226,7 +230,12 @@ pub fn decode_ioio(insn: &[u8]) -> Result<IoInsn, DecodeError> {
         // INS/OUTS would move data between guest memory and the port: not emulated.
         _ => return Err(DecodeError::Unsupported),
     };
-    Ok(IoInsn { port, size, is_in, len: len as u8 })
+    Ok(IoInsn {
+        port,
+        size,
+        is_in,
+        len: len as u8,
+    })
 }
 
 fn reg_operand(num: u8, size: u8, rex: u8) -> RegOperand {
@@ -246,12 +255,21 @@ fn modrm(insn: &[u8], at: usize, rex: u8) -> Result<(u8, MemOperand, usize), Dec
     }
     let rex_b = (rex & 1) << 3;
     let mut i = at + 1;
-    let mut mem = MemOperand { base: None, index: None, disp: 0, rip_relative: false };
+    let mut mem = MemOperand {
+        base: None,
+        index: None,
+        disp: 0,
+        rip_relative: false,
+    };
     let mut disp32_only = false;
     if rm == 4 {
         let sib = byte(insn, i)?;
         i += 1;
-        let (scale, idx, base) = (1u8 << (sib >> 6), ((sib >> 3) & 7) | ((rex & 2) << 2), sib & 7);
+        let (scale, idx, base) = (
+            1u8 << (sib >> 6),
+            ((sib >> 3) & 7) | ((rex & 2) << 2),
+            sib & 7,
+        );
         if idx != 4 {
             mem.index = Some((idx, scale));
         }
@@ -270,7 +288,12 @@ fn modrm(insn: &[u8], at: usize, rex: u8) -> Result<(u8, MemOperand, usize), Dec
         mem.disp = i64::from(byte(insn, i)? as i8);
         i += 1;
     } else if md == 2 || disp32_only {
-        let d = [byte(insn, i)?, byte(insn, i + 1)?, byte(insn, i + 2)?, byte(insn, i + 3)?];
+        let d = [
+            byte(insn, i)?,
+            byte(insn, i + 1)?,
+            byte(insn, i + 2)?,
+            byte(insn, i + 3)?,
+        ];
         mem.disp = i64::from(i32::from_le_bytes(d));
         i += 4;
     }
@@ -299,14 +322,29 @@ pub fn decode_mmio(insn: &[u8]) -> Result<MmioInsn, DecodeError> {
         0
     };
     let (reg, mem, mut i) = match (two_byte, op, op2) {
-        (false, 0x88 | 0x89 | 0x8A | 0x8B | 0xC6 | 0xC7, _) | (true, _, 0xB6 | 0xB7 | 0xBE | 0xBF) => modrm(insn, i, p.rex)?,
+        (false, 0x88 | 0x89 | 0x8A | 0x8B | 0xC6 | 0xC7, _)
+        | (true, _, 0xB6 | 0xB7 | 0xBE | 0xBF) => modrm(insn, i, p.rex)?,
         _ => return Err(DecodeError::Unsupported),
     };
     let (kind, size) = match (two_byte, op, op2) {
         (false, 0x88, _) => (MmioKind::WriteReg(reg_operand(reg, 1, p.rex)), 1),
         (false, 0x89, _) => (MmioKind::WriteReg(RegOperand::Gpr(reg)), opsize),
-        (false, 0x8A, _) => (MmioKind::Read { dst: reg_operand(reg, 1, p.rex), dst_size: 1, extend: Extend::None }, 1),
-        (false, 0x8B, _) => (MmioKind::Read { dst: RegOperand::Gpr(reg), dst_size: opsize, extend: Extend::None }, opsize),
+        (false, 0x8A, _) => (
+            MmioKind::Read {
+                dst: reg_operand(reg, 1, p.rex),
+                dst_size: 1,
+                extend: Extend::None,
+            },
+            1,
+        ),
+        (false, 0x8B, _) => (
+            MmioKind::Read {
+                dst: RegOperand::Gpr(reg),
+                dst_size: opsize,
+                extend: Extend::None,
+            },
+            opsize,
+        ),
         (false, 0xC6 | 0xC7, _) => {
             if reg & 7 != 0 {
                 return Err(DecodeError::Unsupported);
@@ -326,14 +364,26 @@ pub fn decode_mmio(insn: &[u8]) -> Result<MmioInsn, DecodeError> {
         (true, _, b) => {
             let size = if b == 0xB6 || b == 0xBE { 1 } else { 2 };
             let extend = if b < 0xBE { Extend::Zero } else { Extend::Sign };
-            (MmioKind::Read { dst: RegOperand::Gpr(reg), dst_size: opsize, extend }, size)
+            (
+                MmioKind::Read {
+                    dst: RegOperand::Gpr(reg),
+                    dst_size: opsize,
+                    extend,
+                },
+                size,
+            )
         }
         _ => return Err(DecodeError::Unsupported),
     };
     if i > MAX_INSN_LEN {
         return Err(DecodeError::TooLong);
     }
-    Ok(MmioInsn { kind, size, mem, len: i as u8 })
+    Ok(MmioInsn {
+        kind,
+        size,
+        mem,
+        len: i as u8,
+    })
 }
 
 /// The virtual address the memory operand names (wrapping, as the CPU computes it).
@@ -414,7 +464,8 @@ pub fn handle<P: GhcbPlatform, E: VcEnv>(
             }
             // SECURITY: answered from the PSP-checked table only; the host is never asked.
             let out = cpuid.lookup(r.gpr[0] as u32, r.gpr[1] as u32, &env.cpu_state())?;
-            (r.gpr[0], r.gpr[3], r.gpr[1], r.gpr[2]) = (out[0].into(), out[1].into(), out[2].into(), out[3].into());
+            (r.gpr[0], r.gpr[3], r.gpr[1], r.gpr[2]) =
+                (out[0].into(), out[1].into(), out[2].into(), out[3].into());
             r.rip = r.rip.wrapping_add(2);
         }
         EXIT_IOIO => {
@@ -424,10 +475,18 @@ pub fn handle<P: GhcbPlatform, E: VcEnv>(
                 Port::Dx => r.gpr[2] as u16,
             };
             if io.is_in {
+                // The general 64-bit rule (SDM vol. 1, 3.4.1.1), which IN does not except:
+                // IN AL/AX merge into RAX, IN EAX zero-extends.
                 let v = ghcb::io_in(ghcb, version, port, io.size)?;
                 write_reg(&mut r, RegOperand::Gpr(0), io.size, u64::from(v));
             } else {
-                ghcb::io_out(ghcb, version, port, io.size, (r.gpr[0] & mask(io.size)) as u32)?;
+                ghcb::io_out(
+                    ghcb,
+                    version,
+                    port,
+                    io.size,
+                    (r.gpr[0] & mask(io.size)) as u32,
+                )?;
             }
             r.rip = r.rip.wrapping_add(u64::from(io.len));
         }
@@ -436,10 +495,16 @@ pub fn handle<P: GhcbPlatform, E: VcEnv>(
             let va = effective_address(&m, &r);
             // SECURITY: only the device window becomes a host-visible MMIO request; any other
             // address (private RAM) means a bug or an attack, not a device access.
-            let gpa = env.mmio_gpa(va, u64::from(m.size)).ok_or(VcError::NotMmio(va))?;
+            let gpa = env
+                .mmio_gpa(va, u64::from(m.size))
+                .ok_or(VcError::NotMmio(va))?;
             let size = usize::from(m.size);
             match m.kind {
-                MmioKind::Read { dst, dst_size, extend: how } => {
+                MmioKind::Read {
+                    dst,
+                    dst_size,
+                    extend: how,
+                } => {
                     let mut buf = [0u8; 8];
                     ghcb::mmio_read(ghcb, version, gpa, &mut buf[..size])?;
                     let v = extend(u64::from_le_bytes(buf), m.size, how);
@@ -485,8 +550,18 @@ mod tests {
 
     #[test]
     fn decodes_mmio_movs() {
-        let mem = |base, index, disp| MemOperand { base, index, disp, rip_relative: false };
-        let read = |dst, dst_size, extend| MmioKind::Read { dst: RegOperand::Gpr(dst), dst_size, extend };
+        let mem = |base, index, disp| MemOperand {
+            base,
+            index,
+            disp,
+            rip_relative: false,
+        };
+        let read = |dst, dst_size, extend| MmioKind::Read {
+            dst: RegOperand::Gpr(dst),
+            dst_size,
+            extend,
+        };
+        #[rustfmt::skip]
         let cases: &[(&[u8], MmioKind, u8, MemOperand)] = &[
             // mov eax, [rdi]
             (&[0x8b, 0x07], read(RAX, 4, Extend::None), 4, mem(Some(RDI), None, 0)),
@@ -527,25 +602,37 @@ mod tests {
         ];
         for (bytes, kind, size, m) in cases {
             let d = decode_mmio(bytes).unwrap_or_else(|e| panic!("{bytes:02x?}: {e}"));
-            assert_eq!((d.kind, d.size, d.mem, usize::from(d.len)), (*kind, *size, *m, bytes.len()), "{bytes:02x?}");
+            assert_eq!(
+                (d.kind, d.size, d.mem, usize::from(d.len)),
+                (*kind, *size, *m, bytes.len()),
+                "{bytes:02x?}"
+            );
             // Trailing bytes (the next instruction) are not consumed.
             let mut longer = bytes.to_vec();
             longer.extend_from_slice(&[0x90; 8]);
             assert_eq!(decode_mmio(&longer).unwrap().len, d.len);
             // Any shorter prefix of the bytes is truncated, never misread.
             for cut in 0..bytes.len() {
-                assert_eq!(decode_mmio(&bytes[..cut]), Err(DecodeError::Truncated), "{bytes:02x?} cut at {cut}");
+                assert_eq!(
+                    decode_mmio(&bytes[..cut]),
+                    Err(DecodeError::Truncated),
+                    "{bytes:02x?} cut at {cut}"
+                );
             }
         }
         // mov eax, [rip+0x10]
         let d = decode_mmio(&[0x8b, 0x05, 0x10, 0, 0, 0]).unwrap();
         assert!(d.mem.rip_relative && d.mem.disp == 0x10 && d.len == 6);
-        let regs = Regs { rip: 0x1000, ..Default::default() };
+        let regs = Regs {
+            rip: 0x1000,
+            ..Default::default()
+        };
         assert_eq!(effective_address(&d, &regs), 0x1000 + 6 + 0x10);
     }
 
     #[test]
     fn refuses_what_it_does_not_emulate() {
+        #[rustfmt::skip]
         let cases: &[(&[u8], DecodeError)] = &[
             (&[0x89, 0xc0], DecodeError::NotMemory),             // mov eax, eax
             (&[0x64, 0x8b, 0x07], DecodeError::Unsupported),     // mov eax, fs:[rdi]
@@ -576,6 +663,7 @@ mod tests {
 
     #[test]
     fn decodes_in_and_out() {
+        #[rustfmt::skip]
         let cases: &[(&[u8], Port, u8, bool)] = &[
             (&[0xee], Port::Dx, 1, false),           // out dx, al
             (&[0xec], Port::Dx, 1, true),            // in al, dx
@@ -587,10 +675,203 @@ mod tests {
         ];
         for (bytes, port, size, is_in) in cases {
             let d = decode_ioio(bytes).unwrap();
-            assert_eq!((d.port, d.size, d.is_in, usize::from(d.len)), (*port, *size, *is_in, bytes.len()));
+            assert_eq!(
+                (d.port, d.size, d.is_in, usize::from(d.len)),
+                (*port, *size, *is_in, bytes.len())
+            );
         }
         for bad in [&[0x6c][..], &[0xf3, 0x6e], &[0x6f], &[0xe4], &[0x90]] {
             assert!(decode_ioio(bad).is_err(), "{bad:02x?}");
+        }
+    }
+
+    /// Assembles `lines` (Intel syntax) with GNU `as --64` and returns each instruction's
+    /// bytes as `objdump` lists them, or `None` when the tools are missing.
+    fn assemble(name: &str, lines: &[&str]) -> Option<Vec<Vec<u8>>> {
+        use std::process::Command;
+        let dir =
+            std::env::temp_dir().join(std::format!("sev-snp-vc-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, obj) = (dir.join("t.s"), dir.join("t.o"));
+        let mut text = std::string::String::from(".intel_syntax noprefix\n");
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&src, text).unwrap();
+        let ran = Command::new("as")
+            .arg("--64")
+            .arg("-o")
+            .arg(&obj)
+            .arg(&src)
+            .output();
+        let Ok(out) = ran else { return None };
+        assert!(
+            out.status.success(),
+            "as: {}",
+            std::string::String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("objdump")
+            .args(["-d", "--insn-width=15"])
+            .arg(&obj)
+            .output()
+            .ok()?;
+        assert!(out.status.success());
+        let _ = std::fs::remove_dir_all(&dir);
+        let listing = std::string::String::from_utf8(out.stdout).unwrap();
+        // "   0:\t8b 07                \tmov    (%rdi),%eax"
+        let insns: Vec<Vec<u8>> = listing
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                let addr = f.next()?.trim();
+                (addr.ends_with(':') && u64::from_str_radix(&addr[..addr.len() - 1], 16).is_ok())
+                    .then_some(())?;
+                Some(
+                    f.next()?
+                        .split_whitespace()
+                        .map(|b| u8::from_str_radix(b, 16).unwrap())
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            insns.len(),
+            lines.len(),
+            "one listing line per instruction:\n{listing}"
+        );
+        Some(insns)
+    }
+
+    #[test]
+    fn decoder_agrees_with_gnu_as() {
+        let mem = |base, index, disp| MemOperand {
+            base,
+            index,
+            disp,
+            rip_relative: false,
+        };
+        let rd = |dst, dst_size, extend| MmioKind::Read {
+            dst: RegOperand::Gpr(dst),
+            dst_size,
+            extend,
+        };
+        let wr = |src| MmioKind::WriteReg(RegOperand::Gpr(src));
+        let (rbx, rbp, r9, r10, r11, r14, r15) = (3u8, 5u8, 9u8, 10u8, 11u8, 14u8, 15u8);
+        // What each line means, written from the assembly text.
+        #[rustfmt::skip]
+        let mmio: &[(&str, MmioKind, u8, MemOperand)] = &[
+            ("mov eax, dword ptr [rdi]", rd(RAX, 4, Extend::None), 4, mem(Some(RDI), None, 0)),
+            ("mov rax, qword ptr [rdi+8]", rd(RAX, 8, Extend::None), 8, mem(Some(RDI), None, 8)),
+            ("mov dword ptr [r12], edx", wr(RDX), 4, mem(Some(R12), None, 0)),
+            ("mov word ptr [rax], dx", wr(RDX), 2, mem(Some(RAX), None, 0)),
+            ("mov byte ptr [rbx+rcx*2-0x10], al", wr(RAX), 1, mem(Some(rbx), Some((RCX, 2)), -0x10)),
+            ("mov r15, qword ptr [r13+r14*8+0x12345678]", rd(r15, 8, Extend::None), 8, mem(Some(R13), Some((r14, 8)), 0x1234_5678)),
+            ("mov r9w, word ptr [rsp+rbp*1]", rd(r9, 2, Extend::None), 2, mem(Some(RSP), Some((rbp, 1)), 0)),
+            ("mov esi, dword ptr [rax+r12*2]", rd(RSI, 4, Extend::None), 4, mem(Some(RAX), Some((R12, 2)), 0)),
+            ("mov al, byte ptr [r8]", rd(RAX, 1, Extend::None), 1, mem(Some(R8), None, 0)),
+            ("mov ah, byte ptr [rsi]", MmioKind::Read { dst: RegOperand::HighByte(0), dst_size: 1, extend: Extend::None }, 1, mem(Some(RSI), None, 0)),
+            ("mov byte ptr [rdx], bh", MmioKind::WriteReg(RegOperand::HighByte(3)), 1, mem(Some(RDX), None, 0)),
+            ("mov byte ptr [rdx], dil", wr(RDI), 1, mem(Some(RDX), None, 0)),
+            ("mov byte ptr [rdx], r11b", wr(r11), 1, mem(Some(RDX), None, 0)),
+            ("movzx eax, byte ptr [rsi]", rd(RAX, 4, Extend::Zero), 1, mem(Some(RSI), None, 0)),
+            ("movzx r10, word ptr [rcx-0x80]", rd(r10, 8, Extend::Zero), 2, mem(Some(RCX), None, -0x80)),
+            ("movsx rax, word ptr [rcx+rdx*4]", rd(RAX, 8, Extend::Sign), 2, mem(Some(RCX), Some((RDX, 4)), 0)),
+            ("movsx ecx, byte ptr [rdi-1]", rd(RCX, 4, Extend::Sign), 1, mem(Some(RDI), None, -1)),
+            ("movsx dx, byte ptr [rdi]", rd(RDX, 2, Extend::Sign), 1, mem(Some(RDI), None, 0)),
+            ("mov dword ptr [rax+4], 0x12345678", MmioKind::WriteImm(0x1234_5678), 4, mem(Some(RAX), None, 4)),
+            ("mov qword ptr [rax], -2", MmioKind::WriteImm(u64::MAX - 1), 8, mem(Some(RAX), None, 0)),
+            ("mov qword ptr [r9+0x10], 0x7fffffff", MmioKind::WriteImm(0x7fff_ffff), 8, mem(Some(r9), None, 0x10)),
+            ("mov word ptr [rdi], 0x1234", MmioKind::WriteImm(0x1234), 2, mem(Some(RDI), None, 0)),
+            ("mov byte ptr [rdi+0x7f], 0x80", MmioKind::WriteImm(0x80), 1, mem(Some(RDI), None, 0x7f)),
+            ("mov eax, dword ptr [0x1000]", rd(RAX, 4, Extend::None), 4, mem(None, None, 0x1000)),
+            ("mov qword ptr [rsp+8], r11", wr(r11), 8, mem(Some(RSP), None, 8)),
+            ("mov eax, dword ptr [rbp]", rd(RAX, 4, Extend::None), 4, mem(Some(rbp), None, 0)),
+            ("mov eax, dword ptr [r13]", rd(RAX, 4, Extend::None), 4, mem(Some(R13), None, 0)),
+            ("mov dword ptr [rdi+rcx*4+0x100], eax", wr(RAX), 4, mem(Some(RDI), Some((RCX, 4)), 0x100)),
+            ("mov edx, dword ptr [rsi+rbx*8-0x80000000]", rd(RDX, 4, Extend::None), 4, mem(Some(RSI), Some((rbx, 8)), -0x8000_0000)),
+        ];
+        let lines: Vec<&str> = mmio.iter().map(|c| c.0).collect();
+        let Some(bytes) = assemble("mmio", &lines) else {
+            std::println!("SKIPPED: GNU as/objdump not found");
+            return;
+        };
+        for ((text, kind, size, m), b) in mmio.iter().zip(&bytes) {
+            let d = decode_mmio(b).unwrap_or_else(|e| panic!("{text} = {b:02x?}: {e}"));
+            assert_eq!(
+                (d.kind, d.size, d.mem, usize::from(d.len)),
+                (*kind, *size, *m, b.len()),
+                "{text} = {b:02x?}"
+            );
+        }
+        // RIP-relative: relative to the end of the instruction.
+        let b = &assemble("rip", &["mov ecx, dword ptr [rip+0x100]"]).unwrap()[0];
+        let d = decode_mmio(b).unwrap();
+        assert!(d.mem.rip_relative && d.mem.base.is_none() && d.mem.disp == 0x100);
+        let regs = Regs {
+            rip: 0x40_0000,
+            ..Default::default()
+        };
+        assert_eq!(
+            effective_address(&d, &regs),
+            0x40_0000 + b.len() as u64 + 0x100
+        );
+
+        #[rustfmt::skip]
+        let io: &[(&str, Port, u8, bool)] = &[
+            ("in al, dx", Port::Dx, 1, true),
+            ("in ax, dx", Port::Dx, 2, true),
+            ("in eax, dx", Port::Dx, 4, true),
+            ("out dx, al", Port::Dx, 1, false),
+            ("out dx, ax", Port::Dx, 2, false),
+            ("out dx, eax", Port::Dx, 4, false),
+            ("in al, 0x60", Port::Imm(0x60), 1, true),
+            ("in ax, 0x40", Port::Imm(0x40), 2, true),
+            ("in eax, 0xff", Port::Imm(0xff), 4, true),
+            ("out 0x80, al", Port::Imm(0x80), 1, false),
+            ("out 0x43, ax", Port::Imm(0x43), 2, false),
+            ("out 0x71, eax", Port::Imm(0x71), 4, false),
+        ];
+        let lines: Vec<&str> = io.iter().map(|c| c.0).collect();
+        for ((text, port, size, is_in), b) in io.iter().zip(&assemble("io", &lines).unwrap()) {
+            let d = decode_ioio(b).unwrap_or_else(|e| panic!("{text} = {b:02x?}: {e}"));
+            assert_eq!(
+                (d.port, d.size, d.is_in, usize::from(d.len)),
+                (*port, *size, *is_in, b.len()),
+                "{text}"
+            );
+        }
+
+        // Refused, with the reason.
+        #[rustfmt::skip]
+        let bad: &[(&str, DecodeError)] = &[
+            ("mov eax, ecx", DecodeError::NotMemory),
+            ("mov eax, dword ptr fs:[rdi]", DecodeError::Unsupported),
+            ("mov rax, qword ptr gs:[0x28]", DecodeError::Unsupported),
+            ("mov eax, dword ptr [edi]", DecodeError::Unsupported),
+            ("lock add dword ptr [rdi], 1", DecodeError::Unsupported),
+            ("xchg dword ptr [rdi], eax", DecodeError::Unsupported),
+            ("add dword ptr [rdi], eax", DecodeError::Unsupported),
+            ("rep movsb", DecodeError::Unsupported),
+            ("movabs eax, dword ptr [0x1000]", DecodeError::Unsupported),
+        ];
+        let lines: Vec<&str> = bad.iter().map(|c| c.0).collect();
+        for ((text, want), b) in bad.iter().zip(&assemble("bad", &lines).unwrap()) {
+            assert_eq!(decode_mmio(b).map(|_| ()), Err(*want), "{text} = {b:02x?}");
+        }
+        let lines = [
+            "rep insb",
+            "insw",
+            "outsd",
+            "rep outsb",
+            "mov eax, dword ptr [rdi]",
+        ];
+        for (text, b) in lines.iter().zip(&assemble("string-io", &lines).unwrap()) {
+            assert_eq!(
+                decode_ioio(b).map(|_| ()),
+                Err(DecodeError::Unsupported),
+                "{text} = {b:02x?}"
+            );
         }
     }
 
@@ -607,7 +888,13 @@ mod tests {
 
     impl Devices {
         fn new() -> Self {
-            Self { page: Box::new([0; GHCB_SIZE]), ports: BTreeMap::new(), mmio: BTreeMap::new(), fail: false, exits: 0 }
+            Self {
+                page: Box::new([0; GHCB_SIZE]),
+                ports: BTreeMap::new(),
+                mmio: BTreeMap::new(),
+                fail: false,
+                exits: 0,
+            }
         }
     }
 
@@ -637,7 +924,10 @@ mod tests {
                     };
                     if info1 & 1 == 1 {
                         // High garbage: the guest must mask and merge.
-                        g.set(Field::Rax, 0xDEAD_0000_0000_0000 | u64::from(*self.ports.get(&port).unwrap_or(&0)));
+                        g.set(
+                            Field::Rax,
+                            0xDEAD_0000_0000_0000 | u64::from(*self.ports.get(&port).unwrap_or(&0)),
+                        );
                     } else {
                         self.ports.insert(port, (rax & size_mask) as u32);
                     }
@@ -645,7 +935,8 @@ mod tests {
                 exit_code::MMIO_READ => {
                     let len = info2 as usize;
                     for k in 0..len {
-                        g.shared_buffer_mut()[k] = *self.mmio.get(&(info1 + k as u64)).unwrap_or(&0);
+                        g.shared_buffer_mut()[k] =
+                            *self.mmio.get(&(info1 + k as u64)).unwrap_or(&0);
                     }
                 }
                 exit_code::MMIO_WRITE => {
@@ -674,12 +965,19 @@ mod tests {
             (pa >= 0xfe00_0000 && pa + len <= 0xff00_0000).then_some(pa)
         }
         fn cpu_state(&self) -> CpuState {
-            CpuState { cr4_osxsave: true, ..Default::default() }
+            CpuState {
+                cr4_osxsave: true,
+                ..Default::default()
+            }
         }
     }
 
     fn table() -> CpuidTable {
-        CpuidTable::parse(&cpuid_page(&[(0, 0, [1, 0x6874_7541, 0x444D_4163, 0x6974_6E65]), (1, 0, [0xA00F11, 0x800, 0x0, 0x178BFBFF])])).unwrap()
+        CpuidTable::parse(&cpuid_page(&[
+            (0, 0, [0xD, 0x6874_7541, 0x444D_4163, 0x6974_6E65]),
+            (1, 0, [0xA00F11, 0x800, 0x0, 0x178BFBFF]),
+        ]))
+        .unwrap()
     }
 
     fn run(exit: u64, regs: &mut Regs, insn: &[u8], dev: &mut Devices) -> Result<(), VcError> {
@@ -689,14 +987,38 @@ mod tests {
     #[test]
     fn cpuid_comes_from_the_table_without_asking_the_host() {
         let mut dev = Devices::new();
-        let mut r = Regs { rip: 0x1000, ..Default::default() };
-        r.gpr = [0xFFFF_FFFF_0000_0000, 0, 0x55, 0x66, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7];
+        let mut r = Regs {
+            rip: 0x1000,
+            ..Default::default()
+        };
+        r.gpr = [
+            0xFFFF_FFFF_0000_0000,
+            0,
+            0x55,
+            0x66,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+            7,
+        ];
         run(EXIT_CPUID, &mut r, &[0x0f, 0xa2, 0x90], &mut dev).unwrap();
         assert_eq!(dev.exits, 0);
         // Leaf 0 ignores the high half of RAX; outputs zero-extend.
-        assert_eq!(&r.gpr[..4], &[1, 0x444D_4163, 0x6974_6E65, 0x6874_7541]);
+        assert_eq!(&r.gpr[..4], &[0xD, 0x444D_4163, 0x6974_6E65, 0x6874_7541]);
+        assert_eq!(&r.gpr[4..], &[7; 12]);
         assert_eq!(r.rip, 0x1002);
-        let mut r = Regs { rip: 0x1000, ..Default::default() };
+        let mut r = Regs {
+            rip: 0x1000,
+            ..Default::default()
+        };
         r.gpr[0] = 1;
         run(EXIT_CPUID, &mut r, &[0x0f, 0xa2], &mut dev).unwrap();
         assert_ne!(r.gpr[1] & (1 << 27), 0, "OSXSAVE from CR4");
@@ -704,15 +1026,36 @@ mod tests {
         let before = r;
         assert!(run(EXIT_CPUID, &mut r, &[0x90, 0x90], &mut dev).is_err());
         assert_eq!(r, before);
-        // Leaf in range but missing.
+        // Out of range (no 0x80000000 in the table): zeros.
         r.gpr[0] = 0x8000_0000;
-        assert!(run(EXIT_CPUID, &mut r, &[0x0f, 0xa2], &mut dev).is_ok(), "out of range reads zeros");
+        r.gpr[3] = 5;
+        run(EXIT_CPUID, &mut r, &[0x0f, 0xa2], &mut dev).unwrap();
+        assert_eq!(&r.gpr[..4], &[0; 4]);
+        // The sub-leaf comes from ECX: 0xD sub-leaf 1 is absent, so no compacted size.
+        let mut r = Regs {
+            rip: 0x1000,
+            ..Default::default()
+        };
+        (r.gpr[0], r.gpr[1]) = (0xD, 0xFFFF_FFFF_0000_0001);
+        let before = r;
+        assert_eq!(
+            run(EXIT_CPUID, &mut r, &[0x0f, 0xa2], &mut dev),
+            Err(VcError::Cpuid(CpuidError::NoCompaction))
+        );
+        assert_eq!(r, before);
+        r.gpr[1] = 0;
+        run(EXIT_CPUID, &mut r, &[0x0f, 0xa2], &mut dev).unwrap();
+        assert_eq!(r.gpr[3], 0x240, "0xD sub-leaf 0 computed");
+        assert_eq!(dev.exits, 0);
     }
 
     #[test]
     fn port_io_goes_through_the_ghcb_with_x86_merge_rules() {
         let mut dev = Devices::new();
-        let mut r = Regs { rip: 0x2000, ..Default::default() };
+        let mut r = Regs {
+            rip: 0x2000,
+            ..Default::default()
+        };
         r.gpr[0] = 0x1111_2222_3333_4455;
         r.gpr[2] = 0x3f8;
         run(EXIT_IOIO, &mut r, &[0xee], &mut dev).unwrap(); // out dx, al
@@ -720,6 +1063,21 @@ mod tests {
         assert_eq!(r.rip, 0x2001);
         run(EXIT_IOIO, &mut r, &[0xe7, 0x80], &mut dev).unwrap(); // out 0x80, eax
         assert_eq!(dev.ports[&0x80], 0x3333_4455);
+        let rip = r.rip;
+        run(EXIT_IOIO, &mut r, &[0x66, 0xef], &mut dev).unwrap(); // out dx, ax
+        assert_eq!(dev.ports[&0x3f8], 0x4455);
+        run(EXIT_IOIO, &mut r, &[0xe6, 0x70], &mut dev).unwrap(); // out 0x70, al
+        assert_eq!(dev.ports[&0x70], 0x55);
+        run(EXIT_IOIO, &mut r, &[0x48, 0xef], &mut dev).unwrap(); // rex.w out dx, eax (W ignored)
+        assert_eq!(dev.ports[&0x3f8], 0x3333_4455);
+        assert_eq!(r.rip, rip + 2 + 2 + 2);
+        // The port is DX's low 16 bits.
+        r.gpr[2] = 0xFFFF_0000_0001_0060;
+        dev.ports.insert(0x60, 0x77);
+        run(EXIT_IOIO, &mut r, &[0xec], &mut dev).unwrap(); // in al, dx
+        assert_eq!(r.gpr[0], 0x1111_2222_3333_4477);
+        r.gpr[0] = 0x1111_2222_3333_4455;
+        r.rip = 0x2001 + 2;
         dev.ports.insert(0x60, 0xABCD_EF12);
         run(EXIT_IOIO, &mut r, &[0xe4, 0x60], &mut dev).unwrap(); // in al, 0x60
         assert_eq!(r.gpr[0], 0x1111_2222_3333_4412, "IN AL merges");
@@ -731,7 +1089,10 @@ mod tests {
         // A host error is reported and nothing changes.
         dev.fail = true;
         let before = r;
-        assert_eq!(run(EXIT_IOIO, &mut r, &[0xec], &mut dev), Err(VcError::Ghcb(GhcbError::HostError(7))));
+        assert_eq!(
+            run(EXIT_IOIO, &mut r, &[0xec], &mut dev),
+            Err(VcError::Ghcb(GhcbError::HostError(7)))
+        );
         assert_eq!(r, before);
     }
 
@@ -742,7 +1103,10 @@ mod tests {
         for k in 0..8 {
             dev.mmio.insert(0xfe00_1000 + k, 0xF0 + k as u8);
         }
-        let mut r = Regs { rip: 0x3000, ..Default::default() };
+        let mut r = Regs {
+            rip: 0x3000,
+            ..Default::default()
+        };
         r.gpr[usize::from(RDI)] = base;
         r.gpr[0] = 0xFFFF_FFFF_FFFF_FFFF;
         run(EXIT_NPF, &mut r, &[0x8b, 0x07], &mut dev).unwrap(); // mov eax, [rdi]
@@ -757,21 +1121,89 @@ mod tests {
         assert_eq!(r.gpr[0], 0xF1F0);
         r.gpr[usize::from(RDX)] = 0x0102_0304_0506_0708;
         run(EXIT_NPF, &mut r, &[0x66, 0x89, 0x57, 0x10], &mut dev).unwrap(); // mov [rdi+0x10], dx
-        assert_eq!((dev.mmio[&0xfe00_1010], dev.mmio[&0xfe00_1011]), (0x08, 0x07));
+        assert_eq!(
+            (dev.mmio[&0xfe00_1010], dev.mmio[&0xfe00_1011]),
+            (0x08, 0x07)
+        );
         assert!(!dev.mmio.contains_key(&0xfe00_1012));
-        run(EXIT_NPF, &mut r, &[0xc7, 0x47, 0x20, 0x78, 0x56, 0x34, 0x12], &mut dev).unwrap(); // mov dword [rdi+0x20], imm
+        run(
+            EXIT_NPF,
+            &mut r,
+            &[0xc7, 0x47, 0x20, 0x78, 0x56, 0x34, 0x12],
+            &mut dev,
+        )
+        .unwrap(); // mov dword [rdi+0x20], imm
         assert_eq!(dev.mmio[&0xfe00_1023], 0x12);
         assert_eq!(r.rip, 0x3000 + 2 + 3 + 2 + 4 + 3 + 4 + 7);
+        r.gpr[usize::from(RDI)] = base;
+        // Byte and word reads merge; 1- and 8-byte writes.
+        r.gpr[0] = 0x1111_2222_3333_4444;
+        run(EXIT_NPF, &mut r, &[0x8a, 0x07], &mut dev).unwrap(); // mov al, [rdi]
+        assert_eq!(r.gpr[0], 0x1111_2222_3333_44F0);
+        run(EXIT_NPF, &mut r, &[0x66, 0x8b, 0x47, 0x02], &mut dev).unwrap(); // mov ax, [rdi+2]
+        assert_eq!(r.gpr[0], 0x1111_2222_3333_F3F2);
+        run(EXIT_NPF, &mut r, &[0x44, 0x8a, 0x47, 0x07], &mut dev).unwrap(); // mov r8b, [rdi+7]
+        assert_eq!(r.gpr[8], 0xF7);
+        r.gpr[usize::from(RSI)] = 0xAA55;
+        run(EXIT_NPF, &mut r, &[0x40, 0x88, 0x77, 0x30], &mut dev).unwrap(); // mov [rdi+0x30], sil
+        assert_eq!(
+            (dev.mmio[&0xfe00_1030], dev.mmio.get(&0xfe00_1031)),
+            (0x55, None)
+        );
+        r.gpr[usize::from(RCX)] = 0x8877_6655_4433_2211;
+        run(EXIT_NPF, &mut r, &[0x48, 0x89, 0x4f, 0x40], &mut dev).unwrap(); // mov [rdi+0x40], rcx
+        let stored: Vec<u8> = (0..9)
+            .map(|k| dev.mmio.get(&(0xfe00_1040 + k)).copied().unwrap_or(0))
+            .collect();
+        assert_eq!(stored, [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0]);
+        run(EXIT_NPF, &mut r, &[0xc6, 0x47, 0x50, 0xab], &mut dev).unwrap(); // mov byte [rdi+0x50], 0xab
+        assert_eq!(
+            (dev.mmio[&0xfe00_1050], dev.mmio.get(&0xfe00_1051)),
+            (0xab, None)
+        );
+        // A host error: reported, registers untouched.
+        dev.fail = true;
+        let before = r;
+        assert_eq!(
+            run(EXIT_NPF, &mut r, &[0x8b, 0x07], &mut dev),
+            Err(VcError::Ghcb(GhcbError::HostError(7)))
+        );
+        assert_eq!(
+            run(EXIT_NPF, &mut r, &[0x89, 0x07], &mut dev),
+            Err(VcError::Ghcb(GhcbError::HostError(7)))
+        );
+        assert_eq!(r, before);
+        dev.fail = false;
+        // Register operand, truncated bytes: decode errors, nothing sent.
+        let exits = dev.exits;
+        assert_eq!(
+            run(EXIT_NPF, &mut r, &[0x89, 0xc7], &mut dev),
+            Err(VcError::Decode(DecodeError::NotMemory))
+        );
+        assert_eq!(
+            run(EXIT_NPF, &mut r, &[0x8b, 0x47], &mut dev),
+            Err(VcError::Decode(DecodeError::Truncated))
+        );
+        assert_eq!(dev.exits, exits);
         // Private RAM (the direct map) is never sent to the host.
         let exits = dev.exits;
         r.gpr[usize::from(RDI)] = 0xffff_8000_0010_0000;
-        assert_eq!(run(EXIT_NPF, &mut r, &[0x8b, 0x07], &mut dev), Err(VcError::NotMmio(0xffff_8000_0010_0000)));
+        assert_eq!(
+            run(EXIT_NPF, &mut r, &[0x8b, 0x07], &mut dev),
+            Err(VcError::NotMmio(0xffff_8000_0010_0000))
+        );
         // Straddling the window's end is refused too.
         r.gpr[usize::from(RDI)] = WINDOW_VA + 0xff00_0000 - 2;
-        assert!(matches!(run(EXIT_NPF, &mut r, &[0x8b, 0x07], &mut dev), Err(VcError::NotMmio(_))));
+        assert!(matches!(
+            run(EXIT_NPF, &mut r, &[0x8b, 0x07], &mut dev),
+            Err(VcError::NotMmio(_))
+        ));
         assert_eq!(dev.exits, exits);
         // Unknown exit codes.
-        assert_eq!(run(0x7C, &mut r, &[0x0f, 0x32], &mut dev), Err(VcError::Unsupported(0x7C)));
+        assert_eq!(
+            run(0x7C, &mut r, &[0x0f, 0x32], &mut dev),
+            Err(VcError::Unsupported(0x7C))
+        );
     }
 
     #[test]
@@ -795,11 +1227,17 @@ mod tests {
             let insn: Vec<u8> = b[..len].to_vec();
             decoded += usize::from(decode_mmio(&insn).is_ok());
             let _ = decode_ioio(&insn);
-            let mut r = Regs { gpr: [next(); 16], rip: next() };
+            let mut r = Regs {
+                gpr: [next(); 16],
+                rip: next(),
+            };
             r.gpr[7] = WINDOW_VA + 0xfe00_0000 + (next() % 0x100_0000);
             let exit = [EXIT_CPUID, EXIT_IOIO, EXIT_NPF, next()][(next() % 4) as usize];
             let _ = handle(exit, &mut r, &insn, &t, &Env, &mut dev, 2);
         }
-        assert!(decoded > 1000, "the random inputs should reach the decoder's success paths ({decoded})");
+        assert!(
+            decoded > 1000,
+            "the random inputs should reach the decoder's success paths ({decoded})"
+        );
     }
 }

@@ -24,9 +24,16 @@ impl GhcbPlatform for Host {
     }
     fn vmgexit(&mut self) {
         let mut g = Ghcb::new(&mut self.page);
-        if let (Ok(code), Ok(info1), Ok(info2)) = (g.get(Field::SwExitCode), g.get(Field::SwExitInfo1), g.get(Field::SwExitInfo2)) {
+        if let (Ok(code), Ok(info1), Ok(info2)) = (
+            g.get(Field::SwExitCode),
+            g.get(Field::SwExitInfo1),
+            g.get(Field::SwExitInfo2),
+        ) {
             if code == 0x8000_0001 || code == 0x8000_0002 {
-                assert!(WINDOW.contains(&info1) && info1 + info2 <= WINDOW.end, "MMIO outside the window");
+                assert!(
+                    WINDOW.contains(&info1) && info1 + info2 <= WINDOW.end,
+                    "MMIO outside the window"
+                );
             }
         }
         g.clear_valid_bitmap();
@@ -43,7 +50,13 @@ impl VcEnv for Env {
         (WINDOW.contains(&pa) && pa.checked_add(len)? <= WINDOW.end).then_some(pa)
     }
     fn cpu_state(&self) -> CpuState {
-        CpuState { cr4_osxsave: true, xcr0: 0x207, xss: 0x800, apic_id: 1 }
+        CpuState {
+            cr4_osxsave: true,
+            xcr0: 0x207,
+            xss: 0x800,
+            apic_id: 1,
+            cr4_pke: false,
+        }
     }
 }
 
@@ -61,12 +74,20 @@ fuzz_target!(|data: &[u8]| {
     page[..tail.len().min(4096)].copy_from_slice(&tail[..tail.len().min(4096)]);
     page[0] = page[0] % 66;
     page[1..4].fill(0);
-    let Ok(table) = CpuidTable::parse(&page) else { return };
-    let mut regs = Regs { gpr: [word(0); 16], rip: word(1) };
+    let Ok(table) = CpuidTable::parse(&page) else {
+        return;
+    };
+    let mut regs = Regs {
+        gpr: [word(0); 16],
+        rip: word(1),
+    };
     regs.gpr[7] = 0xffff_c000_0000_0000u64.wrapping_add(word(2) % (1 << 33));
     let before = regs;
     let exit = [vc::EXIT_CPUID, vc::EXIT_IOIO, vc::EXIT_NPF, word(2)][(word(2) >> 60) as usize & 3];
-    let mut host = Host { page: Box::new([0; GHCB_SIZE]), answer: word(1) };
+    let mut host = Host {
+        page: Box::new([0; GHCB_SIZE]),
+        answer: word(1),
+    };
     if vc::handle(exit, &mut regs, insn, &table, &Env, &mut host, 2).is_err() {
         assert_eq!(regs, before);
     }
