@@ -158,20 +158,8 @@ omega_isr_\n:
     jmp omega_isr_common
 .endm
 
-.section .text.omega_isr, "ax"
-.irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
-    OMEGA_ISR \n, 0
-.endr
-.irp n, 8,10,11,12,13,14,17,21,30
-    OMEGA_ISR \n, 1
-.endr
-
-/* #VC is the one exception that resumes: the handler emulates the instruction (through
- * the GHCB under SNP), updates the saved registers, and the stub returns past it. */
-    .balign 16
-.global omega_isr_29
-omega_isr_29:
-    push 29
+/* The general registers in ExceptionFrame's order (R15 ends up lowest). */
+.macro OMEGA_SAVE_GPRS
     push rax
     push rbx
     push rcx
@@ -187,11 +175,8 @@ omega_isr_29:
     push r13
     push r14
     push r15
-    mov rdi, rsp
-    mov rbx, rsp
-    and rsp, -16
-    call omega_vc
-    mov rsp, rbx
+.endm
+.macro OMEGA_RESTORE_GPRS
     pop r15
     pop r14
     pop r13
@@ -207,25 +192,34 @@ omega_isr_29:
     pop rcx
     pop rbx
     pop rax
+.endm
+
+.section .text.omega_isr, "ax"
+.irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+    OMEGA_ISR \n, 0
+.endr
+.irp n, 8,10,11,12,13,14,17,21,30
+    OMEGA_ISR \n, 1
+.endr
+
+/* #VC is the one exception that resumes: the handler emulates the instruction (through
+ * the GHCB under SNP), updates the saved registers, and the stub returns past it. */
+    .balign 16
+.global omega_isr_29
+omega_isr_29:
+    push 29
+    OMEGA_SAVE_GPRS
+    mov rdi, rsp
+    mov rbx, rsp
+    and rsp, -16
+    call omega_vc
+    mov rsp, rbx
+    OMEGA_RESTORE_GPRS
     add rsp, 16
     iretq
 
 omega_isr_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    OMEGA_SAVE_GPRS
     mov rdi, rsp
     and rsp, -16
     call omega_exception

@@ -189,6 +189,15 @@ pub fn vc_init(cpuid: CpuidTable) {
     IN_VC.store(false, Ordering::Release);
 }
 
+/// Parses the CPUID page, checks the pinned C-bit and installs the table ([`vc_init`]);
+/// ends the guest (codes UNSUPPORTED / C_BIT) if either fails. Loader and kernel both
+/// start their SNP set-up here.
+pub fn vc_init_from_cpuid_page(page: &[u8; 4096]) {
+    let table = CpuidTable::parse(page).unwrap_or_else(|_| terminate(terminate::UNSUPPORTED));
+    table.check_c_bit(omega_boot_info::snp::C_BIT as u8).unwrap_or_else(|_| terminate(terminate::C_BIT));
+    vc_init(table);
+}
+
 /// Lets the #VC handler emulate port I/O and MMIO through `ghcb` (protocol `version`).
 pub fn vc_set_ghcb(ghcb: HwGhcb, version: u16) {
     with_state(|s| {

@@ -32,9 +32,7 @@ pub fn init_vc(info: &BootInfo) {
     // SAFETY: the CPUID page is launch-validated private RAM, reserved by the loader,
     // mapped in the direct map; it is only read.
     let page = unsafe { &*((virt::DIRECT_MAP_BASE + phys::CPUID_PAGE) as *const [u8; 4096]) };
-    let table = sev_snp::cpuid_page::CpuidTable::parse(page).unwrap_or_else(|_| sev::terminate(terminate::UNSUPPORTED));
-    table.check_c_bit(snp::C_BIT as u8).unwrap_or_else(|_| sev::terminate(terminate::C_BIT));
-    sev::vc_init(table);
+    sev::vc_init_from_cpuid_page(page);
     let version = u16::try_from(info.ghcb_version).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
     sev::vc_set_ghcb(HwGhcb { va: virt::GHCB, gpa: info.ghcb_phys }, version);
     sev::vc_set_mmio(MmioWindow { va_base: virt::MMIO_BASE, pa_start: virt::MMIO_PHYS_START, pa_end: virt::MMIO_PHYS_END });

@@ -105,10 +105,8 @@ fn snp_early() -> u16 {
     // SAFETY: the CPUID page is launch-validated private memory at a fixed address in the
     // early identity map; it is only read.
     let page = unsafe { &*(phys::CPUID_PAGE as *const [u8; 4096]) };
-    let table = sev_snp::cpuid_page::CpuidTable::parse(page).unwrap_or_else(|_| sev::terminate(terminate::UNSUPPORTED));
-    // The reset code checked this too; checking the parsed table keeps the two in step.
-    table.check_c_bit(snp::C_BIT as u8).unwrap_or_else(|_| sev::terminate(terminate::C_BIT));
-    sev::vc_init(table);
+    // The reset code checked the C-bit too; checking the parsed table keeps the two in step.
+    sev::vc_init_from_cpuid_page(page);
 
     let mut msr = HwMsr;
     let version = sev_snp::msr_protocol::negotiate_protocol(&mut msr, snp::C_BIT as u8)
