@@ -1,6 +1,6 @@
 //! CPU identification and TEE detection.
 
-use core::arch::x86_64::{CpuidResult, __cpuid_count};
+use core::arch::x86_64::{__cpuid_count, CpuidResult};
 
 /// The SEV_STATUS MSR (AMD APM vol. 2, 15.34.10).
 pub const MSR_SEV_STATUS: u32 = 0xc001_0131;
@@ -40,16 +40,28 @@ impl SevInfo {
 pub fn detect_sev() -> SevInfo {
     let max_ext = cpuid(0x8000_0000, 0).eax;
     if max_ext < 0x8000_001f {
-        return SevInfo { sev_supported: false, c_bit: None, sev_status: 0 };
+        return SevInfo {
+            sev_supported: false,
+            c_bit: None,
+            sev_status: 0,
+        };
     }
     let leaf = cpuid(0x8000_001f, 0);
     if leaf.eax & 0b10 == 0 {
-        return SevInfo { sev_supported: false, c_bit: None, sev_status: 0 };
+        return SevInfo {
+            sev_supported: false,
+            c_bit: None,
+            sev_status: 0,
+        };
     }
     // SAFETY: CPUID reported SEV support, so the SEV_STATUS MSR exists; reading it has no
     // side effects.
     let sev_status = unsafe { x86_64::registers::model_specific::Msr::new(MSR_SEV_STATUS).read() };
-    SevInfo { sev_supported: true, c_bit: Some((leaf.ebx & 0x3f) as u8), sev_status }
+    SevInfo {
+        sev_supported: true,
+        c_bit: Some((leaf.ebx & 0x3f) as u8),
+        sev_status,
+    }
 }
 
 /// CPU vendor string from CPUID leaf 0.

@@ -88,7 +88,11 @@ impl fmt::Display for PageFaultCause {
         } else {
             "read"
         };
-        let why = if e & 0x1 != 0 { "protection violation" } else { "page not present" };
+        let why = if e & 0x1 != 0 {
+            "protection violation"
+        } else {
+            "page not present"
+        };
         write!(f, "{what}, {why}")?;
         if e & 0x8 != 0 {
             write!(f, ", reserved bit set")?;
@@ -116,7 +120,15 @@ pub struct Gate {
 impl Gate {
     /// A not-present gate.
     pub const fn zero() -> Gate {
-        Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, _reserved: 0 }
+        Gate {
+            offset_low: 0,
+            selector: 0,
+            ist: 0,
+            type_attr: 0,
+            offset_mid: 0,
+            offset_high: 0,
+            _reserved: 0,
+        }
     }
 
     /// A present ring-0 64-bit interrupt gate.
@@ -274,10 +286,16 @@ omega_isr_table:
     extern "C" fn omega_exception(frame: &ExceptionFrame) -> ! {
         let vector = frame.vector as usize;
         let name = NAMES.get(vector).copied().unwrap_or("unknown");
-        serial_println!("omega: CPU EXCEPTION {name} (vector {vector}) at rip={:#018x}", frame.rip);
+        serial_println!(
+            "omega: CPU EXCEPTION {name} (vector {vector}) at rip={:#018x}",
+            frame.rip
+        );
         if vector == 14 {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
-            serial_println!("omega:   page fault at address {cr2:#018x}: {}", PageFaultCause(frame.error_code));
+            serial_println!(
+                "omega:   page fault at address {cr2:#018x}: {}",
+                PageFaultCause(frame.error_code)
+            );
         } else if vector == 8 {
             // Most double faults here are a page fault that could not be delivered, such as
             // a stack overflow into a guard page; CR2 still names its address.
@@ -327,14 +345,23 @@ mod tests {
     #[test]
     fn gate_splits_address() {
         let g = Gate::new(0xffff_ffff_8123_4567, 0x08, 1);
-        assert_eq!((g.offset_low, g.offset_mid, g.offset_high), (0x4567, 0x8123, 0xffff_ffff));
+        assert_eq!(
+            (g.offset_low, g.offset_mid, g.offset_high),
+            (0x4567, 0x8123, 0xffff_ffff)
+        );
         assert_eq!((g.selector, g.ist, g.type_attr), (0x08, 1, 0x8e));
     }
 
     #[test]
     fn page_fault_causes_read_well() {
-        assert_eq!(format!("{}", PageFaultCause(0x2)), "write, page not present");
-        assert_eq!(format!("{}", PageFaultCause(0x11)), "instruction fetch, protection violation");
+        assert_eq!(
+            format!("{}", PageFaultCause(0x2)),
+            "write, page not present"
+        );
+        assert_eq!(
+            format!("{}", PageFaultCause(0x11)),
+            "instruction fetch, protection violation"
+        );
         assert_eq!(NAMES[14], "#PF page fault");
         assert!(has_error_code(14) && !has_error_code(6));
     }

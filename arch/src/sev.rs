@@ -44,7 +44,8 @@ impl GhcbMsr for HwMsr {
 /// Asks the hypervisor to end the guest with reason set 1 and `code` (one of
 /// [`omega_boot_info::snp::terminate`]), then halts in case it does not.
 pub fn terminate(code: u8) -> ! {
-    let request = sev_snp::msr_protocol::termination_request(sev_snp::TerminationReason { set: 1, code });
+    let request =
+        sev_snp::msr_protocol::termination_request(sev_snp::TerminationReason { set: 1, code });
     let _ = HwMsr.exchange(request);
     crate::exit::halt_forever()
 }
@@ -70,7 +71,10 @@ impl Pvalidate for HwPvalidate {
                 options(nostack)
             );
         }
-        let result = PvalidateResult { rax: rax as u32, no_change: cf != 0 };
+        let result = PvalidateResult {
+            rax: rax as u32,
+            no_change: cf != 0,
+        };
         if validate && result.rax == 0 && !result.no_change {
             // SECURITY: touch the page now, so a host that swapped the mapping faults here
             // rather than later inside unrelated code.
@@ -138,7 +142,10 @@ impl VcEnv for Env {
 
     fn cpu_state(&self) -> CpuState {
         let cr4 = x86_64::registers::control::Cr4::read_raw();
-        CpuState { cr4_osxsave: cr4 & (1 << 18) != 0, ..CpuState::default() }
+        CpuState {
+            cr4_osxsave: cr4 & (1 << 18) != 0,
+            ..CpuState::default()
+        }
     }
 }
 
@@ -184,7 +191,13 @@ pub fn vc_init(cpuid: CpuidTable) {
         terminate(terminate::VC);
     }
     // SAFETY: as in `with_state`; the write makes the state initialised before the flag.
-    unsafe { (*VC.0.get()).write(VcState { cpuid, ghcb: None, env: Env { mmio: None } }) };
+    unsafe {
+        (*VC.0.get()).write(VcState {
+            cpuid,
+            ghcb: None,
+            env: Env { mmio: None },
+        })
+    };
     VC_READY.store(true, Ordering::Release);
     IN_VC.store(false, Ordering::Release);
 }
@@ -194,7 +207,9 @@ pub fn vc_init(cpuid: CpuidTable) {
 /// start their SNP set-up here.
 pub fn vc_init_from_cpuid_page(page: &[u8; 4096]) {
     let table = CpuidTable::parse(page).unwrap_or_else(|_| terminate(terminate::UNSUPPORTED));
-    table.check_c_bit(omega_boot_info::snp::C_BIT as u8).unwrap_or_else(|_| terminate(terminate::C_BIT));
+    table
+        .check_c_bit(omega_boot_info::snp::C_BIT as u8)
+        .unwrap_or_else(|_| terminate(terminate::C_BIT));
     vc_init(table);
 }
 
@@ -223,7 +238,10 @@ pub fn ghcb() -> Option<(HwGhcb, u16)> {
 
 fn regs_from(f: &ExceptionFrame) -> Regs {
     Regs {
-        gpr: [f.rax, f.rcx, f.rdx, f.rbx, f.rsp, f.rbp, f.rsi, f.rdi, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15],
+        gpr: [
+            f.rax, f.rcx, f.rdx, f.rbx, f.rsp, f.rbp, f.rsi, f.rdi, f.r8, f.r9, f.r10, f.r11,
+            f.r12, f.r13, f.r14, f.r15,
+        ],
         rip: f.rip,
     }
 }
@@ -233,7 +251,8 @@ fn regs_into(regs: &Regs, f: &mut ExceptionFrame) {
     (f.rax, f.rcx, f.rdx, f.rbx) = (g[0], g[1], g[2], g[3]);
     // g[4] (RSP) is never a destination of the emulated instructions; the CPU's stays.
     (f.rbp, f.rsi, f.rdi) = (g[5], g[6], g[7]);
-    (f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15) = (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+    (f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15) =
+        (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
     f.rip = regs.rip;
 }
 
@@ -245,7 +264,9 @@ pub(crate) fn handle_vc(frame: &mut ExceptionFrame) {
     let rip = frame.rip;
     let mut regs = regs_from(frame);
     let handled = with_state(|s| {
-        let Some(VcState { cpuid, ghcb, env }) = s else { return false };
+        let Some(VcState { cpuid, ghcb, env }) = s else {
+            return false;
+        };
         let (mut g, version) = match *ghcb {
             Some(pair) => pair,
             // CPUID needs no GHCB; everything else does.
@@ -267,7 +288,11 @@ pub(crate) fn handle_vc(frame: &mut ExceptionFrame) {
                     regs = attempt;
                     return true;
                 }
-                Err(sev_snp::vc::VcError::Decode(sev_snp::vc::DecodeError::Truncated)) if len < 15 => continue,
+                Err(sev_snp::vc::VcError::Decode(sev_snp::vc::DecodeError::Truncated))
+                    if len < 15 =>
+                {
+                    continue;
+                }
                 Err(_) => return false,
             }
         }

@@ -222,7 +222,12 @@ impl BootInfo {
             sev_status: 0,
             e820_count: 0,
             reserved_count: 0,
-            e820: [E820Entry { addr: 0, len: 0, kind: 0, _pad: 0 }; MAX_E820],
+            e820: [E820Entry {
+                addr: 0,
+                len: 0,
+                kind: 0,
+                _pad: 0,
+            }; MAX_E820],
             reserved: [PhysRange { start: 0, end: 0 }; MAX_RESERVED],
             kernel_phys_end: 0,
             pml4_phys: 0,
@@ -252,7 +257,11 @@ impl BootInfo {
         }
         let tee = Tee::from_u32(self.tee).ok_or(BootInfoError::BadTee(self.tee))?;
         let snp_fields_ok = match tee {
-            Tee::SevSnp => self.c_bit == snp::C_BIT && self.ghcb_phys == phys::GHCB_PAGE && self.ghcb_version >= 2,
+            Tee::SevSnp => {
+                self.c_bit == snp::C_BIT
+                    && self.ghcb_phys == phys::GHCB_PAGE
+                    && self.ghcb_version >= 2
+            }
             Tee::None => self.c_bit == 0 && self.ghcb_phys == 0,
             // The loader refuses SEV and SEV-ES.
             Tee::Sev | Tee::SevEs => false,
@@ -265,7 +274,11 @@ impl BootInfo {
 
     /// The bits that mark a mapping private: the C-bit under SNP, nothing otherwise.
     pub fn private_pte_bits(&self) -> u64 {
-        if self.c_bit == 0 { 0 } else { 1u64 << self.c_bit }
+        if self.c_bit == 0 {
+            0
+        } else {
+            1u64 << self.c_bit
+        }
     }
 
     pub fn e820(&self) -> &[E820Entry] {
@@ -283,7 +296,11 @@ impl BootInfo {
 
     /// Bytes of usable RAM the E820 map reports.
     pub fn usable_ram(&self) -> u64 {
-        self.e820().iter().filter(|e| e.kind == E820_RAM).map(|e| e.len).fold(0, u64::saturating_add)
+        self.e820()
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| e.len)
+            .fold(0, u64::saturating_add)
     }
 
     /// The largest usable RAM range that overlaps no reserved range, after cutting the
@@ -310,7 +327,10 @@ impl BootInfo {
                     start = next;
                     continue;
                 }
-                let piece = PhysRange { start, end: piece_end };
+                let piece = PhysRange {
+                    start,
+                    end: piece_end,
+                };
                 if best.is_none_or(|b| piece.end - piece.start > b.end - b.start) {
                     best = Some(piece);
                 }
@@ -328,7 +348,12 @@ mod tests {
     fn info(e820: &[(u64, u64, u32)], reserved: &[(u64, u64)]) -> BootInfo {
         let mut b = BootInfo::empty();
         for (i, &(addr, len, kind)) in e820.iter().enumerate() {
-            b.e820[i] = E820Entry { addr, len, kind, _pad: 0 };
+            b.e820[i] = E820Entry {
+                addr,
+                len,
+                kind,
+                _pad: 0,
+            };
         }
         b.e820_count = e820.len() as u32;
         for (i, &(start, end)) in reserved.iter().enumerate() {
@@ -355,7 +380,11 @@ mod tests {
     fn check_ties_snp_fields_to_the_tee() {
         let mut b = BootInfo::empty();
         b.tee = Tee::SevSnp as u32;
-        assert_eq!(b.check(), Err(BootInfoError::BadTee(3)), "SNP without C-bit and GHCB");
+        assert_eq!(
+            b.check(),
+            Err(BootInfoError::BadTee(3)),
+            "SNP without C-bit and GHCB"
+        );
         b.c_bit = snp::C_BIT;
         b.ghcb_phys = phys::GHCB_PAGE;
         b.ghcb_version = 2;
@@ -365,34 +394,76 @@ mod tests {
         assert_eq!(b.check(), Err(BootInfoError::BadTee(3)), "unpinned C-bit");
         b.c_bit = snp::C_BIT;
         b.tee = Tee::None as u32;
-        assert_eq!(b.check(), Err(BootInfoError::BadTee(0)), "no TEE but a C-bit");
+        assert_eq!(
+            b.check(),
+            Err(BootInfoError::BadTee(0)),
+            "no TEE but a C-bit"
+        );
         b.tee = Tee::SevEs as u32;
-        assert_eq!(b.check(), Err(BootInfoError::BadTee(2)), "SEV-ES is refused");
+        assert_eq!(
+            b.check(),
+            Err(BootInfoError::BadTee(2)),
+            "SEV-ES is refused"
+        );
         assert_eq!(BootInfo::empty().private_pte_bits(), 0);
     }
 
     #[test]
     fn snp_pages_lie_in_launch_validated_memory() {
-        for pa in [phys::GHCB_PAGE, phys::EARLY_PT, phys::IDT32, phys::LOADER_BSS, phys::LOADER_STACK_BOTTOM] {
-            assert!((phys::SEC_MEM_START..phys::SEC_MEM_END).contains(&pa), "{pa:#x}");
+        for pa in [
+            phys::GHCB_PAGE,
+            phys::EARLY_PT,
+            phys::IDT32,
+            phys::LOADER_BSS,
+            phys::LOADER_STACK_BOTTOM,
+        ] {
+            assert!(
+                (phys::SEC_MEM_START..phys::SEC_MEM_END).contains(&pa),
+                "{pa:#x}"
+            );
         }
-        assert!(phys::GHCB_PAGE + 0x1000 <= phys::EARLY_PT && phys::EARLY_PT + 0x1000 <= phys::LOADER_BSS);
+        assert!(
+            phys::GHCB_PAGE + 0x1000 <= phys::EARLY_PT
+                && phys::EARLY_PT + 0x1000 <= phys::LOADER_BSS
+        );
         assert!(phys::LOADER_BSS + 0x1000 <= phys::LOADER_STACK_BOTTOM);
         // The early identity map splits exactly one 2 MiB page for the GHCB.
-        assert_eq!(phys::GHCB_PAGE & !0x1f_ffff, phys::SEC_MEM_START & !0x1f_ffff);
+        assert_eq!(
+            phys::GHCB_PAGE & !0x1f_ffff,
+            phys::SEC_MEM_START & !0x1f_ffff
+        );
     }
 
     #[test]
     fn free_range_skips_reserved() {
         let b = info(
-            &[(0, 0x9fc00, 1), (0x100000, 0x7f00000, 1), (0xfeffc000, 0x4000, 2)],
+            &[
+                (0, 0x9fc00, 1),
+                (0x100000, 0x7f00000, 1),
+                (0xfeffc000, 0x4000, 2),
+            ],
             &[(0x800000, 0x900000), (0x1000000, 0x1200000)],
         );
         assert_eq!(b.usable_ram(), 0x9fc00 + 0x7f00000);
-        assert_eq!(b.largest_free_range(), Some(PhysRange { start: 0x1200000, end: 0x8000000 }));
+        assert_eq!(
+            b.largest_free_range(),
+            Some(PhysRange {
+                start: 0x1200000,
+                end: 0x8000000
+            })
+        );
         // A reserved range covering everything leaves only the low piece.
-        let b = info(&[(0, 0x9fc00, 1), (0x100000, 0x1000000, 1)], &[(0x100000, 0x1100000)]);
-        assert_eq!(b.largest_free_range(), Some(PhysRange { start: 0x1000, end: 0x9fc00 }));
+        let b = info(
+            &[(0, 0x9fc00, 1), (0x100000, 0x1000000, 1)],
+            &[(0x100000, 0x1100000)],
+        );
+        assert_eq!(
+            b.largest_free_range(),
+            Some(PhysRange {
+                start: 0x1000,
+                end: 0x9fc00
+            })
+        );
         assert_eq!(info(&[], &[]).largest_free_range(), None);
     }
 

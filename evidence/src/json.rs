@@ -78,8 +78,16 @@ mod tests {
     #[test]
     fn json_view_shows_own_claim_only() {
         let mut iss = Issuer::new([3; 32]).unwrap();
-        iss.add(Claim::Policy { digest: [0xAB; 32] }, [1; 32]).unwrap();
-        iss.add(Claim::Tool { name: "secret-tool".into(), pinned: [0xCD; 32] }, [2; 32]).unwrap();
+        iss.add(Claim::Policy { digest: [0xAB; 32] }, [1; 32])
+            .unwrap();
+        iss.add(
+            Claim::Tool {
+                name: "secret-tool".into(),
+                pinned: [0xCD; 32],
+            },
+            [2; 32],
+        )
+        .unwrap();
         iss.attest([0; 32]).unwrap();
         let v = super::to_json(&iss.bundle("policy", None, None).unwrap());
         assert_eq!(v["leaf"]["principal"], "policy");

@@ -33,8 +33,8 @@ impl Guid {
         assert!(j == 16, "GUID text must hold 32 hex digits");
         // The first three fields are little-endian in storage.
         Guid([
-            be[3], be[2], be[1], be[0], be[5], be[4], be[7], be[6], be[8], be[9], be[10], be[11], be[12],
-            be[13], be[14], be[15],
+            be[3], be[2], be[1], be[0], be[5], be[4], be[7], be[6], be[8], be[9], be[10], be[11],
+            be[12], be[13], be[14], be[15],
         ])
     }
 

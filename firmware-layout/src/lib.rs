@@ -56,9 +56,20 @@ pub enum LayoutError {
     #[error("footer at offset {offset:#x} declares a table of {len} bytes, which does not fit")]
     BadTableLength { offset: usize, len: usize },
     #[error("table entry ending at offset {offset:#x} declares length {len}, outside 18..={max}")]
-    BadEntryLength { offset: usize, len: usize, max: usize },
-    #[error("entry {guid} at offset {offset:#x} has {len} data bytes, expected at least {expected}")]
-    ShortEntry { guid: Guid, offset: usize, len: usize, expected: usize },
+    BadEntryLength {
+        offset: usize,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "entry {guid} at offset {offset:#x} has {len} data bytes, expected at least {expected}"
+    )]
+    ShortEntry {
+        guid: Guid,
+        offset: usize,
+        len: usize,
+        expected: usize,
+    },
     #[error("no {0} entry in the footer table")]
     MissingEntry(Guid),
     #[error("SEV metadata offset {from_end:#x} (from end) lies outside the {len}-byte image")]
@@ -67,16 +78,32 @@ pub enum LayoutError {
     BadMetadataSignature { offset: usize },
     #[error("SEV metadata at offset {offset:#x}: version {version} is not 1")]
     BadMetadataVersion { offset: usize, version: u32 },
-    #[error("SEV metadata at offset {offset:#x}: length {len} does not match {items} sections or leaves the image")]
+    #[error(
+        "SEV metadata at offset {offset:#x}: length {len} does not match {items} sections or leaves the image"
+    )]
     BadMetadataLength { offset: usize, len: u32, items: u32 },
     #[error("SEV metadata section at offset {offset:#x}: unknown section type {kind:#x}")]
     UnknownSectionType { offset: usize, kind: u32 },
-    #[error("SEV metadata section at offset {offset:#x}: gpa {gpa:#x} + size {size:#x} overflows 4 GiB")]
+    #[error(
+        "SEV metadata section at offset {offset:#x}: gpa {gpa:#x} + size {size:#x} overflows 4 GiB"
+    )]
     SectionOverflow { offset: usize, gpa: u32, size: u32 },
-    #[error("kernel entry at offset {offset:#x}: kernel at offset {kernel_offset:#x}, {len} bytes, overlaps the table or leaves the image")]
-    KernelOutside { offset: usize, kernel_offset: u32, len: u32 },
-    #[error("kernel entry at offset {offset:#x} declares an image of {declared} bytes, but it is {len} bytes")]
-    ImageSizeMismatch { offset: usize, declared: u32, len: usize },
+    #[error(
+        "kernel entry at offset {offset:#x}: kernel at offset {kernel_offset:#x}, {len} bytes, overlaps the table or leaves the image"
+    )]
+    KernelOutside {
+        offset: usize,
+        kernel_offset: u32,
+        len: u32,
+    },
+    #[error(
+        "kernel entry at offset {offset:#x} declares an image of {declared} bytes, but it is {len} bytes"
+    )]
+    ImageSizeMismatch {
+        offset: usize,
+        declared: u32,
+        len: usize,
+    },
 }
 
 /// One entry of the footer table.
@@ -117,15 +144,24 @@ impl<'a> GuidTable<'a> {
         let footer_start = footer_end - ENTRY_HEADER_LEN;
         let guid = Guid::from_bytes_le(&image[footer_start + 2..footer_end]);
         if guid != FOOTER_GUID {
-            return Err(LayoutError::NoFooter { offset: footer_start + 2 });
+            return Err(LayoutError::NoFooter {
+                offset: footer_start + 2,
+            });
         }
         let table_len = usize::from(u16_at(image, footer_start));
         let body_len = table_len
             .checked_sub(ENTRY_HEADER_LEN)
             .filter(|&b| b <= footer_start)
-            .ok_or(LayoutError::BadTableLength { offset: footer_start, len: table_len })?;
+            .ok_or(LayoutError::BadTableLength {
+                offset: footer_start,
+                len: table_len,
+            })?;
         let start = footer_start - body_len;
-        let table = GuidTable { image_len: len, start, bytes: &image[start..footer_start] };
+        let table = GuidTable {
+            image_len: len,
+            start,
+            bytes: &image[start..footer_start],
+        };
         // Walk once so that every later lookup sees a well-formed table.
         for entry in table.entries() {
             entry?;
@@ -135,12 +171,17 @@ impl<'a> GuidTable<'a> {
 
     /// The entries, last (highest) first, as they are laid out.
     pub fn entries(&self) -> Entries<'a> {
-        Entries { bytes: self.bytes, base: self.start }
+        Entries {
+            bytes: self.bytes,
+            base: self.start,
+        }
     }
 
     /// The first entry with `guid`.
     pub fn find(&self, guid: Guid) -> Option<Entry<'a>> {
-        self.entries().filter_map(Result::ok).find(|e| e.guid == guid)
+        self.entries()
+            .filter_map(Result::ok)
+            .find(|e| e.guid == guid)
     }
 
     /// The data of `guid`'s entry, at least `min_len` bytes long.
@@ -186,7 +227,10 @@ impl<'a> GuidTable<'a> {
             .ok()
             .and_then(|f| image.len().checked_sub(f))
             .filter(|&o| o + SEV_METADATA_HEADER_LEN <= image.len())
-            .ok_or(LayoutError::MetadataOutside { from_end, len: image.len() })?;
+            .ok_or(LayoutError::MetadataOutside {
+                from_end,
+                len: image.len(),
+            })?;
         SevMetadata::parse(image, offset)
     }
 
@@ -199,19 +243,35 @@ impl<'a> GuidTable<'a> {
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(&entry.data[12..44]);
         if image_size as usize != self.image_len {
-            return Err(LayoutError::ImageSizeMismatch { offset: entry.offset, declared: image_size, len: self.image_len });
+            return Err(LayoutError::ImageSizeMismatch {
+                offset: entry.offset,
+                declared: image_size,
+                len: self.image_len,
+            });
         }
         // SECURITY: the kernel must lie wholly below the table, so no entry can alias it.
         if u64::from(offset) + u64::from(len) > self.start as u64 {
-            return Err(LayoutError::KernelOutside { offset: entry.offset, kernel_offset: offset, len });
+            return Err(LayoutError::KernelOutside {
+                offset: entry.offset,
+                kernel_offset: offset,
+                len,
+            });
         }
-        Ok(KernelEntry { image_size, offset: offset as usize, len: len as usize, sha256 })
+        Ok(KernelEntry {
+            image_size,
+            offset: offset as usize,
+            len: len as usize,
+            sha256,
+        })
     }
 
     /// The image size Omega's kernel entry declares, read without the rest of the image: the
     /// loader sees only the top of its ROM until it knows how large the ROM is.
     pub fn declared_image_size(&self) -> Result<u32, LayoutError> {
-        Ok(u32_at(self.require(OMEGA_KERNEL_GUID, KernelEntry::LEN)?.data, 0))
+        Ok(u32_at(
+            self.require(OMEGA_KERNEL_GUID, KernelEntry::LEN)?.data,
+            0,
+        ))
     }
 }
 
@@ -315,7 +375,8 @@ impl<'a> SevMetadata<'a> {
         if version != 1 {
             return Err(LayoutError::BadMetadataVersion { offset, version });
         }
-        let expected = u64::from(items) * SEV_METADATA_SECTION_LEN as u64 + SEV_METADATA_HEADER_LEN as u64;
+        let expected =
+            u64::from(items) * SEV_METADATA_SECTION_LEN as u64 + SEV_METADATA_HEADER_LEN as u64;
         if u64::from(len) != expected || offset as u64 + expected > image.len() as u64 {
             return Err(LayoutError::BadMetadataLength { offset, len, items });
         }
@@ -330,15 +391,19 @@ impl<'a> SevMetadata<'a> {
     /// The sections in the order the launch measures them.
     pub fn sections(&self) -> impl Iterator<Item = Result<Section, LayoutError>> + 'a {
         let base = self.offset + SEV_METADATA_HEADER_LEN;
-        self.items.chunks_exact(SEV_METADATA_SECTION_LEN).enumerate().map(move |(i, d)| {
-            let offset = base + i * SEV_METADATA_SECTION_LEN;
-            let (gpa, size, kind) = (u32_at(d, 0), u32_at(d, 4), u32_at(d, 8));
-            let kind = SectionKind::from_u32(kind).ok_or(LayoutError::UnknownSectionType { offset, kind })?;
-            if u64::from(gpa) + u64::from(size) > 1 << 32 {
-                return Err(LayoutError::SectionOverflow { offset, gpa, size });
-            }
-            Ok(Section { gpa, size, kind })
-        })
+        self.items
+            .chunks_exact(SEV_METADATA_SECTION_LEN)
+            .enumerate()
+            .map(move |(i, d)| {
+                let offset = base + i * SEV_METADATA_SECTION_LEN;
+                let (gpa, size, kind) = (u32_at(d, 0), u32_at(d, 4), u32_at(d, 8));
+                let kind = SectionKind::from_u32(kind)
+                    .ok_or(LayoutError::UnknownSectionType { offset, kind })?;
+                if u64::from(gpa) + u64::from(size) > 1 << 32 {
+                    return Err(LayoutError::SectionOverflow { offset, gpa, size });
+                }
+                Ok(Section { gpa, size, kind })
+            })
     }
 }
 

@@ -19,8 +19,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use firmware_layout::{
-    FooterBuilder, KernelEntry, OMEGA_KERNEL_GUID, SEV_ES_RESET_BLOCK_GUID, SEV_METADATA_GUID, Section, SectionKind,
-    TABLE_END_FROM_IMAGE_END, encode_sev_metadata,
+    FooterBuilder, KernelEntry, OMEGA_KERNEL_GUID, SEV_ES_RESET_BLOCK_GUID, SEV_METADATA_GUID,
+    Section, SectionKind, TABLE_END_FROM_IMAGE_END, encode_sev_metadata,
 };
 use object::elf::PT_LOAD;
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -49,9 +49,16 @@ pub struct Options {
 impl Options {
     /// The workspace this tool was built from, with its usual target directory.
     pub fn for_workspace(test_hooks: bool) -> Options {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("image-build lives in the workspace").to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("image-build lives in the workspace")
+            .to_path_buf();
         let variant = if test_hooks { "test-hooks" } else { "release" };
-        Options { target_dir: root.join("target").join("image-build").join(variant), root, test_hooks }
+        Options {
+            target_dir: root.join("target").join("image-build").join(variant),
+            root,
+            test_hooks,
+        }
     }
 }
 
@@ -91,7 +98,18 @@ pub fn compile(opts: &Options) -> Result<(PathBuf, PathBuf)> {
     ];
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&opts.root)
-        .args(["build", "--locked", "--profile", "image", "--target", TARGET, "-p", "omega-loader", "-p", "omega-kernel"])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            "image",
+            "--target",
+            TARGET,
+            "-p",
+            "omega-loader",
+            "-p",
+            "omega-kernel",
+        ])
         .env("CARGO_TARGET_DIR", &opts.target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
         .env_remove("RUSTFLAGS")
@@ -99,8 +117,13 @@ pub fn compile(opts: &Options) -> Result<(PathBuf, PathBuf)> {
     if opts.test_hooks {
         cmd.args(["--features", "omega-kernel/test-hooks"]);
     }
-    let status = cmd.status().context("running cargo to build the loader and the kernel")?;
-    ensure!(status.success(), "cargo failed to build the loader and the kernel ({status})");
+    let status = cmd
+        .status()
+        .context("running cargo to build the loader and the kernel")?;
+    ensure!(
+        status.success(),
+        "cargo failed to build the loader and the kernel ({status})"
+    );
     let out = opts.target_dir.join(TARGET).join("image");
     Ok((out.join("omega-loader"), out.join("omega-kernel")))
 }
@@ -109,7 +132,10 @@ pub fn compile(opts: &Options) -> Result<(PathBuf, PathBuf)> {
 pub fn assemble(loader_elf: &[u8], kernel_elf: &[u8]) -> Result<Image> {
     let kernel_len = kernel_elf.len() as u64;
     let size = kernel_len.div_ceil(0x1_0000) * 0x1_0000 + LOADER_REGION;
-    ensure!(size <= 16 << 20, "image would be {size} bytes; the loader accepts at most 16 MiB");
+    ensure!(
+        size <= 16 << 20,
+        "image would be {size} bytes; the loader accepts at most 16 MiB"
+    );
     let base = FOUR_GIB - size;
     let mut bytes = vec![0u8; size as usize];
     bytes[..kernel_elf.len()].copy_from_slice(kernel_elf);
@@ -123,7 +149,9 @@ pub fn assemble(loader_elf: &[u8], kernel_elf: &[u8]) -> Result<Image> {
         if ph.p_type(endian) != PT_LOAD {
             continue;
         }
-        let data = ph.data(endian, loader_elf).map_err(|()| anyhow::anyhow!("loader segment outside its file"))?;
+        let data = ph
+            .data(endian, loader_elf)
+            .map_err(|()| anyhow::anyhow!("loader segment outside its file"))?;
         if data.is_empty() {
             continue;
         }
@@ -131,7 +159,9 @@ pub fn assemble(loader_elf: &[u8], kernel_elf: &[u8]) -> Result<Image> {
         let paddr = ph.p_paddr(endian);
         let end = paddr + data.len() as u64;
         if paddr < loader_start || end > FOUR_GIB {
-            bail!("loader segment {paddr:#x}..{end:#x} lies outside the top {LOADER_REGION:#x} bytes of the ROM");
+            bail!(
+                "loader segment {paddr:#x}..{end:#x} lies outside the top {LOADER_REGION:#x} bytes of the ROM"
+            );
         }
         if paddr < footer.end && footer.start < end {
             bail!("loader segment {paddr:#x}..{end:#x} overlaps the footer page");
@@ -148,8 +178,16 @@ pub fn assemble(loader_elf: &[u8], kernel_elf: &[u8]) -> Result<Image> {
     let ap_reset_eip = u32::try_from(ap_reset).context("omega_ap_reset lies above 4 GiB")?;
 
     let metadata = encode_sev_metadata(&[
-        Section { gpa: phys::SECRETS_PAGE as u32, size: 0x1000, kind: SectionKind::SnpSecrets },
-        Section { gpa: phys::CPUID_PAGE as u32, size: 0x1000, kind: SectionKind::Cpuid },
+        Section {
+            gpa: phys::SECRETS_PAGE as u32,
+            size: 0x1000,
+            kind: SectionKind::SnpSecrets,
+        },
+        Section {
+            gpa: phys::CPUID_PAGE as u32,
+            size: 0x1000,
+            kind: SectionKind::Cpuid,
+        },
         Section {
             gpa: phys::SEC_MEM_START as u32,
             size: (phys::SEC_MEM_END - phys::SEC_MEM_START) as u32,
@@ -173,10 +211,18 @@ pub fn assemble(loader_elf: &[u8], kernel_elf: &[u8]) -> Result<Image> {
         .map_err(|len| anyhow::anyhow!("footer table of {len} bytes is too long"))?;
     let table_end = size as usize - TABLE_END_FROM_IMAGE_END;
     let table_start = table_end - table.len();
-    ensure!(table_start >= meta_off + metadata.len(), "footer table overlaps the SEV metadata");
+    ensure!(
+        table_start >= meta_off + metadata.len(),
+        "footer table overlaps the SEV metadata"
+    );
     bytes[table_start..table_end].copy_from_slice(&table);
 
-    Ok(Image { bytes, kernel, loader_len, ap_reset_eip })
+    Ok(Image {
+        bytes,
+        kernel,
+        loader_len,
+        ap_reset_eip,
+    })
 }
 
 /// Compiles and assembles.

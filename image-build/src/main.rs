@@ -31,23 +31,42 @@ fn main() -> Result<()> {
     if let Some(dir) = cli.target_dir {
         opts.target_dir = dir;
     }
-    eprintln!("image-build: compiling loader and kernel for {} (profile image)...", image_build::TARGET);
+    eprintln!(
+        "image-build: compiling loader and kernel for {} (profile image)...",
+        image_build::TARGET
+    );
     let t = Instant::now();
     let image = build(&opts)?;
     if let Some(dir) = cli.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&cli.out, &image.bytes).with_context(|| format!("writing {}", cli.out.display()))?;
+    std::fs::write(&cli.out, &image.bytes)
+        .with_context(|| format!("writing {}", cli.out.display()))?;
     println!("image:          {}", cli.out.display());
-    println!("size:           {} bytes ({} KiB)", image.bytes.len(), image.bytes.len() >> 10);
+    println!(
+        "size:           {} bytes ({} KiB)",
+        image.bytes.len(),
+        image.bytes.len() >> 10
+    );
     println!("sha256:         {}", hex(&image.sha256()));
-    println!("kernel:         {} bytes, sha256 {}", image.kernel.len, hex(&image.kernel.sha256));
+    println!(
+        "kernel:         {} bytes, sha256 {}",
+        image.kernel.len,
+        hex(&image.kernel.sha256)
+    );
     println!("loader:         {} bytes", image.loader_len);
     let vcpu_type = measurements::digest::VcpuType::EpycV4;
-    let digest = measurements::digest::launch_digest(&image.bytes, 1, vcpu_type, 0x1, &Default::default())
-        .context("computing the SNP launch digest of the image")?;
-    println!("snp digest:     {} (1 vCPU, {vcpu_type}, guest features 0x1)", hex(&digest));
-    println!("                other configurations: measurements digest --image {} --vcpus N --vcpu-type TYPE", cli.out.display());
+    let digest =
+        measurements::digest::launch_digest(&image.bytes, 1, vcpu_type, 0x1, &Default::default())
+            .context("computing the SNP launch digest of the image")?;
+    println!(
+        "snp digest:     {} (1 vCPU, {vcpu_type}, guest features 0x1)",
+        hex(&digest)
+    );
+    println!(
+        "                other configurations: measurements digest --image {} --vcpus N --vcpu-type TYPE",
+        cli.out.display()
+    );
     if cli.test_hooks {
         println!("variant:        TEST HOOKS (not for deployment)");
     }

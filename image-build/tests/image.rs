@@ -17,14 +17,25 @@ fn footer_table_reads_back() {
     let kernel = table.kernel().unwrap();
     assert_eq!(kernel, image.kernel);
     assert_eq!(&b[kernel.offset..kernel.offset + 4], b"\x7fELF");
-    let sections: Vec<_> = table.sev_metadata(b).unwrap().sections().map(Result::unwrap).collect();
+    let sections: Vec<_> = table
+        .sev_metadata(b)
+        .unwrap()
+        .sections()
+        .map(Result::unwrap)
+        .collect();
     let find = |k| sections.iter().find(|s| s.kind == k).copied().unwrap();
-    assert_eq!(u64::from(find(SectionKind::SnpSecrets).gpa), phys::SECRETS_PAGE);
+    assert_eq!(
+        u64::from(find(SectionKind::SnpSecrets).gpa),
+        phys::SECRETS_PAGE
+    );
     assert_eq!(find(SectionKind::SnpSecrets).size, 0x1000);
     assert_eq!(u64::from(find(SectionKind::Cpuid).gpa), phys::CPUID_PAGE);
     assert_eq!(find(SectionKind::Cpuid).size, 0x1000);
     let sec = find(SectionKind::SnpSecMem);
-    assert_eq!((u64::from(sec.gpa), sec.end()), (phys::SEC_MEM_START, phys::SEC_MEM_END));
+    assert_eq!(
+        (u64::from(sec.gpa), sec.end()),
+        (phys::SEC_MEM_START, phys::SEC_MEM_END)
+    );
     // APs start in the reset code's page, inside the ROM.
     let eip = table.sev_es_reset_eip().unwrap();
     assert_eq!(eip, image.ap_reset_eip);
@@ -34,7 +45,11 @@ fn footer_table_reads_back() {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git").current_dir(dir).args(args).status().unwrap();
+    let st = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .status()
+        .unwrap();
     assert!(st.success(), "git {args:?} failed");
 }
 
@@ -47,13 +62,30 @@ fn two_checkouts_build_identical_images() {
     let b = tmp.path().join("some").join("deeper").join("checkout-b");
     std::fs::create_dir_all(b.parent().unwrap()).unwrap();
     for dir in [&a, &b] {
-        git(tmp.path(), &["clone", "--quiet", "--no-hardlinks", here.to_str().unwrap(), dir.to_str().unwrap()]);
+        git(
+            tmp.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--no-hardlinks",
+                here.to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        );
     }
     let build_in = |root: &Path| {
-        let opts = Options { root: root.to_path_buf(), target_dir: root.join("target"), test_hooks: false };
+        let opts = Options {
+            root: root.to_path_buf(),
+            target_dir: root.join("target"),
+            test_hooks: false,
+        };
         build(&opts).unwrap()
     };
     let (ia, ib) = (build_in(&a), build_in(&b));
-    assert_eq!(hex(&ia.sha256()), hex(&ib.sha256()), "the two checkouts built different images");
+    assert_eq!(
+        hex(&ia.sha256()),
+        hex(&ib.sha256()),
+        "the two checkouts built different images"
+    );
     assert_eq!(ia.bytes, ib.bytes);
 }

@@ -13,8 +13,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use omega_wire::{
-    Credits, Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, Reassembler, SUPPORTED_VERSIONS,
-    Stream, WireError, msg, negotiate,
+    Credits, Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, Reassembler,
+    SUPPORTED_VERSIONS, Stream, WireError, msg, negotiate,
 };
 
 use crate::virtio::{Console, ConsoleError};
@@ -25,8 +25,14 @@ pub const MAX_MESSAGE: usize = 32 << 20;
 #[derive(Debug)]
 pub enum Event {
     Message(Stream, Vec<u8>),
-    LogAck { stored: u64 },
-    PeerError { stream: Stream, code: u16, message: String },
+    LogAck {
+        stored: u64,
+    },
+    PeerError {
+        stream: Stream,
+        code: u16,
+        message: String,
+    },
     Malformed(WireError),
     Closed(Stream),
 }
@@ -58,7 +64,9 @@ impl core::fmt::Display for ChannelError {
             ChannelError::Console(e) => write!(f, "{e}"),
             ChannelError::Wire(e) => write!(f, "{e}"),
             ChannelError::NoHello => write!(f, "the host did not answer the Hello"),
-            ChannelError::NoCommonVersion => write!(f, "the host speaks no common protocol version"),
+            ChannelError::NoCommonVersion => {
+                write!(f, "the host speaks no common protocol version")
+            }
         }
     }
 }
@@ -101,7 +109,13 @@ impl Channel {
             malformed: 0,
             idle_polls: 0,
         };
-        let n = ch.enc.hello(&Hello { versions: SUPPORTED_VERSIONS, window: INITIAL_WINDOW }, &mut ch.frame)?;
+        let n = ch.enc.hello(
+            &Hello {
+                versions: SUPPORTED_VERSIONS,
+                window: INITIAL_WINDOW,
+            },
+            &mut ch.frame,
+        )?;
         ch.console.send(&ch.frame[..n])?;
         for _ in 0..spins {
             let got = ch.console.recv(&mut ch.rx)?;
@@ -117,7 +131,8 @@ impl Channel {
                     continue;
                 }
                 let ack = HelloAck::decode(frame.payload)?;
-                let version = negotiate(SUPPORTED_VERSIONS, ack.versions).map_err(|_| ChannelError::NoCommonVersion)?;
+                let version = negotiate(SUPPORTED_VERSIONS, ack.versions)
+                    .map_err(|_| ChannelError::NoCommonVersion)?;
                 if ack.version != version {
                     return Err(ChannelError::NoCommonVersion);
                 }
@@ -158,7 +173,9 @@ impl Channel {
         }
         loop {
             self.feed();
-            let Some(item) = self.dec.next_frame() else { break };
+            let Some(item) = self.dec.next_frame() else {
+                break;
+            };
             progress = true;
             let frame = match item {
                 Ok(f) => f,
@@ -201,15 +218,23 @@ impl Channel {
                         report = true;
                     }
                 }
-                Kind::Ack => self.events.push_back(Event::LogAck { stored: frame.header.arg }),
+                Kind::Ack => self.events.push_back(Event::LogAck {
+                    stored: frame.header.arg,
+                }),
                 Kind::Error => match msg::ErrorBody::decode(frame.payload) {
-                    Ok(b) => self.events.push_back(Event::PeerError { stream, code: b.code, message: String::from(b.message) }),
+                    Ok(b) => self.events.push_back(Event::PeerError {
+                        stream,
+                        code: b.code,
+                        message: String::from(b.message),
+                    }),
                     Err(e) => self.events.push_back(Event::Malformed(e)),
                 },
                 Kind::Close => self.events.push_back(Event::Closed(stream)),
                 Kind::Hello | Kind::HelloAck => {
                     self.malformed += 1;
-                    self.events.push_back(Event::Malformed(WireError::Protocol("handshake frame after the handshake")));
+                    self.events.push_back(Event::Malformed(WireError::Protocol(
+                        "handshake frame after the handshake",
+                    )));
                     report = true;
                 }
             }
@@ -220,7 +245,12 @@ impl Channel {
         }
         if report {
             // One Error frame per batch of bad input, so garbage cannot make us flood the host.
-            let n = self.enc.error(Stream::Control, msg::code::MALFORMED, "malformed input from the host", &mut self.frame)?;
+            let n = self.enc.error(
+                Stream::Control,
+                msg::code::MALFORMED,
+                "malformed input from the host",
+                &mut self.frame,
+            )?;
             self.send_frame(n)?;
         }
         Ok(progress)
@@ -239,7 +269,10 @@ impl Channel {
     pub fn send(&mut self, stream: Stream, message: &[u8]) -> Result<(), ChannelError> {
         let mut rest = message;
         loop {
-            match self.enc.data_with_credit(&mut self.credits, stream, rest, &mut self.frame) {
+            match self
+                .enc
+                .data_with_credit(&mut self.credits, stream, rest, &mut self.frame)
+            {
                 Ok((taken, n)) => {
                     self.send_frame(n)?;
                     rest = &rest[taken..];
@@ -258,7 +291,12 @@ impl Channel {
     }
 
     /// Reports a problem with `stream` to the host.
-    pub fn send_error(&mut self, stream: Stream, code: u16, message: &str) -> Result<(), ChannelError> {
+    pub fn send_error(
+        &mut self,
+        stream: Stream,
+        code: u16,
+        message: &str,
+    ) -> Result<(), ChannelError> {
         let n = self.enc.error(stream, code, message, &mut self.frame)?;
         self.send_frame(n)
     }

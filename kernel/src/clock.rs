@@ -14,7 +14,9 @@ pub fn tsc_hz(tsc_delta: u64, pit_ticks: u64) -> Option<u64> {
     let hz = u128::from(tsc_delta) * u128::from(PIT_HZ) / u128::from(pit_ticks);
     // SECURITY: a host that skews the calibration gets a clock that is wrong, not one that
     // divides by zero or overflows. 1 MHz .. 100 GHz is the plausible range.
-    (1_000_000..=100_000_000_000).contains(&hz).then_some(hz as u64)
+    (1_000_000..=100_000_000_000)
+        .contains(&hz)
+        .then_some(hz as u64)
 }
 
 /// Monotonic nanoseconds since `base_tsc`.
@@ -29,7 +31,12 @@ pub struct Clock {
 
 impl Clock {
     pub const fn new(base_tsc: u64, hz: u64) -> Clock {
-        Clock { base_tsc, hz, last_ns: AtomicU64::new(0), backwards: AtomicU64::new(0) }
+        Clock {
+            base_tsc,
+            hz,
+            last_ns: AtomicU64::new(0),
+            backwards: AtomicU64::new(0),
+        }
     }
 
     pub fn hz(&self) -> u64 {
@@ -39,7 +46,8 @@ impl Clock {
     /// Nanoseconds for a raw TSC reading; never less than a previous answer.
     pub fn ns_at(&self, tsc: u64) -> u64 {
         let ticks = tsc.saturating_sub(self.base_tsc);
-        let ns = (u128::from(ticks) * 1_000_000_000 / u128::from(self.hz.max(1))).min(u128::from(u64::MAX)) as u64;
+        let ns = (u128::from(ticks) * 1_000_000_000 / u128::from(self.hz.max(1)))
+            .min(u128::from(u64::MAX)) as u64;
         let prev = self.last_ns.fetch_max(ns, Ordering::Relaxed);
         if ns < prev {
             self.backwards.fetch_add(1, Ordering::Relaxed);

@@ -3,11 +3,11 @@
 use core::cell::UnsafeCell;
 
 use omega_arch::exceptions::{self, Gate, Idt};
+use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::tss::TaskStateSegment;
-use x86_64::VirtAddr;
 
 /// A static written once during single-threaded boot, before interrupts are enabled.
 struct BootCell<T>(UnsafeCell<T>);
@@ -25,8 +25,11 @@ struct Stack(#[allow(dead_code, reason = "only the CPU uses the stack")] [u8; DF
 
 static DF_STACK: BootCell<Stack> = BootCell(UnsafeCell::new(Stack([0; DF_STACK_SIZE])));
 static TSS: BootCell<TaskStateSegment> = BootCell(UnsafeCell::new(TaskStateSegment::new()));
-static GDT: BootCell<GlobalDescriptorTable> = BootCell(UnsafeCell::new(GlobalDescriptorTable::new()));
-static IDT: BootCell<Idt> = BootCell(UnsafeCell::new(Idt { gates: [Gate::zero(); 32] }));
+static GDT: BootCell<GlobalDescriptorTable> =
+    BootCell(UnsafeCell::new(GlobalDescriptorTable::new()));
+static IDT: BootCell<Idt> = BootCell(UnsafeCell::new(Idt {
+    gates: [Gate::zero(); 32],
+}));
 
 /// Loads the GDT, TSS and IDT. Call once, first thing.
 pub fn init() {

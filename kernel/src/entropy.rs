@@ -85,29 +85,59 @@ mod tests {
 
     #[test]
     fn falls_back_and_fails_cleanly() {
-        let mut r = Scripted { seeds: &[None, Some(0x1122334455667788), Some(0xaa)], rands: &[], i: 0, j: 0 };
+        let mut r = Scripted {
+            seeds: &[None, Some(0x1122334455667788), Some(0xaa)],
+            rands: &[],
+            i: 0,
+            j: 0,
+        };
         let mut buf = [0u8; 12];
         fill(&mut r, &mut buf).unwrap();
         assert_eq!(&buf[..8], &0x1122334455667788u64.to_le_bytes());
         assert_eq!(buf[8], 0xaa);
 
-        let mut r = Scripted { seeds: &[None; 10], rands: &[None, None, Some(5)], i: 0, j: 0 };
+        let mut r = Scripted {
+            seeds: &[None; 10],
+            rands: &[None, None, Some(5)],
+            i: 0,
+            j: 0,
+        };
         let mut buf = [0u8; 8];
         fill(&mut r, &mut buf).unwrap();
         assert_eq!(buf[0], 5);
 
-        let mut r = Scripted { seeds: &[], rands: &[], i: 0, j: 0 };
+        let mut r = Scripted {
+            seeds: &[],
+            rands: &[],
+            i: 0,
+            j: 0,
+        };
         assert_eq!(fill(&mut r, &mut buf), Err(EntropyError::Exhausted));
     }
 
     #[test]
     fn refuses_stuck_output() {
         let mut buf = [0u8; 16];
-        let mut r = Scripted { seeds: &[Some(u64::MAX)], rands: &[], i: 0, j: 0 };
+        let mut r = Scripted {
+            seeds: &[Some(u64::MAX)],
+            rands: &[],
+            i: 0,
+            j: 0,
+        };
         assert_eq!(fill(&mut r, &mut buf), Err(EntropyError::Stuck(u64::MAX)));
-        let mut r = Scripted { seeds: &[Some(7), Some(7)], rands: &[], i: 0, j: 0 };
+        let mut r = Scripted {
+            seeds: &[Some(7), Some(7)],
+            rands: &[],
+            i: 0,
+            j: 0,
+        };
         assert_eq!(fill(&mut r, &mut buf), Err(EntropyError::Stuck(7)));
-        let mut r = Scripted { seeds: &[Some(0)], rands: &[], i: 0, j: 0 };
+        let mut r = Scripted {
+            seeds: &[Some(0)],
+            rands: &[],
+            i: 0,
+            j: 0,
+        };
         assert_eq!(fill(&mut r, &mut buf), Err(EntropyError::Stuck(0)));
     }
 }

@@ -11,11 +11,17 @@ pub const MAX_RANGES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
-    OutOfMemory { pages: u64 },
+    OutOfMemory {
+        pages: u64,
+    },
     TooFragmented,
     /// A free of frames that are already free (or overlap free frames).
-    DoubleFree { start: u64 },
-    Unaligned { addr: u64 },
+    DoubleFree {
+        start: u64,
+    },
+    Unaligned {
+        addr: u64,
+    },
 }
 
 impl core::fmt::Display for FrameError {
@@ -41,7 +47,10 @@ impl FrameAllocator {
 
     /// Usable RAM from the boot info, minus its reserved ranges and `also_reserved` (the
     /// heap), minus the first MiB (legacy BIOS areas), in whole frames.
-    pub fn from_boot_info(info: &BootInfo, also_reserved: &[PhysRange]) -> Result<Self, FrameError> {
+    pub fn from_boot_info(
+        info: &BootInfo,
+        also_reserved: &[PhysRange],
+    ) -> Result<Self, FrameError> {
         let mut a = FrameAllocator::new();
         for e in info.e820().iter().filter(|e| e.kind == E820_RAM) {
             let start = e.addr.max(1 << 20).div_ceil(FRAME) * FRAME;
@@ -59,14 +68,22 @@ impl FrameAllocator {
     /// Adds a free range (merging with neighbours). Fails on overlap with free frames.
     pub fn add(&mut self, r: PhysRange) -> Result<(), FrameError> {
         if r.start % FRAME != 0 || r.end % FRAME != 0 {
-            return Err(FrameError::Unaligned { addr: if r.start % FRAME != 0 { r.start } else { r.end } });
+            return Err(FrameError::Unaligned {
+                addr: if r.start % FRAME != 0 { r.start } else { r.end },
+            });
         }
         if r.start >= r.end {
             return Ok(());
         }
-        let i = self.free.iter().position(|f| f.start >= r.start).unwrap_or(self.free.len());
+        let i = self
+            .free
+            .iter()
+            .position(|f| f.start >= r.start)
+            .unwrap_or(self.free.len());
         // SECURITY: freeing frames that are already free would hand one frame to two owners.
-        if (i > 0 && self.free[i - 1].end > r.start) || (i < self.free.len() && self.free[i].start < r.end) {
+        if (i > 0 && self.free[i - 1].end > r.start)
+            || (i < self.free.len() && self.free[i].start < r.end)
+        {
             return Err(FrameError::DoubleFree { start: r.start });
         }
         let merge_left = i > 0 && self.free[i - 1].end == r.start;
@@ -78,7 +95,10 @@ impl FrameAllocator {
             }
             (true, false) => self.free[i - 1].end = r.end,
             (false, true) => self.free[i].start = r.start,
-            (false, false) => self.free.insert(i, r).map_err(|_| FrameError::TooFragmented)?,
+            (false, false) => self
+                .free
+                .insert(i, r)
+                .map_err(|_| FrameError::TooFragmented)?,
         }
         Ok(())
     }
@@ -94,14 +114,24 @@ impl FrameAllocator {
                 i += 1;
                 continue;
             }
-            let left = PhysRange { start: f.start, end: start };
-            let right = PhysRange { start: end, end: f.end };
+            let left = PhysRange {
+                start: f.start,
+                end: start,
+            };
+            let right = PhysRange {
+                start: end,
+                end: f.end,
+            };
             self.free.remove(i);
             if right.start < right.end {
-                self.free.insert(i, right).map_err(|_| FrameError::TooFragmented)?;
+                self.free
+                    .insert(i, right)
+                    .map_err(|_| FrameError::TooFragmented)?;
             }
             if left.start < left.end {
-                self.free.insert(i, left).map_err(|_| FrameError::TooFragmented)?;
+                self.free
+                    .insert(i, left)
+                    .map_err(|_| FrameError::TooFragmented)?;
                 i += 1;
             }
         }
@@ -110,12 +140,17 @@ impl FrameAllocator {
 
     /// `pages` contiguous frames aligned to `align` bytes (a power of two ≥ 4096).
     pub fn alloc(&mut self, pages: u64, align: u64) -> Result<u64, FrameError> {
-        let len = pages.checked_mul(FRAME).ok_or(FrameError::OutOfMemory { pages })?;
+        let len = pages
+            .checked_mul(FRAME)
+            .ok_or(FrameError::OutOfMemory { pages })?;
         let align = align.max(FRAME);
         for f in self.free.clone().iter() {
             let start = f.start.div_ceil(align) * align;
             if start.checked_add(len).is_some_and(|end| end <= f.end) {
-                self.remove(PhysRange { start, end: start + len })?;
+                self.remove(PhysRange {
+                    start,
+                    end: start + len,
+                })?;
                 return Ok(start);
             }
         }
@@ -124,7 +159,10 @@ impl FrameAllocator {
 
     /// Returns frames from [`alloc`](Self::alloc).
     pub fn free(&mut self, start: u64, pages: u64) -> Result<(), FrameError> {
-        self.add(PhysRange { start, end: start + pages * FRAME })
+        self.add(PhysRange {
+            start,
+            end: start + pages * FRAME,
+        })
     }
 
     pub fn free_bytes(&self) -> u64 {
@@ -143,26 +181,59 @@ mod tests {
 
     fn boot_info() -> BootInfo {
         let mut b = BootInfo::empty();
-        b.e820[0] = E820Entry { addr: 0, len: 0x9fc00, kind: 1, _pad: 0 };
-        b.e820[1] = E820Entry { addr: 0x100000, len: 0x7f00000, kind: 1, _pad: 0 };
-        b.e820[2] = E820Entry { addr: 0xfeffc000, len: 0x4000, kind: 2, _pad: 0 };
+        b.e820[0] = E820Entry {
+            addr: 0,
+            len: 0x9fc00,
+            kind: 1,
+            _pad: 0,
+        };
+        b.e820[1] = E820Entry {
+            addr: 0x100000,
+            len: 0x7f00000,
+            kind: 1,
+            _pad: 0,
+        };
+        b.e820[2] = E820Entry {
+            addr: 0xfeffc000,
+            len: 0x4000,
+            kind: 2,
+            _pad: 0,
+        };
         b.e820_count = 3;
-        b.reserved[0] = PhysRange { start: 0x800000, end: 0x900000 };
-        b.reserved[1] = PhysRange { start: 0x1000000, end: 0x1030000 };
+        b.reserved[0] = PhysRange {
+            start: 0x800000,
+            end: 0x900000,
+        };
+        b.reserved[1] = PhysRange {
+            start: 0x1000000,
+            end: 0x1030000,
+        };
         b.reserved_count = 2;
         b
     }
 
     #[test]
     fn builds_from_e820_minus_reserved() {
-        let heap = PhysRange { start: 0x1030000, end: 0x2000000 };
+        let heap = PhysRange {
+            start: 0x1030000,
+            end: 0x2000000,
+        };
         let a = FrameAllocator::from_boot_info(&boot_info(), &[heap]).unwrap();
         assert_eq!(
             a.ranges(),
             &[
-                PhysRange { start: 0x100000, end: 0x800000 },
-                PhysRange { start: 0x900000, end: 0x1000000 },
-                PhysRange { start: 0x2000000, end: 0x8000000 },
+                PhysRange {
+                    start: 0x100000,
+                    end: 0x800000
+                },
+                PhysRange {
+                    start: 0x900000,
+                    end: 0x1000000
+                },
+                PhysRange {
+                    start: 0x2000000,
+                    end: 0x8000000
+                },
             ]
         );
     }
@@ -170,7 +241,11 @@ mod tests {
     #[test]
     fn alloc_free_merge_and_double_free() {
         let mut a = FrameAllocator::new();
-        a.add(PhysRange { start: 0x10000, end: 0x20000 }).unwrap();
+        a.add(PhysRange {
+            start: 0x10000,
+            end: 0x20000,
+        })
+        .unwrap();
         let x = a.alloc(1, 4096).unwrap();
         let y = a.alloc(2, 0x4000).unwrap();
         assert_eq!((x, y), (0x10000, 0x14000));
@@ -178,22 +253,47 @@ mod tests {
         assert_eq!(a.free(x, 1), Ok(()));
         assert_eq!(a.free(x, 1), Err(FrameError::DoubleFree { start: x }));
         a.free(y, 2).unwrap();
-        assert_eq!(a.ranges(), &[PhysRange { start: 0x10000, end: 0x20000 }], "fully merged again");
-        assert_eq!(a.alloc(17, 4096), Err(FrameError::OutOfMemory { pages: 17 }));
-        assert_eq!(a.alloc(u64::MAX, 4096), Err(FrameError::OutOfMemory { pages: u64::MAX }));
-        assert!(matches!(a.add(PhysRange { start: 1, end: 4096 }), Err(FrameError::Unaligned { .. })));
+        assert_eq!(
+            a.ranges(),
+            &[PhysRange {
+                start: 0x10000,
+                end: 0x20000
+            }],
+            "fully merged again"
+        );
+        assert_eq!(
+            a.alloc(17, 4096),
+            Err(FrameError::OutOfMemory { pages: 17 })
+        );
+        assert_eq!(
+            a.alloc(u64::MAX, 4096),
+            Err(FrameError::OutOfMemory { pages: u64::MAX })
+        );
+        assert!(matches!(
+            a.add(PhysRange {
+                start: 1,
+                end: 4096
+            }),
+            Err(FrameError::Unaligned { .. })
+        ));
     }
 
     /// Random alloc/free sequences against a page-level model.
     #[test]
     fn matches_a_page_model() {
         let mut a = FrameAllocator::new();
-        a.add(PhysRange { start: 0, end: 256 * FRAME }).unwrap();
+        a.add(PhysRange {
+            start: 0,
+            end: 256 * FRAME,
+        })
+        .unwrap();
         let mut owned = [false; 256];
         let mut live: std::vec::Vec<(u64, u64)> = std::vec::Vec::new();
         let mut seed = 7u64;
         for _ in 0..20_000 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             if seed >> 63 == 0 || live.is_empty() {
                 let pages = (seed >> 40) % 8 + 1;
                 if let Ok(p) = a.alloc(pages, FRAME << ((seed >> 20) % 3)) {

@@ -23,7 +23,10 @@ pub fn choose(info: &BootInfo) -> Option<PhysRange> {
     let range = info.largest_free_range()?;
     let start = range.start.div_ceil(0x1000) * 0x1000;
     let size = range.end.saturating_sub(start).min(MAX_HEAP) / 0x1000 * 0x1000;
-    (size >= 1 << 20).then_some(PhysRange { start, end: start + size })
+    (size >= 1 << 20).then_some(PhysRange {
+        start,
+        end: start + size,
+    })
 }
 
 /// Sets up the heap over `range` (from [`choose`], accepted by the platform).
@@ -31,8 +34,16 @@ pub fn init(range: PhysRange) -> HeapInfo {
     // SAFETY: the range is usable RAM that overlaps no reserved range (loader memory,
     // kernel image, stack), the platform has accepted it, it is mapped writable in the
     // direct map, and `init` runs once.
-    unsafe { ALLOCATOR.lock().init((virt::DIRECT_MAP_BASE + range.start) as *mut u8, (range.end - range.start) as usize) };
-    HeapInfo { phys_start: range.start, size: range.end - range.start }
+    unsafe {
+        ALLOCATOR.lock().init(
+            (virt::DIRECT_MAP_BASE + range.start) as *mut u8,
+            (range.end - range.start) as usize,
+        )
+    };
+    HeapInfo {
+        phys_start: range.start,
+        size: range.end - range.start,
+    }
 }
 
 /// Bytes currently free in the heap.

@@ -6,7 +6,6 @@
 
 extern crate alloc;
 
-pub mod bundle;
 pub mod clock;
 pub mod entropy;
 pub mod frames;

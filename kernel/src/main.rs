@@ -22,15 +22,17 @@ mod rng;
 mod service;
 #[cfg(target_os = "none")]
 mod snp;
+#[cfg(all(target_os = "none", feature = "test-hooks"))]
+mod test_hooks;
 #[cfg(target_os = "none")]
 mod time;
 #[cfg(target_os = "none")]
 mod virtio;
-#[cfg(all(target_os = "none", feature = "test-hooks"))]
-mod test_hooks;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!("omega-kernel runs only inside the boot image (target x86_64-unknown-none); build it with image-build");
+    eprintln!(
+        "omega-kernel runs only inside the boot image (target x86_64-unknown-none); build it with image-build"
+    );
     std::process::exit(2);
 }

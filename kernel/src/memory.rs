@@ -4,9 +4,9 @@
 use core::ptr::NonNull;
 
 use omega_boot_info::{PhysRange, virt};
-use spin::Mutex;
 use omega_kernel::frames::{FRAME, FrameAllocator, FrameError};
 use omega_kernel::platform::{Platform, PlatformError};
+use spin::Mutex;
 
 /// Pages in the shared DMA pool (2 MiB): virtio rings, bounce buffers and the SNP guest
 /// message pages live here. One whole 2 MiB page, because under SNP sharing flips the
@@ -37,12 +37,26 @@ impl core::fmt::Display for PoolError {
 static SHARED: Mutex<Option<SharedPool>> = Mutex::new(None);
 
 /// Takes frames from `frames`, converts them to shared and makes them the DMA pool.
-pub fn init_shared_pool(frames: &mut FrameAllocator, platform: &mut dyn Platform) -> Result<PhysRange, PoolError> {
-    let start = frames.alloc(SHARED_POOL_PAGES, 2 << 20).map_err(PoolError::Frames)?;
-    let range = PhysRange { start, end: start + SHARED_POOL_PAGES * FRAME };
+pub fn init_shared_pool(
+    frames: &mut FrameAllocator,
+    platform: &mut dyn Platform,
+) -> Result<PhysRange, PoolError> {
+    let start = frames
+        .alloc(SHARED_POOL_PAGES, 2 << 20)
+        .map_err(PoolError::Frames)?;
+    let range = PhysRange {
+        start,
+        end: start + SHARED_POOL_PAGES * FRAME,
+    };
     // Zero while still private, so nothing left in these frames reaches the host.
     // SAFETY: the frames were just allocated to us and are mapped RW in the direct map.
-    unsafe { core::ptr::write_bytes((virt::DIRECT_MAP_BASE + start) as *mut u8, 0, (range.end - start) as usize) };
+    unsafe {
+        core::ptr::write_bytes(
+            (virt::DIRECT_MAP_BASE + start) as *mut u8,
+            0,
+            (range.end - start) as usize,
+        )
+    };
     platform.share(range).map_err(PoolError::Platform)?;
     let mut pool = FrameAllocator::new();
     pool.add(range).map_err(PoolError::Frames)?;

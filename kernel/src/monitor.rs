@@ -66,7 +66,9 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
         serial::set_enabled(true);
     }
     serial::init();
-    let tee = info.check().unwrap_or_else(|e| fatal("boot info from the loader", format_args!("{e:?}")));
+    let tee = info
+        .check()
+        .unwrap_or_else(|e| fatal("boot info from the loader", format_args!("{e:?}")));
     let heap_range = heap::choose(info).unwrap_or_else(|| fatal("heap", "no free RAM"));
     // The platform comes first: under SNP the heap's RAM must be validated before use.
     let (mut platform, heap): (Box<dyn Platform>, _) = match tee {
@@ -76,18 +78,26 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
         }
         Tee::SevSnp => {
             let mut p = snp::SevSnp::new(info).unwrap_or_else(|e| fatal("SEV-SNP platform", e));
-            p.accept_memory(heap_range).unwrap_or_else(|e| fatal("accepting the heap's memory", e));
+            p.accept_memory(heap_range)
+                .unwrap_or_else(|e| fatal("accepting the heap's memory", e));
             let heap = heap::init(heap_range);
             (Box::new(p), heap)
         }
         // The reset code refuses these; BootInfo::check does too.
-        other => fatal("platform", format_args!("{} is not supported", other.name())),
+        other => fatal(
+            "platform",
+            format_args!("{} is not supported", other.name()),
+        ),
     };
-    let mut frames = FrameAllocator::from_boot_info(info, &[heap_range]).unwrap_or_else(|e| fatal("frame allocator", e));
+    let mut frames = FrameAllocator::from_boot_info(info, &[heap_range])
+        .unwrap_or_else(|e| fatal("frame allocator", e));
     for r in frames.ranges() {
-        platform.accept_memory(*r).unwrap_or_else(|e| fatal("accepting memory", e));
+        platform
+            .accept_memory(*r)
+            .unwrap_or_else(|e| fatal("accepting memory", e));
     }
-    let shared = memory::init_shared_pool(&mut frames, platform.as_mut()).unwrap_or_else(|e| fatal("shared DMA pool", e));
+    let shared = memory::init_shared_pool(&mut frames, platform.as_mut())
+        .unwrap_or_else(|e| fatal("shared DMA pool", e));
     let (clock, clock_err) = match time::calibrate() {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e)),
@@ -99,7 +109,14 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
         Err(_) => None,
     };
 
-    let mut m = Monitor { info, platform, frames, shared, clock, log_key };
+    let mut m = Monitor {
+        info,
+        platform,
+        frames,
+        shared,
+        clock,
+        log_key,
+    };
     banner(&m, &heap, &cpu_rng, clock_err);
     heap_self_test();
 
@@ -119,8 +136,16 @@ fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &rng::CpuRng, clock_err: Opti
     serial_println!("==============================================================");
     serial_println!(" Omega monitor {VERSION}");
     serial_println!(" tee: {}", tee.name());
-    serial_println!(" memory: {} MiB usable in {} e820 entries", info.usable_ram() >> 20, info.e820().len());
-    serial_println!(" heap: {} MiB at phys {:#x}", heap.size >> 20, heap.phys_start);
+    serial_println!(
+        " memory: {} MiB usable in {} e820 entries",
+        info.usable_ram() >> 20,
+        info.e820().len()
+    );
+    serial_println!(
+        " heap: {} MiB at phys {:#x}",
+        heap.size >> 20,
+        heap.phys_start
+    );
     serial_println!(
         " frames: {} MiB free; shared DMA pool {} KiB at {:#x}",
         m.frames.free_bytes() >> 20,
@@ -128,20 +153,36 @@ fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &rng::CpuRng, clock_err: Opti
         m.shared.start
     );
     match (&m.clock, clock_err) {
-        (Some(c), _) => serial_println!(" clock: TSC {}.{:03} MHz (PIT-calibrated)", c.hz() / 1_000_000, c.hz() / 1000 % 1000),
+        (Some(c), _) => serial_println!(
+            " clock: TSC {}.{:03} MHz (PIT-calibrated)",
+            c.hz() / 1_000_000,
+            c.hz() / 1000 % 1000
+        ),
         (None, err) => serial_println!(" clock: {}", err.unwrap_or("unavailable")),
     }
     match m.log_key {
         Some(_) => serial_println!(" entropy: {}; log key generated", rng.describe()),
-        None => serial_println!(" entropy: {} - UNAVAILABLE: no keys can be made, agents will not start", rng.describe()),
+        None => serial_println!(
+            " entropy: {} - UNAVAILABLE: no keys can be made, agents will not start",
+            rng.describe()
+        ),
     }
     let d = &info.kernel_sha256;
     serial_println!(
         " kernel sha256: {:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}...",
-        d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        d[4],
+        d[5],
+        d[6],
+        d[7]
     );
     if tee == Tee::None {
-        serial_println!(" WARNING: no TEE; this run is unattested and verifiers refuse it by default");
+        serial_println!(
+            " WARNING: no TEE; this run is unattested and verifiers refuse it by default"
+        );
     }
     serial_println!("==============================================================");
 }
@@ -161,7 +202,10 @@ fn heap_self_test() {
         }
     }
     if heap::free() != before {
-        fatal("heap self-test", format_args!("leaked {} bytes", before - heap::free()));
+        fatal(
+            "heap self-test",
+            format_args!("leaked {} bytes", before - heap::free()),
+        );
     }
     serial_println!("omega: heap self-test passed");
 }

@@ -25,7 +25,9 @@ impl core::fmt::Display for PageTableError {
         match self {
             PageTableError::Unaligned(va) => write!(f, "{va:#x} is not 2 MiB aligned"),
             PageTableError::NotMapped(va) => write!(f, "{va:#x} is not mapped"),
-            PageTableError::NotA2MiBPage(va) => write!(f, "{va:#x} is not mapped by one 2 MiB page"),
+            PageTableError::NotA2MiBPage(va) => {
+                write!(f, "{va:#x} is not mapped by one 2 MiB page")
+            }
         }
     }
 }
@@ -37,7 +39,13 @@ fn index(va: u64, level: u32) -> usize {
 /// Sets (`private`) or clears the `enc` bits of the 2 MiB page mapping `va`. The caller
 /// flushes the TLB entry afterwards. Table-to-table entries keep their bits: the tables
 /// themselves stay private.
-pub fn set_private_2m(t: &mut impl Tables, root: u64, enc: u64, va: u64, private: bool) -> Result<(), PageTableError> {
+pub fn set_private_2m(
+    t: &mut impl Tables,
+    root: u64,
+    enc: u64,
+    va: u64,
+    private: bool,
+) -> Result<(), PageTableError> {
     if va % SIZE_2M != 0 {
         return Err(PageTableError::Unaligned(va));
     }
@@ -78,7 +86,9 @@ mod tests {
     impl Tables for Model {
         fn table(&mut self, pa: u64) -> &mut [u64; 512] {
             assert_eq!(pa & C, 0, "C-bit leaked into a table address");
-            self.0.get_mut(&pa).expect("walk reached a frame that is not a table")
+            self.0
+                .get_mut(&pa)
+                .expect("walk reached a frame that is not a table")
         }
     }
 
@@ -119,10 +129,25 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_flip_whole() {
         let mut m = model();
-        assert_eq!(set_private_2m(&mut m, 0x1000, C, DIRECT + 0x1000, false), Err(PageTableError::Unaligned(DIRECT + 0x1000)));
-        assert_eq!(set_private_2m(&mut m, 0x1000, C, DIRECT + 5 * SIZE_2M, false), Err(PageTableError::NotA2MiBPage(DIRECT + 5 * SIZE_2M)));
-        assert_eq!(set_private_2m(&mut m, 0x1000, C, DIRECT + 9 * SIZE_2M, false), Err(PageTableError::NotMapped(DIRECT + 9 * SIZE_2M)));
-        assert_eq!(set_private_2m(&mut m, 0x1000, C, DIRECT + (1 << 30), false), Err(PageTableError::NotA2MiBPage(DIRECT + (1 << 30))));
-        assert_eq!(set_private_2m(&mut m, 0x1000, C, 0, false), Err(PageTableError::NotMapped(0)));
+        assert_eq!(
+            set_private_2m(&mut m, 0x1000, C, DIRECT + 0x1000, false),
+            Err(PageTableError::Unaligned(DIRECT + 0x1000))
+        );
+        assert_eq!(
+            set_private_2m(&mut m, 0x1000, C, DIRECT + 5 * SIZE_2M, false),
+            Err(PageTableError::NotA2MiBPage(DIRECT + 5 * SIZE_2M))
+        );
+        assert_eq!(
+            set_private_2m(&mut m, 0x1000, C, DIRECT + 9 * SIZE_2M, false),
+            Err(PageTableError::NotMapped(DIRECT + 9 * SIZE_2M))
+        );
+        assert_eq!(
+            set_private_2m(&mut m, 0x1000, C, DIRECT + (1 << 30), false),
+            Err(PageTableError::NotA2MiBPage(DIRECT + (1 << 30)))
+        );
+        assert_eq!(
+            set_private_2m(&mut m, 0x1000, C, 0, false),
+            Err(PageTableError::NotMapped(0))
+        );
     }
 }

@@ -28,7 +28,9 @@ impl core::fmt::Display for PlatformError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             PlatformError::Unattested => write!(f, "no TEE: this platform cannot attest"),
-            PlatformError::NotImplemented(what) => write!(f, "{what} is not implemented on this platform yet"),
+            PlatformError::NotImplemented(what) => {
+                write!(f, "{what} is not implemented on this platform yet")
+            }
             PlatformError::Host(why) => write!(f, "host or firmware error: {why}"),
         }
     }
@@ -45,7 +47,10 @@ pub trait Platform {
     /// Page-table bits that mark a mapping private (encrypted).
     fn private_pte_bits(&self) -> u64;
     /// An attestation report binding `report_data`.
-    fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<[u8; REPORT_LEN], PlatformError>;
+    fn attestation_report(
+        &mut self,
+        report_data: &[u8; 64],
+    ) -> Result<[u8; REPORT_LEN], PlatformError>;
     /// A 32-byte key only this image (same launch measurement) on this chip can derive.
     fn sealing_key(&mut self) -> Result<[u8; 32], PlatformError>;
 }
@@ -70,7 +75,10 @@ impl Platform for NoTee {
     fn private_pte_bits(&self) -> u64 {
         0
     }
-    fn attestation_report(&mut self, _report_data: &[u8; 64]) -> Result<[u8; REPORT_LEN], PlatformError> {
+    fn attestation_report(
+        &mut self,
+        _report_data: &[u8; 64],
+    ) -> Result<[u8; REPORT_LEN], PlatformError> {
         // SECURITY: never fabricate evidence; callers must mark the run unattested.
         Err(PlatformError::Unattested)
     }
@@ -88,9 +96,18 @@ mod tests {
     fn no_tee_refuses_to_attest() {
         let mut p = NoTee;
         assert_eq!(p.tee(), Tee::None);
-        assert_eq!(p.attestation_report(&[0; 64]), Err(PlatformError::Unattested));
+        assert_eq!(
+            p.attestation_report(&[0; 64]),
+            Err(PlatformError::Unattested)
+        );
         assert_eq!(p.sealing_key(), Err(PlatformError::Unattested));
         assert_eq!(p.private_pte_bits(), 0);
-        assert!(p.share(PhysRange { start: 0, end: 4096 }).is_ok());
+        assert!(
+            p.share(PhysRange {
+                start: 0,
+                end: 4096
+            })
+            .is_ok()
+        );
     }
 }

@@ -10,7 +10,10 @@ pub struct CpuRng {
 
 impl CpuRng {
     pub fn detect() -> CpuRng {
-        CpuRng { rdrand: cpuid(1, 0).ecx & (1 << 30) != 0, rdseed: cpuid(7, 0).ebx & (1 << 18) != 0 }
+        CpuRng {
+            rdrand: cpuid(1, 0).ecx & (1 << 30) != 0,
+            rdseed: cpuid(7, 0).ebx & (1 << 18) != 0,
+        }
     }
 
     pub fn describe(&self) -> &'static str {
@@ -38,10 +41,18 @@ fn rdrand64() -> Option<u64> {
 impl HwRng for CpuRng {
     fn rdseed(&mut self) -> Option<u64> {
         // SAFETY: the target feature is present (checked by CPUID in `detect`).
-        if self.rdseed { unsafe { rdseed64() } } else { None }
+        if self.rdseed {
+            unsafe { rdseed64() }
+        } else {
+            None
+        }
     }
     fn rdrand(&mut self) -> Option<u64> {
         // SAFETY: as above, for RDRAND.
-        if self.rdrand { unsafe { rdrand64() } } else { None }
+        if self.rdrand {
+            unsafe { rdrand64() }
+        } else {
+            None
+        }
     }
 }

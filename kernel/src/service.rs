@@ -9,11 +9,11 @@ use alloc::boxed::Box;
 
 use omega_arch::exit::{ExitCode, exit};
 use omega_arch::serial_println;
-use omega_kernel::bundle::{BundleReceiver, Progress};
+use omega_bundle::{BundleReceiver, Progress};
 use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision, Log, LogKey, Record};
-use omega_wire::msg::{self, ControlMsg};
 use omega_wire::Stream;
+use omega_wire::msg::{self, ControlMsg};
 
 use crate::channel::{Channel, Event};
 use crate::monitor::{Monitor, fatal};
@@ -33,7 +33,8 @@ fn send_control(ch: &mut Channel, m: &ControlMsg<'_>) {
     match msg::encode(m, &mut buf) {
         Ok(bytes) => {
             let bytes = bytes.to_vec();
-            ch.send(Stream::Control, &bytes).unwrap_or_else(|e| fatal("host channel (control)", e));
+            ch.send(Stream::Control, &bytes)
+                .unwrap_or_else(|e| fatal("host channel (control)", e));
         }
         Err(e) => fatal("encoding a control message", e),
     }
@@ -50,7 +51,10 @@ struct Provenance {
 
 impl Provenance {
     fn now(m: &Monitor) -> u64 {
-        m.clock.as_ref().map(|c| time::now_ns(c) / 1_000_000).unwrap_or(0)
+        m.clock
+            .as_ref()
+            .map(|c| time::now_ns(c) / 1_000_000)
+            .unwrap_or(0)
     }
 
     fn append(&mut self, ch: &mut Channel, r: &Record<'_>) {
@@ -72,7 +76,8 @@ impl Provenance {
         }
         let mut buf = alloc::vec![0u8; self.log.pending()];
         let n = self.log.drain(&mut buf);
-        ch.send(Stream::Log, &buf[..n]).unwrap_or_else(|e| fatal("host channel (log)", e));
+        ch.send(Stream::Log, &buf[..n])
+            .unwrap_or_else(|e| fatal("host channel (log)", e));
         self.sent += n as u64;
     }
 
@@ -94,18 +99,32 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
         }
         Err(e) => fatal("host channel", e),
     };
-    serial_println!("omega: host channel: virtio console at mmio slot {}", console.slot);
-    let mut ch = Channel::connect(console, HELLO_SPINS).unwrap_or_else(|e| fatal("host channel", e));
+    serial_println!(
+        "omega: host channel: virtio console at mmio slot {}",
+        console.slot
+    );
+    let mut ch =
+        Channel::connect(console, HELLO_SPINS).unwrap_or_else(|e| fatal("host channel", e));
     serial_println!("omega: host channel up (protocol v{})", ch.version);
 
     let Some(seed) = m.log_key.as_deref().copied() else {
-        fatal("provenance log", "no entropy for the log key; refusing to run unlogged")
+        fatal(
+            "provenance log",
+            "no entropy for the log key; refusing to run unlogged",
+        )
     };
-    let key = LogKey::from_seed(LOG_ORIGIN, seed).unwrap_or_else(|| fatal("provenance log", "bad log key"));
+    let key = LogKey::from_seed(LOG_ORIGIN, seed)
+        .unwrap_or_else(|| fatal("provenance log", "bad log key"));
     let vkey = key.verifier().encode();
     serial_println!("omega: provenance log key {vkey}");
     send_control(&mut ch, &ControlMsg::LogKey { vkey: &vkey });
-    let mut prov = Provenance { log: Box::new(Log::new(0)), key, next_target: 0, sent: 0, acked: 0 };
+    let mut prov = Provenance {
+        log: Box::new(Log::new(0)),
+        key,
+        next_target: 0,
+        sent: 0,
+        acked: 0,
+    };
     let start = Record {
         time: Provenance::now(m),
         agent: 0,
@@ -143,26 +162,33 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
             Err(e) => fatal("host channel", e),
         };
         match event {
-            Event::Message(Stream::Control, body) => match msg::decode_exact::<ControlMsg<'_>>(&body) {
-                Ok(ControlMsg::Shutdown { status }) => {
-                    prov.checkpoint(&mut ch);
-                    serial_println!(
-                        "omega: host asked to shut down (status {status}); log has {} entries, {} bytes acknowledged as stored",
-                        prov.log.size(),
-                        prov.acked
-                    );
-                    send_control(&mut ch, &ControlMsg::Shutdown { status: 0 });
-                    exit(ExitCode::Success);
+            Event::Message(Stream::Control, body) => {
+                match msg::decode_exact::<ControlMsg<'_>>(&body) {
+                    Ok(ControlMsg::Shutdown { status }) => {
+                        prov.checkpoint(&mut ch);
+                        serial_println!(
+                            "omega: host asked to shut down (status {status}); log has {} entries, {} bytes acknowledged as stored",
+                            prov.log.size(),
+                            prov.acked
+                        );
+                        send_control(&mut ch, &ControlMsg::Shutdown { status: 0 });
+                        exit(ExitCode::Success);
+                    }
+                    Ok(ControlMsg::Notice { text }) => serial_println!("omega: host says: {text}"),
+                    Ok(other) => serial_println!(
+                        "omega: channel: unexpected control message from the host: {other:?}"
+                    ),
+                    Err(e) => serial_println!("omega: channel: bad control message: {e}"),
                 }
-                Ok(ControlMsg::Notice { text }) => serial_println!("omega: host says: {text}"),
-                Ok(other) => serial_println!("omega: channel: unexpected control message from the host: {other:?}"),
-                Err(e) => serial_println!("omega: channel: bad control message: {e}"),
-            },
+            }
             Event::Message(Stream::Echo, mut body) if body.first() == Some(&ECHO_REQUEST) => {
                 body[0] = ECHO_REPLY;
-                ch.send(Stream::Echo, &body).unwrap_or_else(|e| fatal("host channel", e))
+                ch.send(Stream::Echo, &body)
+                    .unwrap_or_else(|e| fatal("host channel", e))
             }
-            Event::Message(Stream::Bundle, body) if !echo_all_streams => match bundle.on_message(&body) {
+            Event::Message(Stream::Bundle, body) if !echo_all_streams => match bundle
+                .on_message(&body)
+            {
                 Ok(Progress::Started { files, total_bytes }) => {
                     serial_println!("omega: bundle: receiving {files} files, {total_bytes} bytes")
                 }
@@ -172,7 +198,16 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
                     let d = f.sha256;
                     serial_println!(
                         "omega: bundle: {} ({} bytes) sha256 {:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}...",
-                        f.name, f.bytes.len(), d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+                        f.name,
+                        f.bytes.len(),
+                        d[0],
+                        d[1],
+                        d[2],
+                        d[3],
+                        d[4],
+                        d[5],
+                        d[6],
+                        d[7]
                     );
                     prov.next_target += 1;
                     let r = Record {
@@ -189,7 +224,10 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
                     prov.append(&mut ch, &r);
                 }
                 Ok(Progress::Finished) => {
-                    serial_println!("omega: bundle: complete, {} files hashed and logged", bundle.files.len());
+                    serial_println!(
+                        "omega: bundle: complete, {} files hashed and logged",
+                        bundle.files.len()
+                    );
                     prov.checkpoint(&mut ch);
                     finishing = true;
                 }
@@ -198,19 +236,32 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
                     let _ = ch.send_error(Stream::Bundle, msg::code::PROTOCOL, "bundle refused");
                 }
             },
-            Event::Message(stream, body) if echo_all_streams && stream != Stream::Control => {
-                ch.send(stream, &body).unwrap_or_else(|e| fatal("host channel", e))
-            }
+            Event::Message(stream, body) if echo_all_streams && stream != Stream::Control => ch
+                .send(stream, &body)
+                .unwrap_or_else(|e| fatal("host channel", e)),
             Event::Message(stream, _) => {
-                let _ = ch.send_error(stream, msg::code::UNAVAILABLE, "stream not served by this monitor yet");
+                let _ = ch.send_error(
+                    stream,
+                    msg::code::UNAVAILABLE,
+                    "stream not served by this monitor yet",
+                );
             }
             Event::LogAck { stored } => prov.acked = prov.acked.max(stored),
-            Event::PeerError { stream, code, message } => {
-                serial_println!("omega: host reports an error on {stream:?} (code {code}): {message}")
+            Event::PeerError {
+                stream,
+                code,
+                message,
+            } => {
+                serial_println!(
+                    "omega: host reports an error on {stream:?} (code {code}): {message}"
+                )
             }
             Event::Malformed(e) => {
                 if ch.malformed <= 20 || ch.malformed % 1000 == 0 {
-                    serial_println!("omega: channel: malformed input from the host ({} so far): {e}", ch.malformed);
+                    serial_println!(
+                        "omega: channel: malformed input from the host ({} so far): {e}",
+                        ch.malformed
+                    );
                 }
             }
             Event::Closed(stream) => serial_println!("omega: host closed stream {stream:?}"),

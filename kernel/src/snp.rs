@@ -33,9 +33,20 @@ pub fn init_vc(info: &BootInfo) {
     // mapped in the direct map; it is only read.
     let page = unsafe { &*((virt::DIRECT_MAP_BASE + phys::CPUID_PAGE) as *const [u8; 4096]) };
     sev::vc_init_from_cpuid_page(page);
-    let version = u16::try_from(info.ghcb_version).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
-    sev::vc_set_ghcb(HwGhcb { va: virt::GHCB, gpa: info.ghcb_phys }, version);
-    sev::vc_set_mmio(MmioWindow { va_base: virt::MMIO_BASE, pa_start: virt::MMIO_PHYS_START, pa_end: virt::MMIO_PHYS_END });
+    let version =
+        u16::try_from(info.ghcb_version).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+    sev::vc_set_ghcb(
+        HwGhcb {
+            va: virt::GHCB,
+            gpa: info.ghcb_phys,
+        },
+        version,
+    );
+    sev::vc_set_mmio(MmioWindow {
+        va_base: virt::MMIO_BASE,
+        pa_start: virt::MMIO_PHYS_START,
+        pa_end: virt::MMIO_PHYS_END,
+    });
 }
 
 /// Page tables reached through the direct map.
@@ -62,30 +73,52 @@ impl SevSnp {
         }
         // SAFETY: the secrets page is launch-validated private RAM the loader reserved and
         // nothing else references; this is its only mutable borrow.
-        let page = unsafe { &mut *((virt::DIRECT_MAP_BASE + phys::SECRETS_PAGE) as *mut [u8; 4096]) };
-        let mut secrets = SecretsPage::new(page).map_err(|_| PlatformError::Host("secrets page version"))?;
-        let key = secrets.take_vmpck(0).map_err(|_| PlatformError::Host("VMPCK0"))?;
+        let page =
+            unsafe { &mut *((virt::DIRECT_MAP_BASE + phys::SECRETS_PAGE) as *mut [u8; 4096]) };
+        let mut secrets =
+            SecretsPage::new(page).map_err(|_| PlatformError::Host("secrets page version"))?;
+        let key = secrets
+            .take_vmpck(0)
+            .map_err(|_| PlatformError::Host("VMPCK0"))?;
         // SECURITY: one copy of VMPCK0 (in the messenger); the others are never needed.
         secrets.wipe_all_vmpcks();
         let (ghcb, version) = sev::ghcb().ok_or(PlatformError::Host("no GHCB"))?;
-        Ok(SevSnp { ghcb, version, messenger: GuestMessenger::new(key), msg_pages: None, pml4: info.pml4_phys })
+        Ok(SevSnp {
+            ghcb,
+            version,
+            messenger: GuestMessenger::new(key),
+            msg_pages: None,
+            pml4: info.pml4_phys,
+        })
     }
 
     fn range(r: PhysRange) -> Result<MemRange, PlatformError> {
-        let len = r.end.checked_sub(r.start).ok_or(PlatformError::Host("empty range"))?;
-        MemRange::new(virt::DIRECT_MAP_BASE + r.start, r.start, len).map_err(|_| PlatformError::Host("unaligned range"))
+        let len = r
+            .end
+            .checked_sub(r.start)
+            .ok_or(PlatformError::Host("empty range"))?;
+        MemRange::new(virt::DIRECT_MAP_BASE + r.start, r.start, len)
+            .map_err(|_| PlatformError::Host("unaligned range"))
     }
 
     /// Flips the direct map's C-bit over `r` (2 MiB pages only) and flushes the TLB.
     fn set_private(&mut self, r: PhysRange, private: bool) -> Result<(), PlatformError> {
         if r.start % pagetable::SIZE_2M != 0 || r.end % pagetable::SIZE_2M != 0 {
-            return Err(PlatformError::Host("shared memory must be whole 2 MiB pages"));
+            return Err(PlatformError::Host(
+                "shared memory must be whole 2 MiB pages",
+            ));
         }
         let mut pa = r.start;
         while pa < r.end {
             let va = virt::DIRECT_MAP_BASE + pa;
-            pagetable::set_private_2m(&mut DirectMapTables, self.pml4, snp::C_BIT_MASK, va, private)
-                .map_err(|_| PlatformError::Host("direct map"))?;
+            pagetable::set_private_2m(
+                &mut DirectMapTables,
+                self.pml4,
+                snp::C_BIT_MASK,
+                va,
+                private,
+            )
+            .map_err(|_| PlatformError::Host("direct map"))?;
             x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
             pa += pagetable::SIZE_2M;
         }
@@ -96,8 +129,10 @@ impl SevSnp {
         if let Some(p) = self.msg_pages {
             return Ok(p);
         }
-        let (req, _) = memory::shared_alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
-        let (resp, _) = memory::shared_alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
+        let (req, _) =
+            memory::shared_alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
+        let (resp, _) =
+            memory::shared_alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
         self.msg_pages = Some((req, resp));
         Ok((req, resp))
     }
@@ -135,7 +170,8 @@ impl Platform for SevSnp {
     fn accept_memory(&mut self, range: PhysRange) -> Result<(), PlatformError> {
         // SECURITY: "no change" while validating here means the host mapped a page we had
         // already validated at this address: a remapping attack; `validate_fresh` refuses.
-        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, Self::range(range)?).map_err(host_err("PVALIDATE of fresh RAM"))?;
+        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, Self::range(range)?)
+            .map_err(host_err("PVALIDATE of fresh RAM"))?;
         Ok(())
     }
 
@@ -143,16 +179,24 @@ impl Platform for SevSnp {
         let r = Self::range(range)?;
         // Rescind while still mapped private, then the host's page-state change, then the
         // shared mapping; nothing touches the range in between.
-        let mut psc = GhcbPageStateChange { platform: &mut self.ghcb, version: self.version };
-        sev_snp::pvalidate::make_shared(&mut HwPvalidate, &mut psc, r).map_err(host_err("conversion to shared"))?;
+        let mut psc = GhcbPageStateChange {
+            platform: &mut self.ghcb,
+            version: self.version,
+        };
+        sev_snp::pvalidate::make_shared(&mut HwPvalidate, &mut psc, r)
+            .map_err(host_err("conversion to shared"))?;
         self.set_private(range, false)
     }
 
     fn unshare(&mut self, range: PhysRange) -> Result<(), PlatformError> {
         let r = Self::range(range)?;
         self.set_private(range, true)?;
-        let mut psc = GhcbPageStateChange { platform: &mut self.ghcb, version: self.version };
-        sev_snp::pvalidate::make_private(&mut HwPvalidate, &mut psc, r).map_err(host_err("conversion to private"))?;
+        let mut psc = GhcbPageStateChange {
+            platform: &mut self.ghcb,
+            version: self.version,
+        };
+        sev_snp::pvalidate::make_private(&mut HwPvalidate, &mut psc, r)
+            .map_err(host_err("conversion to private"))?;
         // SECURITY: the host chose these pages' contents while they were shared.
         // SAFETY: the range is now private, validated and mapped RW in the direct map.
         unsafe { core::ptr::write_bytes(r.va() as *mut u8, 0, r.len() as usize) };
@@ -163,9 +207,13 @@ impl Platform for SevSnp {
         snp::C_BIT_MASK
     }
 
-    fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<[u8; REPORT_LEN], PlatformError> {
+    fn attestation_report(
+        &mut self,
+        report_data: &[u8; 64],
+    ) -> Result<[u8; REPORT_LEN], PlatformError> {
         let rd = *report_data;
-        self.with_transport(|m, t| m.attestation_report(t, rd))?.map_err(|_| PlatformError::Host("MSG_REPORT_REQ failed"))
+        self.with_transport(|m, t| m.attestation_report(t, rd))?
+            .map_err(|_| PlatformError::Host("MSG_REPORT_REQ failed"))
     }
 
     fn sealing_key(&mut self) -> Result<[u8; 32], PlatformError> {
@@ -177,7 +225,9 @@ impl Platform for SevSnp {
             guest_svn: 0,
             tcb_version: 0,
         };
-        let key = self.with_transport(|m, t| m.derived_key(t, &req))?.map_err(|_| PlatformError::Host("MSG_KEY_REQ failed"))?;
+        let key = self
+            .with_transport(|m, t| m.derived_key(t, &req))?
+            .map_err(|_| PlatformError::Host("MSG_KEY_REQ failed"))?;
         Ok(*key.as_bytes())
     }
 }

@@ -13,7 +13,12 @@ use crate::{heap, time};
 
 /// Runs the hook `test=` names; returns true if the channel should echo every stream.
 pub fn run(m: &mut Monitor) -> bool {
-    let Some(test) = m.info.cmdline().split_whitespace().find_map(|w| w.strip_prefix("test=")) else {
+    let Some(test) = m
+        .info
+        .cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("test="))
+    else {
         return false;
     };
     serial_println!("omega: test hook: {test}");
@@ -54,7 +59,10 @@ pub fn run(m: &mut Monitor) -> bool {
 }
 
 #[inline(never)]
-#[allow(unconditional_recursion, reason = "runs into the guard page on purpose")]
+#[allow(
+    unconditional_recursion,
+    reason = "runs into the guard page on purpose"
+)]
 fn recurse(n: u64) -> u64 {
     let pad = [n; 64];
     core::hint::black_box(&pad);
@@ -87,7 +95,11 @@ fn heap_stress() {
             live.push((id, v));
         } else {
             let (id, v) = live.swap_remove((r >> 8) as usize % live.len());
-            if !v.iter().enumerate().all(|(i, b)| *b == (id as u8) ^ (i as u8)) {
+            if !v
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (id as u8) ^ (i as u8))
+            {
                 serial_println!("omega: heap stress: block {id} corrupted");
                 exit(ExitCode::Failure);
             }
@@ -101,7 +113,10 @@ fn heap_stress() {
         serial_println!("omega: heap stress: {} bytes not returned", before - after);
         exit(ExitCode::Failure);
     }
-    serial_println!("omega: heap stress passed: {ops} operations, peak {} KiB in use", peak >> 10);
+    serial_println!(
+        "omega: heap stress passed: {ops} operations, peak {} KiB in use",
+        peak >> 10
+    );
 }
 
 /// Monotonicity over many readings, and the TSC clock against the PIT over 50 ms.
@@ -121,7 +136,9 @@ fn clock(m: &Monitor) {
     }
     let tsc = time::pit_wait_tsc(50).unwrap_or(0);
     let measured_us = tsc as u128 * 1_000_000 / c.hz() as u128;
-    serial_println!("omega: clock monotonic over 100000 readings; 50 ms of PIT = {measured_us} us of TSC");
+    serial_println!(
+        "omega: clock monotonic over 100000 readings; 50 ms of PIT = {measured_us} us of TSC"
+    );
 }
 
 /// Leaves a known secret in private memory, fills the shared pool with DMA-like data and
@@ -143,8 +160,15 @@ fn memdump(m: &mut Monitor) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31);
     }
-    serial_println!("omega: memdump secret={}", core::str::from_utf8(&hex).unwrap());
-    serial_println!("omega: memdump shared={:#x}-{:#x} buffer={pa:#x}", m.shared.start, m.shared.end);
+    serial_println!(
+        "omega: memdump secret={}",
+        core::str::from_utf8(&hex).unwrap()
+    );
+    serial_println!(
+        "omega: memdump shared={:#x}-{:#x} buffer={pa:#x}",
+        m.shared.start,
+        m.shared.end
+    );
     serial_println!("omega: memdump ready");
     omega_arch::exit::halt_forever()
 }
@@ -188,7 +212,8 @@ fn vc_cpuid() {
     entry[0x1c..0x20].copy_from_slice(b"Omeg");
     entry[0x24..0x28].copy_from_slice(b"aVCt");
     entry[0x20..0x24].copy_from_slice(b"est!");
-    let table = sev_snp::cpuid_page::CpuidTable::parse(&page).unwrap_or_else(|e| crate::monitor::fatal("vc-cpuid table", e));
+    let table = sev_snp::cpuid_page::CpuidTable::parse(&page)
+        .unwrap_or_else(|e| crate::monitor::fatal("vc-cpuid table", e));
     omega_arch::sev::vc_init(table);
     let (a, b, c, d): (u32, u32, u32, u32);
     // SAFETY: builds exactly the frame a #VC pushes (SS, RSP, RFLAGS, CS, RIP, error code)
@@ -230,5 +255,8 @@ fn vc_cpuid() {
         v[8..12].copy_from_slice(&c.to_le_bytes());
         v
     };
-    serial_println!("omega: vc-cpuid: eax={a:#x} vendor={:?}", core::str::from_utf8(&vendor).unwrap_or("?"));
+    serial_println!(
+        "omega: vc-cpuid: eax={a:#x} vendor={:?}",
+        core::str::from_utf8(&vendor).unwrap_or("?")
+    );
 }

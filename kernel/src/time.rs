@@ -69,12 +69,18 @@ pub fn calibrate() -> Result<Clock, &'static str> {
 }
 
 /// Nanoseconds on `clock` now.
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code, reason = "used by the scheduler (later) and the test hooks"))]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    allow(dead_code, reason = "used by the scheduler (later) and the test hooks")
+)]
 pub fn now_ns(clock: &Clock) -> u64 {
     clock.ns_at(rdtsc())
 }
 
-#[cfg_attr(not(feature = "test-hooks"), allow(dead_code, reason = "used by the test hooks"))]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    allow(dead_code, reason = "used by the test hooks")
+)]
 /// Busy-waits `ms` milliseconds of PIT time and returns the TSC ticks that passed (for
 /// checking the clock against the PIT).
 pub fn pit_wait_tsc(ms: u64) -> Option<u64> {

@@ -68,10 +68,18 @@ impl core::fmt::Display for ConsoleError {
         match self {
             ConsoleError::NoDevice => write!(f, "no virtio console on the virtio-mmio bus"),
             ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
-            ConsoleError::BadLength(n) => write!(f, "host reported an impossible receive length {n}"),
+            ConsoleError::BadLength(n) => {
+                write!(f, "host reported an impossible receive length {n}")
+            }
             ConsoleError::UnknownToken(t) => write!(f, "host completed unknown descriptor {t}"),
-            ConsoleError::NoMultiport => write!(f, "the virtio console has no multiport support (use -device virtserialport,nr=1)"),
-            ConsoleError::NoPort => write!(f, "the virtio console never added serial port {CHANNEL_PORT}"),
+            ConsoleError::NoMultiport => write!(
+                f,
+                "the virtio console has no multiport support (use -device virtserialport,nr=1)"
+            ),
+            ConsoleError::NoPort => write!(
+                f,
+                "the virtio console never added serial port {CHANNEL_PORT}"
+            ),
         }
     }
 }
@@ -100,8 +108,13 @@ unsafe impl Hal for OmegaHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        let end = paddr.checked_add(size as u64).expect("MMIO range overflows");
-        assert!(paddr >= virt::MMIO_PHYS_START && end <= virt::MMIO_PHYS_END, "MMIO outside the mapped window");
+        let end = paddr
+            .checked_add(size as u64)
+            .expect("MMIO range overflows");
+        assert!(
+            paddr >= virt::MMIO_PHYS_START && end <= virt::MMIO_PHYS_END,
+            "MMIO outside the mapped window"
+        );
         NonNull::new((virt::MMIO_BASE + paddr) as *mut u8).expect("MMIO window is never at 0")
     }
 
@@ -111,7 +124,9 @@ unsafe impl Hal for OmegaHal {
         if direction != BufferDirection::DeviceToDriver {
             // SAFETY: the caller guarantees `buffer` is valid for `len` bytes; the bounce
             // pages are fresh and at least `len` long.
-            unsafe { core::ptr::copy_nonoverlapping(buffer.as_ptr() as *const u8, bounce.as_ptr(), len) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(buffer.as_ptr() as *const u8, bounce.as_ptr(), len)
+            };
         }
         pa
     }
@@ -124,7 +139,11 @@ unsafe impl Hal for OmegaHal {
             // SAFETY: `paddr` is the bounce buffer from `share` (mapped in the direct map,
             // `len` bytes), and the caller guarantees `buffer` is valid for writes.
             unsafe {
-                core::ptr::copy_nonoverlapping((virt::DIRECT_MAP_BASE + paddr) as *const u8, buffer.as_ptr() as *mut u8, len)
+                core::ptr::copy_nonoverlapping(
+                    (virt::DIRECT_MAP_BASE + paddr) as *const u8,
+                    buffer.as_ptr() as *mut u8,
+                    len,
+                )
             };
         }
         let _ = memory::shared_free(paddr, pages_for(len));
@@ -248,13 +267,17 @@ impl Console {
     }
 
     fn send_control(&mut self, m: [u8; ctl::LEN]) -> Result<(), ConsoleError> {
-        self.ctrl_tx.add_notify_wait_pop(&[&m], &mut [], &mut self.transport)?;
+        self.ctrl_tx
+            .add_notify_wait_pop(&[&m], &mut [], &mut self.transport)?;
         Ok(())
     }
 
     fn post_ctrl(&mut self, i: usize) -> Result<(), ConsoleError> {
         // SAFETY: the buffer is owned by `self` and not touched until `pop_used` returns it.
-        let token = unsafe { self.ctrl_rx.add(&[], &mut [self.ctrl_bufs[i].as_mut_slice()])? };
+        let token = unsafe {
+            self.ctrl_rx
+                .add(&[], &mut [self.ctrl_bufs[i].as_mut_slice()])?
+        };
         self.ctrl_tokens[i] = Some(token);
         if self.ctrl_rx.should_notify() {
             self.transport.notify(CTRL_RX_QUEUE);
@@ -265,9 +288,16 @@ impl Console {
     /// Handles the device's control messages: port added, opened, closed.
     fn poll_control(&mut self) -> Result<(), ConsoleError> {
         while let Some(token) = self.ctrl_rx.peek_used() {
-            let slot = self.ctrl_tokens.iter().position(|t| *t == Some(token)).ok_or(ConsoleError::UnknownToken(token))?;
+            let slot = self
+                .ctrl_tokens
+                .iter()
+                .position(|t| *t == Some(token))
+                .ok_or(ConsoleError::UnknownToken(token))?;
             // SAFETY: the same buffer that was added with this token.
-            let len = unsafe { self.ctrl_rx.pop_used(token, &[], &mut [self.ctrl_bufs[slot].as_mut_slice()])? };
+            let len = unsafe {
+                self.ctrl_rx
+                    .pop_used(token, &[], &mut [self.ctrl_bufs[slot].as_mut_slice()])?
+            };
             self.ctrl_tokens[slot] = None;
             let m = *self.ctrl_bufs[slot];
             self.post_ctrl(slot)?;
@@ -308,10 +338,19 @@ impl Console {
     pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, ConsoleError> {
         if self.current.is_none() {
             self.poll_control()?;
-            let Some(token) = self.rx.peek_used() else { return Ok(0) };
-            let slot = self.rx_tokens.iter().position(|t| *t == Some(token)).ok_or(ConsoleError::UnknownToken(token))?;
+            let Some(token) = self.rx.peek_used() else {
+                return Ok(0);
+            };
+            let slot = self
+                .rx_tokens
+                .iter()
+                .position(|t| *t == Some(token))
+                .ok_or(ConsoleError::UnknownToken(token))?;
             // SAFETY: the same buffer that was added with this token.
-            let len = unsafe { self.rx.pop_used(token, &[], &mut [self.rx_bufs[slot].as_mut_slice()])? };
+            let len = unsafe {
+                self.rx
+                    .pop_used(token, &[], &mut [self.rx_bufs[slot].as_mut_slice()])?
+            };
             self.rx_tokens[slot] = None;
             // SECURITY: the length is the host's word; check it before indexing with it.
             if len == 0 || len as usize > RX_BUF {
@@ -336,7 +375,8 @@ impl Console {
     /// serial port whose host side is full, so this is where backpressure lands).
     pub fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {
         for chunk in data.chunks(TX_CHUNK) {
-            self.tx.add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;
+            self.tx
+                .add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;
         }
         Ok(())
     }

@@ -111,14 +111,19 @@ fn snp_early() -> u16 {
     let mut msr = HwMsr;
     let version = sev_snp::msr_protocol::negotiate_protocol(&mut msr, snp::C_BIT as u8)
         .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
-    sev_snp::msr_protocol::require_snp_features(&mut msr).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+    sev_snp::msr_protocol::require_snp_features(&mut msr)
+        .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
 
     // The GHCB page: rescind its validation, have the host share it, then map it
     // without the C-bit by splitting the early 2 MiB identity page that holds it.
     let range = sev_snp::MemRange::new(phys::GHCB_PAGE, phys::GHCB_PAGE, paging::SIZE_4K)
         .unwrap_or_else(|_| sev::terminate(terminate::PSC));
-    sev_snp::pvalidate::make_shared(&mut HwPvalidate, &mut sev_snp::MsrPageStateChange { msr: &mut msr }, range)
-        .unwrap_or_else(|_| sev::terminate(terminate::PSC));
+    sev_snp::pvalidate::make_shared(
+        &mut HwPvalidate,
+        &mut sev_snp::MsrPageStateChange { msr: &mut msr },
+        range,
+    )
+    .unwrap_or_else(|_| sev::terminate(terminate::PSC));
     let big = phys::GHCB_PAGE & !(paging::SIZE_2M - 1);
     // SAFETY: EARLY_PT is a launch-validated loader page used for nothing else; the early
     // PD is the reset code's, identity mapped. The new table maps the same 2 MiB as the
@@ -128,23 +133,37 @@ fn snp_early() -> u16 {
         let pt = &mut *(phys::EARLY_PT as *mut [u64; 512]);
         for (i, e) in pt.iter_mut().enumerate() {
             let pa = big + i as u64 * paging::SIZE_4K;
-            let enc = if pa == phys::GHCB_PAGE { paging::NO_EXECUTE } else { snp::C_BIT_MASK };
+            let enc = if pa == phys::GHCB_PAGE {
+                paging::NO_EXECUTE
+            } else {
+                snp::C_BIT_MASK
+            };
             *e = pa | paging::PRESENT | paging::WRITABLE | enc;
         }
         let pd = &mut *(phys::EARLY_PD as *mut [u64; 512]);
-        pd[(big / paging::SIZE_2M) as usize] = phys::EARLY_PT | paging::PRESENT | paging::WRITABLE | snp::C_BIT_MASK;
+        pd[(big / paging::SIZE_2M) as usize] =
+            phys::EARLY_PT | paging::PRESENT | paging::WRITABLE | snp::C_BIT_MASK;
         let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
         x86_64::registers::control::Cr3::write_raw(frame, flags);
         core::ptr::write_bytes(phys::GHCB_PAGE as *mut u8, 0, paging::SIZE_4K as usize);
     }
-    sev_snp::msr_protocol::register_ghcb(&mut msr, phys::GHCB_PAGE).unwrap_or_else(|_| sev::terminate(terminate::GHCB));
-    sev::vc_set_ghcb(HwGhcb { va: phys::GHCB_PAGE, gpa: phys::GHCB_PAGE }, version);
+    sev_snp::msr_protocol::register_ghcb(&mut msr, phys::GHCB_PAGE)
+        .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+    sev::vc_set_ghcb(
+        HwGhcb {
+            va: phys::GHCB_PAGE,
+            gpa: phys::GHCB_PAGE,
+        },
+        version,
+    );
     version
 }
 
 /// The RAM entry that wholly contains `[start, end)`, if any.
 fn in_ram(info: &BootInfo, start: u64, end: u64) -> bool {
-    info.e820().iter().any(|e| e.kind == E820_RAM && e.addr <= start && end <= e.end())
+    info.e820()
+        .iter()
+        .any(|e| e.kind == E820_RAM && e.addr <= start && end <= e.end())
 }
 
 /// `sev_status_low` is SEV_STATUS[31:0] as the reset code read it (0 without SEV); the
@@ -170,7 +189,9 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         SNP.store(true, core::sync::atomic::Ordering::Relaxed);
     }
     // The IDT lives in this frame, which never returns.
-    let mut idt = Idt { gates: [Gate::default(); 32] };
+    let mut idt = Idt {
+        gates: [Gate::default(); 32],
+    };
     exceptions::fill(&mut idt, 0);
     // SAFETY: `idt` stays in place until the kernel loads its own.
     unsafe { exceptions::load(&idt) };
@@ -182,7 +203,13 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     let sev = cpu::detect_sev();
     if sev.snp_active() != snp_active || (sev.sev_active() && !sev.snp_active()) {
         // The reset code refuses plain SEV and SEV-ES; reaching here means the checks disagree.
-        fatal("SEV", format_args!("SEV_STATUS {:#x} disagrees with the reset code's {sev_status_low:#x}", sev.sev_status));
+        fatal(
+            "SEV",
+            format_args!(
+                "SEV_STATUS {:#x} disagrees with the reset code's {sev_status_low:#x}",
+                sev.sev_status
+            ),
+        );
     }
     let enc = if snp_active { snp::C_BIT_MASK } else { 0 };
 
@@ -193,12 +220,16 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         info.c_bit = snp::C_BIT;
         info.ghcb_phys = phys::GHCB_PAGE;
         info.ghcb_version = u32::from(ghcb_version);
-        serial_println!("omega-loader: SEV-SNP guest (SEV_STATUS {:#x}), GHCB protocol {ghcb_version}", sev.sev_status);
+        serial_println!(
+            "omega-loader: SEV-SNP guest (SEV_STATUS {:#x}), GHCB protocol {ghcb_version}",
+            sev.sev_status
+        );
     }
 
     let mut io = PortIo;
     fwcfg::probe(&mut io).unwrap_or_else(|e| fatal("fw_cfg", e));
-    let n = fwcfg::read_e820(&mut io, &mut info.e820).unwrap_or_else(|e| fatal("memory map (fw_cfg etc/e820)", e));
+    let n = fwcfg::read_e820(&mut io, &mut info.e820)
+        .unwrap_or_else(|e| fatal("memory map (fw_cfg etc/e820)", e));
     info.e820_count = n as u32;
     match fwcfg::read_file(&mut io, "opt/omega/cmdline", &mut info.cmdline) {
         Ok(len) => info.cmdline_len = len as u32,
@@ -208,7 +239,14 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     let ram = info.usable_ram();
     serial_println!("omega-loader: {} MiB RAM in {n} e820 entries", ram >> 20);
     if ram < phys::MIN_RAM {
-        fatal("memory", format_args!("{} MiB RAM, at least {} MiB needed", ram >> 20, phys::MIN_RAM >> 20));
+        fatal(
+            "memory",
+            format_args!(
+                "{} MiB RAM, at least {} MiB needed",
+                ram >> 20,
+                phys::MIN_RAM >> 20
+            ),
+        );
     }
 
     // The ROM: read the top page first to learn its size, then the whole of it.
@@ -219,10 +257,20 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         .and_then(|t| t.declared_image_size())
         .unwrap_or_else(|e| fatal("image footer", e));
     if rom_size % 0x1_0000 != 0 || rom_size < 0x1_0000 || rom_size > MAX_ROM {
-        fatal("image footer", format_args!("declared image size {rom_size:#x} is not a multiple of 64 KiB up to 16 MiB"));
+        fatal(
+            "image footer",
+            format_args!(
+                "declared image size {rom_size:#x} is not a multiple of 64 KiB up to 16 MiB"
+            ),
+        );
     }
     // SAFETY: the ROM is mapped in full below 4 GiB; its size was just checked.
-    let rom = unsafe { core::slice::from_raw_parts((FOUR_GIB - u64::from(rom_size)) as *const u8, rom_size as usize) };
+    let rom = unsafe {
+        core::slice::from_raw_parts(
+            (FOUR_GIB - u64::from(rom_size)) as *const u8,
+            rom_size as usize,
+        )
+    };
     let table = GuidTable::parse(rom).unwrap_or_else(|e| fatal("image footer", e));
     let entry = table.kernel().unwrap_or_else(|e| fatal("image footer", e));
     let elf_bytes = &rom[entry.offset..entry.offset + entry.len];
@@ -230,24 +278,39 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     // SECURITY: under plain QEMU nothing else notices a corrupted ROM; under SNP the launch
     // digest covers it, and this check costs little.
     if digest != entry.sha256 {
-        fatal("kernel", "SHA-256 of the kernel ELF does not match the image footer (corrupted image)");
+        fatal(
+            "kernel",
+            "SHA-256 of the kernel ELF does not match the image footer (corrupted image)",
+        );
     }
     info.kernel_sha256 = digest;
 
     let kmin = virt::KERNEL_BASE + phys::KERNEL_PHYS_MIN;
-    let kernel = elf::Kernel::parse(elf_bytes, kmin, virt::KERNEL_IMAGE_END).unwrap_or_else(|e| fatal("kernel ELF", e));
+    let kernel = elf::Kernel::parse(elf_bytes, kmin, virt::KERNEL_IMAGE_END)
+        .unwrap_or_else(|e| fatal("kernel ELF", e));
     let phys_end = kernel.vend() - virt::KERNEL_BASE;
     let stack_phys = phys_end;
     let stack_end = stack_phys + virt::KERNEL_STACK_SIZE;
     if stack_end > FOUR_GIB || !in_ram(&info, phys::KERNEL_PHYS_MIN, stack_end) {
-        fatal("kernel", format_args!("image and stack need RAM at {:#x}..{stack_end:#x}", phys::KERNEL_PHYS_MIN));
+        fatal(
+            "kernel",
+            format_args!(
+                "image and stack need RAM at {:#x}..{stack_end:#x}",
+                phys::KERNEL_PHYS_MIN
+            ),
+        );
     }
     if snp_active {
         // SECURITY: the kernel's frames were not part of the launch; validate them as
         // fresh memory before writing anything there ("no change" = remapped by the host).
-        let range = sev_snp::MemRange::new(phys::KERNEL_PHYS_MIN, phys::KERNEL_PHYS_MIN, stack_end - phys::KERNEL_PHYS_MIN)
-            .unwrap_or_else(|e| fatal("PVALIDATE", e));
-        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, range).unwrap_or_else(|e| fatal("PVALIDATE of the kernel's memory", e));
+        let range = sev_snp::MemRange::new(
+            phys::KERNEL_PHYS_MIN,
+            phys::KERNEL_PHYS_MIN,
+            stack_end - phys::KERNEL_PHYS_MIN,
+        )
+        .unwrap_or_else(|e| fatal("PVALIDATE", e));
+        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, range)
+            .unwrap_or_else(|e| fatal("PVALIDATE of the kernel's memory", e));
     }
     for seg in kernel.segments() {
         let pa = seg.vaddr - virt::KERNEL_BASE;
@@ -256,12 +319,21 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         // mapped), above the loader's own memory, and segments do not overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len());
-            core::ptr::write_bytes((pa + data.len() as u64) as *mut u8, 0, (seg.mem_len - data.len() as u64) as usize);
+            core::ptr::write_bytes(
+                (pa + data.len() as u64) as *mut u8,
+                0,
+                (seg.mem_len - data.len() as u64) as usize,
+            );
         }
     }
 
-    let mut pool = Pool { next: phys::PT_POOL_START, end: phys::PT_POOL_END, enc };
-    let root = paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("page tables", "pool empty"));
+    let mut pool = Pool {
+        next: phys::PT_POOL_START,
+        end: phys::PT_POOL_END,
+        enc,
+    };
+    let root =
+        paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("page tables", "pool empty"));
     let map_err = |e: paging::MapError| -> ! { fatal("page tables", e) };
 
     // Direct map of RAM: writable, never executable.
@@ -270,7 +342,14 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         let end = e.end().min(MAX_DIRECT_MAP).div_ceil(paging::SIZE_2M) * paging::SIZE_2M;
         let mut pa = start;
         while pa < end {
-            match paging::map(&mut pool, root, virt::DIRECT_MAP_BASE + pa, pa, paging::SIZE_2M, paging::WRITABLE | paging::NO_EXECUTE | enc) {
+            match paging::map(
+                &mut pool,
+                root,
+                virt::DIRECT_MAP_BASE + pa,
+                pa,
+                paging::SIZE_2M,
+                paging::WRITABLE | paging::NO_EXECUTE | enc,
+            ) {
                 Ok(()) | Err(paging::MapError::AlreadyMapped(_)) => {}
                 Err(e) => map_err(e),
             }
@@ -282,7 +361,15 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     let mut pa = virt::MMIO_PHYS_START;
     while pa < virt::MMIO_PHYS_END {
         let flags = paging::WRITABLE | paging::NO_EXECUTE | paging::UNCACHED;
-        paging::map(&mut pool, root, virt::MMIO_BASE + pa, pa, paging::SIZE_2M, flags).unwrap_or_else(|e| map_err(e));
+        paging::map(
+            &mut pool,
+            root,
+            virt::MMIO_BASE + pa,
+            pa,
+            paging::SIZE_2M,
+            flags,
+        )
+        .unwrap_or_else(|e| map_err(e));
         pa += paging::SIZE_2M;
     }
     // Kernel segments with their own permissions: W^X, and NX on everything not code.
@@ -293,26 +380,63 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
             (false, false) => paging::NO_EXECUTE | enc,
         };
         let len = seg.vend_page() - seg.vaddr;
-        paging::map_range(&mut pool, root, seg.vaddr, seg.vaddr - virt::KERNEL_BASE, len, flags).unwrap_or_else(|e| map_err(e));
+        paging::map_range(
+            &mut pool,
+            root,
+            seg.vaddr,
+            seg.vaddr - virt::KERNEL_BASE,
+            len,
+            flags,
+        )
+        .unwrap_or_else(|e| map_err(e));
     }
     // The stack, with the page under it left unmapped as a guard.
     // SAFETY: the stack frames are RAM checked above and belong to nobody else.
     unsafe { core::ptr::write_bytes(stack_phys as *mut u8, 0, virt::KERNEL_STACK_SIZE as usize) };
     let stack_bottom = virt::KERNEL_STACK_TOP - virt::KERNEL_STACK_SIZE;
-    paging::map_range(&mut pool, root, stack_bottom, stack_phys, virt::KERNEL_STACK_SIZE, paging::WRITABLE | paging::NO_EXECUTE | enc)
-        .unwrap_or_else(|e| map_err(e));
+    paging::map_range(
+        &mut pool,
+        root,
+        stack_bottom,
+        stack_phys,
+        virt::KERNEL_STACK_SIZE,
+        paging::WRITABLE | paging::NO_EXECUTE | enc,
+    )
+    .unwrap_or_else(|e| map_err(e));
     if snp_active {
         // The GHCB for the kernel: shared, never executable.
-        paging::map(&mut pool, root, virt::GHCB, phys::GHCB_PAGE, paging::SIZE_4K, paging::WRITABLE | paging::NO_EXECUTE)
-            .unwrap_or_else(|e| map_err(e));
+        paging::map(
+            &mut pool,
+            root,
+            virt::GHCB,
+            phys::GHCB_PAGE,
+            paging::SIZE_4K,
+            paging::WRITABLE | paging::NO_EXECUTE,
+        )
+        .unwrap_or_else(|e| map_err(e));
     }
     // The ROM's top 2 MiB, read-only and executable: this code runs from there while it
     // switches to the new tables.
-    paging::map(&mut pool, root, virt::ROM_ALIAS_BASE, FOUR_GIB - paging::SIZE_2M, paging::SIZE_2M, enc).unwrap_or_else(|e| map_err(e));
+    paging::map(
+        &mut pool,
+        root,
+        virt::ROM_ALIAS_BASE,
+        FOUR_GIB - paging::SIZE_2M,
+        paging::SIZE_2M,
+        enc,
+    )
+    .unwrap_or_else(|e| map_err(e));
 
-    let info_pa = paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("boot info", "pool empty"));
-    info.reserved[0] = PhysRange { start: phys::SECRETS_PAGE, end: phys::PT_POOL_END };
-    info.reserved[1] = PhysRange { start: phys::KERNEL_PHYS_MIN, end: stack_end };
+    let info_pa =
+        paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("boot info", "pool empty"));
+    info.reserved[0] = PhysRange {
+        start: phys::SECRETS_PAGE,
+        end: phys::PT_POOL_END,
+    };
+    info.reserved[1] = PhysRange {
+        start: phys::KERNEL_PHYS_MIN,
+        end: stack_end,
+    };
     info.reserved_count = 2;
     info.kernel_phys_end = stack_end;
     info.pml4_phys = root;

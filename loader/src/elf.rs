@@ -38,14 +38,29 @@ impl core::fmt::Display for ElfError {
             ElfError::BadMagic => write!(f, "no ELF magic"),
             ElfError::NotElf64LittleEndian => write!(f, "not a little-endian ELF64 file"),
             ElfError::NotX86_64Executable => write!(f, "not an x86_64 executable (ET_EXEC)"),
-            ElfError::BadProgramHeaders => write!(f, "program header table malformed or outside the file"),
-            ElfError::SegmentOutsideFile { index } => write!(f, "segment {index}: file bytes outside the file"),
-            ElfError::SegmentBadSize { index } => write!(f, "segment {index}: file size exceeds memory size, or size overflows"),
+            ElfError::BadProgramHeaders => {
+                write!(f, "program header table malformed or outside the file")
+            }
+            ElfError::SegmentOutsideFile { index } => {
+                write!(f, "segment {index}: file bytes outside the file")
+            }
+            ElfError::SegmentBadSize { index } => write!(
+                f,
+                "segment {index}: file size exceeds memory size, or size overflows"
+            ),
             ElfError::SegmentNotAligned { index } => write!(f, "segment {index}: not page aligned"),
-            ElfError::SegmentOutsideKernelRange { index } => write!(f, "segment {index}: outside the kernel's virtual range"),
-            ElfError::WritableAndExecutable { index } => write!(f, "segment {index}: writable and executable (W^X)"),
-            ElfError::SegmentsOverlap { index } => write!(f, "segment {index}: overlaps an earlier segment"),
-            ElfError::EntryNotExecutable => write!(f, "entry point is not in an executable segment"),
+            ElfError::SegmentOutsideKernelRange { index } => {
+                write!(f, "segment {index}: outside the kernel's virtual range")
+            }
+            ElfError::WritableAndExecutable { index } => {
+                write!(f, "segment {index}: writable and executable (W^X)")
+            }
+            ElfError::SegmentsOverlap { index } => {
+                write!(f, "segment {index}: overlaps an earlier segment")
+            }
+            ElfError::EntryNotExecutable => {
+                write!(f, "entry point is not in an executable segment")
+            }
             ElfError::NoLoadSegments => write!(f, "no loadable segments"),
         }
     }
@@ -116,7 +131,9 @@ impl<'a> Kernel<'a> {
             return Err(ElfError::BadProgramHeaders);
         }
         let phoff = usize::try_from(phoff).map_err(|_| ElfError::BadProgramHeaders)?;
-        let table_end = phoff.checked_add(phnum * PHDR_LEN).ok_or(ElfError::BadProgramHeaders)?;
+        let table_end = phoff
+            .checked_add(phnum * PHDR_LEN)
+            .ok_or(ElfError::BadProgramHeaders)?;
         if table_end > bytes.len() {
             return Err(ElfError::BadProgramHeaders);
         }
@@ -135,14 +152,18 @@ impl<'a> Kernel<'a> {
             if memsz == 0 {
                 continue;
             }
-            let file_end = offset.checked_add(filesz).ok_or(ElfError::SegmentOutsideFile { index })?;
+            let file_end = offset
+                .checked_add(filesz)
+                .ok_or(ElfError::SegmentOutsideFile { index })?;
             if file_end > bytes.len() as u64 {
                 return Err(ElfError::SegmentOutsideFile { index });
             }
             if filesz > memsz {
                 return Err(ElfError::SegmentBadSize { index });
             }
-            let vend = vaddr.checked_add(memsz).ok_or(ElfError::SegmentBadSize { index })?;
+            let vend = vaddr
+                .checked_add(memsz)
+                .ok_or(ElfError::SegmentBadSize { index })?;
             if vaddr % PAGE != 0 || offset % PAGE != vaddr % PAGE {
                 return Err(ElfError::SegmentNotAligned { index });
             }
@@ -153,7 +174,13 @@ impl<'a> Kernel<'a> {
             if flags & PF_W != 0 && flags & PF_X != 0 {
                 return Err(ElfError::WritableAndExecutable { index });
             }
-            let seg = Segment { vaddr, file_offset: offset as usize, file_len: filesz as usize, mem_len: memsz, flags };
+            let seg = Segment {
+                vaddr,
+                file_offset: offset as usize,
+                file_len: filesz as usize,
+                mem_len: memsz,
+                flags,
+            };
             for other in segments.iter().flatten() {
                 let o: &Segment = other;
                 if seg.vaddr < o.vend_page() && o.vaddr < seg.vend_page() {
@@ -166,8 +193,15 @@ impl<'a> Kernel<'a> {
         if count == 0 {
             return Err(ElfError::NoLoadSegments);
         }
-        let kernel = Kernel { bytes, entry, segments };
-        if !kernel.segments().any(|s| s.executable() && s.vaddr <= entry && entry < s.vaddr + s.mem_len) {
+        let kernel = Kernel {
+            bytes,
+            entry,
+            segments,
+        };
+        if !kernel
+            .segments()
+            .any(|s| s.executable() && s.vaddr <= entry && entry < s.vaddr + s.mem_len)
+        {
             return Err(ElfError::EntryNotExecutable);
         }
         Ok(kernel)
@@ -218,7 +252,10 @@ mod tests {
             b[ph + 16..ph + 24].copy_from_slice(&vaddr.to_le_bytes());
             b[ph + 32..ph + 40].copy_from_slice(&filesz.to_le_bytes());
             b[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
-            b.resize(b.len() + filesz.div_ceil(PAGE) as usize * PAGE as usize, 0xcc);
+            b.resize(
+                b.len() + filesz.div_ceil(PAGE) as usize * PAGE as usize,
+                0xcc,
+            );
             data_off += filesz.div_ceil(PAGE) * PAGE;
         }
         b
@@ -230,7 +267,13 @@ mod tests {
 
     #[test]
     fn accepts_a_w_xor_x_kernel() {
-        let b = elf(BASE, &[(PF_R | PF_X, BASE, 0x1800, 0x1800), (PF_R | PF_W, BASE + 0x2000, 0x100, 0x3000)]);
+        let b = elf(
+            BASE,
+            &[
+                (PF_R | PF_X, BASE, 0x1800, 0x1800),
+                (PF_R | PF_W, BASE + 0x2000, 0x100, 0x3000),
+            ],
+        );
         let k = parse(&b).unwrap();
         assert_eq!(k.segments().count(), 2);
         assert_eq!(k.vend(), BASE + 0x5000);
@@ -248,15 +291,36 @@ mod tests {
         b[18] = 0x28; // ARM
         assert_eq!(parse(&b).unwrap_err(), ElfError::NotX86_64Executable);
         let rwx = elf(BASE, &[(PF_R | PF_W | PF_X, BASE, 0x100, 0x100)]);
-        assert_eq!(parse(&rwx).unwrap_err(), ElfError::WritableAndExecutable { index: 0 });
+        assert_eq!(
+            parse(&rwx).unwrap_err(),
+            ElfError::WritableAndExecutable { index: 0 }
+        );
         let outside = elf(BASE, &[(PF_R | PF_X, BASE - 0x1000, 0x100, 0x100)]);
-        assert_eq!(parse(&outside).unwrap_err(), ElfError::SegmentOutsideKernelRange { index: 0 });
+        assert_eq!(
+            parse(&outside).unwrap_err(),
+            ElfError::SegmentOutsideKernelRange { index: 0 }
+        );
         let unaligned = elf(BASE + 8, &[(PF_R | PF_X, BASE + 8, 0x100, 0x100)]);
-        assert_eq!(parse(&unaligned).unwrap_err(), ElfError::SegmentNotAligned { index: 0 });
+        assert_eq!(
+            parse(&unaligned).unwrap_err(),
+            ElfError::SegmentNotAligned { index: 0 }
+        );
         let fat = elf(BASE, &[(PF_R | PF_X, BASE, 0x200, 0x100)]);
-        assert_eq!(parse(&fat).unwrap_err(), ElfError::SegmentBadSize { index: 0 });
-        let overlap = elf(BASE, &[(PF_R | PF_X, BASE, 0x100, 0x100), (PF_R, BASE, 0x100, 0x100)]);
-        assert_eq!(parse(&overlap).unwrap_err(), ElfError::SegmentsOverlap { index: 1 });
+        assert_eq!(
+            parse(&fat).unwrap_err(),
+            ElfError::SegmentBadSize { index: 0 }
+        );
+        let overlap = elf(
+            BASE,
+            &[
+                (PF_R | PF_X, BASE, 0x100, 0x100),
+                (PF_R, BASE, 0x100, 0x100),
+            ],
+        );
+        assert_eq!(
+            parse(&overlap).unwrap_err(),
+            ElfError::SegmentsOverlap { index: 1 }
+        );
         let bad_entry = elf(BASE + 0x2000, &[(PF_R | PF_X, BASE, 0x100, 0x100)]);
         assert_eq!(parse(&bad_entry).unwrap_err(), ElfError::EntryNotExecutable);
         let mut b = ok.clone();
@@ -264,12 +328,21 @@ mod tests {
         assert_eq!(parse(&b).unwrap_err(), ElfError::BadProgramHeaders);
         let mut b = ok.clone();
         b[64 + 8..64 + 16].copy_from_slice(&(u64::MAX - 4).to_le_bytes());
-        assert_eq!(parse(&b).unwrap_err(), ElfError::SegmentOutsideFile { index: 0 });
+        assert_eq!(
+            parse(&b).unwrap_err(),
+            ElfError::SegmentOutsideFile { index: 0 }
+        );
     }
 
     #[test]
     fn corrupted_headers_never_panic() {
-        let ok = elf(BASE, &[(PF_R | PF_X, BASE, 0x1800, 0x1800), (PF_R | PF_W, BASE + 0x2000, 0x100, 0x3000)]);
+        let ok = elf(
+            BASE,
+            &[
+                (PF_R | PF_X, BASE, 0x1800, 0x1800),
+                (PF_R | PF_W, BASE + 0x2000, 0x100, 0x3000),
+            ],
+        );
         let mut seed = 0x1234_5678_9abc_def0u64;
         for _ in 0..20_000 {
             let mut b = ok.clone();

@@ -37,8 +37,12 @@ impl core::fmt::Display for FwCfgError {
             FwCfgError::TooManyFiles(n) => write!(f, "fw_cfg claims {n} files (limit {MAX_FILES})"),
             FwCfgError::NotFound => write!(f, "file not found"),
             FwCfgError::BadE820Size(n) => write!(f, "etc/e820 size {n} is not a multiple of 20"),
-            FwCfgError::TooManyE820Entries(n) => write!(f, "etc/e820 has {n} entries (limit {MAX_E820})"),
-            FwCfgError::FileTooLarge { size, max } => write!(f, "file of {size} bytes exceeds {max}"),
+            FwCfgError::TooManyE820Entries(n) => {
+                write!(f, "etc/e820 has {n} entries (limit {MAX_E820})")
+            }
+            FwCfgError::FileTooLarge { size, max } => {
+                write!(f, "file of {size} bytes exceeds {max}")
+            }
         }
     }
 }
@@ -48,7 +52,11 @@ pub fn probe(io: &mut impl FwCfgIo) -> Result<(), FwCfgError> {
     let mut sig = [0u8; 4];
     io.select(KEY_SIGNATURE);
     io.read(&mut sig);
-    if &sig == b"QEMU" { Ok(()) } else { Err(FwCfgError::NoDevice) }
+    if &sig == b"QEMU" {
+        Ok(())
+    } else {
+        Err(FwCfgError::NoDevice)
+    }
 }
 
 /// Finds a file by name: its selector key and size.
@@ -80,7 +88,10 @@ pub fn read_file(io: &mut impl FwCfgIo, name: &str, buf: &mut [u8]) -> Result<us
     let (key, size) = find_file(io, name)?;
     let len = size as usize;
     if len > buf.len() {
-        return Err(FwCfgError::FileTooLarge { size, max: buf.len() });
+        return Err(FwCfgError::FileTooLarge {
+            size,
+            max: buf.len(),
+        });
     }
     io.select(key);
     io.read(&mut buf[..len]);
@@ -88,7 +99,10 @@ pub fn read_file(io: &mut impl FwCfgIo, name: &str, buf: &mut [u8]) -> Result<us
 }
 
 /// Reads `etc/e820` into `out`; returns the number of entries.
-pub fn read_e820(io: &mut impl FwCfgIo, out: &mut [E820Entry; MAX_E820]) -> Result<usize, FwCfgError> {
+pub fn read_e820(
+    io: &mut impl FwCfgIo,
+    out: &mut [E820Entry; MAX_E820],
+) -> Result<usize, FwCfgError> {
     let (key, size) = find_file(io, "etc/e820")?;
     if size as usize % E820_ENTRY_LEN != 0 {
         return Err(FwCfgError::BadE820Size(size));
@@ -140,13 +154,22 @@ mod tests {
                 items.push((key, data.clone()));
             }
             items.push((0x19, dir));
-            Fake { items, cur: Vec::new(), pos: 0 }
+            Fake {
+                items,
+                cur: Vec::new(),
+                pos: 0,
+            }
         }
     }
 
     impl FwCfgIo for Fake {
         fn select(&mut self, key: u16) {
-            self.cur = self.items.iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()).unwrap_or_default();
+            self.cur = self
+                .items
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default();
             self.pos = 0;
         }
         fn read(&mut self, buf: &mut [u8]) {
@@ -171,30 +194,63 @@ mod tests {
     #[test]
     fn reads_e820_and_files() {
         let mut io = Fake::new(
-            &[("etc/boot-fail-wait", std::vec![0; 4]), ("etc/e820", e820_bytes(&[(0, 0x9fc00, 1), (0x100000, 0x7f00000, 1)])), ("opt/omega/cmdline", b"test=heap".to_vec())],
+            &[
+                ("etc/boot-fail-wait", std::vec![0; 4]),
+                (
+                    "etc/e820",
+                    e820_bytes(&[(0, 0x9fc00, 1), (0x100000, 0x7f00000, 1)]),
+                ),
+                ("opt/omega/cmdline", b"test=heap".to_vec()),
+            ],
             None,
         );
         probe(&mut io).unwrap();
         let mut out = [E820Entry::default(); MAX_E820];
         assert_eq!(read_e820(&mut io, &mut out).unwrap(), 2);
-        assert_eq!(out[1], E820Entry { addr: 0x100000, len: 0x7f00000, kind: 1, _pad: 0 });
+        assert_eq!(
+            out[1],
+            E820Entry {
+                addr: 0x100000,
+                len: 0x7f00000,
+                kind: 1,
+                _pad: 0
+            }
+        );
         let mut buf = [0u8; 16];
-        assert_eq!(read_file(&mut io, "opt/omega/cmdline", &mut buf).unwrap(), 9);
+        assert_eq!(
+            read_file(&mut io, "opt/omega/cmdline", &mut buf).unwrap(),
+            9
+        );
         assert_eq!(&buf[..9], b"test=heap");
-        assert_eq!(read_file(&mut io, "etc/nothing", &mut buf), Err(FwCfgError::NotFound));
+        assert_eq!(
+            read_file(&mut io, "etc/nothing", &mut buf),
+            Err(FwCfgError::NotFound)
+        );
         let mut small = [0u8; 4];
-        assert!(matches!(read_file(&mut io, "opt/omega/cmdline", &mut small), Err(FwCfgError::FileTooLarge { .. })));
+        assert!(matches!(
+            read_file(&mut io, "opt/omega/cmdline", &mut small),
+            Err(FwCfgError::FileTooLarge { .. })
+        ));
     }
 
     #[test]
     fn rejects_hostile_sizes() {
         let mut out = [E820Entry::default(); MAX_E820];
         let mut io = Fake::new(&[("etc/e820", std::vec![0; 21])], None);
-        assert_eq!(read_e820(&mut io, &mut out), Err(FwCfgError::BadE820Size(21)));
+        assert_eq!(
+            read_e820(&mut io, &mut out),
+            Err(FwCfgError::BadE820Size(21))
+        );
         let mut io = Fake::new(&[("etc/e820", std::vec![0; 20 * (MAX_E820 + 1)])], None);
-        assert_eq!(read_e820(&mut io, &mut out), Err(FwCfgError::TooManyE820Entries(MAX_E820 as u32 + 1)));
+        assert_eq!(
+            read_e820(&mut io, &mut out),
+            Err(FwCfgError::TooManyE820Entries(MAX_E820 as u32 + 1))
+        );
         let mut io = Fake::new(&[], Some(u32::MAX));
-        assert_eq!(read_e820(&mut io, &mut out), Err(FwCfgError::TooManyFiles(u32::MAX)));
+        assert_eq!(
+            read_e820(&mut io, &mut out),
+            Err(FwCfgError::TooManyFiles(u32::MAX))
+        );
         let mut io = Fake::new(&[], None);
         io.items[0].1 = b"XXXX".to_vec();
         assert_eq!(probe(&mut io), Err(FwCfgError::NoDevice));

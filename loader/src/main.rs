@@ -8,6 +8,8 @@ mod boot;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!("omega-loader runs only inside the boot image (target x86_64-unknown-none); build it with image-build");
+    eprintln!(
+        "omega-loader runs only inside the boot image (target x86_64-unknown-none); build it with image-build"
+    );
     std::process::exit(2);
 }

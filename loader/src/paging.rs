@@ -51,7 +51,14 @@ fn index(va: u64, level: u32) -> usize {
 
 /// Maps one page of `size` (4 KiB or 2 MiB) at `va` to `pa` with the leaf `flags`
 /// (PRESENT is added). Intermediate entries are present + writable; the leaf decides.
-pub fn map(frames: &mut impl Frames, root: u64, va: u64, pa: u64, size: u64, flags: u64) -> Result<(), MapError> {
+pub fn map(
+    frames: &mut impl Frames,
+    root: u64,
+    va: u64,
+    pa: u64,
+    size: u64,
+    flags: u64,
+) -> Result<(), MapError> {
     if va % size != 0 || pa % size != 0 {
         return Err(MapError::Unaligned(va));
     }
@@ -81,7 +88,14 @@ pub fn map(frames: &mut impl Frames, root: u64, va: u64, pa: u64, size: u64, fla
 }
 
 /// Maps `[va, va+len)` to `[pa, pa+len)` with 4 KiB pages.
-pub fn map_range(frames: &mut impl Frames, root: u64, va: u64, pa: u64, len: u64, flags: u64) -> Result<(), MapError> {
+pub fn map_range(
+    frames: &mut impl Frames,
+    root: u64,
+    va: u64,
+    pa: u64,
+    len: u64,
+    flags: u64,
+) -> Result<(), MapError> {
     let mut off = 0;
     while off < len {
         map(frames, root, va + off, pa + off, SIZE_4K, flags)?;
@@ -103,7 +117,10 @@ pub fn translate(frames: &mut impl Frames, root: u64, va: u64) -> Option<(u64, u
         if level == 0 || entry & HUGE != 0 {
             let page = SIZE_4K << (9 * level);
             let flags = (entry & !ADDR_MASK) | (entry & enc);
-            return Some(((entry & ADDR_MASK & !enc & !(page - 1)) | (va & (page - 1)), flags));
+            return Some((
+                (entry & ADDR_MASK & !enc & !(page - 1)) | (va & (page - 1)),
+                flags,
+            ));
         }
         table = entry & ADDR_MASK & !enc;
     }
@@ -132,7 +149,11 @@ mod tests {
             Some(self.tables.len() as u64 * SIZE_4K)
         }
         fn table(&mut self, pa: u64) -> &mut [u64; 512] {
-            assert_eq!(pa & self.enc, 0, "a private bit leaked into a table address");
+            assert_eq!(
+                pa & self.enc,
+                0,
+                "a private bit leaked into a table address"
+            );
             &mut self.tables[(pa / SIZE_4K) as usize - 1]
         }
         fn private_bits(&self) -> u64 {
@@ -141,7 +162,11 @@ mod tests {
     }
 
     fn setup(limit: usize) -> (VecFrames, u64) {
-        let mut f = VecFrames { tables: Vec::new(), limit, enc: 0 };
+        let mut f = VecFrames {
+            tables: Vec::new(),
+            limit,
+            enc: 0,
+        };
         let root = f.alloc().unwrap();
         (f, root)
     }
@@ -151,8 +176,19 @@ mod tests {
         let (mut f, root) = setup(64);
         let kva = 0xffff_ffff_8100_0000;
         map_range(&mut f, root, kva, 0x100_0000, 0x3000, NO_EXECUTE | WRITABLE).unwrap();
-        map(&mut f, root, 0xffff_8000_0000_0000, 0, SIZE_2M, WRITABLE | NO_EXECUTE).unwrap();
-        assert_eq!(translate(&mut f, root, kva + 0x1234), Some((0x100_1234, NO_EXECUTE | WRITABLE | PRESENT)));
+        map(
+            &mut f,
+            root,
+            0xffff_8000_0000_0000,
+            0,
+            SIZE_2M,
+            WRITABLE | NO_EXECUTE,
+        )
+        .unwrap();
+        assert_eq!(
+            translate(&mut f, root, kva + 0x1234),
+            Some((0x100_1234, NO_EXECUTE | WRITABLE | PRESENT))
+        );
         assert_eq!(translate(&mut f, root, kva + 0x3000), None);
         let (pa, flags) = translate(&mut f, root, 0xffff_8000_0012_3456).unwrap();
         assert_eq!(pa, 0x12_3456);
@@ -164,11 +200,23 @@ mod tests {
     fn refuses_conflicts() {
         let (mut f, root) = setup(64);
         map(&mut f, root, 0x20_0000, 0x20_0000, SIZE_2M, 0).unwrap();
-        assert_eq!(map(&mut f, root, 0x20_1000, 0, SIZE_4K, 0), Err(MapError::HugePageInTheWay(0x20_1000)));
-        assert_eq!(map(&mut f, root, 0x20_0000, 0, SIZE_2M, 0), Err(MapError::AlreadyMapped(0x20_0000)));
-        assert_eq!(map(&mut f, root, 0x1001, 0, SIZE_4K, 0), Err(MapError::Unaligned(0x1001)));
+        assert_eq!(
+            map(&mut f, root, 0x20_1000, 0, SIZE_4K, 0),
+            Err(MapError::HugePageInTheWay(0x20_1000))
+        );
+        assert_eq!(
+            map(&mut f, root, 0x20_0000, 0, SIZE_2M, 0),
+            Err(MapError::AlreadyMapped(0x20_0000))
+        );
+        assert_eq!(
+            map(&mut f, root, 0x1001, 0, SIZE_4K, 0),
+            Err(MapError::Unaligned(0x1001))
+        );
         let (mut f, root) = setup(2);
-        assert_eq!(map(&mut f, root, 0, 0, SIZE_4K, 0), Err(MapError::OutOfFrames));
+        assert_eq!(
+            map(&mut f, root, 0, 0, SIZE_4K, 0),
+            Err(MapError::OutOfFrames)
+        );
     }
 
     #[test]
@@ -178,20 +226,37 @@ mod tests {
         f.enc = C;
         let kva = 0xffff_ffff_8100_0000;
         map_range(&mut f, root, kva, 0x100_0000, 0x2000, NO_EXECUTE | C).unwrap();
-        map(&mut f, root, 0xffff_c000_fe00_0000, 0xfe00_0000, SIZE_2M, WRITABLE | NO_EXECUTE | UNCACHED).unwrap();
+        map(
+            &mut f,
+            root,
+            0xffff_c000_fe00_0000,
+            0xfe00_0000,
+            SIZE_2M,
+            WRITABLE | NO_EXECUTE | UNCACHED,
+        )
+        .unwrap();
         // Private leaf: address without the bit, flags with it.
-        assert_eq!(translate(&mut f, root, kva + 0x10), Some((0x100_0010, NO_EXECUTE | C | PRESENT)));
+        assert_eq!(
+            translate(&mut f, root, kva + 0x10),
+            Some((0x100_0010, NO_EXECUTE | C | PRESENT))
+        );
         // Shared device window: no C-bit on the leaf.
         let (pa, flags) = translate(&mut f, root, 0xffff_c000_fe00_1000).unwrap();
         assert_eq!((pa, flags & C), (0xfe00_1000, 0));
         // Every table-to-table entry is private.
         for t in &f.tables {
-            for e in t.iter().filter(|e| **e & PRESENT != 0 && **e & HUGE == 0 && **e & NO_EXECUTE == 0) {
+            for e in t
+                .iter()
+                .filter(|e| **e & PRESENT != 0 && **e & HUGE == 0 && **e & NO_EXECUTE == 0)
+            {
                 assert_ne!(e & C, 0, "table entry {e:#x} lacks the C-bit");
             }
         }
         // A second mapping under the same tables walks through the C-bit entries.
         map(&mut f, root, kva + 0x5000, 0x200_0000, SIZE_4K, C).unwrap();
-        assert_eq!(translate(&mut f, root, kva + 0x5000).map(|t| t.0), Some(0x200_0000));
+        assert_eq!(
+            translate(&mut f, root, kva + 0x5000).map(|t| t.0),
+            Some(0x200_0000)
+        );
     }
 }

@@ -41,7 +41,15 @@ fn cli(exe: &Path, image: &Path, vcpus: u32, runs: u32) -> Option<Duration> {
     for _ in 0..runs {
         let t = Instant::now();
         let o = Command::new(exe)
-            .args(["--mode", "snp", "--vcpu-type", "EPYC-Milan", "--vcpus", &vcpus.to_string(), "--ovmf"])
+            .args([
+                "--mode",
+                "snp",
+                "--vcpu-type",
+                "EPYC-Milan",
+                "--vcpus",
+                &vcpus.to_string(),
+                "--ovmf",
+            ])
             .arg(image)
             .output()
             .ok()?;
@@ -64,10 +72,14 @@ fn main() {
     images.push(
         std::env::var_os("OMEGA_IMAGE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/omega/omega.bin")),
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/omega/omega.bin")
+            }),
     );
     let oracle = oracle_dir();
-    println!("| image | size | vCPUs | measurements (lib) | sev-snp-measure (in-process) | sev-snp-measure (command) |");
+    println!(
+        "| image | size | vCPUs | measurements (lib) | sev-snp-measure (in-process) | sev-snp-measure (command) |"
+    );
     println!("|---|---|---|---|---|---|");
     for img in images.iter().filter(|p| p.is_file()) {
         let bytes = std::fs::read(img).unwrap();
@@ -76,16 +88,30 @@ fn main() {
             let mut ld = [0u8; 48];
             for _ in 0..runs {
                 let t = Instant::now();
-                ld = launch_digest(&bytes, vcpus, VcpuType::EpycMilan, 1, &DigestOptions::default()).unwrap();
+                ld = launch_digest(
+                    &bytes,
+                    vcpus,
+                    VcpuType::EpycMilan,
+                    1,
+                    &DigestOptions::default(),
+                )
+                .unwrap();
                 times.push(t.elapsed());
             }
             std::hint::black_box(ld);
             let ours = median(times);
             let (inproc, cmd) = match &oracle {
-                Some(d) if !quick => (python_in_process(&d.join("python"), img, vcpus, runs), cli(&d.join("sev-snp-measure"), img, vcpus, runs)),
+                Some(d) if !quick => (
+                    python_in_process(&d.join("python"), img, vcpus, runs),
+                    cli(&d.join("sev-snp-measure"), img, vcpus, runs),
+                ),
                 _ => (None, None),
             };
-            let f = |d: Option<Duration>| d.map_or("n/a".to_owned(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3));
+            let f = |d: Option<Duration>| {
+                d.map_or("n/a".to_owned(), |d| {
+                    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+                })
+            };
             println!(
                 "| {} | {} KiB | {vcpus} | {} | {} | {} |",
                 img.file_name().unwrap().to_string_lossy(),

@@ -66,13 +66,22 @@ pub enum DigestError {
     TooLarge { len: usize },
     #[error("SEV metadata section at offset {offset:#x}: gpa {gpa:#x} is not 4 KiB aligned")]
     UnalignedSection { offset: usize, gpa: u32 },
-    #[error("SEV metadata section at offset {offset:#x}: size {size:#x} is not a non-zero multiple of 4 KiB")]
+    #[error(
+        "SEV metadata section at offset {offset:#x}: size {size:#x} is not a non-zero multiple of 4 KiB"
+    )]
     BadSectionSize { offset: usize, size: u32 },
     #[error("SEV metadata section at offset {offset:#x}: gpa {gpa:#x}..{end:#x} overlaps {other}")]
-    SectionOverlap { offset: usize, gpa: u32, end: u64, other: String },
+    SectionOverlap {
+        offset: usize,
+        gpa: u32,
+        end: u64,
+        other: String,
+    },
     #[error("the number of vCPUs must be at least 1 (got {0})")]
     NoVcpus(u32),
-    #[error("{vcpus} vCPUs need an SEV-ES reset block with a non-zero AP start address (found {eip:#x})")]
+    #[error(
+        "{vcpus} vCPUs need an SEV-ES reset block with a non-zero AP start address (found {eip:#x})"
+    )]
     NoApResetEip { vcpus: u32, eip: u32 },
     #[error("kernel hashes were given but the image declares no SNP_KERNEL_HASHES section")]
     NoKernelHashesSection,
@@ -110,8 +119,16 @@ pub enum VcpuType {
 
 /// CPUID(1).EAX signature from family, model and stepping (AMD pub. 25481).
 pub const fn cpu_sig(family: u32, model: u32, stepping: u32) -> u32 {
-    let (family_low, family_high) = if family > 0xf { (0xf, (family - 0xf) & 0xff) } else { (family, 0) };
-    (family_high << 20) | (((model >> 4) & 0xf) << 16) | (family_low << 8) | ((model & 0xf) << 4) | (stepping & 0xf)
+    let (family_low, family_high) = if family > 0xf {
+        (0xf, (family - 0xf) & 0xff)
+    } else {
+        (family, 0)
+    };
+    (family_high << 20)
+        | (((model >> 4) & 0xf) << 16)
+        | (family_low << 8)
+        | ((model & 0xf) << 4)
+        | (stepping & 0xf)
 }
 
 impl VcpuType {
@@ -140,8 +157,15 @@ impl VcpuType {
     /// The CPUID(1).EAX signature QEMU gives this model.
     pub const fn signature(self) -> u32 {
         match self {
-            Self::Epyc | Self::EpycV1 | Self::EpycV2 | Self::EpycIbpb | Self::EpycV3 | Self::EpycV4 => cpu_sig(23, 1, 2),
-            Self::EpycRome | Self::EpycRomeV1 | Self::EpycRomeV2 | Self::EpycRomeV3 => cpu_sig(23, 49, 0),
+            Self::Epyc
+            | Self::EpycV1
+            | Self::EpycV2
+            | Self::EpycIbpb
+            | Self::EpycV3
+            | Self::EpycV4 => cpu_sig(23, 1, 2),
+            Self::EpycRome | Self::EpycRomeV1 | Self::EpycRomeV2 | Self::EpycRomeV3 => {
+                cpu_sig(23, 49, 0)
+            }
             Self::EpycMilan | Self::EpycMilanV1 | Self::EpycMilanV2 => cpu_sig(25, 1, 1),
             Self::EpycGenoa | Self::EpycGenoaV1 => cpu_sig(25, 17, 0),
             Self::EpycTurin | Self::EpycTurinV1 | Self::EpycTurinV2 => cpu_sig(26, 0, 0),
@@ -186,7 +210,9 @@ impl fmt::Display for VcpuType {
 
 /// An unknown vCPU type name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown vCPU type {0:?} (known: EPYC, EPYC-v1..v4, EPYC-IBPB, EPYC-Rome[-v1..v3], EPYC-Milan[-v1..v2], EPYC-Genoa[-v1], EPYC-Turin[-v1..v2])")]
+#[error(
+    "unknown vCPU type {0:?} (known: EPYC, EPYC-v1..v4, EPYC-IBPB, EPYC-Rome[-v1..v3], EPYC-Milan[-v1..v2], EPYC-Genoa[-v1], EPYC-Turin[-v1..v2])"
+)]
 pub struct UnknownVcpuType(pub String);
 
 impl FromStr for VcpuType {
@@ -204,8 +230,10 @@ impl FromStr for VcpuType {
 /// GUIDs and layout of QEMU's SEV hash table (`target/i386/sev.c`).
 const SEV_HASH_TABLE_HEADER_GUID: firmware_layout::Guid =
     firmware_layout::Guid::parse("9438d606-4f22-4cc9-b479-a793d411fd21");
-const SEV_KERNEL_ENTRY_GUID: firmware_layout::Guid = firmware_layout::Guid::parse("4de79437-abd2-427f-b835-d5b172d2045b");
-const SEV_INITRD_ENTRY_GUID: firmware_layout::Guid = firmware_layout::Guid::parse("44baf731-3a2f-4bd7-9af1-41e29169781d");
+const SEV_KERNEL_ENTRY_GUID: firmware_layout::Guid =
+    firmware_layout::Guid::parse("4de79437-abd2-427f-b835-d5b172d2045b");
+const SEV_INITRD_ENTRY_GUID: firmware_layout::Guid =
+    firmware_layout::Guid::parse("44baf731-3a2f-4bd7-9af1-41e29169781d");
 const SEV_CMDLINE_ENTRY_GUID: firmware_layout::Guid =
     firmware_layout::Guid::parse("97d02dd8-bd20-4c94-aa78-e7714d36ab2a");
 const HASH_ENTRY_LEN: usize = 16 + 2 + 32;
@@ -321,7 +349,14 @@ impl Gctx {
         h.update(self.ld);
         h.update(contents);
         h.update(0x70u16.to_le_bytes());
-        h.update([page_type as u8, 0 /* is_imi */, 0, 0, 0 /* vmpl3..1 perms */, 0]);
+        h.update([
+            page_type as u8,
+            0, /* is_imi */
+            0,
+            0,
+            0, /* vmpl3..1 perms */
+            0,
+        ]);
         h.update(gpa.to_le_bytes());
         self.ld = h.finalize().into();
     }
@@ -362,7 +397,11 @@ fn page_digests(data: &[u8]) -> Vec<[u8; 48]> {
         }
     };
     // Threads pay off from a few hundred pages on; below, hash inline.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(pages / 128).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(pages / 128)
+        .max(1);
     if threads == 1 {
         hash_all(&mut out, data);
         return out;
@@ -370,7 +409,11 @@ fn page_digests(data: &[u8]) -> Vec<[u8; 48]> {
     let per = pages.div_ceil(threads);
     let mut failed = Vec::new();
     std::thread::scope(|scope| {
-        for (i, (o, d)) in out.chunks_mut(per).zip(data.chunks(per * PAGE_SIZE)).enumerate() {
+        for (i, (o, d)) in out
+            .chunks_mut(per)
+            .zip(data.chunks(per * PAGE_SIZE))
+            .enumerate()
+        {
             let job = std::thread::Builder::new().spawn_scoped(scope, move || hash_all(o, d));
             if let Err(e) = job {
                 tracing::debug!("cannot start a hashing thread ({e}); hashing inline");
@@ -379,7 +422,11 @@ fn page_digests(data: &[u8]) -> Vec<[u8; 48]> {
         }
     });
     // Chunks whose thread could not start are hashed here.
-    for (i, (o, d)) in out.chunks_mut(per).zip(data.chunks(per * PAGE_SIZE)).enumerate() {
+    for (i, (o, d)) in out
+        .chunks_mut(per)
+        .zip(data.chunks(per * PAGE_SIZE))
+        .enumerate()
+    {
         if failed.contains(&i) {
             hash_all(o, d);
         }
@@ -391,7 +438,14 @@ fn put(page: &mut [u8; PAGE_SIZE], at: usize, bytes: &[u8]) {
     page[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-fn put_seg(page: &mut [u8; PAGE_SIZE], at: usize, selector: u16, attrib: u16, limit: u32, base: u64) {
+fn put_seg(
+    page: &mut [u8; PAGE_SIZE],
+    at: usize,
+    selector: u16,
+    attrib: u16,
+    limit: u32,
+    base: u64,
+) {
     put(page, at, &selector.to_le_bytes());
     put(page, at + 2, &attrib.to_le_bytes());
     put(page, at + 4, &limit.to_le_bytes());
@@ -403,7 +457,14 @@ fn put_seg(page: &mut [u8; PAGE_SIZE], at: usize, selector: u16, attrib: u16, li
 pub fn vmsa_page(eip: u32, vcpu_sig: u32, guest_features: u64) -> [u8; PAGE_SIZE] {
     let mut p = [0u8; PAGE_SIZE];
     put_seg(&mut p, 0x00, 0, 0x93, 0xffff, 0); // es
-    put_seg(&mut p, 0x10, 0xf000, 0x9b, 0xffff, u64::from(eip & 0xffff_0000)); // cs
+    put_seg(
+        &mut p,
+        0x10,
+        0xf000,
+        0x9b,
+        0xffff,
+        u64::from(eip & 0xffff_0000),
+    ); // cs
     put_seg(&mut p, 0x20, 0, 0x93, 0xffff, 0); // ss
     put_seg(&mut p, 0x30, 0, 0x93, 0xffff, 0); // ds
     put_seg(&mut p, 0x40, 0, 0x93, 0xffff, 0); // fs
@@ -467,20 +528,37 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
                 return Err(DigestError::UnalignedSection { offset, gpa: s.gpa });
             }
             if s.size == 0 || !(s.size as usize).is_multiple_of(PAGE_SIZE) {
-                return Err(DigestError::BadSectionSize { offset, size: s.size });
+                return Err(DigestError::BadSectionSize {
+                    offset,
+                    size: s.size,
+                });
             }
             // The PSP refuses to add a page twice: sections may not overlap the image
             // (mapped just below 4 GiB) or each other.
             let rom_start = FOUR_GIB - len as u64;
             if s.end() > rom_start {
                 let other = format!("the image at {rom_start:#x}..{FOUR_GIB:#x}");
-                return Err(DigestError::SectionOverlap { offset, gpa: s.gpa, end: s.end(), other });
+                return Err(DigestError::SectionOverlap {
+                    offset,
+                    gpa: s.gpa,
+                    end: s.end(),
+                    other,
+                });
             }
             if let Some((o, t)) = sections.iter().find(|(_, t): &&(usize, Section)| {
                 u64::from(s.gpa) < t.end() && u64::from(t.gpa) < s.end()
             }) {
-                let other = format!("the section at offset {o:#x} ({:#x}..{:#x})", t.gpa, t.end());
-                return Err(DigestError::SectionOverlap { offset, gpa: s.gpa, end: s.end(), other });
+                let other = format!(
+                    "the section at offset {o:#x} ({:#x}..{:#x})",
+                    t.gpa,
+                    t.end()
+                );
+                return Err(DigestError::SectionOverlap {
+                    offset,
+                    gpa: s.gpa,
+                    end: s.end(),
+                    other,
+                });
             }
             sections.push((offset, s));
         }
@@ -492,7 +570,11 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
         has_sev_metadata,
         sections: sections
             .iter()
-            .map(|(_, s)| SectionInfo { gpa: s.gpa, size: s.size, kind: kind_name(s.kind).to_owned() })
+            .map(|(_, s)| SectionInfo {
+                gpa: s.gpa,
+                size: s.size,
+                kind: kind_name(s.kind).to_owned(),
+            })
             .collect(),
         ap_reset_eip,
         sev_hash_table,
@@ -505,9 +587,15 @@ pub fn inspect(image: &[u8]) -> Result<ImageInfo, DigestError> {
     plan(image).map(|p| p.info)
 }
 
-fn kernel_hashes_page(info: &ImageInfo, size: u32, kh: &KernelHashes) -> Result<[u8; PAGE_SIZE], DigestError> {
+fn kernel_hashes_page(
+    info: &ImageInfo,
+    size: u32,
+    kh: &KernelHashes,
+) -> Result<[u8; PAGE_SIZE], DigestError> {
     let (table_gpa, _) = info.sev_hash_table.ok_or_else(|| {
-        DigestError::KernelHashTable("the image has no SEV hash table entry (GUID 7255371f-…)".into())
+        DigestError::KernelHashTable(
+            "the image has no SEV hash table entry (GUID 7255371f-…)".into(),
+        )
     })?;
     if size as usize != PAGE_SIZE {
         return Err(DigestError::KernelHashTable(format!(
@@ -560,7 +648,11 @@ impl Measurer {
         let Plan { info, sections } = plan(image)?;
         let mut rom = Gctx::default();
         rom.update_normal_pages(info.gpa, image);
-        Ok(Self { info, sections, rom })
+        Ok(Self {
+            info,
+            sections,
+            rom,
+        })
     }
 
     /// What was found in the image.
@@ -586,10 +678,16 @@ impl Measurer {
             return Err(DigestError::NoVcpus(vcpus));
         }
         if vcpus > 1 && info.ap_reset_eip == 0 {
-            return Err(DigestError::NoApResetEip { vcpus, eip: info.ap_reset_eip });
+            return Err(DigestError::NoApResetEip {
+                vcpus,
+                eip: info.ap_reset_eip,
+            });
         }
         if opts.kernel_hashes.is_some()
-            && !self.sections.iter().any(|(_, s)| s.kind == SectionKind::SnpKernelHashes)
+            && !self
+                .sections
+                .iter()
+                .any(|(_, s)| s.kind == SectionKind::SnpKernelHashes)
         {
             return Err(DigestError::NoKernelHashesSection);
         }
@@ -598,11 +696,15 @@ impl Measurer {
             let gpa = u64::from(s.gpa);
             let pages = u64::from(s.size) / PAGE_SIZE as u64;
             match s.kind {
-                SectionKind::SnpSecMem | SectionKind::SvsmCaa => gctx.update_zero_like(PageType::Zero, gpa, pages),
+                SectionKind::SnpSecMem | SectionKind::SvsmCaa => {
+                    gctx.update_zero_like(PageType::Zero, gpa, pages)
+                }
                 SectionKind::SnpSecrets => gctx.update_zero_like(PageType::Secrets, gpa, 1),
                 SectionKind::Cpuid => gctx.update_zero_like(PageType::Cpuid, gpa, 1),
                 SectionKind::SnpKernelHashes => match &opts.kernel_hashes {
-                    Some(kh) => gctx.update_normal_pages(gpa, &kernel_hashes_page(info, s.size, kh)?),
+                    Some(kh) => {
+                        gctx.update_normal_pages(gpa, &kernel_hashes_page(info, s.size, kh)?)
+                    }
                     None => gctx.update_zero_like(PageType::Zero, gpa, pages),
                 },
             }

@@ -31,4 +31,6 @@ pub mod verify;
 
 pub use digest::{DigestError, DigestOptions, KernelHashes, Measurer, VcpuType, launch_digest};
 pub use report::{AttestationReport, ReportError};
-pub use verify::{CaChain, CertSource, Check, Family, MinTcb, Vcek, VerifyOptions, VerifyOutcome, verify_report};
+pub use verify::{
+    CaChain, CertSource, Check, Family, MinTcb, Vcek, VerifyOptions, VerifyOutcome, verify_report,
+};

@@ -17,7 +17,11 @@ mod verify_evidence;
 mod verify_log;
 
 #[derive(Parser, Debug)]
-#[command(name = "measurements", version, about = "Verifier tools for Omega on AMD SEV-SNP: launch digests, attestation reports, evidence and logs")]
+#[command(
+    name = "measurements",
+    version,
+    about = "Verifier tools for Omega on AMD SEV-SNP: launch digests, attestation reports, evidence and logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,8 @@ fn parse_hex_u32(s: &str) -> Result<u32, String> {
 }
 
 fn parse_vcpu_type(s: &str) -> Result<VcpuType, String> {
-    s.parse().map_err(|e: digest::UnknownVcpuType| e.to_string())
+    s.parse()
+        .map_err(|e: digest::UnknownVcpuType| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,7 +106,11 @@ fn parse_hex_bytes<const N: usize>(s: &str, pad: bool) -> Result<[u8; N], String
     let t = s.trim().trim_start_matches("0x");
     let v = hex::decode(t).map_err(|e| format!("not hex: {e}"))?;
     if v.len() > N || (!pad && v.len() != N) {
-        return Err(format!("expected {} {N} bytes, got {}", if pad { "at most" } else { "exactly" }, v.len()));
+        return Err(format!(
+            "expected {} {N} bytes, got {}",
+            if pad { "at most" } else { "exactly" },
+            v.len()
+        ));
     }
     let mut a = [0u8; N];
     a[..v.len()].copy_from_slice(&v);
@@ -161,7 +170,11 @@ fn cmd_digest(a: &DigestArgs) -> anyhow::Result<bool> {
         Some(k) => {
             let kernel = read(k)?;
             let initrd = a.initrd.as_deref().map(read).transpose()?;
-            Some(KernelHashes::new(&kernel, initrd.as_deref(), a.append.as_deref()))
+            Some(KernelHashes::new(
+                &kernel,
+                initrd.as_deref(),
+                a.append.as_deref(),
+            ))
         }
         None => None,
     };
@@ -255,13 +268,21 @@ fn cmd_verify_report(a: &VerifyReportArgs) -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for c in &outcome.checks {
-            println!("{} {}: {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.message);
+            println!(
+                "{} {}: {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.message
+            );
         }
         let failed = outcome.failures().count();
         if outcome.verified() {
             println!("VERIFIED: all {} checks passed", outcome.checks.len());
         } else {
-            println!("NOT VERIFIED: {failed} of {} checks failed", outcome.checks.len());
+            println!(
+                "NOT VERIFIED: {failed} of {} checks failed",
+                outcome.checks.len()
+            );
         }
     }
     Ok(outcome.verified())

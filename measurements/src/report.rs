@@ -55,9 +55,23 @@ impl Tcb {
     pub fn decode(raw: u64, turin: bool) -> Self {
         let b = raw.to_le_bytes();
         if turin {
-            Tcb { fmc: Some(b[0]), bootloader: b[1], tee: b[2], snp: b[3], microcode: b[7], raw }
+            Tcb {
+                fmc: Some(b[0]),
+                bootloader: b[1],
+                tee: b[2],
+                snp: b[3],
+                microcode: b[7],
+                raw,
+            }
         } else {
-            Tcb { fmc: None, bootloader: b[0], tee: b[1], snp: b[6], microcode: b[7], raw }
+            Tcb {
+                fmc: None,
+                bootloader: b[0],
+                tee: b[1],
+                snp: b[6],
+                microcode: b[7],
+                raw,
+            }
         }
     }
 }
@@ -67,7 +81,11 @@ impl fmt::Display for Tcb {
         if let Some(fmc) = self.fmc {
             write!(f, "fmc={fmc},")?;
         }
-        write!(f, "bl={},tee={},snp={},ucode={}", self.bootloader, self.tee, self.snp, self.microcode)
+        write!(
+            f,
+            "bl={},tee={},snp={},ucode={}",
+            self.bootloader, self.tee, self.snp, self.microcode
+        )
     }
 }
 
@@ -212,7 +230,11 @@ impl AttestationReport {
         if !SUPPORTED_VERSIONS.contains(&version) {
             return Err(ReportError::Version(version));
         }
-        let cpuid = (version >= 3).then(|| CpuId { family: b[0x188], model: b[0x189], stepping: b[0x18A] });
+        let cpuid = (version >= 3).then(|| CpuId {
+            family: b[0x188],
+            model: b[0x189],
+            stepping: b[0x18A],
+        });
         let turin = cpuid.is_some_and(|c| c.family == FAMILY_TURIN);
         let tcb = |at| Tcb::decode(u64_at(b, at), turin);
         let flags = u32_at(b, 0x48);
@@ -240,8 +262,16 @@ impl AttestationReport {
             cpuid,
             chip_id: arr(b, 0x1A0),
             committed_tcb: tcb(0x1E0),
-            current_version: FwVersion { build: b[0x1E8], minor: b[0x1E9], major: b[0x1EA] },
-            committed_version: FwVersion { build: b[0x1EC], minor: b[0x1ED], major: b[0x1EE] },
+            current_version: FwVersion {
+                build: b[0x1E8],
+                minor: b[0x1E9],
+                major: b[0x1EA],
+            },
+            committed_version: FwVersion {
+                build: b[0x1EC],
+                minor: b[0x1ED],
+                major: b[0x1EE],
+            },
             launch_tcb: tcb(0x1F0),
             launch_mit_vector: (version >= 5).then(|| u64_at(b, 0x1F8)),
             current_mit_vector: (version >= 5).then(|| u64_at(b, 0x200)),
@@ -306,7 +336,11 @@ impl fmt::Display for AttestationReport {
         writeln!(f, "report_id_ma:       {}", h(&self.report_id_ma))?;
         writeln!(f, "reported_tcb:       {}", self.reported_tcb)?;
         if let Some(c) = self.cpuid {
-            writeln!(f, "cpuid:              family={:#x} model={:#x} stepping={:#x}", c.family, c.model, c.stepping)?;
+            writeln!(
+                f,
+                "cpuid:              family={:#x} model={:#x} stepping={:#x}",
+                c.family, c.model, c.stepping
+            )?;
         }
         writeln!(f, "chip_id:            {}", h(&self.chip_id))?;
         writeln!(f, "committed_tcb:      {}", self.committed_tcb)?;

@@ -129,15 +129,24 @@ impl FromStr for MinTcb {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut m = MinTcb::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("expected KEY=N, got {part:?}"))?;
-            let v: u8 = v.trim().parse().map_err(|_| format!("{k}: {v:?} is not a number 0..=255"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected KEY=N, got {part:?}"))?;
+            let v: u8 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{k}: {v:?} is not a number 0..=255"))?;
             let slot = match k.trim() {
                 "fmc" => &mut m.fmc,
                 "bl" | "bootloader" => &mut m.bootloader,
                 "tee" => &mut m.tee,
                 "snp" => &mut m.snp,
                 "ucode" | "microcode" => &mut m.microcode,
-                other => return Err(format!("unknown TCB component {other:?} (fmc, bl, tee, snp, ucode)")),
+                other => {
+                    return Err(format!(
+                        "unknown TCB component {other:?} (fmc, bl, tee, snp, ucode)"
+                    ));
+                }
             };
             *slot = Some(v);
         }
@@ -228,7 +237,11 @@ impl Checks {
         } else {
             tracing::info!(check = name, "FAILED: {message}");
         }
-        self.0.push(Check { name, passed, message });
+        self.0.push(Check {
+            name,
+            passed,
+            message,
+        });
         passed
     }
 }
@@ -253,13 +266,25 @@ fn rsa_pss_signed(signer: &Certificate, signee: &Certificate) -> Result<(), Stri
         return Err("outer signature algorithm differs from the signed one".into());
     }
     let spki = &signer.tbs_certificate.subject_public_key_info;
-    let key_bytes = spki.subject_public_key.as_bytes().ok_or("signer public key is not whole bytes")?;
-    let key = rsa::RsaPublicKey::from_pkcs1_der(key_bytes).map_err(|e| format!("signer key is not RSA: {e}"))?;
+    let key_bytes = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or("signer public key is not whole bytes")?;
+    let key = rsa::RsaPublicKey::from_pkcs1_der(key_bytes)
+        .map_err(|e| format!("signer key is not RSA: {e}"))?;
     let vk = rsa::pss::VerifyingKey::<sha2::Sha384>::new(key);
-    let tbs = signee.tbs_certificate.to_der().map_err(|e| format!("cannot re-encode certificate: {e}"))?;
-    let sig_bytes = signee.signature.as_bytes().ok_or("signature is not whole bytes")?;
-    let sig = rsa::pss::Signature::try_from(sig_bytes).map_err(|e| format!("malformed signature: {e}"))?;
-    vk.verify(&tbs, &sig).map_err(|_| "RSA-PSS/SHA-384 signature does not verify".to_owned())
+    let tbs = signee
+        .tbs_certificate
+        .to_der()
+        .map_err(|e| format!("cannot re-encode certificate: {e}"))?;
+    let sig_bytes = signee
+        .signature
+        .as_bytes()
+        .ok_or("signature is not whole bytes")?;
+    let sig = rsa::pss::Signature::try_from(sig_bytes)
+        .map_err(|e| format!("malformed signature: {e}"))?;
+    vk.verify(&tbs, &sig)
+        .map_err(|_| "RSA-PSS/SHA-384 signature does not verify".to_owned())
 }
 
 fn issued_by(signer: &Certificate, signee: &Certificate) -> Result<(), String> {
@@ -275,7 +300,10 @@ fn issued_by(signer: &Certificate, signee: &Certificate) -> Result<(), String> {
 fn chain_link(signer: &Certificate, signee: &Certificate) -> Result<String, String> {
     issued_by(signer, signee)?;
     rsa_pss_signed(signer, signee)?;
-    Ok(format!("\"{}\" signed by \"{}\"", signee.tbs_certificate.subject, signer.tbs_certificate.subject))
+    Ok(format!(
+        "\"{}\" signed by \"{}\"",
+        signee.tbs_certificate.subject, signer.tbs_certificate.subject
+    ))
 }
 
 fn extension(cert: &Certificate, oid: ObjectIdentifier) -> Option<&[u8]> {
@@ -322,12 +350,18 @@ fn check_tcb(vcek: &Certificate, report: &AttestationReport) -> Result<String, S
             bad.push(format!("{name}: VCEK {cert}, report {reported}"));
         }
     }
-    if bad.is_empty() { Ok(format!("VCEK issued for reported TCB {t}")) } else { Err(bad.join("; ")) }
+    if bad.is_empty() {
+        Ok(format!("VCEK issued for reported TCB {t}"))
+    } else {
+        Err(bad.join("; "))
+    }
 }
 
 fn check_chip_id(vcek: &Certificate, report: &AttestationReport) -> Result<String, String> {
     if report.mask_chip_key || report.chip_id == [0; 64] {
-        return Err("the report masks its chip id (MASK_CHIP_ID): cannot bind it to the VCEK".into());
+        return Err(
+            "the report masks its chip id (MASK_CHIP_ID): cannot bind it to the VCEK".into(),
+        );
     }
     let hw = vcek_hw_id(vcek)?;
     let matches = match hw.len() {
@@ -339,13 +373,20 @@ fn check_chip_id(vcek: &Certificate, report: &AttestationReport) -> Result<Strin
     if matches {
         Ok(format!("chip id {}", hex::encode(&hw)))
     } else {
-        Err(format!("VCEK hwID {} != report chip id {}", hex::encode(&hw), hex::encode(report.chip_id)))
+        Err(format!(
+            "VCEK hwID {} != report chip id {}",
+            hex::encode(&hw),
+            hex::encode(report.chip_id)
+        ))
     }
 }
 
 fn check_signature(vcek: &Certificate, report: &AttestationReport) -> Result<String, String> {
     let spki = &vcek.tbs_certificate.subject_public_key_info;
-    let point = spki.subject_public_key.as_bytes().ok_or("VCEK public key is not whole bytes")?;
+    let point = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or("VCEK public key is not whole bytes")?;
     let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
         .map_err(|_| "VCEK public key is not a P-384 point".to_owned())?;
     // r and s are 72-byte little-endian fields; P-384 scalars use the low 48 bytes.
@@ -395,7 +436,8 @@ impl CaChain {
             CertSource::Family(f) => (f.ark_pem(), f.ask_pem()),
             CertSource::Pem { ark, ask } => (ark, ask),
         };
-        let parsed = parse_pem("ARK", ark_pem).and_then(|ark| Ok((ark, parse_pem("ASK", ask_pem)?)));
+        let parsed =
+            parse_pem("ARK", ark_pem).and_then(|ark| Ok((ark, parse_pem("ASK", ask_pem)?)));
         let (ark, ask) = match parsed {
             Ok(t) => {
                 c.push("ca.parse", Ok("ARK and ASK decode".into()));
@@ -403,26 +445,44 @@ impl CaChain {
             }
             Err(e) => {
                 c.push("ca.parse", Err(e));
-                return CaChain { ask: None, checks: c.0, trusted: false };
+                return CaChain {
+                    ask: None,
+                    checks: c.0,
+                    trusted: false,
+                };
             }
         };
         let ark_der = ark.to_der().unwrap_or_default();
         let known = Family::ALL.into_iter().find(|f| {
-            parse_pem("ARK", f.ark_pem()).ok().and_then(|a| a.to_der().ok()).is_some_and(|d| d == ark_der)
+            parse_pem("ARK", f.ark_pem())
+                .ok()
+                .and_then(|a| a.to_der().ok())
+                .is_some_and(|d| d == ark_der)
         });
         let root_ok = c.push(
             "ark.amd_root",
             match known {
                 Some(f) => Ok(format!("ARK is AMD's {f} root")),
-                None if opts.allow_unknown_ark => {
-                    Ok(format!("ARK \"{}\" is not an AMD root; accepted as asked", ark.tbs_certificate.subject))
-                }
-                None => Err(format!("ARK \"{}\" is not one of AMD's roots", ark.tbs_certificate.subject)),
+                None if opts.allow_unknown_ark => Ok(format!(
+                    "ARK \"{}\" is not an AMD root; accepted as asked",
+                    ark.tbs_certificate.subject
+                )),
+                None => Err(format!(
+                    "ARK \"{}\" is not one of AMD's roots",
+                    ark.tbs_certificate.subject
+                )),
             },
         );
-        let ark_ok = c.push("ark.self_signed", chain_link(&ark, &ark).map(|_| "ARK is self-signed".into()));
+        let ark_ok = c.push(
+            "ark.self_signed",
+            chain_link(&ark, &ark).map(|_| "ARK is self-signed".into()),
+        );
         let ask_ok = c.push("ask.signed_by_ark", chain_link(&ark, &ask));
-        CaChain { ask: Some(ask), checks: c.0, trusted: root_ok && ark_ok && ask_ok }
+        CaChain {
+            ask: Some(ask),
+            checks: c.0,
+            trusted: root_ok && ark_ok && ask_ok,
+        }
     }
 
     /// The checks run so far.
@@ -444,7 +504,10 @@ impl CaChain {
                 Some(v)
             }
             Err(e) => {
-                c.push("vcek.parse", Err(format!("VCEK: not a DER X.509 certificate: {e}")));
+                c.push(
+                    "vcek.parse",
+                    Err(format!("VCEK: not a DER X.509 certificate: {e}")),
+                );
                 None
             }
         };
@@ -459,7 +522,11 @@ impl CaChain {
                 tracing::debug!("VCEK product name {name}");
             }
         }
-        Vcek { cert, checks: c.0, trusted }
+        Vcek {
+            cert,
+            checks: c.0,
+            trusted,
+        }
     }
 }
 
@@ -498,24 +565,43 @@ impl Vcek {
         c.0.extend(self.checks.iter().cloned());
         report_checks(&mut c, parsed.as_ref(), self, opts);
         let verified = !c.0.is_empty() && c.0.iter().all(|x| x.passed);
-        VerifyOutcome { verified, checks: c.0, report: parsed }
+        VerifyOutcome {
+            verified,
+            checks: c.0,
+            report: parsed,
+        }
     }
 }
 
 /// Verifies `report` (raw 1184 bytes) with the chip's VCEK (`vcek_der`) under the ARK/ASK
 /// of `certs`, and the expectations of `opts`. Never panics, whatever the bytes.
-pub fn verify_report(report: &[u8], vcek_der: &[u8], certs: CertSource<'_>, opts: &VerifyOptions) -> VerifyOutcome {
-    CaChain::new(certs, opts).vcek(vcek_der).verify_report(report, opts)
+pub fn verify_report(
+    report: &[u8],
+    vcek_der: &[u8],
+    certs: CertSource<'_>,
+    opts: &VerifyOptions,
+) -> VerifyOutcome {
+    CaChain::new(certs, opts)
+        .vcek(vcek_der)
+        .verify_report(report, opts)
 }
 
-fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek, opts: &VerifyOptions) {
+fn report_checks(
+    c: &mut Checks,
+    parsed: Option<&AttestationReport>,
+    vcek: &Vcek,
+    opts: &VerifyOptions,
+) {
     if let Some(r) = parsed {
         c.push(
             "report.signature_algo",
             if r.signature_algo == 1 {
                 Ok("ECDSA P-384 with SHA-384".into())
             } else {
-                Err(format!("signature algorithm {} is not 1 (ECDSA P-384/SHA-384)", r.signature_algo))
+                Err(format!(
+                    "signature algorithm {} is not 1 (ECDSA P-384/SHA-384)",
+                    r.signature_algo
+                ))
             },
         );
         c.push(
@@ -523,7 +609,10 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
             if r.signing_key == 0 {
                 Ok("signed with a VCEK".into())
             } else {
-                Err(format!("signing key {} is not the VCEK (0); VLEK reports are not supported", r.signing_key))
+                Err(format!(
+                    "signing key {} is not the VCEK (0); VLEK reports are not supported",
+                    r.signing_key
+                ))
             },
         );
         match (&vcek.cert, vcek.trusted) {
@@ -531,7 +620,10 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
                 c.push("report.signature", check_signature(cert, r));
             }
             _ => {
-                c.push("report.signature", Err("not checked: the VCEK is not trusted (see the chain checks)".into()));
+                c.push(
+                    "report.signature",
+                    Err("not checked: the VCEK is not trusted (see the chain checks)".into()),
+                );
             }
         }
         if let Some(cert) = &vcek.cert {
@@ -543,8 +635,13 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
             "policy.debug",
             match (p.debug, opts.allow_debug) {
                 (false, _) => Ok("debugging forbidden".into()),
-                (true, true) => Ok("debugging allowed by policy; accepted as asked (--allow-debug)".into()),
-                (true, false) => Err(format!("policy {:#x} allows debugging (host can read guest memory)", p.raw)),
+                (true, true) => {
+                    Ok("debugging allowed by policy; accepted as asked (--allow-debug)".into())
+                }
+                (true, false) => Err(format!(
+                    "policy {:#x} allows debugging (host can read guest memory)",
+                    p.raw
+                )),
             },
         );
         c.push(
@@ -557,7 +654,11 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
         );
         c.push(
             "vmpl",
-            if r.vmpl == 0 { Ok("VMPL 0".into()) } else { Err(format!("report requested from VMPL {}, not 0", r.vmpl)) },
+            if r.vmpl == 0 {
+                Ok("VMPL 0".into())
+            } else {
+                Err(format!("report requested from VMPL {}, not 0", r.vmpl))
+            },
         );
         if let Some(m) = &opts.expect_measurement {
             c.push(
@@ -565,7 +666,11 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
                 if *m == r.measurement {
                     Ok(format!("measurement {}", hex::encode(m)))
                 } else {
-                    Err(format!("measurement {} != expected {}", hex::encode(r.measurement), hex::encode(m)))
+                    Err(format!(
+                        "measurement {} != expected {}",
+                        hex::encode(r.measurement),
+                        hex::encode(m)
+                    ))
                 },
             );
         }
@@ -575,7 +680,11 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
                 if *d == r.report_data {
                     Ok("report data as expected".into())
                 } else {
-                    Err(format!("report data {} != expected {}", hex::encode(r.report_data), hex::encode(d)))
+                    Err(format!(
+                        "report data {} != expected {}",
+                        hex::encode(r.report_data),
+                        hex::encode(d)
+                    ))
                 },
             );
         }
@@ -591,7 +700,6 @@ fn report_checks(c: &mut Checks, parsed: Option<&AttestationReport>, vcek: &Vcek
             );
         }
     }
-
 }
 
 #[cfg(test)]
@@ -601,7 +709,16 @@ mod tests {
     #[test]
     fn min_tcb_parses() {
         let m: MinTcb = "bl=3, tee=0,snp=8,ucode=115".parse().unwrap();
-        assert_eq!(m, MinTcb { fmc: None, bootloader: Some(3), tee: Some(0), snp: Some(8), microcode: Some(115) });
+        assert_eq!(
+            m,
+            MinTcb {
+                fmc: None,
+                bootloader: Some(3),
+                tee: Some(0),
+                snp: Some(8),
+                microcode: Some(115)
+            }
+        );
         assert_eq!("".parse::<MinTcb>(), Ok(MinTcb::default()));
         assert!("bl=256".parse::<MinTcb>().is_err());
         assert!("foo=1".parse::<MinTcb>().is_err());
@@ -619,7 +736,12 @@ mod tests {
 
     #[test]
     fn garbage_never_verifies() {
-        let o = verify_report(&[], &[], CertSource::Pem { ark: b"", ask: b"" }, &VerifyOptions::default());
+        let o = verify_report(
+            &[],
+            &[],
+            CertSource::Pem { ark: b"", ask: b"" },
+            &VerifyOptions::default(),
+        );
         assert!(!o.verified());
         assert!(o.failures().count() >= 3);
     }

@@ -45,7 +45,15 @@ struct Case {
 
 impl Case {
     fn new(image: &Path, vcpus: u32, vcpu_type: VcpuType, features: u64) -> Self {
-        Case { image: image.to_owned(), vcpus, vcpu_type, features, kernel: None, initrd: None, append: None }
+        Case {
+            image: image.to_owned(),
+            vcpus,
+            vcpu_type,
+            features,
+            kernel: None,
+            initrd: None,
+            append: None,
+        }
     }
 
     fn ours(&self, m: &Measurer) -> Result<String, String> {
@@ -54,9 +62,14 @@ impl Case {
             let initrd = self.initrd.as_ref().map(|p| std::fs::read(p).unwrap());
             KernelHashes::new(&kernel, initrd.as_deref(), self.append.as_deref())
         });
-        m.launch_digest(self.vcpus, self.vcpu_type, self.features, &DigestOptions { kernel_hashes })
-            .map(hex::encode)
-            .map_err(|e| e.to_string())
+        m.launch_digest(
+            self.vcpus,
+            self.vcpu_type,
+            self.features,
+            &DigestOptions { kernel_hashes },
+        )
+        .map(hex::encode)
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -116,7 +129,9 @@ for line in sys.stdin:
 fn oracle_python_or_skip() -> Option<PathBuf> {
     let py = oracle_python();
     if py.is_none() {
-        missing("sev-snp-measure (PyPI) not found on PATH or in target/oracles-venv (scripts/test.sh installs it)");
+        missing(
+            "sev-snp-measure (PyPI) not found on PATH or in target/oracles-venv (scripts/test.sh installs it)",
+        );
     }
     py
 }
@@ -153,7 +168,9 @@ fn debian_or_skip() -> Vec<PathBuf> {
 
 #[test]
 fn oracle_debian_ovmf_1_to_64_vcpus() {
-    let Some(py) = oracle_python_or_skip() else { return };
+    let Some(py) = oracle_python_or_skip() else {
+        return;
+    };
     let mut cases = Vec::new();
     for img in debian_or_skip() {
         for vcpus in 1..=64 {
@@ -166,7 +183,9 @@ fn oracle_debian_ovmf_1_to_64_vcpus() {
 
 #[test]
 fn oracle_debian_ovmf_every_vcpu_type_and_sig() {
-    let Some(py) = oracle_python_or_skip() else { return };
+    let Some(py) = oracle_python_or_skip() else {
+        return;
+    };
     let mut cases = Vec::new();
     for img in debian_or_skip() {
         for name in ORACLE_TYPES {
@@ -184,7 +203,9 @@ fn oracle_debian_ovmf_every_vcpu_type_and_sig() {
 
 #[test]
 fn oracle_guest_features() {
-    let Some(py) = oracle_python_or_skip() else { return };
+    let Some(py) = oracle_python_or_skip() else {
+        return;
+    };
     let mut cases = Vec::new();
     for img in debian_or_skip() {
         for features in [0x0, 0x1, 0x3, 0x5, 0x21, 0x41, 0x81, 0x2f, 0xffff, u64::MAX] {
@@ -198,11 +219,16 @@ fn oracle_guest_features() {
 
 #[test]
 fn oracle_synthetic_omega_like_images() {
-    let Some(py) = oracle_python_or_skip() else { return };
+    let Some(py) = oracle_python_or_skip() else {
+        return;
+    };
     let dir = scratch("synthetic");
     let mut rng = Rng::new(seed());
     let mut cases = Vec::new();
-    for (i, size) in [0x10000usize, 0x20000, 0x100000, 0x400000].into_iter().enumerate() {
+    for (i, size) in [0x10000usize, 0x20000, 0x100000, 0x400000]
+        .into_iter()
+        .enumerate()
+    {
         let p = dir.join(format!("img{i}.bin"));
         std::fs::write(&p, synthetic_image(&mut rng, size, None)).unwrap();
         for _ in 0..12 {
@@ -218,7 +244,9 @@ fn oracle_synthetic_omega_like_images() {
 
 #[test]
 fn oracle_kernel_hashes() {
-    let Some(py) = oracle_python_or_skip() else { return };
+    let Some(py) = oracle_python_or_skip() else {
+        return;
+    };
     let dir = scratch("kernel-hashes");
     let mut rng = Rng::new(seed() ^ 0x4b);
     let kernel = dir.join("vmlinuz");
@@ -231,7 +259,12 @@ fn oracle_kernel_hashes() {
     for (i, at) in [0u32, 0xc00, last].into_iter().enumerate() {
         let p = dir.join(format!("img{i}.bin"));
         std::fs::write(&p, synthetic_image(&mut rng, 0x20000, Some(0x90_0000 + at))).unwrap();
-        let appends = [None, Some(""), Some("console=ttyS0 root=/dev/vda1"), Some("ünïcode ☃ quiet")];
+        let appends = [
+            None,
+            Some(""),
+            Some("console=ttyS0 root=/dev/vda1"),
+            Some("ünïcode ☃ quiet"),
+        ];
         for append in appends {
             for with_initrd in [false, true] {
                 let mut c = Case::new(&p, 1 + rng.below(8) as u32, VcpuType::EpycMilan, 0x1);
@@ -264,27 +297,74 @@ fn oracle_cli_end_to_end() {
     let ours = env!("CARGO_BIN_EXE_measurements");
     let run = |cmd: &str, args: &[&str]| {
         let o = Command::new(cmd).args(args).output().unwrap();
-        assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap().trim().to_owned()
     };
     for img in debian_or_skip() {
         let img = path_str(&img);
-        for (vcpus, t, features) in [("1", "EPYC-v4", "0x1"), ("4", "EPYC-Milan", "0x21"), ("64", "EPYC-Genoa", "0x1")] {
-            let args = ["--vcpus", vcpus, "--vcpu-type", t, "--guest-features", features];
-            let theirs = run(path_str(&exe).as_str(), &[&["--mode", "snp", "--ovmf", &img][..], &args].concat());
+        for (vcpus, t, features) in [
+            ("1", "EPYC-v4", "0x1"),
+            ("4", "EPYC-Milan", "0x21"),
+            ("64", "EPYC-Genoa", "0x1"),
+        ] {
+            let args = [
+                "--vcpus",
+                vcpus,
+                "--vcpu-type",
+                t,
+                "--guest-features",
+                features,
+            ];
+            let theirs = run(
+                path_str(&exe).as_str(),
+                &[&["--mode", "snp", "--ovmf", &img][..], &args].concat(),
+            );
             let mine = run(ours, &[&["digest", "--image", &img][..], &args].concat());
             assert_eq!(mine.len(), 96);
             assert_eq!(mine, theirs, "{img} {args:?}");
-            let json = run(ours, &[&["digest", "--json", "--image", &img][..], &args].concat());
+            let json = run(
+                ours,
+                &[&["digest", "--json", "--image", &img][..], &args].concat(),
+            );
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
             assert_eq!(v["launch_digest"], theirs);
             assert_eq!(v["vcpus"], vcpus.parse::<u32>().unwrap());
             assert_eq!(v["vcpu_type"], t);
             let size = v["image_info"]["size"].as_u64().unwrap();
-            assert_eq!(v["image_info"]["gpa"], format!("{:#x}", (1u64 << 32) - size));
+            assert_eq!(
+                v["image_info"]["gpa"],
+                format!("{:#x}", (1u64 << 32) - size)
+            );
         }
-        let sig = run(ours, &["digest", "--image", &img, "--vcpus", "2", "--vcpu-sig", "0xa00f11"]);
-        let theirs = run(path_str(&exe).as_str(), &["--mode", "snp", "--ovmf", &img, "--vcpus", "2", "--vcpu-sig", "0xa00f11"]);
+        let sig = run(
+            ours,
+            &[
+                "digest",
+                "--image",
+                &img,
+                "--vcpus",
+                "2",
+                "--vcpu-sig",
+                "0xa00f11",
+            ],
+        );
+        let theirs = run(
+            path_str(&exe).as_str(),
+            &[
+                "--mode",
+                "snp",
+                "--ovmf",
+                &img,
+                "--vcpus",
+                "2",
+                "--vcpu-sig",
+                "0xa00f11",
+            ],
+        );
         assert_eq!(sig, theirs);
     }
 }
@@ -296,8 +376,13 @@ fn oracle_omega_image() {
         return;
     };
     let info = digest::inspect(&std::fs::read(&img).unwrap()).expect("Omega's image parses");
-    assert!(info.has_sev_metadata, "Omega's image must declare SEV metadata");
-    let Some(py) = oracle_python_or_skip() else { return };
+    assert!(
+        info.has_sev_metadata,
+        "Omega's image must declare SEV metadata"
+    );
+    let Some(py) = oracle_python_or_skip() else {
+        return;
+    };
     let mut cases = Vec::new();
     for vcpus in [1, 2, 4, 8, 64] {
         for t in ["EPYC", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"] {
@@ -339,7 +424,10 @@ fn sev_crate_agrees() {
                 ovmf_hash_str: None,
                 vmm_type: None,
             });
-            assert!(format!("{theirs:?}").contains("OVMF_SEV_METADATA_GUID"), "{theirs:?}");
+            assert!(
+                format!("{theirs:?}").contains("OVMF_SEV_METADATA_GUID"),
+                "{theirs:?}"
+            );
             continue;
         }
         for (i, t) in VcpuType::NAMED.into_iter().enumerate() {
@@ -356,8 +444,15 @@ fn sev_crate_agrees() {
                 vmm_type: None,
             })
             .unwrap();
-            let ours = m.launch_digest(vcpus, t, 0x1, &DigestOptions::default()).unwrap();
-            assert_eq!(hex::encode(ours), theirs.get_hex_ld(), "{} {t} {vcpus}", img.display());
+            let ours = m
+                .launch_digest(vcpus, t, 0x1, &DigestOptions::default())
+                .unwrap();
+            assert_eq!(
+                hex::encode(ours),
+                theirs.get_hex_ld(),
+                "{} {t} {vcpus}",
+                img.display()
+            );
         }
     }
     // Kernel hashes through the sev crate too.
@@ -374,8 +469,21 @@ fn sev_crate_agrees() {
         vmm_type: None,
     })
     .unwrap();
-    let kh = KernelHashes::new(&std::fs::read(&kernel).unwrap(), None, Some("console=ttyS0"));
-    let ours = m.launch_digest(2, VcpuType::EpycMilan, 0x1, &DigestOptions { kernel_hashes: Some(kh) }).unwrap();
+    let kh = KernelHashes::new(
+        &std::fs::read(&kernel).unwrap(),
+        None,
+        Some("console=ttyS0"),
+    );
+    let ours = m
+        .launch_digest(
+            2,
+            VcpuType::EpycMilan,
+            0x1,
+            &DigestOptions {
+                kernel_hashes: Some(kh),
+            },
+        )
+        .unwrap();
     assert_eq!(hex::encode(ours), theirs.get_hex_ld());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -387,13 +495,29 @@ fn one_shot_and_rom_hash() {
     for img in debian_or_skip() {
         let bytes = std::fs::read(&img).unwrap();
         let m = Measurer::new(&bytes).unwrap();
-        let a = digest::launch_digest(&bytes, 3, VcpuType::EpycRome, 0x1, &DigestOptions::default()).unwrap();
-        let b = m.launch_digest(3, VcpuType::EpycRome, 0x1, &DigestOptions::default()).unwrap();
+        let a = digest::launch_digest(
+            &bytes,
+            3,
+            VcpuType::EpycRome,
+            0x1,
+            &DigestOptions::default(),
+        )
+        .unwrap();
+        let b = m
+            .launch_digest(3, VcpuType::EpycRome, 0x1, &DigestOptions::default())
+            .unwrap();
         assert_eq!(a, b);
         if let Some(exe) = oracle_exe() {
-            let o = Command::new(exe).args(["--mode", "snp:ovmf-hash", "--ovmf"]).arg(&img).output().unwrap();
+            let o = Command::new(exe)
+                .args(["--mode", "snp:ovmf-hash", "--ovmf"])
+                .arg(&img)
+                .output()
+                .unwrap();
             assert!(o.status.success());
-            assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), hex::encode(m.rom_digest()));
+            assert_eq!(
+                String::from_utf8(o.stdout).unwrap().trim(),
+                hex::encode(m.rom_digest())
+            );
         } else {
             missing("sev-snp-measure executable not found");
         }

@@ -21,7 +21,9 @@ fn shared_vectors(dir: &Path) -> Vec<Vector> {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_str().unwrap().to_owned();
-        let Some(stem) = name.strip_suffix(".report.bin") else { continue };
+        let Some(stem) = name.strip_suffix(".report.bin") else {
+            continue;
+        };
         let family = stem.split('-').next().unwrap().parse().unwrap();
         out.push(Vector {
             name: stem.to_owned(),
@@ -43,7 +45,9 @@ fn vectors() -> Vec<Vector> {
             v
         }
         None => {
-            missing("../shared/testdata/snp is absent; using only the embedded virtee Milan report");
+            missing(
+                "../shared/testdata/snp is absent; using only the embedded virtee Milan report",
+            );
             embedded()
         }
     }
@@ -51,12 +55,20 @@ fn vectors() -> Vec<Vector> {
 
 fn embedded() -> Vec<Vector> {
     let (report, vcek) = embedded_milan();
-    vec![Vector { name: "embedded-virtee-milan".into(), family: Family::Milan, report, vcek }]
+    vec![Vector {
+        name: "embedded-virtee-milan".into(),
+        family: Family::Milan,
+        report,
+        vcek,
+    }]
 }
 
 /// The go-sev-guest report was taken from a guest whose policy allows debugging.
 fn opts_for(v: &Vector) -> VerifyOptions {
-    VerifyOptions { allow_debug: v.name.contains("gosevguest"), ..Default::default() }
+    VerifyOptions {
+        allow_debug: v.name.contains("gosevguest"),
+        ..Default::default()
+    }
 }
 
 fn exhaustive() -> bool {
@@ -70,7 +82,12 @@ fn failed_names(o: &measurements::VerifyOutcome) -> Vec<&'static str> {
 #[test]
 fn embedded_milan_report_verifies() {
     for v in embedded() {
-        let o = verify_report(&v.report, &v.vcek, CertSource::Family(v.family), &opts_for(&v));
+        let o = verify_report(
+            &v.report,
+            &v.vcek,
+            CertSource::Family(v.family),
+            &opts_for(&v),
+        );
         assert!(o.verified(), "{}: {:?}", v.name, o.checks);
         assert_eq!(o.checks.len(), 15, "{:?}", o.checks);
     }
@@ -87,12 +104,25 @@ fn all_shared_reports_verify() {
     let mut versions = Vec::new();
     for v in &vs {
         // With the builtin certificates of the family...
-        let o = verify_report(&v.report, &v.vcek, CertSource::Family(v.family), &opts_for(v));
+        let o = verify_report(
+            &v.report,
+            &v.vcek,
+            CertSource::Family(v.family),
+            &opts_for(v),
+        );
         assert!(o.verified(), "{}: {:?}", v.name, failed_names(&o));
         // ...and with the PEM files shipped beside the reports.
         let ark = std::fs::read(dir.join(format!("{}-ark.pem", v.family))).unwrap();
         let ask = std::fs::read(dir.join(format!("{}-ask.pem", v.family))).unwrap();
-        let o = verify_report(&v.report, &v.vcek, CertSource::Pem { ark: &ark, ask: &ask }, &opts_for(v));
+        let o = verify_report(
+            &v.report,
+            &v.vcek,
+            CertSource::Pem {
+                ark: &ark,
+                ask: &ask,
+            },
+            &opts_for(v),
+        );
         assert!(o.verified(), "{} (PEM): {:?}", v.name, failed_names(&o));
         versions.push(o.report.unwrap().version);
     }
@@ -106,8 +136,16 @@ fn debug_policy_refused_by_default() {
         missing("../shared/testdata/snp is absent");
         return;
     };
-    let v = shared_vectors(&dir).into_iter().find(|v| v.name.contains("gosevguest")).unwrap();
-    let o = verify_report(&v.report, &v.vcek, CertSource::Family(v.family), &VerifyOptions::default());
+    let v = shared_vectors(&dir)
+        .into_iter()
+        .find(|v| v.name.contains("gosevguest"))
+        .unwrap();
+    let o = verify_report(
+        &v.report,
+        &v.vcek,
+        CertSource::Family(v.family),
+        &VerifyOptions::default(),
+    );
     assert!(!o.verified());
     assert_eq!(failed_names(&o), ["policy.debug"]);
 }
@@ -119,9 +157,22 @@ fn builtin_certs_equal_shared_pems() {
         return;
     };
     for f in Family::ALL {
-        let norm = |b: &[u8]| String::from_utf8_lossy(b).replace("\r\n", "\n").trim().to_owned();
-        assert_eq!(norm(f.ark_pem()), norm(&std::fs::read(dir.join(format!("{f}-ark.pem"))).unwrap()), "{f} ARK");
-        assert_eq!(norm(f.ask_pem()), norm(&std::fs::read(dir.join(format!("{f}-ask.pem"))).unwrap()), "{f} ASK");
+        let norm = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .replace("\r\n", "\n")
+                .trim()
+                .to_owned()
+        };
+        assert_eq!(
+            norm(f.ark_pem()),
+            norm(&std::fs::read(dir.join(format!("{f}-ark.pem"))).unwrap()),
+            "{f} ARK"
+        );
+        assert_eq!(
+            norm(f.ask_pem()),
+            norm(&std::fs::read(dir.join(format!("{f}-ask.pem"))).unwrap()),
+            "{f} ASK"
+        );
     }
 }
 
@@ -132,8 +183,16 @@ fn wrong_family_certs_fail() {
             let o = verify_report(&v.report, &v.vcek, CertSource::Family(f), &opts_for(&v));
             assert!(!o.verified(), "{} verified under {f}", v.name);
             let failed = failed_names(&o);
-            assert!(failed.contains(&"vcek.signed_by_ask"), "{} under {f}: {failed:?}", v.name);
-            assert!(failed.contains(&"report.signature"), "{} under {f}: {failed:?}", v.name);
+            assert!(
+                failed.contains(&"vcek.signed_by_ask"),
+                "{} under {f}: {failed:?}",
+                v.name
+            );
+            assert!(
+                failed.contains(&"report.signature"),
+                "{} under {f}: {failed:?}",
+                v.name
+            );
         }
     }
 }
@@ -154,16 +213,27 @@ fn every_report_byte_flip_fails() {
         // every 5th of the signed part (crypto in debug builds is slow), unless
         // OMEGA_EXHAUSTIVE_FLIPS is set.
         let step = if n == 0 || exhaustive() { 1 } else { 5 };
-        let offsets = (0..SIGNED_LEN).step_by(step).chain(SIGNED_LEN..signature_end);
+        let offsets = (0..SIGNED_LEN)
+            .step_by(step)
+            .chain(SIGNED_LEN..signature_end);
         for i in offsets {
             let mask = if i % 2 == 0 { 0x01u8 } else { 0x80 };
             let mut r = v.report.clone();
             r[i] ^= mask;
             let o = vcek.verify_report(&r, &opts);
-            assert!(!o.verified(), "{}: flipping byte {i:#x} with {mask:#x} still verifies", v.name);
+            assert!(
+                !o.verified(),
+                "{}: flipping byte {i:#x} with {mask:#x} still verifies",
+                v.name
+            );
             if i >= 0x50 {
                 // Past the fields other checks look at, only the signature can notice.
-                assert!(failed_names(&o).contains(&"report.signature"), "{} {i:#x}: {:?}", v.name, failed_names(&o));
+                assert!(
+                    failed_names(&o).contains(&"report.signature"),
+                    "{} {i:#x}: {:?}",
+                    v.name,
+                    failed_names(&o)
+                );
             }
         }
         // A few flips through the one-shot API, which must agree.
@@ -202,7 +272,11 @@ fn every_vcek_byte_flip_fails() {
             let mut der = v.vcek.clone();
             der[i] ^= 0x01;
             let o = ca.vcek(&der).verify_report(&v.report, &opts);
-            assert!(!o.verified(), "{}: flipping VCEK byte {i:#x} still verifies", v.name);
+            assert!(
+                !o.verified(),
+                "{}: flipping VCEK byte {i:#x} still verifies",
+                v.name
+            );
         }
     }
 }
@@ -217,11 +291,17 @@ fn tampered_ask_fails() {
     for i in (0..der.len()).step_by(97) {
         let mut d = der.clone();
         d[i] ^= 1;
-        let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64_encode(&d));
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64_encode(&d)
+        );
         let o = verify_report(
             &v.report,
             &v.vcek,
-            CertSource::Pem { ark: v.family.ark_pem(), ask: pem.as_bytes() },
+            CertSource::Pem {
+                ark: v.family.ark_pem(),
+                ask: pem.as_bytes(),
+            },
             &opts_for(&v),
         );
         assert!(!o.verified(), "ASK flip at {i:#x} still verifies");
@@ -254,20 +334,40 @@ fn expectations_are_enforced() {
 
     let mut m = r.measurement;
     m[47] ^= 1;
-    let o = run(&VerifyOptions { expect_measurement: Some(m), ..good.clone() });
+    let o = run(&VerifyOptions {
+        expect_measurement: Some(m),
+        ..good.clone()
+    });
     assert_eq!(failed_names(&o), ["measurement"]);
 
     let mut d = r.report_data;
     d[0] ^= 1;
-    let o = run(&VerifyOptions { expect_report_data: Some(d), ..good.clone() });
+    let o = run(&VerifyOptions {
+        expect_report_data: Some(d),
+        ..good.clone()
+    });
     assert_eq!(failed_names(&o), ["report_data"]);
 
     let snp = r.reported_tcb.snp.checked_add(1).unwrap();
-    let o = run(&VerifyOptions { min_tcb: Some(MinTcb { snp: Some(snp), ..Default::default() }), ..good.clone() });
+    let o = run(&VerifyOptions {
+        min_tcb: Some(MinTcb {
+            snp: Some(snp),
+            ..Default::default()
+        }),
+        ..good.clone()
+    });
     assert_eq!(failed_names(&o), ["min_tcb"]);
-    assert!(o.check("min_tcb").unwrap().message.contains(&format!("snp {} < {snp}", r.reported_tcb.snp)));
+    assert!(
+        o.check("min_tcb")
+            .unwrap()
+            .message
+            .contains(&format!("snp {} < {snp}", r.reported_tcb.snp))
+    );
 
-    let o = run(&VerifyOptions { min_tcb: Some("fmc=1".parse().unwrap()), ..good.clone() });
+    let o = run(&VerifyOptions {
+        min_tcb: Some("fmc=1".parse().unwrap()),
+        ..good.clone()
+    });
     assert_eq!(failed_names(&o), ["min_tcb"], "Milan has no FMC component");
 }
 
@@ -276,14 +376,25 @@ fn unknown_ark_refused_unless_allowed() {
     // A real ASK presented as the root: not one of AMD's ARKs, and not self-signed.
     let v = vectors().remove(0);
     let ask = v.family.ask_pem();
-    let o = verify_report(&v.report, &v.vcek, CertSource::Pem { ark: ask, ask }, &opts_for(&v));
-    let failed = failed_names(&o);
-    assert!(failed.contains(&"ark.amd_root") && failed.contains(&"ark.self_signed"), "{failed:?}");
     let o = verify_report(
         &v.report,
         &v.vcek,
         CertSource::Pem { ark: ask, ask },
-        &VerifyOptions { allow_unknown_ark: true, ..opts_for(&v) },
+        &opts_for(&v),
+    );
+    let failed = failed_names(&o);
+    assert!(
+        failed.contains(&"ark.amd_root") && failed.contains(&"ark.self_signed"),
+        "{failed:?}"
+    );
+    let o = verify_report(
+        &v.report,
+        &v.vcek,
+        CertSource::Pem { ark: ask, ask },
+        &VerifyOptions {
+            allow_unknown_ark: true,
+            ..opts_for(&v)
+        },
     );
     assert!(!failed_names(&o).contains(&"ark.amd_root"));
     assert!(!o.verified());
@@ -314,21 +425,34 @@ fn sev_crate_agrees() {
     use sev::certs::snp::{Chain, Verifiable};
     use sev::parser::ByteParser;
     for v in vectors() {
-        let chain = Chain::from_pem(v.family.ark_pem(), v.family.ask_pem(), &pem_of(&v.vcek)).unwrap();
+        let chain =
+            Chain::from_pem(v.family.ark_pem(), v.family.ask_pem(), &pem_of(&v.vcek)).unwrap();
         let parse = |b: &[u8]| sev::firmware::guest::AttestationReport::from_bytes(b);
-        let theirs = parse(&v.report).map(|r| (&chain, &r).verify().is_ok()).unwrap_or(false);
+        let theirs = parse(&v.report)
+            .map(|r| (&chain, &r).verify().is_ok())
+            .unwrap_or(false);
         assert!(theirs, "{}: sev crate refuses a real report", v.name);
         let ca = CaChain::new(CertSource::Family(v.family), &VerifyOptions::default());
         let vcek = ca.vcek(&v.vcek);
-        for i in (0..SIGNED_LEN + 144).step_by(41).chain([SIGNED_LEN + 60, SIGNED_LEN + 72 + 50]) {
+        for i in (0..SIGNED_LEN + 144)
+            .step_by(41)
+            .chain([SIGNED_LEN + 60, SIGNED_LEN + 72 + 50])
+        {
             let mut r = v.report.clone();
             r[i] ^= 0x10;
-            let theirs = parse(&r).map(|rep| (&chain, &rep).verify().is_ok()).unwrap_or(false);
+            let theirs = parse(&r)
+                .map(|rep| (&chain, &rep).verify().is_ok())
+                .unwrap_or(false);
             let ours = vcek.verify_report(&r, &opts_for(&v));
-            assert!(!ours.check("report.signature").is_some_and(|c| c.passed), "{} {i:#x}", v.name);
+            assert!(
+                !ours.check("report.signature").is_some_and(|c| c.passed),
+                "{} {i:#x}",
+                v.name
+            );
             // Known difference: sev 8.0.0 reads only the low 48 bytes of the 72-byte R and S
             // fields and so accepts non-zero padding (bytes 48..72 of each); we refuse it.
-            let in_padding = (SIGNED_LEN..SIGNED_LEN + 144).contains(&i) && (i - SIGNED_LEN) % 72 >= 48;
+            let in_padding =
+                (SIGNED_LEN..SIGNED_LEN + 144).contains(&i) && (i - SIGNED_LEN) % 72 >= 48;
             if !in_padding {
                 assert!(!theirs, "{}: sev crate accepts flip at {i:#x}", v.name);
             }
@@ -337,7 +461,11 @@ fn sev_crate_agrees() {
 }
 
 fn pem_of(der: &[u8]) -> Vec<u8> {
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64_encode(der)).into_bytes()
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64_encode(der)
+    )
+    .into_bytes()
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -407,7 +535,10 @@ fn turin_vcek_binding() {
     r2[0x180] = 1;
     let o = verify_report(&r2, &vcek, CertSource::Family(Family::Turin), &opts);
     let tcb = o.check("vcek.tcb").unwrap();
-    assert!(!tcb.passed && tcb.message.contains("fmc: VCEK 0, report 1"), "{tcb:?}");
+    assert!(
+        !tcb.passed && tcb.message.contains("fmc: VCEK 0, report 1"),
+        "{tcb:?}"
+    );
 
     // A different chip id, or non-zero bytes after the 8 Turin uses.
     let mut r3 = r.clone();

@@ -6,12 +6,17 @@
 mod common;
 
 use common::*;
-use measurements::digest::{DigestOptions, KernelHashes, Measurer, VcpuType, inspect, launch_digest};
+use measurements::digest::{
+    DigestOptions, KernelHashes, Measurer, VcpuType, inspect, launch_digest,
+};
 use measurements::report::{AttestationReport, REPORT_LEN};
 use measurements::verify::{CaChain, CertSource, Family, VerifyOptions, verify_report};
 
 fn iters(default: usize) -> usize {
-    std::env::var("OMEGA_ROBUSTNESS_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("OMEGA_ROBUSTNESS_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Mutates `b` in place: byte flips, random bytes, u16/u32 interesting values, truncation
@@ -24,7 +29,9 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>, hot: Option<std::ops::Range<usize>>) {
             continue;
         }
         let at = match &hot {
-            Some(r) if rng.below(4) != 0 && r.end <= b.len() && r.start < r.end => r.start + rng.below(r.end - r.start),
+            Some(r) if rng.below(4) != 0 && r.end <= b.len() && r.start < r.end => {
+                r.start + rng.below(r.end - r.start)
+            }
             _ => rng.below(b.len()),
         };
         match rng.below(6) {
@@ -39,7 +46,10 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>, hot: Option<std::ops::Range<usize>>) {
                 b[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
             4 => b.truncate(at),
-            _ => b.extend({ let n = rng.below(64); rng.bytes(n) }),
+            _ => b.extend({
+                let n = rng.below(64);
+                rng.bytes(n)
+            }),
         }
     }
 }
@@ -58,12 +68,23 @@ fn random_and_mutated_images_never_panic() {
         // Mostly hit the footer table and the metadata, which sit in the last 4 KiB.
         mutate(&mut rng, &mut img, Some(size.saturating_sub(0x1000)..size));
         if i % 50 == 0 {
-            img = { let n = rng.below(0x3000); rng.bytes(n) };
+            img = {
+                let n = rng.below(0x3000);
+                rng.bytes(n)
+            };
         }
         let _ = inspect(&img);
         let vcpus = rng.below(4) as u32;
-        let opts = DigestOptions { kernel_hashes: (rng.below(2) == 0).then_some(kh) };
-        match launch_digest(&img, vcpus, VcpuType::NAMED[rng.below(18)], rng.next_u64(), &opts) {
+        let opts = DigestOptions {
+            kernel_hashes: (rng.below(2) == 0).then_some(kh),
+        };
+        match launch_digest(
+            &img,
+            vcpus,
+            VcpuType::NAMED[rng.below(18)],
+            rng.next_u64(),
+            &opts,
+        ) {
             Ok(_) => ok += 1,
             Err(e) => {
                 assert!(!e.to_string().is_empty());
@@ -72,7 +93,10 @@ fn random_and_mutated_images_never_panic() {
         }
     }
     eprintln!("{ok} images measured, {errors} refused");
-    assert!(ok > 0 && errors > 0, "mutations should produce both outcomes ({ok} ok, {errors} errors)");
+    assert!(
+        ok > 0 && errors > 0,
+        "mutations should produce both outcomes ({ok} ok, {errors} errors)"
+    );
 }
 
 #[test]
@@ -80,7 +104,11 @@ fn random_reports_never_panic() {
     let mut rng = Rng::new(seed() ^ 1);
     let (real, _) = embedded_milan();
     for _ in 0..iters(100_000) {
-        let mut b = if rng.below(2) == 0 { real.clone() } else { rng.bytes(REPORT_LEN) };
+        let mut b = if rng.below(2) == 0 {
+            real.clone()
+        } else {
+            rng.bytes(REPORT_LEN)
+        };
         mutate(&mut rng, &mut b, None);
         if let Ok(r) = AttestationReport::parse(&b) {
             let _ = r.to_string();
@@ -118,8 +146,19 @@ fn mutated_inputs_through_the_verifier() {
     for _ in 0..iters(300) {
         let mut ark = Family::Milan.ark_pem().to_vec();
         mutate(&mut rng, &mut ark, None);
-        let junk = { let n = rng.below(2000); rng.bytes(n) };
-        let o = verify_report(&report, &junk, CertSource::Pem { ark: &ark, ask: &junk }, &opts);
+        let junk = {
+            let n = rng.below(2000);
+            rng.bytes(n)
+        };
+        let o = verify_report(
+            &report,
+            &junk,
+            CertSource::Pem {
+                ark: &ark,
+                ask: &junk,
+            },
+            &opts,
+        );
         assert!(!o.verified());
     }
 }
@@ -128,14 +167,22 @@ fn mutated_inputs_through_the_verifier() {
 fn measurer_on_random_bytes_never_panics() {
     let mut rng = Rng::new(seed() ^ 3);
     for _ in 0..iters(2000) {
-        let mut b = { let n = rng.below(0x2100); rng.bytes(n) };
+        let mut b = {
+            let n = rng.below(0x2100);
+            rng.bytes(n)
+        };
         // Sometimes put the footer GUID where it belongs so parsing goes deeper.
         if b.len() >= 0x30 && rng.below(2) == 0 {
             let at = b.len() - 0x30;
             b[at..at + 16].copy_from_slice(&firmware_layout::FOOTER_GUID.to_bytes_le());
         }
         if let Ok(m) = Measurer::new(&b) {
-            let _ = m.launch_digest(1 + rng.below(3) as u32, VcpuType::Epyc, 1, &DigestOptions::default());
+            let _ = m.launch_digest(
+                1 + rng.below(3) as u32,
+                VcpuType::Epyc,
+                1,
+                &DigestOptions::default(),
+            );
         }
     }
 }

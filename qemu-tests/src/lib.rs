@@ -34,7 +34,13 @@ pub struct Boot {
 
 impl Boot {
     pub fn new(image: impl Into<PathBuf>) -> Boot {
-        Boot { image: image.into(), memory_mib: 128, cmdline: None, timeout: Duration::from_secs(60), extra_args: Vec::new() }
+        Boot {
+            image: image.into(),
+            memory_mib: 128,
+            cmdline: None,
+            timeout: Duration::from_secs(60),
+            extra_args: Vec::new(),
+        }
     }
 
     pub fn cmdline(mut self, c: &str) -> Boot {
@@ -67,10 +73,16 @@ impl Boot {
             .arg(format!("{}M", self.memory_mib))
             .arg("-bios")
             .arg(&self.image)
-            .args(["-nographic", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+            .args([
+                "-nographic",
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]);
         if let Some(c) = &self.cmdline {
             // fw_cfg strings cannot contain commas unescaped; ours never do.
-            cmd.arg("-fw_cfg").arg(format!("name=opt/omega/cmdline,string={c}"));
+            cmd.arg("-fw_cfg")
+                .arg(format!("name=opt/omega/cmdline,string={c}"));
         }
         cmd.args(&self.extra_args);
         cmd
@@ -95,16 +107,21 @@ impl Boot {
     /// Adds a QEMU monitor on a unix socket (for `pmemsave` and friends).
     pub fn monitor_socket(mut self, path: &Path) -> Boot {
         self.extra_args.push("-monitor".into());
-        self.extra_args.push(format!("unix:{},server=on,wait=off", path.display()));
+        self.extra_args
+            .push(format!("unix:{},server=on,wait=off", path.display()));
         self
     }
 
     /// Starts QEMU and returns at once; the serial console is collected in the background.
     pub fn spawn(&self) -> Result<Running> {
         let mut cmd = self.command();
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let start = Instant::now();
-        let mut child = cmd.spawn().context("starting qemu-system-x86_64 (run scripts/setup.sh to install it)")?;
+        let mut child = cmd
+            .spawn()
+            .context("starting qemu-system-x86_64 (run scripts/setup.sh to install it)")?;
         let serial = Arc::new(Mutex::new(Vec::new()));
         let banner_at = Arc::new(Mutex::new(None));
         let mut stdout = child.stdout.take().expect("piped");
@@ -132,7 +149,15 @@ impl Boot {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        Ok(Running { child, start, timeout: self.timeout, serial, banner_at, reader: Some(reader), err_reader: Some(err_reader) })
+        Ok(Running {
+            child,
+            start,
+            timeout: self.timeout,
+            serial,
+            banner_at,
+            reader: Some(reader),
+            err_reader: Some(err_reader),
+        })
     }
 
     /// Boots, waits for QEMU to exit or the timeout, and returns what happened.
@@ -208,10 +233,21 @@ impl Running {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
-        let stderr = self.err_reader.take().map(|r| r.join().unwrap_or_default()).unwrap_or_default();
+        let stderr = self
+            .err_reader
+            .take()
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
         let serial = String::from_utf8_lossy(&self.serial.lock().unwrap()).replace('\r', "");
         let banner_after = *self.banner_at.lock().unwrap();
-        Ok(Outcome { status, serial, stderr, timed_out, elapsed, banner_after })
+        Ok(Outcome {
+            status,
+            serial,
+            stderr,
+            timed_out,
+            elapsed,
+            banner_after,
+        })
     }
 }
 
@@ -219,7 +255,8 @@ impl Running {
 pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
-    let mut s = UnixStream::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -229,7 +266,9 @@ pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
             match s.read(buf) {
                 Ok(0) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -259,10 +298,15 @@ impl Outcome {
     /// What QEMU's exit status means for an Omega image.
     pub fn describe(&self) -> String {
         match (self.timed_out, self.status) {
-            (true, _) => format!("timed out after {:.1} s and was killed", self.elapsed.as_secs_f64()),
+            (true, _) => format!(
+                "timed out after {:.1} s and was killed",
+                self.elapsed.as_secs_f64()
+            ),
             (_, Some(EXIT_SUCCESS)) => "clean exit".into(),
             (_, Some(EXIT_FAILURE)) => "the image reported a failure".into(),
-            (_, Some(0)) => "QEMU exited without the image's exit code (triple fault or shutdown)".into(),
+            (_, Some(0)) => {
+                "QEMU exited without the image's exit code (triple fault or shutdown)".into()
+            }
             (_, Some(c)) => format!("QEMU failed with status {c}"),
             (_, None) => "QEMU was killed by a signal".into(),
         }

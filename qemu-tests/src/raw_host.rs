@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use omega_wire::{
-    Credits, Decoder, Encoder, HelloAck, Kind, MAX_FRAME, Reassembler, SUPPORTED_VERSIONS, Stream, msg, negotiate,
+    Credits, Decoder, Encoder, HelloAck, Kind, MAX_FRAME, Reassembler, SUPPORTED_VERSIONS, Stream,
+    msg, negotiate,
 };
 
 /// What the guest sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuestEvent {
     Message(Stream, Vec<u8>),
-    Error { stream: Stream, code: u16, message: String },
+    Error {
+        stream: Stream,
+        code: u16,
+        message: String,
+    },
     Closed(Stream),
 }
 
@@ -43,7 +48,9 @@ impl RawHost {
         let sock = loop {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Err(e) => return Err(e).context("connecting to the channel socket"),
             }
         };
@@ -66,7 +73,12 @@ impl RawHost {
             let n = match h.sock.read(&mut buf) {
                 Ok(0) => bail!("channel closed before the Hello"),
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             h.dec.push(&buf[..n]);
@@ -76,7 +88,11 @@ impl RawHost {
                     let hello = omega_wire::Hello::decode(f.payload)?;
                     let version = negotiate(SUPPORTED_VERSIONS, hello.versions)?;
                     h.credits = Credits::new(OUR_WINDOW, hello.window);
-                    let ack = HelloAck { version, versions: SUPPORTED_VERSIONS, window: OUR_WINDOW };
+                    let ack = HelloAck {
+                        version,
+                        versions: SUPPORTED_VERSIONS,
+                        window: OUR_WINDOW,
+                    };
                     let n = h.enc.hello_ack(&ack, &mut h.frame)?;
                     let frame = h.frame[..n].to_vec();
                     h.send_raw(&frame)?;
@@ -104,7 +120,10 @@ impl RawHost {
         let mut rest = message;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match self.enc.data_with_credit(&mut self.credits, stream, rest, &mut self.frame) {
+            match self
+                .enc
+                .data_with_credit(&mut self.credits, stream, rest, &mut self.frame)
+            {
                 Ok((taken, n)) => {
                     let f = self.frame[..n].to_vec();
                     self.send_raw(&f)?;
@@ -130,7 +149,12 @@ impl RawHost {
         let n = match self.sock.read(&mut buf) {
             Ok(0) => bail!("channel closed"),
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         let mut off = 0;
@@ -159,7 +183,11 @@ impl RawHost {
                     Kind::Credit => self.credits.on_credit(s, f.header.arg)?,
                     Kind::Error => {
                         let b = msg::ErrorBody::decode(f.payload)?;
-                        self.events.push_back(GuestEvent::Error { stream: s, code: b.code, message: b.message.to_string() });
+                        self.events.push_back(GuestEvent::Error {
+                            stream: s,
+                            code: b.code,
+                            message: b.message.to_string(),
+                        });
                     }
                     Kind::Close => self.events.push_back(GuestEvent::Closed(s)),
                     _ => {}

@@ -7,7 +7,10 @@ use std::time::Duration;
 use qemu_tests::{Boot, EXIT_FAILURE, EXIT_SUCCESS, image, test_hooks_image};
 
 fn assert_contains(out: &qemu_tests::Outcome, needle: &str) {
-    assert!(out.serial.contains(needle), "serial output lacks {needle:?}\n{out}");
+    assert!(
+        out.serial.contains(needle),
+        "serial output lacks {needle:?}\n{out}"
+    );
 }
 
 #[test]
@@ -37,7 +40,10 @@ fn reports_the_memory_qemu_gives_it() {
 fn refuses_too_little_memory() {
     let out = Boot::new(image()).memory(32).run().unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
-    assert_contains(&out, "omega-loader: FATAL: memory: 32 MiB RAM, at least 64 MiB needed");
+    assert_contains(
+        &out,
+        "omega-loader: FATAL: memory: 32 MiB RAM, at least 64 MiB needed",
+    );
 }
 
 #[test]
@@ -49,7 +55,10 @@ fn production_image_ignores_test_hooks() {
 
 #[test]
 fn kernel_panic_is_reported_with_location() {
-    let out = Boot::new(test_hooks_image()).cmdline("test=panic").run().unwrap();
+    let out = Boot::new(test_hooks_image())
+        .cmdline("test=panic")
+        .run()
+        .unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
     assert_contains(&out, "omega: PANIC at kernel/src/test_hooks.rs:");
     assert_contains(&out, "test hook asked for a panic");
@@ -57,22 +66,34 @@ fn kernel_panic_is_reported_with_location() {
 
 #[test]
 fn guard_page_fault_is_reported() {
-    let out = Boot::new(test_hooks_image()).cmdline("test=pagefault").run().unwrap();
+    let out = Boot::new(test_hooks_image())
+        .cmdline("test=pagefault")
+        .run()
+        .unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
     assert_contains(&out, "omega: CPU EXCEPTION #PF page fault (vector 14)");
-    assert_contains(&out, "page fault at address 0xffffffff9ffdfff8: read, page not present");
+    assert_contains(
+        &out,
+        "page fault at address 0xffffffff9ffdfff8: read, page not present",
+    );
 }
 
 #[test]
 fn invalid_opcode_is_reported() {
-    let out = Boot::new(test_hooks_image()).cmdline("test=ud").run().unwrap();
+    let out = Boot::new(test_hooks_image())
+        .cmdline("test=ud")
+        .run()
+        .unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
     assert_contains(&out, "omega: CPU EXCEPTION #UD invalid opcode (vector 6)");
 }
 
 #[test]
 fn kernel_code_is_not_writable() {
-    let out = Boot::new(test_hooks_image()).cmdline("test=write-code").run().unwrap();
+    let out = Boot::new(test_hooks_image())
+        .cmdline("test=write-code")
+        .run()
+        .unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
     assert_contains(&out, "write, protection violation");
     assert!(!out.serial.contains("wrote to kernel code"), "{out}");
@@ -95,7 +116,10 @@ fn corrupted_kernel_is_refused() {
     let path = corrupted("kernel-byte.bin", |b| b[0x1100] ^= 0x40);
     let out = Boot::new(path).run().unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
-    assert_contains(&out, "omega-loader: FATAL: kernel: SHA-256 of the kernel ELF does not match");
+    assert_contains(
+        &out,
+        "omega-loader: FATAL: kernel: SHA-256 of the kernel ELF does not match",
+    );
     assert!(!out.serial.contains("Omega monitor"), "{out}");
 }
 
@@ -107,7 +131,10 @@ fn corrupted_footer_is_refused() {
     });
     let out = Boot::new(path).run().unwrap();
     assert_eq!(out.status, Some(EXIT_FAILURE), "{out}");
-    assert_contains(&out, "omega-loader: FATAL: image footer: no footer GUID at offset 0xfd0");
+    assert_contains(
+        &out,
+        "omega-loader: FATAL: image footer: no footer GUID at offset 0xfd0",
+    );
 }
 
 #[test]
@@ -117,7 +144,10 @@ fn corrupted_reset_vector_never_hangs_the_harness() {
         let at = b.len() - 0x10;
         b[at..at + 2].copy_from_slice(&[0xfa, 0xf4]);
     });
-    let out = Boot::new(path).timeout(Duration::from_secs(3)).run().unwrap();
+    let out = Boot::new(path)
+        .timeout(Duration::from_secs(3))
+        .run()
+        .unwrap();
     assert!(out.timed_out, "{out}");
     assert_ne!(out.status, Some(EXIT_SUCCESS));
     assert!(out.elapsed < Duration::from_secs(10), "{out}");

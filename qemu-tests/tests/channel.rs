@@ -5,34 +5,60 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use omega_host::session::{ChannelSession, FileLogStore, SessionConfig, SessionEvent, echo_roundtrip};
+use omega_host::session::{
+    ChannelSession, FileLogStore, SessionConfig, SessionEvent, echo_roundtrip,
+};
 use omega_wire::msg::{self, ControlMsg};
 use omega_wire::{MAX_PAYLOAD, Stream};
 use qemu_tests::raw_host::{GuestEvent, RawHost};
 use qemu_tests::{Boot, EXIT_SUCCESS, image, test_hooks_image};
 
-const SIZES: [usize; 10] = [1, 2, 100, 4095, 4096, 16_383, 16_385, 65_536, 300_000, 1 << 20];
+const SIZES: [usize; 10] = [
+    1,
+    2,
+    100,
+    4095,
+    4096,
+    16_383,
+    16_385,
+    65_536,
+    300_000,
+    1 << 20,
+];
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(151).wrapping_add(seed) ^ (i >> 8) as u8).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(151).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
 }
 
 #[test]
 fn raw_virtio_console_echoes_1_byte_to_1_mib() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(test_hooks_image()).cmdline("test=virtio-echo").timeout(Duration::from_secs(120)).virtio_console(&sock);
+    let vm = Boot::new(test_hooks_image())
+        .cmdline("test=virtio-echo")
+        .timeout(Duration::from_secs(120))
+        .virtio_console(&sock);
     let mut vm = vm.spawn().unwrap();
     let stream = connect(&sock);
-    assert!(vm.wait_for("omega: virtio console ready", Duration::from_secs(60)), "{}", vm.serial());
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert!(
+        vm.wait_for("omega: virtio console ready", Duration::from_secs(60)),
+        "{}",
+        vm.serial()
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     for (i, size) in SIZES.into_iter().enumerate() {
         let data = pattern(size, i as u8);
         let mut writer = stream.try_clone().unwrap();
         let sent = data.clone();
         let w = std::thread::spawn(move || writer.write_all(&sent).unwrap());
         let mut got = vec![0u8; size];
-        (&stream).read_exact(&mut got).unwrap_or_else(|e| panic!("size {size}: {e}\n{}", vm.serial()));
+        (&stream)
+            .read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("size {size}: {e}\n{}", vm.serial()));
         w.join().unwrap();
         assert!(got == data, "size {size}: echo differs");
     }
@@ -53,7 +79,9 @@ fn connect(path: &std::path::Path) -> UnixStream {
 
 fn shutdown_msg() -> Vec<u8> {
     let mut buf = [0u8; 16];
-    msg::encode(&ControlMsg::Shutdown { status: 0 }, &mut buf).unwrap().to_vec()
+    msg::encode(&ControlMsg::Shutdown { status: 0 }, &mut buf)
+        .unwrap()
+        .to_vec()
 }
 
 /// The test-hooks monitor in echo-all mode with a raw wire host connected to it. The
@@ -61,7 +89,12 @@ fn shutdown_msg() -> Vec<u8> {
 fn echo_all_vm(timeout: Duration) -> (tempfile::TempDir, qemu_tests::Running, RawHost) {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(test_hooks_image()).cmdline("test=echo-all").timeout(timeout).virtio_console(&sock).spawn().unwrap();
+    let vm = Boot::new(test_hooks_image())
+        .cmdline("test=echo-all")
+        .timeout(timeout)
+        .virtio_console(&sock)
+        .spawn()
+        .unwrap();
     let host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
     (dir, vm, host)
 }
@@ -72,9 +105,17 @@ fn echo_all_vm(timeout: Duration) -> (tempfile::TempDir, qemu_tests::Running, Ra
 fn framed_echo_on_every_stream_1_byte_to_1_mib() {
     let (_dir, vm, mut host) = echo_all_vm(Duration::from_secs(300));
     // The monitor's own first Log message (its LOG_START entry) comes before any echo.
-    let first = host.expect_message(Stream::Log, Duration::from_secs(60)).unwrap();
+    let first = host
+        .expect_message(Stream::Log, Duration::from_secs(60))
+        .unwrap();
     assert!(!first.is_empty());
-    for stream in [Stream::Inference, Stream::Tools, Stream::Log, Stream::Bundle, Stream::Echo] {
+    for stream in [
+        Stream::Inference,
+        Stream::Tools,
+        Stream::Log,
+        Stream::Bundle,
+        Stream::Echo,
+    ] {
         for (i, size) in SIZES.into_iter().enumerate() {
             // Echo-stream requests carry the request tag the monitor answers.
             let mut data = pattern(size, i as u8 ^ stream as u8);
@@ -82,7 +123,9 @@ fn framed_echo_on_every_stream_1_byte_to_1_mib() {
                 data[0] = b'Q';
             }
             host.send(stream, &data).unwrap();
-            let got = host.expect_message(stream, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{stream:?} {size}: {e}\n{}", vm.serial()));
+            let got = host
+                .expect_message(stream, Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("{stream:?} {size}: {e}\n{}", vm.serial()));
             if stream == Stream::Echo {
                 assert_eq!(got[0], b'R');
                 assert!(got[1..] == data[1..], "{stream:?} {size}: echo differs");
@@ -105,7 +148,11 @@ fn hostile_frames_are_reported_and_survived() {
     let round_trip = |host: &mut RawHost, tag: u8| {
         let m = vec![tag; 1000];
         host.send(Stream::Tools, &m).unwrap();
-        assert_eq!(host.expect_message(Stream::Tools, Duration::from_secs(30)).unwrap(), m);
+        assert_eq!(
+            host.expect_message(Stream::Tools, Duration::from_secs(30))
+                .unwrap(),
+            m
+        );
     };
     round_trip(&mut host, 1);
 
@@ -124,9 +171,20 @@ fn hostile_frames_are_reported_and_survived() {
     let mut big = omega_wire::Header::new(Stream::Tools, omega_wire::Kind::Data);
     big.len = (MAX_PAYLOAD as u32) * 8;
     let mut hdr = [0u8; omega_wire::MAX_HEADER];
-    let hlen = postcard::to_slice(&(big.version, big.stream as u8, big.kind as u8, big.flags, big.seq, big.arg, big.len), &mut hdr)
-        .unwrap()
-        .len();
+    let hlen = postcard::to_slice(
+        &(
+            big.version,
+            big.stream as u8,
+            big.kind as u8,
+            big.flags,
+            big.seq,
+            big.arg,
+            big.len,
+        ),
+        &mut hdr,
+    )
+    .unwrap()
+    .len();
     let mut raw = omega_wire::SYNC.to_vec();
     raw.push(hlen as u8);
     raw.extend_from_slice(&hdr[..hlen]);
@@ -146,12 +204,28 @@ fn hostile_frames_are_reported_and_survived() {
         }
     }
     assert_eq!(echoed.as_deref(), Some(&m[..]), "{}", vm.serial());
-    let errors = host.drain_events().into_iter().filter(|e| matches!(e, GuestEvent::Error { code: msg::code::MALFORMED, .. })).count();
+    let errors = host
+        .drain_events()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                GuestEvent::Error {
+                    code: msg::code::MALFORMED,
+                    ..
+                }
+            )
+        })
+        .count();
     assert!(errors >= 1, "the monitor sent no MALFORMED error frame");
     host.send(Stream::Control, &shutdown_msg()).unwrap();
     let out = vm.finish().unwrap();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
-    assert!(out.serial.contains("omega: channel: malformed input from the host"), "{out}");
+    assert!(
+        out.serial
+            .contains("omega: channel: malformed input from the host"),
+        "{out}"
+    );
     assert!(out.serial.contains("garbage"), "{out}");
     assert!(out.serial.contains("CRC"), "{out}");
     assert!(out.serial.contains("oversized"), "{out}");
@@ -163,15 +237,33 @@ fn hostile_frames_are_reported_and_survived() {
 fn host_session_echoes_1_byte_to_1_mib() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let mut vm = Boot::new(image()).timeout(Duration::from_secs(300)).virtio_console(&sock).spawn().unwrap();
-    let config = SessionConfig { log_store: Some(Box::new(FileLogStore::open(dir.path()).unwrap())), ..Default::default() };
-    let session = ChannelSession::connect_unix(&sock, config, Instant::now() + Duration::from_secs(60)).unwrap();
-    session.wait_handshake(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}\n{}", vm.serial()));
+    let mut vm = Boot::new(image())
+        .timeout(Duration::from_secs(300))
+        .virtio_console(&sock)
+        .spawn()
+        .unwrap();
+    let config = SessionConfig {
+        log_store: Some(Box::new(FileLogStore::open(dir.path()).unwrap())),
+        ..Default::default()
+    };
+    let session =
+        ChannelSession::connect_unix(&sock, config, Instant::now() + Duration::from_secs(60))
+            .unwrap();
+    session
+        .wait_handshake(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.serial()));
     for size in SIZES {
-        echo_roundtrip(&session, size).unwrap_or_else(|e| panic!("echo {size}: {e}\n{}", vm.serial()));
+        echo_roundtrip(&session, size)
+            .unwrap_or_else(|e| panic!("echo {size}: {e}\n{}", vm.serial()));
     }
-    session.send_control(&ControlMsg::Shutdown { status: 0 }).unwrap();
-    assert!(vm.wait_for("omega: host asked to shut down", Duration::from_secs(60)), "{}", vm.serial());
+    session
+        .send_control(&ControlMsg::Shutdown { status: 0 })
+        .unwrap();
+    assert!(
+        vm.wait_for("omega: host asked to shut down", Duration::from_secs(60)),
+        "{}",
+        vm.serial()
+    );
     let out = vm.finish().unwrap();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
 }
@@ -196,24 +288,66 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     .unwrap();
     let bundle = omega_host::bundle::Bundle::read(&bundle_dir).unwrap();
 
-    let vm = Boot::new(image()).timeout(Duration::from_secs(300)).virtio_console(&sock).spawn().unwrap();
+    let vm = Boot::new(image())
+        .timeout(Duration::from_secs(300))
+        .virtio_console(&sock)
+        .spawn()
+        .unwrap();
     let config = SessionConfig {
         log_store: Some(Box::new(FileLogStore::open(dir.path()).unwrap())),
         bundle: Some(bundle),
         ..Default::default()
     };
-    let session = ChannelSession::connect_unix(&sock, config, Instant::now() + Duration::from_secs(60)).unwrap();
+    let session =
+        ChannelSession::connect_unix(&sock, config, Instant::now() + Duration::from_secs(60))
+            .unwrap();
     let out = vm.finish().unwrap();
     let events = session.close();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
-    assert!(out.serial.contains("omega: bundle: complete, 3 files hashed and logged"), "{out}");
-    assert!(out.serial.contains("omega: bundle: agent.wasm (70008 bytes) sha256 "), "{out}");
-    assert!(out.serial.contains("omega: bundle delivered and logged (4 entries"), "{out}");
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::Shutdown { status: 0 })), "{events:?}");
+    assert!(
+        out.serial
+            .contains("omega: bundle: complete, 3 files hashed and logged"),
+        "{out}"
+    );
+    assert!(
+        out.serial
+            .contains("omega: bundle: agent.wasm (70008 bytes) sha256 "),
+        "{out}"
+    );
+    assert!(
+        out.serial
+            .contains("omega: bundle delivered and logged (4 entries"),
+        "{out}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Shutdown { status: 0 })),
+        "{events:?}"
+    );
 
     // The stored log verifies against the last checkpoint with the key the guest sent.
-    let key = events.iter().find_map(|e| if let SessionEvent::LogKey(k) = e { Some(k.clone()) } else { None }).expect("log key");
-    let note = events.iter().rev().find_map(|e| if let SessionEvent::Checkpoint(n) = e { Some(n.clone()) } else { None }).unwrap();
+    let key = events
+        .iter()
+        .find_map(|e| {
+            if let SessionEvent::LogKey(k) = e {
+                Some(k.clone())
+            } else {
+                None
+            }
+        })
+        .expect("log key");
+    let note = events
+        .iter()
+        .rev()
+        .find_map(|e| {
+            if let SessionEvent::Checkpoint(n) = e {
+                Some(n.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let entries = std::fs::read(dir.path().join("provenance.log")).unwrap();
     let vkey = omega_provenance::VerifierKey::parse(&key).unwrap();
     let cp = omega_provenance::Checkpoint::verify(&note, &vkey).unwrap();
@@ -222,7 +356,10 @@ fn host_session_delivers_bundle_and_stores_the_log() {
         .map(|e| omega_provenance::merkle::leaf_hash(e.unwrap().2))
         .collect();
     assert_eq!(leaves.len(), 4);
-    assert_eq!(omega_provenance::Tree::from_leaf_hashes(leaves).root(), cp.root);
+    assert_eq!(
+        omega_provenance::Tree::from_leaf_hashes(leaves).root(),
+        cp.root
+    );
 }
 
 /// Half a frame and then silence: the monitor gives the partial frame up after an idle
@@ -235,7 +372,11 @@ fn truncated_frame_then_silence_does_not_wedge_the_decoder() {
     // No more input: the monitor must notice the stall by itself.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !vm.serial().contains("stream ended inside a frame") {
-        assert!(Instant::now() < deadline, "the partial frame was never given up\n{}", vm.serial());
+        assert!(
+            Instant::now() < deadline,
+            "the partial frame was never given up\n{}",
+            vm.serial()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The lost frame left a sequence gap: the frame that reveals it is dropped too (it
@@ -243,7 +384,13 @@ fn truncated_frame_then_silence_does_not_wedge_the_decoder() {
     host.send(Stream::Tools, &[1u8; 10]).unwrap();
     let m = vec![4u8; 3000];
     host.send(Stream::Tools, &m).unwrap();
-    assert_eq!(host.expect_message(Stream::Tools, Duration::from_secs(30)).unwrap(), m, "{}", vm.serial());
+    assert_eq!(
+        host.expect_message(Stream::Tools, Duration::from_secs(30))
+            .unwrap(),
+        m,
+        "{}",
+        vm.serial()
+    );
     host.send(Stream::Control, &shutdown_msg()).unwrap();
     let out = vm.finish().unwrap();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");

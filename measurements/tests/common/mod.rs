@@ -66,10 +66,12 @@ pub fn oracle_python() -> Option<PathBuf> {
             candidates.push(dir.join("python"));
             candidates.push(dir.join("python3"));
         }
-        if let Some(line) = std::fs::read_to_string(&exe)
-            .ok()
-            .and_then(|text| text.lines().next().and_then(|l| l.strip_prefix("#!")).map(str::to_owned))
-        {
+        if let Some(line) = std::fs::read_to_string(&exe).ok().and_then(|text| {
+            text.lines()
+                .next()
+                .and_then(|l| l.strip_prefix("#!"))
+                .map(str::to_owned)
+        }) {
             candidates.push(PathBuf::from(line.trim()));
         }
     }
@@ -83,11 +85,15 @@ pub fn oracle_python() -> Option<PathBuf> {
 
 /// Debian's OVMF images (package `ovmf`) that exist here.
 pub fn debian_ovmf() -> Vec<PathBuf> {
-    ["/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .collect()
+    [
+        "/usr/share/ovmf/OVMF.fd",
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_CODE.fd",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.is_file())
+    .collect()
 }
 
 /// Omega's boot image: env `OMEGA_IMAGE` or `<repo>/target/omega/omega.bin`.
@@ -137,7 +143,10 @@ impl Rng {
 
 /// The seed of randomised tests: env `OMEGA_TEST_SEED` or a fixed default.
 pub fn seed() -> u64 {
-    std::env::var("OMEGA_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x0000_de9a_5eed)
+    std::env::var("OMEGA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0000_de9a_5eed)
 }
 
 pub fn path_str(p: &Path) -> String {
@@ -150,12 +159,28 @@ pub fn path_str(p: &Path) -> String {
 pub fn synthetic_image(rng: &mut Rng, size: usize, kernel_hashes: Option<u32>) -> Vec<u8> {
     let mut img = rng.bytes(size);
     let mut sections = vec![
-        firmware_layout::Section { gpa: 0x80_0000, size: 0x1000, kind: firmware_layout::SectionKind::SnpSecrets },
-        firmware_layout::Section { gpa: 0x80_1000, size: 0x1000, kind: firmware_layout::SectionKind::Cpuid },
-        firmware_layout::Section { gpa: 0x80_2000, size: 0xfe000, kind: firmware_layout::SectionKind::SnpSecMem },
+        firmware_layout::Section {
+            gpa: 0x80_0000,
+            size: 0x1000,
+            kind: firmware_layout::SectionKind::SnpSecrets,
+        },
+        firmware_layout::Section {
+            gpa: 0x80_1000,
+            size: 0x1000,
+            kind: firmware_layout::SectionKind::Cpuid,
+        },
+        firmware_layout::Section {
+            gpa: 0x80_2000,
+            size: 0xfe000,
+            kind: firmware_layout::SectionKind::SnpSecMem,
+        },
     ];
     if kernel_hashes.is_some() {
-        sections.push(firmware_layout::Section { gpa: 0x90_0000, size: 0x1000, kind: firmware_layout::SectionKind::SnpKernelHashes });
+        sections.push(firmware_layout::Section {
+            gpa: 0x90_0000,
+            size: 0x1000,
+            kind: firmware_layout::SectionKind::SnpKernelHashes,
+        });
     }
     let meta = firmware_layout::encode_sev_metadata(&sections);
     let meta_off = size - 0x1000;
@@ -163,7 +188,10 @@ pub fn synthetic_image(rng: &mut Rng, size: usize, kernel_hashes: Option<u32>) -
     let ap_eip = 0xffff_0000u32 - 0x1000 * rng.below(16) as u32;
     let mut b = firmware_layout::FooterBuilder::new()
         .entry(firmware_layout::SEV_METADATA_GUID, &0x1000u32.to_le_bytes())
-        .entry(firmware_layout::SEV_ES_RESET_BLOCK_GUID, &ap_eip.to_le_bytes());
+        .entry(
+            firmware_layout::SEV_ES_RESET_BLOCK_GUID,
+            &ap_eip.to_le_bytes(),
+        );
     let mut ht = Vec::new();
     if let Some(gpa) = kernel_hashes {
         ht.extend_from_slice(&gpa.to_le_bytes());
@@ -175,4 +203,3 @@ pub fn synthetic_image(rng: &mut Rng, size: usize, kernel_hashes: Option<u32>) -
     img[end - table.len()..end].copy_from_slice(&table);
     img
 }
-

@@ -27,7 +27,9 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let image = cli.image.unwrap_or_else(|| qemu_tests::image().to_path_buf());
+    let image = cli
+        .image
+        .unwrap_or_else(|| qemu_tests::image().to_path_buf());
     let size = std::fs::metadata(&image)?.len();
     let accel = std::env::var("OMEGA_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
     let (mut banner, mut total) = (Vec::new(), Vec::new());
@@ -38,11 +40,22 @@ fn main() -> Result<()> {
         }
         banner.push(out.banner_after.expect("banner seen"));
         total.push(out.elapsed);
-        eprintln!("boot-bench: run {}/{}: banner after {:?}", i + 1, cli.runs, out.banner_after.unwrap());
+        eprintln!(
+            "boot-bench: run {}/{}: banner after {:?}",
+            i + 1,
+            cli.runs,
+            out.banner_after.unwrap()
+        );
     }
     let (bm, bmin, bmax) = stats(banner);
     let (tm, tmin, tmax) = stats(total);
-    println!("image: {} ({} bytes, {} KiB), accel {accel}, {} runs", image.display(), size, size >> 10, cli.runs);
+    println!(
+        "image: {} ({} bytes, {} KiB), accel {accel}, {} runs",
+        image.display(),
+        size,
+        size >> 10,
+        cli.runs
+    );
     println!("| measure | median | min | max |");
     println!("|---|---|---|---|");
     println!("| QEMU start to kernel banner | {bm:.1} ms | {bmin:.1} ms | {bmax:.1} ms |");

@@ -32,7 +32,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn report(what: &str, size: usize, times: Vec<Duration>) {
     let m = median(times);
     let mbps = (2 * size) as f64 / m.as_secs_f64() / 1e6;
-    println!("| {what} | {size} B | {:.3} ms | {mbps:.2} MB/s |", m.as_secs_f64() * 1000.0);
+    println!(
+        "| {what} | {size} B | {:.3} ms | {mbps:.2} MB/s |",
+        m.as_secs_f64() * 1000.0
+    );
 }
 
 fn main() -> Result<()> {
@@ -43,8 +46,15 @@ fn main() -> Result<()> {
 
     // Framed: the production image and the real host session.
     let sock = dir.path().join("framed.sock");
-    let vm = Boot::new(qemu_tests::image()).timeout(Duration::from_secs(600)).virtio_console(&sock).spawn()?;
-    let session = ChannelSession::connect_unix(&sock, SessionConfig::default(), Instant::now() + Duration::from_secs(60))?;
+    let vm = Boot::new(qemu_tests::image())
+        .timeout(Duration::from_secs(600))
+        .virtio_console(&sock)
+        .spawn()?;
+    let session = ChannelSession::connect_unix(
+        &sock,
+        SessionConfig::default(),
+        Instant::now() + Duration::from_secs(60),
+    )?;
     session.wait_handshake(Duration::from_secs(60))?;
     for size in SIZES {
         let mut times = Vec::new();
@@ -70,7 +80,10 @@ fn main() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    anyhow::ensure!(vm.wait_for("virtio console ready", Duration::from_secs(60)), "raw echo did not start");
+    anyhow::ensure!(
+        vm.wait_for("virtio console ready", Duration::from_secs(60)),
+        "raw echo did not start"
+    );
     for size in SIZES {
         let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
         let mut times = Vec::new();
