@@ -25,9 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::bundle::Bundle;
 
-/// Echo messages start with a tag byte: a request to be echoed, or the echo of one.
-pub const ECHO_REQUEST: u8 = b'Q';
-pub const ECHO_REPLY: u8 = b'R';
+pub use omega_wire::msg::echo::{REPLY as ECHO_REPLY, REQUEST as ECHO_REQUEST};
 /// Longest line the tool gateway may print (one JSON-RPC message).
 pub const MAX_TOOL_LINE: usize = 1024 * 1024;
 /// Idle time after which a partial frame at the front of the decoder is given up.

@@ -19,9 +19,6 @@ use crate::channel::{Channel, Event};
 use crate::monitor::{Monitor, fatal};
 use crate::{time, virtio};
 
-/// Echo requests from the host start with this byte; replies start with [`ECHO_REPLY`].
-pub const ECHO_REQUEST: u8 = b'Q';
-pub const ECHO_REPLY: u8 = b'R';
 /// Origin (and key name) of the monitor's log.
 pub const LOG_ORIGIN: &str = "omega-monitor";
 const OUTBOX: usize = 16 * 1024;
@@ -181,8 +178,8 @@ pub fn run(m: &mut Monitor, echo_all_streams: bool) {
                     Err(e) => serial_println!("omega: channel: bad control message: {e}"),
                 }
             }
-            Event::Message(Stream::Echo, mut body) if body.first() == Some(&ECHO_REQUEST) => {
-                body[0] = ECHO_REPLY;
+            Event::Message(Stream::Echo, mut body) if body.first() == Some(&msg::echo::REQUEST) => {
+                body[0] = msg::echo::REPLY;
                 ch.send(Stream::Echo, &body)
                     .unwrap_or_else(|e| fatal("host channel", e))
             }

@@ -7,6 +7,13 @@ use crate::WireError;
 /// Longest message text in an Error frame (bytes of UTF-8).
 pub const MAX_ERROR_MESSAGE: usize = 512;
 
+/// The Echo stream's payloads (latency and throughput measurements): the host sends
+/// `REQUEST ‖ data`, the monitor answers `REPLY ‖ data` with the same data.
+pub mod echo {
+    pub const REQUEST: u8 = b'Q';
+    pub const REPLY: u8 = b'R';
+}
+
 /// Error codes carried in [`ErrorBody::code`].
 pub mod code {
     /// Frames that failed to decode (CRC, header, garbage) were received.
