@@ -42,5 +42,6 @@ fi
 cd "$(dirname "$0")/.."
 # rust-toolchain.toml names the toolchain and its targets; this installs them.
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-rustup target add x86_64-unknown-none wasm32-unknown-unknown >/dev/null 2>&1 || true
+rustup target add x86_64-unknown-none wasm32-unknown-unknown >/dev/null \
+  || { echo "setup: cannot install the Rust targets x86_64-unknown-none and wasm32-unknown-unknown" >&2; exit 1; }
 log "rust: $(rustc --version)"

@@ -16,7 +16,7 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
 pub struct SevInfo {
     /// CPUID 0x8000001F EAX bit 1.
     pub sev_supported: bool,
-    /// The C-bit position (CPUID 0x8000001F EBX[5:0]), when SEV is supported.
+    /// The C-bit position (CPUID 0x8000001F EBX bits 5..0), when SEV is supported.
     pub c_bit: Option<u8>,
     /// SEV_STATUS, or 0 when SEV is not supported (the MSR is then never read).
     pub sev_status: u64,

@@ -1,8 +1,8 @@
 //! CPU exceptions: assembly entry stubs for vectors 0..32 that save the registers and call
-//! [`omega_exception`], which prints a diagnosis on the serial port and stops the VM with
-//! the failure code. No exception but #VC is resumed: in the monitor every other one is a
-//! bug or an attack, and stopping loudly beats running on with corrupted state. #VC is
-//! how an SNP guest does CPUID, port I/O and MMIO (see [`crate::sev`]).
+//! `omega_exception`, which prints a diagnosis on the serial port and stops the VM
+//! ([`crate::fatal::stop`]). No exception but #VC is resumed: in the monitor every other one
+//! is a bug or an attack, and stopping loudly beats running on with corrupted state. #VC is
+//! how an SNP guest does CPUID, port I/O and MMIO (see `crate::sev`, target-only).
 
 use core::fmt;
 
@@ -321,7 +321,7 @@ omega_isr_table:
             frame.rdi,
             frame.rbp
         );
-        crate::exit::exit(crate::exit::ExitCode::Failure)
+        crate::fatal::stop()
     }
 }
 

@@ -5,12 +5,13 @@
 pub mod cpu;
 pub mod exceptions;
 pub mod exit;
+pub mod fatal;
 pub mod serial;
 #[cfg(target_os = "none")]
 pub mod sev;
 
-/// Prints a panic's location and message on the serial port and stops the machine with
-/// the failure exit code. Both binaries' `#[panic_handler]`s end here.
+/// Prints a panic's location and message on the serial port and stops the machine
+/// ([`fatal::stop`]). Both binaries' `#[panic_handler]`s end here.
 pub fn panic_report(who: &str, info: &core::panic::PanicInfo<'_>) -> ! {
     match info.location() {
         Some(loc) => serial_println!(
@@ -22,5 +23,5 @@ pub fn panic_report(who: &str, info: &core::panic::PanicInfo<'_>) -> ! {
         ),
         None => serial_println!("{who}: PANIC: {}", info.message()),
     }
-    exit::exit(exit::ExitCode::Failure)
+    fatal::stop()
 }

@@ -422,11 +422,14 @@ mod tests {
                 "{pa:#x}"
             );
         }
-        assert!(
-            phys::GHCB_PAGE + 0x1000 <= phys::EARLY_PT
-                && phys::EARLY_PT + 0x1000 <= phys::LOADER_BSS
-        );
-        assert!(phys::LOADER_BSS + 0x1000 <= phys::LOADER_STACK_BOTTOM);
+        // Checked at compile time: a wrong layout does not build.
+        const {
+            assert!(
+                phys::GHCB_PAGE + 0x1000 <= phys::EARLY_PT
+                    && phys::EARLY_PT + 0x1000 <= phys::LOADER_BSS
+            );
+            assert!(phys::LOADER_BSS + 0x1000 <= phys::LOADER_STACK_BOTTOM);
+        }
         // The early identity map splits exactly one 2 MiB page for the GHCB.
         assert_eq!(
             phys::GHCB_PAGE & !0x1f_ffff,
@@ -470,9 +473,12 @@ mod tests {
     #[test]
     fn layout_is_consistent() {
         use phys::*;
-        assert!(SECRETS_PAGE < CPUID_PAGE && CPUID_PAGE < SEC_MEM_START);
-        assert!(EARLY_PDPT_HIGH + 0x1000 <= IDT32 && IDT32 + 0x1000 <= LOADER_STACK_BOTTOM);
-        assert!(LOADER_STACK_TOP <= PT_POOL_START && PT_POOL_END <= KERNEL_PHYS_MIN);
-        assert!(core::mem::size_of::<BootInfo>() <= 4096);
+        // Checked at compile time: a wrong layout does not build.
+        const {
+            assert!(SECRETS_PAGE < CPUID_PAGE && CPUID_PAGE < SEC_MEM_START);
+            assert!(EARLY_PDPT_HIGH + 0x1000 <= IDT32 && IDT32 + 0x1000 <= LOADER_STACK_BOTTOM);
+            assert!(LOADER_STACK_TOP <= PT_POOL_START && PT_POOL_END <= KERNEL_PHYS_MIN);
+            assert!(core::mem::size_of::<BootInfo>() <= 4096);
+        }
     }
 }

@@ -1,13 +1,26 @@
 //! The agent bundle contract between the launcher (`omega-host`) and the monitor: what a
-//! bundle may contain, the message sequence that carries it, and the guest's receiver.
-//! Both sides use this crate, so the launcher refuses exactly what the guest would refuse.
+//! bundle may contain ([`limits`], [`Manifest`]), the message sequence that carries it
+//! ([`msg`]), the one check of a whole bundle ([`validate`]) and the monitor's streaming
+//! [`BundleReceiver`]. Both sides use this crate, so the launcher refuses exactly what the
+//! monitor would refuse, and the monitor can hold every bundle the launcher sends.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-pub mod receiver;
+mod error;
+pub mod limits;
+mod manifest;
+pub mod msg;
+mod receiver;
+mod validate;
 
-pub use receiver::{
-    BundleError, BundleFile, BundleReceiver, MAX_FILES, MAX_NAME, MAX_TOTAL, Progress,
+pub use error::{BundleError, ManifestError};
+pub use limits::{
+    MANIFEST, MAX_AGENTS, MAX_CHUNK, MAX_FILES, MAX_NAME, MAX_TOTAL_BYTES, valid_agent_name,
+    valid_file_name,
 };
+pub use manifest::{AgentEntry, MANIFEST_VERSION, Manifest};
+pub use msg::BundleMsg;
+pub use receiver::{BundleFile, BundleReceiver, Progress};
+pub use validate::{NamedFile, validate};

@@ -2,8 +2,8 @@
 //! Run: `cargo bench -p omega-evidence --bench evidence`.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use omega_evidence::bundle::{REPORT_DATA_OFFSET, SNP_REPORT_LEN};
 use omega_evidence::{Bundle, Claim, Issuer, Options, verify};
+use sev_snp::report::{REPORT_DATA, REPORT_LEN};
 
 fn setup(n_tools: usize) -> (Issuer, Vec<u8>) {
     let mut iss = Issuer::new([1; 32]).unwrap();
@@ -27,8 +27,8 @@ fn setup(n_tools: usize) -> (Issuer, Vec<u8>) {
         .unwrap();
     }
     let rd = iss.attest([9; 32]).unwrap();
-    let mut report = vec![0u8; SNP_REPORT_LEN];
-    report[REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64].copy_from_slice(&rd);
+    let mut report = vec![0u8; REPORT_LEN];
+    report[REPORT_DATA].copy_from_slice(&rd);
     (iss, report)
 }
 

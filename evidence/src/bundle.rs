@@ -18,10 +18,6 @@ pub const MAX_UPDATES: usize = 256;
 pub const MAX_PROOF: usize = 64;
 /// Most revoked indices in one update.
 pub const MAX_REVOKED: usize = 1024;
-/// Size of an SNP attestation report; REPORT_DATA is 64 bytes at 0x50, MEASUREMENT 48 at 0x90.
-pub const SNP_REPORT_LEN: usize = 0x4A0;
-pub const REPORT_DATA_OFFSET: usize = 0x50;
-pub const MEASUREMENT_OFFSET: usize = 0x90;
 
 /// Domain tags (NUL-terminated so no tag is a prefix of another).
 pub const REPORT_DATA_TAG: &[u8] = b"omega/evidence/report-data/v1\0";
@@ -197,7 +193,7 @@ impl Bundle {
             return Err(EvidenceError::TooLarge("leaf"));
         }
         match &self.binding {
-            Binding::Snp { report } if report.len() != SNP_REPORT_LEN => {
+            Binding::Snp { report } if report.len() != sev_snp::report::REPORT_LEN => {
                 Err(EvidenceError::Invalid("SNP report must be 1184 bytes"))
             }
             Binding::Unattested { report_data } if report_data.len() != 64 => Err(

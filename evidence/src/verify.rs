@@ -9,10 +9,9 @@ use alloc::vec::Vec;
 use omega_provenance::merkle::{ct_eq, leaf_hash, verify_consistency, verify_inclusion};
 use omega_provenance::note::verify_raw;
 
-use crate::bundle::{
-    Binding, Bundle, Hash, MEASUREMENT_OFFSET, REPORT_DATA_OFFSET, SNP_REPORT_LEN, head_message,
-    report_data, update_message,
-};
+use sev_snp::report::{MEASUREMENT, REPORT_DATA, REPORT_LEN};
+
+use crate::bundle::{Binding, Bundle, Hash, head_message, report_data, update_message};
 use crate::claim::{Claim, SaltedLeaf};
 
 /// One check and its result.
@@ -260,9 +259,9 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
     };
     match report {
         Some(r) => {
-            let res = match r.get(REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64) {
-                _ if r.len() != SNP_REPORT_LEN => Err(format!(
-                    "report is {} bytes, expected {SNP_REPORT_LEN}",
+            let res = match r.get(REPORT_DATA) {
+                _ if r.len() != REPORT_LEN => Err(format!(
+                    "report is {} bytes, expected {REPORT_LEN}",
                     r.len()
                 )),
                 Some(got) if ct_eq(got, &rd) => {
@@ -277,8 +276,7 @@ pub fn verify(b: &Bundle, opts: &Options<'_>) -> Outcome {
                 out_report = Some(r.to_vec());
             }
             check(&mut checks, "binding", res);
-            if let (Some(Claim::Platform { launch_digest }), Some(m)) =
-                (&claim, r.get(MEASUREMENT_OFFSET..MEASUREMENT_OFFSET + 48))
+            if let (Some(Claim::Platform { launch_digest }), Some(m)) = (&claim, r.get(MEASUREMENT))
             {
                 check(
                     &mut checks,

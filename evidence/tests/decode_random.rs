@@ -2,48 +2,10 @@
 //! Properties: decoding and verification never panic; decoded values re-encode; no mutation
 //! makes a different claim verify.
 
-use omega_evidence::bundle::{MEASUREMENT_OFFSET, REPORT_DATA_OFFSET, SNP_REPORT_LEN};
 use omega_evidence::{Binding, Bundle, Claim, Issuer, Options, SaltedLeaf, verify};
+use sev_snp::report::{MEASUREMENT, REPORT_DATA, REPORT_LEN};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn mutate(r: &mut Rng, v: &mut Vec<u8>) {
-    for _ in 0..=r.below(3) {
-        match r.below(5) {
-            0 if !v.is_empty() => {
-                let i = r.below(v.len() as u64) as usize;
-                v[i] ^= 1 << r.below(8);
-            }
-            1 if !v.is_empty() => {
-                let i = r.below(v.len() as u64) as usize;
-                v[i] = r.next() as u8;
-            }
-            2 => {
-                let i = r.below(v.len() as u64 + 1) as usize;
-                v.insert(i, r.next() as u8);
-            }
-            3 if !v.is_empty() => {
-                let i = r.below(v.len() as u64) as usize;
-                v.remove(i);
-            }
-            _ => {
-                let i = r.below(v.len() as u64 + 1) as usize;
-                v.truncate(i);
-            }
-        }
-    }
-}
+use omega_test_support::random::{Rng, mutate};
 
 fn bundles() -> Vec<(String, Bundle, [u8; 32])> {
     let mut iss = Issuer::new([1; 32]).unwrap();
@@ -66,9 +28,9 @@ fn bundles() -> Vec<(String, Bundle, [u8; 32])> {
     iss.add(Claim::Policy { digest: [3; 32] }, [3; 32]).unwrap();
     let nonce = [9; 32];
     let rd = iss.attest(nonce).unwrap();
-    let mut report = vec![0u8; SNP_REPORT_LEN];
-    report[REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64].copy_from_slice(&rd);
-    report[MEASUREMENT_OFFSET..MEASUREMENT_OFFSET + 48].copy_from_slice(&[7; 48]);
+    let mut report = vec![0u8; REPORT_LEN];
+    report[REPORT_DATA].copy_from_slice(&rd);
+    report[MEASUREMENT].copy_from_slice(&[7; 48]);
     let mut out = vec![
         (
             "platform".to_string(),
@@ -106,10 +68,10 @@ fn bundles() -> Vec<(String, Bundle, [u8; 32])> {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut r = Rng(0xfeed_beef);
+    let mut r = Rng::new(0xfeed_beef);
     for _ in 0..30_000 {
-        let len = r.below(400) as usize;
-        let data: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
+        let len = r.below(400);
+        let data = r.bytes(len);
         if let Ok(b) = Bundle::decode(&data) {
             let _ = verify(
                 &b,
@@ -129,7 +91,7 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn mutated_bundles_never_verify_a_different_claim() {
-    let mut r = Rng(31337);
+    let mut r = Rng::new(31337);
     let mut decoded = 0;
     for (p, b, nonce) in bundles() {
         let opts = Options {
@@ -163,11 +125,12 @@ fn mutated_bundles_never_verify_a_different_claim() {
                     (Binding::Snp { report: x }, Binding::Snp { report: y }) => {
                         // MEASUREMENT is the platform principal's claim; others only bind REPORT_DATA.
                         let end = if p == "platform" {
-                            MEASUREMENT_OFFSET + 48
+                            MEASUREMENT.end
                         } else {
-                            REPORT_DATA_OFFSET + 64
+                            REPORT_DATA.end
                         };
-                        assert_eq!(x[REPORT_DATA_OFFSET..end], y[REPORT_DATA_OFFSET..end]);
+                        let bound = REPORT_DATA.start..end;
+                        assert_eq!(x[bound.clone()], y[bound]);
                     }
                     (x, y) => assert_eq!(x, y),
                 }

@@ -1,9 +1,9 @@
 //! Differential attestation evidence: positive and negative tests.
 
-use omega_evidence::bundle::{Binding, MEASUREMENT_OFFSET, REPORT_DATA_OFFSET, SNP_REPORT_LEN};
+use omega_evidence::bundle::Binding;
 use omega_evidence::{Bundle, Claim, Issuer, Options, verify};
-
-const SNP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/snp");
+use omega_test_support::snp;
+use sev_snp::report::{MEASUREMENT, REPORT_DATA, REPORT_LEN};
 
 fn h(b: u8) -> [u8; 32] {
     [b; 32]
@@ -51,10 +51,10 @@ fn salt(i: u8) -> [u8; 32] {
 /// A synthetic report: 1184 bytes with REPORT_DATA and MEASUREMENT set (its signature is
 /// not valid; signature checks live in `measurements`).
 fn synthetic_report(rd: &[u8; 64], measurement: &[u8]) -> Vec<u8> {
-    let mut r = vec![0u8; SNP_REPORT_LEN];
+    let mut r = vec![0u8; REPORT_LEN];
     r[0] = 3;
-    r[REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64].copy_from_slice(rd);
-    r[MEASUREMENT_OFFSET..MEASUREMENT_OFFSET + 48].copy_from_slice(measurement);
+    r[REPORT_DATA].copy_from_slice(rd);
+    r[MEASUREMENT].copy_from_slice(measurement);
     r
 }
 
@@ -228,34 +228,17 @@ fn wrong_nonce_fails() {
 #[test]
 fn swapped_real_reports_fail() {
     let (iss, _) = setup();
-    let mut reports: Vec<Vec<u8>> = Vec::new();
-    match std::fs::read_dir(SNP_DIR) {
-        Ok(dir) => {
-            for f in dir {
-                let path = f.unwrap().path();
-                if path.to_string_lossy().ends_with(".report.bin") {
-                    reports.push(std::fs::read(&path).unwrap());
-                }
-            }
-            assert!(
-                reports.len() >= 4,
-                "expected the real SNP test reports in {SNP_DIR}"
-            );
-        }
-        Err(_) => {
-            eprintln!(
-                "SKIPPED real reports: {SNP_DIR} is absent; using a report from another session"
-            );
-            let mut other = Issuer::new([9; 32]).unwrap();
-            for (i, c) in claims().into_iter().enumerate() {
-                other.add(c, salt(i as u8)).unwrap();
-            }
-            let rd = other.attest([0xEE; 32]).unwrap();
-            reports.push(synthetic_report(&rd, &[0x11; 48]));
-        }
+    // Real reports (the shared ones are required under CI), and one from another session of
+    // this same issuer setup.
+    let mut reports: Vec<Vec<u8>> = snp::real_vectors().into_iter().map(|v| v.report).collect();
+    let mut other = Issuer::new([9; 32]).unwrap();
+    for (i, c) in claims().into_iter().enumerate() {
+        other.add(c, salt(i as u8)).unwrap();
     }
+    let rd = other.attest([0xEE; 32]).unwrap();
+    reports.push(synthetic_report(&rd, &[0x11; 48]));
     for real in reports {
-        assert_eq!(real.len(), SNP_REPORT_LEN);
+        assert_eq!(real.len(), REPORT_LEN);
         for p in principals() {
             let b = iss.bundle(&p, Some(real.clone()), None).unwrap();
             assert_fails(&b, &opts(&p), "binding");
@@ -275,7 +258,7 @@ fn platform_claim_must_match_measurement() {
     let b = iss.bundle("platform", Some(report.clone()), None).unwrap();
     assert_ok(&b, &opts("platform"));
     let mut r2 = report.clone();
-    r2[MEASUREMENT_OFFSET] ^= 1;
+    r2[MEASUREMENT.start] ^= 1;
     let b = iss.bundle("platform", Some(r2), None).unwrap();
     assert_fails(&b, &opts("platform"), "measurement");
 }

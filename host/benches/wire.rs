@@ -6,8 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use omega_host::session::{ECHO_REPLY, ECHO_REQUEST};
 use omega_host::{ChannelSession, SessionConfig, echo_roundtrip};
+use omega_wire::msg::echo::{REPLY as ECHO_REPLY, REQUEST as ECHO_REQUEST};
 use omega_wire::*;
 
 fn encode_decode(c: &mut Criterion) {
@@ -18,25 +18,21 @@ fn encode_decode(c: &mut Criterion) {
         let frames = (1 << 20) / (size + 30) + 1;
         let mut wire = vec![0u8; frames * (size + OVERHEAD_MAX)];
         g.throughput(Throughput::Bytes((frames * size) as u64));
+        // Encodes the batch into `wire`, returns the bytes used.
+        let encode = |wire: &mut [u8]| {
+            let mut enc = Encoder::new();
+            let mut at = 0;
+            for _ in 0..frames {
+                at += enc
+                    .data(Stream::Echo, &payload, true, &mut wire[at..])
+                    .unwrap();
+            }
+            at
+        };
         g.bench_with_input(BenchmarkId::new("encode", size), &size, |b, _| {
-            b.iter(|| {
-                let mut enc = Encoder::new();
-                let mut at = 0;
-                for _ in 0..frames {
-                    at += enc
-                        .data(Stream::Echo, &payload, true, &mut wire[at..])
-                        .unwrap();
-                }
-                at
-            })
+            b.iter(|| encode(&mut wire))
         });
-        let mut enc = Encoder::new();
-        let mut at = 0;
-        for _ in 0..frames {
-            at += enc
-                .data(Stream::Echo, &payload, true, &mut wire[at..])
-                .unwrap();
-        }
+        let at = encode(&mut wire);
         let wire = &wire[..at];
         let mut dec: Box<Decoder> = Box::new(Decoder::new());
         g.bench_with_input(BenchmarkId::new("decode", size), &size, |b, _| {

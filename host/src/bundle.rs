@@ -1,13 +1,12 @@
-//! Agent bundles: a directory with `manifest.json`, the Wasm modules and a policy file.
+//! Agent bundles on the host: a directory with `manifest.json`, the policy and the Wasm
+//! modules, read and checked with the contract the monitor applies (`omega-bundle`), so a
+//! bundle the monitor would refuse is refused here, before QEMU starts.
 
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
-
-/// Largest single file the host will send.
-pub const MAX_FILE: u64 = 64 * 1024 * 1024;
-/// Largest number of agents in one bundle.
-pub const MAX_AGENTS: usize = 256;
+pub use omega_bundle::{AgentEntry, MANIFEST, MAX_TOTAL_BYTES, Manifest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -16,142 +15,69 @@ pub enum BundleError {
         path: String,
         source: std::io::Error,
     },
-    #[error("manifest.json: {0}")]
-    Manifest(#[from] serde_json::Error),
-    #[error("manifest.json: {0}")]
-    Invalid(String),
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    /// The bundle breaks the contract (the monitor would refuse it).
+    #[error(transparent)]
+    Contract(#[from] omega_bundle::BundleError),
 }
 
-/// `manifest.json`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// Manifest format version; must be 1.
-    pub version: u32,
-    /// File name of the policy (compiled by `policy-compiler`) in the same directory.
-    pub policy: String,
-    pub agents: Vec<AgentEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AgentEntry {
-    /// Agent name: 1-64 chars of [A-Za-z0-9_.-].
-    pub name: String,
-    /// File name of the agent's Wasm module in the same directory (ends in `.wasm`).
-    pub module: String,
+impl From<omega_bundle::ManifestError> for BundleError {
+    fn from(e: omega_bundle::ManifestError) -> Self {
+        BundleError::Contract(e.into())
+    }
 }
 
 /// A bundle read into memory, in sending order.
 #[derive(Debug, Clone)]
 pub struct Bundle {
     pub manifest: Manifest,
-    /// (file name, contents): manifest.json first, then the policy, then each module in
-    /// manifest order.
+    /// (file name, contents): manifest.json first, then the policy, then each module once
+    /// in manifest order.
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-fn valid_file_name(n: &str) -> bool {
-    // SECURITY: plain names only, so a manifest cannot reach outside the bundle directory.
-    !n.is_empty()
-        && n.len() <= 128
-        && n != "."
-        && n != ".."
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-fn valid_agent_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 64
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 impl Bundle {
-    /// Reads and checks a bundle directory.
+    /// Reads a bundle directory and checks it with [`omega_bundle::validate`].
     pub fn read(dir: &Path) -> Result<Bundle, BundleError> {
-        let read = |name: &str| -> Result<Vec<u8>, BundleError> {
-            let path = dir.join(name);
-            let io = |source| BundleError::Io {
-                path: path.display().to_string(),
-                source,
-            };
-            let meta = std::fs::metadata(&path).map_err(io)?;
-            if !meta.is_file() {
-                return Err(BundleError::Invalid(format!(
-                    "{name} is not a regular file"
-                )));
-            }
-            if meta.len() > MAX_FILE {
-                return Err(BundleError::Invalid(format!(
-                    "{name} is larger than {MAX_FILE} bytes"
-                )));
-            }
-            std::fs::read(&path).map_err(|source| BundleError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        };
-        let manifest_bytes = read("manifest.json")?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)?;
-        if manifest.version != 1 {
-            return Err(BundleError::Invalid(format!(
-                "unsupported version {}",
-                manifest.version
-            )));
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut total = 0;
+        let manifest_bytes = read_bounded(dir, MANIFEST, &mut total)?;
+        let manifest = Manifest::parse(&manifest_bytes)?;
+        files.push((MANIFEST.to_string(), manifest_bytes));
+        for name in &manifest.files()[1..] {
+            let bytes = read_bounded(dir, name, &mut total)?;
+            files.push((name.to_string(), bytes));
         }
-        if manifest.agents.is_empty() || manifest.agents.len() > MAX_AGENTS {
-            return Err(BundleError::Invalid(format!(
-                "1..={MAX_AGENTS} agents required"
-            )));
-        }
-        if !valid_file_name(&manifest.policy) || manifest.policy == "manifest.json" {
-            return Err(BundleError::Invalid(format!(
-                "bad policy file name {:?}",
-                manifest.policy
-            )));
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut modules = std::collections::BTreeSet::new();
-        for a in &manifest.agents {
-            if !valid_agent_name(&a.name) {
-                return Err(BundleError::Invalid(format!("bad agent name {:?}", a.name)));
-            }
-            if !names.insert(a.name.clone()) {
-                return Err(BundleError::Invalid(format!(
-                    "duplicate agent {:?}",
-                    a.name
-                )));
-            }
-            if !valid_file_name(&a.module) || !a.module.ends_with(".wasm") {
-                return Err(BundleError::Invalid(format!(
-                    "bad module file name {:?}",
-                    a.module
-                )));
-            }
-            modules.insert(a.module.clone());
-        }
-        let mut files = vec![("manifest.json".to_string(), manifest_bytes.clone())];
-        files.push((manifest.policy.clone(), read(&manifest.policy)?));
-        // Each module once, in manifest order (two agents may share one module).
-        let mut sent = std::collections::BTreeSet::new();
-        for a in &manifest.agents {
-            if sent.insert(a.module.clone()) {
-                let bytes = read(&a.module)?;
-                if !bytes.starts_with(b"\0asm") {
-                    return Err(BundleError::Invalid(format!(
-                        "{} is not a Wasm module",
-                        a.module
-                    )));
-                }
-                files.push((a.module.clone(), bytes));
-            }
-        }
+        omega_bundle::validate(&files)?;
         Ok(Bundle { manifest, files })
     }
 
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|(_, b)| b.len() as u64).sum()
     }
+}
+
+/// Reads `dir/name`, adding its size to `total`; refuses before reading past
+/// [`MAX_TOTAL_BYTES`] in all.
+fn read_bounded(dir: &Path, name: &str, total: &mut u64) -> Result<Vec<u8>, BundleError> {
+    let path = dir.join(name);
+    let io = |source| BundleError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(&path).map_err(io)?;
+    // Checked on the opened file, so it is the one read.
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(BundleError::NotAFile(name.to_string()));
+    }
+    let room = MAX_TOTAL_BYTES - *total;
+    let mut bytes = Vec::new();
+    // SECURITY: at most one byte past the limit is read, whatever the file's size says.
+    file.take(room + 1).read_to_end(&mut bytes).map_err(io)?;
+    *total += bytes.len() as u64;
+    if *total > MAX_TOTAL_BYTES {
+        return Err(omega_bundle::BundleError::TooLarge(*total).into());
+    }
+    Ok(bytes)
 }

@@ -1,7 +1,8 @@
 //! Host side of Omega: the QEMU launcher's building blocks and the channel session.
 //!
 //! * [`qemu`]: the QEMU command line and the meaning of QEMU's exit status.
-//! * [`bundle`]: agent bundles (manifest.json + modules + policy).
+//! * [`bundle`]: agent bundles read from a directory and checked with the contract the
+//!   monitor applies (`omega-bundle`).
 //! * [`session`]: [`ChannelSession`], the host end of the framed channel over any
 //!   `Read + Write` pair, and [`echo_roundtrip`] for latency/throughput measurements.
 

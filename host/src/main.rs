@@ -137,7 +137,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::PrintCommand(a) => {
-            let (cfg, _tmp) = qemu_config(&a)?;
+            let (cfg, _, _) = qemu_config(&a)?;
             println!("{}", cfg.command_line());
             Ok(0)
         }
@@ -145,7 +145,8 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn qemu_config(a: &RunArgs) -> Result<(QemuConfig, Option<PathBuf>)> {
+/// The QEMU configuration, the channel socket, and the temporary directory to remove after.
+fn qemu_config(a: &RunArgs) -> Result<(QemuConfig, PathBuf, Option<PathBuf>)> {
     let (socket, tmp) = match (&a.socket, &a.log_dir) {
         (Some(s), _) => (s.clone(), None),
         (None, Some(d)) => (d.join("omega.sock"), None),
@@ -156,14 +157,14 @@ fn qemu_config(a: &RunArgs) -> Result<(QemuConfig, Option<PathBuf>)> {
     };
     Ok((
         QemuConfig {
-            qemu: a.qemu.clone(),
-            image: a.image.clone(),
             vcpus: a.vcpus,
             memory_mib: a.memory,
             kvm: a.kvm,
             sev_snp: a.sev_snp,
-            socket,
+            socket: Some(socket.clone()),
+            ..QemuConfig::new(&a.qemu, &a.image)
         },
+        socket,
         tmp,
     ))
 }
@@ -197,11 +198,11 @@ fn run_image(a: RunArgs) -> Result<i32> {
             None
         }
     };
-    let (cfg, tmp) = qemu_config(&a)?;
-    if let Some(parent) = cfg.socket.parent() {
+    let (cfg, socket, tmp) = qemu_config(&a)?;
+    if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let _ = std::fs::remove_file(&cfg.socket);
+    let _ = std::fs::remove_file(&socket);
     if a.sev_snp && !a.kvm {
         info!("--sev-snp implies KVM");
     }
@@ -251,9 +252,8 @@ fn run_image(a: RunArgs) -> Result<i32> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
         }
-        if cfg.socket.exists() {
-            match ChannelSession::connect_unix(&cfg.socket, config.take().expect("once"), deadline)
-            {
+        if socket.exists() {
+            match ChannelSession::connect_unix(&socket, config.take().expect("once"), deadline) {
                 Ok(s) => {
                     info!(
                         "channel connected after {:.0} ms",
@@ -261,13 +261,13 @@ fn run_image(a: RunArgs) -> Result<i32> {
                     );
                     session = Some(s);
                 }
-                Err(e) => bail!("connecting to {}: {e}", cfg.socket.display()),
+                Err(e) => bail!("connecting to {}: {e}", socket.display()),
             }
         } else if Instant::now() > deadline {
             let _ = child.kill();
             bail!(
                 "QEMU did not create {} within {} s",
-                cfg.socket.display(),
+                socket.display(),
                 a.connect_timeout
             );
         } else {
@@ -325,7 +325,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
         }
     }
     let _ = console.join();
-    let _ = std::fs::remove_file(&cfg.socket);
+    let _ = std::fs::remove_file(&socket);
     if let Some(d) = tmp {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// Everything that shapes the QEMU command line.
+use omega_arch::exit::ExitCode;
+
+/// Everything that shapes the QEMU command line. The launcher and the QEMU tests both build
+/// their command lines here.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub qemu: String,
@@ -11,11 +14,34 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     pub kvm: bool,
     pub sev_snp: bool,
-    /// Unix socket of the channel chardev (QEMU is the server).
-    pub socket: PathBuf,
+    /// Unix socket of the channel chardev (QEMU is the server); None: no channel device.
+    pub socket: Option<PathBuf>,
+    /// The kernel command line, through fw_cfg `opt/omega/cmdline` (test-hooks images read
+    /// `test=...` there).
+    pub cmdline: Option<String>,
+    /// A QEMU monitor on this unix socket (tests use `pmemsave`).
+    pub monitor_socket: Option<PathBuf>,
+    /// Appended as they are, last (tests).
+    pub extra_args: Vec<String>,
 }
 
 impl QemuConfig {
+    /// One vCPU, 128 MiB, TCG, no channel.
+    pub fn new(qemu: impl Into<String>, image: impl Into<PathBuf>) -> QemuConfig {
+        QemuConfig {
+            qemu: qemu.into(),
+            image: image.into(),
+            vcpus: 1,
+            memory_mib: 128,
+            kvm: false,
+            sev_snp: false,
+            socket: None,
+            cmdline: None,
+            monitor_socket: None,
+            extra_args: Vec::new(),
+        }
+    }
+
     /// The argument vector (without the program name).
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
@@ -31,6 +57,9 @@ impl QemuConfig {
         push("-accel");
         push(if kvm { "kvm" } else { "tcg" });
         if !kvm {
+            // TCG's `max` model has RDRAND/RDSEED, which the monitor needs for its keys.
+            // Under KVM the default model keeps nested setups (where `-cpu host` aborts)
+            // working.
             push("-cpu");
             push("max");
         }
@@ -56,20 +85,32 @@ impl QemuConfig {
             "-no-reboot",
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-device",
-            "virtio-serial-device",
-            "-chardev",
         ] {
             a.push(s.into());
         }
-        a.push(format!(
-            "socket,id=omega0,path={},server=on,wait=on",
-            chardev_escape(&self.socket)
-        ));
-        a.push("-device".into());
-        // Serial port 1, not a virtconsole: QEMU drops console data when the socket is full,
-        // but throttles a serial port, so backpressure reaches the guest (docs/monitor.md).
-        a.push("virtserialport,chardev=omega0,nr=1,name=omega.channel".into());
+        if let Some(c) = &self.cmdline {
+            a.push("-fw_cfg".into());
+            a.push(format!("name=opt/omega/cmdline,string={}", escape(c)));
+        }
+        if let Some(socket) = &self.socket {
+            a.push("-device".into());
+            a.push("virtio-serial-device".into());
+            a.push("-chardev".into());
+            a.push(format!(
+                "socket,id=omega0,path={},server=on,wait=on",
+                escape_path(socket)
+            ));
+            a.push("-device".into());
+            // Serial port 1, not a virtconsole: QEMU drops console data when the socket is
+            // full, but throttles a serial port, so backpressure reaches the guest
+            // (docs/monitor.md).
+            a.push("virtserialport,chardev=omega0,nr=1,name=omega.channel".into());
+        }
+        if let Some(m) = &self.monitor_socket {
+            a.push("-monitor".into());
+            a.push(format!("unix:{},server=on,wait=off", escape_path(m)));
+        }
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 
@@ -90,16 +131,25 @@ impl QemuConfig {
 }
 
 /// QEMU option values separate properties with ',' and escape a literal ',' as ",,".
-fn chardev_escape(p: &Path) -> String {
-    p.display().to_string().replace(',', ",,")
+fn escape(v: &str) -> String {
+    v.replace(',', ",,")
 }
+
+fn escape_path(p: &Path) -> String {
+    escape(&p.display().to_string())
+}
+
+/// QEMU's status when the image ends with `ExitCode::Success` (isa-debug-exit).
+pub const EXIT_SUCCESS: i32 = ExitCode::Success.qemu_status();
+/// QEMU's status when the image ends with `ExitCode::Failure` (panic, exception, refusal).
+pub const EXIT_FAILURE: i32 = ExitCode::Failure.qemu_status();
 
 /// What a QEMU exit status means for an Omega image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QemuOutcome {
-    /// isa-debug-exit with 0x10: (0x10 << 1) | 1 = 33. The image finished cleanly.
+    /// [`EXIT_SUCCESS`] (33): the image finished cleanly.
     CleanExit,
-    /// isa-debug-exit with 0x11: 35. The image reported a failure.
+    /// [`EXIT_FAILURE`] (35): the image reported a failure.
     ImageFailure,
     /// 0: with -no-reboot, QEMU exits 0 on a guest reset, i.e. a triple fault.
     ResetOrTripleFault,
@@ -114,8 +164,8 @@ pub enum QemuOutcome {
 impl QemuOutcome {
     pub fn from_status(code: Option<i32>, signal: Option<i32>) -> Self {
         match (code, signal) {
-            (Some(33), _) => QemuOutcome::CleanExit,
-            (Some(35), _) => QemuOutcome::ImageFailure,
+            (Some(EXIT_SUCCESS), _) => QemuOutcome::CleanExit,
+            (Some(EXIT_FAILURE), _) => QemuOutcome::ImageFailure,
             (Some(0), _) => QemuOutcome::ResetOrTripleFault,
             (Some(c), _) => QemuOutcome::QemuError(c),
             (None, Some(s)) => QemuOutcome::Signal(s),
@@ -125,10 +175,12 @@ impl QemuOutcome {
 
     pub fn message(&self) -> String {
         match self {
-            QemuOutcome::CleanExit => "the image exited cleanly (QEMU status 33)".into(),
-            QemuOutcome::ImageFailure => {
-                "the image reported a failure (QEMU status 35); see the guest output above".into()
+            QemuOutcome::CleanExit => {
+                format!("the image exited cleanly (QEMU status {EXIT_SUCCESS})")
             }
+            QemuOutcome::ImageFailure => format!(
+                "the image reported a failure (QEMU status {EXIT_FAILURE}); see the guest output above"
+            ),
             QemuOutcome::ResetOrTripleFault => {
                 "the guest reset or triple-faulted (QEMU status 0 under -no-reboot)".into()
             }
@@ -144,7 +196,7 @@ impl QemuOutcome {
     pub fn exit_code(&self) -> i32 {
         match self {
             QemuOutcome::CleanExit => 0,
-            QemuOutcome::ImageFailure => 35,
+            QemuOutcome::ImageFailure => EXIT_FAILURE,
             QemuOutcome::ResetOrTripleFault => 3,
             QemuOutcome::QemuError(_) => 2,
             QemuOutcome::Signal(_) => 4,

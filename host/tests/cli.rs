@@ -5,13 +5,10 @@ use omega_host::{QemuConfig, QemuOutcome};
 
 fn cfg() -> QemuConfig {
     QemuConfig {
-        qemu: "qemu-system-x86_64".into(),
-        image: PathBuf::from("/images/omega.bin"),
         vcpus: 2,
         memory_mib: 256,
-        kvm: false,
-        sev_snp: false,
-        socket: PathBuf::from("/run/omega/omega.sock"),
+        socket: Some(PathBuf::from("/run/omega/omega.sock")),
+        ..QemuConfig::new("qemu-system-x86_64", "/images/omega.bin")
     }
 }
 
@@ -51,7 +48,7 @@ fn sev_snp_command_line() {
 #[test]
 fn socket_paths_with_commas_and_spaces_are_escaped() {
     let c = QemuConfig {
-        socket: PathBuf::from("/tmp/a,b c/omega.sock"),
+        socket: Some(PathBuf::from("/tmp/a,b c/omega.sock")),
         ..cfg()
     };
     assert!(
@@ -65,9 +62,36 @@ fn socket_paths_with_commas_and_spaces_are_escaped() {
     );
 }
 
+/// The options the QEMU tests add: kernel command line, monitor socket, no channel.
+#[test]
+fn test_options_are_escaped_and_the_channel_is_optional() {
+    let c = QemuConfig {
+        cmdline: Some("test=a,b".into()),
+        monitor_socket: Some(PathBuf::from("/tmp/m,1.sock")),
+        extra_args: vec!["-cpu".into(), "qemu64".into()],
+        ..QemuConfig::new("qemu-system-x86_64", "/images/omega.bin")
+    };
+    let a = c.args();
+    let s = a.join(" ");
+    assert!(
+        s.contains("-fw_cfg name=opt/omega/cmdline,string=test=a,,b"),
+        "{s}"
+    );
+    assert!(
+        s.contains("-monitor unix:/tmp/m,,1.sock,server=on,wait=off"),
+        "{s}"
+    );
+    assert!(s.ends_with("-cpu qemu64"), "{s}");
+    assert!(!s.contains("virtio-serial"), "{s}");
+    assert!(s.contains("-smp 1 -m 128M"), "{s}");
+}
+
 #[test]
 fn exit_status_mapping() {
     use QemuOutcome::*;
+    // isa-debug-exit turns the image's code v into (v << 1) | 1.
+    assert_eq!(omega_host::qemu::EXIT_SUCCESS, 33);
+    assert_eq!(omega_host::qemu::EXIT_FAILURE, 35);
     assert_eq!(QemuOutcome::from_status(Some(33), None), CleanExit);
     assert_eq!(QemuOutcome::from_status(Some(35), None), ImageFailure);
     assert_eq!(QemuOutcome::from_status(Some(0), None), ResetOrTripleFault);
@@ -162,4 +186,41 @@ fn qemu_errors_map_to_status_2() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("QEMU failed with status 1"));
+}
+
+/// A bundle over the monitor's limits is refused before QEMU starts: exit 1 with the
+/// contract's reason, and the stand-in QEMU (which would leave a marker) never runs.
+#[test]
+fn an_oversized_bundle_is_refused_before_qemu_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("omega.bin");
+    std::fs::write(&img, b"not an image").unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("manifest.json"),
+        omega_bundle::Manifest::json("policy.bin", [("a", "a.wasm")]),
+    )
+    .unwrap();
+    std::fs::write(bundle.join("policy.bin"), b"OMPL").unwrap();
+    let mut module = b"\0asm".to_vec();
+    module.resize(omega_bundle::MAX_TOTAL_BYTES as usize, 0);
+    std::fs::write(bundle.join("a.wasm"), &module).unwrap();
+    let marker = dir.path().join("qemu-ran");
+    let qemu = dir.path().join("qemu.sh");
+    std::fs::write(&qemu, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = omega()
+        .args(["run", "--image", img.to_str().unwrap()])
+        .args(["--bundle", bundle.to_str().unwrap()])
+        .args(["--qemu", qemu.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("(limit {})", omega_bundle::MAX_TOTAL_BYTES)),
+        "{err}"
+    );
+    assert!(!marker.exists(), "QEMU was started");
 }

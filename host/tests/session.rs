@@ -5,9 +5,10 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use omega_host::session::{ECHO_REPLY, ECHO_REQUEST};
+use omega_bundle::BundleMsg;
 use omega_host::*;
-use omega_wire::msg::{BundleMsg, ControlMsg, code};
+use omega_wire::msg::echo::{REPLY as ECHO_REPLY, REQUEST as ECHO_REQUEST};
+use omega_wire::msg::{ControlMsg, code};
 use omega_wire::*;
 use sim::*;
 
@@ -277,6 +278,40 @@ fn bundle_is_delivered_file_by_file() {
         )
         .is_some()
     );
+}
+
+/// A module larger than one content message arrives in `MAX_CHUNK` pieces, and the
+/// monitor's own receiver (`omega-bundle`) takes the whole bundle.
+#[test]
+fn a_large_bundle_reaches_the_monitors_receiver_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let expect = write_bundle(dir.path(), 2 * omega_bundle::MAX_CHUNK + 10);
+    let bundle = Bundle::read(dir.path()).unwrap();
+    let (mut g, _s) = start_ready(
+        SessionConfig {
+            bundle: Some(bundle),
+            ..Default::default()
+        },
+        INITIAL_WINDOW,
+    );
+    let mut r = omega_bundle::BundleReceiver::default();
+    let mut messages = 0;
+    loop {
+        let m = g.recv_message(Stream::Bundle, T).unwrap();
+        assert!(m.len() <= omega_bundle::MAX_CHUNK);
+        messages += 1;
+        if r.on_message(&m).unwrap() == omega_bundle::Progress::Finished {
+            break;
+        }
+    }
+    // Begin, 4 headers, 1 + 3 + 1 + 1 content messages, End.
+    assert_eq!(messages, 12);
+    let got: Vec<_> = r
+        .files
+        .iter()
+        .map(|f| (f.name.clone(), f.bytes.clone()))
+        .collect();
+    assert_eq!(got, expect);
 }
 
 #[test]

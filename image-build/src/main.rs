@@ -55,10 +55,9 @@ fn main() -> Result<()> {
         hex(&image.kernel.sha256)
     );
     println!("loader:         {} bytes", image.loader_len);
-    let vcpu_type = measurements::digest::VcpuType::EpycV4;
-    let digest =
-        measurements::digest::launch_digest(&image.bytes, 1, vcpu_type, 0x1, &Default::default())
-            .context("computing the SNP launch digest of the image")?;
+    let vcpu_type = launch_digest::VcpuType::EpycV4;
+    let digest = launch_digest::launch_digest(&image.bytes, 1, vcpu_type, 0x1, &Default::default())
+        .context("computing the SNP launch digest of the image")?;
     println!(
         "snp digest:     {} (1 vCPU, {vcpu_type}, guest features 0x1)",
         hex(&digest)

@@ -1,7 +1,8 @@
 //! Hardware entropy (RDSEED, falling back to RDRAND) with the retry and health rules a
 //! monitor needs: bounded retries, and refusal of output that looks stuck.
 
-/// The CPU's random-number instructions; the kernel implements this with RDSEED/RDRAND.
+/// The CPU's random-number instructions; the binary's `hw::entropy::CpuRng` implements
+/// this with RDSEED/RDRAND.
 pub trait HwRng {
     /// One RDSEED result, `None` when the instruction reported failure (CF=0).
     fn rdseed(&mut self) -> Option<u64>;
@@ -12,22 +13,15 @@ pub trait HwRng {
 /// Retries per word, as Intel's DRNG guide recommends for RDRAND.
 pub const RETRIES: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EntropyError {
     /// Neither instruction produced a value within the retry budget.
+    #[error("RDSEED/RDRAND failed {} times in a row", RETRIES)]
     Exhausted,
     /// The generator repeated itself or returned all-zeros/all-ones (a known failure mode
     /// of some AMD parts after suspend, and what a hostile hypervisor might try).
+    #[error("hardware RNG looks stuck (returned {0:#x})")]
     Stuck(u64),
-}
-
-impl core::fmt::Display for EntropyError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            EntropyError::Exhausted => write!(f, "RDSEED/RDRAND failed {RETRIES} times in a row"),
-            EntropyError::Stuck(v) => write!(f, "hardware RNG looks stuck (returned {v:#x})"),
-        }
-    }
 }
 
 fn word(rng: &mut impl HwRng) -> Result<u64, EntropyError> {

@@ -9,30 +9,17 @@ pub const FRAME: u64 = 4096;
 /// Free ranges tracked at most; more fragmentation than this is refused, not lost.
 pub const MAX_RANGES: usize = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    OutOfMemory {
-        pages: u64,
-    },
+    #[error("no {pages} contiguous free frames")]
+    OutOfMemory { pages: u64 },
+    #[error("more than {} free ranges", MAX_RANGES)]
     TooFragmented,
     /// A free of frames that are already free (or overlap free frames).
-    DoubleFree {
-        start: u64,
-    },
-    Unaligned {
-        addr: u64,
-    },
-}
-
-impl core::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            FrameError::OutOfMemory { pages } => write!(f, "no {pages} contiguous free frames"),
-            FrameError::TooFragmented => write!(f, "more than {MAX_RANGES} free ranges"),
-            FrameError::DoubleFree { start } => write!(f, "frames at {start:#x} freed twice"),
-            FrameError::Unaligned { addr } => write!(f, "{addr:#x} is not frame aligned"),
-        }
-    }
+    #[error("frames at {start:#x} freed twice")]
+    DoubleFree { start: u64 },
+    #[error("{addr:#x} is not frame aligned")]
+    Unaligned { addr: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -67,9 +54,13 @@ impl FrameAllocator {
 
     /// Adds a free range (merging with neighbours). Fails on overlap with free frames.
     pub fn add(&mut self, r: PhysRange) -> Result<(), FrameError> {
-        if r.start % FRAME != 0 || r.end % FRAME != 0 {
+        if !r.start.is_multiple_of(FRAME) || !r.end.is_multiple_of(FRAME) {
             return Err(FrameError::Unaligned {
-                addr: if r.start % FRAME != 0 { r.start } else { r.end },
+                addr: if !r.start.is_multiple_of(FRAME) {
+                    r.start
+                } else {
+                    r.end
+                },
             });
         }
         if r.start >= r.end {

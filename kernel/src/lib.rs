@@ -1,13 +1,24 @@
-//! The monitor's pure logic, tested on the host: physical frame allocation, the monotonic
-//! clock's arithmetic, entropy health checks, and the platform abstraction. The binary
-//! (`main.rs` and its target-only modules) wires these to the hardware.
+//! The monitor's library half: pure logic, no `unsafe`, tested on the host.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`channel`] | the host channel endpoint (handshake, credits, reassembly, resync, error reports) over a byte [`channel::Transport`] |
+//! | [`clock`] | TSC-to-nanoseconds arithmetic and calibration maths |
+//! | [`entropy`] | health-checked key material from a hardware RNG |
+//! | [`frames`] | the physical frame allocator |
+//! | [`platform`] | the [`platform::Platform`] trait, and [`platform::NoTee`] |
+//!
+//! The binary half (`main.rs`) wires these to the hardware: `hw/` holds every `unsafe`
+//! piece (CPU tables, heap, RNG and TSC instructions, the shared DMA pool, the virtio
+//! driver, the SEV-SNP platform), `monitor.rs` the boot sequence and its state, and
+//! `services/` one module per channel stream.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod channel;
 pub mod clock;
 pub mod entropy;
 pub mod frames;
-pub mod pagetable;
 pub mod platform;

@@ -1,12 +1,11 @@
-//! Kernel entry and the boot sequence, one flow for every platform.
+//! The boot sequence, one flow for every platform, and the state it leaves: [`Monitor`].
+//! The services and the test hooks take what they need from it; it depends on neither.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
 
-use omega_arch::exit::{ExitCode, exit};
 use omega_arch::{serial, serial_println};
 use omega_boot_info::{BootInfo, PhysRange, Tee};
 use omega_kernel::clock::Clock;
@@ -14,27 +13,15 @@ use omega_kernel::entropy;
 use omega_kernel::frames::FrameAllocator;
 use omega_kernel::platform::{NoTee, Platform};
 
-use crate::memory;
-use crate::{cpu, heap, rng, snp, time};
+use crate::hw::{self, cpu, heap, shared_pool, snp};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    omega_arch::panic_report("omega", info)
-}
-
-/// Set once the kernel knows it runs as an SNP guest.
-static SNP: AtomicBool = AtomicBool::new(false);
-
-/// Reports an unrecoverable condition and stops the VM with the failure code.
-pub(crate) fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
-    serial_println!("omega: FATAL: {what}: {err}");
-    if SNP.load(Ordering::Relaxed) {
-        // Under SNP the host learns the outcome from the termination request.
-        omega_arch::sev::terminate(omega_boot_info::snp::terminate::FATAL)
-    }
-    exit(ExitCode::Failure)
+/// Reports a condition the monitor cannot recover from (a local one: no memory, a broken
+/// boot info, no entropy for the log key; never something the host sent on the channel)
+/// and stops the VM (`omega_arch::fatal`).
+pub fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
+    omega_arch::fatal::fatal("omega", what, err)
 }
 
 /// What the monitor owns once booted.
@@ -49,19 +36,28 @@ pub struct Monitor {
     pub log_key: Option<Box<[u8; 32]>>,
 }
 
-/// Entry from the loader: `info` is the boot info's direct-map address.
-#[unsafe(no_mangle)]
-extern "C" fn _start(info: *const BootInfo) -> ! {
-    // SAFETY: the loader passes the direct-map address of a BootInfo it wrote in its own
-    // reserved memory, which nothing else writes; `check` validates it before use.
-    let info: &'static BootInfo = unsafe { &*info };
+/// A SHA-256 digest on the console: its first 8 bytes in hex, then `...`.
+pub struct DigestPrefix<'a>(pub &'a [u8; 32]);
+
+impl core::fmt::Display for DigestPrefix<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str("...")
+    }
+}
+
+/// Brings the machine up from the loader's boot info: CPU tables, platform, heap, frames,
+/// shared DMA pool, clock and entropy; prints the banner.
+pub fn boot(info: &'static BootInfo) -> Monitor {
     // Under SNP the console's port I/O needs the #VC handler (IDT) and its GHCB first; the
     // console stays off until both are there.
-    let snp = info.check() == Ok(Tee::SevSnp);
-    serial::set_enabled(!snp);
+    let snp_guest = info.check() == Ok(Tee::SevSnp);
+    serial::set_enabled(!snp_guest);
     cpu::init();
-    if snp {
-        SNP.store(true, Ordering::Relaxed);
+    if snp_guest {
+        omega_arch::fatal::set_snp_guest();
         snp::init_vc(info);
         serial::set_enabled(true);
     }
@@ -96,20 +92,20 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
             .accept_memory(*r)
             .unwrap_or_else(|e| fatal("accepting memory", e));
     }
-    let shared = memory::init_shared_pool(&mut frames, platform.as_mut())
+    let shared = shared_pool::init(&mut frames, platform.as_mut())
         .unwrap_or_else(|e| fatal("shared DMA pool", e));
-    let (clock, clock_err) = match time::calibrate() {
+    let (clock, clock_err) = match hw::clock::calibrate() {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e)),
     };
-    let mut cpu_rng = rng::CpuRng::detect();
+    let mut cpu_rng = hw::entropy::CpuRng::detect();
     let mut key = Box::new([0u8; 32]);
     let log_key = match entropy::fill(&mut cpu_rng, key.as_mut_slice()) {
         Ok(()) => Some(key),
         Err(_) => None,
     };
 
-    let mut m = Monitor {
+    let m = Monitor {
         info,
         platform,
         frames,
@@ -119,18 +115,10 @@ extern "C" fn _start(info: *const BootInfo) -> ! {
     };
     banner(&m, &heap, &cpu_rng, clock_err);
     heap_self_test();
-
-    #[cfg(feature = "test-hooks")]
-    let echo_all = crate::test_hooks::run(&mut m);
-    #[cfg(not(feature = "test-hooks"))]
-    let echo_all = false;
-
-    crate::service::run(&mut m, echo_all);
-    serial_println!("omega: boot complete; no agents configured, shutting down");
-    exit(ExitCode::Success)
+    m
 }
 
-fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &rng::CpuRng, clock_err: Option<&str>) {
+fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &hw::entropy::CpuRng, clock_err: Option<&str>) {
     let info = m.info;
     let tee = m.platform.tee();
     serial_println!("==============================================================");
@@ -167,18 +155,7 @@ fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &rng::CpuRng, clock_err: Opti
             rng.describe()
         ),
     }
-    let d = &info.kernel_sha256;
-    serial_println!(
-        " kernel sha256: {:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}...",
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        d[4],
-        d[5],
-        d[6],
-        d[7]
-    );
+    serial_println!(" kernel sha256: {}", DigestPrefix(&info.kernel_sha256));
     if tee == Tee::None {
         serial_println!(
             " WARNING: no TEE; this run is unattested and verifiers refuse it by default"

@@ -1,6 +1,7 @@
 //! Fault injection and self-checks for the QEMU tests, chosen by `test=` on the command
 //! line (`-fw_cfg name=opt/omega/cmdline,string=test=panic`). Only in images built with
-//! the `test-hooks` feature: the production image has none of this.
+//! the `test-hooks` feature: the production image has none of this. Depends on the monitor's
+//! state and the hardware glue; nothing depends on it.
 
 use alloc::vec::Vec;
 
@@ -8,11 +9,11 @@ use omega_arch::exit::{ExitCode, exit};
 use omega_arch::serial_println;
 use omega_boot_info::virt;
 
-use crate::monitor::Monitor;
-use crate::{heap, time};
+use crate::hw::{clock, heap, shared_pool, virtio};
+use crate::monitor::{Monitor, fatal};
 
 /// Runs the hook `test=` names; returns true if the channel should echo every stream.
-pub fn run(m: &mut Monitor) -> bool {
+pub fn run(m: &Monitor) -> bool {
     let Some(test) = m
         .info
         .cmdline()
@@ -27,7 +28,8 @@ pub fn run(m: &mut Monitor) -> bool {
         "pagefault" => {
             // The guard page under the boot stack.
             let guard = (virt::KERNEL_STACK_TOP - virt::KERNEL_STACK_SIZE - 8) as *const u64;
-            // SAFETY: deliberately faults; the page-fault handler reports and stops.
+            // SAFETY: the guard page is never mapped, so the read faults before it produces a
+            // value; the page-fault handler reports and stops the VM (what the test checks).
             let v = unsafe { core::ptr::read_volatile(guard) };
             serial_println!("omega: read {v:#x} from the guard page?!");
         }
@@ -37,13 +39,15 @@ pub fn run(m: &mut Monitor) -> bool {
             serial_println!("omega: recursion returned {depth}?!");
         }
         "ud" => {
-            // SAFETY: deliberately raises #UD; the handler reports and stops.
+            // SAFETY: `ud2` touches no memory; it raises #UD, whose handler reports and stops
+            // the VM (what the test checks).
             unsafe { core::arch::asm!("ud2") };
         }
         "write-code" => {
             // W^X: kernel code is mapped read-only.
             let code = run as *const () as *mut u8;
-            // SAFETY: deliberately faults (write to a read-only page).
+            // SAFETY: kernel text is mapped read-only (W^X), so the write faults before it
+            // changes anything; the page-fault handler reports and stops the VM.
             unsafe { core::ptr::write_volatile(code, 0xcc) };
             serial_println!("omega: wrote to kernel code?!");
         }
@@ -85,7 +89,7 @@ fn heap_stress() {
     let (mut ops, mut peak) = (0u64, 0usize);
     for id in 0..40_000u64 {
         let r = xorshift(&mut seed);
-        if (r % 3 != 0 && live.len() < 1500) || live.is_empty() {
+        if (!r.is_multiple_of(3) && live.len() < 1500) || live.is_empty() {
             let size = match r % 10 {
                 0 => (r >> 20) as usize % (256 << 10),
                 1..=3 => (r >> 20) as usize % 4096,
@@ -125,16 +129,16 @@ fn clock(m: &Monitor) {
         serial_println!("omega: clock test: no clock");
         exit(ExitCode::Failure);
     };
-    let mut last = time::now_ns(c);
+    let mut last = clock::now_ns(c);
     for _ in 0..100_000 {
-        let t = time::now_ns(c);
+        let t = clock::now_ns(c);
         if t < last {
             serial_println!("omega: clock went backwards: {t} < {last}");
             exit(ExitCode::Failure);
         }
         last = t;
     }
-    let tsc = time::pit_wait_tsc(50).unwrap_or(0);
+    let tsc = clock::pit_wait_tsc(50).unwrap_or(0);
     let measured_us = tsc as u128 * 1_000_000 / c.hz() as u128;
     serial_println!(
         "omega: clock monotonic over 100000 readings; 50 ms of PIT = {measured_us} us of TSC"
@@ -143,7 +147,7 @@ fn clock(m: &Monitor) {
 
 /// Leaves a known secret in private memory, fills the shared pool with DMA-like data and
 /// waits for the host to dump memory.
-fn memdump(m: &mut Monitor) {
+fn memdump(m: &Monitor) {
     let Some(key) = m.log_key.as_ref() else {
         serial_println!("omega: memdump test: no log key (no entropy)");
         exit(ExitCode::Failure);
@@ -154,8 +158,9 @@ fn memdump(m: &mut Monitor) {
         hex[2 * i] = H[usize::from(b >> 4)];
         hex[2 * i + 1] = H[usize::from(b & 15)];
     }
-    let (pa, ptr) = crate::memory::shared_alloc(16).expect("shared pool has room");
-    // SAFETY: 16 fresh pool pages, ours alone.
+    let (pa, ptr) = shared_pool::alloc(16).expect("shared pool has room");
+    // SAFETY: `alloc` handed out these 16 pages (64 KiB, mapped RW in the direct map) to
+    // this function alone, and nothing frees them: the VM halts below.
     let buf = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), 16 * 4096) };
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31);
@@ -175,7 +180,7 @@ fn memdump(m: &mut Monitor) {
 
 /// Echoes every byte from the virtio console back, forever (the test kills QEMU).
 fn virtio_echo() {
-    let mut console = match crate::virtio::probe() {
+    let mut console = match virtio::probe() {
         Ok(c) => c,
         Err(e) => {
             serial_println!("omega: virtio console: {e}");
@@ -213,7 +218,7 @@ fn vc_cpuid() {
     entry[0x24..0x28].copy_from_slice(b"aVCt");
     entry[0x20..0x24].copy_from_slice(b"est!");
     let table = sev_snp::cpuid_page::CpuidTable::parse(&page)
-        .unwrap_or_else(|e| crate::monitor::fatal("vc-cpuid table", e));
+        .unwrap_or_else(|e| fatal("vc-cpuid table", e));
     omega_arch::sev::vc_init(table);
     let (a, b, c, d): (u32, u32, u32, u32);
     // SAFETY: builds exactly the frame a #VC pushes (SS, RSP, RFLAGS, CS, RIP, error code)

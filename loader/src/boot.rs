@@ -1,16 +1,14 @@
 //! The loader on the hardware: the reset code (`reset.s`) and the 64-bit steps that load
 //! the kernel.
 
-use core::fmt::Display;
-
 use firmware_layout::GuidTable;
 use omega_arch::exceptions::{self, Gate, Idt};
-use omega_arch::exit::{ExitCode, exit};
 use omega_arch::sev::{self, HwGhcb, HwMsr, HwPvalidate};
 use omega_arch::{cpu, serial, serial_println};
 use omega_boot_info::snp::{self, terminate};
 use omega_boot_info::{BootInfo, E820_RAM, PhysRange, Tee, phys, virt};
-use omega_loader::{elf, fwcfg, paging};
+use omega_loader::{elf, fwcfg};
+use omega_page_tables as page_tables;
 use sha2::{Digest, Sha256};
 
 core::arch::global_asm!(
@@ -38,17 +36,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     omega_arch::panic_report("omega-loader", info)
 }
 
-fn fatal(what: &str, err: impl Display) -> ! {
-    serial_println!("omega-loader: FATAL: {what}: {err}");
-    if SNP.load(core::sync::atomic::Ordering::Relaxed) {
-        // Under SNP the host learns the outcome from the termination request.
-        sev::terminate(terminate::FATAL)
-    }
-    exit(ExitCode::Failure)
+fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
+    omega_arch::fatal::fatal("omega-loader", what, err)
 }
-
-/// Set once the loader knows it runs as an SNP guest.
-static SNP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 struct PortIo;
 
@@ -74,27 +64,29 @@ struct Pool {
     enc: u64,
 }
 
-impl paging::Frames for Pool {
+impl page_tables::FrameSource for Pool {
     fn alloc(&mut self) -> Option<u64> {
-        if self.next + paging::SIZE_4K > self.end {
+        if self.next + page_tables::SIZE_4K > self.end {
             return None;
         }
         let pa = self.next;
-        self.next += paging::SIZE_4K;
+        self.next += page_tables::SIZE_4K;
         // SAFETY: the pool lies in the loader's reserved RAM (below 4 GiB, identity
         // mapped) and each frame is handed out once.
-        unsafe { core::ptr::write_bytes(pa as *mut u8, 0, paging::SIZE_4K as usize) };
+        unsafe { core::ptr::write_bytes(pa as *mut u8, 0, page_tables::SIZE_4K as usize) };
         Some(pa)
-    }
-
-    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
-        // SAFETY: `pa` is a frame this pool handed out (all page aligned, identity mapped,
-        // used only as page tables), and the mapper holds one table reference at a time.
-        unsafe { &mut *(pa as *mut [u64; 512]) }
     }
 
     fn private_bits(&self) -> u64 {
         self.enc
+    }
+}
+
+impl page_tables::TableAccess for Pool {
+    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
+        // SAFETY: `pa` is a frame this pool handed out (all page aligned, identity mapped,
+        // used only as page tables), and the mapper holds one table reference at a time.
+        unsafe { &mut *(pa as *mut [u64; 512]) }
     }
 }
 
@@ -116,7 +108,7 @@ fn snp_early() -> u16 {
 
     // The GHCB page: rescind its validation, have the host share it, then map it
     // without the C-bit by splitting the early 2 MiB identity page that holds it.
-    let range = sev_snp::MemRange::new(phys::GHCB_PAGE, phys::GHCB_PAGE, paging::SIZE_4K)
+    let range = sev_snp::MemRange::new(phys::GHCB_PAGE, phys::GHCB_PAGE, page_tables::SIZE_4K)
         .unwrap_or_else(|_| sev::terminate(terminate::PSC));
     sev_snp::pvalidate::make_shared(
         &mut HwPvalidate,
@@ -124,7 +116,7 @@ fn snp_early() -> u16 {
         range,
     )
     .unwrap_or_else(|_| sev::terminate(terminate::PSC));
-    let big = phys::GHCB_PAGE & !(paging::SIZE_2M - 1);
+    let big = phys::GHCB_PAGE & !(page_tables::SIZE_2M - 1);
     // SAFETY: EARLY_PT is a launch-validated loader page used for nothing else; the early
     // PD is the reset code's, identity mapped. The new table maps the same 2 MiB as the
     // large page it replaces (so no live data moves), with only the GHCB shared; the CR3
@@ -132,20 +124,20 @@ fn snp_early() -> u16 {
     unsafe {
         let pt = &mut *(phys::EARLY_PT as *mut [u64; 512]);
         for (i, e) in pt.iter_mut().enumerate() {
-            let pa = big + i as u64 * paging::SIZE_4K;
+            let pa = big + i as u64 * page_tables::SIZE_4K;
             let enc = if pa == phys::GHCB_PAGE {
-                paging::NO_EXECUTE
+                page_tables::NO_EXECUTE
             } else {
                 snp::C_BIT_MASK
             };
-            *e = pa | paging::PRESENT | paging::WRITABLE | enc;
+            *e = pa | page_tables::PRESENT | page_tables::WRITABLE | enc;
         }
         let pd = &mut *(phys::EARLY_PD as *mut [u64; 512]);
-        pd[(big / paging::SIZE_2M) as usize] =
-            phys::EARLY_PT | paging::PRESENT | paging::WRITABLE | snp::C_BIT_MASK;
+        pd[(big / page_tables::SIZE_2M) as usize] =
+            phys::EARLY_PT | page_tables::PRESENT | page_tables::WRITABLE | snp::C_BIT_MASK;
         let (frame, flags) = x86_64::registers::control::Cr3::read_raw();
         x86_64::registers::control::Cr3::write_raw(frame, flags);
-        core::ptr::write_bytes(phys::GHCB_PAGE as *mut u8, 0, paging::SIZE_4K as usize);
+        core::ptr::write_bytes(phys::GHCB_PAGE as *mut u8, 0, page_tables::SIZE_4K as usize);
     }
     sev_snp::msr_protocol::register_ghcb(&mut msr, phys::GHCB_PAGE)
         .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
@@ -186,7 +178,7 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     if snp_active {
         // Port I/O raises #VC, which needs the GHCB set up below.
         serial::set_enabled(false);
-        SNP.store(true, core::sync::atomic::Ordering::Relaxed);
+        omega_arch::fatal::set_snp_guest();
     }
     // The IDT lives in this frame, which never returns.
     let mut idt = Idt {
@@ -256,7 +248,7 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     let rom_size = GuidTable::parse(top)
         .and_then(|t| t.declared_image_size())
         .unwrap_or_else(|e| fatal("image footer", e));
-    if rom_size % 0x1_0000 != 0 || rom_size < 0x1_0000 || rom_size > MAX_ROM {
+    if !rom_size.is_multiple_of(0x1_0000) || !(0x1_0000..=MAX_ROM).contains(&rom_size) {
         fatal(
             "image footer",
             format_args!(
@@ -332,55 +324,55 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         end: phys::PT_POOL_END,
         enc,
     };
-    let root =
-        paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("page tables", "pool empty"));
-    let map_err = |e: paging::MapError| -> ! { fatal("page tables", e) };
+    let root = page_tables::FrameSource::alloc(&mut pool)
+        .unwrap_or_else(|| fatal("page tables", "pool empty"));
+    let map_err = |e: page_tables::PageTableError| -> ! { fatal("page tables", e) };
 
     // Direct map of RAM: writable, never executable.
     for e in info.e820().iter().filter(|e| e.kind == E820_RAM) {
-        let start = e.addr / paging::SIZE_2M * paging::SIZE_2M;
-        let end = e.end().min(MAX_DIRECT_MAP).div_ceil(paging::SIZE_2M) * paging::SIZE_2M;
+        let start = e.addr / page_tables::SIZE_2M * page_tables::SIZE_2M;
+        let end = e.end().min(MAX_DIRECT_MAP).div_ceil(page_tables::SIZE_2M) * page_tables::SIZE_2M;
         let mut pa = start;
         while pa < end {
-            match paging::map(
+            match page_tables::map(
                 &mut pool,
                 root,
                 virt::DIRECT_MAP_BASE + pa,
                 pa,
-                paging::SIZE_2M,
-                paging::WRITABLE | paging::NO_EXECUTE | enc,
+                page_tables::SIZE_2M,
+                page_tables::WRITABLE | page_tables::NO_EXECUTE | enc,
             ) {
-                Ok(()) | Err(paging::MapError::AlreadyMapped(_)) => {}
+                Ok(()) | Err(page_tables::PageTableError::AlreadyMapped(_)) => {}
                 Err(e) => map_err(e),
             }
-            pa += paging::SIZE_2M;
+            pa += page_tables::SIZE_2M;
         }
     }
     // Device registers: uncached, never executable, shared (no C-bit: the host emulates
     // them, through #VC and the GHCB under SNP).
     let mut pa = virt::MMIO_PHYS_START;
     while pa < virt::MMIO_PHYS_END {
-        let flags = paging::WRITABLE | paging::NO_EXECUTE | paging::UNCACHED;
-        paging::map(
+        let flags = page_tables::WRITABLE | page_tables::NO_EXECUTE | page_tables::UNCACHED;
+        page_tables::map(
             &mut pool,
             root,
             virt::MMIO_BASE + pa,
             pa,
-            paging::SIZE_2M,
+            page_tables::SIZE_2M,
             flags,
         )
         .unwrap_or_else(|e| map_err(e));
-        pa += paging::SIZE_2M;
+        pa += page_tables::SIZE_2M;
     }
     // Kernel segments with their own permissions: W^X, and NX on everything not code.
     for seg in kernel.segments() {
         let flags = match (seg.writable(), seg.executable()) {
-            (true, _) => paging::WRITABLE | paging::NO_EXECUTE | enc,
+            (true, _) => page_tables::WRITABLE | page_tables::NO_EXECUTE | enc,
             (false, true) => enc,
-            (false, false) => paging::NO_EXECUTE | enc,
+            (false, false) => page_tables::NO_EXECUTE | enc,
         };
         let len = seg.vend_page() - seg.vaddr;
-        paging::map_range(
+        page_tables::map_range(
             &mut pool,
             root,
             seg.vaddr,
@@ -394,41 +386,41 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     // SAFETY: the stack frames are RAM checked above and belong to nobody else.
     unsafe { core::ptr::write_bytes(stack_phys as *mut u8, 0, virt::KERNEL_STACK_SIZE as usize) };
     let stack_bottom = virt::KERNEL_STACK_TOP - virt::KERNEL_STACK_SIZE;
-    paging::map_range(
+    page_tables::map_range(
         &mut pool,
         root,
         stack_bottom,
         stack_phys,
         virt::KERNEL_STACK_SIZE,
-        paging::WRITABLE | paging::NO_EXECUTE | enc,
+        page_tables::WRITABLE | page_tables::NO_EXECUTE | enc,
     )
     .unwrap_or_else(|e| map_err(e));
     if snp_active {
         // The GHCB for the kernel: shared, never executable.
-        paging::map(
+        page_tables::map(
             &mut pool,
             root,
             virt::GHCB,
             phys::GHCB_PAGE,
-            paging::SIZE_4K,
-            paging::WRITABLE | paging::NO_EXECUTE,
+            page_tables::SIZE_4K,
+            page_tables::WRITABLE | page_tables::NO_EXECUTE,
         )
         .unwrap_or_else(|e| map_err(e));
     }
     // The ROM's top 2 MiB, read-only and executable: this code runs from there while it
     // switches to the new tables.
-    paging::map(
+    page_tables::map(
         &mut pool,
         root,
         virt::ROM_ALIAS_BASE,
-        FOUR_GIB - paging::SIZE_2M,
-        paging::SIZE_2M,
+        FOUR_GIB - page_tables::SIZE_2M,
+        page_tables::SIZE_2M,
         enc,
     )
     .unwrap_or_else(|e| map_err(e));
 
-    let info_pa =
-        paging::Frames::alloc(&mut pool).unwrap_or_else(|| fatal("boot info", "pool empty"));
+    let info_pa = page_tables::FrameSource::alloc(&mut pool)
+        .unwrap_or_else(|| fatal("boot info", "pool empty"));
     info.reserved[0] = PhysRange {
         start: phys::SECRETS_PAGE,
         end: phys::PT_POOL_END,
@@ -448,11 +440,12 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         entry.len >> 10,
         phys::KERNEL_PHYS_MIN,
         kernel.entry,
-        (pool.next - phys::PT_POOL_START) / paging::SIZE_4K
+        (pool.next - phys::PT_POOL_START) / page_tables::SIZE_4K
     );
     // SAFETY: the new tables map the kernel (entry included), its stack, the boot info
     // (direct map) and this code (ROM alias); after the CR3 write nothing here touches
-    // memory before the jump. Under SNP the root itself is private (C-bit in CR3). The fake return address keeps the ABI's stack alignment.
+    // memory before the jump. Under SNP the root itself is private (C-bit in CR3). The
+    // fake return address keeps the ABI's stack alignment.
     unsafe {
         core::arch::asm!(
             "mov cr3, {root}",

@@ -164,7 +164,7 @@ impl<'a> Kernel<'a> {
             let vend = vaddr
                 .checked_add(memsz)
                 .ok_or(ElfError::SegmentBadSize { index })?;
-            if vaddr % PAGE != 0 || offset % PAGE != vaddr % PAGE {
+            if !vaddr.is_multiple_of(PAGE) || offset % PAGE != vaddr % PAGE {
                 return Err(ElfError::SegmentNotAligned { index });
             }
             if vaddr < vmin || vend > vmax {

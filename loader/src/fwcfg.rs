@@ -104,7 +104,7 @@ pub fn read_e820(
     out: &mut [E820Entry; MAX_E820],
 ) -> Result<usize, FwCfgError> {
     let (key, size) = find_file(io, "etc/e820")?;
-    if size as usize % E820_ENTRY_LEN != 0 {
+    if !(size as usize).is_multiple_of(E820_ENTRY_LEN) {
         return Err(FwCfgError::BadE820Size(size));
     }
     let n = size / E820_ENTRY_LEN as u32;

@@ -3,10 +3,11 @@
 //!     cargo bench -p measurements --bench digest
 //!
 //! For each image (Debian OVMF, Omega's image when built) and vCPU count, prints the median
-//! of in-process `launch_digest` (parse + hash, release build), the median of
-//! sev-snp-measure's `calc_launch_digest` timed inside one Python process (no interpreter
-//! start-up), and the median wall time of the `sev-snp-measure` command. The results go in
-//! docs/measurements.md.
+//! of in-process `launch_digest` (parse + hash, release build) next to sev-snp-measure's
+//! `calc_launch_digest` timed inside one Python process (no interpreter start-up), and the
+//! median wall time of the `measurements digest` command next to the `sev-snp-measure`
+//! command: compare like with like. docs/measurements.md has the figures, and the same
+//! command-against-command comparison made with hyperfine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,11 +18,6 @@ use measurements::digest::{DigestOptions, VcpuType, launch_digest};
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn oracle_dir() -> Option<PathBuf> {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/oracles-venv/bin");
-    venv.join("sev-snp-measure").is_file().then_some(venv)
 }
 
 fn python_in_process(py: &Path, image: &Path, vcpus: u32, runs: u32) -> Option<Duration> {
@@ -36,20 +32,22 @@ fn python_in_process(py: &Path, image: &Path, vcpus: u32, runs: u32) -> Option<D
     Some(Duration::from_secs_f64(secs))
 }
 
-fn cli(exe: &Path, image: &Path, vcpus: u32, runs: u32) -> Option<Duration> {
+/// Median wall time of `exe args… --vcpu-type EPYC-Milan --vcpus N <image_flag> image`.
+fn command(
+    exe: &Path,
+    args: &[&str],
+    image_flag: &str,
+    image: &Path,
+    vcpus: u32,
+    runs: u32,
+) -> Option<Duration> {
     let mut times = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         let o = Command::new(exe)
-            .args([
-                "--mode",
-                "snp",
-                "--vcpu-type",
-                "EPYC-Milan",
-                "--vcpus",
-                &vcpus.to_string(),
-                "--ovmf",
-            ])
+            .args(args)
+            .args(["--vcpu-type", "EPYC-Milan", "--vcpus", &vcpus.to_string()])
+            .arg(image_flag)
             .arg(image)
             .output()
             .ok()?;
@@ -76,11 +74,14 @@ fn main() {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/omega/omega.bin")
             }),
     );
-    let oracle = oracle_dir();
-    println!(
-        "| image | size | vCPUs | measurements (lib) | sev-snp-measure (in-process) | sev-snp-measure (command) |"
+    let oracle = omega_test_support::oracle::executable("sev-snp-measure").zip(
+        omega_test_support::oracle::python_importing("sevsnpmeasure"),
     );
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| image | size | vCPUs | measurements (lib) | sev-snp-measure (in-process) | measurements (command) | sev-snp-measure (command) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let ours_exe = Path::new(env!("CARGO_BIN_EXE_measurements"));
     for img in images.iter().filter(|p| p.is_file()) {
         let bytes = std::fs::read(img).unwrap();
         for vcpus in [1u32, 64] {
@@ -100,10 +101,11 @@ fn main() {
             }
             std::hint::black_box(ld);
             let ours = median(times);
+            let ours_cmd = command(ours_exe, &["digest"], "--image", img, vcpus, runs);
             let (inproc, cmd) = match &oracle {
-                Some(d) if !quick => (
-                    python_in_process(&d.join("python"), img, vcpus, runs),
-                    cli(&d.join("sev-snp-measure"), img, vcpus, runs),
+                Some((exe, python)) if !quick => (
+                    python_in_process(python, img, vcpus, runs),
+                    command(exe, &["--mode", "snp"], "--ovmf", img, vcpus, runs),
                 ),
                 _ => (None, None),
             };
@@ -113,11 +115,12 @@ fn main() {
                 })
             };
             println!(
-                "| {} | {} KiB | {vcpus} | {} | {} | {} |",
+                "| {} | {} KiB | {vcpus} | {} | {} | {} | {} |",
                 img.file_name().unwrap().to_string_lossy(),
                 bytes.len() / 1024,
                 f(Some(ours)),
                 f(inproc),
+                f(ours_cmd),
                 f(cmd)
             );
         }

@@ -2,18 +2,15 @@
 //! versions 2, 3 and 5, parsed from its 1184 raw bytes.
 //!
 //! Parsing checks only the length and the version; what the fields *mean* for trust is
-//! [`crate::verify`]'s business.
+//! [`crate::verify`]'s business. The layout (size, offsets, versions) is
+//! [`sev_snp::report`]'s, the same the guest requests reports with.
 
 use std::fmt;
+use std::ops::Range;
 
 use serde::Serialize;
-
-/// Length of a report.
-pub const REPORT_LEN: usize = 0x4A0;
-/// The signature covers bytes `0..SIGNED_LEN`.
-pub const SIGNED_LEN: usize = 0x2A0;
-/// Report versions this parser knows.
-pub const SUPPORTED_VERSIONS: [u32; 3] = [2, 3, 5];
+use sev_snp::report as layout;
+pub use sev_snp::report::{REPORT_LEN, SIGNED_LEN, SUPPORTED_VERSIONS};
 
 /// Why bytes are not a report.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,6 +206,12 @@ fn arr<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     a
 }
 
+/// The bytes of a fixed-size field.
+fn field<const N: usize>(b: &[u8], r: Range<usize>) -> [u8; N] {
+    debug_assert_eq!(r.len(), N);
+    arr(b, r.start)
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(arr(b, at))
 }
@@ -226,57 +229,55 @@ impl AttestationReport {
         if b.len() != REPORT_LEN {
             return Err(ReportError::Length(b.len()));
         }
-        let version = u32_at(b, 0);
+        let version = u32_at(b, layout::VERSION);
         if !SUPPORTED_VERSIONS.contains(&version) {
             return Err(ReportError::Version(version));
         }
-        let cpuid = (version >= 3).then(|| CpuId {
-            family: b[0x188],
-            model: b[0x189],
-            stepping: b[0x18A],
+        let cpuid = (version >= layout::FIRST_VERSION_WITH_CPUID).then(|| CpuId {
+            family: b[layout::CPUID_FAMILY],
+            model: b[layout::CPUID_MODEL],
+            stepping: b[layout::CPUID_STEPPING],
         });
         let turin = cpuid.is_some_and(|c| c.family == FAMILY_TURIN);
         let tcb = |at| Tcb::decode(u64_at(b, at), turin);
-        let flags = u32_at(b, 0x48);
+        let flags = u32_at(b, layout::FLAGS);
+        let fw_version = |at: usize| FwVersion {
+            build: b[at],
+            minor: b[at + 1],
+            major: b[at + 2],
+        };
+        let mit_vectors = version >= layout::FIRST_VERSION_WITH_MIT_VECTORS;
         Ok(AttestationReport {
             version,
-            guest_svn: u32_at(b, 0x04),
-            policy: Policy::decode(u64_at(b, 0x08)),
-            family_id: arr(b, 0x10),
-            image_id: arr(b, 0x20),
-            vmpl: u32_at(b, 0x30),
-            signature_algo: u32_at(b, 0x34),
-            current_tcb: tcb(0x38),
-            platform_info: u64_at(b, 0x40),
+            guest_svn: u32_at(b, layout::GUEST_SVN),
+            policy: Policy::decode(u64_at(b, layout::POLICY)),
+            family_id: field(b, layout::FAMILY_ID),
+            image_id: field(b, layout::IMAGE_ID),
+            vmpl: u32_at(b, layout::VMPL),
+            signature_algo: u32_at(b, layout::SIGNATURE_ALGO),
+            current_tcb: tcb(layout::CURRENT_TCB),
+            platform_info: u64_at(b, layout::PLATFORM_INFO),
             author_key_en: flags & 1 != 0,
             mask_chip_key: flags & 2 != 0,
             signing_key: ((flags >> 2) & 7) as u8,
-            report_data: arr(b, 0x50),
-            measurement: arr(b, 0x90),
-            host_data: arr(b, 0xC0),
-            id_key_digest: arr(b, 0xE0),
-            author_key_digest: arr(b, 0x110),
-            report_id: arr(b, 0x140),
-            report_id_ma: arr(b, 0x160),
-            reported_tcb: tcb(0x180),
+            report_data: field(b, layout::REPORT_DATA),
+            measurement: field(b, layout::MEASUREMENT),
+            host_data: field(b, layout::HOST_DATA),
+            id_key_digest: field(b, layout::ID_KEY_DIGEST),
+            author_key_digest: field(b, layout::AUTHOR_KEY_DIGEST),
+            report_id: field(b, layout::REPORT_ID),
+            report_id_ma: field(b, layout::REPORT_ID_MA),
+            reported_tcb: tcb(layout::REPORTED_TCB),
             cpuid,
-            chip_id: arr(b, 0x1A0),
-            committed_tcb: tcb(0x1E0),
-            current_version: FwVersion {
-                build: b[0x1E8],
-                minor: b[0x1E9],
-                major: b[0x1EA],
-            },
-            committed_version: FwVersion {
-                build: b[0x1EC],
-                minor: b[0x1ED],
-                major: b[0x1EE],
-            },
-            launch_tcb: tcb(0x1F0),
-            launch_mit_vector: (version >= 5).then(|| u64_at(b, 0x1F8)),
-            current_mit_vector: (version >= 5).then(|| u64_at(b, 0x200)),
-            signature_r: rev(arr(b, 0x2A0)),
-            signature_s: rev(arr(b, 0x2A0 + 72)),
+            chip_id: field(b, layout::CHIP_ID),
+            committed_tcb: tcb(layout::COMMITTED_TCB),
+            current_version: fw_version(layout::CURRENT_VERSION),
+            committed_version: fw_version(layout::COMMITTED_VERSION),
+            launch_tcb: tcb(layout::LAUNCH_TCB),
+            launch_mit_vector: mit_vectors.then(|| u64_at(b, layout::LAUNCH_MIT_VECTOR)),
+            current_mit_vector: mit_vectors.then(|| u64_at(b, layout::CURRENT_MIT_VECTOR)),
+            signature_r: rev(field(b, layout::SIGNATURE_R)),
+            signature_s: rev(field(b, layout::SIGNATURE_S)),
             raw: b.to_vec(),
         })
     }

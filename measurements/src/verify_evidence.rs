@@ -194,7 +194,18 @@ mod tests {
     use super::*;
     use omega_evidence::{Claim, Issuer};
 
-    const SNP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/snp");
+    use omega_test_support::snp;
+
+    /// Writes `v`'s report and VCEK into `dir`; returns their paths.
+    fn write_vector(dir: &Path, v: &snp::Vector) -> (PathBuf, PathBuf) {
+        let (report, vcek) = (
+            dir.join(format!("{}.report.bin", v.name)),
+            dir.join(format!("{}.vcek.der", v.name)),
+        );
+        std::fs::write(&report, &v.report).unwrap();
+        std::fs::write(&vcek, &v.vcek).unwrap();
+        (report, vcek)
+    }
 
     fn setup(tag: &str) -> (PathBuf, Issuer, [u8; 32]) {
         let dir =
@@ -269,46 +280,38 @@ mod tests {
 
     #[test]
     fn swapped_real_report_fails_binding_and_signature_not_trusted() {
-        if !Path::new(SNP).is_dir() {
-            eprintln!(
-                "SKIPPED: {SNP} is absent (real SNP reports); see evidence/tests for the synthetic swap"
-            );
-            return;
-        }
         let (dir, iss, nonce) = setup("swap");
-        let real = std::fs::read(format!("{SNP}/milan-v3-oak.report.bin")).unwrap();
-        std::fs::write(
-            dir.join("ev.bin"),
-            iss.bundle("policy", Some(real), None)
-                .unwrap()
-                .encode()
-                .unwrap(),
-        )
-        .unwrap();
-        let mut a = args(&dir, "policy", Some(nonce));
-        a.vcek = Some(PathBuf::from(format!("{SNP}/milan-v3-oak.vcek.der")));
-        assert!(!run(&a).unwrap());
-        // Even with --allow-unattested, a swapped report does not pass.
-        a.allow_unattested = true;
-        assert!(!run(&a).unwrap());
-        // A report given on the command line is checked the same way.
-        std::fs::write(
-            dir.join("ev.bin"),
-            iss.bundle("policy", None, None).unwrap().encode().unwrap(),
-        )
-        .unwrap();
-        let mut a = args(&dir, "policy", Some(nonce));
-        a.report = Some(PathBuf::from(format!("{SNP}/genoa-v5-oak.report.bin")));
-        a.vcek = Some(PathBuf::from(format!("{SNP}/genoa-v5-oak.vcek.der")));
-        assert!(!run(&a).unwrap());
+        for v in snp::real_vectors() {
+            let (report, vcek) = write_vector(&dir, &v);
+            std::fs::write(
+                dir.join("ev.bin"),
+                iss.bundle("policy", Some(v.report.clone()), None)
+                    .unwrap()
+                    .encode()
+                    .unwrap(),
+            )
+            .unwrap();
+            let mut a = args(&dir, "policy", Some(nonce));
+            a.vcek = Some(vcek.clone());
+            assert!(!run(&a).unwrap(), "{}", v.name);
+            // Even with --allow-unattested, a swapped report does not pass.
+            a.allow_unattested = true;
+            assert!(!run(&a).unwrap(), "{}", v.name);
+            // A report given on the command line is checked the same way.
+            std::fs::write(
+                dir.join("ev.bin"),
+                iss.bundle("policy", None, None).unwrap().encode().unwrap(),
+            )
+            .unwrap();
+            let mut a = args(&dir, "policy", Some(nonce));
+            a.report = Some(report);
+            a.vcek = Some(vcek);
+            assert!(!run(&a).unwrap(), "{}", v.name);
+        }
     }
 
     #[test]
     fn forged_report_with_matching_report_data_is_refused() {
-        if !Path::new(SNP).is_dir() {
-            eprintln!("SKIPPED: {SNP} is absent (real SNP reports)");
-            return;
-        }
         let (dir, iss, nonce) = setup("forged");
         // Recompute REPORT_DATA for this tree and splice it into a genuine report: the binding
         // check passes, the AMD signature over the report must then fail.
@@ -332,8 +335,14 @@ mod tests {
         iss2.add(Claim::Policy { digest: [3; 32] }, [3; 32])
             .unwrap();
         let rd = iss2.attest(nonce).unwrap();
-        let mut forged = std::fs::read(format!("{SNP}/milan-v3-oak.report.bin")).unwrap();
-        forged[0x50..0x90].copy_from_slice(&rd);
+        // A genuine Milan report whose policy does not allow debugging (not go-sev-guest's).
+        let genuine = snp::real_vectors()
+            .into_iter()
+            .rfind(|v| v.family() == "milan")
+            .unwrap();
+        let (_, vcek) = write_vector(&dir, &genuine);
+        let mut forged = genuine.report;
+        forged[sev_snp::report::REPORT_DATA].copy_from_slice(&rd);
         let b = iss.bundle("policy", Some(forged), None).unwrap();
         assert_eq!(
             omega_evidence::verify(
@@ -352,7 +361,7 @@ mod tests {
         let mut a = args(&dir, "policy", Some(nonce));
         // Without a VCEK the report cannot be trusted.
         assert!(!run(&a).unwrap());
-        a.vcek = Some(PathBuf::from(format!("{SNP}/milan-v3-oak.vcek.der")));
+        a.vcek = Some(vcek);
         assert!(!run(&a).unwrap());
         a.family = Some(Family::Milan);
         assert!(!run(&a).unwrap());

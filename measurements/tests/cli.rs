@@ -206,8 +206,7 @@ fn verify_report_exit_codes_and_lines() {
 
 #[test]
 fn verify_report_with_shared_pems() {
-    let Some(d) = snp_testdata() else {
-        missing("../shared/testdata/snp is absent");
+    let Some(d) = snp::shared_dir("this test needs its reports and PEMs") else {
         return;
     };
     let p = |n: &str| path_str(&d.join(n));

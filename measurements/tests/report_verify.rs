@@ -15,52 +15,27 @@ struct Vector {
     vcek: Vec<u8>,
 }
 
-/// The real reports of `../shared/testdata/snp` (README there), by file name.
-fn shared_vectors(dir: &Path) -> Vec<Vector> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
-        let Some(stem) = name.strip_suffix(".report.bin") else {
-            continue;
-        };
-        let family = stem.split('-').next().unwrap().parse().unwrap();
-        out.push(Vector {
-            name: stem.to_owned(),
-            family,
-            report: std::fs::read(&p).unwrap(),
-            vcek: std::fs::read(dir.join(format!("{stem}.vcek.der"))).unwrap(),
-        });
+fn vector(v: snp::Vector) -> Vector {
+    Vector {
+        family: v.family().parse().unwrap(),
+        name: v.name,
+        report: v.report,
+        vcek: v.vcek,
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }
 
-/// The shared vectors when present, else (SKIPPED noted) the embedded Milan one.
+/// The real reports of `../shared/testdata/snp` (README there), by file name.
+fn shared_vectors(dir: &Path) -> Vec<Vector> {
+    snp::vectors_in(dir).into_iter().map(vector).collect()
+}
+
+/// The shared vectors when present (required under CI), else the embedded Milan one.
 fn vectors() -> Vec<Vector> {
-    match snp_testdata() {
-        Some(d) => {
-            let v = shared_vectors(&d);
-            assert_eq!(v.len(), 4, "expected the 4 reports the README lists");
-            v
-        }
-        None => {
-            missing(
-                "../shared/testdata/snp is absent; using only the embedded virtee Milan report",
-            );
-            embedded()
-        }
-    }
+    snp::real_vectors().into_iter().map(vector).collect()
 }
 
 fn embedded() -> Vec<Vector> {
-    let (report, vcek) = embedded_milan();
-    vec![Vector {
-        name: "embedded-virtee-milan".into(),
-        family: Family::Milan,
-        report,
-        vcek,
-    }]
+    vec![vector(snp::embedded_milan())]
 }
 
 /// The go-sev-guest report was taken from a guest whose policy allows debugging.
@@ -95,12 +70,11 @@ fn embedded_milan_report_verifies() {
 
 #[test]
 fn all_shared_reports_verify() {
-    let Some(dir) = snp_testdata() else {
-        missing("../shared/testdata/snp is absent");
+    let Some(dir) = snp::shared_dir("this test needs its reports") else {
         return;
     };
     let vs = shared_vectors(&dir);
-    assert_eq!(vs.len(), 4);
+    assert_eq!(vs.len(), snp::SHARED_REPORTS);
     let mut versions = Vec::new();
     for v in &vs {
         // With the builtin certificates of the family...
@@ -132,8 +106,7 @@ fn all_shared_reports_verify() {
 
 #[test]
 fn debug_policy_refused_by_default() {
-    let Some(dir) = snp_testdata() else {
-        missing("../shared/testdata/snp is absent");
+    let Some(dir) = snp::shared_dir("this test needs its reports") else {
         return;
     };
     let v = shared_vectors(&dir)
@@ -152,8 +125,7 @@ fn debug_policy_refused_by_default() {
 
 #[test]
 fn builtin_certs_equal_shared_pems() {
-    let Some(dir) = snp_testdata() else {
-        missing("../shared/testdata/snp is absent");
+    let Some(dir) = snp::shared_dir("this test needs its reports") else {
         return;
     };
     for f in Family::ALL {
@@ -510,8 +482,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 /// the (synthetic) signature of course fails.
 #[test]
 fn turin_vcek_binding() {
-    let dir = manifest_dir().join("tests/data/virtee-sev-8.0.0");
-    let vcek = std::fs::read(dir.join("vcek_turin.der")).unwrap();
+    let vcek = snp::EMBEDDED_TURIN_VCEK;
     let (milan, _) = embedded_milan();
     let mut r = milan.clone();
     r[0] = 3; // version
@@ -523,7 +494,7 @@ fn turin_vcek_binding() {
     r[0x1A0..0x1E0].fill(0);
     r[0x1A0..0x1A8].copy_from_slice(&[0x1E, 0x55, 0x0A, 0x8E, 0xE5, 0xCF, 0x9F, 0x4D]);
     let opts = VerifyOptions::default();
-    let o = verify_report(&r, &vcek, CertSource::Family(Family::Turin), &opts);
+    let o = verify_report(&r, vcek, CertSource::Family(Family::Turin), &opts);
     assert_eq!(failed_names(&o), ["report.signature"], "{:?}", o.checks);
     let report = o.report.unwrap();
     assert!(report.is_turin());
@@ -533,7 +504,7 @@ fn turin_vcek_binding() {
     // fmc=1 in the report: the VCEK was not issued for it.
     let mut r2 = r.clone();
     r2[0x180] = 1;
-    let o = verify_report(&r2, &vcek, CertSource::Family(Family::Turin), &opts);
+    let o = verify_report(&r2, vcek, CertSource::Family(Family::Turin), &opts);
     let tcb = o.check("vcek.tcb").unwrap();
     assert!(
         !tcb.passed && tcb.message.contains("fmc: VCEK 0, report 1"),
@@ -543,10 +514,10 @@ fn turin_vcek_binding() {
     // A different chip id, or non-zero bytes after the 8 Turin uses.
     let mut r3 = r.clone();
     r3[0x1A8] = 1;
-    let o = verify_report(&r3, &vcek, CertSource::Family(Family::Turin), &opts);
+    let o = verify_report(&r3, vcek, CertSource::Family(Family::Turin), &opts);
     assert!(failed_names(&o).contains(&"vcek.chip_id"));
 
     // Under the Milan roots the chain fails.
-    let o = verify_report(&r, &vcek, CertSource::Family(Family::Milan), &opts);
+    let o = verify_report(&r, vcek, CertSource::Family(Family::Milan), &opts);
     assert!(failed_names(&o).contains(&"vcek.signed_by_ask"));
 }

@@ -1,7 +1,5 @@
 //! Diagnostics: `file:line:col: message` followed by the source line and a caret.
 
-use std::fmt;
-
 /// A byte range in the policy source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {
@@ -59,29 +57,24 @@ impl Diagnostic {
 
     /// The full report: the `file:line:col: message` line, the excerpt and the caret.
     pub fn render(&self) -> String {
-        self.to_string_with_excerpt()
-    }
-
-    fn to_string_with_excerpt(&self) -> String {
-        struct R<'a>(&'a Diagnostic);
-        impl fmt::Display for R<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let d = self.0;
-                let gutter = d.line.to_string();
-                let pad = " ".repeat(gutter.len());
-                writeln!(f, "{}:{}:{}: error: {}", d.file, d.line, d.col, d.message)?;
-                writeln!(f, "{pad} |")?;
-                writeln!(f, "{gutter} | {}", d.excerpt)?;
-                let lead: String = d
-                    .excerpt
-                    .chars()
-                    .take(d.col - 1)
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                write!(f, "{pad} | {lead}{}", "^".repeat(d.width))
-            }
-        }
-        R(self).to_string()
+        let gutter = self.line.to_string();
+        let pad = " ".repeat(gutter.len());
+        // Keep tabs so that the caret lines up under tab-indented source.
+        let lead: String = self
+            .excerpt
+            .chars()
+            .take(self.col - 1)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        format!(
+            "{}:{}:{}: error: {}\n{pad} |\n{gutter} | {}\n{pad} | {lead}{}",
+            self.file,
+            self.line,
+            self.col,
+            self.message,
+            self.excerpt,
+            "^".repeat(self.width)
+        )
     }
 }
 

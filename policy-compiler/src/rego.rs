@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+pub mod indexed;
+
 use omega_policy::{Effect, Op, RuleAction};
 use serde_json::{Map, Value as Json, json};
 
@@ -195,6 +197,9 @@ pub fn emit(p: &Compiled, digest: &str) -> String {
     writeln!(o, "limit_order := {}\n", json!(limit_order)).unwrap();
 
     o.push_str(PRELUDE);
+    o.push_str(&decision_rule(
+        r#"{"decision": rule_effect[grant_hits[0]], "rule": grant_hits[0], "labels": after}"#,
+    ));
 
     for r in &p.rules {
         writeln!(o, "\n# rule {}", r.name).unwrap();
@@ -279,7 +284,16 @@ hit contains "" if false
 
 limit_hit contains "" if false
 
-denied(rule) := {"decision": "deny", "rule": rule, "labels": ctx}
+"#;
+
+/// The decision order (see docs/policy.md) over rules both renderings define: `agent_ok`,
+/// `target_decl`, `pin_ok`, `deny_hits`, `limit_hits`, `grant_hits`, `egress`, `blocked` and
+/// `ctx`; `granted` is the decision when nothing denies.
+pub(crate) fn decision_rule(granted: &str) -> String {
+    format!("{DECISION_ORDER} else := d if {{\n\td := {granted}\n}}\n")
+}
+
+const DECISION_ORDER: &str = r#"denied(rule) := {"decision": "deny", "rule": rule, "labels": ctx}
 
 decision := d if {
 	not agent_ok
@@ -303,7 +317,4 @@ decision := d if {
 	egress
 	count(blocked) > 0
 	d := denied(concat("", ["flow:", blocked[0]]))
-} else := d if {
-	d := {"decision": rule_effect[grant_hits[0]], "rule": grant_hits[0], "labels": after}
-}
-"#;
+}"#;

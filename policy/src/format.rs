@@ -170,33 +170,24 @@ pub struct Constraint<'a> {
 }
 
 /// Why a blob is not a policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Shorter than the header or not starting with [`MAGIC`].
+    #[error("not a compiled Omega policy (bad magic)")]
     BadMagic,
     /// A version this evaluator does not read.
+    #[error("unsupported policy format version {0}")]
     Version(u16),
     /// The postcard body does not parse.
+    #[error("malformed policy body")]
     Body,
     /// Bytes after the body.
+    #[error("trailing bytes after policy body")]
     TrailingBytes,
     /// The body parses but is inconsistent; the text says what.
+    #[error("invalid policy: {0}")]
     Invalid(&'static str),
 }
-
-impl core::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            DecodeError::BadMagic => f.write_str("not a compiled Omega policy (bad magic)"),
-            DecodeError::Version(v) => write!(f, "unsupported policy format version {v}"),
-            DecodeError::Body => f.write_str("malformed policy body"),
-            DecodeError::TrailingBytes => f.write_str("trailing bytes after policy body"),
-            DecodeError::Invalid(why) => write!(f, "invalid policy: {why}"),
-        }
-    }
-}
-
-impl core::error::Error for DecodeError {}
 
 /// Serialises a policy with its header. Fails only if the policy is invalid.
 pub fn encode(policy: &Policy<'_>) -> Result<Vec<u8>, DecodeError> {

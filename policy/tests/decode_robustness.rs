@@ -3,8 +3,7 @@
 //! never panic; whatever decodes must validate, evaluate without panicking, and round-trip.
 
 use omega_policy::*;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use omega_test_support::random::{Rng, mutate, seed};
 
 fn sample() -> Policy<'static> {
     Policy {
@@ -320,14 +319,14 @@ fn inconsistent_bodies_are_rejected() {
 #[test]
 fn random_and_mutated_blobs_never_panic() {
     let good = encode(&sample()).unwrap();
-    let mut rng = SmallRng::seed_from_u64(0xdec0de);
+    let mut rng = Rng::new(seed(0xdec0de));
     let mut decoded_mutants = 0;
     for round in 0..200_000u32 {
         let mut v = if round % 8 == 0 {
             // Pure noise, sometimes behind a valid header.
-            let n = rng.gen_range(0..256);
-            let mut v: Vec<u8> = (0..n).map(|_| rng.r#gen()).collect();
-            if rng.gen_bool(0.5) {
+            let n = rng.below(256);
+            let mut v = rng.bytes(n);
+            if rng.one_in(2) {
                 let mut h = b"OMPL\x01\x00".to_vec();
                 h.append(&mut v);
                 v = h;
@@ -336,27 +335,7 @@ fn random_and_mutated_blobs_never_panic() {
         } else {
             good.clone()
         };
-        let edits = rng.gen_range(1..6);
-        for _ in 0..edits {
-            if v.is_empty() {
-                break;
-            }
-            let i = rng.gen_range(0..v.len());
-            match rng.gen_range(0..6) {
-                0 => v[i] = rng.r#gen(),
-                1 => v[i] ^= 1 << rng.gen_range(0..8),
-                2 => {
-                    v.remove(i);
-                }
-                3 => v.insert(i, rng.r#gen()),
-                4 => v.truncate(i),
-                _ => {
-                    v[i] = *[0u8, 0x7f, 0x80, 0xff, 64, 63]
-                        .get(rng.gen_range(0..6))
-                        .unwrap()
-                }
-            }
-        }
+        mutate(&mut rng, &mut v);
         if decode(&v).is_ok() {
             decoded_mutants += 1;
         }

@@ -77,7 +77,7 @@ fn main() {
     while log.size() < n {
         let i = log.size();
         t += 1 + i % 17;
-        let tool = i % 3 == 0;
+        let tool = i.is_multiple_of(3);
         push(
             &mut log,
             Record {
@@ -85,14 +85,15 @@ fn main() {
                 agent: 0,
                 action: if tool { Action::Tool } else { Action::Infer },
                 target: tool as u32,
-                decision: if tool && i % 2 == 0 {
+                decision: if tool && i.is_multiple_of(2) {
                     Decision::Deny
                 } else {
                     Decision::Allow
                 },
-                rule: (tool && i % 2 == 0) as u32,
+                rule: (tool && i.is_multiple_of(2)) as u32,
                 labels: 1,
-                content: (i % 4 == 0)
+                content: i
+                    .is_multiple_of(4)
                     .then(|| content_digest(format!("req {i}").as_bytes(), b"resp")),
                 name: None,
             },

@@ -9,48 +9,7 @@ use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile};
 use omega_provenance::verify::verify_stream;
 use omega_provenance::{Action, Decision, Entry, Log, Record, b64, varint};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn mutate(r: &mut Rng, v: &mut Vec<u8>) {
-    for _ in 0..=r.below(4) {
-        match r.below(5) {
-            0 if !v.is_empty() => {
-                let i = r.below(v.len() as u64) as usize;
-                v[i] ^= 1 << r.below(8);
-            }
-            1 if !v.is_empty() => {
-                let i = r.below(v.len() as u64) as usize;
-                v[i] = r.next() as u8;
-            }
-            2 => {
-                let i = r.below(v.len() as u64 + 1) as usize;
-                v.insert(i, r.next() as u8);
-            }
-            3 if !v.is_empty() => {
-                let i = r.below(v.len() as u64) as usize;
-                v.remove(i);
-            }
-            _ => {
-                let i = r.below(v.len() as u64 + 1) as usize;
-                v.truncate(i);
-            }
-        }
-    }
-}
+use omega_test_support::random::{Rng, mutate};
 
 fn check_stream_decoding(data: &[u8]) {
     for item in EntryIter::new(data) {
@@ -65,8 +24,8 @@ fn valid_stream(r: &mut Rng, n: usize) -> (Vec<u8>, Checkpoint) {
     let mut log = Log::<65536>::new(0);
     let mut t = 0;
     for i in 0..n {
-        t += r.below(1000);
-        let x = r.next();
+        t += r.below(1000) as u64;
+        let x = r.next_u64();
         let lifecycle = i == 0 || x.is_multiple_of(11);
         log.append(&Record {
             time: t,
@@ -99,9 +58,9 @@ fn valid_stream(r: &mut Rng, n: usize) -> (Vec<u8>, Checkpoint) {
 
 #[test]
 fn random_bytes_never_panic_entry_decoder() {
-    let mut r = Rng(0x1234_5678_9abc_def1);
+    let mut r = Rng::new(0x1234_5678_9abc_def1);
     for _ in 0..20_000 {
-        let len = r.below(200) as usize;
+        let len = r.below(200);
         let data = r.bytes(len);
         check_stream_decoding(&data);
         let _ = varint::decode(&data);
@@ -111,7 +70,7 @@ fn random_bytes_never_panic_entry_decoder() {
 
 #[test]
 fn mutated_streams_never_verify() {
-    let mut r = Rng(42);
+    let mut r = Rng::new(42);
     let mut rejected = 0;
     for round in 0..300 {
         let (stream, cp) = valid_stream(&mut r, 1 + round % 40);
@@ -134,13 +93,13 @@ fn mutated_streams_never_verify() {
 
 #[test]
 fn varint_roundtrip_and_strictness() {
-    let mut r = Rng(7);
+    let mut r = Rng::new(7);
     let mut buf = [0u8; varint::MAX_LEN];
     for i in 0..100_000u64 {
         let v = match i % 4 {
             0 => i,
-            1 => r.next(),
-            2 => r.next() >> r.below(64),
+            1 => r.next_u64(),
+            2 => r.next_u64() >> r.below(64),
             _ => u64::MAX - i,
         };
         let n = varint::encode(v, &mut buf);
@@ -162,7 +121,7 @@ fn varint_roundtrip_and_strictness() {
 
 #[test]
 fn base64_roundtrip_and_random() {
-    let mut r = Rng(99);
+    let mut r = Rng::new(99);
     for len in 0..300 {
         let d = r.bytes(len);
         let e = b64::encode(&d);
@@ -178,7 +137,7 @@ fn base64_roundtrip_and_random() {
 
 #[test]
 fn random_notes_keys_and_proof_files_never_panic() {
-    let mut r = Rng(2024);
+    let mut r = Rng::new(2024);
     let key = LogKey::from_seed("omega.test/log", [1; 32]).unwrap();
     let vk = key.verifier();
     let note = Checkpoint {
@@ -223,17 +182,17 @@ fn random_notes_keys_and_proof_files_never_panic() {
 
 #[test]
 fn random_proofs_never_panic_and_never_verify() {
-    let mut r = Rng(555);
+    let mut r = Rng::new(555);
     for _ in 0..20_000 {
         let a = match r.below(3) {
-            0 => r.next(),
-            1 => r.below(100),
-            _ => u64::MAX - r.below(3),
+            0 => r.next_u64(),
+            1 => r.below(100) as u64,
+            _ => u64::MAX - r.below(3) as u64,
         };
         let b = match r.below(3) {
-            0 => r.next(),
-            1 => r.below(100),
-            _ => u64::MAX - r.below(3),
+            0 => r.next_u64(),
+            1 => r.below(100) as u64,
+            _ => u64::MAX - r.below(3) as u64,
         };
         let h = |r: &mut Rng| -> Hash { r.bytes(32).try_into().unwrap() };
         let proof: Vec<Hash> = (0..r.below(70)).map(|_| h(&mut r)).collect();

@@ -1,5 +1,7 @@
 //! A small harness that boots an Omega image under QEMU (`-machine microvm -bios IMAGE`),
-//! captures the serial console, enforces a timeout and reports the exit status.
+//! captures the serial console, enforces a timeout and reports the exit status. The QEMU
+//! command line comes from the launcher's builder ([`omega_host::QemuConfig`]), the exit
+//! statuses from `omega-arch`.
 //!
 //! TCG is the default: nested KVM on CI machines was measured slower than TCG. Set
 //! `OMEGA_QEMU_ACCEL=kvm` on a real host to use KVM, and `OMEGA_QEMU` to pick the binary.
@@ -14,10 +16,9 @@ use anyhow::{Context, Result};
 
 pub mod raw_host;
 
-/// QEMU's exit status when the image writes `ExitCode::Success` to isa-debug-exit.
-pub const EXIT_SUCCESS: i32 = 33;
-/// QEMU's exit status when the image writes `ExitCode::Failure` (panic, exception, refusal).
-pub const EXIT_FAILURE: i32 = 35;
+pub use omega_host::qemu::{EXIT_FAILURE, EXIT_SUCCESS};
+use omega_host::{ChannelSession, QemuConfig, QemuOutcome, SessionConfig};
+
 /// The line the kernel's banner starts with.
 pub const BANNER: &str = "Omega monitor";
 
@@ -30,6 +31,10 @@ pub struct Boot {
     pub cmdline: Option<String>,
     pub timeout: Duration,
     pub extra_args: Vec<String>,
+    /// The host channel's unix socket.
+    pub channel: Option<PathBuf>,
+    /// A QEMU monitor's unix socket.
+    pub monitor: Option<PathBuf>,
 }
 
 impl Boot {
@@ -40,6 +45,8 @@ impl Boot {
             cmdline: None,
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
+            channel: None,
+            monitor: None,
         }
     }
 
@@ -58,57 +65,39 @@ impl Boot {
         self
     }
 
-    /// The QEMU command line, for logs and for operators to audit.
+    /// The QEMU configuration: the launcher's, with this boot's options.
+    pub fn config(&self) -> QemuConfig {
+        let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+        let kvm = std::env::var("OMEGA_QEMU_ACCEL").is_ok_and(|a| a == "kvm");
+        QemuConfig {
+            memory_mib: self.memory_mib,
+            kvm,
+            socket: self.channel.clone(),
+            cmdline: self.cmdline.clone(),
+            monitor_socket: self.monitor.clone(),
+            extra_args: self.extra_args.clone(),
+            ..QemuConfig::new(qemu, &self.image)
+        }
+    }
+
+    /// The QEMU command.
     pub fn command(&self) -> Command {
-        let qemu = std::env::var_os("OMEGA_QEMU").unwrap_or_else(|| "qemu-system-x86_64".into());
-        let mut cmd = Command::new(qemu);
-        let accel = std::env::var("OMEGA_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        cmd.args(["-machine", "microvm", "-accel", &accel]);
-        if accel == "tcg" {
-            // TCG's `max` model has RDRAND/RDSEED, which the monitor needs for its keys. Under
-            // KVM the default model keeps nested setups (where `-cpu host` aborts) working.
-            cmd.args(["-cpu", "max"]);
-        }
-        cmd.arg("-m")
-            .arg(format!("{}M", self.memory_mib))
-            .arg("-bios")
-            .arg(&self.image)
-            .args([
-                "-nographic",
-                "-no-reboot",
-                "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            ]);
-        if let Some(c) = &self.cmdline {
-            // fw_cfg strings cannot contain commas unescaped; ours never do.
-            cmd.arg("-fw_cfg")
-                .arg(format!("name=opt/omega/cmdline,string={c}"));
-        }
-        cmd.args(&self.extra_args);
+        let c = self.config();
+        let mut cmd = Command::new(&c.qemu);
+        cmd.args(c.args());
         cmd
     }
 
     /// Adds the host channel: serial port 1 of a virtio console (virtio-mmio) whose
     /// chardev is a unix socket QEMU listens on (and waits for before starting the VM).
     pub fn virtio_console(mut self, path: &Path) -> Boot {
-        for a in [
-            "-device".to_string(),
-            "virtio-serial-device".into(),
-            "-chardev".into(),
-            format!("socket,id=omega0,path={},server=on,wait=on", path.display()),
-            "-device".into(),
-            "virtserialport,chardev=omega0,nr=1,name=omega.channel".into(),
-        ] {
-            self.extra_args.push(a);
-        }
+        self.channel = Some(path.to_path_buf());
         self
     }
 
     /// Adds a QEMU monitor on a unix socket (for `pmemsave` and friends).
     pub fn monitor_socket(mut self, path: &Path) -> Boot {
-        self.extra_args.push("-monitor".into());
-        self.extra_args
-            .push(format!("unix:{},server=on,wait=off", path.display()));
+        self.monitor = Some(path.to_path_buf());
         self
     }
 
@@ -251,6 +240,19 @@ impl Running {
     }
 }
 
+/// Boots `boot` with the host channel on `socket` and connects the launcher's session,
+/// serving `config`, to it.
+pub fn boot_with_session(
+    boot: Boot,
+    socket: &Path,
+    config: SessionConfig,
+) -> Result<(Running, ChannelSession)> {
+    let vm = boot.virtio_console(socket).spawn()?;
+    let session =
+        ChannelSession::connect_unix(socket, config, Instant::now() + Duration::from_secs(60))?;
+    Ok((vm, session))
+}
+
 /// Sends one command to a QEMU monitor socket and returns its answer.
 pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
     use std::io::Write;
@@ -302,12 +304,7 @@ impl Outcome {
                 "timed out after {:.1} s and was killed",
                 self.elapsed.as_secs_f64()
             ),
-            (_, Some(EXIT_SUCCESS)) => "clean exit".into(),
-            (_, Some(EXIT_FAILURE)) => "the image reported a failure".into(),
-            (_, Some(0)) => {
-                "QEMU exited without the image's exit code (triple fault or shutdown)".into()
-            }
-            (_, Some(c)) => format!("QEMU failed with status {c}"),
+            (_, Some(c)) => QemuOutcome::from_status(Some(c), None).message(),
             (_, None) => "QEMU was killed by a signal".into(),
         }
     }

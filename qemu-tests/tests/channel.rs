@@ -120,14 +120,14 @@ fn framed_echo_on_every_stream_1_byte_to_1_mib() {
             // Echo-stream requests carry the request tag the monitor answers.
             let mut data = pattern(size, i as u8 ^ stream as u8);
             if stream == Stream::Echo {
-                data[0] = b'Q';
+                data[0] = msg::echo::REQUEST;
             }
             host.send(stream, &data).unwrap();
             let got = host
                 .expect_message(stream, Duration::from_secs(60))
                 .unwrap_or_else(|e| panic!("{stream:?} {size}: {e}\n{}", vm.serial()));
             if stream == Stream::Echo {
-                assert_eq!(got[0], b'R');
+                assert_eq!(got[0], msg::echo::REPLY);
                 assert!(got[1..] == data[1..], "{stream:?} {size}: echo differs");
             } else {
                 assert!(got == data, "{stream:?} {size}: echo differs");
@@ -288,19 +288,13 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     .unwrap();
     let bundle = omega_host::bundle::Bundle::read(&bundle_dir).unwrap();
 
-    let vm = Boot::new(image())
-        .timeout(Duration::from_secs(300))
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
     let config = SessionConfig {
         log_store: Some(Box::new(FileLogStore::open(dir.path()).unwrap())),
         bundle: Some(bundle),
         ..Default::default()
     };
-    let session =
-        ChannelSession::connect_unix(&sock, config, Instant::now() + Duration::from_secs(60))
-            .unwrap();
+    let boot = Boot::new(image()).timeout(Duration::from_secs(300));
+    let (vm, session) = qemu_tests::boot_with_session(boot, &sock, config).unwrap();
     let out = vm.finish().unwrap();
     let events = session.close();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");

@@ -26,6 +26,7 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ghcb::{self, GhcbError, GhcbPlatform};
+use crate::report::REPORT_LEN;
 use crate::secrets::{VMPCK_LEN, Vmpck};
 
 /// Size of a message page.
@@ -79,14 +80,12 @@ pub mod msg_type {
     pub const REPORT_RSP: u8 = 6;
 }
 
-/// Size of an attestation report (ABI spec, table "ATTESTATION_REPORT Structure": 0x4A0).
-pub const ATTESTATION_REPORT_SIZE: usize = 1184;
 /// MSG_REPORT_REQ payload: REPORT_DATA[64] at 0x00, VMPL (u32) at 0x40, KEY_SEL at 0x44
 /// (left 0: the firmware picks the VCEK, or the VLEK if one is installed), reserved to 0x60.
 pub const REPORT_REQ_SIZE: usize = 0x60;
 /// MSG_REPORT_RSP payload: STATUS (u32) at 0x00, REPORT_SIZE (u32) at 0x04, reserved to 0x20,
 /// the report at 0x20.
-pub const REPORT_RSP_SIZE: usize = 0x20 + ATTESTATION_REPORT_SIZE;
+pub const REPORT_RSP_SIZE: usize = 0x20 + REPORT_LEN;
 /// MSG_KEY_REQ payload size: ROOT_KEY_SELECT (u32) 0x00, reserved 0x04, GUEST_FIELD_SELECT
 /// (u64) 0x08, VMPL (u32) 0x10, GUEST_SVN (u32) 0x14, TCB_VERSION (u64) 0x18.
 pub const KEY_REQ_SIZE: usize = 0x20;
@@ -339,9 +338,7 @@ pub fn open_message(
 }
 
 /// Parse a decrypted MSG_REPORT_RSP payload into the report.
-pub fn parse_report_response(
-    payload: &[u8],
-) -> Result<[u8; ATTESTATION_REPORT_SIZE], GuestMsgError> {
+pub fn parse_report_response(payload: &[u8]) -> Result<[u8; REPORT_LEN], GuestMsgError> {
     if payload.len() < 8 {
         return Err(GuestMsgError::BadPayload);
     }
@@ -350,10 +347,10 @@ pub fn parse_report_response(
         return Err(GuestMsgError::FirmwareStatus(status));
     }
     let size = u32_at(payload, 4) as usize;
-    if size != ATTESTATION_REPORT_SIZE || payload.len() < REPORT_RSP_SIZE {
+    if size != REPORT_LEN || payload.len() < REPORT_RSP_SIZE {
         return Err(GuestMsgError::BadPayload);
     }
-    let mut report = [0u8; ATTESTATION_REPORT_SIZE];
+    let mut report = [0u8; REPORT_LEN];
     report.copy_from_slice(&payload[0x20..REPORT_RSP_SIZE]);
     Ok(report)
 }
@@ -520,7 +517,7 @@ impl GuestMessenger {
         &mut self,
         transport: &mut T,
         report_data: [u8; 64],
-    ) -> Result<[u8; ATTESTATION_REPORT_SIZE], GuestMsgError> {
+    ) -> Result<[u8; REPORT_LEN], GuestMsgError> {
         let mut req = [0u8; REPORT_REQ_SIZE];
         req[..64].copy_from_slice(&report_data);
         // VMPL (0x40) = 0, KEY_SEL (0x44) = 0, reserved: zero.

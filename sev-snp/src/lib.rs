@@ -16,6 +16,7 @@
 //! - [`secrets`]: the SNP secrets page (ABI spec, PAGE_TYPE_SECRETS).
 //! - [`cpuid_page`]: the SNP CPUID page and CPUID emulation from it; the C-bit check.
 //! - [`vc`]: #VC handling: decoding and emulating CPUID, `IN`/`OUT` and MMIO `MOV`s.
+//! - [`report`]: the attestation report's size and field offsets (its one home).
 //! - [`guest_msg`]: SNP guest messages (ABI spec chapter "Guest Messages"), AES-256-GCM with
 //!   VMPCK0, sequence numbers, attestation reports and derived keys.
 #![no_std]
@@ -31,14 +32,14 @@ pub mod guest_msg;
 pub mod msr_protocol;
 pub mod psc;
 pub mod pvalidate;
+pub mod report;
 pub mod secrets;
 pub mod vc;
 
 pub use cpuid_page::{CpuState, CpuidError, CpuidTable};
 pub use ghcb::{Ghcb, GhcbError, GhcbPlatform};
 pub use guest_msg::{
-    ATTESTATION_REPORT_SIZE, DerivedKey, DerivedKeyRequest, GuestMessenger, GuestMsgError,
-    GuestRequestTransport,
+    DerivedKey, DerivedKeyRequest, GuestMessenger, GuestMsgError, GuestRequestTransport,
 };
 pub use msr_protocol::{GhcbMsr, MsrError, SevInfo, TerminationReason};
 pub use psc::{GhcbPageStateChange, MsrPageStateChange, PageStateChange, PscDescriptor, PscError};

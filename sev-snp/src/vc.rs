@@ -687,7 +687,18 @@ mod tests {
 
     /// Assembles `lines` (Intel syntax) with GNU `as --64` and returns each instruction's
     /// bytes as `objdump` lists them, or `None` when the tools are missing.
-    fn assemble(name: &str, lines: &[&str]) -> Option<Vec<Vec<u8>>> {
+    /// Whether GNU `as` and `objdump` (binutils) run here.
+    fn binutils_present() -> bool {
+        ["as", "objdump"].iter().all(|tool| {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    }
+
+    /// Assembles `lines` (Intel syntax) with GNU as; the bytes of each instruction.
+    fn assemble(name: &str, lines: &[&str]) -> Vec<Vec<u8>> {
         use std::process::Command;
         let dir =
             std::env::temp_dir().join(std::format!("sev-snp-vc-{}-{name}", std::process::id()));
@@ -699,13 +710,13 @@ mod tests {
             text.push('\n');
         }
         std::fs::write(&src, text).unwrap();
-        let ran = Command::new("as")
+        let out = Command::new("as")
             .arg("--64")
             .arg("-o")
             .arg(&obj)
             .arg(&src)
-            .output();
-        let Ok(out) = ran else { return None };
+            .output()
+            .expect("run GNU as");
         assert!(
             out.status.success(),
             "as: {}",
@@ -715,7 +726,7 @@ mod tests {
             .args(["-d", "--insn-width=15"])
             .arg(&obj)
             .output()
-            .ok()?;
+            .expect("run objdump");
         assert!(out.status.success());
         let _ = std::fs::remove_dir_all(&dir);
         let listing = std::string::String::from_utf8(out.stdout).unwrap();
@@ -740,11 +751,19 @@ mod tests {
             lines.len(),
             "one listing line per instruction:\n{listing}"
         );
-        Some(insns)
+        insns
     }
 
     #[test]
     fn decoder_agrees_with_gnu_as() {
+        if omega_test_support::require(
+            binutils_present().then_some(()),
+            "GNU as and objdump (package binutils) are not installed",
+        )
+        .is_none()
+        {
+            return;
+        }
         let mem = |base, index, disp| MemOperand {
             base,
             index,
@@ -792,10 +811,7 @@ mod tests {
             ("mov edx, dword ptr [rsi+rbx*8-0x80000000]", rd(RDX, 4, Extend::None), 4, mem(Some(RSI), Some((rbx, 8)), -0x8000_0000)),
         ];
         let lines: Vec<&str> = mmio.iter().map(|c| c.0).collect();
-        let Some(bytes) = assemble("mmio", &lines) else {
-            std::println!("SKIPPED: GNU as/objdump not found");
-            return;
-        };
+        let bytes = assemble("mmio", &lines);
         for ((text, kind, size, m), b) in mmio.iter().zip(&bytes) {
             let d = decode_mmio(b).unwrap_or_else(|e| panic!("{text} = {b:02x?}: {e}"));
             assert_eq!(
@@ -805,7 +821,7 @@ mod tests {
             );
         }
         // RIP-relative: relative to the end of the instruction.
-        let b = &assemble("rip", &["mov ecx, dword ptr [rip+0x100]"]).unwrap()[0];
+        let b = &assemble("rip", &["mov ecx, dword ptr [rip+0x100]"])[0];
         let d = decode_mmio(b).unwrap();
         assert!(d.mem.rip_relative && d.mem.base.is_none() && d.mem.disp == 0x100);
         let regs = Regs {
@@ -833,7 +849,7 @@ mod tests {
             ("out 0x71, eax", Port::Imm(0x71), 4, false),
         ];
         let lines: Vec<&str> = io.iter().map(|c| c.0).collect();
-        for ((text, port, size, is_in), b) in io.iter().zip(&assemble("io", &lines).unwrap()) {
+        for ((text, port, size, is_in), b) in io.iter().zip(&assemble("io", &lines)) {
             let d = decode_ioio(b).unwrap_or_else(|e| panic!("{text} = {b:02x?}: {e}"));
             assert_eq!(
                 (d.port, d.size, d.is_in, usize::from(d.len)),
@@ -856,7 +872,7 @@ mod tests {
             ("movabs eax, dword ptr [0x1000]", DecodeError::Unsupported),
         ];
         let lines: Vec<&str> = bad.iter().map(|c| c.0).collect();
-        for ((text, want), b) in bad.iter().zip(&assemble("bad", &lines).unwrap()) {
+        for ((text, want), b) in bad.iter().zip(&assemble("bad", &lines)) {
             assert_eq!(decode_mmio(b).map(|_| ()), Err(*want), "{text} = {b:02x?}");
         }
         let lines = [
@@ -866,7 +882,7 @@ mod tests {
             "rep outsb",
             "mov eax, dword ptr [rdi]",
         ];
-        for (text, b) in lines.iter().zip(&assemble("string-io", &lines).unwrap()) {
+        for (text, b) in lines.iter().zip(&assemble("string-io", &lines)) {
             assert_eq!(
                 decode_ioio(b).map(|_| ()),
                 Err(DecodeError::Unsupported),

@@ -1,5 +1,5 @@
-use crate::frame::{STREAM_COUNT, Stream};
-use crate::{MAX_PAYLOAD, WireError};
+use crate::frame::Stream;
+use crate::{MAX_PAYLOAD, PerStream, WireError};
 
 /// Default initial credit each side grants the other on every stream (bytes).
 pub const INITIAL_WINDOW: u32 = 64 * 1024;
@@ -17,9 +17,9 @@ pub const MAX_WINDOW: u32 = 16 * 1024 * 1024;
 /// application has consumed half a window.
 #[derive(Debug, Clone)]
 pub struct Credits {
-    send: [u64; STREAM_COUNT],
-    recv: [u64; STREAM_COUNT],
-    unreported: [u64; STREAM_COUNT],
+    send: PerStream<u64>,
+    recv: PerStream<u64>,
+    unreported: PerStream<u64>,
     our_window: u32,
 }
 
@@ -31,27 +31,27 @@ impl Credits {
         let ow = our_window.clamp(1, MAX_WINDOW);
         let pw = peer_window.clamp(1, MAX_WINDOW);
         Credits {
-            send: [pw as u64; STREAM_COUNT],
-            recv: [ow as u64; STREAM_COUNT],
-            unreported: [0; STREAM_COUNT],
+            send: PerStream::splat(pw as u64),
+            recv: PerStream::splat(ow as u64),
+            unreported: PerStream::default(),
             our_window: ow,
         }
     }
 
     /// Payload bytes we may send on `stream` now.
     pub fn available(&self, stream: Stream) -> u64 {
-        self.send[stream.index()]
+        self.send[stream]
     }
 
     /// How many of `want` bytes may go in the next frame: min(want, credit, MAX_PAYLOAD).
     pub fn sendable(&self, stream: Stream, want: usize) -> usize {
-        let c = self.send[stream.index()].min(MAX_PAYLOAD as u64) as usize;
+        let c = self.send[stream].min(MAX_PAYLOAD as u64) as usize;
         want.min(c)
     }
 
     /// Takes `n` bytes of send credit, all or nothing.
     pub fn try_send(&mut self, stream: Stream, n: usize) -> Result<(), WireError> {
-        let c = &mut self.send[stream.index()];
+        let c = &mut self.send[stream];
         if (n as u64) > *c {
             return Err(WireError::WouldBlock(stream));
         }
@@ -61,7 +61,7 @@ impl Credits {
 
     /// The peer granted `grant` more bytes (a Credit frame).
     pub fn on_credit(&mut self, stream: Stream, grant: u64) -> Result<(), WireError> {
-        let c = &mut self.send[stream.index()];
+        let c = &mut self.send[stream];
         // SECURITY: a peer cannot inflate credit without bound.
         match c.checked_add(grant) {
             Some(v) if v <= MAX_WINDOW as u64 => {
@@ -74,7 +74,7 @@ impl Credits {
 
     /// The peer sent a Data frame with `n` payload bytes.
     pub fn on_data(&mut self, stream: Stream, n: usize) -> Result<(), WireError> {
-        let r = &mut self.recv[stream.index()];
+        let r = &mut self.recv[stream];
         // SECURITY: a peer that ignores credit is refused, not buffered.
         if (n as u64) > *r {
             return Err(WireError::CreditExceeded(stream));
@@ -85,13 +85,13 @@ impl Credits {
 
     /// Credit the peer still holds on `stream` (receive side).
     pub fn peer_credit(&self, stream: Stream) -> u64 {
-        self.recv[stream.index()]
+        self.recv[stream]
     }
 
     /// The application consumed `n` received bytes. Returns a grant to send in a Credit frame
     /// when at least half a window (or everything outstanding) has been consumed.
     pub fn consumed(&mut self, stream: Stream, n: usize) -> Option<u32> {
-        let i = stream.index();
+        let i = stream;
         // Nobody consumes more than was received: bound by what the peer used of the window.
         let used = (self.our_window as u64).saturating_sub(self.recv[i]);
         self.unreported[i] = self.unreported[i].saturating_add(n as u64).min(used);
@@ -110,7 +110,7 @@ impl Credits {
 
     /// Forces out a grant for everything consumed so far (e.g. before going idle).
     pub fn flush_grant(&mut self, stream: Stream) -> Option<u32> {
-        let i = stream.index();
+        let i = stream;
         let room = (self.our_window as u64).saturating_sub(self.recv[i]);
         let grant = self.unreported[i].min(room);
         if grant == 0 {

@@ -1,10 +1,9 @@
 use crate::crc32c::{Crc32c, crc32c};
 use crate::frame::{
-    FLAG_END, Header, Kind, MAX_HEADER, MAX_PAYLOAD, STREAM_COUNT, SYNC, Stream, check_kind_rules,
-    encode_header,
+    FLAG_END, Header, Kind, MAX_HEADER, MAX_PAYLOAD, SYNC, Stream, check_kind_rules, encode_header,
 };
 use crate::msg::ErrorBody;
-use crate::{Credits, Hello, HelloAck, WireError};
+use crate::{Credits, Hello, HelloAck, PerStream, WireError};
 
 /// Encodes one frame with `header` (its `len` is set from `payload`) into `out`.
 /// Returns the number of bytes written. `out` needs `payload.len() + OVERHEAD_MAX` bytes at most.
@@ -54,19 +53,19 @@ pub fn fragments(msg: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
 /// Frame writer for one direction of a connection: keeps each stream's Data sequence number.
 #[derive(Debug, Clone, Default)]
 pub struct Encoder {
-    seq: [u32; STREAM_COUNT],
+    seq: PerStream<u32>,
 }
 
 impl Encoder {
     pub const fn new() -> Self {
         Encoder {
-            seq: [0; STREAM_COUNT],
+            seq: PerStream::splat(0),
         }
     }
 
     /// Sequence number the next Data frame on `stream` will carry.
     pub fn next_seq(&self, stream: Stream) -> u32 {
-        self.seq[stream.index()]
+        self.seq[stream]
     }
 
     /// One Data frame (`payload` ≤ [`MAX_PAYLOAD`]). Does not consult credit: use
@@ -79,12 +78,12 @@ impl Encoder {
         out: &mut [u8],
     ) -> Result<usize, WireError> {
         let mut h = Header::new(stream, Kind::Data);
-        h.seq = self.seq[stream.index()];
+        h.seq = self.seq[stream];
         if end {
             h.flags = FLAG_END;
         }
         let n = encode_frame(&h, payload, out)?;
-        self.seq[stream.index()] = h.seq.wrapping_add(1);
+        self.seq[stream] = h.seq.wrapping_add(1);
         Ok(n)
     }
 

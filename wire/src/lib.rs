@@ -16,7 +16,8 @@
 //! * [`Credits`] is the per-stream flow control: payload bytes may be sent only against
 //!   credit the peer granted; without credit the answer is [`WireError::WouldBlock`].
 //! * [`Hello`]/[`HelloAck`]/[`negotiate`]: version negotiation.
-//! * [`msg`]: payloads of the Control, Error and Bundle messages.
+//! * [`msg`]: payloads of the Control and Error messages, the Echo tags, and the postcard
+//!   helpers other message sets (the bundle's, in `omega-bundle`) use.
 //! * `Reassembler` (feature `alloc`): joins split messages per stream.
 
 #![no_std]
@@ -33,6 +34,7 @@ mod error;
 mod frame;
 mod hello;
 pub mod msg;
+mod per_stream;
 #[cfg(feature = "alloc")]
 mod reassembly;
 
@@ -46,5 +48,6 @@ pub use frame::{
     SYNC, Stream,
 };
 pub use hello::{Hello, HelloAck, MAX_VERSIONS, SUPPORTED_VERSIONS, VERSION, negotiate};
+pub use per_stream::PerStream;
 #[cfg(feature = "alloc")]
 pub use reassembly::{MAX_MESSAGE, Reassembler};

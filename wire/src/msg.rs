@@ -1,4 +1,5 @@
-//! Payloads of messages with a defined structure (all postcard).
+//! Payloads of messages with a defined structure (all postcard). The Bundle stream's
+//! messages belong to the bundle contract, `omega-bundle`.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,17 +67,6 @@ pub enum ControlMsg<'a> {
     /// Guest -> host: a signed checkpoint (C2SP signed note) of the log so far. The host
     /// stores it (`checkpoint.note`) once every entry it covers is durable.
     Checkpoint { note: &'a str },
-}
-
-/// Messages on the Bundle stream (host -> guest).
-///
-/// Sequence: `Begin`, then for each file a `File` message followed by one message holding
-/// exactly `size` bytes of content (possibly split into many frames), then `End`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BundleMsg<'a> {
-    Begin { files: u32, total_bytes: u64 },
-    File { name: &'a str, size: u64 },
-    End,
 }
 
 /// Encodes `msg` into `out`, returns the bytes used.

@@ -1,7 +1,8 @@
 use alloc::vec::Vec;
 
+use crate::PerStream;
 use crate::WireError;
-use crate::frame::{Frame, Kind, STREAM_COUNT, Stream};
+use crate::frame::{Frame, Kind, Stream};
 
 /// Default limit on one reassembled message.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -9,10 +10,10 @@ pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Joins Data frames into messages, per stream, checking sequence numbers.
 #[derive(Debug)]
 pub struct Reassembler {
-    parts: [Vec<u8>; STREAM_COUNT],
-    expect: [u32; STREAM_COUNT],
+    parts: PerStream<Vec<u8>>,
+    expect: PerStream<u32>,
     /// Dropping the rest of an over-long or broken message until its END frame.
-    discarding: [bool; STREAM_COUNT],
+    discarding: PerStream<bool>,
     max: usize,
 }
 
@@ -26,8 +27,8 @@ impl Reassembler {
     pub fn new(max_message: usize) -> Self {
         Reassembler {
             parts: Default::default(),
-            expect: [0; STREAM_COUNT],
-            discarding: [false; STREAM_COUNT],
+            expect: Default::default(),
+            discarding: Default::default(),
             max: max_message,
         }
     }
@@ -40,7 +41,7 @@ impl Reassembler {
             return Ok(None);
         }
         let s = frame.header.stream;
-        let i = s.index();
+        let i = s;
         let seq = frame.header.seq;
         if seq != self.expect[i] {
             let expected = self.expect[i];
@@ -68,7 +69,15 @@ impl Reassembler {
             self.discarding[i] = !frame.is_end();
             return Err(WireError::MessageTooLarge(s));
         }
-        self.parts[i].extend_from_slice(frame.payload);
+        let part = &mut self.parts[i];
+        let need = part.len() + frame.payload.len();
+        if need > part.capacity() {
+            // Doubling as `Vec` would, but never past the limit: a message of the maximum
+            // size holds at most `max` bytes, not the next power of two.
+            let target = (part.capacity() * 2).max(need).min(self.max);
+            part.reserve_exact(target - part.len());
+        }
+        part.extend_from_slice(frame.payload);
         if frame.is_end() {
             Ok(Some((s, core::mem::take(&mut self.parts[i]))))
         } else {
@@ -78,6 +87,6 @@ impl Reassembler {
 
     /// Bytes held for an incomplete message on `stream`.
     pub fn partial_len(&self, stream: Stream) -> usize {
-        self.parts[stream.index()].len()
+        self.parts[stream].len()
     }
 }

@@ -1,6 +1,6 @@
 mod common;
 use common::*;
-use omega_wire::msg::{BundleMsg, ControlMsg, ErrorBody};
+use omega_wire::msg::{ControlMsg, ErrorBody};
 use omega_wire::*;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -155,31 +155,6 @@ fn control_kinds_round_trip() {
 }
 
 #[test]
-fn bundle_messages_round_trip() {
-    let mut b = [0u8; 128];
-    for m in [
-        BundleMsg::Begin {
-            files: 3,
-            total_bytes: 99,
-        },
-        BundleMsg::File {
-            name: "agent.wasm",
-            size: 1 << 33,
-        },
-        BundleMsg::End,
-    ] {
-        let enc = msg::encode(&m, &mut b).unwrap().to_vec();
-        assert_eq!(msg::decode_exact::<BundleMsg>(&enc).unwrap(), m);
-        let mut longer = enc.clone();
-        longer.push(0);
-        assert_eq!(
-            msg::decode_exact::<BundleMsg>(&longer),
-            Err(WireError::BadMessage)
-        );
-    }
-}
-
-#[test]
 fn encoder_limits() {
     let mut enc = Encoder::new();
     let mut buf = vec![0u8; MAX_FRAME];
@@ -265,3 +240,40 @@ fn fixed_layout_of_a_known_frame() {
 
 const HELLO_HEX: &str = "a55a4f5707010002000000050250a15b010180800412b7cfe9";
 const CREDIT_HEX: &str = "a55a4f5709010301000080800200bb93ead7c74b6748";
+
+/// The reassembly buffer grows by doubling but never past the limit, so a message of the
+/// maximum size costs the limit in memory, not the next power of two.
+#[test]
+fn reassembly_capacity_stays_within_the_limit() {
+    let max = 100_000;
+    let mut enc = Encoder::new();
+    let mut wire = Vec::new();
+    encode_message(&mut enc, Stream::Bundle, &pattern(max, 3), &mut wire);
+    let mut dec: Decoder = Decoder::new();
+    let (frames, errors) = decode_all(&mut dec, &wire, &[MAX_FRAME]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut re = Reassembler::new(max);
+    let mut whole = None;
+    for f in &frames {
+        let fr = Frame {
+            header: f.header,
+            payload: &f.payload,
+        };
+        whole = re.push(&fr).unwrap();
+    }
+    let (_, m) = whole.expect("complete");
+    assert_eq!(m.len(), max);
+    assert!(m.capacity() <= max, "capacity {}", m.capacity());
+    // One byte more is refused.
+    let mut wire = Vec::new();
+    encode_message(&mut enc, Stream::Bundle, &pattern(max + 1, 3), &mut wire);
+    let (frames, _) = decode_all(&mut dec, &wire, &[MAX_FRAME]);
+    let refused = frames.iter().any(|f| {
+        let fr = Frame {
+            header: f.header,
+            payload: &f.payload,
+        };
+        re.push(&fr) == Err(WireError::MessageTooLarge(Stream::Bundle))
+    });
+    assert!(refused);
+}

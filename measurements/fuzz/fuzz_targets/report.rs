@@ -7,8 +7,8 @@ use measurements::report::{AttestationReport, REPORT_LEN, SIGNED_LEN};
 use measurements::verify::{CaChain, CertSource, Family, VerifyOptions, verify_report};
 use std::sync::OnceLock;
 
-const REPORT_HEX: &str = include_str!("../../tests/data/virtee-sev-8.0.0/report_milan.hex");
-const VCEK: &[u8] = include_bytes!("../../tests/data/virtee-sev-8.0.0/vcek_milan.der");
+const REPORT_HEX: &str = include_str!("../../../test-support/data/virtee-sev-8.0.0/report_milan.hex");
+const VCEK: &[u8] = include_bytes!("../../../test-support/data/virtee-sev-8.0.0/vcek_milan.der");
 
 fn genuine() -> &'static Vec<u8> {
     static R: OnceLock<Vec<u8>> = OnceLock::new();

@@ -1,7 +1,8 @@
 //! Shared by the tests and the benchmark: example policies, a request generator that aims at
-//! the policy's boundaries, and the regorus oracle.
+//! the policy's boundaries, the regorus oracle, and what a differential run must cover.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use policy_compiler::compile::{Compiled, LitIr, SubjectIr, hex};
@@ -305,5 +306,77 @@ impl<'c> Gen<'c> {
         }
         req.insert("counts".into(), Json::Object(counts));
         Json::Object(req)
+    }
+}
+
+/// The outcomes of a differential run (`decision:rule` → how many requests), and what they
+/// must cover for agreement with an oracle to mean something. Both oracles (regorus, OPA)
+/// are held to the same [`Coverage::assert_meaningful`].
+#[derive(Debug, Default)]
+pub struct Coverage {
+    seen: BTreeMap<String, usize>,
+}
+
+/// Generated requests per policy in a differential run.
+pub const DIFFERENTIAL_REQUESTS: u64 = 3000;
+/// A differential run must allow more requests than this.
+pub const MIN_ALLOWED: usize = 100;
+
+/// Every kind of outcome a generated request set must reach: allows and each deny class.
+pub const OUTCOME_CLASSES: [&str; 6] = [
+    "allow:",
+    "deny:default-deny",
+    "deny:agent-pin",
+    "deny:target-pin",
+    "deny:unknown-target",
+    "deny:flow:",
+];
+
+impl Coverage {
+    /// Counts one decision (the evaluator's JSON output).
+    pub fn record(&mut self, decision: &Json) {
+        let key = format!(
+            "{}:{}",
+            decision["decision"].as_str().expect("decision is a string"),
+            decision["rule"].as_str().expect("rule is a string")
+        );
+        *self.seen.entry(key).or_default() += 1;
+    }
+
+    /// Every outcome class was reached, more than [`MIN_ALLOWED`] requests were allowed, and
+    /// at least 80 % of the policy's rules and limits decided some request.
+    pub fn assert_meaningful(&self, file: &Path, c: &Compiled) {
+        eprintln!("{}: {:#?}", file.display(), self.seen);
+        let allowed: usize = self
+            .seen
+            .iter()
+            .filter(|(k, _)| k.starts_with("allow:"))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            allowed > MIN_ALLOWED,
+            "{}: only {allowed} allowed requests, too few to mean much",
+            file.display()
+        );
+        for class in OUTCOME_CLASSES {
+            assert!(
+                self.seen.keys().any(|k| k.starts_with(class)),
+                "{}: no generated request ended in {class}",
+                file.display()
+            );
+        }
+        let user_rules = c.rules.len() + c.limits.len();
+        let user_hit = c
+            .rules
+            .iter()
+            .map(|r| &r.name)
+            .chain(c.limits.iter().map(|l| &l.name))
+            .filter(|n| self.seen.keys().any(|k| k.ends_with(&format!(":{n}"))))
+            .count();
+        assert!(
+            user_hit * 10 >= user_rules * 8,
+            "{}: only {user_hit} of {user_rules} rules and limits decided some request",
+            file.display()
+        );
     }
 }

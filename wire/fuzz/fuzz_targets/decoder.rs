@@ -28,7 +28,6 @@ fuzz_target!(|data: &[u8]| {
                     Kind::Error => { let _ = msg::ErrorBody::decode(f.payload); }
                     Kind::Data => {
                         if let Ok(Some((_, m))) = re.push(&f) {
-                            let _ = msg::decode_exact::<msg::BundleMsg>(&m);
                             let _ = msg::decode_exact::<msg::ControlMsg>(&m);
                         }
                     }

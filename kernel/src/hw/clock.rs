@@ -1,5 +1,5 @@
-//! TSC clock calibrated against the PIT (channel 0, read by latching; no port 0x61 needed,
-//! which `microvm` lacks).
+//! The clock's hardware: the TSC, calibrated against the PIT (channel 0, read by latching;
+//! no port 0x61 needed, which `microvm` lacks). The arithmetic is `omega_kernel::clock`.
 
 use omega_kernel::clock::{self, Clock};
 use x86_64::instructions::port::Port;
@@ -17,7 +17,8 @@ fn rdtsc() -> u64 {
 }
 
 fn pit_count() -> u16 {
-    // SAFETY: PIT ports: latch channel 0, then read the latched count (low, high byte).
+    // SAFETY: port I/O to the PIT (latch channel 0, read the latched count low then high)
+    // touches no memory, and the monitor is the PIT's only user.
     unsafe {
         Port::<u8>::new(0x43).write(0x00);
         let lo = Port::<u8>::new(0x40).read();
@@ -69,10 +70,6 @@ pub fn calibrate() -> Result<Clock, &'static str> {
 }
 
 /// Nanoseconds on `clock` now.
-#[cfg_attr(
-    not(feature = "test-hooks"),
-    allow(dead_code, reason = "used by the scheduler (later) and the test hooks")
-)]
 pub fn now_ns(clock: &Clock) -> u64 {
     clock.ns_at(rdtsc())
 }

@@ -16,16 +16,22 @@
 //! 3. one VMSA page per vCPU at gpa `0xFFFF_FFFF_F000`: the bootstrap processor starts at
 //!    `0xFFFF_FFF0`, the others at the image's SEV-ES reset block address.
 //!
-//! This is exactly what `sev-snp-measure --mode snp` (VMM type QEMU) computes, and the
-//! tests check that it agrees with it and with the `sev` crate bit for bit.
+//! This is exactly what `sev-snp-measure --mode snp` (VMM type QEMU) computes; the oracle
+//! tests in `measurements/tests/digest_oracle.rs` check that it agrees with it and with the
+//! `sev` crate bit for bit.
+//!
+//! This crate is what `image-build` needs to print an image's digest, so it depends on the
+//! footer parser and SHA-2 only, not on the verifier's crypto (`sev`, RSA, P-384, X.509);
+//! `measurements` re-exports it as `measurements::digest`.
 //!
 //! **Images without SEV metadata** (Debian's `OVMF_CODE_4M.fd`, for instance) are measured
 //! the way sev-snp-measure measures them: ROM pages and VMSAs only. Such an image cannot
 //! actually launch under SNP (nothing declares the secrets and CPUID pages), so
-//! [`inspect`] reports `has_sev_metadata: false` and the CLI warns.
+//! [`inspect`] reports `has_sev_metadata: false` and the `measurements` CLI warns.
 //!
 //! Every length and offset from the image is checked; malformed images give a
 //! [`DigestError`] naming the offset, never a panic.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::str::FromStr;

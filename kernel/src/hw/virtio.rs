@@ -1,4 +1,4 @@
-//! The host channel's transport: serial port 1 of a multiport virtio console over
+//! The host channel's transport (`omega_kernel::channel::Transport`): serial port 1 of a multiport virtio console over
 //! virtio-mmio on QEMU's `microvm`, driven by polling.
 //!
 //! `virtio-drivers` provides the MMIO transport and the split virtqueues (which keep
@@ -20,7 +20,9 @@ use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
-use crate::memory;
+use omega_kernel::channel;
+
+use crate::hw::shared_pool;
 
 /// microvm's virtio-mmio slots: 512 bytes each from 0xfeb00000.
 const MMIO_SLOTS_BASE: u64 = 0xfeb0_0000;
@@ -43,45 +45,24 @@ bitflags::bitflags! {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
+    #[error("no virtio console on the virtio-mmio bus")]
     NoDevice,
-    Virtio(virtio_drivers::Error),
+    #[error("virtio: {0}")]
+    Virtio(#[from] virtio_drivers::Error),
     /// The host reported a receive length that cannot be (0, or past the buffer).
+    #[error("host reported an impossible receive length {0}")]
     BadLength(u32),
     /// The host completed a buffer we never gave it.
+    #[error("host completed unknown descriptor {0}")]
     UnknownToken(u16),
     /// The console does not offer multiple ports (a virtconsole instead of a serial port).
+    #[error("the virtio console has no multiport support (use -device virtserialport,nr=1)")]
     NoMultiport,
     /// The device never added the channel port.
+    #[error("the virtio console never added serial port {}", CHANNEL_PORT)]
     NoPort,
-}
-
-impl From<virtio_drivers::Error> for ConsoleError {
-    fn from(e: virtio_drivers::Error) -> Self {
-        ConsoleError::Virtio(e)
-    }
-}
-
-impl core::fmt::Display for ConsoleError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ConsoleError::NoDevice => write!(f, "no virtio console on the virtio-mmio bus"),
-            ConsoleError::Virtio(e) => write!(f, "virtio: {e}"),
-            ConsoleError::BadLength(n) => {
-                write!(f, "host reported an impossible receive length {n}")
-            }
-            ConsoleError::UnknownToken(t) => write!(f, "host completed unknown descriptor {t}"),
-            ConsoleError::NoMultiport => write!(
-                f,
-                "the virtio console has no multiport support (use -device virtserialport,nr=1)"
-            ),
-            ConsoleError::NoPort => write!(
-                f,
-                "the virtio console never added serial port {CHANNEL_PORT}"
-            ),
-        }
-    }
 }
 
 /// DMA through the shared pool; buffers are bounced.
@@ -97,11 +78,11 @@ fn pages_for(len: usize) -> u64 {
 unsafe impl Hal for OmegaHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         // Running out is a monitor bug (fixed ring count), not something the host controls.
-        memory::shared_alloc(pages as u64).expect("shared DMA pool exhausted")
+        shared_pool::alloc(pages as u64).expect("shared DMA pool exhausted")
     }
 
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
-        match memory::shared_free(paddr, pages as u64) {
+        match shared_pool::free(paddr, pages as u64) {
             Ok(()) => 0,
             Err(_) => -1,
         }
@@ -120,7 +101,7 @@ unsafe impl Hal for OmegaHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
-        let (pa, bounce) = memory::shared_alloc(pages_for(len)).expect("shared DMA pool exhausted");
+        let (pa, bounce) = shared_pool::alloc(pages_for(len)).expect("shared DMA pool exhausted");
         if direction != BufferDirection::DeviceToDriver {
             // SAFETY: the caller guarantees `buffer` is valid for `len` bytes; the bounce
             // pages are fresh and at least `len` long.
@@ -146,7 +127,7 @@ unsafe impl Hal for OmegaHal {
                 )
             };
         }
-        let _ = memory::shared_free(paddr, pages_for(len));
+        let _ = shared_pool::free(paddr, pages_for(len));
     }
 }
 
@@ -172,17 +153,71 @@ const CTRL_BUF: usize = 128;
 /// Control-queue polls to wait for the device to add and open the port.
 const SETUP_SPINS: u64 = 5_000_000;
 
+/// A device-to-driver queue with `SLOTS` buffers of `LEN` bytes, each either posted to
+/// the device or back with us.
+struct RxQueue<const LEN: usize, const SLOTS: usize> {
+    queue: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    index: u16,
+    bufs: [Box<[u8; LEN]>; SLOTS],
+    /// The descriptor each posted buffer went out with.
+    tokens: [Option<u16>; SLOTS],
+}
+
+impl<const LEN: usize, const SLOTS: usize> RxQueue<LEN, SLOTS> {
+    fn new(transport: &mut MmioTransport<'static>, index: u16) -> Result<Self, ConsoleError> {
+        Ok(RxQueue {
+            queue: VirtQueue::new(transport, index, false, false)?,
+            index,
+            bufs: core::array::from_fn(|_| Box::new([0u8; LEN])),
+            tokens: [None; SLOTS],
+        })
+    }
+
+    /// Hands buffer `slot` to the device.
+    fn post(
+        &mut self,
+        transport: &mut MmioTransport<'static>,
+        slot: usize,
+    ) -> Result<(), ConsoleError> {
+        // SAFETY: the buffer is owned by `self` and not touched until `pop_used` returns it.
+        let token = unsafe { self.queue.add(&[], &mut [self.bufs[slot].as_mut_slice()])? };
+        self.tokens[slot] = Some(token);
+        if self.queue.should_notify() {
+            transport.notify(self.index);
+        }
+        Ok(())
+    }
+
+    /// Takes back the next buffer the device filled: its slot and the length the device
+    /// reports (the host's word, for the caller to check). The buffer stays with us until
+    /// posted again.
+    fn take_filled(&mut self) -> Result<Option<(usize, u32)>, ConsoleError> {
+        let Some(token) = self.queue.peek_used() else {
+            return Ok(None);
+        };
+        let slot = self
+            .tokens
+            .iter()
+            .position(|t| *t == Some(token))
+            .ok_or(ConsoleError::UnknownToken(token))?;
+        // SAFETY: `token` is the descriptor `post` added with exactly this buffer, passed
+        // back unchanged as `pop_used` requires; the device is done with it.
+        let len = unsafe {
+            self.queue
+                .pop_used(token, &[], &mut [self.bufs[slot].as_mut_slice()])?
+        };
+        self.tokens[slot] = None;
+        Ok(Some((slot, len)))
+    }
+}
+
 /// The channel device: one port of a multiport virtio console.
 pub struct Console {
     transport: MmioTransport<'static>,
-    rx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    rx: RxQueue<RX_BUF, RX_SLOTS>,
     tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
-    ctrl_rx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    ctrl_rx: RxQueue<CTRL_BUF, CTRL_SLOTS>,
     ctrl_tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
-    rx_bufs: [Box<[u8; RX_BUF]>; RX_SLOTS],
-    rx_tokens: [Option<u16>; RX_SLOTS],
-    ctrl_bufs: [Box<[u8; CTRL_BUF]>; CTRL_SLOTS],
-    ctrl_tokens: [Option<u16>; CTRL_SLOTS],
     /// Slot being read: (slot, next byte, valid length).
     current: Option<(usize, usize, usize)>,
     port_ready: bool,
@@ -229,9 +264,9 @@ impl Console {
         if !features.contains(Features::MULTIPORT) {
             return Err(ConsoleError::NoMultiport);
         }
-        let ctrl_rx = VirtQueue::new(&mut transport, CTRL_RX_QUEUE, false, false)?;
+        let ctrl_rx = RxQueue::new(&mut transport, CTRL_RX_QUEUE)?;
         let ctrl_tx = VirtQueue::new(&mut transport, CTRL_TX_QUEUE, false, false)?;
-        let rx = VirtQueue::new(&mut transport, PORT_RX_QUEUE, false, false)?;
+        let rx = RxQueue::new(&mut transport, PORT_RX_QUEUE)?;
         let tx = VirtQueue::new(&mut transport, PORT_TX_QUEUE, false, false)?;
         transport.finish_init();
         let mut c = Console {
@@ -240,20 +275,16 @@ impl Console {
             tx,
             ctrl_rx,
             ctrl_tx,
-            rx_bufs: core::array::from_fn(|_| Box::new([0u8; RX_BUF])),
-            rx_tokens: [None; RX_SLOTS],
-            ctrl_bufs: core::array::from_fn(|_| Box::new([0u8; CTRL_BUF])),
-            ctrl_tokens: [None; CTRL_SLOTS],
             current: None,
             port_ready: false,
             host_open: false,
             slot,
         };
         for i in 0..CTRL_SLOTS {
-            c.post_ctrl(i)?;
+            c.ctrl_rx.post(&mut c.transport, i)?;
         }
         for i in 0..RX_SLOTS {
-            c.post_rx(i)?;
+            c.rx.post(&mut c.transport, i)?;
         }
         c.send_control(control(0, ctl::DEVICE_READY, 1))?;
         for _ in 0..SETUP_SPINS {
@@ -272,35 +303,11 @@ impl Console {
         Ok(())
     }
 
-    fn post_ctrl(&mut self, i: usize) -> Result<(), ConsoleError> {
-        // SAFETY: the buffer is owned by `self` and not touched until `pop_used` returns it.
-        let token = unsafe {
-            self.ctrl_rx
-                .add(&[], &mut [self.ctrl_bufs[i].as_mut_slice()])?
-        };
-        self.ctrl_tokens[i] = Some(token);
-        if self.ctrl_rx.should_notify() {
-            self.transport.notify(CTRL_RX_QUEUE);
-        }
-        Ok(())
-    }
-
     /// Handles the device's control messages: port added, opened, closed.
     fn poll_control(&mut self) -> Result<(), ConsoleError> {
-        while let Some(token) = self.ctrl_rx.peek_used() {
-            let slot = self
-                .ctrl_tokens
-                .iter()
-                .position(|t| *t == Some(token))
-                .ok_or(ConsoleError::UnknownToken(token))?;
-            // SAFETY: the same buffer that was added with this token.
-            let len = unsafe {
-                self.ctrl_rx
-                    .pop_used(token, &[], &mut [self.ctrl_bufs[slot].as_mut_slice()])?
-            };
-            self.ctrl_tokens[slot] = None;
-            let m = *self.ctrl_bufs[slot];
-            self.post_ctrl(slot)?;
+        while let Some((slot, len)) = self.ctrl_rx.take_filled()? {
+            let m = *self.ctrl_rx.bufs[slot];
+            self.ctrl_rx.post(&mut self.transport, slot)?;
             // SECURITY: a control message shorter than its header is the host's error.
             if (len as usize) < ctl::LEN || len as usize > CTRL_BUF {
                 return Err(ConsoleError::BadLength(len));
@@ -324,47 +331,26 @@ impl Console {
         Ok(())
     }
 
-    fn post_rx(&mut self, i: usize) -> Result<(), ConsoleError> {
-        // SAFETY: the buffer is owned by `self` and not touched until `pop_used` returns it.
-        let token = unsafe { self.rx.add(&[], &mut [self.rx_bufs[i].as_mut_slice()])? };
-        self.rx_tokens[i] = Some(token);
-        if self.rx.should_notify() {
-            self.transport.notify(PORT_RX_QUEUE);
-        }
-        Ok(())
-    }
-
     /// Copies received bytes into `out`; returns how many (0 when nothing is pending).
     pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, ConsoleError> {
         if self.current.is_none() {
             self.poll_control()?;
-            let Some(token) = self.rx.peek_used() else {
+            let Some((slot, len)) = self.rx.take_filled()? else {
                 return Ok(0);
             };
-            let slot = self
-                .rx_tokens
-                .iter()
-                .position(|t| *t == Some(token))
-                .ok_or(ConsoleError::UnknownToken(token))?;
-            // SAFETY: the same buffer that was added with this token.
-            let len = unsafe {
-                self.rx
-                    .pop_used(token, &[], &mut [self.rx_bufs[slot].as_mut_slice()])?
-            };
-            self.rx_tokens[slot] = None;
             // SECURITY: the length is the host's word; check it before indexing with it.
             if len == 0 || len as usize > RX_BUF {
-                self.post_rx(slot)?;
+                self.rx.post(&mut self.transport, slot)?;
                 return Err(ConsoleError::BadLength(len));
             }
             self.current = Some((slot, 0, len as usize));
         }
         let (slot, pos, len) = self.current.expect("set above");
         let n = out.len().min(len - pos);
-        out[..n].copy_from_slice(&self.rx_bufs[slot][pos..pos + n]);
+        out[..n].copy_from_slice(&self.rx.bufs[slot][pos..pos + n]);
         if pos + n == len {
             self.current = None;
-            self.post_rx(slot)?;
+            self.rx.post(&mut self.transport, slot)?;
         } else {
             self.current = Some((slot, pos + n, len));
         }
@@ -379,5 +365,18 @@ impl Console {
                 .add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;
         }
         Ok(())
+    }
+}
+
+/// The channel's byte pipe: the serial port, polled.
+impl channel::Transport for Console {
+    type Error = ConsoleError;
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, ConsoleError> {
+        Console::recv(self, buf)
+    }
+
+    fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {
+        Console::send(self, data)
     }
 }

@@ -1,4 +1,5 @@
-//! The SEV-SNP platform: the kernel's side of the `sev-snp` crate. The loader validated
+//! The SEV-SNP platform (`omega_kernel::platform::Platform` under SNP): the kernel's side of
+//! the `sev-snp` crate. The loader validated
 //! the kernel's own memory, shared and registered the GHCB and checked the C-bit; this
 //! module validates the rest of RAM, converts the DMA pool, and talks to the PSP.
 //!
@@ -8,12 +9,13 @@
 use omega_arch::sev::{self, HwGhcb, HwPvalidate, MmioWindow};
 use omega_boot_info::snp::{self, terminate};
 use omega_boot_info::{BootInfo, PhysRange, Tee, phys, virt};
-use omega_kernel::pagetable::{self, Tables};
-use omega_kernel::platform::{Platform, PlatformError, REPORT_LEN};
+use omega_kernel::platform::{Platform, PlatformError};
+use omega_page_tables::{self as page_tables, TableAccess};
 use sev_snp::guest_msg::{GhcbTransport, guest_field};
+use sev_snp::report::REPORT_LEN;
 use sev_snp::{DerivedKeyRequest, GhcbPageStateChange, GuestMessenger, MemRange, SecretsPage};
 
-use crate::memory;
+use crate::hw::shared_pool;
 
 pub struct SevSnp {
     ghcb: HwGhcb,
@@ -52,7 +54,7 @@ pub fn init_vc(info: &BootInfo) {
 /// Page tables reached through the direct map.
 struct DirectMapTables;
 
-impl Tables for DirectMapTables {
+impl TableAccess for DirectMapTables {
     fn table(&mut self, pa: u64) -> &mut [u64; 512] {
         // SAFETY: `pa` comes from a walk of the live tables starting at CR3 (frames the
         // loader built in its reserved pool), and the direct map covers them; one entry is
@@ -103,7 +105,9 @@ impl SevSnp {
 
     /// Flips the direct map's C-bit over `r` (2 MiB pages only) and flushes the TLB.
     fn set_private(&mut self, r: PhysRange, private: bool) -> Result<(), PlatformError> {
-        if r.start % pagetable::SIZE_2M != 0 || r.end % pagetable::SIZE_2M != 0 {
+        if !r.start.is_multiple_of(page_tables::SIZE_2M)
+            || !r.end.is_multiple_of(page_tables::SIZE_2M)
+        {
             return Err(PlatformError::Host(
                 "shared memory must be whole 2 MiB pages",
             ));
@@ -111,7 +115,7 @@ impl SevSnp {
         let mut pa = r.start;
         while pa < r.end {
             let va = virt::DIRECT_MAP_BASE + pa;
-            pagetable::set_private_2m(
+            page_tables::set_private_2m(
                 &mut DirectMapTables,
                 self.pml4,
                 snp::C_BIT_MASK,
@@ -120,7 +124,7 @@ impl SevSnp {
             )
             .map_err(|_| PlatformError::Host("direct map"))?;
             x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
-            pa += pagetable::SIZE_2M;
+            pa += page_tables::SIZE_2M;
         }
         Ok(())
     }
@@ -130,9 +134,9 @@ impl SevSnp {
             return Ok(p);
         }
         let (req, _) =
-            memory::shared_alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
+            shared_pool::alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
         let (resp, _) =
-            memory::shared_alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
+            shared_pool::alloc(1).map_err(|_| PlatformError::Host("shared pool full"))?;
         self.msg_pages = Some((req, resp));
         Ok((req, resp))
     }

@@ -1,4 +1,4 @@
-//! RDSEED/RDRAND behind `omega_kernel::entropy::HwRng`.
+//! RDSEED/RDRAND behind `omega_kernel::entropy::HwRng` (the health checks live there).
 
 use omega_arch::cpu::cpuid;
 use omega_kernel::entropy::HwRng;
@@ -40,16 +40,18 @@ fn rdrand64() -> Option<u64> {
 
 impl HwRng for CpuRng {
     fn rdseed(&mut self) -> Option<u64> {
-        // SAFETY: the target feature is present (checked by CPUID in `detect`).
         if self.rdseed {
+            // SAFETY: `rdseed64` only needs the RDSEED instruction, which CPUID reported
+            // present (`detect`).
             unsafe { rdseed64() }
         } else {
             None
         }
     }
     fn rdrand(&mut self) -> Option<u64> {
-        // SAFETY: as above, for RDRAND.
         if self.rdrand {
+            // SAFETY: `rdrand64` only needs the RDRAND instruction, which CPUID reported
+            // present (`detect`).
             unsafe { rdrand64() }
         } else {
             None

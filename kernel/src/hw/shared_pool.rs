@@ -1,5 +1,5 @@
-//! Physical memory after boot: the frame allocator and the pool of pages shared with the
-//! host for DMA.
+//! The pool of pages shared with the host for DMA (virtio rings, bounce buffers, SNP guest
+//! messages), carved out of the frame allocator and shared through the platform.
 
 use core::ptr::NonNull;
 
@@ -18,32 +18,23 @@ pub struct SharedPool {
     frames: FrameAllocator,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    Frames(FrameError),
-    Platform(PlatformError),
-}
-
-impl core::fmt::Display for PoolError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PoolError::Frames(e) => write!(f, "{e}"),
-            PoolError::Platform(e) => write!(f, "{e}"),
-        }
-    }
+    #[error("{0}")]
+    Frames(#[from] FrameError),
+    #[error("{0}")]
+    Platform(#[from] PlatformError),
 }
 
 /// The one shared pool; virtio's `Hal` reaches it from static functions.
 static SHARED: Mutex<Option<SharedPool>> = Mutex::new(None);
 
 /// Takes frames from `frames`, converts them to shared and makes them the DMA pool.
-pub fn init_shared_pool(
+pub fn init(
     frames: &mut FrameAllocator,
     platform: &mut dyn Platform,
 ) -> Result<PhysRange, PoolError> {
-    let start = frames
-        .alloc(SHARED_POOL_PAGES, 2 << 20)
-        .map_err(PoolError::Frames)?;
+    let start = frames.alloc(SHARED_POOL_PAGES, 2 << 20)?;
     let range = PhysRange {
         start,
         end: start + SHARED_POOL_PAGES * FRAME,
@@ -57,15 +48,15 @@ pub fn init_shared_pool(
             (range.end - start) as usize,
         )
     };
-    platform.share(range).map_err(PoolError::Platform)?;
+    platform.share(range)?;
     let mut pool = FrameAllocator::new();
-    pool.add(range).map_err(PoolError::Frames)?;
+    pool.add(range)?;
     *SHARED.lock() = Some(SharedPool { frames: pool });
     Ok(range)
 }
 
 /// `pages` zeroed shared pages: physical address and direct-map pointer.
-pub fn shared_alloc(pages: u64) -> Result<(u64, NonNull<u8>), FrameError> {
+pub fn alloc(pages: u64) -> Result<(u64, NonNull<u8>), FrameError> {
     let mut guard = SHARED.lock();
     let pool = guard.as_mut().ok_or(FrameError::OutOfMemory { pages })?;
     let pa = pool.frames.alloc(pages, FRAME)?;
@@ -76,8 +67,8 @@ pub fn shared_alloc(pages: u64) -> Result<(u64, NonNull<u8>), FrameError> {
     Ok((pa, NonNull::new(va).expect("direct map is never at 0")))
 }
 
-/// Returns pages from [`shared_alloc`].
-pub fn shared_free(pa: u64, pages: u64) -> Result<(), FrameError> {
+/// Returns pages from [`alloc`].
+pub fn free(pa: u64, pages: u64) -> Result<(), FrameError> {
     let mut guard = SHARED.lock();
     let pool = guard.as_mut().ok_or(FrameError::DoubleFree { start: pa })?;
     pool.frames.free(pa, pages)

@@ -1,0 +1,55 @@
+use alloc::string::String;
+
+use crate::limits::{MAX_AGENTS, MAX_FILES, MAX_NAME, MAX_TOTAL_BYTES};
+
+/// Why a bundle is refused (by the launcher before sending, or by the monitor on arrival).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("malformed bundle message")]
+    BadMessage,
+    #[error("unexpected bundle message: {0}")]
+    UnexpectedMessage(&'static str),
+    #[error("{0} files (limit {MAX_FILES})")]
+    TooManyFiles(u32),
+    #[error("{0} bytes (limit {MAX_TOTAL_BYTES})")]
+    TooLarge(u64),
+    #[error("bad file name {0:?}: 1..={MAX_NAME} of [A-Za-z0-9._-], not starting with '.'")]
+    BadName(String),
+    #[error("two files named {0:?}")]
+    DuplicateName(String),
+    #[error("file declared {declared} bytes, sent {got}")]
+    SizeMismatch { declared: u64, got: u64 },
+    #[error("content message of {got} bytes, expected {expected}")]
+    ChunkSize { expected: u64, got: u64 },
+    #[error("bundle declared {declared} files, sent {got}")]
+    CountMismatch { declared: u32, got: u32 },
+    #[error("{MANIFEST}: {0}", MANIFEST = crate::MANIFEST)]
+    Manifest(#[from] ManifestError),
+    #[error("file {position} is {got:?}, the manifest says {expected:?}")]
+    WrongFile {
+        position: usize,
+        expected: String,
+        got: String,
+    },
+    #[error("{0} is not a Wasm module")]
+    NotWasm(String),
+}
+
+/// A `manifest.json` that breaks the format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0}")]
+    Json(String),
+    #[error("unsupported version {0}")]
+    Version(u32),
+    #[error("{0} agents (1..={MAX_AGENTS} required)")]
+    AgentCount(usize),
+    #[error("bad agent name {0:?}: 1..={MAX_NAME} of [A-Za-z0-9._-]")]
+    BadAgentName(String),
+    #[error("duplicate agent {0:?}")]
+    DuplicateAgent(String),
+    #[error("bad policy file name {0:?}")]
+    BadPolicyName(String),
+    #[error("bad module file name {0:?} (a file name ending in .wasm)")]
+    BadModuleName(String),
+}

@@ -1,0 +1,341 @@
+//! The bundle contract at its limits: everything `validate` (the launcher's check) accepts,
+//! the monitor's receiver accepts too, and what it refuses the receiver refuses.
+
+use omega_bundle::msg::{self, Message};
+use omega_bundle::*;
+
+type Files = Vec<(String, Vec<u8>)>;
+
+fn module(size: usize) -> Vec<u8> {
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.resize(size.max(8), 0x5a);
+    m
+}
+
+fn manifest(agents: &[(String, String)]) -> Vec<u8> {
+    Manifest::json(
+        "policy.bin",
+        agents.iter().map(|(n, m)| (n.as_str(), m.as_str())),
+    )
+}
+
+/// A bundle of `agents` agents, each with its own module of `module_size` bytes.
+fn bundle(agents: usize, module_size: usize) -> Files {
+    let agents: Vec<(String, String)> = (0..agents)
+        .map(|i| (format!("agent-{i}"), format!("m{i}.wasm")))
+        .collect();
+    let mut files = vec![
+        (MANIFEST.to_string(), manifest(&agents)),
+        ("policy.bin".to_string(), b"OMPL".to_vec()),
+    ];
+    for (_, m) in &agents {
+        files.push((m.clone(), module(module_size)));
+    }
+    files
+}
+
+fn total(files: &Files) -> u64 {
+    files.iter().map(|(_, b)| b.len() as u64).sum()
+}
+
+/// Sends `files` through the message sequence into a receiver, as the monitor would get it.
+fn receive(files: &Files) -> Result<BundleReceiver, BundleError> {
+    let mut r = BundleReceiver::default();
+    let mut buf = [0u8; msg::MAX_HEADER_MESSAGE];
+    let mut last = None;
+    for m in msg::sequence(files) {
+        let body: &[u8] = match m {
+            Message::Header(h) => omega_wire::msg::encode(&h, &mut buf).unwrap(),
+            Message::Content(c) => {
+                assert!(!c.is_empty() && c.len() <= MAX_CHUNK);
+                c
+            }
+        };
+        last = Some(r.on_message(body)?);
+    }
+    assert_eq!(last, Some(Progress::Finished));
+    assert!(r.is_done());
+    Ok(r)
+}
+
+/// The launcher's verdict and the monitor's agree.
+fn both(files: &Files) -> Result<(), BundleError> {
+    let host = validate(files).map(|_| ());
+    let guest = receive(files).map(|_| ());
+    assert_eq!(
+        host.is_ok(),
+        guest.is_ok(),
+        "host {host:?}, guest {guest:?}"
+    );
+    host
+}
+
+#[test]
+fn receives_and_hashes_in_chunks() {
+    // The module spans three content messages.
+    let files = bundle(2, 2 * MAX_CHUNK + 5);
+    let r = receive(&files).unwrap();
+    assert_eq!(r.files.len(), 4);
+    for (f, (name, bytes)) in r.files.iter().zip(&files) {
+        assert_eq!(&f.name, name);
+        assert_eq!(&f.bytes, bytes);
+        assert_eq!(f.bytes.capacity(), bytes.len(), "reserved exactly");
+    }
+    let m = r.manifest.unwrap();
+    assert_eq!(m.agents.len(), 2);
+    assert_eq!(
+        m.files(),
+        ["manifest.json", "policy.bin", "m0.wasm", "m1.wasm"]
+    );
+    assert_eq!(
+        r.files[1].sha256,
+        <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(b"OMPL"))
+    );
+}
+
+#[test]
+fn most_agents_and_files_accepted_one_more_refused() {
+    let files = bundle(MAX_AGENTS, 8);
+    assert_eq!(files.len() as u32, MAX_FILES);
+    both(&files).unwrap();
+    assert!(matches!(
+        both(&bundle(MAX_AGENTS + 1, 8)),
+        Err(BundleError::TooManyFiles(_))
+    ));
+}
+
+#[test]
+fn largest_total_accepted_one_byte_more_refused() {
+    // One module takes everything the manifest and the policy leave.
+    let mut files = bundle(1, 8);
+    let rest = MAX_TOTAL_BYTES - total(&files) + 8;
+    files[2].1 = module(rest as usize);
+    assert_eq!(total(&files), MAX_TOTAL_BYTES);
+    both(&files).unwrap();
+    files[2].1.push(0);
+    assert_eq!(
+        both(&files),
+        Err(BundleError::TooLarge(MAX_TOTAL_BYTES + 1))
+    );
+}
+
+#[test]
+fn longest_names_accepted_one_more_refused() {
+    let name = |n: usize| "a".repeat(n);
+    let long_module = format!("{}.wasm", name(MAX_NAME - 5));
+    let agents = vec![(name(MAX_NAME), long_module.clone())];
+    let files: Files = vec![
+        (MANIFEST.into(), manifest(&agents)),
+        ("policy.bin".into(), b"OMPL".to_vec()),
+        (long_module, module(8)),
+    ];
+    both(&files).unwrap();
+
+    let too_long_agent = vec![(name(MAX_NAME + 1), "m.wasm".to_string())];
+    let files: Files = vec![
+        (MANIFEST.into(), manifest(&too_long_agent)),
+        ("policy.bin".into(), b"OMPL".to_vec()),
+        ("m.wasm".into(), module(8)),
+    ];
+    assert!(matches!(
+        both(&files),
+        Err(BundleError::Manifest(ManifestError::BadAgentName(_)))
+    ));
+
+    let too_long_module = format!("{}.wasm", name(MAX_NAME - 4));
+    let agents = vec![("a".to_string(), too_long_module.clone())];
+    let files: Files = vec![
+        (MANIFEST.into(), manifest(&agents)),
+        ("policy.bin".into(), b"OMPL".to_vec()),
+        (too_long_module, module(8)),
+    ];
+    assert!(matches!(both(&files), Err(BundleError::BadName(_))));
+}
+
+#[test]
+fn manifest_rules_hold_on_both_sides() {
+    let with = |f: &dyn Fn(&mut Files)| {
+        let mut files = bundle(2, 8);
+        f(&mut files);
+        both(&files)
+    };
+    // An empty file has a header and no content message.
+    with(&|f| f[1].1.clear()).unwrap();
+    // Hidden files, paths, wrong order, missing or extra files, not Wasm, bad JSON.
+    assert!(matches!(
+        with(&|f| f[1].0 = ".policy".into()),
+        Err(BundleError::BadName(_))
+    ));
+    assert!(matches!(
+        with(&|f| f[1].0 = "../policy.bin".into()),
+        Err(BundleError::BadName(_))
+    ));
+    assert!(matches!(
+        with(&|f| f.swap(2, 3)),
+        Err(BundleError::WrongFile { position: 2, .. })
+    ));
+    assert!(matches!(
+        with(&|f| {
+            f.pop();
+        }),
+        Err(BundleError::WrongFile { position: 3, .. })
+    ));
+    assert!(matches!(
+        with(&|f| f.push(("extra.bin".into(), vec![1]))),
+        Err(BundleError::WrongFile { position: 4, .. })
+    ));
+    assert!(matches!(
+        with(&|f| f[3].1 = b"not wasm".to_vec()),
+        Err(BundleError::NotWasm(_))
+    ));
+    assert!(matches!(
+        with(&|f| f[0].1 = b"{".to_vec()),
+        Err(BundleError::Manifest(ManifestError::Json(_)))
+    ));
+    assert!(matches!(
+        with(&|f| f[0].1 = br#"{"version":2,"policy":"p","agents":[]}"#.to_vec()),
+        Err(BundleError::Manifest(ManifestError::Version(2)))
+    ));
+    assert!(matches!(
+        with(&|f| f[0].1 = br#"{"version":1,"policy":"p","agents":[],"x":1}"#.to_vec()),
+        Err(BundleError::Manifest(ManifestError::Json(_)))
+    ));
+    assert!(matches!(
+        with(&|f| f[0].1 = br#"{"version":1,"policy":"policy.bin","agents":[]}"#.to_vec()),
+        Err(BundleError::Manifest(ManifestError::AgentCount(0)))
+    ));
+    assert!(matches!(
+        with(&|f| f.insert(0, ("a".into(), vec![]))),
+        Err(BundleError::WrongFile { position: 0, .. })
+    ));
+}
+
+#[test]
+fn agents_may_share_a_module_sent_once() {
+    let agents = vec![
+        ("a".to_string(), "m.wasm".to_string()),
+        ("b".to_string(), "m.wasm".to_string()),
+    ];
+    let files: Files = vec![
+        (MANIFEST.into(), manifest(&agents)),
+        ("policy.bin".into(), b"OMPL".to_vec()),
+        ("m.wasm".into(), module(8)),
+    ];
+    both(&files).unwrap();
+    let policy_as_module = vec![("a".to_string(), "policy.wasm".to_string())];
+    let m = String::from_utf8(manifest(&policy_as_module))
+        .unwrap()
+        .replace("policy.bin", "policy.wasm");
+    assert_eq!(
+        Manifest::parse(m.as_bytes()),
+        Err(ManifestError::BadModuleName("policy.wasm".into()))
+    );
+}
+
+fn enc(m: &BundleMsg<'_>) -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    omega_wire::msg::encode(m, &mut buf).unwrap().to_vec()
+}
+
+#[test]
+fn the_receiver_refuses_what_breaks_the_sequence() {
+    let begin = |files, total_bytes| enc(&BundleMsg::Begin { files, total_bytes });
+    let file = |name, size| enc(&BundleMsg::File { name, size });
+    let mut r = BundleReceiver::default();
+    assert_eq!(
+        r.on_message(&begin(MAX_FILES + 1, 0)),
+        Err(BundleError::TooManyFiles(MAX_FILES + 1))
+    );
+    assert_eq!(
+        r.on_message(&begin(1, MAX_TOTAL_BYTES + 1)),
+        Err(BundleError::TooLarge(MAX_TOTAL_BYTES + 1))
+    );
+    assert_eq!(r.on_message(b"\xff\xff"), Err(BundleError::BadMessage));
+    for bad in ["../etc", "", ".hidden", "a/b", "x y"] {
+        r.on_message(&begin(1, 4)).unwrap();
+        assert_eq!(
+            r.on_message(&file(bad, 1)),
+            Err(BundleError::BadName(bad.into())),
+            "{bad:?}"
+        );
+    }
+    // A hostile name is cut short in the error.
+    r.on_message(&begin(1, 4)).unwrap();
+    let long = "/".repeat(1000);
+    assert_eq!(
+        r.on_message(&file(&long, 1)),
+        Err(BundleError::BadName("/".repeat(MAX_NAME + 1)))
+    );
+    // Content must come in chunks of exactly MAX_CHUNK (the last one shorter).
+    r.on_message(&begin(1, 4)).unwrap();
+    r.on_message(&file("a", 4)).unwrap();
+    assert_eq!(
+        r.on_message(b"abc"),
+        Err(BundleError::ChunkSize {
+            expected: 4,
+            got: 3
+        })
+    );
+    r.on_message(&begin(1, MAX_CHUNK as u64 + 1)).unwrap();
+    r.on_message(&file("a", MAX_CHUNK as u64 + 1)).unwrap();
+    assert_eq!(
+        r.on_message(&[0; 10]),
+        Err(BundleError::ChunkSize {
+            expected: MAX_CHUNK as u64,
+            got: 10
+        })
+    );
+    r.on_message(&begin(1, 4)).unwrap();
+    assert_eq!(r.on_message(&file("a", 5)), Err(BundleError::TooLarge(5)));
+    r.on_message(&begin(2, 2)).unwrap();
+    r.on_message(&file("a", 1)).unwrap();
+    r.on_message(b"x").unwrap();
+    assert_eq!(
+        r.on_message(&file("a", 1)),
+        Err(BundleError::DuplicateName("a".into()))
+    );
+    r.on_message(&begin(2, 1)).unwrap();
+    r.on_message(&file("a", 1)).unwrap();
+    r.on_message(b"x").unwrap();
+    assert_eq!(
+        r.on_message(&enc(&BundleMsg::End)),
+        Err(BundleError::CountMismatch {
+            declared: 2,
+            got: 1
+        })
+    );
+    assert_eq!(
+        r.on_message(&enc(&BundleMsg::End)),
+        Err(BundleError::UnexpectedMessage("expected Begin"))
+    );
+    // Every header fits the documented bound.
+    assert!(
+        enc(&BundleMsg::File {
+            name: &"a".repeat(MAX_NAME),
+            size: u64::MAX
+        })
+        .len()
+            <= msg::MAX_HEADER_MESSAGE
+    );
+}
+
+#[test]
+fn messages_round_trip_and_refuse_trailing_bytes() {
+    for m in [
+        BundleMsg::Begin {
+            files: 3,
+            total_bytes: 99,
+        },
+        BundleMsg::File {
+            name: "agent.wasm",
+            size: 1 << 33,
+        },
+        BundleMsg::End,
+    ] {
+        let e = enc(&m);
+        assert_eq!(omega_wire::msg::decode_exact::<BundleMsg>(&e).unwrap(), m);
+        let mut longer = e.clone();
+        longer.push(0);
+        assert!(omega_wire::msg::decode_exact::<BundleMsg>(&longer).is_err());
+    }
+}

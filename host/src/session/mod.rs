@@ -1,0 +1,278 @@
+//! The host end of the channel: handshake, demultiplexing, flow control, stream backends.
+//!
+//! Threads: the `demux` reader (decodes guest frames, handles Control, hands every other
+//! stream's data to its relay; it never blocks on a backend), one `relay` per served stream
+//! (log storage, inference proxy, tool gateway, echo), and senders that wait for the
+//! guest's credit (`send`). A stream whose backend is slow stops being granted credit, so
+//! the guest blocks on that stream only.
+//!
+//! * [`log_store`]: where the Log stream goes ([`LogStore`], [`FileLogStore`]).
+//! * `send`: what the threads share, the send path and the bundle sender.
+//! * `demux`: the reader, the handshake, Control, routing.
+//! * `relay`: the generic relay loop and one module per stream (`log`, `inference`,
+//!   `tools`, `echo`).
+
+mod demux;
+pub mod log_store;
+mod relay;
+mod send;
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use omega_wire::msg::{self, ControlMsg};
+use omega_wire::{INITIAL_WINDOW, SUPPORTED_VERSIONS, Stream, WireError};
+use tracing::debug;
+
+use crate::bundle::Bundle;
+use demux::Demux;
+use send::Shared;
+
+pub use log_store::{FileLogStore, LogStore};
+pub use relay::echo::echo_roundtrip;
+pub use relay::tools::MAX_TOOL_LINE;
+
+/// Idle time after which a partial frame at the front of the decoder is given up.
+pub const IDLE_RESYNC: Duration = Duration::from_secs(1);
+/// Read timeout `connect_unix` sets, so the reader notices idleness.
+pub const READ_TICK: Duration = Duration::from_millis(250);
+/// Largest reassembled message on Control and Echo.
+pub const MAX_HOST_MESSAGE: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("channel closed")]
+    Closed,
+    #[error("i/o on the channel: {0}")]
+    Io(#[from] io::Error),
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
+    #[error("timed out")]
+    Timeout,
+    #[error("version negotiation failed: guest speaks {0:?}, host speaks {SUPPORTED_VERSIONS:?}")]
+    NoCommonVersion(Vec<u8>),
+    #[error("echo reply does not match the request")]
+    EchoMismatch,
+}
+
+/// What the host serves.
+pub struct SessionConfig {
+    /// Inference proxy address (HOST:PORT); None: Inference data is refused with an Error.
+    pub proxy: Option<String>,
+    /// Tool gateway command line (split like a shell would, run without a shell).
+    pub tool_gateway: Option<String>,
+    /// Provenance log storage; None: Log data is refused with an Error (and never acked).
+    pub log_store: Option<Box<dyn LogStore>>,
+    /// Bundle to send after the handshake; None: the Bundle stream is closed at once.
+    pub bundle: Option<Bundle>,
+    /// Echo the guest's Echo requests.
+    pub echo: bool,
+    /// Initial credit granted to the guest per stream.
+    pub window: u32,
+    /// Protocol versions offered.
+    pub versions: Vec<u8>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            proxy: None,
+            tool_gateway: None,
+            log_store: None,
+            bundle: None,
+            echo: false,
+            window: INITIAL_WINDOW,
+            versions: SUPPORTED_VERSIONS.to_vec(),
+        }
+    }
+}
+
+/// Things that happened on the channel, in order (also logged with tracing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    Handshake {
+        version: u8,
+    },
+    HandshakeFailed {
+        guest_versions: Vec<u8>,
+    },
+    /// The guest sent an Error frame.
+    GuestError {
+        stream: Stream,
+        code: u16,
+        message: String,
+    },
+    Notice(String),
+    /// The guest's provenance-log verifier key (C2SP vkey).
+    LogKey(String),
+    /// A signed checkpoint (C2SP note) of the guest's provenance log.
+    Checkpoint(String),
+    Shutdown {
+        status: u32,
+    },
+    /// Malformed or protocol-breaking input from the guest (the host reported it back).
+    WireError(String),
+    /// Log bytes durably stored and acknowledged up to `seq`, `total` bytes in all.
+    LogStored {
+        seq: u32,
+        total: u64,
+    },
+    /// The guest's log verifier key was stored (`log.vkey`).
+    LogKeyStored,
+    /// A signed checkpoint was stored (`checkpoint.note`) after every log byte received
+    /// before it was durable.
+    CheckpointStored,
+    BundleSent {
+        files: usize,
+        bytes: u64,
+    },
+    /// The guest closed a stream.
+    StreamClosed(Stream),
+    /// A backend failed (proxy, tool gateway, log storage).
+    BackendError {
+        stream: Stream,
+        message: String,
+    },
+    Ended,
+}
+
+/// A running host end of the channel.
+pub struct ChannelSession {
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+    closer: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl ChannelSession {
+    /// Starts serving the channel carried by `reader`/`writer` (two halves of one stream).
+    /// Returns at once; the guest's Hello is awaited in the background.
+    pub fn start<R, W>(reader: R, writer: W, config: SessionConfig) -> ChannelSession
+    where
+        R: Read + Send + 'static,
+        W: Write + Send + 'static,
+    {
+        let shared = Arc::new(Shared::new(Box::new(writer), config.echo));
+        let sh = shared.clone();
+        let reader = thread::Builder::new()
+            .name("omega-channel-rx".into())
+            .spawn(move || Demux::new(sh, config).run(reader))
+            .expect("spawn reader thread");
+        ChannelSession {
+            shared,
+            reader: Some(reader),
+            closer: None,
+        }
+    }
+
+    /// Connects to a unix socket (retrying until `deadline`) and starts a session on it.
+    pub fn connect_unix(
+        path: &Path,
+        config: SessionConfig,
+        deadline: Instant,
+    ) -> Result<ChannelSession, SessionError> {
+        let s = loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    debug!("waiting for {}: {e}", path.display());
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let r = s.try_clone()?;
+        r.set_read_timeout(Some(READ_TICK))?;
+        let closer = s.try_clone()?;
+        let mut cs = ChannelSession::start(r, s, config);
+        cs.closer = Some(Box::new(move || {
+            let _ = closer.shutdown(Shutdown::Both);
+        }));
+        Ok(cs)
+    }
+
+    /// Sets what `close` does to the underlying stream (e.g. shut a socket down).
+    pub fn set_closer(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.closer = Some(Box::new(f));
+    }
+
+    /// Waits for the guest's Hello; returns the negotiated version.
+    pub fn wait_handshake(&self, timeout: Duration) -> Result<u8, SessionError> {
+        let ev = self.wait_event(
+            |e| {
+                matches!(
+                    e,
+                    SessionEvent::Handshake { .. }
+                        | SessionEvent::HandshakeFailed { .. }
+                        | SessionEvent::Ended
+                )
+            },
+            timeout,
+        );
+        match ev {
+            Some(SessionEvent::Handshake { version }) => Ok(version),
+            Some(SessionEvent::HandshakeFailed { guest_versions }) => {
+                Err(SessionError::NoCommonVersion(guest_versions))
+            }
+            Some(_) => Err(SessionError::Closed),
+            None => Err(SessionError::Timeout),
+        }
+    }
+
+    /// All events so far.
+    pub fn events(&self) -> Vec<SessionEvent> {
+        self.shared.events()
+    }
+
+    /// Waits until an event matching `pred` has happened (at any time) and returns it.
+    pub fn wait_event(
+        &self,
+        pred: impl Fn(&SessionEvent) -> bool,
+        timeout: Duration,
+    ) -> Option<SessionEvent> {
+        self.shared.wait_event(pred, timeout)
+    }
+
+    /// Sends a message on `stream` (waits for credit).
+    pub fn send_message(&self, stream: Stream, msg: &[u8]) -> Result<(), SessionError> {
+        self.shared.send_message(stream, msg)
+    }
+
+    /// Sends a Control message.
+    pub fn send_control(&self, m: &ControlMsg<'_>) -> Result<(), SessionError> {
+        let mut b = [0u8; 1024];
+        let body = msg::encode(m, &mut b)?;
+        self.shared.send_message(Stream::Control, body)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Closes the channel and waits for the reader thread.
+    pub fn close(mut self) -> Vec<SessionEvent> {
+        self.shared.close();
+        if let Some(c) = self.closer.take() {
+            c();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.events()
+    }
+
+    /// Waits until the guest side ends the stream (EOF), then returns the events.
+    pub fn join(mut self) -> Vec<SessionEvent> {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.events()
+    }
+}

@@ -1,0 +1,408 @@
+//! The guest end of the host channel: `omega-wire` frames over any byte [`Transport`] (the
+//! binary's virtio serial port; an in-memory fake in the tests).
+//!
+//! Everything the host sends is checked by the wire decoder (sync marker, header and frame
+//! CRCs, bounds), the credit tracker and the reassembler; anything bad becomes an
+//! [`Event::Malformed`] (or [`Event::TransportFault`] when the transport itself got an
+//! impossible answer from the host), one `Error` frame per batch tells the host, the decoder
+//! resynchronises, and the channel keeps running. Outgoing data waits for credit: a host
+//! that stops reading blocks the sender, and nothing is dropped.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use omega_wire::{
+    Credits, Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, Reassembler,
+    SUPPORTED_VERSIONS, Stream, WireError, msg, negotiate,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// A byte pipe to the host.
+pub trait Transport {
+    type Error: core::fmt::Display + core::fmt::Debug;
+    /// Copies bytes that have arrived into `buf`; returns how many, 0 when nothing is
+    /// pending. Never waits.
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+    /// Sends all of `data`; may wait while the host is not reading (backpressure).
+    fn send(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    type Error = T::Error;
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        (**self).recv(buf)
+    }
+    fn send(&mut self, data: &[u8]) -> Result<(), Self::Error> {
+        (**self).send(data)
+    }
+}
+
+/// How long the channel waits, and how much it buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Polls to wait for the host's HelloAck.
+    pub hello_polls: u64,
+    /// Polls without input after which a partial frame is given up on: a host that sent
+    /// half a frame and stopped must not wedge the decoder until it sends more.
+    pub idle_resync_polls: u64,
+    /// Largest message reassembled on one stream.
+    pub max_message: usize,
+}
+
+const _: () = assert!(omega_bundle::MAX_CHUNK < Config::MONITOR.max_message);
+
+impl Config {
+    /// The monitor's settings: about a few seconds for the HelloAck under TCG.
+    pub const MONITOR: Config = Config {
+        hello_polls: 20_000_000,
+        idle_resync_polls: 2_000_000,
+        // SECURITY: bounds what the host can make the monitor buffer per stream. At least a
+        // bundle content message (`omega_bundle::MAX_CHUNK`, 1 MiB) and the Echo benchmark's
+        // 1 MiB plus its tag; see the heap arithmetic in `omega_bundle::limits`.
+        max_message: 2 << 20,
+    };
+}
+
+/// What the host did.
+#[derive(Debug)]
+pub enum Event<E> {
+    /// A whole message on a stream.
+    Message(Stream, Vec<u8>),
+    /// The host has durably stored this many Log stream bytes.
+    LogAck { stored: u64 },
+    /// The host reports an error on a stream.
+    PeerError {
+        stream: Stream,
+        code: u16,
+        message: String,
+    },
+    /// Bad input from the host, skipped (already reported to the host).
+    Malformed(WireError),
+    /// The transport got an impossible answer from the host (already reported to it).
+    TransportFault(E),
+    /// The host closed a stream.
+    Closed(Stream),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError<E> {
+    #[error("{0}")]
+    Transport(E),
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    /// The host did not answer the Hello in time.
+    #[error("the host did not answer the Hello")]
+    NoHello,
+    #[error("the host speaks no common protocol version")]
+    NoCommonVersion,
+}
+
+/// Bytes read from the transport per poll.
+const RX_CHUNK: usize = 16 * 1024;
+/// Bad-input events queued at most; past this they are only counted. Bounds the memory a
+/// flood of garbage can take before the monitor gets to poll (during the handshake).
+const MAX_QUEUED_BAD_INPUT: usize = 64;
+
+pub struct Channel<T: Transport> {
+    transport: T,
+    config: Config,
+    dec: Box<Decoder>,
+    enc: Encoder,
+    credits: Credits,
+    reasm: Reassembler,
+    frame: Vec<u8>,
+    rx: Vec<u8>,
+    /// Bytes read from the transport that the decoder had no room for yet.
+    backlog: Vec<u8>,
+    events: VecDeque<Event<T::Error>>,
+    /// Bad input noticed since the last Error frame went to the host.
+    unreported: bool,
+    /// The last `recv` failed: a fault that persists is reported once, not once per poll.
+    recv_faulting: bool,
+    pub version: u8,
+    /// Pieces of bad input from the host so far (malformed frames and transport faults).
+    pub malformed: u64,
+    /// Polls in a row that brought no bytes (for the idle resync).
+    idle_polls: u64,
+}
+
+impl<T: Transport> Channel<T> {
+    /// Says Hello and waits (`config.hello_polls` polls at most) for the host's HelloAck.
+    /// Bad frames before it are counted and skipped; a HelloAck with no common version is
+    /// answered with an `Error(NO_COMMON_VERSION)`.
+    pub fn connect(transport: T, config: Config) -> Result<Self, ChannelError<T::Error>> {
+        let mut ch = Channel {
+            transport,
+            config,
+            dec: Box::new(Decoder::new()),
+            enc: Encoder::new(),
+            credits: Credits::new(INITIAL_WINDOW, 1),
+            reasm: Reassembler::new(config.max_message),
+            frame: vec![0u8; MAX_FRAME],
+            rx: vec![0u8; RX_CHUNK],
+            backlog: Vec::new(),
+            events: VecDeque::new(),
+            unreported: false,
+            recv_faulting: false,
+            version: 0,
+            malformed: 0,
+            idle_polls: 0,
+        };
+        let n = ch.enc.hello(
+            &Hello {
+                versions: SUPPORTED_VERSIONS,
+                window: INITIAL_WINDOW,
+            },
+            &mut ch.frame,
+        )?;
+        ch.send_frame(n)?;
+        for _ in 0..config.hello_polls {
+            let got = ch.recv();
+            if got == 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            ch.backlog.extend_from_slice(&ch.rx[..got]);
+            if let Some(agreed) = ch.next_hello_ack() {
+                let Some((version, window)) = agreed else {
+                    ch.send_error(
+                        Stream::Control,
+                        msg::code::NO_COMMON_VERSION,
+                        "no common protocol version",
+                    )?;
+                    return Err(ChannelError::NoCommonVersion);
+                };
+                ch.version = version;
+                ch.credits = Credits::new(INITIAL_WINDOW, window);
+                // What went wrong before the handshake is reported with the first poll.
+                return Ok(ch);
+            }
+        }
+        Err(ChannelError::NoHello)
+    }
+
+    /// The next decodable HelloAck in the input, as the agreed (version, host window), or
+    /// `Some(None)` when it names no version both sides speak. Everything before it is
+    /// skipped and counted as malformed.
+    fn next_hello_ack(&mut self) -> Option<Option<(u8, u32)>> {
+        loop {
+            self.feed();
+            let item = self.dec.next_frame()?;
+            let bad = match item {
+                Ok(frame) if frame.kind() == Kind::HelloAck => {
+                    match HelloAck::decode(frame.payload) {
+                        Ok(ack) => {
+                            let agreed = negotiate(SUPPORTED_VERSIONS, ack.versions)
+                                .ok()
+                                .filter(|v| *v == ack.version)
+                                .map(|v| (v, ack.window));
+                            return Some(agreed);
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Ok(_) => WireError::Protocol("frame before the handshake"),
+                Err(e) => e,
+            };
+            self.note_bad_input(Event::Malformed(bad));
+        }
+    }
+
+    /// The transport, for what the channel does not wrap (diagnostics, tests).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    fn note_bad_input(&mut self, event: Event<T::Error>) {
+        self.malformed += 1;
+        self.unreported = true;
+        let queued_bad = self
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Malformed(_) | Event::TransportFault(_)))
+            .count();
+        if queued_bad < MAX_QUEUED_BAD_INPUT {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Reads what the transport has into `rx`; a failed read counts as bad input (reported
+    /// once per run of failures) and reads nothing.
+    fn recv(&mut self) -> usize {
+        match self.transport.recv(&mut self.rx) {
+            Ok(n) => {
+                self.recv_faulting = false;
+                n
+            }
+            Err(e) if self.recv_faulting => {
+                drop(e);
+                self.malformed += 1;
+                0
+            }
+            Err(e) => {
+                self.recv_faulting = true;
+                self.note_bad_input(Event::TransportFault(e));
+                0
+            }
+        }
+    }
+
+    /// Moves backlog bytes into the decoder as far as it has room.
+    fn feed(&mut self) {
+        let n = self.dec.push(&self.backlog);
+        self.backlog.drain(..n);
+    }
+
+    fn send_frame(&mut self, n: usize) -> Result<(), ChannelError<T::Error>> {
+        self.transport
+            .send(&self.frame[..n])
+            .map_err(ChannelError::Transport)
+    }
+
+    /// Reads what the transport has and turns complete frames into events. Returns
+    /// whether anything arrived.
+    fn pump(&mut self) -> Result<bool, ChannelError<T::Error>> {
+        let got = self.recv();
+        self.backlog.extend_from_slice(&self.rx[..got]);
+        let mut progress = got > 0;
+        let mut grants: Vec<(Stream, u32)> = Vec::new();
+        self.idle_polls = if got > 0 { 0 } else { self.idle_polls + 1 };
+        if self.idle_polls > self.config.idle_resync_polls && self.backlog.is_empty() {
+            self.idle_polls = 0;
+            if let Some(e) = self.dec.resync() {
+                self.note_bad_input(Event::Malformed(e));
+            }
+        }
+        loop {
+            self.feed();
+            let Some(item) = self.dec.next_frame() else {
+                break;
+            };
+            progress = true;
+            let frame = match item {
+                Ok(f) => f,
+                Err(e) => {
+                    self.note_bad_input(Event::Malformed(e));
+                    continue;
+                }
+            };
+            let stream = frame.stream();
+            let event = match frame.kind() {
+                Kind::Data => {
+                    if let Err(e) = self.credits.on_data(stream, frame.payload.len()) {
+                        self.note_bad_input(Event::Malformed(e));
+                        continue;
+                    }
+                    let len = frame.payload.len();
+                    let event = match self.reasm.push(&frame) {
+                        Ok(Some((s, m))) => Some(Event::Message(s, m)),
+                        Ok(None) => None,
+                        Err(e) => {
+                            self.note_bad_input(Event::Malformed(e));
+                            None
+                        }
+                    };
+                    // The bytes are ours now (buffered in the reassembler or the event
+                    // queue, both bounded); give the host its credit back.
+                    if let Some(g) = self.credits.consumed(stream, len) {
+                        grants.push((stream, g));
+                    }
+                    event
+                }
+                Kind::Credit => {
+                    if let Err(e) = self.credits.on_credit(stream, frame.header.arg) {
+                        self.note_bad_input(Event::Malformed(e));
+                    }
+                    None
+                }
+                Kind::Ack => Some(Event::LogAck {
+                    stored: frame.header.arg,
+                }),
+                Kind::Error => match msg::ErrorBody::decode(frame.payload) {
+                    Ok(b) => Some(Event::PeerError {
+                        stream,
+                        code: b.code,
+                        message: String::from(b.message),
+                    }),
+                    // Reported to the monitor's console, not back to the host: an Error
+                    // about an Error could ping-pong.
+                    Err(e) => Some(Event::Malformed(e)),
+                },
+                Kind::Close => Some(Event::Closed(stream)),
+                Kind::Hello | Kind::HelloAck => {
+                    self.note_bad_input(Event::Malformed(WireError::Protocol(
+                        "handshake frame after the handshake",
+                    )));
+                    None
+                }
+            };
+            if let Some(e) = event {
+                self.events.push_back(e);
+            }
+        }
+        for (s, g) in grants {
+            let n = self.enc.credit(s, g, &mut self.frame)?;
+            self.send_frame(n)?;
+        }
+        if core::mem::take(&mut self.unreported) {
+            // One Error frame per batch of bad input, so garbage cannot make us flood the host.
+            self.send_error(
+                Stream::Control,
+                msg::code::MALFORMED,
+                "malformed input from the host",
+            )?;
+        }
+        Ok(progress)
+    }
+
+    /// The next event, if any (polls the transport once). An error here is a failure to
+    /// send (a credit grant or an error report); the channel stays usable.
+    pub fn poll(&mut self) -> Result<Option<Event<T::Error>>, ChannelError<T::Error>> {
+        if self.events.is_empty() {
+            self.pump()?;
+        }
+        Ok(self.events.pop_front())
+    }
+
+    /// Sends `message` on `stream`, split into frames as credit allows; waits for credit
+    /// (processing incoming frames meanwhile) rather than dropping anything.
+    pub fn send(&mut self, stream: Stream, message: &[u8]) -> Result<(), ChannelError<T::Error>> {
+        let mut rest = message;
+        loop {
+            match self
+                .enc
+                .data_with_credit(&mut self.credits, stream, rest, &mut self.frame)
+            {
+                Ok((taken, n)) => {
+                    self.send_frame(n)?;
+                    rest = &rest[taken..];
+                    if rest.is_empty() && taken > 0 || message.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(WireError::WouldBlock(_)) => {
+                    if !self.pump()? {
+                        core::hint::spin_loop();
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reports a problem with `stream` to the host.
+    pub fn send_error(
+        &mut self,
+        stream: Stream,
+        code: u16,
+        message: &str,
+    ) -> Result<(), ChannelError<T::Error>> {
+        let n = self.enc.error(stream, code, message, &mut self.frame)?;
+        self.send_frame(n)
+    }
+}

@@ -1,0 +1,160 @@
+//! The monitor's services over the host channel: one module per stream, and the loop that
+//! hands each incoming message to its stream's module.
+//!
+//! | stream | module | what it does |
+//! |---|---|---|
+//! | Control | [`control`] | shutdown and notices from the host; the log key, checkpoints and the final shutdown to it |
+//! | Bundle | [`bundle`] | receives the bundle (`omega_bundle::BundleReceiver`), hashes and logs every file |
+//! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
+//! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
+//! | Inference, Tools | — | answered `Error(UNAVAILABLE)` until they are served |
+//!
+//! Where the coming streams go: the agent runtime, the inference proxy and the MCP tool
+//! gateway each get a module here (`agents.rs`, `inference.rs`, `tools.rs`) with an
+//! `on_message` the loop in [`run`] calls for its stream, replacing the `UNAVAILABLE`
+//! answer; state they keep across messages lives in a struct the loop owns, as
+//! [`bundle::BundleService`] does. Hardware they need goes in `hw/`, pure logic in the
+//! library half.
+//!
+//! Errors the host causes never stop the monitor: bad input is reported (console and an
+//! `Error` frame) and skipped by the channel, a refused message is answered with an
+//! `Error` on its stream, and a failed send is reported and the loop goes on.
+
+mod bundle;
+mod control;
+mod echo;
+mod log;
+
+use omega_arch::exit::ExitCode;
+use omega_arch::serial_println;
+use omega_kernel::channel::{Channel, ChannelError, Config, Event};
+use omega_wire::{Stream, msg};
+
+use crate::hw::virtio::{self, Console, ConsoleError};
+use crate::monitor::Monitor;
+
+/// The channel to the host, over the virtio serial port.
+type HostChannel = Channel<Console>;
+type SendError = ChannelError<ConsoleError>;
+
+/// Reports a failed send on the console (the host cannot be told: the channel is what
+/// failed). The loop carries on; what was lost is the host's to notice.
+fn report_send_failure(what: &str, e: &SendError) {
+    serial_println!("omega: channel: sending {what} failed: {e}");
+}
+
+/// Bad input is reported for the first 20 cases, then every 1000th, so a flood of garbage
+/// cannot flood the console too.
+fn worth_reporting(count: u64) -> bool {
+    count <= 20 || count.is_multiple_of(1000)
+}
+
+/// The channel could not be set up, for a reason the host controls: reported rather than
+/// `fatal`, but with nothing to serve this is not a clean run either.
+fn unusable_channel(e: impl core::fmt::Display) -> ExitCode {
+    serial_println!("omega: host channel: {e}; nothing to serve, shutting down");
+    ExitCode::Failure
+}
+
+/// Serves the host channel until the host asks to shut down, or the bundle is in and the
+/// host has stored the whole log. Returns the exit code to stop with. `echo_all` (test
+/// hooks) echoes every stream but Control instead of serving it.
+pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
+    let console = match virtio::probe() {
+        Ok(c) => c,
+        Err(ConsoleError::NoDevice) => {
+            serial_println!("omega: no host channel (no virtio console)");
+            serial_println!("omega: boot complete; no agents configured, shutting down");
+            return ExitCode::Success;
+        }
+        // The device is there but unusable: no multiport, the port never added, an
+        // impossible answer while setting it up.
+        Err(e) => return unusable_channel(e),
+    };
+    serial_println!(
+        "omega: host channel: virtio console at mmio slot {}",
+        console.slot
+    );
+    let mut ch = match Channel::connect(console, Config::MONITOR) {
+        Ok(ch) => ch,
+        // No handshake, no channel (a version mismatch was told to the host).
+        Err(e) => return unusable_channel(e),
+    };
+    serial_println!("omega: host channel up (protocol v{})", ch.version);
+
+    let mut log = log::LogService::start(m, &mut ch);
+    let mut bundle = bundle::BundleService::default();
+    loop {
+        if bundle.delivered() && log.all_stored() {
+            // No agent runtime yet: nothing is left to do once the bundle is in and logged.
+            serial_println!(
+                "omega: bundle delivered and logged ({} entries, {} bytes stored by the host); no agent runtime yet, shutting down",
+                log.entries(),
+                log.acked()
+            );
+            control::send_shutdown(&mut ch);
+            return ExitCode::Success;
+        }
+        let event = match ch.poll() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                core::hint::spin_loop();
+                continue;
+            }
+            Err(e) => {
+                report_send_failure("a credit grant or error report", &e);
+                continue;
+            }
+        };
+        match event {
+            Event::Message(Stream::Control, body) => {
+                if let control::Outcome::Shutdown = control::on_message(&mut ch, &mut log, &body) {
+                    return ExitCode::Success;
+                }
+            }
+            Event::Message(Stream::Echo, body) if echo::is_request(&body) => {
+                echo::answer(&mut ch, body)
+            }
+            Event::Message(Stream::Bundle, body) if !echo_all => {
+                bundle.on_message(&mut ch, &mut log, &body)
+            }
+            Event::Message(stream, body) if echo_all => echo::echo_back(&mut ch, stream, &body),
+            Event::Message(stream, _) => {
+                if let Err(e) = ch.send_error(
+                    stream,
+                    msg::code::UNAVAILABLE,
+                    "stream not served by this monitor yet",
+                ) {
+                    report_send_failure("an UNAVAILABLE error", &e);
+                }
+            }
+            Event::LogAck { stored } => log.on_ack(stored),
+            Event::PeerError {
+                stream,
+                code,
+                message,
+            } => {
+                serial_println!(
+                    "omega: host reports an error on {stream:?} (code {code}): {message}"
+                )
+            }
+            Event::Malformed(e) => {
+                if worth_reporting(ch.malformed) {
+                    serial_println!(
+                        "omega: channel: malformed input from the host ({} so far): {e}",
+                        ch.malformed
+                    );
+                }
+            }
+            Event::TransportFault(e) => {
+                if worth_reporting(ch.malformed) {
+                    serial_println!(
+                        "omega: channel: bad answer from the host's virtio device ({} bad inputs so far): {e}",
+                        ch.malformed
+                    );
+                }
+            }
+            Event::Closed(stream) => serial_println!("omega: host closed stream {stream:?}"),
+        }
+    }
+}
