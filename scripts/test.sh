@@ -36,6 +36,8 @@ cargo fmt --all --check
 cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q --target x86_64-unknown-none -p omega-kernel -p omega-loader -- -D warnings
 cargo clippy -q --target x86_64-unknown-none -p omega-kernel --features test-hooks -- -D warnings
+cargo clippy -q -p omega-sdk -p omega-example-agents --target wasm32-unknown-unknown \
+  --features omega-example-agents/wasm-agents --profile agent -- -D warnings
 
 log "building the boot image"
 cargo run -q --release -p image-build -- --out target/omega/omega.bin

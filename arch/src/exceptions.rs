@@ -1,8 +1,11 @@
 //! CPU exceptions: assembly entry stubs for vectors 0..32 that save the registers and call
-//! `omega_exception`, which prints a diagnosis on the serial port and stops the VM
-//! ([`crate::fatal::stop`]). No exception but #VC is resumed: in the monitor every other one
-//! is a bug or an attack, and stopping loudly beats running on with corrupted state. #VC is
-//! how an SNP guest does CPUID, port I/O and MMIO (see `crate::sev`, target-only).
+//! `omega_exception`, which prints a diagnosis on the serial port (only where
+//! [`crate::fatal::disclosure`] allows: never under SNP) and stops the VM
+//! ([`crate::fatal::stop_with`], termination code `EXCEPTION` under SNP). No exception but
+//! #VC is resumed: in the monitor every other one is a bug or an attack, and stopping beats
+//! running on with corrupted state. #VC is how an SNP guest does CPUID, port I/O and MMIO
+//! (see `crate::sev`, target-only). The same assembly holds the resuming stubs of the
+//! device-interrupt vectors ([`crate::interrupts`]), which share the register macros.
 
 use core::fmt;
 
@@ -145,11 +148,12 @@ impl Gate {
     }
 }
 
-/// The exception part of an IDT.
+/// An IDT of `N` gates: the loader's holds the 32 exception vectors only; the kernel's
+/// holds all 256, with [`crate::interrupts`]' device and spurious vectors.
 #[derive(Debug, Clone)]
 #[repr(C, align(16))]
-pub struct Idt {
-    pub gates: [Gate; 32],
+pub struct Idt<const N: usize = 32> {
+    pub gates: [Gate; N],
 }
 
 #[cfg(target_os = "none")]
@@ -237,6 +241,37 @@ omega_isr_common:
     call omega_exception
     ud2
 
+/* Device interrupts (crate::interrupts): they resume. The handler only acknowledges and
+ * sets a flag; the registers are saved all the same, so the stub does not depend on which
+ * ones the Rust code clobbers. The kernel target has no SSE, so there is no vector state.
+ * Sections of their own, so the loader (which installs none of them) drops them. */
+.section .text.omega_irq, "ax"
+.irp n, 48,49,50,51,52,53,54,55
+    .balign 16
+omega_irq_\n:
+    push \n
+    jmp omega_irq_common
+.endr
+
+omega_irq_common:
+    OMEGA_SAVE_GPRS
+    cld
+    mov rdi, [rsp + 15 * 8]
+    mov rbx, rsp
+    and rsp, -16
+    call omega_interrupt
+    mov rsp, rbx
+    OMEGA_RESTORE_GPRS
+    add rsp, 8
+    iretq
+
+/* The local APIC's spurious vector: through the same path, so that it too stops the VM
+ * unless the kernel registered a handler (which must not send an EOI, SDM 10.9). */
+    .balign 16
+omega_irq_spurious:
+    push 255
+    jmp omega_irq_common
+
 .section .rodata.omega_isr_table, "a"
 .balign 8
 .global omega_isr_table
@@ -244,6 +279,15 @@ omega_isr_table:
 .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     .quad omega_isr_\n
 .endr
+
+.section .rodata.omega_irq_table, "a"
+.balign 8
+.global omega_irq_table
+omega_irq_table:
+.irp n, 48,49,50,51,52,53,54,55
+    .quad omega_irq_\n
+.endr
+    .quad omega_irq_spurious
 "#
     );
 
@@ -251,11 +295,11 @@ omega_isr_table:
         static omega_isr_table: [u64; 32];
     }
 
-    /// Fills `idt` with the exception stubs; vector 8 (double fault) uses `df_ist`
-    /// (0 = the current stack).
-    pub fn fill(idt: &mut Idt, df_ist: u8) {
+    /// Fills the first 32 gates of `idt` with the exception stubs; vector 8 (double fault)
+    /// uses `df_ist` (0 = the current stack).
+    pub fn fill<const N: usize>(idt: &mut Idt<N>, df_ist: u8) {
         let cs = x86_64::instructions::segmentation::CS::get_reg().0;
-        for (v, gate) in idt.gates.iter_mut().enumerate() {
+        for (v, gate) in idt.gates.iter_mut().take(32).enumerate() {
             // SAFETY: `omega_isr_table` is a read-only table of 32 addresses emitted by the
             // assembly above; reading it has no side effects.
             let handler = unsafe { omega_isr_table[v] };
@@ -267,10 +311,10 @@ omega_isr_table:
     ///
     /// # Safety
     /// `idt` must stay where it is, unchanged, for as long as it is loaded.
-    pub unsafe fn load(idt: &Idt) {
+    pub unsafe fn load<const N: usize>(idt: &Idt<N>) {
         let ptr = x86_64::structures::DescriptorTablePointer {
-            limit: (core::mem::size_of::<Idt>() - 1) as u16,
-            base: x86_64::VirtAddr::new(idt as *const Idt as u64),
+            limit: (core::mem::size_of::<Idt<N>>() - 1) as u16,
+            base: x86_64::VirtAddr::new(idt as *const Idt<N> as u64),
         };
         // SAFETY: the caller keeps `idt` alive and in place; its gates point at the stubs.
         unsafe { x86_64::instructions::tables::lidt(&ptr) };
@@ -284,6 +328,16 @@ omega_isr_table:
 
     #[unsafe(no_mangle)]
     extern "C" fn omega_exception(frame: &ExceptionFrame) -> ! {
+        // SECURITY: under SNP the console is the host's and the host may have injected
+        // this exception (NMI, #PF) to catch secrets in registers: nothing is printed,
+        // the code alone tells the operator what happened.
+        if crate::fatal::disclosure().exception_report() {
+            report(frame);
+        }
+        crate::fatal::stop_with(omega_boot_info::snp::terminate::EXCEPTION)
+    }
+
+    fn report(frame: &ExceptionFrame) {
         let vector = frame.vector as usize;
         let name = NAMES.get(vector).copied().unwrap_or("unknown");
         serial_println!(
@@ -321,7 +375,6 @@ omega_isr_table:
             frame.rdi,
             frame.rbp
         );
-        crate::fatal::stop()
     }
 }
 

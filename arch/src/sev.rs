@@ -8,7 +8,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use omega_boot_info::snp::terminate;
+use omega_boot_info::snp::{Termination, terminate};
 use sev_snp::cpuid_page::{CpuState, CpuidTable};
 use sev_snp::ghcb::GHCB_SIZE;
 use sev_snp::pvalidate::{Pvalidate, PvalidateResult};
@@ -41,11 +41,19 @@ impl GhcbMsr for HwMsr {
     }
 }
 
-/// Asks the hypervisor to end the guest with reason set 1 and `code` (one of
+/// The GHCB MSR value that asks for termination with `reason` (also what the reset
+/// code writes, as an assembler constant).
+pub const fn termination_request(reason: Termination) -> u64 {
+    sev_snp::msr_protocol::termination_request(sev_snp::TerminationReason {
+        set: reason.set,
+        code: reason.code,
+    })
+}
+
+/// Asks the hypervisor to end the guest with `reason` (one of
 /// [`omega_boot_info::snp::terminate`]), then halts in case it does not.
-pub fn terminate(code: u8) -> ! {
-    let request =
-        sev_snp::msr_protocol::termination_request(sev_snp::TerminationReason { set: 1, code });
+pub fn terminate(reason: Termination) -> ! {
+    let request = termination_request(reason);
     let _ = HwMsr.exchange(request);
     crate::exit::halt_forever()
 }
@@ -203,10 +211,10 @@ pub fn vc_init(cpuid: CpuidTable) {
 }
 
 /// Parses the CPUID page, checks the pinned C-bit and installs the table ([`vc_init`]);
-/// ends the guest (codes UNSUPPORTED / C_BIT) if either fails. Loader and kernel both
+/// ends the guest (codes CPUID_PAGE / C_BIT) if either fails. Loader and kernel both
 /// start their SNP set-up here.
 pub fn vc_init_from_cpuid_page(page: &[u8; 4096]) {
-    let table = CpuidTable::parse(page).unwrap_or_else(|_| terminate(terminate::UNSUPPORTED));
+    let table = CpuidTable::parse(page).unwrap_or_else(|_| terminate(terminate::CPUID_PAGE));
     table
         .check_c_bit(omega_boot_info::snp::C_BIT as u8)
         .unwrap_or_else(|_| terminate(terminate::C_BIT));

@@ -80,24 +80,67 @@ pub mod snp {
     pub const C_BIT: u32 = 51;
     /// The page-table bit that marks a mapping private (encrypted).
     pub const C_BIT_MASK: u64 = 1 << C_BIT;
-    /// GHCB MSR protocol termination reasons in Omega's set (1); the code tells the
-    /// operator which step refused to go on.
+    /// Why an SNP guest asked the hypervisor to end it: the GHCB termination request's
+    /// reason code set (4 bits) and reason code (8 bits) (GHCB spec 4.1.13 / 2.3.1). The
+    /// host sees only this pair, so each condition has its own, and nothing else (no
+    /// register, no address) travels with it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Termination {
+        pub set: u8,
+        pub code: u8,
+    }
+
+    /// Every termination reason the image uses. Set 0 is the GHCB spec's general set (its
+    /// codes mean the same to every hypervisor); set 1 is Omega's own (the spec leaves
+    /// other sets to the guest; Linux uses set 1 for its own codes, so a host decoding
+    /// Omega's must know it is running Omega). These values never change meaning.
     pub mod terminate {
-        /// The reset code found SEV or SEV-ES without SNP, or could not read the CPUID page.
-        pub const UNSUPPORTED: u8 = 1;
+        use super::Termination;
+
+        /// GHCB spec set 0, code 0: general termination request.
+        pub const GENERAL: Termination = Termination { set: 0, code: 0 };
+        /// GHCB spec set 0, code 1: the hypervisor's GHCB protocol range does not include
+        /// version 2.
+        pub const PROTOCOL_UNSUPPORTED: Termination = Termination { set: 0, code: 1 };
+        /// GHCB spec set 0, code 2: SEV-SNP features not supported: SEV-ES without SNP,
+        /// a hypervisor without the SNP feature bit, or SEV_STATUS with a feature the
+        /// monitor does not implement or without one the policy requires
+        /// (`sev_snp::features`).
+        pub const SNP_UNSUPPORTED: Termination = Termination { set: 0, code: 2 };
+        /// Omega set 1, code 1: the CPUID page is missing, malformed, or lacks a leaf the
+        /// reset code asks for.
+        pub const CPUID_PAGE: Termination = Termination { set: 1, code: 1 };
         /// PVALIDATE failed or reported "no change" on fresh memory.
-        pub const PVALIDATE: u8 = 2;
+        pub const PVALIDATE: Termination = Termination { set: 1, code: 2 };
         /// A page-state change failed or the host answered inconsistently.
-        pub const PSC: u8 = 3;
-        /// GHCB protocol negotiation or registration failed.
-        pub const GHCB: u8 = 4;
+        pub const PSC: Termination = Termination { set: 1, code: 3 };
+        /// GHCB registration failed (or the boot info's GHCB version is unusable).
+        pub const GHCB: Termination = Termination { set: 1, code: 4 };
         /// The CPUID page puts the C-bit somewhere other than [`super::C_BIT`].
-        pub const C_BIT: u8 = 5;
+        pub const C_BIT: Termination = Termination { set: 1, code: 5 };
         /// A #VC the monitor cannot handle (unknown exit, undecodable instruction, MMIO
         /// outside the device window, host error).
-        pub const VC: u8 = 6;
-        /// A fatal error after the console was up (the message went to the console).
-        pub const FATAL: u8 = 7;
+        pub const VC: Termination = Termination { set: 1, code: 6 };
+        /// A fatal error or a panic (a short fixed line went to the console first).
+        pub const FATAL: Termination = Termination { set: 1, code: 7 };
+        /// An unexpected CPU exception (any vector but #VC, including an NMI or #PF the
+        /// host injected): the monitor stops without printing anything.
+        pub const EXCEPTION: Termination = Termination { set: 1, code: 8 };
+
+        /// All of them, for tests and tools that decode a termination.
+        pub const ALL: [(&str, Termination); 11] = [
+            ("general", GENERAL),
+            ("GHCB protocol unsupported", PROTOCOL_UNSUPPORTED),
+            ("SNP features unsupported", SNP_UNSUPPORTED),
+            ("CPUID page", CPUID_PAGE),
+            ("PVALIDATE", PVALIDATE),
+            ("page-state change", PSC),
+            ("GHCB", GHCB),
+            ("C-bit position", C_BIT),
+            ("unhandled #VC", VC),
+            ("fatal error", FATAL),
+            ("unexpected exception", EXCEPTION),
+        ];
     }
 }
 
@@ -468,6 +511,25 @@ mod tests {
             })
         );
         assert_eq!(info(&[], &[]).largest_free_range(), None);
+    }
+
+    #[test]
+    fn termination_reasons_are_distinct_and_fit_the_fields() {
+        use snp::terminate::*;
+        for (i, (_, a)) in ALL.iter().enumerate() {
+            assert!(a.set <= 0xf, "the reason code set is 4 bits");
+            for (_, b) in &ALL[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The GHCB spec's general set: these three numbers are the spec's, not ours.
+        assert_eq!((GENERAL.set, GENERAL.code), (0, 0));
+        assert_eq!(
+            (PROTOCOL_UNSUPPORTED.set, PROTOCOL_UNSUPPORTED.code),
+            (0, 1)
+        );
+        assert_eq!((SNP_UNSUPPORTED.set, SNP_UNSUPPORTED.code), (0, 2));
+        assert!(ALL[3..].iter().all(|(_, t)| t.set == 1));
     }
 
     #[test]

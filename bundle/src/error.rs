@@ -1,6 +1,6 @@
 use alloc::string::String;
 
-use crate::limits::{MAX_AGENTS, MAX_FILES, MAX_NAME, MAX_TOTAL_BYTES};
+use crate::limits::{MAX_AGENTS, MAX_DATA, MAX_FILES, MAX_NAME, MAX_TOTAL_BYTES};
 
 /// Why a bundle is refused (by the launcher before sending, or by the monitor on arrival).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +33,8 @@ pub enum BundleError {
     },
     #[error("{0} is not a Wasm module")]
     NotWasm(String),
+    #[error("a bundle was already delivered: one bundle per boot")]
+    AlreadyDelivered,
 }
 
 /// A `manifest.json` that breaks the format.
@@ -52,4 +54,14 @@ pub enum ManifestError {
     BadPolicyName(String),
     #[error("bad module file name {0:?} (a file name ending in .wasm)")]
     BadModuleName(String),
+    #[error("{0} data files (at most {MAX_DATA})")]
+    DataCount(usize),
+    #[error("agent {agent:?}: {what}")]
+    BadLimit { agent: String, what: &'static str },
+    #[error("bad data item {0:?}/{1:?} (names of [A-Za-z0-9._-], each item once)")]
+    BadData(String, String),
+    #[error(
+        "bad data file name {0:?} (a file name used once, not the manifest, policy or a module)"
+    )]
+    BadDataFile(String),
 }

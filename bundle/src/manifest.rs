@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ManifestError;
-use crate::limits::{MANIFEST, MAX_AGENTS, valid_agent_name, valid_file_name};
+use crate::limits::{MANIFEST, MAX_AGENTS, MAX_DATA, MAX_NAME, valid_agent_name, valid_file_name};
 
 /// The only manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -21,6 +21,33 @@ pub struct Manifest {
     /// File name of the policy (compiled by `policy-compiler`) in the same directory.
     pub policy: String,
     pub agents: Vec<AgentEntry>,
+    /// Data files the agents read (`data_read`), each under a source the policy declares.
+    /// Sent after the modules, in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataEntry>,
+}
+
+/// One data item: item `path` of data source `source` is the bundle file `file`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DataEntry {
+    /// Source name as the policy declares it (`source NAME …`).
+    pub source: String,
+    /// Item name inside the source, exactly as agents ask for it: see [`valid_data_path`].
+    pub path: String,
+    /// Bundle file holding the item.
+    pub file: String,
+}
+
+/// What happens when an agent traps.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "on", deny_unknown_fields)]
+pub enum Restart {
+    /// Stay stopped (the default).
+    #[default]
+    Never,
+    /// Start again from `run`, at most `max` times ([`MAX_RESTARTS`]).
+    Trap { max: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,6 +57,113 @@ pub struct AgentEntry {
     pub name: String,
     /// File name of the agent's Wasm module in the same directory (ends in `.wasm`).
     pub module: String,
+    /// Who published the module (shown to the operator; free text, at most [`MAX_NAME`]
+    /// printable ASCII characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+    /// Most bytes of linear memory: a module declaring more is refused, growing past it
+    /// traps the agent. [`PAGE`]..=[`MAX_MEMORY`], a multiple of [`PAGE`].
+    #[serde(default = "default_memory", skip_serializing_if = "is_default_memory")]
+    pub memory: u64,
+    /// Fuel per scheduler slice: [`MIN_FUEL_SLICE`]..=[`MAX_FUEL_SLICE`].
+    #[serde(
+        default = "default_fuel_slice",
+        skip_serializing_if = "is_default_fuel_slice"
+    )]
+    pub fuel_slice: u64,
+    /// Fuel for the agent's whole life (each restart starts afresh); absent: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_budget: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_default_restart")]
+    pub restart: Restart,
+}
+
+/// Size of a Wasm page.
+pub const PAGE: u64 = 64 * 1024;
+/// Default and largest per-agent memory: 4 MiB and 32 MiB. Kept well under the monitor's
+/// heap (64 MiB) so one agent cannot take all of it by its manifest alone.
+pub const DEFAULT_MEMORY: u64 = 4 << 20;
+pub const MAX_MEMORY: u64 = 32 << 20;
+/// Default, smallest and largest fuel slice. Too small a slice spends the monitor's time
+/// switching; too large lets one agent hold the vCPU (and the channel) for long.
+pub const DEFAULT_FUEL_SLICE: u64 = 100_000;
+pub const MIN_FUEL_SLICE: u64 = 1_000;
+pub const MAX_FUEL_SLICE: u64 = 10_000_000;
+/// Most restarts after traps a manifest may ask for.
+pub const MAX_RESTARTS: u32 = 100;
+
+/// Longest data item path (the agent ABI's `MAX_PATH`).
+pub const MAX_DATA_PATH: usize = 256;
+
+/// A data item path as the runtime accepts one from an agent: normalised (`/a/b` or `a/b`,
+/// no empty, `.` or `..` segment), printable ASCII, at most [`MAX_DATA_PATH`] bytes. An item
+/// under any other name could never be read.
+pub fn valid_data_path(path: &str) -> bool {
+    let rel = path.strip_prefix('/').unwrap_or(path);
+    path.len() <= MAX_DATA_PATH
+        && !rel.is_empty()
+        && path.bytes().all(|b| b.is_ascii_graphic())
+        && rel
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+fn default_memory() -> u64 {
+    DEFAULT_MEMORY
+}
+fn is_default_memory(m: &u64) -> bool {
+    *m == DEFAULT_MEMORY
+}
+fn default_fuel_slice() -> u64 {
+    DEFAULT_FUEL_SLICE
+}
+fn is_default_fuel_slice(f: &u64) -> bool {
+    *f == DEFAULT_FUEL_SLICE
+}
+fn is_default_restart(r: &Restart) -> bool {
+    *r == Restart::Never
+}
+
+impl AgentEntry {
+    /// An agent with every limit at its default.
+    pub fn new(name: &str, module: &str) -> AgentEntry {
+        AgentEntry {
+            name: name.to_string(),
+            module: module.to_string(),
+            publisher: None,
+            memory: DEFAULT_MEMORY,
+            fuel_slice: DEFAULT_FUEL_SLICE,
+            fuel_budget: None,
+            restart: Restart::Never,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let bad = |what: &'static str| ManifestError::BadLimit {
+            agent: self.name.clone(),
+            what,
+        };
+        if let Some(p) = &self.publisher
+            && (p.len() > MAX_NAME || !p.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        {
+            return Err(bad("publisher: at most 64 printable ASCII characters"));
+        }
+        if !(PAGE..=MAX_MEMORY).contains(&self.memory) || !self.memory.is_multiple_of(PAGE) {
+            return Err(bad("memory: 64 KiB..=32 MiB, a multiple of 64 KiB"));
+        }
+        if !(MIN_FUEL_SLICE..=MAX_FUEL_SLICE).contains(&self.fuel_slice) {
+            return Err(bad("fuel_slice: 1000..=10000000"));
+        }
+        if self.fuel_budget == Some(0) {
+            return Err(bad("fuel_budget: at least 1 (omit it for no budget)"));
+        }
+        if let Restart::Trap { max } = self.restart
+            && max > MAX_RESTARTS
+        {
+            return Err(bad("restart: at most 100 restarts"));
+        }
+        Ok(())
+    }
 }
 
 impl Manifest {
@@ -49,13 +183,16 @@ impl Manifest {
             policy: policy.to_string(),
             agents: agents
                 .into_iter()
-                .map(|(name, module)| AgentEntry {
-                    name: name.to_string(),
-                    module: module.to_string(),
-                })
+                .map(|(name, module)| AgentEntry::new(name, module))
                 .collect(),
+            data: Vec::new(),
         };
-        serde_json::to_vec(&m).expect("a manifest always serializes")
+        m.to_json()
+    }
+
+    /// This manifest as `manifest.json` bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serializes")
     }
 
     /// The format's rules beyond its syntax.
@@ -84,12 +221,34 @@ impl Manifest {
             {
                 return Err(ManifestError::BadModuleName(a.module.clone()));
             }
+            a.validate()?;
+        }
+        if self.data.len() > MAX_DATA {
+            return Err(ManifestError::DataCount(self.data.len()));
+        }
+        let mut items = BTreeSet::new();
+        for d in &self.data {
+            if !valid_agent_name(&d.source) || !valid_data_path(&d.path) {
+                return Err(ManifestError::BadData(d.source.clone(), d.path.clone()));
+            }
+            if !items.insert((d.source.as_str(), d.path.as_str())) {
+                return Err(ManifestError::BadData(d.source.clone(), d.path.clone()));
+            }
+            // A data file is sent once and is neither the policy nor a module.
+            if !valid_file_name(&d.file)
+                || d.file == MANIFEST
+                || d.file == self.policy
+                || self.agents.iter().any(|a| a.module == d.file)
+                || self.data.iter().filter(|o| o.file == d.file).count() > 1
+            {
+                return Err(ManifestError::BadDataFile(d.file.clone()));
+            }
         }
         Ok(())
     }
 
-    /// The bundle's files in sending order: the manifest, the policy, then each module once
-    /// in manifest order (agents may share a module).
+    /// The bundle's files in sending order: the manifest, the policy, each module once in
+    /// manifest order (agents may share a module), then the data files.
     pub fn files(&self) -> Vec<&str> {
         let mut files = alloc::vec![MANIFEST, self.policy.as_str()];
         for a in &self.agents {
@@ -97,6 +256,7 @@ impl Manifest {
                 files.push(&a.module);
             }
         }
+        files.extend(self.data.iter().map(|d| d.file.as_str()));
         files
     }
 }

@@ -79,9 +79,18 @@ impl BundleReceiver {
         matches!(self.state, State::Done)
     }
 
-    /// Feeds one reassembled Bundle-stream message. On error the bundle is abandoned
-    /// (state reset), so a later `Begin` starts over cleanly.
+    /// Feeds one reassembled Bundle-stream message. On error a bundle in progress is
+    /// abandoned (state reset), so a later `Begin` starts over cleanly; a delivered bundle
+    /// stays delivered (one bundle per boot: everything after it is refused).
     pub fn on_message(&mut self, m: &[u8]) -> Result<Progress, BundleError> {
+        if self.is_done() {
+            // SECURITY: the bundle in force cannot be replaced: a second `Begin` (or anything
+            // else) after a completed bundle is refused and changes nothing.
+            return Err(match header(m) {
+                Ok(BundleMsg::Begin { .. }) => BundleError::AlreadyDelivered,
+                _ => BundleError::UnexpectedMessage("the bundle was already delivered"),
+            });
+        }
         let r = self.step(m);
         if r.is_err() {
             *self = BundleReceiver::default();
@@ -91,6 +100,7 @@ impl BundleReceiver {
 
     fn step(&mut self, m: &[u8]) -> Result<Progress, BundleError> {
         match core::mem::take(&mut self.state) {
+            // `on_message` answers everything after a delivered bundle itself.
             State::Idle | State::Done => match header(m)? {
                 BundleMsg::Begin { files, total_bytes } => {
                     check_limits(files as usize, total_bytes)?;

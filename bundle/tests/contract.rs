@@ -96,11 +96,17 @@ fn receives_and_hashes_in_chunks() {
 #[test]
 fn most_agents_and_files_accepted_one_more_refused() {
     let files = bundle(MAX_AGENTS, 8);
-    assert_eq!(files.len() as u32, MAX_FILES);
+    // The rest of MAX_FILES is for data files.
+    assert_eq!(
+        files.len() as u32,
+        MAX_FILES - omega_bundle::MAX_DATA as u32
+    );
     both(&files).unwrap();
     assert!(matches!(
         both(&bundle(MAX_AGENTS + 1, 8)),
-        Err(BundleError::TooManyFiles(_))
+        Err(BundleError::Manifest(
+            omega_bundle::ManifestError::AgentCount(_)
+        ))
     ));
 }
 
@@ -337,5 +343,114 @@ fn messages_round_trip_and_refuse_trailing_bytes() {
         let mut longer = e.clone();
         longer.push(0);
         assert!(omega_wire::msg::decode_exact::<BundleMsg>(&longer).is_err());
+    }
+}
+
+/// Attack: a host delivers a second bundle after the first completed, to replace the policy
+/// and modules in force. Refused (a `Begin` as `AlreadyDelivered`, anything else as
+/// unexpected), however many times, and the first bundle stays as it was.
+#[test]
+fn a_second_bundle_after_a_complete_one_is_refused() {
+    let first = bundle(1, 100);
+    let mut r = receive(&first).unwrap();
+    let before: Vec<[u8; 32]> = r.files.iter().map(|f| f.sha256).collect();
+    let mut other = bundle(2, 50);
+    other[1].1 = b"OMPL another policy".to_vec();
+    for _ in 0..2 {
+        let mut buf = [0u8; msg::MAX_HEADER_MESSAGE];
+        let mut results = Vec::new();
+        for m in msg::sequence(&other) {
+            let body: &[u8] = match m {
+                Message::Header(h) => omega_wire::msg::encode(&h, &mut buf).unwrap(),
+                Message::Content(c) => c,
+            };
+            results.push(r.on_message(body));
+        }
+        assert_eq!(results[0], Err(BundleError::AlreadyDelivered));
+        assert!(
+            results[1..].iter().all(|r| *r
+                == Err(BundleError::UnexpectedMessage(
+                    "the bundle was already delivered"
+                ))),
+            "{results:?}"
+        );
+        assert!(r.is_done());
+        let after: Vec<[u8; 32]> = r.files.iter().map(|f| f.sha256).collect();
+        assert_eq!(before, after);
+        assert_eq!(r.manifest.as_ref().unwrap().agents.len(), 1);
+    }
+}
+
+/// Manifests without the per-agent fields stay valid and get the safe defaults; each field
+/// is checked against its limits; data files come after the modules and are not Wasm.
+#[test]
+fn agent_limits_default_are_checked_and_data_files_follow_the_modules() {
+    let old = br#"{"version":1,"policy":"p.bin","agents":[{"name":"a","module":"a.wasm"}]}"#;
+    let m = Manifest::parse(old).unwrap();
+    assert_eq!(m.agents[0], AgentEntry::new("a", "a.wasm"));
+    assert_eq!(m.agents[0].memory, 4 << 20);
+    assert_eq!(m.agents[0].restart, Restart::Never);
+    assert_eq!(m.agents[0].fuel_budget, None);
+    // Defaults are not written out: the JSON of an old manifest is unchanged.
+    assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+    assert!(!String::from_utf8(m.to_json()).unwrap().contains("memory"));
+
+    let full = br#"{"version":1,"policy":"p.bin","agents":[{"name":"a","module":"a.wasm",
+        "publisher":"Example Corp","memory":1048576,"fuel_slice":5000,"fuel_budget":9,
+        "restart":{"on":"trap","max":3}}],
+        "data":[{"source":"ehr","path":"/patients/p1.txt","file":"p1.txt"}]}"#;
+    let m = Manifest::parse(full).unwrap();
+    assert_eq!(m.agents[0].restart, Restart::Trap { max: 3 });
+    assert_eq!(m.files(), ["manifest.json", "p.bin", "a.wasm", "p1.txt"]);
+    let files = vec![
+        (MANIFEST.to_string(), full.to_vec()),
+        ("p.bin".to_string(), b"OMPL".to_vec()),
+        ("a.wasm".to_string(), module(8)),
+        ("p1.txt".to_string(), b"not wasm".to_vec()),
+    ];
+    validate(&files).unwrap();
+
+    let refused = |field: &str| {
+        let j = format!(
+            r#"{{"version":1,"policy":"p.bin","agents":[{{"name":"a","module":"a.wasm",{field}}}]}}"#
+        );
+        Manifest::parse(j.as_bytes()).unwrap_err()
+    };
+    for bad in [
+        r#""memory":0"#,
+        r#""memory":1000"#,
+        r#""memory":34603008"#,
+        r#""fuel_slice":999"#,
+        r#""fuel_slice":10000001"#,
+        r#""fuel_budget":0"#,
+        r#""restart":{"on":"trap","max":101}"#,
+        r#""publisher":"\u001b[2J""#,
+    ] {
+        assert!(
+            matches!(refused(bad), ManifestError::BadLimit { .. }),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        refused(r#""memroy":65536"#),
+        ManifestError::Json(_)
+    ));
+
+    let data = |d: &str| {
+        let j = format!(
+            r#"{{"version":1,"policy":"p.bin","agents":[{{"name":"a","module":"a.wasm"}}],"data":[{d}]}}"#
+        );
+        Manifest::parse(j.as_bytes())
+    };
+    assert!(data(r#"{"source":"s","path":"x","file":"x.txt"}"#).is_ok());
+    for bad in [
+        r#"{"source":"s","path":"/a/../b","file":"x.txt"}"#,
+        r#"{"source":"s","path":"a//b","file":"x.txt"}"#,
+        r#"{"source":"s","path":"x","file":"a.wasm"}"#,
+        r#"{"source":"s","path":"x","file":"p.bin"}"#,
+        r#"{"source":"s","path":"x","file":"x.txt"},{"source":"s","path":"x","file":"y.txt"}"#,
+        r#"{"source":"s","path":"x","file":"x.txt"},{"source":"t","path":"x","file":"x.txt"}"#,
+    ] {
+        assert!(data(bad).is_err(), "{bad}");
     }
 }

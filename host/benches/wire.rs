@@ -139,7 +139,7 @@ fn session_echo(c: &mut Criterion) {
     let (g, h) = UnixStream::pair().unwrap();
     let guest = std::thread::spawn(move || echo_guest(g));
     let closer = h.try_clone().unwrap();
-    let mut s = ChannelSession::start(h.try_clone().unwrap(), h, SessionConfig::default());
+    let s = ChannelSession::start(h.try_clone().unwrap(), h, SessionConfig::default());
     s.set_closer(move || {
         let _ = closer.shutdown(std::net::Shutdown::Both);
     });

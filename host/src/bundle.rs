@@ -2,9 +2,10 @@
 //! modules, read and checked with the contract the monitor applies (`omega-bundle`), so a
 //! bundle the monitor would refuse is refused here, before QEMU starts.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+
+use crate::files::{Dir, Kind, OpenError};
 
 pub use omega_bundle::{AgentEntry, MANIFEST, MAX_TOTAL_BYTES, Manifest};
 
@@ -17,6 +18,8 @@ pub enum BundleError {
     },
     #[error("{0} is not a regular file")]
     NotAFile(String),
+    #[error("{0} is a symlink (refused: bundle files are read as they are, never through a link)")]
+    Symlink(String),
     /// The bundle breaks the contract (the monitor would refuse it).
     #[error(transparent)]
     Contract(#[from] omega_bundle::BundleError),
@@ -40,6 +43,11 @@ pub struct Bundle {
 impl Bundle {
     /// Reads a bundle directory and checks it with [`omega_bundle::validate`].
     pub fn read(dir: &Path) -> Result<Bundle, BundleError> {
+        let dir = Dir::open(dir).map_err(|source| BundleError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let dir = &dir;
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let mut total = 0;
         let manifest_bytes = read_bounded(dir, MANIFEST, &mut total)?;
@@ -58,22 +66,24 @@ impl Bundle {
     }
 }
 
-/// Reads `dir/name`, adding its size to `total`; refuses before reading past
-/// [`MAX_TOTAL_BYTES`] in all.
-fn read_bounded(dir: &Path, name: &str, total: &mut u64) -> Result<Vec<u8>, BundleError> {
-    let path = dir.join(name);
+/// Reads `name` from the bundle directory once, through the descriptor it opened, adding
+/// its size to `total`; refuses before reading past [`MAX_TOTAL_BYTES`] in all.
+fn read_bounded(dir: &Dir, name: &str, total: &mut u64) -> Result<Vec<u8>, BundleError> {
     let io = |source| BundleError::Io {
-        path: path.display().to_string(),
+        path: dir.path.join(name).display().to_string(),
         source,
     };
-    let file = File::open(&path).map_err(io)?;
-    // Checked on the opened file, so it is the one read.
-    if !file.metadata().map_err(io)?.is_file() {
-        return Err(BundleError::NotAFile(name.to_string()));
-    }
+    // SECURITY: symlinks and special files (a FIFO would block the launcher, a device
+    // could be endless or have side effects) are refused before anything is read.
+    let file = dir.open_regular(name).map_err(|e| match e {
+        OpenError::Io(e) => io(e),
+        OpenError::NotRegular(Kind::Symlink) => BundleError::Symlink(name.to_string()),
+        OpenError::NotRegular(_) => BundleError::NotAFile(name.to_string()),
+    })?;
     let room = MAX_TOTAL_BYTES - *total;
     let mut bytes = Vec::new();
-    // SECURITY: at most one byte past the limit is read, whatever the file's size says.
+    // SECURITY: the size is checked while reading: at most one byte past the limit is read,
+    // whatever the file's size said before or says now.
     file.take(room + 1).read_to_end(&mut bytes).map_err(io)?;
     *total += bytes.len() as u64;
     if *total > MAX_TOTAL_BYTES {

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use omega_host::files::{ensure_private_dir, fresh_private_dir};
+use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
     Bundle, ChannelSession, FileLogStore, QemuConfig, QemuOutcome, SessionConfig, SessionEvent,
+    VmShape,
 };
 use tracing::{info, warn};
 
@@ -71,11 +74,24 @@ struct RunArgs {
     /// Use KVM instead of TCG (needs /dev/kvm; on nested hosts TCG can be faster).
     #[arg(long)]
     kvm: bool,
-    /// Launch as an AMD SEV-SNP guest (implies --kvm; needs an SNP host).
+    /// Launch as an AMD SEV-SNP guest (implies --kvm; needs an SNP host). The launcher
+    /// prints the launch digest of exactly the shape it starts (--cpu, --vcpus, guest
+    /// features 0x1, --snp-policy).
     #[arg(long)]
     sev_snp: bool,
-    /// Directory for provenance.log (log stream bytes, fsynced before each Ack) and the
-    /// channel socket. Without it, the guest's log entries are refused.
+    /// SEV-SNP vCPU model (QEMU -cpu; its CPUID signature is part of the launch digest):
+    /// EPYC, EPYC-v1..v4, EPYC-IBPB, EPYC-Rome[-v1..v3], EPYC-Milan[-v1..v2],
+    /// EPYC-Genoa[-v1], EPYC-Turin[-v1..v2]. Models the digest cannot be computed for are
+    /// refused.
+    #[arg(long, value_name = "MODEL", default_value_t = DEFAULT_CPU, requires = "sev_snp", value_parser = parse_cpu)]
+    cpu: VcpuType,
+    /// SEV-SNP guest policy in hex (DEBUG and MIGRATE_MA are refused).
+    #[arg(long, value_name = "HEX", requires = "sev_snp", value_parser = parse_hex)]
+    snp_policy: Option<u64>,
+    /// Directory for this boot's provenance.log (log stream bytes, fsynced before each
+    /// Ack), log.vkey and checkpoint.note; created (mode 0700) if missing. A directory
+    /// belongs to one boot: one that already holds any of these files is refused. Without
+    /// it, the guest's log entries are refused.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
     /// Inference proxy to relay the Inference stream to (opaque TLS bytes over TCP).
@@ -91,13 +107,24 @@ struct RunArgs {
     /// QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64", value_name = "PATH")]
     qemu: String,
-    /// Unix socket path for the channel chardev (default: a fresh temporary directory, or
-    /// --log-dir/omega.sock).
+    /// Unix socket path for the channel chardev. Its directory must be private (owned by
+    /// you, mode 0700; created so if missing). Default: omega.sock in a fresh private
+    /// directory under $XDG_RUNTIME_DIR (or the temporary directory), removed after.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Give up connecting to the channel after this many seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     connect_timeout: u64,
+}
+
+fn parse_cpu(s: &str) -> Result<VcpuType, String> {
+    s.parse()
+        .map_err(|e: launch_digest::UnknownVcpuType| e.to_string())
+}
+
+fn parse_hex(s: &str) -> Result<u64, String> {
+    let t = s.trim_start_matches("0x");
+    u64::from_str_radix(t, 16).map_err(|e| format!("{s:?} is not a hex number: {e}"))
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -113,6 +140,9 @@ fn install_sigint() {
     unsafe {
         libc::signal(libc::SIGINT, handler as libc::sighandler_t);
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+        // A file size limit then fails the write (EFBIG), which the log store handles,
+        // instead of killing the launcher between a write and its truncation.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 
@@ -137,42 +167,91 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::PrintCommand(a) => {
-            let (cfg, _, _) = qemu_config(&a)?;
-            println!("{}", cfg.command_line());
+            let shape = vm_shape(&a)?;
+            let socket = a
+                .socket
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("omega-RANDOM").join("omega.sock"));
+            println!("{}", qemu_config(&a, shape, socket).command_line());
+            if let Some(shape) = shape {
+                println!("# {}", digest_line(&a, &shape)?);
+            }
             Ok(0)
         }
         Cmd::Run(a) => run_image(a),
     }
 }
 
-/// The QEMU configuration, the channel socket, and the temporary directory to remove after.
-fn qemu_config(a: &RunArgs) -> Result<(QemuConfig, PathBuf, Option<PathBuf>)> {
-    let (socket, tmp) = match (&a.socket, &a.log_dir) {
-        (Some(s), _) => (s.clone(), None),
-        (None, Some(d)) => (d.join("omega.sock"), None),
-        (None, None) => {
-            let dir = std::env::temp_dir().join(format!("omega-{}", std::process::id()));
-            (dir.join("omega.sock"), Some(dir))
-        }
+/// The SEV-SNP shape to launch (checked: QEMU can start it and its digest is defined).
+fn vm_shape(a: &RunArgs) -> Result<Option<VmShape>> {
+    if !a.sev_snp {
+        return Ok(None);
+    }
+    let shape = VmShape {
+        cpu: a.cpu,
+        policy: a.snp_policy.unwrap_or(DEFAULT_POLICY),
+        ..VmShape::new(a.vcpus)
     };
-    Ok((
-        QemuConfig {
-            vcpus: a.vcpus,
-            memory_mib: a.memory,
-            kvm: a.kvm,
-            sev_snp: a.sev_snp,
-            socket: Some(socket.clone()),
-            ..QemuConfig::new(&a.qemu, &a.image)
-        },
-        socket,
-        tmp,
-    ))
+    shape.check().context("--sev-snp")?;
+    Ok(Some(shape))
+}
+
+/// `SNP launch digest HEX for SHAPE` of the image as this shape launches it.
+fn digest_line(a: &RunArgs, shape: &VmShape) -> Result<String> {
+    let image =
+        std::fs::read(&a.image).with_context(|| format!("reading {}", a.image.display()))?;
+    let digest = shape
+        .launch_digest(&image)
+        .with_context(|| format!("--sev-snp with {}", a.image.display()))?;
+    Ok(format!("SNP launch digest {} for {shape}", hex(&digest)))
+}
+
+fn qemu_config(a: &RunArgs, sev_snp: Option<VmShape>, socket: PathBuf) -> QemuConfig {
+    QemuConfig {
+        vcpus: a.vcpus,
+        memory_mib: a.memory,
+        kvm: a.kvm,
+        sev_snp,
+        socket: Some(socket),
+        ..QemuConfig::new(&a.qemu, &a.image)
+    }
+}
+
+/// A directory the launcher created, removed when the run ends (also on an error).
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The channel socket's path, in a private directory, and the directory to remove after.
+fn channel_socket(a: &RunArgs) -> Result<(PathBuf, Option<RemoveDir>)> {
+    match &a.socket {
+        Some(s) => {
+            let parent = s
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            ensure_private_dir(parent).context("--socket")?;
+            Ok((s.clone(), None))
+        }
+        None => {
+            // SECURITY: an unpredictable private directory, so no other user can create
+            // the socket first, connect to it, or replace it.
+            let dir = fresh_private_dir().context("creating the channel socket directory")?;
+            Ok((dir.join("omega.sock"), Some(RemoveDir(dir))))
+        }
+    }
 }
 
 fn run_image(a: RunArgs) -> Result<i32> {
     if !a.image.is_file() {
         bail!("image {} not found", a.image.display());
     }
+    let shape = vm_shape(&a)?;
+    let digest = shape.map(|s| digest_line(&a, &s)).transpose()?;
     let bundle = match &a.bundle {
         Some(d) => {
             let b = Bundle::read(d).with_context(|| format!("bundle {}", d.display()))?;
@@ -198,16 +277,17 @@ fn run_image(a: RunArgs) -> Result<i32> {
             None
         }
     };
-    let (cfg, socket, tmp) = qemu_config(&a)?;
-    if let Some(parent) = socket.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+    let (socket, tmp) = channel_socket(&a)?;
+    let cfg = qemu_config(&a, shape, socket.clone());
     let _ = std::fs::remove_file(&socket);
     if a.sev_snp && !a.kvm {
         info!("--sev-snp implies KVM");
     }
-    // The exact command, for operators to audit.
+    // The exact command, for operators to audit, and the digest of exactly that VM.
     println!("omega: {}", cfg.command_line());
+    if let Some(d) = &digest {
+        println!("omega: {d}");
+    }
 
     install_sigint();
     let t0 = Instant::now();
@@ -276,6 +356,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
     }
     let mut reported_hello = false;
     let mut seen = 0;
+    let mut storage_failed = None;
     let status = loop {
         if let Some(s) = status {
             break s;
@@ -306,16 +387,33 @@ fn run_image(a: RunArgs) -> Result<i32> {
                     } => {
                         eprintln!("omega: guest error on {stream:?} (code {code}): {message}")
                     }
+                    SessionEvent::LogStorageFailed { message, .. } => {
+                        storage_failed = Some(message.clone())
+                    }
                     _ => {}
                 }
             }
             seen = ev.len();
+            // SECURITY: the guest would wait forever for Acks that cannot come; a run whose
+            // log cannot be stored must not go on unlogged.
+            if storage_failed.is_some() {
+                warn!("provenance log storage failed: stopping QEMU");
+                let _ = child.kill();
+                break child.wait()?;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     // QEMU is gone: close the channel (log writes are fsynced per Ack already).
     if let Some(s) = session {
         let events = s.close();
+        // A storage failure just before QEMU exited still fails the run.
+        storage_failed = storage_failed.or_else(|| {
+            events.iter().find_map(|e| match e {
+                SessionEvent::LogStorageFailed { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+        });
         let stored = events.iter().rev().find_map(|e| match e {
             SessionEvent::LogStored { total, .. } => Some(*total),
             _ => None,
@@ -326,8 +424,9 @@ fn run_image(a: RunArgs) -> Result<i32> {
     }
     let _ = console.join();
     let _ = std::fs::remove_file(&socket);
-    if let Some(d) = tmp {
-        let _ = std::fs::remove_dir_all(d);
+    drop(tmp);
+    if let Some(why) = storage_failed {
+        bail!("provenance log storage failed, run stopped: {why}");
     }
     let outcome = if INTERRUPTED.load(Ordering::SeqCst) {
         QemuOutcome::Interrupted

@@ -4,16 +4,21 @@ use std::path::{Path, PathBuf};
 
 use omega_arch::exit::ExitCode;
 
+use crate::shape::VmShape;
+
 /// Everything that shapes the QEMU command line. The launcher and the QEMU tests both build
 /// their command lines here.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub qemu: String,
     pub image: PathBuf,
+    /// `-smp` without SEV-SNP (with it, the shape's vCPU count is used).
     pub vcpus: u32,
     pub memory_mib: u32,
     pub kvm: bool,
-    pub sev_snp: bool,
+    /// Launch as an SEV-SNP guest of this shape (implies KVM): its `-cpu` model, vCPUs and
+    /// policy go on the command line, and [`VmShape::launch_digest`] is its digest.
+    pub sev_snp: Option<VmShape>,
     /// Unix socket of the channel chardev (QEMU is the server); None: no channel device.
     pub socket: Option<PathBuf>,
     /// The kernel command line, through fw_cfg `opt/omega/cmdline` (test-hooks images read
@@ -34,7 +39,7 @@ impl QemuConfig {
             vcpus: 1,
             memory_mib: 128,
             kvm: false,
-            sev_snp: false,
+            sev_snp: None,
             socket: None,
             cmdline: None,
             monitor_socket: None,
@@ -47,27 +52,33 @@ impl QemuConfig {
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
         // SNP needs KVM: there is no TCG implementation of SEV.
-        let kvm = self.kvm || self.sev_snp;
+        let kvm = self.kvm || self.sev_snp.is_some();
         push("-machine");
-        if self.sev_snp {
+        if self.sev_snp.is_some() {
             push("microvm,confidential-guest-support=sev0,memory-backend=ram0");
         } else {
             push("microvm");
         }
         push("-accel");
         push(if kvm { "kvm" } else { "tcg" });
-        if !kvm {
+        if let Some(shape) = &self.sev_snp {
+            // SECURITY: the model sets the CPUID signature in every VMSA, so it is part of
+            // the launch digest: stated here, from the same shape the digest is computed
+            // for, never left to QEMU's default.
+            push("-cpu");
+            a.push(shape.cpu.to_string());
+        } else if !kvm {
             // TCG's `max` model has RDRAND/RDSEED, which the monitor needs for its keys.
             // Under KVM the default model keeps nested setups (where `-cpu host` aborts)
             // working.
             push("-cpu");
             push("max");
         }
-        push("-smp");
-        a.push(self.vcpus.to_string());
+        a.push("-smp".into());
+        a.push(self.sev_snp.map_or(self.vcpus, |s| s.vcpus).to_string());
         a.push("-m".into());
         a.push(format!("{}M", self.memory_mib));
-        if self.sev_snp {
+        if let Some(shape) = &self.sev_snp {
             // As in QEMU's docs/system/i386/amd-memory-encryption.rst: private memory comes
             // from guest_memfd, shared memory from this memfd backend.
             a.push("-object".into());
@@ -76,7 +87,10 @@ impl QemuConfig {
                 self.memory_mib
             ));
             a.push("-object".into());
-            a.push("sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1".into());
+            a.push(format!(
+                "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={:#x}",
+                shape.policy
+            ));
         }
         a.push("-bios".into());
         a.push(self.image.display().to_string());

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use omega_host::{QemuConfig, QemuOutcome};
+use omega_host::shape::VcpuType;
+use omega_host::{QemuConfig, QemuOutcome, VmShape};
 
 fn cfg() -> QemuConfig {
     QemuConfig {
@@ -32,17 +33,106 @@ fn kvm_command_line_has_no_cpu_max() {
 }
 
 #[test]
-fn sev_snp_command_line() {
+fn sev_snp_command_line_states_the_whole_shape() {
+    let shape = VmShape {
+        cpu: VcpuType::EpycMilan,
+        ..VmShape::new(2)
+    };
     let a = QemuConfig {
-        sev_snp: true,
+        sev_snp: Some(shape),
         ..cfg()
     }
     .args();
     let s = a.join(" ");
-    assert!(s.starts_with("-machine microvm,confidential-guest-support=sev0,memory-backend=ram0 -accel kvm -smp 2 -m 256M"), "{s}");
+    assert!(s.starts_with("-machine microvm,confidential-guest-support=sev0,memory-backend=ram0 -accel kvm -cpu EPYC-Milan -smp 2 -m 256M"), "{s}");
     assert!(s.contains("-object memory-backend-memfd,id=ram0,size=256M,share=true"));
-    assert!(s.contains("-object sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1"));
-    assert!(!s.contains("-cpu"));
+    assert!(
+        s.contains("-object sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000")
+    );
+    // The shape's vCPU count is the one launched.
+    let four = QemuConfig {
+        sev_snp: Some(VmShape::new(4)),
+        ..cfg()
+    };
+    assert!(four.args().join(" ").contains("-cpu EPYC-v4 -smp 4 "));
+}
+
+#[test]
+fn shapes_that_cannot_be_launched_or_measured_are_refused() {
+    use omega_host::shape::ShapeError;
+    assert_eq!(VmShape::new(1).check(), Ok(()));
+    let bad = |s: VmShape| s.check().unwrap_err();
+    assert_eq!(bad(VmShape::new(0)), ShapeError::NoVcpus);
+    assert!(matches!(
+        bad(VmShape {
+            cpu: VcpuType::Signature(0xa00f11),
+            ..VmShape::new(1)
+        }),
+        ShapeError::RawSignature(0xa00f11)
+    ));
+    assert_eq!(
+        bad(VmShape {
+            guest_features: 0x5,
+            ..VmShape::new(1)
+        }),
+        ShapeError::GuestFeatures(0x5)
+    );
+    for policy in [
+        0x10000,
+        0x30000 | 1 << 19,
+        0x30000 | 1 << 18,
+        0x30000 | 1 << 30,
+    ] {
+        assert!(
+            matches!(
+                bad(VmShape {
+                    policy,
+                    ..VmShape::new(1)
+                }),
+                ShapeError::Policy { .. }
+            ),
+            "{policy:#x}"
+        );
+    }
+    // A file that is not an image has no digest.
+    assert!(matches!(
+        VmShape::new(1).launch_digest(b"not an image"),
+        Err(ShapeError::Digest(_))
+    ));
+}
+
+#[test]
+fn print_command_refuses_unknown_models_and_unmeasurable_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("omega.bin");
+    std::fs::write(&img, b"not an image").unwrap();
+    let run = |extra: &[&str]| {
+        omega()
+            .args([
+                "print-command",
+                "--image",
+                img.to_str().unwrap(),
+                "--sev-snp",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let host = run(&["--cpu", "host"]);
+    assert_ne!(host.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&host.stderr).contains("unknown vCPU type"));
+    let debug = run(&["--snp-policy", "0xb0000"]);
+    assert_eq!(debug.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&debug.stderr).contains("DEBUG"));
+    let unmeasurable = run(&[]);
+    assert_eq!(unmeasurable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unmeasurable.stderr).contains("cannot be measured"));
+    // --cpu without --sev-snp is a usage error.
+    let out = omega()
+        .args(["print-command", "--image", "x", "--cpu", "EPYC-v4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -126,6 +216,8 @@ fn help_documents_every_option() {
         "--memory",
         "--kvm",
         "--sev-snp",
+        "--cpu",
+        "--snp-policy",
         "--log-dir",
         "--proxy",
         "--tool-gateway",

@@ -72,6 +72,8 @@ struct Journal {
     slow_sync: bool,
     /// (name, contents, log bytes synced when it was stored)
     files: Vec<(String, Vec<u8>, usize)>,
+    /// Lengths the log was cut back to after a failure.
+    truncated: Vec<u64>,
 }
 
 struct RecordingStore(Arc<Mutex<Journal>>);
@@ -100,6 +102,12 @@ impl LogStore for RecordingStore {
         let mut j = self.0.lock().unwrap();
         let synced = j.synced_len;
         j.files.push((name.to_string(), bytes.to_vec(), synced));
+        Ok(())
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        let mut j = self.0.lock().unwrap();
+        j.appended.truncate(len as usize);
+        j.truncated.push(len);
         Ok(())
     }
 }
@@ -155,6 +163,8 @@ fn log_is_synced_before_it_is_acked() {
     drop(s);
 }
 
+/// A failed sync is never acknowledged, the log is cut back to what was stored before, and
+/// the session ends (the guest sees the channel close instead of waiting for an Ack).
 #[test]
 fn failed_sync_is_never_acked() {
     let journal = Arc::new(Mutex::new(Journal {
@@ -167,7 +177,6 @@ fn failed_sync_is_never_acked() {
     };
     let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
     g.send_message(Stream::Log, b"entry-1", T);
-    g.send_message(Stream::Log, b"entry-2", T);
     let mut errors = 0;
     while let Some(f) = g.next(Duration::from_millis(500)) {
         assert_ne!(
@@ -189,6 +198,17 @@ fn failed_sync_is_never_acked() {
             ..
         }
     )));
+    assert!(
+        s.wait_event(|e| *e == SessionEvent::Ended, T).is_some(),
+        "the session ends"
+    );
+    assert!(
+        s.events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::LogStorageFailed { kept: 0, .. }))
+    );
+    assert_eq!(journal.lock().unwrap().truncated, [0]);
+    assert!(journal.lock().unwrap().appended.is_empty());
 }
 
 #[test]

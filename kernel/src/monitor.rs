@@ -55,9 +55,13 @@ pub fn boot(info: &'static BootInfo) -> Monitor {
     // console stays off until both are there.
     let snp_guest = info.check() == Ok(Tee::SevSnp);
     serial::set_enabled(!snp_guest);
+    if snp_guest {
+        // SECURITY: silent before the IDT exists, so an exception the host injects while the
+        // CPU tables are set up discloses nothing either.
+        omega_arch::fatal::set_snp_guest();
+    }
     cpu::init();
     if snp_guest {
-        omega_arch::fatal::set_snp_guest();
         snp::init_vc(info);
         serial::set_enabled(true);
     }

@@ -83,6 +83,8 @@ pub enum DigestError {
         end: u64,
         other: String,
     },
+    #[error("SEV metadata at offset {offset:#x} declares more than {MAX_SECTIONS} sections")]
+    TooManySections { offset: usize },
     #[error("the number of vCPUs must be at least 1 (got {0})")]
     NoVcpus(u32),
     #[error(
@@ -526,7 +528,16 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
     let has_sev_metadata = table.find(firmware_layout::SEV_METADATA_GUID).is_some();
     if has_sev_metadata {
         let meta = table.sev_metadata(image)?;
+        // SECURITY: the count comes from the image; a real image has a handful of sections
+        // (OVMF declares 6), so a crafted one cannot make the check below take long.
+        let count = meta.sections().take(MAX_SECTIONS + 1).count();
+        if count > MAX_SECTIONS {
+            return Err(DigestError::TooManySections {
+                offset: meta.offset,
+            });
+        }
         let base = meta.offset + firmware_layout::SEV_METADATA_HEADER_LEN;
+        let rom_start = FOUR_GIB - len as u64;
         for (i, s) in meta.sections().enumerate() {
             let s = s?;
             let offset = base + i * firmware_layout::SEV_METADATA_SECTION_LEN;
@@ -541,7 +552,6 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
             }
             // The PSP refuses to add a page twice: sections may not overlap the image
             // (mapped just below 4 GiB) or each other.
-            let rom_start = FOUR_GIB - len as u64;
             if s.end() > rom_start {
                 let other = format!("the image at {rom_start:#x}..{FOUR_GIB:#x}");
                 return Err(DigestError::SectionOverlap {
@@ -551,23 +561,9 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
                     other,
                 });
             }
-            if let Some((o, t)) = sections.iter().find(|(_, t): &&(usize, Section)| {
-                u64::from(s.gpa) < t.end() && u64::from(t.gpa) < s.end()
-            }) {
-                let other = format!(
-                    "the section at offset {o:#x} ({:#x}..{:#x})",
-                    t.gpa,
-                    t.end()
-                );
-                return Err(DigestError::SectionOverlap {
-                    offset,
-                    gpa: s.gpa,
-                    end: s.end(),
-                    other,
-                });
-            }
             sections.push((offset, s));
         }
+        check_no_overlap(&sections)?;
     }
     let sev_hash_table = table.sev_hash_table()?;
     let info = ImageInfo {
@@ -586,6 +582,38 @@ fn plan(image: &[u8]) -> Result<Plan, DigestError> {
         sev_hash_table,
     };
     Ok(Plan { info, sections })
+}
+
+/// Most SEV metadata sections an image may declare.
+pub const MAX_SECTIONS: usize = 64;
+
+/// Sections may not overlap each other: sorted by start, each must end before the next
+/// begins (O(n log n), not a comparison of every pair).
+fn check_no_overlap(sections: &[(usize, Section)]) -> Result<(), DigestError> {
+    let mut by_gpa: Vec<&(usize, Section)> = sections.iter().collect();
+    by_gpa.sort_by_key(|(o, s)| (s.gpa, *o));
+    for pair in by_gpa.windows(2) {
+        let ((o1, a), (o2, b)) = (pair[0], pair[1]);
+        if u64::from(b.gpa) < a.end() {
+            // Name the later descriptor as the one that overlaps, as in the image's order.
+            let ((offset, s), (o, t)) = if o1 < o2 {
+                ((o2, b), (o1, a))
+            } else {
+                ((o1, a), (o2, b))
+            };
+            return Err(DigestError::SectionOverlap {
+                offset: *offset,
+                gpa: s.gpa,
+                end: s.end(),
+                other: format!(
+                    "the section at offset {o:#x} ({:#x}..{:#x})",
+                    t.gpa,
+                    t.end()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads and checks what the digest depends on in `image`, without hashing it.
@@ -767,6 +795,88 @@ mod tests {
         assert_eq!(&t[68 + 18..68 + 50], Sha256::digest([]).as_slice());
         assert_eq!(&t[118 + 18..118 + 50], Sha256::digest(b"kernel").as_slice());
         assert!(t[0xa8..].iter().all(|&b| b == 0));
+    }
+
+    /// A 4 MiB image whose SEV metadata (2 MiB from the end) declares `sections`.
+    fn image_with_sections(sections: &[Section]) -> Vec<u8> {
+        use firmware_layout::{
+            FooterBuilder, SEV_ES_RESET_BLOCK_GUID, SEV_METADATA_GUID, TABLE_END_FROM_IMAGE_END,
+            encode_sev_metadata,
+        };
+        let mut img = vec![0u8; 4 << 20];
+        let meta = encode_sev_metadata(sections);
+        let from_end = 2 << 20;
+        let at = img.len() - from_end;
+        img[at..at + meta.len()].copy_from_slice(&meta);
+        let table = FooterBuilder::new()
+            .entry(SEV_METADATA_GUID, &(from_end as u32).to_le_bytes())
+            .entry(SEV_ES_RESET_BLOCK_GUID, &0xffff_f000u32.to_le_bytes())
+            .build()
+            .unwrap();
+        let end = img.len() - TABLE_END_FROM_IMAGE_END;
+        img[end - table.len()..end].copy_from_slice(&table);
+        img
+    }
+
+    fn page_section(page: u32) -> Section {
+        Section {
+            gpa: page * PAGE_SIZE as u32,
+            size: PAGE_SIZE as u32,
+            kind: SectionKind::SnpSecMem,
+        }
+    }
+
+    /// A crafted image declaring 100,000 sections is refused at the count, at once (the
+    /// pairwise check it replaced took about n² = 10¹⁰ steps).
+    #[test]
+    fn too_many_sections_are_refused_quickly() {
+        let many: Vec<Section> = (0..100_000).map(page_section).collect();
+        let img = image_with_sections(&many);
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            inspect(&img),
+            Err(DigestError::TooManySections { .. })
+        ));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        // The limit itself is accepted.
+        let most: Vec<Section> = (0..MAX_SECTIONS as u32).rev().map(page_section).collect();
+        assert_eq!(
+            inspect(&image_with_sections(&most)).unwrap().sections.len(),
+            MAX_SECTIONS
+        );
+    }
+
+    /// Overlaps are found whatever the declared order, including between the first and the
+    /// last of the most sections allowed.
+    #[test]
+    fn overlapping_sections_are_refused_in_any_order() {
+        let mut s: Vec<Section> = (0..MAX_SECTIONS as u32 - 1)
+            .map(|i| page_section(2 * i))
+            .collect();
+        // Two pages from page 1: overlaps the section at page 2.
+        s.push(Section {
+            gpa: PAGE_SIZE as u32,
+            size: 2 * PAGE_SIZE as u32,
+            kind: SectionKind::Cpuid,
+        });
+        for order in [s.clone(), s.iter().rev().copied().collect()] {
+            match inspect(&image_with_sections(&order)) {
+                Err(DigestError::SectionOverlap {
+                    gpa, end, other, ..
+                }) => {
+                    let (lo, hi) = (u64::from(gpa).min(0x1000), end.max(0x3000));
+                    assert_eq!((lo, hi), (0x1000, 0x3000), "{other}");
+                }
+                other => panic!("overlap not refused: {other:?}"),
+            }
+        }
+        // Touching is not overlapping.
+        let touching = [page_section(1), page_section(0), page_section(2)];
+        assert!(inspect(&image_with_sections(&touching)).is_ok());
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use firmware_layout::GuidTable;
 use omega_arch::exceptions::{self, Gate, Idt};
 use omega_arch::sev::{self, HwGhcb, HwMsr, HwPvalidate};
-use omega_arch::{cpu, serial, serial_println};
+use omega_arch::{cpu, serial, serial_print, serial_println};
 use omega_boot_info::snp::{self, terminate};
 use omega_boot_info::{BootInfo, E820_RAM, PhysRange, Tee, phys, virt};
-use omega_loader::{elf, fwcfg};
+use omega_loader::{direct_map, elf, fwcfg};
 use omega_page_tables as page_tables;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +21,9 @@ core::arch::global_asm!(
     pdpt_high = const phys::EARLY_PDPT_HIGH,
     cpuid_page = const phys::CPUID_PAGE,
     c_bit = const snp::C_BIT,
+    term_c_bit = const sev::termination_request(terminate::C_BIT),
+    term_snp_unsupported = const sev::termination_request(terminate::SNP_UNSUPPORTED),
+    term_cpuid_page = const sev::termination_request(terminate::CPUID_PAGE),
     options(att_syntax)
 );
 
@@ -91,20 +94,35 @@ impl page_tables::TableAccess for Pool {
 }
 
 /// The SNP steps before the console works (none of which may print): CPUID table for the
-/// #VC handler, GHCB protocol negotiation, and the GHCB page, shared and registered.
-/// Returns the negotiated protocol version. Each refusal is a distinct termination code.
-fn snp_early() -> u16 {
+/// #VC handler, the SEV_STATUS feature check, GHCB protocol negotiation, and the GHCB page,
+/// shared and registered. Returns the negotiated protocol version and the features found.
+/// Each refusal is a distinct termination code.
+fn snp_early() -> (u16, sev_snp::features::SnpFeatures) {
     // SAFETY: the CPUID page is launch-validated private memory at a fixed address in the
     // early identity map; it is only read.
     let page = unsafe { &*(phys::CPUID_PAGE as *const [u8; 4096]) };
     // The reset code checked the C-bit too; checking the parsed table keeps the two in step.
     sev::vc_init_from_cpuid_page(page);
 
+    // SECURITY: the hypervisor picks the guest's SEV features; one the monitor does not
+    // implement (alternate injection, vTOM, ...) would change how events reach it or what
+    // "private" means. Refused like Linux's snp_check_features, before anything else.
+    // SAFETY: the reset code read SEV_STATUS already (CPUID said SEV exists); reading it
+    // has no side effects and, under SNP, raises no #VC.
+    let status = unsafe { x86_64::registers::model_specific::Msr::new(cpu::MSR_SEV_STATUS).read() };
+    let features = sev_snp::features::check(status, sev_snp::features::POLICY)
+        .unwrap_or_else(|_| sev::terminate(terminate::SNP_UNSUPPORTED));
+
     let mut msr = HwMsr;
     let version = sev_snp::msr_protocol::negotiate_protocol(&mut msr, snp::C_BIT as u8)
-        .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+        .unwrap_or_else(|e| {
+            sev::terminate(match e {
+                sev_snp::MsrError::CBitMismatch { .. } => terminate::C_BIT,
+                _ => terminate::PROTOCOL_UNSUPPORTED,
+            })
+        });
     sev_snp::msr_protocol::require_snp_features(&mut msr)
-        .unwrap_or_else(|_| sev::terminate(terminate::GHCB));
+        .unwrap_or_else(|_| sev::terminate(terminate::SNP_UNSUPPORTED));
 
     // The GHCB page: rescind its validation, have the host share it, then map it
     // without the C-bit by splitting the early 2 MiB identity page that holds it.
@@ -148,7 +166,7 @@ fn snp_early() -> u16 {
         },
         version,
     );
-    version
+    (version, features)
 }
 
 /// The RAM entry that wholly contains `[start, end)`, if any.
@@ -175,10 +193,11 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         core::ptr::write_bytes(start, 0, len);
     }
     let snp_active = sev_status_low & 0b100 != 0;
+    // What a stop may print is decided here, before the first exception could happen.
+    omega_arch::fatal::set_platform(sev_status_low);
     if snp_active {
         // Port I/O raises #VC, which needs the GHCB set up below.
         serial::set_enabled(false);
-        omega_arch::fatal::set_snp_guest();
     }
     // The IDT lives in this frame, which never returns.
     let mut idt = Idt {
@@ -187,7 +206,7 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     exceptions::fill(&mut idt, 0);
     // SAFETY: `idt` stays in place until the kernel loads its own.
     unsafe { exceptions::load(&idt) };
-    let ghcb_version = if snp_active { snp_early() } else { 0 };
+    let snp = snp_active.then(snp_early);
     serial::set_enabled(true);
     serial::init();
     serial_println!("omega-loader {VERSION}: long mode");
@@ -208,13 +227,25 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
     let mut info = BootInfo::empty();
     info.tee = if snp_active { Tee::SevSnp } else { Tee::None } as u32;
     info.sev_status = sev.sev_status;
-    if snp_active {
+    if let Some((ghcb_version, features)) = snp {
         info.c_bit = snp::C_BIT;
         info.ghcb_phys = phys::GHCB_PAGE;
         info.ghcb_version = u32::from(ghcb_version);
         serial_println!(
             "omega-loader: SEV-SNP guest (SEV_STATUS {:#x}), GHCB protocol {ghcb_version}",
             sev.sev_status
+        );
+        serial_print!("omega-loader: optional SNP features:");
+        for name in features.optional_present() {
+            serial_print!(" {name}");
+        }
+        serial_println!(
+            "{}",
+            if features.optional_present().next().is_none() {
+                " none"
+            } else {
+                ""
+            }
         );
     }
 
@@ -292,17 +323,31 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
             ),
         );
     }
-    if snp_active {
-        // SECURITY: the kernel's frames were not part of the launch; validate them as
-        // fresh memory before writing anything there ("no change" = remapped by the host).
+    if let Some((ghcb_version, _)) = snp {
+        // SECURITY: the kernel's frames were not part of the launch: ask the host for the
+        // private state, then validate them as fresh memory ("no change" = remapped by the
+        // host), before writing anything there (Linux and OVMF order).
         let range = sev_snp::MemRange::new(
             phys::KERNEL_PHYS_MIN,
             phys::KERNEL_PHYS_MIN,
             stack_end - phys::KERNEL_PHYS_MIN,
         )
         .unwrap_or_else(|e| fatal("PVALIDATE", e));
-        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, range)
-            .unwrap_or_else(|e| fatal("PVALIDATE of the kernel's memory", e));
+        let mut ghcb = HwGhcb {
+            va: phys::GHCB_PAGE,
+            gpa: phys::GHCB_PAGE,
+        };
+        let mut psc = sev_snp::GhcbPageStateChange {
+            platform: &mut ghcb,
+            version: ghcb_version,
+        };
+        sev_snp::pvalidate::make_private(&mut HwPvalidate, &mut psc, range).unwrap_or_else(|e| {
+            let reason = match e {
+                sev_snp::PvalidateError::Psc(_) => terminate::PSC,
+                _ => terminate::PVALIDATE,
+            };
+            omega_arch::fatal::fatal_as(reason, "omega-loader", "accepting the kernel's memory", e)
+        });
     }
     for seg in kernel.segments() {
         let pa = seg.vaddr - virt::KERNEL_BASE;
@@ -328,24 +373,26 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         .unwrap_or_else(|| fatal("page tables", "pool empty"));
     let map_err = |e: page_tables::PageTableError| -> ! { fatal("page tables", e) };
 
-    // Direct map of RAM: writable, never executable.
+    // Direct map of RAM: writable, never executable. SECURITY: under SNP the GHCB page has
+    // no mapping there, so no private alias of a shared page exists (see `direct_map`).
+    let hole = snp.map(|_| phys::GHCB_PAGE);
     for e in info.e820().iter().filter(|e| e.kind == E820_RAM) {
         let start = e.addr / page_tables::SIZE_2M * page_tables::SIZE_2M;
         let end = e.end().min(MAX_DIRECT_MAP).div_ceil(page_tables::SIZE_2M) * page_tables::SIZE_2M;
-        let mut pa = start;
-        while pa < end {
-            match page_tables::map(
-                &mut pool,
-                root,
-                virt::DIRECT_MAP_BASE + pa,
-                pa,
-                page_tables::SIZE_2M,
-                page_tables::WRITABLE | page_tables::NO_EXECUTE | enc,
-            ) {
-                Ok(()) | Err(page_tables::PageTableError::AlreadyMapped(_)) => {}
-                Err(e) => map_err(e),
+        for base in (start..end).step_by(page_tables::SIZE_2M as usize) {
+            for (pa, size) in direct_map::frame_pages(base, hole) {
+                match page_tables::map(
+                    &mut pool,
+                    root,
+                    virt::DIRECT_MAP_BASE + pa,
+                    pa,
+                    size,
+                    page_tables::WRITABLE | page_tables::NO_EXECUTE | enc,
+                ) {
+                    Ok(()) | Err(page_tables::PageTableError::AlreadyMapped(_)) => {}
+                    Err(e) => map_err(e),
+                }
             }
-            pa += page_tables::SIZE_2M;
         }
     }
     // Device registers: uncached, never executable, shared (no C-bit: the host emulates
@@ -395,8 +442,8 @@ extern "C" fn omega_loader_main(sev_status_low: u64) -> ! {
         page_tables::WRITABLE | page_tables::NO_EXECUTE | enc,
     )
     .unwrap_or_else(|e| map_err(e));
-    if snp_active {
-        // The GHCB for the kernel: shared, never executable.
+    if snp.is_some() {
+        // The GHCB for the kernel: shared, never executable; its only mapping.
         page_tables::map(
             &mut pool,
             root,

@@ -96,7 +96,7 @@ omega_sev_status_rdmsr:
     testl $4, %esi
     jnz omega_snp
     testl $2, %esi
-    jnz omega_sev_terminate
+    jnz omega_snp_unsupported
     movl $omega_msg_sev, %esi
     jmp omega_die32
 
@@ -197,21 +197,21 @@ omega_vc32:
     addl $2, (%esp)
     iretl
 
-/* C-bit position check failed: reason set 1, code 5. */
+/* GHCB MSR protocol termination requests (codes in omega_boot_info::snp::terminate): the
+ * hypervisor reports the code and stops the guest. */
+/* The C-bit position check failed. */
 omega_cbit_terminate:
-    movl $0xc0010130, %ecx
-    movl $0x00051100, %eax
-    xorl %edx, %edx
-    wrmsr
-    .byte 0xf3, 0x0f, 0x01, 0xd9
-    jmp 7f
-
-/* GHCB MSR protocol termination request: reason set 1, code 1 ("Omega: this SEV launch
- * is not supported": SEV-ES without SNP, or no usable CPUID page). The hypervisor reports
- * it and stops the guest. */
+    movl ${term_c_bit}, %eax
+    jmp 14f
+/* SEV-ES without SNP: the GHCB spec's "SEV-SNP features not supported" (set 0, code 2). */
+omega_snp_unsupported:
+    movl ${term_snp_unsupported}, %eax
+    jmp 14f
+/* No usable CPUID page, a leaf missing from it, or a #VC other than CPUID. */
 omega_sev_terminate:
+    movl ${term_cpuid_page}, %eax
+14:
     movl $0xc0010130, %ecx
-    movl $0x00011100, %eax
     xorl %edx, %edx
     wrmsr
     .byte 0xf3, 0x0f, 0x01, 0xd9

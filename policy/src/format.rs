@@ -30,25 +30,25 @@ pub struct Policy<'a> {
     /// The policy's name (from `policy "name"`).
     pub name: &'a str,
     /// Label names; label `i` is bit `i` of a [`LabelSet`].
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_LABELS>")]
     pub labels: Vec<&'a str>,
     /// Agents; index `i` is bit `i` of a rule's agent set.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_AGENTS>")]
     pub agents: Vec<Agent<'a>>,
     /// MCP tools, named `server.tool`.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_ITEMS>")]
     pub tools: Vec<Target<'a>>,
     /// Models behind the inference proxy.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_ITEMS>")]
     pub models: Vec<Target<'a>>,
     /// Data sources.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_ITEMS>")]
     pub sources: Vec<Source<'a>>,
     /// Rules in source order.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_ITEMS>")]
     pub rules: Vec<Rule<'a>>,
     /// Rate limits in source order.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_LIMITS>")]
     pub limits: Vec<Limit<'a>>,
 }
 
@@ -105,7 +105,7 @@ pub struct Rule<'a> {
     /// Agents the rule applies to; `None` means every agent.
     pub agents: Option<u64>,
     /// All must hold.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_CONSTRAINTS>")]
     pub constraints: Vec<Constraint<'a>>,
     /// Labels this rule lets out to a destination not cleared for them.
     pub declassify: LabelSet,
@@ -154,8 +154,9 @@ pub enum Lit<'a> {
     Int(i64),
     Str(&'a str),
     Bool(bool),
+    #[serde(deserialize_with = "bounded::<_, _, MAX_CONSTRAINTS>")]
     Ints(Vec<i64>),
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_CONSTRAINTS>")]
     Strs(Vec<&'a str>),
 }
 
@@ -225,6 +226,46 @@ pub fn decode(bytes: &[u8]) -> Result<Policy<'_>, DecodeError> {
         return Err(DecodeError::Invalid("non-canonical encoding"));
     }
     Ok(policy)
+}
+
+/// Deserializes a sequence of at most `MAX` elements.
+///
+/// SECURITY: the element count is a varint in the input. serde's `Vec` would reserve for
+/// it up front (up to 1 MiB per sequence, nested sequences each again), so a few bytes
+/// declaring huge counts could make the monitor allocate megabytes before the input runs
+/// out. Here a count over `MAX` is refused before anything is reserved, and the vector grows
+/// only as elements actually decode: each takes at least one byte of the remaining input, so
+/// what is allocated is bounded by the input's size.
+fn bounded<'de, D, T, const MAX: usize>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const MAX: usize>(core::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>, const MAX: usize> serde::de::Visitor<'de> for Bounded<T, MAX> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "a sequence of at most {MAX} elements")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            if let Some(n) = seq.size_hint().filter(|n| *n > MAX) {
+                return Err(serde::de::Error::invalid_length(n, &self));
+            }
+            let mut v = Vec::new();
+            while let Some(x) = seq.next_element()? {
+                if v.len() == MAX {
+                    return Err(serde::de::Error::invalid_length(MAX + 1, &self));
+                }
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+
+    d.deserialize_seq(Bounded::<T, MAX>(core::marker::PhantomData))
 }
 
 fn mask(n: usize) -> u64 {

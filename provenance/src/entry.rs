@@ -120,6 +120,12 @@ pub mod lifecycle {
     pub const AGENT_START: u32 = 5;
     /// Agent `agent` exited.
     pub const AGENT_EXIT: u32 = 6;
+    /// The bundle now in force: `target` = the manifest's target id, content = the
+    /// manifest's SHA-256 (which names the policy and every module by their digests' files).
+    pub const BUNDLE_ACTIVE: u32 = 7;
+    /// A bundle was refused (decision deny): one bundle per boot, a second `Begin` after
+    /// one completed; name = the reason.
+    pub const BUNDLE_REFUSED: u32 = 8;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

@@ -25,6 +25,6 @@ pub mod varint;
 pub mod verify;
 
 pub use entry::{Action, Decision, Entry};
-pub use log::{AppendError, Appended, Log, Record};
+pub use log::{AckError, AppendError, Appended, Log, Record};
 pub use merkle::{Frontier, Hash, Tree};
 pub use note::{Checkpoint, LogKey, VerifierKey};

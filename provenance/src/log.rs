@@ -1,6 +1,8 @@
-//! The monitor side of the log: frontier + bounded outbox. Nothing is ever dropped: when the
-//! outbox is full, [`Log::append`] refuses (and changes nothing) and the caller must block
-//! the agent until the host has drained the outbox.
+//! The monitor side of the log: frontier + bounded outbox. Nothing is ever dropped: an entry
+//! stays in the outbox until the host has acknowledged it as durably stored
+//! ([`Log::take_unsent`] sends, [`Log::acknowledge`] releases), and when the outbox is full
+//! [`Log::append`] refuses (and changes nothing): the caller must block the agent until the
+//! host acknowledges more.
 
 use crate::entry::{Action, Decision, Entry, MAX_ENTRY, MAX_NAME};
 use crate::merkle::{Frontier, Hash, leaf_hash};
@@ -17,6 +19,18 @@ pub enum AppendError {
     BadName,
     #[error("log is full")]
     LogFull,
+}
+
+/// An acknowledgement the log cannot believe (it is ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// SECURITY: the host claims to have stored bytes it was never sent; believing it would
+    /// release entries nobody stored.
+    #[error("acknowledges {acked} bytes, only {sent} were sent")]
+    BeyondSent { acked: u64, sent: u64 },
+    /// Less than an earlier acknowledgement: storage cannot shrink.
+    #[error("acknowledges {acked} bytes, {earlier} were acknowledged before")]
+    Backwards { acked: u64, earlier: u64 },
 }
 
 /// What the monitor records about one interaction (ids are interned per log; see
@@ -50,8 +64,13 @@ pub struct Log<const CAP: usize> {
     frontier: Frontier,
     last_time: u64,
     outbox: [u8; CAP],
+    /// Ring position of the oldest unacknowledged byte.
     head: usize,
+    /// Bytes held: sent and unacknowledged (the first `sent`), then not yet sent.
     len: usize,
+    sent: usize,
+    /// Bytes of the stream acknowledged (and released) since the log began.
+    acked: u64,
     checkpoint_every: u64,
     since_checkpoint: u64,
 }
@@ -65,6 +84,8 @@ impl<const CAP: usize> Log<CAP> {
             outbox: [0; CAP],
             head: 0,
             len: 0,
+            sent: 0,
+            acked: 0,
             checkpoint_every,
             since_checkpoint: 0,
         }
@@ -78,9 +99,24 @@ impl<const CAP: usize> Log<CAP> {
         self.frontier.root()
     }
 
-    /// Bytes waiting in the outbox.
+    /// Bytes held in the outbox (sent but unacknowledged, and not yet sent).
     pub fn pending(&self) -> usize {
         self.len
+    }
+
+    /// Bytes not yet sent.
+    pub fn unsent(&self) -> usize {
+        self.len - self.sent
+    }
+
+    /// Bytes of the stream acknowledged as stored since the log began.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Bytes of the stream handed out by [`Log::take_unsent`] since the log began.
+    pub fn sent(&self) -> u64 {
+        self.acked + self.sent as u64
     }
 
     /// Free bytes in the outbox; an append needs at most [`MAX_ENTRY`].
@@ -133,15 +169,62 @@ impl<const CAP: usize> Log<CAP> {
         })
     }
 
-    /// Moves up to `out.len()` pending bytes (a byte stream of whole and partial entries, in
-    /// order) to `out`; returns the number copied. The host appends them to storage.
-    pub fn drain(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.len);
-        let first = n.min(CAP - self.head);
-        out[..first].copy_from_slice(&self.outbox[self.head..self.head + first]);
+    /// Copies up to `out.len()` unsent bytes (a byte stream of whole and partial entries, in
+    /// order) to `out` and marks them sent; returns the number copied. They stay in the
+    /// outbox until [`Log::acknowledge`]d.
+    pub fn take_unsent(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.unsent());
+        let start = (self.head + self.sent) % CAP;
+        let first = n.min(CAP - start);
+        out[..first].copy_from_slice(&self.outbox[start..start + first]);
         out[first..n].copy_from_slice(&self.outbox[..n - first]);
+        self.sent += n;
+        n
+    }
+
+    /// The host has durably stored the first `total` bytes of the stream: they leave the
+    /// outbox. Returns how many were released. A claim beyond what was sent, or below an
+    /// earlier one, is refused and changes nothing.
+    pub fn acknowledge(&mut self, total: u64) -> Result<usize, AckError> {
+        if total < self.acked {
+            return Err(AckError::Backwards {
+                acked: total,
+                earlier: self.acked,
+            });
+        }
+        let n = total - self.acked;
+        if n > self.sent as u64 {
+            return Err(AckError::BeyondSent {
+                acked: total,
+                sent: self.sent(),
+            });
+        }
+        Ok(self.release(n as usize))
+    }
+
+    /// Releases the first `n` sent bytes (`n` ≤ `self.sent`).
+    fn release(&mut self, n: usize) -> usize {
         self.head = (self.head + n) % CAP;
         self.len -= n;
+        self.sent -= n;
+        self.acked += n as u64;
+        n
+    }
+
+    /// A new host holds the first `stored` bytes of the stream (after a reconnect): what it
+    /// holds is released, and everything after it is sent again by the next
+    /// [`Log::take_unsent`], so the stored log continues from the first byte it lacks.
+    pub fn resend_from(&mut self, stored: u64) -> Result<(), AckError> {
+        self.acknowledge(stored)?;
+        self.sent = 0;
+        Ok(())
+    }
+
+    /// Sends and releases at once: [`Log::take_unsent`] followed by an acknowledgement of
+    /// everything sent (for a consumer that stores synchronously, e.g. tools and tests).
+    pub fn drain(&mut self, out: &mut [u8]) -> usize {
+        let n = self.take_unsent(out);
+        self.release(self.sent);
         n
     }
 

@@ -5,7 +5,7 @@ use omega_provenance::merkle::{self, Tree};
 use omega_provenance::note::{Checkpoint, LogKey, VerifierKey};
 use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile};
 use omega_provenance::verify::verify_stream;
-use omega_provenance::{Action, AppendError, Decision, Entry, Log, Record};
+use omega_provenance::{AckError, Action, AppendError, Decision, Entry, Log, Record};
 
 struct Rng(u64);
 impl Rng {
@@ -238,6 +238,102 @@ fn backpressure_refuses_instead_of_dropping() {
         }),
         Err(AppendError::TimeWentBackwards)
     );
+}
+
+/// Entries leave the outbox only when acknowledged: a host that withholds acks fills it
+/// and the producer is refused (never dropped); an ack beyond what was sent, or going
+/// backwards, is refused and changes nothing; after a reconnect the log is sent again from
+/// the first byte the new host lacks, and the stored stream verifies.
+#[test]
+fn entries_stay_until_acknowledged_and_resume_after_a_reconnect() {
+    let mut log = Log::<512>::new(0);
+    let mut rng = Rng(11);
+    let mut stored = Vec::new(); // what the (first) host durably holds
+    let mut in_flight = Vec::new(); // sent, not acknowledged
+    let mut buf = [0u8; 29];
+    let mut t = 0;
+    // 1. The host stores nothing and acknowledges nothing: the outbox fills, nothing lost.
+    loop {
+        let r = record(&mut rng, t);
+        match log.append(&r) {
+            Ok(_) => t += 1,
+            Err(AppendError::OutboxFull) => {
+                let k = log.take_unsent(&mut buf);
+                if k == 0 {
+                    break; // everything sent, nothing acknowledged: the producer blocks
+                }
+                in_flight.extend_from_slice(&buf[..k]);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let held = log.pending();
+    assert!(held > 512 - MAX_ENTRY, "{held}");
+    assert_eq!(log.sent(), held as u64);
+    assert_eq!(log.unsent(), 0);
+    // 2. Lies are refused and change nothing.
+    let before = (log.pending(), log.acked(), log.sent());
+    assert_eq!(
+        log.acknowledge(held as u64 + 1),
+        Err(AckError::BeyondSent {
+            acked: held as u64 + 1,
+            sent: held as u64
+        })
+    );
+    assert_eq!(before, (log.pending(), log.acked(), log.sent()));
+    // 3. A partial ack releases exactly that much; the rest stays.
+    let part = in_flight.len() / 3;
+    assert_eq!(log.acknowledge(part as u64), Ok(part));
+    stored.extend_from_slice(&in_flight[..part]);
+    assert_eq!(log.pending(), held - part);
+    assert_eq!(
+        log.acknowledge(part as u64 - 1),
+        Err(AckError::Backwards {
+            acked: part as u64 - 1,
+            earlier: part as u64
+        })
+    );
+    assert_eq!(
+        log.acknowledge(part as u64),
+        Ok(0),
+        "a repeated ack is harmless"
+    );
+    // 4. The host restarts holding only what it acknowledged (the rest it received was
+    //    lost with it): the log resends from there.
+    log.resend_from(part as u64).unwrap();
+    assert_eq!(log.unsent(), held - part);
+    assert!(log.resend_from(log.sent() + 1).is_err());
+    for t in t..t + 200 {
+        let r = record(&mut rng, t);
+        loop {
+            match log.append(&r) {
+                Ok(_) => break,
+                Err(AppendError::OutboxFull) => {
+                    let k = log.take_unsent(&mut buf);
+                    stored.extend_from_slice(&buf[..k]);
+                    log.acknowledge(stored.len() as u64).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    loop {
+        let k = log.take_unsent(&mut buf);
+        if k == 0 {
+            break;
+        }
+        stored.extend_from_slice(&buf[..k]);
+    }
+    log.acknowledge(stored.len() as u64).unwrap();
+    assert_eq!(log.pending(), 0);
+    let cp = Checkpoint {
+        origin: "x".into(),
+        size: log.size(),
+        root: log.root(),
+    };
+    let rep = verify_stream(&stored, &cp);
+    assert!(rep.failures.is_empty(), "{:?}", rep.failures);
+    assert_eq!(rep.entries, log.size());
 }
 
 #[test]

@@ -345,3 +345,78 @@ fn build_image(test_hooks: bool, name: &str) -> PathBuf {
     std::fs::write(&out, &image.bytes).unwrap();
     out
 }
+
+/// A binary of this workspace (`omega`, `measurements`): built on first use with `cargo
+/// build`, in the profile and target directory of the running test, and its path returned.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    // <target>/<profile>/deps/<test>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary under <target>/<profile>/deps");
+    let target = profile_dir.parent().expect("<target>");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(p) => p,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile,
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", target)
+        .status()
+        .expect("running cargo");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    profile_dir.join(bin)
+}
+
+/// Checks the log a session stored in `log_dir` as `measurements verify-log` does (the same
+/// library calls): the last checkpoint the guest sent is signed by the key it sent, and
+/// every stored entry is covered by it. Returns the checkpoint and the stored entry bytes.
+pub fn verify_stored_log(
+    events: &[omega_host::SessionEvent],
+    log_dir: &Path,
+) -> (omega_provenance::Checkpoint, Vec<u8>) {
+    use omega_host::SessionEvent;
+    let key = events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::LogKey(k) => Some(k.clone()),
+            _ => None,
+        })
+        .expect("the guest sent its log key");
+    let note = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SessionEvent::Checkpoint(n) => Some(n.clone()),
+            _ => None,
+        })
+        .expect("the guest sent a checkpoint");
+    let stored = std::fs::read(log_dir.join("provenance.log")).expect("the stored log");
+    let vkey = omega_provenance::VerifierKey::parse(&key).expect("a well-formed log key");
+    let cp = omega_provenance::Checkpoint::verify(&note, &vkey)
+        .expect("checkpoint signed by the log key");
+    let report = omega_provenance::verify::verify_stream(&stored, &cp);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        report.entries, cp.size,
+        "every entry covered by the checkpoint"
+    );
+    (cp, stored)
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use omega_wire::{
-    Credits, Decoder, Encoder, HelloAck, Kind, MAX_FRAME, Reassembler, SUPPORTED_VERSIONS, Stream,
-    msg, negotiate,
+    Credits, Decoder, Encoder, HelloAck, Kind, MAX_FRAME, PerStream, Reassembler,
+    SUPPORTED_VERSIONS, Stream, msg, negotiate,
 };
 
 /// What the guest sent.
@@ -36,6 +36,10 @@ pub struct RawHost {
     events: VecDeque<GuestEvent>,
     /// Frames the guest sent that failed to decode.
     pub bad_frames: u64,
+    /// Grant the guest no credit back (tests that make the guest wait for it) until
+    /// [`RawHost::release_credit`].
+    pub withhold_credit: bool,
+    withheld: PerStream<usize>,
 }
 
 const OUR_WINDOW: u32 = 4 << 20;
@@ -44,6 +48,11 @@ impl RawHost {
     /// Connects to QEMU's chardev socket (retrying until it exists) and answers the guest's
     /// Hello.
     pub fn connect(path: &Path, timeout: Duration) -> Result<RawHost> {
+        Self::connect_with_window(path, timeout, OUR_WINDOW)
+    }
+
+    /// As [`RawHost::connect`], granting the guest `window` bytes per stream.
+    pub fn connect_with_window(path: &Path, timeout: Duration, window: u32) -> Result<RawHost> {
         let deadline = Instant::now() + timeout;
         let sock = loop {
             match UnixStream::connect(path) {
@@ -64,6 +73,8 @@ impl RawHost {
             frame: vec![0u8; MAX_FRAME],
             events: VecDeque::new(),
             bad_frames: 0,
+            withhold_credit: false,
+            withheld: PerStream::default(),
         };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -87,11 +98,11 @@ impl RawHost {
                 if f.kind() == Kind::Hello {
                     let hello = omega_wire::Hello::decode(f.payload)?;
                     let version = negotiate(SUPPORTED_VERSIONS, hello.versions)?;
-                    h.credits = Credits::new(OUR_WINDOW, hello.window);
+                    h.credits = Credits::new(window, hello.window);
                     let ack = HelloAck {
                         version,
                         versions: SUPPORTED_VERSIONS,
-                        window: OUR_WINDOW,
+                        window,
                     };
                     let n = h.enc.hello_ack(&ack, &mut h.frame)?;
                     let frame = h.frame[..n].to_vec();
@@ -173,7 +184,9 @@ impl RawHost {
                 match f.kind() {
                     Kind::Data => {
                         self.credits.on_data(s, f.payload.len())?;
-                        if let Some(g) = self.credits.consumed(s, f.payload.len()) {
+                        if self.withhold_credit {
+                            self.withheld[s] += f.payload.len();
+                        } else if let Some(g) = self.credits.consumed(s, f.payload.len()) {
                             grants.push((s, g));
                         }
                         if let Some((s, m)) = self.reasm.push(&f)? {
@@ -195,11 +208,40 @@ impl RawHost {
             }
         }
         for (s, g) in grants {
-            let n = self.enc.credit(s, g, &mut self.frame)?;
-            let f = self.frame[..n].to_vec();
-            self.send_raw(&f)?;
+            self.grant(s, g)?;
         }
         Ok(())
+    }
+
+    /// Stops withholding credit and grants back everything withheld.
+    pub fn release_credit(&mut self) -> Result<()> {
+        self.withhold_credit = false;
+        for s in Stream::ALL {
+            let n = std::mem::take(&mut self.withheld[s]);
+            let consumed = self.credits.consumed(s, n);
+            for g in consumed.into_iter().chain(self.credits.flush_grant(s)) {
+                self.grant(s, g)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn grant(&mut self, stream: Stream, bytes: u32) -> Result<()> {
+        let n = self.enc.credit(stream, bytes, &mut self.frame)?;
+        let f = self.frame[..n].to_vec();
+        self.send_raw(&f)
+    }
+
+    /// Acknowledges `stored` bytes of the guest's Log stream as durably stored.
+    pub fn ack(&mut self, stored: u64) -> Result<()> {
+        let n = self.enc.ack(0, stored, &mut self.frame)?;
+        let f = self.frame[..n].to_vec();
+        self.send_raw(&f)
+    }
+
+    /// Reads what the guest sent so far (without waiting).
+    pub fn read_available(&mut self) -> Result<()> {
+        self.pump()
     }
 
     /// The next event within `timeout`.

@@ -310,7 +310,7 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     );
     assert!(
         out.serial
-            .contains("omega: bundle delivered and logged (4 entries"),
+            .contains("omega: bundle delivered and logged (5 entries"),
         "{out}"
     );
     assert!(
@@ -321,38 +321,10 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     );
 
     // The stored log verifies against the last checkpoint with the key the guest sent.
-    let key = events
-        .iter()
-        .find_map(|e| {
-            if let SessionEvent::LogKey(k) = e {
-                Some(k.clone())
-            } else {
-                None
-            }
-        })
-        .expect("log key");
-    let note = events
-        .iter()
-        .rev()
-        .find_map(|e| {
-            if let SessionEvent::Checkpoint(n) = e {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
-    let entries = std::fs::read(dir.path().join("provenance.log")).unwrap();
-    let vkey = omega_provenance::VerifierKey::parse(&key).unwrap();
-    let cp = omega_provenance::Checkpoint::verify(&note, &vkey).unwrap();
-    assert_eq!(cp.size, 4, "LOG_START + one entry per bundle file");
-    let leaves: Vec<_> = omega_provenance::entry::EntryIter::new(&entries)
-        .map(|e| omega_provenance::merkle::leaf_hash(e.unwrap().2))
-        .collect();
-    assert_eq!(leaves.len(), 4);
+    let (cp, _) = qemu_tests::verify_stored_log(&events, dir.path());
     assert_eq!(
-        omega_provenance::Tree::from_leaf_hashes(leaves).root(),
-        cp.root
+        cp.size, 5,
+        "LOG_START + one entry per bundle file + BUNDLE_ACTIVE"
     );
 }
 

@@ -80,8 +80,8 @@ pub mod msg_type {
     pub const REPORT_RSP: u8 = 6;
 }
 
-/// MSG_REPORT_REQ payload: REPORT_DATA[64] at 0x00, VMPL (u32) at 0x40, KEY_SEL at 0x44
-/// (left 0: the firmware picks the VCEK, or the VLEK if one is installed), reserved to 0x60.
+/// MSG_REPORT_REQ payload: REPORT_DATA[64] at 0x00, VMPL (u32) at 0x40, KEY_SEL (u32,
+/// bits 1:0) at 0x44, reserved to 0x60 (see [`ReportRequest`]).
 pub const REPORT_REQ_SIZE: usize = 0x60;
 /// MSG_REPORT_RSP payload: STATUS (u32) at 0x00, REPORT_SIZE (u32) at 0x04, reserved to 0x20,
 /// the report at 0x20.
@@ -95,10 +95,17 @@ pub const KEY_RSP_SIZE: usize = 0x40;
 /// Hypervisor error in SW_EXITINFO2[63:32] (GHCB spec 4.1.7): the certificate buffer of an
 /// extended request is too small.
 pub const VMM_ERR_INVALID_LEN: u32 = 1;
-/// Hypervisor error in SW_EXITINFO2[63:32]: the PSP is busy, retry the same request.
+/// Hypervisor error in SW_EXITINFO2[63:32]: the PSP is busy (or the host throttles the
+/// guest), retry the same request.
 pub const VMM_ERR_BUSY: u32 = 2;
-/// How many times a request answered "busy" is resent (identical bytes) before giving up.
-pub const MAX_BUSY_RETRIES: u32 = 64;
+/// The wait before a request answered "busy" is resent (Linux's sev-guest:
+/// `SNP_REQ_RETRY_DELAY`, 2 s).
+pub const BUSY_RETRY_DELAY_MS: u64 = 2_000;
+/// How long a request may stay "busy", in waits of [`BUSY_RETRY_DELAY_MS`], before the
+/// messenger gives up and wipes the key (Linux: `SNP_REQ_MAX_RETRY_DURATION`, 60 s).
+/// The time is the sum of the waits asked for, not a clock reading, so the number of
+/// resends (31 at most) does not depend on a clock the host can skew.
+pub const BUSY_TIMEOUT_MS: u64 = 60_000;
 
 /// Errors of guest messages. Those marked "wipes" leave the messenger without its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,8 +122,8 @@ pub enum GuestMsgError {
     /// Non-zero SW_EXITINFO2 from the host: [63:32] hypervisor, [31:0] firmware error (wipes).
     #[error("guest request failed, SW_EXITINFO2 {0:#x}")]
     HostError(u64),
-    /// The host stayed busy for [`MAX_BUSY_RETRIES`] attempts (wipes).
-    #[error("PSP busy")]
+    /// The host stayed busy for [`BUSY_TIMEOUT_MS`] (wipes).
+    #[error("PSP busy for 60 s")]
     Busy,
     /// The response header does not answer our request: algo, versions, size, type, VMPCK,
     /// reserved bytes (wipes).
@@ -159,6 +166,10 @@ pub trait GuestRequestTransport {
         request: &[u8; MSG_PAGE_SIZE],
         response: &mut [u8; MSG_PAGE_SIZE],
     ) -> Result<u64, GhcbError>;
+
+    /// Waits `ms` milliseconds: the back-off before a request the host answered "busy" is
+    /// resent.
+    fn wait_ms(&mut self, ms: u64);
 }
 
 /// [`GuestRequestTransport`] over a GHCB and two shared pages.
@@ -175,6 +186,8 @@ pub struct GhcbTransport<'a, P: GhcbPlatform> {
     pub response_page: &'a mut [u8; MSG_PAGE_SIZE],
     /// Its GPA.
     pub response_gpa: u64,
+    /// Waits this many milliseconds (the busy back-off).
+    pub wait_ms: fn(u64),
 }
 
 impl<P: GhcbPlatform> GuestRequestTransport for GhcbTransport<'_, P> {
@@ -194,6 +207,58 @@ impl<P: GhcbPlatform> GuestRequestTransport for GhcbTransport<'_, P> {
         // SECURITY: one copy out of shared memory; everything after works on the private copy.
         response.copy_from_slice(self.response_page);
         Ok(info2)
+    }
+
+    fn wait_ms(&mut self, ms: u64) {
+        (self.wait_ms)(ms)
+    }
+}
+
+/// KEY_SEL of MSG_REPORT_REQ (ABI spec 1.55+, table "MSG_REPORT_REQ Message Structure"):
+/// which key signs the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySel {
+    /// 0: the VLEK if the host installed one, else the VCEK (the firmware chooses).
+    Either = 0,
+    /// 1: the VCEK, the chip-unique key whose certificate chain AMD's KDS serves.
+    Vcek = 1,
+    /// 2: the VLEK (fails when none is installed).
+    Vlek = 2,
+}
+
+/// A MSG_REPORT_REQ payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportRequest {
+    /// REPORT_DATA: the guest's 64 bytes, bound into the signed report.
+    pub report_data: [u8; 64],
+    /// VMPL of the report (the caller's or higher; Omega runs at VMPL 0).
+    pub vmpl: u32,
+    /// KEY_SEL.
+    pub key_sel: KeySel,
+}
+
+impl ReportRequest {
+    /// What the monitor asks for: VMPL 0, signed with the VCEK.
+    ///
+    // SECURITY: with KEY_SEL 0 the firmware signs with the VLEK whenever the host
+    // installed one, and a verifier that expects a VCEK chain must then cope with either;
+    // naming the key makes the report's signer a choice of the measured guest, not of the
+    // host. (Firmware older than ABI 1.54 treats 0x44 as reserved; see docs/sev-snp.md.)
+    pub fn vcek(report_data: [u8; 64]) -> Self {
+        Self {
+            report_data,
+            vmpl: 0,
+            key_sel: KeySel::Vcek,
+        }
+    }
+
+    /// The 0x60-byte payload.
+    pub fn encode(&self) -> [u8; REPORT_REQ_SIZE] {
+        let mut p = [0u8; REPORT_REQ_SIZE];
+        p[..64].copy_from_slice(&self.report_data);
+        p[0x40..0x44].copy_from_slice(&self.vmpl.to_le_bytes());
+        p[0x44..0x48].copy_from_slice(&(self.key_sel as u32).to_le_bytes());
+        p
     }
 }
 
@@ -510,7 +575,8 @@ impl GuestMessenger {
         e
     }
 
-    /// Request an attestation report for VMPL 0 with `report_data` as REPORT_DATA.
+    /// Request an attestation report for VMPL 0, signed with the VCEK, with
+    /// `report_data` as REPORT_DATA ([`ReportRequest::vcek`]).
     ///
     /// Uses about 10 KiB of stack (two message pages and the report).
     pub fn attestation_report<T: GuestRequestTransport + ?Sized>(
@@ -518,9 +584,16 @@ impl GuestMessenger {
         transport: &mut T,
         report_data: [u8; 64],
     ) -> Result<[u8; REPORT_LEN], GuestMsgError> {
-        let mut req = [0u8; REPORT_REQ_SIZE];
-        req[..64].copy_from_slice(&report_data);
-        // VMPL (0x40) = 0, KEY_SEL (0x44) = 0, reserved: zero.
+        self.report(transport, &ReportRequest::vcek(report_data))
+    }
+
+    /// Request an attestation report as `request` says.
+    pub fn report<T: GuestRequestTransport + ?Sized>(
+        &mut self,
+        transport: &mut T,
+        request: &ReportRequest,
+    ) -> Result<[u8; REPORT_LEN], GuestMsgError> {
+        let req = request.encode();
         let mut scratch = Scratch {
             request: [0; MSG_PAGE_SIZE],
             response: [0; MSG_PAGE_SIZE],
@@ -590,22 +663,25 @@ impl GuestMessenger {
         };
         seal_message(&key.0, &hdr, payload, &mut scratch.request)?;
 
-        let mut attempts = 0;
+        let mut waited_ms = 0;
         let info2 = loop {
             // From here on the host has seen ciphertext under req_seqno: every failure wipes.
             let info2 = match transport.guest_request(&scratch.request, &mut scratch.response) {
                 Ok(v) => v,
                 Err(e) => return Err(self.fail(GuestMsgError::Transport(e))),
             };
-            if (info2 >> 32) as u32 == VMM_ERR_BUSY && info2 as u32 == 0 {
-                attempts += 1;
-                if attempts >= MAX_BUSY_RETRIES {
-                    return Err(self.fail(GuestMsgError::Busy));
-                }
-                // Resending identical bytes reveals nothing new and keeps the counter in step.
-                continue;
+            if info2 != u64::from(VMM_ERR_BUSY) << 32 {
+                break info2;
             }
-            break info2;
+            // SECURITY: busy means the PSP has not consumed this sequence number; resending
+            // identical bytes reveals nothing new and keeps the counter in step. Giving up
+            // early would wipe the key on a merely loaded (or throttling) host, so back off
+            // as Linux does, and give up only after the budget.
+            if waited_ms >= BUSY_TIMEOUT_MS {
+                return Err(self.fail(GuestMsgError::Busy));
+            }
+            transport.wait_ms(BUSY_RETRY_DELAY_MS);
+            waited_ms += BUSY_RETRY_DELAY_MS;
         };
         if info2 != 0 {
             return Err(self.fail(GuestMsgError::HostError(info2)));

@@ -8,6 +8,8 @@
 //! Standardization" spec, rev 2.x, #56421, and the "SEV Secure Nested Paging Firmware ABI
 //! Specification", #56860):
 //!
+//! - [`features`]: the SEV_STATUS check at boot (which hypervisor-enabled features the
+//!   monitor implements, which it refuses, which the policy requires).
 //! - [`msr_protocol`]: the GHCB MSR protocol (GHCB spec section 2.3.1).
 //! - [`ghcb`]: a typed, bounds-checked view of the 4 KiB GHCB page and the NAEs the monitor uses.
 //! - [`psc`]: the page state change descriptor (GHCB spec section 4.1.6) and its response checks.
@@ -27,6 +29,7 @@
 extern crate std;
 
 pub mod cpuid_page;
+pub mod features;
 pub mod ghcb;
 pub mod guest_msg;
 pub mod msr_protocol;
@@ -39,7 +42,8 @@ pub mod vc;
 pub use cpuid_page::{CpuState, CpuidError, CpuidTable};
 pub use ghcb::{Ghcb, GhcbError, GhcbPlatform};
 pub use guest_msg::{
-    DerivedKey, DerivedKeyRequest, GuestMessenger, GuestMsgError, GuestRequestTransport,
+    DerivedKey, DerivedKeyRequest, GuestMessenger, GuestMsgError, GuestRequestTransport, KeySel,
+    ReportRequest,
 };
 pub use msr_protocol::{GhcbMsr, MsrError, SevInfo, TerminationReason};
 pub use psc::{GhcbPageStateChange, MsrPageStateChange, PageStateChange, PscDescriptor, PscError};

@@ -369,30 +369,16 @@ pub fn page_state_change<M: GhcbMsr>(
 // ---------------------------------------------------------------------------------------------
 // Termination
 
-/// A termination reason: reason code set (4 bits) and reason code (8 bits).
+/// A termination reason: reason code set (4 bits) and reason code (8 bits). The values
+/// Omega uses, set 0 (the GHCB spec's general set) included, are listed once, in
+/// `omega_boot_info::snp::terminate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TerminationReason {
-    /// Reason code set, GHCBData[15:12]: 0 is the GHCB spec's general set.
+    /// Reason code set, GHCBData[15:12]: 0 is the GHCB spec's general set (code 0 general,
+    /// 1 protocol range unsupported, 2 SNP features unsupported).
     pub set: u8,
     /// Reason code, GHCBData[23:16].
     pub code: u8,
-}
-
-impl TerminationReason {
-    /// Set 0, code 0: general termination request (GHCB spec 2.3.1).
-    pub const GENERAL: Self = Self { set: 0, code: 0 };
-    /// Set 0, code 1: SEV-ES / GHCB protocol range not supported.
-    pub const PROTOCOL_UNSUPPORTED: Self = Self { set: 0, code: 1 };
-    /// Set 0, code 2: SEV-SNP features not supported.
-    pub const SNP_UNSUPPORTED: Self = Self { set: 0, code: 2 };
-    /// Omega's own set (1; the loader already uses set 1 code 1 for "SEV refused").
-    pub const OMEGA_SET: u8 = 1;
-    /// Omega: a PVALIDATE failed or reported "no change" on fresh memory.
-    pub const OMEGA_PVALIDATE: Self = Self { set: 1, code: 2 };
-    /// Omega: a page state change failed or the host's answer was inconsistent.
-    pub const OMEGA_PSC: Self = Self { set: 1, code: 3 };
-    /// Omega: GHCB registration or protocol negotiation failed.
-    pub const OMEGA_GHCB: Self = Self { set: 1, code: 4 };
 }
 
 /// Encode a termination request: GHCBData[23:16] reason code, [15:12] reason code set.
@@ -548,7 +534,15 @@ mod tests {
 
     #[test]
     fn termination_known_values() {
-        assert_eq!(termination_request(TerminationReason::GENERAL), 0x100);
+        assert_eq!(
+            termination_request(TerminationReason { set: 0, code: 0 }),
+            0x100
+        );
+        // set 0, code 2 (the spec's "SEV-SNP features not supported"): 0x0002_0100
+        assert_eq!(
+            termination_request(TerminationReason { set: 0, code: 2 }),
+            0x0002_0100
+        );
         // set 1, code 1 (the loader's "SEV refused"): 0x0001_1100
         assert_eq!(
             termination_request(TerminationReason { set: 1, code: 1 }),

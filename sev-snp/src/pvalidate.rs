@@ -235,6 +235,10 @@ pub fn make_shared<C: Pvalidate + ?Sized, H: PageStateChange + ?Sized>(
 }
 
 /// Convert shared memory to private: ask the host to assign it, then validate it (fresh).
+/// This is also how fresh RAM is accepted at boot (the loader's kernel frames, the
+/// kernel's heap and free frames): Linux (`early_set_pages_state`) and OVMF
+/// (`MemEncryptSevSnpPreValidateSystemRam`) ask for the private state first too, since a
+/// VMM need not have assigned RAM outside the launch ranges to the guest.
 ///
 // SECURITY: after the host assigns the pages they must not be validated yet; PVALIDATE's
 // "no change" here is the remapping attack and fails the conversion. The caller must map the
@@ -592,5 +596,114 @@ mod tests {
             make_private(&mut cpu, &mut host, r),
             Err(PvalidateError::AlreadyValidated { .. })
         ));
+    }
+
+    /// The RMP as hardware keeps it, per 4 KiB page: assigned to the guest (private) or
+    /// not, validated or not. PVALIDATE of a page the guest does not own fails with
+    /// FAIL_INPUT, as on hardware; a page-state change to private clears "validated".
+    #[derive(Default)]
+    struct Rmp {
+        private: std::collections::BTreeSet<u64>,
+        validated: std::collections::BTreeSet<u64>,
+        log: Vec<Ev>,
+    }
+    struct RmpCpu<'a>(&'a RefCell<Rmp>);
+    struct RmpHost<'a>(&'a RefCell<Rmp>);
+
+    impl Pvalidate for RmpCpu<'_> {
+        fn pvalidate(&mut self, va: u64, size: PageSize, validate: bool) -> PvalidateResult {
+            let mut rmp = self.0.borrow_mut();
+            rmp.log.push(Ev::Pv { va, size, validate });
+            let pages: Vec<u64> = (0..size.bytes() / K4).map(|i| va + i * K4).collect();
+            if !pages.iter().all(|p| rmp.private.contains(p)) {
+                return PvalidateResult {
+                    rax: PVALIDATE_FAIL_INPUT,
+                    no_change: false,
+                };
+            }
+            let no_change = rmp.validated.contains(&va) == validate;
+            for p in pages {
+                if validate {
+                    rmp.validated.insert(p);
+                } else {
+                    rmp.validated.remove(&p);
+                }
+            }
+            PvalidateResult { rax: 0, no_change }
+        }
+    }
+
+    impl PageStateChange for RmpHost<'_> {
+        fn change(&mut self, pa: u64, len: u64, state: PageState) -> Result<(), PscError> {
+            let mut rmp = self.0.borrow_mut();
+            rmp.log.push(Ev::Psc { pa, len, state });
+            for p in (pa..pa + len).step_by(K4 as usize) {
+                rmp.validated.remove(&p);
+                if state == PageState::Private {
+                    rmp.private.insert(p);
+                } else {
+                    rmp.private.remove(&p);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn accepting_fresh_memory_changes_its_state_before_validating() {
+        // RAM outside the launch ranges that the VMM left shared (identity-mapped, as the
+        // loader's kernel frames: VA = PA).
+        let r = MemRange::new(0x100_0000, 0x100_0000, M2 + 2 * K4).unwrap();
+        let rmp = RefCell::new(Rmp::default());
+        // PVALIDATE alone, the order the loader and the kernel used before: refused.
+        assert_eq!(
+            validate_fresh(&mut RmpCpu(&rmp), r),
+            Err(PvalidateError::Failed {
+                pa: 0x100_0000,
+                code: PVALIDATE_FAIL_INPUT
+            })
+        );
+        // The page-state change first, then PVALIDATE: accepted, every page validated.
+        rmp.borrow_mut().log.clear();
+        make_private(&mut RmpCpu(&rmp), &mut RmpHost(&rmp), r).unwrap();
+        let rmp = rmp.into_inner();
+        assert_eq!(
+            rmp.log,
+            [
+                Ev::Psc {
+                    pa: 0x100_0000,
+                    len: M2 + 2 * K4,
+                    state: PageState::Private
+                },
+                Ev::Pv {
+                    va: 0x100_0000,
+                    size: PageSize::Size2M,
+                    validate: true
+                },
+                Ev::Pv {
+                    va: 0x100_0000 + M2,
+                    size: PageSize::Size4K,
+                    validate: true
+                },
+                Ev::Pv {
+                    va: 0x100_0000 + M2 + K4,
+                    size: PageSize::Size4K,
+                    validate: true
+                },
+            ]
+        );
+        assert_eq!(rmp.validated.len() as u64, (M2 + 2 * K4) / K4);
+        // RAM the VMM had already assigned private (KVM with guest_memfd does): the
+        // page-state change is a no-op for the host and the same sequence still works.
+        let rmp = RefCell::new(Rmp::default());
+        rmp.borrow_mut()
+            .private
+            .extend((0..512).map(|i| M2 + i * K4));
+        make_private(
+            &mut RmpCpu(&rmp),
+            &mut RmpHost(&rmp),
+            MemRange::new(M2, M2, M2).unwrap(),
+        )
+        .unwrap();
     }
 }

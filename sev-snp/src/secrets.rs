@@ -3,7 +3,7 @@
 //! area).
 //!
 //! ```text
-//! 0x000  u32      VERSION          2 (ABI 1.51) or 3 (ABI 1.55+, adds TSC_FACTOR)
+//! 0x000  u32      VERSION          2 (ABI 1.51), 3 (ABI 1.55+, adds TSC_FACTOR), or later
 //! 0x004  u32      bit 0 IMIEN      launched with the IMI (migration) flag
 //! 0x008  u32      FMS              family/model/stepping
 //! 0x00C  u32      reserved
@@ -25,6 +25,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Omega's secrets page GPA (docs/boot.md, SEV metadata section SNP_SECRETS).
 pub const OMEGA_SECRETS_PAGE_GPA: u64 = 0x80_0000;
+/// The oldest secrets page layout with the VMPCKs where this crate reads them.
+pub const MIN_VERSION: u32 = 2;
 /// Offset of VERSION.
 pub const VERSION_OFFSET: usize = 0x000;
 /// Offset of the IMIEN word.
@@ -109,10 +111,12 @@ fn u32_at(page: &[u8; 4096], o: usize) -> u32 {
 }
 
 impl<'a> SecretsPage<'a> {
-    /// View `page`, checking the version (2 or 3; other layouts are refused).
+    /// View `page`, checking the version: 2 or later. Later versions only append fields
+    /// (3 added TSC_FACTOR after the fields version 2 has), so every offset this crate
+    /// reads is the same in all of them; version 0 and 1 predate the SNP layout.
     pub fn new(page: &'a mut [u8; 4096]) -> Result<Self, SecretsError> {
         let version = u32_at(page, VERSION_OFFSET);
-        if !(2..=3).contains(&version) {
+        if version < MIN_VERSION {
             return Err(SecretsError::UnsupportedVersion(version));
         }
         Ok(Self { page })
@@ -224,8 +228,21 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unknown_versions() {
-        for v in [0u32, 1, 4, 0xFFFF_FFFF] {
+    fn accepts_version_2_and_later() {
+        for v in [2u32, 3, 4, 5, 0xFFFF_FFFF] {
+            let mut p = sample();
+            p[0..4].copy_from_slice(&v.to_le_bytes());
+            let mut s = SecretsPage::new(&mut p).unwrap();
+            assert_eq!(s.version(), v);
+            // The key is where version 2 put it, in every later version.
+            assert_eq!(s.take_vmpck(0).unwrap().bytes(), &[1u8; 32]);
+            assert_eq!(s.tsc_factor(), (v >= 3).then_some(7));
+        }
+    }
+
+    #[test]
+    fn refuses_versions_before_2() {
+        for v in [0u32, 1] {
             let mut p = sample();
             p[0..4].copy_from_slice(&v.to_le_bytes());
             assert_eq!(

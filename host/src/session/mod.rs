@@ -137,6 +137,12 @@ pub enum SessionEvent {
         stream: Stream,
         message: String,
     },
+    /// Storing the log failed (disk full, I/O error): the log was cut back to its last
+    /// whole entry (`kept` bytes) and the session ended. The launcher stops the run.
+    LogStorageFailed {
+        message: String,
+        kept: u64,
+    },
     Ended,
 }
 
@@ -144,7 +150,6 @@ pub enum SessionEvent {
 pub struct ChannelSession {
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
-    closer: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl ChannelSession {
@@ -164,7 +169,6 @@ impl ChannelSession {
         ChannelSession {
             shared,
             reader: Some(reader),
-            closer: None,
         }
     }
 
@@ -187,16 +191,17 @@ impl ChannelSession {
         let r = s.try_clone()?;
         r.set_read_timeout(Some(READ_TICK))?;
         let closer = s.try_clone()?;
-        let mut cs = ChannelSession::start(r, s, config);
-        cs.closer = Some(Box::new(move || {
+        let cs = ChannelSession::start(r, s, config);
+        cs.set_closer(move || {
             let _ = closer.shutdown(Shutdown::Both);
-        }));
+        });
         Ok(cs)
     }
 
-    /// Sets what `close` does to the underlying stream (e.g. shut a socket down).
-    pub fn set_closer(&mut self, f: impl FnOnce() + Send + 'static) {
-        self.closer = Some(Box::new(f));
+    /// Sets what closing the session does to the underlying stream (e.g. shut a socket
+    /// down): `close`, and the session ending itself after a log storage failure.
+    pub fn set_closer(&self, f: impl FnOnce() + Send + 'static) {
+        self.shared.set_closer(Box::new(f));
     }
 
     /// Waits for the guest's Hello; returns the negotiated version.
@@ -258,10 +263,7 @@ impl ChannelSession {
 
     /// Closes the channel and waits for the reader thread.
     pub fn close(mut self) -> Vec<SessionEvent> {
-        self.shared.close();
-        if let Some(c) = self.closer.take() {
-            c();
-        }
+        self.shared.shut_down();
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     events: Mutex<Vec<SessionEvent>>,
     events_cv: Condvar,
     pub(crate) echo: EchoReplies,
+    /// Shuts the underlying stream down (e.g. a socket), so the reader ends too.
+    closer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// Locks, ignoring poisoning: a panicked relay must not take the session down with it.
@@ -53,6 +55,7 @@ impl Shared {
             events: Mutex::new(Vec::new()),
             events_cv: Condvar::new(),
             echo: EchoReplies::new(echo_enabled),
+            closer: Mutex::new(None),
         }
     }
 
@@ -97,6 +100,20 @@ impl Shared {
         self.closed.store(true, Ordering::SeqCst);
         self.credit_cv.notify_all();
         self.echo.wake();
+    }
+
+    pub(crate) fn set_closer(&self, f: Box<dyn FnOnce() + Send>) {
+        *lock(&self.closer) = Some(f);
+    }
+
+    /// Ends the session from the host side: no more sending, and the stream is shut down
+    /// (when a closer was set), so the reader sees its end.
+    pub(crate) fn shut_down(&self) {
+        self.close();
+        let closer = lock(&self.closer).take();
+        if let Some(c) = closer {
+            c();
+        }
     }
 
     /// Writes one frame built by `f`.

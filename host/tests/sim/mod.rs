@@ -36,7 +36,7 @@ pub fn start(config: SessionConfig) -> (SimGuest, ChannelSession) {
     hr.set_read_timeout(Some(omega_host::session::READ_TICK))
         .unwrap();
     let closer = h.try_clone().unwrap();
-    let mut session = ChannelSession::start(hr, h, config);
+    let session = ChannelSession::start(hr, h, config);
     session.set_closer(move || {
         let _ = closer.shutdown(std::net::Shutdown::Both);
     });

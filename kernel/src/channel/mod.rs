@@ -7,6 +7,23 @@
 //! impossible answer from the host), one `Error` frame per batch tells the host, the decoder
 //! resynchronises, and the channel keeps running. Outgoing data waits for credit: a host
 //! that stops reading blocks the sender, and nothing is dropped.
+//!
+//! # Memory: what the host can make the channel hold
+//!
+//! The channel never stops reading the transport (credit grants and acknowledgements must
+//! get through while the monitor waits for them), so everything it holds is bounded as it
+//! arrives:
+//!
+//! - *Message bytes*, by credit: a stream's partial message is bounded by `max_message`;
+//!   while a whole message of a stream waits in the queue, the credit its later frames use
+//!   is not returned (it is *deferred* until the queue has handed the stream's messages to
+//!   the monitor), so the host can add at most one window more. Per stream at most
+//!   `max_message` + the window: 6 × (2 MiB + 64 KiB) in all.
+//! - *Messages*, by count: at most [`MAX_QUEUED_MESSAGES`]; one more (empty messages need
+//!   no credit) is refused with an `Error(TOO_LARGE)` on its stream, once per batch.
+//! - *Everything else*, by coalescing: one pending `Ack` (the latest valid one), one
+//!   `Close` per stream, at most [`MAX_QUEUED_PEER_ERRORS`] host errors and
+//!   [`MAX_QUEUED_BAD_INPUT`] bad-input reports, the rest counted.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -15,12 +32,15 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use omega_wire::{
-    Credits, Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, Reassembler,
-    SUPPORTED_VERSIONS, Stream, WireError, msg, negotiate,
+    Credits, Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, PerStream,
+    Reassembler, SUPPORTED_VERSIONS, Stream, WireError, msg, negotiate,
 };
 
+mod host_text;
 #[cfg(test)]
 mod tests;
+
+pub use host_text::HostText;
 
 /// A byte pipe to the host.
 pub trait Transport {
@@ -106,7 +126,11 @@ pub enum ChannelError<E> {
 const RX_CHUNK: usize = 16 * 1024;
 /// Bad-input events queued at most; past this they are only counted. Bounds the memory a
 /// flood of garbage can take before the monitor gets to poll (during the handshake).
-const MAX_QUEUED_BAD_INPUT: usize = 64;
+pub const MAX_QUEUED_BAD_INPUT: usize = 64;
+/// Whole messages queued at most (all streams); one more is refused.
+pub const MAX_QUEUED_MESSAGES: usize = 1024;
+/// Host `Error` reports queued at most; past this they are only counted.
+pub const MAX_QUEUED_PEER_ERRORS: usize = 16;
 
 pub struct Channel<T: Transport> {
     transport: T,
@@ -120,6 +144,24 @@ pub struct Channel<T: Transport> {
     /// Bytes read from the transport that the decoder had no room for yet.
     backlog: Vec<u8>,
     events: VecDeque<Event<T::Error>>,
+    /// Whole messages in `events`, per stream.
+    queued: PerStream<usize>,
+    /// Bytes consumed on a stream while it had messages queued: credit returned once they
+    /// are handed out.
+    deferred: PerStream<usize>,
+    /// Streams on which a message was refused since the last batch was reported.
+    refused: PerStream<bool>,
+    /// The latest valid `Ack` not yet handed out (acks coalesce: each says "all up to here").
+    ack: Option<u64>,
+    /// Highest valid acknowledgement so far.
+    acked: u64,
+    /// Payload bytes sent on the Log stream (what an `Ack` may acknowledge at most).
+    log_sent: u64,
+    /// Host `Error`s in `events`, and those not queued because too many were.
+    queued_peer_errors: usize,
+    pub unshown_peer_errors: u64,
+    /// Streams with a `Closed` in `events` (a repeated Close is not queued again).
+    close_queued: PerStream<bool>,
     /// Bad input noticed since the last Error frame went to the host.
     unreported: bool,
     /// The last `recv` failed: a fault that persists is reported once, not once per poll.
@@ -147,6 +189,15 @@ impl<T: Transport> Channel<T> {
             rx: vec![0u8; RX_CHUNK],
             backlog: Vec::new(),
             events: VecDeque::new(),
+            queued: PerStream::default(),
+            deferred: PerStream::default(),
+            refused: PerStream::default(),
+            ack: None,
+            acked: 0,
+            log_sent: 0,
+            queued_peer_errors: 0,
+            unshown_peer_errors: 0,
+            close_queued: PerStream::default(),
             unreported: false,
             recv_faulting: false,
             version: 0,
@@ -267,6 +318,7 @@ impl<T: Transport> Channel<T> {
     /// Reads what the transport has and turns complete frames into events. Returns
     /// whether anything arrived.
     fn pump(&mut self) -> Result<bool, ChannelError<T::Error>> {
+        self.return_deferred_credit()?;
         let got = self.recv();
         self.backlog.extend_from_slice(&self.rx[..got]);
         let mut progress = got > 0;
@@ -299,20 +351,21 @@ impl<T: Transport> Channel<T> {
                         continue;
                     }
                     let len = frame.payload.len();
-                    let event = match self.reasm.push(&frame) {
-                        Ok(Some((s, m))) => Some(Event::Message(s, m)),
-                        Ok(None) => None,
-                        Err(e) => {
-                            self.note_bad_input(Event::Malformed(e));
-                            None
-                        }
-                    };
-                    // The bytes are ours now (buffered in the reassembler or the event
-                    // queue, both bounded); give the host its credit back.
-                    if let Some(g) = self.credits.consumed(stream, len) {
+                    // SECURITY: the bytes are ours now (in the bounded reassembler, or in a
+                    // message about to be queued). While the stream already has a message
+                    // waiting, its credit is held back: a host cannot queue messages without
+                    // bound while the monitor is busy (e.g. waiting for credit itself).
+                    if self.queued[stream] > 0 {
+                        self.deferred[stream] += len;
+                    } else if let Some(g) = self.credits.consumed(stream, len) {
                         grants.push((stream, g));
                     }
-                    event
+                    match self.reasm.push(&frame) {
+                        Ok(Some((s, m))) => self.queue_message(s, m),
+                        Ok(None) => {}
+                        Err(e) => self.note_bad_input(Event::Malformed(e)),
+                    }
+                    None
                 }
                 Kind::Credit => {
                     if let Err(e) = self.credits.on_credit(stream, frame.header.arg) {
@@ -320,20 +373,32 @@ impl<T: Transport> Channel<T> {
                     }
                     None
                 }
-                Kind::Ack => Some(Event::LogAck {
-                    stored: frame.header.arg,
-                }),
+                Kind::Ack => {
+                    let stored = frame.header.arg;
+                    self.on_ack(stored);
+                    None
+                }
                 Kind::Error => match msg::ErrorBody::decode(frame.payload) {
-                    Ok(b) => Some(Event::PeerError {
-                        stream,
-                        code: b.code,
-                        message: String::from(b.message),
-                    }),
+                    Ok(_) if self.queued_peer_errors >= MAX_QUEUED_PEER_ERRORS => {
+                        self.unshown_peer_errors += 1;
+                        None
+                    }
+                    Ok(b) => {
+                        self.queued_peer_errors += 1;
+                        Some(Event::PeerError {
+                            stream,
+                            code: b.code,
+                            message: String::from(b.message),
+                        })
+                    }
                     // Reported to the monitor's console, not back to the host: an Error
                     // about an Error could ping-pong.
                     Err(e) => Some(Event::Malformed(e)),
                 },
-                Kind::Close => Some(Event::Closed(stream)),
+                Kind::Close => {
+                    let already = core::mem::replace(&mut self.close_queued[stream], true);
+                    (!already).then_some(Event::Closed(stream))
+                }
                 Kind::Hello | Kind::HelloAck => {
                     self.note_bad_input(Event::Malformed(WireError::Protocol(
                         "handshake frame after the handshake",
@@ -346,8 +411,16 @@ impl<T: Transport> Channel<T> {
             }
         }
         for (s, g) in grants {
-            let n = self.enc.credit(s, g, &mut self.frame)?;
-            self.send_frame(n)?;
+            self.send_credit(s, g)?;
+        }
+        for s in Stream::ALL {
+            if core::mem::take(&mut self.refused[s]) {
+                self.send_error(
+                    s,
+                    msg::code::TOO_LARGE,
+                    "monitor busy: too many messages queued, message refused",
+                )?;
+            }
         }
         if core::mem::take(&mut self.unreported) {
             // One Error frame per batch of bad input, so garbage cannot make us flood the host.
@@ -360,17 +433,93 @@ impl<T: Transport> Channel<T> {
         Ok(progress)
     }
 
+    fn send_credit(&mut self, s: Stream, grant: u32) -> Result<(), ChannelError<T::Error>> {
+        let n = self.enc.credit(s, grant, &mut self.frame)?;
+        self.send_frame(n)
+    }
+
+    /// Queues a whole message, or refuses it when too many are queued already.
+    fn queue_message(&mut self, s: Stream, m: Vec<u8>) {
+        let queued: usize = Stream::ALL.iter().map(|s| self.queued[*s]).sum();
+        if queued >= MAX_QUEUED_MESSAGES {
+            // SECURITY: empty messages need no credit; their number is bounded here.
+            self.refused[s] = true;
+            self.note_bad_input(Event::Malformed(WireError::Protocol(
+                "too many messages queued: message refused",
+            )));
+            return;
+        }
+        self.queued[s] += 1;
+        self.events.push_back(Event::Message(s, m));
+    }
+
+    /// An `Ack` from the host: every Log byte up to `stored` is durably stored.
+    fn on_ack(&mut self, stored: u64) {
+        // SECURITY: an acknowledgement of bytes never sent (or going backwards) would let
+        // the monitor release log entries nobody stored; it is refused and ignored.
+        if stored > self.log_sent {
+            self.note_bad_input(Event::Malformed(WireError::Protocol(
+                "Ack beyond the log bytes sent",
+            )));
+        } else if stored < self.acked {
+            self.note_bad_input(Event::Malformed(WireError::Protocol("Ack went backwards")));
+        } else {
+            self.acked = stored;
+            self.ack = Some(stored);
+        }
+    }
+
+    /// The latest valid `Ack` not yet handed out, if any (it is also handed out by `poll`).
+    pub fn take_log_ack(&mut self) -> Option<u64> {
+        self.ack.take()
+    }
+
+    /// Reads what the transport has and queues what it brought (credit, acks, messages),
+    /// without handing anything out: for a caller that waits for credit or an ack.
+    /// Returns whether anything arrived.
+    pub fn receive(&mut self) -> Result<bool, ChannelError<T::Error>> {
+        self.pump()
+    }
+
     /// The next event, if any (polls the transport once). An error here is a failure to
     /// send (a credit grant or an error report); the channel stays usable.
     pub fn poll(&mut self) -> Result<Option<Event<T::Error>>, ChannelError<T::Error>> {
+        self.return_deferred_credit()?;
+        if let Some(stored) = self.ack.take() {
+            return Ok(Some(Event::LogAck { stored }));
+        }
         if self.events.is_empty() {
             self.pump()?;
+            if let Some(stored) = self.ack.take() {
+                return Ok(Some(Event::LogAck { stored }));
+            }
         }
-        Ok(self.events.pop_front())
+        let event = self.events.pop_front();
+        match &event {
+            Some(Event::Message(s, _)) => self.queued[*s] -= 1,
+            Some(Event::PeerError { .. }) => self.queued_peer_errors -= 1,
+            Some(Event::Closed(s)) => self.close_queued[*s] = false,
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    /// Streams whose queued messages have all been handed out get their held-back credit.
+    fn return_deferred_credit(&mut self) -> Result<(), ChannelError<T::Error>> {
+        for s in Stream::ALL {
+            if self.queued[s] == 0 && self.deferred[s] > 0 {
+                let held = core::mem::take(&mut self.deferred[s]);
+                if let Some(g) = self.credits.consumed(s, held) {
+                    self.send_credit(s, g)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends `message` on `stream`, split into frames as credit allows; waits for credit
-    /// (processing incoming frames meanwhile) rather than dropping anything.
+    /// (processing incoming frames meanwhile, within the bounds in the module docs) rather
+    /// than dropping anything.
     pub fn send(&mut self, stream: Stream, message: &[u8]) -> Result<(), ChannelError<T::Error>> {
         let mut rest = message;
         loop {
@@ -380,6 +529,9 @@ impl<T: Transport> Channel<T> {
             {
                 Ok((taken, n)) => {
                     self.send_frame(n)?;
+                    if stream == Stream::Log {
+                        self.log_sent += taken as u64;
+                    }
                     rest = &rest[taken..];
                     if rest.is_empty() && taken > 0 || message.is_empty() {
                         return Ok(());

@@ -473,7 +473,7 @@ fn an_oversized_message_is_refused_and_the_stream_recovers() {
 fn peer_errors_close_and_acks_become_events() {
     let (mut ch, mut host) = connected(1000, TEST);
     let mut ack = vec![0u8; MAX_FRAME];
-    let n = host.enc.ack(3, 1234, &mut ack).unwrap();
+    let n = host.enc.ack(0, 0, &mut ack).unwrap();
     ack.truncate(n);
     let mut close = vec![0u8; MAX_FRAME];
     let n = host.enc.close(Stream::Tools, &mut close).unwrap();
@@ -490,8 +490,8 @@ fn peer_errors_close_and_acks_become_events() {
         matches!(
             &events[..],
             [
+                Event::LogAck { stored: 0 },
                 Event::PeerError { stream: Stream::Inference, code: msg::code::BACKEND, message },
-                Event::LogAck { stored: 1234 },
                 Event::Closed(Stream::Tools),
             ] if message == "model crashed"
         ),
@@ -592,4 +592,184 @@ fn a_flood_before_the_handshake_is_counted_not_queued() {
         events.len()
     );
     assert_eq!(faults(&events), ["stuck"]);
+}
+
+fn ack(host: &mut Host, stored: u64) -> Vec<u8> {
+    host.frame(|e, b| e.ack(0, stored, b).unwrap())
+}
+
+fn acks(events: &[Event<Fault>]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LogAck { stored } => Some(*stored),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Attack: the host acknowledges log bytes it was never sent (so that the monitor would
+/// release entries nobody stored), or goes backwards. Refused, reported, ignored; acks
+/// coalesce to the latest valid one.
+#[test]
+fn an_ack_beyond_what_was_sent_is_refused() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    ch.send(Stream::Log, &[1u8; 500]).unwrap();
+    let _ = guest_output(&mut ch, &mut host);
+    push(&mut ch, &ack(&mut host, 501));
+    let events = drain(&mut ch);
+    assert!(acks(&events).is_empty(), "{events:?}");
+    assert_eq!(
+        malformed(&events),
+        [WireError::Protocol("Ack beyond the log bytes sent")]
+    );
+    assert_eq!(
+        guest_output(&mut ch, &mut host),
+        [Seen::Error(Stream::Control, msg::code::MALFORMED)]
+    );
+    // Valid acks, several in one batch: the latest is what counts.
+    let batch = [ack(&mut host, 100), ack(&mut host, 300)].concat();
+    push(&mut ch, &batch);
+    assert_eq!(acks(&drain(&mut ch)), [300]);
+    push(&mut ch, &ack(&mut host, 200));
+    let events = drain(&mut ch);
+    assert!(acks(&events).is_empty());
+    assert_eq!(
+        malformed(&events),
+        [WireError::Protocol("Ack went backwards")]
+    );
+    push(&mut ch, &ack(&mut host, 500));
+    assert_eq!(acks(&drain(&mut ch)), [500]);
+    // The ack is also there for a producer that waits for it without polling.
+    push(&mut ch, &ack(&mut host, 500));
+    assert!(ch.receive().unwrap());
+    assert_eq!(ch.take_log_ack(), Some(500));
+    assert_eq!(ch.take_log_ack(), None);
+}
+
+fn tools_queued(events: &[Event<Fault>]) -> usize {
+    messages(events)
+        .iter()
+        .filter(|(s, _)| *s == Stream::Tools)
+        .count()
+}
+
+/// Bytes of the messages in the queue, and their number.
+fn queued(ch: &Channel<Fake>) -> (usize, usize) {
+    let sizes = ch.events.iter().filter_map(|e| match e {
+        Event::Message(_, m) => Some(m.len()),
+        _ => None,
+    });
+    (sizes.clone().sum(), sizes.count())
+}
+
+/// Attack: while the guest waits for credit, the host floods it: far more data than its
+/// credit on one stream, thousands of empty messages (which need no credit), errors,
+/// closes and acks. The guest's queue stays within its bounds (one window beyond the
+/// first whole message per stream, `MAX_QUEUED_MESSAGES` messages, the caps on the rest),
+/// the excess is refused and reported, and the send completes when the credit comes.
+#[test]
+fn a_flood_while_the_guest_waits_for_credit_stays_bounded() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    ch.send(Stream::Log, &[0u8; 1000]).unwrap(); // uses up the Log credit
+    let _ = guest_output(&mut ch, &mut host);
+    let mut flood = Vec::new();
+    for i in 0..400u32 {
+        // 400 KiB on Tools: 6 windows' worth, ignoring credit.
+        flood.extend(host.message(Stream::Tools, &[i as u8; 1024]));
+    }
+    for _ in 0..3000 {
+        flood.extend(host.message(Stream::Echo, b""));
+    }
+    for _ in 0..100 {
+        flood.extend(host.error(Stream::Inference, msg::code::BACKEND, "noise"));
+        flood.extend(host.frame(|e, b| e.close(Stream::Tools, b).unwrap()));
+        flood.extend(ack(&mut host, 10));
+    }
+    flood.extend(host.credit(Stream::Log, 1000));
+    push(&mut ch, &flood);
+    ch.send(Stream::Log, &[1u8; 1000]).unwrap();
+    assert!(ch.transport_mut().inbound.is_empty());
+
+    let (bytes, count) = queued(&ch);
+    let window = INITIAL_WINDOW as usize;
+    assert!(bytes <= 1024 + window, "{bytes} bytes queued");
+    assert!(count <= MAX_QUEUED_MESSAGES, "{count} messages queued");
+    assert!(
+        ch.events.len()
+            <= MAX_QUEUED_MESSAGES
+                + MAX_QUEUED_PEER_ERRORS
+                + MAX_QUEUED_BAD_INPUT
+                + Stream::ALL.len()
+    );
+    assert_eq!(ch.unshown_peer_errors, 100 - MAX_QUEUED_PEER_ERRORS as u64);
+    // No credit was granted for Tools past the first message while it waited.
+    let out = guest_output(&mut ch, &mut host);
+    assert!(
+        !out.iter()
+            .any(|s| matches!(s, Seen::Credit(Stream::Tools, _))),
+        "{out:?}"
+    );
+    assert!(
+        out.contains(&Seen::Error(Stream::Echo, msg::code::TOO_LARGE)),
+        "{out:?}"
+    );
+    assert!(out.contains(&Seen::Message(Stream::Log, vec![1u8; 1000])));
+
+    let events = drain(&mut ch);
+    let bad = malformed(&events);
+    assert!(
+        bad.contains(&WireError::CreditExceeded(Stream::Tools)),
+        "{bad:?}"
+    );
+    // 3000 empty messages, the queue holds fewer: the rest were refused (and counted).
+    let echoes = messages(&events)
+        .iter()
+        .filter(|(s, _)| *s == Stream::Echo)
+        .count();
+    assert!(
+        echoes < 3000 && echoes + tools_queued(&events) <= MAX_QUEUED_MESSAGES,
+        "{echoes}"
+    );
+    assert!(ch.malformed >= (3000 - echoes) as u64, "{}", ch.malformed);
+    assert_eq!(acks(&events), [10], "acks coalesce");
+    let closes = events
+        .iter()
+        .filter(|e| matches!(e, Event::Closed(_)))
+        .count();
+    assert_eq!(closes, 1);
+    let tools = tools_queued(&events);
+    assert!(tools >= 1 && tools <= 1 + window / 1024, "{tools}");
+}
+
+/// An honest host that sends exactly its credit while the guest is busy loses nothing: the
+/// credit held back while messages waited returns once they are handed out, and the next
+/// messages then flow.
+#[test]
+fn credit_held_back_while_messages_wait_returns_when_they_are_handed_out() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    let window = INITIAL_WINDOW as usize;
+    let m = vec![5u8; 4096];
+    let mut batch = Vec::new();
+    for _ in 0..window / m.len() {
+        batch.extend(host.message(Stream::Inference, &m));
+    }
+    push(&mut ch, &batch);
+    assert!(ch.receive().unwrap());
+    let granted = |out: &[Seen]| -> u64 {
+        out.iter()
+            .map(|s| match s {
+                Seen::Credit(Stream::Inference, g) => *g,
+                _ => 0,
+            })
+            .sum()
+    };
+    // Only the first message's bytes were granted back while the rest wait.
+    let before = granted(&guest_output(&mut ch, &mut host));
+    assert!(before <= m.len() as u64, "{before}");
+    let events = drain(&mut ch);
+    assert_eq!(messages(&events).len(), window / m.len());
+    let after = granted(&guest_output(&mut ch, &mut host));
+    assert_eq!(before + after, window as u64, "the whole window came back");
+    assert_eq!(ch.malformed, 0);
 }

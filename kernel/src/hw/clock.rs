@@ -74,10 +74,6 @@ pub fn now_ns(clock: &Clock) -> u64 {
     clock.ns_at(rdtsc())
 }
 
-#[cfg_attr(
-    not(feature = "test-hooks"),
-    allow(dead_code, reason = "used by the test hooks")
-)]
 /// Busy-waits `ms` milliseconds of PIT time and returns the TSC ticks that passed (for
 /// checking the clock against the PIT).
 pub fn pit_wait_tsc(ms: u64) -> Option<u64> {

@@ -1,8 +1,12 @@
-//! The kernel's own GDT, TSS (with a separate stack for double faults) and IDT.
+//! The kernel's own GDT, TSS (with a separate stack for double faults) and IDT: the 32
+//! exception vectors, the device-interrupt vectors of `omega_arch::interrupts` (which stop
+//! the VM until the idle code registers a handler, see `hw::idle`) and the APIC's spurious
+//! vector; every other gate is not present (`#NP`, a reported stop).
 
 use core::cell::UnsafeCell;
 
 use omega_arch::exceptions::{self, Gate, Idt};
+use omega_arch::interrupts;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
@@ -27,8 +31,8 @@ static DF_STACK: BootCell<Stack> = BootCell(UnsafeCell::new(Stack([0; DF_STACK_S
 static TSS: BootCell<TaskStateSegment> = BootCell(UnsafeCell::new(TaskStateSegment::new()));
 static GDT: BootCell<GlobalDescriptorTable> =
     BootCell(UnsafeCell::new(GlobalDescriptorTable::new()));
-static IDT: BootCell<Idt> = BootCell(UnsafeCell::new(Idt {
-    gates: [Gate::zero(); 32],
+static IDT: BootCell<Idt<256>> = BootCell(UnsafeCell::new(Idt {
+    gates: [Gate::zero(); 256],
 }));
 
 /// Loads the GDT, TSS and IDT. Call once, first thing.
@@ -53,6 +57,7 @@ pub fn init() {
 
         let idt = &mut *IDT.0.get();
         exceptions::fill(idt, DF_IST);
+        interrupts::fill_interrupts(idt);
         exceptions::load(&*IDT.0.get());
     }
 }

@@ -51,6 +51,14 @@ pub fn init_vc(info: &BootInfo) {
     });
 }
 
+/// The back-off of a guest request the host answered "busy": PIT time, like the clock's
+/// calibration (host-controlled under SNP without Secure TSC, as every clock here is; a
+/// host that speeds it up only reaches the give-up point sooner, which it could do by
+/// answering with an error anyway).
+fn busy_wait_ms(ms: u64) {
+    let _ = crate::hw::clock::pit_wait_tsc(ms);
+}
+
 /// Page tables reached through the direct map.
 struct DirectMapTables;
 
@@ -73,6 +81,10 @@ impl SevSnp {
         if info.check() != Ok(Tee::SevSnp) {
             return Err(PlatformError::Host("boot info is not an SNP boot"));
         }
+        // The loader refused SEV_STATUS with features the monitor lacks; the boot info
+        // carries the value it checked, so a kernel paired with another loader cannot skip it.
+        sev_snp::features::check(info.sev_status, sev_snp::features::POLICY)
+            .map_err(|_| PlatformError::Host("SEV_STATUS features"))?;
         // SAFETY: the secrets page is launch-validated private RAM the loader reserved and
         // nothing else references; this is its only mutable borrow.
         let page =
@@ -161,6 +173,7 @@ impl SevSnp {
             request_gpa: req,
             response_page,
             response_gpa: resp,
+            wait_ms: busy_wait_ms,
         };
         Ok(f(&mut self.messenger, &mut t))
     }
@@ -172,10 +185,16 @@ impl Platform for SevSnp {
     }
 
     fn accept_memory(&mut self, range: PhysRange) -> Result<(), PlatformError> {
-        // SECURITY: "no change" while validating here means the host mapped a page we had
-        // already validated at this address: a remapping attack; `validate_fresh` refuses.
-        sev_snp::pvalidate::validate_fresh(&mut HwPvalidate, Self::range(range)?)
-            .map_err(host_err("PVALIDATE of fresh RAM"))?;
+        // SECURITY: the private state first (a VMM need not have assigned this RAM to the
+        // guest; Linux and OVMF ask first too), then PVALIDATE as fresh memory: "no
+        // change" there means the host mapped a page we had already validated at this
+        // address, a remapping attack, and `make_private` refuses.
+        let mut psc = GhcbPageStateChange {
+            platform: &mut self.ghcb,
+            version: self.version,
+        };
+        sev_snp::pvalidate::make_private(&mut HwPvalidate, &mut psc, Self::range(range)?)
+            .map_err(host_err("accepting fresh RAM"))?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! The host channel's transport (`omega_kernel::channel::Transport`): serial port 1 of a multiport virtio console over
-//! virtio-mmio on QEMU's `microvm`, driven by polling.
+//! virtio-mmio on QEMU's `microvm`, driven by polling; its interrupt only wakes the idle
+//! vCPU (`hw::idle`), so the device asks for one only when it fills a receive buffer.
 //!
 //! `virtio-drivers` provides the MMIO transport and the split virtqueues (which keep
 //! shadow descriptors, so the host cannot redirect them). The console driver on top is
@@ -13,6 +14,7 @@
 
 use alloc::boxed::Box;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use omega_boot_info::virt;
 use virtio_drivers::queue::VirtQueue;
@@ -30,6 +32,17 @@ const MMIO_SLOT_SIZE: u64 = 0x200;
 const MMIO_SLOTS: u64 = 32;
 const VIRTIO_MAGIC: u32 = 0x7472_6976;
 const DEVICE_CONSOLE: u32 = 3;
+/// virtio-mmio InterruptStatus and InterruptACK (virtio 1.2, 4.2.2).
+const REG_INTERRUPT_STATUS: u64 = 0x60;
+const REG_INTERRUPT_ACK: u64 = 0x64;
+/// No channel device (yet).
+const NO_SLOT: u64 = u64::MAX;
+
+/// The channel device's slot, for its interrupt handler: set once by [`probe`].
+static CHANNEL_SLOT: AtomicU64 = AtomicU64::new(NO_SLOT);
+/// Receives that found input (bytes, or a bad length): `hw::idle` halts only after a
+/// run of receives that found none.
+static RX_ACTIVITY: AtomicU64 = AtomicU64::new(0);
 
 const QUEUE_SIZE: usize = 8;
 const RX_SLOTS: usize = 4;
@@ -245,9 +258,41 @@ pub fn probe() -> Result<Console, ConsoleError> {
         if transport.device_type() != DeviceType::Console {
             continue;
         }
-        return Console::new(transport, slot);
+        let console = Console::new(transport, slot)?;
+        CHANNEL_SLOT.store(slot, Ordering::Release);
+        return Ok(console);
     }
     Err(ConsoleError::NoDevice)
+}
+
+/// The virtio-mmio slot of the channel device, once [`probe`] found it (slot n raises
+/// its own interrupt line; `hw::idle` routes it).
+pub fn channel_slot() -> Option<u64> {
+    let slot = CHANNEL_SLOT.load(Ordering::Acquire);
+    (slot != NO_SLOT).then_some(slot)
+}
+
+/// A count that changes whenever a receive on the channel found input.
+pub fn rx_activity() -> u64 {
+    RX_ACTIVITY.load(Ordering::Relaxed)
+}
+
+/// Acknowledges the channel device's interrupt so that its (level-triggered) line drops;
+/// for the interrupt handler, so register access only: the queues are the poller's.
+pub fn ack_interrupt() {
+    let Some(slot) = channel_slot() else {
+        return;
+    };
+    let regs = virt::MMIO_BASE + MMIO_SLOTS_BASE + slot * MMIO_SLOT_SIZE;
+    // SAFETY: the registers of the slot `probe` found the console in, inside the uncached
+    // device window; InterruptStatus is read-only and writing its value to InterruptACK
+    // only clears those interrupt bits (the queues are not touched).
+    unsafe {
+        let status = ((regs + REG_INTERRUPT_STATUS) as *const u32).read_volatile();
+        if status != 0 {
+            ((regs + REG_INTERRUPT_ACK) as *mut u32).write_volatile(status);
+        }
+    }
 }
 
 fn control(id: u32, event: u16, value: u16) -> [u8; ctl::LEN] {
@@ -265,9 +310,12 @@ impl Console {
             return Err(ConsoleError::NoMultiport);
         }
         let ctrl_rx = RxQueue::new(&mut transport, CTRL_RX_QUEUE)?;
-        let ctrl_tx = VirtQueue::new(&mut transport, CTRL_TX_QUEUE, false, false)?;
+        let mut ctrl_tx = VirtQueue::new(&mut transport, CTRL_TX_QUEUE, false, false)?;
         let rx = RxQueue::new(&mut transport, PORT_RX_QUEUE)?;
-        let tx = VirtQueue::new(&mut transport, PORT_TX_QUEUE, false, false)?;
+        let mut tx = VirtQueue::new(&mut transport, PORT_TX_QUEUE, false, false)?;
+        // Sends wait for the device in place: no interrupt needed when it is done.
+        tx.set_dev_notify(false);
+        ctrl_tx.set_dev_notify(false);
         transport.finish_init();
         let mut c = Console {
             transport,
@@ -373,7 +421,11 @@ impl channel::Transport for Console {
     type Error = ConsoleError;
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, ConsoleError> {
-        Console::recv(self, buf)
+        let got = Console::recv(self, buf);
+        if !matches!(got, Ok(0)) {
+            RX_ACTIVITY.fetch_add(1, Ordering::Relaxed);
+        }
+        got
     }
 
     fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {

@@ -1,9 +1,14 @@
 //! The Bundle stream: the bundle (`omega-bundle`: `Begin`, per file `File` + contents,
 //! `End`) is received, every file hashed on arrival and logged as a target before anything
-//! else happens. A bundle the receiver refuses is answered with an `Error` on this stream.
+//! else happens; once complete, a `BUNDLE_ACTIVE` entry names its manifest (by target and
+//! digest) as the bundle in force. A bundle the receiver refuses is answered with an `Error`
+//! on this stream. One bundle per boot: a second `Begin` after a completed bundle is
+//! refused and logged (`BUNDLE_REFUSED`, decision deny).
 
 use omega_arch::serial_println;
-use omega_bundle::{BundleReceiver, Progress};
+use omega_bundle::{BundleError, BundleReceiver, Progress};
+use omega_provenance::Decision;
+use omega_provenance::entry::lifecycle;
 use omega_wire::{Stream, msg};
 
 use super::log::LogService;
@@ -17,6 +22,8 @@ const _: () = assert!(omega_bundle::MAX_NAME <= omega_provenance::entry::MAX_NAM
 #[derive(Default)]
 pub struct BundleService {
     receiver: BundleReceiver,
+    /// Log target numbers of the files received so far, in order.
+    targets: alloc::vec::Vec<u32>,
     /// Set once the whole bundle is in and logged.
     delivered: bool,
 }
@@ -26,10 +33,27 @@ impl BundleService {
         self.delivered
     }
 
+    /// The delivered bundle's manifest and files (in sending order), taken out for the
+    /// agents; `None` before delivery or once taken. The receiver still refuses a second
+    /// bundle.
+    pub fn take(
+        &mut self,
+    ) -> Option<(
+        omega_bundle::Manifest,
+        alloc::vec::Vec<omega_bundle::BundleFile>,
+    )> {
+        if !self.delivered {
+            return None;
+        }
+        let manifest = self.receiver.manifest.take()?;
+        Some((manifest, core::mem::take(&mut self.receiver.files)))
+    }
+
     /// Handles one message from the host on the Bundle stream.
     pub fn on_message(&mut self, ch: &mut HostChannel, log: &mut LogService<'_>, body: &[u8]) {
         match self.receiver.on_message(body) {
             Ok(Progress::Started { files, total_bytes }) => {
+                self.targets.clear();
                 serial_println!("omega: bundle: receiving {files} files, {total_bytes} bytes")
             }
             Ok(Progress::Receiving) => {}
@@ -41,7 +65,8 @@ impl BundleService {
                     f.bytes.len(),
                     DigestPrefix(&f.sha256)
                 );
-                log.define_target(ch, f.sha256, f.name.as_bytes());
+                let target = log.define_target(ch, f.sha256, f.name.as_bytes());
+                self.targets.push(target);
             }
             Ok(Progress::Finished) => {
                 // The heap left with the whole bundle held: the margin docs/host.md argues.
@@ -50,8 +75,41 @@ impl BundleService {
                     self.receiver.files.len(),
                     crate::hw::heap::free() / 1024
                 );
+                // The manifest (always the first file) names the policy and each module: its
+                // digest identifies the whole bundle for a verifier reading the log.
+                let manifest = &self.receiver.files[0];
+                serial_println!(
+                    "omega: bundle: active, manifest sha256 {}",
+                    DigestPrefix(&manifest.sha256)
+                );
+                log.lifecycle(
+                    ch,
+                    lifecycle::BUNDLE_ACTIVE,
+                    self.targets[0],
+                    Decision::Allow,
+                    Some(manifest.sha256),
+                    None,
+                );
                 log.checkpoint(ch);
                 self.delivered = true;
+            }
+            Err(e @ BundleError::AlreadyDelivered) => {
+                serial_println!("omega: bundle refused: {e}");
+                log.lifecycle(
+                    ch,
+                    lifecycle::BUNDLE_REFUSED,
+                    0,
+                    Decision::Deny,
+                    None,
+                    Some(b"second bundle after a complete one"),
+                );
+                if let Err(e) = ch.send_error(
+                    Stream::Bundle,
+                    msg::code::PROTOCOL,
+                    "a bundle was already delivered: one bundle per boot",
+                ) {
+                    report_send_failure("the bundle refusal", &e);
+                }
             }
             Err(e) => {
                 serial_println!("omega: bundle refused: {e}");

@@ -4,6 +4,7 @@
 use alloc::vec;
 
 use omega_arch::serial_println;
+use omega_kernel::channel::HostText;
 use omega_wire::Stream;
 use omega_wire::msg::{self, ControlMsg};
 
@@ -49,9 +50,22 @@ pub fn on_message(ch: &mut HostChannel, log: &mut LogService<'_>, body: &[u8]) -
             send_shutdown(ch);
             return Outcome::Shutdown;
         }
-        Ok(ControlMsg::Notice { text }) => serial_println!("omega: host says: {text}"),
+        // SECURITY: the host's words, escaped and marked as the host's, never raw bytes on
+        // the operator's terminal.
+        Ok(ControlMsg::Notice { text }) => {
+            serial_println!(
+                "omega: notice from the host (escaped): \"{}\"",
+                HostText(text)
+            )
+        }
+        // Messages only the monitor sends; their text is not shown.
         Ok(other) => {
-            serial_println!("omega: channel: unexpected control message from the host: {other:?}")
+            let what = match other {
+                ControlMsg::LogKey { .. } => "LogKey",
+                ControlMsg::Checkpoint { .. } => "Checkpoint",
+                _ => "?",
+            };
+            serial_println!("omega: channel: unexpected control message from the host: {what}")
         }
         Err(e) => serial_println!("omega: channel: bad control message: {e}"),
     }

@@ -1,12 +1,19 @@
 //! The Log stream: the monitor's provenance log (`omega-provenance`). Every record is
-//! appended here; the log's at-rest byte stream (what `Log::drain` produces) goes to the
-//! host on the Log stream, the verifier key and signed checkpoints go as Control messages,
-//! and the host's acknowledgements say how much of it is durably stored.
+//! appended here; the log's at-rest byte stream (what `Log::take_unsent` hands out) goes
+//! to the host on the Log stream, the verifier key and signed checkpoints go as Control
+//! messages, and the host's acknowledgements say how much of it is durably stored.
+//!
+//! Durability: an entry stays in the outbox until the host has acknowledged it as durably
+//! stored (an `Ack` beyond what was sent is refused by the channel). When the outbox is
+//! full of unacknowledged entries, the producer blocks in [`LogService::append`] (in
+//! `wait_for_ack`), reading the channel for acks, until the host stores more: no record is
+//! ever dropped, and a host that stops storing stops the monitor's work, not its log.
 
 use alloc::boxed::Box;
 
 use omega_arch::serial_println;
 use omega_kernel::clock::Clock;
+use omega_provenance::entry::MAX_ENTRY;
 use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, AppendError, Decision, Log, LogKey, Record};
 use omega_wire::Stream;
@@ -18,8 +25,10 @@ use crate::monitor::{Monitor, fatal};
 
 /// Origin (and key name) of the monitor's log.
 pub const LOG_ORIGIN: &str = "omega-monitor";
-/// Log bytes buffered before they must go to the host.
-const OUTBOX: usize = 16 * 1024;
+/// Log bytes held until the host acknowledges them (sent or not): one Log credit window, so
+/// a host that grants credit and stores promptly never makes a producer wait.
+const OUTBOX: usize = 64 * 1024;
+const _: () = assert!(OUTBOX >= omega_wire::INITIAL_WINDOW as usize && OUTBOX > MAX_ENTRY);
 
 pub struct LogService<'m> {
     log: Box<Log<OUTBOX>>,
@@ -27,9 +36,6 @@ pub struct LogService<'m> {
     clock: Option<&'m Clock>,
     /// Target number the next `define_target` gets.
     next_target: u32,
-    /// Log bytes sent to the host, and acknowledged by it as durably stored.
-    sent: u64,
-    acked: u64,
 }
 
 impl<'m> LogService<'m> {
@@ -52,74 +58,171 @@ impl<'m> LogService<'m> {
             key,
             clock: m.clock.as_ref(),
             next_target: 1,
-            sent: 0,
-            acked: 0,
         };
-        let start = Record {
-            time: s.now_ms(),
-            agent: 0,
-            action: Action::Lifecycle,
-            target: 0,
-            decision: Decision::Allow,
-            rule: lifecycle::LOG_START,
-            labels: 0,
-            content: Some(m.info.kernel_sha256),
-            name: Some(LOG_ORIGIN.as_bytes()),
-        };
-        s.append(ch, &start);
-        s.flush(ch);
+        s.lifecycle(
+            ch,
+            lifecycle::LOG_START,
+            0,
+            Decision::Allow,
+            Some(m.info.kernel_sha256),
+            Some(LOG_ORIGIN.as_bytes()),
+        );
         s
     }
 
     /// Milliseconds on the monitor's clock (0 without one).
-    fn now_ms(&self) -> u64 {
+    pub fn now_ms(&self) -> u64 {
         self.clock
             .map(|c| hw::clock::now_ns(c) / 1_000_000)
             .unwrap_or(0)
     }
 
-    /// Appends `r`.
+    /// Appends `r` and sends it to the host (it stays in the outbox until acknowledged).
     pub fn append(&mut self, ch: &mut HostChannel, r: &Record<'_>) {
-        // SECURITY: never lose a record; a full outbox is drained (waiting on the host's
-        // credit if need be) before the append is retried.
+        // SECURITY: never lose a record; a full outbox is sent (waiting on the host's
+        // credit if need be) and, once all of it is sent, acknowledged by the host before
+        // the append is retried.
         loop {
             match self.log.append(r) {
-                Ok(_) => return,
-                Err(AppendError::OutboxFull) => self.flush(ch),
+                Ok(_) => return self.flush(ch),
+                Err(AppendError::OutboxFull) if self.log.unsent() > 0 => self.flush(ch),
+                Err(AppendError::OutboxFull) => self.wait_for_ack(ch),
                 Err(e) => fatal("provenance log", format_args!("{e:?}")),
             }
         }
     }
 
-    /// Logs a new target (a bundle file): its number, content digest and name.
-    pub fn define_target(&mut self, ch: &mut HostChannel, sha256: [u8; 32], name: &[u8]) {
-        let r = Record {
-            time: self.now_ms(),
-            agent: 0,
-            action: Action::Lifecycle,
-            target: self.next_target,
-            decision: Decision::Allow,
-            rule: lifecycle::DEFINE_TARGET,
-            labels: 0,
-            content: Some(sha256),
-            name: Some(name),
-        };
-        self.next_target += 1;
+    /// Appends `r` without waiting for the host to store anything: `Err(Backpressure)` when
+    /// the outbox is full of sent, unacknowledged entries (nothing was appended). Agents'
+    /// records go this way, so a slow host parks the agent (the runtime retries on
+    /// `records_drained`), not the whole monitor.
+    pub fn try_append(
+        &mut self,
+        ch: &mut HostChannel,
+        r: &Record<'_>,
+    ) -> Result<(), omega_runtime::Backpressure> {
+        loop {
+            match self.log.append(r) {
+                Ok(_) => {
+                    self.flush(ch);
+                    return Ok(());
+                }
+                Err(AppendError::OutboxFull) if self.log.unsent() > 0 => self.flush(ch),
+                Err(AppendError::OutboxFull) => return Err(omega_runtime::Backpressure),
+                Err(e) => fatal("provenance log", format_args!("{e:?}")),
+            }
+        }
+    }
+
+    /// Blocks until the host acknowledges more of the log (the producer's wait when the
+    /// outbox is full of unacknowledged entries). Messages arriving meanwhile wait in the
+    /// channel's bounded queue.
+    fn wait_for_ack(&mut self, ch: &mut HostChannel) {
+        serial_println!(
+            "omega: log: outbox full ({} bytes unacknowledged); waiting for the host to store them",
+            self.log.pending()
+        );
+        loop {
+            if let Some(stored) = ch.take_log_ack() {
+                self.on_ack(stored);
+                if self.log.free() >= MAX_ENTRY {
+                    return;
+                }
+            }
+            match ch.receive() {
+                Ok(true) => {}
+                Ok(false) => core::hint::spin_loop(),
+                Err(e) => report_send_failure("a credit grant or error report", &e),
+            }
+        }
+    }
+
+    /// Logs a lifecycle event.
+    pub fn lifecycle(
+        &mut self,
+        ch: &mut HostChannel,
+        rule: u32,
+        target: u32,
+        decision: Decision,
+        content: Option<[u8; 32]>,
+        name: Option<&[u8]>,
+    ) {
+        let r = self.lifecycle_record(0, rule, target, decision, content, name);
         self.append(ch, &r);
     }
 
-    /// Sends every pending entry to the host. If the send fails the bytes are gone from
-    /// the outbox: the host's stored log then no longer matches the signed checkpoints,
-    /// which is exactly what a verifier detects.
+    /// A lifecycle record about `agent` (0: the monitor), stamped now.
+    pub fn lifecycle_record<'a>(
+        &self,
+        agent: u32,
+        rule: u32,
+        target: u32,
+        decision: Decision,
+        content: Option<[u8; 32]>,
+        name: Option<&'a [u8]>,
+    ) -> Record<'a> {
+        Record {
+            time: self.now_ms(),
+            agent,
+            action: Action::Lifecycle,
+            target,
+            decision,
+            rule,
+            labels: 0,
+            content,
+            name,
+        }
+    }
+
+    /// Logs a new target (a bundle file): its number, content digest and name. Returns the
+    /// number.
+    pub fn define_target(&mut self, ch: &mut HostChannel, sha256: [u8; 32], name: &[u8]) -> u32 {
+        let target = self.next_target;
+        let r = self.lifecycle_record(
+            0,
+            lifecycle::DEFINE_TARGET,
+            target,
+            Decision::Allow,
+            Some(sha256),
+            Some(name),
+        );
+        self.append(ch, &r);
+        self.next_target += 1;
+        target
+    }
+
+    /// [`Self::define_target`] for a target without content (a model, tool, source or
+    /// agent an agent names), without waiting: see [`Self::try_append`].
+    pub fn try_define_target(
+        &mut self,
+        ch: &mut HostChannel,
+        name: &[u8],
+    ) -> Result<u32, omega_runtime::Backpressure> {
+        let target = self.next_target;
+        let r = self.lifecycle_record(
+            0,
+            lifecycle::DEFINE_TARGET,
+            target,
+            Decision::Allow,
+            None,
+            Some(name),
+        );
+        self.try_append(ch, &r)?;
+        self.next_target += 1;
+        Ok(target)
+    }
+
+    /// Sends every entry not sent yet to the host (they stay in the outbox until it
+    /// acknowledges them). If the send fails they are not sent again: the host's stored log
+    /// then no longer matches the signed checkpoints, which is what a verifier detects.
     pub fn flush(&mut self, ch: &mut HostChannel) {
-        if self.log.pending() == 0 {
+        if self.log.unsent() == 0 {
             return;
         }
-        let mut buf = alloc::vec![0u8; self.log.pending()];
-        let n = self.log.drain(&mut buf);
-        match ch.send(Stream::Log, &buf[..n]) {
-            Ok(()) => self.sent += n as u64,
-            Err(e) => report_send_failure("log entries", &e),
+        let mut buf = alloc::vec![0u8; self.log.unsent()];
+        let n = self.log.take_unsent(&mut buf);
+        if let Err(e) = ch.send(Stream::Log, &buf[..n]) {
+            report_send_failure("log entries", &e);
         }
     }
 
@@ -130,14 +233,18 @@ impl<'m> LogService<'m> {
         control::send(ch, &ControlMsg::Checkpoint { note: &note });
     }
 
-    /// The host has durably stored `stored` bytes of the log.
+    /// The host has durably stored `stored` bytes of the log: they leave the outbox.
     pub fn on_ack(&mut self, stored: u64) {
-        self.acked = self.acked.max(stored);
+        // The channel refused acks beyond what it sent on Log; the log checks again against
+        // its own bytes (the Log stream carries nothing else in production).
+        if let Err(e) = self.log.acknowledge(stored) {
+            serial_println!("omega: log: acknowledgement refused: {e}");
+        }
     }
 
-    /// Whether the host has stored everything sent so far.
+    /// Whether the host has stored every entry appended so far.
     pub fn all_stored(&self) -> bool {
-        self.acked >= self.sent
+        self.log.pending() == 0
     }
 
     pub fn entries(&self) -> u64 {
@@ -145,6 +252,6 @@ impl<'m> LogService<'m> {
     }
 
     pub fn acked(&self) -> u64 {
-        self.acked
+        self.log.acked()
     }
 }

@@ -7,7 +7,11 @@
 //! | Bundle | [`bundle`] | receives the bundle (`omega_bundle::BundleReceiver`), hashes and logs every file |
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
-//! | Inference, Tools | — | answered `Error(UNAVAILABLE)` until they are served |
+//! | Inference, Tools | [`agents`] | agents' requests out, the host's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
+//!
+//! Once the bundle is in, [`agents::run`] takes over the loop: it runs the bundle's agents
+//! in fuel slices between polls of the channel, and shuts down when they are done and the
+//! host has stored the whole log.
 //!
 //! Where the coming streams go: the agent runtime, the inference proxy and the MCP tool
 //! gateway each get a module here (`agents.rs`, `inference.rs`, `tools.rs`) with an
@@ -20,6 +24,7 @@
 //! `Error` frame) and skipped by the channel, a refused message is answered with an
 //! `Error` on its stream, and a failed send is reported and the loop goes on.
 
+mod agents;
 mod bundle;
 mod control;
 mod echo;
@@ -27,7 +32,7 @@ mod log;
 
 use omega_arch::exit::ExitCode;
 use omega_arch::serial_println;
-use omega_kernel::channel::{Channel, ChannelError, Config, Event};
+use omega_kernel::channel::{Channel, ChannelError, Config, Event, HostText};
 use omega_wire::{Stream, msg};
 
 use crate::hw::virtio::{self, Console, ConsoleError};
@@ -56,8 +61,8 @@ fn unusable_channel(e: impl core::fmt::Display) -> ExitCode {
     ExitCode::Failure
 }
 
-/// Serves the host channel until the host asks to shut down, or the bundle is in and the
-/// host has stored the whole log. Returns the exit code to stop with. `echo_all` (test
+/// Serves the host channel until the host asks to shut down, or the bundle is in, its
+/// agents are done (or none could start) and the host has stored the whole log. Returns the exit code to stop with. `echo_all` (test
 /// hooks) echoes every stream but Control instead of serving it.
 pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
     let console = match virtio::probe() {
@@ -84,77 +89,116 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
 
     let mut log = log::LogService::start(m, &mut ch);
     let mut bundle = bundle::BundleService::default();
-    loop {
-        if bundle.delivered() && log.all_stored() {
-            // No agent runtime yet: nothing is left to do once the bundle is in and logged.
-            serial_println!(
-                "omega: bundle delivered and logged ({} entries, {} bytes stored by the host); no agent runtime yet, shutting down",
-                log.entries(),
-                log.acked()
-            );
-            control::send_shutdown(&mut ch);
-            return ExitCode::Success;
-        }
-        let event = match ch.poll() {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                core::hint::spin_loop();
-                continue;
-            }
-            Err(e) => {
-                report_send_failure("a credit grant or error report", &e);
-                continue;
-            }
-        };
-        match event {
-            Event::Message(Stream::Control, body) => {
-                if let control::Outcome::Shutdown = control::on_message(&mut ch, &mut log, &body) {
-                    return ExitCode::Success;
-                }
-            }
-            Event::Message(Stream::Echo, body) if echo::is_request(&body) => {
-                echo::answer(&mut ch, body)
-            }
-            Event::Message(Stream::Bundle, body) if !echo_all => {
-                bundle.on_message(&mut ch, &mut log, &body)
-            }
-            Event::Message(stream, body) if echo_all => echo::echo_back(&mut ch, stream, &body),
-            Event::Message(stream, _) => {
-                if let Err(e) = ch.send_error(
-                    stream,
-                    msg::code::UNAVAILABLE,
-                    "stream not served by this monitor yet",
-                ) {
-                    report_send_failure("an UNAVAILABLE error", &e);
-                }
-            }
-            Event::LogAck { stored } => log.on_ack(stored),
-            Event::PeerError {
-                stream,
-                code,
-                message,
-            } => {
-                serial_println!(
-                    "omega: host reports an error on {stream:?} (code {code}): {message}"
-                )
-            }
-            Event::Malformed(e) => {
-                if worth_reporting(ch.malformed) {
-                    serial_println!(
-                        "omega: channel: malformed input from the host ({} so far): {e}",
-                        ch.malformed
-                    );
-                }
-            }
-            Event::TransportFault(e) => {
-                if worth_reporting(ch.malformed) {
-                    serial_println!(
-                        "omega: channel: bad answer from the host's virtio device ({} bad inputs so far): {e}",
-                        ch.malformed
-                    );
-                }
-            }
-            Event::Closed(stream) => serial_println!("omega: host closed stream {stream:?}"),
+    // Until the bundle is in: then its agents run (`agents::run`), which ends the boot.
+    while !bundle.delivered() {
+        match step(&mut ch, &mut log, &mut bundle, echo_all) {
+            Step::Idle => crate::hw::idle::wait(m),
+            Step::Exit(code) => return code,
+            // A message is refused; an error from the host was reported (never answered).
+            Step::Reply(stream, Ok(_)) => refuse_stream(&mut ch, stream),
+            Step::Reply(_, Err(_)) => {}
+            Step::Busy | Step::Acked => {}
         }
     }
+    agents::run(m, ch, log, bundle, echo_all)
+}
+
+/// What one poll of the channel left for the caller.
+pub(crate) enum Step {
+    /// Something was handled (or nothing arrived but the channel is still busy).
+    Busy,
+    /// Nothing arrived: the caller may idle.
+    Idle,
+    /// The host acknowledged log bytes (room in the log's outbox).
+    Acked,
+    /// Stop with this exit code.
+    Exit(ExitCode),
+    /// The host answered on Inference or Tools: a message, or an error (code, text).
+    Reply(
+        Stream,
+        Result<alloc::vec::Vec<u8>, (u16, alloc::string::String)>,
+    ),
+}
+
+/// Answers a message on a stream nobody serves with `Error(UNAVAILABLE)`.
+fn refuse_stream(ch: &mut HostChannel, stream: Stream) {
+    if let Err(e) = ch.send_error(
+        stream,
+        msg::code::UNAVAILABLE,
+        "stream not served by this monitor yet",
+    ) {
+        report_send_failure("an UNAVAILABLE error", &e);
+    }
+}
+
+/// Polls the channel once and hands what arrived to its stream's service.
+fn step(
+    ch: &mut HostChannel,
+    log: &mut log::LogService<'_>,
+    bundle: &mut bundle::BundleService,
+    echo_all: bool,
+) -> Step {
+    let event = match ch.poll() {
+        Ok(Some(e)) => e,
+        Ok(None) => return Step::Idle,
+        Err(e) => {
+            report_send_failure("a credit grant or error report", &e);
+            return Step::Busy;
+        }
+    };
+    match event {
+        Event::Message(Stream::Control, body) => {
+            if let control::Outcome::Shutdown = control::on_message(ch, log, &body) {
+                return Step::Exit(ExitCode::Success);
+            }
+        }
+        Event::Message(Stream::Echo, body) if echo::is_request(&body) => echo::answer(ch, body),
+        Event::Message(Stream::Bundle, body) if !echo_all => bundle.on_message(ch, log, &body),
+        Event::Message(stream, body) if echo_all => echo::echo_back(ch, stream, &body),
+        Event::Message(stream @ (Stream::Inference | Stream::Tools), body) => {
+            return Step::Reply(stream, Ok(body));
+        }
+        Event::Message(stream, _) => refuse_stream(ch, stream),
+        Event::LogAck { stored } => {
+            log.on_ack(stored);
+            return Step::Acked;
+        }
+        Event::PeerError {
+            stream,
+            code,
+            message,
+        } => {
+            serial_println!(
+                "omega: host reports an error on {stream:?} (code {code}, escaped): \"{}\"",
+                HostText(&message)
+            );
+            if ch.unshown_peer_errors > 0 {
+                serial_println!(
+                    "omega: {} more errors from the host not shown",
+                    core::mem::take(&mut ch.unshown_peer_errors)
+                );
+            }
+            if matches!(stream, Stream::Inference | Stream::Tools) {
+                return Step::Reply(stream, Err((code, message)));
+            }
+        }
+        Event::Malformed(e) => {
+            if worth_reporting(ch.malformed) {
+                serial_println!(
+                    "omega: channel: malformed input from the host ({} so far): {e}",
+                    ch.malformed
+                );
+            }
+        }
+        Event::TransportFault(e) => {
+            if worth_reporting(ch.malformed) {
+                serial_println!(
+                    "omega: channel: bad answer from the host's virtio device ({} bad inputs so far): {e}",
+                    ch.malformed
+                );
+            }
+        }
+        Event::Closed(stream) => serial_println!("omega: host closed stream {stream:?}"),
+    }
+    Step::Busy
 }

@@ -36,6 +36,8 @@ impl GuestRequestTransport for Host<'_> {
         resp[..n].copy_from_slice(&self.page[..n]);
         Ok(self.info2)
     }
+
+    fn wait_ms(&mut self, _ms: u64) {}
 }
 
 fn fill<const N: usize>(data: &[u8]) -> [u8; N] {

@@ -144,6 +144,10 @@ struct Psp {
     calls: usize,
     requests: Vec<Vec<u8>>,
     last_request_payload: Vec<u8>,
+    /// A fake clock, advanced only by the messenger's waits.
+    now_ms: u64,
+    /// The clock at each request.
+    request_times: Vec<u64>,
 }
 
 impl Psp {
@@ -165,6 +169,8 @@ impl Psp {
             calls: 0,
             requests: Vec::new(),
             last_request_payload: Vec::new(),
+            now_ms: 0,
+            request_times: Vec::new(),
         }
     }
 
@@ -234,6 +240,7 @@ impl GuestRequestTransport for Psp {
     ) -> Result<u64, GhcbError> {
         self.calls += 1;
         self.requests.push(request.to_vec());
+        self.request_times.push(self.now_ms);
         match self.reply {
             Reply::TransportError => return Err(GhcbError::HostError(5)),
             Reply::ExitInfo2(v) => return Ok(v),
@@ -267,6 +274,10 @@ impl GuestRequestTransport for Psp {
         }
         Ok(0)
     }
+
+    fn wait_ms(&mut self, ms: u64) {
+        self.now_ms += ms;
+    }
 }
 
 fn messenger() -> GuestMessenger {
@@ -284,7 +295,9 @@ fn report_round_trip_and_sequence_numbers() {
     let r = m.attestation_report(&mut psp, data).unwrap();
     assert_eq!(&r[..], &psp.report[..]);
     assert_eq!(&psp.last_request_payload[..64], &data);
-    assert_eq!(&psp.last_request_payload[64..], &[0u8; 32]); // VMPL 0, KEY_SEL 0, reserved
+    // VMPL 0, KEY_SEL 1 (VCEK), reserved.
+    assert_eq!(&psp.last_request_payload[64..72], &[0, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(&psp.last_request_payload[72..], &[0u8; 24]);
     // Request 1, response 2.
     assert_eq!(
         u64::from_le_bytes(psp.requests[0][0x20..0x28].try_into().unwrap()),
@@ -455,6 +468,7 @@ fn replayed_response_wipes() {
             resp.copy_from_slice(&self.0);
             Ok(0)
         }
+        fn wait_ms(&mut self, _ms: u64) {}
     }
     assert_eq!(
         m.attestation_report(&mut Replay(first), [0; 64]),
@@ -468,10 +482,14 @@ fn replayed_response_wipes() {
 
 #[test]
 fn host_errors() {
+    // Only SW_EXITINFO2 = 2 << 32 exactly is "busy": busy with a firmware error beside it,
+    // or any other error, fails at once (one request, no waiting) and wipes.
     for v in [
         0x16u64,
+        0x2,
         0x1_0000_0000,
         0x3_0000_0000,
+        0x2_0000_0001,
         0x2_0000_0016,
         u64::MAX,
     ] {
@@ -482,6 +500,7 @@ fn host_errors() {
             m.attestation_report(&mut psp, [0; 64]),
             Err(GuestMsgError::HostError(v))
         );
+        assert_eq!((psp.calls, psp.now_ms), (1, 0));
         assert_wiped(&mut m, &mut psp);
     }
     let mut psp = Psp::new();
@@ -495,14 +514,24 @@ fn host_errors() {
 }
 
 #[test]
-fn busy_is_retried_with_identical_bytes_then_gives_up() {
+fn busy_backs_off_with_identical_bytes() {
     let mut psp = Psp::new();
     psp.reply = Reply::BusyThenGood(3);
     let mut m = messenger();
     m.attestation_report(&mut psp, [7; 64]).unwrap();
     assert_eq!(psp.calls, 4);
     assert!(psp.requests.windows(2).all(|w| w[0] == w[1]));
+    // 2 s between resends, as Linux's sev-guest.
+    assert_eq!(psp.request_times, [0, 2_000, 4_000, 6_000]);
     assert_eq!(m.last_seqno(), 2);
+    assert!(m.is_usable());
+    // The next request goes out at once: the back-off is per request.
+    m.attestation_report(&mut psp, [8; 64]).unwrap();
+    assert_eq!(psp.request_times[4], 6_000);
+}
+
+#[test]
+fn busy_for_60_seconds_gives_up_and_wipes() {
     let mut psp = Psp::new();
     psp.reply = Reply::BusyThenGood(u32::MAX);
     let mut m = messenger();
@@ -510,8 +539,62 @@ fn busy_is_retried_with_identical_bytes_then_gives_up() {
         m.attestation_report(&mut psp, [7; 64]),
         Err(GuestMsgError::Busy)
     );
-    assert_eq!(psp.calls as u32, MAX_BUSY_RETRIES);
+    // Requests at 0, 2, ..., 60 s: 31 in all, then the key goes.
+    let expected: Vec<u64> = (0..=30).map(|i| i * BUSY_RETRY_DELAY_MS).collect();
+    assert_eq!(psp.request_times, expected);
+    assert_eq!(psp.now_ms, BUSY_TIMEOUT_MS);
+    assert!(psp.requests.windows(2).all(|w| w[0] == w[1]));
     assert_wiped(&mut m, &mut psp);
+    // Busy on the last try but one: answered in time, key kept.
+    let mut psp = Psp::new();
+    psp.reply = Reply::BusyThenGood(30);
+    let mut m = messenger();
+    m.attestation_report(&mut psp, [7; 64]).unwrap();
+    assert_eq!(psp.calls, 31);
+    assert!(m.is_usable());
+}
+
+#[test]
+fn report_request_names_the_vcek() {
+    // ABI spec 1.55 MSG_REPORT_REQ: REPORT_DATA 0x00..0x40, VMPL 0x40, KEY_SEL 0x44
+    // (bits 1:0; 1 = VCEK, 2 = VLEK, 0 = either), reserved 0x48..0x60.
+    let r = ReportRequest::vcek([0xAB; 64]);
+    let p = r.encode();
+    assert_eq!(p.len(), 0x60);
+    assert_eq!(&p[..64], &[0xAB; 64]);
+    assert_eq!(&p[0x40..0x44], &[0, 0, 0, 0]);
+    assert_eq!(&p[0x44..0x48], &[1, 0, 0, 0]);
+    assert!(p[0x48..].iter().all(|&b| b == 0));
+    let vlek = ReportRequest {
+        key_sel: KeySel::Vlek,
+        vmpl: 2,
+        ..r
+    }
+    .encode();
+    assert_eq!(&vlek[0x40..0x48], &[2, 0, 0, 0, 2, 0, 0, 0]);
+    let either = ReportRequest {
+        key_sel: KeySel::Either,
+        ..r
+    }
+    .encode();
+    assert_eq!(&either[0x44..0x48], &[0, 0, 0, 0]);
+    // What the PSP decrypts from attestation_report is exactly that payload.
+    let mut psp = Psp::new();
+    messenger()
+        .attestation_report(&mut psp, [0xAB; 64])
+        .unwrap();
+    assert_eq!(psp.last_request_payload, p.to_vec());
+    let mut psp = Psp::new();
+    messenger()
+        .report(
+            &mut psp,
+            &ReportRequest {
+                key_sel: KeySel::Vlek,
+                ..r
+            },
+        )
+        .unwrap();
+    assert_eq!(&psp.last_request_payload[0x44..0x48], &[2, 0, 0, 0]);
 }
 
 #[test]
@@ -550,6 +633,7 @@ fn random_and_mutated_responses_never_panic() {
             resp.copy_from_slice(&self.1);
             Ok(if self.0 & 3 == 0 { self.0 } else { 0 })
         }
+        fn wait_ms(&mut self, _ms: u64) {}
     }
     let mut x = 0x1234_5678_9ABC_DEF1u64;
     let mut next = || {

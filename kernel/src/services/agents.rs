@@ -1,0 +1,549 @@
+//! The agents: once the bundle is in and logged, every agent of its manifest is checked
+//! (policy pin, imports, limits) and started in the agent runtime (`omega-runtime`), and
+//! the service loop interleaves fuel slices of agent work with polling the channel until
+//! every agent has finished. This module is the runtime's [`omega_runtime::Monitor`]:
+//!
+//! | runtime asks for | served by |
+//! |---|---|
+//! | `append_record` | the provenance log ([`LogService::try_append`]: a full outbox parks the agent, never drops a record); names interned as `DEFINE_*` entries |
+//! | `now_ms`, `random` | the monitor's clock, RDSEED/RDRAND |
+//! | `egress` | one message on the Inference or Tools stream; the host's answer (today an `Error`: no proxy or gateway) wakes the agent |
+//! | `read_data` | the bundle's data files (`manifest.data`), by source and item name |
+//! | `log`, `event` | the serial console, escaped, prefixed with the agent's name |
+//!
+//! Without an agent that can run (a policy that does not decode, a module refused) nothing
+//! is started: the refusal is printed and the monitor shuts down as before.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use omega_agent_abi::Level;
+use omega_arch::exit::ExitCode;
+use omega_arch::serial_println;
+use omega_bundle::{BundleFile, Manifest, Restart};
+use omega_kernel::channel::HostText;
+use omega_policy::{Policy, RuleName};
+use omega_provenance::entry::lifecycle;
+use omega_runtime::{
+    AgentEvent, AgentId, AgentLimits, AgentSpec, Answer, Backpressure, DataError, Egress,
+    EgressReply, Record, RestartPolicy, Runtime, RuntimeConfig, Status, Ticket,
+};
+use omega_wire::{Stream, msg::code};
+
+use super::bundle::BundleService;
+use super::log::LogService;
+use super::{HostChannel, Step, control, report_send_failure};
+use crate::monitor::Monitor;
+
+/// Fuel slices run between two polls of the channel: agent work is bounded per loop turn,
+/// so the host's acks and answers are read while agents compute.
+const SLICES_PER_POLL: usize = 8;
+
+/// The bundle's parts the agents use for the rest of the boot (one bundle per boot, so
+/// they are never freed).
+struct Loaded {
+    manifest: &'static Manifest,
+    files: &'static [BundleFile],
+    policy: &'static Policy<'static>,
+}
+
+/// Takes the bundle's files and decodes its policy; `None` (reported) if it has none that
+/// decodes.
+fn take_bundle(bundle: &mut BundleService) -> Option<Loaded> {
+    let (manifest, files) = bundle.take()?;
+    let manifest: &'static Manifest = Box::leak(Box::new(manifest));
+    let files: &'static [BundleFile] = Vec::leak(files);
+    let policy_bytes = &files.get(1)?.bytes;
+    match omega_policy::decode(policy_bytes) {
+        Ok(p) => Some(Loaded {
+            manifest,
+            files,
+            policy: Box::leak(Box::new(p)),
+        }),
+        Err(e) => {
+            serial_println!(
+                "omega: agents: policy {} does not decode ({e:?}); no agent runs",
+                HostText(&manifest.policy)
+            );
+            None
+        }
+    }
+}
+
+fn spec<'a>(entry: &'a omega_bundle::AgentEntry, module: &'a [u8]) -> AgentSpec<'a> {
+    AgentSpec {
+        name: &entry.name,
+        module,
+        limits: AgentLimits {
+            memory_bytes: entry.memory,
+            fuel_slice: entry.fuel_slice,
+            fuel_total: entry.fuel_budget,
+        },
+        restart: match entry.restart {
+            Restart::Never => RestartPolicy::Never,
+            Restart::Trap { max } => RestartPolicy::OnTrap { max },
+        },
+    }
+}
+
+/// Per-agent figures for the summary.
+#[derive(Default)]
+struct Counts {
+    allowed: u64,
+    denied: u64,
+}
+
+/// The runtime's view of the monitor: owns the channel and the log while agents run.
+pub struct Host<'m> {
+    ch: HostChannel,
+    log: LogService<'m>,
+    /// The manifest, for its data files (none without a bundle that loaded).
+    data: Option<&'static Manifest>,
+    files: &'static [BundleFile],
+    /// Interned log ids: agents, targets and rules by name.
+    agent_ids: BTreeMap<String, u32>,
+    targets: BTreeMap<String, u32>,
+    rules: BTreeMap<String, u32>,
+    counts: BTreeMap<String, Counts>,
+    /// Egress waiting for the host's answer, per stream, oldest first (the host answers
+    /// each stream's messages in order).
+    inference: VecDeque<Ticket>,
+    tools: VecDeque<Ticket>,
+    next_ticket: Ticket,
+    /// The last append met a full outbox (reported once per episode).
+    log_full: bool,
+}
+
+impl Host<'_> {
+    fn agent_id(&mut self, name: &str) -> Result<u32, Backpressure> {
+        if let Some(&id) = self.agent_ids.get(name) {
+            return Ok(id);
+        }
+        let id = u32::try_from(self.agent_ids.len() + 1).unwrap_or(u32::MAX);
+        let r = self.log.lifecycle_record(
+            0,
+            lifecycle::DEFINE_AGENT,
+            id,
+            omega_provenance::Decision::Allow,
+            None,
+            Some(name.as_bytes()),
+        );
+        self.log.try_append(&mut self.ch, &r)?;
+        self.agent_ids.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn target_id(&mut self, name: &str) -> Result<u32, Backpressure> {
+        if let Some(&id) = self.targets.get(name) {
+            return Ok(id);
+        }
+        let id = self.log.try_define_target(&mut self.ch, name.as_bytes())?;
+        self.targets.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn rule_id(&mut self, rule: &RuleName<'_>) -> Result<u32, Backpressure> {
+        let name = rule.to_string();
+        if let Some(&id) = self.rules.get(&name) {
+            return Ok(id);
+        }
+        let id = u32::try_from(self.rules.len() + 1).unwrap_or(u32::MAX);
+        let r = self.log.lifecycle_record(
+            0,
+            lifecycle::DEFINE_RULE,
+            id,
+            omega_provenance::Decision::Allow,
+            None,
+            Some(name.as_bytes()),
+        );
+        self.log.try_append(&mut self.ch, &r)?;
+        self.rules.insert(name, id);
+        Ok(id)
+    }
+
+    /// Appends one of the runtime's records, defining the names it uses first.
+    fn append(&mut self, record: &Record<'_>) -> Result<(), Backpressure> {
+        // SECURITY: every name a record needs is defined first; a name is interned only
+        // once its definition is in the log, so a retried record never refers to an
+        // undefined id.
+        let r = match *record {
+            Record::Decision {
+                agent,
+                action,
+                target,
+                decision,
+                rule,
+                labels,
+                content,
+            } => {
+                let agent_id = self.agent_id(agent)?;
+                let target = self.target_id(target)?;
+                let rule_id = self.rule_id(&rule)?;
+                let r = omega_provenance::Record {
+                    time: self.log.now_ms(),
+                    agent: agent_id,
+                    action,
+                    target,
+                    decision,
+                    rule: rule_id,
+                    labels,
+                    content: Some(content),
+                    name: None,
+                };
+                self.log.try_append(&mut self.ch, &r)?;
+                let c = self.counts.entry(agent.to_string()).or_default();
+                if decision == omega_provenance::Decision::Deny {
+                    c.denied += 1;
+                } else {
+                    c.allowed += 1;
+                }
+                return Ok(());
+            }
+            Record::Start { agent, module_hash } => {
+                let id = self.agent_id(agent)?;
+                (id, lifecycle::AGENT_START, Some(module_hash))
+            }
+            Record::Exit { agent } => (self.agent_id(agent)?, lifecycle::AGENT_EXIT, None),
+        };
+        let (agent, rule, content) = r;
+        let r = self.log.lifecycle_record(
+            agent,
+            rule,
+            0,
+            omega_provenance::Decision::Allow,
+            content,
+            None,
+        );
+        self.log.try_append(&mut self.ch, &r)
+    }
+
+    fn send_egress(&mut self, stream: Stream, body: &[u8]) -> EgressReply {
+        if let Err(e) = self.ch.send(stream, body) {
+            report_send_failure("an agent's request", &e);
+            return EgressReply::Answer(Answer::Unavailable(format!(
+                "sending on {stream:?} failed"
+            )));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        match stream {
+            Stream::Inference => self.inference.push_back(ticket),
+            _ => self.tools.push_back(ticket),
+        }
+        EgressReply::Pending(ticket)
+    }
+
+    /// The host answered on Inference or Tools: the oldest request there gets it.
+    fn answer(
+        &mut self,
+        stream: Stream,
+        reply: Result<Vec<u8>, (u16, String)>,
+    ) -> Option<(Ticket, Answer)> {
+        let ticket = match stream {
+            Stream::Inference => self.inference.pop_front(),
+            Stream::Tools => self.tools.pop_front(),
+            _ => None,
+        }?;
+        let answer = match reply {
+            // SECURITY: never a made-up answer: what the host says is not available is
+            // `Unavailable` to the agent, with the host's reason.
+            Err((code::UNAVAILABLE | code::BACKEND, why)) => Answer::Unavailable(why),
+            Err((c, why)) => Answer::Failed(format!("error {c} from the host: {why}")),
+            // No proxy or gateway protocol is decoded yet; the bytes are not handed over
+            // as if they were a model's or tool's answer.
+            Ok(_) => Answer::Failed("answers from the proxy or gateway are not decoded yet".into()),
+        };
+        Some((ticket, answer))
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+    }
+}
+
+impl omega_runtime::Monitor for &mut Host<'_> {
+    fn now_ms(&mut self) -> u64 {
+        self.log.now_ms()
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        let mut rng = crate::hw::entropy::CpuRng::detect();
+        if let Err(e) = omega_kernel::entropy::fill(&mut rng, buf) {
+            // The log key came from the same source at boot: a generator that fails now
+            // is broken, and agents must not get predictable bytes.
+            crate::monitor::fatal("entropy for an agent", e)
+        }
+    }
+
+    fn append_record(&mut self, record: &Record<'_>) -> Result<(), Backpressure> {
+        let r = self.append(record);
+        if r.is_err() && !self.log_full {
+            serial_println!("omega: agents: log outbox full; agents wait for the host to store it");
+        }
+        self.log_full = r.is_err();
+        r
+    }
+
+    fn model_identity(&mut self, _model: &str) -> Option<[u8; 32]> {
+        // No attested inference proxy yet: a `target-pin` on a model never matches.
+        None
+    }
+
+    fn tool_entry(&mut self, _tool: &str) -> Option<[u8; 32]> {
+        None
+    }
+
+    fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
+        if confirm {
+            // No operator console yet: a `confirm` action cannot be approved.
+            return EgressReply::Answer(Answer::Unavailable(
+                "operator confirmation is not available".into(),
+            ));
+        }
+        // Provisional framing (one JSON message per request) until the proxy and the
+        // gateway define theirs; without them the launcher refuses the stream.
+        match egress {
+            Egress::Infer {
+                model,
+                prompt,
+                max_tokens,
+            } => {
+                let body = serde_json::json!({
+                    "agent": agent, "model": model, "prompt": prompt, "max_tokens": max_tokens,
+                });
+                self.send_egress(Stream::Inference, body.to_string().as_bytes())
+            }
+            Egress::Tool { tool, arguments } => {
+                let body = format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"tools/call\",\"params\":{{\"name\":{},\"arguments\":{arguments}}}}}",
+                    self.next_ticket,
+                    serde_json::Value::from(tool)
+                );
+                self.send_egress(Stream::Tools, body.as_bytes())
+            }
+        }
+    }
+
+    fn read_data(
+        &mut self,
+        source: &str,
+        path: &str,
+        offset: u64,
+        max_len: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, DataError> {
+        let mut shipped = false;
+        for d in self.data.iter().flat_map(|m| &m.data) {
+            if d.source != source {
+                continue;
+            }
+            shipped = true;
+            if d.path != path {
+                continue;
+            }
+            let bytes = self
+                .files
+                .iter()
+                .find(|f| f.name == d.file)
+                .map(|f| f.bytes.as_slice())
+                .ok_or(DataError::NotFound)?;
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = start.saturating_add(max_len as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[start..end]);
+            return Ok(bytes.len() as u64);
+        }
+        Err(if shipped {
+            DataError::NotFound
+        } else {
+            DataError::Unavailable
+        })
+    }
+
+    fn log(&mut self, agent: &str, level: Level, text: &str) {
+        // SECURITY: escaped, and marked as the agent's, so an agent cannot drive the
+        // operator's terminal or forge monitor lines.
+        serial_println!(
+            "omega: agent {} [{}]: \"{}\"",
+            HostText(agent),
+            level_name(level),
+            HostText(text)
+        );
+    }
+
+    fn event(&mut self, agent: &str, event: AgentEvent<'_>) {
+        let agent = HostText(agent);
+        match event {
+            AgentEvent::Started => serial_println!("omega: agent {agent}: started"),
+            AgentEvent::Exited { code } => {
+                serial_println!("omega: agent {agent}: exited with code {code}")
+            }
+            AgentEvent::Trapped { reason } => {
+                serial_println!("omega: agent {agent}: trapped: {}", HostText(reason))
+            }
+            AgentEvent::Restarted { attempt } => {
+                serial_println!("omega: agent {agent}: restarted (attempt {attempt})")
+            }
+        }
+    }
+}
+
+/// Checks and starts every agent of the manifest; `None` (reported) if any is refused:
+/// the bundle's agents run together or not at all.
+fn start<'h, 'm>(
+    loaded: &Loaded,
+    host: &'h mut Host<'m>,
+) -> Option<Runtime<'static, &'h mut Host<'m>>> {
+    let t0 = host.log.now_ms();
+    let mut rt = Runtime::new(loaded.policy, host, RuntimeConfig::default());
+    let mut checked = Vec::new();
+    for entry in &loaded.manifest.agents {
+        let Some(module) = loaded.files.iter().find(|f| f.name == entry.module) else {
+            serial_println!(
+                "omega: agents: module {} missing; no agent runs",
+                HostText(&entry.module)
+            );
+            return None;
+        };
+        match rt.check(&spec(entry, &module.bytes)) {
+            Ok(c) => checked.push(c),
+            Err(e) => {
+                serial_println!(
+                    "omega: agents: refused: {}; no agent runs",
+                    HostText(&e.to_string())
+                );
+                return None;
+            }
+        }
+    }
+    let t1 = rt.monitor_mut().log.now_ms();
+    for c in checked {
+        if let Err(e) = rt.spawn(c) {
+            serial_println!("omega: agents: {}", HostText(&e.to_string()));
+        }
+    }
+    let t2 = rt.monitor_mut().log.now_ms();
+    serial_println!(
+        "omega: agents: {} started (load checks {} ms, instantiation {} ms)",
+        rt.len(),
+        t1.saturating_sub(t0),
+        t2.saturating_sub(t1)
+    );
+    Some(rt)
+}
+
+fn finished(rt: &Runtime<'_, &mut Host<'_>>) -> bool {
+    (0..rt.len()).all(|i| {
+        matches!(
+            rt.status(AgentId(i)),
+            Some(Status::Exited(_) | Status::Trapped(_)) | None
+        )
+    })
+}
+
+fn summary(rt: &Runtime<'_, &mut Host<'_>>, manifest: &Manifest) {
+    for (i, entry) in manifest.agents.iter().enumerate().take(rt.len()) {
+        let id = AgentId(i);
+        let status = match rt.status(id) {
+            Some(Status::Exited(code)) => format!("exited {code}"),
+            Some(Status::Trapped(why)) => format!("trapped ({})", HostText(why)),
+            Some(s) => format!("{s:?}"),
+            None => "unknown".into(),
+        };
+        let (allowed, denied) = rt
+            .monitor()
+            .counts
+            .get(&entry.name)
+            .map_or((0, 0), |c| (c.allowed, c.denied));
+        serial_println!(
+            "omega: agent summary: {} status={status} fuel={} restarts={} allowed={allowed} denied={denied}",
+            entry.name,
+            rt.fuel_used(id),
+            rt.restarts(id)
+        );
+    }
+}
+
+/// Runs the bundle's agents to the end, writes a checkpoint, then shuts down once the host
+/// has stored the whole log.
+pub fn run(
+    m: &Monitor,
+    ch: HostChannel,
+    log: LogService<'_>,
+    mut bundle: BundleService,
+    echo_all: bool,
+) -> ExitCode {
+    let loaded = take_bundle(&mut bundle);
+    let mut host = Host {
+        ch,
+        log,
+        data: loaded.as_ref().map(|l| l.manifest),
+        files: loaded.as_ref().map_or(&[], |l| l.files),
+        agent_ids: BTreeMap::new(),
+        targets: BTreeMap::new(),
+        rules: BTreeMap::new(),
+        counts: BTreeMap::new(),
+        inference: VecDeque::new(),
+        tools: VecDeque::new(),
+        next_ticket: 1,
+        log_full: false,
+    };
+    let mut ran = false;
+    if let Some(loaded) = &loaded
+        && let Some(mut rt) = start(loaded, &mut host)
+    {
+        while !finished(&rt) {
+            for _ in 0..SLICES_PER_POLL {
+                if rt.run_slice().is_none() {
+                    break;
+                }
+            }
+            let h = rt.monitor_mut();
+            match super::step(&mut h.ch, &mut h.log, &mut bundle, echo_all) {
+                Step::Busy => {}
+                Step::Idle if rt.has_ready() => {}
+                Step::Idle => crate::hw::idle::wait(m),
+                Step::Exit(code) => return code,
+                Step::Acked => rt.records_drained(),
+                Step::Reply(stream, reply) => {
+                    if let Some((ticket, answer)) = rt.monitor_mut().answer(stream, reply) {
+                        rt.deliver(ticket, &answer);
+                    }
+                }
+            }
+        }
+        summary(&rt, loaded.manifest);
+        let h = rt.monitor_mut();
+        h.log.checkpoint(&mut h.ch);
+        ran = true;
+    }
+    let outcome = if ran { "agents done" } else { "no agent ran" };
+    let h = &mut host;
+    loop {
+        if h.log.all_stored() {
+            serial_println!(
+                "omega: bundle delivered and logged ({} entries, {} bytes stored by the host); {outcome}, shutting down",
+                h.log.entries(),
+                h.log.acked()
+            );
+            control::send_shutdown(&mut h.ch);
+            return ExitCode::Success;
+        }
+        match super::step(&mut h.ch, &mut h.log, &mut bundle, echo_all) {
+            Step::Idle => crate::hw::idle::wait(m),
+            Step::Exit(code) => return code,
+            Step::Reply(stream, Ok(_)) => super::refuse_stream(&mut h.ch, stream),
+            Step::Reply(_, Err(_)) => {}
+            Step::Busy | Step::Acked => {}
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The launcher's log directory belongs to one boot (issue 13, finding 7), with the real
+//! image: a second boot into a used directory is refused before QEMU starts, and the first
+//! boot's files are untouched and still verify. (A write error while storing the log is
+//! performed in `host/tests/launcher.rs`.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use qemu_tests::{image, workspace_bin};
+
+const FILES: [&str; 3] = ["provenance.log", "log.vkey", "checkpoint.note"];
+
+/// A one-agent bundle in `dir/bundle` (written once).
+fn bundle(dir: &Path) -> std::path::PathBuf {
+    let b = dir.join("bundle");
+    if b.exists() {
+        return b;
+    }
+    std::fs::create_dir(&b).unwrap();
+    std::fs::write(b.join("hello.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(b.join("policy.bin"), b"policy").unwrap();
+    std::fs::write(
+        b.join("manifest.json"),
+        omega_bundle::Manifest::json("policy.bin", [("hello", "hello.wasm")]),
+    )
+    .unwrap();
+    b
+}
+
+fn omega_run(dir: &Path, logs: &Path) -> Output {
+    Command::new(workspace_bin("omega-host", "omega"))
+        .arg("run")
+        .arg("--image")
+        .arg(image())
+        .arg("--bundle")
+        .arg(bundle(dir))
+        .arg("--log-dir")
+        .arg(logs)
+        .args(["--connect-timeout", "60"])
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn verify_log(logs: &Path) -> Output {
+    Command::new(workspace_bin("measurements", "measurements"))
+        .arg("verify-log")
+        .arg("--checkpoint")
+        .arg(logs.join("checkpoint.note"))
+        .arg("--key")
+        .arg(logs.join("log.vkey"))
+        .arg("--entries")
+        .arg(logs.join("provenance.log"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_second_boot_into_a_used_log_directory_is_refused_and_the_first_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let first = omega_run(dir.path(), &logs);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let before: Vec<Vec<u8>> = FILES
+        .iter()
+        .map(|f| std::fs::read(logs.join(f)).unwrap())
+        .collect();
+    let v = verify_log(&logs);
+    assert!(v.status.success(), "{}", text(&v));
+
+    let second = omega_run(dir.path(), &logs);
+    let out = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{out}");
+    assert!(out.contains("belongs to one boot"), "{out}");
+    assert!(!out.contains("QEMU started"), "{out}");
+    for (f, b) in FILES.iter().zip(&before) {
+        assert_eq!(&std::fs::read(logs.join(f)).unwrap(), b, "{f} changed");
+    }
+    let v = verify_log(&logs);
+    assert!(v.status.success(), "{}", text(&v));
+}
