@@ -1,45 +1,93 @@
 #!/usr/bin/env bash
 # Omega's main job on a fresh Debian 12 machine: installs what it needs, builds the boot
-# image, boots it under QEMU with the demo bundle through the `omega` launcher, verifies
-# the provenance log the monitor wrote, and prints how to verify the image itself.
+# image and the example agents, boots the image under QEMU with the demo bundle (four agents
+# under the demo policy, agents/demo) through the `omega` launcher, prints what each agent
+# did and every policy decision with its rule from the verified provenance log, and how to
+# verify the image itself. Each step's full output is kept in target/demo/*.out; a failing
+# step shows its tail.
 #   OMEGA_QEMU_ACCEL=kvm bash scripts/run.sh     # on a real host with usable KVM
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\n\033[1m[omega]\033[0m %s\n' "$*" >&2; }
+# quiet WHAT OUT CMD...: runs CMD with its output in OUT; on failure shows OUT's tail and stops.
+quiet() {
+  local what=$1 out=$2 status=0
+  shift 2
+  "$@" >"$out" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    tail -n 60 "$out" >&2
+    printf '\n\033[1;31m[omega] FAILED:\033[0m %s (exit status %s; full output in %s)\n' \
+      "$what" "$status" "$out" >&2
+    exit 1
+  fi
+}
 
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-log "building the host tools (image-build, omega, measurements, policy-compiler)"
-cargo build -q --release -p image-build -p omega-host -p measurements -p policy-compiler
 BIN=target/release
 IMAGE=target/omega/omega.bin
-
-log "building the boot image"
-$BIN/image-build --out "$IMAGE"
-
 DEMO=target/demo
 rm -rf "$DEMO"
-mkdir -p "$DEMO/bundle"
-log "making the demo bundle in $DEMO/bundle"
-$BIN/policy-compiler compile policy-compiler/examples/healthcare.policy --out "$DEMO/bundle/policy.bin" \
-  --rego "$DEMO/policy.rego"
-# The smallest valid Wasm module: the Wasm runtime that would run a real agent is not built
-# yet, so the demo agent is honestly empty; the monitor hashes and logs it all the same.
-printf '\000asm\001\000\000\000' > "$DEMO/bundle/triage.wasm"
-cat > "$DEMO/bundle/manifest.json" <<'JSON'
-{"version":1,"policy":"policy.bin","agents":[{"name":"triage","module":"triage.wasm"}]}
-JSON
+mkdir -p "$DEMO"
+
+log "building the host tools (image-build, omega, measurements, agents-build)"
+cargo build -q --release -p image-build -p omega-host -p measurements -p omega-agents-build
+
+log "building the boot image"
+quiet "image-build" "$DEMO/image-build.out" $BIN/image-build --out "$IMAGE"
+grep -E '^(sha256|snp digest):' "$DEMO/image-build.out" | sed 's/^/  /'
+
+log "building the agents (wasm32, reproducible) and the demo bundle in $DEMO/bundle"
+quiet "agents-build" "$DEMO/agents-build.out" $BIN/agents-build --out target/agents --bundle "$DEMO/bundle"
+(cd "$DEMO/bundle" && sha256sum ./*.wasm) | sed 's/^/  /; s/ \.\// /'
+cat <<'EOT'
+  The scenario (policy: agents/demo/demo.policy, pinned to these hashes):
+    triage       reads phi-labelled patient records, asks the in-house model to rate them,
+                 sends the ratings to the summariser (cleared for phi), ends the session
+    summariser   answers triage with a summary, then stops
+    scheduler    looks a patient up and books a slot through the FHIR and calendar tools
+    exfiltrator  reads a record and tries to get it out: to the scheduler (not cleared for
+                 phi), to the public model, by e-mail
+EOT
 
 ACCEL_FLAG=()
 [ "${OMEGA_QEMU_ACCEL:-tcg}" = kvm ] && ACCEL_FLAG=(--kvm)
-log "booting the image with the bundle (omega run)"
-$BIN/omega run --image "$IMAGE" --bundle "$DEMO/bundle" --log-dir "$DEMO/log" "${ACCEL_FLAG[@]}"
+log "booting the image with the bundle (omega run); the agents run in the monitor"
+quiet "omega run (the boot)" "$DEMO/omega-run.out" \
+  $BIN/omega run --image "$IMAGE" --bundle "$DEMO/bundle" --log-dir "$DEMO/log" "${ACCEL_FLAG[@]}"
+echo "  what each agent did (the monitor's console; agents cannot log once they hold labelled data):"
+grep -E '^guest \| omega: (agent |agents: )' "$DEMO/omega-run.out" | sed 's/^guest | omega: /    /'
+grep -E '^guest \| omega: bundle delivered' "$DEMO/omega-run.out" | sed 's/^guest | omega: /  monitor: /'
+grep -Eo 'the image exited cleanly.*' "$DEMO/omega-run.out" | sed 's/^/  launcher: /'
 
-log "verifying the provenance log the monitor streamed to the host"
-$BIN/measurements verify-log --entries "$DEMO/log/provenance.log" --checkpoint "$DEMO/log/checkpoint.note" \
-  --key "$DEMO/log/log.vkey" --dump
+log "every policy decision, from the provenance log the host stored (measurements verify-log)"
+quiet "measurements verify-log" "$DEMO/verify-log.out" \
+  $BIN/measurements verify-log --entries "$DEMO/log/provenance.log" \
+  --checkpoint "$DEMO/log/checkpoint.note" --key "$DEMO/log/log.vkey" --dump
+# --dump lines: `INDEX +MS ACTION agent=A target=T allow|deny rule=R …`; lifecycle entries
+# (files hashed, agents started, names defined) are left out here, they stay in the log.
+awk '
+  BEGIN { verb["data"] = "read"; verb["message"] = "send"; verb["tool"] = "call"; verb["infer"] = "infer" }
+  $1 ~ /^[0-9]+$/ && $3 != "lifecycle" {
+    delete f
+    for (i = 4; i <= NF; i++) if (split($i, kv, "=") == 2) f[kv[1]] = kv[2]
+    d = $6 == "deny" ? "DENY" : $6
+    if (!header++) printf "  %5s  %-12s %-6s %-22s %-6s %s\n", "entry", "agent", "action", "target", "result", "rule"
+    printf "  %5s  %-12s %-6s %-22s %-6s %s\n", $1, f["agent"], ($3 in verb ? verb[$3] : $3), f["target"], d, f["rule"]
+    n++; if ($6 == "deny") denied++
+  }
+  END { printf "  %d decisions, %d denied\n", n, denied }
+' "$DEMO/verify-log.out"
+cat <<'EOT'
+  rules: a name is the policy rule that decided; target-pin: the policy pins the model proxy's
+  and tool gateway's attested identities, and none exists yet, so infer and tool calls are
+  denied before anything leaves (triage and the summariser then fall back to keyword and
+  extractive summaries, labelled as such); flow:LABEL: the data carries LABEL and the
+  receiver is not cleared for it.
+EOT
+grep -E '^(PASS|VERIFIED$)' "$DEMO/verify-log.out" | sed '/^VERIFIED$/!s/^/  /'
 
 log "how to verify this image"
 cat <<EOT
@@ -51,7 +99,7 @@ cat <<EOT
   3. On an SNP host, check a report against it:
        $BIN/measurements verify-report --report report.bin --vcek vcek.der \\
          --family milan --expect-measurement <digest from step 2>
-  4. The provenance log of this run (checked above):
+  4. The provenance log of this run (checked above; --dump lists every entry):
        $BIN/measurements verify-log --entries $DEMO/log/provenance.log \\
          --checkpoint $DEMO/log/checkpoint.note --key $DEMO/log/log.vkey
   This run used plain QEMU: tee=none, so nothing here was attested by hardware, and the

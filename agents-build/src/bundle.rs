@@ -50,9 +50,9 @@ pub fn demo_policy(repo: &Path, built: &[Built]) -> Result<Vec<u8>, BuildError> 
     Ok(compiled.to_bytes())
 }
 
-/// Writes the demo bundle to `dir`: `manifest.json`, [`POLICY_FILE`] and the
-/// [`DEMO_AGENTS`]' modules; the data sources go to `dir/data/` for the launcher to serve
-/// (the bundle format does not carry data yet).
+/// Writes the demo bundle to `dir`: `manifest.json`, [`POLICY_FILE`], the [`DEMO_AGENTS`]'
+/// modules and the data items of [`DEMO_DATA`] (see [`data_entries`]), each declared in the
+/// manifest's `data` so the monitor serves it to `data_read`.
 pub fn write_demo_bundle(repo: &Path, built: &[Built], dir: &Path) -> Result<(), BuildError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let policy = demo_policy(repo, built)?;
@@ -61,32 +61,88 @@ pub fn write_demo_bundle(repo: &Path, built: &[Built], dir: &Path) -> Result<(),
         std::fs::write(&path, bytes).map_err(io(&path))
     };
     write(POLICY_FILE, &policy)?;
-    let mut entries = Vec::new();
+    let mut agents = Vec::new();
     for name in DEMO_AGENTS {
         let agent = built
             .iter()
             .find(|b| b.name == *name)
             .ok_or_else(|| BuildError::Template(format!("demo agent `{name}` was not built")))?;
         write(&agent.file_name(), &agent.wasm)?;
-        entries.push((agent.name.clone(), agent.file_name()));
+        agents.push(omega_bundle::AgentEntry::new(
+            &agent.name,
+            &agent.file_name(),
+        ));
     }
-    let manifest = omega_bundle::Manifest::json(
-        POLICY_FILE,
-        entries.iter().map(|(n, m)| (n.as_str(), m.as_str())),
-    );
-    write(omega_bundle::MANIFEST, &manifest)?;
-    copy_dir(&repo.join(DEMO_DATA), &dir.join("data"))
+    let mut data = Vec::new();
+    for (entry, from) in data_entries(&repo.join(DEMO_DATA))? {
+        let bytes = std::fs::read(&from).map_err(io(&from))?;
+        write(&entry.file, &bytes)?;
+        data.push(entry);
+    }
+    let manifest = omega_bundle::Manifest {
+        version: omega_bundle::MANIFEST_VERSION,
+        policy: POLICY_FILE.into(),
+        agents,
+        data,
+    };
+    manifest
+        .validate()
+        .map_err(|e| BuildError::Template(format!("demo manifest: {e}")))?;
+    write(omega_bundle::MANIFEST, &manifest.to_json())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), BuildError> {
-    std::fs::create_dir_all(to).map_err(io(to))?;
-    for entry in std::fs::read_dir(from).map_err(io(from))? {
-        let path = entry.map_err(io(from))?.path();
-        let dest = to.join(path.file_name().unwrap_or_default());
+/// The data items under `root`: `root/SOURCE/a/b.txt` is item `/a/b.txt` of source
+/// `SOURCE`, shipped as the flat bundle file `SOURCE-a-b.txt` (bundle files have no
+/// directories). Sorted, so the manifest is the same on every machine.
+pub fn data_entries(
+    root: &Path,
+) -> Result<Vec<(omega_bundle::DataEntry, std::path::PathBuf)>, BuildError> {
+    let mut files = Vec::new();
+    for source in sorted_entries(root)? {
+        let name = utf8_name(&source)?;
+        collect_files(&source, name, &mut files)?;
+    }
+    Ok(files
+        .into_iter()
+        .map(|(item, from)| {
+            let (source, path) = item.split_once('/').unwrap_or((item.as_str(), ""));
+            let entry = omega_bundle::DataEntry {
+                source: source.into(),
+                path: format!("/{path}"),
+                file: item.replace('/', "-"),
+            };
+            (entry, from)
+        })
+        .collect())
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<std::path::PathBuf>, BuildError> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        paths.push(entry.map_err(io(dir))?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn utf8_name(path: &Path) -> Result<&str, BuildError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| BuildError::NonUtf8Path(path.to_path_buf()))
+}
+
+/// Every file under `dir` as (`prefix/relative/path`, its path), depth first, sorted.
+fn collect_files(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, std::path::PathBuf)>,
+) -> Result<(), BuildError> {
+    for path in sorted_entries(dir)? {
+        let item = format!("{prefix}/{}", utf8_name(&path)?);
         if path.is_dir() {
-            copy_dir(&path, &dest)?;
+            collect_files(&path, &item, out)?;
         } else {
-            std::fs::copy(&path, &dest).map_err(io(&path))?;
+            out.push((item, path));
         }
     }
     Ok(())
@@ -115,6 +171,26 @@ mod tests {
         assert_eq!(out, format!("a {} b {}", built[0].pin(), built[1].pin()));
         assert!(pin_policy("${nobody}", &built).is_err());
         assert!(pin_policy("${triage", &built).is_err());
+    }
+
+    #[test]
+    fn demo_data_becomes_manifest_items_in_flat_files() {
+        let repo = omega_test_support::workspace_root();
+        let entries = data_entries(&repo.join(DEMO_DATA)).unwrap();
+        let index = entries
+            .iter()
+            .find(|(e, _)| e.source == "ehr" && e.path == "/patients/index.txt")
+            .expect("the patient index");
+        assert_eq!(index.0.file, "ehr-patients-index.txt");
+        assert!(index.1.ends_with("ehr/patients/index.txt"));
+        // Every record the index lists is an item, so triage can read it.
+        let listed = std::fs::read_to_string(&index.1).unwrap();
+        for path in listed.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(entries.iter().any(|(e, _)| e.path == path.trim()), "{path}");
+        }
+        let mut sorted = entries.clone();
+        sorted.sort_by(|a, b| a.0.file.cmp(&b.0.file));
+        assert_eq!(sorted, entries);
     }
 
     #[test]

@@ -24,7 +24,9 @@ use sha2::{Digest, Sha256};
 mod bundle;
 mod module;
 
-pub use bundle::{DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, demo_policy, pin_policy, write_demo_bundle};
+pub use bundle::{
+    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, data_entries, demo_policy, pin_policy, write_demo_bundle,
+};
 pub use module::{Import, ModuleError, ModuleInfo, check};
 
 /// The agents' package directory, relative to the repository root.

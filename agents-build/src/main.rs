@@ -21,7 +21,7 @@ struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Also write the demo bundle (manifest.json, policy.bin pinned to these builds, the demo
-    /// agents, data/) to this directory.
+    /// agents and the data items the manifest declares) to this directory.
     #[arg(long)]
     bundle: Option<PathBuf>,
 }

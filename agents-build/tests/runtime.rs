@@ -233,11 +233,12 @@ fn the_triage_pair_works_under_policy_with_and_without_a_model() {
         let triage = load(&mut rt, "triage");
         let summariser = load(&mut rt, "summariser");
         rt.run_until_idle(SLICES);
-        // Triage exits 0 only once the summariser's answer to its round came back.
+        // Triage exits 0 only once the summariser's answer to its round came back; the
+        // summariser stops when triage ends the session, so the monitor can finish.
         assert_eq!(rt.status(triage), Some(&Status::Exited(0)));
-        assert_eq!(rt.status(summariser), Some(&Status::Parked));
-        // Parked after a whole round, the summariser holds two 64 KiB pages: the SDK's
-        // small stack and reused heap keep an idle agent far below the 512 KiB goal.
+        assert_eq!(rt.status(summariser), Some(&Status::Exited(0)));
+        // After a whole round, the summariser holds two 64 KiB pages: the SDK's small stack
+        // and reused heap keep an agent far below the 512 KiB goal.
         let idle = rt.agent_memory(summariser).unwrap().len();
         eprintln!("idle summariser: {idle} bytes of linear memory");
         assert!(idle <= 2 * 65536, "{idle}");
@@ -246,12 +247,9 @@ fn the_triage_pair_works_under_policy_with_and_without_a_model() {
         let rules =
             |agent| -> Vec<String> { m.decisions_of(agent).into_iter().map(|d| d.3).collect() };
         let triage_rules = rules("triage");
-        // The index and three records, three prompts, one message.
+        // The index and three records, three prompts, the request and the session's end.
         assert_eq!(
-            triage_rules
-                .iter()
-                .filter(|r| *r == "triage_reads_ehr")
-                .count(),
+            triage_rules.iter().filter(|r| *r == "ehr_readers").count(),
             4
         );
         assert_eq!(
@@ -327,7 +325,7 @@ fn hostile_agents_are_contained_and_the_pair_is_unchanged() {
 
     // The pair: same result, same decisions, as alone.
     assert_eq!(rt.status(triage), Some(&Status::Exited(0)));
-    assert_eq!(rt.status(summariser), Some(&Status::Parked));
+    assert_eq!(rt.status(summariser), Some(&Status::Exited(0)));
     assert_eq!(m.decisions_of("triage"), alone_triage);
     assert_eq!(m.decisions_of("summariser"), alone_summariser);
 
@@ -388,7 +386,14 @@ fn the_demo_bundle_passes_the_launchers_check_and_its_agents_load_under_its_poli
         .map(|a| a.name.as_str())
         .collect();
     assert_eq!(names, DEMO_AGENTS);
-    assert!(dir.path().join("data/ehr/patients/index.txt").is_file());
+    // The data items are declared in the manifest, so the monitor serves them.
+    let index = bundle
+        .manifest
+        .data
+        .iter()
+        .find(|d| d.source == "ehr" && d.path == "/patients/index.txt")
+        .expect("the patient index in the manifest");
+    assert!(bundle.files.iter().any(|f| f.0 == index.file));
 
     let file = |name: &str| -> &'static [u8] {
         let bytes = &bundle.files.iter().find(|f| f.0 == name).unwrap().1;

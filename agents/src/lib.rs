@@ -14,6 +14,10 @@ pub const SUMMARISER: &str = "summariser";
 /// Books appointments through tools; not cleared for `phi`.
 pub const SCHEDULER: &str = "scheduler";
 
+/// The text of the message that ends a conversation with the summariser: it stops serving
+/// (exit 0) once its client says so, which lets the monitor finish when the work is done.
+pub const END_OF_SESSION: &str = "end of session";
+
 /// The in-house model the policy clears for `phi`.
 pub const LOCAL_MODEL: &str = "local_llm";
 /// The public model the policy does not clear for `phi`.

@@ -1,7 +1,9 @@
 //! Scheduler, the tool-using agent: finds a patient through the FHIR search tool and books a
-//! follow-up slot through the calendar tool. A failed step ends it with exit code 1 and a
-//! log line naming the error (a denial names its rule; without a tool gateway the calls come
-//! back unavailable). Tool results are labelled `untrusted`, and a labelled context may not
+//! follow-up slot through the calendar tool. When the tools cannot be used (the policy denies
+//! the call, e.g. `target-pin` while no attested tool gateway exists, or the gateway is
+//! unavailable) it says so in a log line naming the rule or reason and exits 0: nothing was
+//! booked, and nothing went wrong in the agent. Any other failure ends it with exit code 1.
+//! Tool results are labelled `untrusted`, and a labelled context may not
 //! log, so it says what it will do before its first call and nothing after a result.
 #![no_std]
 #![no_main]
@@ -51,6 +53,16 @@ fn call(tool: &'static str, arguments: &str) -> Result<String, ScheduleError> {
 }
 
 fn main() -> Result<(), ScheduleError> {
+    match schedule() {
+        Err(ScheduleError::Host(tool, e @ (Error::Denied { .. } | Error::Unavailable { .. }))) => {
+            info!("nothing booked: {tool}: {e}");
+            Ok(())
+        }
+        done => done,
+    }
+}
+
+fn schedule() -> Result<(), ScheduleError> {
     info!("booking slot {FOLLOW_UP_SLOT} for the first patient named {FAMILY_NAME}");
     let query = format!(r#"{{"query":{{"family_name":"{FAMILY_NAME}"}},"limit":10}}"#);
     let found = call(SEARCH, &query)?;

@@ -1,8 +1,9 @@
 //! Summariser: serves summaries to other agents. Waits for a message, asks the in-house model
 //! to summarise its text, and replies in the same conversation (A2A context id). When the
 //! model is unavailable or refused, it replies with a plain extractive summary and says so.
-//! Serves until the monitor stops it (it is parked, costing no CPU, between messages). It
-//! logs nothing once it has a message: the message's labels (`phi`) are then its own.
+//! Serves until a client ends its session with [`END_OF_SESSION`] (parked, costing no CPU,
+//! between messages). It logs nothing once it has a message: the message's labels (`phi`)
+//! are then its own.
 #![no_std]
 #![no_main]
 
@@ -12,7 +13,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use omega_example_agents::{LOCAL_MODEL, clip};
+use omega_example_agents::{END_OF_SESSION, LOCAL_MODEL, clip};
 use omega_sdk::{Error, info};
 
 omega_sdk::entry!(main);
@@ -24,6 +25,9 @@ fn main() -> Result<(), Error> {
     loop {
         let request = omega_sdk::recv()?;
         let text = request.text();
+        if text == END_OF_SESSION {
+            return Ok(());
+        }
         let prompt = format!("Summarise for a busy clinician in three lines:\n\n{text}");
         let summary = match omega_sdk::infer(LOCAL_MODEL, &prompt, MAX_TOKENS) {
             Ok(s) => s,

@@ -1,7 +1,9 @@
 //! Triage: reads the patient records in the `ehr` source (labelled `phi`), asks the in-house
 //! model to rate each one's urgency, and sends the ratings to the summariser (cleared for
-//! `phi`) and logs its summary. When the model is unavailable (no inference proxy) it rates
-//! by keywords instead, and says so in each rating: never a made-up model answer.
+//! `phi`), then tells it the session is over. When the model is unavailable or the policy
+//! refuses it (no attested inference proxy yet: `target-pin`), it rates by keywords instead
+//! and says so in each rating, `[keyword rules, not a model: …]`: never a made-up model
+//! answer.
 #![no_std]
 #![no_main]
 
@@ -11,7 +13,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use omega_example_agents::{EHR, LOCAL_MODEL, PATIENT_INDEX, SUMMARISER, clip, field};
+use omega_example_agents::{
+    EHR, END_OF_SESSION, LOCAL_MODEL, PATIENT_INDEX, SUMMARISER, clip, field,
+};
 use omega_sdk::{Error, info};
 
 omega_sdk::entry!(main);
@@ -66,16 +70,17 @@ fn main() -> Result<(), TriageError> {
         let d = reply.delivered();
         // Anything else (another agent, an older round) is not the answer: keep waiting.
         if d.from == SUMMARISER && d.message.context_id == Some(context.as_str()) {
-            return if reply.text().is_empty() {
-                Err(TriageError::EmptySummary)
-            } else {
-                Ok(())
-            };
+            if reply.text().is_empty() {
+                return Err(TriageError::EmptySummary);
+            }
+            omega_sdk::send_text(SUMMARISER, Some(&context), END_OF_SESSION)?;
+            return Ok(());
         }
     }
 }
 
-/// One record's urgency, by the model or, when it cannot be reached, by keywords.
+/// One record's urgency, by the model or, when it cannot be reached or is refused, by
+/// keywords.
 fn rate(record: &str) -> Result<String, Error> {
     let prompt = format!(
         "You are a triage nurse. Rate this patient's urgency from 1 (immediate) to 5 \
@@ -86,8 +91,11 @@ fn rate(record: &str) -> Result<String, Error> {
             "{} [model {LOCAL_MODEL}]",
             clip(answer.trim(), 200)
         )),
-        Err(e @ (Error::Unavailable { .. } | Error::Failed { .. })) => {
-            Ok(format!("{} [keyword rules: {e}]", keyword_rating(record)))
+        Err(e @ (Error::Unavailable { .. } | Error::Failed { .. } | Error::Denied { .. })) => {
+            Ok(format!(
+                "{} [keyword rules, not a model: {e}]",
+                keyword_rating(record)
+            ))
         }
         Err(e) => Err(e),
     }

@@ -50,6 +50,17 @@ pub trait Transport {
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
     /// Sends all of `data`; may wait while the host is not reading (backpressure).
     fn send(&mut self, data: &[u8]) -> Result<(), Self::Error>;
+    /// Monotonic nanoseconds, which time the idle resync; `None` without a clock (the
+    /// resync then counts polls, `Config::idle_resync_polls`).
+    fn now_ns(&mut self) -> Option<u64> {
+        None
+    }
+    /// Waits until input may have arrived: called when a poll found none and the channel's
+    /// user (or the channel itself, waiting for credit) has nothing else to do. May return
+    /// at once; the caller polls again. The default spins once.
+    fn idle(&mut self) {
+        core::hint::spin_loop();
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -60,6 +71,12 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     fn send(&mut self, data: &[u8]) -> Result<(), Self::Error> {
         (**self).send(data)
     }
+    fn now_ns(&mut self) -> Option<u64> {
+        (**self).now_ns()
+    }
+    fn idle(&mut self) {
+        (**self).idle()
+    }
 }
 
 /// How long the channel waits, and how much it buffers.
@@ -67,8 +84,11 @@ impl<T: Transport + ?Sized> Transport for &mut T {
 pub struct Config {
     /// Polls to wait for the host's HelloAck.
     pub hello_polls: u64,
-    /// Polls without input after which a partial frame is given up on: a host that sent
+    /// Time without input after which a partial frame is given up on: a host that sent
     /// half a frame and stopped must not wedge the decoder until it sends more.
+    pub idle_resync_ns: u64,
+    /// The same in polls, for a transport without a clock (`Transport::now_ns` is `None`),
+    /// which must then not sleep between polls for long.
     pub idle_resync_polls: u64,
     /// Largest message reassembled on one stream.
     pub max_message: usize,
@@ -80,6 +100,8 @@ impl Config {
     /// The monitor's settings: about a few seconds for the HelloAck under TCG.
     pub const MONITOR: Config = Config {
         hello_polls: 20_000_000,
+        // As the host side's IDLE_RESYNC: no frame half-sent for a second is still coming.
+        idle_resync_ns: 1_000_000_000,
         idle_resync_polls: 2_000_000,
         // SECURITY: bounds what the host can make the monitor buffer per stream. At least a
         // bundle content message (`omega_bundle::MAX_CHUNK`, 1 MiB) and the Echo benchmark's
@@ -169,8 +191,10 @@ pub struct Channel<T: Transport> {
     pub version: u8,
     /// Pieces of bad input from the host so far (malformed frames and transport faults).
     pub malformed: u64,
-    /// Polls in a row that brought no bytes (for the idle resync).
+    /// Polls in a row that brought no bytes, and the time of the last that did (for the
+    /// idle resync).
     idle_polls: u64,
+    idle_since_ns: Option<u64>,
 }
 
 impl<T: Transport> Channel<T> {
@@ -203,6 +227,7 @@ impl<T: Transport> Channel<T> {
             version: 0,
             malformed: 0,
             idle_polls: 0,
+            idle_since_ns: None,
         };
         let n = ch.enc.hello(
             &Hello {
@@ -303,6 +328,39 @@ impl<T: Transport> Channel<T> {
         }
     }
 
+    /// Notes a read of `got` bytes; true once the transport has been without input for the
+    /// idle resync's time (or polls, without a clock) and `may_resync` (the count then
+    /// starts again).
+    fn resync_due(&mut self, got: usize, may_resync: bool) -> bool {
+        let now = self.transport.now_ns();
+        if got > 0 {
+            self.idle_polls = 0;
+            self.idle_since_ns = now;
+            return false;
+        }
+        self.idle_polls += 1;
+        let idle = match (now, self.idle_since_ns) {
+            (Some(now), Some(since)) => now.saturating_sub(since) >= self.config.idle_resync_ns,
+            // No clock, or it just appeared: count polls (and start timing).
+            _ => {
+                self.idle_since_ns = self.idle_since_ns.or(now);
+                self.idle_polls > self.config.idle_resync_polls
+            }
+        };
+        let due = idle && may_resync;
+        if due {
+            self.idle_polls = 0;
+            self.idle_since_ns = now;
+        }
+        due
+    }
+
+    /// Waits until input may have arrived ([`Transport::idle`]): for a caller whose
+    /// `poll` or `receive` found nothing and that has nothing else to do.
+    pub fn idle(&mut self) {
+        self.transport.idle();
+    }
+
     /// Moves backlog bytes into the decoder as far as it has room.
     fn feed(&mut self) {
         let n = self.dec.push(&self.backlog);
@@ -323,12 +381,12 @@ impl<T: Transport> Channel<T> {
         self.backlog.extend_from_slice(&self.rx[..got]);
         let mut progress = got > 0;
         let mut grants: Vec<(Stream, u32)> = Vec::new();
-        self.idle_polls = if got > 0 { 0 } else { self.idle_polls + 1 };
-        if self.idle_polls > self.config.idle_resync_polls && self.backlog.is_empty() {
-            self.idle_polls = 0;
-            if let Some(e) = self.dec.resync() {
-                self.note_bad_input(Event::Malformed(e));
-            }
+        // Only with nothing left to feed: the decoder may just be full.
+        let may_resync = self.backlog.is_empty();
+        if self.resync_due(got, may_resync)
+            && let Some(e) = self.dec.resync()
+        {
+            self.note_bad_input(Event::Malformed(e));
         }
         loop {
             self.feed();
@@ -539,7 +597,7 @@ impl<T: Transport> Channel<T> {
                 }
                 Err(WireError::WouldBlock(_)) => {
                     if !self.pump()? {
-                        core::hint::spin_loop();
+                        self.transport.idle();
                     }
                 }
                 Err(e) => return Err(e.into()),

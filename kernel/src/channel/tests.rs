@@ -25,6 +25,11 @@ struct Fake {
     max_read: usize,
     /// Faults the next `recv`s report before any data.
     faults: VecDeque<&'static str>,
+    /// The fake clock (`None`: no clock, the idle resync counts polls).
+    clock_ns: Option<u64>,
+    /// Calls to `idle`, and bytes the host sends while the guest idles.
+    idles: usize,
+    inbound_on_idle: Vec<u8>,
 }
 
 impl Transport for Fake {
@@ -49,6 +54,15 @@ impl Transport for Fake {
     fn send(&mut self, data: &[u8]) -> Result<(), Fault> {
         self.outbound.extend_from_slice(data);
         Ok(())
+    }
+
+    fn now_ns(&mut self) -> Option<u64> {
+        self.clock_ns
+    }
+
+    fn idle(&mut self) {
+        self.idles += 1;
+        self.inbound.extend(self.inbound_on_idle.drain(..));
     }
 }
 
@@ -153,6 +167,7 @@ impl Host {
 
 const TEST: Config = Config {
     hello_polls: 1000,
+    idle_resync_ns: 1_000_000,
     idle_resync_polls: 50,
     max_message: 1 << 20,
 };
@@ -311,6 +326,18 @@ fn sending_waits_for_credit_and_resumes_on_a_grant() {
 }
 
 #[test]
+fn waiting_for_credit_idles_the_transport_until_the_grant_comes() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    let m = vec![5u8; 1500];
+    // The grant arrives only while the guest idles (the monitor would be halted).
+    ch.transport_mut().inbound_on_idle = host.credit(Stream::Echo, 1000);
+    ch.send(Stream::Echo, &m).unwrap();
+    assert!(ch.transport_mut().idles >= 1);
+    let out = guest_output(&mut ch, &mut host);
+    assert_eq!(out, [Seen::Message(Stream::Echo, m)]);
+}
+
+#[test]
 fn a_grant_past_the_maximum_window_is_malformed() {
     let (mut ch, mut host) = connected(1000, TEST);
     push(&mut ch, &host.credit(Stream::Log, omega_wire::MAX_WINDOW));
@@ -426,22 +453,73 @@ fn garbage_and_broken_frames_are_reported_once_per_batch_then_resynced() {
     assert_eq!(ch.malformed, bad.len() as u64);
 }
 
-#[test]
-fn a_half_frame_followed_by_silence_is_given_up() {
-    let (mut ch, mut host) = connected(1000, TEST);
-    let f = host.message(Stream::Tools, &[9u8; 3000]);
-    push(&mut ch, &f[..f.len() / 2]);
+/// Polls `polls` times; the bad input reported.
+fn poll_malformed(ch: &mut Channel<Fake>, polls: u64) -> Vec<WireError> {
     let mut bad = Vec::new();
-    for _ in 0..2 * TEST.idle_resync_polls {
+    for _ in 0..polls {
         if let Some(Event::Malformed(e)) = ch.poll().unwrap() {
             bad.push(e);
         }
     }
-    assert!(matches!(bad[..], [WireError::Truncated(_), ..]), "{bad:?}");
-    push(&mut ch, &host.message(Stream::Tools, b"x"));
-    push(&mut ch, &host.message(Stream::Tools, b"whole"));
-    let events = drain(&mut ch);
+    bad
+}
+
+/// After a resync, the frame the host was cut off in is lost and the next whole one gets
+/// through (the decoder may eat the first one looking for a sync marker).
+fn assert_recovers(ch: &mut Channel<Fake>, host: &mut Host) {
+    push(ch, &host.message(Stream::Tools, b"x"));
+    push(ch, &host.message(Stream::Tools, b"whole"));
+    let events = drain(ch);
     assert_eq!(messages(&events), [(Stream::Tools, &b"whole"[..])]);
+}
+
+#[test]
+fn a_half_frame_followed_by_silence_is_given_up_after_the_resync_time() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    ch.transport_mut().clock_ns = Some(7);
+    let f = host.message(Stream::Tools, &[9u8; 3000]);
+    push(&mut ch, &f[..f.len() / 2]);
+    // With a clock, polls do not count (a halted monitor polls seldom): only time does.
+    let bad = poll_malformed(&mut ch, 10 * TEST.idle_resync_polls);
+    assert_eq!(bad, []);
+    ch.transport_mut().clock_ns = Some(7 + TEST.idle_resync_ns - 1);
+    assert_eq!(poll_malformed(&mut ch, 1), []);
+    ch.transport_mut().clock_ns = Some(7 + TEST.idle_resync_ns);
+    let bad = poll_malformed(&mut ch, 1);
+    assert!(matches!(bad[..], [WireError::Truncated(_)]), "{bad:?}");
+    assert_recovers(&mut ch, &mut host);
+}
+
+#[test]
+fn input_restarts_the_idle_resync_time() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    ch.transport_mut().clock_ns = Some(0);
+    let f = host.message(Stream::Tools, &[9u8; 3000]);
+    let step = TEST.idle_resync_ns * 3 / 4;
+    push(&mut ch, &f[..1000]);
+    assert_eq!(poll_malformed(&mut ch, 3), []);
+    ch.transport_mut().clock_ns = Some(step);
+    push(&mut ch, &f[1000..2000]);
+    assert_eq!(poll_malformed(&mut ch, 3), []);
+    // Longer than the resync time since the frame began, but not since the last input.
+    ch.transport_mut().clock_ns = Some(2 * step);
+    assert_eq!(poll_malformed(&mut ch, 3), []);
+    // A slow host finishes the frame late, and it still counts.
+    push(&mut ch, &f[2000..]);
+    assert_eq!(
+        messages(&drain(&mut ch)),
+        [(Stream::Tools, &[9u8; 3000][..])]
+    );
+}
+
+#[test]
+fn without_a_clock_the_idle_resync_counts_polls() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    let f = host.message(Stream::Tools, &[9u8; 3000]);
+    push(&mut ch, &f[..f.len() / 2]);
+    let bad = poll_malformed(&mut ch, 2 * TEST.idle_resync_polls);
+    assert!(matches!(bad[..], [WireError::Truncated(_), ..]), "{bad:?}");
+    assert_recovers(&mut ch, &mut host);
 }
 
 #[test]

@@ -11,7 +11,8 @@ const WINDOW: u64 = clock::PIT_HZ / 100;
 const WINDOWS: usize = 5;
 const GLITCH_STEP: u16 = 0x4000;
 
-fn rdtsc() -> u64 {
+/// The raw time-stamp counter.
+pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
     unsafe { core::arch::x86_64::_rdtsc() }
 }

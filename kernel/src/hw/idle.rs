@@ -8,16 +8,17 @@
 //! one more instruction, so one that arrives after the check is delivered at the `hlt`
 //! (waking it) and never lost. The handlers acknowledge, set a flag and send the EOI.
 //!
-//! "Nothing to do" is decided from the transport, not from one empty `Channel::poll`
-//! (which reads one receive buffer and can return nothing with more input already
-//! queued): `wait` halts only after [`QUIET_POLLS`] polls in a row whose receives found no
-//! input (or [`QUIET_NS`] without input, whichever comes first), and polls on (spinning)
-//! until then. That count is the channel's idle resync (`Config::MONITOR.idle_resync_polls`),
-//! which counts polls: halting sooner would stretch the resync after a half-sent frame from
-//! seconds to days. So the monitor spins for that long after the last input (about 1.7 s
-//! of CPU under TCG, measured; 10 s under nested KVM, where a poll is slow) and then
-//! sleeps; back-to-back traffic never halts, so its latency is what it was. The interrupt path is
-//! set up, and announced on the console, at the first halt.
+//! "Nothing to do" is decided from the transport: `wait` halts when no input arrived since
+//! the previous `wait`, so after one poll whose receive found nothing (one empty
+//! `Channel::poll` is not enough: it reads one receive buffer and can return nothing with
+//! more input already queued, which counts as input here); the service loop's [`wait`]
+//! first polls on for [`SPIN_NS`] after the last input, so back-to-back traffic does not
+//! halt. The channel's idle resync is timed on the monitor's clock
+//! (`Config::MONITOR.idle_resync_ns`, 1 s, as the host's), so the tick keeps it firing
+//! while halted. The channel's own waits (for credit; the log's wait for an `Ack`) idle
+//! here too, through [`Idling`], the transport the services use. Without a clock the
+//! resync counts polls, so `wait` only pauses (halting would stretch it from seconds to
+//! days). The interrupt path is set up, and announced on the console, at the first halt.
 //!
 //! Under SEV-SNP the monitor takes no interrupts (docs/threat-model.md, Restricted
 //! Injection): they would be the host's to inject and, with Restricted Injection on, would
@@ -31,7 +32,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use omega_arch::interrupts::{self, SPURIOUS_VECTOR};
 use omega_arch::serial_println;
 use omega_boot_info::Tee;
-use omega_kernel::channel::Config;
+use omega_kernel::channel::Transport;
 use omega_kernel::clock::Clock;
 use spin::Once;
 
@@ -48,19 +49,27 @@ pub const TIMER_VECTOR: u8 = interrupts::FIRST_VECTOR + 1;
 pub const TICK_MS: u32 = 100;
 /// The tick when the device line could not be routed: the channel is polled this often.
 pub const POLL_TICK_MS: u32 = 5;
-/// Polls without input before the first halt: see the module docs.
-pub const QUIET_POLLS: u64 = Config::MONITOR.idle_resync_polls + 1;
-/// ...or this long without input, whichever comes first: under nested KVM a poll costs
-/// over 0.2 ms, and the count alone would keep the monitor spinning for minutes.
-pub const QUIET_NS: u64 = 10_000_000_000;
+/// How long the service loop polls on after the last input before it halts ([`wait`]).
+/// A wake-up from `hlt` costs about 1.5 ms under TCG (measured), ten times a round trip
+/// between two polling ends: without this, a request/answer exchange would halt between
+/// every message (1 KiB echo: 3.7 ms instead of 0.2-0.4 ms). It costs at most this much CPU
+/// per burst of input. The channel's own waits ([`Idling`]) halt at once instead: there the
+/// host has to do the next step, and a spinning vCPU takes the host CPU it needs (1 MiB
+/// echo: 82-86 ms spinning 1 ms per credit wait, 34-40 ms halting).
+pub const SPIN_NS: u64 = 1_000_000;
 /// The APIC timer's rate when it cannot be calibrated: QEMU's 1 GHz APIC bus / 16.
 const DEFAULT_COUNTS_PER_MS: u32 = 62_500;
 /// Calibration window against the TSC clock.
 const CALIBRATION_NS: u64 = 2_000_000;
 
 enum Mode {
-    /// `sti; hlt` with the APIC timer armed for `tick` counts.
-    Halt { apic: LocalApic, tick: u32 },
+    /// `sti; hlt` with the APIC timer armed for `tick` counts, once the channel has been
+    /// without input for `spin` TSC ticks ([`SPIN_NS`]).
+    Halt {
+        apic: LocalApic,
+        tick: u32,
+        spin: u64,
+    },
     /// SNP, or no usable local APIC.
     Pause,
 }
@@ -71,42 +80,34 @@ static WOKEN: AtomicBool = AtomicBool::new(false);
 /// The channel's interrupt arrived (reported once, for the tests).
 static DEVICE_WOKE: AtomicBool = AtomicBool::new(false);
 static DEVICE_WAKE_REPORTED: AtomicBool = AtomicBool::new(false);
-/// `virtio::rx_activity` when `wait` last looked, the waits since it last changed, and
-/// the clock then.
+/// `virtio::rx_activity` when `wait` last looked, and the TSC when it last changed.
 static SEEN_ACTIVITY: AtomicU64 = AtomicU64::new(0);
-static QUIET: AtomicU64 = AtomicU64::new(0);
-static QUIET_SINCE_NS: AtomicU64 = AtomicU64::new(0);
-
-/// Whether the channel has been without input for [`QUIET_POLLS`] polls (one `wait`
-/// follows each empty poll) or [`QUIET_NS`].
-fn quiet_long_enough(clock: Option<&Clock>) -> bool {
-    let now = clock.map(clock::now_ns);
-    let activity = virtio::rx_activity();
-    if SEEN_ACTIVITY.swap(activity, Ordering::Relaxed) != activity {
-        QUIET.store(0, Ordering::Relaxed);
-        QUIET_SINCE_NS.store(now.unwrap_or(0), Ordering::Relaxed);
-        return false;
-    }
-    let quiet = QUIET.load(Ordering::Relaxed).saturating_add(1);
-    QUIET.store(quiet, Ordering::Relaxed);
-    let long = now.is_some_and(|t| t - QUIET_SINCE_NS.load(Ordering::Relaxed) >= QUIET_NS);
-    quiet >= QUIET_POLLS || long
-}
+static LAST_INPUT_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// Waits for something to happen: an interrupt from the channel device or the fallback
-/// tick, once the channel has been quiet long enough (otherwise, and under SNP, one
-/// `PAUSE`). Call when a poll found nothing to do, then poll again.
+/// tick, once the channel has had no input since the last wait (otherwise, under SNP and
+/// without a clock, one `PAUSE`). Call when a poll found nothing to do, then poll again.
 pub fn wait(m: &Monitor) {
-    let snp = m.platform.tee() == Tee::SevSnp;
-    if !snp && !quiet_long_enough(m.clock.as_ref()) {
+    wait_on(m.platform.tee(), m.clock.as_ref(), true);
+}
+
+/// [`wait`], polling on for [`SPIN_NS`] after the last input when `spin_first`.
+fn wait_on(tee: Tee, clock: Option<&Clock>, spin_first: bool) {
+    let activity = virtio::rx_activity();
+    let tsc = clock::rdtsc();
+    if SEEN_ACTIVITY.swap(activity, Ordering::Relaxed) != activity {
+        LAST_INPUT_TSC.store(tsc, Ordering::Relaxed);
         core::hint::spin_loop();
         return;
     }
-    match MODE.call_once(|| init(m)) {
-        // One PAUSE per empty poll, as before idling existed: the channel's idle resync
-        // counts polls.
+    match MODE.call_once(|| init(tee, clock)) {
         Mode::Pause => core::hint::spin_loop(),
-        Mode::Halt { apic, tick } => {
+        Mode::Halt { spin, .. }
+            if spin_first && tsc.wrapping_sub(LAST_INPUT_TSC.load(Ordering::Relaxed)) < *spin =>
+        {
+            core::hint::spin_loop();
+        }
+        Mode::Halt { apic, tick, .. } => {
             // Interrupts are off everywhere but in the `hlt` below; this makes it so
             // should a caller ever have turned them on.
             x86_64::instructions::interrupts::disable();
@@ -132,6 +133,45 @@ pub fn wait(m: &Monitor) {
     }
 }
 
+/// A channel transport that tells the channel the time (for its idle resync) and idles
+/// like [`wait`], without its spin, when the channel waits (for credit, for an `Ack`).
+pub struct Idling<T> {
+    inner: T,
+    tee: Tee,
+    /// The monitor's clock's rate, from TSC 0: the channel needs only time differences.
+    clock: Option<Clock>,
+}
+
+impl<T> Idling<T> {
+    pub fn new(inner: T, m: &Monitor) -> Self {
+        Idling {
+            inner,
+            tee: m.platform.tee(),
+            clock: m.clock.as_ref().map(|c| Clock::new(0, c.hz())),
+        }
+    }
+}
+
+impl<T: Transport> Transport for Idling<T> {
+    type Error = T::Error;
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, T::Error> {
+        self.inner.recv(buf)
+    }
+
+    fn send(&mut self, data: &[u8]) -> Result<(), T::Error> {
+        self.inner.send(data)
+    }
+
+    fn now_ns(&mut self) -> Option<u64> {
+        self.clock.as_ref().map(clock::now_ns)
+    }
+
+    fn idle(&mut self) {
+        wait_on(self.tee, self.clock.as_ref(), false);
+    }
+}
+
 fn on_device_interrupt() {
     virtio::ack_interrupt();
     DEVICE_WOKE.store(true, Ordering::Relaxed);
@@ -147,8 +187,8 @@ fn on_timer_interrupt() {
 /// The APIC withdrew an interrupt it had begun to deliver: no EOI (SDM 10.9), nothing to do.
 fn ignore_spurious_interrupt() {}
 
-fn init(m: &Monitor) -> Mode {
-    if m.platform.tee() == Tee::SevSnp {
+fn init(tee: Tee, clock: Option<&Clock>) -> Mode {
+    if tee == Tee::SevSnp {
         serial_println!(
             "omega: idle: SEV-SNP: no interrupts are taken; polling the channel with PAUSE"
         );
@@ -158,16 +198,18 @@ fn init(m: &Monitor) -> Mode {
         serial_println!("omega: idle: no local APIC in xAPIC mode at 0xfee00000; polling");
         return Mode::Pause;
     };
+    let Some(clock) = clock else {
+        serial_println!(
+            "omega: idle: no clock, so the channel's idle resync counts polls; polling"
+        );
+        return Mode::Pause;
+    };
     apic::mask_legacy_pic();
     interrupts::set_handler(DEVICE_VECTOR, on_device_interrupt);
     interrupts::set_handler(TIMER_VECTOR, on_timer_interrupt);
     interrupts::set_handler(SPURIOUS_VECTOR, ignore_spurious_interrupt);
     apic.enable(SPURIOUS_VECTOR);
-    let per_ms = m
-        .clock
-        .as_ref()
-        .and_then(|c| calibrate(&apic, c))
-        .unwrap_or(DEFAULT_COUNTS_PER_MS);
+    let per_ms = calibrate(&apic, clock).unwrap_or(DEFAULT_COUNTS_PER_MS);
     // `microvm` with ACPI (QEMU's default) puts virtio-mmio slot n on GSI 24 + n, pin n of
     // its second I/O APIC. Without that I/O APIC (acpi=off: GSI 5 + n; ioapic2=off: GSI
     // 16 + n) the layout cannot be told apart, so the line is left alone.
@@ -198,6 +240,8 @@ fn init(m: &Monitor) -> Mode {
     Mode::Halt {
         apic,
         tick: per_ms.saturating_mul(tick_ms),
+        spin: u64::try_from(u128::from(clock.hz()) * u128::from(SPIN_NS) / 1_000_000_000)
+            .unwrap_or(u64::MAX),
     }
 }
 

@@ -131,7 +131,7 @@ impl<'m> LogService<'m> {
             }
             match ch.receive() {
                 Ok(true) => {}
-                Ok(false) => core::hint::spin_loop(),
+                Ok(false) => ch.idle(),
                 Err(e) => report_send_failure("a credit grant or error report", &e),
             }
         }

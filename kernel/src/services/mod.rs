@@ -35,11 +35,12 @@ use omega_arch::serial_println;
 use omega_kernel::channel::{Channel, ChannelError, Config, Event, HostText};
 use omega_wire::{Stream, msg};
 
+use crate::hw::idle::Idling;
 use crate::hw::virtio::{self, Console, ConsoleError};
 use crate::monitor::Monitor;
 
-/// The channel to the host, over the virtio serial port.
-type HostChannel = Channel<Console>;
+/// The channel to the host, over the virtio serial port (idling when the channel waits).
+type HostChannel = Channel<Idling<Console>>;
 type SendError = ChannelError<ConsoleError>;
 
 /// Reports a failed send on the console (the host cannot be told: the channel is what
@@ -80,7 +81,7 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
         "omega: host channel: virtio console at mmio slot {}",
         console.slot
     );
-    let mut ch = match Channel::connect(console, Config::MONITOR) {
+    let mut ch = match Channel::connect(Idling::new(console, m), Config::MONITOR) {
         Ok(ch) => ch,
         // No handshake, no channel (a version mismatch was told to the host).
         Err(e) => return unusable_channel(e),
