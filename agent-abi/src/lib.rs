@@ -384,12 +384,49 @@ pub enum Level {
 // Encoding helpers (both sides).
 // ---------------------------------------------------------------------------------------------
 
-/// Decodes a whole request or response; trailing bytes are refused, so each value has one
-/// encoding.
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ErrorCode> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
+/// Decodes a whole request or response. Only the canonical encoding is accepted: trailing
+/// bytes and overlong varints (postcard itself reads `[0x80, 0x00]` as 0) are refused, so
+/// each value has exactly one encoding and the request digest in the provenance log names
+/// the value, not one of its spellings.
+pub fn decode<'a, T: Deserialize<'a> + Serialize>(bytes: &'a [u8]) -> Result<T, ErrorCode> {
+    let value = match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => value,
+        _ => return Err(ErrorCode::BadRequest),
+    };
+    // SECURITY: re-encode against the input byte by byte (no buffer): a second spelling of
+    // one value could otherwise pass a filter written for the first.
+    let compare = Canonical {
+        expected: bytes,
+        at: 0,
+    };
+    match postcard::serialize_with_flavor(&value, compare) {
+        Ok(used) if used == bytes.len() => Ok(value),
         _ => Err(ErrorCode::BadRequest),
+    }
+}
+
+/// A postcard output that writes nothing and fails at the first byte that differs from
+/// `expected`.
+struct Canonical<'e> {
+    expected: &'e [u8],
+    at: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Canonical<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        match self.expected.get(self.at) {
+            Some(&b) if b == byte => {
+                self.at += 1;
+                Ok(())
+            }
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.at)
     }
 }
 
@@ -404,6 +441,38 @@ pub fn encode<'b, T: Serialize + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_canonical_encoding_decodes() {
+        let req = DataReadRequest {
+            source: "ehr",
+            path: "/p1",
+            offset: 0,
+            max_len: 300,
+        };
+        let mut buf = [0u8; 64];
+        let good = encode(&req, &mut buf).unwrap().to_vec();
+        assert_eq!(decode::<DataReadRequest<'_>>(&good), Ok(req));
+        // The same value with `offset` spelled as an overlong varint, and with a trailing byte.
+        let at = 1 + 3 + 1 + 3;
+        let mut overlong = good.clone();
+        overlong.splice(at..at + 1, [0x80, 0x00]);
+        assert_eq!(
+            postcard::from_bytes::<DataReadRequest<'_>>(&overlong),
+            Ok(req),
+            "postcard alone accepts it"
+        );
+        assert_eq!(
+            decode::<DataReadRequest<'_>>(&overlong),
+            Err(ErrorCode::BadRequest)
+        );
+        let mut trailing = good;
+        trailing.push(0);
+        assert_eq!(
+            decode::<DataReadRequest<'_>>(&trailing),
+            Err(ErrorCode::BadRequest)
+        );
+    }
 
     #[test]
     fn return_values_round_trip() {

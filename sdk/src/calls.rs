@@ -70,7 +70,7 @@ pub(crate) fn request<T: Serialize + ?Sized>(func: Func, request: &T) -> Result<
 }
 
 /// A response, decoded whole (the ABI's one encoding).
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
+pub(crate) fn decode<'a, T: Deserialize<'a> + Serialize>(bytes: &'a [u8]) -> Result<T, Error> {
     abi::decode(bytes).map_err(|_| Error::Protocol)
 }
 
