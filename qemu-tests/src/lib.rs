@@ -253,6 +253,47 @@ pub fn boot_with_session(
     Ok((vm, session))
 }
 
+/// Boots `boot` and starts serving it `bundle` with the launcher's session, storing the
+/// provenance log in `dir` (which also holds the channel socket).
+pub fn serve_bundle(
+    boot: Boot,
+    dir: &Path,
+    bundle: omega_host::Bundle,
+) -> Result<(Running, ChannelSession)> {
+    let config = SessionConfig {
+        log_store: Some(Box::new(omega_host::FileLogStore::open(dir)?)),
+        bundle: Some(bundle),
+        ..Default::default()
+    };
+    boot_with_session(boot, &dir.join("channel.sock"), config)
+}
+
+/// [`serve_bundle`] until the VM exits: its outcome and everything the session saw.
+pub fn deliver_bundle(
+    boot: Boot,
+    dir: &Path,
+    bundle: omega_host::Bundle,
+) -> Result<(Outcome, Vec<omega_host::SessionEvent>)> {
+    let (vm, session) = serve_bundle(boot, dir, bundle)?;
+    let out = vm.finish()?;
+    Ok((out, session.close()))
+}
+
+/// Boots `boot` with the host channel on `socket` and connects a raw wire host to it,
+/// granting `window` bytes of credit per stream (the raw host's default when `None`).
+pub fn boot_with_raw_host(
+    boot: Boot,
+    socket: &Path,
+    window: Option<u32>,
+) -> Result<(Running, raw_host::RawHost)> {
+    let vm = boot.virtio_console(socket).spawn()?;
+    let host = match window {
+        Some(w) => raw_host::RawHost::connect_with_window(socket, Duration::from_secs(60), w),
+        None => raw_host::RawHost::connect(socket, Duration::from_secs(60)),
+    }?;
+    Ok((vm, host))
+}
+
 /// Sends one command to a QEMU monitor socket and returns its answer.
 pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
     use std::io::Write;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use omega_agent_abi as abi;
 use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest, Restart};
-use omega_host::session::{FileLogStore, SessionConfig, SessionEvent};
+use omega_host::session::SessionEvent;
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
 use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, image};
@@ -123,22 +123,14 @@ impl Run {
 /// Boots the production image with the launcher's session and `files` as the bundle.
 fn run(files: &[(&str, Vec<u8>)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("channel.sock");
     let bundle_dir = dir.path().join("bundle");
     std::fs::create_dir_all(&bundle_dir).unwrap();
     for (name, bytes) in files {
         std::fs::write(bundle_dir.join(name), bytes).unwrap();
     }
     let bundle = omega_host::bundle::Bundle::read(&bundle_dir).unwrap();
-    let config = SessionConfig {
-        log_store: Some(Box::new(FileLogStore::open(dir.path()).unwrap())),
-        bundle: Some(bundle),
-        ..Default::default()
-    };
     let boot = Boot::new(image()).timeout(Duration::from_secs(300));
-    let (vm, session) = qemu_tests::boot_with_session(boot, &sock, config).unwrap();
-    let out = vm.finish().unwrap();
-    let events = session.close();
+    let (out, events) = qemu_tests::deliver_bundle(boot, dir.path(), bundle).unwrap();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
     assert!(
         events

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use omega_bundle::{BundleMsg, MANIFEST, MAX_AGENTS, MAX_NAME, MAX_TOTAL_BYTES};
 use omega_host::bundle::{Bundle, BundleError};
-use omega_host::session::{ChannelSession, FileLogStore, SessionConfig, SessionEvent};
+use omega_host::session::{ChannelSession, SessionEvent};
 use omega_wire::Stream;
 use omega_wire::msg::{self, ControlMsg};
-use qemu_tests::raw_host::RawHost;
-use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, Running, boot_with_session, image};
+use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, Running, image};
 
 fn module(size: usize, seed: u8) -> Vec<u8> {
     let mut m = b"\0asm\x01\0\0\0".to_vec();
@@ -44,22 +43,18 @@ fn write_bundle(dir: &Path, agents: &[(String, String)], total: u64) -> PathBuf 
     dir
 }
 
+fn production() -> Boot {
+    Boot::new(image()).timeout(Duration::from_secs(300))
+}
+
 /// Boots the production image and serves it `bundle` with a log store.
 fn deliver(dir: &Path, bundle: Bundle) -> (Outcome, Vec<SessionEvent>) {
-    let (vm, session) = serve(dir, bundle);
-    let out = vm.finish().unwrap();
-    (out, session.close())
+    qemu_tests::deliver_bundle(production(), dir, bundle).unwrap()
 }
 
 /// Boots the production image and starts serving it `bundle` with a log store.
 fn serve(dir: &Path, bundle: Bundle) -> (Running, ChannelSession) {
-    let config = SessionConfig {
-        log_store: Some(Box::new(FileLogStore::open(dir).unwrap())),
-        bundle: Some(bundle),
-        ..Default::default()
-    };
-    let boot = Boot::new(image()).timeout(Duration::from_secs(300));
-    boot_with_session(boot, &dir.join("channel.sock"), config).unwrap()
+    qemu_tests::serve_bundle(production(), dir, bundle).unwrap()
 }
 
 /// Checks the bundle arrived whole and the monitor, holding all of it, had the heap margin
@@ -186,12 +181,7 @@ fn one_byte_over_is_refused_by_the_launcher_and_by_the_monitor() {
 fn a_17_mib_message_is_refused_without_exhausting_the_heap() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(image())
-        .timeout(Duration::from_secs(300))
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
-    let mut host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+    let (vm, mut host) = qemu_tests::boot_with_raw_host(production(), &sock, None).unwrap();
     let size = 17 << 20;
     let mut buf = [0u8; 128];
     let begin = BundleMsg::Begin {

@@ -89,13 +89,10 @@ fn shutdown_msg() -> Vec<u8> {
 fn echo_all_vm(timeout: Duration) -> (tempfile::TempDir, qemu_tests::Running, RawHost) {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(test_hooks_image())
+    let boot = Boot::new(test_hooks_image())
         .cmdline("test=echo-all")
-        .timeout(timeout)
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
-    let host = RawHost::connect(&sock, Duration::from_secs(60)).unwrap();
+        .timeout(timeout);
+    let (vm, host) = qemu_tests::boot_with_raw_host(boot, &sock, None).unwrap();
     (dir, vm, host)
 }
 
@@ -274,7 +271,6 @@ fn host_session_echoes_1_byte_to_1_mib() {
 #[test]
 fn host_session_delivers_bundle_and_stores_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("channel.sock");
     let bundle_dir = dir.path().join("bundle");
     std::fs::create_dir_all(&bundle_dir).unwrap();
     let mut module = b"\0asm\x01\0\0\0".to_vec();
@@ -288,15 +284,8 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     .unwrap();
     let bundle = omega_host::bundle::Bundle::read(&bundle_dir).unwrap();
 
-    let config = SessionConfig {
-        log_store: Some(Box::new(FileLogStore::open(dir.path()).unwrap())),
-        bundle: Some(bundle),
-        ..Default::default()
-    };
     let boot = Boot::new(image()).timeout(Duration::from_secs(300));
-    let (vm, session) = qemu_tests::boot_with_session(boot, &sock, config).unwrap();
-    let out = vm.finish().unwrap();
-    let events = session.close();
+    let (out, events) = qemu_tests::deliver_bundle(boot, dir.path(), bundle).unwrap();
     assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
     assert!(
         out.serial

@@ -54,16 +54,8 @@ fn control(m: &ControlMsg<'_>) -> Vec<u8> {
 fn vm(window: Option<u32>) -> (tempfile::TempDir, Running, RawHost) {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let vm = Boot::new(image())
-        .timeout(Duration::from_secs(300))
-        .virtio_console(&sock)
-        .spawn()
-        .unwrap();
-    let host = match window {
-        Some(w) => RawHost::connect_with_window(&sock, Duration::from_secs(60), w),
-        None => RawHost::connect(&sock, Duration::from_secs(60)),
-    }
-    .unwrap();
+    let boot = Boot::new(image()).timeout(Duration::from_secs(300));
+    let (vm, host) = qemu_tests::boot_with_raw_host(boot, &sock, window).unwrap();
     (dir, vm, host)
 }
 
