@@ -32,6 +32,7 @@ pub mod cpuid_page;
 pub mod features;
 pub mod ghcb;
 pub mod guest_msg;
+pub mod lab;
 pub mod msr_protocol;
 pub mod psc;
 pub mod pvalidate;

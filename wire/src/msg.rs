@@ -67,6 +67,19 @@ pub enum ControlMsg<'a> {
     /// Guest -> host: a signed checkpoint (C2SP signed note) of the log so far. The host
     /// stores it (`checkpoint.note`) once every entry it covers is durable.
     Checkpoint { note: &'a str },
+    /// Host -> guest, before the bundle: the verifier's nonce, bound into the monitor's
+    /// evidence (REPORT_DATA). Only the first one counts; later ones are refused and logged.
+    /// `simulated_psp`: the host answers [`ControlMsg::GuestRequest`]s with the simulated PSP
+    /// (tests). Only test-hooks images can use it; production images refuse and say so.
+    Challenge { nonce: [u8; 32], simulated_psp: bool },
+    /// Guest -> host: one principal's evidence bundle (`omega-evidence` `Bundle`, postcard).
+    /// The host stores it beside the log (`evidence/<principal>.bin`, `:` written as `_`).
+    Evidence { principal: &'a str, bundle: &'a [u8] },
+    /// Guest -> host (test-hooks images only): an SNP guest-request message (header and
+    /// encrypted payload, `sev_snp::guest_msg` layout) for the simulated PSP.
+    GuestRequest { message: &'a [u8] },
+    /// Host -> guest: the simulated PSP's response message to the last `GuestRequest`.
+    GuestResponse { message: &'a [u8] },
 }
 
 /// Encodes `msg` into `out`, returns the bytes used.
