@@ -16,48 +16,6 @@ const ROUNDS: u32 = 3000;
 const AGENTS: usize = 6;
 const RESTARTS: u32 = 100;
 
-/// Each round: ask `random` for a 256-byte plan, then call the function it names with the
-/// arguments it holds. Plan: [0] function, [1] raw-pointer mode, [2..4] request length,
-/// [4..6] response capacity, [8..24] four raw i32 arguments, [32..] the request.
-fn fuzz_agent() -> String {
-    let mut dispatch = String::new();
-    for (i, f) in ["infer", "tool_call", "send", "recv", "data_read", "log"]
-        .iter()
-        .enumerate()
-    {
-        dispatch.push_str(&format!(
-            "(if (i32.eq (local.get $sel) (i32.const {i})) (then (drop (call ${f} (local.get $a) (local.get $b) (local.get $c) (local.get $d)))))\n"
-        ));
-    }
-    format!(
-        r#"(module
-  {imports}
-  (memory (export "memory") 1)
-  (func (export "run") (local $i i32) (local $sel i32) (local $a i32) (local $b i32) (local $c i32) (local $d i32)
-    (loop $l
-      (drop (call $random (i32.const 0x1000) (i32.const 256)))
-      (local.set $sel (i32.rem_u (i32.load8_u (i32.const 0x1000)) (i32.const 8)))
-      (if (i32.load8_u (i32.const 0x1001))
-        (then
-          (local.set $a (i32.load (i32.const 0x1008)))
-          (local.set $b (i32.load (i32.const 0x100c)))
-          (local.set $c (i32.load (i32.const 0x1010)))
-          (local.set $d (i32.load (i32.const 0x1014))))
-        (else
-          (local.set $a (i32.const 0x1020))
-          (local.set $b (i32.load16_u (i32.const 0x1002)))
-          (local.set $c (i32.const {OUT}))
-          (local.set $d (i32.load16_u (i32.const 0x1004)))))
-      {dispatch}
-      (if (i32.eq (local.get $sel) (i32.const 6)) (then (drop (call $result_take (local.get $c) (local.get $d)))))
-      (if (i32.eq (local.get $sel) (i32.const 7)) (then (drop (call $now))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (i32.const {ROUNDS})))))
-)"#,
-        imports = all_imports()
-    )
-}
-
 fn pick(rng: &mut Rng, items: &[&'static str]) -> &'static str {
     items[rng.below(items.len())]
 }
@@ -130,7 +88,7 @@ fn plan(rng: &mut Rng, buf: &mut [u8]) {
 
 #[test]
 fn random_abi_arguments_never_panic_and_trap_only_their_agent() {
-    let module = wasm(&fuzz_agent());
+    let module = wasm(&fuzz_agent(ROUNDS));
     let agents: Vec<Declared> = (0..AGENTS)
         .map(|i| Declared {
             name: Box::leak(format!("f{i}").into_boxed_str()),

@@ -569,3 +569,45 @@ pub fn ping_pong_agent(peer: &str, rounds: u32, first: bool, payload: &str) -> S
         send = escape(&send),
     )
 }
+
+/// Each round: ask `random` for a 256-byte plan, then call the function it names with the
+/// arguments it holds. Plan: [0] function, [1] raw-pointer mode, [2..4] request length,
+/// [4..6] response capacity, [8..24] four raw i32 arguments, [32..] the request.
+pub fn fuzz_agent(rounds: u32) -> String {
+    let mut dispatch = String::new();
+    for (i, f) in ["infer", "tool_call", "send", "recv", "data_read", "log"]
+        .iter()
+        .enumerate()
+    {
+        dispatch.push_str(&format!(
+            "(if (i32.eq (local.get $sel) (i32.const {i})) (then (drop (call ${f} (local.get $a) (local.get $b) (local.get $c) (local.get $d)))))\n"
+        ));
+    }
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  (func (export "run") (local $i i32) (local $sel i32) (local $a i32) (local $b i32) (local $c i32) (local $d i32)
+    (loop $l
+      (drop (call $random (i32.const 0x1000) (i32.const 256)))
+      (local.set $sel (i32.rem_u (i32.load8_u (i32.const 0x1000)) (i32.const 8)))
+      (if (i32.load8_u (i32.const 0x1001))
+        (then
+          (local.set $a (i32.load (i32.const 0x1008)))
+          (local.set $b (i32.load (i32.const 0x100c)))
+          (local.set $c (i32.load (i32.const 0x1010)))
+          (local.set $d (i32.load (i32.const 0x1014))))
+        (else
+          (local.set $a (i32.const 0x1020))
+          (local.set $b (i32.load16_u (i32.const 0x1002)))
+          (local.set $c (i32.const {OUT}))
+          (local.set $d (i32.load16_u (i32.const 0x1004)))))
+      {dispatch}
+      (if (i32.eq (local.get $sel) (i32.const 6)) (then (drop (call $result_take (local.get $c) (local.get $d)))))
+      (if (i32.eq (local.get $sel) (i32.const 7)) (then (drop (call $now))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const {rounds})))))
+)"#,
+        imports = all_imports()
+    )
+}
