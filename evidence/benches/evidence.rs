@@ -9,13 +9,21 @@ fn setup(n_tools: usize) -> (Issuer, Vec<u8>) {
     let mut iss = Issuer::new([1; 32]).unwrap();
     iss.add(
         Claim::Platform {
-            launch_digest: vec![7; 48],
+            tee: "sev-snp".into(),
+            boot_id: [7; 16],
         },
         [1; 32],
     )
     .unwrap();
     iss.add(Claim::Policy { digest: [3; 32] }, [3; 32]).unwrap();
-    iss.add(Claim::LogKey { public: [4; 32] }, [4; 32]).unwrap();
+    iss.add(
+        Claim::LogKey {
+            public: [4; 32],
+            boot_id: [7; 16],
+        },
+        [4; 32],
+    )
+    .unwrap();
     for i in 0..n_tools {
         iss.add(
             Claim::Tool {

@@ -17,7 +17,8 @@ fn main() {
     let mut iss = Issuer::new([0x42; 32]).unwrap();
     let claims = [
         Claim::Platform {
-            launch_digest: vec![0xAA; 48],
+            tee: "none".into(),
+            boot_id: [0xAA; 16],
         },
         Claim::Agent {
             name: "triage".into(),
@@ -35,7 +36,13 @@ fn main() {
             name: "ehr.lookup".into(),
             pinned: [5; 32],
         },
-        Claim::LogKey { public: [6; 32] },
+        Claim::LogKey {
+            public: [6; 32],
+            boot_id: [0xAA; 16],
+        },
+        Claim::Bundle {
+            manifest_digest: [7; 32],
+        },
     ];
     let mut names = Vec::new();
     for (i, c) in claims.into_iter().enumerate() {

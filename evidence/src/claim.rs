@@ -7,8 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::EvidenceError;
 
-/// Leaf format version.
-pub const LEAF_VERSION: u8 = 1;
+/// Leaf format version (2: platform names its TEE and boot id, the log key its boot id,
+/// and the bundle claim exists).
+pub const LEAF_VERSION: u8 = 2;
+/// The values a [`Claim::Platform`] `tee` may take.
+pub const TEES: [&str; 3] = [TEE_SEV_SNP, TEE_SIMULATED, TEE_NONE];
+/// Real AMD SEV-SNP hardware.
+pub const TEE_SEV_SNP: &str = "sev-snp";
+/// The software PSP of the tests (`omega-sim-psp`), with its lab certificate chain.
+pub const TEE_SIMULATED: &str = "simulated";
+/// No TEE (plain QEMU): the evidence is unattested.
+pub const TEE_NONE: &str = "none";
 /// Longest principal-specific name (agent, model, tool).
 pub const MAX_NAME: usize = 128;
 /// Largest encoded leaf accepted.
@@ -17,8 +26,10 @@ pub const MAX_LEAF: usize = 4096;
 /// What one principal vouches for. Hashes are SHA-256 unless noted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Claim {
-    /// The platform: SNP launch digest (SHA-384, 48 bytes) of the firmware image.
-    Platform { launch_digest: Vec<u8> },
+    /// The platform the monitor booted on (one of [`TEES`]) and this boot's random id.
+    /// The expected launch digest is the verifier's input, compared with the report's
+    /// MEASUREMENT, not a claim.
+    Platform { tee: String, boot_id: [u8; 16] },
     /// A Wasm agent: module hash and publisher.
     Agent {
         name: String,
@@ -37,13 +48,16 @@ pub enum Claim {
     },
     /// A tool: its pinned identity (hash of its MCP `tools/list` entry).
     Tool { name: String, pinned: [u8; 32] },
-    /// The provenance log's Ed25519 public key.
-    LogKey { public: [u8; 32] },
+    /// The provenance log's Ed25519 public key and the boot it signs for (checkpoint
+    /// origin `omega-monitor/<hex boot_id>`).
+    LogKey { public: [u8; 32], boot_id: [u8; 16] },
+    /// The active bundle: SHA-256 digest of its manifest (one bundle per boot).
+    Bundle { manifest_digest: [u8; 32] },
 }
 
 impl Claim {
     /// The principal's name: `platform`, `agent:<name>`, `policy`, `model:<name>`,
-    /// `tool:<name>`, `log`.
+    /// `tool:<name>`, `log`, `bundle`.
     pub fn principal(&self) -> String {
         match self {
             Claim::Platform { .. } => "platform".into(),
@@ -52,6 +66,7 @@ impl Claim {
             Claim::Model { name, .. } => format!("model:{name}"),
             Claim::Tool { name, .. } => format!("tool:{name}"),
             Claim::LogKey { .. } => "log".into(),
+            Claim::Bundle { .. } => "bundle".into(),
         }
     }
 
@@ -60,8 +75,8 @@ impl Claim {
         let name_ok =
             |n: &str| !n.is_empty() && n.len() <= MAX_NAME && !n.chars().any(char::is_control);
         match self {
-            Claim::Platform { launch_digest } if launch_digest.len() != 48 => Err(
-                EvidenceError::Invalid("platform launch digest must be 48 bytes"),
+            Claim::Platform { tee, .. } if !TEES.contains(&tee.as_str()) => Err(
+                EvidenceError::Invalid("platform tee must be sev-snp, simulated or none"),
             ),
             Claim::Agent {
                 name, publisher, ..

@@ -14,8 +14,8 @@ fn hex(b: &[u8]) -> String {
 
 fn claim_json(c: &Claim) -> Value {
     match c {
-        Claim::Platform { launch_digest } => {
-            json!({"kind": "platform", "launch_digest": hex(launch_digest)})
+        Claim::Platform { tee, boot_id } => {
+            json!({"kind": "platform", "tee": tee, "boot_id": hex(boot_id)})
         }
         Claim::Agent {
             name,
@@ -38,7 +38,12 @@ fn claim_json(c: &Claim) -> Value {
         Claim::Tool { name, pinned } => {
             json!({"kind": "tool", "name": name, "pinned": hex(pinned)})
         }
-        Claim::LogKey { public } => json!({"kind": "log", "public_key": hex(public)}),
+        Claim::LogKey { public, boot_id } => {
+            json!({"kind": "log", "public_key": hex(public), "boot_id": hex(boot_id)})
+        }
+        Claim::Bundle { manifest_digest } => {
+            json!({"kind": "bundle", "manifest_digest": hex(manifest_digest)})
+        }
     }
 }
 

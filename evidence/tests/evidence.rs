@@ -12,7 +12,8 @@ fn h(b: u8) -> [u8; 32] {
 fn claims() -> Vec<Claim> {
     vec![
         Claim::Platform {
-            launch_digest: vec![0x11; 48],
+            tee: "sev-snp".into(),
+            boot_id: [0x11; 16],
         },
         Claim::Agent {
             name: "triage".into(),
@@ -35,7 +36,13 @@ fn claims() -> Vec<Claim> {
             name: "ehr.lookup".into(),
             pinned: h(0x51),
         },
-        Claim::LogKey { public: h(0x61) },
+        Claim::LogKey {
+            public: h(0x61),
+            boot_id: [0x11; 16],
+        },
+        Claim::Bundle {
+            manifest_digest: h(0x71),
+        },
     ]
 }
 
@@ -148,8 +155,10 @@ fn bundle_discloses_nothing_about_other_principals() {
                 } => vec![name.clone().into(), model_digest.to_vec()],
                 Claim::Tool { name, pinned } => vec![name.clone().into(), pinned.to_vec()],
                 Claim::Policy { digest } => vec![digest.to_vec()],
-                Claim::LogKey { public } => vec![public.to_vec()],
-                Claim::Platform { .. } => vec![], // the launch digest is in the report anyway
+                Claim::LogKey { public, .. } => vec![public.to_vec()],
+                Claim::Bundle { manifest_digest } => vec![manifest_digest.to_vec()],
+                // The boot id is shared by the platform and log claims; the salt is not.
+                Claim::Platform { tee, .. } => vec![tee.clone().into()],
             };
             let mut all_needles = needles;
             all_needles.push(salt(j as u8).to_vec());
@@ -252,15 +261,54 @@ fn swapped_real_reports_fail() {
     }
 }
 
+/// The platform's tee must agree with its binding: "none" only without a report, and
+/// "sev-snp" or "simulated" only with one (which of the two is the verifier's root choice).
 #[test]
-fn platform_claim_must_match_measurement() {
+fn platform_tee_must_match_binding() {
     let (iss, report) = setup();
     let b = iss.bundle("platform", Some(report.clone()), None).unwrap();
     assert_ok(&b, &opts("platform"));
-    let mut r2 = report.clone();
-    r2[MEASUREMENT.start] ^= 1;
-    let b = iss.bundle("platform", Some(r2), None).unwrap();
-    assert_fails(&b, &opts("platform"), "measurement");
+    let mut unattested = opts("platform");
+    unattested.allow_unattested = true;
+    let b = iss.bundle("platform", None, None).unwrap();
+    assert_fails(&b, &unattested, "tee");
+
+    for (tee, with_report, ok) in [
+        ("none", false, true),
+        ("none", true, false),
+        ("simulated", true, true),
+        ("simulated", false, false),
+    ] {
+        let mut iss = Issuer::new([9; 32]).unwrap();
+        iss.add(
+            Claim::Platform {
+                tee: tee.into(),
+                boot_id: [1; 16],
+            },
+            salt(0),
+        )
+        .unwrap();
+        let rd = iss.attest(NONCE).unwrap();
+        let r = with_report.then(|| synthetic_report(&rd, &[0x11; 48]));
+        let b = iss.bundle("platform", r, None).unwrap();
+        let out = verify(&b, &unattested);
+        assert_eq!(
+            out.verified(),
+            ok,
+            "{tee} report={with_report}: {:?}",
+            out.checks
+        );
+        if !ok {
+            assert_fails(&b, &unattested, "tee");
+        }
+    }
+    // An unknown tee never encodes or decodes.
+    let bad = Claim::Platform {
+        tee: "tdx".into(),
+        boot_id: [1; 16],
+    };
+    assert!(bad.validate().is_err());
+    assert!(Issuer::new([9; 32]).unwrap().add(bad, salt(0)).is_err());
 }
 
 #[test]

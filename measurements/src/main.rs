@@ -3,16 +3,17 @@
 //! Exit status: 0 when the command succeeded (for `verify-*`: verified), 1 when a
 //! verification failed, 2 on usage or input errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use measurements::digest::{self, DigestOptions, KernelHashes, Measurer, VcpuType};
+use measurements::digest::{DigestOptions, KernelHashes, Measurer, VcpuType};
 use measurements::report::AttestationReport;
-use measurements::verify::{CertSource, Family, MinTcb, VerifyOptions, verify_report};
+use report_args::{ReportArgs, parse_hex_bytes, parse_hex_u64, parse_vcpu_type, read};
 use serde_json::json;
 
+mod report_args;
 mod verify_evidence;
 mod verify_log;
 
@@ -40,24 +41,14 @@ enum Command {
     /// Prints one line per check (PASS/FAIL) and exits 0 only if all pass.
     VerifyReport(VerifyReportArgs),
     /// Verify a provenance log.
-    VerifyLog(verify_log::VerifyLogArgs),
+    VerifyLog(Box<verify_log::VerifyLogArgs>),
     /// Verify an Omega evidence bundle.
-    VerifyEvidence(verify_evidence::VerifyEvidenceArgs),
-}
-
-fn parse_hex_u64(s: &str) -> Result<u64, String> {
-    let t = s.trim_start_matches("0x").trim_start_matches("0X");
-    u64::from_str_radix(t, 16).map_err(|e| format!("{s:?} is not a hex number: {e}"))
+    VerifyEvidence(Box<verify_evidence::VerifyEvidenceArgs>),
 }
 
 fn parse_hex_u32(s: &str) -> Result<u32, String> {
     let v = parse_hex_u64(s)?;
     u32::try_from(v).map_err(|_| format!("{s:?} does not fit in 32 bits"))
-}
-
-fn parse_vcpu_type(s: &str) -> Result<VcpuType, String> {
-    s.parse()
-        .map_err(|e: digest::UnknownVcpuType| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,61 +93,21 @@ struct ShowReportArgs {
     json: bool,
 }
 
-fn parse_hex_bytes<const N: usize>(s: &str, pad: bool) -> Result<[u8; N], String> {
-    let t = s.trim().trim_start_matches("0x");
-    let v = hex::decode(t).map_err(|e| format!("not hex: {e}"))?;
-    if v.len() > N || (!pad && v.len() != N) {
-        return Err(format!(
-            "expected {} {N} bytes, got {}",
-            if pad { "at most" } else { "exactly" },
-            v.len()
-        ));
-    }
-    let mut a = [0u8; N];
-    a[..v.len()].copy_from_slice(&v);
-    Ok(a)
-}
-
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("roots").required(true).args(["family", "ark"])))]
 struct VerifyReportArgs {
     /// Raw 1184-byte report.
     #[arg(long, value_name = "PATH")]
     report: PathBuf,
-    /// The chip's VCEK certificate (DER), from AMD's KDS.
-    #[arg(long, value_name = "PATH")]
-    vcek: PathBuf,
-    /// AMD root key certificate (PEM); needs --ask.
-    #[arg(long, value_name = "PATH", requires = "ask")]
-    ark: Option<PathBuf>,
-    /// AMD signing key certificate (PEM); needs --ark.
-    #[arg(long, value_name = "PATH", requires = "ark")]
-    ask: Option<PathBuf>,
-    /// Use the builtin ARK/ASK of this generation: milan, genoa or turin.
-    #[arg(long, value_name = "FAMILY", conflicts_with_all = ["ark", "ask"])]
-    family: Option<Family>,
-    /// Launch digest the report must carry (96 hex chars, see `measurements digest`).
-    #[arg(long, value_name = "HEX")]
-    expect_measurement: Option<String>,
     /// REPORT_DATA the report must carry (up to 128 hex chars; shorter is zero-padded to 64 bytes).
     #[arg(long, value_name = "HEX")]
     expect_report_data: Option<String>,
-    /// Minimum reported TCB, e.g. `bl=3,tee=0,snp=8,ucode=115` (and `fmc=N` on Turin).
-    #[arg(long, value_name = "SPEC")]
-    min_tcb: Option<MinTcb>,
-    /// Accept a guest policy that allows debugging.
-    #[arg(long)]
-    allow_debug: bool,
-    /// Accept an --ark that is not one of AMD's published roots (test chains only).
-    #[arg(long)]
-    allow_unknown_ark: bool,
-    /// Print JSON: {verified, checks: [{name, passed, message}], report}.
+    /// Root of trust, expected measurement, minimum TCB, policy exceptions (all required
+    /// but the last two).
+    #[command(flatten)]
+    pin: ReportArgs,
+    /// Print JSON: {verified, tee, checks: [{name, passed, message}], report}.
     #[arg(long)]
     json: bool,
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn cmd_digest(a: &DigestArgs) -> anyhow::Result<bool> {
@@ -231,37 +182,18 @@ fn cmd_show_report(a: &ShowReportArgs) -> anyhow::Result<bool> {
 
 fn cmd_verify_report(a: &VerifyReportArgs) -> anyhow::Result<bool> {
     let report = read(&a.report)?;
-    let vcek = read(&a.vcek)?;
-    let pems = match (&a.ark, &a.ask) {
-        (Some(ark), Some(ask)) => Some((read(ark)?, read(ask)?)),
-        _ => None,
-    };
-    let certs = match (&pems, a.family) {
-        (Some((ark, ask)), None) => CertSource::Pem { ark, ask },
-        (None, Some(f)) => CertSource::Family(f),
-        _ => bail!("give either --family or both --ark and --ask"),
-    };
-    let opts = VerifyOptions {
-        expect_measurement: a
-            .expect_measurement
-            .as_deref()
-            .map(|s| parse_hex_bytes::<48>(s, false))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--expect-measurement: {e}"))?,
-        expect_report_data: a
-            .expect_report_data
-            .as_deref()
-            .map(|s| parse_hex_bytes::<64>(s, true))
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--expect-report-data: {e}"))?,
-        min_tcb: a.min_tcb,
-        allow_debug: a.allow_debug,
-        allow_unknown_ark: a.allow_unknown_ark,
-    };
-    let outcome = verify_report(&report, &vcek, certs, &opts);
+    let pinned = a.pin.pin()?;
+    let report_data = a
+        .expect_report_data
+        .as_deref()
+        .map(|s| parse_hex_bytes::<64>(s, true))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--expect-report-data: {e}"))?;
+    let outcome = pinned.verify(&report, report_data);
     if a.json {
         let v = json!({
             "verified": outcome.verified(),
+            "tee": pinned.tee(),
             "checks": outcome.checks,
             "report": outcome.report,
         });
@@ -276,6 +208,7 @@ fn cmd_verify_report(a: &VerifyReportArgs) -> anyhow::Result<bool> {
             );
         }
         let failed = outcome.failures().count();
+        println!("tee: {}", pinned.tee());
         if outcome.verified() {
             println!("VERIFIED: all {} checks passed", outcome.checks.len());
         } else {

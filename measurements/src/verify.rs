@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `report.parse` | 1184 bytes, version 2, 3 or 5 |
 //! | `ca.parse` | ARK and ASK PEM decode as X.509 |
-//! | `ark.amd_root` | the ARK is one of AMD's published roots (Milan, Genoa, Turin) |
+//! | `ark.amd_root` | the ARK is one of AMD's published roots (Milan, Genoa, Turin), or, for [`CertSource::Lab`] only, the simulated PSP's lab root |
 //! | `ark.self_signed` | the ARK's RSA-PSS/SHA-384 self-signature |
 //! | `ask.signed_by_ark` | the ASK's issuer is the ARK and the ARK signed it |
 //! | `vcek.parse` | the VCEK DER decodes as X.509 |
@@ -23,6 +23,7 @@
 //! | `vcek.tcb` | the VCEK's SPL extensions equal the report's `REPORTED_TCB` |
 //! | `vcek.chip_id` | the VCEK's hwID extension equals the report's `CHIP_ID` |
 //! | `policy.debug` | the guest policy forbids debugging (unless `allow_debug`) |
+//! | `policy.migrate_ma` | the guest policy allows no migration agent (unless `allow_migration_agent`) |
 //! | `policy.reserved` | policy bit 17 (must be one) is set |
 //! | `vmpl` | the report was requested from VMPL 0 |
 //! | `measurement` | equals the expected launch digest (only when expected) |
@@ -108,6 +109,19 @@ pub enum CertSource<'a> {
     Family(Family),
     /// Explicit PEM certificates (e.g. fetched from AMD's KDS).
     Pem { ark: &'a [u8], ask: &'a [u8] },
+    /// The simulated PSP's lab ARK and ASK (`omega-sim-psp`): no hardware behind them.
+    /// The only way the lab root passes `ark.amd_root`; its outcome is `tee: simulated`.
+    Lab,
+}
+
+impl CertSource<'_> {
+    /// The evidence `tee` a report verified under these roots stands for.
+    pub fn tee(&self) -> &'static str {
+        match self {
+            CertSource::Lab => omega_evidence::TEE_SIMULATED,
+            CertSource::Family(_) | CertSource::Pem { .. } => omega_evidence::TEE_SEV_SNP,
+        }
+    }
 }
 
 /// A minimum TCB: each component given must be at least this.
@@ -187,6 +201,8 @@ pub struct VerifyOptions {
     pub min_tcb: Option<MinTcb>,
     /// Accept guests whose policy allows debugging (their memory is readable by the host).
     pub allow_debug: bool,
+    /// Accept guests whose policy allows a migration agent (it can export guest memory).
+    pub allow_migration_agent: bool,
     /// Accept an ARK that is not one of AMD's published roots (labs, test chains).
     pub allow_unknown_ark: bool,
 }
@@ -435,6 +451,7 @@ impl CaChain {
         let (ark_pem, ask_pem) = match certs {
             CertSource::Family(f) => (f.ark_pem(), f.ask_pem()),
             CertSource::Pem { ark, ask } => (ark, ask),
+            CertSource::Lab => (omega_sim_psp::LAB_ARK_PEM, omega_sim_psp::LAB_ASK_PEM),
         };
         let parsed =
             parse_pem("ARK", ark_pem).and_then(|ark| Ok((ark, parse_pem("ASK", ask_pem)?)));
@@ -459,9 +476,17 @@ impl CaChain {
                 .and_then(|a| a.to_der().ok())
                 .is_some_and(|d| d == ark_der)
         });
+        // SECURITY: the lab root's private key is gone but its VCEK key is public, so a
+        // chain under it proves nothing about hardware; it passes only when the verifier
+        // chose it (`--lab-root`), never as an `--ark` file.
+        let lab = matches!(certs, CertSource::Lab);
         let root_ok = c.push(
             "ark.amd_root",
             match known {
+                _ if lab => Ok(
+                    "ARK is the simulated PSP's lab root, as asked (tee: simulated, no hardware)"
+                        .into(),
+                ),
                 Some(f) => Ok(format!("ARK is AMD's {f} root")),
                 None if opts.allow_unknown_ark => Ok(format!(
                     "ARK \"{}\" is not an AMD root; accepted as asked",
@@ -640,6 +665,20 @@ fn report_checks(
                 }
                 (true, false) => Err(format!(
                     "policy {:#x} allows debugging (host can read guest memory)",
+                    p.raw
+                )),
+            },
+        );
+        c.push(
+            "policy.migrate_ma",
+            match (p.migrate_ma, opts.allow_migration_agent) {
+                (false, _) => Ok("no migration agent".into()),
+                (true, true) => Ok(
+                    "migration agent allowed by policy; accepted as asked (--allow-migration-agent)"
+                        .into(),
+                ),
+                (true, false) => Err(format!(
+                    "policy {:#x} allows a migration agent (it can export guest memory)",
                     p.raw
                 )),
             },

@@ -1,57 +1,53 @@
 //! `measurements verify-evidence`: one principal checks its own claim in an Omega evidence
 //! bundle (issue 5): its salted leaf and inclusion proof, the monitor-signed root-update chain,
 //! the nonce, and the binding of the attested root to the SEV-SNP report (whose AMD signature
-//! chain is checked with `measurements::verify_report`), or to a clearly marked unattested
+//! chain, measurement, TCB and policy are checked with `measurements::verify_report` against
+//! what the verifier pinned: [`crate::report_args`]), or to a clearly marked unattested
 //! platform (refused unless `--allow-unattested`).
+//!
+//! [`check`] is shared with `verify-log`, which takes the log key from the `log` principal's
+//! verified evidence.
 //!
 //! Formats: docs/evidence.md. Prints one `FAIL` line per failed check; true = verified.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use measurements::verify::{CertSource, Family, VerifyOptions, VerifyOutcome, verify_report};
-use omega_evidence::{Bundle, Options};
+use omega_evidence::{Binding, Bundle, Claim, Options, TEE_NONE, TEE_SIMULATED};
 
-#[derive(clap::Args, Debug)]
-pub struct VerifyEvidenceArgs {
-    /// Evidence bundle (postcard binary, see docs/evidence.md).
-    #[arg(long, value_name = "FILE")]
-    pub evidence: PathBuf,
-    /// The principal verifying its own claim: platform, policy, log, agent:NAME, model:NAME,
-    /// tool:NAME.
-    #[arg(long, value_name = "NAME")]
-    pub principal: String,
+use crate::report_args::{ReportArgs, read};
+
+/// The flags that say how evidence is checked (shared by `verify-evidence` and `verify-log`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EvidenceCheckArgs {
     /// The verifier's 32-byte nonce (64 hex chars). Without it freshness is not checked.
     #[arg(long, value_name = "HEX")]
     pub nonce: Option<String>,
     /// Raw SNP report to use instead of the one embedded in the bundle.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// The chip's VCEK certificate (DER); required whenever an SNP report is checked.
-    #[arg(long, value_name = "FILE")]
-    pub vcek: Option<PathBuf>,
-    /// Builtin AMD ARK/ASK of this generation (milan, genoa, turin); default: try each.
-    #[arg(long, value_name = "FAMILY", conflicts_with_all = ["ark", "ask"])]
-    pub family: Option<Family>,
-    /// AMD root certificate (PEM); needs --ask.
-    #[arg(long, value_name = "FILE", requires = "ask")]
-    pub ark: Option<PathBuf>,
-    /// AMD signing certificate (PEM); needs --ark.
-    #[arg(long, value_name = "FILE", requires = "ark")]
-    pub ask: Option<PathBuf>,
     /// Accept a platform without SEV-SNP (the bundle's UNATTESTED marker).
     #[arg(long)]
     pub allow_unattested: bool,
-    /// Accept a report whose guest policy allows debugging.
-    #[arg(long)]
-    pub allow_debug: bool,
+    /// What the report is checked against (root, measurement; required with a report).
+    #[command(flatten)]
+    pub pin: ReportArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyEvidenceArgs {
+    /// Evidence bundle (postcard binary, see docs/evidence.md).
+    #[arg(long, value_name = "FILE")]
+    pub evidence: PathBuf,
+    /// The principal verifying its own claim: platform, log, bundle, policy, agent:NAME,
+    /// model:NAME, tool:NAME.
+    #[arg(long, value_name = "NAME")]
+    pub principal: String,
+    #[command(flatten)]
+    pub check: EvidenceCheckArgs,
     /// Print the bundle's JSON view and the checks as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn parse_nonce(s: &str) -> anyhow::Result<[u8; 32]> {
@@ -61,138 +57,241 @@ fn parse_nonce(s: &str) -> anyhow::Result<[u8; 32]> {
     })
 }
 
-/// Verifies the report's AMD chain and signature, and that it carries `report_data`.
-fn check_report(
-    args: &VerifyEvidenceArgs,
-    report: &[u8],
-    report_data: [u8; 64],
-) -> anyhow::Result<VerifyOutcome> {
-    let vcek_path = args
-        .vcek
-        .as_ref()
-        .context("an SNP report must be checked against its VCEK: give --vcek (or --allow-unattested for no SNP)")?;
-    let vcek = read(vcek_path)?;
-    let opts = VerifyOptions {
-        expect_report_data: Some(report_data),
-        allow_debug: args.allow_debug,
-        ..Default::default()
-    };
-    Ok(match (&args.ark, &args.ask, args.family) {
-        (Some(ark), Some(ask), _) => {
-            let (ark, ask) = (read(ark)?, read(ask)?);
-            verify_report(
-                report,
-                &vcek,
-                CertSource::Pem {
-                    ark: &ark,
-                    ask: &ask,
-                },
-                &opts,
-            )
-        }
-        (_, _, Some(f)) => verify_report(report, &vcek, CertSource::Family(f), &opts),
-        _ => {
-            // Try each generation's builtin roots; keep a verified outcome, else the one with
-            // the fewest failures.
-            let mut best: Option<VerifyOutcome> = None;
-            for f in Family::ALL {
-                let o = verify_report(report, &vcek, CertSource::Family(f), &opts);
-                if o.verified() {
-                    return Ok(o);
-                }
-                if best
-                    .as_ref()
-                    .is_none_or(|b| o.failures().count() < b.failures().count())
-                {
-                    best = Some(o);
-                }
-            }
-            best.context("no AMD family")?
-        }
-    })
+/// One check line: passed, name, message.
+pub type Line = (bool, String, String);
+
+/// What checking one principal's evidence found.
+pub struct EvidenceResult {
+    pub bundle: Bundle,
+    pub lines: Vec<Line>,
+    pub warnings: Vec<String>,
+    /// The principal's claim when its leaf decoded.
+    pub claim: Option<Claim>,
+    /// `sev-snp` or `simulated` (from the roots the report verified under), or `none`.
+    pub tee: &'static str,
+    /// The report's MEASUREMENT, when a report was checked.
+    pub measurement: Option<[u8; 48]>,
+    pub expected_report_data: [u8; 64],
 }
 
-pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
-    let bytes = read(&args.evidence)?;
+impl EvidenceResult {
+    pub fn verified(&self) -> bool {
+        !self.lines.is_empty() && self.lines.iter().all(|l| l.0)
+    }
+
+    /// `VERIFIED ...` qualifier: empty for hardware, else what the platform is.
+    pub fn qualifier(&self) -> &'static str {
+        match self.tee {
+            TEE_NONE => " (UNATTESTED PLATFORM)",
+            TEE_SIMULATED => " (SIMULATED PLATFORM)",
+            _ => "",
+        }
+    }
+}
+
+/// Verifies `evidence` for `principal` as `args` say. Input errors (unreadable or
+/// undecodable files, a report without a pinned root and measurement) are errors; failed
+/// checks are lines of the result.
+pub fn check(
+    evidence: &Path,
+    principal: &str,
+    args: &EvidenceCheckArgs,
+) -> anyhow::Result<EvidenceResult> {
+    let bytes = read(evidence)?;
     let bundle =
-        Bundle::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.evidence.display()))?;
+        Bundle::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", evidence.display()))?;
     let nonce = args.nonce.as_deref().map(parse_nonce).transpose()?;
     let report_file = args.report.as_deref().map(read).transpose()?;
+    // SECURITY: with a report, the root and the expected measurement must be pinned before
+    // anything is checked (no defaults, no trying each family).
+    let has_report = report_file.is_some() || matches!(bundle.binding, Binding::Snp { .. });
+    let pinned = has_report.then(|| args.pin.pin()).transpose()?;
     let opts = Options {
-        principal: &args.principal,
+        principal,
         nonce,
         allow_unattested: args.allow_unattested,
         report: report_file.as_deref(),
     };
     let outcome = omega_evidence::verify(&bundle, &opts);
 
-    // Hardware: a report whose REPORT_DATA matched must also be genuine.
-    let mut lines: Vec<(bool, String, String)> = outcome
+    let mut lines: Vec<Line> = outcome
         .checks
         .iter()
         .map(|c| (c.passed, c.name.to_string(), c.message.clone()))
         .collect();
-    if let Some(report) = &outcome.report {
-        match check_report(args, report, outcome.expected_report_data) {
-            Ok(o) => {
-                for c in &o.checks {
-                    lines.push((c.passed, c.name.to_string(), c.message.clone()));
-                }
-                if o.checks.is_empty() {
-                    lines.push((false, "report".into(), "no report checks ran".into()));
-                }
+    let mut tee = TEE_NONE;
+    let mut measurement = None;
+    match (&pinned, &outcome.report) {
+        // Hardware: a report whose REPORT_DATA matched must also be genuine and pinned.
+        (Some(pinned), Some(report)) => {
+            tee = pinned.tee();
+            let o = pinned.verify(report, Some(outcome.expected_report_data));
+            lines.extend(
+                o.checks
+                    .iter()
+                    .map(|c| (c.passed, c.name.to_string(), c.message.clone())),
+            );
+            if o.checks.is_empty() {
+                lines.push((false, "report".into(), "no report checks ran".into()));
             }
-            Err(e) => lines.push((false, "report".into(), format!("{e:#}"))),
+            measurement = o.report.map(|r| r.measurement);
+            if let Some(Claim::Platform { tee: claimed, .. }) = &outcome.claim {
+                lines.push(if claimed == tee {
+                    (true, "platform.tee".into(), format!("tee {tee}"))
+                } else {
+                    (
+                        false,
+                        "platform.tee".into(),
+                        format!("platform claims tee {claimed}, the report verified as {tee}"),
+                    )
+                });
+            }
         }
-    } else if args.vcek.is_some() && !outcome.unattested {
         // The binding failed before the signature could matter; say so explicitly.
-        lines.push((
+        (Some(_), None) => lines.push((
             false,
             "report".into(),
             "report signature not checked: REPORT_DATA does not bind".into(),
-        ));
+        )),
+        (None, _) => {}
     }
-    let verified = lines.iter().all(|l| l.0) && !lines.is_empty();
+    Ok(EvidenceResult {
+        bundle,
+        lines,
+        warnings: outcome.warnings,
+        claim: outcome.claim,
+        tee,
+        measurement,
+        expected_report_data: outcome.expected_report_data,
+    })
+}
+
+pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
+    let r = check(&args.evidence, &args.principal, &args.check)?;
+    let verified = r.verified();
+    let boot_id = match &r.claim {
+        Some(Claim::Platform { boot_id, .. } | Claim::LogKey { boot_id, .. }) => {
+            Some(hex::encode(boot_id))
+        }
+        _ => None,
+    };
 
     if args.json {
         let v = serde_json::json!({
             "verified": verified,
             "principal": args.principal,
-            "checks": lines.iter().map(|(p, n, m)| serde_json::json!({"name": n, "passed": p, "message": m})).collect::<Vec<_>>(),
-            "warnings": outcome.warnings,
-            "expected_report_data": hex::encode(outcome.expected_report_data),
-            "evidence": omega_evidence::json::to_json(&bundle),
+            "tee": r.tee,
+            "measurement": r.measurement.map(hex::encode),
+            "checks": r.lines.iter().map(|(p, n, m)| serde_json::json!({"name": n, "passed": p, "message": m})).collect::<Vec<_>>(),
+            "warnings": r.warnings,
+            "expected_report_data": hex::encode(r.expected_report_data),
+            "evidence": omega_evidence::json::to_json(&r.bundle),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(verified);
     }
-    for w in &outcome.warnings {
+    for w in &r.warnings {
         eprintln!("warning: {w}");
     }
-    for (passed, name, msg) in &lines {
+    for (passed, name, msg) in &r.lines {
         if !passed {
             println!("FAIL {name}: {msg}");
         }
     }
     if verified {
-        for (_, name, msg) in &lines {
+        for (_, name, msg) in &r.lines {
             println!("PASS {name}: {msg}");
         }
-        if outcome.unattested {
-            println!("VERIFIED (UNATTESTED PLATFORM) claim of {}", args.principal);
-        } else {
-            println!("VERIFIED claim of {}", args.principal);
+        println!("tee: {}", r.tee);
+        if let Some(m) = r.measurement {
+            println!("measurement: {}", hex::encode(m));
         }
-    } else if lines.is_empty() {
+        if let Some(b) = boot_id {
+            println!("boot_id: {b}");
+        }
+        println!("VERIFIED{} claim of {}", r.qualifier(), args.principal);
+    } else if r.lines.is_empty() {
         bail!("no checks ran");
     }
     Ok(verified)
 }
 
+/// Evidence of a simulated-PSP run, for the tests of this module and of `verify-log`.
+#[cfg(test)]
+pub mod fixture {
+    use std::path::PathBuf;
+
+    use omega_evidence::{Claim, Issuer};
+    use omega_provenance::note::LogKey;
+    use omega_sim_psp::SimPsp;
+
+    use super::EvidenceCheckArgs;
+    use crate::report_args::ReportArgs;
+
+    pub const MEASUREMENT: [u8; 48] = [0x4D; 48];
+    pub const NONCE: [u8; 32] = [0x42; 32];
+    pub const BOOT_ID: [u8; 16] = [0xB0; 16];
+
+    /// The monitor's log key of this boot.
+    pub fn log_key() -> LogKey {
+        LogKey::from_seed(super::super::verify_log::LOG_KEY_NAME, [7; 32]).unwrap()
+    }
+
+    /// A directory with `platform.ev`, `log.ev` and `policy.ev`: the monitor's evidence
+    /// claiming `tee`, bound to a report of `psp` (`None`: the unattested marker).
+    pub fn write(tag: &str, tee: &str, psp: Option<SimPsp>) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("omega-ev-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut iss = Issuer::new([5; 32]).unwrap();
+        let claims = [
+            Claim::Platform {
+                tee: tee.into(),
+                boot_id: BOOT_ID,
+            },
+            Claim::LogKey {
+                public: log_key().public(),
+                boot_id: BOOT_ID,
+            },
+            Claim::Policy { digest: [3; 32] },
+        ];
+        for (i, c) in claims.into_iter().enumerate() {
+            iss.add(c, [i as u8 + 1; 32]).unwrap();
+        }
+        let rd = iss.attest(NONCE).unwrap();
+        let report = psp.map(|p| p.report(rd, 0).to_vec());
+        for p in ["platform", "log", "policy"] {
+            let b = iss.bundle(p, report.clone(), None).unwrap();
+            std::fs::write(dir.join(format!("{p}.ev")), b.encode().unwrap()).unwrap();
+        }
+        dir
+    }
+
+    /// A simulated run's evidence.
+    pub fn simulated(tag: &str) -> PathBuf {
+        write(tag, "simulated", Some(SimPsp::new(MEASUREMENT)))
+    }
+
+    /// The flags of a verifier of a simulated run.
+    pub fn lab_args() -> EvidenceCheckArgs {
+        EvidenceCheckArgs {
+            nonce: Some(hex::encode(NONCE)),
+            pin: ReportArgs {
+                lab_root: true,
+                expect_measurement: Some(hex::encode(MEASUREMENT)),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixture::{self, MEASUREMENT, NONCE};
     use super::*;
-    use omega_evidence::{Claim, Issuer};
+    use measurements::verify::Family;
+    use omega_evidence::Issuer;
+    use omega_sim_psp::{LAB_POLICY, SimPsp};
 
     use omega_test_support::snp;
 
@@ -214,7 +313,8 @@ mod tests {
         let mut iss = Issuer::new([5; 32]).unwrap();
         iss.add(
             Claim::Platform {
-                launch_digest: vec![1; 48],
+                tee: "sev-snp".into(),
+                boot_id: [1; 16],
             },
             [1; 32],
         )
@@ -238,16 +338,21 @@ mod tests {
         VerifyEvidenceArgs {
             evidence: dir.join("ev.bin"),
             principal: principal.into(),
-            nonce: nonce.map(hex::encode),
-            report: None,
-            vcek: None,
-            family: None,
-            ark: None,
-            ask: None,
-            allow_unattested: false,
-            allow_debug: false,
+            check: EvidenceCheckArgs {
+                nonce: nonce.map(hex::encode),
+                ..Default::default()
+            },
             json: false,
         }
+    }
+
+    /// The names of the failed checks.
+    fn failed(r: &EvidenceResult) -> Vec<&str> {
+        r.lines
+            .iter()
+            .filter(|l| !l.0)
+            .map(|l| l.1.as_str())
+            .collect()
     }
 
     #[test]
@@ -263,7 +368,7 @@ mod tests {
         .unwrap();
         let mut a = args(&dir, "agent:triage", Some(nonce));
         assert!(!run(&a).unwrap());
-        a.allow_unattested = true;
+        a.check.allow_unattested = true;
         assert!(run(&a).unwrap());
         a.json = true;
         assert!(run(&a).unwrap());
@@ -271,7 +376,7 @@ mod tests {
         a.principal = "policy".into();
         assert!(!run(&a).unwrap());
         a.principal = "agent:triage".into();
-        a.nonce = Some(hex::encode([0x43; 32]));
+        a.check.nonce = Some(hex::encode([0x43; 32]));
         assert!(!run(&a).unwrap());
         // Undecodable evidence is an input error.
         std::fs::write(dir.join("ev.bin"), b"garbage").unwrap();
@@ -283,6 +388,8 @@ mod tests {
         let (dir, iss, nonce) = setup("swap");
         for v in snp::real_vectors() {
             let (report, vcek) = write_vector(&dir, &v);
+            let family: Family = v.family().parse().unwrap();
+            let measurement = hex::encode(&v.report[sev_snp::report::MEASUREMENT]);
             std::fs::write(
                 dir.join("ev.bin"),
                 iss.bundle("policy", Some(v.report.clone()), None)
@@ -292,10 +399,16 @@ mod tests {
             )
             .unwrap();
             let mut a = args(&dir, "policy", Some(nonce));
-            a.vcek = Some(vcek.clone());
+            // Without a pinned root and measurement a report is not checked at all.
+            assert!(run(&a).is_err(), "{}", v.name);
+            a.check.pin.vcek = Some(vcek.clone());
+            a.check.pin.family = Some(family);
+            assert!(run(&a).is_err(), "{}", v.name);
+            a.check.pin.expect_measurement = Some(measurement.clone());
+            a.check.pin.allow_debug = true;
             assert!(!run(&a).unwrap(), "{}", v.name);
             // Even with --allow-unattested, a swapped report does not pass.
-            a.allow_unattested = true;
+            a.check.allow_unattested = true;
             assert!(!run(&a).unwrap(), "{}", v.name);
             // A report given on the command line is checked the same way.
             std::fs::write(
@@ -303,10 +416,10 @@ mod tests {
                 iss.bundle("policy", None, None).unwrap().encode().unwrap(),
             )
             .unwrap();
-            let mut a = args(&dir, "policy", Some(nonce));
-            a.report = Some(report);
-            a.vcek = Some(vcek);
-            assert!(!run(&a).unwrap(), "{}", v.name);
+            let mut b = args(&dir, "policy", Some(nonce));
+            b.check.report = Some(report);
+            b.check.pin = a.check.pin.clone();
+            assert!(!run(&b).unwrap(), "{}", v.name);
         }
     }
 
@@ -315,32 +428,18 @@ mod tests {
         let (dir, iss, nonce) = setup("forged");
         // Recompute REPORT_DATA for this tree and splice it into a genuine report: the binding
         // check passes, the AMD signature over the report must then fail.
-        let mut iss2 = Issuer::new([5; 32]).unwrap();
-        iss2.add(
-            Claim::Platform {
-                launch_digest: vec![1; 48],
-            },
-            [1; 32],
-        )
-        .unwrap();
-        iss2.add(
-            Claim::Agent {
-                name: "triage".into(),
-                module_hash: [2; 32],
-                publisher: "acme".into(),
-            },
-            [2; 32],
-        )
-        .unwrap();
-        iss2.add(Claim::Policy { digest: [3; 32] }, [3; 32])
-            .unwrap();
-        let rd = iss2.attest(nonce).unwrap();
+        let Binding::Unattested { report_data: rd } =
+            iss.bundle("policy", None, None).unwrap().binding
+        else {
+            unreachable!("no report given")
+        };
         // A genuine Milan report whose policy does not allow debugging (not go-sev-guest's).
         let genuine = snp::real_vectors()
             .into_iter()
             .rfind(|v| v.family() == "milan")
             .unwrap();
         let (_, vcek) = write_vector(&dir, &genuine);
+        let measurement = hex::encode(&genuine.report[sev_snp::report::MEASUREMENT]);
         let mut forged = genuine.report;
         forged[sev_snp::report::REPORT_DATA].copy_from_slice(&rd);
         let b = iss.bundle("policy", Some(forged), None).unwrap();
@@ -359,11 +458,134 @@ mod tests {
         );
         std::fs::write(dir.join("ev.bin"), b.encode().unwrap()).unwrap();
         let mut a = args(&dir, "policy", Some(nonce));
-        // Without a VCEK the report cannot be trusted.
+        a.check.pin.vcek = Some(vcek);
+        a.check.pin.family = Some(Family::Milan);
+        a.check.pin.expect_measurement = Some(measurement);
+        let r = check(&a.evidence, "policy", &a.check).unwrap();
+        assert_eq!(failed(&r), ["report.signature"]);
         assert!(!run(&a).unwrap());
-        a.vcek = Some(vcek);
-        assert!(!run(&a).unwrap());
-        a.family = Some(Family::Milan);
-        assert!(!run(&a).unwrap());
+    }
+
+    #[test]
+    fn simulated_run_verifies_only_with_lab_root() {
+        let dir = fixture::simulated("sim");
+        for p in ["platform", "log", "policy"] {
+            let r = check(&dir.join(format!("{p}.ev")), p, &fixture::lab_args()).unwrap();
+            assert!(r.verified(), "{p}: {:?}", failed(&r));
+            assert_eq!(r.tee, "simulated");
+            assert_eq!(r.measurement, Some(MEASUREMENT));
+            assert_eq!(r.qualifier(), " (SIMULATED PLATFORM)");
+        }
+        let platform = dir.join("platform.ev");
+        let mut a = VerifyEvidenceArgs {
+            evidence: platform.clone(),
+            principal: "platform".into(),
+            check: fixture::lab_args(),
+            json: false,
+        };
+        assert!(run(&a).unwrap());
+        a.json = true;
+        assert!(run(&a).unwrap());
+
+        // The lab chain given as files: not an AMD root.
+        std::fs::write(dir.join("ark.pem"), omega_sim_psp::LAB_ARK_PEM).unwrap();
+        std::fs::write(dir.join("ask.pem"), omega_sim_psp::LAB_ASK_PEM).unwrap();
+        std::fs::write(dir.join("vcek.der"), omega_sim_psp::LAB_VCEK_DER).unwrap();
+        let mut files = fixture::lab_args();
+        files.pin.lab_root = false;
+        files.pin.ark = Some(dir.join("ark.pem"));
+        files.pin.ask = Some(dir.join("ask.pem"));
+        files.pin.vcek = Some(dir.join("vcek.der"));
+        let r = check(&dir.join("log.ev"), "log", &files).unwrap();
+        assert_eq!(failed(&r), ["ark.amd_root", "report.signature"]);
+        // The platform's own claim ("simulated") also contradicts AMD roots.
+        let r = check(&platform, "platform", &files).unwrap();
+        assert_eq!(
+            failed(&r),
+            ["ark.amd_root", "report.signature", "platform.tee"]
+        );
+        // With --allow-unknown-ark the chain passes as if it were AMD's, and the platform's
+        // own claim ("simulated") then contradicts the roots.
+        files.pin.allow_unknown_ark = true;
+        let r = check(&platform, "platform", &files).unwrap();
+        assert_eq!(failed(&r), ["platform.tee"]);
+        assert_eq!(r.tee, "sev-snp");
+        // An AMD family does not sign lab reports.
+        let mut amd = fixture::lab_args();
+        amd.pin.lab_root = false;
+        amd.pin.family = Some(Family::Milan);
+        amd.pin.vcek = Some(dir.join("vcek.der"));
+        let r = check(&platform, "platform", &amd).unwrap();
+        assert!(
+            failed(&r).contains(&"vcek.signed_by_ask"),
+            "{:?}",
+            failed(&r)
+        );
+    }
+
+    #[test]
+    fn platform_claiming_hardware_under_the_lab_root_fails() {
+        let dir = fixture::write("claims-snp", "sev-snp", Some(SimPsp::new(MEASUREMENT)));
+        let r = check(&dir.join("platform.ev"), "platform", &fixture::lab_args()).unwrap();
+        assert_eq!(failed(&r), ["platform.tee"]);
+        // Other principals do not see the platform claim; their tee is the roots'.
+        let r = check(&dir.join("log.ev"), "log", &fixture::lab_args()).unwrap();
+        assert!(r.verified());
+        assert_eq!(r.tee, "simulated");
+    }
+
+    #[test]
+    fn measurement_and_root_are_required_and_pinned() {
+        let dir = fixture::simulated("pin");
+        let log = dir.join("log.ev");
+        let mut a = fixture::lab_args();
+        a.pin.expect_measurement = None;
+        assert!(check(&log, "log", &a).is_err());
+        let mut a = fixture::lab_args();
+        a.pin.lab_root = false;
+        assert!(check(&log, "log", &a).is_err());
+        // Evidence for another image.
+        let mut a = fixture::lab_args();
+        a.pin.expect_measurement = Some(hex::encode([0x4E; 48]));
+        assert_eq!(failed(&check(&log, "log", &a).unwrap()), ["measurement"]);
+        // Recomputed from an image that is not the one launched.
+        let mut a = fixture::lab_args();
+        a.pin.expect_measurement = None;
+        a.pin.image = Some(PathBuf::from("/nonexistent/omega.bin"));
+        a.pin.vcpus = Some(1);
+        a.pin.vcpu_type = Some("EPYC-v4".parse().unwrap());
+        assert!(check(&log, "log", &a).is_err());
+        // The TCB minimum.
+        let mut a = fixture::lab_args();
+        a.pin.min_tcb = Some("snp=21".parse().unwrap());
+        assert_eq!(failed(&check(&log, "log", &a).unwrap()), ["min_tcb"]);
+        a.pin.min_tcb = Some("bl=3,tee=0,snp=20,ucode=209".parse().unwrap());
+        assert!(check(&log, "log", &a).unwrap().verified());
+        // The nonce.
+        let mut a = fixture::lab_args();
+        a.nonce = Some(hex::encode([0; 32]));
+        assert_eq!(failed(&check(&log, "log", &a).unwrap()), ["nonce"]);
+        assert_ne!(NONCE, [0; 32]);
+    }
+
+    #[test]
+    fn debug_and_migration_agent_policies_refused_by_default() {
+        use measurements::report::Policy;
+        for (bit, check_name) in [
+            (Policy::DEBUG, "policy.debug"),
+            (Policy::MIGRATE_MA, "policy.migrate_ma"),
+        ] {
+            let psp = SimPsp::with_policy(MEASUREMENT, LAB_POLICY | bit);
+            let dir = fixture::write(check_name, "simulated", Some(psp));
+            let log = dir.join("log.ev");
+            let mut a = fixture::lab_args();
+            assert_eq!(failed(&check(&log, "log", &a).unwrap()), [check_name]);
+            if bit == Policy::DEBUG {
+                a.pin.allow_debug = true;
+            } else {
+                a.pin.allow_migration_agent = true;
+            }
+            assert!(check(&log, "log", &a).unwrap().verified(), "{check_name}");
+        }
     }
 }

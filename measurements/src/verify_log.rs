@@ -1,6 +1,11 @@
 //! `measurements verify-log`: verify an Omega provenance log offline (issue 5).
 //!
-//! * `--entries FILE --checkpoint FILE --key PUB`: every entry against the signed checkpoint
+//! * The key: `--evidence FILE` (the `log` principal's evidence, checked as `verify-evidence`
+//!   does, with the same flags): its `LogKey` claim gives the key (named `omega-monitor`) and
+//!   the boot id, and the checkpoint origin must be `omega-monitor/<hex boot id>`. A bare
+//!   `--key PUB` is a key the host handed over: refused unless `--unattested-key`, and then
+//!   the result says UNATTESTED.
+//! * `--entries FILE --checkpoint FILE`: every entry against the signed checkpoint
 //!   (detects dropped, reordered, duplicated, altered, truncated and appended entries).
 //! * `--entry FILE --inclusion-proof FILE`: one entry against the checkpoint.
 //! * `--old-checkpoint FILE [--consistency-proof FILE]`: the new checkpoint extends the old.
@@ -13,20 +18,42 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use omega_evidence::{Claim, TEE_NONE, TEE_SIMULATED};
 use omega_provenance::entry::{Action, Entry, lifecycle};
 use omega_provenance::merkle::{self, leaf_hash};
 use omega_provenance::note::{Checkpoint, VerifierKey};
 use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile, hex, unhex};
 use omega_provenance::verify::verify_stream;
 
-#[derive(clap::Args, Debug)]
+use crate::report_args::read;
+use crate::verify_evidence::{self, EvidenceCheckArgs};
+
+/// The log key's name in checkpoint signatures (the monitor's `attest::LOG_KEY_NAME`).
+pub const LOG_KEY_NAME: &str = "omega-monitor";
+
+#[derive(clap::Args, Debug, Default)]
 pub struct VerifyLogArgs {
     /// The signed checkpoint (C2SP signed note).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
-    /// The log's verifier key `<name>+<hash>+<base64>` (C2SP vkey), or a file containing it.
+    /// The `log` principal's evidence bundle: the attested log key and boot id.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "key",
+        required_unless_present = "key"
+    )]
+    pub evidence: Option<PathBuf>,
+    /// How the evidence is checked (the same flags as verify-evidence).
+    #[command(flatten)]
+    pub attest: EvidenceCheckArgs,
+    /// A verifier key `<name>+<hash>+<base64>` (C2SP vkey), or a file containing it, instead
+    /// of --evidence: refused unless --unattested-key.
     #[arg(long, value_name = "PUB")]
-    pub key: String,
+    pub key: Option<String>,
+    /// Accept --key although nothing attests it (the host could have signed the log).
+    #[arg(long, requires = "key")]
+    pub unattested_key: bool,
     /// The at-rest entry stream (concatenated entries) to check against the checkpoint.
     #[arg(long, value_name = "FILE")]
     pub entries: Option<PathBuf>,
@@ -65,10 +92,6 @@ pub struct VerifyLogArgs {
     /// Print every entry (ids resolved through the log's dictionary entries).
     #[arg(long, requires = "entries")]
     pub dump: bool,
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn read_text(path: &Path) -> anyhow::Result<String> {
@@ -137,10 +160,104 @@ fn describe(e: &Entry<'_>, names: &std::collections::HashMap<(u32, u32), String>
     s
 }
 
+/// Where the key came from, which decides the result line.
+enum KeyTrust {
+    /// From evidence verified under AMD's roots.
+    Attested,
+    /// From evidence verified under the simulated PSP's lab root.
+    Simulated,
+    /// From evidence on a platform without a TEE (accepted by --allow-unattested).
+    UnattestedPlatform,
+    /// From --key (accepted by --unattested-key).
+    UnattestedKey,
+}
+
+impl KeyTrust {
+    fn result_line(&self) -> &'static str {
+        match self {
+            KeyTrust::Attested => "VERIFIED",
+            KeyTrust::Simulated => "VERIFIED (SIMULATED platform: lab PSP, no hardware)",
+            KeyTrust::UnattestedPlatform => "VERIFIED (UNATTESTED platform: no TEE)",
+            KeyTrust::UnattestedKey => {
+                "VERIFIED (UNATTESTED key: the host could have signed this log)"
+            }
+        }
+    }
+}
+
+/// The log key and the origin its checkpoints must carry: from the `log` principal's
+/// verified evidence, or (on request) a bare key. `None` when the evidence did not verify
+/// (its failures are printed).
+fn log_key(
+    args: &VerifyLogArgs,
+    passes: &mut Vec<String>,
+) -> anyhow::Result<Option<(VerifierKey, Option<String>, KeyTrust)>> {
+    match (&args.evidence, &args.key) {
+        (Some(evidence), None) => {
+            let r = verify_evidence::check(evidence, "log", &args.attest)?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            if !r.verified() {
+                for (passed, name, msg) in &r.lines {
+                    if !passed {
+                        println!("FAIL evidence {name}: {msg}");
+                    }
+                }
+                return Ok(None);
+            }
+            let Some(Claim::LogKey { public, boot_id }) = r.claim else {
+                bail!("the evidence's verified claim is not a log key");
+            };
+            passes.extend(
+                r.lines
+                    .iter()
+                    .map(|(_, name, msg)| format!("evidence {name}: {msg}")),
+            );
+            let origin = format!("{LOG_KEY_NAME}/{}", hex(&boot_id));
+            passes.push(format!(
+                "log key {} attested by evidence (tee {}, boot id {})",
+                hex(&public),
+                r.tee,
+                hex(&boot_id)
+            ));
+            let trust = match r.tee {
+                TEE_NONE => KeyTrust::UnattestedPlatform,
+                TEE_SIMULATED => KeyTrust::Simulated,
+                _ => KeyTrust::Attested,
+            };
+            let key = VerifierKey {
+                name: LOG_KEY_NAME.into(),
+                public,
+            };
+            Ok(Some((key, Some(origin), trust)))
+        }
+        (None, Some(key)) if args.unattested_key => {
+            println!("UNATTESTED");
+            passes.push(
+                "log key from --key, not from verified evidence: the host could have signed this log"
+                    .into(),
+            );
+            Ok(Some((load_key(key)?, None, KeyTrust::UnattestedKey)))
+        }
+        // SECURITY: a key file next to the log is whatever the host wrote; checking a log
+        // against it proves only that the host was consistent.
+        (None, Some(_)) => bail!(
+            "--key is a key the host handed you, not an attested one: verify with --evidence \
+             (the log principal's evidence), or add --unattested-key to accept it anyway"
+        ),
+        _ => bail!(
+            "give --evidence FILE (the log principal's evidence), or --key with --unattested-key"
+        ),
+    }
+}
+
 pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
-    let key = load_key(&args.key)?;
     let mut fails: Vec<String> = Vec::new();
     let mut passes: Vec<String> = Vec::new();
+    let Some((key, attested_origin, trust)) = log_key(args, &mut passes)? else {
+        return Ok(false);
+    };
 
     let Some(cp) = load_checkpoint(&args.checkpoint, &key, &mut fails)? else {
         for f in &fails {
@@ -152,13 +269,15 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
         "checkpoint signed by {}: origin {:?}, size {}",
         key.name, cp.origin, cp.size
     ));
-    if let Some(o) = &args.origin
-        && &cp.origin != o
-    {
-        fails.push(format!(
-            "checkpoint origin is {:?}, expected {o:?}",
-            cp.origin
-        ));
+    // SECURITY: the origin names the boot; a checkpoint of another boot's log (signed by
+    // that boot's attested key) is not this evidence's log.
+    for o in [&attested_origin, &args.origin].into_iter().flatten() {
+        if &cp.origin != o {
+            fails.push(format!(
+                "checkpoint origin is {:?}, expected {o:?}",
+                cp.origin
+            ));
+        }
     }
     let old = match &args.old_checkpoint {
         Some(p) => load_checkpoint(p, &key, &mut fails)?,
@@ -340,7 +459,7 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
         for p in &passes {
             println!("PASS {p}");
         }
-        println!("VERIFIED");
+        println!("{}", trust.result_line());
     }
     Ok(fails.is_empty())
 }
@@ -348,9 +467,11 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify_evidence::fixture;
     use omega_provenance::entry::{Decision, MAX_ENTRY};
     use omega_provenance::note::LogKey;
     use omega_provenance::{Log, Record};
+    use omega_sim_psp::SimPsp;
 
     struct Fixture {
         dir: PathBuf,
@@ -415,18 +536,10 @@ mod tests {
     fn args(f: &Fixture) -> VerifyLogArgs {
         VerifyLogArgs {
             checkpoint: f.dir.join("log.cp"),
-            key: f.key.clone(),
+            key: Some(f.key.clone()),
+            unattested_key: true,
             entries: Some(f.dir.join("entries.bin")),
-            origin: None,
-            entry: None,
-            entry_hex: None,
-            inclusion_proof: None,
-            old_checkpoint: None,
-            consistency_proof: None,
-            emit_inclusion_proof: None,
-            emit_consistency_proof: false,
-            out: None,
-            dump: false,
+            ..Default::default()
         }
     }
 
@@ -443,10 +556,12 @@ mod tests {
         assert!(!run(&a).unwrap());
         // Wrong key.
         let mut a = args(&f);
-        a.key = LogKey::from_seed("omega.test/log", [4; 32])
-            .unwrap()
-            .verifier()
-            .encode();
+        a.key = Some(
+            LogKey::from_seed("omega.test/log", [4; 32])
+                .unwrap()
+                .verifier()
+                .encode(),
+        );
         assert!(!run(&a).unwrap());
         // Old checkpoint is a prefix; swapped order fails.
         let mut a = args(&f);
@@ -498,5 +613,156 @@ mod tests {
         a.checkpoint = f.dir.join("old.cp");
         a.old_checkpoint = Some(f.dir.join("log.cp"));
         assert!(!run(&a).unwrap());
+    }
+
+    /// A log of this boot (`fixture::BOOT_ID`): entries and a checkpoint signed by `key`
+    /// with `origin`, in `dir`.
+    fn write_log(dir: &Path, key: &LogKey, origin: &str) {
+        let mut log = Log::<8192>::new(0);
+        for i in 0..10u64 {
+            log.append(&Record {
+                time: i,
+                agent: 0,
+                action: Action::Tool,
+                target: 0,
+                decision: Decision::Allow,
+                rule: 0,
+                labels: 0,
+                content: None,
+                name: None,
+            })
+            .unwrap();
+        }
+        let mut buf = [0u8; 8192];
+        let n = log.drain(&mut buf);
+        std::fs::write(dir.join("entries.bin"), &buf[..n]).unwrap();
+        let cp = Checkpoint {
+            origin: origin.into(),
+            size: log.size(),
+            root: log.root(),
+        };
+        std::fs::write(dir.join("log.cp"), cp.sign(key)).unwrap();
+    }
+
+    fn origin() -> String {
+        format!("{LOG_KEY_NAME}/{}", hex(&fixture::BOOT_ID))
+    }
+
+    fn evidence_args(dir: &Path) -> VerifyLogArgs {
+        VerifyLogArgs {
+            checkpoint: dir.join("log.cp"),
+            evidence: Some(dir.join("log.ev")),
+            attest: fixture::lab_args(),
+            entries: Some(dir.join("entries.bin")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_from_evidence_verifies_a_simulated_run() {
+        let dir = fixture::simulated("log-ok");
+        write_log(&dir, &fixture::log_key(), &origin());
+        let a = evidence_args(&dir);
+        assert!(run(&a).unwrap());
+        let (_, _, trust) = log_key(&a, &mut Vec::new()).unwrap().unwrap();
+        assert!(matches!(trust, KeyTrust::Simulated));
+        // --origin, when given as well, must agree.
+        let mut b = evidence_args(&dir);
+        b.origin = Some("omega-monitor".into());
+        assert!(!run(&b).unwrap());
+    }
+
+    #[test]
+    fn host_signed_log_is_refused_via_evidence() {
+        let dir = fixture::simulated("log-host");
+        // The host's own key, named like the monitor's, over a log it wrote.
+        let host = LogKey::from_seed(LOG_KEY_NAME, [0x66; 32]).unwrap();
+        write_log(&dir, &host, &origin());
+        assert!(!run(&evidence_args(&dir)).unwrap());
+        // With the host's key file, it "verifies" only as UNATTESTED, and only on request.
+        let mut a = evidence_args(&dir);
+        a.evidence = None;
+        a.key = Some(host.verifier().encode());
+        assert!(run(&a).is_err(), "a bare key needs --unattested-key");
+        a.unattested_key = true;
+        assert!(run(&a).unwrap());
+        let (_, _, trust) = log_key(&a, &mut Vec::new()).unwrap().unwrap();
+        assert_eq!(
+            trust.result_line(),
+            "VERIFIED (UNATTESTED key: the host could have signed this log)"
+        );
+    }
+
+    #[test]
+    fn checkpoint_of_another_boot_is_refused() {
+        let dir = fixture::simulated("log-boot");
+        let other = format!("{LOG_KEY_NAME}/{}", hex(&[0xB1; 16]));
+        write_log(&dir, &fixture::log_key(), &other);
+        assert!(!run(&evidence_args(&dir)).unwrap());
+        // The bare key name as origin (the old format) is another boot too.
+        write_log(&dir, &fixture::log_key(), LOG_KEY_NAME);
+        assert!(!run(&evidence_args(&dir)).unwrap());
+    }
+
+    #[test]
+    fn evidence_that_does_not_verify_gives_no_key() {
+        let dir = fixture::simulated("log-ev");
+        write_log(&dir, &fixture::log_key(), &origin());
+        // Another measurement.
+        let mut a = evidence_args(&dir);
+        a.attest.pin.expect_measurement = Some(hex(&[0x4E; 48]));
+        assert!(!run(&a).unwrap());
+        // No measurement, no root: usage errors.
+        let mut a = evidence_args(&dir);
+        a.attest.pin.expect_measurement = None;
+        assert!(run(&a).is_err());
+        let mut a = evidence_args(&dir);
+        a.attest.pin.lab_root = false;
+        assert!(run(&a).is_err());
+        // The lab chain as --ark/--ask files.
+        std::fs::write(dir.join("ark.pem"), omega_sim_psp::LAB_ARK_PEM).unwrap();
+        std::fs::write(dir.join("ask.pem"), omega_sim_psp::LAB_ASK_PEM).unwrap();
+        std::fs::write(dir.join("vcek.der"), omega_sim_psp::LAB_VCEK_DER).unwrap();
+        let mut a = evidence_args(&dir);
+        a.attest.pin.lab_root = false;
+        a.attest.pin.ark = Some(dir.join("ark.pem"));
+        a.attest.pin.ask = Some(dir.join("ask.pem"));
+        a.attest.pin.vcek = Some(dir.join("vcek.der"));
+        assert!(!run(&a).unwrap());
+        // Another principal's evidence (it carries no log key).
+        let mut a = evidence_args(&dir);
+        a.evidence = Some(dir.join("policy.ev"));
+        assert!(!run(&a).unwrap());
+    }
+
+    #[test]
+    fn debug_or_migration_agent_policy_refused() {
+        use measurements::report::Policy;
+        for bit in [Policy::DEBUG, Policy::MIGRATE_MA] {
+            let psp = SimPsp::with_policy(fixture::MEASUREMENT, omega_sim_psp::LAB_POLICY | bit);
+            let dir = fixture::write(&format!("log-policy-{bit:x}"), "simulated", Some(psp));
+            write_log(&dir, &fixture::log_key(), &origin());
+            let mut a = evidence_args(&dir);
+            assert!(!run(&a).unwrap());
+            a.attest.pin.allow_debug = bit == Policy::DEBUG;
+            a.attest.pin.allow_migration_agent = bit == Policy::MIGRATE_MA;
+            assert!(run(&a).unwrap());
+        }
+    }
+
+    #[test]
+    fn unattested_platform_needs_its_flag() {
+        let dir = fixture::write("log-none", "none", None);
+        write_log(&dir, &fixture::log_key(), &origin());
+        let mut a = evidence_args(&dir);
+        a.attest.pin = Default::default();
+        assert!(!run(&a).unwrap());
+        a.attest.allow_unattested = true;
+        assert!(run(&a).unwrap());
+        let (_, _, trust) = log_key(&a, &mut Vec::new()).unwrap().unwrap();
+        assert_eq!(
+            trust.result_line(),
+            "VERIFIED (UNATTESTED platform: no TEE)"
+        );
     }
 }

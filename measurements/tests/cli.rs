@@ -2,104 +2,84 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_measurements"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::measurements as run;
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The embedded vector written to a scratch dir: (report path, vcek path).
-fn files() -> (std::path::PathBuf, String, String) {
+/// The embedded vector written to a scratch dir: (dir, report path, vcek path, the
+/// report's MEASUREMENT as hex).
+fn files() -> (std::path::PathBuf, String, String, String) {
     let dir = scratch("cli");
     let (report, vcek) = embedded_milan();
     std::fs::write(dir.join("r.bin"), &report).unwrap();
     std::fs::write(dir.join("vcek.der"), &vcek).unwrap();
     let mut bad = report.clone();
-    bad[0x90] ^= 1;
+    bad[0x100] ^= 1;
     std::fs::write(dir.join("bad.bin"), &bad).unwrap();
     (
         dir.clone(),
         path_str(&dir.join("r.bin")),
         path_str(&dir.join("vcek.der")),
+        hex::encode(&report[0x90..0xC0]),
     )
+}
+
+/// `verify-report --report R --vcek V --family F --expect-measurement M` and `extra`.
+fn verify_report(r: &str, v: &str, family: &str, m: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "verify-report",
+        "--report",
+        r,
+        "--vcek",
+        v,
+        "--family",
+        family,
+        "--expect-measurement",
+        m,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn fails(o: &Output) -> Vec<String> {
+    stdout(o)
+        .lines()
+        .filter(|l| l.starts_with("FAIL "))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
 fn verify_report_exit_codes_and_lines() {
-    let (dir, r, v) = files();
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &r,
-        "--vcek",
-        &v,
-        "--family",
-        "milan",
-    ]);
+    let (dir, r, v, real) = files();
+    let o = verify_report(&r, &v, "milan", &real, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
         stdout(&o)
             .lines()
-            .all(|l| l.starts_with("PASS ") || l.starts_with("VERIFIED"))
+            .all(|l| l.starts_with("PASS ") || l.starts_with("VERIFIED") || l == "tee: sev-snp")
     );
 
     let bad = path_str(&dir.join("bad.bin"));
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &bad,
-        "--vcek",
-        &v,
-        "--family",
-        "milan",
-    ]);
+    let o = verify_report(&bad, &v, "milan", &real, &[]);
     assert_eq!(o.status.code(), Some(1));
-    let fails: Vec<_> = stdout(&o)
-        .lines()
-        .filter(|l| l.starts_with("FAIL "))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(fails.len(), 1, "{fails:?}");
-    assert!(fails[0].starts_with("FAIL report.signature:"));
+    let f = fails(&o);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].starts_with("FAIL report.signature:"));
 
     // Wrong family.
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &r,
-        "--vcek",
-        &v,
-        "--family",
-        "genoa",
-    ]);
+    let o = verify_report(&r, &v, "genoa", &real, &[]);
     assert_eq!(o.status.code(), Some(1));
 
     // Expectations: the real measurement passes, another fails; JSON lists the checks.
     let m = "a".repeat(96);
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &r,
-        "--vcek",
-        &v,
-        "--family",
-        "milan",
-        "--expect-measurement",
-        &m,
-        "--json",
-    ]);
+    let o = verify_report(&r, &v, "milan", &m, &["--json"]);
     assert_eq!(o.status.code(), Some(1));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["verified"], false);
+    assert_eq!(j["tee"], "sev-snp");
     let failed: Vec<_> = j["checks"]
         .as_array()
         .unwrap()
@@ -108,59 +88,33 @@ fn verify_report_exit_codes_and_lines() {
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["name"], "measurement");
-    let real = j["report"]["measurement"].as_str().unwrap().to_owned();
+    assert_eq!(j["report"]["measurement"].as_str().unwrap(), real);
     let data = j["report"]["report_data"].as_str().unwrap().to_owned();
-    let o = run(&[
-        "verify-report",
-        "--report",
+    let o = verify_report(
         &r,
-        "--vcek",
         &v,
-        "--family",
         "milan",
-        "--expect-measurement",
         &real,
-        "--expect-report-data",
-        &data,
-        "--min-tcb",
-        "bl=3,tee=0,snp=8,ucode=115",
-    ]);
+        &[
+            "--expect-report-data",
+            &data,
+            "--min-tcb",
+            "bl=3,tee=0,snp=8,ucode=115",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).ends_with("VERIFIED: all 18 checks passed\n"),
+        stdout(&o).ends_with("tee: sev-snp\nVERIFIED: all 19 checks passed\n"),
         "{}",
         stdout(&o)
     );
     // A different nonce fails exactly the report_data check.
     let other = format!("{}00", &data[..126]);
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &r,
-        "--vcek",
-        &v,
-        "--family",
-        "milan",
-        "--expect-report-data",
-        &other,
-    ]);
+    let o = verify_report(&r, &v, "milan", &real, &["--expect-report-data", &other]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        stdout(&o).lines().filter(|l| l.starts_with("FAIL")).count(),
-        1
-    );
+    assert_eq!(fails(&o).len(), 1);
     assert!(stdout(&o).contains("FAIL report_data:"));
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &r,
-        "--vcek",
-        &v,
-        "--family",
-        "milan",
-        "--min-tcb",
-        "snp=9",
-    ]);
+    let o = verify_report(&r, &v, "milan", &real, &["--min-tcb", "snp=9"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains("FAIL min_tcb: reported TCB below minimum: snp 8 < 9"),
@@ -168,39 +122,26 @@ fn verify_report_exit_codes_and_lines() {
         stdout(&o)
     );
 
-    // Usage errors exit 2.
-    assert_eq!(
-        run(&["verify-report", "--report", &r, "--vcek", &v])
-            .status
-            .code(),
-        Some(2)
+    // Usage errors exit 2: no root, no measurement, no VCEK, the image without its VM shape,
+    // two roots, a missing file, bad hex.
+    let (no_root, no_measurement, no_vcek, no_shape): (&[&str], &[&str], &[&str], &[&str]) = (
+        &["--vcek", &v, "--expect-measurement", &real],
+        &["--vcek", &v, "--family", "milan"],
+        &["--family", "milan", "--expect-measurement", &real],
+        &["--vcek", &v, "--family", "milan", "--image", &r],
     );
-    assert_eq!(
-        run(&[
-            "verify-report",
-            "--report",
-            "/nonexistent",
-            "--vcek",
-            &v,
-            "--family",
-            "milan"
-        ])
-        .status
-        .code(),
-        Some(2)
-    );
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &r,
-        "--vcek",
-        &v,
-        "--family",
-        "milan",
-        "--expect-measurement",
-        "abcd",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    for args in [no_root, no_measurement, no_vcek, no_shape] {
+        let o = run(&[&["verify-report", "--report", &r], args].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    for (report, m, extra) in [
+        (r.as_str(), real.as_str(), &["--lab-root"][..]),
+        ("/nonexistent", &real, &[]),
+        (&r, "abcd", &[]),
+    ] {
+        let o = verify_report(report, &v, "milan", m, extra);
+        assert_eq!(o.status.code(), Some(2), "{report} {m} {extra:?}");
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -210,45 +151,34 @@ fn verify_report_with_shared_pems() {
         return;
     };
     let p = |n: &str| path_str(&d.join(n));
+    let m = |n: &str| hex::encode(&std::fs::read(d.join(n)).unwrap()[0x90..0xC0]);
+    let oak = "genoa-v5-oak.report.bin";
     let o = run(&[
         "verify-report",
         "--report",
-        &p("genoa-v5-oak.report.bin"),
+        &p(oak),
         "--vcek",
         &p("genoa-v5-oak.vcek.der"),
         "--ark",
         &p("genoa-ark.pem"),
         "--ask",
         &p("genoa-ask.pem"),
+        "--expect-measurement",
+        &m(oak),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &p("milan-v2-gosevguest.report.bin"),
-        "--vcek",
-        &p("milan-v2-gosevguest.vcek.der"),
-        "--family",
-        "milan",
-    ]);
+    let go = "milan-v2-gosevguest.report.bin";
+    let vcek = p("milan-v2-gosevguest.vcek.der");
+    let o = verify_report(&p(go), &vcek, "milan", &m(go), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("FAIL policy.debug"));
-    let o = run(&[
-        "verify-report",
-        "--report",
-        &p("milan-v2-gosevguest.report.bin"),
-        "--vcek",
-        &p("milan-v2-gosevguest.vcek.der"),
-        "--family",
-        "milan",
-        "--allow-debug",
-    ]);
+    let o = verify_report(&p(go), &vcek, "milan", &m(go), &["--allow-debug"]);
     assert_eq!(o.status.code(), Some(0));
 }
 
 #[test]
 fn show_report_human_and_json() {
-    let (dir, r, _) = files();
+    let (dir, r, _, _) = files();
     let o = run(&["show-report", &r]);
     assert_eq!(o.status.code(), Some(0));
     let text = stdout(&o);

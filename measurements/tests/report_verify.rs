@@ -64,7 +64,7 @@ fn embedded_milan_report_verifies() {
             &opts_for(&v),
         );
         assert!(o.verified(), "{}: {:?}", v.name, o.checks);
-        assert_eq!(o.checks.len(), 15, "{:?}", o.checks);
+        assert_eq!(o.checks.len(), 16, "{:?}", o.checks);
     }
 }
 
@@ -302,7 +302,7 @@ fn expectations_are_enforced() {
     };
     let o = run(&good);
     assert!(o.verified(), "{:?}", failed_names(&o));
-    assert_eq!(o.checks.len(), 18);
+    assert_eq!(o.checks.len(), 19);
 
     let mut m = r.measurement;
     m[47] ^= 1;

@@ -5,7 +5,7 @@ use omega_evidence::{Bundle, Options, verify};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(b) = Bundle::decode(data) {
-        for p in ["platform", "policy", "log", "agent:a"] {
+        for p in ["platform", "policy", "log", "bundle", "agent:a"] {
             let o = Options {
                 principal: p,
                 nonce: Some([0; 32]),

@@ -51,6 +51,18 @@ pub fn seed() -> u64 {
     omega_test_support::random::seed(0x0000_de9a_5eed)
 }
 
+/// Runs the `measurements` binary.
+pub fn measurements(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_measurements"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 path").to_owned()
 }
