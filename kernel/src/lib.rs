@@ -2,7 +2,9 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`attest`] | the monitor's evidence about itself: boot id and log origin, the host's challenge, the claims, the channel transport to a simulated PSP |
 //! | [`channel`] | the host channel endpoint (handshake, credits, reassembly, resync, error reports) over a byte [`channel::Transport`] |
+//! | [`checkpoints`] | when the log signs a periodic checkpoint |
 //! | [`clock`] | TSC-to-nanoseconds arithmetic and calibration maths |
 //! | [`entropy`] | health-checked key material from a hardware RNG |
 //! | [`frames`] | the physical frame allocator |
@@ -17,7 +19,9 @@
 
 extern crate alloc;
 
+pub mod attest;
 pub mod channel;
+pub mod checkpoints;
 pub mod clock;
 pub mod entropy;
 pub mod frames;

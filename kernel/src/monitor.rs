@@ -5,9 +5,11 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use omega_arch::{serial, serial_println};
 use omega_boot_info::{BootInfo, PhysRange, Tee};
+use omega_kernel::attest::BOOT_ID_LEN;
 use omega_kernel::clock::Clock;
 use omega_kernel::entropy;
 use omega_kernel::frames::FrameAllocator;
@@ -27,13 +29,40 @@ pub fn fatal(what: &str, err: impl core::fmt::Display) -> ! {
 /// What the monitor owns once booted.
 pub struct Monitor {
     pub info: &'static BootInfo,
-    pub platform: Box<dyn Platform>,
+    /// The platform the monitor runs on (`tee`); borrowed mutably for guest requests.
+    pub platform: RefCell<Box<dyn Platform>>,
+    pub tee: Tee,
     pub frames: FrameAllocator,
     /// The pages shared with the host for DMA.
     pub shared: PhysRange,
     pub clock: Option<Clock>,
-    /// The provenance log's signing seed; private memory only.
-    pub log_key: Option<Box<[u8; 32]>>,
+    /// Secrets drawn at boot; `None` without entropy.
+    pub keys: Option<BootKeys>,
+}
+
+/// What the monitor draws from the hardware RNG at boot (private memory only).
+pub struct BootKeys {
+    /// This boot's random id: the log's checkpoint origin and the evidence name it.
+    pub boot_id: [u8; BOOT_ID_LEN],
+    /// The provenance log's signing seed.
+    pub log_key: Box<[u8; 32]>,
+    /// The evidence issuer's signing seed (the monitor key in REPORT_DATA); never the log
+    /// key, so neither signature can stand in for the other.
+    pub evidence_key: Box<[u8; 32]>,
+}
+
+impl BootKeys {
+    fn draw(rng: &mut hw::entropy::CpuRng) -> Result<Self, entropy::EntropyError> {
+        let mut keys = BootKeys {
+            boot_id: [0; BOOT_ID_LEN],
+            log_key: Box::new([0; 32]),
+            evidence_key: Box::new([0; 32]),
+        };
+        entropy::fill(rng, &mut keys.boot_id)?;
+        entropy::fill(rng, keys.log_key.as_mut_slice())?;
+        entropy::fill(rng, keys.evidence_key.as_mut_slice())?;
+        Ok(keys)
+    }
 }
 
 /// A SHA-256 digest on the console: its first 8 bytes in hex, then `...`.
@@ -103,19 +132,16 @@ pub fn boot(info: &'static BootInfo) -> Monitor {
         Err(e) => (None, Some(e)),
     };
     let mut cpu_rng = hw::entropy::CpuRng::detect();
-    let mut key = Box::new([0u8; 32]);
-    let log_key = match entropy::fill(&mut cpu_rng, key.as_mut_slice()) {
-        Ok(()) => Some(key),
-        Err(_) => None,
-    };
+    let keys = BootKeys::draw(&mut cpu_rng).ok();
 
     let m = Monitor {
         info,
-        platform,
+        tee: platform.tee(),
+        platform: RefCell::new(platform),
         frames,
         shared,
         clock,
-        log_key,
+        keys,
     };
     banner(&m, &heap, &cpu_rng, clock_err);
     heap_self_test();
@@ -124,7 +150,7 @@ pub fn boot(info: &'static BootInfo) -> Monitor {
 
 fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &hw::entropy::CpuRng, clock_err: Option<&str>) {
     let info = m.info;
-    let tee = m.platform.tee();
+    let tee = m.tee;
     serial_println!("==============================================================");
     serial_println!(" Omega monitor {VERSION}");
     serial_println!(" tee: {}", tee.name());
@@ -152,8 +178,12 @@ fn banner(m: &Monitor, heap: &heap::HeapInfo, rng: &hw::entropy::CpuRng, clock_e
         ),
         (None, err) => serial_println!(" clock: {}", err.unwrap_or("unavailable")),
     }
-    match m.log_key {
-        Some(_) => serial_println!(" entropy: {}; log key generated", rng.describe()),
+    match &m.keys {
+        Some(k) => serial_println!(
+            " entropy: {}; log key generated, evidence key generated, boot id {}",
+            rng.describe(),
+            omega_kernel::attest::boot_id_hex(&k.boot_id)
+        ),
         None => serial_println!(
             " entropy: {} - UNAVAILABLE: no keys can be made, agents will not start",
             rng.describe()

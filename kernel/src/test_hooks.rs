@@ -148,7 +148,7 @@ fn clock(m: &Monitor) {
 /// Leaves a known secret in private memory, fills the shared pool with DMA-like data and
 /// waits for the host to dump memory.
 fn memdump(m: &Monitor) {
-    let Some(key) = m.log_key.as_ref() else {
+    let Some(key) = m.keys.as_ref().map(|k| &k.log_key) else {
         serial_println!("omega: memdump test: no log key (no entropy)");
         exit(ExitCode::Failure);
     };

@@ -126,6 +126,11 @@ pub mod lifecycle {
     /// A bundle was refused (decision deny): one bundle per boot, a second `Begin` after
     /// one completed; name = the reason.
     pub const BUNDLE_REFUSED: u32 = 8;
+    /// The monitor's evidence about itself (`omega-evidence`): decision allow, content =
+    /// the attested evidence root, name `evidence`; decision error: no evidence could be
+    /// made (name = the reason); decision deny: a challenge from the host refused (a second
+    /// one, or one after the evidence was issued; name = the reason).
+    pub const EVIDENCE: u32 = 9;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

@@ -562,6 +562,28 @@ impl<T: Transport> Channel<T> {
         Ok(event)
     }
 
+    /// Takes the first queued message on `stream` that `wanted` accepts out of the queue,
+    /// leaving everything else queued in order (for a caller waiting for one answer: the
+    /// simulated PSP's response). Does not read the transport: call [`Channel::receive`].
+    pub fn take_message(
+        &mut self,
+        stream: Stream,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        let i = self
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::Message(s, m) if *s == stream && wanted(m)))?;
+        match self.events.remove(i) {
+            Some(Event::Message(s, m)) => {
+                self.queued[s] -= 1;
+                Some(m)
+            }
+            // `position` found a message at `i`.
+            _ => None,
+        }
+    }
+
     /// Streams whose queued messages have all been handed out get their held-back credit.
     fn return_deferred_credit(&mut self) -> Result<(), ChannelError<T::Error>> {
         for s in Stream::ALL {

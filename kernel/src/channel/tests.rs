@@ -851,3 +851,43 @@ fn credit_held_back_while_messages_wait_returns_when_they_are_handed_out() {
     assert_eq!(before + after, window as u64, "the whole window came back");
     assert_eq!(ch.malformed, 0);
 }
+
+#[test]
+fn one_message_can_be_taken_out_of_the_queue_leaving_the_rest_in_order() {
+    let (mut ch, mut host) = connected(1000, TEST);
+    let bytes = [
+        host.message(Stream::Control, b"notice"),
+        host.message(Stream::Echo, b"Qhello"),
+        host.message(Stream::Control, b"Rresponse"),
+        host.message(Stream::Control, b"Rsecond"),
+        host.message(Stream::Tools, b"Rtool"),
+    ]
+    .concat();
+    push(&mut ch, &bytes);
+    while !ch.transport_mut().inbound.is_empty() {
+        ch.receive().unwrap();
+    }
+    let is_answer = |m: &[u8]| m.starts_with(b"R");
+    assert_eq!(
+        ch.take_message(Stream::Control, is_answer).as_deref(),
+        Some(&b"Rresponse"[..])
+    );
+    assert_eq!(ch.take_message(Stream::Echo, is_answer), None);
+    let events = drain(&mut ch);
+    assert_eq!(
+        messages(&events),
+        [
+            (Stream::Control, &b"notice"[..]),
+            (Stream::Echo, &b"Qhello"[..]),
+            (Stream::Control, &b"Rsecond"[..]),
+            (Stream::Tools, &b"Rtool"[..]),
+        ]
+    );
+    assert_eq!(ch.take_message(Stream::Control, |_| true), None);
+    // The counts stay right: nothing queued, no credit left held back.
+    assert!(
+        Stream::ALL
+            .iter()
+            .all(|s| ch.queued[*s] == 0 && ch.deferred[*s] == 0)
+    );
+}

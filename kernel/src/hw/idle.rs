@@ -88,7 +88,7 @@ static LAST_INPUT_TSC: AtomicU64 = AtomicU64::new(0);
 /// tick, once the channel has had no input since the last wait (otherwise, under SNP and
 /// without a clock, one `PAUSE`). Call when a poll found nothing to do, then poll again.
 pub fn wait(m: &Monitor) {
-    wait_on(m.platform.tee(), m.clock.as_ref(), true);
+    wait_on(m.tee, m.clock.as_ref(), true);
 }
 
 /// [`wait`], polling on for [`SPIN_NS`] after the last input when `spin_first`.
@@ -146,7 +146,7 @@ impl<T> Idling<T> {
     pub fn new(inner: T, m: &Monitor) -> Self {
         Idling {
             inner,
-            tee: m.platform.tee(),
+            tee: m.tee,
             clock: m.clock.as_ref().map(|c| Clock::new(0, c.hz())),
         }
     }

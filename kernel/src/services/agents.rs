@@ -35,7 +35,7 @@ use omega_wire::{Stream, msg::code};
 
 use super::bundle::BundleService;
 use super::log::LogService;
-use super::{HostChannel, Step, control, report_send_failure};
+use super::{HostChannel, LoopState, Step, control, report_send_failure};
 use crate::monitor::Monitor;
 
 /// Fuel slices run between two polls of the channel: agent work is bounded per loop turn,
@@ -475,14 +475,8 @@ fn summary(rt: &Runtime<'_, &mut Host<'_>>, manifest: &Manifest) {
 
 /// Runs the bundle's agents to the end, writes a checkpoint, then shuts down once the host
 /// has stored the whole log.
-pub fn run(
-    m: &Monitor,
-    ch: HostChannel,
-    log: LogService<'_>,
-    mut bundle: BundleService,
-    echo_all: bool,
-) -> ExitCode {
-    let loaded = take_bundle(&mut bundle);
+pub fn run(m: &Monitor, ch: HostChannel, log: LogService<'_>, mut state: LoopState) -> ExitCode {
+    let loaded = take_bundle(&mut state.bundle);
     let mut host = Host {
         ch,
         log,
@@ -508,7 +502,7 @@ pub fn run(
                 }
             }
             let h = rt.monitor_mut();
-            match super::step(&mut h.ch, &mut h.log, &mut bundle, echo_all) {
+            match super::step(&mut h.ch, &mut h.log, &mut state) {
                 Step::Busy => {}
                 Step::Idle if rt.has_ready() => {}
                 Step::Idle => crate::hw::idle::wait(m),
@@ -538,7 +532,7 @@ pub fn run(
             control::send_shutdown(&mut h.ch);
             return ExitCode::Success;
         }
-        match super::step(&mut h.ch, &mut h.log, &mut bundle, echo_all) {
+        match super::step(&mut h.ch, &mut h.log, &mut state) {
             Step::Idle => crate::hw::idle::wait(m),
             Step::Exit(code) => return code,
             Step::Reply(stream, Ok(_)) => super::refuse_stream(&mut h.ch, stream),

@@ -33,6 +33,16 @@ impl BundleService {
         self.delivered
     }
 
+    /// The delivered bundle's manifest and files (in sending order); `None` before
+    /// delivery or once taken.
+    pub fn contents(&self) -> Option<(&omega_bundle::Manifest, &[omega_bundle::BundleFile])> {
+        if !self.delivered {
+            return None;
+        }
+        let manifest = self.receiver.manifest.as_ref()?;
+        Some((manifest, &self.receiver.files))
+    }
+
     /// The delivered bundle's manifest and files (in sending order), taken out for the
     /// agents; `None` before delivery or once taken. The receiver still refuses a second
     /// bundle.
@@ -90,7 +100,8 @@ impl BundleService {
                     Some(manifest.sha256),
                     None,
                 );
-                log.checkpoint(ch);
+                // The checkpoint follows once the evidence is out (`services/evidence.rs`),
+                // covering this entry and the evidence's.
                 self.delivered = true;
             }
             Err(e @ BundleError::AlreadyDelivered) => {

@@ -10,11 +10,15 @@
 //! ever dropped, and a host that stops storing stops the monitor's work, not its log.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 
 use omega_arch::serial_println;
+use omega_kernel::attest::{LOG_KEY_NAME, log_origin};
+use omega_kernel::checkpoints::CheckpointSchedule;
 use omega_kernel::clock::Clock;
 use omega_provenance::entry::MAX_ENTRY;
 use omega_provenance::entry::lifecycle;
+use omega_provenance::note::Checkpoint;
 use omega_provenance::{Action, AppendError, Decision, Log, LogKey, Record};
 use omega_wire::Stream;
 use omega_wire::msg::ControlMsg;
@@ -23,8 +27,6 @@ use super::{HostChannel, control, report_send_failure};
 use crate::hw;
 use crate::monitor::{Monitor, fatal};
 
-/// Origin (and key name) of the monitor's log.
-pub const LOG_ORIGIN: &str = "omega-monitor";
 /// Log bytes held until the host acknowledges them (sent or not): one Log credit window, so
 /// a host that grants credit and stores promptly never makes a producer wait.
 const OUTBOX: usize = 64 * 1024;
@@ -33,48 +35,66 @@ const _: () = assert!(OUTBOX >= omega_wire::INITIAL_WINDOW as usize && OUTBOX > 
 pub struct LogService<'m> {
     log: Box<Log<OUTBOX>>,
     key: LogKey,
+    /// The checkpoint origin: `omega-monitor/<boot id>`.
+    origin: String,
+    /// When the next periodic checkpoint is due.
+    schedule: CheckpointSchedule,
     clock: Option<&'m Clock>,
     /// Target number the next `define_target` gets.
     next_target: u32,
 }
 
 impl<'m> LogService<'m> {
-    /// Keys the log, announces its verifier key to the host and logs the monitor's start.
+    /// Keys the log, announces its verifier key to the host and logs the monitor's start
+    /// under this boot's origin.
     pub fn start(m: &'m Monitor, ch: &mut HostChannel) -> Self {
         // SECURITY: no entropy, no key: the monitor refuses to run the channel unlogged.
-        let Some(seed) = m.log_key.as_deref().copied() else {
+        let Some(keys) = m.keys.as_ref() else {
             fatal(
                 "provenance log",
                 "no entropy for the log key; refusing to run unlogged",
             )
         };
-        let key = LogKey::from_seed(LOG_ORIGIN, seed)
+        let key = LogKey::from_seed(LOG_KEY_NAME, *keys.log_key)
             .unwrap_or_else(|| fatal("provenance log", "bad log key"));
+        let origin = log_origin(&keys.boot_id);
         let vkey = key.verifier().encode();
-        serial_println!("omega: provenance log key {vkey}");
+        serial_println!("omega: provenance log {origin}, key {vkey}");
         control::send(ch, &ControlMsg::LogKey { vkey: &vkey });
+        let clock = m.clock.as_ref();
         let mut s = LogService {
             log: Box::new(Log::new(0)),
             key,
-            clock: m.clock.as_ref(),
+            schedule: CheckpointSchedule::monitor(clock.map(hw::clock::now_ns)),
+            origin,
+            clock,
             next_target: 1,
         };
+        let origin = s.origin.clone();
         s.lifecycle(
             ch,
             lifecycle::LOG_START,
             0,
             Decision::Allow,
             Some(m.info.kernel_sha256),
-            Some(LOG_ORIGIN.as_bytes()),
+            Some(origin.as_bytes()),
         );
         s
     }
 
+    /// Nanoseconds on the monitor's clock (`None` without one).
+    fn now_ns(&self) -> Option<u64> {
+        self.clock.map(hw::clock::now_ns)
+    }
+
     /// Milliseconds on the monitor's clock (0 without one).
     pub fn now_ms(&self) -> u64 {
-        self.clock
-            .map(|c| hw::clock::now_ns(c) / 1_000_000)
-            .unwrap_or(0)
+        self.now_ns().map_or(0, |ns| ns / 1_000_000)
+    }
+
+    /// The log's Ed25519 public key (the evidence's `LogKey` claim).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.public()
     }
 
     /// Appends `r` and sends it to the host (it stays in the outbox until acknowledged).
@@ -84,7 +104,10 @@ impl<'m> LogService<'m> {
         // the append is retried.
         loop {
             match self.log.append(r) {
-                Ok(_) => return self.flush(ch),
+                Ok(_) => {
+                    self.flush(ch);
+                    return self.checkpoint_if_due(ch);
+                }
                 Err(AppendError::OutboxFull) if self.log.unsent() > 0 => self.flush(ch),
                 Err(AppendError::OutboxFull) => self.wait_for_ack(ch),
                 Err(e) => fatal("provenance log", format_args!("{e:?}")),
@@ -105,6 +128,7 @@ impl<'m> LogService<'m> {
             match self.log.append(r) {
                 Ok(_) => {
                     self.flush(ch);
+                    self.checkpoint_if_due(ch);
                     return Ok(());
                 }
                 Err(AppendError::OutboxFull) if self.log.unsent() > 0 => self.flush(ch),
@@ -226,11 +250,28 @@ impl<'m> LogService<'m> {
         }
     }
 
-    /// Flushes and sends a signed checkpoint of the whole log.
+    /// Flushes and sends a signed checkpoint of the whole log (origin: this boot's).
     pub fn checkpoint(&mut self, ch: &mut HostChannel) {
         self.flush(ch);
-        let note = self.log.checkpoint(&self.key);
+        let size = self.log.size();
+        let note = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: self.log.root(),
+        }
+        .sign(&self.key);
+        self.log.checkpoint_emitted();
+        self.schedule.signed(size, self.now_ns());
         control::send(ch, &ControlMsg::Checkpoint { note: &note });
+    }
+
+    /// Sends a checkpoint if the periodic one is due (`omega_kernel::checkpoints`): after
+    /// appends, and from the service loop, so entries older than the period get one even
+    /// when no more entries follow.
+    pub fn checkpoint_if_due(&mut self, ch: &mut HostChannel) {
+        if self.schedule.due(self.log.size(), self.now_ns()) {
+            self.checkpoint(ch);
+        }
     }
 
     /// The host has durably stored `stored` bytes of the log: they leave the outbox.

@@ -3,7 +3,7 @@
 //!
 //! | stream | module | what it does |
 //! |---|---|---|
-//! | Control | [`control`] | shutdown and notices from the host; the log key, checkpoints and the final shutdown to it |
+//! | Control | [`control`] | shutdown, notices and the challenge from the host; the log key, checkpoints, evidence ([`evidence`]) and the final shutdown to it |
 //! | Bundle | [`bundle`] | receives the bundle (`omega_bundle::BundleReceiver`), hashes and logs every file |
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
@@ -28,10 +28,12 @@ mod agents;
 mod bundle;
 mod control;
 mod echo;
+mod evidence;
 mod log;
 
 use omega_arch::exit::ExitCode;
 use omega_arch::serial_println;
+use omega_kernel::attest::Challenges;
 use omega_kernel::channel::{Channel, ChannelError, Config, Event, HostText};
 use omega_wire::{Stream, msg};
 
@@ -89,10 +91,15 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
     serial_println!("omega: host channel up (protocol v{})", ch.version);
 
     let mut log = log::LogService::start(m, &mut ch);
-    let mut bundle = bundle::BundleService::default();
-    // Until the bundle is in: then its agents run (`agents::run`), which ends the boot.
-    while !bundle.delivered() {
-        match step(&mut ch, &mut log, &mut bundle, echo_all) {
+    let mut loop_state = LoopState {
+        bundle: bundle::BundleService::default(),
+        challenges: Challenges::default(),
+        echo_all,
+    };
+    // Until the bundle is in: then the monitor attests itself and its agents run
+    // (`agents::run`), which ends the boot.
+    while !loop_state.bundle.delivered() {
+        match step(&mut ch, &mut log, &mut loop_state) {
             Step::Idle => crate::hw::idle::wait(m),
             Step::Exit(code) => return code,
             // A message is refused; an error from the host was reported (never answered).
@@ -101,7 +108,19 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
             Step::Busy | Step::Acked => {}
         }
     }
-    agents::run(m, ch, log, bundle, echo_all)
+    let LoopState {
+        bundle, challenges, ..
+    } = &mut loop_state;
+    evidence::issue(m, &mut ch, &mut log, challenges, bundle);
+    agents::run(m, ch, log, loop_state)
+}
+
+/// What the service loop keeps across messages, besides the channel and the log.
+pub(crate) struct LoopState {
+    bundle: bundle::BundleService,
+    challenges: Challenges,
+    /// Test hooks: echo every stream but Control instead of serving it.
+    echo_all: bool,
 }
 
 /// What one poll of the channel left for the caller.
@@ -132,13 +151,16 @@ fn refuse_stream(ch: &mut HostChannel, stream: Stream) {
     }
 }
 
-/// Polls the channel once and hands what arrived to its stream's service.
-fn step(
-    ch: &mut HostChannel,
-    log: &mut log::LogService<'_>,
-    bundle: &mut bundle::BundleService,
-    echo_all: bool,
-) -> Step {
+/// Polls the channel once and hands what arrived to its stream's service; signs a
+/// periodic log checkpoint when one is due.
+fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopState) -> Step {
+    let LoopState {
+        bundle,
+        challenges,
+        echo_all,
+    } = state;
+    let echo_all = *echo_all;
+    log.checkpoint_if_due(ch);
     let event = match ch.poll() {
         Ok(Some(e)) => e,
         Ok(None) => return Step::Idle,
@@ -149,7 +171,7 @@ fn step(
     };
     match event {
         Event::Message(Stream::Control, body) => {
-            if let control::Outcome::Shutdown = control::on_message(ch, log, &body) {
+            if let control::Outcome::Shutdown = control::on_message(ch, log, challenges, &body) {
                 return Step::Exit(ExitCode::Success);
             }
         }
