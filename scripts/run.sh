@@ -26,7 +26,7 @@ bash scripts/setup.sh
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-BIN=target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 IMAGE=target/omega/omega.bin
 DEMO=target/demo
 rm -rf "$DEMO"
@@ -62,10 +62,20 @@ grep -E '^guest \| omega: (agent |agents: )' "$DEMO/omega-run.out" | sed 's/^gue
 grep -E '^guest \| omega: bundle delivered' "$DEMO/omega-run.out" | sed 's/^guest | omega: /  monitor: /'
 grep -Eo 'the image exited cleanly.*' "$DEMO/omega-run.out" | sed 's/^/  launcher: /'
 
-log "every policy decision, from the provenance log the host stored (measurements verify-log)"
-quiet "measurements verify-log" "$DEMO/verify-log.out" \
-  $BIN/measurements verify-log --entries "$DEMO/log/provenance.log" \
-  --checkpoint "$DEMO/log/checkpoint.note" --key "$DEMO/log/log.vkey" --dump
+# The verifier commands the launcher printed for this run (`omega: verify: measurements …`),
+# run with this checkout's measurements: each principal's evidence, and the log through the
+# key in the log's evidence (plain QEMU: the evidence is unattested, hence --allow-unattested).
+measurements() { "$BIN/measurements" "$@"; }
+sed -n 's/^omega: verify: //p' "$DEMO/omega-run.out" > "$DEMO/verify-commands.sh"
+grep -q '^measurements verify-log ' "$DEMO/verify-commands.sh" || {
+  tail -n 60 "$DEMO/omega-run.out" >&2
+  printf '\n\033[1;31m[omega] FAILED:\033[0m omega run printed no verify-log command\n' >&2
+  exit 1
+}
+VERIFY_LOG=$(grep '^measurements verify-log ' "$DEMO/verify-commands.sh")
+
+log "every policy decision, from the provenance log the host stored (measurements verify-log --evidence … --dump)"
+quiet "measurements verify-log" "$DEMO/verify-log.out" eval "$VERIFY_LOG --dump"
 # --dump lines: `INDEX +MS ACTION agent=A target=T allow|deny rule=R …`; lifecycle entries
 # (files hashed, agents started, names defined) are left out here, they stay in the log.
 awk '
@@ -87,7 +97,6 @@ cat <<'EOT'
   extractive summaries, labelled as such); flow:LABEL: the data carries LABEL and the
   receiver is not cleared for it.
 EOT
-grep -E '^(PASS|VERIFIED$)' "$DEMO/verify-log.out" | sed '/^VERIFIED$/!s/^/  /'
 
 log "how to verify this image"
 cat <<EOT
@@ -96,12 +105,23 @@ cat <<EOT
        $BIN/measurements digest --image $IMAGE --vcpus 1 --vcpu-type EPYC-v4
      Cross-check with AMD's tooling (pip install sev-snp-measure):
        sev-snp-measure --mode snp --vcpus 1 --vcpu-type EPYC-v4 --ovmf $IMAGE
-  3. On an SNP host, check a report against it:
-       $BIN/measurements verify-report --report report.bin --vcek vcek.der \\
-         --family milan --expect-measurement <digest from step 2>
-  4. The provenance log of this run (checked above; --dump lists every entry):
-       $BIN/measurements verify-log --entries $DEMO/log/provenance.log \\
-         --checkpoint $DEMO/log/checkpoint.note --key $DEMO/log/log.vkey
-  This run used plain QEMU: tee=none, so nothing here was attested by hardware, and the
-  log key came over the channel rather than from attested evidence.
+  3. On an SNP host, the monitor's evidence carries its report; check each principal with
+       $BIN/measurements verify-evidence --evidence DIR/evidence/platform.bin --principal platform \\
+         --nonce <your nonce> --image $IMAGE --vcpus 1 --vcpu-type EPYC-v4 --vcek vcek.der --family milan
+     and the log with verify-log --evidence DIR/evidence/log.bin (omega run prints both).
+  This run used plain QEMU: tee=none. Nothing here is attested by hardware: the evidence is
+  UNATTESTED (accepted only with --allow-unattested), so it shows what the monitor claims,
+  not that a TEE vouches for it. The nonce of this run: $(cat "$DEMO/log/nonce.hex")
 EOT
+
+log "verifying this run: the commands omega run printed ($DEMO/verify-commands.sh)"
+# Each principal's check shows its verdict; the log's shows its checks too. The last line
+# is the log's verdict (what scripts/test.sh looks for).
+while IFS= read -r cmd; do
+  printf '  $ %s\n' "$cmd"
+  quiet "$cmd" "$DEMO/verify.out" eval "$cmd" </dev/null
+  case $cmd in
+    "measurements verify-log "*) grep -E '^(PASS|VERIFIED)' "$DEMO/verify.out" | sed '/^VERIFIED/!s/^/    /' ;;
+    *) grep -E '^VERIFIED' "$DEMO/verify.out" | sed 's/^/    /' ;;
+  esac
+done < "$DEMO/verify-commands.sh"

@@ -208,6 +208,58 @@ impl Dir {
         cvt(unsafe { libc::renameat(fd, f.as_ptr(), fd, t.as_ptr()) }).map(drop)
     }
 
+    /// Durably replaces `name` with `bytes`: written to `.NAME.tmp` (created with `O_EXCL`,
+    /// a leftover or planted temporary name is removed first, never followed), fsynced, then
+    /// renamed over `name`, so a reader sees the old file or the new one, never a torn one.
+    pub fn replace_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = format!(".{name}.tmp");
+        let mut f = match self.create_new(&tmp, false) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.unlink(&tmp)?;
+                self.create_new(&tmp, false)?
+            }
+            r => r?,
+        };
+        let written = f
+            .write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .and_then(|_| self.rename(&tmp, name));
+        if written.is_err() {
+            let _ = self.unlink(&tmp);
+        }
+        written?;
+        self.sync()
+    }
+
+    /// Opens the sub-directory `name`, creating it (mode 0700) when missing. It must be a
+    /// directory, not a symlink to one.
+    pub fn subdir(&self, name: &str) -> io::Result<Dir> {
+        let n = c_name(name)?;
+        // SAFETY: the descriptor is open and `n` is NUL-terminated.
+        let made = cvt(unsafe { libc::mkdirat(self.fd.as_raw_fd(), n.as_ptr(), DIR_MODE) });
+        match made {
+            Ok(_) => self.sync()?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(annotate(e, &self.path.join(name))),
+        }
+        // SECURITY: O_NOFOLLOW|O_DIRECTORY: a symlink planted at `name` is refused.
+        // SAFETY: the descriptor is open and `n` is NUL-terminated.
+        let fd = cvt(unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                n.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })
+        .map_err(|e| annotate(e, &self.path.join(name)))?;
+        Ok(Dir {
+            // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: self.path.join(name),
+        })
+    }
+
     /// Makes the directory's entries durable (new and renamed names).
     pub fn sync(&self) -> io::Result<()> {
         // SAFETY: the descriptor is open.

@@ -18,7 +18,7 @@ pub mod shape;
 pub use bundle::{Bundle, Manifest};
 pub use qemu::{QemuConfig, QemuOutcome};
 pub use session::{
-    ChannelSession, FileLogStore, LogStore, SessionConfig, SessionError, SessionEvent,
+    Challenge, ChannelSession, FileLogStore, LogStore, SessionConfig, SessionError, SessionEvent,
     echo_roundtrip,
 };
 pub use shape::VmShape;

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use omega_host::files::{ensure_private_dir, fresh_private_dir};
+use omega_host::session::log_store::NONCE_FILE;
 use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
-    Bundle, ChannelSession, FileLogStore, QemuConfig, QemuOutcome, SessionConfig, SessionEvent,
-    VmShape,
+    Bundle, Challenge, ChannelSession, FileLogStore, LogStore, QemuConfig, QemuOutcome,
+    SessionConfig, SessionEvent, VmShape,
 };
 use tracing::{info, warn};
 
@@ -32,8 +33,10 @@ use tracing::{info, warn};
     omega run --image omega.bin --log-dir run1 --bundle demo-bundle\n  \
     omega run --image omega.bin --log-dir run1 --proxy 127.0.0.1:8443 --tool-gateway 'mcp-gateway --stdio'\n  \
     omega print-command --image omega.bin --sev-snp --memory 2048\n\n\
-    Verify the stored log afterwards:\n  \
-    measurements verify-log --checkpoint run1/checkpoint.note --key run1/log.vkey --entries run1/provenance.log"
+    After the run, `omega run` prints the exact verifier commands for it: `measurements\n\
+    verify-evidence` for each principal's evidence (run1/evidence/*.bin) and `measurements\n\
+    verify-log --evidence run1/evidence/log.bin`, which takes the log key from the verified\n\
+    evidence, not from the host."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -104,6 +107,18 @@ struct RunArgs {
     /// Echo the guest's Echo-stream requests (tests and benchmarks).
     #[arg(long)]
     echo: bool,
+    /// The verifier's nonce (64 hex digits), sent to the monitor before the bundle and
+    /// bound into its evidence. Default: 32 fresh random bytes, printed and written to
+    /// DIR/nonce.hex. A verifier that wants freshness chooses it.
+    #[arg(long, value_name = "HEX", value_parser = parse_nonce)]
+    nonce: Option<[u8; 32]>,
+    /// TESTS ONLY: answer the monitor's SNP guest requests with a simulated PSP (a lab
+    /// ARK/ASK/VCEK chain, reports whose MEASUREMENT is the launch digest of this image for
+    /// --vcpus on EPYC-v4). Only test-hooks images accept it; their evidence says `tee:
+    /// simulated`, and verifiers accept the lab chain only with --lab-root. It proves the
+    /// evidence path end to end, not that anything ran in a TEE.
+    #[arg(long, hide_short_help = true, conflicts_with = "sev_snp")]
+    simulated_psp: bool,
     /// QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64", value_name = "PATH")]
     qemu: String,
@@ -120,6 +135,28 @@ struct RunArgs {
 fn parse_cpu(s: &str) -> Result<VcpuType, String> {
     s.parse()
         .map_err(|e: launch_digest::UnknownVcpuType| e.to_string())
+}
+
+fn parse_nonce(s: &str) -> Result<[u8; 32], String> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return Err(format!("{s:?} is not 64 hex digits (32 bytes)"));
+    }
+    let mut n = [0u8; 32];
+    for (i, b) in n.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex digits");
+    }
+    Ok(n)
+}
+
+/// 32 fresh random bytes (the default nonce).
+fn random_nonce() -> Result<[u8; 32]> {
+    use std::io::Read;
+    let mut n = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut n))
+        .context("reading /dev/urandom for the nonce")?;
+    Ok(n)
 }
 
 fn parse_hex(s: &str) -> Result<u64, String> {
@@ -206,6 +243,125 @@ fn digest_line(a: &RunArgs, shape: &VmShape) -> Result<String> {
     Ok(format!("SNP launch digest {} for {shape}", hex(&digest)))
 }
 
+/// With --simulated-psp: the shape its reports are measured for (the default model with
+/// --vcpus), and that MEASUREMENT.
+fn simulated_psp(a: &RunArgs) -> Result<Option<(VmShape, [u8; 48])>> {
+    if !a.simulated_psp {
+        return Ok(None);
+    }
+    let shape = VmShape::new(a.vcpus);
+    let image =
+        std::fs::read(&a.image).with_context(|| format!("reading {}", a.image.display()))?;
+    let m = shape
+        .launch_digest(&image)
+        .with_context(|| format!("--simulated-psp with {}", a.image.display()))?;
+    Ok(Some((shape, m)))
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What attested this run's evidence.
+#[derive(Clone, Copy)]
+enum Platform {
+    SevSnp,
+    Simulated,
+    /// Plain QEMU: nothing.
+    None,
+}
+
+/// A finished run, as the verifier commands name it.
+struct Run<'a> {
+    image: &'a std::path::Path,
+    dir: &'a std::path::Path,
+    nonce: &'a str,
+    platform: Platform,
+    /// The shape the MEASUREMENT is expected for.
+    shape: VmShape,
+}
+
+impl Run<'_> {
+    /// The flags every evidence check of this run takes: the nonce, the expected image and
+    /// shape (the verifier recomputes the MEASUREMENT), and what may attest it.
+    fn evidence_flags(&self) -> Vec<String> {
+        let mut f = vec!["--nonce".into(), self.nonce.into()];
+        let shape = self.shape;
+        f.extend([
+            "--image".into(),
+            self.image.display().to_string(),
+            "--vcpus".into(),
+            shape.vcpus.to_string(),
+            "--vcpu-type".into(),
+            shape.cpu.to_string(),
+        ]);
+        match self.platform {
+            Platform::SevSnp => f.extend([
+                "--vcek".into(),
+                "VCEK.der".into(),
+                "--family".into(),
+                "FAMILY".into(),
+            ]),
+            Platform::Simulated => f.push("--lab-root".into()),
+            Platform::None => f.push("--allow-unattested".into()),
+        }
+        f
+    }
+
+    fn evidence(&self, file: &str) -> String {
+        self.dir.join("evidence").join(file).display().to_string()
+    }
+}
+
+/// Prints the verifier's commands for this run, one per line, `omega: verify: ` first (the
+/// demo script runs them).
+fn print_verifier_commands(run: &Run<'_>, principals: &[(String, String)]) {
+    let quote = |args: Vec<String>| {
+        shlex::try_join(args.iter().map(String::as_str)).expect("no NUL in arguments")
+    };
+    match run.platform {
+        Platform::SevSnp => println!(
+            "omega: verify this run with (VCEK.der: this chip's VCEK from AMD's KDS; FAMILY: milan, genoa or turin):"
+        ),
+        Platform::Simulated => println!(
+            "omega: verify this run with (simulated PSP: a lab chain, accepted only with --lab-root; no TEE):"
+        ),
+        Platform::None => println!(
+            "omega: verify this run with (plain QEMU: UNATTESTED, no TEE vouches for the evidence):"
+        ),
+    }
+    let log = principals.iter().find(|(p, _)| p == "log");
+    if log.is_none() {
+        warn!("the monitor sent no evidence for its log key: the log cannot be verified");
+    }
+    for (principal, file) in principals {
+        let mut args: Vec<String> = vec![
+            "measurements".into(),
+            "verify-evidence".into(),
+            "--evidence".into(),
+            run.evidence(file),
+            "--principal".into(),
+            principal.clone(),
+        ];
+        args.extend(run.evidence_flags());
+        println!("omega: verify: {}", quote(args));
+    }
+    if let Some((_, file)) = log {
+        let mut args: Vec<String> = vec![
+            "measurements".into(),
+            "verify-log".into(),
+            "--evidence".into(),
+            run.evidence(file),
+            "--checkpoint".into(),
+            run.dir.join("checkpoint.note").display().to_string(),
+            "--entries".into(),
+            run.dir.join("provenance.log").display().to_string(),
+        ];
+        args.extend(run.evidence_flags());
+        println!("omega: verify: {}", quote(args));
+    }
+}
+
 fn qemu_config(a: &RunArgs, sev_snp: Option<VmShape>, socket: PathBuf) -> QemuConfig {
     QemuConfig {
         vcpus: a.vcpus,
@@ -266,10 +422,19 @@ fn run_image(a: RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    let nonce = match a.nonce {
+        Some(n) => n,
+        None => random_nonce()?,
+    };
+    let nonce_hex = hex_bytes(&nonce);
+    let simulated = simulated_psp(&a)?;
     let log_store = match &a.log_dir {
         Some(d) => {
-            let s = FileLogStore::open(d).with_context(|| format!("log dir {}", d.display()))?;
+            let mut s =
+                FileLogStore::open(d).with_context(|| format!("log dir {}", d.display()))?;
             info!("provenance log: {}", s.path.display());
+            s.put_file(NONCE_FILE, format!("{nonce_hex}\n").as_bytes())
+                .with_context(|| format!("writing {}", d.join(NONCE_FILE).display()))?;
             Some(Box::new(s) as Box<dyn omega_host::LogStore>)
         }
         None => {
@@ -287,6 +452,19 @@ fn run_image(a: RunArgs) -> Result<i32> {
     println!("omega: {}", cfg.command_line());
     if let Some(d) = &digest {
         println!("omega: {d}");
+    }
+    match &a.log_dir {
+        Some(d) => println!(
+            "omega: verifier nonce {nonce_hex} ({})",
+            d.join(NONCE_FILE).display()
+        ),
+        None => println!("omega: verifier nonce {nonce_hex}"),
+    }
+    if let Some((shape, m)) = &simulated {
+        println!(
+            "omega: simulated PSP (tests only, no TEE): reports carry MEASUREMENT {} = the launch digest for {shape}",
+            hex(m)
+        );
     }
 
     install_sigint();
@@ -317,6 +495,10 @@ fn run_image(a: RunArgs) -> Result<i32> {
         log_store,
         bundle,
         echo: a.echo,
+        challenge: Some(Challenge {
+            nonce,
+            simulated_psp: simulated.map(|(_, m)| m),
+        }),
         ..Default::default()
     };
     // Connect while watching QEMU: it may exit before the socket appears.
@@ -405,8 +587,16 @@ fn run_image(a: RunArgs) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(20));
     };
     // QEMU is gone: close the channel (log writes are fsynced per Ack already).
+    let mut principals = Vec::new();
     if let Some(s) = session {
         let events = s.close();
+        for e in &events {
+            if let SessionEvent::EvidenceStored { principal, file } = e
+                && !principals.iter().any(|(p, _)| p == principal)
+            {
+                principals.push((principal.clone(), file.clone()));
+            }
+        }
         // A storage failure just before QEMU exited still fails the run.
         storage_failed = storage_failed.or_else(|| {
             events.iter().find_map(|e| match e {
@@ -439,6 +629,21 @@ fn run_image(a: RunArgs) -> Result<i32> {
         info!("{msg} after {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
     } else {
         eprintln!("omega: {msg}");
+    }
+    if let Some(dir) = &a.log_dir {
+        let (platform, shape) = match (shape, simulated) {
+            (Some(s), _) => (Platform::SevSnp, s),
+            (None, Some((s, _))) => (Platform::Simulated, s),
+            (None, None) => (Platform::None, VmShape::new(a.vcpus)),
+        };
+        let run = Run {
+            image: &a.image,
+            dir,
+            nonce: &nonce_hex,
+            platform,
+            shape,
+        };
+        print_verifier_commands(&run, &principals);
     }
     Ok(outcome.exit_code())
 }

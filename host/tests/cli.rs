@@ -1,5 +1,5 @@
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use omega_host::shape::VcpuType;
 use omega_host::{QemuConfig, QemuOutcome, VmShape};
@@ -222,10 +222,86 @@ fn help_documents_every_option() {
         "--proxy",
         "--tool-gateway",
         "--echo",
+        "--nonce",
+        "--simulated-psp",
+        "TESTS ONLY",
         "Exit status",
     ] {
         assert!(h.contains(opt), "{opt} missing from:\n{h}");
     }
+    // The tests-only simulated PSP is left out of the short help.
+    let out = omega().args(["run", "-h"]).output().unwrap();
+    let short = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        short.contains("--nonce") && !short.contains("--simulated-psp"),
+        "{short}"
+    );
+}
+
+/// The nonce is 32 bytes of hex; the simulated PSP never goes with a real SNP launch.
+#[test]
+fn bad_nonces_and_a_simulated_psp_under_snp_are_refused() {
+    for bad in ["", "00", &"0".repeat(63), &"0".repeat(65), &"g".repeat(64)] {
+        let out = omega()
+            .args(["run", "--image", "/nonexistent", "--nonce", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains("64 hex digits"), "{bad:?}: {err}");
+    }
+    let out = omega()
+        .args([
+            "run",
+            "--image",
+            "/nonexistent",
+            "--sev-snp",
+            "--simulated-psp",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
+
+/// `omega run` of a file that is not an image with a "QEMU" that fails at once (exit 2),
+/// into the log directory `logs`, with `extra` arguments.
+fn run_failing_qemu(dir: &std::path::Path, logs: &std::path::Path, extra: &[&str]) -> Output {
+    let img = dir.join("omega.bin");
+    std::fs::write(&img, b"not an image").unwrap();
+    omega()
+        .args(["run", "--image", img.to_str().unwrap(), "--qemu", "false"])
+        .args(["--log-dir", logs.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The nonce reaches the log directory before QEMU starts.
+#[test]
+fn the_nonce_is_written_to_the_log_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let nonce = "0123456789abcdef".repeat(4);
+    let out = run_failing_qemu(dir.path(), &logs, &["--nonce", &nonce]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("omega: verifier nonce {nonce}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(logs.join("nonce.hex")).unwrap(),
+        format!("{nonce}\n")
+    );
+    // Without --nonce: 32 fresh random bytes each run.
+    let drawn = |logs: &std::path::Path| {
+        run_failing_qemu(dir.path(), logs, &[]);
+        std::fs::read_to_string(logs.join("nonce.hex")).unwrap()
+    };
+    let (a, b) = (drawn(&dir.path().join("a")), drawn(&dir.path().join("b")));
+    assert_eq!(a.trim().len(), 64);
+    assert_ne!(a, b);
 }
 
 #[test]
@@ -264,13 +340,7 @@ fn missing_image_fails_with_a_message() {
 fn qemu_errors_map_to_status_2() {
     // A "QEMU" that fails at once: the launcher reports a QEMU error, not an image failure.
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("omega.bin");
-    std::fs::write(&img, b"not an image").unwrap();
-    let out = omega()
-        .args(["run", "--image", img.to_str().unwrap(), "--qemu", "false"])
-        .args(["--log-dir", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = run_failing_qemu(dir.path(), dir.path(), &[]);
     assert_eq!(
         out.status.code(),
         Some(2),

@@ -179,6 +179,9 @@ impl LogStore for DiskFull {
     fn put_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.inner.put_file(name, bytes)
     }
+    fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> io::Result<()> {
+        self.inner.put_evidence(file, bytes)
+    }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.inner.truncate(len)
     }
@@ -495,4 +498,37 @@ fn a_symlinked_bundle_directory_is_refused() {
     let link = base.path().join("bundle");
     symlink(dir.path(), &link).unwrap();
     assert!(matches!(Bundle::read(&link), Err(BundleError::Io { .. })));
+}
+
+/// The monitor's evidence goes to `evidence/` with the same hygiene: a planted `evidence`
+/// link (to a directory outside) or planted links inside it never redirect a write.
+#[test]
+fn evidence_is_stored_without_following_planted_links() {
+    use omega_host::session::log_store::EVIDENCE_DIR;
+    let outside = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileLogStore::open(dir.path()).unwrap();
+    symlink(outside.path(), dir.path().join(EVIDENCE_DIR)).unwrap();
+    assert!(store.put_evidence("log.bin", b"evidence").is_err());
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    std::fs::remove_file(dir.path().join(EVIDENCE_DIR)).unwrap();
+    store.put_evidence("log.bin", b"first").unwrap();
+    let ev = dir.path().join(EVIDENCE_DIR);
+    assert_eq!(std::fs::metadata(&ev).unwrap().mode() & 0o777, 0o700);
+    for planted in ["agent_triage.bin", ".agent_triage.bin.tmp", "log.bin"] {
+        let v = victim(outside.path());
+        let p = ev.join(planted);
+        let _ = std::fs::remove_file(&p);
+        symlink(&v, &p).unwrap();
+        let name = planted.trim_start_matches('.').trim_end_matches(".tmp");
+        store.put_evidence(name, b"from the guest").unwrap();
+        assert_untouched(&v);
+        assert!(
+            !std::fs::symlink_metadata(ev.join(name))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(ev.join(name)).unwrap(), b"from the guest");
+    }
 }

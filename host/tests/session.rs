@@ -104,6 +104,9 @@ impl LogStore for RecordingStore {
         j.files.push((name.to_string(), bytes.to_vec(), synced));
         Ok(())
     }
+    fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.put_file(&format!("evidence/{file}"), bytes)
+    }
     fn truncate(&mut self, len: u64) -> std::io::Result<()> {
         let mut j = self.0.lock().unwrap();
         j.appended.truncate(len as usize);
@@ -112,14 +115,20 @@ impl LogStore for RecordingStore {
     }
 }
 
-#[test]
-fn log_is_synced_before_it_is_acked() {
-    let journal = Arc::new(Mutex::new(Journal::default()));
+/// A session whose log goes to a [`RecordingStore`] of `journal`, past the handshake.
+fn recorded_session(journal: Journal) -> (Arc<Mutex<Journal>>, SimGuest, ChannelSession) {
+    let journal = Arc::new(Mutex::new(journal));
     let cfg = SessionConfig {
         log_store: Some(Box::new(RecordingStore(journal.clone()))),
         ..Default::default()
     };
-    let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
+    let (g, s) = start_ready(cfg, INITIAL_WINDOW);
+    (journal, g, s)
+}
+
+#[test]
+fn log_is_synced_before_it_is_acked() {
+    let (journal, mut g, s) = recorded_session(Journal::default());
     let mut sent = Vec::new();
     let mut last_seq = 0;
     for i in 0..200u32 {
@@ -167,15 +176,10 @@ fn log_is_synced_before_it_is_acked() {
 /// the session ends (the guest sees the channel close instead of waiting for an Ack).
 #[test]
 fn failed_sync_is_never_acked() {
-    let journal = Arc::new(Mutex::new(Journal {
+    let (journal, mut g, s) = recorded_session(Journal {
         fail_sync: true,
         ..Default::default()
-    }));
-    let cfg = SessionConfig {
-        log_store: Some(Box::new(RecordingStore(journal.clone()))),
-        ..Default::default()
-    };
-    let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
+    });
     g.send_message(Stream::Log, b"entry-1", T);
     let mut errors = 0;
     while let Some(f) = g.next(Duration::from_millis(500)) {
@@ -528,15 +532,10 @@ fn garbage_gets_error_frames_and_the_session_recovers() {
 fn over_credit_data_is_refused() {
     // The host's log storage is slow (2 s per sync), so it returns no credit meanwhile and
     // the guest's window stays exactly 64 KiB.
-    let journal = Arc::new(Mutex::new(Journal {
+    let (journal, mut g, _s) = recorded_session(Journal {
         slow_sync: true,
         ..Default::default()
-    }));
-    let cfg = SessionConfig {
-        log_store: Some(Box::new(RecordingStore(journal.clone()))),
-        ..Default::default()
-    };
-    let (mut g, _s) = start_ready(cfg, INITIAL_WINDOW);
+    });
     // Ignore credit: send 112 KiB in one go on Log without waiting.
     let mut b = vec![0u8; MAX_FRAME];
     let chunk = vec![0x11u8; MAX_PAYLOAD];
@@ -639,12 +638,7 @@ fn echo_roundtrip_measures_a_guest_echo() {
 
 #[test]
 fn checkpoint_is_stored_after_the_entries_it_covers() {
-    let journal = Arc::new(Mutex::new(Journal::default()));
-    let cfg = SessionConfig {
-        log_store: Some(Box::new(RecordingStore(journal.clone()))),
-        ..Default::default()
-    };
-    let (mut g, s) = start_ready(cfg, INITIAL_WINDOW);
+    let (journal, mut g, s) = recorded_session(Journal::default());
     let mut b = [0u8; 256];
     let k = msg::encode(
         &ControlMsg::LogKey {
@@ -724,4 +718,187 @@ fn a_stalled_truncated_frame_is_given_up_after_idle_time() {
             .iter()
             .any(|e| matches!(e, SessionEvent::WireError(m) if m.contains("ended inside a frame")))
     );
+}
+
+#[test]
+fn the_challenge_goes_before_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), 10);
+    let nonce = [0x5a; 32];
+    let (mut g, s) = start_ready(
+        SessionConfig {
+            bundle: Some(Bundle::read(dir.path()).unwrap()),
+            challenge: Some(Challenge {
+                nonce,
+                simulated_psp: None,
+            }),
+            ..Default::default()
+        },
+        INITIAL_WINDOW,
+    );
+    let first = loop {
+        let f = g.next(T).expect("a frame");
+        if f.header.kind == Kind::Data {
+            break f;
+        }
+    };
+    assert_eq!(first.header.stream, Stream::Control, "Challenge first");
+    assert_eq!(
+        msg::decode_exact::<ControlMsg>(&first.payload).unwrap(),
+        ControlMsg::Challenge {
+            nonce,
+            simulated_psp: false
+        }
+    );
+    assert!(
+        g.recv_message(Stream::Bundle, T).is_some(),
+        "then the bundle"
+    );
+    let sent = SessionEvent::ChallengeSent {
+        nonce,
+        simulated_psp: false,
+    };
+    assert!(s.wait_event(|e| *e == sent, T).is_some());
+}
+
+fn control(m: &ControlMsg<'_>) -> Vec<u8> {
+    let mut b = vec![0u8; 8192];
+    msg::encode(m, &mut b).unwrap().to_vec()
+}
+
+#[test]
+fn evidence_is_stored_per_principal_after_the_log_before_it() {
+    let (journal, mut g, s) = recorded_session(Journal::default());
+    g.send_message(Stream::Log, &[0x33u8; 20_000], T);
+    let ev = |principal, bundle| control(&ControlMsg::Evidence { principal, bundle });
+    g.send_message(Stream::Control, &ev("agent:triage", b"evidence 1"), T);
+    g.send_message(Stream::Control, &ev("log", b"evidence 2"), T);
+    for p in ["agent:triage", "log"] {
+        let stored = |e: &SessionEvent| matches!(e, SessionEvent::EvidenceStored { principal, .. } if principal == p);
+        assert!(s.wait_event(stored, T).is_some(), "{p}");
+    }
+    let j = journal.lock().unwrap();
+    assert_eq!(
+        (j.files[0].0.as_str(), j.files[0].1.as_slice(), j.files[0].2),
+        ("evidence/agent_triage.bin", &b"evidence 1"[..], 20_000),
+        "stored once the log before it was durable"
+    );
+    assert_eq!(j.files[1].0, "evidence/log.bin");
+}
+
+#[test]
+fn evidence_with_a_principal_that_is_no_file_name_is_refused() {
+    let (journal, mut g, s) = recorded_session(Journal::default());
+    let long = "a".repeat(201);
+    for bad in [
+        "../../etc/passwd",
+        "a/b",
+        ".hidden",
+        "",
+        "agent:\x1b[2J",
+        &long,
+    ] {
+        let m = control(&ControlMsg::Evidence {
+            principal: bad,
+            bundle: b"x",
+        });
+        g.send_message(Stream::Control, &m, T);
+        let (st, c, why) = g.recv_error(T).expect("refused");
+        assert_eq!((st, c), (Stream::Control, code::PROTOCOL), "{bad:?}: {why}");
+        assert!(why.contains("evidence refused"), "{why}");
+    }
+    // 200 bytes is still a name.
+    let ok = "b".repeat(200);
+    let m = control(&ControlMsg::Evidence {
+        principal: &ok,
+        bundle: b"x",
+    });
+    g.send_message(Stream::Control, &m, T);
+    let stored = |e: &SessionEvent| matches!(e, SessionEvent::EvidenceStored { .. });
+    assert!(s.wait_event(stored, T).is_some());
+    let j = journal.lock().unwrap();
+    assert_eq!(j.files.len(), 1, "only the valid name was stored");
+    assert_eq!(j.files[0].0, format!("evidence/{ok}.bin"));
+}
+
+#[test]
+fn guest_requests_without_a_simulated_psp_are_answered_with_an_error() {
+    let (mut g, s) = start_ready(SessionConfig::default(), INITIAL_WINDOW);
+    let m = control(&ControlMsg::GuestRequest {
+        message: &[0u8; 0x60 + 64],
+    });
+    g.send_message(Stream::Control, &m, T);
+    let (st, c, why) = g.recv_error(T).expect("refused");
+    assert_eq!((st, c), (Stream::Control, code::UNAVAILABLE), "{why}");
+    assert!(why.contains("--simulated-psp"), "{why}");
+    assert!(
+        s.wait_event(|e| *e == SessionEvent::GuestRequest { ok: false }, T)
+            .is_some()
+    );
+}
+
+/// The monitor's report request, played by the test: sealed with the lab VMPCK0 like the
+/// test-hooks image does, answered by the session's simulated PSP with a report carrying
+/// the measurement and REPORT_DATA.
+#[test]
+fn the_simulated_psp_answers_a_report_request() {
+    use sev_snp::guest_msg::{self, MSG_HDR_SIZE, MSG_PAGE_SIZE, MsgHeader, ReportRequest};
+    let measurement = [0x4d; 48];
+    let (mut g, s) = start_ready(
+        SessionConfig {
+            challenge: Some(Challenge {
+                nonce: [1; 32],
+                simulated_psp: Some(measurement),
+            }),
+            ..Default::default()
+        },
+        INITIAL_WINDOW,
+    );
+    let challenge = g.recv_message(Stream::Control, T).unwrap();
+    assert_eq!(
+        msg::decode_exact::<ControlMsg>(&challenge).unwrap(),
+        ControlMsg::Challenge {
+            nonce: [1; 32],
+            simulated_psp: true
+        }
+    );
+    let payload = ReportRequest::vcek([0x77; 64]).encode();
+    let header = |seqno, msg_type, msg_sz| MsgHeader {
+        seqno,
+        msg_type,
+        msg_version: 1,
+        msg_sz,
+        vmpck: 0,
+    };
+    let mut page = [0u8; MSG_PAGE_SIZE];
+    let req = header(1, guest_msg::msg_type::REPORT_REQ, payload.len() as u16);
+    guest_msg::seal_message(&sev_snp::lab::VMPCK0, &req, &payload, &mut page).unwrap();
+    let m = control(&ControlMsg::GuestRequest {
+        message: &page[..MSG_HDR_SIZE + payload.len()],
+    });
+    g.send_message(Stream::Control, &m, T);
+    let answer = g.recv_message(Stream::Control, T).expect("a GuestResponse");
+    let ControlMsg::GuestResponse { message } = msg::decode_exact::<ControlMsg>(&answer).unwrap()
+    else {
+        panic!("not a GuestResponse");
+    };
+    let mut page = [0u8; MSG_PAGE_SIZE];
+    page[..message.len()].copy_from_slice(message);
+    let rsp = header(
+        2,
+        guest_msg::msg_type::REPORT_RSP,
+        guest_msg::REPORT_RSP_SIZE as u16,
+    );
+    let n = guest_msg::open_message(&sev_snp::lab::VMPCK0, &rsp, &mut page).unwrap();
+    let report = guest_msg::parse_report_response(&page[MSG_HDR_SIZE..MSG_HDR_SIZE + n]).unwrap();
+    assert_eq!(&report[0x50..0x90], &[0x77; 64], "REPORT_DATA");
+    assert_eq!(&report[0x90..0xC0], &measurement, "MEASUREMENT");
+    assert!(
+        s.wait_event(|e| *e == SessionEvent::GuestRequest { ok: true }, T)
+            .is_some()
+    );
+    // A replayed request (same sequence number) is refused, not answered.
+    g.send_message(Stream::Control, &m, T);
+    let (st, c, why) = g.recv_error(T).expect("refused");
+    assert_eq!((st, c), (Stream::Control, code::PROTOCOL), "{why}");
 }

@@ -426,6 +426,30 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     profile_dir.join(bin)
 }
 
+/// The verifier commands `omega run` printed (`omega: verify: measurements …`), each
+/// without the program name.
+pub fn printed_verifier_commands(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("omega: verify: "))
+        .map(|c| {
+            let mut argv = shlex::split(c).expect("a shell-quoted command");
+            assert_eq!(argv.remove(0), "measurements", "{c}");
+            argv
+        })
+        .collect()
+}
+
+/// Runs this workspace's `measurements` with `args`.
+pub fn measurements<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    Command::new(workspace_bin("measurements", "measurements"))
+        .args(args)
+        .output()
+        .expect("running measurements")
+}
+
 /// Checks the log a session stored in `log_dir` as `measurements verify-log` does (the same
 /// library calls): the last checkpoint the guest sent is signed by the key it sent, and
 /// every stored entry is covered by it. Returns the checkpoint and the stored entry bytes.

@@ -299,7 +299,7 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     );
     assert!(
         out.serial
-            .contains("omega: bundle delivered and logged (5 entries"),
+            .contains("omega: bundle delivered and logged (6 entries"),
         "{out}"
     );
     assert!(
@@ -312,8 +312,8 @@ fn host_session_delivers_bundle_and_stores_the_log() {
     // The stored log verifies against the last checkpoint with the key the guest sent.
     let (cp, _) = qemu_tests::verify_stored_log(&events, dir.path());
     assert_eq!(
-        cp.size, 5,
-        "LOG_START + one entry per bundle file + BUNDLE_ACTIVE"
+        cp.size, 6,
+        "LOG_START + one entry per bundle file + BUNDLE_ACTIVE + EVIDENCE (the evidence root)"
     );
 }
 

@@ -12,13 +12,15 @@ use omega_wire::{
 };
 use tracing::{info, warn};
 
+use super::log_store::{CHECKPOINT_FILE, KEY_FILE, evidence_file_name};
+use super::psp::{self, PspHandle};
 use super::relay::echo::EchoRelay;
 use super::relay::inference::InferenceRelay;
 use super::relay::log::LogRelay;
 use super::relay::tools::ToolsRelay;
-use super::relay::{self, Input, Messages, RelayHandle};
+use super::relay::{self, Input, Messages, RelayHandle, Stored};
 use super::send::{Shared, lock};
-use super::{IDLE_RESYNC, MAX_HOST_MESSAGE, SessionConfig, SessionEvent};
+use super::{Challenge, IDLE_RESYNC, MAX_HOST_MESSAGE, SessionConfig, SessionEvent};
 use crate::bundle::Bundle;
 
 pub(crate) struct Demux {
@@ -26,6 +28,9 @@ pub(crate) struct Demux {
     versions: Vec<u8>,
     window: u32,
     bundle: Option<Bundle>,
+    challenge: Option<Challenge>,
+    /// The simulated PSP, when the challenge asks for one.
+    psp: Option<PspHandle>,
     handshake: Option<u8>,
     failed: bool,
     /// Control messages are reassembled here and handled at once.
@@ -53,11 +58,17 @@ impl Demux {
             relays[Stream::Tools] = Some(relay::spawn(&sh, Messages::new(tools)));
         }
         relays[Stream::Echo] = Some(relay::spawn(&sh, Messages::new(EchoRelay)));
+        let psp = config
+            .challenge
+            .and_then(|c| c.simulated_psp)
+            .map(|measurement| PspHandle::spawn(&sh, measurement));
         Demux {
             sh,
             versions: config.versions,
             window: config.window,
             bundle: config.bundle,
+            challenge: config.challenge,
+            psp,
             handshake: None,
             failed: false,
             control: Reassembler::new(MAX_HOST_MESSAGE),
@@ -134,6 +145,9 @@ impl Demux {
         }
         if let Some(b) = self.bundle_sender.take() {
             let _ = b.join();
+        }
+        if let Some(p) = self.psp.take() {
+            p.join();
         }
         self.sh.event(SessionEvent::Ended);
     }
@@ -273,12 +287,30 @@ impl Demux {
         }
     }
 
-    /// Sends the bundle (or closes the Bundle stream at once) on its own thread: it waits
-    /// for the guest's credit.
+    /// Sends the challenge, then the bundle (or closes the Bundle stream at once), on its
+    /// own thread: both wait for the guest's credit.
     fn start_bundle(&mut self) {
         let sh = self.sh.clone();
         let bundle = self.bundle.take();
+        let challenge = self.challenge;
         self.bundle_sender = Some(thread::spawn(move || {
+            if let Some(c) = challenge {
+                let m = ControlMsg::Challenge {
+                    nonce: c.nonce,
+                    simulated_psp: c.simulated_psp.is_some(),
+                };
+                let mut b = [0u8; 64];
+                match msg::encode(&m, &mut b)
+                    .map_err(super::SessionError::from)
+                    .and_then(|body| sh.send_message(Stream::Control, body))
+                {
+                    Ok(()) => sh.event(SessionEvent::ChallengeSent {
+                        nonce: c.nonce,
+                        simulated_psp: c.simulated_psp.is_some(),
+                    }),
+                    Err(e) => warn!("sending the challenge failed: {e}"),
+                }
+            }
             let Some(b) = bundle else {
                 sh.send_close(Stream::Bundle);
                 return;
@@ -383,13 +415,30 @@ impl Demux {
             Ok(ControlMsg::LogKey { vkey }) => {
                 info!("guest log key: {vkey}");
                 self.sh.event(SessionEvent::LogKey(vkey.to_string()));
-                self.store_beside_log("log.vkey", vkey, SessionEvent::LogKeyStored);
+                let to = Stored::Beside(KEY_FILE);
+                self.store_beside_log(to, vkey.as_bytes(), SessionEvent::LogKeyStored);
             }
             Ok(ControlMsg::Checkpoint { note }) => {
                 info!("guest checkpoint received ({} bytes)", note.len());
                 self.sh.event(SessionEvent::Checkpoint(note.to_string()));
-                self.store_beside_log("checkpoint.note", note, SessionEvent::CheckpointStored);
+                let to = Stored::Beside(CHECKPOINT_FILE);
+                self.store_beside_log(to, note.as_bytes(), SessionEvent::CheckpointStored);
             }
+            Ok(ControlMsg::Evidence { principal, bundle }) => self.on_evidence(principal, bundle),
+            Ok(ControlMsg::GuestRequest { message }) => match &self.psp {
+                Some(p) => p.request(&self.sh, message),
+                None => psp::refuse(
+                    &self.sh,
+                    code::UNAVAILABLE,
+                    "no PSP on this host: guest requests are answered only with --simulated-psp (tests)",
+                ),
+            },
+            Ok(ControlMsg::Challenge { .. } | ControlMsg::GuestResponse { .. }) => self
+                .protocol_error(
+                    Stream::Control,
+                    code::PROTOCOL,
+                    "Challenge and GuestResponse go from the host to the guest",
+                ),
             Err(e) => self.protocol_error(
                 Stream::Control,
                 code::PROTOCOL,
@@ -398,9 +447,33 @@ impl Demux {
         }
     }
 
-    fn store_beside_log(&mut self, name: &'static str, text: &str, done: SessionEvent) {
+    /// Stores one principal's evidence beside the log (after the log bytes before it).
+    fn on_evidence(&mut self, principal: &str, bundle: &[u8]) {
+        let file = match evidence_file_name(principal) {
+            Ok(f) => f,
+            Err(e) => {
+                return self.protocol_error(
+                    Stream::Control,
+                    code::PROTOCOL,
+                    &format!("evidence refused: {e}"),
+                );
+            }
+        };
+        info!("guest evidence for {principal} ({} bytes)", bundle.len());
+        self.sh.event(SessionEvent::Evidence {
+            principal: principal.to_string(),
+            bundle: bundle.to_vec(),
+        });
+        let done = SessionEvent::EvidenceStored {
+            principal: principal.to_string(),
+            file: file.clone(),
+        };
+        self.store_beside_log(Stored::Evidence(file), bundle, done);
+    }
+
+    fn store_beside_log(&mut self, to: Stored, bytes: &[u8], done: SessionEvent) {
         match &self.relays[Stream::Log] {
-            Some(r) => r.send(Input::File(name, text.as_bytes().to_vec(), done)),
+            Some(r) => r.send(Input::File(to, bytes.to_vec(), done)),
             None => self.sh.send_error(
                 Stream::Control,
                 code::UNAVAILABLE,

@@ -11,8 +11,12 @@ pub trait LogStore: Send {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable. Only after it returns Ok does the host Ack.
     fn sync(&mut self) -> io::Result<()>;
-    /// Durably replaces a file kept beside the log (`log.vkey`, `checkpoint.note`).
+    /// Durably replaces a file kept beside the log (`log.vkey`, `checkpoint.note`,
+    /// `nonce.hex`).
     fn put_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Durably replaces one principal's evidence (`evidence/<file>`); `file` comes from
+    /// [`evidence_file_name`].
+    fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> io::Result<()>;
     /// After a failed `append` or `sync`: cuts the log back to its first `len` bytes (the
     /// last whole record) and makes that durable, so no partial record is left behind.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
@@ -24,15 +28,57 @@ pub const LOG_FILE: &str = "provenance.log";
 pub const KEY_FILE: &str = "log.vkey";
 /// The latest signed checkpoint.
 pub const CHECKPOINT_FILE: &str = "checkpoint.note";
+/// The verifier's nonce this boot was challenged with (64 hex digits and a newline).
+pub const NONCE_FILE: &str = "nonce.hex";
+/// The directory of the monitor's evidence, one file per principal.
+pub const EVIDENCE_DIR: &str = "evidence";
 /// Every name the launcher writes in a log directory (the temporary names of
 /// [`LogStore::put_file`]'s atomic replace included): if one exists, the directory is used.
-pub const LOG_DIR_FILES: [&str; 5] = [
+pub const LOG_DIR_FILES: [&str; 8] = [
     LOG_FILE,
     KEY_FILE,
     CHECKPOINT_FILE,
+    NONCE_FILE,
+    EVIDENCE_DIR,
     ".log.vkey.tmp",
     ".checkpoint.note.tmp",
+    ".nonce.hex.tmp",
 ];
+
+/// Longest principal name the host stores evidence for (bytes).
+pub const MAX_PRINCIPAL: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrincipalError {
+    #[error("empty principal name")]
+    Empty,
+    #[error("principal name longer than {MAX_PRINCIPAL} bytes")]
+    TooLong,
+    #[error("principal name \"{0}\" contains '/' or a control character, or starts with '.'")]
+    Refused(String),
+}
+
+/// The file name of `principal`'s evidence in [`EVIDENCE_DIR`]: `:` written as `_`, then
+/// `.bin` (`agent:triage` → `agent_triage.bin`).
+pub fn evidence_file_name(principal: &str) -> Result<String, PrincipalError> {
+    if principal.is_empty() {
+        return Err(PrincipalError::Empty);
+    }
+    if principal.len() > MAX_PRINCIPAL {
+        return Err(PrincipalError::TooLong);
+    }
+    // SECURITY: the name comes over the channel and becomes a file name: no path
+    // separators, no hidden or `.`/`..` names, nothing that garbles a terminal listing.
+    if principal.contains('/')
+        || principal.starts_with('.')
+        || principal.chars().any(char::is_control)
+    {
+        return Err(PrincipalError::Refused(
+            principal.escape_debug().to_string(),
+        ));
+    }
+    Ok(format!("{}.bin", principal.replace(':', "_")))
+}
 
 /// `DIR/provenance.log`: the log stream's bytes, appended as they arrive, fsynced before
 /// every Ack. The file is exactly the byte stream the guest's `Log::drain` produced.
@@ -44,6 +90,8 @@ pub const LOG_DIR_FILES: [&str; 5] = [
 pub struct FileLogStore {
     dir: Dir,
     file: std::fs::File,
+    /// `evidence/`, created when the first evidence arrives.
+    evidence: Option<Dir>,
     pub path: PathBuf,
 }
 
@@ -74,6 +122,7 @@ impl FileLogStore {
             path: dir.join(LOG_FILE),
             dir: d,
             file,
+            evidence: None,
         })
     }
 }
@@ -86,26 +135,14 @@ impl LogStore for FileLogStore {
         self.file.sync_data()
     }
     fn put_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let tmp = format!(".{name}.tmp");
-        let mut f = match self.dir.create_new(&tmp, false) {
-            // A leftover (or planted) temporary name: remove the name itself (a symlink's
-            // target is untouched) and create it anew, still exclusively.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                self.dir.unlink(&tmp)?;
-                self.dir.create_new(&tmp, false)?
-            }
-            r => r?,
+        self.dir.replace_file(name, bytes)
+    }
+    fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> io::Result<()> {
+        let dir = match &mut self.evidence {
+            Some(d) => d,
+            none => none.insert(self.dir.subdir(EVIDENCE_DIR)?),
         };
-        let written = f
-            .write_all(bytes)
-            .and_then(|_| f.sync_all())
-            // Atomic replace: a reader sees the old file or the new one, never a torn one.
-            .and_then(|_| self.dir.rename(&tmp, name));
-        if written.is_err() {
-            let _ = self.dir.unlink(&tmp);
-        }
-        written?;
-        self.dir.sync()
+        dir.replace_file(file, bytes)
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;

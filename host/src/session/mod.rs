@@ -11,9 +11,11 @@
 //! * `demux`: the reader, the handshake, Control, routing.
 //! * `relay`: the generic relay loop and one module per stream (`log`, `inference`,
 //!   `tools`, `echo`).
+//! * `psp`: the simulated PSP that answers the guest's `GuestRequest`s (tests only).
 
 mod demux;
 pub mod log_store;
+mod psp;
 mod relay;
 mod send;
 
@@ -32,7 +34,7 @@ use crate::bundle::Bundle;
 use demux::Demux;
 use send::Shared;
 
-pub use log_store::{FileLogStore, LogStore};
+pub use log_store::{FileLogStore, LogStore, evidence_file_name};
 pub use relay::echo::echo_roundtrip;
 pub use relay::tools::MAX_TOOL_LINE;
 
@@ -75,6 +77,21 @@ pub struct SessionConfig {
     pub window: u32,
     /// Protocol versions offered.
     pub versions: Vec<u8>,
+    /// The verifier's challenge, sent on Control right after the handshake (before the
+    /// bundle); None: no Challenge is sent.
+    pub challenge: Option<Challenge>,
+}
+
+/// What the host asks the monitor to attest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenge {
+    /// The verifier's nonce, bound into the monitor's evidence.
+    pub nonce: [u8; 32],
+    /// Tests only: answer the guest's `GuestRequest`s with a simulated PSP whose reports
+    /// carry this MEASUREMENT (the launch digest of the image and shape launched). Only
+    /// test-hooks images use it; their evidence then says `tee: simulated`. None: every
+    /// `GuestRequest` is answered with an Error.
+    pub simulated_psp: Option<[u8; 48]>,
 }
 
 impl Default for SessionConfig {
@@ -87,6 +104,7 @@ impl Default for SessionConfig {
             echo: false,
             window: INITIAL_WINDOW,
             versions: SUPPORTED_VERSIONS.to_vec(),
+            challenge: None,
         }
     }
 }
@@ -129,6 +147,25 @@ pub enum SessionEvent {
     BundleSent {
         files: usize,
         bytes: u64,
+    },
+    /// The Challenge was sent (before the bundle).
+    ChallengeSent {
+        nonce: [u8; 32],
+        simulated_psp: bool,
+    },
+    /// The monitor sent one principal's evidence.
+    Evidence {
+        principal: String,
+        bundle: Vec<u8>,
+    },
+    /// That evidence was stored (`evidence/<file>` in the log directory).
+    EvidenceStored {
+        principal: String,
+        file: String,
+    },
+    /// The simulated PSP answered a guest request (`ok`), or it was refused (error sent).
+    GuestRequest {
+        ok: bool,
     },
     /// The guest closed a stream.
     StreamClosed(Stream),

@@ -6,9 +6,9 @@ use omega_provenance::entry::{DecodeError, Entry};
 use omega_wire::{Stream, msg::code};
 use tracing::{error, warn};
 
-use super::{Inbox, Input, Relay};
+use super::{Inbox, Input, Relay, Stored};
 use crate::session::SessionEvent;
-use crate::session::log_store::LogStore;
+use crate::session::log_store::{EVIDENCE_DIR, LogStore};
 use crate::session::send::Shared;
 
 pub(crate) struct LogRelay {
@@ -68,11 +68,18 @@ impl LogRelay {
         }
     }
 
-    fn put_file(&mut self, sh: &Shared, name: &str, bytes: &[u8], done: SessionEvent) {
+    fn put_file(&mut self, sh: &Shared, to: Stored, bytes: &[u8], done: SessionEvent) {
         if self.failed {
             return;
         }
-        match self.store.put_file(name, bytes) {
+        let (stored, name) = match &to {
+            Stored::Beside(name) => (self.store.put_file(name, bytes), name.to_string()),
+            Stored::Evidence(file) => (
+                self.store.put_evidence(file, bytes),
+                format!("{EVIDENCE_DIR}/{file}"),
+            ),
+        };
+        match stored {
             Ok(()) => sh.event(done),
             Err(e) => self.fail(sh, format!("storing {name}: {e}")),
         }
@@ -148,8 +155,8 @@ impl Relay for LogRelay {
 
     fn on_input(&mut self, sh: &Shared, input: Input, inbox: &mut Inbox) -> ControlFlow<()> {
         let (mut last_seq, first, gap) = match input {
-            Input::File(name, bytes, done) => {
-                self.put_file(sh, name, &bytes, done);
+            Input::File(to, bytes, done) => {
+                self.put_file(sh, to, &bytes, done);
                 return if self.failed {
                     ControlFlow::Break(())
                 } else {

@@ -33,7 +33,15 @@ pub(crate) enum Input {
     Close,
     /// Log only: a file stored beside the log once every byte received before it is
     /// stored, then the event.
-    File(&'static str, Vec<u8>, SessionEvent),
+    File(Stored, Vec<u8>, SessionEvent),
+}
+
+/// Where a file kept beside the log goes.
+pub(crate) enum Stored {
+    /// `log.vkey`, `checkpoint.note` in the log directory.
+    Beside(&'static str),
+    /// `evidence/<file name>` (already checked by `evidence_file_name`).
+    Evidence(String),
 }
 
 /// A relay's queue, with room to put back an input it looked at but did not take.
