@@ -131,6 +131,11 @@ pub mod lifecycle {
     /// made (name = the reason); decision deny: a challenge from the host refused (a second
     /// one, or one after the evidence was issued; name = the reason).
     pub const EVIDENCE: u32 = 9;
+    /// Agent `agent` was refused at load time (decision deny): content = its module's
+    /// SHA-256 (absent when the bundle lacks the module), name = why, one of the monitor's
+    /// refusal codes (`hash-pin`, `foreign-import`, …, docs/agents.md; the console says
+    /// the rest).
+    pub const AGENT_REFUSED: u32 = 10;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

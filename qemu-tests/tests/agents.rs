@@ -94,10 +94,22 @@ fn policy(agents: &[(&str, &[u8])], extra: &str) -> Vec<u8> {
 }
 
 /// What a run left: the console, the session's events and the verified stored log
-/// entries (agent, action, target, decision, rule, name).
+/// entries.
 struct Run {
     out: Outcome,
-    entries: Vec<(u32, Action, u32, Decision, u32, Vec<u8>)>,
+    entries: Vec<Logged>,
+}
+
+/// One entry of the verified log, owned.
+#[derive(Debug)]
+struct Logged {
+    agent: u32,
+    action: Action,
+    target: u32,
+    decision: Decision,
+    rule: u32,
+    name: Vec<u8>,
+    content: Option<[u8; 32]>,
 }
 
 impl Run {
@@ -105,8 +117,8 @@ impl Run {
     fn defined(&self, kind: u32, name: &str) -> Option<u32> {
         self.entries
             .iter()
-            .find(|e| e.1 == Action::Lifecycle && e.4 == kind && e.5 == name.as_bytes())
-            .map(|e| e.2)
+            .find(|e| e.action == Action::Lifecycle && e.rule == kind && e.name == name.as_bytes())
+            .map(|e| e.target)
     }
 
     fn summary(&self, agent: &str) -> String {
@@ -143,14 +155,15 @@ fn run(files: &[(&str, Vec<u8>)]) -> Run {
     let mut entries = Vec::new();
     for e in EntryIter::new(&stored) {
         let (_, entry, _) = e.unwrap();
-        entries.push((
-            entry.agent,
-            entry.action,
-            entry.target,
-            entry.decision,
-            entry.rule,
-            entry.name.unwrap_or_default().to_vec(),
-        ));
+        entries.push(Logged {
+            agent: entry.agent,
+            action: entry.action,
+            target: entry.target,
+            decision: entry.decision,
+            rule: entry.rule,
+            name: entry.name.unwrap_or_default().to_vec(),
+            content: entry.content,
+        });
     }
     assert_eq!(entries.len() as u64, cp.size, "{out}");
     Run { out, entries }
@@ -314,9 +327,10 @@ rule reader_reads { allow read notes agents [reader] }
         let a = r.defined(lifecycle::DEFINE_AGENT, agent).expect(agent);
         let rule_id = r.defined(lifecycle::DEFINE_RULE, rule).expect(rule);
         assert!(
-            r.entries
-                .iter()
-                .any(|e| e.0 == a && e.1 == action && e.3 == Decision::Deny && e.4 == rule_id),
+            r.entries.iter().any(|e| e.agent == a
+                && e.action == action
+                && e.decision == Decision::Deny
+                && e.rule == rule_id),
             "no {action:?} deny by {rule} for {agent}: {:?}",
             r.entries
         );
@@ -327,7 +341,8 @@ rule reader_reads { allow read notes agents [reader] }
 }
 
 /// A module whose SHA-256 is not its policy pin is refused at load, naming both hashes;
-/// nothing runs and the monitor shuts down cleanly once the log is stored.
+/// nothing runs, the refusal is in the verified log (`AGENT_REFUSED`, deny, `hash-pin`,
+/// the refused module's hash) and the monitor shuts down cleanly once the log is stored.
 #[test]
 fn a_module_whose_hash_differs_from_its_pin_is_refused() {
     let good = agent(10, None);
@@ -352,6 +367,29 @@ fn a_module_whose_hash_differs_from_its_pin_is_refused() {
     assert!(
         serial.contains("omega: bundle delivered and logged ("),
         "{serial}"
+    );
+    let a = r
+        .defined(lifecycle::DEFINE_AGENT, "a")
+        .unwrap_or_else(|| panic!("agent `a` defined in the log: {:?}", r.entries));
+    let refusals: Vec<_> = r
+        .entries
+        .iter()
+        .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::AGENT_REFUSED)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{:?}", r.entries);
+    let refusal = refusals[0];
+    assert_eq!((refusal.agent, refusal.decision), (a, Decision::Deny));
+    assert_eq!(refusal.name, b"hash-pin");
+    assert_eq!(
+        refusal.content,
+        Some(Sha256::digest(&good).into()),
+        "the refused module"
+    );
+    assert!(
+        !r.entries
+            .iter()
+            .any(|e| e.action == Action::Lifecycle && e.rule == lifecycle::AGENT_START),
+        "nothing started"
     );
 }
 
@@ -398,7 +436,12 @@ fn every_decision_is_logged_even_past_a_full_outbox() {
     let denials = r
         .entries
         .iter()
-        .filter(|e| e.0 == agent && e.1 == Action::Message && e.3 == Decision::Deny && e.4 == rule)
+        .filter(|e| {
+            e.agent == agent
+                && e.action == Action::Message
+                && e.decision == Decision::Deny
+                && e.rule == rule
+        })
         .count();
     assert_eq!(denials, SENDS as usize, "{}", r.out);
 }

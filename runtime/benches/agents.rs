@@ -6,17 +6,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Declared, idle_agent, ping_pong_agent, policy, wasm};
-use omega_agent_abi as abi;
-use omega_runtime::{
-    AgentEvent, AgentSpec, Backpressure, DataError, Egress, EgressReply, Monitor, Record,
-    RestartPolicy, Runtime, RuntimeConfig, Status,
-};
+use common::{idle_agent, ping_pong_agent, wasm};
+use omega_runtime::Status;
+use support::{percentile, spec};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -51,67 +49,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// A monitor that does nothing but count (so the figures are the runtime's own).
-#[derive(Default)]
-struct Quiet {
-    time: u64,
-    records: u64,
-}
-
-impl Monitor for Quiet {
-    fn now_ms(&mut self) -> u64 {
-        self.time += 1;
-        self.time
-    }
-    fn random(&mut self, buf: &mut [u8]) {
-        buf.fill(1);
-    }
-    fn append_record(&mut self, _: &Record<'_>) -> Result<(), Backpressure> {
-        self.records += 1;
-        Ok(())
-    }
-    fn model_identity(&mut self, _: &str) -> Option<[u8; 32]> {
-        None
-    }
-    fn tool_entry(&mut self, _: &str) -> Option<[u8; 32]> {
-        None
-    }
-    fn egress(&mut self, _: &str, _: Egress<'_>, _: bool) -> EgressReply {
-        EgressReply::Answer(omega_runtime::Answer::Unavailable(String::new()))
-    }
-    fn read_data(
-        &mut self,
-        _: &str,
-        _: &str,
-        _: u64,
-        _: u32,
-        _: &mut Vec<u8>,
-    ) -> Result<u64, DataError> {
-        Err(DataError::NotFound)
-    }
-    fn log(&mut self, _: &str, _: abi::Level, _: &str) {}
-    fn event(&mut self, _: &str, _: AgentEvent<'_>) {}
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
 fn instantiate_and_memory(n: usize, pages: u32) {
     let module = wasm(&idle_agent(pages));
-    let agents = [Declared {
-        name: "idle",
-        module: module.clone(),
-        cleared: 0,
-    }];
-    let mut rt = Runtime::new(policy(&agents), Quiet::default(), RuntimeConfig::default());
-    let spec = AgentSpec {
-        name: "idle",
-        module: &module,
-        limits: Default::default(),
-        restart: RestartPolicy::Never,
-    };
-    let checked = rt.check(&spec).expect("idle agent passes the checks");
+    let mut rt = support::runtime(&[("idle", &module, 0)]);
+    let checked = rt
+        .check(&spec("idle", &module))
+        .expect("idle agent passes the checks");
     // Warm up the engine's caches once.
     let _ = rt.spawn(checked.clone()).unwrap();
     rt.run_until_idle(10);
@@ -151,33 +94,14 @@ fn instantiate_and_memory(n: usize, pages: u32) {
 fn round_trip(rounds: u32, payload: &str, spinners: usize) -> f64 {
     let ping = wasm(&ping_pong_agent("pong", rounds, true, payload));
     let pong = wasm(&ping_pong_agent("ping", rounds, false, payload));
-    let agents = [
-        Declared {
-            name: "ping",
-            module: ping.clone(),
-            cleared: 0b111,
-        },
-        Declared {
-            name: "pong",
-            module: pong.clone(),
-            cleared: 0b111,
-        },
-        Declared {
-            name: "spinner",
-            module: wasm(common::SPINNER),
-            cleared: 0,
-        },
-    ];
-    let mut rt = Runtime::new(policy(&agents), Quiet::default(), RuntimeConfig::default());
-    let spec = |name, module| AgentSpec {
-        name,
-        module,
-        limits: Default::default(),
-        restart: RestartPolicy::Never,
-    };
+    let spinner = wasm(common::SPINNER);
+    let mut rt = support::runtime(&[
+        ("ping", &ping, 0b111),
+        ("pong", &pong, 0b111),
+        ("spinner", &spinner, 0),
+    ]);
     let a = rt.load(&spec("ping", &ping)).unwrap();
     let b = rt.load(&spec("pong", &pong)).unwrap();
-    let spinner = wasm(common::SPINNER);
     for _ in 0..spinners {
         rt.load(&spec("spinner", &spinner)).unwrap();
     }
@@ -192,6 +116,10 @@ fn round_trip(rounds: u32, payload: &str, spinners: usize) -> f64 {
     let elapsed = t.elapsed();
     assert_eq!(rt.status(a), Some(&Status::Exited(0)));
     assert_eq!(rt.status(b), Some(&Status::Exited(0)));
+    assert!(
+        rt.monitor().records() >= 2 * u64::from(rounds),
+        "a decision record each way"
+    );
     let rtt = elapsed.as_secs_f64() * 1e6 / f64::from(rounds);
     println!(
         "message round trip ({} B payload, policy + record + copy each way), {spinners} spinning agents: {rtt:.2} µs ({rounds} rounds, {spinner_slices} spinner slices)",
@@ -201,10 +129,7 @@ fn round_trip(rounds: u32, payload: &str, spinners: usize) -> f64 {
 }
 
 fn main() {
-    // `cargo test --benches` runs this binary with `--bench` absent; keep that quick too.
-    let quick = std::env::args().any(|a| a == "--quick" || a == "--test")
-        || !std::env::args().any(|a| a == "--bench");
-    let (n, rounds) = if quick {
+    let (n, rounds) = if support::quick() {
         (200, 2_000)
     } else {
         (2_000, 100_000)

@@ -12,13 +12,15 @@
 //! | `log`, `event` | the serial console, escaped, prefixed with the agent's name |
 //!
 //! Without an agent that can run (a policy that does not decode, a module refused) nothing
-//! is started: the refusal is printed and the monitor shuts down as before.
+//! is started: the refusal is printed, each refused agent is logged (`AGENT_REFUSED`), and
+//! the monitor shuts down as before.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::convert::Infallible;
 
 use omega_agent_abi::Level;
 use omega_arch::exit::ExitCode;
@@ -29,9 +31,10 @@ use omega_policy::{Policy, RuleName};
 use omega_provenance::entry::lifecycle;
 use omega_runtime::{
     AgentEvent, AgentId, AgentLimits, AgentSpec, Answer, Backpressure, DataError, Egress,
-    EgressReply, Record, RestartPolicy, Runtime, RuntimeConfig, Status, Ticket,
+    EgressReply, LoadError, Record, RestartPolicy, Runtime, RuntimeConfig, Status, Ticket,
 };
 use omega_wire::{Stream, msg::code};
+use sha2::{Digest, Sha256};
 
 use super::bundle::BundleService;
 use super::log::LogService;
@@ -119,6 +122,19 @@ pub struct Host<'m> {
 
 impl Host<'_> {
     fn agent_id(&mut self, name: &str) -> Result<u32, Backpressure> {
+        self.intern_agent(name, |log, ch, r| log.try_append(ch, r))
+    }
+
+    /// `name`'s log id, defined (`DEFINE_AGENT`, appended with `append`) on first use.
+    fn intern_agent<E>(
+        &mut self,
+        name: &str,
+        append: impl FnOnce(
+            &mut LogService<'_>,
+            &mut HostChannel,
+            &omega_provenance::Record<'_>,
+        ) -> Result<(), E>,
+    ) -> Result<u32, E> {
         if let Some(&id) = self.agent_ids.get(name) {
             return Ok(id);
         }
@@ -131,9 +147,30 @@ impl Host<'_> {
             None,
             Some(name.as_bytes()),
         );
-        self.log.try_append(&mut self.ch, &r)?;
+        append(&mut self.log, &mut self.ch, &r)?;
         self.agent_ids.insert(name.to_string(), id);
         Ok(id)
+    }
+
+    /// Logs that agent `name` was refused at load time (`AGENT_REFUSED`, decision deny,
+    /// name = `code`, content = the module's SHA-256 when there is a module).
+    fn log_refusal(&mut self, name: &str, module: Option<&[u8]>, code: &'static str) {
+        // SECURITY: a refused agent is in the verified log, not only on the console the host
+        // controls, so a verifier sees that this bundle's agents did not run, and why.
+        // Nothing runs yet, so waiting for the host to store a full outbox stalls no agent.
+        let Ok(id) = self.intern_agent(name, |log, ch, r| {
+            log.append(ch, r);
+            Ok::<(), Infallible>(())
+        });
+        let r = self.log.lifecycle_record(
+            id,
+            lifecycle::AGENT_REFUSED,
+            0,
+            omega_provenance::Decision::Deny,
+            module.map(|m| Sha256::digest(m).into()),
+            Some(code.as_bytes()),
+        );
+        self.log.append(&mut self.ch, &r);
     }
 
     fn target_id(&mut self, name: &str) -> Result<u32, Backpressure> {
@@ -397,8 +434,24 @@ impl omega_runtime::Monitor for &mut Host<'_> {
     }
 }
 
-/// Checks and starts every agent of the manifest; `None` (reported) if any is refused:
-/// the bundle's agents run together or not at all.
+/// The refusal code logged for a load error (`AGENT_REFUSED`'s name; the console has the
+/// whole message).
+fn refusal_code(e: &LoadError) -> &'static str {
+    match e {
+        LoadError::UnknownAgent(_) => "undeclared-agent",
+        LoadError::HashMismatch { .. } => "hash-pin",
+        LoadError::Invalid { .. } => "invalid-module",
+        LoadError::ForeignImport { .. } => "foreign-import",
+        LoadError::ImportSignature { .. } => "import-signature",
+        LoadError::MissingExport { .. } => "missing-export",
+        LoadError::MemoryLimit { .. } => "memory-limit",
+        LoadError::Unsupported { .. } => "unsupported-module",
+        LoadError::Instantiate { .. } => "instantiation",
+    }
+}
+
+/// Checks every agent of the manifest and starts them all; `None` if any is refused: the
+/// bundle's agents run together or not at all. Each refusal is printed and logged.
 fn start<'h, 'm>(
     loaded: &Loaded,
     host: &'h mut Host<'m>,
@@ -406,13 +459,17 @@ fn start<'h, 'm>(
     let t0 = host.log.now_ms();
     let mut rt = Runtime::new(loaded.policy, host, RuntimeConfig::default());
     let mut checked = Vec::new();
+    let mut refused = false;
     for entry in &loaded.manifest.agents {
         let Some(module) = loaded.files.iter().find(|f| f.name == entry.module) else {
             serial_println!(
                 "omega: agents: module {} missing; no agent runs",
                 HostText(&entry.module)
             );
-            return None;
+            rt.monitor_mut()
+                .log_refusal(&entry.name, None, "module-missing");
+            refused = true;
+            continue;
         };
         match rt.check(&spec(entry, &module.bytes)) {
             Ok(c) => checked.push(c),
@@ -421,14 +478,28 @@ fn start<'h, 'm>(
                     "omega: agents: refused: {}; no agent runs",
                     HostText(&e.to_string())
                 );
-                return None;
+                rt.monitor_mut()
+                    .log_refusal(&entry.name, Some(&module.bytes), refusal_code(&e));
+                refused = true;
             }
         }
     }
+    if refused {
+        // A checkpoint covers the refusals, as one covers the agents' records after a run.
+        let h = rt.monitor_mut();
+        h.log.checkpoint(&mut h.ch);
+        return None;
+    }
     let t1 = rt.monitor_mut().log.now_ms();
-    for c in checked {
+    for (c, entry) in checked.into_iter().zip(&loaded.manifest.agents) {
         if let Err(e) = rt.spawn(c) {
             serial_println!("omega: agents: {}", HostText(&e.to_string()));
+            let module = loaded.files.iter().find(|f| f.name == entry.module);
+            rt.monitor_mut().log_refusal(
+                &entry.name,
+                module.map(|f| &f.bytes[..]),
+                refusal_code(&e),
+            );
         }
     }
     let t2 = rt.monitor_mut().log.now_ms();
