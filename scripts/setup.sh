@@ -14,6 +14,12 @@ fi
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 dpkg -s ovmf >/dev/null 2>&1 || need_apt+=(ovmf)
+# The inference proxy builds llama.cpp (cmake, clang/libclang for its bindings); the tool
+# gateway's tests run the reference MCP servers (Node.js, npm).
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
@@ -23,7 +29,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
       | $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
   fi
   $SUDO apt-get update -qq
-  pkgs=(build-essential python3 python3-pip python3-venv ovmf curl ca-certificates)
+  pkgs=(build-essential python3 python3-pip python3-venv ovmf curl ca-certificates
+        cmake clang libclang-dev)
+  command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
   if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-system-x86 >/dev/null

@@ -2,7 +2,10 @@
 //!
 //! * The key: `--evidence FILE` (the `log` principal's evidence, checked as `verify-evidence`
 //!   does, with the same flags): its `LogKey` claim gives the key (named `omega-monitor`) and
-//!   the boot id, and the checkpoint origin must be `omega-monitor/<hex boot id>`. A bare
+//!   the boot id, and the checkpoint origin must be `omega-monitor/<hex boot id>`. With
+//!   `--entries`, the log must also hold exactly one `EVIDENCE` entry (decision allow, name
+//!   `evidence`) recording the evidence's attested root, and no entry saying none was
+//!   issued: the log and the evidence name each other. A bare
 //!   `--key PUB` is a key the host handed over: refused unless `--unattested-key`, and then
 //!   the result says UNATTESTED.
 //! * `--entries FILE --checkpoint FILE`: every entry against the signed checkpoint
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use omega_evidence::{Claim, TEE_NONE, TEE_SIMULATED};
-use omega_provenance::entry::{Action, Entry, lifecycle};
+use omega_provenance::entry::{Action, Decision, Entry, lifecycle};
 use omega_provenance::merkle::{self, leaf_hash};
 use omega_provenance::note::{Checkpoint, VerifierKey};
 use omega_provenance::proof_file::{ConsistencyProofFile, InclusionProofFile, hex, unhex};
@@ -185,13 +188,20 @@ impl KeyTrust {
     }
 }
 
+/// The key to check the log with, and what else the log must agree with.
+struct LogKeySource {
+    key: VerifierKey,
+    /// The checkpoint origin the evidence names (`omega-monitor/<boot id>`).
+    origin: Option<String>,
+    /// The evidence's attested root, which the log's `EVIDENCE` entry must record.
+    evidence_root: Option<[u8; 32]>,
+    trust: KeyTrust,
+}
+
 /// The log key and the origin its checkpoints must carry: from the `log` principal's
 /// verified evidence, or (on request) a bare key. `None` when the evidence did not verify
 /// (its failures are printed).
-fn log_key(
-    args: &VerifyLogArgs,
-    passes: &mut Vec<String>,
-) -> anyhow::Result<Option<(VerifierKey, Option<String>, KeyTrust)>> {
+fn log_key(args: &VerifyLogArgs, passes: &mut Vec<String>) -> anyhow::Result<Option<LogKeySource>> {
     match (&args.evidence, &args.key) {
         (Some(evidence), None) => {
             let r = verify_evidence::check(evidence, "log", &args.attest)?;
@@ -230,7 +240,12 @@ fn log_key(
                 name: LOG_KEY_NAME.into(),
                 public,
             };
-            Ok(Some((key, Some(origin), trust)))
+            Ok(Some(LogKeySource {
+                key,
+                origin: Some(origin),
+                evidence_root: Some(r.bundle.base_root),
+                trust,
+            }))
         }
         (None, Some(key)) if args.unattested_key => {
             println!("UNATTESTED");
@@ -238,7 +253,12 @@ fn log_key(
                 "log key from --key, not from verified evidence: the host could have signed this log"
                     .into(),
             );
-            Ok(Some((load_key(key)?, None, KeyTrust::UnattestedKey)))
+            Ok(Some(LogKeySource {
+                key: load_key(key)?,
+                origin: None,
+                evidence_root: None,
+                trust: KeyTrust::UnattestedKey,
+            }))
         }
         // SECURITY: a key file next to the log is whatever the host wrote; checking a log
         // against it proves only that the host was consistent.
@@ -252,10 +272,85 @@ fn log_key(
     }
 }
 
+/// Checks that the first `size` entries of `stream` (those the checkpoint covers) record
+/// the evidence with attested root `root`: exactly one `EVIDENCE` entry with decision
+/// allow, name `evidence` and content `root`, and none with decision error ("no evidence
+/// was issued"). Refused challenges (decision deny) may come and go. The pass line, or
+/// the failure.
+///
+/// SECURITY: the evidence names the log (key and boot id), and this makes the log name the
+/// evidence: a log of another boot, one whose `EVIDENCE` entry was dropped or changed, or
+/// one that says the evidence failed does not pass with this evidence. (Forging entries
+/// under a valid checkpoint needs the log key; the point is that neither file can be
+/// paired with the other boot's.)
+fn evidence_entry(stream: &[u8], size: u64, root: &[u8; 32]) -> Result<String, String> {
+    let mut issued = Vec::new();
+    let mut failed = Vec::new();
+    let mut refused = 0usize;
+    let entries = omega_provenance::entry::EntryIter::new(stream).map_while(Result::ok);
+    for (_, e, _) in entries.take(usize::try_from(size).unwrap_or(usize::MAX)) {
+        if e.action != Action::Lifecycle || e.rule != lifecycle::EVIDENCE {
+            continue;
+        }
+        match e.decision {
+            Decision::Allow => issued.push((e.seq, e.content, e.name.map(<[u8]>::to_vec))),
+            Decision::Deny => refused += 1,
+            // Error: the monitor could not make its evidence (confirm is meaningless here).
+            _ => failed.push((
+                e.seq,
+                e.decision.name(),
+                String::from_utf8_lossy(e.name.unwrap_or_default()).into_owned(),
+            )),
+        }
+    }
+    let root_hex = hex(root);
+    if let Some((seq, decision, reason)) = failed.first() {
+        return Err(format!(
+            "the log's EVIDENCE entry {seq} (decision {decision}, {reason:?}) says no evidence \
+             was issued, yet this evidence (root {root_hex}) claims to be of this log"
+        ));
+    }
+    let [(seq, content, name)] = issued.as_slice() else {
+        return Err(match issued.len() {
+            0 => format!(
+                "the log has no EVIDENCE entry (evidence root {root_hex}): a log of another \
+                 boot, or the entry was dropped"
+            ),
+            n => format!("the log has {n} EVIDENCE entries; a boot issues its evidence once"),
+        });
+    };
+    if content.as_ref() != Some(root) {
+        return Err(format!(
+            "the log's EVIDENCE entry {seq} records root {}, the evidence attests {root_hex}: \
+             the log and the evidence are of different boots",
+            content.map_or_else(|| "(none)".to_string(), |c| hex(&c))
+        ));
+    }
+    if name.as_deref() != Some(b"evidence".as_slice()) {
+        return Err(format!(
+            "the log's EVIDENCE entry {seq} is named {:?}, not \"evidence\"",
+            String::from_utf8_lossy(name.as_deref().unwrap_or_default())
+        ));
+    }
+    Ok(format!(
+        "the log's EVIDENCE entry {seq} records this evidence's root {root_hex}{}",
+        match refused {
+            0 => String::new(),
+            n => format!(" ({n} refused challenge(s) logged)"),
+        }
+    ))
+}
+
 pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
     let mut fails: Vec<String> = Vec::new();
     let mut passes: Vec<String> = Vec::new();
-    let Some((key, attested_origin, trust)) = log_key(args, &mut passes)? else {
+    let Some(LogKeySource {
+        key,
+        origin: attested_origin,
+        evidence_root,
+        trust,
+    }) = log_key(args, &mut passes)?
+    else {
         return Ok(false);
     };
 
@@ -321,6 +416,16 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
         }
         fails.extend(rep.failures);
         tree = Some(rep.tree);
+        if let Some(root) = &evidence_root {
+            match evidence_entry(&stream, cp.size, root) {
+                Ok(pass) => passes.push(pass),
+                Err(fail) => fails.push(fail),
+            }
+        }
+    } else if evidence_root.is_some() {
+        passes.push(
+            "the log's EVIDENCE entry was not checked (give --entries to check the log)".into(),
+        );
     }
 
     // Single entry + inclusion proof.
@@ -468,7 +573,7 @@ pub fn run(args: &VerifyLogArgs) -> anyhow::Result<bool> {
 mod tests {
     use super::*;
     use crate::verify_evidence::fixture;
-    use omega_provenance::entry::{Decision, MAX_ENTRY};
+    use omega_provenance::entry::MAX_ENTRY;
     use omega_provenance::note::LogKey;
     use omega_provenance::{Log, Record};
     use omega_sim_psp::SimPsp;
@@ -615,24 +720,51 @@ mod tests {
         assert!(!run(&a).unwrap());
     }
 
-    /// A log of this boot (`fixture::BOOT_ID`): entries and a checkpoint signed by `key`
-    /// with `origin`, in `dir`.
+    /// An `EVIDENCE` lifecycle entry: (decision, content, name).
+    type EvidenceEntry<'a> = (Decision, Option<[u8; 32]>, &'a [u8]);
+
+    /// The attested root of the evidence in `dir` (`log.ev`).
+    fn attested_root(dir: &Path) -> [u8; 32] {
+        let b = omega_evidence::Bundle::decode(&std::fs::read(dir.join("log.ev")).unwrap());
+        b.unwrap().base_root
+    }
+
+    /// The entry the monitor logs once its evidence for `dir` is out.
+    fn issued(dir: &Path) -> EvidenceEntry<'static> {
+        (Decision::Allow, Some(attested_root(dir)), b"evidence")
+    }
+
+    /// A log of this boot (`fixture::BOOT_ID`) holding the evidence entry of the evidence
+    /// in `dir`: entries and a checkpoint signed by `key` with `origin`, in `dir`.
     fn write_log(dir: &Path, key: &LogKey, origin: &str) {
+        let entry = issued(dir);
+        write_log_with(dir, key, origin, &[entry]);
+    }
+
+    /// As [`write_log`], with these `EVIDENCE` entries among the others.
+    fn write_log_with(dir: &Path, key: &LogKey, origin: &str, evidence: &[EvidenceEntry<'_>]) {
         let mut log = Log::<8192>::new(0);
+        let mut evidence = evidence.iter();
         for i in 0..10u64 {
+            let e = (i % 3 == 1).then(|| evidence.next()).flatten();
             log.append(&Record {
                 time: i,
                 agent: 0,
-                action: Action::Tool,
+                action: if e.is_some() {
+                    Action::Lifecycle
+                } else {
+                    Action::Tool
+                },
                 target: 0,
-                decision: Decision::Allow,
-                rule: 0,
+                decision: e.map_or(Decision::Allow, |e| e.0),
+                rule: if e.is_some() { lifecycle::EVIDENCE } else { 0 },
                 labels: 0,
-                content: None,
-                name: None,
+                content: e.and_then(|e| e.1),
+                name: e.map(|e| e.2),
             })
             .unwrap();
         }
+        assert!(evidence.next().is_none(), "at most 3 evidence entries");
         let mut buf = [0u8; 8192];
         let n = log.drain(&mut buf);
         std::fs::write(dir.join("entries.bin"), &buf[..n]).unwrap();
@@ -664,8 +796,8 @@ mod tests {
         write_log(&dir, &fixture::log_key(), &origin());
         let a = evidence_args(&dir);
         assert!(run(&a).unwrap());
-        let (_, _, trust) = log_key(&a, &mut Vec::new()).unwrap().unwrap();
-        assert!(matches!(trust, KeyTrust::Simulated));
+        let source = log_key(&a, &mut Vec::new()).unwrap().unwrap();
+        assert!(matches!(source.trust, KeyTrust::Simulated));
         // --origin, when given as well, must agree.
         let mut b = evidence_args(&dir);
         b.origin = Some("omega-monitor".into());
@@ -686,9 +818,9 @@ mod tests {
         assert!(run(&a).is_err(), "a bare key needs --unattested-key");
         a.unattested_key = true;
         assert!(run(&a).unwrap());
-        let (_, _, trust) = log_key(&a, &mut Vec::new()).unwrap().unwrap();
+        let source = log_key(&a, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(
-            trust.result_line(),
+            source.trust.result_line(),
             "VERIFIED (UNATTESTED key: the host could have signed this log)"
         );
     }
@@ -702,6 +834,62 @@ mod tests {
         // The bare key name as origin (the old format) is another boot too.
         write_log(&dir, &fixture::log_key(), LOG_KEY_NAME);
         assert!(!run(&evidence_args(&dir)).unwrap());
+    }
+
+    /// The log must record this evidence: exactly one `EVIDENCE` entry (allow, named
+    /// `evidence`) with the attested root, no "none issued" entry. Each pairing of a log
+    /// with evidence it does not record is refused, although its checkpoint is valid.
+    #[test]
+    fn the_log_must_record_exactly_this_evidence() {
+        let dir = fixture::simulated("log-evidence-entry");
+        let (key, origin) = (fixture::log_key(), origin());
+        let root = attested_root(&dir);
+        let ok = issued(&dir);
+        let refused_challenge: EvidenceEntry<'_> =
+            (Decision::Deny, None, b"challenge refused: not the first");
+        let verifies = |entries: &[EvidenceEntry<'_>]| {
+            write_log_with(&dir, &key, &origin, entries);
+            run(&evidence_args(&dir)).unwrap()
+        };
+        assert!(verifies(&[ok]));
+        // A second challenge refused (and logged) does not disturb it.
+        assert!(verifies(&[refused_challenge, ok, refused_challenge]));
+        // The entry dropped (by a host that rewrote the log and holds the key).
+        assert!(!verifies(&[]));
+        assert!(!verifies(&[refused_challenge]));
+        // Another boot's evidence root: the log belongs to other evidence.
+        assert!(!verifies(&[(
+            Decision::Allow,
+            Some([0xEE; 32]),
+            b"evidence"
+        )]));
+        assert!(!verifies(&[(Decision::Allow, None, b"evidence")]));
+        // Issued twice.
+        assert!(!verifies(&[ok, ok]));
+        // Right root, wrong name or decision.
+        assert!(!verifies(&[(Decision::Allow, Some(root), b"evidencE")]));
+        assert!(!verifies(&[(Decision::Deny, Some(root), b"evidence")]));
+        // The log says the evidence failed, yet evidence is presented.
+        assert!(!verifies(&[
+            ok,
+            (Decision::Error, None, b"simulated PSP: no response")
+        ]));
+        // The check's own messages.
+        write_log_with(&dir, &key, &origin, &[]);
+        let stream = std::fs::read(dir.join("entries.bin")).unwrap();
+        let e = evidence_entry(&stream, 10, &root).unwrap_err();
+        assert!(e.contains("no EVIDENCE entry"), "{e}");
+        write_log_with(&dir, &key, &origin, &[ok]);
+        let stream = std::fs::read(dir.join("entries.bin")).unwrap();
+        assert!(evidence_entry(&stream, 10, &root).is_ok());
+        // Only the entries the checkpoint covers count.
+        assert!(evidence_entry(&stream, 1, &root).is_err());
+        let e = evidence_entry(&stream, 10, &[0xEE; 32]).unwrap_err();
+        assert!(e.contains("of different boots"), "{e}");
+        // Without --entries nothing can be checked, and the output says so.
+        let mut a = evidence_args(&dir);
+        a.entries = None;
+        assert!(run(&a).unwrap());
     }
 
     #[test]
@@ -759,9 +947,9 @@ mod tests {
         assert!(!run(&a).unwrap());
         a.attest.allow_unattested = true;
         assert!(run(&a).unwrap());
-        let (_, _, trust) = log_key(&a, &mut Vec::new()).unwrap().unwrap();
+        let source = log_key(&a, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(
-            trust.result_line(),
+            source.trust.result_line(),
             "VERIFIED (UNATTESTED platform: no TEE)"
         );
     }

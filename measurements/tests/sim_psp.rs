@@ -10,7 +10,7 @@ use std::path::Path;
 use common::*;
 use measurements::verify::{CertSource, Family, VerifyOptions, verify_report};
 use omega_evidence::{Claim, Issuer};
-use omega_provenance::entry::{Action, Decision};
+use omega_provenance::entry::{Action, Decision, lifecycle};
 use omega_provenance::note::{Checkpoint, LogKey};
 use omega_provenance::{Log, Record};
 use omega_sim_psp::{LAB_ARK_PEM, LAB_ASK_PEM, LAB_TCB, LAB_VCEK_DER, SimPsp};
@@ -117,9 +117,10 @@ fn lab_reports_fail_every_expectation_they_do_not_meet() {
     assert_eq!(failed(&o), ["report.signature"]);
 }
 
-/// A simulated run as the launcher stores it: evidence per principal, the log and its
-/// checkpoint (origin `omega-monitor/<boot id>`).
-fn simulated_run(dir: &Path, nonce: [u8; 32]) {
+/// A simulated run as the launcher stores it: evidence per principal, the log (with the
+/// monitor's `EVIDENCE` entry when `evidence_entry`) and its checkpoint (origin
+/// `omega-monitor/<boot id>`).
+fn simulated_run(dir: &Path, nonce: [u8; 32], evidence_entry: bool) {
     let boot_id = [0x0B; 16];
     let key = LogKey::from_seed("omega-monitor", [9; 32]).unwrap();
     let mut iss = Issuer::new([8; 32]).unwrap();
@@ -143,8 +144,10 @@ fn simulated_run(dir: &Path, nonce: [u8; 32]) {
     }
     let rd = iss.attest(nonce).unwrap();
     let report = SimPsp::new(MEASUREMENT).report(rd, 0).to_vec();
+    let mut root = [0; 32];
     for p in ["platform", "log", "bundle"] {
         let b = iss.bundle(p, Some(report.clone()), None).unwrap();
+        root = b.base_root;
         std::fs::write(dir.join(format!("{p}.bin")), b.encode().unwrap()).unwrap();
     }
     let mut log = Log::<4096>::new(0);
@@ -160,6 +163,20 @@ fn simulated_run(dir: &Path, nonce: [u8; 32]) {
         name: None,
     })
     .unwrap();
+    if evidence_entry {
+        log.append(&Record {
+            time: 2,
+            agent: 0,
+            action: Action::Lifecycle,
+            target: 0,
+            decision: Decision::Allow,
+            rule: lifecycle::EVIDENCE,
+            labels: 0,
+            content: Some(root),
+            name: Some(b"evidence"),
+        })
+        .unwrap();
+    }
     let mut buf = [0u8; 4096];
     let n = log.drain(&mut buf);
     std::fs::write(dir.join("provenance.log"), &buf[..n]).unwrap();
@@ -176,7 +193,7 @@ fn simulated_run(dir: &Path, nonce: [u8; 32]) {
 fn simulated_run_verifies_end_to_end_through_the_cli() {
     let dir = scratch("sim-run");
     let nonce = [0x5C; 32];
-    simulated_run(&dir, nonce);
+    simulated_run(&dir, nonce, true);
     let p = |n: &str| path_str(&dir.join(n));
     let (nonce, m) = (hex::encode(nonce), hex::encode(MEASUREMENT));
     let flags = ["--nonce", &nonce, "--lab-root", "--expect-measurement", &m];
@@ -259,6 +276,11 @@ fn simulated_run_verifies_end_to_end_through_the_cli() {
         "{}",
         stdout(&o)
     );
+    let out = stdout(&o);
+    assert!(
+        out.contains("\nPASS the log's EVIDENCE entry 1 records this evidence's root "),
+        "{out}"
+    );
     // A bare key file: refused, or UNATTESTED on request.
     let vkey = p("log.vkey");
     let o = log(&["--key", &vkey]);
@@ -277,5 +299,16 @@ fn simulated_run_verifies_end_to_end_through_the_cli() {
     let mut both = with_evidence.clone();
     both.extend_from_slice(&["--key", &vkey]);
     assert_eq!(log(&both).status.code(), Some(2));
+
+    // The same run whose log lacks the EVIDENCE entry (its checkpoint is valid): refused.
+    simulated_run(&dir, [0x5C; 32], false);
+    let o = log(&with_evidence);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL the log has no EVIDENCE entry (evidence root "),
+        "{out}"
+    );
+    assert!(!out.contains("VERIFIED"), "{out}");
     std::fs::remove_dir_all(dir).ok();
 }

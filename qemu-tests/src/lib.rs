@@ -253,8 +253,29 @@ pub fn boot_with_session(
     Ok((vm, session))
 }
 
+/// 32 fresh random bytes from the OS: a verifier's nonce.
+pub fn random_nonce() -> [u8; 32] {
+    use std::io::Read as _;
+    let mut nonce = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut nonce))
+        .expect("reading /dev/urandom");
+    nonce
+}
+
+/// The challenge a verifier sends through the launcher (`omega run` without `--nonce`): a
+/// fresh random nonce, no simulated PSP.
+pub fn fresh_challenge() -> omega_host::session::Challenge {
+    omega_host::session::Challenge {
+        nonce: random_nonce(),
+        simulated_psp: None,
+    }
+}
+
 /// Boots `boot` and starts serving it `bundle` with the launcher's session, storing the
-/// provenance log in `dir` (which also holds the channel socket).
+/// provenance log in `dir` (which also holds the channel socket). Like `omega run`, the
+/// session first sends a Challenge with a fresh random nonce (the session's
+/// `SessionEvent::ChallengeSent` says which), so the monitor's evidence is bound to it.
 pub fn serve_bundle(
     boot: Boot,
     dir: &Path,
@@ -263,6 +284,7 @@ pub fn serve_bundle(
     let config = SessionConfig {
         log_store: Some(Box::new(omega_host::FileLogStore::open(dir)?)),
         bundle: Some(bundle),
+        challenge: Some(fresh_challenge()),
         ..Default::default()
     };
     boot_with_session(boot, &dir.join("channel.sock"), config)
@@ -372,10 +394,14 @@ pub fn image() -> &'static Path {
     })
 }
 
-/// The image with the kernel's fault-injection hooks, built once per process.
+/// The image with the kernel's fault-injection hooks: `$OMEGA_TEST_HOOKS_IMAGE` when set
+/// (built with `image-build --test-hooks`), otherwise built once per process.
 pub fn test_hooks_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| build_image(true, "omega-test-hooks.bin"))
+    IMAGE.get_or_init(|| match std::env::var_os("OMEGA_TEST_HOOKS_IMAGE") {
+        Some(p) => PathBuf::from(p),
+        None => build_image(true, "omega-test-hooks.bin"),
+    })
 }
 
 fn build_image(test_hooks: bool, name: &str) -> PathBuf {

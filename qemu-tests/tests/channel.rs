@@ -309,6 +309,28 @@ fn host_session_delivers_bundle_and_stores_the_log() {
         "{events:?}"
     );
 
+    // The session challenged the monitor, as `omega run` does: every principal's evidence
+    // binds that nonce.
+    let nonce = events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::ChallengeSent { nonce, .. } => Some(*nonce),
+            _ => None,
+        })
+        .expect("the session sent a Challenge");
+    let mut principals = 0;
+    for e in &events {
+        if let SessionEvent::Evidence { principal, bundle } = e {
+            let b = omega_evidence::Bundle::decode(bundle).unwrap();
+            assert_eq!(b.report_nonce, nonce, "{principal}");
+            principals += 1;
+        }
+    }
+    assert_eq!(
+        principals, 5,
+        "platform, log, bundle, policy, agent:triage: {events:?}"
+    );
+
     // The stored log verifies against the last checkpoint with the key the guest sent.
     let (cp, _) = qemu_tests::verify_stored_log(&events, dir.path());
     assert_eq!(

@@ -1,6 +1,10 @@
-//! The host attacks the monitor's side of the channel, the log and the bundle (issue 13,
-//! findings 4-6), with the raw wire host: each attack is performed against the production
-//! image and shown refused, and the monitor keeps serving.
+//! The host attacks the monitor's side of the channel, the log, the bundle (issue 13,
+//! findings 4-6) and the evidence (finding 1: challenges and simulated-PSP responses), with
+//! the raw wire host: each attack is performed against the production image (the
+//! test-hooks image where the simulated PSP is needed) and shown refused, and the monitor
+//! keeps serving.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +15,13 @@ use omega_provenance::verify::verify_stream;
 use omega_provenance::{Action, Checkpoint, Decision, VerifierKey};
 use omega_wire::msg::{self, ControlMsg};
 use omega_wire::{Encoder, MAX_FRAME, Stream};
-use qemu_tests::raw_host::{GuestEvent, RawHost};
-use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, Running, image};
+use std::path::Path;
 
-type Files = Vec<(String, Vec<u8>)>;
+use common::Files;
+use omega_evidence::{Binding, Bundle as Evidence};
+use omega_sim_psp::SimPsp;
+use qemu_tests::raw_host::{GuestEvent, RawHost};
+use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, Running, image, test_hooks_image};
 
 /// A lifecycle entry of the stored log: (event code, decision, content digest, name).
 type Lifecycle = (u32, Decision, Option<[u8; 32]>, Vec<u8>);
@@ -46,15 +53,24 @@ fn send_bundle(host: &mut RawHost, files: &Files) {
 }
 
 fn control(m: &ControlMsg<'_>) -> Vec<u8> {
-    let mut buf = vec![0u8; 4096];
+    let carried = match m {
+        ControlMsg::GuestResponse { message } => message.len(),
+        _ => 0,
+    };
+    let mut buf = vec![0u8; 4096 + carried];
     msg::encode(m, &mut buf).unwrap().to_vec()
 }
 
 /// The production image and a raw host connected to it (the directory holds the socket).
 fn vm(window: Option<u32>) -> (tempfile::TempDir, Running, RawHost) {
+    vm_on(image(), window)
+}
+
+/// `image` and a raw host connected to it.
+fn vm_on(image: &Path, window: Option<u32>) -> (tempfile::TempDir, Running, RawHost) {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("channel.sock");
-    let boot = Boot::new(image()).timeout(Duration::from_secs(300));
+    let boot = Boot::new(image).timeout(Duration::from_secs(300));
     let (vm, host) = qemu_tests::boot_with_raw_host(boot, &sock, window).unwrap();
     (dir, vm, host)
 }
@@ -67,6 +83,10 @@ struct Seen {
     checkpoint: Option<String>,
     shutdown: bool,
     errors: Vec<(Stream, u16, String)>,
+    /// The monitor's evidence: (principal, bundle).
+    evidence: Vec<(String, Vec<u8>)>,
+    /// Its guest requests to the simulated PSP.
+    requests: Vec<Vec<u8>>,
 }
 
 impl Seen {
@@ -79,10 +99,13 @@ impl Seen {
                         ControlMsg::LogKey { vkey } => self.vkey = Some(vkey.to_string()),
                         ControlMsg::Checkpoint { note } => self.checkpoint = Some(note.to_string()),
                         ControlMsg::Shutdown { .. } => self.shutdown = true,
-                        // Evidence and guest requests play no part in these attacks.
+                        ControlMsg::Evidence { principal, bundle } => {
+                            self.evidence.push((principal.to_string(), bundle.to_vec()))
+                        }
+                        ControlMsg::GuestRequest { message } => {
+                            self.requests.push(message.to_vec())
+                        }
                         ControlMsg::Notice { .. }
-                        | ControlMsg::Evidence { .. }
-                        | ControlMsg::GuestRequest { .. }
                         | ControlMsg::Challenge { .. }
                         | ControlMsg::GuestResponse { .. } => {}
                     }
@@ -472,5 +495,352 @@ fn a_notice_with_escape_sequences_is_shown_escaped() {
             .lines()
             .any(|l| l.starts_with("omega: bundle: complete")),
         "{out}"
+    );
+}
+
+fn challenge(nonce: [u8; 32], simulated_psp: bool) -> Vec<u8> {
+    control(&ControlMsg::Challenge {
+        nonce,
+        simulated_psp,
+    })
+}
+
+fn guest_response(message: &[u8]) -> Vec<u8> {
+    control(&ControlMsg::GuestResponse { message })
+}
+
+/// The `EVIDENCE` entries of a verified log.
+fn evidence_entries(entries: &[Lifecycle]) -> Vec<&Lifecycle> {
+    entries
+        .iter()
+        .filter(|e| e.0 == lifecycle::EVIDENCE)
+        .collect()
+}
+
+/// Waits (at most 30 s) until the console shows `line` `n` times.
+#[track_caller]
+fn wait_for_count(vm: &Running, line: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vm.serial().matches(line).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{line:?} not {n} times\n{}",
+            vm.serial()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Decodes the evidence the monitor sent; every principal's is bound to `nonce` and the
+/// same attested root, which it returns.
+fn evidence_root(seen: &Seen, nonce: [u8; 32]) -> [u8; 32] {
+    let mut root = None;
+    for (principal, bytes) in &seen.evidence {
+        let b = Evidence::decode(bytes).unwrap_or_else(|e| panic!("{principal}: {e}"));
+        assert_eq!(b.report_nonce, nonce, "{principal} binds another nonce");
+        assert_eq!(*root.get_or_insert(b.base_root), b.base_root, "{principal}");
+    }
+    root.expect("the monitor sent evidence")
+}
+
+/// Finding 1: the host sends a second Challenge, hoping to bind the evidence to a nonce of
+/// its choosing instead of the verifier's, and a third once the evidence is out. Both are
+/// refused on the console and in the log (`EVIDENCE`, decision deny); the evidence binds
+/// the first nonce, and the log records it once.
+#[test]
+fn a_second_challenge_is_refused_and_the_first_nonce_counts() {
+    let (_dir, mut vm, mut host) = vm(None);
+    let (first, second, late) = ([0xA1; 32], [0xB2; 32], [0xC3; 32]);
+    host.send(Stream::Control, &challenge(first, false))
+        .unwrap();
+    host.send(Stream::Control, &challenge(second, false))
+        .unwrap();
+    assert!(
+        vm.wait_for("omega: challenge refused: ", Duration::from_secs(60)),
+        "{}",
+        vm.serial()
+    );
+    send_bundle(&mut host, &bundle(b"OMPL policy"));
+    // platform, log, bundle, policy, agent:triage
+    assert!(
+        vm.wait_for(
+            "omega: evidence: 5 principals sent",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        vm.serial()
+    );
+    let mut seen = Seen::default();
+    assert!(
+        seen.until(&mut host, Duration::from_secs(30), |s| s.evidence.len()
+            == 5)
+    );
+    host.send(Stream::Control, &challenge(late, false)).unwrap();
+    wait_for_count(&vm, "omega: challenge refused: ", 2);
+    seen.settle(&mut host);
+    let out = shut_down(vm, &mut host, &mut seen);
+    assert!(
+        out.serial.contains(
+            "omega: challenge accepted: the evidence will be bound to nonce a1a1a1a1a1a1a1a1..."
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        out.serial.matches("omega: challenge accepted").count(),
+        1,
+        "{out}"
+    );
+    let root = evidence_root(&seen, first);
+    let entries = seen.verified_entries();
+    let logged = evidence_entries(&entries);
+    let expected: Vec<Lifecycle> = vec![
+        (
+            lifecycle::EVIDENCE,
+            Decision::Deny,
+            None,
+            b"challenge refused: not the first".to_vec(),
+        ),
+        (
+            lifecycle::EVIDENCE,
+            Decision::Allow,
+            Some(root),
+            b"evidence".to_vec(),
+        ),
+        (
+            lifecycle::EVIDENCE,
+            Decision::Deny,
+            None,
+            b"challenge refused: evidence already issued".to_vec(),
+        ),
+    ];
+    assert_eq!(logged, expected.iter().collect::<Vec<_>>());
+}
+
+/// The agents of the simulated-PSP tests, and the measurement the host's PSP reports.
+const AGENTS: [&str; 2] = ["alpha", "beta"];
+const MEASUREMENT: [u8; 48] = [0x4D; 48];
+const PSP_NONCE: [u8; 32] = [0x5A; 32];
+
+/// The test-hooks image, challenged with the simulated PSP (then `before_bundle` runs) and
+/// given a bundle of agents, up to the monitor's one guest request: the VM, the raw host,
+/// what it saw (holding the request).
+fn awaiting_psp(
+    before_bundle: impl FnOnce(&mut Running, &mut RawHost),
+) -> (tempfile::TempDir, Running, RawHost, Seen) {
+    let (dir, mut vm, mut host) = vm_on(test_hooks_image(), None);
+    host.send(Stream::Control, &challenge(PSP_NONCE, true))
+        .unwrap();
+    before_bundle(&mut vm, &mut host);
+    send_bundle(&mut host, &common::agent_bundle("hostile-psp", &AGENTS));
+    let mut seen = Seen::default();
+    assert!(
+        seen.until(&mut host, Duration::from_secs(60), |s| !s
+            .requests
+            .is_empty()),
+        "no guest request\n{}",
+        vm.serial()
+    );
+    (dir, vm, host, seen)
+}
+
+/// Waits until every agent has started: the monitor carries on after the evidence.
+fn agents_run(vm: &mut Running) {
+    for a in AGENTS {
+        assert!(
+            vm.wait_for(
+                &format!("omega: agent {a}: started"),
+                Duration::from_secs(60)
+            ),
+            "{}",
+            vm.serial()
+        );
+    }
+}
+
+/// The response the simulated PSP gives to another boot's first request (same sequence
+/// number, another REPORT_DATA): genuine, sealed with the lab VMPCK0, and stale.
+fn another_boots_response() -> Vec<u8> {
+    use sev_snp::guest_msg::{GuestRequestTransport, MSG_PAGE_SIZE};
+    struct Capture(SimPsp, Vec<u8>);
+    impl GuestRequestTransport for Capture {
+        fn guest_request(
+            &mut self,
+            request: &[u8; MSG_PAGE_SIZE],
+            response: &mut [u8; MSG_PAGE_SIZE],
+        ) -> Result<u64, sev_snp::GhcbError> {
+            self.1 = self.0.handle(request).unwrap();
+            response.fill(0);
+            response[..self.1.len()].copy_from_slice(&self.1);
+            Ok(0)
+        }
+        fn wait_ms(&mut self, _: u64) {}
+    }
+    let key = sev_snp::Vmpck::new(sev_snp::lab::VMPCK0, 0).unwrap();
+    let mut psp = Capture(SimPsp::new(MEASUREMENT), Vec::new());
+    sev_snp::GuestMessenger::new(key)
+        .attestation_report(&mut psp, [0x0B; 64])
+        .unwrap();
+    psp.1
+}
+
+/// How a hostile host answers the monitor's guest request.
+enum HostileResponse {
+    Garbage,
+    /// The genuine response, cut in half.
+    Truncated,
+    /// Another boot's genuine response.
+    Replay,
+    /// 1 MiB, far beyond a message page.
+    Oversized,
+}
+
+/// Finding 1 (the simulated PSP's link): the host answers the monitor's report request
+/// with `answer`. The monitor does not crash, sends no evidence (never a downgrade to
+/// unattested), logs why (`EVIDENCE`, decision error), and its agents still run.
+fn hostile_response_is_refused(answer: HostileResponse, reason: &str) {
+    let (_dir, mut vm, mut host, mut seen) = awaiting_psp(|_, _| {});
+    let genuine = SimPsp::new(MEASUREMENT).handle(&seen.requests[0]).unwrap();
+    let response = match answer {
+        HostileResponse::Garbage => (0..genuine.len()).map(|i| (i * 131) as u8).collect(),
+        HostileResponse::Truncated => genuine[..genuine.len() / 2].to_vec(),
+        HostileResponse::Replay => another_boots_response(),
+        HostileResponse::Oversized => vec![0x41; 1 << 20],
+    };
+    host.send(Stream::Control, &guest_response(&response))
+        .unwrap();
+    assert!(
+        vm.wait_for("omega: evidence: NOT issued: ", Duration::from_secs(30)),
+        "{}",
+        vm.serial()
+    );
+    agents_run(&mut vm);
+    seen.settle(&mut host);
+    let out = shut_down(vm, &mut host, &mut seen);
+    let line = format!("omega: evidence: NOT issued: {reason}");
+    assert!(out.serial.contains(&line), "{line:?}\n{out}");
+    let said = out.serial.lines().find(|l| l.starts_with(&line));
+    eprintln!("refused as it must be: {}", said.unwrap_or_default());
+    assert!(!out.serial.contains("panicked"), "{out}");
+    assert!(
+        seen.evidence.is_empty(),
+        "evidence sent: {:?}",
+        seen.evidence
+    );
+    assert_eq!(seen.requests.len(), 1, "one request, never retried");
+    let entries = seen.verified_entries();
+    let logged = evidence_entries(&entries);
+    assert_eq!(logged.len(), 1, "{entries:?}");
+    assert_eq!(logged[0].1, Decision::Error, "{entries:?}");
+    let logged_reason = &reason.as_bytes()[..reason.len().min(omega_provenance::entry::MAX_NAME)];
+    assert!(
+        !logged[0].3.is_empty() && logged[0].3.starts_with(logged_reason),
+        "{:?}",
+        String::from_utf8_lossy(&logged[0].3)
+    );
+    let started = entries
+        .iter()
+        .filter(|e| e.0 == lifecycle::AGENT_START)
+        .count();
+    assert_eq!(started, AGENTS.len(), "{entries:?}");
+}
+
+#[test]
+fn a_garbage_guest_response_is_refused() {
+    hostile_response_is_refused(
+        HostileResponse::Garbage,
+        "simulated PSP: response sequence number ",
+    );
+}
+
+#[test]
+fn a_truncated_guest_response_is_refused() {
+    hostile_response_is_refused(
+        HostileResponse::Truncated,
+        "simulated PSP: response authentication failed",
+    );
+}
+
+/// Another boot's genuine response opens (every simulated boot shares the lab key and the
+/// first sequence number): the monitor must see that the report attests another REPORT_DATA.
+#[test]
+fn a_replayed_guest_response_is_refused() {
+    hostile_response_is_refused(
+        HostileResponse::Replay,
+        "the report carries another REPORT_DATA",
+    );
+}
+
+#[test]
+fn an_oversized_guest_response_is_refused() {
+    hostile_response_is_refused(
+        HostileResponse::Oversized,
+        "simulated PSP: the host's response is 1048576 bytes, more than a message page",
+    );
+}
+
+/// Finding 1: `GuestResponse`s nobody asked for (one before the monitor's request, and the
+/// genuine response sent again after it was used) are ignored and said so on the console;
+/// the evidence comes from the one answer to the request, binds the nonce, verifies, and
+/// the log records it once.
+#[test]
+fn a_guest_response_nobody_asked_for_is_ignored() {
+    const IGNORED: &str = "omega: channel: unexpected control message from the host: GuestResponse (no request waiting)";
+    let (_dir, mut vm, mut host, mut seen) = awaiting_psp(|vm, host| {
+        host.send(Stream::Control, &guest_response(&another_boots_response()))
+            .unwrap();
+        assert!(
+            vm.wait_for(IGNORED, Duration::from_secs(60)),
+            "{}",
+            vm.serial()
+        );
+    });
+    let genuine = SimPsp::new(MEASUREMENT).handle(&seen.requests[0]).unwrap();
+    host.send(Stream::Control, &guest_response(&genuine))
+        .unwrap();
+    // platform, log, bundle, policy, agent:alpha, agent:beta
+    assert!(
+        vm.wait_for(
+            "omega: evidence: 6 principals sent, tee simulated",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        vm.serial()
+    );
+    host.send(Stream::Control, &guest_response(&genuine))
+        .unwrap();
+    wait_for_count(&vm, IGNORED, 2);
+    agents_run(&mut vm);
+    seen.settle(&mut host);
+    shut_down(vm, &mut host, &mut seen);
+    assert_eq!(seen.evidence.len(), 6);
+    let root = evidence_root(&seen, PSP_NONCE);
+    for (principal, bytes) in &seen.evidence {
+        let b = Evidence::decode(bytes).unwrap();
+        assert!(matches!(b.binding, Binding::Snp { .. }), "{principal}");
+        let o = omega_evidence::verify(
+            &b,
+            &omega_evidence::Options {
+                principal,
+                nonce: Some(PSP_NONCE),
+                allow_unattested: false,
+                report: None,
+            },
+        );
+        assert!(
+            o.verified(),
+            "{principal}: {:?}",
+            o.failures().collect::<Vec<_>>()
+        );
+    }
+    let entries = seen.verified_entries();
+    let logged = evidence_entries(&entries);
+    assert_eq!(
+        logged,
+        [&(
+            lifecycle::EVIDENCE,
+            Decision::Allow,
+            Some(root),
+            b"evidence".to_vec()
+        )]
     );
 }

@@ -9,9 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 use omega_provenance::{Checkpoint, LogKey};
 use qemu_tests::{image, measurements, printed_verifier_commands, test_hooks_image, workspace_bin};
-use sha2::{Digest, Sha256};
 
 const NONCE: &str = "6f6d6567612d747275737465642d636861696e2d746573742d6e6f6e63652121";
 const OTHER_NONCE: &str = "0000000000000000000000000000000000000000000000000000000000000001";
@@ -35,39 +36,13 @@ fn qemu_present() -> bool {
     omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
 }
 
-/// Two agents that return at once, under a policy that pins them.
+/// Two agents that return at once, under a policy that pins them, in `dir/bundle`.
 fn bundle(dir: &Path) -> PathBuf {
     let b = dir.join("bundle");
     std::fs::create_dir(&b).unwrap();
-    let mut src = String::from("policy \"trust-chain\"\n");
-    let mut agents = Vec::new();
-    for (i, name) in AGENTS.iter().enumerate() {
-        // Distinct modules (a different memory size), so each agent claim has its own hash.
-        let wasm = wat::parse_str(format!(
-            r#"(module (memory (export "memory") {}) (func (export "run")))"#,
-            i + 1
-        ))
-        .unwrap();
-        src += &format!(
-            "agent {name} {{ hash \"sha256:{:x}\" cleared [] }}\n",
-            Sha256::digest(&wasm)
-        );
-        let module = format!("{name}.wasm");
-        std::fs::write(b.join(&module), wasm).unwrap();
-        agents.push((name.to_string(), module));
+    for (name, bytes) in common::agent_bundle("trust-chain", &AGENTS) {
+        std::fs::write(b.join(name), bytes).unwrap();
     }
-    let policy = policy_compiler::compile("trust-chain.policy", &src, Path::new("."))
-        .unwrap_or_else(|d| panic!("{}", d.render()))
-        .to_bytes();
-    std::fs::write(b.join("policy.bin"), policy).unwrap();
-    std::fs::write(
-        b.join("manifest.json"),
-        omega_bundle::Manifest::json(
-            "policy.bin",
-            agents.iter().map(|(n, m)| (n.as_str(), m.as_str())),
-        ),
-    )
-    .unwrap();
     b
 }
 

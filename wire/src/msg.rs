@@ -71,10 +71,16 @@ pub enum ControlMsg<'a> {
     /// evidence (REPORT_DATA). Only the first one counts; later ones are refused and logged.
     /// `simulated_psp`: the host answers [`ControlMsg::GuestRequest`]s with the simulated PSP
     /// (tests). Only test-hooks images can use it; production images refuse and say so.
-    Challenge { nonce: [u8; 32], simulated_psp: bool },
+    Challenge {
+        nonce: [u8; 32],
+        simulated_psp: bool,
+    },
     /// Guest -> host: one principal's evidence bundle (`omega-evidence` `Bundle`, postcard).
     /// The host stores it beside the log (`evidence/<principal>.bin`, `:` written as `_`).
-    Evidence { principal: &'a str, bundle: &'a [u8] },
+    Evidence {
+        principal: &'a str,
+        bundle: &'a [u8],
+    },
     /// Guest -> host (test-hooks images only): an SNP guest-request message (header and
     /// encrypted payload, `sev_snp::guest_msg` layout) for the simulated PSP.
     GuestRequest { message: &'a [u8] },

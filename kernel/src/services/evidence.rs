@@ -142,6 +142,14 @@ fn make(
         ReportSource::Simulated => Some(simulated::report(ch, report_data)?),
         ReportSource::Unattested => None,
     };
+    // SECURITY: a report must carry the REPORT_DATA asked for. A response replayed from
+    // another request (every simulated boot shares the lab VMPCK0 and starts at the same
+    // sequence number) opens fine but attests another evidence root.
+    if let Some(r) = &report
+        && r[sev_snp::report::REPORT_DATA] != report_data[..]
+    {
+        return Err("the report carries another REPORT_DATA (a replayed response)".into());
+    }
     evidence.bundles(report.as_ref()).map_err(|e| e.to_string())
 }
 
