@@ -15,7 +15,8 @@ bash scripts/setup.sh
 VENV=target/oracles-venv
 SNP_MEASURE=sev-snp-measure==0.0.13
 OPA=opa-golib-python-bindings==0.4.4
-ORACLES="$SNP_MEASURE $OPA"
+OPENAI=openai==3.51.0
+ORACLES="$SNP_MEASURE $OPA $OPENAI"
 if [ "$(cat "$VENV/.oracles" 2>/dev/null)" != "$ORACLES" ]; then
   log "installing test oracles ($ORACLES) into $VENV"
   rm -f "$VENV/.oracles"
@@ -24,7 +25,8 @@ if [ "$(cat "$VENV/.oracles" 2>/dev/null)" != "$ORACLES" ]; then
   # Its wheel declares Requires-Python >=3.14 but runs on Debian 12's 3.11 (the OPA tests
   # prove it: they evaluate a valid module before anything else).
   "$VENV/bin/pip" install -q --disable-pip-version-check --ignore-requires-python --no-deps "$OPA"
-  "$VENV/bin/python" -c 'import sevsnpmeasure, opa_bindings' \
+  "$VENV/bin/pip" install -q --disable-pip-version-check "$OPENAI"
+  "$VENV/bin/python" -c 'import sevsnpmeasure, opa_bindings, openai' \
     || { echo "the test oracles do not import after installing them" >&2; exit 1; }
   echo "$ORACLES" > "$VENV/.oracles"
 fi
@@ -39,9 +41,18 @@ cargo clippy -q --target x86_64-unknown-none -p omega-kernel --features test-hoo
 cargo clippy -q -p omega-sdk -p omega-example-agents --target wasm32-unknown-unknown \
   --features omega-example-agents/wasm-agents --profile agent -- -D warnings
 
-log "building the boot image"
+log "building the boot images (production, and with test hooks for the QEMU fault-injection tests)"
 cargo run -q --release -p image-build -- --out target/omega/omega.bin
+cargo run -q --release -p image-build -- --test-hooks --out target/omega/omega-test-hooks.bin
 export OMEGA_IMAGE="$PWD/target/omega/omega.bin"
+export OMEGA_TEST_HOOKS_IMAGE="$PWD/target/omega/omega-test-hooks.bin"
+
+log "fetching the default model for the inference proxy's tests (SmolLM2-135M-Instruct Q4_1, pinned SHA-256)"
+OMEGA_MODEL="$(bash scripts/fetch-model.sh)"
+export OMEGA_MODEL
+
+log "installing the MCP servers the tool gateway's tests run (pinned npm and PyPI packages)"
+bash scripts/install-mcp-servers.sh
 
 log "running the workspace tests"
 cargo test --workspace --no-fail-fast
