@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+pub mod host_cpu;
 pub mod raw_host;
 
 pub use omega_host::qemu::{EXIT_FAILURE, EXIT_SUCCESS};
@@ -177,6 +178,16 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// When QEMU was started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
     /// The serial output so far.
     pub fn serial(&self) -> String {
         String::from_utf8_lossy(&self.serial.lock().unwrap()).replace('\r', "")

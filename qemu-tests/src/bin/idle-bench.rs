@@ -18,6 +18,7 @@ use clap::Parser;
 use omega_host::session::{SessionConfig, echo_roundtrip};
 use omega_wire::msg::ControlMsg;
 use qemu_tests::Boot;
+use qemu_tests::host_cpu::{USER_HZ, cpu_time};
 
 /// Measures the host CPU an idle Omega image uses under QEMU.
 #[derive(Parser, Debug)]
@@ -53,48 +54,6 @@ struct Cli {
 const HALT_LINE: &str = "omega: idle: halting";
 /// What the monitor prints the first time the channel's interrupt wakes it.
 const WOKEN_LINE: &str = "omega: idle: woken by the channel interrupt";
-
-/// Linux's USER_HZ: /proc reports utime and stime in these ticks (100 on x86).
-const USER_HZ: f64 = 100.0;
-
-/// CPU time a process has used so far.
-#[derive(Debug, Clone, Copy)]
-struct CpuTime {
-    /// utime + stime from /proc/PID/stat, in USER_HZ ticks.
-    ticks: u64,
-    /// The sum of the run times in /proc/PID/task/*/schedstat, in ns.
-    sched_ns: u64,
-}
-
-fn cpu_time(pid: u32) -> Result<CpuTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let field = |n: usize| -> Result<u64> {
-        // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-        Ok(rest
-            .split_whitespace()
-            .nth(n - 3)
-            .context("short stat")?
-            .parse()?)
-    };
-    let mut sched_ns = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let path = task?.path().join("schedstat");
-        // A thread may end between the listing and the read.
-        if let Ok(s) = std::fs::read_to_string(path) {
-            sched_ns += s
-                .split_whitespace()
-                .next()
-                .context("empty schedstat")?
-                .parse::<u64>()?;
-        }
-    }
-    Ok(CpuTime {
-        ticks: field(14)? + field(15)?,
-        sched_ns,
-    })
-}
 
 fn read_pid(pidfile: &Path) -> Result<u32> {
     let until = Instant::now() + Duration::from_secs(30);
