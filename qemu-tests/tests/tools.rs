@@ -24,6 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Return values an agent sees (`-ErrorCode`).
+const BAD_REQUEST: i32 = -1;
 const DENIED: i32 = -2;
 const UNAVAILABLE: i32 = -6;
 const FAILED: i32 = -8;
@@ -531,7 +532,8 @@ fn compile(src: &str) -> Vec<u8> {
 /// labelled `untrusted` plus the tool's `result` labels (the agent can no longer log).
 /// (b) Denied calls never reach the server: a rule on an argument, a path outside what the
 /// rule allows, an undeclared tool — the server's own request log shows none of them and
-/// the verified log has each deny with its rule. (c) Labelled data (phi) in a tool's
+/// the verified log has each deny with its rule; arguments of another type than the pinned
+/// schema's are refused before the policy. (c) Labelled data (phi) in a tool's
 /// arguments is denied `flow:phi` and never reaches the server.
 #[test]
 fn allowed_calls_work_end_to_end_and_denied_ones_never_leave_the_guest() {
@@ -559,6 +561,14 @@ fn allowed_calls_work_end_to_end_and_denied_ones_never_leave_the_guest() {
     let adder = script(&[
         call("benign.add", r#"{"a": 2, "b": 3}"#, answered("5")),
         call("benign.add", r#"{"a": 1000, "b": 1}"#, Expect::Code(DENIED)),
+        // A string where the pinned schema says integer: no condition would see it as
+        // 1000 (the deny rule would not match) and the server would coerce it; refused
+        // before the policy, nothing recorded or sent.
+        call(
+            "benign.add",
+            r#"{"a": "1000", "b": 1}"#,
+            Expect::Code(BAD_REQUEST),
+        ),
     ]);
     let snoop = script(&[
         call(

@@ -132,8 +132,8 @@ enum Pending {
 /// The guest's view of the gateway: the catalogue and the requests in flight.
 #[derive(Debug, Default)]
 pub struct Client {
-    /// `server.tool` → the pin computed here from its listed entry.
-    catalogue: BTreeMap<String, [u8; 32]>,
+    /// `server.tool` → the pin computed here from its listed entry, and its input schema.
+    catalogue: BTreeMap<String, ([u8; 32], Value)>,
     pending: BTreeMap<u64, Pending>,
     /// A listing is wanted (never listed yet, or a change was announced).
     want_list: bool,
@@ -162,7 +162,17 @@ impl Client {
 
     /// The pin of `tool`'s entry as last listed, if it is in the current catalogue.
     pub fn entry(&self, tool: &str) -> Option<[u8; 32]> {
-        self.catalogue.get(tool).copied()
+        self.catalogue.get(tool).map(|(pin, _)| *pin)
+    }
+
+    /// Checks `arguments` against `tool`'s input schema as listed (the entry the pin
+    /// covers, so the schema the policy pinned). A tool not in the catalogue passes: the
+    /// policy's pin check denies it anyway.
+    pub fn check_arguments(&self, tool: &str, arguments: &Value) -> Result<(), String> {
+        match self.catalogue.get(tool) {
+            Some((_, schema)) => check_arguments(schema, arguments),
+            None => Ok(()),
+        }
     }
 
     /// Tools in the current catalogue.
@@ -410,7 +420,7 @@ pub fn tool_name_ok(name: &str) -> bool {
         })
 }
 
-fn parse_listing(line: &[u8]) -> Result<BTreeMap<String, [u8; 32]>, &'static str> {
+fn parse_listing(line: &[u8]) -> Result<BTreeMap<String, ([u8; 32], Value)>, &'static str> {
     if line.len() > MAX_LIST_BYTES {
         return Err("tools/list answer over MAX_LIST_BYTES");
     }
@@ -439,11 +449,117 @@ fn parse_listing(line: &[u8]) -> Result<BTreeMap<String, [u8; 32]>, &'static str
         }
         // SECURITY: the pin is computed here, from what was listed.
         let pin = tool_pin(&t.description, &t.input_schema);
-        if catalogue.insert(t.name, pin).is_some() {
+        if catalogue.insert(t.name, (pin, t.input_schema)).is_some() {
             return Err("tools/list answer lists a tool twice");
         }
     }
     Ok(catalogue)
+}
+
+/// Checks `value` against the JSON Schema `schema`, for the keywords that type a tool's
+/// arguments: `type` (one or a list), `enum`, `const`, `properties`, `required`,
+/// `additionalProperties`, `items`, `anyOf`/`oneOf` (one must match), `allOf`. Other
+/// keywords (`$ref`, formats, lengths, ranges) are not checked. SECURITY: policy conditions
+/// compare arguments by the type the pinned schema gives them and a value of another type
+/// matches no condition (so a `deny` rule would not match `"1000"` for an integer); a call
+/// whose arguments are not of the pinned types never leaves the guest, so a server cannot
+/// coerce what the policy did not see.
+pub fn check_arguments(schema: &Value, value: &Value) -> Result<(), String> {
+    check_at(schema, value, "arguments")
+}
+
+fn type_matches(ty: &str, v: &Value) -> bool {
+    match ty {
+        "string" => v.is_string(),
+        "integer" => match v {
+            Value::Number(n) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f == (f as i64) as f64)
+            }
+            _ => false,
+        },
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "null" => v.is_null(),
+        // An unknown type name constrains nothing we can check.
+        _ => true,
+    }
+}
+
+fn check_at(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    // `true`, `{}` and non-object schemas accept anything; `false` accepts nothing.
+    let s = match schema {
+        Value::Object(s) => s,
+        Value::Bool(false) => return Err(format!("{at}: not allowed by the schema")),
+        _ => return Ok(()),
+    };
+    match s.get("type") {
+        Some(Value::String(t)) if !type_matches(t, v) => {
+            return Err(format!("{at}: not of type {t}"));
+        }
+        Some(Value::Array(ts))
+            if !ts
+                .iter()
+                .any(|t| t.as_str().is_none_or(|t| type_matches(t, v))) =>
+        {
+            return Err(format!("{at}: not of any type the schema allows"));
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(options)) = s.get("enum")
+        && !options.contains(v)
+    {
+        return Err(format!("{at}: not one of the schema's values"));
+    }
+    if let Some(c) = s.get("const")
+        && c != v
+    {
+        return Err(format!("{at}: not the schema's constant"));
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = s.get(key)
+            && !options.is_empty()
+            && !options.iter().any(|o| check_at(o, v, at).is_ok())
+        {
+            return Err(format!("{at}: matches none of the schema's alternatives"));
+        }
+    }
+    if let Some(Value::Array(all)) = s.get("allOf") {
+        for o in all {
+            check_at(o, v, at)?;
+        }
+    }
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(required)) = s.get("required") {
+                for k in required.iter().filter_map(Value::as_str) {
+                    if !map.contains_key(k) {
+                        return Err(format!("{at}: `{}` is required", escape(k)));
+                    }
+                }
+            }
+            let props = s.get("properties").and_then(Value::as_object);
+            let extra = s.get("additionalProperties");
+            for (k, item) in map {
+                let here = format!("{at}.{}", escape(k));
+                match (props.and_then(|p| p.get(k)), extra) {
+                    (Some(sub), _) => check_at(sub, item, &here)?,
+                    (None, Some(sub)) => check_at(sub, item, &here)?,
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub @ Value::Object(_)) = s.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check_at(sub, item, &format!("{at}[{i}]"))?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -436,6 +436,14 @@ impl omega_runtime::Monitor for &mut Host<'_> {
         self.tools.entry(tool)
     }
 
+    fn check_tool_arguments(
+        &mut self,
+        tool: &str,
+        arguments: &serde_json::Value,
+    ) -> Result<(), String> {
+        self.tools.check_arguments(tool, arguments)
+    }
+
     fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
         if confirm {
             // No operator console yet: a `confirm` action cannot be approved.

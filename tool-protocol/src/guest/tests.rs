@@ -454,3 +454,55 @@ fn mutated_lines_never_panic() {
         }
     }
 }
+
+#[test]
+fn arguments_are_checked_against_the_listed_schema() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "a": {"type": "integer"},
+            "path": {"type": "string"},
+            "mode": {"enum": ["r", "w"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "opt": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "nested": {"type": "object", "properties": {"n": {"type": "boolean"}}, "additionalProperties": false}
+        },
+        "required": ["a"],
+        "additionalProperties": false
+    });
+    let ok = |v: Value| check_arguments(&schema, &v);
+    assert_eq!(ok(json!({"a": 1})), Ok(()));
+    assert_eq!(
+        ok(
+            json!({"a": 5.0, "path": "/x", "mode": "r", "tags": ["t"], "opt": null,
+        "nested": {"n": true}})
+        ),
+        Ok(())
+    );
+    for bad in [
+        json!({"a": "1000"}),
+        json!({"a": 1.5}),
+        json!({"path": "/x"}),
+        json!({"a": 1, "mode": "x"}),
+        json!({"a": 1, "tags": [1]}),
+        json!({"a": 1, "opt": "s"}),
+        json!({"a": 1, "nested": {"n": 1}}),
+        json!({"a": 1, "nested": {"m": true}}),
+        json!({"a": 1, "other": 1}),
+        json!([1]),
+    ] {
+        assert!(ok(bad.clone()).is_err(), "{bad}");
+    }
+    assert!(check_arguments(&json!(false), &json!({})).is_err());
+    assert_eq!(
+        check_arguments(&json!({}), &json!({"x": [1, {"y": null}]})),
+        Ok(())
+    );
+    // The client checks against what was listed; an unlisted tool passes (the pin check
+    // denies it).
+    let c = listed();
+    assert!(c.check_arguments("fs.read", &json!({"path": 1})).is_err());
+    assert!(c.check_arguments("fs.read", &json!({})).is_err());
+    assert_eq!(c.check_arguments("fs.read", &json!({"path": "/a"})), Ok(()));
+    assert_eq!(c.check_arguments("fs.gone", &json!({"path": 1})), Ok(()));
+}
