@@ -230,6 +230,14 @@ impl Client {
         .into_bytes())
     }
 
+    /// Forgets request `id` (it could not be sent): no answer is expected for it.
+    pub fn cancel(&mut self, id: u64) {
+        self.pending.remove(&id);
+        if self.listing == Some(id) {
+            self.listing = None;
+        }
+    }
+
     fn register(&mut self, id: u64, what: Pending) -> Result<(), CallError> {
         if self.pending.contains_key(&id) {
             return Err(CallError::DuplicateId);

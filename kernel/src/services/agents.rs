@@ -291,7 +291,7 @@ impl Host<'_> {
         match self.send_egress(Stream::Tools, &line) {
             EgressReply::Answer(a) => {
                 // Never sent: no answer can come for it.
-                self.tools.on_host_error(true, "not sent");
+                self.tools.cancel(ticket);
                 EgressReply::Answer(a)
             }
             pending => pending,
@@ -311,7 +311,7 @@ impl Host<'_> {
         };
         if let Err(e) = self.ch.send(Stream::Tools, &line) {
             report_send_failure("a tools/list request", &e);
-            self.tools.on_host_error(true, "not sent");
+            self.tools.cancel(id);
         }
     }
 

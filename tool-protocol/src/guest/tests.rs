@@ -419,6 +419,17 @@ fn pending_requests_are_bounded() {
         c.call_request(100 + id, "fs.read", "{}").unwrap();
     }
     assert_eq!(c.call_request(5000, "fs.read", "{}"), Err(CallError::Busy));
+    // A request that could not be sent is forgotten, not another one.
+    c.cancel(100 + MAX_PENDING as u64 - 1);
+    assert_eq!(c.in_flight(), MAX_PENDING - 1);
+    assert!(matches!(
+        c.on_host_error(true, "x"),
+        Event::Answer { id: 100, .. }
+    ));
+    let mut c = Client::new();
+    c.list_request(1).unwrap();
+    c.cancel(1);
+    assert!(!c.listing() && c.in_flight() == 0);
 }
 
 /// Seeded mutations of valid answers: never a panic, and an id is answered at most once.
