@@ -214,6 +214,8 @@ enum Step {
     },
     /// Busy-waits this many milliseconds of monitor time.
     Wait(u64),
+    /// `result_take`: the held detail of the previous call's error must be exactly this.
+    Detail(Vec<u8>),
 }
 
 const OUT: u32 = 0x20000;
@@ -270,6 +272,17 @@ fn script(steps: &[Step]) -> Vec<u8> {
                 }
                 .unwrap();
             }
+            Step::Detail(expected) => {
+                let exp = place(expected, &mut data);
+                writeln!(
+                    body,
+                    "    (local.set $r (call $result_take (i32.const {OUT}) (i32.const {OUT_CAP})))\n    (if (i32.ne (local.get $r) (i32.const {len})) (then (call $exit (i32.const {l}))))\n    (if (i32.eqz (call $eq (i32.const {OUT}) (i32.const {exp}) (i32.const {len}))) (then (call $exit (i32.const {w}))))",
+                    len = expected.len(),
+                    l = 100 + n,
+                    w = 200 + n
+                )
+                .unwrap();
+            }
             Step::Wait(ms) => writeln!(
                 body,
                 "    (local.set $t (i64.add (call $now) (i64.const {ms})))\n    (block $w{n} (loop $l{n} (br_if $w{n} (i64.ge_s (call $now) (local.get $t))) (br $l{n})))"
@@ -284,6 +297,7 @@ fn script(steps: &[Step]) -> Vec<u8> {
   (import "{m}" "data_read" (func $data_read (param i32 i32 i32 i32) (result i32)))
   (import "{m}" "log" (func $log (param i32 i32 i32 i32) (result i32)))
   (import "{m}" "now" (func $now (result i64)))
+  (import "{m}" "result_take" (func $result_take (param i32 i32) (result i32)))
   (import "{m}" "exit" (func $exit (param i32)))
   (memory (export "memory") 3)
 {data}
@@ -754,8 +768,16 @@ fn hostile_servers_do_not_hurt_the_guest_or_other_agents() {
         (
             "big",
             script(&[
-                // Passes the gateway (≤ 960 KiB), over what the monitor hands an agent.
-                call("huge.huge", r#"{"size": 500000}"#, Expect::Code(FAILED)),
+                // Passes the gateway (text and structuredContent: ≈ 600 KB ≤ 960 KiB), over
+                // what the monitor hands an agent: refused by the monitor, and said so.
+                call("huge.huge", r#"{"size": 300000}"#, Expect::Code(FAILED)),
+                Step::Detail(postcard(&abi::HostError::Failed {
+                    reason: &format!(
+                        "tool result over {} bytes or {} items; not passed on",
+                        omega_tool_protocol::guest::MAX_RESULT,
+                        omega_tool_protocol::guest::MAX_CONTENT_ITEMS
+                    ),
+                })),
                 // Over the gateway's line limit: the server is cut off.
                 call("huge.huge", r#"{"size": 2000000}"#, Expect::Code(FAILED)),
             ]),
@@ -815,6 +837,10 @@ fn hostile_servers_do_not_hurt_the_guest_or_other_agents() {
     let gateway = setup.gateway(&policy);
     let files = bundle_files(policy, &agents, &[]);
     let r = run(&setup, &as_refs(&files), gateway);
+    eprintln!(
+        "hostile servers: the run took {:?}\n{}",
+        r.out.elapsed, r.out.serial
+    );
 
     for (agent, _) in &agents {
         r.assert_passed(agent);
