@@ -283,7 +283,8 @@ pub struct ToolCallRequest<'a> {
     pub arguments: &'a str,
 }
 
-/// `tool_call`'s answer: the MCP result content as JSON text.
+/// `tool_call`'s answer: the MCP result's text content items joined by `\n` (non-text items
+/// replaced by a marker), as the monitor decodes it from the tool gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCallResponse<'a> {
     /// The tool reported an error (MCP `isError`); the call itself was carried out.

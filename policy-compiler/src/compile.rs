@@ -5,7 +5,6 @@ use std::path::Path;
 
 use omega_policy as op;
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::syntax::{
@@ -15,6 +14,9 @@ use crate::syntax::{
 
 /// Labels every policy has, in this order, before the ones it declares.
 pub const BUILTIN_LABELS: [&str; 3] = ["phi", "secret", "untrusted"];
+/// The built-in label `untrusted` as a label set (its index in [`BUILTIN_LABELS`]).
+pub const UNTRUSTED: u64 = 1 << 2;
+const _: () = assert!(matches!(BUILTIN_LABELS[2].as_bytes(), b"untrusted"));
 
 /// A checked policy with owned strings; [`Compiled::policy`] views it as the binary model.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,45 +199,8 @@ impl ConstraintIr {
     }
 }
 
-/// SHA-256 of the canonical form of a `tools/list` entry's `{description, inputSchema}`.
-pub fn tool_pin(description: &str, schema: &Json) -> [u8; 32] {
-    let entry = serde_json::json!({ "description": description, "inputSchema": schema });
-    let mut out = String::new();
-    canonical_json(&entry, &mut out);
-    Sha256::digest(out.as_bytes()).into()
-}
-
-/// Canonical JSON: no whitespace, object keys sorted by their UTF-8 bytes, strings and
-/// numbers written as serde_json writes them.
-pub fn canonical_json(v: &Json, out: &mut String) {
-    match v {
-        Json::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(k).expect("string serialises"));
-                out.push(':');
-                canonical_json(&map[*k], out);
-            }
-            out.push('}');
-        }
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&serde_json::to_string(other).expect("scalar serialises")),
-    }
-}
+// The pin is defined once, in the no_std contract crate the gateway and the monitor use too.
+pub use omega_tool_protocol::{canonical_json, tool_pin};
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
@@ -572,11 +537,14 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                     hex(&hash)
                 ));
             }
+            // SECURITY: what a tool answers is untrusted input whatever the policy says:
+            // every tool's results carry `untrusted` (built-in label 2) besides its own
+            // `result` labels, so a rule that refuses untrusted context always applies.
             out.tools.push(TargetIr {
                 name,
                 hash,
                 cleared,
-                result,
+                result: result | UNTRUSTED,
                 schema: Some(schema),
             });
         }
@@ -915,6 +883,23 @@ mod tests {
             hex(&tool_pin(description, &schema)),
             "27716bb10b8725a57eaa28913ca3a816e0fd28a3d801df91dce657682e813c2a"
         );
+    }
+
+    #[test]
+    fn tool_results_always_carry_untrusted() {
+        let src = r#"
+label pii
+tool fs.read { description "Read." schema { "type": "object" } cleared [] result [pii] }
+tool fs.stat { description "Stat." schema { "type": "object" } cleared [] }
+"#;
+        let c =
+            compile("t.policy", src, Path::new(".")).unwrap_or_else(|d| panic!("{}", d.render()));
+        let bytes = c.to_bytes();
+        let p = op::decode(&bytes).unwrap();
+        let label = |name: &str| 1u64 << p.labels.iter().position(|l| *l == name).unwrap();
+        assert_eq!(p.tools[0].result, label("pii") | label("untrusted"));
+        assert_eq!(p.tools[1].result, label("untrusted"));
+        assert_eq!(UNTRUSTED, label("untrusted"));
     }
 
     #[test]

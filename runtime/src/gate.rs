@@ -449,6 +449,12 @@ impl<M: Monitor> Runtime<'_, M> {
             if !json.is_object() {
                 return Err(Fail::Abi(HostError::BadRequest));
             }
+            // SECURITY: arguments of other types than the pinned schema gives them would
+            // match no policy condition (a `deny` included) and could be coerced by the
+            // server; they are a bad request and nothing is decided or sent.
+            if self.monitor.check_tool_arguments(req.tool, &json).is_err() {
+                return Err(Fail::Abi(HostError::BadRequest));
+            }
             let mut owned = Vec::new();
             flatten("", &json, &mut owned);
             let flat: Vec<Arg<'_>> = owned

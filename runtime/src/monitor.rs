@@ -122,6 +122,17 @@ pub trait Monitor {
     /// model, the SHA-256 of the tool's current `tools/list` entry for a tool.
     fn model_identity(&mut self, model: &str) -> Option<[u8; 32]>;
     fn tool_entry(&mut self, tool: &str) -> Option<[u8; 32]>;
+    /// Checks a tool call's arguments (a JSON object) against the input schema of the
+    /// tool's current entry, the one [`Monitor::tool_entry`] pins; `Err(why)` refuses the
+    /// call as a bad request before the policy is asked. The default accepts everything (a
+    /// monitor without a tool catalogue; its calls are denied by the pin check anyway).
+    fn check_tool_arguments(
+        &mut self,
+        _tool: &str,
+        _arguments: &serde_json::Value,
+    ) -> Result<(), String> {
+        Ok(())
+    }
     /// Sends an allowed egress out. `confirm` is set when the policy's decision was
     /// `confirm`: the operator must approve before it leaves (or answer [`Answer::Refused`]).
     fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply;

@@ -627,3 +627,41 @@ fn a_confirm_decision_is_held_for_the_operator_and_a_refusal_is_a_denial() {
     let detail: abi::HostError<'_> = abi::decode(&bytes).unwrap();
     assert_eq!(detail, abi::HostError::Denied { rule: "operator" });
 }
+
+/// Arguments of another type than the tool's pinned schema gives them are a bad request:
+/// nothing is decided, recorded or sent (a `deny` condition on a typed argument would not
+/// match a value of another type, and the server might coerce it).
+#[test]
+fn tool_arguments_of_other_types_than_the_pinned_schema_are_bad_requests() {
+    let call = |arguments| {
+        Step::Call(
+            "tool_call",
+            enc(&abi::ToolCallRequest {
+                tool: "mail.send",
+                arguments,
+            }),
+        )
+    };
+    let s = script(&[
+        call(r#"{"to": 5, "body": "x"}"#),
+        call(r#"{"to": "a@b", "body": "x"}"#),
+    ]);
+    let agents = vec![declared("mailer", &s)];
+    let mut rt = runtime(&agents);
+    let id = rt.load(&spec("mailer", &agents[0].module)).unwrap();
+    rt.run_until_idle(10);
+    let r = rets(&rt, id, 2);
+    assert_eq!(r[0], -(abi::ErrorCode::BadRequest as i32));
+    // The well-typed call is decided (and reaches egress when allowed).
+    assert_ne!(r[1], -(abi::ErrorCode::BadRequest as i32));
+    let decisions = rt.monitor().decisions_of("mailer");
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert!(
+        rt.monitor()
+            .egress
+            .iter()
+            .all(|(_, e)| !e.contains("\"to\": 5")),
+        "{:?}",
+        rt.monitor().egress
+    );
+}

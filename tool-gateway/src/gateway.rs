@@ -107,7 +107,7 @@ impl Gateway {
             for i in changes {
                 g.servers[i].relist_started();
                 g.relist(i);
-                g.notify_guest("notifications/tools/list_changed");
+                g.notify_guest(omega_tool_protocol::LIST_CHANGED);
             }
         });
         gateway
@@ -170,7 +170,7 @@ impl Gateway {
         tool.status = if !crate::is_tool_name(name) {
             Err(Unavailable::BadName)
         } else if let (Some(d), Some(s)) = (description, schema) {
-            tool.pin = policy_compiler::compile::tool_pin(d, s);
+            tool.pin = omega_tool_protocol::tool_pin(d, s);
             let full = format!("{}.{name}", self.servers[i].name());
             match self.pins.get(&full) {
                 None => Err(Unavailable::NotPinned),

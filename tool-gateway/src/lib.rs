@@ -5,7 +5,7 @@
 //!   per line on its stdin/stdout) at the protocol revision it supports ([`server`]).
 //! * Its tools are namespaced `server.tool`, so one server cannot shadow another's tool, and
 //!   pinned: a tool is available only while the SHA-256 of its `tools/list` entry
-//!   (`policy_compiler::compile::tool_pin`) equals the pin the policy expects ([`gateway`]).
+//!   (`omega_tool_protocol::tool_pin`) equals the pin the policy expects ([`gateway`]).
 //! * Every error fails closed: the guest gets a JSON-RPC error and nothing is forwarded.
 //!
 //! The format of the manifest is in [`manifest`]; docs/tools.md has the trust model.

@@ -126,7 +126,7 @@ mod tests {
         let pins = Pins::from_policy(&compiled.to_bytes()).unwrap();
         let schema =
             serde_json::json!({ "type": "object", "properties": { "path": { "type": "string" } } });
-        let expected = policy_compiler::compile::tool_pin("Read a file", &schema);
+        let expected = omega_tool_protocol::tool_pin("Read a file", &schema);
         assert_eq!(pins.get("fs.read_file"), Some(&expected));
         assert_eq!(pins.len(), 1);
         assert!(Pins::from_policy(b"not a policy").is_err());

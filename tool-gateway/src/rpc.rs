@@ -5,32 +5,8 @@ use std::io::{BufRead, Read};
 
 use serde_json::{Value, json};
 
-/// Longest line accepted from a server or from the guest (the host relay's own limit).
-pub const MAX_LINE: usize = 1024 * 1024;
-
-/// Error codes of the gateway's answers to the guest.
-pub mod code {
-    pub const PARSE: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    pub const INVALID_PARAMS: i64 = -32602;
-    /// Unknown tool, or a tool that is not pinned, pinned differently, or being re-listed.
-    pub const TOOL_UNAVAILABLE: i64 = -32001;
-    /// The tool's server died, never started, or was cut off for a protocol violation.
-    pub const SERVER_UNAVAILABLE: i64 = -32002;
-    /// The server did not answer within the tool's timeout.
-    pub const TIMEOUT: i64 = -32003;
-    /// The server broke the protocol (malformed JSON, a line over [`super::MAX_LINE`]).
-    pub const SERVER_PROTOCOL: i64 = -32004;
-    /// The result is larger than the server's `max_result_bytes`.
-    pub const RESULT_TOO_LARGE: i64 = -32005;
-    /// The server answered the call with a JSON-RPC error.
-    pub const SERVER_ERROR: i64 = -32006;
-    /// Too many calls in flight.
-    pub const BUSY: i64 = -32007;
-    /// The guest decided on a pin that is no longer the tool's.
-    pub const PIN_MISMATCH: i64 = -32008;
-}
+// The limit and the codes are the guest↔gateway contract, defined once for both sides.
+pub use omega_tool_protocol::{MAX_LINE, code};
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]

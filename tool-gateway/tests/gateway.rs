@@ -279,7 +279,7 @@ fn poisoned_description_is_unavailable() {
     let entries = env.entries("poison");
     let add = entries.iter().find(|e| e["name"] == "add").unwrap();
     assert!(add["description"].as_str().unwrap().contains("<IMPORTANT>"));
-    let clean = policy_compiler::compile::tool_pin("Add two integers.", &add["inputSchema"]);
+    let clean = omega_tool_protocol::tool_pin("Add two integers.", &add["inputSchema"]);
     env.pin("poison.add", &clean);
     let mut gw = env.start();
 
@@ -429,7 +429,7 @@ for line in sys.stdin:
     )
     .unwrap();
     let python = env.python();
-    let pin = policy_compiler::compile::tool_pin("Say hi.", &json!({ "type": "object" }));
+    let pin = omega_tool_protocol::tool_pin("Say hi.", &json!({ "type": "object" }));
     for (name, revision) in [("older", "2025-06-18"), ("future", "2099-01-01")] {
         let args = format!("args = [{:?}, {revision:?}]", raw.display().to_string());
         let block = format!(

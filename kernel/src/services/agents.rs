@@ -7,7 +7,8 @@
 //! |---|---|
 //! | `append_record` | the provenance log ([`LogService::try_append`]: a full outbox parks the agent, never drops a record); names interned as `DEFINE_*` entries |
 //! | `now_ms`, `random` | the monitor's clock, RDSEED/RDRAND |
-//! | `egress` | one message on the Inference or Tools stream; the host's answer (today an `Error`: no proxy or gateway) wakes the agent |
+//! | `egress` | one message on the Inference stream (the host's answer, today an `Error`: no proxy, wakes the agent), or a `tools/call` to the tool gateway on the Tools stream, answered by JSON-RPC id |
+//! | `tool_entry` | the tools client's catalogue ([`omega_tool_protocol::guest`]): listed from the gateway when the agents start and after every `list_changed`, each pin computed here |
 //! | `read_data` | the bundle's data files (`manifest.data`), by source and item name |
 //! | `log`, `event` | the serial console, escaped, prefixed with the agent's name |
 //!
@@ -21,6 +22,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::convert::Infallible;
+use omega_tool_protocol::guest::{self as tools, Client as ToolsClient};
 
 use omega_agent_abi::Level;
 use omega_arch::exit::ExitCode;
@@ -111,10 +113,16 @@ pub struct Host<'m> {
     targets: BTreeMap<String, u32>,
     rules: BTreeMap<String, u32>,
     counts: BTreeMap<String, Counts>,
-    /// Egress waiting for the host's answer, per stream, oldest first (the host answers
-    /// each stream's messages in order).
+    /// Inference egress waiting for the host's answer, oldest first (the host answers the
+    /// stream's messages in order).
     inference: VecDeque<Ticket>,
-    tools: VecDeque<Ticket>,
+    /// The tool gateway's catalogue and the calls in flight (matched by JSON-RPC id = ticket).
+    tools: ToolsClient,
+    /// The policy declares tools: the catalogue is listed from the gateway.
+    wants_tools: bool,
+    /// Lines on the Tools stream refused so far.
+    tools_refused: u64,
+    /// Next ticket, also the JSON-RPC id of the next request to the gateway.
     next_ticket: Ticket,
     /// The last append met a full outbox (reported once per episode).
     log_full: bool,
@@ -266,14 +274,101 @@ impl Host<'_> {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        match stream {
-            Stream::Inference => self.inference.push_back(ticket),
-            _ => self.tools.push_back(ticket),
+        if stream == Stream::Inference {
+            self.inference.push_back(ticket);
         }
         EgressReply::Pending(ticket)
     }
 
-    /// The host answered on Inference or Tools: the oldest request there gets it.
+    /// A `tools/call` for an allowed call, with the ticket as its id and the pin of the
+    /// catalogue entry the policy decided on.
+    fn send_tool_call(&mut self, tool: &str, arguments: &str) -> EgressReply {
+        let ticket = self.next_ticket;
+        let line = match self.tools.call_request(ticket, tool, arguments) {
+            Ok(line) => line,
+            Err(e) => return EgressReply::Answer(Answer::Unavailable(e.to_string())),
+        };
+        match self.send_egress(Stream::Tools, &line) {
+            EgressReply::Answer(a) => {
+                // Never sent: no answer can come for it.
+                self.tools.cancel(ticket);
+                EgressReply::Answer(a)
+            }
+            pending => pending,
+        }
+    }
+
+    /// Asks the gateway for its catalogue when the policy declares tools and a listing is
+    /// due (the first one, or after a `list_changed`).
+    fn request_listing(&mut self) {
+        if !self.wants_tools || !self.tools.needs_list() {
+            return;
+        }
+        let id = self.next_ticket;
+        self.next_ticket += 1;
+        let Ok(line) = self.tools.list_request(id) else {
+            return;
+        };
+        if let Err(e) = self.ch.send(Stream::Tools, &line) {
+            report_send_failure("a tools/list request", &e);
+            self.tools.cancel(id);
+        }
+    }
+
+    /// A line (or an error) from the host on the Tools stream: an answer to a call by its
+    /// id, a new catalogue, a change, or something refused (reported).
+    fn on_tools(&mut self, reply: Result<Vec<u8>, (u16, String)>) -> Option<(Ticket, Answer)> {
+        let event = match reply {
+            Ok(line) => self.tools.on_line(&line),
+            Err((c, why)) => self
+                .tools
+                .on_host_error(matches!(c, code::UNAVAILABLE | code::BACKEND), &why),
+        };
+        match event {
+            tools::Event::Answer { id, outcome } => Some((
+                id,
+                match outcome {
+                    tools::Outcome::Done { is_error, content } => {
+                        Answer::Tool { is_error, content }
+                    }
+                    tools::Outcome::Unavailable(why) => Answer::Unavailable(why),
+                    tools::Outcome::Failed(why) => Answer::Failed(why),
+                },
+            )),
+            tools::Event::Listed { tools } => {
+                serial_println!(
+                    "omega: tools: the gateway lists {tools} tools (pins computed by the monitor)"
+                );
+                None
+            }
+            tools::Event::ListFailed(why) => {
+                serial_println!(
+                    "omega: tools: no catalogue ({}); every tool call is denied",
+                    HostText(&why)
+                );
+                None
+            }
+            tools::Event::Changed => {
+                serial_println!(
+                    "omega: tools: the gateway announced a change; no tool is callable until re-listed"
+                );
+                None
+            }
+            tools::Event::Ignored(why) => {
+                self.tools_refused += 1;
+                if super::worth_reporting(self.tools_refused) {
+                    serial_println!(
+                        "omega: tools: refused a line from the host ({} so far): {why}",
+                        self.tools_refused
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// The host answered on Inference or Tools: a tool answer goes to the call with its
+    /// id, an inference answer to the oldest request.
     fn answer(
         &mut self,
         stream: Stream,
@@ -281,7 +376,7 @@ impl Host<'_> {
     ) -> Option<(Ticket, Answer)> {
         let ticket = match stream {
             Stream::Inference => self.inference.pop_front(),
-            Stream::Tools => self.tools.pop_front(),
+            Stream::Tools => return self.on_tools(reply),
             _ => None,
         }?;
         let answer = match reply {
@@ -289,9 +384,9 @@ impl Host<'_> {
             // `Unavailable` to the agent, with the host's reason.
             Err((code::UNAVAILABLE | code::BACKEND, why)) => Answer::Unavailable(why),
             Err((c, why)) => Answer::Failed(format!("error {c} from the host: {why}")),
-            // No proxy or gateway protocol is decoded yet; the bytes are not handed over
-            // as if they were a model's or tool's answer.
-            Ok(_) => Answer::Failed("answers from the proxy or gateway are not decoded yet".into()),
+            // No proxy protocol is decoded yet; the bytes are not handed over as if they
+            // were a model's answer.
+            Ok(_) => Answer::Failed("answers from the inference proxy are not decoded yet".into()),
         };
         Some((ticket, answer))
     }
@@ -334,8 +429,19 @@ impl omega_runtime::Monitor for &mut Host<'_> {
         None
     }
 
-    fn tool_entry(&mut self, _tool: &str) -> Option<[u8; 32]> {
-        None
+    fn tool_entry(&mut self, tool: &str) -> Option<[u8; 32]> {
+        // SECURITY: the pin the monitor computed from the gateway's current listing; none
+        // while the catalogue is stale (after a `list_changed`), so the policy's
+        // `target-pin` denies every call until the re-list.
+        self.tools.entry(tool)
+    }
+
+    fn check_tool_arguments(
+        &mut self,
+        tool: &str,
+        arguments: &serde_json::Value,
+    ) -> Result<(), String> {
+        self.tools.check_arguments(tool, arguments)
     }
 
     fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
@@ -358,14 +464,7 @@ impl omega_runtime::Monitor for &mut Host<'_> {
                 });
                 self.send_egress(Stream::Inference, body.to_string().as_bytes())
             }
-            Egress::Tool { tool, arguments } => {
-                let body = format!(
-                    "{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"tools/call\",\"params\":{{\"name\":{},\"arguments\":{arguments}}}}}",
-                    self.next_ticket,
-                    serde_json::Value::from(tool)
-                );
-                self.send_egress(Stream::Tools, body.as_bytes())
-            }
+            Egress::Tool { tool, arguments } => self.send_tool_call(tool, arguments),
         }
     }
 
@@ -544,6 +643,45 @@ fn summary(rt: &Runtime<'_, &mut Host<'_>>, manifest: &Manifest) {
     }
 }
 
+/// How long the agents wait at start for the gateway's first listing (TCG, servers
+/// starting); after it they start with an empty catalogue (tool calls denied `target-pin`)
+/// and a late listing still fills it.
+const FIRST_LISTING_MS: u64 = 60_000;
+
+/// Before the first slice: when the policy declares tools, lists the gateway's catalogue
+/// and waits (bounded) for it, so agents' first calls are decided on it. `Some` to stop.
+fn first_listing(
+    m: &Monitor,
+    rt: &mut Runtime<'static, &mut Host<'_>>,
+    state: &mut LoopState,
+) -> Option<ExitCode> {
+    let h = rt.monitor_mut();
+    h.request_listing();
+    let deadline = h.log.now_ms().saturating_add(FIRST_LISTING_MS);
+    while rt.monitor_mut().tools.listing() {
+        let h = rt.monitor_mut();
+        if h.log.now_ms() >= deadline {
+            serial_println!(
+                "omega: tools: no listing from the gateway within {FIRST_LISTING_MS} ms; agents start without tools"
+            );
+            break;
+        }
+        match super::step(&mut h.ch, &mut h.log, state) {
+            Step::Idle => crate::hw::idle::wait(m),
+            Step::Exit(code) => return Some(code),
+            Step::Acked => rt.records_drained(),
+            Step::Reply(stream, reply) => {
+                // No agent has run: only the listing (or a stray line) can be answered.
+                if let Some((ticket, answer)) = h.answer(stream, reply) {
+                    rt.deliver(ticket, &answer);
+                }
+            }
+            Step::Busy => {}
+        }
+    }
+    None
+}
+
 /// Runs the bundle's agents to the end, writes a checkpoint, then shuts down once the host
 /// has stored the whole log.
 pub fn run(m: &Monitor, ch: HostChannel, log: LogService<'_>, mut state: LoopState) -> ExitCode {
@@ -558,7 +696,9 @@ pub fn run(m: &Monitor, ch: HostChannel, log: LogService<'_>, mut state: LoopSta
         rules: BTreeMap::new(),
         counts: BTreeMap::new(),
         inference: VecDeque::new(),
-        tools: VecDeque::new(),
+        tools: ToolsClient::new(),
+        wants_tools: loaded.as_ref().is_some_and(|l| !l.policy.tools.is_empty()),
+        tools_refused: 0,
         next_ticket: 1,
         log_full: false,
     };
@@ -566,7 +706,11 @@ pub fn run(m: &Monitor, ch: HostChannel, log: LogService<'_>, mut state: LoopSta
     if let Some(loaded) = &loaded
         && let Some(mut rt) = start(loaded, &mut host)
     {
+        if let Some(code) = first_listing(m, &mut rt, &mut state) {
+            return code;
+        }
         while !finished(&rt) {
+            rt.monitor_mut().request_listing();
             for _ in 0..SLICES_PER_POLL {
                 if rt.run_slice().is_none() {
                     break;

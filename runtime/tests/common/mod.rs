@@ -158,6 +158,17 @@ impl Monitor for TestMonitor {
             _ => None,
         }
     }
+    /// `mail.send`'s pinned schema types `to` as a string.
+    fn check_tool_arguments(
+        &mut self,
+        tool: &str,
+        arguments: &serde_json::Value,
+    ) -> Result<(), String> {
+        match arguments.get("to") {
+            Some(to) if tool == "mail.send" && !to.is_string() => Err("to: not a string".into()),
+            _ => Ok(()),
+        }
+    }
     fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
         let held = if confirm {
             "held for the operator: "

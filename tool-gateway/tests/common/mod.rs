@@ -332,7 +332,7 @@ impl Env {
             .iter()
             .find(|e| e["name"] == tool)
             .unwrap_or_else(|| panic!("{server} lists no {tool}"));
-        policy_compiler::compile::tool_pin(e["description"].as_str().unwrap(), &e["inputSchema"])
+        omega_tool_protocol::tool_pin(e["description"].as_str().unwrap(), &e["inputSchema"])
     }
 
     /// Pins each of `tools` of `server` as listed now.
@@ -343,7 +343,7 @@ impl Env {
                 .iter()
                 .find(|e| e["name"] == *tool)
                 .unwrap_or_else(|| panic!("{server} lists no {tool}"));
-            let pin = policy_compiler::compile::tool_pin(
+            let pin = omega_tool_protocol::tool_pin(
                 e["description"].as_str().unwrap(),
                 &e["inputSchema"],
             );

@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use omega_wire::{Stream, msg::code};
 use tracing::{info, warn};
@@ -83,12 +84,33 @@ impl MessageRelay for ToolsRelay {
     }
 
     fn finish(self, _: &Shared) {
-        if let Ok((mut child, stdin)) = self.gateway {
+        if let Ok((child, stdin)) = self.gateway {
+            // The end of its input is the gateway's cue to stop its servers and exit.
             drop(stdin);
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child, GATEWAY_EXIT_GRACE);
         }
     }
+}
+
+/// How long the gateway gets to exit on its own after its input closes.
+const GATEWAY_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits up to `grace` for `child` to exit, then kills it; reaps it either way.
+fn stop(mut child: Child, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                info!("tool gateway exited: {status}");
+                return;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    warn!("tool gateway still running {grace:?} after its input closed; killing it");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn gateway_to_guest(sh: &Shared, stdout: ChildStdout) {
@@ -124,4 +146,42 @@ fn gateway_to_guest(sh: &Shared, stdout: ChildStdout) {
         }
     }
     sh.send_close(Stream::Tools);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_that_exits_on_end_of_input_is_not_killed() {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(child.stdin.take());
+        let t = Instant::now();
+        stop(child, Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_gateway_that_ignores_end_of_input_is_killed_after_the_grace() {
+        let child = Command::new("sleep")
+            .arg("60")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t = Instant::now();
+        stop(child, Duration::from_millis(300));
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // Reaped: the pid no longer names our child.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains("(sleep)"))
+        );
+    }
 }
