@@ -32,8 +32,9 @@ DEMO=target/demo
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
-log "building the host tools (image-build, omega, measurements, agents-build)"
-cargo build -q --release -p image-build -p omega-host -p measurements -p omega-agents-build
+log "building the host tools (image-build, omega, measurements, agents-build, omega-tools)"
+cargo build -q --release -p image-build -p omega-host -p measurements -p omega-agents-build \
+  -p omega-tool-gateway
 
 log "building the boot image"
 quiet "image-build" "$DEMO/image-build.out" $BIN/image-build --out "$IMAGE"
@@ -52,15 +53,31 @@ cat <<'EOT'
                  phi), to the public model, by e-mail
 EOT
 
+log "installing the MCP servers (pinned: the Python MCP SDK for the demo's clinic servers)"
+quiet "install-mcp-servers" "$DEMO/install-mcp-servers.out" bash scripts/install-mcp-servers.sh
+MCP_DIR=${OMEGA_MCP_DIR:-$HOME/.cache/omega/mcp}
+mkdir -p "$DEMO/tools"
+sed -e "s|@PYTHON@|$MCP_DIR/venv/bin/python|g" -e "s|@CLINIC@|$PWD/agents/demo/tools/clinic.py|g" \
+  -e "s|@BUNDLE@|$PWD/$DEMO/bundle|g" -e "s|@LOGS@|$PWD/$DEMO/tools|g" \
+  agents/demo/tools.toml.in > "$DEMO/tools/tools.toml"
+echo "  tool gateway: $BIN/omega-tools --manifest $DEMO/tools/tools.toml (servers fhir, calendar, mail:"
+echo "  agents/demo/tools/clinic.py on the official Python MCP SDK; pins from the bundle's policy)"
+
 ACCEL_FLAG=()
 [ "${OMEGA_QEMU_ACCEL:-tcg}" = kvm ] && ACCEL_FLAG=(--kvm)
 log "booting the image with the bundle (omega run); the agents run in the monitor"
 quiet "omega run (the boot)" "$DEMO/omega-run.out" \
-  $BIN/omega run --image "$IMAGE" --bundle "$DEMO/bundle" --log-dir "$DEMO/log" "${ACCEL_FLAG[@]}"
+  $BIN/omega run --image "$IMAGE" --bundle "$DEMO/bundle" --log-dir "$DEMO/log" "${ACCEL_FLAG[@]}" \
+  --tool-gateway "$BIN/omega-tools --manifest $DEMO/tools/tools.toml"
 echo "  what each agent did (the monitor's console; agents cannot log once they hold labelled data):"
-grep -E '^guest \| omega: (agent |agents: )' "$DEMO/omega-run.out" | sed 's/^guest | omega: /    /'
+grep -E '^guest \| omega: (agent |agents: |tools: )' "$DEMO/omega-run.out" | sed 's/^guest | omega: /    /'
 grep -E '^guest \| omega: bundle delivered' "$DEMO/omega-run.out" | sed 's/^guest | omega: /  monitor: /'
 grep -Eo 'the image exited cleanly.*' "$DEMO/omega-run.out" | sed 's/^/  launcher: /'
+echo "  what reached each tool server (its own request log, written before the MCP SDK reads a line):"
+for server in fhir calendar mail; do
+  calls=$(grep -c '"tools/call"' "$DEMO/tools/$server.requests.log" 2>/dev/null || true)
+  echo "    $server: ${calls:-0} tools/call"
+done
 
 # The verifier commands the launcher printed for this run (`omega: verify: measurements …`),
 # run with this checkout's measurements: each principal's evidence, and the log through the
@@ -91,9 +108,11 @@ awk '
   END { printf "  %d decisions, %d denied\n", n, denied }
 ' "$DEMO/verify-log.out"
 cat <<'EOT'
-  rules: a name is the policy rule that decided; target-pin: the policy pins the model proxy's
-  and tool gateway's attested identities, and none exists yet, so infer and tool calls are
-  denied before anything leaves (triage and the summariser then fall back to keyword and
+  rules: a name is the policy rule that decided; target-pin: the policy pins the target's
+  identity and it does not match: tools by the SHA-256 of their tools/list entry, which the
+  monitor computes itself from the gateway's listing (the scheduler's tools match); models by
+  the inference proxy's attested identity, which is not wired to the guest yet, so infer
+  calls are denied before anything leaves (triage and the summariser fall back to keyword and
   extractive summaries, labelled as such); flow:LABEL: the data carries LABEL and the
   receiver is not cleared for it.
 EOT

@@ -64,7 +64,7 @@ fn main() -> Result<(), ScheduleError> {
 
 fn schedule() -> Result<(), ScheduleError> {
     info!("booking slot {FOLLOW_UP_SLOT} for the first patient named {FAMILY_NAME}");
-    let query = format!(r#"{{"query":{{"family_name":"{FAMILY_NAME}"}},"limit":10}}"#);
+    let query = format!(r#"{{"family_name":"{FAMILY_NAME}","limit":10}}"#);
     let found = call(SEARCH, &query)?;
     let patient = first_id(&found).ok_or(ScheduleError::NoPatient)?;
     let booking = format!(r#"{{"patient_id":"{patient}","slot":{FOLLOW_UP_SLOT},"urgent":false}}"#);
