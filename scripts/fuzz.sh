@@ -9,7 +9,8 @@
 # come from <crate>/fuzz/seeds/<target>/ when it exists; the corpus grows in
 # <crate>/fuzz/corpus/<target>/ (ignored by git). Crashes are left in <crate>/fuzz/artifacts/
 # and make this script fail (after every target has run). Logs: target/fuzz-logs/.
-# OMEGA_FUZZ_MACHINE describes the machine in recorded rows (default: nproc and CPU model).
+# OMEGA_FUZZ_MACHINE describes the machine in recorded rows (default: nproc and CPU model);
+# OMEGA_FUZZ_ARGS adds libFuzzer options (e.g. "-max_len=65536").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORD=0
@@ -62,7 +63,7 @@ for crate in "${crates[@]}"; do
     rc=0
     (cd "$crate/fuzz" && cargo +"$TOOLCHAIN" fuzz run "$target" "${dirs[@]}" -- \
       -max_total_time="$SECONDS_EACH" -print_final_stats=1 -rss_limit_mb=2048 -timeout=20 \
-      >"$out" 2>&1) || rc=$?
+      ${OMEGA_FUZZ_ARGS:-} >"$out" 2>&1) || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -n 1)
     if [ "$rc" -eq 0 ]; then
@@ -72,7 +73,7 @@ for crate in "${crates[@]}"; do
       failed+=("$crate/$target")
     fi
     printf '%-44s %14s %10s  %s\n' "$crate/$target" "${execs:-?}" "${rate:-?}" "$result" >&2
-    rows+=("| $date_utc | $crate | \`$target\` | ${SECONDS_EACH} s | ${execs:-?} | ${rate:-?} | $result | $machine |")
+    rows+=("| $date_utc | $crate | \`$target\` | ${SECONDS_EACH} s${OMEGA_FUZZ_ARGS:+ ($OMEGA_FUZZ_ARGS)} | ${execs:-?} | ${rate:-?} | $result | $machine |")
   done
 done
 log "fuzzed for $(( $(date +%s) - built )) s (${SECONDS_EACH} s per target); logs in $LOGS"
