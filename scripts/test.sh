@@ -59,6 +59,12 @@ cargo test --workspace --no-fail-fast
 log "checking that the benchmarks still compile"
 cargo test --workspace --benches --no-run -q
 
+# Every cargo-fuzz target for a few seconds (docs/fuzzing.md): catches a target that no
+# longer builds and any crash its corpus or a short run finds. The long runs are
+# `bash scripts/fuzz.sh [SECONDS]`.
+log "fuzzing smoke run: every cargo-fuzz target for ${OMEGA_FUZZ_SMOKE_SECONDS:-3} s (scripts/fuzz.sh)"
+bash scripts/fuzz.sh "${OMEGA_FUZZ_SMOKE_SECONDS:-3}"
+
 log "running the main job end to end (scripts/run.sh): boot with the demo bundle, verify the log"
 bash scripts/run.sh > target/run-smoke.log 2>&1 || { tail -n 60 target/run-smoke.log; exit 1; }
 grep -qx 'VERIFIED (UNATTESTED platform: no TEE)' target/run-smoke.log || { tail -n 60 target/run-smoke.log; echo "run.sh did not verify its log"; exit 1; }
