@@ -106,7 +106,8 @@ pub struct Skill {
     pub tags: Vec<String>,
 }
 
-fn text_ok(s: &str, max: usize) -> bool {
+/// Card text: 1..=`max` bytes without control characters.
+pub fn valid_text(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
 }
 
@@ -125,19 +126,19 @@ impl Skill {
                 self.id
             )));
         }
-        if !text_ok(&self.name, MAX_SKILL_NAME) {
+        if !valid_text(&self.name, MAX_SKILL_NAME) {
             return Err(field(format!(
                 "skill {}: name must be 1..={MAX_SKILL_NAME} bytes without control characters",
                 self.id
             )));
         }
-        if !text_ok(&self.description, MAX_DESCRIPTION) {
+        if !valid_text(&self.description, MAX_DESCRIPTION) {
             return Err(field(format!(
                 "skill {}: description must be 1..={MAX_DESCRIPTION} bytes without control characters",
                 self.id
             )));
         }
-        if self.tags.len() > MAX_TAGS || !self.tags.iter().all(|t| text_ok(t, MAX_ID)) {
+        if self.tags.len() > MAX_TAGS || !self.tags.iter().all(|t| valid_text(t, MAX_ID)) {
             return Err(field(format!(
                 "skill {}: at most {MAX_TAGS} tags of 1..={MAX_ID} bytes without control characters",
                 self.id
@@ -195,15 +196,15 @@ impl CardBody {
                 self.agent
             )));
         }
-        if !text_ok(&self.description, MAX_DESCRIPTION) {
+        if !valid_text(&self.description, MAX_DESCRIPTION) {
             return Err(field(
                 "description: 1..=512 bytes without control characters",
             ));
         }
-        if !text_ok(&self.version, MAX_ID) {
+        if !valid_text(&self.version, MAX_ID) {
             return Err(field("version: 1..=64 bytes without control characters"));
         }
-        if !text_ok(&self.publisher, MAX_SKILL_NAME) {
+        if !valid_text(&self.publisher, MAX_SKILL_NAME) {
             return Err(field("publisher: 1..=128 bytes without control characters"));
         }
         validate_skills(&self.skills)

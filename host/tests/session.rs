@@ -107,6 +107,9 @@ impl LogStore for RecordingStore {
     fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> std::io::Result<()> {
         self.put_file(&format!("evidence/{file}"), bytes)
     }
+    fn put_card(&mut self, file: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.put_file(&format!("cards/{file}"), bytes)
+    }
     fn truncate(&mut self, len: u64) -> std::io::Result<()> {
         let mut j = self.0.lock().unwrap();
         j.appended.truncate(len as usize);

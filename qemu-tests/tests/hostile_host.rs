@@ -107,7 +107,8 @@ impl Seen {
                         }
                         ControlMsg::Notice { .. }
                         | ControlMsg::Challenge { .. }
-                        | ControlMsg::GuestResponse { .. } => {}
+                        | ControlMsg::GuestResponse { .. }
+                        | ControlMsg::AgentCard { .. } => {}
                     }
                 }
                 GuestEvent::Error {
