@@ -372,7 +372,9 @@ fn print_verifier_commands(
         let (Some((_, key_file)), Some((_, agent_file))) =
             (card_key, principals.iter().find(|(p, _)| *p == principal))
         else {
-            warn!("the card of {agent} has no evidence for its key or its module: it cannot be verified");
+            warn!(
+                "the card of {agent} has no evidence for its key or its module: it cannot be verified"
+            );
             continue;
         };
         let mut args: Vec<String> = vec![
