@@ -170,9 +170,11 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
     let r = check(&args.evidence, &args.principal, &args.check)?;
     let verified = r.verified();
     let boot_id = match &r.claim {
-        Some(Claim::Platform { boot_id, .. } | Claim::LogKey { boot_id, .. }) => {
-            Some(hex::encode(boot_id))
-        }
+        Some(
+            Claim::Platform { boot_id, .. }
+            | Claim::LogKey { boot_id, .. }
+            | Claim::CardKey { boot_id, .. },
+        ) => Some(hex::encode(boot_id)),
         _ => None,
     };
 
