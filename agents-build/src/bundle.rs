@@ -284,3 +284,41 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod card_tests {
+    use super::{DEMO_AGENTS, DEMO_PUBLISHER, demo_card};
+
+    /// Every demo agent's card declarations satisfy the card contract (so the demo
+    /// manifest validates and the monitor can sign each card).
+    #[test]
+    fn demo_cards_satisfy_the_card_contract() {
+        for agent in DEMO_AGENTS {
+            let (description, skills) = demo_card(agent);
+            let skills: Vec<omega_agent_card::Skill> = skills
+                .iter()
+                .map(|(id, name, description, tags)| omega_agent_card::Skill {
+                    id: (*id).into(),
+                    name: (*name).into(),
+                    description: (*description).into(),
+                    tags: tags.iter().map(|t| (*t).into()).collect(),
+                })
+                .collect();
+            let body = omega_agent_card::CardBody {
+                agent: (*agent).into(),
+                description: description.into(),
+                version: "1".into(),
+                publisher: DEMO_PUBLISHER.into(),
+                skills,
+                module_hash: [1; 32],
+                boot_id: [2; 16],
+            };
+            let key = omega_agent_card::CardKey::from_seed([3; 32]).unwrap();
+            let card = key.sign(&body).unwrap_or_else(|e| panic!("{agent}: {e}"));
+            omega_agent_card::SignedCard::decode(card.as_bytes())
+                .unwrap()
+                .verify(&key.public())
+                .unwrap();
+        }
+    }
+}
