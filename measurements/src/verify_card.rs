@@ -145,9 +145,9 @@ pub fn check(args: &VerifyCardArgs) -> anyhow::Result<CardResult> {
     }
     match &agent_ev.claim {
         Some(Claim::Agent {
+            name,
             module_hash,
             publisher,
-            ..
         }) => {
             lines.push(if module_hash == &card.body.module_hash {
                 line(
@@ -160,7 +160,7 @@ pub fn check(args: &VerifyCardArgs) -> anyhow::Result<CardResult> {
                     false,
                     "card.module",
                     format!(
-                        "the card names module sha256:{}, the evidence of {agent_principal} attests sha256:{}",
+                        "the card names module sha256:{}, the evidence of agent:{name} attests sha256:{}",
                         hex(&card.body.module_hash),
                         hex(module_hash)
                     ),
