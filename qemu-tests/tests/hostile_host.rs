@@ -574,7 +574,7 @@ fn a_second_challenge_is_refused_and_the_first_nonce_counts() {
     let mut seen = Seen::default();
     assert!(
         seen.until(&mut host, Duration::from_secs(30), |s| s.evidence.len()
-            == 5)
+            == 6)
     );
     host.send(Stream::Control, &challenge(late, false)).unwrap();
     wait_for_count(&vm, "omega: challenge refused: ", 2);
