@@ -39,8 +39,8 @@ pub struct VerifyEvidenceArgs {
     /// Evidence bundle (postcard binary, see docs/evidence.md).
     #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
-    /// The principal verifying its own claim: platform, log, bundle, policy, agent:NAME,
-    /// model:NAME, tool:NAME.
+    /// The principal verifying its own claim: platform, log, card, bundle, policy,
+    /// agent:NAME, model:NAME, tool:NAME.
     #[arg(long, value_name = "NAME")]
     pub principal: String,
     #[command(flatten)]
