@@ -189,7 +189,23 @@ impl CardBody {
         format!("sha256-{}", hex(&module_hash[..8]))
     }
 
+    /// The one skill a card gets when the manifest declares none (A2A requires at least
+    /// one): the agent itself, described by the card's description.
+    pub fn default_skills(agent: &str, description: &str) -> Vec<Skill> {
+        vec![Skill {
+            id: agent.into(),
+            name: agent.into(),
+            description: description.into(),
+            tags: Vec::new(),
+        }]
+    }
+
     pub fn validate(&self) -> Result<(), CardError> {
+        if self.skills.is_empty() {
+            return Err(field(
+                "a card has at least one skill (A2A: skills is required)",
+            ));
+        }
         if !id_ok(&self.agent, MAX_AGENT_NAME) {
             return Err(field(format!(
                 "agent name {:?}: 1..={MAX_AGENT_NAME} bytes of [A-Za-z0-9._-]",
@@ -217,12 +233,17 @@ impl CardBody {
             .skills
             .iter()
             .map(|s| {
-                Value::object([
+                let mut skill = Value::object([
                     ("id", Value::str(&s.id)),
                     ("name", Value::str(&s.name)),
                     ("description", Value::str(&s.description)),
-                    ("tags", strs(&s.tags)),
-                ])
+                ]);
+                // Empty lists are left out, as the A2A SDK's canonical form leaves them out
+                // (proto JSON): a signature must verify there too.
+                if let (Value::Object(m), false) = (&mut skill, s.tags.is_empty()) {
+                    m.push(("tags".into(), strs(&s.tags)));
+                }
+                skill
             })
             .collect();
         let params = Value::object([
@@ -247,7 +268,7 @@ impl CardBody {
                      evidence (measurements verify-card)",
                 ),
             ),
-            ("required", Value::Bool(false)),
+            // `required: false` is proto3's default: left out, as proto JSON leaves it out.
             ("params", params),
         ]);
         Value::object([
@@ -488,7 +509,11 @@ impl SignedCard {
                     id: get_str(s, "id", "skill")?.into(),
                     name: get_str(s, "name", "skill")?.into(),
                     description: get_str(s, "description", "skill")?.into(),
-                    tags: get_array(s, "tags", "skill")?
+                    tags: s
+                        .get("tags")
+                        .map(|_| get_array(s, "tags", "skill"))
+                        .transpose()?
+                        .unwrap_or_default()
                         .iter()
                         .map(|t| {
                             t.as_str()

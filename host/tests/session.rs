@@ -833,7 +833,7 @@ fn card_of(agent: &str) -> String {
             description: "d".into(),
             version: "1".into(),
             publisher: "p".into(),
-            skills: vec![],
+            skills: omega_agent_card::CardBody::default_skills(agent, "d"),
             module_hash: [1; 32],
             boot_id: [2; 16],
         })

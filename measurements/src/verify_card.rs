@@ -243,7 +243,7 @@ mod tests {
             description: "d".into(),
             version: "1".into(),
             publisher: "acme".into(),
-            skills: vec![],
+            skills: CardBody::default_skills("triage", "d"),
             module_hash: MODULE,
             boot_id: BOOT_ID,
         }

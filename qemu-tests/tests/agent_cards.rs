@@ -192,7 +192,10 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
     let beta = SignedCard::decode(&std::fs::read(logs.join("cards/beta.json")).unwrap()).unwrap();
     assert_eq!(beta.body.description, "Omega agent beta");
     assert_eq!(beta.body.publisher, "unspecified");
-    assert!(beta.body.skills.is_empty());
+    assert_eq!(
+        beta.body.skills,
+        omega_agent_card::CardBody::default_skills("beta", "Omega agent beta")
+    );
 
     // Forgeries.
     let alpha_cmd = card_cmd("alpha");

@@ -19,14 +19,21 @@ use super::{BOOT_ID_LEN, NO_PUBLISHER};
 const _: () = assert!(omega_bundle::MAX_NAME <= omega_agent_card::MAX_AGENT_NAME);
 
 /// What a card says about `entry`, whose module hashes to `module_hash`, in boot `boot_id`:
-/// the manifest's description, version and skills, or the card contract's defaults.
+/// the manifest's description, version and skills, or the card contract's defaults (one
+/// skill, the agent itself, when the manifest declares none).
 pub fn body(entry: &AgentEntry, module_hash: [u8; 32], boot_id: [u8; BOOT_ID_LEN]) -> CardBody {
+    let description = entry
+        .description
+        .clone()
+        .unwrap_or_else(|| CardBody::default_description(&entry.name));
     CardBody {
         agent: entry.name.clone(),
-        description: entry
-            .description
-            .clone()
-            .unwrap_or_else(|| CardBody::default_description(&entry.name)),
+        skills: if entry.skills.is_empty() {
+            CardBody::default_skills(&entry.name, &description)
+        } else {
+            entry.skills.clone()
+        },
+        description,
         version: entry
             .version
             .clone()
@@ -36,7 +43,6 @@ pub fn body(entry: &AgentEntry, module_hash: [u8; 32], boot_id: [u8; BOOT_ID_LEN
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| NO_PUBLISHER.into()),
-        skills: entry.skills.clone(),
         module_hash,
         boot_id,
     }

@@ -480,14 +480,28 @@ fn cards_say_what_the_manifest_and_the_module_say_and_verify_with_the_attested_k
         assert_eq!(c.body.module_hash, facts.module_hash);
         assert_eq!(c.body.boot_id, BOOT_ID);
         assert_eq!(c.body.publisher, facts.publisher);
-        assert_eq!(c.body.skills, entry.skills);
+        assert_eq!(c.body, cards::body(entry, facts.module_hash, BOOT_ID));
+    }
+    {
+        let c = SignedCard::decode(
+            issuer
+                .card(&manifest.agents[0], f.agents[0].module_hash)
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.body.skills, manifest.agents[0].skills);
+        assert_eq!(c.body.description, "Ranks records");
     }
     // Defaults: no description, version or skills in the manifest.
     let b = cards::body(&manifest.agents[1], [0x5a; 32], BOOT_ID);
     assert_eq!(b.description, "Omega agent summary");
     assert_eq!(b.version, "sha256-5a5a5a5a5a5a5a5a");
     assert_eq!(b.publisher, NO_PUBLISHER);
-    assert!(b.skills.is_empty());
+    assert_eq!(
+        b.skills,
+        omega_agent_card::CardBody::default_skills("summary", "Omega agent summary")
+    );
     // The card key is its own: not the log key's public half, and a zero seed is refused.
     assert_ne!(issuer.public(), [7; 32]);
     assert!(cards::CardIssuer::new([0; 32], BOOT_ID).is_err());
