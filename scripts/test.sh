@@ -54,6 +54,10 @@ export OMEGA_MODEL
 log "installing the MCP servers the tool gateway's tests run (pinned npm and PyPI packages)"
 bash scripts/install-mcp-servers.sh
 
+log "installing the A2A SDK (bench/a2a/requirements.txt) for the A2A bench and the agent-card interop test"
+[ -x target/a2a-venv/bin/python ] || python3 -m venv target/a2a-venv
+target/a2a-venv/bin/pip install -q -r bench/a2a/requirements.txt
+
 log "running the workspace tests"
 cargo test --workspace --no-fail-fast
 log "checking that the benchmarks still compile"

@@ -17,6 +17,68 @@ pub const DEMO_AGENTS: &[&str] = &["triage", "summariser", "scheduler", "exfiltr
 /// The compiled policy's file name in the bundle.
 pub const POLICY_FILE: &str = "policy.bin";
 
+/// The demo agents' publisher, in the manifest and their A2A cards.
+pub const DEMO_PUBLISHER: &str = "Omega demo";
+
+/// One skill of a demo card: id, name, description, tags.
+type DemoSkill = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+/// What the demo agents' A2A cards say (the manifest's `description` and `skills`; the
+/// monitor signs one card per started agent: docs/agents.md).
+pub fn demo_card(agent: &str) -> (&'static str, &'static [DemoSkill]) {
+    match agent {
+        "triage" => (
+            "Reads labelled patient records and ranks them by urgency, with the model or by keyword rules",
+            &[
+                (
+                    "triage",
+                    "Triage records",
+                    "Ranks the records of the ehr source by urgency",
+                    &["health", "triage"],
+                ),
+                (
+                    "handoff",
+                    "Hand off a summary",
+                    "Sends its ranking to the summariser agent",
+                    &["a2a"],
+                ),
+            ],
+        ),
+        "summariser" => (
+            "Summarises what the triage agent sends it",
+            &[(
+                "summarise",
+                "Summarise a ranking",
+                "Turns a triage ranking into a short summary",
+                &["summary"],
+            )],
+        ),
+        "scheduler" => (
+            "Books follow-up appointments through the calendar tool",
+            &[(
+                "schedule",
+                "Schedule a follow-up",
+                "Asks the calendar tool for a slot",
+                &["tools", "calendar"],
+            )],
+        ),
+        _ => (
+            "Demonstrates a denied exfiltration: its message carrying phi is refused by the policy",
+            &[(
+                "exfiltrate",
+                "Attempt an exfiltration",
+                "Reads a labelled record and tries to send it on (denied flow:phi)",
+                &["hostile", "demo"],
+            )],
+        ),
+    }
+}
+
 /// `template` with every `${NAME}` replaced by the pin (`sha256:…`) of the built agent NAME.
 pub fn pin_policy(template: &str, built: &[Built]) -> Result<String, BuildError> {
     let mut out = String::with_capacity(template.len());
@@ -68,10 +130,20 @@ pub fn write_demo_bundle(repo: &Path, built: &[Built], dir: &Path) -> Result<(),
             .find(|b| b.name == *name)
             .ok_or_else(|| BuildError::Template(format!("demo agent `{name}` was not built")))?;
         write(&agent.file_name(), &agent.wasm)?;
-        agents.push(omega_bundle::AgentEntry::new(
-            &agent.name,
-            &agent.file_name(),
-        ));
+        let mut entry = omega_bundle::AgentEntry::new(&agent.name, &agent.file_name());
+        let (description, skills) = demo_card(name);
+        entry.publisher = Some(DEMO_PUBLISHER.into());
+        entry.description = Some(description.into());
+        entry.skills = skills
+            .iter()
+            .map(|(id, name, description, tags)| omega_agent_card::Skill {
+                id: (*id).into(),
+                name: (*name).into(),
+                description: (*description).into(),
+                tags: tags.iter().map(|t| (*t).into()).collect(),
+            })
+            .collect();
+        agents.push(entry);
     }
     let mut data = Vec::new();
     for (entry, from) in data_entries(&repo.join(DEMO_DATA))? {
@@ -209,6 +281,44 @@ mod tests {
             let declared = policy.agents.iter().find(|a| a.name == *name).unwrap();
             let pin = built.iter().find(|b| b.name == *name).unwrap().sha256();
             assert_eq!(declared.hash, pin, "{name}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod card_tests {
+    use super::{DEMO_AGENTS, DEMO_PUBLISHER, demo_card};
+
+    /// Every demo agent's card declarations satisfy the card contract (so the demo
+    /// manifest validates and the monitor can sign each card).
+    #[test]
+    fn demo_cards_satisfy_the_card_contract() {
+        for agent in DEMO_AGENTS {
+            let (description, skills) = demo_card(agent);
+            let skills: Vec<omega_agent_card::Skill> = skills
+                .iter()
+                .map(|(id, name, description, tags)| omega_agent_card::Skill {
+                    id: (*id).into(),
+                    name: (*name).into(),
+                    description: (*description).into(),
+                    tags: tags.iter().map(|t| (*t).into()).collect(),
+                })
+                .collect();
+            let body = omega_agent_card::CardBody {
+                agent: (*agent).into(),
+                description: description.into(),
+                version: "1".into(),
+                publisher: DEMO_PUBLISHER.into(),
+                skills,
+                module_hash: [1; 32],
+                boot_id: [2; 16],
+            };
+            let key = omega_agent_card::CardKey::from_seed([3; 32]).unwrap();
+            let card = key.sign(&body).unwrap_or_else(|e| panic!("{agent}: {e}"));
+            omega_agent_card::SignedCard::decode(card.as_bytes())
+                .unwrap()
+                .verify(&key.public())
+                .unwrap();
         }
     }
 }

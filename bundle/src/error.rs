@@ -58,6 +58,8 @@ pub enum ManifestError {
     DataCount(usize),
     #[error("agent {agent:?}: {what}")]
     BadLimit { agent: String, what: &'static str },
+    #[error("agent {agent:?}: skills: {why}")]
+    BadSkills { agent: String, why: String },
     #[error("bad data item {0:?}/{1:?} (names of [A-Za-z0-9._-], each item once)")]
     BadData(String, String),
     #[error(

@@ -11,12 +11,12 @@
 //! |---|---|
 //! | the files so far and the one arriving, each reserved exactly at its `File` header | ≤ [`MAX_TOTAL_BYTES`] = 32 MiB |
 //! | one content message in reassembly (≤ [`MAX_CHUNK`]; its buffer doubles from 512 KiB) | ≤ 1.5 MiB |
-//! | names (≤ [`MAX_FILES`] × [`MAX_NAME`]) and the parsed manifest (≤ [`MAX_AGENTS`] entries) | < 32 KiB |
+//! | names (≤ [`MAX_FILES`] × [`MAX_NAME`]) and the parsed manifest (≤ [`MAX_AGENTS`] entries; with every agent's card text and 16 skills at their limits, ≤ 1.3 MiB, and never more than the manifest file's own size allows) | < 1.5 MiB |
 //! | the rest of the monitor (decoder, frame buffers, provenance log) | ~0.2 MiB |
 //! | what the host can make the channel hold on the other five streams (a partial message or one queued message, plus one window each: `kernel/src/channel/mod.rs`) | ≤ 5 × (2 MiB + 64 KiB) |
 //!
-//! so under 34 MiB at the peak from the bundle itself, and under 45 MiB if the host also
-//! fills every other stream to its bound, 19 MiB of margin. Measured (`qemu-tests/tests/bundle.rs`,
+//! so under 35.5 MiB at the peak from the bundle itself, and under 46.5 MiB if the host also
+//! fills every other stream to its bound, 17.5 MiB of margin. Measured (`qemu-tests/tests/bundle.rs`,
 //! which requires 16 MiB left): with a 32 MiB bundle of 3 or of 130 files held, 31.9 MiB of
 //! the heap is still free.
 //!

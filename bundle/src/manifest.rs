@@ -4,6 +4,7 @@ use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use omega_agent_card::Skill;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ManifestError;
@@ -76,6 +77,17 @@ pub struct AgentEntry {
     pub fuel_budget: Option<u64>,
     #[serde(default, skip_serializing_if = "is_default_restart")]
     pub restart: Restart,
+    /// The agent's A2A card: its description (1..=512 bytes; default `Omega agent NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The agent's A2A card: its version (1..=64 bytes; default `sha256-` and the first 16
+    /// hex digits of the module hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The agent's A2A card: its skills (`omega_agent_card::Skill`: id, name, description,
+    /// tags; at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<Skill>,
 }
 
 /// Size of a Wasm page.
@@ -135,6 +147,9 @@ impl AgentEntry {
             fuel_slice: DEFAULT_FUEL_SLICE,
             fuel_budget: None,
             restart: Restart::Never,
+            description: None,
+            version: None,
+            skills: Vec::new(),
         }
     }
 
@@ -162,6 +177,23 @@ impl AgentEntry {
         {
             return Err(bad("restart: at most 100 restarts"));
         }
+        // The card's own rules (omega-agent-card), checked here so that a bundle the
+        // launcher accepts always gets its cards.
+        let text = omega_agent_card::valid_text;
+        if let Some(d) = &self.description
+            && !text(d, omega_agent_card::MAX_DESCRIPTION)
+        {
+            return Err(bad("description: 1..=512 bytes without control characters"));
+        }
+        if let Some(v) = &self.version
+            && !text(v, omega_agent_card::MAX_ID)
+        {
+            return Err(bad("version: 1..=64 bytes without control characters"));
+        }
+        omega_agent_card::validate_skills(&self.skills).map_err(|e| ManifestError::BadSkills {
+            agent: self.name.clone(),
+            why: e.to_string(),
+        })?;
         Ok(())
     }
 }

@@ -454,3 +454,64 @@ fn agent_limits_default_are_checked_and_data_files_follow_the_modules() {
         assert!(data(bad).is_err(), "{bad}");
     }
 }
+
+/// An agent's A2A card declarations (description, version, skills) are optional; a manifest
+/// without them is unchanged, and what breaks the card contract's limits is refused.
+#[test]
+fn card_declarations_are_optional_and_checked_against_the_card_contract() {
+    let old = br#"{"version":1,"policy":"p.bin","agents":[{"name":"a","module":"a.wasm"}]}"#;
+    let m = Manifest::parse(old).unwrap();
+    assert!(m.agents[0].skills.is_empty() && m.agents[0].description.is_none());
+    assert!(!String::from_utf8(m.to_json()).unwrap().contains("skills"));
+
+    let with = |fields: &str| {
+        let j = format!(
+            r#"{{"version":1,"policy":"p.bin","agents":[{{"name":"a","module":"a.wasm",{fields}}}]}}"#
+        );
+        Manifest::parse(j.as_bytes())
+    };
+    let m = with(
+        r#""description":"Sorts records","version":"1.0.0","skills":[
+        {"id":"triage","name":"Triage","description":"Ranks records","tags":["health"]},
+        {"id":"handoff","name":"Hand off","description":"Sends a summary"}]"#,
+    )
+    .unwrap();
+    let a = &m.agents[0];
+    assert_eq!(a.description.as_deref(), Some("Sorts records"));
+    assert_eq!(a.skills.len(), 2);
+    assert_eq!(a.skills[0].tags, ["health"]);
+    assert!(a.skills[1].tags.is_empty());
+    assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+
+    let skill = |i: usize| format!(r#"{{"id":"s{i}","name":"n","description":"d"}}"#);
+    let sixteen: Vec<String> = (0..16).map(skill).collect();
+    assert!(with(&format!(r#""skills":[{}]"#, sixteen.join(","))).is_ok());
+    let seventeen: Vec<String> = (0..17).map(skill).collect();
+    for bad in [
+        format!(r#""skills":[{}]"#, seventeen.join(",")),
+        r#""skills":[{"id":"x","name":"n","description":"d"},{"id":"x","name":"m","description":"e"}]"#.into(),
+        r#""skills":[{"id":"a b","name":"n","description":"d"}]"#.into(),
+        r#""skills":[{"id":"x","name":"","description":"d"}]"#.into(),
+        r#""skills":[{"id":"x","name":"n","description":"line\nbreak"}]"#.into(),
+        r#""skills":[{"id":"x","name":"n","description":"d","tags":["1","2","3","4","5","6","7","8","9"]}]"#.into(),
+    ] {
+        assert!(
+            matches!(with(&bad), Err(ManifestError::BadSkills { .. })),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        with(r#""skills":[{"id":"x","name":"n","description":"d","examples":[]}]"#),
+        Err(ManifestError::Json(_))
+    ));
+    for bad in [
+        r#""description":"""#.to_string(),
+        format!(r#""description":"{}""#, "d".repeat(513)),
+        r#""version":"1\u0000""#.into(),
+    ] {
+        assert!(
+            matches!(with(&bad), Err(ManifestError::BadLimit { .. })),
+            "{bad}"
+        );
+    }
+}

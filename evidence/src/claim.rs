@@ -18,6 +18,8 @@ pub const TEE_SEV_SNP: &str = "sev-snp";
 pub const TEE_SIMULATED: &str = "simulated";
 /// No TEE (plain QEMU): the evidence is unattested.
 pub const TEE_NONE: &str = "none";
+/// The principal of the [`Claim::CardKey`] claim.
+pub const CARD_PRINCIPAL: &str = "card";
 /// Longest principal-specific name (agent, model, tool).
 pub const MAX_NAME: usize = 128;
 /// Largest encoded leaf accepted.
@@ -53,11 +55,14 @@ pub enum Claim {
     LogKey { public: [u8; 32], boot_id: [u8; 16] },
     /// The active bundle: SHA-256 digest of its manifest (one bundle per boot).
     Bundle { manifest_digest: [u8; 32] },
+    /// The monitor's A2A agent-card signing key (Ed25519, used for nothing else) and the
+    /// boot whose cards it signs (`omega-agent-card`; `measurements verify-card`).
+    CardKey { public: [u8; 32], boot_id: [u8; 16] },
 }
 
 impl Claim {
     /// The principal's name: `platform`, `agent:<name>`, `policy`, `model:<name>`,
-    /// `tool:<name>`, `log`, `bundle`.
+    /// `tool:<name>`, `log`, `bundle`, `card`.
     pub fn principal(&self) -> String {
         match self {
             Claim::Platform { .. } => "platform".into(),
@@ -67,6 +72,7 @@ impl Claim {
             Claim::Tool { name, .. } => format!("tool:{name}"),
             Claim::LogKey { .. } => "log".into(),
             Claim::Bundle { .. } => "bundle".into(),
+            Claim::CardKey { .. } => CARD_PRINCIPAL.into(),
         }
     }
 

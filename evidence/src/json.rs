@@ -44,6 +44,9 @@ fn claim_json(c: &Claim) -> Value {
         Claim::Bundle { manifest_digest } => {
             json!({"kind": "bundle", "manifest_digest": hex(manifest_digest)})
         }
+        Claim::CardKey { public, boot_id } => {
+            json!({"kind": "card", "public_key": hex(public), "boot_id": hex(boot_id)})
+        }
     }
 }
 

@@ -43,6 +43,10 @@ fn claims() -> Vec<Claim> {
         Claim::Bundle {
             manifest_digest: h(0x71),
         },
+        Claim::CardKey {
+            public: h(0x81),
+            boot_id: [0x11; 16],
+        },
     ]
 }
 
@@ -157,7 +161,8 @@ fn bundle_discloses_nothing_about_other_principals() {
                 Claim::Policy { digest } => vec![digest.to_vec()],
                 Claim::LogKey { public, .. } => vec![public.to_vec()],
                 Claim::Bundle { manifest_digest } => vec![manifest_digest.to_vec()],
-                // The boot id is shared by the platform and log claims; the salt is not.
+                Claim::CardKey { public, .. } => vec![public.to_vec()],
+                // The boot id is shared by the platform, log and card claims; the salt is not.
                 Claim::Platform { tee, .. } => vec![tee.clone().into()],
             };
             let mut all_needles = needles;

@@ -36,7 +36,8 @@ use tracing::{info, warn};
     After the run, `omega run` prints the exact verifier commands for it: `measurements\n\
     verify-evidence` for each principal's evidence (run1/evidence/*.bin) and `measurements\n\
     verify-log --evidence run1/evidence/log.bin`, which takes the log key from the verified\n\
-    evidence, not from the host."
+    evidence, not from the host; and `measurements verify-card` for each agent's signed A2A\n\
+    card (run1/cards/AGENT.json), against the card key's and the agent's evidence."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -315,7 +316,11 @@ impl Run<'_> {
 
 /// Prints the verifier's commands for this run, one per line, `omega: verify: ` first (the
 /// demo script runs them).
-fn print_verifier_commands(run: &Run<'_>, principals: &[(String, String)]) {
+fn print_verifier_commands(
+    run: &Run<'_>,
+    principals: &[(String, String)],
+    cards: &[(String, String)],
+) {
     let quote = |args: Vec<String>| {
         shlex::try_join(args.iter().map(String::as_str)).expect("no NUL in arguments")
     };
@@ -356,6 +361,31 @@ fn print_verifier_commands(run: &Run<'_>, principals: &[(String, String)]) {
             run.dir.join("checkpoint.note").display().to_string(),
             "--entries".into(),
             run.dir.join("provenance.log").display().to_string(),
+        ];
+        args.extend(run.evidence_flags());
+        println!("omega: verify: {}", quote(args));
+    }
+    // Each agent's card: checked against the card key's evidence and the agent's own.
+    let card_key = principals.iter().find(|(p, _)| p == "card");
+    for (agent, file) in cards {
+        let principal = format!("agent:{agent}");
+        let (Some((_, key_file)), Some((_, agent_file))) =
+            (card_key, principals.iter().find(|(p, _)| *p == principal))
+        else {
+            warn!(
+                "the card of {agent} has no evidence for its key or its module: it cannot be verified"
+            );
+            continue;
+        };
+        let mut args: Vec<String> = vec![
+            "measurements".into(),
+            "verify-card".into(),
+            "--card".into(),
+            run.dir.join("cards").join(file).display().to_string(),
+            "--evidence".into(),
+            run.evidence(agent_file),
+            "--card-key-evidence".into(),
+            run.evidence(key_file),
         ];
         args.extend(run.evidence_flags());
         println!("omega: verify: {}", quote(args));
@@ -588,13 +618,22 @@ fn run_image(a: RunArgs) -> Result<i32> {
     };
     // QEMU is gone: close the channel (log writes are fsynced per Ack already).
     let mut principals = Vec::new();
+    let mut cards = Vec::new();
     if let Some(s) = session {
         let events = s.close();
         for e in &events {
-            if let SessionEvent::EvidenceStored { principal, file } = e
-                && !principals.iter().any(|(p, _)| p == principal)
-            {
-                principals.push((principal.clone(), file.clone()));
+            match e {
+                SessionEvent::EvidenceStored { principal, file }
+                    if !principals.iter().any(|(p, _)| p == principal) =>
+                {
+                    principals.push((principal.clone(), file.clone()));
+                }
+                SessionEvent::CardStored { agent, file }
+                    if !cards.iter().any(|(a, _)| a == agent) =>
+                {
+                    cards.push((agent.clone(), file.clone()));
+                }
+                _ => {}
             }
         }
         // A storage failure just before QEMU exited still fails the run.
@@ -643,7 +682,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
             platform,
             shape,
         };
-        print_verifier_commands(&run, &principals);
+        print_verifier_commands(&run, &principals, &cards);
     }
     Ok(outcome.exit_code())
 }

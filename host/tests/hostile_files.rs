@@ -182,6 +182,9 @@ impl LogStore for DiskFull {
     fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> io::Result<()> {
         self.inner.put_evidence(file, bytes)
     }
+    fn put_card(&mut self, file: &str, bytes: &[u8]) -> io::Result<()> {
+        self.inner.put_card(file, bytes)
+    }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.inner.truncate(len)
     }

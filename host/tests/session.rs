@@ -107,6 +107,9 @@ impl LogStore for RecordingStore {
     fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> std::io::Result<()> {
         self.put_file(&format!("evidence/{file}"), bytes)
     }
+    fn put_card(&mut self, file: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.put_file(&format!("cards/{file}"), bytes)
+    }
     fn truncate(&mut self, len: u64) -> std::io::Result<()> {
         let mut j = self.0.lock().unwrap();
         j.appended.truncate(len as usize);
@@ -819,6 +822,66 @@ fn evidence_with_a_principal_that_is_no_file_name_is_refused() {
     let j = journal.lock().unwrap();
     assert_eq!(j.files.len(), 1, "only the valid name was stored");
     assert_eq!(j.files[0].0, format!("evidence/{ok}.bin"));
+}
+
+/// A signed card of agent `agent` (any key: the launcher does not verify, the verifier does).
+fn card_of(agent: &str) -> String {
+    omega_agent_card::CardKey::from_seed([4; 32])
+        .unwrap()
+        .sign(&omega_agent_card::CardBody {
+            agent: agent.into(),
+            description: "d".into(),
+            version: "1".into(),
+            publisher: "p".into(),
+            skills: omega_agent_card::CardBody::default_skills(agent, "d"),
+            module_hash: [1; 32],
+            boot_id: [2; 16],
+        })
+        .unwrap()
+}
+
+#[test]
+fn agent_cards_are_stored_as_cards_agent_json_and_bad_ones_refused() {
+    let (journal, mut g, s) = recorded_session(Journal::default());
+    g.send_message(Stream::Log, &[0x33u8; 5_000], T);
+    let triage = card_of("triage");
+    let m = control(&ControlMsg::AgentCard {
+        agent: "triage",
+        card: &triage,
+    });
+    g.send_message(Stream::Control, &m, T);
+    let stored = |e: &SessionEvent| matches!(e, SessionEvent::CardStored { agent, file } if agent == "triage" && file == "triage.json");
+    assert!(s.wait_event(stored, T).is_some());
+    // Refused: names that are no plain file name, a card of another agent, no card at all.
+    let other = card_of("other");
+    for (agent, card) in [
+        ("../x", triage.as_str()),
+        (".hidden", triage.as_str()),
+        ("a/b", triage.as_str()),
+        ("triage", other.as_str()),
+        ("triage", "{\"name\":\"triage\"}"),
+        ("triage", "not json"),
+    ] {
+        g.send_message(
+            Stream::Control,
+            &control(&ControlMsg::AgentCard { agent, card }),
+            T,
+        );
+        let (st, c, why) = g.recv_error(T).expect("refused");
+        assert_eq!(
+            (st, c),
+            (Stream::Control, code::PROTOCOL),
+            "{agent:?}: {why}"
+        );
+        assert!(why.contains("agent card refused"), "{why}");
+    }
+    let j = journal.lock().unwrap();
+    assert_eq!(j.files.len(), 1, "only the valid card was stored");
+    assert_eq!(
+        (j.files[0].0.as_str(), j.files[0].1.as_slice(), j.files[0].2),
+        ("cards/triage.json", triage.as_bytes(), 5_000),
+        "stored once the log before it was durable"
+    );
 }
 
 #[test]

@@ -49,6 +49,9 @@ pub struct BootKeys {
     /// The evidence issuer's signing seed (the monitor key in REPORT_DATA); never the log
     /// key, so neither signature can stand in for the other.
     pub evidence_key: Box<[u8; 32]>,
+    /// The A2A agent-card signing seed (`attest::cards`): a third key, so a card signature
+    /// stands for nothing else.
+    pub card_key: Box<[u8; 32]>,
 }
 
 impl BootKeys {
@@ -57,10 +60,12 @@ impl BootKeys {
             boot_id: [0; BOOT_ID_LEN],
             log_key: Box::new([0; 32]),
             evidence_key: Box::new([0; 32]),
+            card_key: Box::new([0; 32]),
         };
         entropy::fill(rng, &mut keys.boot_id)?;
         entropy::fill(rng, keys.log_key.as_mut_slice())?;
         entropy::fill(rng, keys.evidence_key.as_mut_slice())?;
+        entropy::fill(rng, keys.card_key.as_mut_slice())?;
         Ok(keys)
     }
 }

@@ -14,6 +14,7 @@ use report_args::{ReportArgs, parse_hex_bytes, parse_hex_u64, parse_vcpu_type, r
 use serde_json::json;
 
 mod report_args;
+mod verify_card;
 mod verify_evidence;
 mod verify_log;
 
@@ -44,6 +45,11 @@ enum Command {
     VerifyLog(Box<verify_log::VerifyLogArgs>),
     /// Verify an Omega evidence bundle.
     VerifyEvidence(Box<verify_evidence::VerifyEvidenceArgs>),
+    /// Verify an Omega agent's signed A2A card against the monitor's evidence.
+    ///
+    /// The card key comes from the verified `card` evidence, the module hash from the
+    /// verified `agent:NAME` evidence; both are checked with the same pins as verify-evidence.
+    VerifyCard(Box<verify_card::VerifyCardArgs>),
 }
 
 fn parse_hex_u32(s: &str) -> Result<u32, String> {
@@ -235,6 +241,7 @@ fn main() -> ExitCode {
         Command::VerifyReport(a) => cmd_verify_report(a),
         Command::VerifyLog(a) => verify_log::run(a),
         Command::VerifyEvidence(a) => verify_evidence::run(a),
+        Command::VerifyCard(a) => verify_card::run(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -39,8 +39,8 @@ pub struct VerifyEvidenceArgs {
     /// Evidence bundle (postcard binary, see docs/evidence.md).
     #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
-    /// The principal verifying its own claim: platform, log, bundle, policy, agent:NAME,
-    /// model:NAME, tool:NAME.
+    /// The principal verifying its own claim: platform, log, card, bundle, policy,
+    /// agent:NAME, model:NAME, tool:NAME.
     #[arg(long, value_name = "NAME")]
     pub principal: String,
     #[command(flatten)]
@@ -170,9 +170,11 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
     let r = check(&args.evidence, &args.principal, &args.check)?;
     let verified = r.verified();
     let boot_id = match &r.claim {
-        Some(Claim::Platform { boot_id, .. } | Claim::LogKey { boot_id, .. }) => {
-            Some(hex::encode(boot_id))
-        }
+        Some(
+            Claim::Platform { boot_id, .. }
+            | Claim::LogKey { boot_id, .. }
+            | Claim::CardKey { boot_id, .. },
+        ) => Some(hex::encode(boot_id)),
         _ => None,
     };
 
@@ -232,12 +234,21 @@ pub mod fixture {
     pub const NONCE: [u8; 32] = [0x42; 32];
     pub const BOOT_ID: [u8; 16] = [0xB0; 16];
 
+    /// The agent `triage`'s module hash.
+    pub const MODULE: [u8; 32] = [0x3A; 32];
+
+    /// The monitor's agent-card key of this boot.
+    pub fn card_key() -> omega_agent_card::CardKey {
+        omega_agent_card::CardKey::from_seed([6; 32]).unwrap()
+    }
+
     /// The monitor's log key of this boot.
     pub fn log_key() -> LogKey {
         LogKey::from_seed(super::super::verify_log::LOG_KEY_NAME, [7; 32]).unwrap()
     }
 
-    /// A directory with `platform.ev`, `log.ev` and `policy.ev`: the monitor's evidence
+    /// A directory with `platform.ev`, `log.ev`, `policy.ev`, `card.ev` and
+    /// `agent_triage.ev`: the monitor's evidence
     /// claiming `tee`, bound to a report of `psp` (`None`: the unattested marker).
     pub fn write(tag: &str, tee: &str, psp: Option<SimPsp>) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("omega-ev-{tag}-{}", std::process::id()));
@@ -253,15 +264,25 @@ pub mod fixture {
                 boot_id: BOOT_ID,
             },
             Claim::Policy { digest: [3; 32] },
+            Claim::CardKey {
+                public: card_key().public(),
+                boot_id: BOOT_ID,
+            },
+            Claim::Agent {
+                name: "triage".into(),
+                module_hash: MODULE,
+                publisher: "acme".into(),
+            },
         ];
         for (i, c) in claims.into_iter().enumerate() {
             iss.add(c, [i as u8 + 1; 32]).unwrap();
         }
         let rd = iss.attest(NONCE).unwrap();
         let report = psp.map(|p| p.report(rd, 0).to_vec());
-        for p in ["platform", "log", "policy"] {
+        for p in ["platform", "log", "policy", "card", "agent:triage"] {
             let b = iss.bundle(p, report.clone(), None).unwrap();
-            std::fs::write(dir.join(format!("{p}.ev")), b.encode().unwrap()).unwrap();
+            let file = format!("{}.ev", p.replace(':', "_"));
+            std::fs::write(dir.join(file), b.encode().unwrap()).unwrap();
         }
         dir
     }

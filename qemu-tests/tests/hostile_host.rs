@@ -107,7 +107,8 @@ impl Seen {
                         }
                         ControlMsg::Notice { .. }
                         | ControlMsg::Challenge { .. }
-                        | ControlMsg::GuestResponse { .. } => {}
+                        | ControlMsg::GuestResponse { .. }
+                        | ControlMsg::AgentCard { .. } => {}
                     }
                 }
                 GuestEvent::Error {
@@ -561,10 +562,10 @@ fn a_second_challenge_is_refused_and_the_first_nonce_counts() {
         vm.serial()
     );
     send_bundle(&mut host, &bundle(b"OMPL policy"));
-    // platform, log, bundle, policy, agent:triage
+    // platform, log, card, bundle, policy, agent:triage
     assert!(
         vm.wait_for(
-            "omega: evidence: 5 principals sent",
+            "omega: evidence: 6 principals sent",
             Duration::from_secs(60)
         ),
         "{}",
@@ -573,7 +574,7 @@ fn a_second_challenge_is_refused_and_the_first_nonce_counts() {
     let mut seen = Seen::default();
     assert!(
         seen.until(&mut host, Duration::from_secs(30), |s| s.evidence.len()
-            == 5)
+            == 6)
     );
     host.send(Stream::Control, &challenge(late, false)).unwrap();
     wait_for_count(&vm, "omega: challenge refused: ", 2);
@@ -797,10 +798,10 @@ fn a_guest_response_nobody_asked_for_is_ignored() {
     let genuine = SimPsp::new(MEASUREMENT).handle(&seen.requests[0]).unwrap();
     host.send(Stream::Control, &guest_response(&genuine))
         .unwrap();
-    // platform, log, bundle, policy, agent:alpha, agent:beta
+    // platform, log, card, bundle, policy, agent:alpha, agent:beta
     assert!(
         vm.wait_for(
-            "omega: evidence: 6 principals sent, tee simulated",
+            "omega: evidence: 7 principals sent, tee simulated",
             Duration::from_secs(30)
         ),
         "{}",
@@ -812,7 +813,7 @@ fn a_guest_response_nobody_asked_for_is_ignored() {
     agents_run(&mut vm);
     seen.settle(&mut host);
     shut_down(vm, &mut host, &mut seen);
-    assert_eq!(seen.evidence.len(), 6);
+    assert_eq!(seen.evidence.len(), 7);
     let root = evidence_root(&seen, PSP_NONCE);
     for (principal, bytes) in &seen.evidence {
         let b = Evidence::decode(bytes).unwrap();

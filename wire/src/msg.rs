@@ -86,6 +86,11 @@ pub enum ControlMsg<'a> {
     GuestRequest { message: &'a [u8] },
     /// Host -> guest: the simulated PSP's response message to the last `GuestRequest`.
     GuestResponse { message: &'a [u8] },
+    /// Guest -> host: the signed A2A agent card of a started agent (`omega-agent-card`,
+    /// canonical JSON, at most `omega_agent_card::MAX_CARD` bytes). The host stores it
+    /// beside the evidence (`cards/<agent>.json`); `measurements verify-card` checks it
+    /// against the evidence.
+    AgentCard { agent: &'a str, card: &'a str },
 }
 
 /// Encodes `msg` into `out`, returns the bytes used.

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use omega_agent_card::SignedCard;
 use omega_wire::msg::{self, ControlMsg, ErrorBody, code};
 use omega_wire::{
     Credits, Decoder, Frame, HelloAck, Kind, PerStream, Reassembler, Stream, WireError, negotiate,
 };
 use tracing::{info, warn};
 
-use super::log_store::{CHECKPOINT_FILE, KEY_FILE, evidence_file_name};
+use super::log_store::{CHECKPOINT_FILE, KEY_FILE, card_file_name, evidence_file_name};
 use super::psp::{self, PspHandle};
 use super::relay::echo::EchoRelay;
 use super::relay::inference::InferenceRelay;
@@ -425,6 +426,7 @@ impl Demux {
                 self.store_beside_log(to, note.as_bytes(), SessionEvent::CheckpointStored);
             }
             Ok(ControlMsg::Evidence { principal, bundle }) => self.on_evidence(principal, bundle),
+            Ok(ControlMsg::AgentCard { agent, card }) => self.on_card(agent, card),
             Ok(ControlMsg::GuestRequest { message }) => match &self.psp {
                 Some(p) => p.request(&self.sh, message),
                 None => psp::refuse(
@@ -469,6 +471,40 @@ impl Demux {
             file: file.clone(),
         };
         self.store_beside_log(Stored::Evidence(file), bundle, done);
+    }
+
+    /// Stores one agent's signed card beside the evidence (after the log bytes before it).
+    /// The launcher only checks that it is a card (the verifier checks what it says).
+    fn on_card(&mut self, agent: &str, card: &str) {
+        let checked = card_file_name(agent)
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                let c = SignedCard::decode(card.as_bytes()).map_err(|e| e.to_string())?;
+                if c.body.agent != agent {
+                    return Err(format!("the card names agent {:?}", c.body.agent));
+                }
+                Ok(file)
+            });
+        let file = match checked {
+            Ok(f) => f,
+            Err(e) => {
+                return self.protocol_error(
+                    Stream::Control,
+                    code::PROTOCOL,
+                    &format!("agent card refused: {e}"),
+                );
+            }
+        };
+        info!("guest agent card for {agent} ({} bytes)", card.len());
+        self.sh.event(SessionEvent::AgentCard {
+            agent: agent.to_string(),
+            card: card.to_string(),
+        });
+        let done = SessionEvent::CardStored {
+            agent: agent.to_string(),
+            file: file.clone(),
+        };
+        self.store_beside_log(Stored::Card(file), card.as_bytes(), done);
     }
 
     fn store_beside_log(&mut self, to: Stored, bytes: &[u8], done: SessionEvent) {

@@ -17,6 +17,9 @@ pub trait LogStore: Send {
     /// Durably replaces one principal's evidence (`evidence/<file>`); `file` comes from
     /// [`evidence_file_name`].
     fn put_evidence(&mut self, file: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Durably replaces one agent's signed A2A card (`cards/<file>`); `file` comes from
+    /// [`card_file_name`].
+    fn put_card(&mut self, file: &str, bytes: &[u8]) -> io::Result<()>;
     /// After a failed `append` or `sync`: cuts the log back to its first `len` bytes (the
     /// last whole record) and makes that durable, so no partial record is left behind.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
@@ -32,14 +35,17 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.note";
 pub const NONCE_FILE: &str = "nonce.hex";
 /// The directory of the monitor's evidence, one file per principal.
 pub const EVIDENCE_DIR: &str = "evidence";
+/// The directory of the agents' signed A2A cards, one file per agent (`<agent>.json`).
+pub const CARDS_DIR: &str = "cards";
 /// Every name the launcher writes in a log directory (the temporary names of
 /// [`LogStore::put_file`]'s atomic replace included): if one exists, the directory is used.
-pub const LOG_DIR_FILES: [&str; 8] = [
+pub const LOG_DIR_FILES: [&str; 9] = [
     LOG_FILE,
     KEY_FILE,
     CHECKPOINT_FILE,
     NONCE_FILE,
     EVIDENCE_DIR,
+    CARDS_DIR,
     ".log.vkey.tmp",
     ".checkpoint.note.tmp",
     ".nonce.hex.tmp",
@@ -80,6 +86,17 @@ pub fn evidence_file_name(principal: &str) -> Result<String, PrincipalError> {
     Ok(format!("{}.bin", principal.replace(':', "_")))
 }
 
+/// The file name of `agent`'s card in [`CARDS_DIR`]: `<agent>.json`. The name comes from
+/// the guest: it must be a bundle agent name (`omega_bundle::valid_agent_name`) not
+/// starting with `.`.
+pub fn card_file_name(agent: &str) -> Result<String, PrincipalError> {
+    // SECURITY: a plain file name inside cards/: no separators, no hidden or `..` names.
+    if !omega_bundle::valid_agent_name(agent) || agent.starts_with('.') {
+        return Err(PrincipalError::Refused(agent.escape_debug().to_string()));
+    }
+    Ok(format!("{agent}.json"))
+}
+
 /// `DIR/provenance.log`: the log stream's bytes, appended as they arrive, fsynced before
 /// every Ack. The file is exactly the byte stream the guest's `Log::drain` produced.
 ///
@@ -92,6 +109,8 @@ pub struct FileLogStore {
     file: std::fs::File,
     /// `evidence/`, created when the first evidence arrives.
     evidence: Option<Dir>,
+    /// `cards/`, created when the first card arrives.
+    cards: Option<Dir>,
     pub path: PathBuf,
 }
 
@@ -123,6 +142,7 @@ impl FileLogStore {
             dir: d,
             file,
             evidence: None,
+            cards: None,
         })
     }
 }
@@ -141,6 +161,13 @@ impl LogStore for FileLogStore {
         let dir = match &mut self.evidence {
             Some(d) => d,
             none => none.insert(self.dir.subdir(EVIDENCE_DIR)?),
+        };
+        dir.replace_file(file, bytes)
+    }
+    fn put_card(&mut self, file: &str, bytes: &[u8]) -> io::Result<()> {
+        let dir = match &mut self.cards {
+            Some(d) => d,
+            none => none.insert(self.dir.subdir(CARDS_DIR)?),
         };
         dir.replace_file(file, bytes)
     }

@@ -34,7 +34,7 @@ use crate::bundle::Bundle;
 use demux::Demux;
 use send::Shared;
 
-pub use log_store::{FileLogStore, LogStore, evidence_file_name};
+pub use log_store::{FileLogStore, LogStore, card_file_name, evidence_file_name};
 pub use relay::echo::echo_roundtrip;
 pub use relay::tools::MAX_TOOL_LINE;
 
@@ -161,6 +161,16 @@ pub enum SessionEvent {
     /// That evidence was stored (`evidence/<file>` in the log directory).
     EvidenceStored {
         principal: String,
+        file: String,
+    },
+    /// The monitor sent an agent's signed A2A card (canonical JSON).
+    AgentCard {
+        agent: String,
+        card: String,
+    },
+    /// That card was stored (`cards/<file>` in the log directory).
+    CardStored {
+        agent: String,
         file: String,
     },
     /// The simulated PSP answered a guest request (`ok`), or it was refused (error sent).

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `Platform { tee, boot_id }` | `platform` | the platform the monitor runs on ([`ReportSource::tee`]), this boot's random id |
 //! | `LogKey { public, boot_id }` | `log` | the provenance log's Ed25519 key, whose checkpoints name [`log_origin`] |
+//! | `CardKey { public, boot_id }` | `card` | the A2A agent-card signing key ([`cards`]), a key of its own |
 //! | `Bundle { manifest_digest }` | `bundle` | SHA-256 of the manifest (what `BUNDLE_ACTIVE` logs) |
 //! | `Policy { digest }` | `policy` | SHA-256 of the manifest's policy file |
 //! | `Agent { name, module_hash, publisher }` | `agent:<name>` | each manifest agent, its module's SHA-256 |
@@ -14,6 +15,7 @@
 //! REPORT_DATA = `omega_evidence::report_data(nonce, root, monitor key)`; the monitor key is
 //! the evidence issuer's own Ed25519 key (its seed drawn at boot, never the log key).
 
+pub mod cards;
 mod psp_link;
 #[cfg(test)]
 mod tests;
@@ -163,6 +165,8 @@ pub struct Facts {
     pub tee: &'static str,
     pub boot_id: [u8; BOOT_ID_LEN],
     pub log_public: [u8; 32],
+    /// The agent-card key ([`cards::CardIssuer::public`]).
+    pub card_public: [u8; 32],
     pub manifest_digest: [u8; 32],
     pub policy_digest: [u8; 32],
     pub agents: Vec<AgentFacts>,
@@ -190,6 +194,7 @@ impl Facts {
         tee: &'static str,
         boot_id: [u8; BOOT_ID_LEN],
         log_public: [u8; 32],
+        card_public: [u8; 32],
         manifest: &Manifest,
         files: &[BundleFile],
     ) -> Result<Self, AttestError> {
@@ -216,6 +221,7 @@ impl Facts {
             tee,
             boot_id,
             log_public,
+            card_public,
             manifest_digest,
             policy_digest: file_digest(files, &manifest.policy)?,
             agents,
@@ -224,13 +230,17 @@ impl Facts {
 
     /// The claims, in tree order.
     pub fn claims(&self) -> Vec<Claim> {
-        let mut claims = Vec::with_capacity(4 + self.agents.len());
+        let mut claims = Vec::with_capacity(5 + self.agents.len());
         claims.push(Claim::Platform {
             tee: self.tee.into(),
             boot_id: self.boot_id,
         });
         claims.push(Claim::LogKey {
             public: self.log_public,
+            boot_id: self.boot_id,
+        });
+        claims.push(Claim::CardKey {
+            public: self.card_public,
             boot_id: self.boot_id,
         });
         claims.push(Claim::Bundle {

@@ -51,7 +51,7 @@ fn bundle() -> (Manifest, Vec<BundleFile>) {
 
 fn facts(tee: &'static str) -> Facts {
     let (manifest, files) = bundle();
-    Facts::of_bundle(tee, BOOT_ID, [7; 32], &manifest, &files).unwrap()
+    Facts::of_bundle(tee, BOOT_ID, [7; 32], [8; 32], &manifest, &files).unwrap()
 }
 
 #[test]
@@ -130,6 +130,7 @@ fn facts_come_from_the_delivered_files() {
         [
             "platform",
             "log",
+            "card",
             "bundle",
             "policy",
             "agent:triage",
@@ -137,7 +138,8 @@ fn facts_come_from_the_delivered_files() {
         ]
     );
     // A manifest naming a file that is not there (the receiver refuses such bundles).
-    let err = Facts::of_bundle("none", BOOT_ID, [7; 32], &manifest, &files[..3]).unwrap_err();
+    let err =
+        Facts::of_bundle("none", BOOT_ID, [7; 32], [8; 32], &manifest, &files[..3]).unwrap_err();
     assert_eq!(err, AttestError::MissingFile("b.wasm".into()));
 }
 
@@ -183,6 +185,14 @@ fn unattested_evidence_verifies_for_every_principal_and_says_none() {
         log.claim,
         Claim::LogKey {
             public: [7; 32],
+            boot_id: BOOT_ID
+        }
+    );
+    let card = SaltedLeaf::decode(&Bundle::decode(&out[2].bundle).unwrap().leaf).unwrap();
+    assert_eq!(
+        card.claim,
+        Claim::CardKey {
+            public: [8; 32],
             boot_id: BOOT_ID
         }
     );
@@ -443,4 +453,56 @@ fn used_len_never_passes_the_page() {
     page[sev_snp::guest_msg::MSG_SZ_OFFSET..sev_snp::guest_msg::MSG_SZ_OFFSET + 2]
         .copy_from_slice(&u16::MAX.to_le_bytes());
     assert_eq!(used_len(&page), MSG_PAGE_SIZE);
+}
+
+#[test]
+fn cards_say_what_the_manifest_and_the_module_say_and_verify_with_the_attested_key() {
+    use omega_agent_card::SignedCard;
+    let (mut manifest, files) = bundle();
+    manifest.agents[0].description = Some("Ranks records".into());
+    manifest.agents[0].skills = vec![omega_agent_card::Skill {
+        id: "triage".into(),
+        name: "Triage".into(),
+        description: "Ranks records by urgency".into(),
+        tags: vec!["health".into()],
+    }];
+    let issuer = cards::CardIssuer::new([3; 32], BOOT_ID).unwrap();
+    let f = Facts::of_bundle("none", BOOT_ID, [7; 32], issuer.public(), &manifest, &files).unwrap();
+    assert!(f.claims().contains(&Claim::CardKey {
+        public: issuer.public(),
+        boot_id: BOOT_ID
+    }));
+    for (entry, facts) in manifest.agents.iter().zip(&f.agents) {
+        let card = issuer.card(entry, facts.module_hash).unwrap();
+        let c = SignedCard::decode(card.as_bytes()).unwrap();
+        c.verify(&issuer.public()).unwrap();
+        assert_eq!(c.body.agent, entry.name);
+        assert_eq!(c.body.module_hash, facts.module_hash);
+        assert_eq!(c.body.boot_id, BOOT_ID);
+        assert_eq!(c.body.publisher, facts.publisher);
+        assert_eq!(c.body, cards::body(entry, facts.module_hash, BOOT_ID));
+    }
+    {
+        let c = SignedCard::decode(
+            issuer
+                .card(&manifest.agents[0], f.agents[0].module_hash)
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.body.skills, manifest.agents[0].skills);
+        assert_eq!(c.body.description, "Ranks records");
+    }
+    // Defaults: no description, version or skills in the manifest.
+    let b = cards::body(&manifest.agents[1], [0x5a; 32], BOOT_ID);
+    assert_eq!(b.description, "Omega agent summary");
+    assert_eq!(b.version, "sha256-5a5a5a5a5a5a5a5a");
+    assert_eq!(b.publisher, NO_PUBLISHER);
+    assert_eq!(
+        b.skills,
+        omega_agent_card::CardBody::default_skills("summary", "Omega agent summary")
+    );
+    // The card key is its own: not the log key's public half, and a zero seed is refused.
+    assert_ne!(issuer.public(), [7; 32]);
+    assert!(cards::CardIssuer::new([0; 32], BOOT_ID).is_err());
 }

@@ -14,7 +14,8 @@
 //!
 //! Without an agent that can run (a policy that does not decode, a module refused) nothing
 //! is started: the refusal is printed, each refused agent is logged (`AGENT_REFUSED`), and
-//! the monitor shuts down as before.
+//! the monitor shuts down as before. Once they run, each started agent's signed A2A card
+//! ([`omega_kernel::attest::cards`]) goes to the host (`ControlMsg::AgentCard`).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -28,6 +29,7 @@ use omega_agent_abi::Level;
 use omega_arch::exit::ExitCode;
 use omega_arch::serial_println;
 use omega_bundle::{BundleFile, Manifest, Restart};
+use omega_kernel::attest::cards::CardIssuer;
 use omega_kernel::channel::HostText;
 use omega_policy::{Policy, RuleName};
 use omega_provenance::entry::lifecycle;
@@ -35,13 +37,14 @@ use omega_runtime::{
     AgentEvent, AgentId, AgentLimits, AgentSpec, Answer, Backpressure, DataError, Egress,
     EgressReply, LoadError, Record, RestartPolicy, Runtime, RuntimeConfig, Status, Ticket,
 };
+use omega_wire::msg::ControlMsg;
 use omega_wire::{Stream, msg::code};
 use sha2::{Digest, Sha256};
 
 use super::bundle::BundleService;
 use super::log::LogService;
 use super::{HostChannel, LoopState, Step, control, report_send_failure};
-use crate::monitor::Monitor;
+use crate::monitor::{DigestPrefix, Monitor};
 
 /// Fuel slices run between two polls of the channel: agent work is bounded per loop turn,
 /// so the host's acks and answers are read while agents compute.
@@ -554,6 +557,7 @@ fn refusal_code(e: &LoadError) -> &'static str {
 fn start<'h, 'm>(
     loaded: &Loaded,
     host: &'h mut Host<'m>,
+    cards: Option<&CardIssuer>,
 ) -> Option<Runtime<'static, &'h mut Host<'m>>> {
     let t0 = host.log.now_ms();
     let mut rt = Runtime::new(loaded.policy, host, RuntimeConfig::default());
@@ -590,15 +594,19 @@ fn start<'h, 'm>(
         return None;
     }
     let t1 = rt.monitor_mut().log.now_ms();
+    let mut started = Vec::new();
     for (c, entry) in checked.into_iter().zip(&loaded.manifest.agents) {
-        if let Err(e) = rt.spawn(c) {
-            serial_println!("omega: agents: {}", HostText(&e.to_string()));
-            let module = loaded.files.iter().find(|f| f.name == entry.module);
-            rt.monitor_mut().log_refusal(
-                &entry.name,
-                module.map(|f| &f.bytes[..]),
-                refusal_code(&e),
-            );
+        match rt.spawn(c) {
+            Ok(_) => started.push(entry),
+            Err(e) => {
+                serial_println!("omega: agents: {}", HostText(&e.to_string()));
+                let module = loaded.files.iter().find(|f| f.name == entry.module);
+                rt.monitor_mut().log_refusal(
+                    &entry.name,
+                    module.map(|f| &f.bytes[..]),
+                    refusal_code(&e),
+                );
+            }
         }
     }
     let t2 = rt.monitor_mut().log.now_ms();
@@ -608,7 +616,53 @@ fn start<'h, 'm>(
         t1.saturating_sub(t0),
         t2.saturating_sub(t1)
     );
+    let h = rt.monitor_mut();
+    send_cards(&mut h.ch, cards, &started, loaded.files);
     Some(rt)
+}
+
+/// Sends each started agent's signed A2A card to the host (`ControlMsg::AgentCard`); none
+/// when no evidence attests the card key.
+fn send_cards(
+    ch: &mut HostChannel,
+    cards: Option<&CardIssuer>,
+    started: &[&omega_bundle::AgentEntry],
+    files: &[BundleFile],
+) {
+    let Some(cards) = cards else {
+        serial_println!(
+            "omega: agents: no evidence, so no agent cards (their key would be unattested)"
+        );
+        return;
+    };
+    let mut sent = 0;
+    for entry in started {
+        let Some(module) = files.iter().find(|f| f.name == entry.module) else {
+            continue;
+        };
+        match cards.card(entry, module.sha256) {
+            Ok(card) => {
+                control::send(
+                    ch,
+                    &ControlMsg::AgentCard {
+                        agent: &entry.name,
+                        card: &card,
+                    },
+                );
+                sent += 1;
+            }
+            // The manifest was validated against the card contract: a monitor bug if hit.
+            Err(e) => serial_println!(
+                "omega: agents: no card for {}: {}",
+                HostText(&entry.name),
+                HostText(&e.to_string())
+            ),
+        }
+    }
+    serial_println!(
+        "omega: agents: {sent} signed agent cards sent (card key {})",
+        DigestPrefix(&cards.public())
+    );
 }
 
 fn finished(rt: &Runtime<'_, &mut Host<'_>>) -> bool {
@@ -684,7 +738,13 @@ fn first_listing(
 
 /// Runs the bundle's agents to the end, writes a checkpoint, then shuts down once the host
 /// has stored the whole log.
-pub fn run(m: &Monitor, ch: HostChannel, log: LogService<'_>, mut state: LoopState) -> ExitCode {
+pub fn run(
+    m: &Monitor,
+    ch: HostChannel,
+    log: LogService<'_>,
+    mut state: LoopState,
+    cards: Option<CardIssuer>,
+) -> ExitCode {
     let loaded = take_bundle(&mut state.bundle);
     let mut host = Host {
         ch,
@@ -704,7 +764,7 @@ pub fn run(m: &Monitor, ch: HostChannel, log: LogService<'_>, mut state: LoopSta
     };
     let mut ran = false;
     if let Some(loaded) = &loaded
-        && let Some(mut rt) = start(loaded, &mut host)
+        && let Some(mut rt) = start(loaded, &mut host, cards.as_ref())
     {
         if let Some(code) = first_listing(m, &mut rt, &mut state) {
             return code;

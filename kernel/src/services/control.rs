@@ -1,5 +1,5 @@
 //! The Control stream: the host's shutdown request, notices and challenge; the monitor's
-//! log key, checkpoints, evidence and final shutdown (and, in test images, guest requests
+//! log key, checkpoints, evidence, agent cards and final shutdown (and, in test images, guest requests
 //! to the simulated PSP: `services/evidence.rs`).
 
 use alloc::vec;
@@ -41,6 +41,7 @@ pub fn try_send(ch: &mut HostChannel, m: &ControlMsg<'_>) -> Result<(), SendErro
         ControlMsg::GuestRequest { message } | ControlMsg::GuestResponse { message } => {
             message.len()
         }
+        ControlMsg::AgentCard { agent, card } => agent.len() + card.len(),
         _ => 0,
     };
     let mut buf = vec![0u8; MAX_CONTROL + payload];
@@ -101,6 +102,7 @@ pub fn on_message(
                 ControlMsg::Checkpoint { .. } => "Checkpoint",
                 ControlMsg::Evidence { .. } => "Evidence",
                 ControlMsg::GuestRequest { .. } => "GuestRequest",
+                ControlMsg::AgentCard { .. } => "AgentCard",
                 ControlMsg::GuestResponse { .. } => "GuestResponse (no request waiting)",
                 _ => "?",
             };

@@ -1,12 +1,16 @@
 //! The monitor attests itself: once the bundle is in and logged, and before any agent
-//! starts, it builds its evidence (`omega_kernel::attest`: platform, log key, bundle,
-//! policy, each agent), binds the root to the host's challenge nonce and a report, sends
+//! starts, it builds its evidence (`omega_kernel::attest`: platform, log key, card key,
+//! bundle, policy, each agent), binds the root to the host's challenge nonce and a report, sends
 //! each principal its bundle (`ControlMsg::Evidence`) and logs the root (`EVIDENCE`).
 //!
 //! The report comes from the platform's PSP under SEV-SNP; in a test image on a plain VM,
 //! when the host's challenge offered it, from the host's simulated PSP over the channel
 //! (`ControlMsg::GuestRequest` / `GuestResponse`, lab VMPCK0; `tee: simulated`); otherwise
 //! the evidence is explicitly unattested (`tee: none`).
+//!
+//! [`issue`] hands back the card key whose public half the evidence attests, so the agents
+//! service can sign each started agent's A2A card (none without evidence: a card whose key
+//! no evidence names is worth nothing to a verifier).
 //!
 //! SECURITY: evidence is never downgraded. If the report cannot be obtained (the host
 //! answered badly, late, or not at all), no evidence is sent at all: the reason is printed
@@ -15,6 +19,7 @@
 use alloc::string::{String, ToString};
 
 use omega_arch::serial_println;
+use omega_kernel::attest::cards::CardIssuer;
 use omega_kernel::attest::{Challenges, Facts, MonitorEvidence, PrincipalBundle, ReportSource};
 use omega_provenance::Decision;
 use omega_provenance::entry::lifecycle;
@@ -27,14 +32,15 @@ use super::{HostChannel, control};
 use crate::monitor::{DigestPrefix, Monitor};
 
 /// Builds, binds and sends the evidence (see the module docs). Closes the challenge: any
-/// challenge after this is refused.
+/// challenge after this is refused. Returns the card issuer whose key the evidence
+/// attests, `None` when no evidence was issued.
 pub fn issue(
     m: &Monitor,
     ch: &mut HostChannel,
     log: &mut LogService<'_>,
     challenges: &mut Challenges,
     bundle: &BundleService,
-) {
+) -> Option<CardIssuer> {
     let challenge = challenges.close();
     let nonce = match challenge {
         Some(c) => c.nonce,
@@ -50,8 +56,8 @@ pub fn issue(
     if let Some(note) = note {
         serial_println!("omega: evidence: {note}");
     }
-    match make(m, ch, log, bundle, source, nonce) {
-        Ok((bundles, root)) => {
+    let issued = match make(m, ch, log, bundle, source, nonce) {
+        Ok((bundles, root, cards)) => {
             for b in &bundles {
                 control::send(
                     ch,
@@ -80,6 +86,7 @@ pub fn issue(
                 Some(root),
                 Some(b"evidence"),
             );
+            Some(cards)
         }
         Err(reason) => {
             serial_println!("omega: evidence: NOT issued: {reason}");
@@ -91,9 +98,11 @@ pub fn issue(
                 None,
                 Some(log_reason(&reason)),
             );
+            None
         }
-    }
+    };
     log.checkpoint(ch);
+    issued
 }
 
 /// A log entry's name is at most `omega_provenance::entry::MAX_NAME` bytes.
@@ -117,13 +126,16 @@ fn make(
     bundle: &BundleService,
     source: ReportSource,
     nonce: [u8; 32],
-) -> Result<(alloc::vec::Vec<PrincipalBundle>, [u8; 32]), String> {
+) -> Result<(alloc::vec::Vec<PrincipalBundle>, [u8; 32], CardIssuer), String> {
     let keys = m.keys.as_ref().ok_or("no entropy for the evidence key")?;
     let (manifest, files) = bundle.contents().ok_or("no bundle delivered")?;
+    let cards = CardIssuer::new(*keys.card_key, keys.boot_id)
+        .map_err(|e| alloc::format!("card key: {e}"))?;
     let facts = Facts::of_bundle(
         source.tee(),
         keys.boot_id,
         log.public_key(),
+        cards.public(),
         manifest,
         files,
     )
@@ -150,7 +162,10 @@ fn make(
     {
         return Err("the report carries another REPORT_DATA (a replayed response)".into());
     }
-    evidence.bundles(report.as_ref()).map_err(|e| e.to_string())
+    let (bundles, root) = evidence
+        .bundles(report.as_ref())
+        .map_err(|e| e.to_string())?;
+    Ok((bundles, root, cards))
 }
 
 /// The simulated PSP over the channel: test images only.

@@ -3,7 +3,7 @@
 //!
 //! | stream | module | what it does |
 //! |---|---|---|
-//! | Control | [`control`] | shutdown, notices and the challenge from the host; the log key, checkpoints, evidence ([`evidence`]) and the final shutdown to it |
+//! | Control | [`control`] | shutdown, notices and the challenge from the host; the log key, checkpoints, evidence ([`evidence`]), agent cards ([`agents`]) and the final shutdown to it |
 //! | Bundle | [`bundle`] | receives the bundle (`omega_bundle::BundleReceiver`), hashes and logs every file |
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
@@ -111,8 +111,8 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
     let LoopState {
         bundle, challenges, ..
     } = &mut loop_state;
-    evidence::issue(m, &mut ch, &mut log, challenges, bundle);
-    agents::run(m, ch, log, loop_state)
+    let cards = evidence::issue(m, &mut ch, &mut log, challenges, bundle);
+    agents::run(m, ch, log, loop_state, cards)
 }
 
 /// What the service loop keeps across messages, besides the channel and the log.

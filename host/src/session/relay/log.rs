@@ -8,7 +8,7 @@ use tracing::{error, warn};
 
 use super::{Inbox, Input, Relay, Stored};
 use crate::session::SessionEvent;
-use crate::session::log_store::{EVIDENCE_DIR, LogStore};
+use crate::session::log_store::{CARDS_DIR, EVIDENCE_DIR, LogStore};
 use crate::session::send::Shared;
 
 pub(crate) struct LogRelay {
@@ -77,6 +77,10 @@ impl LogRelay {
             Stored::Evidence(file) => (
                 self.store.put_evidence(file, bytes),
                 format!("{EVIDENCE_DIR}/{file}"),
+            ),
+            Stored::Card(file) => (
+                self.store.put_card(file, bytes),
+                format!("{CARDS_DIR}/{file}"),
             ),
         };
         match stored {

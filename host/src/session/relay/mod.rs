@@ -42,6 +42,8 @@ pub(crate) enum Stored {
     Beside(&'static str),
     /// `evidence/<file name>` (already checked by `evidence_file_name`).
     Evidence(String),
+    /// `cards/<file name>` (already checked by `card_file_name`).
+    Card(String),
 }
 
 /// A relay's queue, with room to put back an input it looked at but did not take.

@@ -1,0 +1,281 @@
+//! Attested A2A agent cards end to end, with the real launcher, the test-hooks image and
+//! the simulated PSP (as `trust_chain.rs`): the monitor attests its card key (evidence
+//! principal `card`), signs one card per started agent with the skills of the manifest,
+//! the launcher stores `cards/<agent>.json` and prints a `verify-card` command for each,
+//! and `measurements verify-card` verifies them. Then a card is checked against another
+//! agent's evidence, edited, and re-signed by another key: each refused. The simulated PSP
+//! is a lab chain: this proves the card path, not a platform.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+
+use omega_agent_card::{CardKey, SignedCard};
+use qemu_tests::{measurements, printed_verifier_commands, test_hooks_image, workspace_bin};
+
+const NONCE: &str = "6f6d6567612d6167656e742d63617264732d746573742d6e6f6e63652d212121";
+const AGENTS: [&str; 2] = ["alpha", "beta"];
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// QEMU, required (fails under CI when missing).
+fn qemu_present() -> bool {
+    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    let found = Command::new(&qemu)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
+}
+
+/// A Python with the official A2A SDK (`target/a2a-venv`, or `OMEGA_A2A_PYTHON`): required
+/// under CI, else that part is skipped loudly.
+fn a2a_python() -> Option<PathBuf> {
+    let p = std::env::var_os("OMEGA_A2A_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| omega_test_support::workspace_root().join("target/a2a-venv/bin/python"));
+    let ok = Command::new(&p)
+        .args(["-c", "import a2a.utils.signing, jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    omega_test_support::require(
+        ok.then_some(p),
+        "a Python with a2a-sdk[signing] (bench/a2a/requirements.txt in target/a2a-venv)",
+    )
+}
+
+/// Two agents that return at once, `alpha` declaring a description and two skills, in
+/// `dir/bundle`.
+fn bundle(dir: &Path) -> PathBuf {
+    let b = dir.join("bundle");
+    std::fs::create_dir(&b).unwrap();
+    for (name, bytes) in common::agent_bundle("agent-cards", &AGENTS) {
+        let bytes = if name == omega_bundle::MANIFEST {
+            let mut m = omega_bundle::Manifest::parse(&bytes).unwrap();
+            let alpha = &mut m.agents[0];
+            alpha.publisher = Some("Example Health".into());
+            alpha.description = Some("Ranks records by urgency".into());
+            alpha.version = Some("2.1.0".into());
+            alpha.skills = vec![
+                omega_agent_card::Skill {
+                    id: "triage".into(),
+                    name: "Triage records".into(),
+                    description: "Ranks labelled records, \"urgent\" first".into(),
+                    tags: vec!["health".into(), "ranking".into()],
+                },
+                omega_agent_card::Skill {
+                    id: "handoff".into(),
+                    name: "Hand off".into(),
+                    description: "Sends a summary to another agent".into(),
+                    tags: vec![],
+                },
+            ];
+            m.to_json()
+        } else {
+            bytes
+        };
+        std::fs::write(b.join(name), bytes).unwrap();
+    }
+    b
+}
+
+/// The value after `flag` in `argv`.
+fn flag<'a>(argv: &'a [String], flag: &str) -> &'a str {
+    let i = argv
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {argv:?}"));
+    &argv[i + 1]
+}
+
+/// `argv` with the value of `f` replaced by `value`.
+fn with(argv: &[String], f: &str, value: &str) -> Vec<String> {
+    let mut out = argv.to_vec();
+    let i = out.iter().position(|a| a == f).unwrap();
+    out[i + 1] = value.to_string();
+    out
+}
+
+#[track_caller]
+fn refused(argv: &[String], why: &str, because: &str) {
+    let o = measurements(argv);
+    let out = text(&o);
+    assert!(!o.status.success(), "{why}: accepted\n{argv:?}\n{out}");
+    assert!(out.contains(because), "{why}: not for {because:?}\n{out}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("VERIFIED")),
+        "{why}: printed VERIFIED\n{out}"
+    );
+    eprintln!("{why}: refused as it must be:\n{}", out.trim_end());
+}
+
+#[test]
+fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
+    if !qemu_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let run = Command::new(workspace_bin("omega-host", "omega"))
+        .arg("run")
+        .arg("--image")
+        .arg(test_hooks_image())
+        .arg("--simulated-psp")
+        .arg("--bundle")
+        .arg(bundle(dir.path()))
+        .arg("--log-dir")
+        .arg(&logs)
+        .args(["--nonce", NONCE, "--connect-timeout", "60"])
+        .output()
+        .unwrap();
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("omega: agents: 2 signed agent cards sent"),
+        "{out}"
+    );
+    assert!(logs.join("evidence/card.bin").is_file(), "{out}");
+
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let commands = printed_verifier_commands(&stdout);
+    let card_cmd = |a: &str| {
+        commands
+            .iter()
+            .find(|c| c[0] == "verify-card" && flag(c, "--card").ends_with(&format!("/{a}.json")))
+            .unwrap_or_else(|| panic!("no printed verify-card command for {a}\n{out}"))
+            .clone()
+    };
+    let card_key_cmd = commands
+        .iter()
+        .find(|c| c[0] == "verify-evidence" && flag(c, "--principal") == "card")
+        .unwrap_or_else(|| panic!("no verify-evidence command for the card key\n{out}"));
+    let v = text(&measurements(card_key_cmd));
+    assert!(
+        v.contains("VERIFIED (SIMULATED PLATFORM) claim of card"),
+        "{v}"
+    );
+
+    let mut boot_ids = Vec::new();
+    for a in AGENTS {
+        let card_file = logs.join("cards").join(format!("{a}.json"));
+        let cmd = card_cmd(a);
+        assert_eq!(flag(&cmd, "--card"), card_file.display().to_string());
+        assert_eq!(
+            flag(&cmd, "--evidence"),
+            logs.join(format!("evidence/agent_{a}.bin"))
+                .display()
+                .to_string()
+        );
+        assert_eq!(
+            flag(&cmd, "--card-key-evidence"),
+            logs.join("evidence/card.bin").display().to_string()
+        );
+        let o = measurements(&cmd);
+        let v = text(&o);
+        assert!(
+            o.status.success(),
+            "card of {a} did not verify\n{cmd:?}\n{v}"
+        );
+        assert!(
+            v.ends_with(&format!(
+                "VERIFIED (SIMULATED PLATFORM) card of agent {a}\n"
+            )),
+            "{v}"
+        );
+        let card = SignedCard::decode(&std::fs::read(&card_file).unwrap()).unwrap();
+        assert!(v.contains(&format!(
+            "boot_id: {}",
+            omega_agent_card::hex(&card.body.boot_id)
+        )));
+        boot_ids.push(card.body.boot_id);
+    }
+    assert_eq!(boot_ids[0], boot_ids[1], "one boot, one boot id");
+    // The manifest's declarations are in alpha's card; beta's has the defaults.
+    let alpha_file = logs.join("cards/alpha.json");
+    let alpha = SignedCard::decode(&std::fs::read(&alpha_file).unwrap()).unwrap();
+    assert_eq!(alpha.body.description, "Ranks records by urgency");
+    assert_eq!(alpha.body.version, "2.1.0");
+    assert_eq!(alpha.body.publisher, "Example Health");
+    let ids: Vec<&str> = alpha.body.skills.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["triage", "handoff"]);
+    let beta = SignedCard::decode(&std::fs::read(logs.join("cards/beta.json")).unwrap()).unwrap();
+    assert_eq!(beta.body.description, "Omega agent beta");
+    assert_eq!(beta.body.publisher, "unspecified");
+    assert_eq!(
+        beta.body.skills,
+        omega_agent_card::CardBody::default_skills("beta", "Omega agent beta")
+    );
+
+    // The official A2A SDK reads the card the real monitor issued and verifies its
+    // signature with the attested key (agent-card/tests/a2a_sdk_verify.py).
+    if let Some(python) = a2a_python() {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent-card/tests/a2a_sdk_verify.py");
+        let o = Command::new(python)
+            .arg(script)
+            .arg(&alpha_file)
+            .arg(omega_agent_card::hex(&alpha.card_key))
+            .output()
+            .unwrap();
+        let v = text(&o);
+        assert!(
+            v.starts_with("verified alpha skills=2 ext=urn:omega:a2a:attested-card:v1"),
+            "{v}"
+        );
+    }
+
+    // Forgeries.
+    let alpha_cmd = card_cmd("alpha");
+    // (a) alpha's card against beta's evidence: another module, another principal.
+    let beta_ev = logs.join("evidence/agent_beta.bin").display().to_string();
+    refused(
+        &with(&alpha_cmd, "--evidence", &beta_ev),
+        "alpha's card with beta's evidence",
+        "FAIL card.module:",
+    );
+    // (b) edited skills.
+    let text_card = std::fs::read_to_string(&alpha_file).unwrap();
+    let edited = dir.path().join("edited.json");
+    std::fs::write(
+        &edited,
+        text_card.replace("Sends a summary to another agent", "Sends records anywhere"),
+    )
+    .unwrap();
+    refused(
+        &with(&alpha_cmd, "--card", &edited.display().to_string()),
+        "edited skills",
+        "FAIL card.signature:",
+    );
+    // (c) the same card re-signed by a key the host holds.
+    let forged = dir.path().join("forged.json");
+    std::fs::write(
+        &forged,
+        CardKey::from_seed([0x66; 32])
+            .unwrap()
+            .sign(&alpha.body)
+            .unwrap(),
+    )
+    .unwrap();
+    refused(
+        &with(&alpha_cmd, "--card", &forged.display().to_string()),
+        "card re-signed by the host's key",
+        "the card names card key",
+    );
+    // (d) another nonce than the run's: the evidence is not fresh for this verifier.
+    refused(
+        &with(
+            &alpha_cmd,
+            "--nonce",
+            "0000000000000000000000000000000000000000000000000000000000000001",
+        ),
+        "another verifier nonce",
+        "FAIL card-key evidence nonce:",
+    );
+}
