@@ -515,3 +515,113 @@ fn oversized_and_error_answers() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A relay between the client and the fake proxy that flips one bit of the proxy's stream at
+/// byte `at` (the evidence, the handshake, or the answer).
+/// Also returns the bytes the proxy sent (before the flip), once the connection ends.
+fn flipping_relay(upstream: SocketAddr, at: usize) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (total, total_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(upstream).unwrap();
+        let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = c_read.read(&mut buf) {
+                if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = s_write.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut s_read, mut c_write) = (server, client);
+        let mut seen = 0usize;
+        let mut stream = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s_read.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            stream.extend_from_slice(&buf[..n]);
+            if (seen..seen + n).contains(&at) {
+                buf[at - seen] ^= 0x01;
+            }
+            seen += n;
+            if c_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = c_write.shutdown(std::net::Shutdown::Both);
+        let _ = total.send(stream);
+    });
+    (addr, total_rx)
+}
+
+#[test]
+fn a_relay_flipping_any_byte_never_yields_another_answer() {
+    // The length of the proxy's whole stream for one call, through a relay that flips nothing.
+    let (upstream, _) = spawn_fake(Fake::default());
+    let (relay, total) = flipping_relay(upstream, usize::MAX);
+    let sock = TcpStream::connect(relay).unwrap();
+    let t = Recording {
+        sock,
+        sent: Sent::default(),
+    };
+    let mut conn = client().connect(t, &[0x5a; 32], &expect()).unwrap();
+    assert_eq!(ask(&mut conn, PROMPT).unwrap(), "pong");
+    drop(conn);
+    let stream = total.recv().unwrap();
+    let len = stream.len();
+    assert!(len > 500, "{len}");
+    // The offsets of the bytes TLS 1.3 does not authenticate (after the evidence): every
+    // record's legacy_record_version, which receivers ignore (RFC 8446 §5.1), and the outer
+    // type of encrypted records (rustls builds their AEAD's additional data from the fixed
+    // 0x17 0x0303, so only the length is bound; the real type is inside, authenticated).
+    let mut unauthenticated = Vec::new();
+    let header: [u8; exchange::RESPONSE_HEADER_LEN] =
+        stream[..exchange::RESPONSE_HEADER_LEN].try_into().unwrap();
+    let mut at = exchange::RESPONSE_HEADER_LEN + exchange::parse_response_header(&header).unwrap();
+    while at + 5 <= len {
+        unauthenticated.extend([at + 1, at + 2]);
+        if stream[at] == 0x17 {
+            unauthenticated.push(at);
+        }
+        at += 5 + usize::from(u16::from_be_bytes([stream[at + 3], stream[at + 4]]));
+    }
+    assert_eq!(at, len, "the stream is whole TLS records");
+
+    let stride = std::env::var("OMEGA_FLIP_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5usize);
+    let mut accepted = Vec::new();
+    for at in (0..len).step_by(stride) {
+        let (upstream, _) = spawn_fake(Fake::default());
+        let (relay, _) = flipping_relay(upstream, at);
+        let sock = TcpStream::connect(relay).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let t = Recording {
+            sock,
+            sent: Sent::default(),
+        };
+        let result = client()
+            .connect(t, &[0x5a; 32], &expect())
+            .and_then(|mut c| ask(&mut c, PROMPT));
+        if let Ok(answer) = result {
+            // SECURITY: integrity — the true answer or an error, never another answer.
+            assert_eq!(answer, "pong", "flip at {at} changed the answer");
+            accepted.push(at);
+        }
+    }
+    // Every other byte the proxy sends is authenticated: the evidence by its strict decoding
+    // and report_data, the handshake by the transcript, the records by the AEAD.
+    eprintln!("stream of {len} bytes; flips accepted at {accepted:?}");
+    for at in &accepted {
+        assert!(
+            unauthenticated.contains(at),
+            "flip at {at} accepted: {accepted:?}"
+        );
+    }
+}
