@@ -38,6 +38,10 @@ cargo fmt --all --check
 cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q --target x86_64-unknown-none -p omega-kernel -p omega-loader -- -D warnings
 cargo clippy -q --target x86_64-unknown-none -p omega-kernel --features test-hooks -- -D warnings
+# The guest's inference client (rustls without std, RustCrypto soft backends) must build for
+# the kernel's target, not only check: LLVM errors from SIMD code paths appear at codegen.
+cargo clippy -q --target x86_64-unknown-none -p omega-inference-client -- -D warnings
+cargo build -q --release --target x86_64-unknown-none -p omega-inference-client
 cargo clippy -q -p omega-sdk -p omega-example-agents --target wasm32-unknown-unknown \
   --features omega-example-agents/wasm-agents --profile agent -- -D warnings
 

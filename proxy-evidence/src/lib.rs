@@ -268,6 +268,144 @@ fn non_empty(field: &'static str, len: usize) -> Result<(), EvidenceError> {
     Ok(())
 }
 
+/// Domain separation of [`identity`].
+pub const IDENTITY_TAG: &[u8] = b"omega-proxy-evidence/v1/identity";
+
+/// The proxy's identity, what a policy's `model … { proxy "sha256:…" }` pins: SHA-256 of
+/// [`IDENTITY_TAG`] ‖ `proxy_sha256` ‖ `model_sha256` ‖ len32(`backend`) ‖ `backend` ‖ tee byte
+/// (0 none, 1 SEV-SNP, 2 TDX) ‖ GPU (0 none; 1 NVIDIA ‖ len32(model) ‖ model ‖ cc byte: 0 off,
+/// 1 on, 2 devtools), lengths as big-endian u32. It names what answers (binary, model, backend,
+/// TEE, GPU) and nothing per session (not the TLS key, the GPU evidence or the nonce), so one
+/// pin holds across restarts of the same proxy on the same hardware.
+pub fn identity(
+    proxy_sha256: &[u8; 32],
+    model_sha256: &[u8; 32],
+    backend: &str,
+    tee: Tee,
+    gpu: &Gpu,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(IDENTITY_TAG);
+    h.update(proxy_sha256);
+    h.update(model_sha256);
+    h.update(len32(backend.len()));
+    h.update(backend.as_bytes());
+    h.update([match tee {
+        Tee::None => 0u8,
+        Tee::SevSnp => 1,
+        Tee::Tdx => 2,
+    }]);
+    match gpu {
+        Gpu::None => h.update([0u8]),
+        Gpu::Nvidia { model, cc_mode } => {
+            h.update([1u8]);
+            h.update(len32(model.len()));
+            h.update(model.as_bytes());
+            h.update([match cc_mode {
+                CcMode::Off => 0u8,
+                CcMode::On => 1,
+                CcMode::DevTools => 2,
+            }]);
+        }
+    }
+    h.finalize().into()
+}
+
+fn len32(len: usize) -> [u8; 4] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
+}
+
+impl ProxyEvidence {
+    /// [`identity`] of this evidence.
+    pub fn identity(&self) -> [u8; 32] {
+        identity(
+            &self.proxy_sha256,
+            &self.model_sha256,
+            &self.backend,
+            self.tee,
+            &self.gpu,
+        )
+    }
+}
+
+/// The cleartext exchange that opens every connection to the proxy's TLS port, before the TLS
+/// handshake: the guest sends [`request`] (a magic and its fresh nonce), the proxy answers
+/// [`response`] (a magic, a big-endian u32 length, the encoded evidence for that nonce), then
+/// the guest starts TLS on the same connection, having checked the evidence, and accepts
+/// exactly the key the evidence names. Nothing in it is secret; the evidence is bound to the
+/// nonce and the key, so a relay that alters it is refused by the guest.
+pub mod exchange {
+    use super::{EvidenceError, MAX_ENCODED, NONCE_LEN, ProxyEvidence, encode};
+    use alloc::vec::Vec;
+
+    /// The request's first bytes.
+    pub const REQUEST_MAGIC: [u8; 8] = *b"OPEVREQ1";
+    /// The response's first bytes.
+    pub const RESPONSE_MAGIC: [u8; 8] = *b"OPEVRSP1";
+    /// The request's length: magic and nonce.
+    pub const REQUEST_LEN: usize = REQUEST_MAGIC.len() + NONCE_LEN;
+    /// The response header's length: magic and evidence length.
+    pub const RESPONSE_HEADER_LEN: usize = RESPONSE_MAGIC.len() + 4;
+
+    /// Why an exchange message was refused.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum ExchangeError {
+        /// The message does not start with its magic (e.g. a client that speaks TLS at once).
+        #[error("not an evidence exchange message")]
+        Magic,
+        /// The announced evidence length is zero or over [`MAX_ENCODED`].
+        #[error("announced evidence length {0} is not within 1..={MAX_ENCODED}")]
+        Length(u32),
+    }
+
+    /// The guest's request for evidence bound to `nonce`.
+    pub fn request(nonce: &[u8; NONCE_LEN]) -> [u8; REQUEST_LEN] {
+        let mut out = [0u8; REQUEST_LEN];
+        out[..REQUEST_MAGIC.len()].copy_from_slice(&REQUEST_MAGIC);
+        out[REQUEST_MAGIC.len()..].copy_from_slice(nonce);
+        out
+    }
+
+    /// The nonce in a request.
+    pub fn parse_request(bytes: &[u8; REQUEST_LEN]) -> Result<[u8; NONCE_LEN], ExchangeError> {
+        let (magic, nonce) = bytes.split_at(REQUEST_MAGIC.len());
+        if magic != REQUEST_MAGIC {
+            return Err(ExchangeError::Magic);
+        }
+        let mut out = [0u8; NONCE_LEN];
+        out.copy_from_slice(nonce);
+        Ok(out)
+    }
+
+    /// The proxy's response: header and encoded evidence.
+    pub fn response(evidence: &ProxyEvidence) -> Result<Vec<u8>, EvidenceError> {
+        let body = encode(evidence)?;
+        let len = u32::try_from(body.len()).map_err(|_| EvidenceError::Encode)?;
+        let mut out = Vec::with_capacity(RESPONSE_HEADER_LEN + body.len());
+        out.extend_from_slice(&RESPONSE_MAGIC);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// The evidence length a response header announces; the caller then reads exactly that
+    /// many bytes and gives them to [`super::decode`].
+    pub fn parse_response_header(
+        header: &[u8; RESPONSE_HEADER_LEN],
+    ) -> Result<usize, ExchangeError> {
+        let (magic, len) = header.split_at(RESPONSE_MAGIC.len());
+        if magic != RESPONSE_MAGIC {
+            return Err(ExchangeError::Magic);
+        }
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        // SECURITY: the guest allocates what the header announces; bound it first.
+        match usize::try_from(len) {
+            Ok(n) if (1..=MAX_ENCODED).contains(&n) => Ok(n),
+            _ => Err(ExchangeError::Length(len)),
+        }
+    }
+}
+
 /// The bytes of `evidence`, after [`ProxyEvidence::check`].
 pub fn encode(evidence: &ProxyEvidence) -> Result<Vec<u8>, EvidenceError> {
     evidence.check()?;
@@ -452,6 +590,74 @@ mod tests {
             decode(&vec![0; MAX_ENCODED + 1]),
             Err(EvidenceError::TooLarge(MAX_ENCODED + 1))
         );
+    }
+
+    #[test]
+    fn identity_names_binary_model_backend_tee_and_gpu_only() {
+        let e = sample(Gpu::None, None);
+        let id = e.identity();
+        // Not the session's key or nonce.
+        let mut other = sample(Gpu::None, None);
+        other.tls_spki[0] ^= 1;
+        other.nonce = [9; NONCE_LEN];
+        assert_eq!(other.identity(), id);
+        // Everything else.
+        let changes: [fn(&mut ProxyEvidence); 6] = [
+            |e| e.proxy_sha256[0] ^= 1,
+            |e| e.model_sha256[31] ^= 1,
+            |e| e.backend.push('x'),
+            |e| e.tee = Tee::SevSnp,
+            |e| e.gpu = h100(),
+            |e| e.tee = Tee::Tdx,
+        ];
+        for c in changes {
+            let mut e = e.clone();
+            c(&mut e);
+            assert_ne!(e.identity(), id);
+        }
+        let mut dev = sample(h100(), None);
+        let on = dev.identity();
+        dev.gpu = Gpu::Nvidia {
+            model: "NVIDIA H100 80GB HBM3".into(),
+            cc_mode: CcMode::DevTools,
+        };
+        assert_ne!(dev.identity(), on);
+        // The documented encoding.
+        let mut input = Vec::new();
+        input.extend_from_slice(IDENTITY_TAG);
+        input.extend_from_slice(&[1; 32]);
+        input.extend_from_slice(&[2; 32]);
+        input.extend_from_slice(&13u32.to_be_bytes());
+        input.extend_from_slice(b"llama.cpp-cpu");
+        input.extend_from_slice(&[0, 0]);
+        assert_eq!(id, <[u8; 32]>::from(Sha256::digest(&input)));
+    }
+
+    #[test]
+    fn exchange_round_trips_and_refuses_garbage() {
+        use exchange::*;
+        let nonce = [7u8; NONCE_LEN];
+        let req = request(&nonce);
+        assert_eq!(parse_request(&req), Ok(nonce));
+        let mut bad = req;
+        bad[0] = 0x16; // a TLS ClientHello's first byte
+        assert_eq!(parse_request(&bad), Err(ExchangeError::Magic));
+
+        let e = sample(Gpu::None, None);
+        let resp = response(&e).unwrap();
+        let header: [u8; RESPONSE_HEADER_LEN] = resp[..RESPONSE_HEADER_LEN].try_into().unwrap();
+        let n = parse_response_header(&header).unwrap();
+        assert_eq!(n, resp.len() - RESPONSE_HEADER_LEN);
+        assert_eq!(decode(&resp[RESPONSE_HEADER_LEN..]).unwrap(), e);
+
+        let mut h = header;
+        h[..4].copy_from_slice(b"HTTP");
+        assert_eq!(parse_response_header(&h), Err(ExchangeError::Magic));
+        for len in [0u32, MAX_ENCODED as u32 + 1, u32::MAX] {
+            let mut h = header;
+            h[8..].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(parse_response_header(&h), Err(ExchangeError::Length(len)));
+        }
     }
 
     #[test]

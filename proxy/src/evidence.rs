@@ -60,6 +60,7 @@ pub fn to_json(e: &ProxyEvidence) -> serde_json::Value {
         Tee::Tdx => "tdx",
     };
     serde_json::json!({
+        "identity": hex::encode(e.identity()),
         "version": e.version,
         "proxy_sha256": hex::encode(e.proxy_sha256),
         "model_sha256": hex::encode(e.model_sha256),

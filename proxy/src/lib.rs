@@ -1,12 +1,14 @@
 //! Omega's inference proxy: serves a GGUF model through llama.cpp behind OpenAI's
 //! chat-completions API, and presents evidence (`omega-proxy-evidence`) that binds its
-//! binary, its model and its TLS key to a guest's nonce. See docs/inference.md.
+//! binary, its model and its TLS key to a guest's nonce, and serves the same API over TLS 1.3
+//! with that key after the evidence exchange (`tls`). See docs/inference.md.
 
 pub mod client;
 pub mod engine;
 pub mod evidence;
 pub mod openai;
 pub mod server;
+pub mod tls;
 pub mod tls_key;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use omega_proxy::engine::{Engine, EngineConfig};
 use omega_proxy::server::{self, ServerConfig};
+use omega_proxy::tls::{self, EvidenceSource, TlsListener};
 use omega_proxy::tls_key::TlsKey;
 use omega_proxy::{evidence, model_id};
 
@@ -24,13 +25,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a GGUF model: POST /v1/chat/completions, GET /v1/models, GET /health.
+    /// Serve a GGUF model: POST /v1/chat/completions, GET /v1/models, GET /health, on the
+    /// plain local socket (--listen) and on the evidence-bound TLS port (--tls-listen).
     Serve {
         /// The GGUF model file (scripts/fetch-model.sh fetches the default one).
         #[arg(long)]
         model: PathBuf,
+        /// Plain HTTP, for local clients.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The evidence exchange, then TLS 1.3 with the evidence's key (for guests).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        tls_listen: SocketAddr,
+        /// Ed25519 TLS key (PKCS#8 DER), created when missing; without it a fresh key per start.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
         /// CPU threads for inference (1 on small, shared machines).
         #[arg(long, default_value_t = 1)]
         threads: u16,
@@ -75,6 +84,8 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             model,
             listen,
+            tls_listen,
+            tls_key,
             threads,
             ctx,
             max_prompt_tokens,
@@ -89,6 +100,15 @@ fn main() -> anyhow::Result<()> {
                 ctx,
                 max_prompt_tokens,
             };
+            let key = match &tls_key {
+                Some(path) => TlsKey::load_or_create(path)
+                    .with_context(|| format!("TLS key {}", path.display()))?,
+                None => TlsKey::generate(),
+            };
+            let model_sha256 = evidence::sha256_file(&model)
+                .with_context(|| format!("reading model {}", model.display()))?;
+            let source = EvidenceSource::for_this_process(model_sha256, &key)?;
+            let tls_config = tls::server_config(&key)?;
             let engine = Arc::new(Engine::load(&model, config)?);
             let id = model_id(&model);
             let router = server::router(
@@ -107,8 +127,23 @@ fn main() -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
+                let tls_tcp = tokio::net::TcpListener::bind(tls_listen)
+                    .await
+                    .with_context(|| format!("binding {tls_listen}"))?;
+                let identity = hex::encode(source.identity());
+                let tls_listener = TlsListener::new(tls_tcp, tls_config, source)?;
                 tracing::info!("serving {id} on http://{}", listener.local_addr()?);
-                server::serve(listener, router).await?;
+                tracing::info!(
+                    "serving {id} on evidence-bound TLS {}",
+                    axum::serve::Listener::local_addr(&tls_listener)?
+                );
+                tracing::info!(
+                    "proxy identity (policy: model … {{ proxy \"sha256:{identity}\" }})"
+                );
+                tokio::try_join!(
+                    server::serve(listener, router.clone()),
+                    server::serve_tls(tls_listener, router),
+                )?;
                 anyhow::Ok(())
             })
         }

@@ -117,6 +117,38 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
     axum::serve(listener, router).await
 }
 
+/// Serves `router` on the evidence-bound TLS port until the process ends.
+pub async fn serve_tls(listener: crate::tls::TlsListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// Like [`spawn`], with the evidence-bound TLS port (evidence from `source`, TLS with
+/// `config`) instead of the plain socket.
+pub fn spawn_tls(
+    addr: SocketAddr,
+    router: Router,
+    config: rustls::ServerConfig,
+    source: crate::tls::EvidenceSource,
+) -> std::io::Result<SocketAddr> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(async {
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        crate::tls::TlsListener::new(tcp, config, source)
+    })?;
+    let bound = axum::serve::Listener::local_addr(&listener)?;
+    std::thread::Builder::new()
+        .name("https".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(serve_tls(listener, router)) {
+                tracing::error!("TLS server stopped: {e}");
+            }
+        })?;
+    Ok(bound)
+}
+
 /// Binds `addr`, serves `router` on a background runtime thread, and returns the bound
 /// address (tests and the benchmark use port 0).
 pub fn spawn(addr: SocketAddr, router: Router) -> std::io::Result<SocketAddr> {

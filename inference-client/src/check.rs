@@ -1,0 +1,139 @@
+//! The evidence check: what the guest requires of the proxy before it trusts the channel.
+
+use omega_proxy_evidence::{EvidenceError, NONCE_LEN, ProxyEvidence, Tee, decode};
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4); the 32-byte key follows.
+pub const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// What the guest's policy requires of the proxy serving one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectations {
+    /// The proxy identity the policy pins (`model … { proxy "sha256:…" }`): see
+    /// [`omega_proxy_evidence::identity`]. It covers the proxy binary, the model file, the
+    /// backend, the TEE and the GPU.
+    pub identity: [u8; 32],
+    /// The model file's SHA-256, when the caller knows it separately (the identity already
+    /// covers it; this gives a precise refusal).
+    pub model_sha256: Option<[u8; 32]>,
+    /// The proxy must run in a TEE whose report proves the evidence. No TEE report is verified
+    /// yet (docs/inference.md), so today this refuses every proxy: `tee: none` as such, a
+    /// claimed TEE as unproven.
+    pub require_tee: bool,
+    /// The proxy must use a GPU in confidential-computing mode; as with the TEE, GPU evidence
+    /// verification is not built, so this refuses every proxy today.
+    pub require_confidential_gpu: bool,
+}
+
+impl Expectations {
+    /// The expectations a policy gives for a model pinned to `identity`: a confidential proxy
+    /// is required when prompts to it may carry labelled data (`cleared` not empty), which is
+    /// the policy's default for labelled data ("no, unless confidential").
+    pub fn from_policy(identity: [u8; 32], cleared_labels: bool) -> Self {
+        Self {
+            identity,
+            model_sha256: None,
+            require_tee: cleared_labels,
+            require_confidential_gpu: false,
+        }
+    }
+}
+
+/// Why the guest refused a proxy's evidence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The evidence does not decode or breaks its own rules (including `report_data`).
+    #[error("evidence: {0}")]
+    Evidence(EvidenceError),
+    /// The evidence is for another nonce: replayed or meant for another session.
+    #[error("evidence is for another nonce (replayed)")]
+    Nonce,
+    /// The model file is not the expected one.
+    #[error("evidence names model {got:02x?}, the policy expects {expected:02x?}")]
+    Model { expected: [u8; 32], got: [u8; 32] },
+    /// The proxy's identity is not the pinned one.
+    #[error("proxy identity {got:02x?} is not the pinned {expected:02x?}")]
+    Identity { expected: [u8; 32], got: [u8; 32] },
+    /// The policy requires a TEE and the proxy says it runs in none.
+    #[error("the policy requires a TEE and the proxy runs in none")]
+    NoTee,
+    /// The proxy claims a TEE but nothing proves it (no report is carried or verified yet).
+    #[error("the proxy claims a TEE but carries no verifiable report")]
+    TeeUnproven,
+    /// The policy requires a confidential GPU and the proxy has none (or it is not in CC mode,
+    /// or its evidence cannot be verified yet).
+    #[error("the policy requires a confidential GPU and the proxy's is absent or unproven")]
+    NoConfidentialGpu,
+    /// The TLS key is not an Ed25519 SubjectPublicKeyInfo (the one type this client speaks).
+    #[error("the evidence's TLS key is not an Ed25519 SubjectPublicKeyInfo")]
+    KeyType,
+}
+
+/// Evidence that passed [`check`]: the key to pin and what to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProxy {
+    /// The proxy's identity (what the policy pinned).
+    pub identity: [u8; 32],
+    /// The TLS key to accept, and no other: SubjectPublicKeyInfo DER.
+    pub tls_spki: alloc::vec::Vec<u8>,
+    /// The whole evidence.
+    pub evidence: ProxyEvidence,
+}
+
+/// Decodes `bytes` strictly and checks them against the nonce the guest sent and its
+/// expectations, in this order: decoding (structure, `report_data`), nonce, model, identity,
+/// TEE, GPU, key type.
+pub fn check(
+    bytes: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    expect: &Expectations,
+) -> Result<VerifiedProxy, Refusal> {
+    let evidence = decode(bytes).map_err(Refusal::Evidence)?;
+    // SECURITY: freshness — an evidence for another nonce may be a replay of an old session
+    // (an old key, a model since replaced).
+    if !ct_eq(&evidence.nonce, nonce) {
+        return Err(Refusal::Nonce);
+    }
+    if let Some(expected) = expect.model_sha256
+        && evidence.model_sha256 != expected
+    {
+        return Err(Refusal::Model {
+            expected,
+            got: evidence.model_sha256,
+        });
+    }
+    let identity = evidence.identity();
+    if identity != expect.identity {
+        return Err(Refusal::Identity {
+            expected: expect.identity,
+            got: identity,
+        });
+    }
+    // SECURITY: a claimed TEE is only a claim until a report carrying report_data is verified;
+    // that verifier does not exist yet, so a policy that requires a TEE refuses every proxy.
+    if expect.require_tee {
+        return Err(match evidence.tee {
+            Tee::None => Refusal::NoTee,
+            Tee::SevSnp | Tee::Tdx => Refusal::TeeUnproven,
+        });
+    }
+    if expect.require_confidential_gpu {
+        // Same reason: GPU evidence verification is not built, whatever `gpu` says.
+        return Err(Refusal::NoConfidentialGpu);
+    }
+    if evidence.tls_spki.len() != ED25519_SPKI_PREFIX.len() + 32
+        || !evidence.tls_spki.starts_with(&ED25519_SPKI_PREFIX)
+    {
+        return Err(Refusal::KeyType);
+    }
+    Ok(VerifiedProxy {
+        identity,
+        tls_spki: evidence.tls_spki.clone(),
+        evidence,
+    })
+}
+
+fn ct_eq(a: &[u8; NONCE_LEN], b: &[u8; NONCE_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,504 @@
+//! The guest's client for Omega's inference proxy (no_std + alloc).
+//!
+//! One connection, over any byte [`Transport`] (the channel's Inference stream in the guest, a
+//! socket in host tests), goes through three steps, and prompt bytes exist only in the third:
+//!
+//! 1. **Evidence.** The client sends the proxy-evidence request with a fresh nonce (cleartext,
+//!    [`omega_proxy_evidence::exchange`]), reads the evidence, and [`check`]s it against the
+//!    policy's [`Expectations`] (pinned identity, model, TEE/GPU requirements, nonce).
+//! 2. **TLS 1.3** with rustls's unbuffered API and this crate's [`provider`] (ChaCha20-Poly1305,
+//!    X25519, Ed25519), accepting exactly the raw public key the evidence named
+//!    ([`verifier::PinnedKey`]); no resumption, so every connection checks fresh evidence.
+//! 3. **HTTP/1.1** `POST /v1/chat/completions` (non-streaming) inside TLS, the response parsed
+//!    within fixed bounds ([`http`]).
+//!
+//! Time comes from the caller ([`CallerClock`]); randomness from the caller's
+//! [`SecureRandom`]. Nothing here panics on what the proxy or the relay sends.
+#![no_std]
+
+extern crate alloc;
+
+pub mod check;
+pub mod http;
+pub mod provider;
+pub mod verifier;
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use omega_proxy_evidence::exchange::{self, ExchangeError, RESPONSE_HEADER_LEN};
+use omega_proxy_evidence::{MAX_ENCODED, NONCE_LEN};
+use rustls::client::{Resumption, UnbufferedClientConnection};
+use rustls::crypto::{CryptoProvider, SecureRandom};
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::time_provider::TimeProvider;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::{ClientConfig, version::TLS13};
+use serde::Deserialize;
+
+pub use check::{Expectations, Refusal, VerifiedProxy, check};
+pub use http::HttpError;
+
+/// A reliable, ordered byte stream to the proxy (through the untrusted relay).
+pub trait Transport {
+    type Error: core::fmt::Display;
+    /// Sends all of `bytes`.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// Receives at least one byte into `buf` (blocking); `Ok(0)` when the stream is closed.
+    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+}
+
+/// The name sent in SNI and `Host`: the proxy is identified by its evidence, not a name.
+pub const SERVER_NAME: &str = "omega-proxy.invalid";
+
+/// The incoming TLS buffer: one full TLS 1.3 record (16 KiB plaintext + 256 expansion +
+/// 5 header) plus the rest of a read.
+pub const INCOMING_TLS: usize = 16 * 1024 + 256 + 5 + 1024;
+/// The largest amount of TLS bytes buffered for sending at once (the client encrypts a
+/// request in pieces of at most [`PLAINTEXT_PIECE`]).
+pub const MAX_OUTGOING_TLS: usize = 32 * 1024;
+/// Plaintext encrypted per piece.
+pub const PLAINTEXT_PIECE: usize = 8 * 1024;
+/// The largest request body sent (the prompt and its JSON).
+pub const MAX_REQUEST: usize = 1024 * 1024;
+/// Steps of the TLS state machine per operation at most (a wedged state is an error, not a
+/// hang).
+const MAX_STEPS: usize = 1 << 20;
+
+/// Why a connection or a call failed. After any error the connection is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("the proxy closed the connection")]
+    Closed,
+    #[error("evidence exchange: {0}")]
+    Exchange(ExchangeError),
+    #[error("proxy refused: {0}")]
+    Refused(Refusal),
+    #[error("TLS: {0}")]
+    Tls(rustls::Error),
+    #[error("TLS state machine: {0}")]
+    TlsState(&'static str),
+    #[error("HTTP: {0}")]
+    Http(HttpError),
+    #[error("the proxy answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("the proxy's answer is not a chat completion: {0}")]
+    Answer(&'static str),
+    #[error("request is {0} bytes, more than {MAX_REQUEST}")]
+    RequestTooLarge(usize),
+    #[error("the connection failed earlier")]
+    Broken,
+}
+
+/// The current time, set by the caller (the monitor's clock in the guest). rustls asks it
+/// for the time; with a pinned key nothing depends on certificate validity periods.
+#[derive(Debug, Default)]
+pub struct CallerClock(AtomicU64);
+
+impl CallerClock {
+    pub fn new(unix_secs: u64) -> Self {
+        Self(AtomicU64::new(unix_secs))
+    }
+
+    pub fn set(&self, unix_secs: u64) {
+        self.0.store(unix_secs, Ordering::Relaxed);
+    }
+}
+
+impl TimeProvider for CallerClock {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(core::time::Duration::from_secs(
+            self.0.load(Ordering::Relaxed),
+        )))
+    }
+}
+
+/// What a client needs, built once and shared by its connections.
+#[derive(Clone)]
+pub struct Client {
+    provider: Arc<CryptoProvider>,
+    clock: Arc<CallerClock>,
+}
+
+impl Client {
+    /// A client drawing randomness from `random` and the time from `clock`. Call it once per
+    /// randomness source: the provider's key-exchange group is a `'static` object (16 bytes).
+    pub fn new(random: &'static dyn SecureRandom, clock: Arc<CallerClock>) -> Self {
+        Self {
+            provider: Arc::new(provider::provider(random)),
+            clock,
+        }
+    }
+
+    /// Obtains and checks the proxy's evidence for `nonce` (which the caller draws fresh for
+    /// this connection), then completes the TLS handshake pinned to its key. No prompt can
+    /// leave before this returns `Ok`.
+    pub fn connect<T: Transport>(
+        &self,
+        mut transport: T,
+        nonce: &[u8; NONCE_LEN],
+        expect: &Expectations,
+    ) -> Result<Connection<T>, ClientError> {
+        // 1. Evidence, in cleartext, before anything is trusted.
+        send(&mut transport, &exchange::request(nonce))?;
+        let mut header = [0u8; RESPONSE_HEADER_LEN];
+        recv_exact(&mut transport, &mut header)?;
+        let len = exchange::parse_response_header(&header).map_err(ClientError::Exchange)?;
+        debug_assert!(len <= MAX_ENCODED);
+        let mut bytes = vec![0u8; len];
+        recv_exact(&mut transport, &mut bytes)?;
+        let proxy = check(&bytes, nonce, expect).map_err(ClientError::Refused)?;
+
+        // 2. TLS 1.3 to exactly that key.
+        let mut config =
+            ClientConfig::builder_with_details(self.provider.clone(), self.clock.clone())
+                .with_protocol_versions(&[&TLS13])
+                .map_err(ClientError::Tls)?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier::PinnedKey::new(
+                    proxy.tls_spki.clone(),
+                )))
+                .with_no_client_auth();
+        // SECURITY: no resumption — a resumed session would skip the key check against the
+        // fresh evidence of this connection.
+        config.resumption = Resumption::disabled();
+        let name = ServerName::try_from(SERVER_NAME)
+            .map_err(|_| ClientError::TlsState("server name"))?
+            .to_owned();
+        let tls =
+            UnbufferedClientConnection::new(Arc::new(config), name).map_err(ClientError::Tls)?;
+        let mut conn = Connection {
+            transport,
+            tls,
+            incoming: vec![0u8; INCOMING_TLS].into_boxed_slice(),
+            in_used: 0,
+            outgoing: Vec::new(),
+            proxy,
+            broken: false,
+            closed: false,
+        };
+        conn.run(None).inspect_err(|_| conn.broken = true)?;
+        Ok(conn)
+    }
+}
+
+/// An established, evidence-checked TLS connection to the proxy.
+pub struct Connection<T: Transport> {
+    transport: T,
+    tls: UnbufferedClientConnection,
+    incoming: Box<[u8]>,
+    in_used: usize,
+    outgoing: Vec<u8>,
+    proxy: VerifiedProxy,
+    broken: bool,
+    closed: bool,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// `system`, `user` or `assistant`.
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
+/// A chat-completion request (non-streaming).
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub messages: &'a [Message<'a>],
+    pub max_tokens: Option<u32>,
+    /// 0 = greedy.
+    pub temperature: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatResponse {
+    pub content: String,
+    /// `stop` or `length`.
+    pub finish_reason: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+impl<T: Transport> Connection<T> {
+    /// The proxy's checked evidence (its identity is the principal to log).
+    pub fn proxy(&self) -> &VerifiedProxy {
+        &self.proxy
+    }
+
+    /// Sends one chat completion and waits for the answer. The connection stays usable for
+    /// the next call unless the proxy closes it or an error occurs.
+    pub fn chat(&mut self, req: &ChatRequest<'_>) -> Result<ChatResponse, ClientError> {
+        if self.broken || self.closed {
+            return Err(ClientError::Broken);
+        }
+        let body = chat_body(req);
+        if body.len() > MAX_REQUEST {
+            return Err(ClientError::RequestTooLarge(body.len()));
+        }
+        let request = http::post_json("/v1/chat/completions", SERVER_NAME, &body);
+        let response = self
+            .run(Some(&request))
+            .inspect_err(|_| self.broken = true)?
+            .ok_or(ClientError::TlsState("no response"))?;
+        if response.close {
+            self.closed = true;
+        }
+        parse_answer(&response)
+    }
+
+    /// Runs the TLS state machine: until the handshake is done (`request` None), or until
+    /// `request` is sent and its whole response received.
+    fn run(&mut self, request: Option<&[u8]>) -> Result<Option<http::Response>, ClientError> {
+        let mut pending = request;
+        let mut parser = http::ResponseParser::new();
+        let mut response = None;
+        for _ in 0..MAX_STEPS {
+            let UnbufferedStatus { mut discard, state } = self
+                .tls
+                .process_tls_records(&mut self.incoming[..self.in_used]);
+            let mut need_input = false;
+            let mut done = false;
+            match state.map_err(ClientError::Tls)? {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record.map_err(ClientError::Tls)?;
+                        discard += record.discard;
+                        if request.is_none() || response.is_some() {
+                            // SECURITY: data nobody asked for is a protocol error, not input.
+                            return Err(ClientError::Http(HttpError::Trailing));
+                        }
+                        response = parser.feed(record.payload).map_err(ClientError::Http)?;
+                    }
+                }
+                ConnectionState::EncodeTlsData(mut state) => {
+                    encode_into(&mut self.outgoing, |buf| state.encode(buf))?;
+                }
+                ConnectionState::TransmitTlsData(state) => {
+                    send(&mut self.transport, &self.outgoing)?;
+                    self.outgoing.clear();
+                    state.done();
+                }
+                ConnectionState::BlockedHandshake => need_input = true,
+                ConnectionState::WriteTraffic(mut writer) => {
+                    if let Some(plain) = pending.take() {
+                        for piece in plain.chunks(PLAINTEXT_PIECE) {
+                            encrypt_into(&mut self.outgoing, |buf| writer.encrypt(piece, buf))?;
+                            send(&mut self.transport, &self.outgoing)?;
+                            self.outgoing.clear();
+                        }
+                    } else if request.is_none() || response.is_some() {
+                        done = true;
+                    } else {
+                        need_input = true;
+                    }
+                }
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    if response.is_some() {
+                        self.closed = true;
+                        done = true;
+                    } else {
+                        return Err(ClientError::Closed);
+                    }
+                }
+                _ => return Err(ClientError::TlsState("unexpected state")),
+            }
+            if discard > 0 {
+                // rustls never discards more than it was given.
+                let discard = discard.min(self.in_used);
+                self.incoming.copy_within(discard..self.in_used, 0);
+                self.in_used -= discard;
+            }
+            if done {
+                return Ok(response);
+            }
+            if need_input {
+                self.fill()?;
+            }
+        }
+        Err(ClientError::TlsState("too many steps"))
+    }
+
+    fn fill(&mut self) -> Result<(), ClientError> {
+        let free = &mut self.incoming[self.in_used..];
+        if free.is_empty() {
+            // SECURITY: a record larger than TLS allows never fits; refuse, do not grow.
+            return Err(ClientError::TlsState("TLS record larger than the buffer"));
+        }
+        let n = self
+            .transport
+            .recv(free)
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        self.in_used += n.min(free.len());
+        Ok(())
+    }
+}
+
+fn send<T: Transport>(t: &mut T, bytes: &[u8]) -> Result<(), ClientError> {
+    t.send(bytes)
+        .map_err(|e| ClientError::Transport(e.to_string()))
+}
+
+fn recv_exact<T: Transport>(t: &mut T, buf: &mut [u8]) -> Result<(), ClientError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = t
+            .recv(&mut buf[filled..])
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        filled += n.min(buf.len() - filled);
+    }
+    Ok(())
+}
+
+/// Appends TLS bytes produced by `f` to `out`, growing it as rustls asks, up to
+/// [`MAX_OUTGOING_TLS`].
+fn encode_into(
+    out: &mut Vec<u8>,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), ClientError> {
+    grow_and_write(out, |buf| match f(buf) {
+        Ok(n) => Ok(Ok(n)),
+        Err(EncodeError::InsufficientSize(s)) => Ok(Err(s.required_size)),
+        Err(EncodeError::AlreadyEncoded) => Err(ClientError::TlsState("already encoded")),
+    })
+}
+
+fn encrypt_into(
+    out: &mut Vec<u8>,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), ClientError> {
+    grow_and_write(out, |buf| match f(buf) {
+        Ok(n) => Ok(Ok(n)),
+        Err(EncryptError::InsufficientSize(s)) => Ok(Err(s.required_size)),
+        Err(EncryptError::EncryptExhausted) => Err(ClientError::TlsState("sequence exhausted")),
+    })
+}
+
+/// `f` writes into a buffer and returns the length, or the size it needs.
+fn grow_and_write(
+    out: &mut Vec<u8>,
+    mut f: impl FnMut(&mut [u8]) -> Result<Result<usize, usize>, ClientError>,
+) -> Result<(), ClientError> {
+    let start = out.len();
+    out.resize(start + 1024, 0);
+    for _ in 0..2 {
+        match f(&mut out[start..])? {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(required) => {
+                if start + required > MAX_OUTGOING_TLS {
+                    out.truncate(start);
+                    return Err(ClientError::TlsState("outgoing TLS data over the cap"));
+                }
+                out.resize(start + required, 0);
+            }
+        }
+    }
+    out.truncate(start);
+    Err(ClientError::TlsState("outgoing buffer size"))
+}
+
+fn chat_body(req: &ChatRequest<'_>) -> Vec<u8> {
+    let messages: Vec<serde_json::Value> = req
+        .messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+        .collect();
+    let mut body = serde_json::json!({"model": req.model, "messages": messages, "stream": false});
+    if let Some(n) = req.max_tokens {
+        body["max_tokens"] = n.into();
+    }
+    if let Some(t) = req.temperature {
+        body["temperature"] = serde_json::Value::from(f64::from(t));
+    }
+    if let Some(s) = req.seed {
+        body["seed"] = s.into();
+    }
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: AnswerMessage,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnswerMessage {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    error: ApiErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    message: String,
+}
+
+/// The longest error message kept from the proxy.
+const MAX_ERROR_MESSAGE: usize = 512;
+
+fn parse_answer(resp: &http::Response) -> Result<ChatResponse, ClientError> {
+    if resp.status != 200 {
+        let mut message = serde_json::from_slice::<ApiError>(&resp.body)
+            .map(|e| e.error.message)
+            .unwrap_or_else(|_| "(no OpenAI error body)".into());
+        if message.len() > MAX_ERROR_MESSAGE {
+            let mut cut = MAX_ERROR_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        return Err(ClientError::Api {
+            status: resp.status,
+            message,
+        });
+    }
+    let c: Completion = serde_json::from_slice(&resp.body)
+        .map_err(|_| ClientError::Answer("not JSON of the expected shape"))?;
+    let choice = c
+        .choices
+        .into_iter()
+        .next()
+        .ok_or(ClientError::Answer("no choices"))?;
+    let usage = c.usage.ok_or(ClientError::Answer("no usage"))?;
+    Ok(ChatResponse {
+        content: choice.message.content.unwrap_or_default(),
+        finish_reason: choice.finish_reason.unwrap_or_default(),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+    })
+}
