@@ -4,7 +4,7 @@
 //! panic and no hang (the session ends when the input does, every thread joined); what
 //! the guest makes the host store stays where it belongs (file names beside the log are
 //! the fixed ones, evidence file names have no `/`, no leading `.`, no control
-//! character; the log is never truncated beyond its length); everything the host writes
+//! character, card file names are `<agent>.json` under the same rules; the log is never truncated beyond its length); everything the host writes
 //! back decodes as well-formed frames.
 #![no_main]
 
@@ -47,6 +47,18 @@ impl LogStore for Store {
         assert!(
             !file.contains('/') && !file.chars().any(char::is_control),
             "evidence file {file:?}"
+        );
+        Ok(())
+    }
+    fn put_card(&mut self, file: &str, _bytes: &[u8]) -> io::Result<()> {
+        let agent = file.strip_suffix(".json").unwrap_or("");
+        assert!(
+            !agent.is_empty() && !agent.starts_with('.'),
+            "card file {file:?}"
+        );
+        assert!(
+            !agent.contains('/') && !agent.chars().any(char::is_control),
+            "card file {file:?}"
         );
         Ok(())
     }
