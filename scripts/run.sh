@@ -6,7 +6,16 @@
 # verify the image itself. Each step's full output is kept in target/demo/*.out; a failing
 # step shows its tail.
 #   OMEGA_QEMU_ACCEL=kvm bash scripts/run.sh     # on a real host with usable KVM
+#   bash scripts/run.sh --json                   # also write target/demo/report.json (and print it last)
 set -euo pipefail
+JSON=
+for arg in "$@"; do
+  case $arg in
+    --json) JSON=1 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 log() { printf '\n\033[1m[omega]\033[0m %s\n' "$*" >&2; }
 # quiet WHAT OUT CMD...: runs CMD with its output in OUT; on failure shows OUT's tail and stops.
@@ -135,13 +144,26 @@ cat <<EOT
 EOT
 
 log "verifying this run: the commands omega run printed ($DEMO/verify-commands.sh)"
-# Each principal's check shows its verdict; the log's shows its checks too. The last line
-# is the log's verdict (what scripts/test.sh looks for).
+# Each principal's check shows its verdict; the log's shows its checks too (its verdict line
+# is what scripts/test.sh looks for); the cards' checks follow.
+echo "[" > "$DEMO/verifications.json"
+sep=""
 while IFS= read -r cmd; do
   printf '  $ %s\n' "$cmd"
   quiet "$cmd" "$DEMO/verify.out" eval "$cmd" </dev/null
+  verdict=$(grep -E '^VERIFIED' "$DEMO/verify.out" | tail -n 1)
+  python3 -c 'import json,sys; print(sys.argv[1] + json.dumps({"command": sys.argv[2], "verdict": sys.argv[3]}))' \
+    "$sep" "$cmd" "$verdict" >> "$DEMO/verifications.json"
+  sep=","
   case $cmd in
     "measurements verify-log "*) grep -E '^(PASS|VERIFIED)' "$DEMO/verify.out" | sed '/^VERIFIED/!s/^/    /' ;;
     *) grep -E '^VERIFIED' "$DEMO/verify.out" | sed 's/^/    /' ;;
   esac
 done < "$DEMO/verify-commands.sh"
+echo "]" >> "$DEMO/verifications.json"
+
+if [ -n "$JSON" ]; then
+  python3 scripts/lib/run_report.py "$DEMO" > "$DEMO/report.json"
+  log "machine-readable report: $DEMO/report.json"
+  cat "$DEMO/report.json"
+fi

@@ -74,6 +74,7 @@ log "fuzzing smoke run: every cargo-fuzz target for ${OMEGA_FUZZ_SMOKE_SECONDS:-
 bash scripts/fuzz.sh "${OMEGA_FUZZ_SMOKE_SECONDS:-3}"
 
 log "running the main job end to end (scripts/run.sh): boot with the demo bundle, verify the log"
-bash scripts/run.sh > target/run-smoke.log 2>&1 || { tail -n 60 target/run-smoke.log; exit 1; }
+bash scripts/run.sh --json > target/run-smoke.log 2>&1 || { tail -n 60 target/run-smoke.log; exit 1; }
+grep -q '"all_verified": true' target/demo/report.json || { echo "run.sh --json: not every verifier command passed"; exit 1; }
 grep -qx 'VERIFIED (UNATTESTED platform: no TEE)' target/run-smoke.log || { tail -n 60 target/run-smoke.log; echo "run.sh did not verify its log"; exit 1; }
 log "main job: verified"
