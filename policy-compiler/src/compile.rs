@@ -857,34 +857,6 @@ fn limit(ck: &mut Checker<'_>, l: &LimitDecl, out: &Compiled) -> Option<LimitIr>
 mod tests {
     use super::*;
 
-    /// The canonical form matches an independent implementation
-    /// (Python: `json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`).
-    #[test]
-    fn tool_pin_matches_an_independent_canonicalisation() {
-        let schema = serde_json::json!({
-            "type": "object",
-            "required": ["z"],
-            "properties": {
-                "z": { "type": "string", "description": "é ünïcode \" \\ \n tab\t" },
-                "a": { "type": "integer", "minimum": 1.5, "maximum": 10 }
-            }
-        });
-        let description = "Résumé tool — with ☃ and \u{1}";
-        let mut canon = String::new();
-        canonical_json(
-            &serde_json::json!({"inputSchema": schema, "description": description}),
-            &mut canon,
-        );
-        assert_eq!(
-            canon,
-            r#"{"description":"Résumé tool — with ☃ and \u0001","inputSchema":{"properties":{"a":{"maximum":10,"minimum":1.5,"type":"integer"},"z":{"description":"é ünïcode \" \\ \n tab\t","type":"string"}},"required":["z"],"type":"object"}}"#
-        );
-        assert_eq!(
-            hex(&tool_pin(description, &schema)),
-            "27716bb10b8725a57eaa28913ca3a816e0fd28a3d801df91dce657682e813c2a"
-        );
-    }
-
     #[test]
     fn tool_results_always_carry_untrusted() {
         let src = r#"
