@@ -327,6 +327,24 @@ pub fn boot_with_raw_host(
     Ok((vm, host))
 }
 
+/// `omega run` of the test-hooks image with the simulated PSP (lab chain), serving `bundle`,
+/// storing into `logs`, challenged with `nonce` (64 hex digits): the evidence path end to
+/// end as a verifier drives it.
+pub fn run_with_simulated_psp(bundle: &Path, logs: &Path, nonce: &str) -> std::process::Output {
+    Command::new(workspace_bin("omega-host", "omega"))
+        .arg("run")
+        .arg("--image")
+        .arg(test_hooks_image())
+        .arg("--simulated-psp")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--log-dir")
+        .arg(logs)
+        .args(["--nonce", nonce, "--connect-timeout", "60"])
+        .output()
+        .expect("starting omega run")
+}
+
 /// Sends one command to a QEMU monitor socket and returns its answer.
 pub fn monitor_command(socket: &Path, command: &str) -> Result<String> {
     use std::io::Write;

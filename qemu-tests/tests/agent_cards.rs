@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 mod common;
 
 use omega_agent_card::{CardKey, SignedCard};
-use qemu_tests::{measurements, printed_verifier_commands, test_hooks_image, workspace_bin};
+use qemu_tests::{measurements, printed_verifier_commands};
 
 const NONCE: &str = "6f6d6567612d6167656e742d63617264732d746573742d6e6f6e63652d212121";
 const AGENTS: [&str; 2] = ["alpha", "beta"];
@@ -123,18 +123,7 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
-    let run = Command::new(workspace_bin("omega-host", "omega"))
-        .arg("run")
-        .arg("--image")
-        .arg(test_hooks_image())
-        .arg("--simulated-psp")
-        .arg("--bundle")
-        .arg(bundle(dir.path()))
-        .arg("--log-dir")
-        .arg(&logs)
-        .args(["--nonce", NONCE, "--connect-timeout", "60"])
-        .output()
-        .unwrap();
+    let run = qemu_tests::run_with_simulated_psp(&bundle(dir.path()), &logs, NONCE);
     let out = text(&run);
     assert_eq!(run.status.code(), Some(0), "{out}");
     assert!(

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 mod common;
 
 use omega_provenance::{Checkpoint, LogKey};
-use qemu_tests::{image, measurements, printed_verifier_commands, test_hooks_image, workspace_bin};
+use qemu_tests::{image, measurements, printed_verifier_commands, test_hooks_image};
 
 const NONCE: &str = "6f6d6567612d747275737465642d636861696e2d746573742d6e6f6e63652121";
 const OTHER_NONCE: &str = "0000000000000000000000000000000000000000000000000000000000000001";
@@ -132,18 +132,7 @@ fn a_simulated_psp_run_verifies_end_to_end_and_each_forgery_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
-    let run = Command::new(workspace_bin("omega-host", "omega"))
-        .arg("run")
-        .arg("--image")
-        .arg(test_hooks_image())
-        .arg("--simulated-psp")
-        .arg("--bundle")
-        .arg(bundle(dir.path()))
-        .arg("--log-dir")
-        .arg(&logs)
-        .args(["--nonce", NONCE, "--connect-timeout", "60"])
-        .output()
-        .unwrap();
+    let run = qemu_tests::run_with_simulated_psp(&bundle(dir.path()), &logs, NONCE);
     let out = text(&run);
     assert_eq!(run.status.code(), Some(0), "{out}");
     assert_eq!(
