@@ -9,20 +9,6 @@ use std::process::Command;
 
 use omega_agent_card::{CardBody, CardKey, Skill};
 
-fn a2a_python() -> Option<PathBuf> {
-    let p = std::env::var_os("OMEGA_A2A_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| omega_test_support::workspace_root().join("target/a2a-venv/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import a2a.utils.signing, jwt, cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(
-        ok.then_some(p),
-        "a Python with a2a-sdk[signing] (python3 -m venv target/a2a-venv && target/a2a-venv/bin/pip install -r bench/a2a/requirements.txt)",
-    )
-}
-
 fn sdk(python: &PathBuf, card: &str, public: &[u8; 32]) -> String {
     let dir = std::env::temp_dir().join(format!("omega-card-sdk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -46,7 +32,7 @@ fn sdk(python: &PathBuf, card: &str, public: &[u8; 32]) -> String {
 
 #[test]
 fn the_a2a_sdk_verifies_omegas_cards_and_refuses_forgeries() {
-    let Some(python) = a2a_python() else {
+    let Some(python) = omega_test_support::a2a_signing_python() else {
         return;
     };
     let key = CardKey::from_seed([0x21; 32]).unwrap();

@@ -35,22 +35,6 @@ fn qemu_present() -> bool {
     omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
 }
 
-/// A Python with the official A2A SDK (`target/a2a-venv`, or `OMEGA_A2A_PYTHON`): required
-/// under CI, else that part is skipped loudly.
-fn a2a_python() -> Option<PathBuf> {
-    let p = std::env::var_os("OMEGA_A2A_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| omega_test_support::workspace_root().join("target/a2a-venv/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import a2a.utils.signing, jwt, cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(
-        ok.then_some(p),
-        "a Python with a2a-sdk[signing] (bench/a2a/requirements.txt in target/a2a-venv)",
-    )
-}
-
 /// Two agents that return at once, `alpha` declaring a description and two skills, in
 /// `dir/bundle`.
 fn bundle(dir: &Path) -> PathBuf {
@@ -204,7 +188,7 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
 
     // The official A2A SDK reads the card the real monitor issued and verifies its
     // signature with the attested key (agent-card/tests/a2a_sdk_verify.py).
-    if let Some(python) = a2a_python() {
+    if let Some(python) = omega_test_support::a2a_signing_python() {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent-card/tests/a2a_sdk_verify.py");
         let o = Command::new(python)

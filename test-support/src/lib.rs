@@ -74,6 +74,22 @@ pub fn debian_ovmf() -> Option<Vec<PathBuf>> {
     )
 }
 
+/// A Python with the official A2A SDK and its signing extra (`OMEGA_A2A_PYTHON`, else
+/// `target/a2a-venv`): required under CI, else the caller skips loudly.
+pub fn a2a_signing_python() -> Option<PathBuf> {
+    let p = std::env::var_os("OMEGA_A2A_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/a2a-venv/bin/python"));
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import a2a.utils.signing, jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    require(
+        ok.then_some(p),
+        "a Python with a2a-sdk[signing] (python3 -m venv target/a2a-venv && target/a2a-venv/bin/pip install -r bench/a2a/requirements.txt)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
