@@ -5,6 +5,8 @@
 //! * [`report`]: parse an SNP attestation report (versions 2, 3, 5).
 //! * [`verify`]: verify a report against AMD's ARK → ASK → VCEK chain and the verifier's
 //!   expectations, one [`Check`] per property.
+//! * [`tee`]: every TEE's verified evidence in one shape (SNP here, TDX and Nitro through
+//!   `omega-tee-verify`) and the admission expectations checked on it.
 //!
 //! The API is stable for the other verifier commands (`verify-evidence`):
 //!
@@ -29,6 +31,7 @@
 /// here so verifiers find the whole toolbox in one place.
 pub use ::launch_digest as digest;
 pub mod report;
+pub mod tee;
 pub mod verify;
 
 pub use digest::{DigestError, DigestOptions, KernelHashes, Measurer, VcpuType, launch_digest};

@@ -17,6 +17,7 @@ mod report_args;
 mod verify_card;
 mod verify_evidence;
 mod verify_log;
+mod verify_tee;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +51,12 @@ enum Command {
     /// The card key comes from the verified `card` evidence, the module hash from the
     /// verified `agent:NAME` evidence; both are checked with the same pins as verify-evidence.
     VerifyCard(Box<verify_card::VerifyCardArgs>),
+    /// Verify an Intel TDX quote (with its PCS collateral) or an AWS Nitro attestation document.
+    ///
+    /// Offline: Intel's SGX root CA is built in, AWS's Nitro root is given. Prints the launch
+    /// measurement, bound data, registers and TCB status in the same shape for both, checks
+    /// the expectations given, and exits 0 only if everything holds.
+    VerifyTee(Box<verify_tee::VerifyTeeArgs>),
 }
 
 fn parse_hex_u32(s: &str) -> Result<u32, String> {
@@ -242,6 +249,7 @@ fn main() -> ExitCode {
         Command::VerifyLog(a) => verify_log::run(a),
         Command::VerifyEvidence(a) => verify_evidence::run(a),
         Command::VerifyCard(a) => verify_card::run(a),
+        Command::VerifyTee(a) => verify_tee::run(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 pub mod oracle;
 pub mod random;
 pub mod snp;
+pub mod tee;
 
 /// Whether env `CI` is set (to anything but empty, `0` or `false`).
 pub fn in_ci() -> bool {
