@@ -158,6 +158,21 @@ pub fn report_data(
     h.finalize().into()
 }
 
+/// Domain separation of [`gpu_nonce`].
+pub const GPU_NONCE_TAG: &[u8] = b"omega-proxy-evidence/v1/gpu-nonce";
+
+/// The nonce the proxy hands the GPU for its SPDM measurement request (NVML's 32-byte nonce):
+/// `SHA-256(GPU_NONCE_TAG ‖ SHA-256(tls_spki) ‖ nonce)`. The GPU signs it, so its evidence is
+/// fresh for the guest's nonce and names the TLS key it was produced for; a verifier
+/// recomputes it from the evidence's own `tls_spki` and `nonce` (`omega-gpu-evidence`).
+pub fn gpu_nonce(tls_spki: &[u8], nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(GPU_NONCE_TAG);
+    h.update(Sha256::digest(tls_spki));
+    h.update(nonce);
+    h.finalize().into()
+}
+
 impl ProxyEvidence {
     /// An evidence with `version` = [`VERSION`] and `report_data` computed from the fields.
     #[allow(clippy::too_many_arguments)]
