@@ -158,6 +158,11 @@ pub fn report_data(
     h.finalize().into()
 }
 
+/// `model_sha256` of a proxy that hashed no model file: one that forwards to an upstream
+/// server (its backend is then `openai-upstream:<model name>`). A guest that requires a model
+/// digest refuses it; a pinned identity still covers the backend string.
+pub const MODEL_NOT_HASHED: [u8; 32] = [0; 32];
+
 /// Domain separation of [`gpu_nonce`].
 pub const GPU_NONCE_TAG: &[u8] = b"omega-proxy-evidence/v1/gpu-nonce";
 
@@ -451,6 +456,15 @@ pub fn decode(bytes: &[u8]) -> Result<ProxyEvidence, EvidenceError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gpu_nonce_binds_key_and_nonce() {
+        let a = super::gpu_nonce(b"key a", &[1; 32]);
+        assert_ne!(a, super::gpu_nonce(b"key b", &[1; 32]));
+        assert_ne!(a, super::gpu_nonce(b"key a", &[2; 32]));
+        assert_eq!(a, super::gpu_nonce(b"key a", &[1; 32]));
+        assert_ne!(a, [1; 32], "the guest's nonce is hashed, not passed through");
+    }
     use super::*;
     use alloc::vec;
 
