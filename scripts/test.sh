@@ -55,6 +55,10 @@ log "fetching the default model for the inference proxy's tests (SmolLM2-135M-In
 OMEGA_MODEL="$(bash scripts/fetch-model.sh)"
 export OMEGA_MODEL
 
+log "fetching NVIDIA's sample GPU attestation evidence for omega-gpu-evidence (nv-local-gpu-verifier 2.7.3, pinned SHA-256)"
+OMEGA_NV_SAMPLES_DIR="$(bash scripts/fetch-nvidia-gpu-samples.sh)"
+export OMEGA_NV_SAMPLES_DIR
+
 log "installing the MCP servers the tool gateway's tests run (pinned npm and PyPI packages)"
 bash scripts/install-mcp-servers.sh
 

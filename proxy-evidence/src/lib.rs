@@ -158,6 +158,26 @@ pub fn report_data(
     h.finalize().into()
 }
 
+/// `model_sha256` of a proxy that hashed no model file: one that forwards to an upstream
+/// server (its backend is then `openai-upstream:<model name>`). A guest that requires a model
+/// digest refuses it; a pinned identity still covers the backend string.
+pub const MODEL_NOT_HASHED: [u8; 32] = [0; 32];
+
+/// Domain separation of [`gpu_nonce`].
+pub const GPU_NONCE_TAG: &[u8] = b"omega-proxy-evidence/v1/gpu-nonce";
+
+/// The nonce the proxy hands the GPU for its SPDM measurement request (NVML's 32-byte nonce):
+/// `SHA-256(GPU_NONCE_TAG ‖ SHA-256(tls_spki) ‖ nonce)`. The GPU signs it, so its evidence is
+/// fresh for the guest's nonce and names the TLS key it was produced for; a verifier
+/// recomputes it from the evidence's own `tls_spki` and `nonce` (`omega-gpu-evidence`).
+pub fn gpu_nonce(tls_spki: &[u8], nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(GPU_NONCE_TAG);
+    h.update(Sha256::digest(tls_spki));
+    h.update(nonce);
+    h.finalize().into()
+}
+
 impl ProxyEvidence {
     /// An evidence with `version` = [`VERSION`] and `report_data` computed from the fields.
     #[allow(clippy::too_many_arguments)]
@@ -436,6 +456,15 @@ pub fn decode(bytes: &[u8]) -> Result<ProxyEvidence, EvidenceError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gpu_nonce_binds_key_and_nonce() {
+        let a = super::gpu_nonce(b"key a", &[1; 32]);
+        assert_ne!(a, super::gpu_nonce(b"key b", &[1; 32]));
+        assert_ne!(a, super::gpu_nonce(b"key a", &[2; 32]));
+        assert_eq!(a, super::gpu_nonce(b"key a", &[1; 32]));
+        assert_ne!(a, [1; 32], "the guest's nonce is hashed, not passed through");
+    }
     use super::*;
     use alloc::vec;
 
