@@ -167,7 +167,9 @@ impl Client {
                     });
                 }
                 Some(Event::Broken { error, .. }) => return Err(error),
-                Some(Event::Answer { .. }) => return Err(ClientError::TlsState("early answer")),
+                Some(Event::Answer { .. } | Event::Models { .. }) => {
+                    return Err(ClientError::TlsState("early answer"));
+                }
                 None => fill(&mut transport, &mut session, &mut buf)?,
             }
         }
@@ -232,7 +234,7 @@ impl<T: Transport> Connection<T> {
             self.flush()?;
             match self.session.poll() {
                 Some(Event::Answer { id: got, result }) if got == id => return result,
-                Some(Event::Answer { .. } | Event::Established) => {}
+                Some(Event::Answer { .. } | Event::Models { .. } | Event::Established) => {}
                 Some(Event::Broken { error, .. }) => return Err(error),
                 None => self.fill()?,
             }

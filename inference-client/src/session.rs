@@ -13,6 +13,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -62,12 +63,54 @@ pub enum Event {
         id: CallId,
         result: Result<ChatResponse, ClientError>,
     },
+    /// The answer to [`Session::submit_models`]: the model ids the proxy serves.
+    Models {
+        id: CallId,
+        result: Result<Vec<String>, ClientError>,
+    },
     /// The session failed (refused evidence, TLS error, a flipped byte, the proxy closed):
     /// `waiting` are the calls that will never be answered, oldest first.
     Broken {
         error: ClientError,
         waiting: Vec<CallId>,
     },
+}
+
+/// What a call asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Models,
+}
+
+/// The most model ids kept from a `/v1/models` answer, and the longest id.
+const MAX_MODELS: usize = 16;
+const MAX_MODEL_ID: usize = 256;
+
+fn parse_models(resp: &http::Response) -> Result<Vec<String>, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        data: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    if resp.status != 200 {
+        return Err(ClientError::Api {
+            status: resp.status,
+            message: String::from("GET /v1/models failed"),
+        });
+    }
+    let list: List =
+        serde_json::from_slice(&resp.body).map_err(|_| ClientError::Answer("not a model list"))?;
+    Ok(list
+        .data
+        .into_iter()
+        .filter(|e| e.id.len() <= MAX_MODEL_ID)
+        .map(|e| e.id)
+        .take(MAX_MODELS)
+        .collect())
 }
 
 /// One evidence-checked TLS session with the proxy, without I/O.
@@ -83,10 +126,10 @@ pub struct Session {
     in_used: usize,
     outgoing: Vec<u8>,
     proxy: Option<VerifiedProxy>,
-    /// Calls not yet sent: id and the HTTP request's bytes.
-    queue: VecDeque<(CallId, Vec<u8>)>,
+    /// Calls not yet sent: id, kind and the HTTP request's bytes.
+    queue: VecDeque<(CallId, Kind, Vec<u8>)>,
     /// The call whose response is being received.
-    in_flight: Option<(CallId, http::ResponseParser)>,
+    in_flight: Option<(CallId, Kind, http::ResponseParser)>,
     /// The proxy said `Connection: close`: no further call can be sent.
     closing: bool,
     events: VecDeque<Event>,
@@ -155,8 +198,27 @@ impl Session {
         }
         self.queue.push_back((
             id,
+            Kind::Chat,
             http::post_json("/v1/chat/completions", SERVER_NAME, &body),
         ));
+        if self.phase == Phase::Ready {
+            self.step();
+        }
+        Ok(())
+    }
+
+    /// Queues `GET /v1/models`: its answer is an [`Event::Models`] with the ids the proxy
+    /// serves (the name a chat request must use; the evidence names the model by its
+    /// digest, not its id).
+    pub fn submit_models(&mut self, id: CallId) -> Result<(), ClientError> {
+        if self.phase == Phase::Broken || self.closing {
+            return Err(ClientError::Broken);
+        }
+        if self.waiting() >= MAX_QUEUED {
+            return Err(ClientError::QueueFull);
+        }
+        self.queue
+            .push_back((id, Kind::Models, http::get("/v1/models", SERVER_NAME)));
         if self.phase == Phase::Ready {
             self.step();
         }
@@ -281,20 +343,26 @@ impl Session {
                         let record = record.map_err(ClientError::Tls)?;
                         discard += record.discard;
                         // SECURITY: data nobody asked for is a protocol error, not input.
-                        let Some((id, parser)) = self.in_flight.as_mut() else {
+                        let Some((id, kind, parser)) = self.in_flight.as_mut() else {
                             return Err(ClientError::Http(HttpError::Trailing));
                         };
                         if let Some(response) =
                             parser.feed(record.payload).map_err(ClientError::Http)?
                         {
-                            let id = *id;
+                            let (id, kind) = (*id, *kind);
                             self.in_flight = None;
                             if response.close {
                                 self.closing = true;
                             }
-                            self.events.push_back(Event::Answer {
-                                id,
-                                result: parse_answer(&response),
+                            self.events.push_back(match kind {
+                                Kind::Chat => Event::Answer {
+                                    id,
+                                    result: parse_answer(&response),
+                                },
+                                Kind::Models => Event::Models {
+                                    id,
+                                    result: parse_models(&response),
+                                },
                             });
                         }
                     }
@@ -314,14 +382,14 @@ impl Session {
                     }
                     if self.in_flight.is_none()
                         && !self.closing
-                        && let Some((id, request)) = self.queue.pop_front()
+                        && let Some((id, kind, request)) = self.queue.pop_front()
                     {
                         for piece in request.chunks(PLAINTEXT_PIECE) {
                             let mut record = Vec::new();
                             encrypt_into(&mut record, |buf| writer.encrypt(piece, buf))?;
                             self.outgoing.extend_from_slice(&record);
                         }
-                        self.in_flight = Some((id, http::ResponseParser::new()));
+                        self.in_flight = Some((id, kind, http::ResponseParser::new()));
                     } else {
                         wait = true;
                     }
@@ -357,10 +425,10 @@ impl Session {
         let mut waiting: Vec<CallId> = self
             .in_flight
             .take()
-            .map(|(id, _)| id)
+            .map(|(id, ..)| id)
             .into_iter()
             .collect();
-        waiting.extend(self.queue.drain(..).map(|(id, _)| id));
+        waiting.extend(self.queue.drain(..).map(|(id, ..)| id));
         self.events.push_back(Event::Broken { error, waiting });
     }
 }
