@@ -8,7 +8,7 @@
 //! proxy's plain-port answer, the wire carries no prompt in cleartext, a model pinned to
 //! another proxy is denied `target-pin` and a `phi`-labelled prompt to the `tee: none` proxy
 //! is denied `flow:phi`; (2) a relay that flips one byte of the answer breaks the session:
-//! the agent gets an error, later calls `Unavailable`, the monitor runs on and logs it;
+//! the agent gets an error, later calls are denied, the monitor runs on and logs it;
 //! (3) a proxy whose identity is not the pinned one (another model digest) is refused after
 //! the 40-byte evidence request, before any prompt.
 //!
@@ -34,7 +34,6 @@ use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, image};
 use sha2::{Digest, Sha256};
 
 const DENIED: i32 = -2;
-const UNAVAILABLE: i32 = -6;
 const FAILED: i32 = -8;
 
 const PROMPT: &str = "Name one colour of the sky. Secret marker 5c1e.";
@@ -79,8 +78,12 @@ impl Drop for Proxy {
     }
 }
 
+/// `omega-proxy` as built for this test profile, or `OMEGA_PROXY_BIN` (a binary built
+/// earlier: building llama.cpp again takes minutes).
 fn start_proxy(model: &Path) -> Proxy {
-    let exe = qemu_tests::workspace_bin("omega-proxy", "omega-proxy");
+    let exe = std::env::var_os("OMEGA_PROXY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| qemu_tests::workspace_bin("omega-proxy", "omega-proxy"));
     let mut child = Command::new(exe)
         .args(["serve", "--model"])
         .arg(model)
@@ -591,15 +594,17 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
         [(Decision::Deny, "flow:phi".into())]
     );
     let wire = r.to_proxy.lock().unwrap().clone();
-    assert!(wire.len() > 1000, "{}", wire.len());
+    // Evidence request, handshake, the model listing and the prompt went through.
+    assert!(wire.len() > 400, "{}", wire.len());
     assert!(!wire.windows(16).any(|w| w == &PROMPT.as_bytes()[..16]));
     assert!(!wire.windows(3).any(|w| w == b"P-1"));
     assert_eq!(completed(&proxy), before + 1);
 }
 
 /// Boot 2: one flipped byte in the answer's ciphertext breaks the session: the waiting agent
-/// gets `Failed`, its next call `Unavailable`; the monitor runs on, shuts down cleanly and
-/// logs the break (`PROXY_SESSION`, error).
+/// gets `Failed`; its next call is denied `target-pin` (no live session proves the pinned
+/// identity any more); the monitor runs on, shuts down cleanly and logs the break
+/// (`PROXY_SESSION`, error).
 #[test]
 fn a_relay_flipping_a_byte_breaks_the_session_cleanly() {
     let Some(model) = prerequisites() else {
@@ -610,7 +615,7 @@ fn a_relay_flipping_a_byte_breaks_the_session_cleanly() {
     let long = format!("{PROMPT} {}", "Please answer briefly. ".repeat(60));
     let asker = script(&[
         infer("llm", &long, Expect::Code(FAILED)),
-        infer("llm", PROMPT, Expect::Code(UNAVAILABLE)),
+        infer("llm", PROMPT, Expect::Code(DENIED)),
     ]);
     let src = policy(&agent_decl("asker", &asker), &proxy.identity);
     let r = relay(proxy.tls, Some(1200));
@@ -622,6 +627,13 @@ fn a_relay_flipping_a_byte_breaks_the_session_cleanly() {
     let broken = sessions.last().unwrap();
     assert_eq!(broken.0, Decision::Error, "{sessions:?}");
     assert!(broken.2.starts_with("broken: "), "{sessions:?}");
+    assert_eq!(
+        run.infer_decisions("asker", "llm"),
+        [
+            (Decision::Allow, "ask".into()),
+            (Decision::Deny, "target-pin".into())
+        ]
+    );
     assert!(
         run.out
             .serial
