@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Omega's main job on a fresh Debian 12 machine: installs what it needs, builds the boot
-# image and the example agents, boots the image under QEMU with the demo bundle (four agents
-# under the demo policy, agents/demo) through the `omega` launcher, prints what each agent
+# image and the example agents, starts the inference proxy (omega-proxy, the default model),
+# boots the image under QEMU with the demo bundle (four agents under the demo policy,
+# agents/demo) through the `omega` launcher (--proxy: the monitor's evidence-checked TLS
+# session with the proxy rides the Inference stream), prints what each agent
 # did and every policy decision with its rule from the verified provenance log, and how to
 # verify the image itself. Each step's full output is kept in target/demo/*.out; a failing
 # step shows its tail.
@@ -41,21 +43,51 @@ DEMO=target/demo
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
-log "building the host tools (image-build, omega, measurements, agents-build, omega-tools)"
+log "building the host tools (image-build, omega, measurements, agents-build, omega-tools, omega-proxy)"
 cargo build -q --release -p image-build -p omega-host -p measurements -p omega-agents-build \
-  -p omega-tool-gateway
+  -p omega-tool-gateway -p omega-proxy
+
+# The inference proxy: the default model on free local ports; its TLS port is what the
+# launcher relays the guest's Inference stream to. Its identity (binary, model, backend,
+# tee none, gpu none) is what the demo policy pins for the in-house model.
+log "starting the inference proxy (omega-proxy serve, default model SmolLM2-135M-Instruct)"
+quiet "fetch-model" "$DEMO/fetch-model.out" bash scripts/fetch-model.sh
+MODEL=$(tail -n 1 "$DEMO/fetch-model.out")
+$BIN/omega-proxy serve --model "$MODEL" --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 \
+  >"$DEMO/proxy.out" 2>&1 &
+PROXY_PID=$!
+trap 'kill "$PROXY_PID" 2>/dev/null || true' EXIT
+PROXY_TLS= PROXY_ID= PROXY_HTTP=
+for _ in $(seq 1 600); do
+  PROXY_HTTP=$(sed -n 's/.* on http:\/\/\([0-9.:]*\).*/\1/p' "$DEMO/proxy.out" | head -n 1)
+  PROXY_TLS=$(sed -n 's/.*evidence-bound TLS \([0-9.:]*\).*/\1/p' "$DEMO/proxy.out" | head -n 1)
+  PROXY_ID=$(sed -n 's/.*proxy "\(sha256:[0-9a-f]\{64\}\)".*/\1/p' "$DEMO/proxy.out" | head -n 1)
+  [ -n "$PROXY_TLS" ] && [ -n "$PROXY_ID" ] && [ -n "$PROXY_HTTP" ] && break
+  kill -0 "$PROXY_PID" 2>/dev/null || break
+  sleep 0.2
+done
+if [ -z "$PROXY_TLS" ] || [ -z "$PROXY_ID" ]; then
+  tail -n 30 "$DEMO/proxy.out" >&2
+  printf '\n\033[1;31m[omega] FAILED:\033[0m omega-proxy did not start (full output in %s)\n' "$DEMO/proxy.out" >&2
+  exit 1
+fi
+echo "  proxy: $BIN/omega-proxy serve --model $MODEL (evidence-bound TLS on $PROXY_TLS)"
+echo "  proxy identity (tee none, gpu none): $PROXY_ID"
 
 log "building the boot image"
 quiet "image-build" "$DEMO/image-build.out" $BIN/image-build --out "$IMAGE"
 grep -E '^(sha256|snp digest):' "$DEMO/image-build.out" | sed 's/^/  /'
 
 log "building the agents (wasm32, reproducible) and the demo bundle in $DEMO/bundle"
-quiet "agents-build" "$DEMO/agents-build.out" $BIN/agents-build --out target/agents --bundle "$DEMO/bundle"
+quiet "agents-build" "$DEMO/agents-build.out" $BIN/agents-build --out target/agents --bundle "$DEMO/bundle" \
+  --proxy-pin "$PROXY_ID"
 (cd "$DEMO/bundle" && sha256sum ./*.wasm) | sed 's/^/  /; s/ \.\// /'
 cat <<'EOT'
   The scenario (policy: agents/demo/demo.policy, pinned to these hashes):
-    triage       reads phi-labelled patient records, asks the in-house model to rate them,
-                 sends the ratings to the summariser (cleared for phi), ends the session
+    triage       asks the in-house model a general question (through the proxy), reads
+                 phi-labelled patient records, asks the model to rate them (denied: the
+                 proxy has no proven TEE), sends the ratings to the summariser (cleared for
+                 phi), ends the session
     summariser   answers triage with a summary, then stops
     scheduler    looks a patient up and books a slot through the FHIR and calendar tools
     exfiltrator  reads a record and tries to get it out: to the scheduler (not cleared for
@@ -77,9 +109,13 @@ ACCEL_FLAG=()
 log "booting the image with the bundle (omega run); the agents run in the monitor"
 quiet "omega run (the boot)" "$DEMO/omega-run.out" \
   $BIN/omega run --image "$IMAGE" --bundle "$DEMO/bundle" --log-dir "$DEMO/log" "${ACCEL_FLAG[@]}" \
-  --tool-gateway "$BIN/omega-tools --manifest $DEMO/tools/tools.toml"
+  --tool-gateway "$BIN/omega-tools --manifest $DEMO/tools/tools.toml" --proxy "$PROXY_TLS"
 echo "  what each agent did (the monitor's console; agents cannot log once they hold labelled data):"
-grep -E '^guest \| omega: (agent |agents: |tools: )' "$DEMO/omega-run.out" | sed 's/^guest | omega: /    /'
+grep -E '^guest \| omega: (agent |agents: |tools: |inference: )' "$DEMO/omega-run.out" | sed 's/^guest | omega: /    /'
+python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+  "http://$PROXY_HTTP/health" > "$DEMO/proxy-health.json" 2>/dev/null || echo '{}' > "$DEMO/proxy-health.json"
+echo "  what the proxy served (its own /health; the launcher relayed only the evidence exchange and TLS):"
+echo "    $(cat "$DEMO/proxy-health.json")"
 grep -E '^guest \| omega: bundle delivered' "$DEMO/omega-run.out" | sed 's/^guest | omega: /  monitor: /'
 grep -Eo 'the image exited cleanly.*' "$DEMO/omega-run.out" | sed 's/^/  launcher: /'
 echo "  what reached each tool server (its own request log, written before the MCP SDK reads a line):"
@@ -120,10 +156,12 @@ cat <<'EOT'
   rules: a name is the policy rule that decided; target-pin: the policy pins the target's
   identity and it does not match: tools by the SHA-256 of their tools/list entry, which the
   monitor computes itself from the gateway's listing (the scheduler's tools match); models by
-  the inference proxy's attested identity, which is not wired to the guest yet, so infer
-  calls are denied before anything leaves (triage and the summariser fall back to keyword and
-  extractive summaries, labelled as such); flow:LABEL: the data carries LABEL and the
-  receiver is not cleared for it.
+  the identity the inference proxy's evidence proved in the monitor's session with it (the
+  in-house model matches; the public one is pinned to no running proxy);
+  flow:LABEL: the data carries LABEL and the receiver is not cleared for it; for a model,
+  the monitor clears it for no label while no proxy TEE is proven (this proxy says tee none),
+  so triage's and the summariser's prompts with records are denied flow:phi and they fall
+  back to keyword and extractive summaries, labelled as such.
 EOT
 
 log "how to verify this image"

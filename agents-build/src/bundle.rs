@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{BuildError, Built, io};
 
 /// The demo policy template, relative to the repository root: `${NAME}` stands for the pin
-/// of `NAME.wasm`.
+/// of `NAME.wasm`, `${proxy}` for the inference proxy's identity ([`NO_PROXY`] without one).
 pub const DEMO_POLICY: &str = "agents/demo/demo.policy";
 /// The demo's data sources, one directory per source, relative to the repository root.
 pub const DEMO_DATA: &str = "agents/demo/data";
@@ -14,6 +14,10 @@ pub const DEMO_DATA: &str = "agents/demo/data";
 /// exfiltrator whose attempts the policy denies. (The other hostile agents never finish or
 /// never load; their tests build their own bundles.)
 pub const DEMO_AGENTS: &[&str] = &["triage", "summariser", "scheduler", "exfiltrator"];
+/// The `${proxy}` pin when none is given: an identity no proxy has (every infer call to the
+/// model is then denied `target-pin`).
+pub const NO_PROXY: &str =
+    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 /// The compiled policy's file name in the bundle.
 pub const POLICY_FILE: &str = "policy.bin";
 
@@ -81,6 +85,16 @@ pub fn demo_card(agent: &str) -> (&'static str, &'static [DemoSkill]) {
 
 /// `template` with every `${NAME}` replaced by the pin (`sha256:…`) of the built agent NAME.
 pub fn pin_policy(template: &str, built: &[Built]) -> Result<String, BuildError> {
+    pin_policy_with(template, built, None)
+}
+
+/// [`pin_policy`], with `${proxy}` replaced by `proxy` (`sha256:…`, the identity
+/// `omega-proxy serve` logs), or by [`NO_PROXY`].
+pub fn pin_policy_with(
+    template: &str,
+    built: &[Built],
+    proxy: Option<&str>,
+) -> Result<String, BuildError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${") {
@@ -90,6 +104,11 @@ pub fn pin_policy(template: &str, built: &[Built]) -> Result<String, BuildError>
             .find('}')
             .ok_or_else(|| BuildError::Template("an unclosed `${`".into()))?;
         let name = &after[..end];
+        if name == "proxy" {
+            out.push_str(proxy.unwrap_or(NO_PROXY));
+            rest = &after[end + 1..];
+            continue;
+        }
         let agent = built
             .iter()
             .find(|b| b.name == name)
@@ -103,9 +122,18 @@ pub fn pin_policy(template: &str, built: &[Built]) -> Result<String, BuildError>
 
 /// The demo policy, pinned to `built` and compiled to the monitor's binary form.
 pub fn demo_policy(repo: &Path, built: &[Built]) -> Result<Vec<u8>, BuildError> {
+    demo_policy_with(repo, built, None)
+}
+
+/// [`demo_policy`] with the in-house model pinned to the proxy identity `proxy`.
+pub fn demo_policy_with(
+    repo: &Path,
+    built: &[Built],
+    proxy: Option<&str>,
+) -> Result<Vec<u8>, BuildError> {
     let path = repo.join(DEMO_POLICY);
     let template = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let src = pin_policy(&template, built)?;
+    let src = pin_policy_with(&template, built, proxy)?;
     let base = path.parent().unwrap_or(repo);
     let compiled = policy_compiler::compile(DEMO_POLICY, &src, base)
         .map_err(|d| BuildError::Template(d.render()))?;
@@ -116,8 +144,18 @@ pub fn demo_policy(repo: &Path, built: &[Built]) -> Result<Vec<u8>, BuildError> 
 /// modules and the data items of [`DEMO_DATA`] (see [`data_entries`]), each declared in the
 /// manifest's `data` so the monitor serves it to `data_read`.
 pub fn write_demo_bundle(repo: &Path, built: &[Built], dir: &Path) -> Result<(), BuildError> {
+    write_demo_bundle_with(repo, built, dir, None)
+}
+
+/// [`write_demo_bundle`] with the in-house model pinned to the proxy identity `proxy`.
+pub fn write_demo_bundle_with(
+    repo: &Path,
+    built: &[Built],
+    dir: &Path,
+    proxy: Option<&str>,
+) -> Result<(), BuildError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let policy = demo_policy(repo, built)?;
+    let policy = demo_policy_with(repo, built, proxy)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(io(&path))
@@ -242,6 +280,11 @@ mod tests {
         let out = pin_policy("a ${triage} b ${trap-loop}", &built).unwrap();
         assert_eq!(out, format!("a {} b {}", built[0].pin(), built[1].pin()));
         assert!(pin_policy("${nobody}", &built).is_err());
+        assert_eq!(pin_policy("${proxy}", &built).unwrap(), NO_PROXY);
+        assert_eq!(
+            pin_policy_with("p ${proxy}", &built, Some("sha256:01")).unwrap(),
+            "p sha256:01"
+        );
         assert!(pin_policy("${triage", &built).is_err());
     }
 

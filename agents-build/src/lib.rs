@@ -25,7 +25,8 @@ mod bundle;
 mod module;
 
 pub use bundle::{
-    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, data_entries, demo_policy, pin_policy, write_demo_bundle,
+    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, NO_PROXY, data_entries, demo_policy, demo_policy_with,
+    pin_policy, pin_policy_with, write_demo_bundle, write_demo_bundle_with,
 };
 pub use module::{Import, ModuleError, ModuleInfo, check};
 

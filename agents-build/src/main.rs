@@ -24,6 +24,10 @@ struct Args {
     /// agents and the data items the manifest declares) to this directory.
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// The inference proxy identity (`sha256:…`, what `omega-proxy serve` logs) the demo
+    /// policy pins for the in-house model [default: one no proxy has].
+    #[arg(long, value_name = "sha256:HEX")]
+    proxy_pin: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,8 +49,13 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if let Some(dir) = &args.bundle {
-        omega_agents_build::write_demo_bundle(&args.repo, &built, dir)
-            .context("writing the demo bundle")?;
+        omega_agents_build::write_demo_bundle_with(
+            &args.repo,
+            &built,
+            dir,
+            args.proxy_pin.as_deref(),
+        )
+        .context("writing the demo bundle")?;
         println!("demo bundle: {}", dir.display());
     }
     Ok(())

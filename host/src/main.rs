@@ -220,6 +220,32 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Fails early, with what to do, when nothing listens at the inference proxy's address (the
+/// guest would otherwise learn it only when its session fails). Connects once and closes:
+/// the proxy drops a connection that sends no evidence request.
+fn check_proxy(addr: &str) -> Result<()> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .with_context(|| format!("--proxy {addr}: not a HOST:PORT"))?
+        .collect();
+    let mut last = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, Duration::from_secs(5)) {
+            Ok(_) => {
+                info!("inference proxy reachable at {addr}");
+                return Ok(());
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    anyhow::bail!(
+        "--proxy {addr}: the inference proxy is unreachable ({}); start it first: \
+         omega-proxy serve --model FILE (its TLS port, --tls-listen, default 127.0.0.1:8443)",
+        last.map_or_else(|| "no address".to_string(), |e| e.to_string())
+    )
+}
+
 /// The SEV-SNP shape to launch (checked: QEMU can start it and its digest is defined).
 fn vm_shape(a: &RunArgs) -> Result<Option<VmShape>> {
     if !a.sev_snp {
@@ -438,6 +464,9 @@ fn run_image(a: RunArgs) -> Result<i32> {
     }
     let shape = vm_shape(&a)?;
     let digest = shape.map(|s| digest_line(&a, &s)).transpose()?;
+    if let Some(proxy) = &a.proxy {
+        check_proxy(proxy)?;
+    }
     let bundle = match &a.bundle {
         Some(d) => {
             let b = Bundle::read(d).with_context(|| format!("bundle {}", d.display()))?;

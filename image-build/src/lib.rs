@@ -87,43 +87,51 @@ pub fn compile(opts: &Options) -> Result<(PathBuf, PathBuf)> {
         .unwrap_or_default();
     // Remapping the two paths that differ between machines keeps them out of panic
     // messages, so two checkouts build the same bytes.
-    // The two cfgs select the AES and POLYVAL software backends for SNP guest messages:
-    // the kernel target has no SSE/AES-NI code paths enabled (docs/sev-snp.md).
+    // The cfgs select RustCrypto's software backends: the kernel target has no SSE/AES-NI
+    // code paths enabled. AES and POLYVAL for SNP guest messages (docs/sev-snp.md);
+    // ChaCha20, Poly1305 and curve25519's serial backend for the inference client's TLS
+    // (docs/inference.md). The same list as `.cargo/config.toml`'s for this target.
     let flags = [
         "-Crelocation-model=static".to_string(),
         "--cfg=aes_force_soft".to_string(),
         "--cfg=polyval_force_soft".to_string(),
+        "--cfg=chacha20_force_soft".to_string(),
+        "--cfg=poly1305_force_soft".to_string(),
+        "--cfg=curve25519_dalek_backend=\"serial\"".to_string(),
         format!("--remap-path-prefix={}=/omega", opts.root.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
     ];
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&opts.root)
-        .args([
-            "build",
-            "--locked",
-            "--profile",
-            "image",
-            "--target",
-            TARGET,
-            "-p",
-            "omega-loader",
-            "-p",
-            "omega-kernel",
-        ])
-        .env("CARGO_TARGET_DIR", &opts.target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS");
-    if opts.test_hooks {
-        cmd.args(["--features", "omega-kernel/test-hooks"]);
+    // One cargo invocation per binary: cargo unifies the features of the packages built
+    // together, and the kernel's rustls turns on `zeroize/alloc`, which would link `alloc`
+    // into the loader (it has no allocator; sev-snp uses zeroize).
+    for package in ["omega-loader", "omega-kernel"] {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&opts.root)
+            .args([
+                "build",
+                "--locked",
+                "--profile",
+                "image",
+                "--target",
+                TARGET,
+                "-p",
+                package,
+            ])
+            .env("CARGO_TARGET_DIR", &opts.target_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS");
+        if opts.test_hooks && package == "omega-kernel" {
+            cmd.args(["--features", "omega-kernel/test-hooks"]);
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("running cargo to build {package}"))?;
+        ensure!(
+            status.success(),
+            "cargo failed to build {package} ({status})"
+        );
     }
-    let status = cmd
-        .status()
-        .context("running cargo to build the loader and the kernel")?;
-    ensure!(
-        status.success(),
-        "cargo failed to build the loader and the kernel ({status})"
-    );
     let out = opts.target_dir.join(TARGET).join("image");
     Ok((out.join("omega-loader"), out.join("omega-kernel")))
 }

@@ -1,5 +1,7 @@
 //! The evidence check: what the guest requires of the proxy before it trusts the channel.
 
+use sha2::Digest as _;
+
 use omega_proxy_evidence::{EvidenceError, NONCE_LEN, ProxyEvidence, Tee, decode};
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4); the 32-byte key follows.
@@ -79,6 +81,9 @@ pub struct VerifiedProxy {
     pub tls_spki: alloc::vec::Vec<u8>,
     /// The whole evidence.
     pub evidence: ProxyEvidence,
+    /// SHA-256 of the evidence's encoding as received (what a log records of this session:
+    /// it covers the binary, the model, the TLS key and the nonce).
+    pub evidence_sha256: [u8; 32],
 }
 
 /// Decodes `bytes` strictly and checks them against the nonce the guest sent and its
@@ -131,6 +136,7 @@ pub fn check(
         identity,
         tls_spki: evidence.tls_spki.clone(),
         evidence,
+        evidence_sha256: sha2::Sha256::digest(bytes).into(),
     })
 }
 

@@ -48,6 +48,17 @@ pub fn post_json(path: &str, host: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `GET path`.
+pub fn get(path: &str, host: &str) -> Vec<u8> {
+    let mut head = String::new();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        head,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"
+    );
+    head.into_bytes()
+}
+
 /// A complete response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {

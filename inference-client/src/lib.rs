@@ -21,6 +21,7 @@ extern crate alloc;
 pub mod check;
 pub mod http;
 pub mod provider;
+pub mod session;
 pub mod verifier;
 
 use alloc::boxed::Box;
@@ -30,18 +31,17 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use omega_proxy_evidence::exchange::{self, ExchangeError, RESPONSE_HEADER_LEN};
-use omega_proxy_evidence::{MAX_ENCODED, NONCE_LEN};
-use rustls::client::{Resumption, UnbufferedClientConnection};
+use omega_proxy_evidence::NONCE_LEN;
+use omega_proxy_evidence::exchange::ExchangeError;
 use rustls::crypto::{CryptoProvider, SecureRandom};
-use rustls::pki_types::{ServerName, UnixTime};
+use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustls::{ClientConfig, version::TLS13};
+use rustls::unbuffered::{EncodeError, EncryptError};
 use serde::Deserialize;
 
 pub use check::{Expectations, Refusal, VerifiedProxy, check};
 pub use http::HttpError;
+pub use session::{CallId, Event, Phase, Session};
 
 /// A reliable, ordered byte stream to the proxy (through the untrusted relay).
 pub trait Transport {
@@ -67,7 +67,7 @@ pub const PLAINTEXT_PIECE: usize = 8 * 1024;
 pub const MAX_REQUEST: usize = 1024 * 1024;
 /// Steps of the TLS state machine per operation at most (a wedged state is an error, not a
 /// hang).
-const MAX_STEPS: usize = 1 << 20;
+pub(crate) const MAX_STEPS: usize = 1 << 20;
 
 /// Why a connection or a call failed. After any error the connection is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,8 @@ pub enum ClientError {
     RequestTooLarge(usize),
     #[error("the connection failed earlier")]
     Broken,
+    #[error("too many calls waiting for the proxy")]
+    QueueFull,
 }
 
 /// The current time, set by the caller (the monitor's clock in the guest). rustls asks it
@@ -122,8 +124,8 @@ impl TimeProvider for CallerClock {
 /// What a client needs, built once and shared by its connections.
 #[derive(Clone)]
 pub struct Client {
-    provider: Arc<CryptoProvider>,
-    clock: Arc<CallerClock>,
+    pub(crate) provider: Arc<CryptoProvider>,
+    pub(crate) clock: Arc<CallerClock>,
 }
 
 impl Client {
@@ -138,66 +140,53 @@ impl Client {
 
     /// Obtains and checks the proxy's evidence for `nonce` (which the caller draws fresh for
     /// this connection), then completes the TLS handshake pinned to its key. No prompt can
-    /// leave before this returns `Ok`.
+    /// leave before this returns `Ok`. A blocking driver of [`Session`] over `transport`.
     pub fn connect<T: Transport>(
         &self,
-        mut transport: T,
+        transport: T,
         nonce: &[u8; NONCE_LEN],
         expect: &Expectations,
     ) -> Result<Connection<T>, ClientError> {
-        // 1. Evidence, in cleartext, before anything is trusted.
-        send(&mut transport, &exchange::request(nonce))?;
-        let mut header = [0u8; RESPONSE_HEADER_LEN];
-        recv_exact(&mut transport, &mut header)?;
-        let len = exchange::parse_response_header(&header).map_err(ClientError::Exchange)?;
-        debug_assert!(len <= MAX_ENCODED);
-        let mut bytes = vec![0u8; len];
-        recv_exact(&mut transport, &mut bytes)?;
-        let proxy = check(&bytes, nonce, expect).map_err(ClientError::Refused)?;
-
-        // 2. TLS 1.3 to exactly that key.
-        let mut config =
-            ClientConfig::builder_with_details(self.provider.clone(), self.clock.clone())
-                .with_protocol_versions(&[&TLS13])
-                .map_err(ClientError::Tls)?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier::PinnedKey::new(
-                    proxy.tls_spki.clone(),
-                )))
-                .with_no_client_auth();
-        // SECURITY: no resumption — a resumed session would skip the key check against the
-        // fresh evidence of this connection.
-        config.resumption = Resumption::disabled();
-        let name = ServerName::try_from(SERVER_NAME)
-            .map_err(|_| ClientError::TlsState("server name"))?
-            .to_owned();
-        let tls =
-            UnbufferedClientConnection::new(Arc::new(config), name).map_err(ClientError::Tls)?;
-        let mut conn = Connection {
-            transport,
-            tls,
-            incoming: vec![0u8; INCOMING_TLS].into_boxed_slice(),
-            in_used: 0,
-            outgoing: Vec::new(),
-            proxy,
-            broken: false,
-            closed: false,
-        };
-        conn.run(None).inspect_err(|_| conn.broken = true)?;
-        Ok(conn)
+        let mut session = Session::new(self, *nonce, vec![expect.clone()]);
+        let mut transport = transport;
+        let mut buf = vec![0u8; RECV_CHUNK].into_boxed_slice();
+        loop {
+            flush(&mut transport, &mut session)?;
+            match session.poll() {
+                Some(Event::Established) => {
+                    let proxy = session
+                        .proxy()
+                        .cloned()
+                        .ok_or(ClientError::TlsState("established without evidence"))?;
+                    return Ok(Connection {
+                        transport,
+                        session,
+                        proxy,
+                        next_id: 0,
+                        buf,
+                    });
+                }
+                Some(Event::Broken { error, .. }) => return Err(error),
+                Some(Event::Answer { .. } | Event::Models { .. }) => {
+                    return Err(ClientError::TlsState("early answer"));
+                }
+                None => fill(&mut transport, &mut session, &mut buf)?,
+            }
+        }
     }
 }
 
-/// An established, evidence-checked TLS connection to the proxy.
+/// Bytes read from a blocking transport at once.
+const RECV_CHUNK: usize = 16 * 1024;
+
+/// An established, evidence-checked TLS connection to the proxy (a [`Session`] driven over
+/// a blocking [`Transport`]).
 pub struct Connection<T: Transport> {
     transport: T,
-    tls: UnbufferedClientConnection,
-    incoming: Box<[u8]>,
-    in_used: usize,
-    outgoing: Vec<u8>,
+    session: Session,
     proxy: VerifiedProxy,
-    broken: bool,
-    closed: bool,
+    next_id: CallId,
+    buf: Box<[u8]>,
 }
 
 /// One chat message.
@@ -238,136 +227,66 @@ impl<T: Transport> Connection<T> {
     /// Sends one chat completion and waits for the answer. The connection stays usable for
     /// the next call unless the proxy closes it or an error occurs.
     pub fn chat(&mut self, req: &ChatRequest<'_>) -> Result<ChatResponse, ClientError> {
-        if self.broken || self.closed {
-            return Err(ClientError::Broken);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.session.submit(id, req)?;
+        loop {
+            self.flush()?;
+            match self.session.poll() {
+                Some(Event::Answer { id: got, result }) if got == id => return result,
+                Some(Event::Answer { .. } | Event::Models { .. } | Event::Established) => {}
+                Some(Event::Broken { error, .. }) => return Err(error),
+                None => self.fill()?,
+            }
         }
-        let body = chat_body(req);
-        if body.len() > MAX_REQUEST {
-            return Err(ClientError::RequestTooLarge(body.len()));
-        }
-        let request = http::post_json("/v1/chat/completions", SERVER_NAME, &body);
-        let response = self
-            .run(Some(&request))
-            .inspect_err(|_| self.broken = true)?
-            .ok_or(ClientError::TlsState("no response"))?;
-        if response.close {
-            self.closed = true;
-        }
-        parse_answer(&response)
     }
 
-    /// Runs the TLS state machine: until the handshake is done (`request` None), or until
-    /// `request` is sent and its whole response received.
-    fn run(&mut self, request: Option<&[u8]>) -> Result<Option<http::Response>, ClientError> {
-        let mut pending = request;
-        let mut parser = http::ResponseParser::new();
-        let mut response = None;
-        for _ in 0..MAX_STEPS {
-            let UnbufferedStatus { mut discard, state } = self
-                .tls
-                .process_tls_records(&mut self.incoming[..self.in_used]);
-            let mut need_input = false;
-            let mut done = false;
-            match state.map_err(ClientError::Tls)? {
-                ConnectionState::ReadTraffic(mut records) => {
-                    while let Some(record) = records.next_record() {
-                        let record = record.map_err(ClientError::Tls)?;
-                        discard += record.discard;
-                        if request.is_none() || response.is_some() {
-                            // SECURITY: data nobody asked for is a protocol error, not input.
-                            return Err(ClientError::Http(HttpError::Trailing));
-                        }
-                        response = parser.feed(record.payload).map_err(ClientError::Http)?;
-                    }
-                }
-                ConnectionState::EncodeTlsData(mut state) => {
-                    encode_into(&mut self.outgoing, |buf| state.encode(buf))?;
-                }
-                ConnectionState::TransmitTlsData(state) => {
-                    send(&mut self.transport, &self.outgoing)?;
-                    self.outgoing.clear();
-                    state.done();
-                }
-                ConnectionState::BlockedHandshake => need_input = true,
-                ConnectionState::WriteTraffic(mut writer) => {
-                    if let Some(plain) = pending.take() {
-                        for piece in plain.chunks(PLAINTEXT_PIECE) {
-                            encrypt_into(&mut self.outgoing, |buf| writer.encrypt(piece, buf))?;
-                            send(&mut self.transport, &self.outgoing)?;
-                            self.outgoing.clear();
-                        }
-                    } else if request.is_none() || response.is_some() {
-                        done = true;
-                    } else {
-                        need_input = true;
-                    }
-                }
-                ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    if response.is_some() {
-                        self.closed = true;
-                        done = true;
-                    } else {
-                        return Err(ClientError::Closed);
-                    }
-                }
-                _ => return Err(ClientError::TlsState("unexpected state")),
-            }
-            if discard > 0 {
-                // rustls never discards more than it was given.
-                let discard = discard.min(self.in_used);
-                self.incoming.copy_within(discard..self.in_used, 0);
-                self.in_used -= discard;
-            }
-            if done {
-                return Ok(response);
-            }
-            if need_input {
-                self.fill()?;
-            }
-        }
-        Err(ClientError::TlsState("too many steps"))
+    fn flush(&mut self) -> Result<(), ClientError> {
+        flush(&mut self.transport, &mut self.session)
     }
 
     fn fill(&mut self) -> Result<(), ClientError> {
-        let free = &mut self.incoming[self.in_used..];
-        if free.is_empty() {
-            // SECURITY: a record larger than TLS allows never fits; refuse, do not grow.
-            return Err(ClientError::TlsState("TLS record larger than the buffer"));
-        }
-        let n = self
-            .transport
-            .recv(free)
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
-        self.in_used += n.min(free.len());
-        Ok(())
+        fill(&mut self.transport, &mut self.session, &mut self.buf)
     }
 }
 
-fn send<T: Transport>(t: &mut T, bytes: &[u8]) -> Result<(), ClientError> {
-    t.send(bytes)
-        .map_err(|e| ClientError::Transport(e.to_string()))
-}
-
-fn recv_exact<T: Transport>(t: &mut T, buf: &mut [u8]) -> Result<(), ClientError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = t
-            .recv(&mut buf[filled..])
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
-        filled += n.min(buf.len() - filled);
+/// Sends what the session has for the proxy.
+fn flush<T: Transport>(transport: &mut T, session: &mut Session) -> Result<(), ClientError> {
+    let out = session.take_outgoing();
+    if !out.is_empty()
+        && let Err(e) = transport.send(&out)
+    {
+        session.close(ClientError::Broken);
+        return Err(ClientError::Transport(e.to_string()));
     }
     Ok(())
 }
 
+/// Receives once (blocking) and feeds the session; a closed stream closes it.
+fn fill<T: Transport>(
+    transport: &mut T,
+    session: &mut Session,
+    buf: &mut [u8],
+) -> Result<(), ClientError> {
+    match transport.recv(buf) {
+        Ok(0) => {
+            session.close(ClientError::Closed);
+            Ok(())
+        }
+        Ok(n) => {
+            session.feed(&buf[..n.min(buf.len())]);
+            Ok(())
+        }
+        Err(e) => {
+            session.close(ClientError::Broken);
+            Err(ClientError::Transport(e.to_string()))
+        }
+    }
+}
+
 /// Appends TLS bytes produced by `f` to `out`, growing it as rustls asks, up to
 /// [`MAX_OUTGOING_TLS`].
-fn encode_into(
+pub(crate) fn encode_into(
     out: &mut Vec<u8>,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<(), ClientError> {
@@ -378,7 +297,7 @@ fn encode_into(
     })
 }
 
-fn encrypt_into(
+pub(crate) fn encrypt_into(
     out: &mut Vec<u8>,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
 ) -> Result<(), ClientError> {
@@ -415,7 +334,7 @@ fn grow_and_write(
     Err(ClientError::TlsState("outgoing buffer size"))
 }
 
-fn chat_body(req: &ChatRequest<'_>) -> Vec<u8> {
+pub(crate) fn chat_body(req: &ChatRequest<'_>) -> Vec<u8> {
     let messages: Vec<serde_json::Value> = req
         .messages
         .iter()
@@ -470,7 +389,7 @@ struct ApiErrorBody {
 /// The longest error message kept from the proxy.
 const MAX_ERROR_MESSAGE: usize = 512;
 
-fn parse_answer(resp: &http::Response) -> Result<ChatResponse, ClientError> {
+pub(crate) fn parse_answer(resp: &http::Response) -> Result<ChatResponse, ClientError> {
     if resp.status != 200 {
         let mut message = serde_json::from_slice::<ApiError>(&resp.body)
             .map(|e| e.error.message)

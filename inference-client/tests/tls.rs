@@ -625,3 +625,148 @@ fn a_relay_flipping_any_byte_never_yields_another_answer() {
         );
     }
 }
+
+/// Drives a [`Session`] as the monitor does: no blocking, bytes handed over one at a time in
+/// both directions, calls submitted before the evidence arrives.
+fn drive_session(
+    fake: Fake,
+    candidates: Vec<Expectations>,
+    calls: &[(u64, &str)],
+) -> (Vec<Event>, Vec<u8>, Seen) {
+    use omega_inference_client::Session;
+    let (addr, seen) = spawn_fake(fake);
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut session = Session::new(&client(), [0x5a; 32], candidates);
+    for (id, prompt) in calls {
+        let messages = [Message {
+            role: "user",
+            content: prompt,
+        }];
+        session
+            .submit(
+                *id,
+                &ChatRequest {
+                    model: "m",
+                    messages: &messages,
+                    max_tokens: Some(8),
+                    temperature: Some(0.0),
+                    seed: None,
+                },
+            )
+            .unwrap();
+    }
+    let mut events = Vec::new();
+    let mut sent = Vec::new();
+    let mut answered = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let out = session.take_outgoing();
+        if !out.is_empty() {
+            sent.extend_from_slice(&out);
+            if sock.write_all(&out).is_err() {
+                break;
+            }
+        }
+        while let Some(e) = session.poll() {
+            let end = matches!(e, Event::Broken { .. });
+            answered += usize::from(matches!(e, Event::Answer { .. }));
+            events.push(e);
+            if end {
+                drop(sock);
+                return (events, sent, seen.recv().unwrap());
+            }
+        }
+        if answered == calls.len() && session.phase() == omega_inference_client::Phase::Ready {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match sock.read(&mut buf) {
+            Ok(0) => session.close(ClientError::Closed),
+            Ok(n) => buf[..n].iter().for_each(|b| session.feed(&[*b])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(sock);
+    (events, sent, seen.recv().unwrap())
+}
+
+use omega_inference_client::Event;
+
+#[test]
+fn session_queues_calls_during_the_handshake_and_answers_them_in_order() {
+    // Two models in the policy: the proxy is the second one's.
+    let other = Expectations {
+        identity: [0x77; 32],
+        model_sha256: None,
+        require_tee: false,
+        require_confidential_gpu: false,
+    };
+    let mine = Expectations {
+        model_sha256: None,
+        ..expect()
+    };
+    let (events, sent, seen) = drive_session(
+        Fake::default(),
+        vec![other, mine],
+        &[(7, PROMPT), (9, "again")],
+    );
+    assert!(matches!(events[0], Event::Established), "{events:?}");
+    let answers: Vec<(u64, String)> = events[1..]
+        .iter()
+        .map(|e| match e {
+            Event::Answer { id, result } => (*id, result.as_ref().unwrap().content.clone()),
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(answers, [(7, "pong".into()), (9, "pong".into())]);
+    assert!(!sent.windows(PROMPT.len()).any(|w| w == PROMPT.as_bytes()));
+    let text = String::from_utf8(seen.plaintext).unwrap();
+    assert_eq!(text.matches("POST ").count(), 2);
+}
+
+#[test]
+fn session_refusal_and_tampering_name_every_waiting_call() {
+    // Evidence for another binary: refused before anything but the evidence request left.
+    let (events, sent, _) = drive_session(
+        Fake {
+            edit: Some(|e| e.proxy_sha256 = [0x99; 32]),
+            ..Fake::default()
+        },
+        vec![expect()],
+        &[(1, PROMPT), (2, PROMPT)],
+    );
+    assert_eq!(sent.len(), REQUEST_LEN);
+    match &events[..] {
+        [Event::Broken { error, waiting }] => {
+            assert!(matches!(
+                error,
+                ClientError::Refused(Refusal::Identity { .. })
+            ));
+            assert_eq!(waiting, &[1, 2]);
+        }
+        e => panic!("{e:?}"),
+    }
+    // A flipped ciphertext byte in the first answer: that call and the queued one fail.
+    let (events, _, _) = drive_session(
+        Fake {
+            tamper_answer: true,
+            ..Fake::default()
+        },
+        vec![expect()],
+        &[(1, PROMPT), (2, PROMPT)],
+    );
+    match &events[..] {
+        [Event::Established, Event::Broken { error, waiting }] => {
+            assert!(matches!(
+                error,
+                ClientError::Tls(rustls::Error::DecryptError)
+            ));
+            assert_eq!(waiting, &[1, 2]);
+        }
+        e => panic!("{e:?}"),
+    }
+}

@@ -136,6 +136,13 @@ pub mod lifecycle {
     /// refusal codes (`hash-pin`, `foreign-import`, …, docs/agents.md; the console says
     /// the rest).
     pub const AGENT_REFUSED: u32 = 10;
+    /// The session with the inference proxy (`kernel/src/services/inference.rs`). Decision
+    /// allow: the proxy's evidence passed and TLS to its key is up, two entries: content =
+    /// the proxy identity (what the policy pins), name `identity`; content = SHA-256 of the
+    /// evidence (binary, model, TLS key, nonce), name `evidence`. Decision deny: the evidence
+    /// was refused before any prompt left; decision error: the session failed or broke
+    /// (name = why, cut to `MAX_NAME`).
+    pub const PROXY_SESSION: u32 = 11;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds scripts/run.sh's machine-readable report (`run.sh --json`) from the files that run
 wrote under its demo directory: the image's digests, each agent's summary line, every policy
-decision from the verified log dump, what reached each tool server, and every verifier
+decision from the verified log dump, what reached each tool server, the inference proxy
+(identity, the monitor's verification, its /health counters), and every verifier
 command with its verdict. Only what those files say; nothing is filled in. Standard library."""
 
 import json
@@ -56,6 +57,26 @@ def main():
         log = read(os.path.join(tools_dir, f"{name}.requests.log"))
         tool_servers[name] = {"tools_call_received": log.count('"tools/call"')}
 
+    # The inference proxy: what run.sh started (its own log), what the monitor verified (its
+    # console) and what the proxy served (its /health).
+    proxy_log = read(os.path.join(demo, "proxy.out"))
+    inference = {}
+    m = re.search(r'proxy "sha256:([0-9a-f]{64})"', proxy_log)
+    if m:
+        inference["proxy_identity"] = m.group(1)
+    m = re.search(r"evidence-bound TLS ([0-9.:]+)", proxy_log)
+    if m:
+        inference["tls_address"] = m.group(1)
+    m = re.search(r"omega: inference: proxy verified: (.*)", run)
+    inference["verified_by_monitor"] = m.group(1).strip() if m else None
+    inference["session_failures"] = re.findall(r"omega: inference: proxy session (?:refused|failed|broken): (.*)", run)
+    m = re.search(r'omega: agent triage \[info\]: "(model .*?)"', run)
+    inference["triage_model_answer"] = m.group(1) if m else None
+    try:
+        inference["proxy_health"] = json.loads(read(os.path.join(demo, "proxy-health.json")) or "{}")
+    except ValueError:
+        inference["proxy_health"] = {}
+
     verifications = []
     for entry in json.loads(read(os.path.join(demo, "verifications.json")) or "[]"):
         verifications.append(entry)
@@ -67,6 +88,7 @@ def main():
         "agents": agents,
         "decisions": decisions,
         "tool_servers": tool_servers,
+        "inference": inference,
         "verifications": verifications,
         "all_verified": bool(verifications) and all(v["verdict"].startswith("VERIFIED")
                                                     for v in verifications),

@@ -1,9 +1,10 @@
 //! Triage: reads the patient records in the `ehr` source (labelled `phi`), asks the in-house
 //! model to rate each one's urgency, and sends the ratings to the summariser (cleared for
 //! `phi`), then tells it the session is over. When the model is unavailable or the policy
-//! refuses it (no attested inference proxy yet: `target-pin`), it rates by keywords instead
-//! and says so in each rating, `[keyword rules, not a model: …]`: never a made-up model
-//! answer.
+//! refuses it (`target-pin` without the attested proxy; `flow:phi` while the proxy's TEE is
+//! unproven), it rates by keywords instead and says so in each rating, `[keyword rules, not a
+//! model: …]`: never a made-up model answer. Before it reads any record (its context still
+//! carries no label) it asks the model one general question and logs the answer.
 #![no_std]
 #![no_main]
 
@@ -47,7 +48,14 @@ impl core::fmt::Display for TriageError {
     }
 }
 
+/// The question asked before any record is read: no patient data in it.
+const WARM_UP: &str = "In one short sentence: what does a triage nurse do?";
+
 fn main() -> Result<(), TriageError> {
+    match omega_sdk::infer(LOCAL_MODEL, WARM_UP, 32) {
+        Ok(answer) => info!("model {LOCAL_MODEL} says: {}", clip(answer.trim(), 160)),
+        Err(e) => info!("model {LOCAL_MODEL} not asked: {e}"),
+    }
     info!("triaging the records listed in {EHR}:{PATIENT_INDEX}");
     let index = omega_sdk::read_to_end(EHR, PATIENT_INDEX)?;
     let index = String::from_utf8_lossy(&index);

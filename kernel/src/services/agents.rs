@@ -18,7 +18,7 @@
 //! ([`omega_kernel::attest::cards`]) goes to the host (`ControlMsg::AgentCard`).
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -42,6 +42,7 @@ use omega_wire::{Stream, msg::code};
 use sha2::{Digest, Sha256};
 
 use super::bundle::BundleService;
+use super::inference::{self, InferenceService};
 use super::log::LogService;
 use super::{HostChannel, LoopState, Step, control, report_send_failure};
 use crate::monitor::{DigestPrefix, Monitor};
@@ -116,9 +117,8 @@ pub struct Host<'m> {
     targets: BTreeMap<String, u32>,
     rules: BTreeMap<String, u32>,
     counts: BTreeMap<String, Counts>,
-    /// Inference egress waiting for the host's answer, oldest first (the host answers the
-    /// stream's messages in order).
-    inference: VecDeque<Ticket>,
+    /// The session with the inference proxy (its own module: evidence, TLS, answers).
+    inference: InferenceService,
     /// The tool gateway's catalogue and the calls in flight (matched by JSON-RPC id = ticket).
     tools: ToolsClient,
     /// The policy declares tools: the catalogue is listed from the gateway.
@@ -277,9 +277,6 @@ impl Host<'_> {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        if stream == Stream::Inference {
-            self.inference.push_back(ticket);
-        }
         EgressReply::Pending(ticket)
     }
 
@@ -371,27 +368,18 @@ impl Host<'_> {
     }
 
     /// The host answered on Inference or Tools: a tool answer goes to the call with its
-    /// id, an inference answer to the oldest request.
+    /// id, inference answers (none, one, or every waiting call when the session broke) to
+    /// the calls the proxy session answers.
     fn answer(
         &mut self,
         stream: Stream,
         reply: Result<Vec<u8>, (u16, String)>,
-    ) -> Option<(Ticket, Answer)> {
-        let ticket = match stream {
-            Stream::Inference => self.inference.pop_front(),
-            Stream::Tools => return self.on_tools(reply),
-            _ => None,
-        }?;
-        let answer = match reply {
-            // SECURITY: never a made-up answer: what the host says is not available is
-            // `Unavailable` to the agent, with the host's reason.
-            Err((code::UNAVAILABLE | code::BACKEND, why)) => Answer::Unavailable(why),
-            Err((c, why)) => Answer::Failed(format!("error {c} from the host: {why}")),
-            // No proxy protocol is decoded yet; the bytes are not handed over as if they
-            // were a model's answer.
-            Ok(_) => Answer::Failed("answers from the inference proxy are not decoded yet".into()),
-        };
-        Some((ticket, answer))
+    ) -> Vec<(Ticket, Answer)> {
+        match stream {
+            Stream::Inference => self.inference.on_host(&mut self.ch, &mut self.log, reply),
+            Stream::Tools => self.on_tools(reply).into_iter().collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -428,8 +416,10 @@ impl omega_runtime::Monitor for &mut Host<'_> {
     }
 
     fn model_identity(&mut self, _model: &str) -> Option<[u8; 32]> {
-        // No attested inference proxy yet: a `target-pin` on a model never matches.
-        None
+        // SECURITY: the identity the proxy's evidence proved (and the session is up with its
+        // key), never the pin itself: the evaluator's `target-pin` compares the two. None
+        // without a session, so every call is then denied.
+        self.inference.identity()
     }
 
     fn tool_entry(&mut self, tool: &str) -> Option<[u8; 32]> {
@@ -447,25 +437,28 @@ impl omega_runtime::Monitor for &mut Host<'_> {
         self.tools.check_arguments(tool, arguments)
     }
 
-    fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
+    fn egress(&mut self, _agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
         if confirm {
             // No operator console yet: a `confirm` action cannot be approved.
             return EgressReply::Answer(Answer::Unavailable(
                 "operator confirmation is not available".into(),
             ));
         }
-        // Provisional framing (one JSON message per request) until the proxy and the
-        // gateway define theirs; without them the launcher refuses the stream.
         match egress {
+            // The policy decided on the verified proxy identity; the session sends the prompt
+            // inside TLS and answers by ticket.
             Egress::Infer {
-                model,
-                prompt,
-                max_tokens,
+                prompt, max_tokens, ..
             } => {
-                let body = serde_json::json!({
-                    "agent": agent, "model": model, "prompt": prompt, "max_tokens": max_tokens,
-                });
-                self.send_egress(Stream::Inference, body.to_string().as_bytes())
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                match self
+                    .inference
+                    .submit(&mut self.ch, ticket, prompt, max_tokens)
+                {
+                    Ok(()) => EgressReply::Pending(ticket),
+                    Err(answer) => EgressReply::Answer(answer),
+                }
             }
             Egress::Tool { tool, arguments } => self.send_tool_call(tool, arguments),
         }
@@ -726,11 +719,41 @@ fn first_listing(
             Step::Acked => rt.records_drained(),
             Step::Reply(stream, reply) => {
                 // No agent has run: only the listing (or a stray line) can be answered.
-                if let Some((ticket, answer)) = h.answer(stream, reply) {
+                for (ticket, answer) in h.answer(stream, reply) {
                     rt.deliver(ticket, &answer);
                 }
             }
             Step::Busy => {}
+        }
+    }
+    None
+}
+
+/// Before the agents start: when the policy names models, sets up the proxy session and
+/// waits (bounded) for it, so every infer decision is made on the verified identity. `Some`
+/// to stop.
+fn first_session(
+    m: &Monitor,
+    h: &mut Host<'_>,
+    state: &mut LoopState,
+    policy: &Policy<'_>,
+) -> Option<ExitCode> {
+    h.inference = InferenceService::start(policy, &mut h.ch, &h.log);
+    let deadline = h.log.now_ms().saturating_add(inference::FIRST_SESSION_MS);
+    while h.inference.connecting() {
+        if h.log.now_ms() >= deadline {
+            serial_println!(
+                "omega: inference: no proxy session within {} ms; agents start without one",
+                inference::FIRST_SESSION_MS
+            );
+            break;
+        }
+        match super::step(&mut h.ch, &mut h.log, state) {
+            Step::Idle => crate::hw::idle::wait(m),
+            Step::Exit(code) => return Some(code),
+            // No agent has run: nothing is waiting for an answer.
+            Step::Reply(stream, reply) => drop(h.answer(stream, reply)),
+            Step::Busy | Step::Acked => {}
         }
     }
     None
@@ -745,7 +768,7 @@ pub fn run(
     mut state: LoopState,
     cards: Option<CardIssuer>,
 ) -> ExitCode {
-    let loaded = take_bundle(&mut state.bundle);
+    let mut loaded = take_bundle(&mut state.bundle);
     let mut host = Host {
         ch,
         log,
@@ -755,13 +778,19 @@ pub fn run(
         targets: BTreeMap::new(),
         rules: BTreeMap::new(),
         counts: BTreeMap::new(),
-        inference: VecDeque::new(),
+        inference: InferenceService::off(),
         tools: ToolsClient::new(),
         wants_tools: loaded.as_ref().is_some_and(|l| !l.policy.tools.is_empty()),
         tools_refused: 0,
         next_ticket: 1,
         log_full: false,
     };
+    if let Some(loaded) = &mut loaded {
+        if let Some(code) = first_session(m, &mut host, &mut state, loaded.policy) {
+            return code;
+        }
+        loaded.policy = super::inference::narrow(loaded.policy);
+    }
     let mut ran = false;
     if let Some(loaded) = &loaded
         && let Some(mut rt) = start(loaded, &mut host, cards.as_ref())
@@ -784,7 +813,7 @@ pub fn run(
                 Step::Exit(code) => return code,
                 Step::Acked => rt.records_drained(),
                 Step::Reply(stream, reply) => {
-                    if let Some((ticket, answer)) = rt.monitor_mut().answer(stream, reply) {
+                    for (ticket, answer) in rt.monitor_mut().answer(stream, reply) {
                         rt.deliver(ticket, &answer);
                     }
                 }

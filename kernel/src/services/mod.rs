@@ -7,7 +7,8 @@
 //! | Bundle | [`bundle`] | receives the bundle (`omega_bundle::BundleReceiver`), hashes and logs every file |
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
-//! | Inference, Tools | [`agents`] | agents' requests out, the host's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
+//! | Inference | [`inference`] (for [`agents`]) | the evidence-checked TLS session with the inference proxy: agents' prompts out, answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
+//! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
 //! Once the bundle is in, [`agents::run`] takes over the loop: it runs the bundle's agents
 //! in fuel slices between polls of the channel, and shuts down when they are done and the
@@ -29,6 +30,7 @@ mod bundle;
 mod control;
 mod echo;
 mod evidence;
+mod inference;
 mod log;
 
 use omega_arch::exit::ExitCode;
@@ -221,7 +223,16 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
                 );
             }
         }
-        Event::Closed(stream) => serial_println!("omega: host closed stream {stream:?}"),
+        Event::Closed(stream) => {
+            serial_println!("omega: host closed stream {stream:?}");
+            if stream == Stream::Inference {
+                // The proxy hung up (or the relay lost it): the session ends.
+                return Step::Reply(
+                    stream,
+                    Err((msg::code::UNAVAILABLE, "the host closed the stream".into())),
+                );
+            }
+        }
     }
     Step::Busy
 }
