@@ -136,6 +136,12 @@ pub mod lifecycle {
     /// refusal codes (`hash-pin`, `foreign-import`, …, docs/agents.md; the console says
     /// the rest).
     pub const AGENT_REFUSED: u32 = 10;
+    /// The operator's answer to a `confirm` decision, appended before the monitor acts on
+    /// it: `agent` = the agent, `target` = the tool's target id, content = the content
+    /// digest of the `confirm` decision record it answers, decision allow (approved, the
+    /// call goes out) or deny (it does not); name = `approved`, `denied`, or why the call
+    /// was denied without a valid answer (`timeout`, `no-channel`, …; docs/tools.md).
+    pub const CONFIRMATION: u32 = 11;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).
