@@ -113,7 +113,11 @@ pub enum ControlMsg<'a> {
     /// SECURITY: this is what the host says the operator decided; the host is untrusted,
     /// so it is an operator control, not a guarantee. The monitor logs it before acting
     /// and refuses (denying the call) a duplicate, unsolicited or late answer.
-    ConfirmAnswer { version: u16, id: u64, approve: bool },
+    ConfirmAnswer {
+        version: u16,
+        id: u64,
+        approve: bool,
+    },
 }
 
 /// Operator confirmation ([`ControlMsg::ConfirmRequest`], [`ControlMsg::ConfirmAnswer`]):
@@ -127,11 +131,7 @@ pub mod confirm {
     pub const MAX_SUMMARY: usize = 1024;
 
     /// A request's fields are within the bounds (names non-empty).
-    pub fn request_ok(
-        version: u16,
-        names: [&str; 4],
-        summary: &str,
-    ) -> bool {
+    pub fn request_ok(version: u16, names: [&str; 4], summary: &str) -> bool {
         version == VERSION
             && names.iter().all(|n| !n.is_empty() && n.len() <= MAX_NAME)
             && summary.len() <= MAX_SUMMARY
