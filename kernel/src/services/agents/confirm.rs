@@ -62,6 +62,8 @@ pub(super) struct Confirming {
     relist_since: Option<u64>,
     /// Parked calls should be retried (the re-list is in, failed, or took too long).
     retry: bool,
+    /// A call waiting for this re-list was reported on the console.
+    relist_reported: bool,
 }
 
 impl Confirming {
@@ -72,6 +74,7 @@ impl Confirming {
             refused: 0,
             relist_since: None,
             retry: false,
+            relist_reported: false,
         }
     }
 }
@@ -278,13 +281,19 @@ impl Host<'_> {
 
     /// The re-list is in, failed, or took too long: waiting calls are retried.
     pub(super) fn relist_done(&mut self) {
+        self.confirming.relist_reported = false;
         if self.confirming.relist_since.take().is_some() {
             self.confirming.retry = true;
         }
     }
 
-    /// Tool calls wait for the re-list now.
-    pub(super) fn relisting(&self) -> bool {
-        self.confirming.relist_since.is_some()
+    /// Tool calls wait for the re-list now (reported once per re-list).
+    pub(super) fn relisting(&mut self) -> bool {
+        let c = &mut self.confirming;
+        if c.relist_since.is_some() && !c.relist_reported {
+            c.relist_reported = true;
+            serial_println!("omega: tools: a tool call waits for the re-list");
+        }
+        c.relist_since.is_some()
     }
 }
