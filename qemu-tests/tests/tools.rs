@@ -1028,4 +1028,27 @@ fn operator_confirmation_approves_and_denies_and_both_are_logged() {
         .collect();
     assert_eq!(answers, [true, false]);
     assert!(r.summary("asker").contains("status=exited 0"));
+    // The tool server is a principal of the evidence: the pins the policy holds for it.
+    let bundle = r
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::Evidence { principal, bundle } if principal == "tools:benign" => {
+                Some(bundle.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no tools:benign evidence: {:?}", r.events));
+    let bundle = omega_evidence::Bundle::decode(&bundle).unwrap();
+    let leaf = omega_evidence::SaltedLeaf::decode(&bundle.leaf).unwrap();
+    let (description, schema) = &benign["add"];
+    let pin = omega_tool_protocol::tool_pin(description, schema);
+    assert_eq!(
+        leaf.claim,
+        omega_evidence::Claim::ToolServer {
+            server: "benign".into(),
+            tools: 1,
+            pins_digest: omega_evidence::pins_digest([("benign.add", &pin)]),
+        }
+    );
 }
