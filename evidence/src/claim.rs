@@ -18,6 +18,8 @@ pub const TEE_SEV_SNP: &str = "sev-snp";
 pub const TEE_SIMULATED: &str = "simulated";
 /// No TEE (plain QEMU): the evidence is unattested.
 pub const TEE_NONE: &str = "none";
+/// The prefix of a [`Claim::ToolServer`] principal (`tools:<server>`).
+pub const TOOLS_PREFIX: &str = "tools:";
 /// The principal of the [`Claim::CardKey`] claim.
 pub const CARD_PRINCIPAL: &str = "card";
 /// Longest principal-specific name (agent, model, tool).
@@ -58,6 +60,41 @@ pub enum Claim {
     /// The monitor's A2A agent-card signing key (Ed25519, used for nothing else) and the
     /// boot whose cards it signs (`omega-agent-card`; `measurements verify-card`).
     CardKey { public: [u8; 32], boot_id: [u8; 16] },
+    /// A tool server as the monitor enforces it: the namespace of its tools (`server` in
+    /// `server.tool`), how many of its tools the policy pins, and [`pins_digest`] of those
+    /// pins. The monitor calls a tool of this server only while the entry the server lists
+    /// hashes to its pin; the server's command, package and version are the host's
+    /// gateway manifest, which the monitor cannot check, so they are not claimed.
+    ToolServer {
+        server: String,
+        tools: u32,
+        pins_digest: [u8; 32],
+    },
+}
+
+/// SHA-256 of a server's pins as a pins file holds them (`policy-compiler pin`, the
+/// gateway's `pins = …`): one line `<server.tool> sha256:<64 lowercase hex>\n` per tool,
+/// lines sorted bytewise. A tool provider recomputes it from its own server's `tools/list`.
+pub fn pins_digest<'a>(pins: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>) -> [u8; 32] {
+    use core::fmt::Write as _;
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<String> = pins
+        .into_iter()
+        .map(|(name, pin)| {
+            let mut l = format!("{name} sha256:");
+            for b in pin {
+                let _ = write!(l, "{b:02x}");
+            }
+            l.push('\n');
+            l
+        })
+        .collect();
+    lines.sort();
+    let mut h = Sha256::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+    }
+    h.finalize().into()
 }
 
 impl Claim {
@@ -73,6 +110,7 @@ impl Claim {
             Claim::LogKey { .. } => "log".into(),
             Claim::Bundle { .. } => "bundle".into(),
             Claim::CardKey { .. } => CARD_PRINCIPAL.into(),
+            Claim::ToolServer { server, .. } => format!("{TOOLS_PREFIX}{server}"),
         }
     }
 
@@ -91,6 +129,9 @@ impl Claim {
             }
             Claim::Model { name, .. } | Claim::Tool { name, .. } if !name_ok(name) => {
                 Err(EvidenceError::Invalid("model/tool name"))
+            }
+            Claim::ToolServer { server, .. } if !name_ok(server) || server.contains('.') => {
+                Err(EvidenceError::Invalid("tool server name"))
             }
             _ => Ok(()),
         }

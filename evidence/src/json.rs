@@ -47,6 +47,13 @@ fn claim_json(c: &Claim) -> Value {
         Claim::CardKey { public, boot_id } => {
             json!({"kind": "card", "public_key": hex(public), "boot_id": hex(boot_id)})
         }
+        Claim::ToolServer {
+            server,
+            tools,
+            pins_digest,
+        } => json!({
+            "kind": "tools", "server": server, "tools": tools, "pins_digest": hex(pins_digest),
+        }),
     }
 }
 

@@ -47,6 +47,11 @@ fn claims() -> Vec<Claim> {
             public: h(0x81),
             boot_id: [0x11; 16],
         },
+        Claim::ToolServer {
+            server: "calendar".into(),
+            tools: 1,
+            pins_digest: h(0x91),
+        },
     ]
 }
 
@@ -162,6 +167,11 @@ fn bundle_discloses_nothing_about_other_principals() {
                 Claim::LogKey { public, .. } => vec![public.to_vec()],
                 Claim::Bundle { manifest_digest } => vec![manifest_digest.to_vec()],
                 Claim::CardKey { public, .. } => vec![public.to_vec()],
+                Claim::ToolServer {
+                    server,
+                    pins_digest,
+                    ..
+                } => vec![server.clone().into(), pins_digest.to_vec()],
                 // The boot id is shared by the platform, log and card claims; the salt is not.
                 Claim::Platform { tee, .. } => vec![tee.clone().into()],
             };
@@ -512,4 +522,42 @@ fn encoding_roundtrip_and_strictness() {
         );
     }
     assert!(Bundle::decode(&vec![0u8; omega_evidence::bundle::MAX_BUNDLE + 1]).is_err());
+}
+
+/// The tool-server claim's digest is the SHA-256 of the pins-file lines, sorted: what a
+/// tool provider recomputes from `policy-compiler pin` output for its server.
+#[test]
+fn a_tool_servers_pins_digest_is_its_sorted_pins_file_lines() {
+    use sha2::{Digest, Sha256};
+    let (a, b) = ([0xab; 32], [0x01; 32]);
+    let d = omega_evidence::pins_digest([("fs.write", &a), ("fs.read", &b)]);
+    let text = format!(
+        "fs.read sha256:{}\nfs.write sha256:{}\n",
+        "01".repeat(32),
+        "ab".repeat(32)
+    );
+    assert_eq!(d, <[u8; 32]>::from(Sha256::digest(text.as_bytes())));
+    assert_eq!(
+        d,
+        omega_evidence::pins_digest([("fs.read", &b), ("fs.write", &a)])
+    );
+    assert_ne!(
+        d,
+        omega_evidence::pins_digest([("fs.read", &a), ("fs.write", &b)])
+    );
+    let c = Claim::ToolServer {
+        server: "fs".into(),
+        tools: 2,
+        pins_digest: d,
+    };
+    assert_eq!(c.principal(), "tools:fs");
+    assert!(c.validate().is_ok());
+    for bad in ["", "a.b", "x\n"] {
+        let c = Claim::ToolServer {
+            server: bad.into(),
+            tools: 0,
+            pins_digest: d,
+        };
+        assert!(c.validate().is_err(), "{bad:?}");
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use omega_host::files::{ensure_private_dir, fresh_private_dir};
+use omega_host::session::confirm::{Answers, Operator};
 use omega_host::session::log_store::NONCE_FILE;
 use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
@@ -105,6 +106,12 @@ struct RunArgs {
     /// would, run without a shell.
     #[arg(long, value_name = "CMD")]
     tool_gateway: Option<String>,
+    /// Answers to the monitor's confirmation requests (a policy rule decided `confirm`),
+    /// one per line: `approve|deny [TOOL]`, taken in order by tool; a request no line
+    /// matches is denied (for CI). Without it the operator is prompted on the terminal,
+    /// and without a terminal every request is denied.
+    #[arg(long, value_name = "FILE")]
+    confirm_answers: Option<PathBuf>,
     /// Echo the guest's Echo-stream requests (tests and benchmarks).
     #[arg(long)]
     echo: bool,
@@ -458,6 +465,20 @@ fn channel_socket(a: &RunArgs) -> Result<(PathBuf, Option<RemoveDir>)> {
     }
 }
 
+/// Who answers the monitor's confirmation requests: the answers file, else the terminal
+/// when there is one, else nobody (every request denied).
+fn operator(a: &RunArgs) -> Result<Operator> {
+    use std::io::IsTerminal as _;
+    Ok(match &a.confirm_answers {
+        Some(f) => Operator::Answers(Answers::read(f).context("--confirm-answers")?),
+        None if std::io::stdin().is_terminal() => Operator::Terminal,
+        None => {
+            info!("no terminal and no --confirm-answers: confirmation requests are denied");
+            Operator::DenyAll
+        }
+    })
+}
+
 fn run_image(a: RunArgs) -> Result<i32> {
     if !a.image.is_file() {
         bail!("image {} not found", a.image.display());
@@ -481,6 +502,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    let operator = operator(&a)?;
     let nonce = match a.nonce {
         Some(n) => n,
         None => random_nonce()?,
@@ -558,6 +580,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
             nonce,
             simulated_psp: simulated.map(|(_, m)| m),
         }),
+        operator,
         ..Default::default()
     };
     // Connect while watching QEMU: it may exit before the socket appears.

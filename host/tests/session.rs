@@ -965,3 +965,64 @@ fn the_simulated_psp_answers_a_report_request() {
     let (st, c, why) = g.recv_error(T).expect("refused");
     assert_eq!((st, c), (Stream::Control, code::PROTOCOL), "{why}");
 }
+
+/// The monitor's confirmation requests are answered on Control with their id: from the
+/// answers file (in order, by tool), and denied when out of the contract's bounds, when no
+/// line matches, or by default (no terminal, no file).
+#[test]
+fn confirmation_requests_are_answered_by_id_and_fail_closed() {
+    use omega_host::session::confirm::{Answers, Operator};
+    use omega_wire::msg::confirm;
+    let answers = Answers::parse("approve cal.book\ndeny cal.book\n").unwrap();
+    for (operator, expect) in [
+        (
+            Operator::Answers(answers),
+            [(1, true), (2, false), (3, false), (4, false)],
+        ),
+        (
+            Operator::DenyAll,
+            [(1, false), (2, false), (3, false), (4, false)],
+        ),
+    ] {
+        let (mut g, s) = start_ready(
+            SessionConfig {
+                operator,
+                ..Default::default()
+            },
+            1 << 16,
+        );
+        let long = "x".repeat(confirm::MAX_SUMMARY + 1);
+        for (id, target, summary) in [
+            (1, "cal.book", "{}"),
+            (2, "cal.book", "{}"),
+            (3, "cal.book", long.as_str()),
+            (4, "cal.book", "{}"),
+        ] {
+            let m = control(&ControlMsg::ConfirmRequest {
+                version: confirm::VERSION,
+                id,
+                agent: "booker",
+                action: "tool",
+                target,
+                rule: "booking_ok",
+                summary,
+                content: [0; 32],
+            });
+            g.send_message(Stream::Control, &m, T);
+            let back = g.recv_message(Stream::Control, T).expect("an answer");
+            let ControlMsg::ConfirmAnswer {
+                version,
+                id: got,
+                approve,
+            } = msg::decode_exact::<ControlMsg>(&back).unwrap()
+            else {
+                panic!("not an answer");
+            };
+            assert_eq!(version, confirm::VERSION);
+            assert!(expect.contains(&(got, approve)), "{got} {approve}");
+            assert_eq!(got, id);
+        }
+        let answered = |e: &SessionEvent| matches!(e, SessionEvent::ConfirmAnswered { id: 4, .. });
+        assert!(s.wait_event(answered, T).is_some());
+    }
+}

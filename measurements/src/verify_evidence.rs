@@ -40,9 +40,14 @@ pub struct VerifyEvidenceArgs {
     #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
     /// The principal verifying its own claim: platform, log, card, bundle, policy,
-    /// agent:NAME, model:NAME, tool:NAME.
+    /// agent:NAME, model:NAME, tool:NAME, tools:SERVER.
     #[arg(long, value_name = "NAME")]
     pub principal: String,
+    /// With `--principal tools:SERVER`: the tool provider's pins (`server.tool
+    /// sha256:<hex>` lines, as `policy-compiler pin` prints them; other servers' lines
+    /// are ignored). The claim must pin exactly SERVER's lines.
+    #[arg(long, value_name = "FILE")]
+    pub expect_pins: Option<PathBuf>,
     #[command(flatten)]
     pub check: EvidenceCheckArgs,
     /// Print the bundle's JSON view and the checks as JSON.
@@ -166,8 +171,79 @@ pub fn check(
     })
 }
 
+/// The pins of `server`'s tools in a pins file's text: (count, `pins_digest`).
+pub fn server_pins(text: &str, server: &str) -> anyhow::Result<(u32, [u8; 32])> {
+    let mut pins: Vec<(String, [u8; 32])> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, pin) = line
+            .split_once(char::is_whitespace)
+            .and_then(|(n, p)| Some((n, p.trim().strip_prefix("sha256:")?)))
+            .with_context(|| format!("pins line {}: expected `server.tool sha256:<hex>`", i + 1))?;
+        let pin: [u8; 32] = hex::decode(pin)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .with_context(|| format!("pins line {}: not 32 bytes of hex", i + 1))?;
+        if name.split_once('.').is_some_and(|(s, _)| s == server) {
+            pins.push((name.to_string(), pin));
+        }
+    }
+    let n = u32::try_from(pins.len()).unwrap_or(u32::MAX);
+    Ok((
+        n,
+        omega_evidence::pins_digest(pins.iter().map(|(n, p)| (n.as_str(), p))),
+    ))
+}
+
+/// The `--expect-pins` check line for a `tools:SERVER` claim.
+fn pins_line(claim: Option<&Claim>, file: &Path) -> anyhow::Result<Line> {
+    let Some(Claim::ToolServer {
+        server,
+        tools,
+        pins_digest,
+    }) = claim
+    else {
+        return Ok((
+            false,
+            "tools.pins".into(),
+            "--expect-pins needs a tools:SERVER claim".into(),
+        ));
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (n, digest) = server_pins(&text, server)?;
+    Ok(if (n, digest) == (*tools, *pins_digest) {
+        (
+            true,
+            "tools.pins".into(),
+            format!(
+                "the monitor pins exactly the {n} tools of {server} in {}",
+                file.display()
+            ),
+        )
+    } else {
+        (
+            false,
+            "tools.pins".into(),
+            format!(
+                "the claim pins {tools} tools of {server} (digest {}), {} has {n} (digest {})",
+                hex::encode(pins_digest),
+                file.display(),
+                hex::encode(digest)
+            ),
+        )
+    })
+}
+
 pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
-    let r = check(&args.evidence, &args.principal, &args.check)?;
+    let mut r = check(&args.evidence, &args.principal, &args.check)?;
+    if let Some(f) = &args.expect_pins {
+        let line = pins_line(r.claim.as_ref(), f)?;
+        r.lines.push(line);
+    }
     let verified = r.verified();
     let boot_id = match &r.claim {
         Some(
@@ -363,6 +439,7 @@ mod tests {
                 nonce: nonce.map(hex::encode),
                 ..Default::default()
             },
+            expect_pins: None,
             json: false,
         }
     }
@@ -374,6 +451,57 @@ mod tests {
             .filter(|l| !l.0)
             .map(|l| l.1.as_str())
             .collect()
+    }
+
+    /// A tool provider checks the monitor pins exactly its server's tools: its pins file
+    /// (other servers' lines ignored) against the `tools:SERVER` claim.
+    #[test]
+    fn a_tool_provider_checks_its_pins() {
+        let (dir, mut iss, nonce) = setup("pins");
+        let pins = format!(
+            "# pins\nfs.read sha256:{}\nfs.write sha256:{}\nother.x sha256:{}\n",
+            "11".repeat(32),
+            "22".repeat(32),
+            "33".repeat(32)
+        );
+        let (n, digest) = server_pins(&pins, "fs").unwrap();
+        assert_eq!(n, 2);
+        let claim = Claim::ToolServer {
+            server: "fs".into(),
+            tools: n,
+            pins_digest: digest,
+        };
+        iss.add(claim, [9; 32]).unwrap();
+        iss.publish_update().unwrap();
+        std::fs::write(
+            dir.join("ev.bin"),
+            iss.bundle("tools:fs", None, Some(nonce))
+                .unwrap()
+                .encode()
+                .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("pins.txt"), &pins).unwrap();
+        let mut a = args(&dir, "tools:fs", Some(nonce));
+        a.check.allow_unattested = true;
+        a.expect_pins = Some(dir.join("pins.txt"));
+        assert!(run(&a).unwrap());
+        // One pin changed (a rug pull the provider did not publish): fails.
+        std::fs::write(
+            dir.join("pins.txt"),
+            pins.replace(&"22".repeat(32), &"23".repeat(32)),
+        )
+        .unwrap();
+        assert!(!run(&a).unwrap());
+        // A pin missing: fails.
+        std::fs::write(dir.join("pins.txt"), pins.replace("fs.write", "fz.write")).unwrap();
+        assert!(!run(&a).unwrap());
+        // Garbage is an input error; another principal's claim fails the check.
+        std::fs::write(dir.join("pins.txt"), "fs.read 1234").unwrap();
+        assert!(run(&a).is_err());
+        std::fs::write(dir.join("pins.txt"), &pins).unwrap();
+        a.principal = "policy".into();
+        assert!(!run(&a).unwrap());
     }
 
     #[test]
@@ -502,6 +630,7 @@ mod tests {
             evidence: platform.clone(),
             principal: "platform".into(),
             check: fixture::lab_args(),
+            expect_pins: None,
             json: false,
         };
         assert!(run(&a).unwrap());

@@ -143,6 +143,12 @@ pub mod lifecycle {
     /// was refused before any prompt left; decision error: the session failed or broke
     /// (name = why, cut to `MAX_NAME`).
     pub const PROXY_SESSION: u32 = 11;
+    /// The operator's answer to a `confirm` decision, appended before the monitor acts on
+    /// it: `agent` = the agent, `target` = the tool's target id, content = the content
+    /// digest of the `confirm` decision record it answers, decision allow (approved, the
+    /// call goes out) or deny (it does not); name = `approved`, `denied`, or why the call
+    /// was denied without a valid answer (`timeout`, `no-channel`, …; docs/tools.md).
+    pub const CONFIRMATION: u32 = 12;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

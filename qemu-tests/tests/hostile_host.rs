@@ -108,7 +108,9 @@ impl Seen {
                         ControlMsg::Notice { .. }
                         | ControlMsg::Challenge { .. }
                         | ControlMsg::GuestResponse { .. }
-                        | ControlMsg::AgentCard { .. } => {}
+                        | ControlMsg::AgentCard { .. }
+                        | ControlMsg::ConfirmRequest { .. }
+                        | ControlMsg::ConfirmAnswer { .. } => {}
                     }
                 }
                 GuestEvent::Error {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use omega_agent_abi as abi;
 use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest};
 use omega_host::session::SessionEvent;
+use omega_host::session::confirm::{Answers, Operator};
 use omega_host::{Bundle, FileLogStore, SessionConfig};
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
@@ -381,12 +382,14 @@ struct Logged {
     decision: Decision,
     rule: u32,
     labels: u64,
+    content: Option<[u8; 32]>,
     name: Vec<u8>,
 }
 
 struct Run {
     out: Outcome,
     entries: Vec<Logged>,
+    events: Vec<SessionEvent>,
 }
 
 impl Run {
@@ -444,6 +447,11 @@ impl Run {
 /// Boots the production image with `files` as the bundle and the gateway `gateway` behind
 /// the Tools stream; checks a clean shutdown and verifies the stored log.
 fn run(setup: &Setup, files: &[(&str, Vec<u8>)], gateway: String) -> Run {
+    run_with(setup, files, gateway, Operator::DenyAll)
+}
+
+/// [`run`] with `operator` answering the monitor's confirmation requests.
+fn run_with(setup: &Setup, files: &[(&str, Vec<u8>)], gateway: String, operator: Operator) -> Run {
     let bundle_dir = setup.path("bundle");
     std::fs::create_dir_all(&bundle_dir).unwrap();
     for (name, bytes) in files {
@@ -456,6 +464,7 @@ fn run(setup: &Setup, files: &[(&str, Vec<u8>)], gateway: String) -> Run {
         bundle: Some(Bundle::read(&bundle_dir).unwrap()),
         challenge: Some(qemu_tests::fresh_challenge()),
         tool_gateway: Some(gateway),
+        operator,
         ..Default::default()
     };
     let boot = Boot::new(image()).timeout(Duration::from_secs(400));
@@ -481,6 +490,7 @@ fn run(setup: &Setup, files: &[(&str, Vec<u8>)], gateway: String) -> Run {
             decision: entry.decision,
             rule: entry.rule,
             labels: entry.labels,
+            content: entry.content,
             name: entry.name.unwrap_or_default().to_vec(),
         });
     }
@@ -491,7 +501,11 @@ fn run(setup: &Setup, files: &[(&str, Vec<u8>)], gateway: String) -> Run {
         "{out}"
     );
     assert!(!out.serial.contains("panic"), "{out}");
-    Run { out, entries }
+    Run {
+        out,
+        entries,
+        events,
+    }
 }
 
 fn bundle_files<'a>(
@@ -577,7 +591,7 @@ fn allowed_calls_work_end_to_end_and_denied_ones_never_leave_the_guest() {
         call("benign.add", r#"{"a": 1000, "b": 1}"#, Expect::Code(DENIED)),
         // A string where the pinned schema says integer: no condition would see it as
         // 1000 (the deny rule would not match) and the server would coerce it; refused
-        // before the policy, nothing recorded or sent.
+        // before the policy (logged deny, rule `schema`), nothing sent.
         call(
             "benign.add",
             r#"{"a": "1000", "b": 1}"#,
@@ -663,7 +677,8 @@ rule leaker_reads {{ allow read ehr agents [leaker] }}
         r.tool_decisions("adder", "benign.add"),
         [
             (Decision::Allow, "adding".into(), UNTRUSTED),
-            (Decision::Deny, "no_big_add".into(), UNTRUSTED)
+            (Decision::Deny, "no_big_add".into(), UNTRUSTED),
+            (Decision::Deny, "schema".into(), UNTRUSTED)
         ]
     );
     // (b) Denied calls never reached a server: benign got exactly the one allowed add.
@@ -691,14 +706,25 @@ rule leaker_reads {{ allow read ehr agents [leaker] }}
 /// (d) Rug pull: the server changes `lookup`'s description after its first call and
 /// announces it. The monitor empties its catalogue on the gateway's `list_changed`,
 /// re-lists, computes the changed entry's pin (no longer the policy's), and the agent's
-/// next call is denied `target-pin`: the server's log shows exactly one call.
+/// next call is denied `target-pin`: the server's log shows exactly one call. A bystander
+/// calls another server's tool all along: a call made while the catalogue is re-listed
+/// waits for the new listing instead of being denied, so every one is answered.
 #[test]
 fn a_rug_pull_is_cut_off_mid_session() {
     let Some(mut setup) = Setup::new() else {
         return;
     };
-    setup.python("rug", "hostile.py", &["rugpull"], "");
+    setup
+        .python("rug", "hostile.py", &["rugpull"], "")
+        .python("benign", "benign.py", &[], "");
     let rug = setup.entries("rug");
+    let benign = setup.entries("benign");
+    const ECHOES: usize = 150;
+    let bystander = script(
+        &(0..ECHOES)
+            .map(|_| call("benign.echo", r#"{"text": "hi"}"#, answered("hi")))
+            .collect::<Vec<_>>(),
+    );
     let agent = script(&[
         call("rug.lookup", r#"{"key": "k1"}"#, answered("value of k1")),
         // Time for the announcement and the monitor's re-list (TCG).
@@ -706,16 +732,34 @@ fn a_rug_pull_is_cut_off_mid_session() {
         call("rug.lookup", r#"{"key": "k2"}"#, Expect::Code(DENIED)),
     ]);
     let src = format!(
-        "policy \"rug\"\n{}{}rule looking {{ allow call rug.lookup }}\n",
+        "policy \"rug\"\n{}{}{}{}rule looking {{ allow call rug.lookup agents [looker] }}\nrule echoing {{ allow call benign.echo agents [bystander] }}\n",
         agent_decl("looker", &agent, ""),
+        agent_decl("bystander", &bystander, ""),
         tool_decl("rug.lookup", &rug["lookup"], "cleared []"),
+        tool_decl("benign.echo", &benign["echo"], "cleared [untrusted]"),
     );
     let policy = compile(&src);
     let gateway = setup.gateway(&policy);
-    let files = bundle_files(policy, &[("looker", agent)], &[]);
+    let files = bundle_files(policy, &[("looker", agent), ("bystander", bystander)], &[]);
     let r = run(&setup, &as_refs(&files), gateway);
 
     r.assert_passed("looker");
+    // Every echo was allowed and answered, the ones made during the re-list included.
+    r.assert_passed("bystander");
+    let echoes = r.tool_decisions("bystander", "benign.echo");
+    assert_eq!(echoes.len(), ECHOES);
+    assert!(
+        echoes
+            .iter()
+            .all(|(d, rule, _)| *d == Decision::Allow && rule == "echoing")
+    );
+    assert_eq!(setup.calls_received("benign").len(), ECHOES);
+    eprintln!(
+        "a call waited for the re-list: {}",
+        r.out
+            .serial
+            .contains("omega: tools: a tool call waits for the re-list")
+    );
     assert!(
         r.out.serial.contains(
             "omega: tools: the gateway announced a change; no tool is callable until re-listed"
@@ -861,4 +905,150 @@ fn hostile_servers_do_not_hurt_the_guest_or_other_agents() {
     assert!(setup.calls_received("shadow").is_empty());
     assert_eq!(setup.calls_received("benign").len(), 3);
     assert_eq!(setup.calls_received("huge").len(), 2);
+}
+
+/// (f) Operator confirmation: a rule decides `confirm` for `benign.add`; the monitor parks
+/// the agent and asks the launcher, whose answers file approves the first call and denies
+/// the second. The approved call reaches the server and answers; the denied one is
+/// refused `operator` and never reaches it. The verified log holds, for each, the
+/// `confirm` decision with its rule and then the answer (`CONFIRMATION`: allow `approved`,
+/// deny `denied`) bound to that decision by its content digest.
+#[test]
+fn operator_confirmation_approves_and_denies_and_both_are_logged() {
+    let Some(mut setup) = Setup::new() else {
+        return;
+    };
+    setup.python("benign", "benign.py", &[], "");
+    let benign = setup.entries("benign");
+    let asker = script(&[
+        call("benign.add", r#"{"a": 2, "b": 3}"#, answered("5")),
+        call("benign.add", r#"{"a": 4, "b": 4}"#, Expect::Code(DENIED)),
+        Step::Detail(postcard(&abi::HostError::Denied { rule: "operator" })),
+    ]);
+    let src = format!(
+        "policy \"confirm\"\n{}{}rule adding_needs_ok {{ confirm call benign.add agents [asker] }}\n",
+        agent_decl("asker", &asker, ""),
+        tool_decl("benign.add", &benign["add"], "cleared [untrusted]"),
+    );
+    let policy = compile(&src);
+    let gateway = setup.gateway(&policy);
+    let files = bundle_files(policy, &[("asker", asker)], &[]);
+    let answers = Answers::parse("approve benign.add\ndeny benign.add\n").unwrap();
+    let r = run_with(
+        &setup,
+        &as_refs(&files),
+        gateway,
+        Operator::Answers(answers),
+    );
+
+    r.assert_passed("asker");
+    // The server saw exactly the approved call.
+    let calls = setup.calls_received("benign");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["params"]["arguments"]["a"], 2);
+    // Both decisions are `confirm` under the rule.
+    assert_eq!(
+        r.tool_decisions("asker", "benign.add"),
+        [
+            (Decision::Confirm, "adding_needs_ok".into(), UNTRUSTED),
+            (Decision::Confirm, "adding_needs_ok".into(), UNTRUSTED)
+        ]
+    );
+    // Each answer is logged, after its decision, bound to it by the content digest.
+    let agent = r.defined(lifecycle::DEFINE_AGENT, "asker").unwrap();
+    let tool = r.defined(lifecycle::DEFINE_TARGET, "benign.add").unwrap();
+    let decided: Vec<(usize, Option<[u8; 32]>)> = r
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action == Action::Tool && e.agent == agent && e.target == tool)
+        .map(|(i, e)| (i, e.content))
+        .collect();
+    let answered: Vec<(usize, Decision, String, Option<[u8; 32]>)> = r
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action == Action::Lifecycle && e.rule == lifecycle::CONFIRMATION)
+        .map(|(i, e)| {
+            assert_eq!((e.agent, e.target), (agent, tool));
+            (
+                i,
+                e.decision,
+                String::from_utf8_lossy(&e.name).into_owned(),
+                e.content,
+            )
+        })
+        .collect();
+    assert_eq!(answered.len(), 2, "{}", r.out);
+    assert_eq!(
+        (answered[0].1, answered[0].2.as_str()),
+        (Decision::Allow, "approved")
+    );
+    assert_eq!(
+        (answered[1].1, answered[1].2.as_str()),
+        (Decision::Deny, "denied")
+    );
+    for (d, a) in decided.iter().zip(&answered) {
+        assert!(d.0 < a.0, "answer logged before its decision");
+        assert!(
+            d.1.is_some() && d.1 == a.3,
+            "answer not bound to its decision"
+        );
+    }
+    assert_ne!(decided[0].1, decided[1].1);
+    // The launcher got both requests with the rule and answered them as the file says.
+    let requests: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::ConfirmRequest(q) => Some(q.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 2, "{:?}", r.events);
+    for q in &requests {
+        assert_eq!(
+            (
+                q.agent.as_str(),
+                q.action.as_str(),
+                q.target.as_str(),
+                q.rule.as_str()
+            ),
+            ("asker", "tool", "benign.add", "adding_needs_ok")
+        );
+    }
+    assert!(requests[0].summary.contains("\"a\": 2"), "{requests:?}");
+    let answers: Vec<bool> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::ConfirmAnswered { approve, .. } => Some(*approve),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, [true, false]);
+    assert!(r.summary("asker").contains("status=exited 0"));
+    // The tool server is a principal of the evidence: the pins the policy holds for it.
+    let bundle = r
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::Evidence { principal, bundle } if principal == "tools:benign" => {
+                Some(bundle.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no tools:benign evidence: {:?}", r.events));
+    let bundle = omega_evidence::Bundle::decode(&bundle).unwrap();
+    let leaf = omega_evidence::SaltedLeaf::decode(&bundle.leaf).unwrap();
+    let (description, schema) = &benign["add"];
+    let pin = omega_tool_protocol::tool_pin(description, schema);
+    assert_eq!(
+        leaf.claim,
+        omega_evidence::Claim::ToolServer {
+            server: "benign".into(),
+            tools: 1,
+            pins_digest: omega_evidence::pins_digest([("benign.add", &pin)]),
+        }
+    );
 }

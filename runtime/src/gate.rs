@@ -16,7 +16,9 @@ use omega_provenance as prov;
 use wasmi::Val;
 
 use crate::host::{CallKind, HostCall};
-use crate::monitor::{Answer, Backpressure, DataError, Egress, EgressReply, Monitor, Record};
+use crate::monitor::{
+    Answer, Backpressure, Confirm, DataError, Egress, EgressReply, Monitor, Record,
+};
 use crate::{Inbound, Runtime, Wait};
 
 /// What the scheduler does with the agent after the gate.
@@ -86,6 +88,9 @@ enum ArgValue {
     Bool(bool),
     Other,
 }
+
+/// The rule name logged for a tool call whose arguments do not match the pinned schema.
+pub const SCHEMA_RULE: &str = "schema";
 
 /// Largest integer the policy compares exactly (I-JSON).
 const EXACT_INT: i64 = 1 << 53;
@@ -449,11 +454,21 @@ impl<M: Monitor> Runtime<'_, M> {
             if !json.is_object() {
                 return Err(Fail::Abi(HostError::BadRequest));
             }
+            // After a change was announced the catalogue is listed again: the call waits
+            // for the new listing (bounded by the monitor) rather than being decided on
+            // the old one or denied for a pin that is on its way.
+            if self.monitor.tool_catalogue_stale() {
+                return Ok(None);
+            }
             // SECURITY: arguments of other types than the pinned schema gives them would
             // match no policy condition (a `deny` included) and could be coerced by the
-            // server; they are a bad request and nothing is decided or sent.
+            // server; they are a bad request, nothing is decided or sent, and the refusal
+            // is logged (deny, rule `schema`) like a policy denial.
             if self.monitor.check_tool_arguments(req.tool, &json).is_err() {
-                return Err(Fail::Abi(HostError::BadRequest));
+                return match self.refuse_schema(id, req.tool, args) {
+                    Ok(()) => Err(Fail::Abi(HostError::BadRequest)),
+                    Err(Backpressure) => Ok(None),
+                };
             }
             let mut owned = Vec::new();
             flatten("", &json, &mut owned);
@@ -483,8 +498,27 @@ impl<M: Monitor> Runtime<'_, M> {
         }
     }
 
+    /// Logs a tool call refused because its arguments do not match the pinned schema:
+    /// deny, rule `schema` (no policy rule decided it; the name is the monitor's).
+    fn refuse_schema(&mut self, id: usize, tool: &str, request: &[u8]) -> Result<(), Backpressure> {
+        let labels = self.labels(id);
+        let Some(agent) = self.agents.get(id) else {
+            return Ok(());
+        };
+        let record = Record::Decision {
+            agent: &agent.checked.name,
+            action: prov::Action::Tool,
+            target: tool,
+            decision: prov::Decision::Deny,
+            rule: omega_policy::RuleName::Builtin(SCHEMA_RULE),
+            labels,
+            content: prov::entry::content_digest(request, &[]),
+        };
+        self.monitor.append_record(&record)
+    }
+
     /// Decides an egress and, unless denied, hands it to the monitor (`confirm` decisions
-    /// with the flag set, for the operator).
+    /// to [`Monitor::confirm`], for the operator).
     fn decide_egress(
         &mut self,
         id: usize,
@@ -499,8 +533,16 @@ impl<M: Monitor> Runtime<'_, M> {
             return Err(self.denied(decision.rule));
         }
         let name = self.agent_name(id);
-        let confirm = decision.effect == Effect::Confirm;
-        Ok(Some(self.monitor.egress(&name, egress, confirm)))
+        if decision.effect == Effect::Confirm {
+            let call = Confirm {
+                agent: &name,
+                egress,
+                rule: self.policy.rule_name(decision.rule),
+                content: prov::entry::content_digest(request, &[]),
+            };
+            return Ok(Some(self.monitor.confirm(&call)));
+        }
+        Ok(Some(self.monitor.egress(&name, egress, false)))
     }
 
     /// Writes an egress answer into the agent's buffer; returns the call's return value.

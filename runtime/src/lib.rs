@@ -48,6 +48,9 @@ pub use monitor::{
     AgentEvent, Answer, Backpressure, DataError, Egress, EgressReply, Monitor, Record, Ticket,
 };
 
+pub use gate::SCHEMA_RULE;
+pub use monitor::Confirm;
+
 /// Postcard encoding into a fresh vector (only for values the runtime builds itself).
 pub(crate) fn encode_owned<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()

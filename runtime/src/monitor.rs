@@ -54,6 +54,18 @@ pub enum Egress<'a> {
     Tool { tool: &'a str, arguments: &'a str },
 }
 
+/// An egress the policy decided `confirm`: it waits for the operator
+/// ([`Monitor::confirm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirm<'a> {
+    pub agent: &'a str,
+    pub egress: Egress<'a>,
+    /// The rule that asked for confirmation.
+    pub rule: RuleName<'a>,
+    /// The content digest of the `confirm` decision record (already appended).
+    pub content: [u8; 32],
+}
+
 /// How the monitor takes an egress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EgressReply {
@@ -136,6 +148,20 @@ pub trait Monitor {
     /// Sends an allowed egress out. `confirm` is set when the policy's decision was
     /// `confirm`: the operator must approve before it leaves (or answer [`Answer::Refused`]).
     fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply;
+    /// Puts an egress the policy decided `confirm` before the operator; the `confirm`
+    /// record is in the log already. The answer comes later ([`EgressReply::Pending`]):
+    /// the call goes out if approved, or the agent gets [`Answer::Refused`]. The default
+    /// hands it to [`Monitor::egress`] with the flag set.
+    fn confirm(&mut self, call: &Confirm<'_>) -> EgressReply {
+        self.egress(call.agent, call.egress, true)
+    }
+    /// The tool catalogue is being listed again (after a change was announced): tool calls
+    /// wait (parked like a call waiting for the log, retried after
+    /// [`crate::Runtime::records_drained`]) instead of being decided on a catalogue that
+    /// is about to change. The monitor bounds the wait. The default: never.
+    fn tool_catalogue_stale(&mut self) -> bool {
+        false
+    }
     /// Reads up to `max_len` bytes at `offset` of item `path` of data source `source`;
     /// returns the whole item's length.
     fn read_data(

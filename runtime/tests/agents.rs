@@ -618,6 +618,21 @@ fn a_confirm_decision_is_held_for_the_operator_and_a_refusal_is_a_denial() {
         (d.decision, d.rule.as_str()),
         (Decision::Confirm, "publish_confirm")
     );
+    // The monitor is told the rule and the content digest of the logged `confirm` record.
+    assert_eq!(
+        rt.monitor().confirms,
+        vec![(
+            "publisher".to_string(),
+            "publish_confirm".to_string(),
+            omega_provenance::entry::content_digest(
+                &enc(&abi::ToolCallRequest {
+                    tool: "deid.publish",
+                    arguments: r#"{"k": 5}"#,
+                }),
+                &[]
+            )
+        )]
+    );
     let ticket = rt.monitor().tickets[0];
     assert!(rt.deliver(ticket, &Answer::Refused));
     rt.run_until_idle(10);
@@ -629,8 +644,9 @@ fn a_confirm_decision_is_held_for_the_operator_and_a_refusal_is_a_denial() {
 }
 
 /// Arguments of another type than the tool's pinned schema gives them are a bad request:
-/// nothing is decided, recorded or sent (a `deny` condition on a typed argument would not
-/// match a value of another type, and the server might coerce it).
+/// no policy rule decides them and nothing is sent (a `deny` condition on a typed argument
+/// would not match a value of another type, and the server might coerce it), and the
+/// refusal is logged as a deny with rule `schema`.
 #[test]
 fn tool_arguments_of_other_types_than_the_pinned_schema_are_bad_requests() {
     let call = |arguments| {
@@ -655,7 +671,16 @@ fn tool_arguments_of_other_types_than_the_pinned_schema_are_bad_requests() {
     // The well-typed call is decided (and reaches egress when allowed).
     assert_ne!(r[1], -(abi::ErrorCode::BadRequest as i32));
     let decisions = rt.monitor().decisions_of("mailer");
-    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert_eq!(
+        (
+            decisions[0].decision,
+            decisions[0].rule.as_str(),
+            decisions[0].target.as_str()
+        ),
+        (Decision::Deny, omega_runtime::SCHEMA_RULE, "mail.send")
+    );
+    assert_ne!(decisions[1].rule, omega_runtime::SCHEMA_RULE);
     assert!(
         rt.monitor()
             .egress
@@ -664,4 +689,58 @@ fn tool_arguments_of_other_types_than_the_pinned_schema_are_bad_requests() {
         "{:?}",
         rt.monitor().egress
     );
+}
+
+/// A refusal for arguments that do not match the schema waits for room in the log like
+/// any decision: with the outbox full the call parks, and it is refused once logged.
+#[test]
+fn a_schema_refusal_waits_for_the_log() {
+    let s = script(&[Step::Call(
+        "tool_call",
+        enc(&abi::ToolCallRequest {
+            tool: "mail.send",
+            arguments: r#"{"to": 5, "body": "x"}"#,
+        }),
+    )]);
+    let agents = vec![declared("mailer", &s)];
+    let mut rt = runtime(&agents);
+    let id = rt.load(&spec("mailer", &agents[0].module)).unwrap();
+    rt.monitor_mut().refuse_appends = 1;
+    rt.run_until_idle(10);
+    assert_eq!(rt.status(id), Some(&Status::Parked));
+    assert!(rt.monitor().decisions.is_empty());
+    rt.records_drained();
+    rt.run_until_idle(10);
+    assert_eq!(rets(&rt, id, 1)[0], -(abi::ErrorCode::BadRequest as i32));
+    assert_eq!(rt.monitor().decisions_of("mailer").len(), 1);
+}
+
+/// While the monitor re-lists the tool catalogue (after a change was announced) a tool
+/// call waits, undecided; once the listing is in (`records_drained`) it is decided.
+#[test]
+fn tool_calls_wait_while_the_catalogue_is_relisted() {
+    let s = script(&[Step::Call(
+        "tool_call",
+        enc(&abi::ToolCallRequest {
+            tool: "mail.send",
+            arguments: r#"{"to": "a@b", "body": "x"}"#,
+        }),
+    )]);
+    let agents = vec![declared("mailer", &s)];
+    let mut rt = runtime(&agents);
+    rt.monitor_mut().stale = true;
+    let id = rt.load(&spec("mailer", &agents[0].module)).unwrap();
+    rt.run_until_idle(10);
+    assert_eq!(rt.status(id), Some(&Status::Parked));
+    assert!(rt.monitor().decisions.is_empty());
+    // Still stale: retried and parked again, still undecided.
+    rt.records_drained();
+    rt.run_until_idle(10);
+    assert_eq!(rt.status(id), Some(&Status::Parked));
+    assert!(rt.monitor().decisions.is_empty());
+    rt.monitor_mut().stale = false;
+    rt.records_drained();
+    rt.run_until_idle(10);
+    assert_eq!(rt.monitor().decisions_of("mailer").len(), 1);
+    assert_ne!(rt.status(id), Some(&Status::Parked));
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -173,10 +173,24 @@ impl Server {
         let s = Arc::clone(&server);
         thread::spawn(move || s.write_loop(stdin, lines));
         let s = Arc::clone(&server);
-        thread::spawn(move || s.read_loop(stdout));
+        thread::spawn(move || s.read_from(stdout));
         let s = Arc::clone(&server);
         thread::spawn(move || s.timer_loop());
         Ok(server)
+    }
+
+    /// A server without a process (fuzzing, tests): the lines the gateway would write to
+    /// its stdin arrive on the returned receiver (at most 32 queued; then sends fail as
+    /// for a full stdin), and [`Server::read_from`] plays its stdout. No timer runs.
+    pub fn detached(
+        spec: ServerSpec,
+        on_change: Box<dyn Fn() + Send + Sync>,
+    ) -> (Arc<Server>, Receiver<Vec<u8>>) {
+        let (outbox, lines) = mpsc::sync_channel(OUTBOX);
+        (
+            Arc::new(Server::new(spec, None, outbox, None, on_change)),
+            lines,
+        )
     }
 
     /// A server that could not be started: every request fails with `why`.
@@ -518,7 +532,11 @@ impl Server {
         }
     }
 
-    fn read_loop(&self, stdout: ChildStdout) {
+    /// The reader: handles what the server writes to its stdout, line by line (≤ 1 MiB),
+    /// until it ends or breaks the protocol; then the server is cut off and every waiting
+    /// request fails. Runs on the server's reader thread ([`Server::detached`]: the
+    /// caller's).
+    pub fn read_from(&self, stdout: impl std::io::Read) {
         let mut r = BufReader::new(stdout);
         let mut line = Vec::new();
         loop {

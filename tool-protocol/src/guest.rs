@@ -160,6 +160,12 @@ impl Client {
         self.listing.is_some()
     }
 
+    /// A listing is due or in flight (never listed yet, or re-listing after a change):
+    /// the catalogue is about to be replaced. After a failed listing it is not.
+    pub fn stale(&self) -> bool {
+        self.want_list || self.listing.is_some()
+    }
+
     /// The pin of `tool`'s entry as last listed, if it is in the current catalogue.
     pub fn entry(&self, tool: &str) -> Option<[u8; 32]> {
         self.catalogue.get(tool).map(|(pin, _)| *pin)

@@ -11,6 +11,8 @@
 //!   in the guest), `tools/call` requests with the guest's pin, answers matched by id and
 //!   decoded with bounds, `list_changed` marking the catalogue stale. Pure logic; the
 //!   kernel's service glue sends and receives the lines.
+//! * [`confirm`]: the calls waiting for the operator's answer to a `confirm` decision
+//!   (bounded, each settled once, denied on timeout).
 //!
 //! `no_std` + `alloc`, no `unsafe`; nothing the host sends can make it panic (fuzzed:
 //! `tool-protocol/fuzz`).
@@ -19,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod confirm;
 pub mod guest;
 pub mod pin;
 

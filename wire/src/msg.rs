@@ -91,6 +91,63 @@ pub enum ControlMsg<'a> {
     /// beside the evidence (`cards/<agent>.json`); `measurements verify-card` checks it
     /// against the evidence.
     AgentCard { agent: &'a str, card: &'a str },
+    /// Guest -> host: the policy decided `confirm` for an agent's call, which waits for the
+    /// operator ([`confirm`]). The decision (with its rule) is already in the provenance
+    /// log; `content` is that record's content digest. The host answers with one
+    /// [`ControlMsg::ConfirmAnswer`] with the same `id`.
+    ConfirmRequest {
+        version: u16,
+        id: u64,
+        agent: &'a str,
+        /// What the agent does: `tool` (the only kind confirmed today).
+        action: &'a str,
+        /// The tool (`server.tool`).
+        target: &'a str,
+        /// The policy rule that asked for confirmation.
+        rule: &'a str,
+        /// The call's arguments, cut to [`confirm::MAX_SUMMARY`] bytes (then ending `…`).
+        summary: &'a str,
+        content: [u8; 32],
+    },
+    /// Host -> guest: the operator's answer to the [`ControlMsg::ConfirmRequest`] `id`.
+    /// SECURITY: this is what the host says the operator decided; the host is untrusted,
+    /// so it is an operator control, not a guarantee. The monitor logs it before acting
+    /// and refuses (denying the call) a duplicate, unsolicited or late answer.
+    ConfirmAnswer {
+        version: u16,
+        id: u64,
+        approve: bool,
+    },
+}
+
+/// Operator confirmation ([`ControlMsg::ConfirmRequest`], [`ControlMsg::ConfirmAnswer`]):
+/// the contract's version and bounds, checked by both sides.
+pub mod confirm {
+    /// Version of the confirmation messages; a message of another version is refused.
+    pub const VERSION: u16 = 1;
+    /// Longest agent, action, target or rule name in a request (bytes).
+    pub const MAX_NAME: usize = 128;
+    /// Longest arguments summary in a request (bytes).
+    pub const MAX_SUMMARY: usize = 1024;
+
+    /// A request's fields are within the bounds (names non-empty).
+    pub fn request_ok(version: u16, names: [&str; 4], summary: &str) -> bool {
+        version == VERSION
+            && names.iter().all(|n| !n.is_empty() && n.len() <= MAX_NAME)
+            && summary.len() <= MAX_SUMMARY
+    }
+
+    /// `s` cut to at most `max` bytes at a character boundary, and whether it was cut.
+    pub fn cut(s: &str, max: usize) -> (&str, bool) {
+        if s.len() <= max {
+            return (s, false);
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (s.get(..end).unwrap_or(""), true)
+    }
 }
 
 /// Encodes `msg` into `out`, returns the bytes used.

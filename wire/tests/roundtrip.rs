@@ -277,3 +277,39 @@ fn reassembly_capacity_stays_within_the_limit() {
     });
     assert!(refused);
 }
+
+#[test]
+fn confirmation_messages_roundtrip_and_are_bounded() {
+    use omega_wire::msg::confirm;
+    let req = ControlMsg::ConfirmRequest {
+        version: confirm::VERSION,
+        id: 7,
+        agent: "booker",
+        action: "tool",
+        target: "calendar.book",
+        rule: "booking_needs_ok",
+        summary: r#"{"slot":"9:00"}"#,
+        content: [3; 32],
+    };
+    let ans = ControlMsg::ConfirmAnswer {
+        version: confirm::VERSION,
+        id: 7,
+        approve: true,
+    };
+    for m in [req, ans] {
+        let mut buf = [0u8; 512];
+        let body = msg::encode(&m, &mut buf).unwrap();
+        let back: ControlMsg = msg::decode_exact(body).unwrap();
+        assert_eq!(back, m);
+    }
+    assert!(confirm::request_ok(1, ["a", "tool", "t", "r"], "{}"));
+    assert!(!confirm::request_ok(2, ["a", "tool", "t", "r"], "{}"));
+    assert!(!confirm::request_ok(1, ["", "tool", "t", "r"], "{}"));
+    let long = "x".repeat(confirm::MAX_NAME + 1);
+    assert!(!confirm::request_ok(1, ["a", "tool", &long, "r"], "{}"));
+    let summary = "é".repeat(confirm::MAX_SUMMARY);
+    assert!(!confirm::request_ok(1, ["a", "tool", "t", "r"], &summary));
+    let (cut, was) = confirm::cut(&summary, confirm::MAX_SUMMARY - 1);
+    assert!(was && cut.len() < confirm::MAX_SUMMARY && cut.chars().all(|c| c == 'é'));
+    assert_eq!(confirm::cut("abc", 3), ("abc", false));
+}

@@ -13,6 +13,7 @@ use omega_wire::{
 };
 use tracing::{info, warn};
 
+use super::confirm::ConfirmHandle;
 use super::log_store::{CHECKPOINT_FILE, KEY_FILE, card_file_name, evidence_file_name};
 use super::psp::{self, PspHandle};
 use super::relay::echo::EchoRelay;
@@ -32,6 +33,8 @@ pub(crate) struct Demux {
     challenge: Option<Challenge>,
     /// The simulated PSP, when the challenge asks for one.
     psp: Option<PspHandle>,
+    /// Answers the monitor's confirmation requests (the operator).
+    confirm: ConfirmHandle,
     handshake: Option<u8>,
     failed: bool,
     /// Control messages are reassembled here and handled at once.
@@ -63,6 +66,7 @@ impl Demux {
             .challenge
             .and_then(|c| c.simulated_psp)
             .map(|measurement| PspHandle::spawn(&sh, measurement));
+        let confirm = ConfirmHandle::spawn(&sh, config.operator);
         Demux {
             sh,
             versions: config.versions,
@@ -70,6 +74,7 @@ impl Demux {
             bundle: config.bundle,
             challenge: config.challenge,
             psp,
+            confirm,
             handshake: None,
             failed: false,
             control: Reassembler::new(MAX_HOST_MESSAGE),
@@ -427,6 +432,7 @@ impl Demux {
             }
             Ok(ControlMsg::Evidence { principal, bundle }) => self.on_evidence(principal, bundle),
             Ok(ControlMsg::AgentCard { agent, card }) => self.on_card(agent, card),
+            Ok(m @ ControlMsg::ConfirmRequest { .. }) => self.confirm.request(&self.sh, &m),
             Ok(ControlMsg::GuestRequest { message }) => match &self.psp {
                 Some(p) => p.request(&self.sh, message),
                 None => psp::refuse(
@@ -435,12 +441,15 @@ impl Demux {
                     "no PSP on this host: guest requests are answered only with --simulated-psp (tests)",
                 ),
             },
-            Ok(ControlMsg::Challenge { .. } | ControlMsg::GuestResponse { .. }) => self
-                .protocol_error(
-                    Stream::Control,
-                    code::PROTOCOL,
-                    "Challenge and GuestResponse go from the host to the guest",
-                ),
+            Ok(
+                ControlMsg::Challenge { .. }
+                | ControlMsg::GuestResponse { .. }
+                | ControlMsg::ConfirmAnswer { .. },
+            ) => self.protocol_error(
+                Stream::Control,
+                code::PROTOCOL,
+                "Challenge, GuestResponse and ConfirmAnswer go from the host to the guest",
+            ),
             Err(e) => self.protocol_error(
                 Stream::Control,
                 code::PROTOCOL,

@@ -11,8 +11,11 @@
 //! * `demux`: the reader, the handshake, Control, routing.
 //! * `relay`: the generic relay loop and one module per stream (`log`, `inference`,
 //!   `tools`, `echo`).
+//! * [`confirm`]: the operator's answers to the monitor's confirmation requests (terminal,
+//!   answers file, or deny).
 //! * `psp`: the simulated PSP that answers the guest's `GuestRequest`s (tests only).
 
+pub mod confirm;
 mod demux;
 pub mod log_store;
 mod psp;
@@ -80,6 +83,8 @@ pub struct SessionConfig {
     /// The verifier's challenge, sent on Control right after the handshake (before the
     /// bundle); None: no Challenge is sent.
     pub challenge: Option<Challenge>,
+    /// Who answers the monitor's confirmation requests (default: deny them all).
+    pub operator: confirm::Operator,
 }
 
 /// What the host asks the monitor to attest.
@@ -105,6 +110,7 @@ impl Default for SessionConfig {
             window: INITIAL_WINDOW,
             versions: SUPPORTED_VERSIONS.to_vec(),
             challenge: None,
+            operator: confirm::Operator::DenyAll,
         }
     }
 }
@@ -176,6 +182,15 @@ pub enum SessionEvent {
     /// The simulated PSP answered a guest request (`ok`), or it was refused (error sent).
     GuestRequest {
         ok: bool,
+    },
+    /// The monitor asks the operator to confirm a call (as received; out-of-bounds
+    /// requests are recorded too, then denied).
+    ConfirmRequest(confirm::Request),
+    /// The answer sent for confirmation request `id`, and who gave it.
+    ConfirmAnswered {
+        id: u64,
+        approve: bool,
+        by: String,
     },
     /// The guest closed a stream.
     StreamClosed(Stream),

@@ -170,6 +170,41 @@ pub struct Facts {
     pub manifest_digest: [u8; 32],
     pub policy_digest: [u8; 32],
     pub agents: Vec<AgentFacts>,
+    /// Each tool server the policy pins tools of (`tools:<server>` principals).
+    pub tool_servers: Vec<ToolServerFacts>,
+}
+
+/// A tool server as the policy pins it: its namespace, how many tools, their pins' digest
+/// (`omega_evidence::pins_digest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolServerFacts {
+    pub server: String,
+    pub tools: u32,
+    pub pins_digest: [u8; 32],
+}
+
+/// The tool servers of the bundle's policy, by namespace (`server` of `server.tool`); none
+/// when the policy does not decode (no agent runs then).
+fn tool_servers(policy: &[u8]) -> Vec<ToolServerFacts> {
+    let Ok(p) = omega_policy::decode(policy) else {
+        return Vec::new();
+    };
+    let mut by_server: alloc::collections::BTreeMap<&str, Vec<(&str, &[u8; 32])>> =
+        alloc::collections::BTreeMap::new();
+    for t in &p.tools {
+        let Some((server, _)) = t.name.split_once('.') else {
+            continue;
+        };
+        by_server.entry(server).or_default().push((t.name, &t.hash));
+    }
+    by_server
+        .into_iter()
+        .map(|(server, pins)| ToolServerFacts {
+            server: server.into(),
+            tools: u32::try_from(pins.len()).unwrap_or(u32::MAX),
+            pins_digest: omega_evidence::pins_digest(pins),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +252,10 @@ impl Facts {
                 })
             })
             .collect::<Result<Vec<_>, AttestError>>()?;
+        let tool_servers = files
+            .iter()
+            .find(|f| f.name == manifest.policy)
+            .map_or_else(Vec::new, |f| tool_servers(&f.bytes));
         Ok(Facts {
             tee,
             boot_id,
@@ -225,6 +264,7 @@ impl Facts {
             manifest_digest,
             policy_digest: file_digest(files, &manifest.policy)?,
             agents,
+            tool_servers,
         })
     }
 
@@ -254,6 +294,13 @@ impl Facts {
                 name: a.name.clone(),
                 module_hash: a.module_hash,
                 publisher: a.publisher.clone(),
+            });
+        }
+        for t in &self.tool_servers {
+            claims.push(Claim::ToolServer {
+                server: t.server.clone(),
+                tools: t.tools,
+                pins_digest: t.pins_digest,
             });
         }
         claims

@@ -7,6 +7,8 @@
 //! |---|---|
 //! | `append_record` | the provenance log ([`LogService::try_append`]: a full outbox parks the agent, never drops a record); names interned as `DEFINE_*` entries |
 //! | `now_ms`, `random` | the monitor's clock, RDSEED/RDRAND |
+//! | `confirm` | a `confirm` decision: `ControlMsg::ConfirmRequest` to the host, the agent parked until the operator's answer (logged, then acted on) or the timeout ([`confirm`]) |
+//! | `tool_catalogue_stale` | tool calls wait while the catalogue is re-listed after a `list_changed` (≤ 30 s) |
 //! | `egress` | one message on the Inference stream (the host's answer, today an `Error`: no proxy, wakes the agent), or a `tools/call` to the tool gateway on the Tools stream, answered by JSON-RPC id |
 //! | `tool_entry` | the tools client's catalogue ([`omega_tool_protocol::guest`]): listed from the gateway when the agents start and after every `list_changed`, each pin computed here |
 //! | `read_data` | the bundle's data files (`manifest.data`), by source and item name |
@@ -40,6 +42,8 @@ use omega_runtime::{
 use omega_wire::msg::ControlMsg;
 use omega_wire::{Stream, msg::code};
 use sha2::{Digest, Sha256};
+
+mod confirm;
 
 use super::bundle::BundleService;
 use super::inference::{self, InferenceService};
@@ -129,6 +133,8 @@ pub struct Host<'m> {
     next_ticket: Ticket,
     /// The last append met a full outbox (reported once per episode).
     log_full: bool,
+    /// Calls waiting for the operator, and the re-list wait.
+    confirming: confirm::Confirming,
 }
 
 impl Host<'_> {
@@ -336,12 +342,14 @@ impl Host<'_> {
                 },
             )),
             tools::Event::Listed { tools } => {
+                self.relist_done();
                 serial_println!(
                     "omega: tools: the gateway lists {tools} tools (pins computed by the monitor)"
                 );
                 None
             }
             tools::Event::ListFailed(why) => {
+                self.relist_done();
                 serial_println!(
                     "omega: tools: no catalogue ({}); every tool call is denied",
                     HostText(&why)
@@ -349,6 +357,7 @@ impl Host<'_> {
                 None
             }
             tools::Event::Changed => {
+                self.relist_started();
                 serial_println!(
                     "omega: tools: the gateway announced a change; no tool is callable until re-listed"
                 );
@@ -378,6 +387,12 @@ impl Host<'_> {
         match stream {
             Stream::Inference => self.inference.on_host(&mut self.ch, &mut self.log, reply),
             Stream::Tools => self.on_tools(reply).into_iter().collect(),
+            Stream::Control => {
+                if let Ok(body) = reply {
+                    self.on_confirm_answer(&body);
+                }
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }
@@ -435,6 +450,14 @@ impl omega_runtime::Monitor for &mut Host<'_> {
         arguments: &serde_json::Value,
     ) -> Result<(), String> {
         self.tools.check_arguments(tool, arguments)
+    }
+
+    fn confirm(&mut self, call: &omega_runtime::Confirm<'_>) -> EgressReply {
+        self.ask_operator(call)
+    }
+
+    fn tool_catalogue_stale(&mut self) -> bool {
+        self.relisting()
     }
 
     fn egress(&mut self, _agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
@@ -784,6 +807,7 @@ pub fn run(
         tools_refused: 0,
         next_ticket: 1,
         log_full: false,
+        confirming: confirm::Confirming::new(),
     };
     if let Some(loaded) = &mut loaded {
         if let Some(code) = first_session(m, &mut host, &mut state, loaded.policy) {
@@ -800,6 +824,13 @@ pub fn run(
         }
         while !finished(&rt) {
             rt.monitor_mut().request_listing();
+            let turn = rt.monitor_mut().turn();
+            for (ticket, answer) in &turn.answers {
+                rt.deliver(*ticket, answer);
+            }
+            if turn.retry {
+                rt.records_drained();
+            }
             for _ in 0..SLICES_PER_POLL {
                 if rt.run_slice().is_none() {
                     break;

@@ -25,6 +25,8 @@ pub enum Outcome {
     Continue,
     /// The host asked to stop, and was answered: the monitor exits cleanly.
     Shutdown,
+    /// The operator's answer to a confirmation request: the agents' service takes it.
+    ConfirmAnswer,
 }
 
 /// Sends one control message to the host; a failed send is reported on the console.
@@ -42,6 +44,13 @@ pub fn try_send(ch: &mut HostChannel, m: &ControlMsg<'_>) -> Result<(), SendErro
             message.len()
         }
         ControlMsg::AgentCard { agent, card } => agent.len() + card.len(),
+        ControlMsg::ConfirmRequest {
+            agent,
+            target,
+            rule,
+            summary,
+            ..
+        } => agent.len() + target.len() + rule.len() + summary.len(),
         _ => 0,
     };
     let mut buf = vec![0u8; MAX_CONTROL + payload];
@@ -81,6 +90,7 @@ pub fn on_message(
                 HostText(text)
             )
         }
+        Ok(ControlMsg::ConfirmAnswer { .. }) => return Outcome::ConfirmAnswer,
         Ok(ControlMsg::Challenge {
             nonce,
             simulated_psp,
@@ -103,6 +113,7 @@ pub fn on_message(
                 ControlMsg::Evidence { .. } => "Evidence",
                 ControlMsg::GuestRequest { .. } => "GuestRequest",
                 ControlMsg::AgentCard { .. } => "AgentCard",
+                ControlMsg::ConfirmRequest { .. } => "ConfirmRequest",
                 ControlMsg::GuestResponse { .. } => "GuestResponse (no request waiting)",
                 _ => "?",
             };

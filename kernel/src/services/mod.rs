@@ -135,7 +135,8 @@ pub(crate) enum Step {
     Acked,
     /// Stop with this exit code.
     Exit(ExitCode),
-    /// The host answered on Inference or Tools: a message, or an error (code, text).
+    /// The host answered on Inference or Tools: a message, or an error (code, text); or
+    /// (Control) the operator's answer to a confirmation request.
     Reply(
         Stream,
         Result<alloc::vec::Vec<u8>, (u16, alloc::string::String)>,
@@ -173,8 +174,12 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
     };
     match event {
         Event::Message(Stream::Control, body) => {
-            if let control::Outcome::Shutdown = control::on_message(ch, log, challenges, &body) {
-                return Step::Exit(ExitCode::Success);
+            match control::on_message(ch, log, challenges, &body) {
+                control::Outcome::Shutdown => return Step::Exit(ExitCode::Success),
+                // For the agents' service (before the agents run: refused like any message
+                // nobody serves).
+                control::Outcome::ConfirmAnswer => return Step::Reply(Stream::Control, Ok(body)),
+                control::Outcome::Continue => {}
             }
         }
         Event::Message(Stream::Echo, body) if echo::is_request(&body) => echo::answer(ch, body),

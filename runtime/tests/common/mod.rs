@@ -62,6 +62,10 @@ pub struct TestMonitor {
     /// Where `random` bytes come from (the robustness test feeds requests through it).
     pub random_source: Option<RandomSource>,
     pub random_calls: usize,
+    /// `confirm` calls handed to the monitor: (agent, rule, content digest).
+    pub confirms: Vec<(String, String, [u8; 32])>,
+    /// The tool catalogue is being re-listed.
+    pub stale: bool,
 }
 
 impl Default for TestMonitor {
@@ -89,6 +93,8 @@ impl Default for TestMonitor {
             refuse_appends: 0,
             random_source: None,
             random_calls: 0,
+            confirms: Vec::new(),
+            stale: false,
         }
     }
 }
@@ -168,6 +174,14 @@ impl Monitor for TestMonitor {
             Some(to) if tool == "mail.send" && !to.is_string() => Err("to: not a string".into()),
             _ => Ok(()),
         }
+    }
+    fn confirm(&mut self, call: &omega_runtime::Confirm<'_>) -> EgressReply {
+        self.confirms
+            .push((call.agent.to_string(), call.rule.to_string(), call.content));
+        self.egress(call.agent, call.egress, true)
+    }
+    fn tool_catalogue_stale(&mut self) -> bool {
+        self.stale
     }
     fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
         let held = if confirm {
