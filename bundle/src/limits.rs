@@ -30,6 +30,14 @@
 /// `u64`), so every manifest the launcher accepts can have a policy.
 pub const MAX_AGENTS: usize = omega_policy::MAX_AGENTS;
 
+/// Most agents running in one image: the manifest's entries with their `instances`
+/// expanded. 1 GiB / 8 192 = 128 KiB per agent, and an idle agent with a one-page memory
+/// holds about 75 KiB of the monitor's heap (`docs/agents.md`), so a 1 GiB guest holds this
+/// many with room for the monitor; the monitor still admits each against the heap it has
+/// (`kernel/src/services/admission.rs`). Every per-agent table in the monitor and the
+/// launcher is bounded by it.
+pub const MAX_INSTANCES: usize = 8192;
+
 /// Most data files (`manifest.data`) in a bundle.
 pub const MAX_DATA: usize = 64;
 

@@ -136,6 +136,10 @@ pub mod lifecycle {
     /// refusal codes (`hash-pin`, `foreign-import`, …, docs/agents.md; the console says
     /// the rest).
     pub const AGENT_REFUSED: u32 = 10;
+    /// Agent `agent`'s signed A2A card was issued to the host: content = SHA-256 of the
+    /// card's bytes as sent (`ControlMsg::AgentCard`), name `card`. One per card, before
+    /// it is sent, so every card a verifier holds can be found in the log.
+    pub const CARD_ISSUED: u32 = 11;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

@@ -72,4 +72,20 @@ impl CardIssuer {
     pub fn card(&self, entry: &AgentEntry, module_hash: [u8; 32]) -> Result<String, CardError> {
         self.key.sign(&body(entry, module_hash, self.boot_id))
     }
+
+    /// The signed card of agent `name` run from `entry` (one of its instances, or the agent
+    /// itself when `name` is the entry's name).
+    pub fn card_as(
+        &self,
+        name: &str,
+        entry: &AgentEntry,
+        module_hash: [u8; 32],
+    ) -> Result<String, CardError> {
+        if name == entry.name {
+            return self.card(entry, module_hash);
+        }
+        let mut instance = entry.clone();
+        instance.name = name.into();
+        self.card(&instance, module_hash)
+    }
 }

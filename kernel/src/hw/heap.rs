@@ -3,13 +3,10 @@
 
 use linked_list_allocator::LockedHeap;
 use omega_boot_info::{BootInfo, PhysRange, virt};
+use omega_kernel::heap_size::heap_size;
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
-
-/// Heap bytes: everything free up to this cap; later issues give the rest to a frame
-/// allocator.
-const MAX_HEAP: u64 = 64 << 20;
 
 /// Where the heap went.
 pub struct HeapInfo {
@@ -17,13 +14,14 @@ pub struct HeapInfo {
     pub size: u64,
 }
 
-/// Where the heap will go: the start of the largest free RAM range, page aligned, up to
-/// [`MAX_HEAP`]; `None` if there is not 1 MiB.
+/// Where the heap will go: the start of the largest free RAM range, page aligned, sized by
+/// [`omega_kernel::heap_size::heap_size`] from that range (the memory the VM was given, the
+/// rest left to the frame allocator); `None` if that is under 1 MiB.
 pub fn choose(info: &BootInfo) -> Option<PhysRange> {
     let range = info.largest_free_range()?;
     let start = range.start.div_ceil(0x1000) * 0x1000;
-    let size = range.end.saturating_sub(start).min(MAX_HEAP) / 0x1000 * 0x1000;
-    (size >= 1 << 20).then_some(PhysRange {
+    let size = heap_size(range.end.saturating_sub(start))?;
+    Some(PhysRange {
         start,
         end: start + size,
     })
@@ -49,4 +47,9 @@ pub fn init(range: PhysRange) -> HeapInfo {
 /// Bytes currently free in the heap.
 pub fn free() -> usize {
     ALLOCATOR.lock().free()
+}
+
+/// Bytes currently allocated from the heap.
+pub fn used() -> usize {
+    ALLOCATOR.lock().used()
 }

@@ -29,6 +29,7 @@ mod bundle;
 mod control;
 mod echo;
 mod evidence;
+mod fleet;
 mod log;
 
 use omega_arch::exit::ExitCode;
