@@ -45,6 +45,7 @@ pub fn body(entry: &AgentEntry, module_hash: [u8; 32], boot_id: [u8; BOOT_ID_LEN
             .unwrap_or_else(|| NO_PUBLISHER.into()),
         module_hash,
         boot_id,
+        instance_of: None,
     }
 }
 
@@ -73,8 +74,9 @@ impl CardIssuer {
         self.key.sign(&body(entry, module_hash, self.boot_id))
     }
 
-    /// The signed card of agent `name` run from `entry` (one of its instances, or the agent
-    /// itself when `name` is the entry's name).
+    /// The signed card of agent `name` run from `entry`: the entry's own card when `name`
+    /// is the entry's name, otherwise the card of its instance `name` (`NAME-i`), which
+    /// names `agent:NAME` as the principal vouching for its module.
     pub fn card_as(
         &self,
         name: &str,
@@ -86,6 +88,8 @@ impl CardIssuer {
         }
         let mut instance = entry.clone();
         instance.name = name.into();
-        self.card(&instance, module_hash)
+        let mut body = body(&instance, module_hash, self.boot_id);
+        body.instance_of = Some(entry.name.clone());
+        self.key.sign(&body)
     }
 }
