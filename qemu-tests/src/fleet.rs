@@ -11,11 +11,14 @@
 //!   code is the ABI error of the failed `send` (or of `recv`, minus 1000).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use omega_agent_abi as abi;
 use omega_bundle::{AgentEntry, MANIFEST, MANIFEST_VERSION, Manifest};
 use sha2::{Digest, Sha256};
+
+use crate::host_cpu::{USER_HZ, cpu_time};
 
 /// Messages in flight from the driver at once: at most the ABI's inbox bound, so the
 /// answers always fit in the driver's inbox.
@@ -259,4 +262,92 @@ pub fn load_bundle(dir: &Path, echoes: u32, rounds: u32) -> Result<omega_host::B
         ],
         "rule pings { allow send echo agents [driver] }\nrule pongs { allow send driver agents [echo] }\n",
     )
+}
+
+/// What [`density`] measured.
+#[derive(Debug)]
+pub struct Density {
+    /// Agents the monitor started.
+    pub started: u64,
+    /// Heap the agents took, per agent (the monitor's `agents: heap` line).
+    pub bytes_per_agent: u64,
+    /// The monitor's heap banner and its `agents: heap` line.
+    pub heap_banner: String,
+    pub heap_line: String,
+    /// From QEMU's start until the agents were started.
+    pub boot_to_started: Duration,
+    /// Host CPU of the whole VM while the agents idle, % of one core.
+    pub cpu_percent: f64,
+}
+
+/// Boots `image` with `memory_mib` MiB and `n` idle agents ([`idle_bundle`]) through the
+/// launcher's session, waits until they are started and the monitor halts, measures the
+/// VM's host CPU for `seconds` (/proc: utime+stime and schedstat, the larger), then kills
+/// it.
+pub fn density(image: &Path, n: u32, memory_mib: u32, seconds: f64) -> anyhow::Result<Density> {
+    let dir = tempfile::tempdir()?;
+    let bundle = idle_bundle(&dir.path().join("bundle"), n)?;
+    let pidfile = dir.path().join("qemu.pid");
+    let mut boot = crate::Boot::new(image)
+        .memory(memory_mib)
+        .timeout(Duration::from_secs(600));
+    boot.extra_args = vec!["-pidfile".into(), pidfile.display().to_string()];
+    let t0 = Instant::now();
+    let (mut vm, session) = crate::serve_bundle(boot, dir.path(), bundle)?;
+    let ok = vm.wait_for("agents: heap ", Duration::from_secs(600));
+    anyhow::ensure!(ok, "no heap line:\n{}", vm.serial());
+    let boot_to_started = t0.elapsed();
+    anyhow::ensure!(
+        vm.wait_for("omega: idle: halting", Duration::from_secs(120)),
+        "never halted:\n{}",
+        vm.serial()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let pid: u32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+    let t = Instant::now();
+    let before = cpu_time(pid)?;
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let after = cpu_time(pid)?;
+    let wall = t.elapsed().as_secs_f64();
+    let stat = (after.ticks - before.ticks) as f64 / USER_HZ / wall * 100.0;
+    let sched = (after.sched_ns - before.sched_ns) as f64 / 1e9 / wall * 100.0;
+    let serial = vm.serial();
+    let _ = vm.kill();
+    drop(session);
+    let started_line = serial
+        .lines()
+        .find(|l| l.contains("omega: agents: ") && l.contains(" started ("))
+        .unwrap_or_default()
+        .to_string();
+    let started: u64 = started_line
+        .split("omega: agents: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let heap_banner = serial
+        .lines()
+        .find(|l| l.contains(" heap: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let heap_line = serial
+        .lines()
+        .find(|l| l.contains("omega: agents: heap "))
+        .unwrap_or_default()
+        .to_string();
+    let bytes_per_agent: u64 = heap_line
+        .split(" agents (")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
+    Ok(Density {
+        started,
+        bytes_per_agent,
+        heap_banner,
+        heap_line,
+        boot_to_started,
+        cpu_percent: stat.max(sched),
+    })
 }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
-use qemu_tests::host_cpu::{USER_HZ, cpu_time};
 use qemu_tests::{Boot, fleet, image, measurements, printed_verifier_commands, workspace_bin};
 use sha2::{Digest, Sha256};
 
@@ -128,82 +127,11 @@ fn tail(s: &str) -> &str {
 /// monitor halted).
 #[test]
 fn two_thousand_idle_agents_fit_in_a_1_gib_guest() {
-    let report = density(2000, 10.0).unwrap();
+    let report = fleet::density(image(), 2000, 1024, 10.0).unwrap();
     eprintln!("{report:#?}");
     assert_eq!(report.started, 2000);
     assert!(report.bytes_per_agent <= 512 * 1024, "{report:?}");
     assert!(report.cpu_percent <= 1.0, "{report:?}");
-}
-
-#[derive(Debug)]
-#[allow(dead_code)]
-struct Density {
-    started: u64,
-    bytes_per_agent: u64,
-    heap_line: String,
-    boot_to_started: Duration,
-    cpu_percent: f64,
-}
-
-fn density(n: u32, seconds: f64) -> anyhow::Result<Density> {
-    let dir = tempfile::tempdir()?;
-    let bundle = fleet::idle_bundle(&dir.path().join("bundle"), n)?;
-    let pidfile = dir.path().join("qemu.pid");
-    let mut boot = Boot::new(image())
-        .memory(1024)
-        .timeout(Duration::from_secs(600));
-    boot.extra_args = vec!["-pidfile".into(), pidfile.display().to_string()];
-    let t0 = Instant::now();
-    let (mut vm, session) = qemu_tests::serve_bundle(boot, dir.path(), bundle)?;
-    let ok = vm.wait_for("agents: heap ", Duration::from_secs(600));
-    anyhow::ensure!(ok, "no heap line:\n{}", vm.serial());
-    let boot_to_started = t0.elapsed();
-    anyhow::ensure!(
-        vm.wait_for("omega: idle: halting", Duration::from_secs(120)),
-        "never halted:\n{}",
-        vm.serial()
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let pid: u32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
-    let t = Instant::now();
-    let before = cpu_time(pid)?;
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    let after = cpu_time(pid)?;
-    let wall = t.elapsed().as_secs_f64();
-    let stat = (after.ticks - before.ticks) as f64 / USER_HZ / wall * 100.0;
-    let sched = (after.sched_ns - before.sched_ns) as f64 / 1e9 / wall * 100.0;
-    let serial = vm.serial();
-    let _ = vm.kill();
-    drop(session);
-    let started_line = serial
-        .lines()
-        .find(|l| l.contains("omega: agents: ") && l.contains(" started ("))
-        .unwrap_or_default()
-        .to_string();
-    let started: u64 = started_line
-        .split("omega: agents: ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let heap_line = serial
-        .lines()
-        .find(|l| l.contains("omega: agents: heap "))
-        .unwrap_or_default()
-        .to_string();
-    let bytes_per_agent: u64 = heap_line
-        .split(" agents (")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(u64::MAX);
-    Ok(Density {
-        started,
-        bytes_per_agent,
-        heap_line,
-        boot_to_started,
-        cpu_percent: stat.max(sched),
-    })
 }
 
 /// With `OMEGA_SOAK=1`: 100 echo instances and the driver exchange messages for 10
