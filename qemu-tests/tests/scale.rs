@@ -44,7 +44,16 @@ fn omega_run(bundle: &Path, logs: &Path, memory: u32) -> Output {
 /// hash, and the stored cards are those.
 #[test]
 fn a_thousand_agents_exchange_a_hundred_messages_each_and_nothing_is_lost() {
-    let (echoes, rounds) = (1000u32, 100u32);
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (echoes, rounds) = (
+        env("OMEGA_LOAD_AGENTS", 1000),
+        env("OMEGA_LOAD_ROUNDS", 100),
+    );
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     fleet::load_bundle(&bundle, echoes, rounds).unwrap();
@@ -111,7 +120,8 @@ fn a_thousand_agents_exchange_a_hundred_messages_each_and_nothing_is_lost() {
     // One logged card per agent, the stored card's SHA-256.
     assert_eq!(cards.len() as u32, echoes + 1);
     for (agent, hash) in &cards {
-        let card = std::fs::read(logs.join("cards").join(format!("{agent}.json"))).unwrap();
+        let path = logs.join("cards").join(format!("{agent}.json"));
+        let card = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(&<[u8; 32]>::from(Sha256::digest(&card)), hash, "{agent}");
     }
     eprintln!("load: {entries} log entries verified");
@@ -182,4 +192,57 @@ fn soak_heap_does_not_grow() {
         last <= base + 1024,
         "heap grew from {base} KiB to {last} KiB: {samples:?}"
     );
+}
+
+/// Not a test: samples the guest's RIP through the QEMU monitor while the load runs
+/// (`OMEGA_PROFILE=FILE`), for `scripts/profile-rips.sh`-style symbolisation.
+#[test]
+fn profile_load_rips() {
+    let Some(file) = std::env::var_os("OMEGA_PROFILE") else {
+        return;
+    };
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fleet::load_bundle(
+        &dir.path().join("bundle"),
+        env("OMEGA_LOAD_AGENTS", 200),
+        env("OMEGA_LOAD_ROUNDS", 20),
+    )
+    .unwrap();
+    let mon = dir.path().join("mon.sock");
+    let boot = Boot::new(image())
+        .memory(1024)
+        .timeout(Duration::from_secs(900))
+        .monitor_socket(&mon);
+    let (mut vm, session) = qemu_tests::serve_bundle(boot, dir.path(), bundle).unwrap();
+    assert!(
+        vm.wait_for("signed agent cards sent", Duration::from_secs(300)),
+        "{}",
+        vm.serial()
+    );
+    let mut rips = String::new();
+    let t0 = Instant::now();
+    while !vm.serial().contains("agent summary: driver") && t0.elapsed() < Duration::from_secs(600)
+    {
+        if let Ok(r) = qemu_tests::monitor_command(&mon, "info registers") {
+            if let Some(rip) = r
+                .split("RIP=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+            {
+                rips += rip;
+                rips.push('\n');
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("run took {:?}", t0.elapsed());
+    std::fs::write(file, rips).unwrap();
+    let _ = vm.kill();
+    drop(session);
 }

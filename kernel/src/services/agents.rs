@@ -724,6 +724,7 @@ pub fn run(
                 }
             }
             let h = rt.monitor_mut();
+            h.log.flush(&mut h.ch);
             match super::step(&mut h.ch, &mut h.log, &mut state) {
                 Step::Busy => {}
                 Step::Idle if rt.has_ready() => {}
