@@ -128,6 +128,8 @@ pub struct Host<'m> {
     next_ticket: Ticket,
     /// The last append met a full outbox (reported once per episode).
     log_full: bool,
+    /// Episodes of a full outbox so far (the first 20 and every 1000th are reported).
+    log_full_episodes: u64,
 }
 
 impl Host<'_> {
@@ -420,7 +422,13 @@ impl omega_runtime::Monitor for &mut Host<'_> {
     fn append_record(&mut self, record: &Record<'_>) -> Result<(), Backpressure> {
         let r = self.append(record);
         if r.is_err() && !self.log_full {
-            serial_println!("omega: agents: log outbox full; agents wait for the host to store it");
+            self.log_full_episodes += 1;
+            if super::worth_reporting(self.log_full_episodes) {
+                serial_println!(
+                    "omega: agents: log outbox full ({} times so far); agents wait for the host to store it",
+                    self.log_full_episodes
+                );
+            }
         }
         self.log_full = r.is_err();
         r
@@ -705,6 +713,7 @@ pub fn run(
         tools_refused: 0,
         next_ticket: 1,
         log_full: false,
+        log_full_episodes: 0,
     };
     let mut ran = false;
     if let Some(loaded) = &loaded
