@@ -281,7 +281,8 @@ pub struct Density {
 }
 
 /// Boots `image` with `memory_mib` MiB and `n` idle agents ([`idle_bundle`]) through the
-/// launcher's session, waits until they are started and the monitor halts, measures the
+/// launcher's session, waits until they are started, the monitor halts and the launcher has
+/// stored every agent's card, measures the
 /// VM's host CPU for `seconds` (/proc: utime+stime and schedstat, the larger), then kills
 /// it.
 pub fn density(image: &Path, n: u32, memory_mib: u32, seconds: f64) -> anyhow::Result<Density> {
@@ -302,7 +303,21 @@ pub fn density(image: &Path, n: u32, memory_mib: u32, seconds: f64) -> anyhow::R
         "never halted:\n{}",
         vm.serial()
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // The launcher stores every card (a file and its fsyncs each) and acknowledges the log
+    // behind them; measure the idle VM once it has, not the host's storage.
+    let stored_at = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < stored_at {
+        let stored = session
+            .events()
+            .iter()
+            .filter(|e| matches!(e, omega_host::SessionEvent::CardStored { .. }))
+            .count();
+        if stored >= n as usize {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
     let pid: u32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
     let t = Instant::now();
     let before = cpu_time(pid)?;
