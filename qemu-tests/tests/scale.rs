@@ -247,3 +247,37 @@ fn profile_load_rips() {
     let _ = vm.kill();
     drop(session);
 }
+
+/// A profiler, not a check: samples the vCPU's RIP every 2 ms through the QEMU monitor from
+/// QEMU's start until one idle agent is started, and writes them to `$OMEGA_PROFILE`
+/// (symbolise with `scripts/profile-rips.py`, against the loader's and the kernel's ELF).
+#[test]
+#[ignore = "profiling tool: OMEGA_PROFILE=FILE cargo test -p qemu-tests --test scale profile_boot_rips -- --ignored"]
+fn profile_boot_rips() {
+    let file = std::env::var_os("OMEGA_PROFILE").expect("OMEGA_PROFILE=FILE: where the samples go");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fleet::idle_bundle(&dir.path().join("bundle"), 1).unwrap();
+    let mon = dir.path().join("mon.sock");
+    let boot = Boot::new(image())
+        .timeout(Duration::from_secs(300))
+        .monitor_socket(&mon);
+    let (mut vm, session) = qemu_tests::serve_bundle(boot, dir.path(), bundle).unwrap();
+    let mut rips = String::new();
+    let t0 = Instant::now();
+    while !vm.serial().contains("agents: heap ") && t0.elapsed() < Duration::from_secs(120) {
+        if let Ok(r) = qemu_tests::monitor_command(&mon, "info registers")
+            && let Some(rip) = r
+                .split("RIP=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+        {
+            rips += rip;
+            rips.push('\n');
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!("boot to the agent took {:?}", t0.elapsed());
+    std::fs::write(file, rips).unwrap();
+    let _ = vm.kill();
+    drop(session);
+}
