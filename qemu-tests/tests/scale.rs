@@ -230,15 +230,14 @@ fn profile_load_rips() {
     let t0 = Instant::now();
     while !vm.serial().contains("agent summary: driver") && t0.elapsed() < Duration::from_secs(600)
     {
-        if let Ok(r) = qemu_tests::monitor_command(&mon, "info registers") {
-            if let Some(rip) = r
+        if let Ok(r) = qemu_tests::monitor_command(&mon, "info registers")
+            && let Some(rip) = r
                 .split("RIP=")
                 .nth(1)
                 .and_then(|s| s.split_whitespace().next())
-            {
-                rips += rip;
-                rips.push('\n');
-            }
+        {
+            rips += rip;
+            rips.push('\n');
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -261,7 +260,7 @@ fn profile_boot_rips() {
     let boot = Boot::new(image())
         .timeout(Duration::from_secs(300))
         .monitor_socket(&mon);
-    let (mut vm, session) = qemu_tests::serve_bundle(boot, dir.path(), bundle).unwrap();
+    let (vm, session) = qemu_tests::serve_bundle(boot, dir.path(), bundle).unwrap();
     let mut rips = String::new();
     let t0 = Instant::now();
     while !vm.serial().contains("agents: heap ") && t0.elapsed() < Duration::from_secs(120) {
