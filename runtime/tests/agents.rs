@@ -723,3 +723,32 @@ fn instances_share_a_policy_agent_but_nothing_else() {
             .contains(&"started".to_string())
     );
 }
+
+/// Two agents under one name (the runtime allows it; the kernel's manifest does not): once
+/// the first has exited, a message to the name reaches the second.
+#[test]
+fn a_message_reaches_the_live_agent_of_a_name_after_the_first_exited() {
+    let pong = script(&[Step::Call("recv", recv_req(true))]);
+    let ping = script(&[Step::Call("send", send_req("pong", "hi"))]);
+    let agents = vec![declared("ping", &ping), declared("pong", &pong)];
+    let mut rt = runtime(&agents);
+    let first = rt
+        .spawn(rt.check(&spec("pong", &agents[1].module)).unwrap())
+        .unwrap();
+    let second = rt
+        .spawn(rt.check(&spec("pong", &agents[1].module)).unwrap())
+        .unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(first), Some(&Status::Parked));
+    // The first one receives (and exits); the second still waits.
+    let p = rt.load(&spec("ping", &agents[0].module)).unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(p), Some(&Status::Exited(0)));
+    assert!(matches!(rt.status(first), Some(Status::Exited(n)) if *n > 0));
+    assert_eq!(rt.status(second), Some(&Status::Parked));
+    // Now the name's first agent is done: the next message goes to the second.
+    let p2 = rt.load(&spec("ping", &agents[0].module)).unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(p2), Some(&Status::Exited(0)));
+    assert!(matches!(rt.status(second), Some(Status::Exited(n)) if *n > 0));
+}
