@@ -2,7 +2,7 @@
 # Every side-by-side comparison Omega makes, in one run, then one table:
 #   bash scripts/bench.sh              # full run (about 30-60 min on a 2-core machine)
 #   QUICK=1 bash scripts/bench.sh      # fewer rounds and boots, for a check that it all works
-#   ONLY="boot policy" bash scripts/bench.sh   # a subset: boot policy agents a2a tools proxy log
+#   ONLY="boot policy" bash scripts/bench.sh   # a subset: boot policy agents density a2a tools proxy log
 # Each comparison times the same work on both sides from the same input (see the bench's own
 # source for how). Raw outputs go to target/bench/*.out; the table to target/bench/summary.md
 # and a plot of the ratios to target/bench/summary.svg.
@@ -54,6 +54,13 @@ fi
 if want agents; then
   log "agents: instantiation, idle memory per agent, message round trip, fairness"
   cargo bench -q -p omega-runtime --bench agents -- "$BENCH_FLAG" | tee "$OUT/agents.out"
+fi
+
+if want density; then
+  log "density in the image: idle agents in a 1 GiB guest, and the host CPU of 100 idle agents"
+  cargo build -q --release -p qemu-tests --bin agents-bench
+  target/release/agents-bench --agents 2000 --memory 1024 | tee "$OUT/density.out"
+  target/release/agents-bench --agents 100 --memory 1024 | tee -a "$OUT/density.out"
 fi
 
 if want a2a; then

@@ -17,6 +17,7 @@ fn main() {
         }],
         module_hash: [0xAB; 32],
         boot_id: [0xB0; 16],
+        instance_of: None,
     };
     let card = CardKey::from_seed([7; 32])
         .expect("a non-zero seed")

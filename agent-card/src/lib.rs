@@ -175,9 +175,33 @@ pub struct CardBody {
     pub module_hash: [u8; 32],
     /// This boot's id (what the evidence's `card` claim says).
     pub boot_id: [u8; 16],
+    /// For an instance (`NAME-i`, the manifest's `instances`): the agent `NAME` it is an
+    /// instance of, whose evidence principal `agent:NAME` vouches for the module. `None`:
+    /// the card's agent is its own principal.
+    pub instance_of: Option<String>,
+}
+
+/// Whether `agent` names instance `i` of `of`: `OF-i` with `i` in decimal without leading
+/// zeros (`w-0`, `w-17`, not `w-01` or `w-`).
+pub fn is_instance_name(agent: &str, of: &str) -> bool {
+    agent
+        .strip_prefix(of)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|i| {
+            !i.is_empty()
+                && i.len() <= 10
+                && i.bytes().all(|b| b.is_ascii_digit())
+                && (i == "0" || !i.starts_with('0'))
+        })
 }
 
 impl CardBody {
+    /// The agent whose evidence principal (`agent:NAME`) vouches for this card's module:
+    /// the card's own agent, or the agent it is an instance of.
+    pub fn principal_agent(&self) -> &str {
+        self.instance_of.as_deref().unwrap_or(&self.agent)
+    }
+
     /// The description a card gets when the manifest gives none.
     pub fn default_description(agent: &str) -> String {
         format!("Omega agent {agent}")
@@ -209,6 +233,14 @@ impl CardBody {
         if !id_ok(&self.agent, MAX_AGENT_NAME) {
             return Err(field(format!(
                 "agent name {:?}: 1..={MAX_AGENT_NAME} bytes of [A-Za-z0-9._-]",
+                self.agent
+            )));
+        }
+        if let Some(of) = &self.instance_of
+            && (!id_ok(of, MAX_AGENT_NAME) || !is_instance_name(&self.agent, of))
+        {
+            return Err(field(format!(
+                "agent {:?} is not an instance NAME-i of {of:?}",
                 self.agent
             )));
         }
@@ -255,7 +287,7 @@ impl CardBody {
             ("cardKeyPrincipal", Value::str(CARD_KEY_PRINCIPAL)),
             (
                 "modulePrincipal",
-                Value::Str(format!("agent:{}", self.agent)),
+                Value::Str(format!("agent:{}", self.principal_agent())),
             ),
         ]);
         let extension = Value::object([
@@ -535,7 +567,15 @@ impl SignedCard {
                 "params.moduleSha256",
             )?,
             boot_id: hex_array(get_str(params, "bootId", "params")?, "params.bootId")?,
+            instance_of: None,
         };
+        let mut body = body;
+        let principal = get_str(params, "modulePrincipal", "params")?
+            .strip_prefix("agent:")
+            .ok_or_else(|| field("params.modulePrincipal: not agent:NAME"))?;
+        if principal != body.agent {
+            body.instance_of = Some(principal.into());
+        }
         if get_str(params, "agent", "params")? != body.agent {
             return Err(field("params.agent differs from the card's name"));
         }

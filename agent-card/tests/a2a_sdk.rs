@@ -57,6 +57,7 @@ fn the_a2a_sdk_verifies_omegas_cards_and_refuses_forgeries() {
         ],
         module_hash: [0xAB; 32],
         boot_id: [0xB0; 16],
+        instance_of: None,
     };
     let card = key.sign(&body).unwrap();
     let out = sdk(&python, &card, &key.public());

@@ -27,6 +27,7 @@ fn body() -> CardBody {
         ],
         module_hash: [0xAB; 32],
         boot_id: [0xB0; 16],
+        instance_of: None,
     }
 }
 
@@ -307,4 +308,58 @@ fn random_and_mutated_input_never_panics_and_never_verifies_changed() {
         let m = rng.bytes(n);
         let _ = SignedCard::decode(&m);
     }
+}
+
+/// An instance's card (`NAME-i`, the manifest's `instances`) names the agent it is an
+/// instance of as the principal vouching for its module; the decoder reads it back, refuses
+/// a name that is not an instance of it, and the signature covers it.
+#[test]
+fn an_instance_card_names_its_agent_as_the_module_principal() {
+    use omega_agent_card::is_instance_name;
+    let k = key(1);
+    let mut b = body();
+    b.agent = "triage-17".into();
+    b.instance_of = Some("triage".into());
+    let card = k.sign(&b).unwrap();
+    let v = card_json(&card);
+    assert_eq!(
+        v["capabilities"]["extensions"][0]["params"]["modulePrincipal"],
+        "agent:triage"
+    );
+    assert_eq!(
+        v["capabilities"]["extensions"][0]["params"]["agent"],
+        "triage-17"
+    );
+    let c = SignedCard::decode(card.as_bytes()).unwrap();
+    assert_eq!(c.body, b);
+    assert_eq!(c.body.principal_agent(), "triage");
+    c.verify(&k.public()).unwrap();
+    // A plain card is its own principal.
+    assert_eq!(body().principal_agent(), "triage");
+
+    // Pointing the card at another principal breaks the signature.
+    let mut t = v.clone();
+    t["capabilities"]["extensions"][0]["params"]["modulePrincipal"] = "agent:triage-1".into();
+    let forged = SignedCard::decode(text(&t).as_bytes());
+    assert!(forged.is_err() || forged.unwrap().verify(&k.public()).is_err());
+
+    // Names that are not instances of the principal are refused when signing and decoding.
+    for (agent, of) in [
+        ("triage-01", "triage"),
+        ("triage-", "triage"),
+        ("other-1", "triage"),
+        ("triage", "triage-0"),
+    ] {
+        assert!(!is_instance_name(agent, of), "{agent} {of}");
+        let mut bad = body();
+        bad.agent = agent.into();
+        bad.instance_of = Some(of.into());
+        assert!(k.sign(&bad).is_err(), "{agent} {of}");
+    }
+    assert!(is_instance_name("w-0", "w") && is_instance_name("w-8191", "w"));
+    let mut t = v.clone();
+    t["capabilities"]["extensions"][0]["params"]["modulePrincipal"] = "agent:summary".into();
+    assert!(SignedCard::decode(text(&t).as_bytes()).is_err());
+    t["capabilities"]["extensions"][0]["params"]["modulePrincipal"] = "triage".into();
+    assert!(SignedCard::decode(text(&t).as_bytes()).is_err());
 }

@@ -355,6 +355,7 @@ mod card_tests {
                 skills,
                 module_hash: [1; 32],
                 boot_id: [2; 16],
+                instance_of: None,
             };
             let key = omega_agent_card::CardKey::from_seed([3; 32]).unwrap();
             let card = key.sign(&body).unwrap_or_else(|e| panic!("{agent}: {e}"));

@@ -1,6 +1,6 @@
 use alloc::string::String;
 
-use crate::limits::{MAX_AGENTS, MAX_DATA, MAX_FILES, MAX_NAME, MAX_TOTAL_BYTES};
+use crate::limits::{MAX_AGENTS, MAX_DATA, MAX_FILES, MAX_INSTANCES, MAX_NAME, MAX_TOTAL_BYTES};
 
 /// Why a bundle is refused (by the launcher before sending, or by the monitor on arrival).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,8 @@ pub enum ManifestError {
     BadAgentName(String),
     #[error("duplicate agent {0:?}")]
     DuplicateAgent(String),
+    #[error("{0} agents with their instances (at most {MAX_INSTANCES})")]
+    InstanceCount(u64),
     #[error("bad policy file name {0:?}")]
     BadPolicyName(String),
     #[error("bad module file name {0:?} (a file name ending in .wasm)")]

@@ -17,7 +17,7 @@ mod validate;
 
 pub use error::{BundleError, ManifestError};
 pub use limits::{
-    MANIFEST, MAX_AGENTS, MAX_CHUNK, MAX_DATA, MAX_FILES, MAX_NAME, MAX_TOTAL_BYTES,
+    MANIFEST, MAX_AGENTS, MAX_CHUNK, MAX_DATA, MAX_FILES, MAX_INSTANCES, MAX_NAME, MAX_TOTAL_BYTES,
     valid_agent_name, valid_file_name,
 };
 pub use manifest::{AgentEntry, DataEntry, MANIFEST_VERSION, Manifest, Restart, valid_data_path};

@@ -3,8 +3,10 @@
 //!
 //! # Heap arithmetic
 //!
-//! The monitor's heap is 64 MiB (`MAX_HEAP` in `kernel/src/hw/heap.rs`; a guest with the
-//! default 128 MiB of RAM gets all of it, a smaller guest a smaller heap). While a bundle
+//! The monitor's heap is sized from the guest's memory map (`omega_kernel::heap_size`: the
+//! largest free RAM range but 16 MiB): 110 MiB in the default 128 MiB guest, about 1 000 MiB
+//! in a 1 GiB one; these limits are sized against the smallest usual guest, the default
+//! (they were set when the heap was a fixed 64 MiB, and still fit in one). While a bundle
 //! arrives the monitor holds at most:
 //!
 //! | what | bytes |
@@ -16,7 +18,10 @@
 //! | what the host can make the channel hold on the other five streams (a partial message or one queued message, plus one window each: `kernel/src/channel/mod.rs`) | ≤ 5 × (2 MiB + 64 KiB) |
 //!
 //! so under 35.5 MiB at the peak from the bundle itself, and under 46.5 MiB if the host also
-//! fills every other stream to its bound, 17.5 MiB of margin. Measured (`qemu-tests/tests/bundle.rs`,
+//! fills every other stream to its bound, 17.5 MiB of margin in a 64 MiB heap. The
+//! manifest's entries are bounded by [`MAX_AGENTS`]; the agents they run (with
+//! `instances`) by [`MAX_INSTANCES`], which the monitor admits one by one against its heap
+//! (`omega_kernel::admission`) after the bundle is in. Measured (`qemu-tests/tests/bundle.rs`,
 //! which requires 16 MiB left): with a 32 MiB bundle of 3 or of 130 files held, 31.9 MiB of
 //! the heap is still free.
 //!
@@ -29,6 +34,14 @@
 /// Most agents in one manifest: the policy format's limit (rule agent sets are bits of a
 /// `u64`), so every manifest the launcher accepts can have a policy.
 pub const MAX_AGENTS: usize = omega_policy::MAX_AGENTS;
+
+/// Most agents running in one image: the manifest's entries with their `instances`
+/// expanded. 1 GiB / 8 192 = 128 KiB per agent, and an idle agent with a one-page memory
+/// holds about 75 KiB of the monitor's heap (`docs/agents.md`), so a 1 GiB guest holds this
+/// many with room for the monitor; the monitor still admits each against the heap it has
+/// (`kernel/src/services/admission.rs`). Every per-agent table in the monitor and the
+/// launcher is bounded by it.
+pub const MAX_INSTANCES: usize = 8192;
 
 /// Most data files (`manifest.data`) in a bundle.
 pub const MAX_DATA: usize = 64;

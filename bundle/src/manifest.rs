@@ -8,7 +8,9 @@ use omega_agent_card::Skill;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ManifestError;
-use crate::limits::{MANIFEST, MAX_AGENTS, MAX_DATA, MAX_NAME, valid_agent_name, valid_file_name};
+use crate::limits::{
+    MANIFEST, MAX_AGENTS, MAX_DATA, MAX_INSTANCES, MAX_NAME, valid_agent_name, valid_file_name,
+};
 
 /// The only manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -77,6 +79,13 @@ pub struct AgentEntry {
     pub fuel_budget: Option<u64>,
     #[serde(default, skip_serializing_if = "is_default_restart")]
     pub restart: Restart,
+    /// Run this many copies of the agent (1..=[`MAX_INSTANCES`]), named `NAME-0` ..
+    /// `NAME-(N-1)` ([`AgentEntry::instance_name`]); absent: one agent named `NAME`. Each
+    /// instance has its own store, memory, fuel, labels, inbox and card; the policy decides
+    /// every instance's actions as agent `NAME` (its pin, its rules), and a message to
+    /// `NAME-i` as one to `NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
     /// The agent's A2A card: its description (1..=512 bytes; default `Omega agent NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -147,9 +156,23 @@ impl AgentEntry {
             fuel_slice: DEFAULT_FUEL_SLICE,
             fuel_budget: None,
             restart: Restart::Never,
+            instances: None,
             description: None,
             version: None,
             skills: Vec::new(),
+        }
+    }
+
+    /// How many agents this entry runs (1 without `instances`).
+    pub fn count(&self) -> u32 {
+        self.instances.unwrap_or(1)
+    }
+
+    /// The name of instance `i` (`NAME-i`), or `NAME` itself without `instances`.
+    pub fn instance_name(&self, i: u32) -> String {
+        match self.instances {
+            None => self.name.clone(),
+            Some(_) => alloc::format!("{}-{i}", self.name),
         }
     }
 
@@ -168,6 +191,15 @@ impl AgentEntry {
         }
         if !(MIN_FUEL_SLICE..=MAX_FUEL_SLICE).contains(&self.fuel_slice) {
             return Err(bad("fuel_slice: 1000..=10000000"));
+        }
+        if let Some(n) = self.instances {
+            if !(1..=MAX_INSTANCES as u32).contains(&n) {
+                return Err(bad("instances: 1..=8192"));
+            }
+            // The last instance's name is the longest.
+            if !valid_agent_name(&self.instance_name(n - 1)) {
+                return Err(bad("instances: NAME-N must fit in 64 bytes"));
+            }
         }
         if self.fuel_budget == Some(0) {
             return Err(bad("fuel_budget: at least 1 (omit it for no budget)"));
@@ -255,6 +287,20 @@ impl Manifest {
             }
             a.validate()?;
         }
+        // SECURITY: the expanded count is bounded before anything is expanded, and every
+        // running agent's name is unique (`w` with instances and an entry called `w-1`
+        // would otherwise be two agents under one name).
+        let total: u64 = self.agents.iter().map(|a| u64::from(a.count())).sum();
+        if total > MAX_INSTANCES as u64 {
+            return Err(ManifestError::InstanceCount(total));
+        }
+        let mut running = BTreeSet::new();
+        for (name, _) in self.running() {
+            if running.contains(&name) {
+                return Err(ManifestError::DuplicateAgent(name));
+            }
+            running.insert(name);
+        }
         if self.data.len() > MAX_DATA {
             return Err(ManifestError::DataCount(self.data.len()));
         }
@@ -277,6 +323,14 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Every agent that runs, in manifest order with each entry's instances in index order:
+    /// its name and its entry. At most [`MAX_INSTANCES`] for a validated manifest.
+    pub fn running(&self) -> impl Iterator<Item = (String, &AgentEntry)> {
+        self.agents
+            .iter()
+            .flat_map(|a| (0..a.count()).map(move |i| (a.instance_name(i), a)))
     }
 
     /// The bundle's files in sending order: the manifest, the policy, each module once in

@@ -515,3 +515,62 @@ fn card_declarations_are_optional_and_checked_against_the_card_contract() {
         );
     }
 }
+
+/// `instances = N` runs N agents `NAME-0`..`NAME-(N-1)` of one entry; the count is bounded
+/// per entry and in all, and no running name may clash with another.
+#[test]
+fn instances_expand_to_unique_bounded_names() {
+    let parse = |agents: &str| {
+        Manifest::parse(
+            format!(r#"{{"version":1,"policy":"p.bin","agents":[{agents}]}}"#).as_bytes(),
+        )
+    };
+    let m = parse(r#"{"name":"w","module":"w.wasm","instances":3},{"name":"d","module":"d.wasm"}"#)
+        .unwrap();
+    let names: Vec<String> = m.running().map(|(n, _)| n).collect();
+    assert_eq!(names, ["w-0", "w-1", "w-2", "d"]);
+    assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+    // Without `instances` the JSON is unchanged.
+    assert!(
+        !String::from_utf8(m.to_json())
+            .unwrap()
+            .contains("\"instances\":1")
+    );
+
+    let most = format!(r#"{{"name":"w","module":"w.wasm","instances":{MAX_INSTANCES}}}"#);
+    assert_eq!(parse(&most).unwrap().running().count(), MAX_INSTANCES);
+    for (agents, err) in [
+        (
+            format!(
+                r#"{{"name":"w","module":"w.wasm","instances":{}}}"#,
+                MAX_INSTANCES + 1
+            ),
+            "instances: 1..=8192",
+        ),
+        (
+            r#"{"name":"w","module":"w.wasm","instances":0}"#.into(),
+            "instances: 1..=8192",
+        ),
+        (
+            format!(
+                r#"{{"name":"{}","module":"w.wasm","instances":10}}"#,
+                "x".repeat(63)
+            ),
+            "fit in 64 bytes",
+        ),
+        (
+            format!(
+                r#"{{"name":"a","module":"w.wasm","instances":{MAX_INSTANCES}}},{{"name":"b","module":"w.wasm"}}"#
+            ),
+            "at most 8192",
+        ),
+        (
+            r#"{"name":"w","module":"w.wasm","instances":2},{"name":"w-1","module":"w.wasm"}"#
+                .into(),
+            "duplicate agent \"w-1\"",
+        ),
+    ] {
+        let e = parse(&agents).unwrap_err().to_string();
+        assert!(e.contains(err), "{agents}: {e}");
+    }
+}

@@ -836,6 +836,7 @@ fn card_of(agent: &str) -> String {
             skills: omega_agent_card::CardBody::default_skills(agent, "d"),
             module_hash: [1; 32],
             boot_id: [2; 16],
+            instance_of: None,
         })
         .unwrap()
 }

@@ -2,12 +2,14 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`admission`] | which agents the heap can hold |
 //! | [`attest`] | the monitor's evidence about itself: boot id and log origin, the host's challenge, the claims, the channel transport to a simulated PSP |
 //! | [`channel`] | the host channel endpoint (handshake, credits, reassembly, resync, error reports) over a byte [`channel::Transport`] |
 //! | [`checkpoints`] | when the log signs a periodic checkpoint |
 //! | [`clock`] | TSC-to-nanoseconds arithmetic and calibration maths |
 //! | [`entropy`] | health-checked key material from a hardware RNG |
 //! | [`frames`] | the physical frame allocator |
+//! | [`heap_size`] | how big the heap is, from the memory map |
 //! | [`platform`] | the [`platform::Platform`] trait, and [`platform::NoTee`] |
 //!
 //! The binary half (`main.rs`) wires these to the hardware: `hw/` holds every `unsafe`
@@ -19,10 +21,12 @@
 
 extern crate alloc;
 
+pub mod admission;
 pub mod attest;
 pub mod channel;
 pub mod checkpoints;
 pub mod clock;
 pub mod entropy;
 pub mod frames;
+pub mod heap_size;
 pub mod platform;

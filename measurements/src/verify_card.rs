@@ -72,7 +72,9 @@ pub fn check(args: &VerifyCardArgs) -> anyhow::Result<CardResult> {
     }
     let card = SignedCard::decode(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not an Omega agent card: {e}", args.card.display()))?;
-    let agent_principal = format!("agent:{}", card.body.agent);
+    // An instance's card (`NAME-i`) is vouched for by its agent's principal `agent:NAME`
+    // (the decoder checked that the name is an instance of it).
+    let agent_principal = format!("agent:{}", card.body.principal_agent());
     let key_ev = verify_evidence::check(&args.card_key_evidence, CARD_PRINCIPAL, &args.check)?;
     let agent_ev = verify_evidence::check(&args.evidence, &agent_principal, &args.check)?;
 
@@ -246,6 +248,7 @@ mod tests {
             skills: CardBody::default_skills("triage", "d"),
             module_hash: MODULE,
             boot_id: BOOT_ID,
+            instance_of: None,
         }
     }
 
@@ -291,6 +294,16 @@ mod tests {
         assert_eq!(
             failed("card-pub", &fixture::card_key(), &b),
             ["card.publisher"]
+        );
+        // An instance's card (`triage-3`) is checked against its agent's evidence.
+        let mut b = body();
+        b.agent = "triage-3".into();
+        b.instance_of = Some("triage".into());
+        assert!(failed("card-inst", &fixture::card_key(), &b).is_empty());
+        b.module_hash = [0x3B; 32];
+        assert_eq!(
+            failed("card-inst-mod", &fixture::card_key(), &b),
+            ["card.module"]
         );
     }
 }

@@ -71,6 +71,7 @@ fn body() -> CardBody {
         }],
         module_hash: MODULE,
         boot_id: BOOT_ID,
+        instance_of: None,
     }
 }
 

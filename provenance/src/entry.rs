@@ -149,6 +149,10 @@ pub mod lifecycle {
     /// call goes out) or deny (it does not); name = `approved`, `denied`, or why the call
     /// was denied without a valid answer (`timeout`, `no-channel`, …; docs/tools.md).
     pub const CONFIRMATION: u32 = 12;
+    /// Agent `agent`'s signed A2A card was issued to the host: content = SHA-256 of the
+    /// card's bytes as sent (`ControlMsg::AgentCard`), name `card`. One per card, before
+    /// it is sent, so every card a verifier holds can be found in the log.
+    pub const CARD_ISSUED: u32 = 13;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

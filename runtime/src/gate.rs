@@ -217,13 +217,25 @@ impl<M: Monitor> Runtime<'_, M> {
         action: Action<'_>,
         request: &[u8],
     ) -> Result<Option<Decision>, Fail> {
+        self.decide_as(id, action, request, None)
+    }
+
+    /// [`Self::decide`] with the record naming `record_target` instead of the action's
+    /// target (a send to an instance is decided under its policy name, logged under its own).
+    fn decide_as(
+        &mut self,
+        id: usize,
+        action: Action<'_>,
+        request: &[u8],
+        record_target: Option<&str>,
+    ) -> Result<Option<Decision>, Fail> {
         let policy = self.policy;
         let now = self.monitor.now_ms();
         let Some(agent) = self.agents.get_mut(id) else {
             return Err(Fail::Abi(HostError::BadRequest));
         };
         let req = omega_policy::Request {
-            agent: &agent.checked.name,
+            agent: &agent.checked.policy_name,
             agent_hash: Some(&agent.checked.hash),
             action,
         };
@@ -235,6 +247,7 @@ impl<M: Monitor> Runtime<'_, M> {
             Action::Read { source, .. } => (prov::Action::Data, source),
             Action::Send { to } => (prov::Action::Message, to),
         };
+        let target = record_target.unwrap_or(target);
         let record = Record::Decision {
             agent: &agent.checked.name,
             action: kind,
@@ -339,7 +352,9 @@ impl<M: Monitor> Runtime<'_, M> {
         {
             return Err(Fail::Abi(HostError::WouldBlock));
         }
-        let Some(decision) = self.decide(id, Action::Send { to: req.to }, args)? else {
+        let to = String::from(self.policy_name_of(req.to));
+        let action = Action::Send { to: &to };
+        let Some(decision) = self.decide_as(id, action, args, Some(req.to))? else {
             return Ok(None);
         };
         // Operator confirmation exists for egress only (infer, tool calls); a `confirm`

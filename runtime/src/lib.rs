@@ -162,6 +162,9 @@ pub struct Runtime<'p, M> {
     woken: VecDeque<usize>,
     burst: usize,
     tickets: BTreeMap<Ticket, usize>,
+    /// The first agent spawned under each name: `send` finds its receiver, and the
+    /// policy name it is decided under, without a scan of every agent.
+    by_name: BTreeMap<String, usize>,
     config: RuntimeConfig,
 }
 
@@ -199,6 +202,7 @@ impl<'p, M: Monitor> Runtime<'p, M> {
             woken: VecDeque::new(),
             burst: 0,
             tickets: BTreeMap::new(),
+            by_name: BTreeMap::new(),
             config,
         }
     }
@@ -226,6 +230,7 @@ impl<'p, M: Monitor> Runtime<'p, M> {
     pub fn spawn(&mut self, checked: CheckedModule) -> Result<AgentId, LoadError> {
         let (store, entry) = self.instantiate(&checked)?;
         let id = self.agents.len();
+        self.by_name.entry(checked.name.clone()).or_insert(id);
         self.agents.push(Agent {
             checked,
             store,
@@ -294,6 +299,11 @@ impl<'p, M: Monitor> Runtime<'p, M> {
     }
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
+    }
+
+    /// Agent `id`'s name.
+    pub fn name(&self, id: AgentId) -> Option<&str> {
+        self.agents.get(id.0).map(|a| a.checked.name.as_str())
     }
 
     /// Where agent `id` is.
@@ -424,9 +434,28 @@ impl<'p, M: Monitor> Runtime<'p, M> {
 
     /// The live agent called `name` (the oldest, if several instances share the name).
     pub(crate) fn find_live(&self, name: &str) -> Option<usize> {
-        self.agents
-            .iter()
-            .position(|a| a.checked.name == name && !matches!(a.run, Run::Done))
+        let live = |a: &Agent| a.checked.name == name && !matches!(a.run, Run::Done);
+        match self.by_name.get(name) {
+            None => None,
+            // The first agent of that name: with names unique (the kernel's manifest), the
+            // only one.
+            Some(&id) if self.agents.get(id).is_some_and(live) => Some(id),
+            Some(&id) => self
+                .agents
+                .iter()
+                .skip(id.saturating_add(1))
+                .position(live)
+                .map(|p| p + id + 1),
+        }
+    }
+
+    /// The policy name agent `name` is decided under (an instance's agent), or `name`
+    /// itself when no agent of that name was ever spawned.
+    pub(crate) fn policy_name_of<'n>(&'n self, name: &'n str) -> &'n str {
+        self.by_name
+            .get(name)
+            .and_then(|&id| self.agents.get(id))
+            .map_or(name, |a| a.checked.policy_name.as_str())
     }
 
     pub(crate) fn agent_name(&self, id: usize) -> String {

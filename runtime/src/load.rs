@@ -103,7 +103,11 @@ pub enum LoadError {
 /// A module that passed every load-time check; instantiate it with [`crate::Runtime::spawn`].
 #[derive(Debug, Clone)]
 pub struct CheckedModule {
+    /// The agent's own name (an instance's: `NAME-i`).
     pub(crate) name: String,
+    /// The name the policy declares it under (`agent NAME`): the same as `name` unless the
+    /// agent is an instance ([`CheckedModule::instance`]).
+    pub(crate) policy_name: String,
     pub(crate) module: Module,
     pub(crate) hash: [u8; 32],
     pub(crate) limits: AgentLimits,
@@ -114,6 +118,20 @@ impl CheckedModule {
     /// The agent's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// The name the policy decides this agent's actions under.
+    pub fn policy_name(&self) -> &str {
+        &self.policy_name
+    }
+    /// The same checked module as an instance called `name` of this policy agent (the
+    /// manifest's `instances`): its own store, session, fuel and card when spawned, decided
+    /// by the policy as the agent it was checked as. The module is shared (no second
+    /// translation); the checks ran once, on the same bytes.
+    pub fn instance(&self, name: &str) -> CheckedModule {
+        CheckedModule {
+            name: String::from(name),
+            ..self.clone()
+        }
     }
     /// SHA-256 of the module bytes.
     pub fn hash(&self) -> &[u8; 32] {
@@ -258,6 +276,7 @@ pub(crate) fn check(
     }
     Ok(CheckedModule {
         name: agent(),
+        policy_name: agent(),
         module,
         hash,
         limits: spec.limits,

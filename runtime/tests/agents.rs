@@ -744,3 +744,90 @@ fn tool_calls_wait_while_the_catalogue_is_relisted() {
     assert_eq!(rt.monitor().decisions_of("mailer").len(), 1);
     assert_ne!(rt.status(id), Some(&Status::Parked));
 }
+
+/// Instances of one policy agent (the manifest's `instances`): each its own store, session
+/// and status, decided by the policy under the agent they were checked as, logged under
+/// their own names; a send addresses one instance.
+#[test]
+fn instances_share_a_policy_agent_but_nothing_else() {
+    let ping = script(&[
+        Step::Call("send", send_req("pong-1", "ping")),
+        Step::Call("recv", recv_req(true)),
+    ]);
+    let pong = script(&[
+        Step::Call("recv", recv_req(true)),
+        Step::Call("send", send_req("ping", "pong")),
+    ]);
+    let agents = vec![
+        Declared {
+            name: "ping",
+            module: wasm(&ping),
+            cleared: PHI,
+        },
+        Declared {
+            name: "pong",
+            module: wasm(&pong),
+            cleared: PHI,
+        },
+    ];
+    let mut rt = runtime(&agents);
+    let checked = rt.check(&spec("pong", &agents[1].module)).unwrap();
+    assert_eq!(checked.instance("pong-0").policy_name(), "pong");
+    let p0 = rt.spawn(checked.instance("pong-0")).unwrap();
+    let p1 = rt.spawn(checked.instance("pong-1")).unwrap();
+    let ping_id = rt.load(&spec("ping", &agents[0].module)).unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(p1), Some(&Status::Exited(0)));
+    assert!(matches!(rt.status(ping_id), Some(Status::Exited(n)) if *n > 0));
+    // pong-0 got nothing and still waits; its memory is its own.
+    assert_eq!(rt.status(p0), Some(&Status::Parked));
+    assert_ne!(rets(&rt, p0, 1), rets(&rt, p1, 1));
+    let decided = &rt.monitor().decisions;
+    assert!(
+        decided.iter().any(|d| d.agent == "ping"
+            && d.target == "pong-1"
+            && d.rule == "send_ok"
+            && d.decision == Decision::Allow),
+        "{decided:?}"
+    );
+    assert!(
+        decided
+            .iter()
+            .any(|d| d.agent == "pong-1" && d.target == "ping" && d.rule == "send_ok"),
+        "{decided:?}"
+    );
+    assert!(
+        rt.monitor()
+            .events_of("pong-0")
+            .contains(&"started".to_string())
+    );
+}
+
+/// Two agents under one name (the runtime allows it; the kernel's manifest does not): once
+/// the first has exited, a message to the name reaches the second.
+#[test]
+fn a_message_reaches_the_live_agent_of_a_name_after_the_first_exited() {
+    let pong = script(&[Step::Call("recv", recv_req(true))]);
+    let ping = script(&[Step::Call("send", send_req("pong", "hi"))]);
+    let agents = vec![declared("ping", &ping), declared("pong", &pong)];
+    let mut rt = runtime(&agents);
+    let first = rt
+        .spawn(rt.check(&spec("pong", &agents[1].module)).unwrap())
+        .unwrap();
+    let second = rt
+        .spawn(rt.check(&spec("pong", &agents[1].module)).unwrap())
+        .unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(first), Some(&Status::Parked));
+    // The first one receives (and exits); the second still waits.
+    let p = rt.load(&spec("ping", &agents[0].module)).unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(p), Some(&Status::Exited(0)));
+    assert!(matches!(rt.status(first), Some(Status::Exited(n)) if *n > 0));
+    assert_eq!(rt.status(second), Some(&Status::Parked));
+    // Now the name's first agent is done: the next message goes to the second.
+    let p2 = rt.load(&spec("ping", &agents[0].module)).unwrap();
+    rt.run_until_idle(100);
+    assert_eq!(rt.status(p2), Some(&Status::Exited(0)));
+    assert!(matches!(rt.status(second), Some(Status::Exited(n)) if *n > 0));
+}

@@ -45,6 +45,7 @@ pub fn body(entry: &AgentEntry, module_hash: [u8; 32], boot_id: [u8; BOOT_ID_LEN
             .unwrap_or_else(|| NO_PUBLISHER.into()),
         module_hash,
         boot_id,
+        instance_of: None,
     }
 }
 
@@ -71,5 +72,24 @@ impl CardIssuer {
     /// The signed card (canonical JSON) of `entry` with module hash `module_hash`.
     pub fn card(&self, entry: &AgentEntry, module_hash: [u8; 32]) -> Result<String, CardError> {
         self.key.sign(&body(entry, module_hash, self.boot_id))
+    }
+
+    /// The signed card of agent `name` run from `entry`: the entry's own card when `name`
+    /// is the entry's name, otherwise the card of its instance `name` (`NAME-i`), which
+    /// names `agent:NAME` as the principal vouching for its module.
+    pub fn card_as(
+        &self,
+        name: &str,
+        entry: &AgentEntry,
+        module_hash: [u8; 32],
+    ) -> Result<String, CardError> {
+        if name == entry.name {
+            return self.card(entry, module_hash);
+        }
+        let mut instance = entry.clone();
+        instance.name = name.into();
+        let mut body = body(&instance, module_hash, self.boot_id);
+        body.instance_of = Some(entry.name.clone());
+        self.key.sign(&body)
     }
 }

@@ -39,7 +39,6 @@ use omega_runtime::{
     AgentEvent, AgentId, AgentLimits, AgentSpec, Answer, Backpressure, DataError, Egress,
     EgressReply, LoadError, Record, RestartPolicy, Runtime, RuntimeConfig, Status, Ticket,
 };
-use omega_wire::msg::ControlMsg;
 use omega_wire::{Stream, msg::code};
 use sha2::{Digest, Sha256};
 
@@ -49,7 +48,7 @@ use super::bundle::BundleService;
 use super::inference::{self, InferenceService};
 use super::log::LogService;
 use super::{HostChannel, LoopState, Step, control, report_send_failure};
-use crate::monitor::{DigestPrefix, Monitor};
+use crate::monitor::Monitor;
 
 /// Fuel slices run between two polls of the channel: agent work is bounded per loop turn,
 /// so the host's acks and answers are read while agents compute.
@@ -111,8 +110,8 @@ struct Counts {
 
 /// The runtime's view of the monitor: owns the channel and the log while agents run.
 pub struct Host<'m> {
-    ch: HostChannel,
-    log: LogService<'m>,
+    pub(super) ch: HostChannel,
+    pub(super) log: LogService<'m>,
     /// The manifest, for its data files (none without a bundle that loaded).
     data: Option<&'static Manifest>,
     files: &'static [BundleFile],
@@ -135,6 +134,8 @@ pub struct Host<'m> {
     log_full: bool,
     /// Calls waiting for the operator, and the re-list wait.
     confirming: confirm::Confirming,
+    /// Episodes of a full outbox so far (the first 20 and every 1000th are reported).
+    log_full_episodes: u64,
 }
 
 impl Host<'_> {
@@ -143,7 +144,7 @@ impl Host<'_> {
     }
 
     /// `name`'s log id, defined (`DEFINE_AGENT`, appended with `append`) on first use.
-    fn intern_agent<E>(
+    pub(super) fn intern_agent<E>(
         &mut self,
         name: &str,
         append: impl FnOnce(
@@ -171,7 +172,7 @@ impl Host<'_> {
 
     /// Logs that agent `name` was refused at load time (`AGENT_REFUSED`, decision deny,
     /// name = `code`, content = the module's SHA-256 when there is a module).
-    fn log_refusal(&mut self, name: &str, module: Option<&[u8]>, code: &'static str) {
+    pub(super) fn log_refusal(&mut self, name: &str, module: Option<&[u8]>, code: &'static str) {
         // SECURITY: a refused agent is in the verified log, not only on the console the host
         // controls, so a verifier sees that this bundle's agents did not run, and why.
         // Nothing runs yet, so waiting for the host to store a full outbox stalls no agent.
@@ -424,7 +425,13 @@ impl omega_runtime::Monitor for &mut Host<'_> {
     fn append_record(&mut self, record: &Record<'_>) -> Result<(), Backpressure> {
         let r = self.append(record);
         if r.is_err() && !self.log_full {
-            serial_println!("omega: agents: log outbox full; agents wait for the host to store it");
+            self.log_full_episodes += 1;
+            if super::worth_reporting(self.log_full_episodes) {
+                serial_println!(
+                    "omega: agents: log outbox full ({} times so far); agents wait for the host to store it",
+                    self.log_full_episodes
+                );
+            }
         }
         self.log_full = r.is_err();
         r
@@ -554,7 +561,7 @@ impl omega_runtime::Monitor for &mut Host<'_> {
 
 /// The refusal code logged for a load error (`AGENT_REFUSED`'s name; the console has the
 /// whole message).
-fn refusal_code(e: &LoadError) -> &'static str {
+pub(super) fn refusal_code(e: &LoadError) -> &'static str {
     match e {
         LoadError::UnknownAgent(_) => "undeclared-agent",
         LoadError::HashMismatch { .. } => "hash-pin",
@@ -610,21 +617,8 @@ fn start<'h, 'm>(
         return None;
     }
     let t1 = rt.monitor_mut().log.now_ms();
-    let mut started = Vec::new();
-    for (c, entry) in checked.into_iter().zip(&loaded.manifest.agents) {
-        match rt.spawn(c) {
-            Ok(_) => started.push(entry),
-            Err(e) => {
-                serial_println!("omega: agents: {}", HostText(&e.to_string()));
-                let module = loaded.files.iter().find(|f| f.name == entry.module);
-                rt.monitor_mut().log_refusal(
-                    &entry.name,
-                    module.map(|f| &f.bytes[..]),
-                    refusal_code(&e),
-                );
-            }
-        }
-    }
+    let heap_before = crate::hw::heap::used();
+    let started = super::fleet::spawn_all(&mut rt, checked, loaded.manifest, loaded.files);
     let t2 = rt.monitor_mut().log.now_ms();
     serial_println!(
         "omega: agents: {} started (load checks {} ms, instantiation {} ms)",
@@ -632,53 +626,10 @@ fn start<'h, 'm>(
         t1.saturating_sub(t0),
         t2.saturating_sub(t1)
     );
+    super::fleet::report_heap(rt.len(), heap_before);
     let h = rt.monitor_mut();
-    send_cards(&mut h.ch, cards, &started, loaded.files);
+    super::fleet::send_cards(h, cards, &started, loaded.files);
     Some(rt)
-}
-
-/// Sends each started agent's signed A2A card to the host (`ControlMsg::AgentCard`); none
-/// when no evidence attests the card key.
-fn send_cards(
-    ch: &mut HostChannel,
-    cards: Option<&CardIssuer>,
-    started: &[&omega_bundle::AgentEntry],
-    files: &[BundleFile],
-) {
-    let Some(cards) = cards else {
-        serial_println!(
-            "omega: agents: no evidence, so no agent cards (their key would be unattested)"
-        );
-        return;
-    };
-    let mut sent = 0;
-    for entry in started {
-        let Some(module) = files.iter().find(|f| f.name == entry.module) else {
-            continue;
-        };
-        match cards.card(entry, module.sha256) {
-            Ok(card) => {
-                control::send(
-                    ch,
-                    &ControlMsg::AgentCard {
-                        agent: &entry.name,
-                        card: &card,
-                    },
-                );
-                sent += 1;
-            }
-            // The manifest was validated against the card contract: a monitor bug if hit.
-            Err(e) => serial_println!(
-                "omega: agents: no card for {}: {}",
-                HostText(&entry.name),
-                HostText(&e.to_string())
-            ),
-        }
-    }
-    serial_println!(
-        "omega: agents: {sent} signed agent cards sent (card key {})",
-        DigestPrefix(&cards.public())
-    );
 }
 
 fn finished(rt: &Runtime<'_, &mut Host<'_>>) -> bool {
@@ -690,9 +641,10 @@ fn finished(rt: &Runtime<'_, &mut Host<'_>>) -> bool {
     })
 }
 
-fn summary(rt: &Runtime<'_, &mut Host<'_>>, manifest: &Manifest) {
-    for (i, entry) in manifest.agents.iter().enumerate().take(rt.len()) {
+fn summary(rt: &Runtime<'_, &mut Host<'_>>) {
+    for i in 0..rt.len() {
         let id = AgentId(i);
+        let name = rt.name(id).unwrap_or_default();
         let status = match rt.status(id) {
             Some(Status::Exited(code)) => format!("exited {code}"),
             Some(Status::Trapped(why)) => format!("trapped ({})", HostText(why)),
@@ -702,11 +654,11 @@ fn summary(rt: &Runtime<'_, &mut Host<'_>>, manifest: &Manifest) {
         let (allowed, denied) = rt
             .monitor()
             .counts
-            .get(&entry.name)
+            .get(name)
             .map_or((0, 0), |c| (c.allowed, c.denied));
         serial_println!(
             "omega: agent summary: {} status={status} fuel={} restarts={} allowed={allowed} denied={denied}",
-            entry.name,
+            name,
             rt.fuel_used(id),
             rt.restarts(id)
         );
@@ -808,6 +760,7 @@ pub fn run(
         next_ticket: 1,
         log_full: false,
         confirming: confirm::Confirming::new(),
+        log_full_episodes: 0,
     };
     if let Some(loaded) = &mut loaded {
         if let Some(code) = first_session(m, &mut host, &mut state, loaded.policy) {
@@ -822,7 +775,10 @@ pub fn run(
         if let Some(code) = first_listing(m, &mut rt, &mut state) {
             return code;
         }
+        let mut heap_report = rt.monitor_mut().log.now_ms() + super::fleet::HEAP_REPORT_MS;
         while !finished(&rt) {
+            let now = rt.monitor_mut().log.now_ms();
+            super::fleet::heap_tick(&mut heap_report, now, rt.len());
             rt.monitor_mut().request_listing();
             let turn = rt.monitor_mut().turn();
             for (ticket, answer) in &turn.answers {
@@ -837,6 +793,7 @@ pub fn run(
                 }
             }
             let h = rt.monitor_mut();
+            h.log.flush(&mut h.ch);
             match super::step(&mut h.ch, &mut h.log, &mut state) {
                 Step::Busy => {}
                 Step::Idle if rt.has_ready() => {}
@@ -850,7 +807,7 @@ pub fn run(
                 }
             }
         }
-        summary(&rt, loaded.manifest);
+        summary(&rt);
         let h = rt.monitor_mut();
         h.log.checkpoint(&mut h.ch);
         ran = true;

@@ -31,6 +31,7 @@ mod control;
 mod echo;
 mod evidence;
 mod inference;
+mod fleet;
 mod log;
 
 use omega_arch::exit::ExitCode;
