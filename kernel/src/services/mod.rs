@@ -30,8 +30,8 @@ mod bundle;
 mod control;
 mod echo;
 mod evidence;
-mod inference;
 mod fleet;
+mod inference;
 mod log;
 
 use omega_arch::exit::ExitCode;
