@@ -401,7 +401,15 @@ fn print_verifier_commands(
     // Each agent's card: checked against the card key's evidence and the agent's own.
     let card_key = principals.iter().find(|(p, _)| p == "card");
     for (agent, file) in cards {
-        let principal = format!("agent:{agent}");
+        // An instance's card (`NAME-i`) is vouched for by its agent's evidence
+        // (`agent:NAME`), which the card names; the verifier checks that it may.
+        let principal = std::fs::read(run.dir.join("cards").join(file))
+            .ok()
+            .and_then(|b| omega_agent_card::SignedCard::decode(&b).ok())
+            .map_or_else(
+                || format!("agent:{agent}"),
+                |c| format!("agent:{}", c.body.principal_agent()),
+            );
         let (Some((_, key_file)), Some((_, agent_file))) =
             (card_key, principals.iter().find(|(p, _)| *p == principal))
         else {

@@ -15,7 +15,15 @@ use omega_agent_card::{CardKey, SignedCard};
 use qemu_tests::{measurements, printed_verifier_commands};
 
 const NONCE: &str = "6f6d6567612d6167656e742d63617264732d746573742d6e6f6e63652d212121";
-const AGENTS: [&str; 2] = ["alpha", "beta"];
+const AGENTS: [&str; 3] = ["alpha", "beta", "gamma"];
+/// Agents that run: `gamma` with `instances: 2` (its cards name `agent:gamma` as the
+/// principal vouching for their module).
+const RUNNING: [(&str, &str); 4] = [
+    ("alpha", "alpha"),
+    ("beta", "beta"),
+    ("gamma-0", "gamma"),
+    ("gamma-1", "gamma"),
+];
 
 fn text(o: &Output) -> String {
     format!(
@@ -35,14 +43,15 @@ fn qemu_present() -> bool {
     omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
 }
 
-/// Two agents that return at once, `alpha` declaring a description and two skills, in
-/// `dir/bundle`.
+/// Agents that return at once, `alpha` declaring a description and two skills, `gamma`
+/// run as two instances, in `dir/bundle`.
 fn bundle(dir: &Path) -> PathBuf {
     let b = dir.join("bundle");
     std::fs::create_dir(&b).unwrap();
     for (name, bytes) in common::agent_bundle("agent-cards", &AGENTS) {
         let bytes = if name == omega_bundle::MANIFEST {
             let mut m = omega_bundle::Manifest::parse(&bytes).unwrap();
+            m.agents[2].instances = Some(2);
             let alpha = &mut m.agents[0];
             alpha.publisher = Some("Example Health".into());
             alpha.description = Some("Ranks records by urgency".into());
@@ -111,7 +120,7 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
     let out = text(&run);
     assert_eq!(run.status.code(), Some(0), "{out}");
     assert!(
-        out.contains("omega: agents: 2 signed agent cards sent"),
+        out.contains("omega: agents: 4 signed agent cards sent"),
         "{out}"
     );
     assert!(logs.join("evidence/card.bin").is_file(), "{out}");
@@ -136,13 +145,13 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
     );
 
     let mut boot_ids = Vec::new();
-    for a in AGENTS {
+    for (a, principal) in RUNNING {
         let card_file = logs.join("cards").join(format!("{a}.json"));
         let cmd = card_cmd(a);
         assert_eq!(flag(&cmd, "--card"), card_file.display().to_string());
         assert_eq!(
             flag(&cmd, "--evidence"),
-            logs.join(format!("evidence/agent_{a}.bin"))
+            logs.join(format!("evidence/agent_{principal}.bin"))
                 .display()
                 .to_string()
         );
@@ -169,7 +178,13 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
         )));
         boot_ids.push(card.body.boot_id);
     }
-    assert_eq!(boot_ids[0], boot_ids[1], "one boot, one boot id");
+    assert!(
+        boot_ids.iter().all(|b| *b == boot_ids[0]),
+        "one boot, one boot id"
+    );
+    let g1 = SignedCard::decode(&std::fs::read(logs.join("cards/gamma-1.json")).unwrap()).unwrap();
+    assert_eq!(g1.body.instance_of.as_deref(), Some("gamma"));
+    assert_eq!(g1.body.description, "Omega agent gamma-1");
     // The manifest's declarations are in alpha's card; beta's has the defaults.
     let alpha_file = logs.join("cards/alpha.json");
     let alpha = SignedCard::decode(&std::fs::read(&alpha_file).unwrap()).unwrap();
