@@ -1052,3 +1052,73 @@ fn operator_confirmation_approves_and_denies_and_both_are_logged() {
         }
     );
 }
+
+/// Benchmark (ignored; `cargo test -p qemu-tests --test tools tool_call_latency -- --ignored
+/// --nocapture`): an agent in the image calls `benign.echo` 20 times to warm up, then 300
+/// times, timing the 300 with the monitor's clock (ms), and exits with the total; each call
+/// goes through the gate (schema, policy, provenance), the Tools stream, the launcher's
+/// relay, `omega-tools` and the Python SDK server, and back. Prints the mean per call; the
+/// same server called directly is `tool-gateway`'s `latency` bench.
+#[test]
+#[ignore = "benchmark"]
+fn tool_call_latency_from_an_agent() {
+    const WARM: u32 = 20;
+    const CALLS: u32 = 300;
+    let Some(mut setup) = Setup::new() else {
+        return;
+    };
+    setup.python("benign", "benign.py", &[], "");
+    let benign = setup.entries("benign");
+    let req = postcard(&abi::ToolCallRequest {
+        tool: "benign.echo",
+        arguments: r#"{"text": "hi"}"#,
+    });
+    let hex: String = req.iter().map(|b| format!("\\{b:02x}")).collect();
+    let m = abi::MODULE;
+    let wat = format!(
+        r#"(module
+  (import "{m}" "tool_call" (func $tool_call (param i32 i32 i32 i32) (result i32)))
+  (import "{m}" "now" (func $now (result i64)))
+  (import "{m}" "exit" (func $exit (param i32)))
+  (memory (export "memory") 3)
+  (data (i32.const 1024) "{hex}")
+  (func $calls (param $n i32)
+    (loop $l
+      (if (i32.le_s (call $tool_call (i32.const 1024) (i32.const {len}) (i32.const {OUT}) (i32.const {OUT_CAP})) (i32.const 0))
+        (then (call $exit (i32.const -1))))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))))
+  (func (export "run") (local $t i64)
+    (call $calls (i32.const {WARM}))
+    (local.set $t (call $now))
+    (call $calls (i32.const {CALLS}))
+    (call $exit (i32.wrap_i64 (i64.sub (call $now) (local.get $t))))))"#,
+        len = req.len()
+    );
+    let agent = wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"));
+    let src = format!(
+        "policy \"bench\"\n{}{}rule echoing {{ allow call benign.echo agents [bencher] }}\n",
+        agent_decl("bencher", &agent, ""),
+        tool_decl("benign.echo", &benign["echo"], "cleared [untrusted]"),
+    );
+    let policy = compile(&src);
+    let gateway = setup.gateway(&policy);
+    let files = bundle_files(policy, &[("bencher", agent)], &[]);
+    let r = run(&setup, &as_refs(&files), gateway);
+    let s = r.summary("bencher");
+    let total: u64 = s
+        .split("status=exited ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{s}\n{}", r.out));
+    assert_eq!(
+        setup.calls_received("benign").len(),
+        (WARM + CALLS) as usize
+    );
+    println!(
+        "tool_call from an agent in the image: {CALLS} calls in {total} ms, mean {:.0} µs per call (accel {})",
+        total as f64 * 1000.0 / f64::from(CALLS),
+        std::env::var("OMEGA_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into())
+    );
+}
