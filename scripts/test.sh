@@ -66,6 +66,14 @@ log "installing the A2A SDK (bench/a2a/requirements.txt) for the A2A bench and t
 [ -x target/a2a-venv/bin/python ] || python3 -m venv target/a2a-venv
 target/a2a-venv/bin/pip install -q -r bench/a2a/requirements.txt
 
+# The release host tools, built once with run.sh's package selection (so run.sh reuses them):
+# the QEMU inference tests use this omega-proxy instead of building llama.cpp again in debug
+# with another feature set.
+log "building the release host tools (run.sh's set; omega-proxy for the QEMU inference tests)"
+cargo build -q --release -p image-build -p omega-host -p measurements -p omega-agents-build \
+  -p omega-tool-gateway -p omega-proxy
+export OMEGA_PROXY_BIN="$PWD/target/release/omega-proxy"
+
 log "running the workspace tests"
 cargo test --workspace --no-fail-fast
 log "checking that the benchmarks still compile"
