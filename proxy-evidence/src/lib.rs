@@ -463,7 +463,10 @@ mod tests {
         assert_ne!(a, super::gpu_nonce(b"key b", &[1; 32]));
         assert_ne!(a, super::gpu_nonce(b"key a", &[2; 32]));
         assert_eq!(a, super::gpu_nonce(b"key a", &[1; 32]));
-        assert_ne!(a, [1; 32], "the guest's nonce is hashed, not passed through");
+        assert_ne!(
+            a, [1; 32],
+            "the guest's nonce is hashed, not passed through"
+        );
     }
     use super::*;
     use alloc::vec;
