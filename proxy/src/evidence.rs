@@ -1,15 +1,14 @@
-//! The proxy's evidence (`omega-proxy-evidence`) for this process: its own executable's and
-//! the model file's digests, the backend, and its TLS key. Without confidential hardware it
-//! says `tee: none` and `gpu: none`; it never claims what it cannot prove.
+//! Helpers for the proxy's evidence (`omega-proxy-evidence`; built per connection by
+//! `tls::EvidenceSource`): file digests and the JSON form for people. Without confidential
+//! hardware the evidence says `tee: none` and `gpu: none`; it never claims what it cannot
+//! prove.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use omega_proxy_evidence::{Gpu, NONCE_LEN, ProxyEvidence, Tee};
+use omega_proxy_evidence::{Gpu, ProxyEvidence, Tee};
 use sha2::{Digest, Sha256};
-
-use crate::engine::BACKEND;
 
 /// SHA-256 of a file, read in pieces (models are hundreds of MiB to tens of GiB).
 pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
@@ -24,26 +23,6 @@ pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize().into())
-}
-
-/// The evidence for a proxy serving `model_sha256` with TLS key `tls_spki`, for `nonce`.
-/// TEE and GPU detection (SNP/TDX report, NVML) is not built yet: both are reported absent.
-pub fn collect(
-    model_sha256: [u8; 32],
-    tls_spki: Vec<u8>,
-    nonce: [u8; NONCE_LEN],
-) -> io::Result<ProxyEvidence> {
-    let proxy_sha256 = sha256_file(&std::env::current_exe()?)?;
-    Ok(ProxyEvidence::new(
-        proxy_sha256,
-        model_sha256,
-        BACKEND.into(),
-        Tee::None,
-        Gpu::None,
-        None,
-        tls_spki,
-        nonce,
-    ))
 }
 
 /// The evidence as JSON for people (the binary form is what a guest checks).

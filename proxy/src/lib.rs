@@ -6,10 +6,12 @@
 pub mod client;
 pub mod engine;
 pub mod evidence;
+pub mod gpu;
 pub mod openai;
 pub mod server;
 pub mod tls;
 pub mod tls_key;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 

@@ -209,7 +209,7 @@ fn worker(engine: &Engine, queue: std::sync::mpsc::Receiver<Job>, counters: &Cou
     }
 }
 
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     message: &str,
     kind: &str,
@@ -223,7 +223,7 @@ fn error_response(
         .into_response()
 }
 
-fn invalid(message: &str, param: Option<&str>, code: Option<&str>) -> Response {
+pub(crate) fn invalid(message: &str, param: Option<&str>, code: Option<&str>) -> Response {
     error_response(
         StatusCode::BAD_REQUEST,
         message,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omega_proxy_evidence::exchange::{self, REQUEST_LEN};
-use omega_proxy_evidence::{Gpu, NONCE_LEN, ProxyEvidence, Tee};
+use omega_proxy_evidence::{NONCE_LEN, ProxyEvidence, Tee};
 use rustls::ServerConfig;
 use rustls::crypto::ring as provider;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::engine::BACKEND;
+use crate::gpu::GpuSource;
 use crate::tls_key::TlsKey;
 
 /// Time a client has for the evidence request and the TLS handshake together.
@@ -32,38 +33,49 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in the evidence exchange or handshake at once; more wait to be accepted.
 pub const MAX_PENDING: usize = 64;
 
-/// What the proxy's evidence says about it, fixed for the life of the process; the nonce is
-/// added per connection.
-#[derive(Debug, Clone)]
+/// What the proxy's evidence says about it, fixed for the life of the process; the nonce (and
+/// with a GPU, its fresh report) is added per connection.
+#[derive(Clone)]
 pub struct EvidenceSource {
     pub proxy_sha256: [u8; 32],
+    /// The model file's SHA-256, or [`omega_proxy_evidence::MODEL_NOT_HASHED`] (upstream).
     pub model_sha256: [u8; 32],
     pub tls_spki: Vec<u8>,
+    /// The backend's name in the evidence (`llama.cpp-cpu`, `openai-upstream:<model>`, …).
+    pub backend: String,
+    /// The GPU the evidence names (none unless built with `nvml` and asked for).
+    pub gpu: GpuSource,
 }
 
 impl EvidenceSource {
-    /// This process: its executable's digest (hashed once, here), the model's, the key's SPKI.
+    /// This process: its executable's digest (hashed once, here), the model's, the key's
+    /// SPKI; the llama.cpp backend and no GPU.
     pub fn for_this_process(model_sha256: [u8; 32], key: &TlsKey) -> io::Result<Self> {
         Ok(Self {
             proxy_sha256: crate::evidence::sha256_file(&std::env::current_exe()?)?,
             model_sha256,
             tls_spki: key.spki(),
+            backend: BACKEND.into(),
+            gpu: GpuSource::None,
         })
     }
 
-    /// The evidence for `nonce`. Without confidential hardware it says `tee: none`,
-    /// `gpu: none` (TEE and GPU detection are not built).
-    pub fn evidence(&self, nonce: [u8; NONCE_LEN]) -> ProxyEvidence {
-        ProxyEvidence::new(
+    /// The evidence for `nonce`. It says `tee: none` (no TEE report is requested yet) and
+    /// names a GPU only when [`GpuSource`] has one; blocking when it does (NVML).
+    pub fn evidence(&self, nonce: [u8; NONCE_LEN]) -> io::Result<ProxyEvidence> {
+        let gpu_evidence = self
+            .gpu
+            .evidence(omega_proxy_evidence::gpu_nonce(&self.tls_spki, &nonce))?;
+        Ok(ProxyEvidence::new(
             self.proxy_sha256,
             self.model_sha256,
-            BACKEND.into(),
+            self.backend.clone(),
             Tee::None,
-            Gpu::None,
-            None,
+            self.gpu.gpu(),
+            gpu_evidence,
             self.tls_spki.clone(),
             nonce,
-        )
+        ))
     }
 
     /// The identity a policy pins for this proxy (`model … { proxy "sha256:…" }`).
@@ -71,9 +83,9 @@ impl EvidenceSource {
         omega_proxy_evidence::identity(
             &self.proxy_sha256,
             &self.model_sha256,
-            BACKEND,
+            &self.backend,
             Tee::None,
-            &Gpu::None,
+            &self.gpu.gpu(),
         )
     }
 }
@@ -184,8 +196,19 @@ async fn setup(
     sock.read_exact(&mut request).await?;
     let nonce = exchange::parse_request(&request)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let response = exchange::response(&source.evidence(nonce))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let evidence = match source.gpu {
+        GpuSource::None => source.evidence(nonce)?,
+        // NVML blocks while the GPU signs: off the runtime's worker threads.
+        #[allow(unreachable_patterns)]
+        _ => {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || source.evidence(nonce))
+                .await
+                .map_err(io::Error::other)??
+        }
+    };
+    let response =
+        exchange::response(&evidence).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     sock.write_all(&response).await?;
     acceptor.accept(sock).await
 }

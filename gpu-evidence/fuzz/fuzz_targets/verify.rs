@@ -8,8 +8,12 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use omega_gpu_evidence::{self as gpu, GpuEvidence, Policy, ReferenceValue, Report, chain, spdm};
 
-static REFERENCE: LazyLock<[ReferenceValue; 1]> =
-    LazyLock::new(|| [ReferenceValue { index: 1, allowed: vec![vec![0; 48]] }]);
+static REFERENCE: LazyLock<[ReferenceValue; 1]> = LazyLock::new(|| {
+    [ReferenceValue {
+        index: 1,
+        allowed: vec![vec![0; 48]],
+    }]
+});
 static POLICY: LazyLock<Policy<'static>> =
     LazyLock::new(|| Policy::nvidia(&*REFERENCE).expect("the pinned root parses"));
 
