@@ -36,7 +36,10 @@ export OMEGA_ORACLE_PYTHON="$PWD/$VENV/bin/python"
 log "checking formatting and lints (cargo fmt, clippy -D warnings on the host and the bare-metal target)"
 cargo fmt --all --check
 cargo clippy -q --workspace --all-targets -- -D warnings
-cargo clippy -q --target x86_64-unknown-none -p omega-kernel -p omega-loader -- -D warnings
+# One package per run, as image-build builds them: the kernel's rustls turns on zeroize's
+# `alloc` feature, which a joint run would unify into the loader (which has no allocator).
+cargo clippy -q --target x86_64-unknown-none -p omega-kernel -- -D warnings
+cargo clippy -q --target x86_64-unknown-none -p omega-loader -- -D warnings
 cargo clippy -q --target x86_64-unknown-none -p omega-kernel --features test-hooks -- -D warnings
 # The guest's inference client (rustls without std, RustCrypto soft backends) must build for
 # the kernel's target, not only check: LLVM errors from SIMD code paths appear at codegen.
