@@ -101,13 +101,29 @@ fn the_card_is_an_a2a_v1_agent_card_with_the_omega_extension() {
 
 #[test]
 fn signing_input_agrees_with_an_independent_canonicalisation() {
-    // serde_json's map is sorted by bytes (= UTF-16 order for these ASCII keys) and its
-    // compact output escapes as JCS does for this content: JCS of the card minus signatures.
+    // Members re-inserted sorted by bytes (= UTF-16 order for these ASCII keys; sorted
+    // explicitly because a dependency may turn on serde_json's `preserve_order`), compact
+    // output escaping as JCS does for this content: JCS of the card minus signatures.
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
     let k = key(3);
     let card = k.sign(&body()).unwrap();
     let mut v = card_json(&card);
     let sig = v.as_object_mut().unwrap().remove("signatures").unwrap();
-    let canonical = serde_json::to_string(&v).unwrap();
+    let canonical = serde_json::to_string(&sorted(&v)).unwrap();
     let protected = sig[0]["protected"].as_str().unwrap();
     let input = format!("{protected}.{}", b64::encode(canonical.as_bytes()));
     let c = SignedCard::decode(card.as_bytes()).unwrap();

@@ -247,7 +247,8 @@ fn the_triage_pair_works_under_policy_with_and_without_a_model() {
         let rules =
             |agent| -> Vec<String> { m.decisions_of(agent).into_iter().map(|d| d.3).collect() };
         let triage_rules = rules("triage");
-        // The index and three records, three prompts, the request and the session's end.
+        // The index and three records; one general question before any record, then three
+        // prompts; the request and the session's end.
         assert_eq!(
             triage_rules.iter().filter(|r| *r == "ehr_readers").count(),
             4
@@ -257,7 +258,7 @@ fn the_triage_pair_works_under_policy_with_and_without_a_model() {
                 .iter()
                 .filter(|r| *r == "clinical_infer")
                 .count(),
-            3
+            4
         );
         assert_eq!(triage_rules.last().unwrap(), "triage_asks_summariser");
         assert_eq!(
@@ -269,11 +270,12 @@ fn the_triage_pair_works_under_policy_with_and_without_a_model() {
             "{:?}",
             m.decisions
         );
-        // Every prompt went to the model cleared for phi.
-        assert_eq!(m.egress.len(), 4);
+        // Every prompt went to the model cleared for phi: triage's four, the summariser's one.
+        assert_eq!(m.egress.len(), 5);
         assert!(m.egress.iter().all(|e| e.1 == "infer local_llm"));
         // Each logged before it held phi, and never after.
-        assert_eq!(m.logs_of("triage").len(), 1);
+        // (the model's answer to the general question, then the triage line)
+        assert_eq!(m.logs_of("triage").len(), 2);
         assert_eq!(m.logs_of("summariser"), ["serving summaries"]);
     }
 }
