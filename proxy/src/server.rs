@@ -223,6 +223,69 @@ pub(crate) fn error_response(
         .into_response()
 }
 
+/// A chat request that passed [`check_chat`], with the defaults filled in.
+pub(crate) struct CheckedChat {
+    pub messages: Vec<crate::engine::Message>,
+    /// `max_completion_tokens`, else `max_tokens`; never `Some(0)`.
+    pub max_tokens: Option<u32>,
+    pub temperature: f32,
+    pub top_p: f32,
+}
+
+/// The checks every backend makes before serving a chat request, each refusal in OpenAI's
+/// error shape: the model is the one served, no unsupported parameter, the messages convert,
+/// temperature in [0, 2], top_p in (0, 1], max_tokens at least 1.
+pub(crate) fn check_chat(request: &ChatRequest, served: &str) -> Result<CheckedChat, Response> {
+    if request.model != served {
+        return Err(error_response(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "the model {:?} does not exist; this server serves {served:?}",
+                request.model
+            ),
+            "invalid_request_error",
+            Some("model"),
+            Some("model_not_found"),
+        ));
+    }
+    if let Some(param) = request.unsupported() {
+        return Err(invalid(
+            &format!("{param} is not supported by this server"),
+            Some(param),
+            Some("unsupported_parameter"),
+        ));
+    }
+    let messages = request
+        .messages()
+        .map_err(|message| invalid(&message, Some("messages"), None))?;
+    let temperature = request.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(invalid(
+            "temperature must be between 0 and 2",
+            Some("temperature"),
+            None,
+        ));
+    }
+    let top_p = request.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(invalid("top_p must be in (0, 1]", Some("top_p"), None));
+    }
+    let max_tokens = request.max_completion_tokens.or(request.max_tokens);
+    if max_tokens == Some(0) {
+        return Err(invalid(
+            "max_tokens must be at least 1",
+            Some("max_tokens"),
+            None,
+        ));
+    }
+    Ok(CheckedChat {
+        messages,
+        max_tokens,
+        temperature,
+        top_p,
+    })
+}
+
 pub(crate) fn invalid(message: &str, param: Option<&str>, code: Option<&str>) -> Response {
     error_response(
         StatusCode::BAD_REQUEST,
@@ -253,45 +316,12 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return invalid(&format!("invalid request body: {e}"), None, None),
     };
-    if request.model != shared.model_id {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "the model {:?} does not exist; this server serves {:?}",
-                request.model, shared.model_id
-            ),
-            "invalid_request_error",
-            Some("model"),
-            Some("model_not_found"),
-        );
-    }
-    if let Some(param) = request.unsupported() {
-        return invalid(
-            &format!("{param} is not supported by this server"),
-            Some(param),
-            Some("unsupported_parameter"),
-        );
-    }
-    let messages = match request.messages() {
-        Ok(m) => m,
-        Err(message) => return invalid(&message, Some("messages"), None),
+    let checked = match check_chat(&request, &shared.model_id) {
+        Ok(c) => c,
+        Err(refusal) => return refusal,
     };
-    let temperature = request.temperature.unwrap_or(1.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return invalid(
-            "temperature must be between 0 and 2",
-            Some("temperature"),
-            None,
-        );
-    }
-    let top_p = request.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return invalid("top_p must be in (0, 1]", Some("top_p"), None);
-    }
-    let asked = request.max_completion_tokens.or(request.max_tokens);
-    if asked == Some(0) {
-        return invalid("max_tokens must be at least 1", Some("max_tokens"), None);
-    }
+    let (messages, asked) = (checked.messages, checked.max_tokens);
+    let (temperature, top_p) = (checked.temperature, checked.top_p);
     let engine = shared.engine.clone();
     let prompt = match tokio::task::spawn_blocking(move || engine.prompt_tokens(&messages)).await {
         Ok(Ok(p)) => p,

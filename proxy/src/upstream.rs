@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::openai::{self, ChatRequest};
-use crate::server::{MAX_BODY, error_response, invalid};
+use crate::server::{MAX_BODY, check_chat, error_response, invalid};
 
 /// The prefix of the backend name in the evidence.
 pub const BACKEND_PREFIX: &str = "openai-upstream:";
@@ -159,43 +159,10 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return invalid(&format!("invalid request body: {e}"), None, None),
     };
-    if request.model != config.model {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "the model {:?} does not exist; this server serves {:?}",
-                request.model, config.model
-            ),
-            "invalid_request_error",
-            Some("model"),
-            Some("model_not_found"),
-        );
-    }
-    if let Some(param) = request.unsupported() {
-        return invalid(
-            &format!("{param} is not supported by this server"),
-            Some(param),
-            Some("unsupported_parameter"),
-        );
-    }
-    if let Err(message) = request.messages() {
-        return invalid(&message, Some("messages"), None);
-    }
-    if !(0.0..=2.0).contains(&request.temperature.unwrap_or(1.0)) {
-        return invalid(
-            "temperature must be between 0 and 2",
-            Some("temperature"),
-            None,
-        );
-    }
-    let top_p = request.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return invalid("top_p must be in (0, 1]", Some("top_p"), None);
-    }
-    let asked = request.max_completion_tokens.or(request.max_tokens);
-    if asked == Some(0) {
-        return invalid("max_tokens must be at least 1", Some("max_tokens"), None);
-    }
+    let asked = match check_chat(&request, &config.model) {
+        Ok(c) => c.max_tokens,
+        Err(refusal) => return refusal,
+    };
     // SECURITY: the cap holds whatever the client asked; the upstream sees one field only.
     let capped = asked.map_or(config.max_tokens_cap, |a| a.min(config.max_tokens_cap));
     if let Some(obj) = value.as_object_mut() {

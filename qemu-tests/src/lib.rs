@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-pub mod fleet;
 pub mod host_cpu;
 pub mod raw_host;
+pub mod workloads;
 
 pub use omega_host::qemu::{EXIT_FAILURE, EXIT_SUCCESS};
 use omega_host::{ChannelSession, QemuConfig, QemuOutcome, SessionConfig};

@@ -2,7 +2,7 @@
 //! 100 messages each way, nothing lost, the log verified by `measurements verify-log`, one
 //! logged card per agent), the density check (2 000 idle agents in a 1 GiB guest, the heap
 //! they hold, the host CPU while they idle) and, with `OMEGA_SOAK=1`, a 10-minute soak that
-//! fails when the heap in use grows. Workloads: `qemu_tests::fleet`.
+//! fails when the heap in use grows. Workloads: `qemu_tests::workloads`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
-use qemu_tests::{Boot, fleet, image, measurements, printed_verifier_commands, workspace_bin};
+use qemu_tests::{Boot, image, measurements, printed_verifier_commands, workloads, workspace_bin};
 use sha2::{Digest, Sha256};
 
 fn text(o: &Output) -> String {
@@ -56,7 +56,7 @@ fn a_thousand_agents_exchange_a_hundred_messages_each_and_nothing_is_lost() {
     );
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
-    fleet::load_bundle(&bundle, echoes, rounds).unwrap();
+    workloads::load_bundle(&bundle, echoes, rounds).unwrap();
     let logs = dir.path().join("logs");
     let t0 = Instant::now();
     let run = omega_run(&bundle, &logs, 1024);
@@ -137,7 +137,7 @@ fn tail(s: &str) -> &str {
 /// monitor halted).
 #[test]
 fn two_thousand_idle_agents_fit_in_a_1_gib_guest() {
-    let report = fleet::density(image(), 2000, 1024, 10.0).unwrap();
+    let report = workloads::density(image(), 2000, 1024, 10.0).unwrap();
     eprintln!("{report:#?}");
     assert_eq!(report.started, 2000);
     assert!(report.bytes_per_agent <= 512 * 1024, "{report:?}");
@@ -159,7 +159,8 @@ fn soak_heap_does_not_grow() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
     let dir = tempfile::tempdir().unwrap();
-    let bundle = fleet::load_bundle(&dir.path().join("bundle"), 100, fleet::FOREVER).unwrap();
+    let bundle =
+        workloads::load_bundle(&dir.path().join("bundle"), 100, workloads::FOREVER).unwrap();
     let boot = Boot::new(image())
         .memory(1024)
         .timeout(Duration::from_secs(secs + 600));
@@ -209,7 +210,7 @@ fn profile_load_rips() {
             .unwrap_or(d)
     };
     let dir = tempfile::tempdir().unwrap();
-    let bundle = fleet::load_bundle(
+    let bundle = workloads::load_bundle(
         &dir.path().join("bundle"),
         env("OMEGA_LOAD_AGENTS", 200),
         env("OMEGA_LOAD_ROUNDS", 20),
@@ -255,7 +256,7 @@ fn profile_load_rips() {
 fn profile_boot_rips() {
     let file = std::env::var_os("OMEGA_PROFILE").expect("OMEGA_PROFILE=FILE: where the samples go");
     let dir = tempfile::tempdir().unwrap();
-    let bundle = fleet::idle_bundle(&dir.path().join("bundle"), 1).unwrap();
+    let bundle = workloads::idle_bundle(&dir.path().join("bundle"), 1).unwrap();
     let mon = dir.path().join("mon.sock");
     let boot = Boot::new(image())
         .timeout(Duration::from_secs(300))

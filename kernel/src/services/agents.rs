@@ -618,7 +618,7 @@ fn start<'h, 'm>(
     }
     let t1 = rt.monitor_mut().log.now_ms();
     let heap_before = crate::hw::heap::used();
-    let started = super::fleet::spawn_all(&mut rt, checked, loaded.manifest, loaded.files);
+    let started = super::instances::spawn_all(&mut rt, checked, loaded.manifest, loaded.files);
     let t2 = rt.monitor_mut().log.now_ms();
     serial_println!(
         "omega: agents: {} started (load checks {} ms, instantiation {} ms)",
@@ -626,9 +626,9 @@ fn start<'h, 'm>(
         t1.saturating_sub(t0),
         t2.saturating_sub(t1)
     );
-    super::fleet::report_heap(rt.len(), heap_before);
+    super::instances::report_heap(rt.len(), heap_before);
     let h = rt.monitor_mut();
-    super::fleet::send_cards(h, cards, &started, loaded.files);
+    super::instances::send_cards(h, cards, &started, loaded.files);
     Some(rt)
 }
 
@@ -775,10 +775,10 @@ pub fn run(
         if let Some(code) = first_listing(m, &mut rt, &mut state) {
             return code;
         }
-        let mut heap_report = rt.monitor_mut().log.now_ms() + super::fleet::HEAP_REPORT_MS;
+        let mut heap_report = rt.monitor_mut().log.now_ms() + super::instances::HEAP_REPORT_MS;
         while !finished(&rt) {
             let now = rt.monitor_mut().log.now_ms();
-            super::fleet::heap_tick(&mut heap_report, now, rt.len());
+            super::instances::heap_tick(&mut heap_report, now, rt.len());
             rt.monitor_mut().request_listing();
             let turn = rt.monitor_mut().turn();
             for (ticket, answer) in &turn.answers {

@@ -30,7 +30,7 @@ mod bundle;
 mod control;
 mod echo;
 mod evidence;
-mod fleet;
+mod instances;
 mod inference;
 mod log;
 

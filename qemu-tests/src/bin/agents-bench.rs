@@ -1,6 +1,6 @@
 //! Density in the real image: boots the production image with `--memory` MiB and
 //! `--agents` idle agents (one page of linear memory each, parked in `recv`; the workload of
-//! `qemu_tests::fleet::idle_bundle`), prints how many started, the heap they took per
+//! `qemu_tests::workloads::idle_bundle`), prints how many started, the heap they took per
 //! agent, how many of them the guest's heap would hold, and the VM's host CPU while they
 //! idle. `scripts/bench.sh` runs it twice (`ONLY=density`): 2 000 agents in 1 GiB, and
 //! 100 agents for the idle CPU goal.
@@ -33,7 +33,7 @@ fn main() -> Result<()> {
         .image
         .clone()
         .unwrap_or_else(|| qemu_tests::image().to_path_buf());
-    let d = qemu_tests::fleet::density(&image, cli.agents, cli.memory, cli.seconds)?;
+    let d = qemu_tests::workloads::density(&image, cli.agents, cli.memory, cli.seconds)?;
     println!("image: {} with -m {}M", image.display(), cli.memory);
     println!("{}", d.heap_banner);
     println!("{}", d.heap_line.trim());
