@@ -235,9 +235,13 @@ pub(crate) struct CheckedChat {
 /// The checks every backend makes before serving a chat request, each refusal in OpenAI's
 /// error shape: the model is the one served, no unsupported parameter, the messages convert,
 /// temperature in [0, 2], top_p in (0, 1], max_tokens at least 1.
-pub(crate) fn check_chat(request: &ChatRequest, served: &str) -> Result<CheckedChat, Response> {
+/// The refusal is boxed: a `Response` is large and the check's caller returns it at once.
+pub(crate) fn check_chat(
+    request: &ChatRequest,
+    served: &str,
+) -> Result<CheckedChat, Box<Response>> {
     if request.model != served {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             &format!(
                 "the model {:?} does not exist; this server serves {served:?}",
@@ -246,37 +250,41 @@ pub(crate) fn check_chat(request: &ChatRequest, served: &str) -> Result<CheckedC
             "invalid_request_error",
             Some("model"),
             Some("model_not_found"),
-        ));
+        )));
     }
     if let Some(param) = request.unsupported() {
-        return Err(invalid(
+        return Err(Box::new(invalid(
             &format!("{param} is not supported by this server"),
             Some(param),
             Some("unsupported_parameter"),
-        ));
+        )));
     }
     let messages = request
         .messages()
-        .map_err(|message| invalid(&message, Some("messages"), None))?;
+        .map_err(|message| Box::new(invalid(&message, Some("messages"), None)))?;
     let temperature = request.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(invalid(
+        return Err(Box::new(invalid(
             "temperature must be between 0 and 2",
             Some("temperature"),
             None,
-        ));
+        )));
     }
     let top_p = request.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(invalid("top_p must be in (0, 1]", Some("top_p"), None));
+        return Err(Box::new(invalid(
+            "top_p must be in (0, 1]",
+            Some("top_p"),
+            None,
+        )));
     }
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     if max_tokens == Some(0) {
-        return Err(invalid(
+        return Err(Box::new(invalid(
             "max_tokens must be at least 1",
             Some("max_tokens"),
             None,
-        ));
+        )));
     }
     Ok(CheckedChat {
         messages,
@@ -318,7 +326,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let checked = match check_chat(&request, &shared.model_id) {
         Ok(c) => c,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let (messages, asked) = (checked.messages, checked.max_tokens);
     let (temperature, top_p) = (checked.temperature, checked.top_p);

@@ -161,7 +161,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let asked = match check_chat(&request, &config.model) {
         Ok(c) => c.max_tokens,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     // SECURITY: the cap holds whatever the client asked; the upstream sees one field only.
     let capped = asked.map_or(config.max_tokens_cap, |a| a.min(config.max_tokens_cap));
