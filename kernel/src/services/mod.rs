@@ -30,8 +30,8 @@ mod bundle;
 mod control;
 mod echo;
 mod evidence;
-mod instances;
 mod inference;
+mod instances;
 mod log;
 
 use omega_arch::exit::ExitCode;
