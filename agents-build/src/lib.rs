@@ -25,8 +25,9 @@ mod bundle;
 mod module;
 
 pub use bundle::{
-    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, NO_PROXY, data_entries, demo_policy, demo_policy_with,
-    pin_policy, pin_policy_with, write_demo_bundle, write_demo_bundle_with,
+    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, NO_PROXY, data_entries, demo_agent_entry, demo_policy,
+    demo_policy_with, pin_policy, pin_policy_with, write_bundle_of, write_demo_bundle,
+    write_demo_bundle_with,
 };
 pub use module::{Import, ModuleError, ModuleInfo, check};
 
