@@ -4,7 +4,7 @@
 //!
 //! 1. the triage pair alone: the reference run;
 //! 2. the pair next to every hostile agent that loads (CPU spinner, memory bomb, wild
-//!    pointer, exfiltrator, trap loop): each is contained and in the verified log with
+//!    pointer, exfiltrator, trap loop, rate abuser): each is contained and in the verified log with
 //!    what stopped it, and the pair's decisions are exactly those of the reference run;
 //! 3. the pair with the agent importing outside the ABI: the monitor refuses the bundle
 //!    (its agents run together or not at all) and logs the refusal.
@@ -84,6 +84,7 @@ fn hostile_agents_are_contained_in_the_image_and_the_pair_is_unchanged() {
         "bad-pointer",
         "exfiltrator",
         "trap-loop",
+        "flooder",
     ]);
     let hostile = run(&hostile_dir, &names);
     let serial = &hostile.out.serial;
@@ -162,6 +163,24 @@ fn hostile_agents_are_contained_in_the_image_and_the_pair_is_unchanged() {
     assert!(["flow:phi", "target-pin"].contains(&denial(Action::Tool)));
     let s = hostile.summary("exfiltrator");
     assert!(s.contains(&format!("denied={}", denied.len())), "{s}");
+    // The flooder asked 50 times: the limit let 5 reads through, and every one after was
+    // denied with the limit's name.
+    let flood = hostile.decisions_of("flooder");
+    assert_eq!(flood.len(), 50, "{flood:?}");
+    assert!(
+        flood[..5]
+            .iter()
+            .all(|d| d.3 == Decision::Allow && d.4 == "flooder_reads_the_index"),
+        "{flood:?}"
+    );
+    assert!(
+        flood[5..]
+            .iter()
+            .all(|d| d.3 == Decision::Deny && d.4 == "flooder_rate"),
+        "{flood:?}"
+    );
+    let s = hostile.summary("flooder");
+    assert!(s.contains("status=exited 5"), "{s}");
     // Nothing any hostile agent did was allowed beyond its reads.
     for agent in ["spinner", "memory-bomb", "bad-pointer", "trap-loop"] {
         assert!(
