@@ -360,23 +360,15 @@ mod tests {
 
 #[cfg(test)]
 mod card_tests {
-    use super::{DEMO_AGENTS, DEMO_PUBLISHER, demo_card};
+    use super::{DEMO_AGENTS, DEMO_PUBLISHER, demo_agent_entry, demo_card};
 
     /// Every demo agent's card declarations satisfy the card contract (so the demo
     /// manifest validates and the monitor can sign each card).
     #[test]
     fn demo_cards_satisfy_the_card_contract() {
         for agent in DEMO_AGENTS {
-            let (description, skills) = demo_card(agent);
-            let skills: Vec<omega_agent_card::Skill> = skills
-                .iter()
-                .map(|(id, name, description, tags)| omega_agent_card::Skill {
-                    id: (*id).into(),
-                    name: (*name).into(),
-                    description: (*description).into(),
-                    tags: tags.iter().map(|t| (*t).into()).collect(),
-                })
-                .collect();
+            let (description, _) = demo_card(agent);
+            let skills = demo_agent_entry(agent).skills;
             let body = omega_agent_card::CardBody {
                 agent: (*agent).into(),
                 description: description.into(),

@@ -162,6 +162,20 @@ fn overrides_build(var: &str) -> bool {
         || (var.starts_with("CARGO_TARGET_") && var != "CARGO_TARGET_DIR")
 }
 
+/// The agents of `repo`, built once per process into `agents-runtime-test` under
+/// `$CARGO_TARGET_DIR` (or `repo/target`): what every test that runs the real agents shares,
+/// so one test run builds them once (cargo's lock serialises concurrent test binaries).
+/// Panics when the build fails: for tests only.
+pub fn built_for_tests(repo: &Path) -> &'static [Built] {
+    static BUILT: std::sync::OnceLock<Vec<Built>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| repo.join("target"));
+        build(repo, &target.join("agents-runtime-test")).expect("the agents build")
+    })
+}
+
 /// Builds every agent of the checkout at `repo` with cargo's target directory `target_dir`,
 /// and checks each module ([`check`]).
 pub fn build(repo: &Path, target_dir: &Path) -> Result<Vec<Built>, BuildError> {

@@ -13,10 +13,9 @@
 //! prompts are denied `target-pin` in both runs and triage falls back to its keyword rules.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use omega_agents_build::{Built, build, demo_agent_entry, write_bundle_of};
+use omega_agents_build::{Built, demo_agent_entry, write_bundle_of};
 use omega_bundle::{AgentEntry, Restart};
 use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
@@ -27,16 +26,9 @@ fn repo() -> PathBuf {
     omega_test_support::workspace_root()
 }
 
-/// The agents, built once (into the same directory as agents-build's runtime tests, so a
-/// test run builds them once).
+/// The real agents, built once per test run (shared with agents-build's runtime tests).
 fn agents() -> &'static [Built] {
-    static BUILT: OnceLock<Vec<Built>> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("target"));
-        build(&repo(), &target.join("agents-runtime-test")).expect("the agents build")
-    })
+    omega_agents_build::built_for_tests(&repo())
 }
 
 /// The demo entry for `name`, with the limits that contain the hostile ones.
