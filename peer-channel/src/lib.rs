@@ -33,6 +33,7 @@ extern crate alloc;
 
 mod authority;
 mod channel;
+pub mod envelope;
 mod handshake;
 mod message;
 mod record;
@@ -40,6 +41,7 @@ mod schedule;
 
 pub use authority::{AuthorityError, MAX_NAME, PeerAuthority, PeerName, PinnedAuthority};
 pub use channel::{Channel, Event};
+pub use envelope::{AgentAddr, Frame};
 pub use handshake::{Established, Identity, Initiator, PeerInfo, Responder, ResponderWaiting};
 pub use message::{Deframer, HEADER_LEN, Kind, Message, encode_message};
 pub use record::{Content, Session};

@@ -63,7 +63,9 @@ impl Message {
     pub fn decode(bytes: &[u8]) -> Result<Message, PeerError> {
         let mut d = Deframer::new();
         d.push(bytes)?;
-        let m = d.next_message()?.ok_or(PeerError::Malformed("truncated message"))?;
+        let m = d
+            .next_message()?
+            .ok_or(PeerError::Malformed("truncated message"))?;
         if d.buffered() != 0 {
             return Err(PeerError::Malformed("bytes after the message"));
         }

@@ -584,3 +584,44 @@ fn mutated_relay_bytes_never_panic_and_never_deliver() {
         }
     }
 }
+
+#[test]
+fn an_agent_message_crosses_and_its_outcome_comes_back() {
+    use omega_peer_channel::{AgentAddr, Frame};
+    let mut p = Pair::established(1);
+    events(&mut p.i);
+    events(&mut p.r);
+    let to = AgentAddr::parse("beta/summariser").unwrap();
+    assert_eq!(
+        &to.node,
+        &p.i.peer().unwrap().name,
+        "the node is the channel's peer"
+    );
+    let deliver = Frame::Deliver {
+        id: 1,
+        from: "triage".into(),
+        from_module: [0x3A; 32],
+        to: to.agent.clone(),
+        message: b"urgent: bed 4".to_vec(),
+    };
+    p.i.send(&deliver.encode().unwrap()).unwrap();
+    p.pump().unwrap();
+    let [Event::Message(m)] = &events(&mut p.r)[..] else {
+        panic!()
+    };
+    assert_eq!(Frame::decode(m).unwrap(), deliver);
+    let outcome = Frame::Outcome {
+        id: 1,
+        delivered: false,
+        reason: "rule 2 (deny send)".into(),
+    };
+    p.r.send(&outcome.encode().unwrap()).unwrap();
+    p.pump().unwrap();
+    let [Event::Message(m)] = &events(&mut p.i)[..] else {
+        panic!()
+    };
+    assert_eq!(Frame::decode(m).unwrap(), outcome);
+    for needle in [&b"summariser"[..], b"triage", b"urgent", b"deny send"] {
+        assert!(!contains(&p.seen, needle));
+    }
+}
