@@ -116,6 +116,11 @@ impl<A: PeerAuthority> Channel<A> {
         &self.identity
     }
 
+    /// Whether bytes wait for the relay.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Bytes for the relay (taken: the next call returns only newer ones).
     pub fn take_output(&mut self) -> Vec<u8> {
         core::mem::take(&mut self.out)
