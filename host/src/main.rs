@@ -505,6 +505,13 @@ fn run_image(a: RunArgs) -> Result<i32> {
     if let Some(proxy) = &a.proxy {
         check_proxy(proxy)?;
     }
+    // Fails before QEMU starts when the peer link cannot listen there (the session binds
+    // again at its start; a port taken in between is reported then, and the Peer stream
+    // refused).
+    if let Some(addr) = &a.peer_listen {
+        std::net::TcpListener::bind(addr.as_str())
+            .with_context(|| format!("--peer-listen {addr}: cannot listen there"))?;
+    }
     let bundle = match &a.bundle {
         Some(d) => {
             let b = Bundle::read(d).with_context(|| format!("bundle {}", d.display()))?;
