@@ -2,10 +2,12 @@
 //! awaiting Resp, the responder awaiting Finish, an open session awaiting records. The
 //! first input byte picks the state; the rest is fed in pieces the second byte sizes.
 //! Nothing may panic, and nothing forged may open a session or deliver a message.
+//! A fifth mode decodes the rest as an envelope frame (what a peer monitor sends inside
+//! records): a frame that decodes re-encodes to exactly the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omega_peer_channel::{Channel, Event, Identity, PeerName, PinnedAuthority};
+use omega_peer_channel::{Channel, Event, Frame, Identity, PeerName, PinnedAuthority};
 
 fn ends() -> (Channel<PinnedAuthority>, Channel<PinnedAuthority>) {
     let a = Identity::from_seed([11; 32], b"alpha".to_vec()).unwrap();
@@ -22,8 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let [mode, piece, rest @ ..] = data else {
         return;
     };
+    if mode % 5 == 4 {
+        if let Ok(f) = Frame::decode(rest) {
+            assert_eq!(f.encode().as_deref(), Ok(rest), "one encoding per frame");
+        }
+        return;
+    }
     let (mut i, mut r) = ends();
-    let target = match mode % 4 {
+    let target = match mode % 5 {
         0 => &mut r,
         1 => &mut i,
         2 => {
