@@ -7,7 +7,7 @@
 //! omega-fleet scheduler --etcd URL --fleet F
 //! omega-fleet node --etcd URL --fleet F --id N --coordinator HEX --omega BIN --image IMG --work DIR
 //! omega-fleet submit --etcd URL --fleet F --workload W --bundle DIR --role R
-//! omega-fleet bench-admission --evidence platform.bin --nonce HEX --iterations N
+//! omega-fleet bench-admission --log-dir DIR --iterations N   # DIR: an omega run --log-dir
 //! ```
 
 use std::path::PathBuf;
@@ -133,10 +133,10 @@ enum Cmd {
     /// Admission latency: evidence verification + credential, N times, on one stored
     /// `platform` evidence (lab root) and the nonce of its run.
     BenchAdmission {
+        /// An `omega run --log-dir` of a `--simulated-psp` run: its `evidence/platform.bin`
+        /// and `nonce.hex` are used.
         #[arg(long)]
-        evidence: PathBuf,
-        #[arg(long)]
-        nonce: String,
+        log_dir: PathBuf,
         #[arg(long, default_value_t = 100)]
         iterations: u32,
     },
@@ -253,10 +253,17 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(store.put_json("desired", &workload, &d))
         }
         Cmd::BenchAdmission {
-            evidence,
-            nonce,
+            log_dir,
             iterations,
-        } => bench(&evidence, &nonce, iterations),
+        } => {
+            let nonce = std::fs::read_to_string(log_dir.join("nonce.hex"))
+                .with_context(|| format!("{}/nonce.hex", log_dir.display()))?;
+            bench(
+                &log_dir.join("evidence/platform.bin"),
+                nonce.trim(),
+                iterations,
+            )
+        }
     }
 }
 

@@ -294,6 +294,37 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
             a["verify_us"], a["admission_us"]
         );
     }
+    // The admission figure (docs/fleet.md): the benchmark on n1's run, and that run kept
+    // for a release-built benchmark when OMEGA_FLEET_KEEP_RUN names a directory.
+    let n1_run = std::fs::read_dir(d.join("work-n1"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bench = fleet_cmd(
+        &fleet,
+        &[
+            "bench-admission",
+            "--log-dir",
+            &n1_run.display().to_string(),
+            "--iterations",
+            "20",
+        ],
+    );
+    assert!(
+        bench.starts_with("admission (evidence verification + credential)"),
+        "{bench}"
+    );
+    eprintln!("{bench} (this test's debug build)");
+    if let Some(keep) = std::env::var_os("OMEGA_FLEET_KEEP_RUN") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(keep.join("evidence")).unwrap();
+        for f in ["nonce.hex", "evidence/platform.bin"] {
+            std::fs::copy(n1_run.join(f), keep.join(f)).unwrap();
+        }
+    }
+
     // The policy's route between the two admitted nodes' agents, and its default deny.
     let (c1, c2) = (credential(&mut store, "n1"), credential(&mut store, "n2"));
     let policy = omega_fleet::FleetPolicy::decode(
