@@ -102,7 +102,51 @@ pub fn omega_platform(
         binding: Binding::OmegaEvidence {
             root: bundle.base_root,
         },
+        bundle: None,
     })
+}
+
+/// An Omega node's `platform` evidence ([`omega_platform`]) and its `bundle` evidence: the
+/// `bundle` leaf must be in the same attested tree (same monitor key, base root and nonce),
+/// and its claim gives [`Attested::bundle`], the manifest digest the admission compares with
+/// the placement's.
+pub fn omega_node(
+    platform: &[u8],
+    bundle_evidence: &[u8],
+    nonce: &[u8; 32],
+    roots: &SnpRoots,
+) -> anyhow::Result<Attested> {
+    let mut a = omega_platform(platform, nonce, roots)?;
+    let b = Bundle::decode(bundle_evidence).map_err(|e| anyhow!("bundle evidence: {e}"))?;
+    let outcome = omega_evidence::verify(
+        &b,
+        &Options {
+            principal: "bundle",
+            nonce: Some(*nonce),
+            allow_unattested: false,
+            report: None,
+        },
+    );
+    if !outcome.verified() {
+        let why: Vec<String> = outcome
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        bail!("bundle evidence refused: {}", why.join("; "));
+    }
+    // SECURITY: the same tree the platform evidence's report attests (whose REPORT_DATA
+    // binds this key, root and nonce), so the leaf's inclusion is attested too.
+    let Binding::OmegaEvidence { root } = a.binding else {
+        bail!("not an Omega node's evidence");
+    };
+    if b.monitor_key != a.node_key || b.base_root != root || b.report_nonce != *nonce {
+        bail!("bundle evidence is from another evidence tree than the platform's");
+    }
+    match outcome.claim {
+        Some(Claim::Bundle { manifest_digest }) => a.bundle = Some(manifest_digest),
+        other => bail!("bundle evidence claims {other:?}"),
+    }
+    Ok(a)
 }
 
 /// A TDX quote or Nitro document already verified by `omega-tee-verify`, for a node that
@@ -127,5 +171,6 @@ pub fn from_verified(v: &Verified, node_key: [u8; 32]) -> Attested {
         debug: v.debug,
         node_key,
         binding: Binding::Direct,
+        bundle: None,
     }
 }

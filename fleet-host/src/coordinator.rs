@@ -12,7 +12,7 @@ use omega_fleet::Coordinator;
 use omega_fleet::signed::SigningKey;
 use serde_json::json;
 
-use crate::attest::{SnpRoots, omega_platform};
+use crate::attest::{SnpRoots, omega_node};
 use crate::audit::Audit;
 use crate::source::{bundle_pins, hex32};
 use crate::store::{Proposal, Status, Store, Submission};
@@ -168,8 +168,15 @@ impl Service {
             let started = Instant::now();
             let parsed = serde_json::from_slice::<Submission>(&raw)
                 .map_err(anyhow::Error::from)
-                .and_then(|s| Ok((hex32(&s.nonce)?, hex::decode(&s.evidence)?, s.node)));
-            let (nonce, evidence, claimed_node) = match parsed {
+                .and_then(|s| {
+                    Ok((
+                        hex32(&s.nonce)?,
+                        hex::decode(&s.evidence)?,
+                        hex::decode(&s.bundle_evidence)?,
+                        s.node,
+                    ))
+                });
+            let (nonce, evidence, bundle_evidence, claimed_node) = match parsed {
                 Ok(v) => v,
                 Err(e) => {
                     self.audit.log(
@@ -180,7 +187,7 @@ impl Service {
                 }
             };
             let now = crate::now();
-            let attested = omega_platform(&evidence, &nonce, &self.roots);
+            let attested = omega_node(&evidence, &bundle_evidence, &nonce, &self.roots);
             let verified_us = started.elapsed().as_micros();
             let outcome = match attested {
                 Ok(a) => self

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use omega_fleet::signed::SigningKey;
-use omega_fleet_host::attest::{SnpRoots, omega_platform};
+use omega_fleet_host::attest::{SnpRoots, omega_node};
 use omega_fleet_host::audit::Audit;
 use omega_fleet_host::source::PolicySource;
 use omega_fleet_host::store::{Desired, Store};
@@ -130,11 +130,11 @@ enum Cmd {
         #[arg(long)]
         role: String,
     },
-    /// Admission latency: evidence verification + credential, N times, on one stored
-    /// `platform` evidence (lab root) and the nonce of its run.
+    /// Admission latency: evidence verification + credential, N times, on one stored run's
+    /// `platform` and `bundle` evidence (lab root) and its nonce.
     BenchAdmission {
-        /// An `omega run --log-dir` of a `--simulated-psp` run: its `evidence/platform.bin`
-        /// and `nonce.hex` are used.
+        /// An `omega run --log-dir` of a `--simulated-psp` run: its `evidence/platform.bin`,
+        /// `evidence/bundle.bin` and `nonce.hex` are used.
         #[arg(long)]
         log_dir: PathBuf,
         #[arg(long, default_value_t = 100)]
@@ -258,11 +258,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let nonce = std::fs::read_to_string(log_dir.join("nonce.hex"))
                 .with_context(|| format!("{}/nonce.hex", log_dir.display()))?;
-            bench(
-                &log_dir.join("evidence/platform.bin"),
-                nonce.trim(),
-                iterations,
-            )
+            bench(&log_dir, nonce.trim(), iterations)
         }
     }
 }
@@ -288,13 +284,18 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Per iteration: a fresh coordinator signs a placement with the run's nonce (not timed),
-/// then the timed part: the evidence verified (tree, REPORT_DATA, lab chain, report
-/// signature) and the no_std admission check + credential signature.
-fn bench(evidence: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Result<()> {
+/// then the timed part: the `platform` and `bundle` evidence verified (trees, REPORT_DATA,
+/// lab chain, report signature) and the no_std admission check + credential signature.
+fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Result<()> {
     use omega_fleet::policy::{FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
-    let bytes = std::fs::read(evidence).with_context(|| format!("{}", evidence.display()))?;
+    let read = |name: &str| {
+        let p = log_dir.join("evidence").join(name);
+        std::fs::read(&p).with_context(|| format!("{}", p.display()))
+    };
+    let (platform, bundle) = (read("platform.bin")?, read("bundle.bin")?);
     let nonce = parse_key(nonce)?;
-    let probe = omega_platform(&bytes, &nonce, &SnpRoots::Lab)?;
+    let probe = omega_node(&platform, &bundle, &nonce, &SnpRoots::Lab)?;
+    let digest = probe.bundle.context("no bundle claim")?;
     let owner = SigningKey::from_seed([1; 32]).context("seed")?;
     let policy = FleetPolicy {
         format: POLICY_FORMAT,
@@ -329,9 +330,9 @@ fn bench(evidence: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Re
         );
         c.update_policy(&policy)?;
         let now = omega_fleet_host::now();
-        c.place("bench", "node", "worker", [0; 32], &[], nonce, now)?;
+        c.place("bench", "node", "worker", digest, &[], nonce, now)?;
         let t = Instant::now();
-        let a = omega_platform(&bytes, &nonce, &SnpRoots::Lab)?;
+        let a = omega_node(&platform, &bundle, &nonce, &SnpRoots::Lab)?;
         let adm = c.admit(&nonce, &a, now)?;
         times.push(t.elapsed());
         std::hint::black_box(adm);

@@ -75,6 +75,8 @@ impl Node {
         }
         let evidence = std::fs::read(dir.join("evidence/platform.bin"))
             .context("the monitor's platform evidence")?;
+        let bundle_evidence = std::fs::read(dir.join("evidence/bundle.bin"))
+            .context("the monitor's bundle evidence")?;
         let key = omega_evidence::Bundle::decode(&evidence)
             .map_err(|e| anyhow::anyhow!("own evidence: {e}"))?
             .monitor_key;
@@ -82,6 +84,7 @@ impl Node {
             node: self.cfg.id.clone(),
             nonce: hex::encode(pl.nonce),
             evidence: hex::encode(&evidence),
+            bundle_evidence: hex::encode(&bundle_evidence),
         };
         self.store.put_json("evidence", w, &sub).await?;
         self.awaiting = Some(key);

@@ -50,6 +50,9 @@ pub struct Submission {
     pub nonce: String,
     /// The node's `platform` evidence (hex of the postcard bundle).
     pub evidence: String,
+    /// The node's `bundle` evidence (hex), from the same boot.
+    #[serde(default)]
+    pub bundle_evidence: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -68,6 +68,9 @@ pub struct Attested {
     /// The node's Ed25519 key the credential will name.
     pub node_key: [u8; 32],
     pub binding: Binding,
+    /// An Omega node: the manifest digest its attested `bundle` claim names (in the same
+    /// evidence tree the binding covers). `None` for other guests.
+    pub bundle: Option<[u8; 32]>,
 }
 
 /// SHA-512(tag ‖ node key[32] ‖ nonce[32]): what a non-Omega guest puts in its bound data.
@@ -112,6 +115,8 @@ pub enum Refusal {
         "bound data does not commit to this node key and nonce (swapped key, foreign or replayed evidence)"
     )]
     Binding,
+    #[error("the node's attested bundle is not the placed one (or it attests none)")]
+    Bundle,
     #[error("too many challenges outstanding")]
     Busy,
     #[error("nonce is already outstanding")]
@@ -134,6 +139,7 @@ impl Refusal {
             Refusal::Role { .. } => "role",
             Refusal::Tcb(_) => "tcb",
             Refusal::Binding => "binding",
+            Refusal::Bundle => "bundle",
             Refusal::Busy => "busy",
             Refusal::DuplicateNonce => "duplicate-nonce",
             Refusal::Credential => "credential",
@@ -147,6 +153,8 @@ pub struct Pending {
     pub nonce: [u8; 32],
     pub node_id: String,
     pub role: String,
+    /// SHA-256 of the placed bundle's manifest.
+    pub bundle_digest: [u8; 32],
     pub expires_at: Time,
 }
 
@@ -220,14 +228,14 @@ fn tcb_shortfalls(min: &SnpTcb, got: &SnpTcb) -> String {
     out
 }
 
-/// Checks `a` against the policy for a node that was challenged with `nonce` to take `role`.
-/// Returns the image rule that admitted it.
+/// Checks `a` against the policy for the challenge `pending` (its nonce, role and placed
+/// bundle). Returns the image rule that admitted it.
 pub fn check<'p>(
     policy: &'p FleetPolicy,
     a: &Attested,
-    nonce: &[u8; 32],
-    role: &str,
+    pending: &Pending,
 ) -> Result<&'p ImageRule, Refusal> {
+    let (nonce, role) = (&pending.nonce, pending.role.as_str());
     if a.tee == Tee::Simulated && !policy.allow_simulated {
         return Err(Refusal::SimulatedNotAllowed);
     }
@@ -269,6 +277,12 @@ pub fn check<'p>(
     let want = expected_report_data(&a.binding, &a.node_key, nonce);
     if a.report_data.as_slice() != want.as_slice() {
         return Err(Refusal::Binding);
+    }
+    // SECURITY: an Omega node must run the bundle the coordinator placed, not whatever its
+    // host booted with the placement's nonce.
+    if matches!(a.binding, Binding::OmegaEvidence { .. }) && a.bundle != Some(pending.bundle_digest)
+    {
+        return Err(Refusal::Bundle);
     }
     Ok(image)
 }

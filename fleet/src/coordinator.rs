@@ -122,6 +122,7 @@ impl Coordinator {
                 nonce,
                 node_id: node_id.into(),
                 role: role.into(),
+                bundle_digest,
                 expires_at,
             },
             now,
@@ -140,7 +141,7 @@ impl Coordinator {
     ) -> Result<Admitted, Refusal> {
         let pending = self.challenges.take(nonce, now)?;
         let p = self.policy.current().ok_or(Refusal::NoPolicy)?;
-        let image = admission::check(p, a, nonce, &pending.role)?;
+        let image = admission::check(p, a, &pending)?;
         let credential = Credential {
             format: CREDENTIAL_FORMAT,
             fleet_id: p.fleet_id.clone(),

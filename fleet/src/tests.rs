@@ -121,6 +121,8 @@ fn good_tcb() -> Tcb {
 
 const NODE_KEY: [u8; 32] = [0xAB; 32];
 const ROOT: [u8; 32] = [0xCD; 32];
+/// The manifest digest every test placement names.
+const BUNDLE: [u8; 32] = [5; 32];
 
 /// SNP evidence from an Omega monitor answering `nonce` with its monitor key.
 fn snp(nonce: &[u8; 32]) -> Attested {
@@ -132,11 +134,12 @@ fn snp(nonce: &[u8; 32]) -> Attested {
         debug: false,
         node_key: NODE_KEY,
         binding: Binding::OmegaEvidence { root: ROOT },
+        bundle: Some(BUNDLE),
     }
 }
 
 fn place(c: &mut Coordinator, node: &str, role: &str, nonce: [u8; 32]) -> Vec<u8> {
-    c.place("wl-1", node, role, [5; 32], &[pin("triage")], nonce, NOW)
+    c.place("wl-1", node, role, BUNDLE, &[pin("triage")], nonce, NOW)
         .unwrap()
 }
 
@@ -188,6 +191,7 @@ fn tdx_and_nitro_style_direct_binding() {
         debug: false,
         node_key: NODE_KEY,
         binding: Binding::Direct,
+        bundle: None,
     };
     c.admit(&[2; 32], &a, NOW + 1).unwrap();
     // Out of date TDX is refused by this policy.
@@ -291,6 +295,19 @@ fn each_admission_attack_is_refused_by_its_rule() {
         place(&mut c, "n6", role, nonce);
         assert_eq!(refusal(&mut c, nonce, &a), rule, "case {i}");
     }
+    // The host booted another bundle with the placement's nonce, or one attesting none.
+    place(&mut c, "n8", "worker", [21; 32]);
+    let other_bundle = Attested {
+        bundle: Some([6; 32]),
+        ..snp(&[21; 32])
+    };
+    assert_eq!(refusal(&mut c, [21; 32], &other_bundle), "bundle");
+    place(&mut c, "n9", "worker", [22; 32]);
+    let no_bundle = Attested {
+        bundle: None,
+        ..snp(&[22; 32])
+    };
+    assert_eq!(refusal(&mut c, [22; 32], &no_bundle), "bundle");
     // The SNP digest presented as TDX (same bytes, other TEE) matches no rule.
     place(&mut c, "n7", "worker", [20; 32]);
     let as_tdx = Attested {
@@ -541,6 +558,7 @@ fn challenges_are_bounded_and_expire() {
         },
         node_id: "n".to_string(),
         role: "worker".into(),
+        bundle_digest: [0; 32],
         expires_at: exp,
     };
     for i in 0..admission::MAX_PENDING as u32 {

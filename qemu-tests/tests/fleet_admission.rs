@@ -320,7 +320,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     if let Some(keep) = std::env::var_os("OMEGA_FLEET_KEEP_RUN") {
         let keep = PathBuf::from(keep);
         std::fs::create_dir_all(keep.join("evidence")).unwrap();
-        for f in ["nonce.hex", "evidence/platform.bin"] {
+        for f in ["nonce.hex", "evidence/platform.bin", "evidence/bundle.bin"] {
             std::fs::copy(n1_run.join(f), keep.join(f)).unwrap();
         }
     }
@@ -456,6 +456,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
         node: "ghost".into(),
         nonce: hex::encode(n),
         evidence: hex::encode(unattested),
+        bundle_evidence: String::new(),
     };
     rt.block_on(store.put_json("evidence", "wg2", &sub))
         .unwrap();
