@@ -13,7 +13,8 @@ use crate::audit::Audit;
 use crate::store::{Desired, Proposal, Status, Store};
 
 /// Admission rules after which a node is not used again (its image or platform is wrong).
-const QUARANTINE: [&str; 7] = [
+const QUARANTINE: [&str; 8] = [
+    "bundle",
     "measurement",
     "debug",
     "tcb",
