@@ -170,6 +170,10 @@ impl<T: Transport> Transport for Idling<T> {
     fn idle(&mut self) {
         wait_on(self.tee, self.clock.as_ref(), false);
     }
+
+    fn reconnected(&mut self) -> bool {
+        self.inner.reconnected()
+    }
 }
 
 fn on_device_interrupt() {
