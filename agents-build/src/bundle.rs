@@ -190,6 +190,7 @@ pub fn write_demo_bundle_with(
         data.push(entry);
     }
     let manifest = omega_bundle::Manifest {
+        tools: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: POLICY_FILE.into(),
         agents,

@@ -514,6 +514,7 @@ fn bundle_files<'a>(
     data: &'a [(&'a str, &'a str, &'a str, Vec<u8>)],
 ) -> Vec<(String, Vec<u8>)> {
     let manifest = Manifest {
+        tools: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents
@@ -1049,6 +1050,7 @@ fn operator_confirmation_approves_and_denies_and_both_are_logged() {
             server: "benign".into(),
             tools: 1,
             pins_digest: omega_evidence::pins_digest([("benign.add", &pin)]),
+            identity: None,
         }
     );
 }
