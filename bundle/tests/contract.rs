@@ -590,6 +590,16 @@ fn the_tools_file_is_sent_last_and_is_no_other_file() {
         ["manifest.json", "p.bin", "a.wasm", "tools.json"]
     );
     assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+    // A bundle with it validates (it is JSON, not Wasm); without it, it does not.
+    let manifest = m.to_json();
+    let files = vec![
+        (MANIFEST.to_string(), manifest.clone()),
+        ("p.bin".to_string(), b"OMPL".to_vec()),
+        ("a.wasm".to_string(), module(8)),
+        ("tools.json".to_string(), br#"{"servers":[]}"#.to_vec()),
+    ];
+    validate(&files).unwrap();
+    assert!(validate(&files[..3]).is_err());
     for bad in ["p.bin", "a.wasm", "manifest.json", "../t.json", ""] {
         let json = format!(
             r#"{{"version":1,"policy":"p.bin","agents":[{{"name":"a","module":"a.wasm"}}],"tools":"{bad}"}}"#
