@@ -337,7 +337,9 @@ mod tests {
             ));
         }
         events.push_str("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n");
-        events.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n\n");
+        events.push_str(
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n\n",
+        );
         events.push_str("data: [DONE]\n\n");
         let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
         for part in events.as_bytes().chunks(37) {
@@ -393,7 +395,10 @@ mod tests {
         let mut p = StreamParser::new();
         let mut text = String::new();
         match p.feed(wire.as_bytes(), &mut text) {
-            Ok(Some(Err(ClientError::Api { status: 400, message }))) => {
+            Ok(Some(Err(ClientError::Api {
+                status: 400,
+                message,
+            }))) => {
                 assert_eq!(message, "prompt too long")
             }
             other => panic!("{other:?}"),

@@ -785,7 +785,9 @@ fn streamed(pieces: &[&str]) -> Vec<u8> {
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":4}}\n\n",
     );
     events.push_str("data: [DONE]\n\n");
-    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut out =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
     for line in events.split_inclusive("\n\n") {
         out.extend_from_slice(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes());
     }
