@@ -954,6 +954,84 @@ fn guest_rounds(serial: &str) -> Vec<(u32, Timed, u64, u64)> {
         .collect()
 }
 
+/// A relay between the launcher and the proxy that timestamps every read: where the guest
+/// path's time goes (the proxy's own pace, seen on the wire, against what the agent saw).
+struct TimedRelay {
+    addr: SocketAddr,
+    /// (when, from the guest?, bytes) per read.
+    reads: Arc<Mutex<Vec<(std::time::Instant, bool, usize)>>>,
+}
+
+fn timed_relay(proxy: SocketAddr) -> TimedRelay {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let log = reads.clone();
+    std::thread::spawn(move || {
+        let Ok((guest, _)) = listener.accept() else {
+            return;
+        };
+        let upstream = TcpStream::connect(proxy).unwrap();
+        let _ = (guest.set_nodelay(true), upstream.set_nodelay(true));
+        let pump =
+            move |mut from: TcpStream, mut to: TcpStream, up: bool, log: Arc<Mutex<Vec<_>>>| {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().push((std::time::Instant::now(), up, n));
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            };
+        let (g2, p2) = (guest.try_clone().unwrap(), upstream.try_clone().unwrap());
+        let l2 = log.clone();
+        std::thread::spawn(move || pump(g2, p2, true, l2));
+        pump(upstream, guest, false, log);
+    });
+    TimedRelay { addr, reads }
+}
+
+/// Per chat request the guest sent (a guest→proxy read of at least `min` bytes), seen on
+/// the wire between the launcher and the proxy: the time to the first proxy read that came
+/// at least `HEAD_MS` after the request (the response head and the empty role chunk go out
+/// at once; the first token only after the prompt is evaluated), and to the proxy's last
+/// bytes before the next request. In ms, as [`Timed`] (tokens left 0).
+fn wire_rounds(reads: &[(std::time::Instant, bool, usize)], min: usize) -> Vec<Timed> {
+    const HEAD_MS: f64 = 20.0;
+    let mut out = Vec::new();
+    let mut cur: Option<(std::time::Instant, Option<f64>, f64)> = None;
+    for &(t, up, n) in reads {
+        if up && n >= min {
+            if let Some((_, Some(ttft), total)) = cur {
+                out.push(Timed {
+                    ttft_ms: ttft,
+                    total_ms: total,
+                    tokens: 0,
+                });
+            }
+            cur = Some((t, None, 0.0));
+        } else if !up && let Some((start, ttft, total)) = cur.as_mut() {
+            let ms = (t - *start).as_secs_f64() * 1000.0;
+            if ttft.is_none() && ms >= HEAD_MS {
+                *ttft = Some(ms);
+            }
+            *total = ms;
+        }
+    }
+    if let Some((_, Some(ttft), total)) = cur {
+        out.push(Timed {
+            ttft_ms: ttft,
+            total_ms: total,
+            tokens: 0,
+        });
+    }
+    out
+}
+
 const BENCH_PROMPT: &str = "Write a short story about a lighthouse keeper and a storm.";
 
 /// Tokens/s and time to first token through agent → monitor → channel → launcher relay →
@@ -997,7 +1075,8 @@ fn bench_guest_path_against_the_plain_port() {
         agent_decl("bench", &agent),
         proxy.identity
     );
-    let run = boot(&src, &[("bench", agent)], proxy.tls);
+    let wire = timed_relay(proxy.tls);
+    let run = boot(&src, &[("bench", agent)], wire.addr);
     run.assert_passed("bench");
     direct.extend((0..rounds).map(|_| direct_stream(&proxy, BENCH_PROMPT, tokens).0));
     let lines = guest_rounds(&run.out.serial);
@@ -1021,6 +1100,18 @@ fn bench_guest_path_against_the_plain_port() {
         })
         .expect("the monitor printed the handshake time");
     let batches = median(lines[1..].iter().map(|l| l.3 as f64).collect());
+    // The chat requests are the guest's last sends over 200 bytes (the ClientHello is one
+    // before them; the listing is smaller).
+    let on_wire = wire_rounds(&wire.reads.lock().unwrap(), 200);
+    assert!(on_wire.len() as u32 > rounds, "{on_wire:?}");
+    let on_wire: Vec<Timed> = on_wire[on_wire.len() - rounds as usize..]
+        .iter()
+        .zip(&guest)
+        .map(|(w, g)| Timed {
+            tokens: g.tokens,
+            ..*w
+        })
+        .collect();
     let row = |name: &str, t: &[Timed]| {
         let ttft = median(t.iter().map(|x| x.ttft_ms).collect());
         let e2e = median(t.iter().map(Timed::end_to_end).collect());
@@ -1047,5 +1138,18 @@ fn bench_guest_path_against_the_plain_port() {
     println!(
         "handshake (evidence, TLS 1.3, model listing; monitor clock): {handshake} ms; text crossed to the agent in {batches:.0} batches for {} tokens",
         direct[0].tokens
+    );
+    // Where the time goes: the same rounds seen on the wire between the launcher and the
+    // proxy (the backend's own pace while the guest runs), against what the agent saw.
+    let w = row("wire", &on_wire);
+    let per_round = |f: fn(&Timed, &Timed) -> f64| {
+        median(guest.iter().zip(&on_wire).map(|(g, w)| f(g, w)).collect())
+    };
+    println!(
+        "guest/wire, same rounds: end-to-end {:.1} %, ttft {:+.2} ms, last token {:+.2} ms (medians of per-round differences); wire/direct: end-to-end {:.1} %",
+        100.0 * per_round(|g, w| w.total_ms / g.total_ms),
+        per_round(|g, w| g.ttft_ms - w.ttft_ms),
+        per_round(|g, w| g.total_ms - w.total_ms),
+        100.0 * w.1 / d.1,
     );
 }
