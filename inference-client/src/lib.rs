@@ -40,7 +40,7 @@ use rustls::time_provider::TimeProvider;
 use rustls::unbuffered::{EncodeError, EncryptError};
 use serde::Deserialize;
 
-pub use check::{Expectations, Refusal, VerifiedProxy, check};
+pub use check::{Expectations, GpuRequirement, Refusal, VerifiedProxy, check};
 pub use http::HttpError;
 pub use session::{CallId, Event, Phase, Session};
 

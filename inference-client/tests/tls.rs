@@ -55,7 +55,7 @@ fn expect() -> Expectations {
         identity: identity(Tee::None),
         model_sha256: Some(MODEL_SHA256),
         require_tee: false,
-        require_confidential_gpu: false,
+        require_confidential_gpu: None,
     }
 }
 
@@ -407,7 +407,13 @@ fn a_proxy_without_tee_is_refused_where_policy_requires_one() {
     assert!(Expectations::from_policy([0; 32], true).require_tee);
     assert!(!Expectations::from_policy([0; 32], false).require_tee);
     let mut gpu = expect();
-    gpu.require_confidential_gpu = true;
+    gpu.require_confidential_gpu = Some(omega_inference_client::GpuRequirement {
+        reference: vec![omega_gpu_evidence::ReferenceValue {
+            index: 1,
+            allowed: vec![vec![0; 48]],
+        }],
+        root_der: None,
+    });
     assert_refused_before_tls(Fake::default(), &gpu, Refusal::NoConfidentialGpu);
 }
 
@@ -703,7 +709,7 @@ fn session_queues_calls_during_the_handshake_and_answers_them_in_order() {
         identity: [0x77; 32],
         model_sha256: None,
         require_tee: false,
-        require_confidential_gpu: false,
+        require_confidential_gpu: None,
     };
     let mine = Expectations {
         model_sha256: None,
