@@ -996,39 +996,41 @@ fn timed_relay(proxy: SocketAddr) -> TimedRelay {
 }
 
 /// Per chat request the guest sent (a guest→proxy read of at least `min` bytes), seen on
-/// the wire between the launcher and the proxy: the time to the first proxy read that came
-/// at least `HEAD_MS` after the request (the response head and the empty role chunk go out
-/// at once; the first token only after the prompt is evaluated), and to the proxy's last
-/// bytes before the next request. In ms, as [`Timed`] (tokens left 0).
-fn wire_rounds(reads: &[(std::time::Instant, bool, usize)], min: usize) -> Vec<Timed> {
-    const HEAD_MS: f64 = 20.0;
+/// the wire between the launcher and the proxy: the time to the proxy's second read after
+/// the request (the first carries the response head and the empty role chunk, sent before
+/// the prompt is evaluated; the second the first token: the sizes are printed so a run
+/// shows it), and to the proxy's last bytes before the next request. In ms, as [`Timed`]
+/// (tokens left 0), with the sizes of the first three reads.
+fn wire_rounds(
+    reads: &[(std::time::Instant, bool, usize)],
+    min: usize,
+) -> Vec<(Timed, Vec<usize>)> {
     let mut out = Vec::new();
-    let mut cur: Option<(std::time::Instant, Option<f64>, f64)> = None;
+    // (request time, reads after it: (ms, bytes)).
+    let mut cur: Option<(std::time::Instant, Vec<(f64, usize)>)> = None;
+    let finish = |cur: Option<(std::time::Instant, Vec<(f64, usize)>)>, out: &mut Vec<_>| {
+        if let Some((_, r)) = cur
+            && r.len() >= 2
+        {
+            out.push((
+                Timed {
+                    ttft_ms: r[1].0,
+                    total_ms: r[r.len() - 1].0,
+                    tokens: 0,
+                },
+                r.iter().take(3).map(|x| x.1).collect(),
+            ));
+        }
+    };
     for &(t, up, n) in reads {
         if up && n >= min {
-            if let Some((_, Some(ttft), total)) = cur {
-                out.push(Timed {
-                    ttft_ms: ttft,
-                    total_ms: total,
-                    tokens: 0,
-                });
-            }
-            cur = Some((t, None, 0.0));
-        } else if !up && let Some((start, ttft, total)) = cur.as_mut() {
-            let ms = (t - *start).as_secs_f64() * 1000.0;
-            if ttft.is_none() && ms >= HEAD_MS {
-                *ttft = Some(ms);
-            }
-            *total = ms;
+            finish(cur.take(), &mut out);
+            cur = Some((t, Vec::new()));
+        } else if !up && let Some((start, r)) = cur.as_mut() {
+            r.push(((t - *start).as_secs_f64() * 1000.0, n));
         }
     }
-    if let Some((_, Some(ttft), total)) = cur {
-        out.push(Timed {
-            ttft_ms: ttft,
-            total_ms: total,
-            tokens: 0,
-        });
-    }
+    finish(cur, &mut out);
     out
 }
 
@@ -1104,10 +1106,11 @@ fn bench_guest_path_against_the_plain_port() {
     // before them; the listing is smaller).
     let on_wire = wire_rounds(&wire.reads.lock().unwrap(), 200);
     assert!(on_wire.len() as u32 > rounds, "{on_wire:?}");
+    let first_reads = on_wire[on_wire.len() - rounds as usize].1.clone();
     let on_wire: Vec<Timed> = on_wire[on_wire.len() - rounds as usize..]
         .iter()
         .zip(&guest)
-        .map(|(w, g)| Timed {
+        .map(|((w, _), g)| Timed {
             tokens: g.tokens,
             ..*w
         })
@@ -1141,6 +1144,7 @@ fn bench_guest_path_against_the_plain_port() {
     );
     // Where the time goes: the same rounds seen on the wire between the launcher and the
     // proxy (the backend's own pace while the guest runs), against what the agent saw.
+    println!("wire: the proxy's first reads of a round (bytes): {first_reads:?}");
     let w = row("wire", &on_wire);
     let per_round = |f: fn(&Timed, &Timed) -> f64| {
         median(guest.iter().zip(&on_wire).map(|(g, w)| f(g, w)).collect())
