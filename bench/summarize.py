@@ -136,6 +136,20 @@ def rows(out_dir):
     else:
         out.append(("tokens/s through the proxy", "not run", "", "", None, ""))
 
+    inf = read(out_dir, "inference")
+    d = inf and re.search(r"^direct\s+ttft\s+([0-9.]+) ms\s+end-to-end\s+([0-9.]+) tok/s", inf, re.M)
+    g = inf and re.search(r"^guest\s+ttft\s+([0-9.]+) ms\s+end-to-end\s+([0-9.]+) tok/s", inf, re.M)
+    if d and g:
+        dt, gt = float(d.group(2)), float(g.group(2))
+        out.append(("tokens/s through the guest (agent, monitor, channel, TLS, proxy)", f"{gt:.1f} tok/s",
+                    f"the proxy's plain port: {dt:.1f} tok/s", f"{100 * gt / dt:.1f} %", None,
+                    ">= 98 %"))
+        out.append(("time to first token through the guest", f"{float(g.group(1)):.1f} ms",
+                    f"plain port: {float(d.group(1)):.1f} ms",
+                    f"{float(g.group(1)) - float(d.group(1)):+.1f} ms", None, "<= +20 ms"))
+    else:
+        out.append(("tokens/s through the guest", "not run", "", "", None, ">= 98 %"))
+
     logs = read(out_dir, "log")
     m = logs and re.search(r"bytes/entry\s+metadata-only n=\s*1000000: ([0-9.]+) B entries.*?= ([0-9.]+) B", logs)
     if m:

@@ -2,7 +2,7 @@
 # Every side-by-side comparison Omega makes, in one run, then one table:
 #   bash scripts/bench.sh              # full run (about 30-60 min on a 2-core machine)
 #   QUICK=1 bash scripts/bench.sh      # fewer rounds and boots, for a check that it all works
-#   ONLY="boot policy" bash scripts/bench.sh   # a subset: boot policy agents density a2a tools proxy log
+#   ONLY="boot policy" bash scripts/bench.sh   # a subset: boot policy agents density a2a tools proxy inference log
 # Each comparison times the same work on both sides from the same input (see the bench's own
 # source for how). Raw outputs go to target/bench/*.out; the table to target/bench/summary.md
 # and a plot of the ratios to target/bench/summary.svg.
@@ -84,6 +84,17 @@ if want proxy; then
   log "tokens/s: through omega-proxy vs llama.cpp called directly (same model, same settings)"
   OMEGA_MODEL="$(bash scripts/fetch-model.sh)" \
     cargo bench -q -p omega-proxy --bench proxy_vs_direct | tee "$OUT/proxy.out"
+fi
+
+if want inference; then
+  log "tokens/s and TTFT through the guest (agent -> monitor -> channel -> TLS -> proxy) vs the proxy's plain port"
+  cargo build -q --release -p omega-proxy -p image-build
+  target/release/image-build --out target/omega/omega.bin > "$OUT/image-build-inference.out"
+  OMEGA_MODEL="$(bash scripts/fetch-model.sh)" OMEGA_PROXY_BIN="$PWD/target/release/omega-proxy" \
+    OMEGA_IMAGE="$PWD/target/omega/omega.bin" \
+    OMEGA_BENCH_ROUNDS="$([ -n "$QUICK" ] && echo 2 || echo 7)" \
+    cargo test -q --release -p qemu-tests --test inference -- --ignored --nocapture \
+      bench_guest_path_against_the_plain_port 2>&1 | tee "$OUT/inference.out"
 fi
 
 if want log; then

@@ -65,6 +65,14 @@ pub const MAX_LOG: usize = 1024;
 pub const MAX_RANDOM: usize = 256;
 /// Messages queued for one agent before `send` to it answers `WouldBlock`.
 pub const MAX_INBOX: usize = 16;
+/// Streamed answers ([`INFER_STREAM`]) one agent may have open at once; one more is
+/// `WouldBlock`.
+pub const MAX_STREAMS: usize = 4;
+/// Most text one [`INFER_NEXT`] returns; the rest stays for the next call.
+pub const MAX_CHUNK: usize = 64 * 1024;
+/// Most text the monitor holds for one open stream the agent is not reading; beyond it
+/// the stream ends with `Failed`.
+pub const MAX_STREAM_BUFFER: usize = 256 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Functions and their signatures.
@@ -102,6 +110,15 @@ pub const RECV: Import = call("recv");
 pub const DATA_READ: Import = call("data_read");
 /// A log line to the host: [`LogRequest`] → `()` (empty).
 pub const LOG: Import = call("log");
+/// Streamed inference, start: [`InferRequest`] → [`InferStream`]. Policy action `infer`,
+/// decided and logged exactly as [`INFER`]; returns at once with the stream's handle while
+/// the proxy generates.
+pub const INFER_STREAM: Import = call("infer_stream");
+/// Streamed inference, next piece: [`InferNextRequest`] → [`InferChunk`]. Parks until text
+/// or the end is there, then returns everything that arrived since the last call (up to
+/// [`MAX_CHUNK`]): one crossing per batch, not per token. After the chunk with `done` the
+/// handle is closed. A failed stream answers `Failed` (or `Unavailable`) once and closes.
+pub const INFER_NEXT: Import = call("infer_next");
 /// Monotonic monitor time in milliseconds: `() -> i64`.
 pub const NOW: Import = Import {
     name: "now",
@@ -147,6 +164,8 @@ pub const IMPORTS: &[Import] = &[
     RANDOM,
     RESULT_TAKE,
     EXIT,
+    INFER_STREAM,
+    INFER_NEXT,
 ];
 
 /// The host function called `name`, if [`MODULE`] has one.
@@ -273,6 +292,29 @@ pub struct InferRequest<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InferResponse<'a> {
     pub text: &'a str,
+}
+
+/// `infer_stream`'s answer: the handle of the open stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferStream {
+    pub stream: u64,
+}
+
+/// `infer_next`: the next piece of an open stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferNextRequest {
+    pub stream: u64,
+}
+
+/// `infer_next`'s answer: the text that arrived since the previous call (possibly empty
+/// with `done`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferChunk<'a> {
+    pub text: &'a str,
+    /// The answer is complete; the handle is closed.
+    pub done: bool,
+    /// With `done`: the proxy's count of completion tokens, when it gave one.
+    pub completion_tokens: Option<u32>,
 }
 
 /// `tool_call`: an MCP tool, named `server.tool`, with its arguments as a JSON object text.
@@ -525,6 +567,23 @@ mod tests {
             assert!(IMPORTS[..i].iter().all(|o| o.name != imp.name));
         }
         assert_eq!(import("fd_write"), None);
+    }
+
+    #[test]
+    fn a_chunk_has_one_encoding() {
+        let c = InferChunk {
+            text: "Blue",
+            done: true,
+            completion_tokens: Some(12),
+        };
+        let mut buf = [0u8; 32];
+        let n = encode(&c, &mut buf).unwrap().len();
+        // text (len, bytes), done, Some, 12: what a hand-written agent (WAT) parses.
+        assert_eq!(&buf[..n], b"\x04Blue\x01\x01\x0c");
+        assert_eq!(decode::<InferChunk<'_>>(&buf[..n]), Ok(c));
+        let next = InferNextRequest { stream: 300 };
+        let n = encode(&next, &mut buf).unwrap().len();
+        assert_eq!(&buf[..n], &[0xac, 0x02]);
     }
 
     #[test]

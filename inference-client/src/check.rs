@@ -2,7 +2,8 @@
 
 use sha2::Digest as _;
 
-use omega_proxy_evidence::{EvidenceError, NONCE_LEN, ProxyEvidence, Tee, decode};
+use omega_gpu_evidence::{GpuEvidenceError, ReferenceValue};
+use omega_proxy_evidence::{EvidenceError, Gpu, NONCE_LEN, ProxyEvidence, Tee, decode};
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4); the 32-byte key follows.
 pub const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -23,9 +24,23 @@ pub struct Expectations {
     /// yet (docs/inference.md), so today this refuses every proxy: `tee: none` as such, a
     /// claimed TEE as unproven.
     pub require_tee: bool,
-    /// The proxy must use a GPU in confidential-computing mode; as with the TEE, GPU evidence
-    /// verification is not built, so this refuses every proxy today.
-    pub require_confidential_gpu: bool,
+    /// The proxy must use an NVIDIA GPU in confidential-computing mode whose evidence
+    /// verifies ([`omega_gpu_evidence::verify_proxy_gpu`]: chain to the root, signature over
+    /// this session's nonce and TLS key, FWID, these reference measurements).
+    pub require_confidential_gpu: Option<GpuRequirement>,
+}
+
+/// What the policy requires of the proxy's GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuRequirement {
+    /// Reference measurements the GPU must report: SPDM block index → allowed values (at
+    /// least one; NVIDIA's RIM index `i` is SPDM index `i + 1`). Whoever writes the policy
+    /// vouches for them (the signed RIMs themselves are not checked here).
+    pub reference: alloc::vec::Vec<ReferenceValue>,
+    /// The device identity root (DER) the certificate chain must end in; `None` is
+    /// NVIDIA's ("NVIDIA Device Identity CA", pinned in `omega-gpu-evidence`). Another root
+    /// is for lab chains in tests.
+    pub root_der: Option<alloc::vec::Vec<u8>>,
 }
 
 impl Expectations {
@@ -37,7 +52,7 @@ impl Expectations {
             identity,
             model_sha256: None,
             require_tee: cleared_labels,
-            require_confidential_gpu: false,
+            require_confidential_gpu: None,
         }
     }
 }
@@ -63,10 +78,14 @@ pub enum Refusal {
     /// The proxy claims a TEE but nothing proves it (no report is carried or verified yet).
     #[error("the proxy claims a TEE but carries no verifiable report")]
     TeeUnproven,
-    /// The policy requires a confidential GPU and the proxy has none (or it is not in CC mode,
-    /// or its evidence cannot be verified yet).
-    #[error("the policy requires a confidential GPU and the proxy's is absent or unproven")]
+    /// The policy requires a confidential GPU and the proxy says it has none.
+    #[error("the policy requires a confidential GPU and the proxy has none")]
     NoConfidentialGpu,
+    /// The proxy's GPU evidence does not prove a confidential GPU for this session: not in CC
+    /// mode, no evidence, or the evidence fails verification (chain, nonce, signature,
+    /// FWID, reference measurements).
+    #[error("GPU evidence: {0}")]
+    Gpu(GpuEvidenceError),
     /// The TLS key is not an Ed25519 SubjectPublicKeyInfo (the one type this client speaks).
     #[error("the evidence's TLS key is not an Ed25519 SubjectPublicKeyInfo")]
     KeyType,
@@ -84,6 +103,8 @@ pub struct VerifiedProxy {
     /// SHA-256 of the evidence's encoding as received (what a log records of this session:
     /// it covers the binary, the model, the TLS key and the nonce).
     pub evidence_sha256: [u8; 32],
+    /// SHA-256 of the GPU evidence, when the policy required it and it verified.
+    pub gpu_evidence_sha256: Option<[u8; 32]>,
 }
 
 /// Decodes `bytes` strictly and checks them against the nonce the guest sent and its
@@ -123,9 +144,25 @@ pub fn check(
             Tee::SevSnp | Tee::Tdx => Refusal::TeeUnproven,
         });
     }
-    if expect.require_confidential_gpu {
-        // Same reason: GPU evidence verification is not built, whatever `gpu` says.
-        return Err(Refusal::NoConfidentialGpu);
+    let mut gpu_evidence_sha256 = None;
+    if let Some(required) = &expect.require_confidential_gpu {
+        // SECURITY: `gpu` is a claim; only evidence that verifies for this session's nonce
+        // and TLS key, against the root and the policy's reference values, proves a
+        // confidential GPU. Without a CPU TEE around the proxy this proves who answered, not
+        // that the proxy's host cannot read the prompts (docs/inference.md).
+        if evidence.gpu == Gpu::None {
+            return Err(Refusal::NoConfidentialGpu);
+        }
+        let mut policy =
+            omega_gpu_evidence::Policy::nvidia(&required.reference).map_err(Refusal::Gpu)?;
+        if let Some(root) = &required.root_der {
+            policy.root_der = root.clone();
+        }
+        omega_gpu_evidence::verify_proxy_gpu(&evidence, &policy).map_err(Refusal::Gpu)?;
+        gpu_evidence_sha256 = evidence
+            .gpu_evidence
+            .as_deref()
+            .map(|g| sha2::Sha256::digest(g).into());
     }
     if evidence.tls_spki.len() != ED25519_SPKI_PREFIX.len() + 32
         || !evidence.tls_spki.starts_with(&ED25519_SPKI_PREFIX)
@@ -137,6 +174,7 @@ pub fn check(
         tls_spki: evidence.tls_spki.clone(),
         evidence,
         evidence_sha256: sha2::Sha256::digest(bytes).into(),
+        gpu_evidence_sha256,
     })
 }
 

@@ -107,8 +107,45 @@ pub fn parse(buf: &[u8]) -> Result<Option<Response>, HttpError> {
     if head_end > MAX_HEAD {
         return Err(HttpError::HeadTooLarge);
     }
-    let head = &buf[..head_end];
+    let head = parse_head(&buf[..head_end])?;
+    let (status, length, chunked, close) = (head.status, head.length, head.chunked, head.close);
     let rest = &buf[head_end + 4..];
+    let body = if chunked {
+        match dechunk(rest)? {
+            Some(body) => body,
+            None => return Ok(None),
+        }
+    } else {
+        let n = length.ok_or(HttpError::NoLength)?;
+        if n > MAX_BODY {
+            return Err(HttpError::BodyTooLarge);
+        }
+        if rest.len() < n {
+            return Ok(None);
+        }
+        if rest.len() > n {
+            return Err(HttpError::Trailing);
+        }
+        rest.to_vec()
+    };
+    Ok(Some(Response {
+        status,
+        body,
+        close,
+    }))
+}
+
+/// A response head: status and the framing headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub status: u16,
+    pub length: Option<usize>,
+    pub chunked: bool,
+    pub close: bool,
+}
+
+/// Parses a response head (without the final empty line).
+pub(crate) fn parse_head(head: &[u8]) -> Result<Head, HttpError> {
     let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
     let status = status(lines.next().unwrap_or_default())?;
     let mut length = None;
@@ -139,29 +176,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Response>, HttpError> {
     if chunked && length.is_some() {
         return Err(HttpError::Header);
     }
-    let body = if chunked {
-        match dechunk(rest)? {
-            Some(body) => body,
-            None => return Ok(None),
-        }
-    } else {
-        let n = length.ok_or(HttpError::NoLength)?;
-        if n > MAX_BODY {
-            return Err(HttpError::BodyTooLarge);
-        }
-        if rest.len() < n {
-            return Ok(None);
-        }
-        if rest.len() > n {
-            return Err(HttpError::Trailing);
-        }
-        rest.to_vec()
-    };
-    Ok(Some(Response {
+    Ok(Head {
         status,
-        body,
+        length,
+        chunked,
         close,
-    }))
+    })
 }
 
 fn status(line: &[u8]) -> Result<u16, HttpError> {
@@ -228,7 +248,7 @@ fn dechunk(mut buf: &[u8]) -> Result<Option<Vec<u8>>, HttpError> {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -236,7 +256,7 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
+pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
@@ -247,7 +267,7 @@ fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// Digits only (no sign, no spaces), at most 8 of them: no overflow, no giant values.
-fn ascii_usize(s: &[u8], radix: u32) -> Option<usize> {
+pub(crate) fn ascii_usize(s: &[u8], radix: u32) -> Option<usize> {
     if s.is_empty() || s.len() > 8 {
         return None;
     }

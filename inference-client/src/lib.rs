@@ -22,6 +22,7 @@ pub mod check;
 pub mod http;
 pub mod provider;
 pub mod session;
+pub mod stream;
 pub mod verifier;
 
 use alloc::boxed::Box;
@@ -39,7 +40,7 @@ use rustls::time_provider::TimeProvider;
 use rustls::unbuffered::{EncodeError, EncryptError};
 use serde::Deserialize;
 
-pub use check::{Expectations, Refusal, VerifiedProxy, check};
+pub use check::{Expectations, GpuRequirement, Refusal, VerifiedProxy, check};
 pub use http::HttpError;
 pub use session::{CallId, Event, Phase, Session};
 
@@ -167,7 +168,12 @@ impl Client {
                     });
                 }
                 Some(Event::Broken { error, .. }) => return Err(error),
-                Some(Event::Answer { .. } | Event::Models { .. }) => {
+                Some(
+                    Event::Answer { .. }
+                    | Event::Models { .. }
+                    | Event::Delta { .. }
+                    | Event::StreamEnd { .. },
+                ) => {
                     return Err(ClientError::TlsState("early answer"));
                 }
                 None => fill(&mut transport, &mut session, &mut buf)?,
@@ -234,8 +240,36 @@ impl<T: Transport> Connection<T> {
             self.flush()?;
             match self.session.poll() {
                 Some(Event::Answer { id: got, result }) if got == id => return result,
-                Some(Event::Answer { .. } | Event::Models { .. } | Event::Established) => {}
+                Some(
+                    Event::Answer { .. }
+                    | Event::Models { .. }
+                    | Event::Established
+                    | Event::Delta { .. }
+                    | Event::StreamEnd { .. },
+                ) => {}
                 Some(Event::Broken { error, .. }) => return Err(error),
+                None => self.fill()?,
+            }
+        }
+    }
+
+    /// Sends one streamed chat completion and hands its text to `on_text` as it arrives
+    /// (whatever text one read from the transport brought, in one piece); returns the end.
+    pub fn chat_stream(
+        &mut self,
+        req: &ChatRequest<'_>,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<stream::StreamEnd, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.session.submit_stream(id, req)?;
+        loop {
+            self.flush()?;
+            match self.session.poll() {
+                Some(Event::Delta { id: got, text }) if got == id => on_text(&text),
+                Some(Event::StreamEnd { id: got, result }) if got == id => return result,
+                Some(Event::Broken { error, .. }) => return Err(error),
+                Some(_) => {}
                 None => self.fill()?,
             }
         }
@@ -334,13 +368,17 @@ fn grow_and_write(
     Err(ClientError::TlsState("outgoing buffer size"))
 }
 
-pub(crate) fn chat_body(req: &ChatRequest<'_>) -> Vec<u8> {
+/// The request body; `stream` asks for server-sent events with a final usage chunk.
+pub(crate) fn chat_body(req: &ChatRequest<'_>, stream: bool) -> Vec<u8> {
     let messages: Vec<serde_json::Value> = req
         .messages
         .iter()
         .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
         .collect();
-    let mut body = serde_json::json!({"model": req.model, "messages": messages, "stream": false});
+    let mut body = serde_json::json!({"model": req.model, "messages": messages, "stream": stream});
+    if stream {
+        body["stream_options"] = serde_json::json!({"include_usage": true});
+    }
     if let Some(n) = req.max_tokens {
         body["max_tokens"] = n.into();
     }
@@ -371,9 +409,9 @@ struct AnswerMessage {
 }
 
 #[derive(Deserialize)]
-struct Usage {
+pub(crate) struct Usage {
     prompt_tokens: u32,
-    completion_tokens: u32,
+    pub(crate) completion_tokens: u32,
 }
 
 #[derive(Deserialize)]
@@ -382,28 +420,33 @@ struct ApiError {
 }
 
 #[derive(Deserialize)]
-struct ApiErrorBody {
-    message: String,
+pub(crate) struct ApiErrorBody {
+    pub(crate) message: String,
 }
 
 /// The longest error message kept from the proxy.
 const MAX_ERROR_MESSAGE: usize = 512;
 
+/// `message` cut to [`MAX_ERROR_MESSAGE`] bytes (at a character boundary).
+pub(crate) fn cut_message(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut cut = MAX_ERROR_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
 pub(crate) fn parse_answer(resp: &http::Response) -> Result<ChatResponse, ClientError> {
     if resp.status != 200 {
-        let mut message = serde_json::from_slice::<ApiError>(&resp.body)
+        let message = serde_json::from_slice::<ApiError>(&resp.body)
             .map(|e| e.error.message)
             .unwrap_or_else(|_| "(no OpenAI error body)".into());
-        if message.len() > MAX_ERROR_MESSAGE {
-            let mut cut = MAX_ERROR_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
         return Err(ClientError::Api {
             status: resp.status,
-            message,
+            message: cut_message(message),
         });
     }
     let c: Completion = serde_json::from_slice(&resp.body)

@@ -26,6 +26,7 @@ use rustls::unbuffered::{ConnectionState, UnbufferedStatus};
 use rustls::{ClientConfig, version::TLS13};
 
 use crate::check::{Expectations, Refusal, VerifiedProxy, check};
+use crate::stream::{StreamEnd, StreamParser};
 use crate::{
     ChatRequest, ChatResponse, Client, ClientError, HttpError, INCOMING_TLS, MAX_REQUEST,
     MAX_STEPS, PLAINTEXT_PIECE, SERVER_NAME, chat_body, encode_into, encrypt_into, http,
@@ -63,6 +64,15 @@ pub enum Event {
         id: CallId,
         result: Result<ChatResponse, ClientError>,
     },
+    /// Text of a streamed call ([`Session::submit_stream`]): whatever arrived since the last
+    /// event of this call, in one piece (consecutive pieces are merged while not polled).
+    Delta { id: CallId, text: String },
+    /// The end of a streamed call: its usage, or the proxy's API error (the session lives
+    /// on). Every piece of its text came before, as [`Event::Delta`].
+    StreamEnd {
+        id: CallId,
+        result: Result<StreamEnd, ClientError>,
+    },
     /// The answer to [`Session::submit_models`]: the model ids the proxy serves.
     Models {
         id: CallId,
@@ -80,7 +90,24 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Chat,
+    ChatStream,
     Models,
+}
+
+/// How the response of the call in flight is parsed.
+#[derive(Debug)]
+enum Parser {
+    Whole(http::ResponseParser),
+    Stream(StreamParser),
+}
+
+impl Parser {
+    fn for_kind(kind: Kind) -> Self {
+        match kind {
+            Kind::ChatStream => Parser::Stream(StreamParser::new()),
+            Kind::Chat | Kind::Models => Parser::Whole(http::ResponseParser::new()),
+        }
+    }
 }
 
 /// The most model ids kept from a `/v1/models` answer, and the longest id.
@@ -129,7 +156,7 @@ pub struct Session {
     /// Calls not yet sent: id, kind and the HTTP request's bytes.
     queue: VecDeque<(CallId, Kind, Vec<u8>)>,
     /// The call whose response is being received.
-    in_flight: Option<(CallId, Kind, http::ResponseParser)>,
+    in_flight: Option<(CallId, Kind, Parser)>,
     /// The proxy said `Connection: close`: no further call can be sent.
     closing: bool,
     events: VecDeque<Event>,
@@ -186,19 +213,35 @@ impl Session {
     /// answered. Refused (and nothing queued) on a broken or closing session, a full queue
     /// or an oversized request.
     pub fn submit(&mut self, id: CallId, req: &ChatRequest<'_>) -> Result<(), ClientError> {
+        self.submit_chat(id, req, Kind::Chat)
+    }
+
+    /// Queues one streamed chat completion: its text comes as [`Event::Delta`]s as the
+    /// proxy generates it, then one [`Event::StreamEnd`]. Same queue and refusals as
+    /// [`Session::submit`].
+    pub fn submit_stream(&mut self, id: CallId, req: &ChatRequest<'_>) -> Result<(), ClientError> {
+        self.submit_chat(id, req, Kind::ChatStream)
+    }
+
+    fn submit_chat(
+        &mut self,
+        id: CallId,
+        req: &ChatRequest<'_>,
+        kind: Kind,
+    ) -> Result<(), ClientError> {
         if self.phase == Phase::Broken || self.closing {
             return Err(ClientError::Broken);
         }
         if self.waiting() >= MAX_QUEUED {
             return Err(ClientError::QueueFull);
         }
-        let body = chat_body(req);
+        let body = chat_body(req, kind == Kind::ChatStream);
         if body.len() > MAX_REQUEST {
             return Err(ClientError::RequestTooLarge(body.len()));
         }
         self.queue.push_back((
             id,
-            Kind::Chat,
+            kind,
             http::post_json("/v1/chat/completions", SERVER_NAME, &body),
         ));
         if self.phase == Phase::Ready {
@@ -346,24 +389,41 @@ impl Session {
                         let Some((id, kind, parser)) = self.in_flight.as_mut() else {
                             return Err(ClientError::Http(HttpError::Trailing));
                         };
-                        if let Some(response) =
-                            parser.feed(record.payload).map_err(ClientError::Http)?
-                        {
-                            let (id, kind) = (*id, *kind);
-                            self.in_flight = None;
-                            if response.close {
-                                self.closing = true;
+                        let (id, kind) = (*id, *kind);
+                        match parser {
+                            Parser::Whole(parser) => {
+                                if let Some(response) =
+                                    parser.feed(record.payload).map_err(ClientError::Http)?
+                                {
+                                    self.in_flight = None;
+                                    if response.close {
+                                        self.closing = true;
+                                    }
+                                    self.events.push_back(match kind {
+                                        Kind::Models => Event::Models {
+                                            id,
+                                            result: parse_models(&response),
+                                        },
+                                        Kind::Chat | Kind::ChatStream => Event::Answer {
+                                            id,
+                                            result: parse_answer(&response),
+                                        },
+                                    });
+                                }
                             }
-                            self.events.push_back(match kind {
-                                Kind::Chat => Event::Answer {
-                                    id,
-                                    result: parse_answer(&response),
-                                },
-                                Kind::Models => Event::Models {
-                                    id,
-                                    result: parse_models(&response),
-                                },
-                            });
+                            Parser::Stream(parser) => {
+                                let mut text = String::new();
+                                let end = parser.feed(record.payload, &mut text)?;
+                                let close = parser.close;
+                                push_delta(&mut self.events, id, text);
+                                if let Some(result) = end {
+                                    self.in_flight = None;
+                                    if close {
+                                        self.closing = true;
+                                    }
+                                    self.events.push_back(Event::StreamEnd { id, result });
+                                }
+                            }
                         }
                     }
                 }
@@ -389,7 +449,7 @@ impl Session {
                             encrypt_into(&mut record, |buf| writer.encrypt(piece, buf))?;
                             self.outgoing.extend_from_slice(&record);
                         }
-                        self.in_flight = Some((id, kind, http::ResponseParser::new()));
+                        self.in_flight = Some((id, kind, Parser::for_kind(kind)));
                     } else {
                         wait = true;
                     }
@@ -431,6 +491,21 @@ impl Session {
         waiting.extend(self.queue.drain(..).map(|(id, ..)| id));
         self.events.push_back(Event::Broken { error, waiting });
     }
+}
+
+/// Text for streamed call `id`: merged into the last event when that is text of the same
+/// call (the caller had not polled in between: one crossing, not one per token).
+fn push_delta(events: &mut VecDeque<Event>, id: CallId, text: String) {
+    if text.is_empty() {
+        return;
+    }
+    if let Some(Event::Delta { id: last, text: t }) = events.back_mut()
+        && *last == id
+    {
+        t.push_str(&text);
+        return;
+    }
+    events.push_back(Event::Delta { id, text });
 }
 
 /// [`check`] against the candidate whose identity the evidence has; with none, the refusal

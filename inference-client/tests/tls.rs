@@ -55,7 +55,7 @@ fn expect() -> Expectations {
         identity: identity(Tee::None),
         model_sha256: Some(MODEL_SHA256),
         require_tee: false,
-        require_confidential_gpu: false,
+        require_confidential_gpu: None,
     }
 }
 
@@ -407,7 +407,13 @@ fn a_proxy_without_tee_is_refused_where_policy_requires_one() {
     assert!(Expectations::from_policy([0; 32], true).require_tee);
     assert!(!Expectations::from_policy([0; 32], false).require_tee);
     let mut gpu = expect();
-    gpu.require_confidential_gpu = true;
+    gpu.require_confidential_gpu = Some(omega_inference_client::GpuRequirement {
+        reference: vec![omega_gpu_evidence::ReferenceValue {
+            index: 1,
+            allowed: vec![vec![0; 48]],
+        }],
+        root_der: None,
+    });
     assert_refused_before_tls(Fake::default(), &gpu, Refusal::NoConfidentialGpu);
 }
 
@@ -703,7 +709,7 @@ fn session_queues_calls_during_the_handshake_and_answers_them_in_order() {
         identity: [0x77; 32],
         model_sha256: None,
         require_tee: false,
-        require_confidential_gpu: false,
+        require_confidential_gpu: None,
     };
     let mine = Expectations {
         model_sha256: None,
@@ -769,4 +775,124 @@ fn session_refusal_and_tampering_name_every_waiting_call() {
         }
         e => panic!("{e:?}"),
     }
+}
+
+/// A streamed answer as omega-proxy sends it: server-sent events in HTTP chunks.
+fn streamed(pieces: &[&str]) -> Vec<u8> {
+    let mut events = String::from("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n");
+    for p in pieces {
+        events.push_str(&format!(
+            "data: {}\n\n",
+            serde_json::json!({"choices": [{"delta": {"content": p}}]})
+        ));
+    }
+    events.push_str("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+    events.push_str(
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":4}}\n\n",
+    );
+    events.push_str("data: [DONE]\n\n");
+    let mut out =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
+    for line in events.split_inclusive("\n\n") {
+        out.extend_from_slice(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes());
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn a_streamed_answer_comes_in_pieces_and_the_connection_lives_on() {
+    let fake = Fake {
+        answer: Some(streamed(&["Bl", "ue", " sky", "."])),
+        ..Fake::default()
+    };
+    let (conn, sent, seen) = connect(fake, &expect());
+    let mut conn = conn.unwrap();
+    let messages = [Message {
+        role: "user",
+        content: PROMPT,
+    }];
+    let req = ChatRequest {
+        model: "m",
+        messages: &messages,
+        max_tokens: Some(8),
+        temperature: Some(0.0),
+        seed: None,
+    };
+    for _ in 0..2 {
+        let mut pieces = Vec::new();
+        let end = conn
+            .chat_stream(&req, |t| pieces.push(t.to_string()))
+            .unwrap();
+        assert_eq!(pieces.concat(), "Blue sky.");
+        assert_eq!(end.completion_tokens, Some(4));
+        assert_eq!(end.finish_reason.as_deref(), Some("stop"));
+    }
+    drop(conn);
+    let seen = seen.recv().unwrap();
+    let text = String::from_utf8(seen.plaintext).unwrap();
+    assert_eq!(text.matches("\"stream\":true").count(), 2, "{text}");
+    assert!(text.contains("\"include_usage\":true"), "{text}");
+    let sent = sent.lock().unwrap();
+    assert!(!sent.windows(PROMPT.len()).any(|w| w == PROMPT.as_bytes()));
+}
+
+#[test]
+fn a_session_merges_the_text_that_arrives_between_two_polls() {
+    use omega_inference_client::Session;
+    let fake = Fake {
+        answer: Some(streamed(&["a", "b", "c", "d", "e"])),
+        ..Fake::default()
+    };
+    let (addr, _seen) = spawn_fake(fake);
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut session = Session::new(&client(), [0x5a; 32], vec![expect()]);
+    let messages = [Message {
+        role: "user",
+        content: PROMPT,
+    }];
+    session
+        .submit_stream(
+            3,
+            &ChatRequest {
+                model: "m",
+                messages: &messages,
+                max_tokens: Some(8),
+                temperature: Some(0.0),
+                seed: None,
+            },
+        )
+        .unwrap();
+    let mut deltas = Vec::new();
+    let mut end = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while end.is_none() && std::time::Instant::now() < deadline {
+        let out = session.take_outgoing();
+        if !out.is_empty() {
+            sock.write_all(&out).unwrap();
+        }
+        // Everything one read brought is fed before polling: one event for all of it.
+        let mut buf = [0u8; 65536];
+        match sock.read(&mut buf) {
+            Ok(0) => session.close(ClientError::Closed),
+            Ok(n) => buf[..n].iter().for_each(|b| session.feed(&[*b])),
+            Err(_) => {}
+        }
+        while let Some(e) = session.poll() {
+            match e {
+                Event::Established => {}
+                Event::Delta { id: 3, text } => deltas.push(text),
+                Event::StreamEnd { id: 3, result } => end = Some(result.unwrap()),
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!(deltas.concat(), "abcde");
+    // The fake writes the whole answer at once: it arrives in one or a few reads, never one
+    // event per token.
+    assert!(deltas.len() < 5, "{deltas:?}");
+    assert_eq!(end.unwrap().completion_tokens, Some(4));
 }

@@ -70,7 +70,7 @@ fn expect(identity: [u8; 32]) -> Expectations {
         identity,
         model_sha256: None,
         require_tee: false,
-        require_confidential_gpu: false,
+        require_confidential_gpu: None,
     }
 }
 

@@ -146,7 +146,10 @@ impl<M: Monitor> Runtime<'_, M> {
             CallKind::Recv => return self.recv(id, &call),
             CallKind::Send => self.send(id, &call.args),
             CallKind::DataRead => self.data_read(id, &call.args),
-            CallKind::Infer | CallKind::ToolCall => return self.egress(id, call),
+            CallKind::Infer | CallKind::ToolCall | CallKind::InferStream => {
+                return self.egress(id, call);
+            }
+            CallKind::InferNext => return self.infer_next(id, &call),
         };
         match result {
             Ok(Some(bytes)) => self.respond(id, &call, Ok(&bytes)),
@@ -419,6 +422,18 @@ impl<M: Monitor> Runtime<'_, M> {
     }
 
     fn egress(&mut self, id: usize, call: HostCall) -> Outcome {
+        let stream = call.kind == CallKind::InferStream;
+        // Checked before the decision: a refused stream is not decided or logged.
+        if stream && !self.stream_room(id) {
+            return self.respond(id, &call, Err(HostError::WouldBlock));
+        }
+        if stream {
+            return match self.egress_inner(id, &call) {
+                Ok(Some(reply)) => self.open_stream(id, &call, reply),
+                Ok(None) => Outcome::Park(Wait::Record(call)),
+                Err(e) => self.respond(id, &call, Err(e.as_host())),
+            };
+        }
         match self.egress_inner(id, &call) {
             Ok(Some(EgressReply::Answer(answer))) => {
                 let v = self.answer(id, call.out_ptr, call.out_cap, &answer);
@@ -436,7 +451,7 @@ impl<M: Monitor> Runtime<'_, M> {
 
     fn egress_inner(&mut self, id: usize, call: &HostCall) -> Result<Option<EgressReply>, Fail> {
         let args = &call.args;
-        if call.kind == CallKind::Infer {
+        if matches!(call.kind, CallKind::Infer | CallKind::InferStream) {
             let req: abi::InferRequest<'_> =
                 abi::decode(args).map_err(|_| Fail::Abi(HostError::BadRequest))?;
             if !name_ok(req.model) {
@@ -454,6 +469,7 @@ impl<M: Monitor> Runtime<'_, M> {
                 model: req.model,
                 prompt: req.prompt,
                 max_tokens: req.max_tokens,
+                stream: call.kind == CallKind::InferStream,
             };
             self.decide_egress(id, action, egress, args)
         } else {
@@ -563,7 +579,9 @@ impl<M: Monitor> Runtime<'_, M> {
     /// Writes an egress answer into the agent's buffer; returns the call's return value.
     pub(crate) fn answer(&mut self, id: usize, out_ptr: u32, out_cap: u32, answer: &Answer) -> i32 {
         let bytes = match answer {
-            Answer::Infer { text } => crate::encode_owned(&abi::InferResponse { text }),
+            Answer::Infer { text } | Answer::InferPart { text, .. } => {
+                crate::encode_owned(&abi::InferResponse { text })
+            }
             Answer::Tool { is_error, content } => crate::encode_owned(&abi::ToolCallResponse {
                 is_error: *is_error,
                 content,

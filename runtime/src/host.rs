@@ -23,6 +23,8 @@ pub(crate) enum CallKind {
     Log,
     Now,
     Random,
+    InferStream,
+    InferNext,
 }
 
 /// A host call waiting for the scheduler: the request bytes (copied out of the agent) and
@@ -182,6 +184,8 @@ pub(crate) fn link(linker: &mut Linker<AgentCtx>) -> Result<(), wasmi::errors::L
     call!(abi::RECV, CallKind::Recv);
     call!(abi::DATA_READ, CallKind::DataRead);
     call!(abi::LOG, CallKind::Log);
+    call!(abi::INFER_STREAM, CallKind::InferStream);
+    call!(abi::INFER_NEXT, CallKind::InferNext);
     linker.func_wrap(
         m,
         abi::NOW.name,

@@ -29,6 +29,7 @@ mod gate;
 mod host;
 mod load;
 mod monitor;
+mod stream;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
@@ -118,11 +119,17 @@ pub(crate) enum Wait {
     Recv { out_ptr: u32, out_cap: u32 },
     /// Room in the provenance outbox; the call goes through the gate again.
     Record(HostCall),
+    /// Text or the end of an open stream (`infer_next`).
+    Stream {
+        handle: u64,
+        out_ptr: u32,
+        out_cap: u32,
+    },
 }
 
 /// Where the agent's execution is.
 #[derive(Debug, Default)]
-enum Run {
+pub(crate) enum Run {
     /// `run` not called yet.
     #[default]
     Start,
@@ -143,6 +150,8 @@ struct Agent {
     status: Status,
     session: Session,
     inbox: VecDeque<Inbound>,
+    /// Open `infer_stream` answers (at most `abi::MAX_STREAMS`).
+    streams: Vec<stream::Open>,
     restarts: u32,
     fuel_used: u64,
 }
@@ -162,6 +171,10 @@ pub struct Runtime<'p, M> {
     woken: VecDeque<usize>,
     burst: usize,
     tickets: BTreeMap<Ticket, usize>,
+    /// Tickets of open streams: the agent and its stream handle.
+    stream_tickets: BTreeMap<Ticket, (usize, u64)>,
+    /// The next stream handle.
+    next_stream: u64,
     /// The first agent spawned under each name: `send` finds its receiver, and the
     /// policy name it is decided under, without a scan of every agent.
     by_name: BTreeMap<String, usize>,
@@ -202,6 +215,8 @@ impl<'p, M: Monitor> Runtime<'p, M> {
             woken: VecDeque::new(),
             burst: 0,
             tickets: BTreeMap::new(),
+            stream_tickets: BTreeMap::new(),
+            next_stream: 1,
             by_name: BTreeMap::new(),
             config,
         }
@@ -239,6 +254,7 @@ impl<'p, M: Monitor> Runtime<'p, M> {
             status: Status::Ready,
             session: Session::new(),
             inbox: VecDeque::new(),
+            streams: Vec::new(),
             restarts: 0,
             fuel_used: 0,
         });
@@ -365,6 +381,9 @@ impl<'p, M: Monitor> Runtime<'p, M> {
     /// Answers a pending egress: writes the answer into the waiting agent and queues it.
     /// Unknown tickets (answered already, or the agent was stopped) are ignored.
     pub fn deliver(&mut self, ticket: Ticket, answer: &Answer) -> bool {
+        if self.deliver_stream(ticket, answer) {
+            return true;
+        }
         let Some(id) = self.tickets.remove(&ticket) else {
             return false;
         };
@@ -405,7 +424,7 @@ impl<'p, M: Monitor> Runtime<'p, M> {
         }
     }
 
-    fn resume_later(&mut self, id: usize, call: ResumableCallHostTrap, ret: Val) {
+    pub(crate) fn resume_later(&mut self, id: usize, call: ResumableCallHostTrap, ret: Val) {
         if let Some(agent) = self.agents.get_mut(id) {
             agent.run = Run::Resume(call, ret);
             agent.status = Status::Ready;
@@ -648,6 +667,8 @@ impl<'p, M: Monitor> Runtime<'p, M> {
         agent.store.data_mut().pending = None;
         agent.store.data_mut().held = None;
         self.tickets.retain(|_, a| *a != id);
+        self.stream_tickets.retain(|_, (a, _)| *a != id);
+        agent.streams.clear();
         self.ready.retain(|a| *a != id);
         self.woken.retain(|a| *a != id);
         let Some(agent) = self.agents.get(id) else {

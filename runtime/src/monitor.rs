@@ -49,6 +49,9 @@ pub enum Egress<'a> {
         model: &'a str,
         prompt: &'a str,
         max_tokens: u32,
+        /// The agent asked for the answer as it is generated (`infer_stream`): the monitor
+        /// delivers [`Answer::InferPart`]s by ticket (or one whole [`Answer::Infer`]).
+        stream: bool,
     },
     /// An MCP tool call through the tool gateway; `arguments` is a JSON object text.
     Tool { tool: &'a str, arguments: &'a str },
@@ -81,6 +84,12 @@ pub enum EgressReply {
 pub enum Answer {
     Infer {
         text: String,
+    },
+    /// Part of a streamed answer: text that arrived; `end` (with the proxy's completion
+    /// token count, if any) on the last part. Delivered any number of times per ticket.
+    InferPart {
+        text: String,
+        end: Option<Option<u32>>,
     },
     Tool {
         is_error: bool,

@@ -831,3 +831,128 @@ fn a_message_reaches_the_live_agent_of_a_name_after_the_first_exited() {
     assert_eq!(rt.status(p2), Some(&Status::Exited(0)));
     assert!(matches!(rt.status(second), Some(Status::Exited(n)) if *n > 0));
 }
+
+#[test]
+fn a_streamed_answer_reaches_the_agent_in_batches_and_ends_once() {
+    let infer = enc(&abi::InferRequest {
+        model: "llm",
+        prompt: "summarise",
+        max_tokens: 100,
+    });
+    let next = enc(&abi::InferNextRequest { stream: 1 });
+    let s = script(&[
+        Step::Call("infer_stream", infer.clone()),
+        Step::Call("infer_next", next.clone()),
+        Step::Call("infer_next", next.clone()),
+        Step::Call("infer_next", next.clone()),
+        Step::Call("infer_next", next),
+    ]);
+    let agents = vec![declared("asker", &s)];
+    let mut rt = runtime(&agents);
+    rt.monitor_mut().mode = EgressMode::Tickets;
+    let asker = rt.load(&spec("asker", &agents[0].module)).unwrap();
+    rt.run_until_idle(1000);
+    // The handle came back at once; the agent waits in its first `infer_next`.
+    assert_eq!(rt.status(asker), Some(&Status::Parked));
+    assert_eq!(
+        rt.monitor().egress,
+        vec![("asker".into(), "infer llm: summarise".into())]
+    );
+    assert_eq!(
+        rt.monitor()
+            .decisions_of("asker")
+            .iter()
+            .filter(|d| d.rule == "infer_ok")
+            .count(),
+        1,
+        "decided and logged as infer"
+    );
+    let ticket = rt.monitor().tickets[0];
+    let part = |text: &str, end| Answer::InferPart {
+        text: text.into(),
+        end,
+    };
+    // The first part wakes the agent; the two after it arrive before it runs: one batch.
+    assert!(rt.deliver(ticket, &part("Bl", None)));
+    assert!(rt.deliver(ticket, &part("ue ", None)));
+    assert!(rt.deliver(ticket, &part("sky", None)));
+    rt.run_until_idle(10);
+    assert_eq!(rt.status(asker), Some(&Status::Parked));
+    assert!(rt.deliver(ticket, &part("", Some(Some(3)))));
+    assert!(!rt.deliver(ticket, &part("late", None)), "the stream ended");
+    rt.run_until_idle(10);
+    let chunk = |text: &str, done: bool, tokens| {
+        enc(&abi::InferChunk {
+            text,
+            done,
+            completion_tokens: tokens,
+        })
+        .len() as i32
+    };
+    let r = rets(&rt, asker, 5);
+    assert_eq!(r[0], enc(&abi::InferStream { stream: 1 }).len() as i32);
+    assert_eq!(r[1], chunk("Bl", false, None));
+    assert_eq!(r[2], chunk("ue sky", false, None));
+    assert_eq!(r[3], chunk("", true, Some(3)));
+    assert_eq!(
+        r[4],
+        -(abi::ErrorCode::BadRequest as i32),
+        "closed after done"
+    );
+    assert_eq!(rt.status(asker), Some(&Status::Exited(r[4])));
+}
+
+#[test]
+fn streams_are_bounded_and_a_failure_reaches_the_agent() {
+    let infer = enc(&abi::InferRequest {
+        model: "llm",
+        prompt: "summarise",
+        max_tokens: 100,
+    });
+    let mut steps: Vec<Step> = (0..=abi::MAX_STREAMS)
+        .map(|_| Step::Call("infer_stream", infer.clone()))
+        .collect();
+    steps.push(Step::Call(
+        "infer_next",
+        enc(&abi::InferNextRequest { stream: 2 }),
+    ));
+    steps.push(Step::Call(
+        "infer_next",
+        enc(&abi::InferNextRequest { stream: 1 }),
+    ));
+    let agents = vec![declared("asker", &script(&steps))];
+    // The model's results may flow back to it (cleared `untrusted`): every stream is allowed.
+    let mut p = policy(&agents).clone();
+    p.models[0].cleared |= UNTRUSTED;
+    let mut rt = omega_runtime::Runtime::new(
+        Box::leak(Box::new(p)),
+        TestMonitor::default(),
+        omega_runtime::RuntimeConfig::default(),
+    );
+    rt.monitor_mut().mode = EgressMode::Tickets;
+    let asker = rt.load(&spec("asker", &agents[0].module)).unwrap();
+    rt.run_until_idle(1000);
+    let tickets = rt.monitor().tickets.clone();
+    assert_eq!(tickets.len(), abi::MAX_STREAMS, "one more was not sent");
+    // Stream 2 fails (the session broke); stream 1 gets more than one chunk's worth.
+    assert!(rt.deliver(tickets[1], &Answer::Failed("broken".into())));
+    rt.run_until_idle(10);
+    let big = "x".repeat(abi::MAX_STREAM_BUFFER / 2 + 1);
+    for _ in 0..2 {
+        rt.deliver(
+            tickets[0],
+            &Answer::InferPart {
+                text: big.clone(),
+                end: None,
+            },
+        );
+    }
+    rt.run_until_idle(10);
+    let r = rets(&rt, asker, steps.len());
+    let n = abi::MAX_STREAMS;
+    assert_eq!(r[n], -(abi::ErrorCode::WouldBlock as i32));
+    assert_eq!(r[n + 1], -(abi::ErrorCode::Failed as i32));
+    // One call hands over at most MAX_CHUNK (held for result_take: longer than OUT_CAP).
+    assert!(r[n + 2] > abi::MAX_CHUNK as i32, "{r:?}");
+    assert_eq!(rt.monitor().egress.len(), abi::MAX_STREAMS);
+}

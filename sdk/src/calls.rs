@@ -6,8 +6,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use omega_agent_abi::{
-    self as abi, DataReadRequest, DataReadResponse, ErrorCode, HostError, InferRequest,
-    InferResponse, Level, LogRequest, ToolCallRequest, ToolCallResponse, decode_return,
+    self as abi, DataReadRequest, DataReadResponse, ErrorCode, HostError, InferChunk,
+    InferNextRequest, InferRequest, InferResponse, Level, LogRequest, ToolCallRequest,
+    ToolCallResponse, decode_return,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,90 @@ pub fn infer(model: &str, prompt: &str, max_tokens: u32) -> Result<String, Error
     };
     let bytes = request(Func::Infer, &req)?;
     Ok(decode::<InferResponse<'_>>(&bytes)?.text.into())
+}
+
+/// Asks `model` to complete `prompt` and streams the answer: policy action `infer`, decided
+/// and logged as [`infer`] is, before anything leaves. The returned [`InferStream`] yields
+/// the text as the model generates it.
+///
+/// ```no_run
+/// let mut answer = omega_sdk::infer_stream("local_llm", "Name a colour.", 64)?;
+/// while let Some(text) = answer.next_text()? {
+///     omega_sdk::info!("{text}");
+/// }
+/// # Ok::<(), omega_sdk::Error>(())
+/// ```
+pub fn infer_stream(model: &str, prompt: &str, max_tokens: u32) -> Result<InferStream, Error> {
+    let req = InferRequest {
+        model,
+        prompt,
+        max_tokens,
+    };
+    let bytes = request(Func::InferStream, &req)?;
+    let handle: abi::InferStream = decode(&bytes)?;
+    Ok(InferStream {
+        handle: handle.stream,
+        done: false,
+        completion_tokens: None,
+    })
+}
+
+/// An answer being generated ([`infer_stream`]).
+#[derive(Debug)]
+pub struct InferStream {
+    handle: u64,
+    done: bool,
+    completion_tokens: Option<u32>,
+}
+
+impl InferStream {
+    /// The text that arrived since the previous call (waiting until some does), `None`
+    /// once the answer is complete. All tokens that arrived meanwhile come in one piece.
+    /// An error (the proxy session broke) ends the stream.
+    pub fn next_text(&mut self) -> Result<Option<String>, Error> {
+        while !self.done {
+            let bytes = match request(
+                Func::InferNext,
+                &InferNextRequest {
+                    stream: self.handle,
+                },
+            ) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            };
+            let chunk: InferChunk<'_> = decode(&bytes)?;
+            if chunk.done {
+                self.done = true;
+                self.completion_tokens = chunk.completion_tokens;
+            }
+            if !chunk.text.is_empty() {
+                return Ok(Some(chunk.text.into()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The whole rest of the answer.
+    pub fn collect(mut self) -> Result<String, Error> {
+        let mut all = String::new();
+        while let Some(text) = self.next_text()? {
+            all.push_str(&text);
+        }
+        Ok(all)
+    }
+
+    /// The proxy's count of completion tokens, once the answer is complete (if it gave one).
+    pub fn completion_tokens(&self) -> Option<u32> {
+        self.completion_tokens
+    }
+
+    /// Whether the answer is complete (or failed).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
 }
 
 /// A tool's answer.

@@ -6,7 +6,8 @@
 //! decides each one by policy and logs it before anything leaves the agent. This crate wraps
 //! that ABI:
 //!
-//! * **Safe wrappers**, one per host call: [`infer`], [`tool_call`], [`data_read`] /
+//! * **Safe wrappers**, one per host call: [`infer`] (whole) and [`infer_stream`] (token
+//!   batches as they are generated), [`tool_call`], [`data_read`] /
 //!   [`read_to_end`], [`send`] / [`send_text`], [`recv`] / [`try_recv`], [`log()`] (and the
 //!   [`info!`]-style macros), [`now`], [`random`], [`exit`]. Requests and responses are
 //!   postcard-encoded; a response longer than the first buffer is fetched at its exact
@@ -61,7 +62,8 @@ pub mod host_double;
 mod rt;
 
 pub use calls::{
-    Chunk, ToolResult, data_read, exit, infer, log, now, random, read_to_end, tool_call,
+    Chunk, InferStream, ToolResult, data_read, exit, infer, infer_stream, log, now, random,
+    read_to_end, tool_call,
 };
 pub use error::Error;
 pub use messages::{Received, next_message_id, recv, send, send_text, text_message, try_recv};

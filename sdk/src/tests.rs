@@ -299,3 +299,54 @@ fn every_request_function_is_an_abi_import_with_the_call_shape() {
     let wasm_rs = include_str!("sys/wasm.rs");
     assert!(wasm_rs.contains(&alloc::format!("wasm_import_module = \"{}\"", abi::MODULE)));
 }
+
+#[test]
+fn a_streamed_answer_is_read_piece_by_piece_until_done() {
+    let mut pieces = alloc::vec!["Blue", "", " sky"].into_iter();
+    host_double::install(move |f: Func, args: &[u8]| match f {
+        Func::InferStream => {
+            let req: abi::InferRequest<'_> = abi::decode(args).unwrap();
+            assert_eq!((req.model, req.prompt, req.max_tokens), ("llm", "sky?", 8));
+            Reply::ok(&abi::InferStream { stream: 7 })
+        }
+        Func::InferNext => {
+            let req: abi::InferNextRequest = abi::decode(args).unwrap();
+            assert_eq!(req.stream, 7);
+            match pieces.next() {
+                Some(text) => Reply::ok(&abi::InferChunk {
+                    text,
+                    done: false,
+                    completion_tokens: None,
+                }),
+                None => Reply::ok(&abi::InferChunk {
+                    text: ".",
+                    done: true,
+                    completion_tokens: Some(3),
+                }),
+            }
+        }
+        f => panic!("unexpected {f:?}"),
+    });
+    let mut s = crate::infer_stream("llm", "sky?", 8).unwrap();
+    assert_eq!(s.next_text().unwrap().as_deref(), Some("Blue"));
+    // An empty piece is skipped, not mistaken for the end.
+    assert_eq!(s.next_text().unwrap().as_deref(), Some(" sky"));
+    assert!(!s.is_done());
+    assert_eq!(s.next_text().unwrap().as_deref(), Some("."));
+    assert!(s.is_done());
+    assert_eq!(s.completion_tokens(), Some(3));
+    assert_eq!(s.next_text().unwrap(), None);
+}
+
+#[test]
+fn a_failed_stream_reports_the_reason_and_ends() {
+    host_double::install(|f: Func, _: &[u8]| match f {
+        Func::InferStream => Reply::ok(&abi::InferStream { stream: 1 }),
+        _ => Reply::err(HostError::Failed {
+            reason: "session broken",
+        }),
+    });
+    let mut s = crate::infer_stream("llm", "x", 8).unwrap();
+    assert!(matches!(s.next_text(), Err(Error::Failed { reason }) if reason == "session broken"));
+    assert_eq!(s.next_text().unwrap(), None);
+}

@@ -502,13 +502,16 @@ impl omega_runtime::Monitor for &mut Host<'_> {
             // The policy decided on the verified proxy identity; the session sends the prompt
             // inside TLS and answers by ticket.
             Egress::Infer {
-                prompt, max_tokens, ..
+                prompt,
+                max_tokens,
+                stream,
+                ..
             } => {
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
                 match self
                     .inference
-                    .submit(&mut self.ch, ticket, prompt, max_tokens)
+                    .submit(&mut self.ch, ticket, prompt, max_tokens, stream)
                 {
                     Ok(()) => EgressReply::Pending(ticket),
                     Err(answer) => EgressReply::Answer(answer),

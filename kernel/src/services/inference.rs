@@ -89,6 +89,8 @@ pub struct InferenceService {
     clock: Arc<CallerClock>,
     /// The verified proxy identity (set once the session is up).
     identity: Option<[u8; 32]>,
+    /// Monitor time when the evidence request went out (the handshake's cost is printed).
+    started_ms: u64,
 }
 
 impl InferenceService {
@@ -99,6 +101,7 @@ impl InferenceService {
             state: State::Off,
             clock: Arc::new(CallerClock::new(0)),
             identity: None,
+            started_ms: 0,
         }
     }
 
@@ -134,6 +137,7 @@ impl InferenceService {
             state: State::Connecting,
             clock,
             identity: None,
+            started_ms: log.now_ms(),
         };
         s.flush(ch);
         s
@@ -154,13 +158,15 @@ impl InferenceService {
     }
 
     /// Sends an agent's prompt (already allowed by the policy); the answer comes later by
-    /// `ticket`, or `Err` at once with why it cannot be sent.
+    /// `ticket` (with `stream`, as [`Answer::InferPart`]s while the proxy generates), or
+    /// `Err` at once with why it cannot be sent.
     pub fn submit(
         &mut self,
         ch: &mut HostChannel,
         ticket: Ticket,
         prompt: &str,
         max_tokens: u32,
+        stream: bool,
     ) -> Result<(), Answer> {
         let served = match &self.state {
             State::Ready { served } => served.clone(),
@@ -191,9 +197,12 @@ impl InferenceService {
             temperature: Some(0.0),
             seed: None,
         };
-        session
-            .submit(ticket, &req)
-            .map_err(|e| Answer::Unavailable(format!("inference proxy: {e}")))?;
+        let sent = if stream {
+            session.submit_stream(ticket, &req)
+        } else {
+            session.submit(ticket, &req)
+        };
+        sent.map_err(|e| Answer::Unavailable(format!("inference proxy: {e}")))?;
         self.flush(ch);
         Ok(())
     }
@@ -262,6 +271,21 @@ impl InferenceService {
                         Err(e) => Answer::Failed(format!("inference proxy: {e}")),
                     },
                 )),
+                // Streamed calls: the text that arrived with this message from the host, in
+                // one piece per call (the session merges what came between two polls).
+                Event::Delta { id, text } => {
+                    answers.push((id, Answer::InferPart { text, end: None }));
+                }
+                Event::StreamEnd { id, result } => answers.push((
+                    id,
+                    match result {
+                        Ok(end) => Answer::InferPart {
+                            text: String::new(),
+                            end: Some(end.completion_tokens),
+                        },
+                        Err(e) => Answer::Failed(format!("inference proxy: {e}")),
+                    },
+                )),
                 Event::Broken { error, waiting } => {
                     let refused = matches!(error, ClientError::Refused(_));
                     self.down(ch, log, &error.to_string(), refused, waiting, &mut answers);
@@ -288,6 +312,10 @@ impl InferenceService {
             e.gpu,
             DigestPrefix(&Sha256::digest(&proxy.tls_spki).into()),
             DigestPrefix(&evidence_digest),
+        );
+        serial_println!(
+            "omega: inference: session up in {} ms (evidence, TLS 1.3 handshake, model listing)",
+            log.now_ms().saturating_sub(self.started_ms)
         );
         // SECURITY: the proxy is a principal of this run: who answered the agents is in the
         // signed log, by the identity the policy pinned and the whole evidence (TLS key and

@@ -24,17 +24,21 @@ pub enum Func {
     Recv,
     DataRead,
     Log,
+    InferStream,
+    InferNext,
 }
 
 impl Func {
     /// Every request/response function.
-    pub const ALL: [Func; 6] = [
+    pub const ALL: [Func; 8] = [
         Func::Infer,
         Func::ToolCall,
         Func::Send,
         Func::Recv,
         Func::DataRead,
         Func::Log,
+        Func::InferStream,
+        Func::InferNext,
     ];
 
     /// The function's definition in the ABI crate.
@@ -46,6 +50,8 @@ impl Func {
             Func::Recv => &omega_agent_abi::RECV,
             Func::DataRead => &omega_agent_abi::DATA_READ,
             Func::Log => &omega_agent_abi::LOG,
+            Func::InferStream => &omega_agent_abi::INFER_STREAM,
+            Func::InferNext => &omega_agent_abi::INFER_NEXT,
         }
     }
 }

@@ -12,6 +12,8 @@ unsafe extern "C" {
     fn recv(args: *const u8, args_len: usize, out: *mut u8, out_cap: usize) -> i32;
     fn data_read(args: *const u8, args_len: usize, out: *mut u8, out_cap: usize) -> i32;
     fn log(args: *const u8, args_len: usize, out: *mut u8, out_cap: usize) -> i32;
+    fn infer_stream(args: *const u8, args_len: usize, out: *mut u8, out_cap: usize) -> i32;
+    fn infer_next(args: *const u8, args_len: usize, out: *mut u8, out_cap: usize) -> i32;
     #[link_name = "now"]
     fn now_ms() -> i64;
     #[link_name = "random"]
@@ -36,6 +38,8 @@ pub(crate) fn call(func: Func, args: &[u8], out: &mut [u8]) -> i32 {
             Func::Recv => recv(a, a_len, o, o_cap),
             Func::DataRead => data_read(a, a_len, o, o_cap),
             Func::Log => log(a, a_len, o, o_cap),
+            Func::InferStream => infer_stream(a, a_len, o, o_cap),
+            Func::InferNext => infer_next(a, a_len, o, o_cap),
         }
     }
 }
