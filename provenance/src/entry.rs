@@ -153,6 +153,15 @@ pub mod lifecycle {
     /// card's bytes as sent (`ControlMsg::AgentCard`), name `card`. One per card, before
     /// it is sent, so every card a verifier holds can be found in the log.
     pub const CARD_ISSUED: u32 = 13;
+    /// The peer channel to another monitor (`kernel/src/services/peer.rs`). Decision
+    /// allow: the session is established: content = SHA-256(session id ‖ the peer's peer
+    /// key), name = the peer's node name. Decision deny: a handshake refused (name = the
+    /// `PeerError`, cut to `MAX_NAME`). Decision error: the session broke after it was up
+    /// (name = why).
+    pub const PEER_SESSION: u32 = 16;
+    /// One agent message (`Deliver`) across a peer channel, at each end: decision = the
+    /// receiving gate's, name = `node/agent`.
+    pub const PEER_MESSAGE: u32 = 17;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).
