@@ -62,6 +62,8 @@ pub struct PeerService {
     state: State,
     /// When the agents were done and the wind-down started.
     wind_down_since: Option<u64>,
+    /// Host messages refused so far (the first 20 and every 1000th are reported).
+    refused: u64,
 }
 
 /// A log entry's name: at most `MAX_NAME` bytes, cut at a character boundary.
@@ -80,6 +82,7 @@ impl PeerService {
             seed: seed.copied(),
             state: State::Off,
             wind_down_since: None,
+            refused: 0,
         }
     }
 
@@ -91,7 +94,9 @@ impl PeerService {
     /// `ControlMsg::PeerConfig`: the first one counts.
     pub fn on_config(&mut self, initiator: bool, node: &str, peer: &str) {
         if self.configured() {
-            serial_println!("omega: peer: a second PeerConfig from the host refused");
+            if self.refuse() {
+                serial_println!("omega: peer: a second PeerConfig from the host refused");
+            }
             return;
         }
         let (Some(node), Some(peer)) = (PeerName::new(node), PeerName::new(peer)) else {
@@ -123,7 +128,9 @@ impl PeerService {
         key: [u8; 32],
     ) {
         let State::Waiting { peer, .. } = &self.state else {
-            serial_println!("omega: peer: PeerPin refused (not configured, or already pinned)");
+            if self.refuse() {
+                serial_println!("omega: peer: PeerPin refused (not configured, or already pinned)");
+            }
             return;
         };
         if peer.as_str() != peer_name {
@@ -193,15 +200,24 @@ impl PeerService {
         }
     }
 
+    /// Counts a refused host message; whether to report it (bounded console output).
+    fn refuse(&mut self) -> bool {
+        self.refused = self.refused.saturating_add(1);
+        super::worth_reporting(self.refused)
+    }
+
     /// Relay bytes from the other image.
     pub fn on_message(&mut self, ch: &mut HostChannel, log: &mut LogService<'_>, body: &[u8]) {
         let now_s = log.now_ms() / 1000;
         match &mut self.state {
             State::Off | State::Ended => {
-                serial_println!(
-                    "omega: peer: {} relay bytes with no session, dropped",
-                    body.len()
-                );
+                if self.refuse() {
+                    serial_println!(
+                        "omega: peer: {} relay bytes with no session, dropped ({} refused so far)",
+                        body.len(),
+                        self.refused
+                    );
+                }
             }
             State::Waiting { early, .. } => {
                 // SECURITY: bounded; a host flooding before the pin ends the link.
