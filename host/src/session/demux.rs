@@ -470,7 +470,7 @@ impl Demux {
             ) => self.protocol_error(
                 Stream::Control,
                 code::PROTOCOL,
-                "Challenge, GuestResponse, ConfirmAnswer and PeerConfig go from the host to the guest",
+                "Challenge, GuestResponse, ConfirmAnswer, PeerConfig and PeerPin go from the host to the guest",
             ),
             Err(e) => self.protocol_error(
                 Stream::Control,
