@@ -5,12 +5,14 @@
 //! `peer` evidence as `measurements verify-evidence --principal peer` prints it (the
 //! test-only trust root until the fleet coordinator's credentials are wired).
 //!
-//! One test, two pairs of boots:
+//! One test, three pairs of boots:
 //! * clean: the session comes up (`PEER_SESSION` allow in both logs, naming the other
 //!   node), is closed by both, both logs verify (`measurements verify-log`, as the launcher
 //!   prints it), and no node name crosses the relay in the clear;
 //! * tampered: the proxy flips one byte of the first record A sends: B refuses it and logs
-//!   the broken session (`PEER_SESSION` error, "does not decrypt").
+//!   the broken session (`PEER_SESSION` error, "does not decrypt");
+//! * forged pin: B's launcher pins a key A does not hold (a node swapped for another): B
+//!   refuses the handshake, A sees it cut; both log `PEER_SESSION` deny.
 //!
 //! Not yet here (not built): an agent's message crossing (`Deliver`/`Outcome`), a deny at
 //! the receiving gate.
@@ -158,7 +160,7 @@ fn launch(
 
 /// Waits for `node`'s `peer` evidence, verifies it, and writes the key it attests where
 /// the other launcher waits for it.
-fn pin_from_evidence(dir: &Path, node: &Node) {
+fn pin_from_evidence(dir: &Path, node: &Node, forged: bool) {
     let evidence = node.logs.join("evidence").join("peer.bin");
     let nonce = node.logs.join("nonce.hex");
     let start = Instant::now();
@@ -191,6 +193,8 @@ fn pin_from_evidence(dir: &Path, node: &Node) {
         }
         thread::sleep(Duration::from_millis(200));
     };
+    // The host pinning another key than the attested one (a node swapped for another).
+    let key = if forged { "ab".repeat(32) } else { key };
     let tmp = dir.join(format!("{}.key.tmp", node.name));
     std::fs::write(&tmp, &key).unwrap();
     std::fs::rename(&tmp, dir.join(format!("{}.key", node.name))).unwrap();
@@ -247,8 +251,9 @@ fn peer_sessions(name: &str, stdout: &str, logs: &Path) -> Sessions {
 }
 
 /// Two images, one peer session between them; `flip`: the proxy tampers with A's first
-/// record. Returns each node's PEER_SESSION entries and what the relay carried.
-fn pair(dir: &Path, bundle: &Path, flip: bool) -> (Sessions, Sessions, Relayed) {
+/// record; `forged`: B is given another key for A than A's evidence attests. Returns each
+/// node's PEER_SESSION entries and what the relay carried.
+fn pair(dir: &Path, bundle: &Path, flip: bool, forged: bool) -> (Sessions, Sessions, Relayed) {
     let a_port = free_port();
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay.local_addr().unwrap().port();
@@ -267,8 +272,8 @@ fn pair(dir: &Path, bundle: &Path, flip: bool) -> (Sessions, Sessions, Relayed) 
         "node-a",
         ["--peer-connect".into(), format!("127.0.0.1:{relay_port}")],
     );
-    pin_from_evidence(dir, &a);
-    pin_from_evidence(dir, &b);
+    pin_from_evidence(dir, &a, forged);
+    pin_from_evidence(dir, &b, false);
     let (a_logs, b_logs) = (a.logs.clone(), b.logs.clone());
     let (a_out, a_err) = finish(a);
     let (b_out, b_err) = finish(b);
@@ -301,7 +306,7 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     let t = Instant::now();
     let clean = dir.path().join("clean");
     std::fs::create_dir_all(&clean).unwrap();
-    let (a, b, relayed) = pair(&clean, &bundle, false);
+    let (a, b, relayed) = pair(&clean, &bundle, false, false);
     assert_eq!(a, [(Decision::Allow, "node-b".to_string())], "node-a's log");
     assert_eq!(b, [(Decision::Allow, "node-a".to_string())], "node-b's log");
     assert!(!relayed.a_to_b.is_empty() && !relayed.b_to_a.is_empty());
@@ -319,7 +324,7 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     let t = Instant::now();
     let tampered = dir.path().join("tampered");
     std::fs::create_dir_all(&tampered).unwrap();
-    let (a, b, _) = pair(&tampered, &bundle, true);
+    let (a, b, _) = pair(&tampered, &bundle, true, false);
     assert!(
         a.contains(&(Decision::Allow, "node-b".to_string())),
         "{a:?}"
@@ -334,4 +339,21 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
         "node-b logs the tampered record: {b:?}"
     );
     eprintln!("tampered pair: {:?}", t.elapsed());
+
+    // B is pinned a key A does not hold: B refuses A's signed identity; A, left waiting
+    // for B's Finish, sees the relay end. Both log the refusal, no session is up.
+    let t = Instant::now();
+    let forged = dir.path().join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    let (a, b, _) = pair(&forged, &bundle, false, true);
+    assert!(
+        b.iter()
+            .all(|(d, n)| *d == Decision::Deny && n.contains("another key")),
+        "node-b refuses the key it was not pinned: {b:?}"
+    );
+    assert!(
+        a.iter().all(|(d, _)| *d == Decision::Deny),
+        "node-a logs the refused handshake: {a:?}"
+    );
+    eprintln!("forged-pin pair: {:?}", t.elapsed());
 }
