@@ -20,6 +20,9 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The fleet (issue 17): etcd for the scheduler and its tests; protoc for the etcd-client build.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
@@ -30,7 +33,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   $SUDO apt-get update -qq
   pkgs=(build-essential python3 python3-pip python3-venv ovmf curl ca-certificates
-        cmake clang libclang-dev)
+        cmake clang libclang-dev etcd-server protobuf-compiler)
   command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
   if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then

@@ -220,6 +220,7 @@ pub fn write_bundle_of(
         data.push(entry);
     }
     let manifest = omega_bundle::Manifest {
+        tools: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: POLICY_FILE.into(),
         agents,

@@ -44,15 +44,31 @@ pub fn init() {
     outb(COM1 + 4, 0x03); // DTR + RTS
 }
 
+/// The transmitter stayed busy for a whole bounded wait: from then on a byte is written
+/// only if the transmitter is ready at once, and dropped otherwise, never waited for.
+/// (Zero-initialised, as `DISABLED`.)
+static STALLED: AtomicBool = AtomicBool::new(false);
+
 fn write_byte(b: u8) {
+    const THRE: u8 = 0x20;
+    if STALLED.load(Ordering::Relaxed) {
+        // A console nobody reads (QEMU's stdout went to a launcher that died: QEMU retries
+        // each byte before dropping it) must not cost the monitor a bounded wait per byte,
+        // which made every console line take seconds.
+        if inb(COM1 + 5) & THRE != 0 {
+            outb(COM1, b);
+        }
+        return;
+    }
     // Bounded wait for the transmitter: a wedged or absent UART must not hang the boot.
     for _ in 0..100_000 {
-        if inb(COM1 + 5) & 0x20 != 0 {
-            break;
+        if inb(COM1 + 5) & THRE != 0 {
+            outb(COM1, b);
+            return;
         }
         core::hint::spin_loop();
     }
-    outb(COM1, b);
+    STALLED.store(true, Ordering::Relaxed);
 }
 
 /// A stateless writer: every instance talks to the same UART.

@@ -28,6 +28,12 @@ pub struct Manifest {
     /// Sent after the modules, in this order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<DataEntry>,
+    /// File name of the tools file (`omega_tool_protocol::identity`: each tool server's
+    /// command, arguments, package and version), sent last. Its digest is logged like
+    /// every file's, and its contents become the `tools:<server>` evidence claims'
+    /// identity; the gateway refuses to start a server that differs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<String>,
 }
 
 /// One data item: item `path` of data source `source` is the bundle file `file`.
@@ -250,6 +256,7 @@ impl Manifest {
                 .map(|(name, module)| AgentEntry::new(name, module))
                 .collect(),
             data: Vec::new(),
+            tools: None,
         };
         m.to_json()
     }
@@ -322,6 +329,15 @@ impl Manifest {
                 return Err(ManifestError::BadDataFile(d.file.clone()));
             }
         }
+        if let Some(t) = &self.tools
+            && (!valid_file_name(t)
+                || t == MANIFEST
+                || *t == self.policy
+                || self.agents.iter().any(|a| a.module == *t)
+                || self.data.iter().any(|d| d.file == *t))
+        {
+            return Err(ManifestError::BadDataFile(t.clone()));
+        }
         Ok(())
     }
 
@@ -334,7 +350,7 @@ impl Manifest {
     }
 
     /// The bundle's files in sending order: the manifest, the policy, each module once in
-    /// manifest order (agents may share a module), then the data files.
+    /// manifest order (agents may share a module), the data files, then the tools file.
     pub fn files(&self) -> Vec<&str> {
         let mut files = alloc::vec![MANIFEST, self.policy.as_str()];
         for a in &self.agents {
@@ -343,6 +359,7 @@ impl Manifest {
             }
         }
         files.extend(self.data.iter().map(|d| d.file.as_str()));
+        files.extend(self.tools.as_deref());
         files
     }
 }

@@ -56,8 +56,9 @@ pub fn validate<F: NamedFile>(files: &[F]) -> Result<Manifest, BundleError> {
     if let Some(extra) = files.get(expected.len()) {
         return Err(wrong_file(expected.len(), "(none)", extra.name()));
     }
-    // After the manifest and the policy come the modules, then the data files.
-    let modules = expected.len() - 2 - manifest.data.len();
+    // After the manifest and the policy come the modules, then the data files, then the
+    // tools file.
+    let modules = expected.len() - 2 - manifest.data.len() - usize::from(manifest.tools.is_some());
     if let Some(f) = files[2..2 + modules]
         .iter()
         .find(|f| !f.bytes().starts_with(WASM_MAGIC))

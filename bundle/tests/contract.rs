@@ -574,3 +574,36 @@ fn instances_expand_to_unique_bounded_names() {
         assert!(e.contains(err), "{agents}: {e}");
     }
 }
+
+/// The tools file (each tool server's identity) is one more bundle file, sent last, so the
+/// manifest digest covers its name and the monitor hashes and logs its contents; it cannot
+/// double as the policy, a module or a data file.
+#[test]
+fn the_tools_file_is_sent_last_and_is_no_other_file() {
+    let m = Manifest::parse(
+        br#"{"version":1,"policy":"p.bin","agents":[{"name":"a","module":"a.wasm"}],"tools":"tools.json"}"#,
+    )
+    .unwrap();
+    assert_eq!(m.tools.as_deref(), Some("tools.json"));
+    assert_eq!(
+        m.files(),
+        ["manifest.json", "p.bin", "a.wasm", "tools.json"]
+    );
+    assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+    // A bundle with it validates (it is JSON, not Wasm); without it, it does not.
+    let manifest = m.to_json();
+    let files = vec![
+        (MANIFEST.to_string(), manifest.clone()),
+        ("p.bin".to_string(), b"OMPL".to_vec()),
+        ("a.wasm".to_string(), module(8)),
+        ("tools.json".to_string(), br#"{"servers":[]}"#.to_vec()),
+    ];
+    validate(&files).unwrap();
+    assert!(validate(&files[..3]).is_err());
+    for bad in ["p.bin", "a.wasm", "manifest.json", "../t.json", ""] {
+        let json = format!(
+            r#"{{"version":1,"policy":"p.bin","agents":[{{"name":"a","module":"a.wasm"}}],"tools":"{bad}"}}"#
+        );
+        assert!(Manifest::parse(json.as_bytes()).is_err(), "{bad}");
+    }
+}

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::EvidenceError;
 
 /// Leaf format version (2: platform names its TEE and boot id, the log key its boot id,
-/// and the bundle claim exists).
-pub const LEAF_VERSION: u8 = 2;
+/// and the bundle claim exists; 3: a tool server claim names the server's identity).
+pub const LEAF_VERSION: u8 = 3;
+/// Longest [`ToolIdentity::command`] (the command line as a JSON array).
+pub const MAX_COMMAND: usize = 2048;
 /// The values a [`Claim::Platform`] `tee` may take.
 pub const TEES: [&str; 3] = [TEE_SEV_SNP, TEE_SIMULATED, TEE_NONE];
 /// Real AMD SEV-SNP hardware.
@@ -65,17 +67,30 @@ pub enum Claim {
     /// A tool server as the monitor enforces it: the namespace of its tools (`server` in
     /// `server.tool`), how many of its tools the policy pins, and [`pins_digest`] of those
     /// pins. The monitor calls a tool of this server only while the entry the server lists
-    /// hashes to its pin; the server's command, package and version are the host's
-    /// gateway manifest, which the monitor cannot check, so they are not claimed.
+    /// hashes to its pin. `identity`: the server's command line, package and version as
+    /// the bundle's tools file states them (so they are covered by the bundle's manifest
+    /// digest); `None` when the bundle names no tools file or not this server. The
+    /// monitor cannot see what the host runs: the identity says what the bundle asked for,
+    /// and an honest gateway refuses to start anything else.
     ToolServer {
         server: String,
         tools: u32,
         pins_digest: [u8; 32],
+        identity: Option<ToolIdentity>,
     },
     /// The monitor's peer-channel key (Ed25519, drawn at boot, used for nothing else): it
     /// signs this monitor's side of every channel handshake with another image
     /// (`omega-peer-channel`), and the fleet coordinator's credentials bind it.
     PeerKey { public: [u8; 32], boot_id: [u8; 16] },
+}
+
+/// A tool server's identity as a bundle states it (`omega_tool_protocol::identity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolIdentity {
+    /// The command and its arguments as a JSON array of strings.
+    pub command: String,
+    pub package: String,
+    pub version: String,
 }
 
 /// SHA-256 of a server's pins as a pins file holds them (`policy-compiler pin`, the
@@ -139,6 +154,16 @@ impl Claim {
             }
             Claim::ToolServer { server, .. } if !name_ok(server) || server.contains('.') => {
                 Err(EvidenceError::Invalid("tool server name"))
+            }
+            Claim::ToolServer {
+                identity: Some(i), ..
+            } if i.command.is_empty()
+                || i.command.len() > MAX_COMMAND
+                || i.command.chars().any(char::is_control)
+                || !name_ok(&i.package)
+                || !name_ok(&i.version) =>
+            {
+                Err(EvidenceError::Invalid("tool server identity"))
             }
             _ => Ok(()),
         }

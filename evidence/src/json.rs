@@ -51,8 +51,12 @@ fn claim_json(c: &Claim) -> Value {
             server,
             tools,
             pins_digest,
+            identity,
         } => json!({
             "kind": "tools", "server": server, "tools": tools, "pins_digest": hex(pins_digest),
+            "identity": identity.as_ref().map(|i| json!({
+                "command": i.command, "package": i.package, "version": i.version,
+            })),
         }),
         Claim::PeerKey { public, boot_id } => {
             json!({"kind": "peer", "public_key": hex(public), "boot_id": hex(boot_id)})

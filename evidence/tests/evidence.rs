@@ -51,6 +51,11 @@ fn claims() -> Vec<Claim> {
             server: "calendar".into(),
             tools: 1,
             pins_digest: h(0x91),
+            identity: Some(omega_evidence::ToolIdentity {
+                command: r#"["python3","/opt/calendar.py"]"#.into(),
+                package: "clinic-calendar".into(),
+                version: "1.0.0".into(),
+            }),
         },
         Claim::PeerKey {
             public: h(0xA1),
@@ -555,6 +560,7 @@ fn a_tool_servers_pins_digest_is_its_sorted_pins_file_lines() {
         server: "fs".into(),
         tools: 2,
         pins_digest: d,
+        identity: None,
     };
     assert_eq!(c.principal(), "tools:fs");
     assert!(c.validate().is_ok());
@@ -563,7 +569,22 @@ fn a_tool_servers_pins_digest_is_its_sorted_pins_file_lines() {
             server: bad.into(),
             tools: 0,
             pins_digest: d,
+            identity: None,
         };
         assert!(c.validate().is_err(), "{bad:?}");
+    }
+    // An identity with an empty command or a control character in a field is refused.
+    for (command, package) in [("", "p"), ("[\"node\"]", "p\n")] {
+        let c = Claim::ToolServer {
+            server: "fs".into(),
+            tools: 0,
+            pins_digest: d,
+            identity: Some(omega_evidence::ToolIdentity {
+                command: command.into(),
+                package: package.into(),
+                version: "1".into(),
+            }),
+        };
+        assert!(c.validate().is_err(), "{command:?} {package:?}");
     }
 }

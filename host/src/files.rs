@@ -192,6 +192,24 @@ impl Dir {
         Ok(file)
     }
 
+    /// Opens the existing regular file `name` for reading and appending (never created,
+    /// never followed if it is a symlink; special files refused as by
+    /// [`Dir::open_regular`]).
+    pub fn open_append(&self, name: &str) -> Result<File, OpenError> {
+        drop(self.open_regular(name)?);
+        let file = match self.openat(name, libc::O_RDWR | libc::O_APPEND | libc::O_NONBLOCK) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(OpenError::NotRegular(Kind::Symlink));
+            }
+            r => r?,
+        };
+        let kind = Kind::of(file.metadata()?.mode() as libc::mode_t);
+        if kind != Kind::Regular {
+            return Err(OpenError::NotRegular(kind));
+        }
+        Ok(file)
+    }
+
     /// Removes `name` (a symlink itself, never its target).
     pub fn unlink(&self, name: &str) -> io::Result<()> {
         let n = c_name(name)?;

@@ -48,6 +48,11 @@ pub struct VerifyEvidenceArgs {
     /// are ignored). The claim must pin exactly SERVER's lines.
     #[arg(long, value_name = "FILE")]
     pub expect_pins: Option<PathBuf>,
+    /// With `--principal tools:SERVER`: the bundle's tools file (`tools.json`, the file its
+    /// manifest's `tools` names). The claim must name SERVER's command line, package and
+    /// version exactly as the file does.
+    #[arg(long, value_name = "FILE")]
+    pub expect_tools: Option<PathBuf>,
     #[command(flatten)]
     pub check: EvidenceCheckArgs,
     /// Print the bundle's JSON view and the checks as JSON.
@@ -204,6 +209,7 @@ fn pins_line(claim: Option<&Claim>, file: &Path) -> anyhow::Result<Line> {
         server,
         tools,
         pins_digest,
+        identity,
     }) = claim
     else {
         return Ok((
@@ -220,8 +226,9 @@ fn pins_line(claim: Option<&Claim>, file: &Path) -> anyhow::Result<Line> {
             true,
             "tools.pins".into(),
             format!(
-                "the monitor pins exactly the {n} tools of {server} in {}",
-                file.display()
+                "the monitor pins exactly the {n} tools of {server} in {}; {}",
+                file.display(),
+                identity_text(identity.as_ref())
             ),
         )
     } else {
@@ -238,10 +245,77 @@ fn pins_line(claim: Option<&Claim>, file: &Path) -> anyhow::Result<Line> {
     })
 }
 
+/// A tool server identity as the verifier prints it.
+fn identity_text(identity: Option<&omega_evidence::ToolIdentity>) -> String {
+    match identity {
+        Some(i) => format!(
+            "server command {}, package {} version {}",
+            i.command, i.package, i.version
+        ),
+        None => "no server identity claimed (the bundle has no tools file naming it)".into(),
+    }
+}
+
+/// The `--expect-tools` check line for a `tools:SERVER` claim: its identity is the one the
+/// bundle's tools file names.
+fn tools_line(claim: Option<&Claim>, file: &Path) -> anyhow::Result<Line> {
+    let Some(Claim::ToolServer {
+        server, identity, ..
+    }) = claim
+    else {
+        return Ok((
+            false,
+            "tools.identity".into(),
+            "--expect-tools needs a tools:SERVER claim".into(),
+        ));
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let named = omega_tool_protocol::identity::parse(&bytes)
+        .with_context(|| format!("{}", file.display()))?;
+    let expected = named
+        .iter()
+        .find(|s| s.name == *server)
+        .map(|s| omega_evidence::ToolIdentity {
+            command: s.command_line(),
+            package: s.package.clone(),
+            version: s.version.clone(),
+        });
+    Ok(match (&expected, identity) {
+        (Some(e), Some(c)) if e == c => (
+            true,
+            "tools.identity".into(),
+            format!(
+                "{server}: {} (as {})",
+                identity_text(Some(c)),
+                file.display()
+            ),
+        ),
+        (None, _) => (
+            false,
+            "tools.identity".into(),
+            format!("{} names no server {server}", file.display()),
+        ),
+        (Some(e), c) => (
+            false,
+            "tools.identity".into(),
+            format!(
+                "{server}: the claim says {}, {} says {}",
+                identity_text(c.as_ref()),
+                file.display(),
+                identity_text(Some(e))
+            ),
+        ),
+    })
+}
+
 pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
     let mut r = check(&args.evidence, &args.principal, &args.check)?;
     if let Some(f) = &args.expect_pins {
         let line = pins_line(r.claim.as_ref(), f)?;
+        r.lines.push(line);
+    }
+    if let Some(f) = &args.expect_tools {
+        let line = tools_line(r.claim.as_ref(), f)?;
         r.lines.push(line);
     }
     let verified = r.verified();
@@ -452,6 +526,7 @@ mod tests {
                 ..Default::default()
             },
             expect_pins: None,
+            expect_tools: None,
             json: false,
         }
     }
@@ -482,6 +557,11 @@ mod tests {
             server: "fs".into(),
             tools: n,
             pins_digest: digest,
+            identity: Some(omega_evidence::ToolIdentity {
+                command: r#"["node","/x.js"]"#.into(),
+                package: "@mcp/fs".into(),
+                version: "1.2.3".into(),
+            }),
         };
         iss.add(claim, [9; 32]).unwrap();
         iss.publish_update().unwrap();
@@ -512,6 +592,22 @@ mod tests {
         std::fs::write(dir.join("pins.txt"), "fs.read 1234").unwrap();
         assert!(run(&a).is_err());
         std::fs::write(dir.join("pins.txt"), &pins).unwrap();
+        // The server's identity: the bundle's tools file must name what the claim says.
+        let tools = r#"{"servers":[{"name":"fs","command":"node","args":["/x.js"],"package":"@mcp/fs","version":"1.2.3"}]}"#;
+        std::fs::write(dir.join("tools.json"), tools).unwrap();
+        a.expect_tools = Some(dir.join("tools.json"));
+        assert!(run(&a).unwrap());
+        // A host that swapped the server (another command, package or version in the file
+        // the verifier holds than in the claim): fails.
+        for (from, to) in [
+            ("/x.js", "/evil.js"),
+            ("1.2.3", "1.2.4"),
+            ("@mcp/fs", "@evil/fs"),
+        ] {
+            std::fs::write(dir.join("tools.json"), tools.replace(from, to)).unwrap();
+            assert!(!run(&a).unwrap(), "{to}");
+        }
+        std::fs::write(dir.join("tools.json"), tools).unwrap();
         a.principal = "policy".into();
         assert!(!run(&a).unwrap());
     }
@@ -663,6 +759,7 @@ mod tests {
             principal: "platform".into(),
             check: fixture::lab_args(),
             expect_pins: None,
+            expect_tools: None,
             json: false,
         };
         assert!(run(&a).unwrap());

@@ -162,6 +162,15 @@ pub mod lifecycle {
     /// One agent message (`Deliver`) across a peer channel, at each end: decision = the
     /// receiving gate's, name = `node/agent`.
     pub const PEER_MESSAGE: u32 = 17;
+    // 14-15, 18-19: taken by other work in progress (fleet, inference).
+    /// A new host connection resumed the log (after the launcher restarted): decision
+    /// allow, `target` = 0, name = `resumed at N` where N is the log byte the new host said
+    /// it holds durably; every entry after it was sent again.
+    pub const LOG_RESUMED: u32 = 20;
+    /// A new host's resume was refused (decision deny): it claimed more log bytes than the
+    /// monitor sent, fewer than an earlier host acknowledged, or a cut inside an entry;
+    /// name = why. Nothing is sent on the Log stream until a host resumes correctly.
+    pub const RESUME_REFUSED: u32 = 21;
 }
 
 /// One provenance record. `name` borrows from the decoded buffer (no allocation).

@@ -31,6 +31,10 @@ pub enum AckError {
     /// Less than an earlier acknowledgement: storage cannot shrink.
     #[error("acknowledges {acked} bytes, {earlier} were acknowledged before")]
     Backwards { acked: u64, earlier: u64 },
+    /// SECURITY: a new host resuming inside an entry would splice a torn entry into the
+    /// stored log; entries are released and resent whole.
+    #[error("resumes at byte {at}, inside an entry (entries end at {before} and {after})")]
+    MidEntry { at: u64, before: u64, after: u64 },
 }
 
 /// What the monitor records about one interaction (ids are interned per log; see
@@ -69,8 +73,12 @@ pub struct Log<const CAP: usize> {
     /// Bytes held: sent and unacknowledged (the first `sent`), then not yet sent.
     len: usize,
     sent: usize,
-    /// Bytes of the stream acknowledged (and released) since the log began.
+    /// Bytes of the stream released since the log began: whole entries only, so the
+    /// outbox always starts at an entry.
     acked: u64,
+    /// The highest acknowledgement of the current host (may end inside an entry, which
+    /// then stays held until all of it is acknowledged).
+    host_acked: u64,
     checkpoint_every: u64,
     since_checkpoint: u64,
 }
@@ -86,6 +94,7 @@ impl<const CAP: usize> Log<CAP> {
             len: 0,
             sent: 0,
             acked: 0,
+            host_acked: 0,
             checkpoint_every,
             since_checkpoint: 0,
         }
@@ -109,7 +118,8 @@ impl<const CAP: usize> Log<CAP> {
         self.len - self.sent
     }
 
-    /// Bytes of the stream acknowledged as stored since the log began.
+    /// Bytes of the stream released since the log began: the whole entries the host
+    /// acknowledged as stored.
     pub fn acked(&self) -> u64 {
         self.acked
     }
@@ -182,14 +192,16 @@ impl<const CAP: usize> Log<CAP> {
         n
     }
 
-    /// The host has durably stored the first `total` bytes of the stream: they leave the
-    /// outbox. Returns how many were released. A claim beyond what was sent, or below an
-    /// earlier one, is refused and changes nothing.
+    /// The host has durably stored the first `total` bytes of the stream: the whole entries
+    /// among them leave the outbox (an entry the host holds only part of stays until all of
+    /// it is acknowledged, so that a new host can resume at an entry boundary). Returns how
+    /// many bytes were released. A claim beyond what was sent, or below an earlier one, is
+    /// refused and changes nothing.
     pub fn acknowledge(&mut self, total: u64) -> Result<usize, AckError> {
-        if total < self.acked {
+        if total < self.host_acked {
             return Err(AckError::Backwards {
                 acked: total,
-                earlier: self.acked,
+                earlier: self.host_acked,
             });
         }
         let n = total - self.acked;
@@ -199,10 +211,12 @@ impl<const CAP: usize> Log<CAP> {
                 sent: self.sent(),
             });
         }
-        Ok(self.release(n as usize))
+        self.host_acked = total;
+        let (whole, _) = self.entry_bounds(n as usize);
+        Ok(self.release(whole))
     }
 
-    /// Releases the first `n` sent bytes (`n` ≤ `self.sent`).
+    /// Releases the first `n` sent bytes (`n` ≤ `self.sent`, at an entry boundary).
     fn release(&mut self, n: usize) -> usize {
         self.head = (self.head + n) % CAP;
         self.len -= n;
@@ -211,20 +225,70 @@ impl<const CAP: usize> Log<CAP> {
         n
     }
 
+    /// The entry boundaries around outbox offset `at` (≤ `self.len`): the last entry end at
+    /// or before it and the first at or after it (equal when `at` is one).
+    fn entry_bounds(&self, at: usize) -> (usize, usize) {
+        let mut pos = 0;
+        let mut buf = [0u8; MAX_ENTRY];
+        while pos < at {
+            let k = (self.len - pos).min(MAX_ENTRY);
+            let start = (self.head + pos) % CAP;
+            let first = k.min(CAP - start);
+            buf[..first].copy_from_slice(&self.outbox[start..start + first]);
+            buf[first..k].copy_from_slice(&self.outbox[..k - first]);
+            // The outbox holds only entries this log encoded, back to back.
+            let Ok((_, n)) = Entry::decode(&buf[..k]) else {
+                break;
+            };
+            if pos + n > at {
+                return (pos, pos + n);
+            }
+            pos += n;
+        }
+        (pos, pos)
+    }
+
     /// A new host holds the first `stored` bytes of the stream (after a reconnect): what it
     /// holds is released, and everything after it is sent again by the next
     /// [`Log::take_unsent`], so the stored log continues from the first byte it lacks.
+    /// Refused (changing nothing) when `stored` is beyond what was sent, below what an
+    /// earlier host acknowledged and was released (those bytes are gone), or inside an
+    /// entry.
     pub fn resend_from(&mut self, stored: u64) -> Result<(), AckError> {
-        self.acknowledge(stored)?;
+        if stored < self.acked {
+            return Err(AckError::Backwards {
+                acked: stored,
+                earlier: self.acked,
+            });
+        }
+        let n = stored - self.acked;
+        if n > self.sent as u64 {
+            return Err(AckError::BeyondSent {
+                acked: stored,
+                sent: self.sent(),
+            });
+        }
+        let (before, after) = self.entry_bounds(n as usize);
+        if before != n as usize {
+            return Err(AckError::MidEntry {
+                at: stored,
+                before: self.acked + before as u64,
+                after: self.acked + after as u64,
+            });
+        }
+        self.release(before);
+        self.host_acked = stored;
         self.sent = 0;
         Ok(())
     }
 
-    /// Sends and releases at once: [`Log::take_unsent`] followed by an acknowledgement of
-    /// everything sent (for a consumer that stores synchronously, e.g. tools and tests).
+    /// Sends and releases at once: [`Log::take_unsent`] followed by the release of every
+    /// whole entry sent (for a consumer that stores synchronously, e.g. tools and tests).
     pub fn drain(&mut self, out: &mut [u8]) -> usize {
         let n = self.take_unsent(out);
-        self.release(self.sent);
+        let (whole, _) = self.entry_bounds(self.sent);
+        self.release(whole);
+        self.host_acked = self.acked;
         n
     }
 

@@ -281,11 +281,19 @@ fn entries_stay_until_acknowledged_and_resume_after_a_reconnect() {
         })
     );
     assert_eq!(before, (log.pending(), log.acked(), log.sent()));
-    // 3. A partial ack releases exactly that much; the rest stays.
+    // 3. A partial ack releases the whole entries it covers; the entry it ends inside
+    //    stays held until all of it is acknowledged.
     let part = in_flight.len() / 3;
-    assert_eq!(log.acknowledge(part as u64), Ok(part));
-    stored.extend_from_slice(&in_flight[..part]);
-    assert_eq!(log.pending(), held - part);
+    let whole = entry_ends(&in_flight)
+        .into_iter()
+        .filter(|e| *e <= part)
+        .max()
+        .unwrap();
+    assert!(whole < part, "the test wants an ack inside an entry");
+    assert_eq!(log.acknowledge(part as u64), Ok(whole));
+    stored.extend_from_slice(&in_flight[..whole]);
+    assert_eq!(log.pending(), held - whole);
+    assert_eq!(log.acked(), whole as u64);
     assert_eq!(
         log.acknowledge(part as u64 - 1),
         Err(AckError::Backwards {
@@ -298,11 +306,37 @@ fn entries_stay_until_acknowledged_and_resume_after_a_reconnect() {
         Ok(0),
         "a repeated ack is harmless"
     );
-    // 4. The host restarts holding only what it acknowledged (the rest it received was
-    //    lost with it): the log resends from there.
-    log.resend_from(part as u64).unwrap();
-    assert_eq!(log.unsent(), held - part);
-    assert!(log.resend_from(log.sent() + 1).is_err());
+    // 4. A new host: lies about what it holds are refused and change nothing: more than
+    //    was ever sent, less than what was released, or a cut inside an entry.
+    let before = (log.pending(), log.acked(), log.sent(), log.unsent());
+    assert!(matches!(
+        log.resend_from(log.sent() + 1),
+        Err(AckError::BeyondSent { .. })
+    ));
+    assert!(matches!(
+        log.resend_from(whole as u64 - 1),
+        Err(AckError::Backwards { .. })
+    ));
+    let next = entry_ends(&in_flight)
+        .into_iter()
+        .find(|e| *e > whole)
+        .unwrap();
+    assert_eq!(
+        log.resend_from(whole as u64 + 1),
+        Err(AckError::MidEntry {
+            at: whole as u64 + 1,
+            before: whole as u64,
+            after: next as u64
+        })
+    );
+    assert_eq!(
+        before,
+        (log.pending(), log.acked(), log.sent(), log.unsent())
+    );
+    //    The host restarts holding the whole entries it had (the torn one cut, the rest it
+    //    received lost with it): the log resends from there.
+    log.resend_from(whole as u64).unwrap();
+    assert_eq!(log.unsent(), held - whole);
     for t in t..t + 200 {
         let r = record(&mut rng, t);
         loop {
@@ -334,6 +368,17 @@ fn entries_stay_until_acknowledged_and_resume_after_a_reconnect() {
     let rep = verify_stream(&stored, &cp);
     assert!(rep.failures.is_empty(), "{:?}", rep.failures);
     assert_eq!(rep.entries, log.size());
+}
+
+/// Where each entry of a stream of whole entries (and a partial last one) ends.
+fn entry_ends(stream: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while let Ok((_, n)) = omega_provenance::entry::Entry::decode(&stream[at..]) {
+        at += n;
+        ends.push(at);
+    }
+    ends
 }
 
 #[test]

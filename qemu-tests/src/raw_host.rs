@@ -103,6 +103,7 @@ impl RawHost {
                         version,
                         versions: SUPPORTED_VERSIONS,
                         window,
+                        log_stored: 0,
                     };
                     let n = h.enc.hello_ack(&ack, &mut h.frame)?;
                     let frame = h.frame[..n].to_vec();

@@ -225,6 +225,7 @@ pub fn write_bundle(
         .map_err(|d| anyhow::anyhow!("{}", d.render()))?
         .to_bytes();
     let manifest = Manifest {
+        tools: None,
         version: MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents.iter().map(|(e, _)| e.clone()).collect(),

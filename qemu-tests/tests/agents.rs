@@ -193,6 +193,7 @@ rule reader_reads { allow read notes agents [reader] }
 "#,
     );
     let mut manifest = Manifest {
+        tools: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: modules

@@ -436,6 +436,7 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Run {
         .unwrap_or_else(|d| panic!("{}\n{policy}", d.render()))
         .to_bytes();
     let manifest = Manifest {
+        tools: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents

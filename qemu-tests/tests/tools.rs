@@ -66,6 +66,8 @@ struct Setup {
     dir: tempfile::TempDir,
     mcp: PathBuf,
     servers: Vec<String>,
+    /// The gateway manifest names the bundle's tools file (`bundle_tools`).
+    bundle_tools: bool,
 }
 
 impl Setup {
@@ -78,6 +80,7 @@ impl Setup {
             dir,
             mcp,
             servers: Vec::new(),
+            bundle_tools: false,
         })
     }
 
@@ -138,8 +141,13 @@ impl Setup {
     }
 
     fn manifest_text(&self) -> String {
+        let tools = if self.bundle_tools {
+            "bundle_tools = \"tools.json\"\n"
+        } else {
+            ""
+        };
         format!(
-            "policy = \"policy.bin\"\nlog_dir = \"logs\"\n\n{}",
+            "policy = \"policy.bin\"\nlog_dir = \"logs\"\n{tools}\n{}",
             self.servers.join("\n")
         )
     }
@@ -171,6 +179,29 @@ impl Setup {
                 (name, (desc, e["inputSchema"].clone()))
             })
             .collect()
+    }
+
+    /// The bundle's tools file (`omega_tool_protocol::identity`) for the servers as the
+    /// gateway manifest runs them; also written to `gateway/tools.json` and named there by
+    /// `bundle_tools`, so the gateway checks its servers against it.
+    fn bundle_tools(&mut self) -> Vec<u8> {
+        use omega_tool_gateway::Manifest as GatewayManifest;
+        let m = GatewayManifest::parse(&self.manifest_text(), &self.path("gateway"))
+            .expect("gateway manifest");
+        let servers: Vec<Value> = m
+            .servers
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name, "command": s.command, "args": s.args,
+                    "package": s.package, "version": s.version,
+                })
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&serde_json::json!({ "servers": servers })).unwrap();
+        std::fs::write(self.path("gateway/tools.json"), &bytes).unwrap();
+        self.bundle_tools = true;
+        bytes
     }
 
     /// Writes the gateway's manifest and policy; the command the launcher runs.
@@ -514,6 +545,7 @@ fn bundle_files<'a>(
     data: &'a [(&'a str, &'a str, &'a str, Vec<u8>)],
 ) -> Vec<(String, Vec<u8>)> {
     let manifest = Manifest {
+        tools: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents
@@ -931,8 +963,14 @@ fn operator_confirmation_approves_and_denies_and_both_are_logged() {
         tool_decl("benign.add", &benign["add"], "cleared [untrusted]"),
     );
     let policy = compile(&src);
+    // The bundle names the server (its tools file), and the gateway checks it runs that.
+    let tools_json = setup.bundle_tools();
     let gateway = setup.gateway(&policy);
-    let files = bundle_files(policy, &[("asker", asker)], &[]);
+    let mut files = bundle_files(policy, &[("asker", asker)], &[]);
+    let mut manifest = Manifest::parse(&files[0].1).unwrap();
+    manifest.tools = Some("tools.json".into());
+    files[0].1 = manifest.to_json();
+    files.push(("tools.json".into(), tools_json.clone()));
     let answers = Answers::parse("approve benign.add\ndeny benign.add\n").unwrap();
     let r = run_with(
         &setup,
@@ -1049,6 +1087,14 @@ fn operator_confirmation_approves_and_denies_and_both_are_logged() {
             server: "benign".into(),
             tools: 1,
             pins_digest: omega_evidence::pins_digest([("benign.add", &pin)]),
+            identity: {
+                let named = omega_tool_protocol::identity::parse(&tools_json).unwrap();
+                Some(omega_evidence::ToolIdentity {
+                    command: named[0].command_line(),
+                    package: "omega-test-servers".into(),
+                    version: "test".into(),
+                })
+            },
         }
     );
 }

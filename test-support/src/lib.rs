@@ -22,6 +22,7 @@ use std::fmt::Display;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+pub mod etcd;
 pub mod oracle;
 pub mod random;
 pub mod snp;

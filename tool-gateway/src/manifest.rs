@@ -4,6 +4,9 @@
 //! pins = "pins.txt"          # `server.tool sha256:<hex>` lines (`policy-compiler pin`), or
 //! # policy = "policy.bin"    # the compiled policy: its tool pins (exactly one of the two)
 //! log_dir = "logs"           # each server's stderr goes to <log_dir>/<name>.stderr.log
+//! bundle_tools = "bundle/tools.json"  # optional: the bundle's tools file; every server
+//!                            # must be named there with this command, args, package and
+//!                            # version, or the gateway refuses to start
 //!
 //! [[server]]
 //! name = "filesystem"        # the namespace: its tools are `filesystem.<tool>`
@@ -71,6 +74,12 @@ pub enum ManifestError {
     TooMany,
     #[error("exactly one of `pins` and `policy` must be given")]
     Pins,
+    #[error("{path}: {what}")]
+    BundleTools { path: PathBuf, what: String },
+    /// SECURITY: the server the host would run is not the one the bundle (and so the
+    /// monitor's evidence) names.
+    #[error("server `{server}` differs from the bundle's tools file: {what}; refusing to start")]
+    Identity { server: String, what: String },
 }
 
 /// How to negotiate the protocol revision with a server.
@@ -166,6 +175,7 @@ struct Raw {
     pins: Option<PathBuf>,
     policy: Option<PathBuf>,
     log_dir: Option<PathBuf>,
+    bundle_tools: Option<PathBuf>,
     #[serde(default)]
     server: Vec<ServerSpec>,
 }
@@ -247,12 +257,56 @@ impl Manifest {
                 s.cwd = Some(base.join(cwd));
             }
         }
+        if let Some(p) = raw.bundle_tools {
+            let path = base.join(p);
+            let bytes = std::fs::read(&path).map_err(|e| ManifestError::BundleTools {
+                path: path.clone(),
+                what: e.to_string(),
+            })?;
+            let named = omega_tool_protocol::identity::parse(&bytes).map_err(|e| {
+                ManifestError::BundleTools {
+                    path: path.clone(),
+                    what: e.to_string(),
+                }
+            })?;
+            for s in &servers {
+                check_identity(s, &named)?;
+            }
+        }
         Ok(Manifest {
             servers,
             pins,
             log_dir: base.join(raw.log_dir.unwrap_or_else(|| PathBuf::from("."))),
         })
     }
+}
+
+/// The server as the manifest runs it must be the one the bundle's tools file names:
+/// command, arguments, package and version, exactly.
+fn check_identity(
+    s: &ServerSpec,
+    named: &[omega_tool_protocol::identity::ServerIdentity],
+) -> Result<(), ManifestError> {
+    let differs = |what: String| ManifestError::Identity {
+        server: s.name.clone(),
+        what,
+    };
+    let Some(n) = named.iter().find(|n| n.name == s.name) else {
+        return Err(differs("the bundle names no such server".into()));
+    };
+    if n.command != s.command || n.args != s.args {
+        return Err(differs(format!(
+            "command {:?} {:?}, the bundle says {:?} {:?}",
+            s.command, s.args, n.command, n.args
+        )));
+    }
+    if n.package != s.package || n.version != s.version {
+        return Err(differs(format!(
+            "package {} {}, the bundle says {} {}",
+            s.package, s.version, n.package, n.version
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -280,6 +334,37 @@ mod tests {
             (DEFAULT_TIMEOUT_MS, DEFAULT_MAX_RESULT)
         );
         assert_eq!(s.protocol_choice(), Some(ProtocolChoice::Auto));
+    }
+
+    /// Attack: the host swaps a server's command (or package, version, arguments) for
+    /// another than the bundle names: the gateway refuses to start.
+    #[test]
+    fn a_server_that_differs_from_the_bundles_tools_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("omega-gw-ident-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("tools.json"),
+            br#"{"servers":[{"name":"fs","command":"node","args":["x.js"],"package":"p","version":"1"}]}"#,
+        )
+        .unwrap();
+        let with = |m: &str| Manifest::parse(&format!("bundle_tools = \"tools.json\"\n{m}"), &dir);
+        assert!(with(ONE).is_ok());
+        for (from, to) in [
+            ("command = \"node\"", "command = \"/tmp/evil\""),
+            ("args = [\"x.js\"]", "args = [\"y.js\"]"),
+            ("package = \"p\"", "package = \"q\""),
+            ("version = \"1\"", "version = \"2\""),
+            ("name = \"fs\"", "name = \"other\""),
+        ] {
+            let r = with(&ONE.replace(from, to));
+            assert!(
+                matches!(r, Err(ManifestError::Identity { .. })),
+                "{to}: {r:?}"
+            );
+        }
+        std::fs::write(dir.join("tools.json"), b"{}").unwrap();
+        assert!(matches!(with(ONE), Err(ManifestError::BundleTools { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

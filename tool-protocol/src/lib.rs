@@ -11,6 +11,9 @@
 //!   in the guest), `tools/call` requests with the guest's pin, answers matched by id and
 //!   decoded with bounds, `list_changed` marking the catalogue stale. Pure logic; the
 //!   kernel's service glue sends and receives the lines.
+//! * [`identity`]: the tool servers' identity as the bundle's tools file states it
+//!   (command, arguments, package, version), for the evidence, the gateway and the
+//!   verifier.
 //! * [`confirm`]: the calls waiting for the operator's answer to a `confirm` decision
 //!   (bounded, each settled once, denied on timeout).
 //!
@@ -23,6 +26,7 @@ extern crate alloc;
 
 pub mod confirm;
 pub mod guest;
+pub mod identity;
 pub mod pin;
 
 pub use pin::{canonical_json, tool_pin};

@@ -162,6 +162,7 @@ pub fn build(data: &[u8], enc: &mut Encoder) -> Script {
                         &Hello {
                             versions: &versions,
                             window,
+                            log_stored: 0,
                         },
                         &mut frame,
                     )
@@ -171,6 +172,7 @@ pub fn build(data: &[u8], enc: &mut Encoder) -> Script {
                             version,
                             versions: &versions,
                             window,
+                            log_stored: 0,
                         },
                         &mut frame,
                     )

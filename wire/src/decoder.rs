@@ -67,6 +67,12 @@ impl<const N: usize> Decoder<N> {
         n
     }
 
+    /// Drops everything buffered (the peer's connection was replaced); the counts stay.
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
     /// Bytes buffered but not yet returned as a frame or skipped.
     pub fn pending(&self) -> usize {
         self.end - self.start

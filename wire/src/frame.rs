@@ -123,7 +123,7 @@ pub struct Header {
 impl Header {
     pub const fn new(stream: Stream, kind: Kind) -> Self {
         Header {
-            version: crate::VERSION,
+            version: crate::FRAME_FORMAT,
             stream,
             kind,
             flags: 0,
@@ -192,7 +192,7 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, WireError> {
     if !rest.is_empty() {
         return Err(WireError::BadHeader);
     }
-    if !crate::SUPPORTED_VERSIONS.contains(&raw.version) {
+    if raw.version != crate::FRAME_FORMAT {
         return Err(WireError::UnsupportedVersion(raw.version));
     }
     let stream = Stream::from_u8(raw.stream).ok_or(WireError::UnknownStream(raw.stream))?;

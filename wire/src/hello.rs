@@ -1,11 +1,19 @@
+use serde::ser::SerializeTuple;
 use serde::{Deserialize, Serialize};
 
 use crate::WireError;
 
-/// Frame format and protocol version this crate speaks.
-pub const VERSION: u8 = 1;
-/// Versions this crate can speak, any order.
-pub const SUPPORTED_VERSIONS: &[u8] = &[1];
+/// The frame format: the `version` field of every frame header. Protocol version 2 kept
+/// the frame format of version 1.
+pub const FRAME_FORMAT: u8 = 1;
+/// Highest protocol version this crate speaks.
+pub const VERSION: u8 = 2;
+/// Versions this crate can speak, any order. Version 2 adds the log resume after a host
+/// restart: [`HelloAck::log_stored`], an `Ack` counting bytes from the log's first byte
+/// (not the connection's), and a new Hello from the guest whenever the host reconnects.
+pub const SUPPORTED_VERSIONS: &[u8] = &[1, 2];
+/// First version with [`HelloAck::log_stored`].
+pub const RESUME_VERSION: u8 = 2;
 /// Longest version list a peer may send.
 pub const MAX_VERSIONS: usize = 16;
 
@@ -19,7 +27,10 @@ pub struct Hello<'a> {
 }
 
 /// Answer to Hello (host -> guest, Control stream, kind HelloAck).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Encoded as the postcard tuple `(version, versions, window)`, followed, when `version` is
+/// [`RESUME_VERSION`] or higher, by `log_stored` (varint u64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelloAck<'a> {
     /// Chosen version: the highest common one, or 0 if there is none (then the host
     /// closes the Control stream after this frame).
@@ -28,6 +39,34 @@ pub struct HelloAck<'a> {
     pub versions: &'a [u8],
     /// Initial credit the answering side grants the peer on every stream.
     pub window: u32,
+    /// Version 2: bytes of the guest's provenance log (from its first byte) the host holds
+    /// durably: 0 on a first connection; after a host restart, what the new host read back
+    /// from its log directory (whole entries). The guest resends everything after it, and
+    /// refuses a claim beyond what it sent, below what it released, or inside an entry.
+    /// Not on the wire in version 1 (decoded as 0).
+    pub log_stored: u64,
+}
+
+/// The version-1 fields of a HelloAck, as they are on the wire.
+#[derive(Deserialize)]
+struct HelloAckFields<'a> {
+    version: u8,
+    versions: &'a [u8],
+    window: u32,
+}
+
+impl Serialize for HelloAck<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let resume = self.version >= RESUME_VERSION;
+        let mut t = s.serialize_tuple(if resume { 4 } else { 3 })?;
+        t.serialize_element(&self.version)?;
+        t.serialize_element(self.versions)?;
+        t.serialize_element(&self.window)?;
+        if resume {
+            t.serialize_element(&self.log_stored)?;
+        }
+        t.end()
+    }
 }
 
 impl<'a> Hello<'a> {
@@ -40,9 +79,23 @@ impl<'a> Hello<'a> {
 
 impl<'a> HelloAck<'a> {
     pub fn decode(payload: &'a [u8]) -> Result<Self, WireError> {
-        let h: HelloAck<'a> = crate::msg::decode_exact(payload)?;
+        let (h, rest) = postcard::take_from_bytes::<HelloAckFields<'a>>(payload)
+            .map_err(|_| WireError::BadMessage)?;
         check_list(h.versions)?;
-        Ok(h)
+        // SECURITY: exactly the fields of the chosen version, nothing trailing.
+        let log_stored = if h.version >= RESUME_VERSION {
+            crate::msg::decode_exact::<u64>(rest)?
+        } else if rest.is_empty() {
+            0
+        } else {
+            return Err(WireError::BadMessage);
+        };
+        Ok(HelloAck {
+            version: h.version,
+            versions: h.versions,
+            window: h.window,
+            log_stored,
+        })
     }
 }
 

@@ -47,7 +47,10 @@ pub use frame::{
     FLAG_END, Frame, Header, Kind, MAX_FRAME, MAX_HEADER, MAX_PAYLOAD, OVERHEAD_MAX, STREAM_COUNT,
     SYNC, Stream,
 };
-pub use hello::{Hello, HelloAck, MAX_VERSIONS, SUPPORTED_VERSIONS, VERSION, negotiate};
+pub use hello::{
+    FRAME_FORMAT, Hello, HelloAck, MAX_VERSIONS, RESUME_VERSION, SUPPORTED_VERSIONS, VERSION,
+    negotiate,
+};
 pub use per_stream::PerStream;
 #[cfg(feature = "alloc")]
 pub use reassembly::{MAX_MESSAGE, Reassembler};

@@ -100,6 +100,7 @@ fn control_kinds_round_trip() {
                 version: 1,
                 versions: &[1],
                 window: 8192,
+                log_stored: 0,
             },
             &mut buf,
         )

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use omega_agent_card::SignedCard;
 use omega_wire::msg::{self, ControlMsg, ErrorBody, code};
 use omega_wire::{
-    Credits, Decoder, Frame, HelloAck, Kind, PerStream, Reassembler, Stream, WireError, negotiate,
+    Credits, Decoder, Frame, HelloAck, Kind, PerStream, RESUME_VERSION, Reassembler, Stream,
+    WireError, negotiate,
 };
 use tracing::{info, warn};
 
@@ -48,12 +49,16 @@ pub(crate) struct Demux {
     bundle_sender: Option<JoinHandle<()>>,
     /// Streams for which an UNAVAILABLE error was already sent.
     refused: PerStream<bool>,
+    /// Bytes of the guest's log held before this session (a reopened log directory):
+    /// stated in the HelloAck.
+    log_stored: u64,
 }
 
 impl Demux {
     /// Starts a relay for every stream `config` serves.
     pub(crate) fn new(sh: Arc<Shared>, config: SessionConfig) -> Self {
         let mut relays: PerStream<Option<RelayHandle>> = PerStream::default();
+        let log_stored = config.log_store.as_ref().map_or(0, |s| s.stored());
         if let Some(store) = config.log_store {
             relays[Stream::Log] = Some(relay::spawn(&sh, LogRelay::new(store)));
         }
@@ -98,6 +103,7 @@ impl Demux {
             relays,
             bundle_sender: None,
             refused: PerStream::default(),
+            log_stored,
         }
     }
 
@@ -267,6 +273,19 @@ impl Demux {
         };
         let window = self.window;
         match negotiate(&self.versions, hello.versions) {
+            Ok(v) if v < RESUME_VERSION && self.log_stored > 0 => {
+                // The guest could not be told what this host holds.
+                let m = format!(
+                    "the log directory holds {} bytes of the log, but protocol v{v} cannot resume a log",
+                    self.log_stored
+                );
+                self.protocol_error(Stream::Control, code::NO_COMMON_VERSION, &m);
+                self.sh.send_close(Stream::Control);
+                self.sh.event(SessionEvent::HandshakeFailed {
+                    guest_versions: hello.versions.to_vec(),
+                });
+                self.failed = true;
+            }
             Ok(v) => {
                 *lock(&self.sh.credits) = Some(Credits::new(window, hello.window));
                 self.handshake = Some(v);
@@ -274,6 +293,7 @@ impl Demux {
                     version: v,
                     versions: &self.versions,
                     window,
+                    log_stored: self.log_stored,
                 };
                 if self.sh.send_with(|enc, b| enc.hello_ack(&ack, b)).is_err() {
                     return;
@@ -290,6 +310,7 @@ impl Demux {
                     version: 0,
                     versions: &self.versions,
                     window,
+                    log_stored: 0,
                 };
                 let _ = self.sh.send_with(|enc, b| enc.hello_ack(&ack, b));
                 let m = format!(

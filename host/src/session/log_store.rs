@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::files::Dir;
+use crate::files::{Dir, OpenError};
+use crate::session::resume::{ResumeError, StoredLog, check_stored_log};
 
 /// Where the Log stream's bytes go.
 pub trait LogStore: Send {
@@ -23,6 +24,12 @@ pub trait LogStore: Send {
     /// After a failed `append` or `sync`: cuts the log back to its first `len` bytes (the
     /// last whole record) and makes that durable, so no partial record is left behind.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Bytes of the log (from its first byte) already held durably when the session
+    /// starts: 0 for a new log; for a log directory reopened by `omega attach`, its whole
+    /// entries. The host states it in its HelloAck and continues from there.
+    fn stored(&self) -> u64 {
+        0
+    }
 }
 
 /// The log stream's file in the log directory.
@@ -107,6 +114,8 @@ pub fn card_file_name(agent: &str) -> Result<String, PrincipalError> {
 pub struct FileLogStore {
     dir: Dir,
     file: std::fs::File,
+    /// Bytes held when the store was opened (whole entries of a reopened log).
+    held: u64,
     /// `evidence/`, created when the first evidence arrives.
     evidence: Option<Dir>,
     /// `cards/`, created when the first card arrives.
@@ -141,10 +150,73 @@ impl FileLogStore {
             path: dir.join(LOG_FILE),
             dir: d,
             file,
+            held: 0,
             evidence: None,
             cards: None,
         })
     }
+
+    /// Reopens the log directory of a boot that is still running, for a launcher that
+    /// attaches to it after the earlier one died. The stored log is checked against the
+    /// directory's key and last checkpoint ([`check_stored_log`]); a torn last entry is cut
+    /// (durably) so that the monitor's resend continues at an entry boundary. Every file is
+    /// opened as by [`FileLogStore::open`] (relative to the directory, `O_NOFOLLOW`,
+    /// symlinks and special files refused).
+    pub fn reopen(dir: &Path) -> Result<(Self, StoredLog), ReopenError> {
+        let d = Dir::open(dir)?;
+        let mut file = d.open_append(LOG_FILE)?;
+        let mut log = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut log)?;
+        let text = |name: &str| -> Result<Option<String>, ReopenError> {
+            match d.kind(name)? {
+                None => Ok(None),
+                Some(_) => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut d.open_regular(name)?, &mut s)?;
+                    Ok(Some(s))
+                }
+            }
+        };
+        let stored = check_stored_log(
+            &log,
+            text(KEY_FILE)?.as_deref(),
+            text(CHECKPOINT_FILE)?.as_deref(),
+        )?;
+        if stored.torn > 0 {
+            file.set_len(stored.whole)?;
+            file.sync_all()?;
+        }
+        let evidence = match d.kind(EVIDENCE_DIR)? {
+            Some(_) => Some(d.subdir(EVIDENCE_DIR)?),
+            None => None,
+        };
+        let cards = match d.kind(CARDS_DIR)? {
+            Some(_) => Some(d.subdir(CARDS_DIR)?),
+            None => None,
+        };
+        Ok((
+            FileLogStore {
+                path: dir.join(LOG_FILE),
+                dir: d,
+                file,
+                held: stored.whole,
+                evidence,
+                cards,
+            },
+            stored,
+        ))
+    }
+}
+
+/// Why a log directory could not be reopened for an attach.
+#[derive(Debug, thiserror::Error)]
+pub enum ReopenError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{LOG_FILE}: {0}")]
+    Open(#[from] OpenError),
+    #[error("{0}")]
+    Log(#[from] ResumeError),
 }
 
 impl LogStore for FileLogStore {
@@ -174,5 +246,8 @@ impl LogStore for FileLogStore {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;
         self.file.sync_all()
+    }
+    fn stored(&self) -> u64 {
+        self.held
     }
 }

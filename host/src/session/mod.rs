@@ -20,6 +20,7 @@ mod demux;
 pub mod log_store;
 mod psp;
 mod relay;
+pub mod resume;
 mod send;
 
 use std::io::{self, Read, Write};
@@ -265,6 +266,38 @@ impl ChannelSession {
             let _ = closer.shutdown(Shutdown::Both);
         });
         Ok(cs)
+    }
+
+    /// Attaches to a VM whose earlier launcher went away (`omega attach`): connects to its
+    /// channel socket with a fresh `make_config()` and waits up to `hello_wait` for the
+    /// monitor's new Hello; without one, closes and connects again, until `deadline`.
+    ///
+    /// Why again: QEMU 10 can leave the virtio serial port throttled when the old host's
+    /// socket died in the middle of a write (the port is re-throttled after its close
+    /// handler ran, with no watch to lift it), so the monitor's send never completes and it
+    /// never sees the new connection. Closing the new connection runs QEMU's close handler
+    /// again, which unthrottles the port and discards the stuck data (the monitor resends
+    /// the log anyway); the next connection then gets its Hello.
+    pub fn attach_unix(
+        path: &Path,
+        mut make_config: impl FnMut() -> std::io::Result<SessionConfig>,
+        hello_wait: Duration,
+        deadline: Instant,
+    ) -> Result<(ChannelSession, u8), SessionError> {
+        loop {
+            let s = ChannelSession::connect_unix(path, make_config()?, deadline)?;
+            match s.wait_handshake(hello_wait) {
+                Ok(v) => return Ok((s, v)),
+                Err(SessionError::Timeout) if Instant::now() < deadline => {
+                    debug!("no Hello within {hello_wait:?}; connecting again");
+                    drop(s.close());
+                }
+                Err(e) => {
+                    drop(s.close());
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// Sets what closing the session does to the underlying stream (e.g. shut a socket

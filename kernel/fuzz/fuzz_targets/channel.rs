@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
             version: 1,
             versions: &[1],
             window: 1 + u32::from(*c) * 4099,
+            log_stored: 0,
         };
         let mut f = vec![0u8; 256];
         let n = enc.hello_ack(&ack, &mut f).expect("hello ack");

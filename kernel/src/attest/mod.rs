@@ -158,6 +158,10 @@ pub enum AttestError {
     Entropy(#[from] EntropyError),
     #[error("evidence: {0}")]
     Evidence(#[from] EvidenceError),
+    /// SECURITY: fail closed: a tools file that does not parse names no identity, and no
+    /// evidence is issued rather than evidence without it.
+    #[error("the bundle's tools file: {0}")]
+    ToolsFile(omega_tool_protocol::identity::IdentityError),
 }
 
 /// What the monitor attests to, gathered before any agent starts.
@@ -193,6 +197,9 @@ pub struct ToolServerFacts {
     pub server: String,
     pub tools: u32,
     pub pins_digest: [u8; 32],
+    /// What the bundle's tools file says the server is (`None`: no tools file, or it does
+    /// not name this server).
+    pub identity: Option<omega_evidence::ToolIdentity>,
 }
 
 /// The tool servers of the bundle's policy, by namespace (`server` of `server.tool`); none
@@ -215,8 +222,30 @@ fn tool_servers(policy: &[u8]) -> Vec<ToolServerFacts> {
             server: server.into(),
             tools: u32::try_from(pins.len()).unwrap_or(u32::MAX),
             pins_digest: omega_evidence::pins_digest(pins),
+            identity: None,
         })
         .collect()
+}
+
+/// Gives each tool server the identity the bundle's tools file states for it.
+pub fn with_identities(
+    tool_servers: &mut [ToolServerFacts],
+    tools_file: &[u8],
+) -> Result<(), AttestError> {
+    let servers =
+        omega_tool_protocol::identity::parse(tools_file).map_err(AttestError::ToolsFile)?;
+    for t in tool_servers {
+        t.identity =
+            servers
+                .iter()
+                .find(|s| s.name == t.server)
+                .map(|s| omega_evidence::ToolIdentity {
+                    command: s.command_line(),
+                    package: s.package.clone(),
+                    version: s.version.clone(),
+                });
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,10 +293,17 @@ impl Facts {
                 })
             })
             .collect::<Result<Vec<_>, AttestError>>()?;
-        let tool_servers = files
+        let mut tool_servers = files
             .iter()
             .find(|f| f.name == manifest.policy)
             .map_or_else(Vec::new, |f| tool_servers(&f.bytes));
+        if let Some(name) = &manifest.tools {
+            let file = files
+                .iter()
+                .find(|f| f.name == *name)
+                .ok_or_else(|| AttestError::MissingFile(name.clone()))?;
+            with_identities(&mut tool_servers, &file.bytes)?;
+        }
         Ok(Facts {
             tee,
             boot_id,
@@ -320,6 +356,7 @@ impl Facts {
                 server: t.server.clone(),
                 tools: t.tools,
                 pins_digest: t.pins_digest,
+                identity: t.identity.clone(),
             });
         }
         if let Some(public) = self.peer_public {

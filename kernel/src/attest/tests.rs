@@ -538,3 +538,54 @@ fn the_peer_key_is_claimed_last_and_verifies_as_principal_peer() {
     let id = omega_peer_channel::Identity::from_seed([0x44; 32], Vec::new()).unwrap();
     assert_eq!(id.public(), public);
 }
+
+/// A tool server's claim names the identity the bundle's tools file states (command line,
+/// package, version); a tools file that does not parse fails closed (no evidence), and one
+/// the manifest names but the bundle lacks is a missing file.
+#[test]
+fn tool_server_claims_name_the_bundles_identity_and_a_bad_tools_file_fails_closed() {
+    let mut servers = vec![
+        ToolServerFacts {
+            server: "fs".into(),
+            tools: 1,
+            pins_digest: [1; 32],
+            identity: None,
+        },
+        ToolServerFacts {
+            server: "mail".into(),
+            tools: 1,
+            pins_digest: [2; 32],
+            identity: None,
+        },
+    ];
+    let tools_json = br#"{"servers":[{"name":"fs","command":"node","args":["/x.js","/data"],"package":"@mcp/fs","version":"1.2.3"}]}"#;
+    with_identities(&mut servers, tools_json).unwrap();
+    assert_eq!(
+        servers[0].identity,
+        Some(omega_evidence::ToolIdentity {
+            command: r#"["node","/x.js","/data"]"#.into(),
+            package: "@mcp/fs".into(),
+            version: "1.2.3".into(),
+        })
+    );
+    assert_eq!(
+        servers[1].identity, None,
+        "not in the tools file: no identity"
+    );
+    assert!(matches!(
+        with_identities(&mut servers, b"{\"servers\": 7}"),
+        Err(AttestError::ToolsFile(_))
+    ));
+    let (mut manifest, files) = bundle();
+    manifest.tools = Some("tools.json".into());
+    assert!(matches!(
+        Facts::of_bundle("none", BOOT_ID, [7; 32], [8; 32], &manifest, &files),
+        Err(AttestError::MissingFile(_))
+    ));
+    let mut with_file = files;
+    with_file.push(file("tools.json", b"not json"));
+    assert!(matches!(
+        Facts::of_bundle("none", BOOT_ID, [7; 32], [8; 32], &manifest, &with_file),
+        Err(AttestError::ToolsFile(_))
+    ));
+}

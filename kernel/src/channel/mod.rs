@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 
 use omega_wire::{
     Credits, Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, MAX_FRAME, PerStream,
-    Reassembler, SUPPORTED_VERSIONS, Stream, WireError, msg, negotiate,
+    RESUME_VERSION, Reassembler, SUPPORTED_VERSIONS, Stream, WireError, msg, negotiate,
 };
 
 mod host_text;
@@ -41,6 +41,23 @@ mod host_text;
 mod tests;
 
 pub use host_text::HostText;
+
+/// The agreed (version, host window, log bytes the host holds) of a HelloAck, or `None`
+/// when it names no version both sides speak.
+fn agreed(payload: &[u8]) -> Result<Option<(u8, u32, u64)>, WireError> {
+    let ack = HelloAck::decode(payload)?;
+    Ok(negotiate(SUPPORTED_VERSIONS, ack.versions)
+        .ok()
+        .filter(|v| *v == ack.version)
+        .map(|v| {
+            let stored = if v >= RESUME_VERSION {
+                ack.log_stored
+            } else {
+                0
+            };
+            (v, ack.window, stored)
+        }))
+}
 
 /// A byte pipe to the host.
 pub trait Transport {
@@ -61,6 +78,12 @@ pub trait Transport {
     fn idle(&mut self) {
         core::hint::spin_loop();
     }
+    /// True once after the host's end of the pipe closed and opened again (a new launcher
+    /// attached): whatever was in flight either way is lost, and the channel starts a new
+    /// handshake. The default never reconnects.
+    fn reconnected(&mut self) -> bool {
+        false
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -76,6 +99,9 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
     fn idle(&mut self) {
         (**self).idle()
+    }
+    fn reconnected(&mut self) -> bool {
+        (**self).reconnected()
     }
 }
 
@@ -129,6 +155,13 @@ pub enum Event<E> {
     TransportFault(E),
     /// The host closed a stream.
     Closed(Stream),
+    /// A new host connection (protocol v2) holds the first `stored` bytes of the log: the
+    /// log service checks the claim and answers [`Channel::resume_accepted`] or
+    /// [`Channel::resume_refused`]; until then nothing is sent on Log.
+    LogResume { stored: u64 },
+    /// The host reconnected: messages in flight either way are lost (requests waiting for
+    /// an answer will get none). Queued once per reconnect, before its `LogResume`.
+    Reconnected,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +175,12 @@ pub enum ChannelError<E> {
     NoHello,
     #[error("the host speaks no common protocol version")]
     NoCommonVersion,
+    /// The host reconnected while the message was being sent: the rest of it was not sent.
+    #[error("the host reconnected; the message was cut off")]
+    Reconnected,
+    /// Nothing goes on the Log stream until a new host's resume is accepted.
+    #[error("the log is held until the host resumes it")]
+    LogHeld,
 }
 
 /// Bytes read from the transport per poll.
@@ -191,6 +230,13 @@ pub struct Channel<T: Transport> {
     pub version: u8,
     /// Pieces of bad input from the host so far (malformed frames and transport faults).
     pub malformed: u64,
+    /// Host connections after the first (reconnects noticed).
+    pub reconnects: u64,
+    /// A new Hello went out after a reconnect; its HelloAck has not come.
+    handshaking: bool,
+    /// Nothing is sent on Log and no Ack is believed: from a reconnect until the log
+    /// service accepts the new host's resume.
+    log_held: bool,
     /// Polls in a row that brought no bytes, and the time of the last that did (for the
     /// idle resync).
     idle_polls: u64,
@@ -226,6 +272,9 @@ impl<T: Transport> Channel<T> {
             recv_faulting: false,
             version: 0,
             malformed: 0,
+            reconnects: 0,
+            handshaking: false,
+            log_held: false,
             idle_polls: 0,
             idle_since_ns: None,
         };
@@ -245,7 +294,7 @@ impl<T: Transport> Channel<T> {
             }
             ch.backlog.extend_from_slice(&ch.rx[..got]);
             if let Some(agreed) = ch.next_hello_ack() {
-                let Some((version, window)) = agreed else {
+                let Some((version, window, log_stored)) = agreed else {
                     ch.send_error(
                         Stream::Control,
                         msg::code::NO_COMMON_VERSION,
@@ -255,6 +304,12 @@ impl<T: Transport> Channel<T> {
                 };
                 ch.version = version;
                 ch.credits = Credits::new(INITIAL_WINDOW, window);
+                if log_stored != 0 {
+                    // SECURITY: nothing of the log was sent yet; the claim is ignored.
+                    ch.note_bad_input(Event::Malformed(WireError::Protocol(
+                        "HelloAck claims log bytes before any were sent",
+                    )));
+                }
                 // What went wrong before the handshake is reported with the first poll.
                 return Ok(ch);
             }
@@ -262,26 +317,18 @@ impl<T: Transport> Channel<T> {
         Err(ChannelError::NoHello)
     }
 
-    /// The next decodable HelloAck in the input, as the agreed (version, host window), or
-    /// `Some(None)` when it names no version both sides speak. Everything before it is
-    /// skipped and counted as malformed.
-    fn next_hello_ack(&mut self) -> Option<Option<(u8, u32)>> {
+    /// The next decodable HelloAck in the input, as the agreed (version, host window, log
+    /// bytes the host holds), or `Some(None)` when it names no version both sides speak.
+    /// Everything before it is skipped and counted as malformed.
+    fn next_hello_ack(&mut self) -> Option<Option<(u8, u32, u64)>> {
         loop {
             self.feed();
             let item = self.dec.next_frame()?;
             let bad = match item {
-                Ok(frame) if frame.kind() == Kind::HelloAck => {
-                    match HelloAck::decode(frame.payload) {
-                        Ok(ack) => {
-                            let agreed = negotiate(SUPPORTED_VERSIONS, ack.versions)
-                                .ok()
-                                .filter(|v| *v == ack.version)
-                                .map(|v| (v, ack.window));
-                            return Some(agreed);
-                        }
-                        Err(e) => e,
-                    }
-                }
+                Ok(frame) if frame.kind() == Kind::HelloAck => match agreed(frame.payload) {
+                    Ok(agreed) => return Some(agreed),
+                    Err(e) => e,
+                },
                 Ok(_) => WireError::Protocol("frame before the handshake"),
                 Err(e) => e,
             };
@@ -373,11 +420,106 @@ impl<T: Transport> Channel<T> {
             .map_err(ChannelError::Transport)
     }
 
+    /// The host's end of the pipe was closed and opened again (a new launcher attached):
+    /// every piece of wire state starts again, partial messages either way are dropped,
+    /// the log is held, and a new Hello goes out. Whole messages already queued stay.
+    fn on_reconnect(&mut self) -> Result<(), ChannelError<T::Error>> {
+        self.reconnects += 1;
+        self.dec.reset();
+        self.backlog.clear();
+        self.reasm = Reassembler::new(self.config.max_message);
+        self.enc = Encoder::new();
+        // No credit until the new HelloAck: `send` waits for it.
+        self.credits = Credits::new(INITIAL_WINDOW, 1);
+        self.deferred = PerStream::default();
+        self.ack = None;
+        // A claim of the connection before is void.
+        self.events
+            .retain(|e| !matches!(e, Event::LogResume { .. }));
+        self.log_held = true;
+        self.handshaking = true;
+        self.idle_polls = 0;
+        self.idle_since_ns = None;
+        self.events.push_back(Event::Reconnected);
+        let n = self.enc.hello(
+            &Hello {
+                versions: SUPPORTED_VERSIONS,
+                window: INITIAL_WINDOW,
+            },
+            &mut self.frame,
+        )?;
+        self.send_frame(n)
+    }
+
+    /// A HelloAck after a reconnect: the new connection's version and window, and its
+    /// claim of log bytes held for the log service.
+    fn on_hello_ack(&mut self, payload: &[u8]) -> Result<(), ChannelError<T::Error>> {
+        match agreed(payload) {
+            Ok(Some((version, window, log_stored))) => {
+                self.version = version;
+                self.credits = Credits::new(INITIAL_WINDOW, window);
+                self.handshaking = false;
+                // A version-1 host states nothing: it holds nothing.
+                self.events
+                    .push_back(Event::LogResume { stored: log_stored });
+            }
+            Ok(None) => {
+                // Stays handshaking: usable again only after another reconnect.
+                self.send_error(
+                    Stream::Control,
+                    msg::code::NO_COMMON_VERSION,
+                    "no common protocol version",
+                )?;
+            }
+            Err(e) => self.note_bad_input(Event::Malformed(e)),
+        }
+        Ok(())
+    }
+
+    /// A new host's claim of log bytes held, taken out of the queue (where `poll` would
+    /// hand it out as [`Event::LogResume`]): for a caller waiting on the log.
+    pub fn take_resume(&mut self) -> Option<u64> {
+        let i = self
+            .events
+            .iter()
+            .position(|e| matches!(e, Event::LogResume { .. }))?;
+        match self.events.remove(i) {
+            Some(Event::LogResume { stored }) => Some(stored),
+            _ => None,
+        }
+    }
+
+    /// The log service checked the new host's claim: the host holds the first `stored`
+    /// bytes of the log. Log data flows again, and `Ack`s count from the log's first byte.
+    pub fn resume_accepted(&mut self, stored: u64) {
+        self.log_sent = stored;
+        self.acked = stored;
+        self.log_held = false;
+    }
+
+    /// The log service refused the new host's claim: the host is told, and the log stays
+    /// held until another host resumes it correctly.
+    pub fn resume_refused(&mut self, why: &str) -> Result<(), ChannelError<T::Error>> {
+        self.log_held = true;
+        self.send_error(Stream::Log, msg::code::PROTOCOL, why)
+    }
+
+    /// Whether the Log stream is held (after a reconnect, until a resume is accepted).
+    pub fn log_held(&self) -> bool {
+        self.log_held
+    }
+
     /// Reads what the transport has and turns complete frames into events. Returns
     /// whether anything arrived.
     fn pump(&mut self) -> Result<bool, ChannelError<T::Error>> {
         self.return_deferred_credit()?;
         let got = self.recv();
+        if self.transport.reconnected() {
+            // Bytes read with the news: nothing of the new host's counts before its
+            // HelloAck, and the old host's last bytes died with it.
+            self.on_reconnect()?;
+            return Ok(true);
+        }
         self.backlog.extend_from_slice(&self.rx[..got]);
         let mut progress = got > 0;
         let mut grants: Vec<(Stream, u32)> = Vec::new();
@@ -402,6 +544,18 @@ impl<T: Transport> Channel<T> {
                 }
             };
             let stream = frame.stream();
+            if self.handshaking {
+                // As before the first handshake: nothing but the HelloAck counts.
+                if frame.kind() == Kind::HelloAck {
+                    let payload = frame.payload.to_vec();
+                    self.on_hello_ack(&payload)?;
+                } else {
+                    self.note_bad_input(Event::Malformed(WireError::Protocol(
+                        "frame before the handshake",
+                    )));
+                }
+                continue;
+            }
             let event = match frame.kind() {
                 Kind::Data => {
                     if let Err(e) = self.credits.on_data(stream, frame.payload.len()) {
@@ -514,8 +668,13 @@ impl<T: Transport> Channel<T> {
     /// An `Ack` from the host: every Log byte up to `stored` is durably stored.
     fn on_ack(&mut self, stored: u64) {
         // SECURITY: an acknowledgement of bytes never sent (or going backwards) would let
-        // the monitor release log entries nobody stored; it is refused and ignored.
-        if stored > self.log_sent {
+        // the monitor release log entries nobody stored; it is refused and ignored. So is
+        // one from a new host before its resume was accepted.
+        if self.log_held {
+            self.note_bad_input(Event::Malformed(WireError::Protocol(
+                "Ack before the log resumed",
+            )));
+        } else if stored > self.log_sent {
             self.note_bad_input(Event::Malformed(WireError::Protocol(
                 "Ack beyond the log bytes sent",
             )));
@@ -602,7 +761,22 @@ impl<T: Transport> Channel<T> {
     /// than dropping anything.
     pub fn send(&mut self, stream: Stream, message: &[u8]) -> Result<(), ChannelError<T::Error>> {
         let mut rest = message;
+        let connection = self.reconnects;
         loop {
+            if self.reconnects != connection {
+                // SECURITY: the rest of a message must not reach the new host without its
+                // start (on Log it would splice bytes into the stored log).
+                return Err(ChannelError::Reconnected);
+            }
+            if stream == Stream::Log && self.log_held {
+                return Err(ChannelError::LogHeld);
+            }
+            if self.handshaking {
+                if !self.pump()? {
+                    self.transport.idle();
+                }
+                continue;
+            }
             match self
                 .enc
                 .data_with_credit(&mut self.credits, stream, rest, &mut self.frame)

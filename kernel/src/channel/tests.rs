@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use omega_wire::{
     Decoder, Encoder, Hello, HelloAck, INITIAL_WINDOW, Kind, Reassembler, SUPPORTED_VERSIONS,
-    Stream, WireError, msg,
+    Stream, VERSION, WireError, msg,
 };
 
 use super::*;
@@ -30,6 +30,10 @@ struct Fake {
     /// Calls to `idle`, and bytes the host sends while the guest idles.
     idles: usize,
     inbound_on_idle: Vec<u8>,
+    /// The host's end reopened (a new launcher attached): reported once by `reconnected`;
+    /// `reconnect_on_idle` makes the next `idle` do it.
+    reconnect: bool,
+    reconnect_on_idle: bool,
 }
 
 impl Transport for Fake {
@@ -63,6 +67,11 @@ impl Transport for Fake {
     fn idle(&mut self) {
         self.idles += 1;
         self.inbound.extend(self.inbound_on_idle.drain(..));
+        self.reconnect |= core::mem::take(&mut self.reconnect_on_idle);
+    }
+
+    fn reconnected(&mut self) -> bool {
+        core::mem::take(&mut self.reconnect)
     }
 }
 
@@ -102,10 +111,22 @@ impl Host {
     }
 
     fn hello_ack(&mut self, version: u8, versions: &[u8], window: u32) -> Vec<u8> {
+        self.resume_ack(version, versions, window, 0)
+    }
+
+    /// A HelloAck that says the host holds `log_stored` bytes of the log (version 2).
+    fn resume_ack(
+        &mut self,
+        version: u8,
+        versions: &[u8],
+        window: u32,
+        log_stored: u64,
+    ) -> Vec<u8> {
         let ack = HelloAck {
             version,
             versions,
             window,
+            log_stored,
         };
         self.frame(|e, b| e.hello_ack(&ack, b).unwrap())
     }
@@ -177,7 +198,7 @@ fn connected(window: u32, config: Config) -> (Channel<Fake>, Host) {
     let mut host = Host::new();
     let mut fake = Fake::default();
     fake.inbound
-        .extend(host.hello_ack(1, SUPPORTED_VERSIONS, window));
+        .extend(host.hello_ack(VERSION, SUPPORTED_VERSIONS, window));
     let mut ch = Channel::connect(fake, config).expect("handshake");
     let out = core::mem::take(&mut ch.transport_mut().outbound);
     assert_eq!(
@@ -236,7 +257,7 @@ fn malformed(events: &[Event<Fault>]) -> Vec<WireError> {
 #[test]
 fn handshake_agrees_on_version_and_window() {
     let (mut ch, mut host) = connected(4096, TEST);
-    assert_eq!(ch.version, 1);
+    assert_eq!(ch.version, VERSION);
     assert_eq!(ch.malformed, 0);
     // The host's window is what the guest may send before the first grant.
     assert_eq!(ch.credits.available(Stream::Echo), 4096);
@@ -280,9 +301,9 @@ fn handshake_skips_and_reports_junk_before_the_hello_ack() {
         omega_wire::encode_frame(&header, &[0xff; 3], b).unwrap()
     }));
     fake.inbound
-        .extend(host.hello_ack(1, SUPPORTED_VERSIONS, 4096));
+        .extend(host.hello_ack(VERSION, SUPPORTED_VERSIONS, 4096));
     let mut ch = Channel::connect(fake, TEST).expect("handshake after junk");
-    assert_eq!(ch.version, 1);
+    assert_eq!(ch.version, VERSION);
     let events = drain(&mut ch);
     let bad = malformed(&events);
     let skipped: usize = bad
@@ -583,7 +604,7 @@ fn peer_errors_close_and_acks_become_events() {
 #[test]
 fn a_second_handshake_is_malformed() {
     let (mut ch, mut host) = connected(1000, TEST);
-    push(&mut ch, &host.hello_ack(1, SUPPORTED_VERSIONS, 1));
+    push(&mut ch, &host.hello_ack(VERSION, SUPPORTED_VERSIONS, 1));
     let events = drain(&mut ch);
     assert_eq!(
         malformed(&events),
@@ -651,7 +672,7 @@ fn a_flood_before_the_handshake_is_counted_not_queued() {
             .extend(host.message(Stream::Tools, b"x")[..6].iter().copied());
     }
     fake.inbound
-        .extend(host.hello_ack(1, SUPPORTED_VERSIONS, 4096));
+        .extend(host.hello_ack(VERSION, SUPPORTED_VERSIONS, 4096));
     let config = Config {
         hello_polls: 1_000_000,
         ..TEST
@@ -890,4 +911,127 @@ fn one_message_can_be_taken_out_of_the_queue_leaving_the_rest_in_order() {
             .iter()
             .all(|s| ch.queued[*s] == 0 && ch.deferred[*s] == 0)
     );
+}
+
+fn resumes(events: &[Event<Fault>]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LogResume { stored } => Some(*stored),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A new launcher attaches while the guest is sending the log: the message cut by the
+/// reconnect is not continued on the new connection, the guest says Hello again, and the
+/// Log stays held (no data, no ack believed) until the log service accepts the new host's
+/// claim; then Log data starts a fresh sequence and acks count from the log's first byte.
+#[test]
+fn a_reconnect_starts_a_new_handshake_and_holds_the_log_until_resumed() {
+    let (mut ch, mut old) = connected(100, TEST);
+    ch.transport_mut().reconnect_on_idle = true;
+    // 300 bytes against 100 bytes of credit: the send waits, and the host reconnects.
+    assert!(matches!(
+        ch.send(Stream::Log, &[7u8; 300]),
+        Err(ChannelError::Reconnected)
+    ));
+    assert_eq!(ch.reconnects, 1);
+    assert!(ch.log_held());
+    // The old host saw the first frame of the message; the new one sees a Hello first.
+    let out = ch.transport_mut().outbound.clone();
+    let seen = old.seen(&out);
+    assert_eq!(
+        seen.last(),
+        Some(&Seen::Hello {
+            versions: SUPPORTED_VERSIONS.to_vec(),
+            window: INITIAL_WINDOW
+        })
+    );
+    let mut new = Host::new();
+    new.read = out.len();
+    // Nothing goes on Log meanwhile.
+    assert!(matches!(
+        ch.send(Stream::Log, b"x"),
+        Err(ChannelError::LogHeld)
+    ));
+    // An ack before the HelloAck is not believed (a frame before the handshake).
+    push(&mut ch, &ack(&mut new, 100));
+    let events = drain(&mut ch);
+    assert!(acks(&events).is_empty());
+    assert_eq!(
+        malformed(&events),
+        [WireError::Protocol("frame before the handshake")]
+    );
+    assert!(
+        matches!(events.first(), Some(Event::Reconnected)),
+        "{events:?}"
+    );
+    // The HelloAck states what the new host holds: handed to the log service.
+    push(&mut ch, &new.resume_ack(2, &[1, 2], 1000, 40));
+    let events = drain(&mut ch);
+    assert_eq!(resumes(&events), [40]);
+    assert_eq!(ch.version, 2);
+    // Until the service accepts, acks are refused and Log is held.
+    push(&mut ch, &ack(&mut new, 40));
+    let events = drain(&mut ch);
+    assert!(acks(&events).is_empty());
+    assert_eq!(
+        malformed(&events),
+        [WireError::Protocol("Ack before the log resumed")]
+    );
+    assert!(matches!(
+        ch.send(Stream::Log, b"x"),
+        Err(ChannelError::LogHeld)
+    ));
+    ch.resume_accepted(40);
+    ch.send(Stream::Log, &[9u8; 50]).unwrap();
+    let seen = guest_output(&mut ch, &mut new);
+    assert!(
+        seen.contains(&Seen::Message(Stream::Log, vec![9u8; 50])),
+        "{seen:?}"
+    );
+    // Acks count log bytes from the log's first byte: 40 held + 50 sent.
+    push(&mut ch, &ack(&mut new, 91));
+    let events = drain(&mut ch);
+    assert_eq!(
+        malformed(&events),
+        [WireError::Protocol("Ack beyond the log bytes sent")]
+    );
+    push(&mut ch, &ack(&mut new, 90));
+    assert_eq!(acks(&drain(&mut ch)), [90]);
+}
+
+/// A resume the log service refuses is told to the host, and the Log stays held; a
+/// version-1 host (no claim) is handed out as holding nothing.
+#[test]
+fn a_refused_resume_keeps_the_log_held() {
+    let (mut ch, _old) = connected(1000, TEST);
+    ch.transport_mut().reconnect = true;
+    let _ = drain(&mut ch);
+    let mut new = Host::new();
+    new.read = ch.transport_mut().outbound.len();
+    push(&mut ch, &new.resume_ack(1, &[1], 1000, 0));
+    assert_eq!(resumes(&drain(&mut ch)), [0]);
+    assert_eq!(ch.take_resume(), None);
+    ch.resume_refused("resume refused").unwrap();
+    assert_eq!(
+        guest_output(&mut ch, &mut new),
+        [Seen::Error(Stream::Log, msg::code::PROTOCOL)]
+    );
+    assert!(ch.log_held());
+    assert!(matches!(
+        ch.send(Stream::Log, b"x"),
+        Err(ChannelError::LogHeld)
+    ));
+    // Another launcher: a new Hello, and its claim can be taken without polling.
+    ch.transport_mut().reconnect = true;
+    assert!(ch.receive().unwrap());
+    let mut third = Host::new();
+    let out = ch.transport_mut().outbound.clone();
+    third.read = out.len();
+    push(&mut ch, &third.resume_ack(2, &[2], 1000, 0));
+    assert!(ch.receive().unwrap());
+    assert_eq!(ch.take_resume(), Some(0));
+    assert!(resumes(&drain(&mut ch)).is_empty());
 }

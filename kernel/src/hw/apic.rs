@@ -125,6 +125,18 @@ pub struct IoApic {
     phys: u64,
 }
 
+/// The EOI register of a version-0x20 I/O APIC (82093AA successors, QEMU's default):
+/// writing a vector clears the Remote IRR of the lines routed to it.
+const IOAPIC_EOI: u64 = 0x40;
+
+/// Directed end of interrupt to the I/O APIC at `phys` (as [`IoApic::directed_eoi`] says
+/// it supports), from a handler.
+pub fn ioapic_eoi(phys: u64, vector: u8) {
+    // SAFETY: the EOI register of an I/O APIC `IoApic::probe` found at `phys`, in the
+    // uncached device window; the write only clears Remote IRR bits for `vector`.
+    unsafe { mmio(phys, IOAPIC_EOI).write_volatile(u32::from(vector)) }
+}
+
 impl IoApic {
     /// The I/O APIC at `phys` if one answers there with QEMU's 24 pins (an empty address
     /// reads as 0 or all-ones, neither of which passes).
@@ -134,6 +146,12 @@ impl IoApic {
         let pins = ((version >> 16) & 0xff) + 1;
         let ok = matches!(version & 0xff, 0x11 | 0x20) && pins == IOAPIC_PINS;
         ok.then_some(io)
+    }
+
+    /// Where to send a directed EOI ([`ioapic_eoi`]): `Some(phys)` for a version-0x20
+    /// I/O APIC, which has the EOI register.
+    pub fn directed_eoi(&self) -> Option<u64> {
+        (self.read(IOAPIC_VERSION) & 0xff == 0x20).then_some(self.phys)
     }
 
     fn read(&self, index: u32) -> u32 {

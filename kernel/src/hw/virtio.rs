@@ -236,6 +236,11 @@ pub struct Console {
     port_ready: bool,
     /// The host side of the port is open (its chardev is connected).
     pub host_open: bool,
+    /// The host side has been open once (the first launcher).
+    host_was_open: bool,
+    /// The host side closed and opened again since [`channel::Transport::reconnected`]
+    /// last said so: a new launcher attached.
+    reopened: bool,
     pub slot: u64,
 }
 
@@ -326,6 +331,8 @@ impl Console {
             current: None,
             port_ready: false,
             host_open: false,
+            host_was_open: false,
+            reopened: false,
             slot,
         };
         for i in 0..CTRL_SLOTS {
@@ -372,7 +379,14 @@ impl Console {
                 }
                 // Ports other than ours are declined.
                 (ctl::DEVICE_ADD, false) => self.send_control(control(id, ctl::PORT_READY, 0))?,
-                (ctl::PORT_OPEN, true) => self.host_open = value != 0,
+                (ctl::PORT_OPEN, true) => {
+                    // QEMU sends PORT_OPEN 0 when the launcher's socket closes and 1 when a
+                    // new one connects (the chardev is a listening socket).
+                    let open = value != 0;
+                    self.reopened |= open && !self.host_open && self.host_was_open;
+                    self.host_was_open |= open;
+                    self.host_open = open;
+                }
                 _ => {}
             }
         }
@@ -430,5 +444,9 @@ impl channel::Transport for Console {
 
     fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {
         Console::send(self, data)
+    }
+
+    fn reconnected(&mut self) -> bool {
+        core::mem::take(&mut self.reopened)
     }
 }

@@ -377,6 +377,27 @@ impl Host<'_> {
         }
     }
 
+    /// The host reconnected: every tool call in flight is answered Unavailable (its answer
+    /// died with the old connection), a listing in flight is asked again, and the inference
+    /// session (its TLS bytes lost mid-stream) is closed.
+    fn host_reconnected(&mut self) -> Vec<(Ticket, Answer)> {
+        let lost = || Err((code::UNAVAILABLE, String::from(super::HOST_RECONNECTED)));
+        let mut answers = self.inference.on_host(&mut self.ch, &mut self.log, lost());
+        loop {
+            match self.tools.on_host_error(true, super::HOST_RECONNECTED) {
+                tools::Event::Answer { id, outcome } => {
+                    if let tools::Outcome::Unavailable(why) | tools::Outcome::Failed(why) = outcome
+                    {
+                        answers.push((id, Answer::Unavailable(why)));
+                    }
+                }
+                tools::Event::Ignored(_) => break,
+                _ => self.relist_done(),
+            }
+        }
+        answers
+    }
+
     /// The host answered on Inference or Tools: a tool answer goes to the call with its
     /// id, inference answers (none, one, or every waiting call when the session broke) to
     /// the calls the proxy session answers.
@@ -385,6 +406,9 @@ impl Host<'_> {
         stream: Stream,
         reply: Result<Vec<u8>, (u16, String)>,
     ) -> Vec<(Ticket, Answer)> {
+        if matches!(&reply, Err((_, why)) if why == super::HOST_RECONNECTED) {
+            return self.host_reconnected();
+        }
         match stream {
             Stream::Inference => self.inference.on_host(&mut self.ch, &mut self.log, reply),
             Stream::Tools => self.on_tools(reply).into_iter().collect(),

@@ -8,6 +8,13 @@
 //! full of unacknowledged entries, the producer blocks in [`LogService::append`] (in
 //! `wait_for_ack`), reading the channel for acks, until the host stores more: no record is
 //! ever dropped, and a host that stops storing stops the monitor's work, not its log.
+//!
+//! Resume: when a new launcher attaches (the channel noticed the host's end reopen and
+//! shook hands again), its HelloAck says how many bytes of the log it holds durably. The
+//! claim is checked against the outbox ([`omega_provenance::Log::resend_from`]: not beyond
+//! what was sent, not below what was released, at an entry boundary); accepted, everything
+//! after it is sent again and the resume is logged (`LOG_RESUMED`); refused, the host is
+//! told, the refusal is logged (`RESUME_REFUSED`) and the Log stays held for the next host.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -46,6 +53,9 @@ pub struct LogService<'m> {
     clock: Option<&'m Clock>,
     /// Target number the next `define_target` gets.
     next_target: u32,
+    /// Resume outcomes to log once no record is waiting to be appended (a record made
+    /// before must not follow one made later): (decision, name).
+    notes: alloc::vec::Vec<(Decision, String)>,
 }
 
 impl<'m> LogService<'m> {
@@ -73,6 +83,7 @@ impl<'m> LogService<'m> {
             origin,
             clock,
             next_target: 1,
+            notes: alloc::vec::Vec::new(),
         };
         let origin = s.origin.clone();
         s.lifecycle(
@@ -109,10 +120,13 @@ impl<'m> LogService<'m> {
         loop {
             match self.log.append(r) {
                 Ok(_) => {
+                    self.write_notes();
                     self.flush(ch);
                     return self.checkpoint_if_due(ch);
                 }
-                Err(AppendError::OutboxFull) if self.log.unsent() > 0 => self.flush(ch),
+                Err(AppendError::OutboxFull) if self.log.unsent() > 0 && !ch.log_held() => {
+                    self.flush(ch)
+                }
                 Err(AppendError::OutboxFull) => self.wait_for_ack(ch),
                 Err(e) => fatal("provenance log", format_args!("{e:?}")),
             }
@@ -133,6 +147,7 @@ impl<'m> LogService<'m> {
         loop {
             match self.log.append(r) {
                 Ok(_) => {
+                    self.write_notes();
                     // Batched: the agents' loop flushes every turn (`flush`), so one
                     // virtio transfer carries many records; under TCG a transfer per
                     // record was 40 % of the monitor's time under load.
@@ -142,7 +157,9 @@ impl<'m> LogService<'m> {
                     self.checkpoint_if_due(ch);
                     return Ok(());
                 }
-                Err(AppendError::OutboxFull) if self.log.unsent() > 0 => self.flush(ch),
+                Err(AppendError::OutboxFull) if self.log.unsent() > 0 && !ch.log_held() => {
+                    self.flush(ch)
+                }
                 Err(AppendError::OutboxFull) => return Err(omega_runtime::Backpressure),
                 Err(e) => fatal("provenance log", format_args!("{e:?}")),
             }
@@ -158,11 +175,14 @@ impl<'m> LogService<'m> {
             self.log.pending()
         );
         loop {
+            if let Some(stored) = ch.take_resume() {
+                self.on_resume(ch, stored);
+            }
             if let Some(stored) = ch.take_log_ack() {
                 self.on_ack(stored);
-                if self.log.free() >= MAX_ENTRY {
-                    return;
-                }
+            }
+            if self.log.free() >= MAX_ENTRY {
+                return;
             }
             match ch.receive() {
                 Ok(true) => {}
@@ -251,7 +271,11 @@ impl<'m> LogService<'m> {
     /// acknowledges them). If the send fails they are not sent again: the host's stored log
     /// then no longer matches the signed checkpoints, which is what a verifier detects.
     pub fn flush(&mut self, ch: &mut HostChannel) {
-        if self.log.unsent() == 0 {
+        if let Some(stored) = ch.take_resume() {
+            self.on_resume(ch, stored);
+        }
+        // Held after a reconnect until a resume is accepted: the entries wait in the outbox.
+        if self.log.unsent() == 0 || ch.log_held() {
             return;
         }
         let mut buf = alloc::vec![0u8; self.log.unsent()];
@@ -280,8 +304,58 @@ impl<'m> LogService<'m> {
     /// appends, and from the service loop, so entries older than the period get one even
     /// when no more entries follow.
     pub fn checkpoint_if_due(&mut self, ch: &mut HostChannel) {
+        self.write_notes();
         if self.schedule.due(self.log.size(), self.now_ns()) {
             self.checkpoint(ch);
+        }
+    }
+
+    /// A new host (after a reconnect) holds the first `stored` bytes of the log. SECURITY:
+    /// the claim is checked before anything is released or sent: beyond the bytes sent, below
+    /// what an earlier host acknowledged, or inside an entry, it is refused and the Log
+    /// stays held; accepted, every entry after it is sent again, then a fresh checkpoint.
+    pub fn on_resume(&mut self, ch: &mut HostChannel, stored: u64) {
+        match self.log.resend_from(stored) {
+            Ok(()) => {
+                ch.resume_accepted(stored);
+                serial_println!(
+                    "omega: log: the host reconnected holding {stored} bytes of the log; sending the {} bytes after them again",
+                    self.log.unsent()
+                );
+                self.notes
+                    .push((Decision::Allow, alloc::format!("resumed at {stored}")));
+                self.flush(ch);
+                self.checkpoint(ch);
+            }
+            Err(e) => {
+                serial_println!("omega: log: resume refused: {e}");
+                let why = alloc::format!("resume refused: {e}");
+                if let Err(e) = ch.resume_refused(&why) {
+                    report_send_failure("a resume refusal", &e);
+                }
+                let mut name = why;
+                name.truncate(omega_provenance::entry::MAX_NAME);
+                self.notes.push((Decision::Deny, name));
+            }
+        }
+    }
+
+    /// Appends the resume outcomes waiting to be logged, as far as the outbox has room
+    /// (never waiting: the rest stay for the next call).
+    fn write_notes(&mut self) {
+        while let Some((decision, name)) = self.notes.first() {
+            let rule = if *decision == Decision::Allow {
+                lifecycle::LOG_RESUMED
+            } else {
+                lifecycle::RESUME_REFUSED
+            };
+            let r = self.lifecycle_record(0, rule, 0, *decision, None, Some(name.as_bytes()));
+            match self.log.append(&r) {
+                Ok(_) => {
+                    self.notes.remove(0);
+                }
+                Err(_) => return,
+            }
         }
     }
 

@@ -56,6 +56,10 @@ fn report_send_failure(what: &str, e: &SendError) {
     serial_println!("omega: channel: sending {what} failed: {e}");
 }
 
+/// What the loop hands the agents' service (as an error "reply" on Control) when the host
+/// reconnected: tool calls and the inference session in flight lost their answers.
+pub(crate) const HOST_RECONNECTED: &str = "the host reconnected; the request was lost";
+
 /// Bad input is reported for the first 20 cases, then every 1000th, so a flood of garbage
 /// cannot flood the console too.
 fn worth_reporting(count: u64) -> bool {
@@ -201,6 +205,20 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
         Event::LogAck { stored } => {
             log.on_ack(stored);
             return Step::Acked;
+        }
+        Event::LogResume { stored } => {
+            log.on_resume(ch, stored);
+            return Step::Acked;
+        }
+        Event::Reconnected => {
+            serial_println!(
+                "omega: host channel: the host reconnected ({} so far); new handshake sent, the log is held until the new host resumes it",
+                ch.reconnects
+            );
+            return Step::Reply(
+                Stream::Control,
+                Err((msg::code::UNAVAILABLE, HOST_RECONNECTED.into())),
+            );
         }
         Event::PeerError {
             stream,

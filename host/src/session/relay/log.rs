@@ -59,10 +59,16 @@ impl EntryEnds {
 
 impl LogRelay {
     pub(crate) fn new(store: Box<dyn LogStore>) -> Self {
+        // A reopened log continues after the whole entries it holds: Acks count from the
+        // log's first byte (protocol v2).
+        let held = store.stored();
         LogRelay {
             store,
-            total: 0,
-            entries: EntryEnds::default(),
+            total: held,
+            entries: EntryEnds {
+                whole: held,
+                ..EntryEnds::default()
+            },
             failed: false,
             broken: false,
         }

@@ -1,0 +1,176 @@
+//! From evidence to the admission input. Signature chains are checked here (std verifiers);
+//! the admission decision (measurement, TCB, debug, binding, nonce) is the no_std
+//! `omega_fleet::admission::check`, which recomputes the binding itself.
+
+use anyhow::{anyhow, bail};
+use measurements::{CertSource, VerifyOptions, verify_report};
+use omega_evidence::{Bundle, Claim, Options};
+use omega_fleet::policy::SnpTcb;
+use omega_fleet::{Attested, Binding, Tcb, TcbRating, Tee};
+use omega_tee_verify::{TcbStatus, Verified};
+
+/// Which roots an Omega node's SNP report is checked under.
+#[derive(Debug, Clone)]
+pub enum SnpRoots {
+    /// The simulated PSP's lab chain (tests): evidence maps to [`Tee::Simulated`].
+    Lab,
+    /// AMD's builtin roots of a family and the chip's VCEK (DER).
+    Amd {
+        family: measurements::Family,
+        vcek: Vec<u8>,
+    },
+}
+
+/// An Omega node's `platform` evidence (postcard `omega_evidence::Bundle`), verified for the
+/// coordinator's `nonce`: the evidence tree, REPORT_DATA and the report's chain. The node key
+/// is the evidence's monitor key (whose hash REPORT_DATA binds with the nonce).
+pub fn omega_platform(
+    evidence: &[u8],
+    nonce: &[u8; 32],
+    roots: &SnpRoots,
+) -> anyhow::Result<Attested> {
+    let bundle = Bundle::decode(evidence).map_err(|e| anyhow!("evidence: {e}"))?;
+    let outcome = omega_evidence::verify(
+        &bundle,
+        &Options {
+            principal: "platform",
+            nonce: Some(*nonce),
+            allow_unattested: false,
+            report: None,
+        },
+    );
+    if !outcome.verified() {
+        let why: Vec<String> = outcome
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        bail!("evidence refused: {}", why.join("; "));
+    }
+    let report = outcome
+        .report
+        .as_deref()
+        .ok_or_else(|| anyhow!("evidence has no report"))?;
+    let (certs, vcek, tee) = match roots {
+        SnpRoots::Lab => (CertSource::Lab, omega_sim_psp::LAB_VCEK_DER, Tee::Simulated),
+        SnpRoots::Amd { family, vcek } => {
+            (CertSource::Family(*family), vcek.as_slice(), Tee::SevSnp)
+        }
+    };
+    // The measurement is the policy's to check (any of its allowed digests), TCB too.
+    let vo = verify_report(
+        report,
+        vcek,
+        certs,
+        &VerifyOptions {
+            expect_report_data: Some(outcome.expected_report_data),
+            ..Default::default()
+        },
+    );
+    if !vo.verified() {
+        let why: Vec<String> = vo
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        bail!("SNP report refused: {}", why.join("; "));
+    }
+    // SECURITY: the monitor's own platform claim must agree with the roots that verified it.
+    match &outcome.claim {
+        Some(Claim::Platform { tee: claimed, .. }) if claimed == certs.tee() => {}
+        other => bail!(
+            "platform claim {other:?} does not match a report verified as {}",
+            certs.tee()
+        ),
+    }
+    let r = vo
+        .report
+        .as_ref()
+        .ok_or_else(|| anyhow!("no parsed report"))?;
+    let v = measurements::tee::from_snp(&vo).ok_or_else(|| anyhow!("report not verified"))?;
+    Ok(Attested {
+        tee,
+        measurement: v.measurement,
+        report_data: v.report_data,
+        tcb: Tcb::Snp(SnpTcb {
+            bootloader: r.reported_tcb.bootloader,
+            tee: r.reported_tcb.tee,
+            snp: r.reported_tcb.snp,
+            microcode: r.reported_tcb.microcode,
+            fmc: r.reported_tcb.fmc,
+        }),
+        debug: v.debug,
+        node_key: bundle.monitor_key,
+        binding: Binding::OmegaEvidence {
+            root: bundle.base_root,
+        },
+        bundle: None,
+    })
+}
+
+/// An Omega node's `platform` evidence ([`omega_platform`]) and its `bundle` evidence: the
+/// `bundle` leaf must be in the same attested tree (same monitor key, base root and nonce),
+/// and its claim gives [`Attested::bundle`], the manifest digest the admission compares with
+/// the placement's.
+pub fn omega_node(
+    platform: &[u8],
+    bundle_evidence: &[u8],
+    nonce: &[u8; 32],
+    roots: &SnpRoots,
+) -> anyhow::Result<Attested> {
+    let mut a = omega_platform(platform, nonce, roots)?;
+    let b = Bundle::decode(bundle_evidence).map_err(|e| anyhow!("bundle evidence: {e}"))?;
+    let outcome = omega_evidence::verify(
+        &b,
+        &Options {
+            principal: "bundle",
+            nonce: Some(*nonce),
+            allow_unattested: false,
+            report: None,
+        },
+    );
+    if !outcome.verified() {
+        let why: Vec<String> = outcome
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        bail!("bundle evidence refused: {}", why.join("; "));
+    }
+    // SECURITY: the same tree the platform evidence's report attests (whose REPORT_DATA
+    // binds this key, root and nonce), so the leaf's inclusion is attested too.
+    let Binding::OmegaEvidence { root } = a.binding else {
+        bail!("not an Omega node's evidence");
+    };
+    if b.monitor_key != a.node_key || b.base_root != root || b.report_nonce != *nonce {
+        bail!("bundle evidence is from another evidence tree than the platform's");
+    }
+    match outcome.claim {
+        Some(Claim::Bundle { manifest_digest }) => a.bundle = Some(manifest_digest),
+        other => bail!("bundle evidence claims {other:?}"),
+    }
+    Ok(a)
+}
+
+/// A TDX quote or Nitro document already verified by `omega-tee-verify`, for a node that
+/// claims `node_key`: its bound data must be `omega_fleet::admission::direct_binding`.
+pub fn from_verified(v: &Verified, node_key: [u8; 32]) -> Attested {
+    let tee = match v.tee {
+        omega_tee_verify::Tee::SevSnp => Tee::SevSnp,
+        omega_tee_verify::Tee::Tdx => Tee::Tdx,
+        omega_tee_verify::Tee::Nitro => Tee::Nitro,
+    };
+    let tcb = match &v.tcb {
+        TcbStatus::UpToDate => Tcb::Rated(TcbRating::UpToDate),
+        TcbStatus::OutOfDate { .. } => Tcb::Rated(TcbRating::OutOfDate),
+        TcbStatus::Other { .. } => Tcb::Rated(TcbRating::Other),
+        TcbStatus::NotApplicable => Tcb::NotApplicable,
+    };
+    Attested {
+        tee,
+        measurement: v.measurement.clone(),
+        report_data: v.report_data.clone(),
+        tcb,
+        debug: v.debug,
+        node_key,
+        binding: Binding::Direct,
+        bundle: None,
+    }
+}

@@ -1,0 +1,351 @@
+//! `omega-fleet`: the fleet's host processes (docs/fleet.md).
+//!
+//! ```text
+//! omega-fleet keygen --out FILE                      # a key seed (hex); prints the public key
+//! omega-fleet policy --source P.json --owner-key F --out P.signed
+//! omega-fleet coordinator --etcd URL --fleet F --key F --owner HEX --policy P.signed --state F --lab-root
+//! omega-fleet scheduler --etcd URL --fleet F
+//! omega-fleet node --etcd URL --fleet F --id N --coordinator HEX --omega BIN --image IMG --work DIR
+//! omega-fleet submit --etcd URL --fleet F --workload W --bundle DIR --role R
+//! omega-fleet bench-admission --log-dir DIR --iterations N   # DIR: an omega run --log-dir
+//! ```
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use omega_fleet::signed::SigningKey;
+use omega_fleet_host::attest::{SnpRoots, omega_node};
+use omega_fleet_host::audit::Audit;
+use omega_fleet_host::source::PolicySource;
+use omega_fleet_host::store::{Desired, Store};
+use omega_fleet_host::{coordinator, node, parse_key, random32, read_key, scheduler};
+
+#[derive(Parser)]
+#[command(
+    name = "omega-fleet",
+    about = "Omega fleet: coordinator (host stand-in), scheduler on etcd, node agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Etcd {
+    /// etcd endpoint(s), e.g. http://127.0.0.1:2379.
+    #[arg(long = "etcd", required = true)]
+    etcd: Vec<String>,
+    /// The fleet's name (its key prefix in etcd).
+    #[arg(long)]
+    fleet: String,
+    /// Seconds between polls of etcd (fractions allowed).
+    #[arg(long, default_value = "0.2")]
+    poll: f64,
+}
+
+impl Etcd {
+    fn poll(&self) -> Duration {
+        Duration::from_secs_f64(self.poll.clamp(0.01, 60.0))
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Writes a fresh Ed25519 seed (64 hex digits, mode 0600) and prints its public key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compiles a JSON policy source to its canonical form and signs it with the owner key.
+    Policy {
+        #[arg(long)]
+        source: PathBuf,
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The coordinator stand-in (trusted logic in a host process).
+    Coordinator {
+        #[command(flatten)]
+        etcd: Etcd,
+        /// The coordinator's key seed file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The policy owner's public key (64 hex digits).
+        #[arg(long)]
+        owner: String,
+        /// The owner-signed policy.
+        #[arg(long)]
+        policy: PathBuf,
+        /// File keeping the highest policy version applied (replays refused across restarts).
+        #[arg(long)]
+        state: PathBuf,
+        /// Verify SNP reports under the simulated PSP's lab root (tests only).
+        #[arg(long)]
+        lab_root: bool,
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// The untrusted scheduler.
+    Scheduler {
+        #[command(flatten)]
+        etcd: Etcd,
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// The node agent: boots coordinator-signed placements with `omega run --simulated-psp`.
+    Node {
+        #[command(flatten)]
+        etcd: Etcd,
+        #[arg(long)]
+        id: String,
+        /// The coordinator's public key (64 hex digits).
+        #[arg(long)]
+        coordinator: String,
+        #[arg(long)]
+        omega: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        #[arg(long)]
+        work: PathBuf,
+        /// Lease TTL in seconds: the node counts as dead this long after it stops.
+        #[arg(long, default_value_t = 3)]
+        ttl: i64,
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// Declares a desired workload (operator).
+    Submit {
+        #[command(flatten)]
+        etcd: Etcd,
+        #[arg(long)]
+        workload: String,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long)]
+        role: String,
+    },
+    /// Admission latency: evidence verification + credential, N times, on one stored run's
+    /// `platform` and `bundle` evidence (lab root) and its nonce.
+    BenchAdmission {
+        /// An `omega run --log-dir` of a `--simulated-psp` run: its `evidence/platform.bin`,
+        /// `evidence/bundle.bin` and `nonce.hex` are used.
+        #[arg(long)]
+        log_dir: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        iterations: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Keygen { out } => {
+            let seed = random32()?;
+            let key = SigningKey::from_seed(seed).context("RNG gave zeros")?;
+            write_private(&out, &format!("{}\n", hex::encode(seed)))?;
+            println!("{}", hex::encode(key.public()));
+            Ok(())
+        }
+        Cmd::Policy {
+            source,
+            owner_key,
+            out,
+        } => {
+            let text = std::fs::read_to_string(&source)
+                .with_context(|| format!("reading {}", source.display()))?;
+            let src: PolicySource =
+                serde_json::from_str(&text).with_context(|| format!("{}", source.display()))?;
+            let policy = src.compile()?;
+            let owner = SigningKey::from_seed(read_key(&owner_key)?).context("zero owner seed")?;
+            std::fs::write(&out, policy.sign(&owner)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "policy {} version {} signed by {}",
+                policy.fleet_id,
+                policy.version,
+                hex::encode(owner.public())
+            );
+            Ok(())
+        }
+        Cmd::Coordinator {
+            etcd,
+            key,
+            owner,
+            policy,
+            state,
+            lab_root,
+            audit,
+        } => {
+            if !lab_root {
+                bail!(
+                    "only --lab-root (the simulated PSP) is wired so far: AMD roots need each node's VCEK (docs/fleet.md)"
+                );
+            }
+            let cfg = coordinator::Config {
+                etcd: etcd.etcd.clone(),
+                fleet: etcd.fleet.clone(),
+                key_seed: read_key(&key)?,
+                owner: parse_key(&owner)?,
+                policy,
+                state,
+                roots: SnpRoots::Lab,
+                audit,
+                poll: etcd.poll(),
+            };
+            runtime()?.block_on(coordinator::run(cfg))
+        }
+        Cmd::Scheduler { etcd, audit } => {
+            let store = Store::new(&etcd.etcd, &etcd.fleet);
+            let audit = Audit::new("scheduler", audit)?;
+            runtime()?.block_on(scheduler::run(store, audit, etcd.poll()))
+        }
+        Cmd::Node {
+            etcd,
+            id,
+            coordinator,
+            omega,
+            image,
+            vcpus,
+            work,
+            ttl,
+            audit,
+        } => {
+            if !omega_fleet::name_ok(&id) {
+                bail!("--id {id:?}: 1..=64 of [A-Za-z0-9._-]");
+            }
+            std::fs::create_dir_all(&work)?;
+            let cfg = node::Config {
+                etcd: etcd.etcd.clone(),
+                fleet: etcd.fleet.clone(),
+                id,
+                coordinator: parse_key(&coordinator)?,
+                omega,
+                image,
+                vcpus,
+                work,
+                audit,
+                ttl: ttl.clamp(1, 3600),
+                poll: etcd.poll(),
+            };
+            runtime()?.block_on(node::run(cfg))
+        }
+        Cmd::Submit {
+            etcd,
+            workload,
+            bundle,
+            role,
+        } => {
+            let mut store = Store::new(&etcd.etcd, &etcd.fleet);
+            let d = Desired {
+                bundle: bundle
+                    .canonicalize()
+                    .with_context(|| format!("{}", bundle.display()))?
+                    .display()
+                    .to_string(),
+                role,
+            };
+            runtime()?.block_on(store.put_json("desired", &workload, &d))
+        }
+        Cmd::BenchAdmission {
+            log_dir,
+            iterations,
+        } => {
+            let nonce = std::fs::read_to_string(log_dir.join("nonce.hex"))
+                .with_context(|| format!("{}/nonce.hex", log_dir.display()))?;
+            bench(&log_dir, nonce.trim(), iterations)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Per iteration: a fresh coordinator signs a placement with the run's nonce (not timed),
+/// then the timed part: the `platform` and `bundle` evidence verified (trees, REPORT_DATA,
+/// lab chain, report signature) and the no_std admission check + credential signature.
+fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Result<()> {
+    use omega_fleet::policy::{FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
+    let read = |name: &str| {
+        let p = log_dir.join("evidence").join(name);
+        std::fs::read(&p).with_context(|| format!("{}", p.display()))
+    };
+    let (platform, bundle) = (read("platform.bin")?, read("bundle.bin")?);
+    let nonce = parse_key(nonce)?;
+    let probe = omega_node(&platform, &bundle, &nonce, &SnpRoots::Lab)?;
+    let digest = probe.bundle.context("no bundle claim")?;
+    let owner = SigningKey::from_seed([1; 32]).context("seed")?;
+    let policy = FleetPolicy {
+        format: POLICY_FORMAT,
+        fleet_id: "bench".into(),
+        version: 1,
+        allow_simulated: true,
+        images: vec![ImageRule {
+            tee: probe.tee,
+            measurement: probe.measurement.clone(),
+            name: "bench".into(),
+            shape: Shape {
+                vcpus: 1,
+                vcpu_type: "EPYC-v4".into(),
+                memory_mib: 128,
+            },
+            roles: vec!["worker".into()],
+        }],
+        min_snp_tcb: SnpTcb::default(),
+        allow_tdx_out_of_date: false,
+        agents: vec![],
+        routes: vec![],
+        credential_lifetime_s: 600,
+        challenge_lifetime_s: 600,
+    }
+    .sign(&owner)?;
+    let mut times = Vec::new();
+    for _ in 0..iterations.max(1) {
+        let mut c = omega_fleet::Coordinator::new(
+            SigningKey::from_seed(random32()?).context("seed")?,
+            owner.public(),
+            0,
+        );
+        c.update_policy(&policy)?;
+        let now = omega_fleet_host::now();
+        c.place("bench", "node", "worker", digest, &[], nonce, now)?;
+        let t = Instant::now();
+        let a = omega_node(&platform, &bundle, &nonce, &SnpRoots::Lab)?;
+        let adm = c.admit(&nonce, &a, now)?;
+        times.push(t.elapsed());
+        std::hint::black_box(adm);
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pct = |p: usize| times[(times.len() - 1) * p / 100];
+    println!(
+        "admission (evidence verification + credential), {} runs: median {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+        times.len(),
+        ms(pct(50)),
+        ms(pct(90)),
+        ms(pct(100))
+    );
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! The fleet end to end (issue 17) with real processes: etcd (started here on free loopback
+//! ports), the coordinator stand-in, the untrusted scheduler and node agents of
+//! `omega-fleet`, each node booting the test-hooks image with `omega run --simulated-psp`
+//! and the coordinator's nonce. Four boots in all:
+//!
+//! 1-2. nodes n1, n2 (1 vCPU): placed, booted, their evidence verified (lab root), admitted;
+//!      each credential names the node's attested monitor key.
+//! 3.   node nbad (2 vCPUs: another launch digest): refused by the `measurement` rule.
+//! 4.   n1 dies; the scheduler restarts its workload on n3, which is admitted.
+//!
+//! Between them a hostile scheduler (this test, writing to etcd) replays an admission,
+//! forges a placement, and answers a challenge with another node's evidence and with an
+//! unattested monitor's: each is refused and logged. The simulated PSP is a lab chain with
+//! no hardware behind it: this proves the admission path, not confidentiality.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use omega_fleet::signed::SigningKey;
+use omega_fleet::{Credential, Placement, Tee};
+use omega_fleet_host::store::{Proposal, Store, Submission};
+use omega_test_support::etcd::Etcd;
+use qemu_tests::{measurements, test_hooks_image, workspace_bin};
+use serde_json::Value;
+
+const FLEET: &str = "lab";
+
+fn qemu_present() -> bool {
+    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    let found = Command::new(&qemu)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
+}
+
+/// Child processes killed when the test ends, however it ends.
+#[derive(Default)]
+struct Procs(Vec<(String, Child)>);
+
+impl Procs {
+    fn spawn(&mut self, name: &str, cmd: &mut Command) {
+        let c = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.0.push((name.into(), c));
+    }
+
+    fn kill(&mut self, name: &str) {
+        let i = self.0.iter().position(|(n, _)| n == name).unwrap();
+        let (_, mut c) = self.0.remove(i);
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The audit lines of `file` (JSON objects).
+fn audit(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits for an audit line of `file` with `event` whose fields include `fields`.
+#[track_caller]
+fn wait_event(file: &Path, event: &str, fields: &[(&str, &str)], secs: u64) -> Value {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = audit(file).into_iter().find(|v| {
+            v["event"] == event && fields.iter().all(|(k, want)| v[*k].as_str() == Some(*want))
+        }) {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "no {event} {fields:?} in {} within {secs} s:\n{}",
+            file.display(),
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn bundle(dir: &Path, name: &str, agents: &[&str]) -> PathBuf {
+    let b = dir.join(name);
+    std::fs::create_dir(&b).unwrap();
+    for (file, bytes) in common::agent_bundle(name, agents) {
+        std::fs::write(b.join(file), bytes).unwrap();
+    }
+    b
+}
+
+fn fleet_cmd(bin: &Path, args: &[&str]) -> String {
+    let o = Command::new(bin).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "omega-fleet {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
+    if !qemu_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(mut etcd) = Etcd::start(d) else {
+        return;
+    };
+    let started = Instant::now();
+    let fleet = workspace_bin("omega-fleet-host", "omega-fleet");
+    let omega = workspace_bin("omega-host", "omega");
+    let image = test_hooks_image().display().to_string();
+    let digest_of = |vcpus: &str| {
+        let o = measurements([
+            "digest",
+            "--image",
+            &image,
+            "--vcpus",
+            vcpus,
+            "--vcpu-type",
+            "EPYC-v4",
+        ]);
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let digest = digest_of("1");
+    assert_ne!(digest, digest_of("2"));
+
+    // The owner's policy: the test-hooks image for 1 vCPU under the simulated PSP, the
+    // bundle's two agents pinned; compiled and signed by the CLI.
+    let good = bundle(d, "fleet-good", &["alpha", "beta"]);
+    let evil = bundle(d, "fleet-evil", &["mallory"]);
+    let (_, pins) = omega_fleet_host::source::bundle_pins(&good).unwrap();
+    let agents: Vec<Value> = pins
+        .iter()
+        .map(|p| {
+            serde_json::json!({ "name": p.name, "publisher": p.publisher,
+                                "module_hash": hex::encode(p.module_hash) })
+        })
+        .collect();
+    let source = serde_json::json!({
+        "fleet_id": FLEET, "version": 1, "allow_simulated": true,
+        "images": [{ "name": "omega-test-hooks", "tee": "simulated", "measurement": digest,
+                     "vcpus": 1, "vcpu_type": "EPYC-v4", "memory_mib": 128, "roles": ["worker"] }],
+        "agents": agents,
+        "routes": [{ "from": "worker/alpha", "to": "worker/beta" }],
+        "credential_lifetime_s": 600, "challenge_lifetime_s": 300,
+    });
+    let p = |n: &str| d.join(n).display().to_string();
+    std::fs::write(d.join("policy.json"), source.to_string()).unwrap();
+    let owner_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("owner.key")]);
+    let coord_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("coordinator.key")]);
+    fleet_cmd(
+        &fleet,
+        &[
+            "policy",
+            "--source",
+            &p("policy.json"),
+            "--owner-key",
+            &p("owner.key"),
+            "--out",
+            &p("policy.signed"),
+        ],
+    );
+    let coordinator_key: [u8; 32] = hex::decode(&coord_pub).unwrap().try_into().unwrap();
+
+    let endpoint = etcd.endpoint();
+    let etcd_args = [
+        "--etcd",
+        endpoint.as_str(),
+        "--fleet",
+        FLEET,
+        "--poll",
+        "0.2",
+    ];
+    let mut procs = Procs::default();
+    procs.spawn(
+        "coordinator",
+        Command::new(&fleet)
+            .arg("coordinator")
+            .args(etcd_args)
+            .args(["--key", &p("coordinator.key"), "--owner", &owner_pub])
+            .args([
+                "--policy",
+                &p("policy.signed"),
+                "--state",
+                &p("coordinator.state"),
+            ])
+            .args(["--lab-root", "--audit", &p("coordinator.audit")]),
+    );
+    procs.spawn(
+        "scheduler",
+        Command::new(&fleet)
+            .arg("scheduler")
+            .args(etcd_args)
+            .args(["--audit", &p("scheduler.audit")]),
+    );
+    let node = |procs: &mut Procs, id: &str, vcpus: &str| {
+        procs.spawn(
+            id,
+            Command::new(&fleet)
+                .arg("node")
+                .args(etcd_args)
+                .args(["--id", id, "--coordinator", &coord_pub])
+                .arg("--omega")
+                .arg(&omega)
+                .args(["--image", &image, "--vcpus", vcpus, "--ttl", "3"])
+                .args(["--work", &p(&format!("work-{id}"))])
+                .args(["--audit", &p(&format!("{id}.audit"))]),
+        );
+    };
+    let submit = |w: &str, b: &Path| {
+        fleet_cmd(
+            &fleet,
+            &[
+                &["submit"][..],
+                &etcd_args[..],
+                &[
+                    "--workload",
+                    w,
+                    "--bundle",
+                    &b.display().to_string(),
+                    "--role",
+                    "worker",
+                ],
+            ]
+            .concat(),
+        );
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut store = Store::new(std::slice::from_ref(&endpoint), FLEET);
+    let credential = |store: &mut Store, node: &str| {
+        let bytes = rt
+            .block_on(store.get("credentials", node))
+            .unwrap()
+            .unwrap();
+        Credential::verify(&bytes, &coordinator_key, omega_fleet_host::now()).unwrap()
+    };
+    let coord_audit = d.join("coordinator.audit");
+
+    // 1-2. Two nodes, two workloads: both admitted.
+    node(&mut procs, "n1", "1");
+    node(&mut procs, "n2", "1");
+    submit("w1", &good);
+    submit("w2", &good);
+    let mut admitted = Vec::new();
+    for w in ["w1", "w2"] {
+        admitted.push(wait_event(
+            &coord_audit,
+            "admitted",
+            &[("workload", w)],
+            300,
+        ));
+    }
+    for (a, w) in admitted.iter().zip(["w1", "w2"]) {
+        let n = a["node"].as_str().unwrap().to_string();
+        let c = credential(&mut store, &n);
+        let sub: Submission =
+            serde_json::from_slice(&rt.block_on(store.get("evidence", w)).unwrap().unwrap())
+                .unwrap();
+        let ev = omega_evidence::Bundle::decode(&hex::decode(&sub.evidence).unwrap()).unwrap();
+        assert_eq!(
+            c.node_key, ev.monitor_key,
+            "{w}: the credential names the attested key"
+        );
+        assert_eq!(
+            (c.role.as_str(), c.tee, c.fleet_id.as_str()),
+            ("worker", Tee::Simulated, FLEET)
+        );
+        assert_eq!(hex::encode(&c.launch_digest), digest);
+        wait_event(&d.join(format!("{n}.audit")), "admitted", &[], 30);
+        eprintln!(
+            "{w} on {n}: admitted, evidence verification {} µs, admission {} µs",
+            a["verify_us"], a["admission_us"]
+        );
+    }
+    // The admission figure (docs/fleet.md): the benchmark on n1's run, and that run kept
+    // for a release-built benchmark when OMEGA_FLEET_KEEP_RUN names a directory.
+    let n1_run = std::fs::read_dir(d.join("work-n1"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bench = fleet_cmd(
+        &fleet,
+        &[
+            "bench-admission",
+            "--log-dir",
+            &n1_run.display().to_string(),
+            "--iterations",
+            "20",
+        ],
+    );
+    assert!(
+        bench.starts_with("admission (evidence verification + credential)"),
+        "{bench}"
+    );
+    eprintln!("{bench} (this test's debug build)");
+    if let Some(keep) = std::env::var_os("OMEGA_FLEET_KEEP_RUN") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(keep.join("evidence")).unwrap();
+        for f in ["nonce.hex", "evidence/platform.bin", "evidence/bundle.bin"] {
+            std::fs::copy(n1_run.join(f), keep.join(f)).unwrap();
+        }
+    }
+
+    // The policy's route between the two admitted nodes' agents, and its default deny.
+    let (c1, c2) = (credential(&mut store, "n1"), credential(&mut store, "n2"));
+    let policy = omega_fleet::FleetPolicy::decode(
+        &omega_fleet::signed::open(
+            &std::fs::read(d.join("policy.signed")).unwrap(),
+            omega_fleet::policy::MAX_POLICY,
+            omega_fleet::signed::POLICY_TAG,
+            &hex::decode(&owner_pub).unwrap().try_into().unwrap(),
+            "policy",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(omega_fleet::authorize(&policy, &c1, "alpha", &c2, "beta").allowed);
+    assert!(!omega_fleet::authorize(&policy, &c2, "beta", &c1, "alpha").allowed);
+
+    // 3. A node of another shape (2 vCPUs: another launch digest) is refused.
+    node(&mut procs, "nbad", "2");
+    submit("w3", &good);
+    let r = wait_event(&coord_audit, "refused", &[("workload", "w3")], 300);
+    assert_eq!(r["rule"], "measurement", "{r}");
+    rt.block_on(store.delete("desired", "w3")).unwrap();
+    assert!(
+        rt.block_on(store.get("credentials", "nbad"))
+            .unwrap()
+            .is_none()
+    );
+
+    // Hostile scheduler (a): the admission of w1 replayed, as is and under another workload.
+    let w1_sub = rt.block_on(store.get("evidence", "w1")).unwrap().unwrap();
+    rt.block_on(store.put("evidence", "w1", w1_sub.clone()))
+        .unwrap();
+    let r = wait_event(&coord_audit, "refused", &[("workload", "w1")], 30);
+    assert_eq!(r["rule"], "nonce-replayed", "{r}");
+    rt.block_on(store.put("evidence", "w-replay", w1_sub.clone()))
+        .unwrap();
+    let r = wait_event(&coord_audit, "refused", &[("workload", "w-replay")], 30);
+    assert_eq!(r["rule"], "nonce-replayed", "{r}");
+
+    // (b) A forged placement: the coordinator will not sign a bundle with an unpinned agent,
+    // so the scheduler signs one itself; the node refuses to boot it, and evidence for its
+    // nonce is refused as a challenge the coordinator never issued.
+    let prop = Proposal {
+        node: "n2".into(),
+        bundle: evil.display().to_string(),
+        role: "worker".into(),
+        epoch: 1,
+    };
+    rt.block_on(store.put_json("proposals", "wf", &prop))
+        .unwrap();
+    let r = wait_event(&coord_audit, "placement-refused", &[("workload", "wf")], 30);
+    assert!(r["reason"].as_str().unwrap().contains("mallory"), "{r}");
+    let (evil_digest, _) = omega_fleet_host::source::bundle_pins(&evil).unwrap();
+    let forged = Placement {
+        format: omega_fleet::placement::PLACEMENT_FORMAT,
+        fleet_id: FLEET.into(),
+        workload: "wf".into(),
+        node_id: "n2".into(),
+        role: "worker".into(),
+        bundle_digest: evil_digest,
+        nonce: [0x66; 32],
+        issued_at: omega_fleet_host::now(),
+        expires_at: omega_fleet_host::now() + 300,
+        policy_version: 1,
+    }
+    .sign(&SigningKey::from_seed([0x5c; 32]).unwrap())
+    .unwrap();
+    rt.block_on(store.put("placements", "wf", forged)).unwrap();
+    let r = wait_event(
+        &d.join("n2.audit"),
+        "placement-refused",
+        &[("workload", "wf")],
+        30,
+    );
+    assert!(r["reason"].as_str().unwrap().contains("signature"), "{r}");
+    let forged_sub = Submission {
+        nonce: hex::encode([0x66; 32]),
+        ..serde_json::from_slice(&w1_sub).unwrap()
+    };
+    rt.block_on(store.put_json("evidence", "wf", &forged_sub))
+        .unwrap();
+    let r = wait_event(&coord_audit, "refused", &[("workload", "wf")], 30);
+    assert_eq!(r["rule"], "nonce-unknown", "{r}");
+    rt.block_on(store.delete("proposals", "wf")).unwrap();
+
+    // (c) A node swapped: the coordinator's challenge for a placement on "ghost" answered
+    // with n1's real (attested, but not for this nonce) evidence, then with an unattested
+    // monitor's evidence that does bind the nonce.
+    let challenge = |store: &mut Store, w: &str| -> [u8; 32] {
+        let prop = Proposal {
+            node: "ghost".into(),
+            bundle: good.display().to_string(),
+            role: "worker".into(),
+            epoch: 1,
+        };
+        rt.block_on(store.put_json("proposals", w, &prop)).unwrap();
+        wait_event(&coord_audit, "placement-signed", &[("workload", w)], 30);
+        let signed = rt.block_on(store.get("placements", w)).unwrap().unwrap();
+        Placement::verify(&signed, &coordinator_key).unwrap().nonce
+    };
+    let n = challenge(&mut store, "wg1");
+    let swapped = Submission {
+        nonce: hex::encode(n),
+        ..serde_json::from_slice(&w1_sub).unwrap()
+    };
+    rt.block_on(store.put_json("evidence", "wg1", &swapped))
+        .unwrap();
+    let r = wait_event(&coord_audit, "refused", &[("workload", "wg1")], 30);
+    assert_eq!(r["rule"], "evidence", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("nonce"), "{r}");
+    let n = challenge(&mut store, "wg2");
+    let mut issuer = omega_evidence::Issuer::new([0x77; 32]).unwrap();
+    issuer
+        .add(
+            omega_evidence::Claim::Platform {
+                tee: "none".into(),
+                boot_id: [1; 16],
+            },
+            [2; 32],
+        )
+        .unwrap();
+    issuer.attest(n).unwrap();
+    let unattested = issuer
+        .bundle("platform", None, None)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let sub = Submission {
+        node: "ghost".into(),
+        nonce: hex::encode(n),
+        evidence: hex::encode(unattested),
+        bundle_evidence: String::new(),
+    };
+    rt.block_on(store.put_json("evidence", "wg2", &sub))
+        .unwrap();
+    let r = wait_event(&coord_audit, "refused", &[("workload", "wg2")], 30);
+    assert_eq!(r["rule"], "evidence", "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("UNATTESTED"), "{r}");
+    for w in ["wg1", "wg2"] {
+        rt.block_on(store.delete("proposals", w)).unwrap();
+    }
+    assert!(
+        rt.block_on(store.get("credentials", "ghost"))
+            .unwrap()
+            .is_none()
+    );
+
+    // 4. n1 dies: after its lease lapses the scheduler restarts w1 on n3, admitted.
+    node(&mut procs, "n3", "1");
+    wait_event(&d.join("n3.audit"), "registered", &[], 30);
+    procs.kill("n1");
+    let r = wait_event(
+        &d.join("scheduler.audit"),
+        "restarted",
+        &[("workload", "w1")],
+        60,
+    );
+    assert_eq!(
+        (r["from"].as_str(), r["node"].as_str()),
+        (Some("n1"), Some("n3")),
+        "{r}"
+    );
+    let a = wait_event(
+        &coord_audit,
+        "admitted",
+        &[("workload", "w1"), ("node", "n3")],
+        300,
+    );
+    let c3 = credential(&mut store, "n3");
+    assert_ne!(c3.node_key, c1.node_key, "a new boot, a new attested key");
+    assert!(c3.serial > c1.serial.max(c2.serial));
+    eprintln!("w1 restarted on n3: {a}");
+
+    // Every refusal is in the coordinator's log with its rule.
+    let refused: Vec<String> = audit(&coord_audit)
+        .iter()
+        .filter(|v| v["event"] == "refused")
+        .map(|v| {
+            format!(
+                "{}:{}",
+                v["workload"].as_str().unwrap_or(""),
+                v["rule"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for want in [
+        "w3:measurement",
+        "w1:nonce-replayed",
+        "w-replay:nonce-replayed",
+        "wf:nonce-unknown",
+        "wg1:evidence",
+        "wg2:evidence",
+    ] {
+        assert!(refused.iter().any(|r| r == want), "{want} in {refused:?}");
+    }
+    let boots: usize = ["n1", "n2", "nbad", "n3"]
+        .iter()
+        .map(|n| {
+            audit(&d.join(format!("{n}.audit")))
+                .iter()
+                .filter(|v| v["event"] == "booting")
+                .count()
+        })
+        .sum();
+    assert_eq!(boots, 4, "four boots in all");
+    etcd.kill();
+    eprintln!("fleet test: {:.1} s", started.elapsed().as_secs_f64());
+}
