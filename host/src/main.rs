@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use omega_host::files::{ensure_private_dir, fresh_private_dir};
 use omega_host::session::confirm::{Answers, Operator};
 use omega_host::session::log_store::NONCE_FILE;
+use omega_host::session::{PeerKey, PeerSetup};
 use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
     Bundle, Challenge, ChannelSession, FileLogStore, LogStore, PeerLink, QemuConfig, QemuOutcome,
@@ -171,6 +172,16 @@ struct RunArgs {
     /// retrying until it listens.
     #[arg(long, value_name = "HOST:PORT")]
     peer_connect: Option<String>,
+    /// This node's name on the peer channel (a-z, 0-9, `-_.`; with --peer-pin).
+    #[arg(long, value_name = "NAME", requires = "peer_pin")]
+    peer_node: Option<String>,
+    /// The peer node's name and its peer key: `NAME=HEX` (64 hex digits) or `NAME=@FILE`
+    /// (waited for: the other image attests itself once it runs). TESTS ONLY as a trust
+    /// root: take the key from the other image's verified `peer` evidence (`measurements
+    /// verify-evidence --principal peer` prints it) until the fleet coordinator's
+    /// credentials are wired (docs/fleet.md).
+    #[arg(long, value_name = "NAME=HEX|NAME=@FILE", requires = "peer_node", value_parser = parse_peer_pin)]
+    peer_pin: Option<(String, PeerKey)>,
     /// The verifier's nonce (64 hex digits), sent to the monitor before the bundle and
     /// bound into its evidence. Default: 32 fresh random bytes, printed and written to
     /// DIR/nonce.hex. A verifier that wants freshness chooses it.
@@ -199,6 +210,20 @@ struct RunArgs {
 fn parse_cpu(s: &str) -> Result<VcpuType, String> {
     s.parse()
         .map_err(|e: launch_digest::UnknownVcpuType| e.to_string())
+}
+
+fn parse_peer_pin(s: &str) -> Result<(String, PeerKey), String> {
+    let (name, key) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=HEX or NAME=@FILE"))?;
+    let key = match key.strip_prefix('@') {
+        Some(file) => PeerKey::File(PathBuf::from(file)),
+        None => PeerKey::Key(
+            omega_host::session::parse_peer_key(key)
+                .ok_or_else(|| format!("{key:?} is not 64 hex digits"))?,
+        ),
+    };
+    Ok((name.to_string(), key))
 }
 
 fn parse_nonce(s: &str) -> Result<[u8; 32], String> {
@@ -810,6 +835,11 @@ fn run_image(a: RunArgs) -> Result<i32> {
             .clone()
             .map(PeerLink::Listen)
             .or_else(|| a.peer_connect.clone().map(PeerLink::Connect)),
+        peer_setup: a
+            .peer_node
+            .clone()
+            .zip(a.peer_pin.clone())
+            .map(|(node, (peer, key))| PeerSetup { node, peer, key }),
         ..Default::default()
     };
     // Connect while watching QEMU: it may exit before the socket appears.

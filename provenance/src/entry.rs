@@ -153,7 +153,16 @@ pub mod lifecycle {
     /// card's bytes as sent (`ControlMsg::AgentCard`), name `card`. One per card, before
     /// it is sent, so every card a verifier holds can be found in the log.
     pub const CARD_ISSUED: u32 = 13;
-    // 14-19: taken by other work in progress (fleet, peer channels, inference).
+    /// The peer channel to another monitor (`kernel/src/services/peer.rs`). Decision
+    /// allow: the session is established: content = SHA-256(session id ‖ the peer's peer
+    /// key), name = the peer's node name. Decision deny: a handshake refused (name = the
+    /// `PeerError`, cut to `MAX_NAME`). Decision error: the session broke after it was up
+    /// (name = why).
+    pub const PEER_SESSION: u32 = 16;
+    /// One agent message (`Deliver`) across a peer channel, at each end: decision = the
+    /// receiving gate's, name = `node/agent`.
+    pub const PEER_MESSAGE: u32 = 17;
+    // 14-15, 18-19: taken by other work in progress (fleet, inference).
     /// A new host connection resumed the log (after the launcher restarted): decision
     /// allow, `target` = 0, name = `resumed at N` where N is the log byte the new host said
     /// it holds durably; every entry after it was sent again.

@@ -110,7 +110,9 @@ impl Seen {
                         | ControlMsg::GuestResponse { .. }
                         | ControlMsg::AgentCard { .. }
                         | ControlMsg::ConfirmRequest { .. }
-                        | ControlMsg::ConfirmAnswer { .. } => {}
+                        | ControlMsg::ConfirmAnswer { .. }
+                        | ControlMsg::PeerConfig { .. }
+                        | ControlMsg::PeerPin { .. } => {}
                     }
                 }
                 GuestEvent::Error {

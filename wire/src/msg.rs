@@ -118,6 +118,21 @@ pub enum ControlMsg<'a> {
         id: u64,
         approve: bool,
     },
+    /// Host -> guest, before the bundle: the peer channel's configuration
+    /// (`omega-peer-channel`, the Peer stream): this node's name (its credential), the one
+    /// peer it talks to, and whether this end connects (`initiator`). Only the first one
+    /// counts; the monitor then stays up (bounded) for the session before shutting down.
+    /// SECURITY: a pin the host chose is a test-only trust root until the fleet
+    /// coordinator's credentials are wired (docs/fleet.md).
+    PeerConfig {
+        initiator: bool,
+        node: &'a str,
+        peer: &'a str,
+    },
+    /// Host -> guest, after [`ControlMsg::PeerConfig`]: the peer's pinned peer key (its
+    /// evidence's `PeerKey` claim, which the launcher learns only once the other image has
+    /// issued its evidence). The monitor starts the handshake when it has it.
+    PeerPin { peer: &'a str, key: [u8; 32] },
 }
 
 /// Operator confirmation ([`ControlMsg::ConfirmRequest`], [`ControlMsg::ConfirmAnswer`]):

@@ -314,3 +314,24 @@ fn confirmation_messages_roundtrip_and_are_bounded() {
     assert!(was && cut.len() < confirm::MAX_SUMMARY && cut.chars().all(|c| c == 'é'));
     assert_eq!(confirm::cut("abc", 3), ("abc", false));
 }
+
+#[test]
+fn peer_config_and_pin_round_trip() {
+    let config = ControlMsg::PeerConfig {
+        initiator: true,
+        node: "node-a",
+        peer: "node-b",
+    };
+    let pin = ControlMsg::PeerPin {
+        peer: "node-b",
+        key: [7; 32],
+    };
+    for m in [config, pin] {
+        let mut buf = [0u8; 512];
+        let body = msg::encode(&m, &mut buf).unwrap();
+        let back: ControlMsg = msg::decode_exact(body).unwrap();
+        assert_eq!(back, m);
+        // Cut short: refused, never a panic.
+        assert!(msg::decode_exact::<ControlMsg>(&body[..body.len() - 1]).is_err());
+    }
+}

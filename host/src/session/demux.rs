@@ -33,6 +33,8 @@ pub(crate) struct Demux {
     window: u32,
     bundle: Option<Bundle>,
     challenge: Option<Challenge>,
+    /// The peer channel's configuration (and whether this end initiates).
+    peer_setup: Option<(super::PeerSetup, bool)>,
     /// The simulated PSP, when the challenge asks for one.
     psp: Option<PspHandle>,
     /// Answers the monitor's confirmation requests (the operator).
@@ -68,6 +70,10 @@ impl Demux {
             relays[Stream::Tools] = Some(relay::spawn(&sh, Messages::new(tools)));
         }
         relays[Stream::Echo] = Some(relay::spawn(&sh, Messages::new(EchoRelay)));
+        let peer_setup = match (&config.peer, config.peer_setup) {
+            (Some(link), Some(setup)) => Some((setup, matches!(link, super::PeerLink::Connect(_)))),
+            _ => None,
+        };
         if let Some(link) = config.peer {
             match PeerRelay::start(&sh, link.clone()) {
                 Ok(peer) => relays[Stream::Peer] = Some(relay::spawn(&sh, peer)),
@@ -86,6 +92,7 @@ impl Demux {
             window: config.window,
             bundle: config.bundle,
             challenge: config.challenge,
+            peer_setup,
             psp,
             confirm,
             handshake: None,
@@ -328,6 +335,7 @@ impl Demux {
         let sh = self.sh.clone();
         let bundle = self.bundle.take();
         let challenge = self.challenge;
+        let peer_setup = self.peer_setup.take();
         self.bundle_sender = Some(thread::spawn(move || {
             if let Some(c) = challenge {
                 let m = ControlMsg::Challenge {
@@ -345,6 +353,10 @@ impl Demux {
                     }),
                     Err(e) => warn!("sending the challenge failed: {e}"),
                 }
+            }
+            // Before the bundle, so the monitor knows it has a peer before its agents end.
+            if let Some((setup, initiator)) = peer_setup {
+                super::relay::peer::send_setup(&sh, setup, initiator);
             }
             let Some(b) = bundle else {
                 sh.send_close(Stream::Bundle);
@@ -473,11 +485,13 @@ impl Demux {
             Ok(
                 ControlMsg::Challenge { .. }
                 | ControlMsg::GuestResponse { .. }
-                | ControlMsg::ConfirmAnswer { .. },
+                | ControlMsg::ConfirmAnswer { .. }
+                | ControlMsg::PeerConfig { .. }
+                | ControlMsg::PeerPin { .. },
             ) => self.protocol_error(
                 Stream::Control,
                 code::PROTOCOL,
-                "Challenge, GuestResponse and ConfirmAnswer go from the host to the guest",
+                "Challenge, GuestResponse, ConfirmAnswer, PeerConfig and PeerPin go from the host to the guest",
             ),
             Err(e) => self.protocol_error(
                 Stream::Control,

@@ -841,8 +841,16 @@ pub fn run(
     }
     let outcome = if ran { "agents done" } else { "no agent ran" };
     let h = &mut host;
+    // A peer session's entries come after the agents' checkpoint: one more covers them.
+    let mut peer_checkpointed = !state.peer.configured();
     loop {
-        if h.log.all_stored() {
+        // The peer session (if the host configured one) is closed and ended first.
+        let peer_done = state.peer.wound_down(&mut h.ch, h.log.now_ms());
+        if peer_done && !peer_checkpointed {
+            h.log.checkpoint(&mut h.ch);
+            peer_checkpointed = true;
+        }
+        if peer_done && h.log.all_stored() {
             serial_println!(
                 "omega: bundle delivered and logged ({} entries, {} bytes stored by the host); {outcome}, shutting down",
                 h.log.entries(),

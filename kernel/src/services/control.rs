@@ -27,6 +27,8 @@ pub enum Outcome {
     Shutdown,
     /// The operator's answer to a confirmation request: the agents' service takes it.
     ConfirmAnswer,
+    /// `PeerConfig` or `PeerPin`: the peer service takes it ([`super::peer`]).
+    Peer,
 }
 
 /// Sends one control message to the host; a failed send is reported on the console.
@@ -91,6 +93,7 @@ pub fn on_message(
             )
         }
         Ok(ControlMsg::ConfirmAnswer { .. }) => return Outcome::ConfirmAnswer,
+        Ok(ControlMsg::PeerConfig { .. } | ControlMsg::PeerPin { .. }) => return Outcome::Peer,
         Ok(ControlMsg::Challenge {
             nonce,
             simulated_psp,

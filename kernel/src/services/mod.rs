@@ -8,6 +8,7 @@
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
 //! | Inference | [`inference`] (for [`agents`]) | the evidence-checked TLS session with the inference proxy: agents' prompts out, answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
+//! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured and pinned by the host on Control |
 //! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
 //! Once the bundle is in, [`agents::run`] takes over the loop: it runs the bundle's agents
@@ -33,6 +34,7 @@ mod evidence;
 mod inference;
 mod instances;
 mod log;
+mod peer;
 
 use omega_arch::exit::ExitCode;
 use omega_arch::serial_println;
@@ -102,6 +104,7 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
         bundle: bundle::BundleService::default(),
         challenges: Challenges::default(),
         echo_all,
+        peer: peer::PeerService::new(m.keys.as_ref().map(|k| &*k.peer_key)),
     };
     // Until the bundle is in: then the monitor attests itself and its agents run
     // (`agents::run`), which ends the boot.
@@ -128,6 +131,8 @@ pub(crate) struct LoopState {
     challenges: Challenges,
     /// Test hooks: echo every stream but Control instead of serving it.
     echo_all: bool,
+    /// The peer channel to another monitor (Peer stream).
+    pub(crate) peer: peer::PeerService,
 }
 
 /// What one poll of the channel left for the caller.
@@ -166,6 +171,7 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
         bundle,
         challenges,
         echo_all,
+        peer,
     } = state;
     let echo_all = *echo_all;
     log.checkpoint_if_due(ch);
@@ -184,12 +190,14 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
                 // For the agents' service (before the agents run: refused like any message
                 // nobody serves).
                 control::Outcome::ConfirmAnswer => return Step::Reply(Stream::Control, Ok(body)),
+                control::Outcome::Peer => peer.on_control(ch, log, &body),
                 control::Outcome::Continue => {}
             }
         }
         Event::Message(Stream::Echo, body) if echo::is_request(&body) => echo::answer(ch, body),
         Event::Message(Stream::Bundle, body) if !echo_all => bundle.on_message(ch, log, &body),
         Event::Message(stream, body) if echo_all => echo::echo_back(ch, stream, &body),
+        Event::Message(Stream::Peer, body) if peer.configured() => peer.on_message(ch, log, &body),
         Event::Message(stream @ (Stream::Inference | Stream::Tools), body) => {
             return Step::Reply(stream, Ok(body));
         }
@@ -249,6 +257,9 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
         }
         Event::Closed(stream) => {
             serial_println!("omega: host closed stream {stream:?}");
+            if stream == Stream::Peer {
+                peer.on_closed(ch, log);
+            }
             if stream == Stream::Inference {
                 // The proxy hung up (or the relay lost it): the session ends.
                 return Step::Reply(

@@ -188,3 +188,116 @@ fn peer_to_guest(sh: &Shared, mut c: TcpStream) {
     }
     sh.send_close(Stream::Peer);
 }
+
+/// Who this node is on the peer channel and whom it pins (`omega run --peer-node`,
+/// `--peer-pin`): sent to the monitor as `ControlMsg::PeerConfig` before the bundle, then
+/// `ControlMsg::PeerPin` once the key is known.
+/// SECURITY: a pin this host gives is a test-only trust root until the fleet coordinator's
+/// credentials are wired (docs/fleet.md): the key must come from the other image's verified
+/// `peer` evidence (`measurements verify-evidence --principal peer` prints it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSetup {
+    /// This node's name (its credential on the channel).
+    pub node: String,
+    /// The peer's node name.
+    pub peer: String,
+    /// The peer's Ed25519 peer key.
+    pub key: PeerKey,
+}
+
+/// Where the pinned key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerKey {
+    /// Given on the command line.
+    Key([u8; 32]),
+    /// 64 hex digits in a file that may appear later (the other image attests itself only
+    /// once it runs): waited for, at most [`PEER_WAIT`].
+    File(std::path::PathBuf),
+}
+
+/// Sends `PeerConfig` now (called before the bundle), then `PeerPin` from its own thread
+/// once the key is there.
+pub(crate) fn send_setup(sh: &Arc<Shared>, setup: PeerSetup, initiator: bool) {
+    let config = omega_wire::msg::ControlMsg::PeerConfig {
+        initiator,
+        node: &setup.node,
+        peer: &setup.peer,
+    };
+    if let Err(e) = send_control(sh, &config) {
+        warn!("sending the peer configuration failed: {e}");
+        return;
+    }
+    info!(
+        "peer link: this node is {}, its peer {} ({})",
+        setup.node,
+        setup.peer,
+        if initiator { "initiator" } else { "responder" }
+    );
+    let sh = Arc::clone(sh);
+    let spawned = thread::Builder::new()
+        .name("omega-peer-pin".into())
+        .spawn(move || {
+            let key = match &setup.key {
+                PeerKey::Key(k) => Ok(*k),
+                PeerKey::File(path) => wait_for_key(path, PEER_WAIT),
+            };
+            match key {
+                Ok(key) => {
+                    let pin = omega_wire::msg::ControlMsg::PeerPin {
+                        peer: &setup.peer,
+                        key,
+                    };
+                    match send_control(&sh, &pin) {
+                        Ok(()) => info!("peer link: {} pinned to {}", setup.peer, hex(&key)),
+                        Err(e) => warn!("sending the peer pin failed: {e}"),
+                    }
+                }
+                Err(e) => warn!("peer link: no key for {}: {e}", setup.peer),
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("peer link: cannot start the pin thread: {e}");
+    }
+}
+
+fn send_control(sh: &Shared, m: &omega_wire::msg::ControlMsg<'_>) -> Result<(), String> {
+    let mut b = [0u8; 512];
+    let body = omega_wire::msg::encode(m, &mut b).map_err(|e| e.to_string())?;
+    sh.send_message(Stream::Control, body)
+        .map_err(|e| e.to_string())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// 64 hex digits (surrounding whitespace ignored).
+pub fn parse_key(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(k)
+}
+
+fn wait_for_key(path: &std::path::Path, wait: Duration) -> io::Result<[u8; 32]> {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && let Some(k) = parse_key(&s)
+        {
+            return Ok(k);
+        }
+        if start.elapsed() >= wait {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} holds no 64-hex-digit key", path.display()),
+            ));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,359 @@
+//! Two production images linked by a peer channel (docs/fleet.md, "Channels between
+//! images"): two `omega run` launchers, `--peer-listen` / `--peer-connect` on loopback with a
+//! TCP proxy of this test between them (the untrusted relay, recording what it carries).
+//! Each launcher pins the other node's key, which this test takes from the other run's
+//! `peer` evidence as `measurements verify-evidence --principal peer` prints it (the
+//! test-only trust root until the fleet coordinator's credentials are wired).
+//!
+//! One test, three pairs of boots:
+//! * clean: the session comes up (`PEER_SESSION` allow in both logs, naming the other
+//!   node), is closed by both, both logs verify (`measurements verify-log`, as the launcher
+//!   prints it), and no node name crosses the relay in the clear;
+//! * tampered: the proxy flips one byte of the first record A sends: B refuses it and logs
+//!   the broken session (`PEER_SESSION` error, "does not decrypt");
+//! * forged pin: B's launcher pins a key A does not hold (a node swapped for another): B
+//!   refuses the handshake, A sees it cut; both log `PEER_SESSION` deny.
+//!
+//! Not yet here (not built): an agent's message crossing (`Deliver`/`Outcome`), a deny at
+//! the receiving gate.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use omega_provenance::entry::{EntryIter, lifecycle};
+use omega_provenance::{Action, Decision};
+use qemu_tests::{image, measurements, printed_verifier_commands, workspace_bin};
+
+const WAIT: Duration = Duration::from_secs(240);
+
+mod common;
+
+/// QEMU, required (fails under CI when missing).
+fn qemu_present() -> bool {
+    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    let found = Command::new(&qemu)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What crossed the proxy, per direction (A→B, B→A).
+#[derive(Default)]
+struct Relayed {
+    a_to_b: Vec<u8>,
+    b_to_a: Vec<u8>,
+}
+
+/// Copies `from` into `to` message by message (`kind u8 ‖ len u16 BE ‖ body`), recording
+/// every byte; with `flip`, flips the last byte of the first record (kind 4).
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    seen: Arc<Mutex<Relayed>>,
+    a_to_b: bool,
+    flip: bool,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut flipped = !flip;
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 3 {
+            let len = 3 + u16::from_be_bytes([buf[1], buf[2]]) as usize;
+            if buf.len() < len {
+                break;
+            }
+            let mut m: Vec<u8> = buf.drain(..len).collect();
+            if !flipped && m[0] == 4 {
+                *m.last_mut().unwrap() ^= 0x01;
+                flipped = true;
+            }
+            {
+                let mut s = seen.lock().unwrap();
+                if a_to_b { &mut s.a_to_b } else { &mut s.b_to_a }.extend_from_slice(&m);
+            }
+            if to.write_all(&m).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// The relay between the launchers: accepts B's connection on `listen`, connects to A's
+/// listener at `a_port`.
+fn proxy(listen: TcpListener, a_port: u16, flip: bool) -> Arc<Mutex<Relayed>> {
+    let seen = Arc::new(Mutex::new(Relayed::default()));
+    let s = Arc::clone(&seen);
+    thread::spawn(move || {
+        let Ok((b, _)) = listen.accept() else { return };
+        let start = Instant::now();
+        let a = loop {
+            match TcpStream::connect(("127.0.0.1", a_port)) {
+                Ok(a) => break a,
+                Err(_) if start.elapsed() < WAIT => thread::sleep(Duration::from_millis(100)),
+                Err(_) => return,
+            }
+        };
+        let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+        let s2 = Arc::clone(&s);
+        let t = thread::spawn(move || pump(a2, b2, s2, true, flip));
+        pump(b, a, s, false, false);
+        let _ = t.join();
+    });
+    seen
+}
+
+struct Node {
+    name: &'static str,
+    logs: PathBuf,
+    child: Child,
+}
+
+fn launch(
+    dir: &Path,
+    bundle: &Path,
+    name: &'static str,
+    peer: &'static str,
+    link: [String; 2],
+) -> Node {
+    let logs = dir.join(name);
+    let child = Command::new(workspace_bin("omega-host", "omega"))
+        .arg("run")
+        .arg("--image")
+        .arg(image())
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--log-dir")
+        .arg(&logs)
+        .args(&link)
+        .args(["--peer-node", name, "--peer-pin"])
+        .arg(format!(
+            "{peer}=@{}",
+            dir.join(format!("{peer}.key")).display()
+        ))
+        .args(["--connect-timeout", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting omega run");
+    Node { name, logs, child }
+}
+
+/// Waits for `node`'s `peer` evidence, verifies it, and writes the key it attests where
+/// the other launcher waits for it.
+fn pin_from_evidence(dir: &Path, node: &Node, forged: bool) {
+    let evidence = node.logs.join("evidence").join("peer.bin");
+    let nonce = node.logs.join("nonce.hex");
+    let start = Instant::now();
+    let key = loop {
+        assert!(
+            start.elapsed() < WAIT,
+            "no verifiable peer evidence from {}",
+            node.name
+        );
+        if let (true, Ok(n)) = (evidence.is_file(), std::fs::read_to_string(&nonce)) {
+            let o = measurements([
+                "verify-evidence".into(),
+                "--evidence".into(),
+                evidence.display().to_string(),
+                "--principal".into(),
+                "peer".into(),
+                "--nonce".into(),
+                n.trim().to_string(),
+                "--allow-unattested".into(),
+            ]);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            if let Some(k) = o
+                .status
+                .success()
+                .then(|| out.lines().find_map(|l| l.strip_prefix("peer_key: ")))
+                .flatten()
+            {
+                break k.to_string();
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    // The host pinning another key than the attested one (a node swapped for another).
+    let key = if forged { "ab".repeat(32) } else { key };
+    let tmp = dir.join(format!("{}.key.tmp", node.name));
+    std::fs::write(&tmp, &key).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{}.key", node.name))).unwrap();
+}
+
+/// Waits for the launcher; returns its stdout and stderr. Kills it after [`WAIT`].
+fn finish(mut node: Node) -> (String, String) {
+    let start = Instant::now();
+    while node.child.try_wait().unwrap().is_none() {
+        if start.elapsed() > WAIT {
+            let _ = node.child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let o = node.child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        o.status.success(),
+        "{}: omega run failed\n{out}\n{err}",
+        node.name
+    );
+    (out, err)
+}
+
+/// A log's `PEER_SESSION` entries: (decision, name).
+type Sessions = Vec<(Decision, String)>;
+
+/// `PEER_SESSION` entries of a log that verifies as the launcher printed: (decision, name).
+fn peer_sessions(name: &str, stdout: &str, logs: &Path) -> Sessions {
+    let cmd = printed_verifier_commands(stdout)
+        .into_iter()
+        .find(|c| c[0] == "verify-log")
+        .unwrap_or_else(|| panic!("{name}: no verify-log command printed\n{stdout}"));
+    let o = measurements(&cmd);
+    assert!(
+        o.status.success(),
+        "{name}: the log does not verify\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stored = std::fs::read(logs.join("provenance.log")).unwrap();
+    EntryIter::new(&stored)
+        .map(|e| e.expect("a verified log decodes").1)
+        .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::PEER_SESSION)
+        .map(|e| {
+            (
+                e.decision,
+                String::from_utf8_lossy(e.name.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Two images, one peer session between them; `flip`: the proxy tampers with A's first
+/// record; `forged`: B is given another key for A than A's evidence attests. Returns each
+/// node's PEER_SESSION entries and what the relay carried.
+fn pair(dir: &Path, bundle: &Path, flip: bool, forged: bool) -> (Sessions, Sessions, Relayed) {
+    let a_port = free_port();
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port();
+    let seen = proxy(relay, a_port, flip);
+    let a = launch(
+        dir,
+        bundle,
+        "node-a",
+        "node-b",
+        ["--peer-listen".into(), format!("127.0.0.1:{a_port}")],
+    );
+    let b = launch(
+        dir,
+        bundle,
+        "node-b",
+        "node-a",
+        ["--peer-connect".into(), format!("127.0.0.1:{relay_port}")],
+    );
+    pin_from_evidence(dir, &a, forged);
+    pin_from_evidence(dir, &b, false);
+    let (a_logs, b_logs) = (a.logs.clone(), b.logs.clone());
+    let (a_out, a_err) = finish(a);
+    let (b_out, b_err) = finish(b);
+    let sa = peer_sessions("node-a", &a_out, &a_logs);
+    let sb = peer_sessions("node-b", &b_out, &b_logs);
+    eprintln!("node-a: {sa:?}\nnode-b: {sb:?}");
+    if sa.is_empty() || sb.is_empty() {
+        panic!("no PEER_SESSION entries\nA:\n{a_out}\n{a_err}\nB:\n{b_out}\n{b_err}");
+    }
+    let relayed = std::mem::take(&mut *seen.lock().unwrap());
+    (sa, sb, relayed)
+}
+
+#[test]
+fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
+    if !qemu_present() {
+        return;
+    }
+    // Built before the clocks start (the pins wait for it).
+    workspace_bin("measurements", "measurements");
+    workspace_bin("omega-host", "omega");
+    let dir = tempfile::tempdir().unwrap();
+    // An agent that returns at once: the monitors' work here is the peer session.
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    for (name, bytes) in common::agent_bundle("peer", &["quick"]) {
+        std::fs::write(bundle.join(name), bytes).unwrap();
+    }
+
+    let t = Instant::now();
+    let clean = dir.path().join("clean");
+    std::fs::create_dir_all(&clean).unwrap();
+    let (a, b, relayed) = pair(&clean, &bundle, false, false);
+    assert_eq!(a, [(Decision::Allow, "node-b".to_string())], "node-a's log");
+    assert_eq!(b, [(Decision::Allow, "node-a".to_string())], "node-b's log");
+    assert!(!relayed.a_to_b.is_empty() && !relayed.b_to_a.is_empty());
+    for (dir_name, bytes) in [("A→B", &relayed.a_to_b), ("B→A", &relayed.b_to_a)] {
+        for needle in [&b"node-a"[..], b"node-b"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{dir_name}: {} in the clear on the relay",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    eprintln!("clean pair: {:?}", t.elapsed());
+
+    let t = Instant::now();
+    let tampered = dir.path().join("tampered");
+    std::fs::create_dir_all(&tampered).unwrap();
+    let (a, b, _) = pair(&tampered, &bundle, true, false);
+    assert!(
+        a.contains(&(Decision::Allow, "node-b".to_string())),
+        "{a:?}"
+    );
+    assert!(
+        b.contains(&(Decision::Allow, "node-a".to_string())),
+        "{b:?}"
+    );
+    assert!(
+        b.iter()
+            .any(|(d, n)| *d == Decision::Error && n.contains("does not decrypt")),
+        "node-b logs the tampered record: {b:?}"
+    );
+    eprintln!("tampered pair: {:?}", t.elapsed());
+
+    // B is pinned a key A does not hold: B refuses A's signed identity; A, left waiting
+    // for B's Finish, sees the relay end. Both log the refusal, no session is up.
+    let t = Instant::now();
+    let forged = dir.path().join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    let (a, b, _) = pair(&forged, &bundle, false, true);
+    assert!(
+        b.iter()
+            .all(|(d, n)| *d == Decision::Deny && n.contains("another key")),
+        "node-b refuses the key it was not pinned: {b:?}"
+    );
+    assert!(
+        a.iter().all(|(d, _)| *d == Decision::Deny),
+        "node-a logs the refused handshake: {a:?}"
+    );
+    eprintln!("forged-pin pair: {:?}", t.elapsed());
+}
