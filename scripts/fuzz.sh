@@ -10,7 +10,9 @@
 # <crate>/fuzz/corpus/<target>/ (ignored by git). Crashes are left in <crate>/fuzz/artifacts/
 # and make this script fail (after every target has run). Logs: target/fuzz-logs/.
 # OMEGA_FUZZ_MACHINE describes the machine in recorded rows (default: nproc and CPU model);
-# OMEGA_FUZZ_ARGS adds libFuzzer options (e.g. "-max_len=65536").
+# OMEGA_FUZZ_ARGS adds libFuzzer options (e.g. "-max_len=65536"). OMEGA_FUZZ_DEV=1 builds the
+# targets without optimisation (cargo fuzz --dev): much quicker to build, slower to run; the
+# test suite's smoke run uses it, long runs should not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORD=0
@@ -29,6 +31,8 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo +"$TOOLCHAIN" install cargo-fuzz 
 # One target dir for all fuzz crates, so shared dependencies build once.
 export CARGO_TARGET_DIR="$PWD/target/fuzz"
 LOGS="$PWD/target/fuzz-logs"
+PROFILE=()
+[ "${OMEGA_FUZZ_DEV:-0}" = 1 ] && PROFILE=(--dev)
 mkdir -p "$LOGS"
 
 crates=()
@@ -42,7 +46,7 @@ done
 start=$(date +%s)
 for crate in "${crates[@]}"; do
   log "building $crate/fuzz"
-  (cd "$crate/fuzz" && cargo +"$TOOLCHAIN" fuzz build 2>"$LOGS/build-$crate.log") \
+  (cd "$crate/fuzz" && cargo +"$TOOLCHAIN" fuzz build "${PROFILE[@]}" 2>"$LOGS/build-$crate.log") \
     || { tail -n 40 "$LOGS/build-$crate.log"; exit 1; }
 done
 built=$(date +%s)
@@ -61,7 +65,7 @@ for crate in "${crates[@]}"; do
     [ -d "$crate/fuzz/seeds/$target" ] && dirs+=("seeds/$target")
     out="$LOGS/$crate-$target.log"
     rc=0
-    (cd "$crate/fuzz" && cargo +"$TOOLCHAIN" fuzz run "$target" "${dirs[@]}" -- \
+    (cd "$crate/fuzz" && cargo +"$TOOLCHAIN" fuzz run "${PROFILE[@]}" "$target" "${dirs[@]}" -- \
       -max_total_time="$SECONDS_EACH" -print_final_stats=1 -rss_limit_mb=2048 -timeout=20 \
       ${OMEGA_FUZZ_ARGS:-} >"$out" 2>&1) || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -n 1)

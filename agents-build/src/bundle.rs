@@ -154,6 +154,43 @@ pub fn write_demo_bundle_with(
     dir: &Path,
     proxy: Option<&str>,
 ) -> Result<(), BuildError> {
+    let agents = DEMO_AGENTS
+        .iter()
+        .map(|name| demo_agent_entry(name))
+        .collect();
+    write_bundle_of(repo, built, dir, proxy, agents)
+}
+
+/// The demo manifest's entry for agent `name` (module `NAME.wasm`, the demo publisher and
+/// card), with the bundle format's default limits.
+pub fn demo_agent_entry(name: &str) -> omega_bundle::AgentEntry {
+    let mut entry = omega_bundle::AgentEntry::new(name, &format!("{name}.wasm"));
+    let (description, skills) = demo_card(name);
+    entry.publisher = Some(DEMO_PUBLISHER.into());
+    entry.description = Some(description.into());
+    entry.skills = skills
+        .iter()
+        .map(|(id, name, description, tags)| omega_agent_card::Skill {
+            id: (*id).into(),
+            name: (*name).into(),
+            description: (*description).into(),
+            tags: tags.iter().map(|t| (*t).into()).collect(),
+        })
+        .collect();
+    entry
+}
+
+/// A bundle under the demo policy (pinned to `built`, the in-house model to `proxy`) and
+/// the demo data, running `agents` (each entry's module is the built agent of its name):
+/// the demo bundle's agents or any others, with their own limits (the adversarial suite
+/// runs the hostile agents this way).
+pub fn write_bundle_of(
+    repo: &Path,
+    built: &[Built],
+    dir: &Path,
+    proxy: Option<&str>,
+    agents: Vec<omega_bundle::AgentEntry>,
+) -> Result<(), BuildError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let policy = demo_policy_with(repo, built, proxy)?;
     let write = |name: &str, bytes: &[u8]| {
@@ -161,27 +198,20 @@ pub fn write_demo_bundle_with(
         std::fs::write(&path, bytes).map_err(io(&path))
     };
     write(POLICY_FILE, &policy)?;
-    let mut agents = Vec::new();
-    for name in DEMO_AGENTS {
+    for entry in &agents {
+        let name = &entry.name;
         let agent = built
             .iter()
             .find(|b| b.name == *name)
-            .ok_or_else(|| BuildError::Template(format!("demo agent `{name}` was not built")))?;
+            .ok_or_else(|| BuildError::Template(format!("agent `{name}` was not built")))?;
+        if entry.module != agent.file_name() {
+            return Err(BuildError::Template(format!(
+                "agent `{name}`: module `{}`, but the built file is `{}`",
+                entry.module,
+                agent.file_name()
+            )));
+        }
         write(&agent.file_name(), &agent.wasm)?;
-        let mut entry = omega_bundle::AgentEntry::new(&agent.name, &agent.file_name());
-        let (description, skills) = demo_card(name);
-        entry.publisher = Some(DEMO_PUBLISHER.into());
-        entry.description = Some(description.into());
-        entry.skills = skills
-            .iter()
-            .map(|(id, name, description, tags)| omega_agent_card::Skill {
-                id: (*id).into(),
-                name: (*name).into(),
-                description: (*description).into(),
-                tags: tags.iter().map(|t| (*t).into()).collect(),
-            })
-            .collect();
-        agents.push(entry);
     }
     let mut data = Vec::new();
     for (entry, from) in data_entries(&repo.join(DEMO_DATA))? {
@@ -330,23 +360,15 @@ mod tests {
 
 #[cfg(test)]
 mod card_tests {
-    use super::{DEMO_AGENTS, DEMO_PUBLISHER, demo_card};
+    use super::{DEMO_AGENTS, DEMO_PUBLISHER, demo_agent_entry, demo_card};
 
     /// Every demo agent's card declarations satisfy the card contract (so the demo
     /// manifest validates and the monitor can sign each card).
     #[test]
     fn demo_cards_satisfy_the_card_contract() {
         for agent in DEMO_AGENTS {
-            let (description, skills) = demo_card(agent);
-            let skills: Vec<omega_agent_card::Skill> = skills
-                .iter()
-                .map(|(id, name, description, tags)| omega_agent_card::Skill {
-                    id: (*id).into(),
-                    name: (*name).into(),
-                    description: (*description).into(),
-                    tags: tags.iter().map(|t| (*t).into()).collect(),
-                })
-                .collect();
+            let (description, _) = demo_card(agent);
+            let skills = demo_agent_entry(agent).skills;
             let body = omega_agent_card::CardBody {
                 agent: (*agent).into(),
                 description: description.into(),

@@ -25,8 +25,9 @@ mod bundle;
 mod module;
 
 pub use bundle::{
-    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, NO_PROXY, data_entries, demo_policy, demo_policy_with,
-    pin_policy, pin_policy_with, write_demo_bundle, write_demo_bundle_with,
+    DEMO_AGENTS, DEMO_DATA, DEMO_POLICY, NO_PROXY, data_entries, demo_agent_entry, demo_policy,
+    demo_policy_with, pin_policy, pin_policy_with, write_bundle_of, write_demo_bundle,
+    write_demo_bundle_with,
 };
 pub use module::{Import, ModuleError, ModuleInfo, check};
 
@@ -159,6 +160,20 @@ fn overrides_build(var: &str) -> bool {
     ) || var.starts_with("CARGO_BUILD_")
         || var.starts_with("CARGO_PROFILE_")
         || (var.starts_with("CARGO_TARGET_") && var != "CARGO_TARGET_DIR")
+}
+
+/// The agents of `repo`, built once per process into `agents-runtime-test` under
+/// `$CARGO_TARGET_DIR` (or `repo/target`): what every test that runs the real agents shares,
+/// so one test run builds them once (cargo's lock serialises concurrent test binaries).
+/// Panics when the build fails: for tests only.
+pub fn built_for_tests(repo: &Path) -> &'static [Built] {
+    static BUILT: std::sync::OnceLock<Vec<Built>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| repo.join("target"));
+        build(repo, &target.join("agents-runtime-test")).expect("the agents build")
+    })
 }
 
 /// Builds every agent of the checkout at `repo` with cargo's target directory `target_dir`,

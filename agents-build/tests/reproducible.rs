@@ -40,11 +40,15 @@ fn agents_build_identically_in_two_directories() {
         checkouts[0].join("target/wasm"),
         scratch.path().join("elsewhere-target"),
     ];
-    let builds: Vec<_> = checkouts
-        .iter()
-        .zip(&targets)
-        .map(|(checkout, target)| build(checkout, target).unwrap())
-        .collect();
+    // Both at once: each build ends in single-threaded LTO links.
+    let builds: Vec<_> = std::thread::scope(|s| {
+        let running: Vec<_> = checkouts
+            .iter()
+            .zip(&targets)
+            .map(|(checkout, target)| s.spawn(move || build(checkout, target).unwrap()))
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
 
     let (first, second) = (&builds[0], &builds[1]);
     assert_eq!(

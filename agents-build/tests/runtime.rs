@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use omega_agent_abi::Level;
-use omega_agents_build::{Built, DEMO_AGENTS, DEMO_DATA, build, demo_policy, write_demo_bundle};
+use omega_agents_build::{Built, DEMO_AGENTS, DEMO_DATA, demo_policy, write_demo_bundle};
 use omega_policy::Policy;
 use omega_provenance::Decision;
 use omega_runtime::{
@@ -21,13 +21,7 @@ fn repo() -> PathBuf {
 
 /// The agents, built once for every test here (cargo's target directory keeps them).
 fn agents() -> &'static [Built] {
-    static BUILT: OnceLock<Vec<Built>> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("target"));
-        build(&repo(), &target.join("agents-runtime-test")).expect("the agents build")
-    })
+    omega_agents_build::built_for_tests(&repo())
 }
 
 fn wasm(name: &str) -> &'static [u8] {

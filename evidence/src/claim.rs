@@ -22,6 +22,8 @@ pub const TEE_NONE: &str = "none";
 pub const TOOLS_PREFIX: &str = "tools:";
 /// The principal of the [`Claim::CardKey`] claim.
 pub const CARD_PRINCIPAL: &str = "card";
+/// The principal of the [`Claim::PeerKey`] claim.
+pub const PEER_PRINCIPAL: &str = "peer";
 /// Longest principal-specific name (agent, model, tool).
 pub const MAX_NAME: usize = 128;
 /// Largest encoded leaf accepted.
@@ -70,6 +72,10 @@ pub enum Claim {
         tools: u32,
         pins_digest: [u8; 32],
     },
+    /// The monitor's peer-channel key (Ed25519, drawn at boot, used for nothing else): it
+    /// signs this monitor's side of every channel handshake with another image
+    /// (`omega-peer-channel`), and the fleet coordinator's credentials bind it.
+    PeerKey { public: [u8; 32], boot_id: [u8; 16] },
 }
 
 /// SHA-256 of a server's pins as a pins file holds them (`policy-compiler pin`, the
@@ -99,7 +105,7 @@ pub fn pins_digest<'a>(pins: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>) 
 
 impl Claim {
     /// The principal's name: `platform`, `agent:<name>`, `policy`, `model:<name>`,
-    /// `tool:<name>`, `log`, `bundle`, `card`.
+    /// `tool:<name>`, `log`, `bundle`, `card`, `tools:<server>`, `peer`.
     pub fn principal(&self) -> String {
         match self {
             Claim::Platform { .. } => "platform".into(),
@@ -111,6 +117,7 @@ impl Claim {
             Claim::Bundle { .. } => "bundle".into(),
             Claim::CardKey { .. } => CARD_PRINCIPAL.into(),
             Claim::ToolServer { server, .. } => format!("{TOOLS_PREFIX}{server}"),
+            Claim::PeerKey { .. } => PEER_PRINCIPAL.into(),
         }
     }
 

@@ -54,6 +54,9 @@ fn claim_json(c: &Claim) -> Value {
         } => json!({
             "kind": "tools", "server": server, "tools": tools, "pins_digest": hex(pins_digest),
         }),
+        Claim::PeerKey { public, boot_id } => {
+            json!({"kind": "peer", "public_key": hex(public), "boot_id": hex(boot_id)})
+        }
     }
 }
 

@@ -52,6 +52,10 @@ fn claims() -> Vec<Claim> {
             tools: 1,
             pins_digest: h(0x91),
         },
+        Claim::PeerKey {
+            public: h(0xA1),
+            boot_id: [0x11; 16],
+        },
     ]
 }
 
@@ -166,7 +170,9 @@ fn bundle_discloses_nothing_about_other_principals() {
                 Claim::Policy { digest } => vec![digest.to_vec()],
                 Claim::LogKey { public, .. } => vec![public.to_vec()],
                 Claim::Bundle { manifest_digest } => vec![manifest_digest.to_vec()],
-                Claim::CardKey { public, .. } => vec![public.to_vec()],
+                Claim::CardKey { public, .. } | Claim::PeerKey { public, .. } => {
+                    vec![public.to_vec()]
+                }
                 Claim::ToolServer {
                     server,
                     pins_digest,

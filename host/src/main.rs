@@ -13,7 +13,7 @@ use omega_host::session::confirm::{Answers, Operator};
 use omega_host::session::log_store::NONCE_FILE;
 use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
-    Bundle, Challenge, ChannelSession, FileLogStore, LogStore, QemuConfig, QemuOutcome,
+    Bundle, Challenge, ChannelSession, FileLogStore, LogStore, PeerLink, QemuConfig, QemuOutcome,
     SessionConfig, SessionEvent, VmShape,
 };
 use tracing::{info, warn};
@@ -115,6 +115,15 @@ struct RunArgs {
     /// Echo the guest's Echo-stream requests (tests and benchmarks).
     #[arg(long)]
     echo: bool,
+    /// Relay the Peer stream (the monitor's encrypted channel to another image) over a TCP
+    /// connection that the other image's launcher makes here (`--peer-connect`). This host
+    /// sees only ciphertext (docs/fleet.md).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "peer_connect")]
+    peer_listen: Option<String>,
+    /// Relay the Peer stream to the launcher listening at HOST:PORT (`--peer-listen`),
+    /// retrying until it listens.
+    #[arg(long, value_name = "HOST:PORT")]
+    peer_connect: Option<String>,
     /// The verifier's nonce (64 hex digits), sent to the monitor before the bundle and
     /// bound into its evidence. Default: 32 fresh random bytes, printed and written to
     /// DIR/nonce.hex. A verifier that wants freshness chooses it.
@@ -496,6 +505,13 @@ fn run_image(a: RunArgs) -> Result<i32> {
     if let Some(proxy) = &a.proxy {
         check_proxy(proxy)?;
     }
+    // Fails before QEMU starts when the peer link cannot listen there (the session binds
+    // again at its start; a port taken in between is reported then, and the Peer stream
+    // refused).
+    if let Some(addr) = &a.peer_listen {
+        std::net::TcpListener::bind(addr.as_str())
+            .with_context(|| format!("--peer-listen {addr}: cannot listen there"))?;
+    }
     let bundle = match &a.bundle {
         Some(d) => {
             let b = Bundle::read(d).with_context(|| format!("bundle {}", d.display()))?;
@@ -589,6 +605,11 @@ fn run_image(a: RunArgs) -> Result<i32> {
             simulated_psp: simulated.map(|(_, m)| m),
         }),
         operator,
+        peer: a
+            .peer_listen
+            .clone()
+            .map(PeerLink::Listen)
+            .or_else(|| a.peer_connect.clone().map(PeerLink::Connect)),
         ..Default::default()
     };
     // Connect while watching QEMU: it may exit before the socket appears.

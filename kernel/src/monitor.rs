@@ -52,6 +52,9 @@ pub struct BootKeys {
     /// The A2A agent-card signing seed (`attest::cards`): a third key, so a card signature
     /// stands for nothing else.
     pub card_key: Box<[u8; 32]>,
+    /// The peer-channel signing seed (`omega-peer-channel`, the evidence's `PeerKey`
+    /// claim): a fourth key, so a channel handshake signature stands for nothing else.
+    pub peer_key: Box<[u8; 32]>,
 }
 
 impl BootKeys {
@@ -61,11 +64,13 @@ impl BootKeys {
             log_key: Box::new([0; 32]),
             evidence_key: Box::new([0; 32]),
             card_key: Box::new([0; 32]),
+            peer_key: Box::new([0; 32]),
         };
         entropy::fill(rng, &mut keys.boot_id)?;
         entropy::fill(rng, keys.log_key.as_mut_slice())?;
         entropy::fill(rng, keys.evidence_key.as_mut_slice())?;
         entropy::fill(rng, keys.card_key.as_mut_slice())?;
+        entropy::fill(rng, keys.peer_key.as_mut_slice())?;
         Ok(keys)
     }
 }

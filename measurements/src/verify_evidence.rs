@@ -249,7 +249,8 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         Some(
             Claim::Platform { boot_id, .. }
             | Claim::LogKey { boot_id, .. }
-            | Claim::CardKey { boot_id, .. },
+            | Claim::CardKey { boot_id, .. }
+            | Claim::PeerKey { boot_id, .. },
         ) => Some(hex::encode(boot_id)),
         _ => None,
     };
@@ -287,6 +288,11 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         if let Some(b) = boot_id {
             println!("boot_id: {b}");
         }
+        // What a launcher pins for the channels between images until the fleet
+        // coordinator's credentials stand in (docs/fleet.md).
+        if let Some(Claim::PeerKey { public, .. }) = &r.claim {
+            println!("peer_key: {}", hex::encode(public));
+        }
         println!("VERIFIED{} claim of {}", r.qualifier(), args.principal);
     } else if r.lines.is_empty() {
         bail!("no checks ran");
@@ -312,6 +318,8 @@ pub mod fixture {
 
     /// The agent `triage`'s module hash.
     pub const MODULE: [u8; 32] = [0x3A; 32];
+    /// The monitor's peer-channel key of this boot.
+    pub const PEER_KEY: [u8; 32] = [0x9E; 32];
 
     /// The monitor's agent-card key of this boot.
     pub fn card_key() -> omega_agent_card::CardKey {
@@ -323,8 +331,8 @@ pub mod fixture {
         LogKey::from_seed(super::super::verify_log::LOG_KEY_NAME, [7; 32]).unwrap()
     }
 
-    /// A directory with `platform.ev`, `log.ev`, `policy.ev`, `card.ev` and
-    /// `agent_triage.ev`: the monitor's evidence
+    /// A directory with `platform.ev`, `log.ev`, `policy.ev`, `card.ev`, `agent_triage.ev`
+    /// and `peer.ev`: the monitor's evidence
     /// claiming `tee`, bound to a report of `psp` (`None`: the unattested marker).
     pub fn write(tag: &str, tee: &str, psp: Option<SimPsp>) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("omega-ev-{tag}-{}", std::process::id()));
@@ -349,13 +357,17 @@ pub mod fixture {
                 module_hash: MODULE,
                 publisher: "acme".into(),
             },
+            Claim::PeerKey {
+                public: PEER_KEY,
+                boot_id: BOOT_ID,
+            },
         ];
         for (i, c) in claims.into_iter().enumerate() {
             iss.add(c, [i as u8 + 1; 32]).unwrap();
         }
         let rd = iss.attest(NONCE).unwrap();
         let report = psp.map(|p| p.report(rd, 0).to_vec());
-        for p in ["platform", "log", "policy", "card", "agent:triage"] {
+        for p in ["platform", "log", "policy", "card", "agent:triage", "peer"] {
             let b = iss.bundle(p, report.clone(), None).unwrap();
             let file = format!("{}.ev", p.replace(':', "_"));
             std::fs::write(dir.join(file), b.encode().unwrap()).unwrap();
@@ -502,6 +514,26 @@ mod tests {
         std::fs::write(dir.join("pins.txt"), &pins).unwrap();
         a.principal = "policy".into();
         assert!(!run(&a).unwrap());
+    }
+
+    /// A node's peer key counts only from its verified `peer` evidence.
+    #[test]
+    fn the_peer_key_verifies_as_principal_peer() {
+        let dir = fixture::simulated("peer");
+        let mut a = fixture::lab_args();
+        let r = check(&dir.join("peer.ev"), "peer", &a).unwrap();
+        assert!(r.verified(), "{:?}", r.lines);
+        assert_eq!(
+            r.claim,
+            Some(Claim::PeerKey {
+                public: fixture::PEER_KEY,
+                boot_id: fixture::BOOT_ID
+            })
+        );
+        // Another principal's evidence does not stand for it; another nonce fails.
+        assert!(!check(&dir.join("card.ev"), "peer", &a).unwrap().verified());
+        a.nonce = Some(hex::encode([0x43; 32]));
+        assert!(!check(&dir.join("peer.ev"), "peer", &a).unwrap().verified());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 
 pub mod host_cpu;
 pub mod raw_host;
+pub mod verified_run;
 pub mod workloads;
 
 pub use omega_host::qemu::{EXIT_FAILURE, EXIT_SUCCESS};

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use omega_agent_abi as abi;
 use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest, Restart};
-use omega_host::session::SessionEvent;
-use omega_provenance::entry::{EntryIter, lifecycle};
+use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
-use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, image};
+use qemu_tests::image;
+use qemu_tests::verified_run::{Run, run_bundle};
 use sha2::{Digest, Sha256};
 
 /// Where the request bytes and the answer buffer sit in each test agent's memory.
@@ -93,46 +93,7 @@ fn policy(agents: &[(&str, &[u8])], extra: &str) -> Vec<u8> {
         .to_bytes()
 }
 
-/// What a run left: the console, the session's events and the verified stored log
-/// entries.
-struct Run {
-    out: Outcome,
-    entries: Vec<Logged>,
-}
-
-/// One entry of the verified log, owned.
-#[derive(Debug)]
-struct Logged {
-    agent: u32,
-    action: Action,
-    target: u32,
-    decision: Decision,
-    rule: u32,
-    name: Vec<u8>,
-    content: Option<[u8; 32]>,
-}
-
-impl Run {
-    /// Id of the lifecycle definition (`DEFINE_*`) of `name`.
-    fn defined(&self, kind: u32, name: &str) -> Option<u32> {
-        self.entries
-            .iter()
-            .find(|e| e.action == Action::Lifecycle && e.rule == kind && e.name == name.as_bytes())
-            .map(|e| e.target)
-    }
-
-    fn summary(&self, agent: &str) -> String {
-        let prefix = format!("omega: agent summary: {agent} ");
-        self.out
-            .serial
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no summary for {agent}\n{}", self.out))
-            .to_string()
-    }
-}
-
-/// Boots the production image with the launcher's session and `files` as the bundle.
+/// Runs a bundle of `files` to completion; its stored log verified and decoded.
 fn run(files: &[(&str, Vec<u8>)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let bundle_dir = dir.path().join("bundle");
@@ -140,33 +101,7 @@ fn run(files: &[(&str, Vec<u8>)]) -> Run {
     for (name, bytes) in files {
         std::fs::write(bundle_dir.join(name), bytes).unwrap();
     }
-    let bundle = omega_host::bundle::Bundle::read(&bundle_dir).unwrap();
-    let boot = Boot::new(image()).timeout(Duration::from_secs(300));
-    let (out, events) = qemu_tests::deliver_bundle(boot, dir.path(), bundle).unwrap();
-    assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Shutdown { status: 0 })),
-        "{events:?}"
-    );
-    // The stored log verifies against the last checkpoint, under the key the guest sent.
-    let (cp, stored) = qemu_tests::verify_stored_log(&events, dir.path());
-    let mut entries = Vec::new();
-    for e in EntryIter::new(&stored) {
-        let (_, entry, _) = e.unwrap();
-        entries.push(Logged {
-            agent: entry.agent,
-            action: entry.action,
-            target: entry.target,
-            decision: entry.decision,
-            rule: entry.rule,
-            name: entry.name.unwrap_or_default().to_vec(),
-            content: entry.content,
-        });
-    }
-    assert_eq!(entries.len() as u64, cp.size, "{out}");
-    Run { out, entries }
+    run_bundle(image(), &bundle_dir, dir.path(), Duration::from_secs(300))
 }
 
 /// Several agents run at once under fuel slices: workers finish next to a spinner (stopped

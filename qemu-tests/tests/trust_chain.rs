@@ -143,7 +143,7 @@ fn a_simulated_psp_run_verifies_end_to_end_and_each_forgery_is_refused() {
     // Every principal's evidence was stored and has a printed command.
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let commands = printed_verifier_commands(&stdout);
-    let mut principals: Vec<String> = ["platform", "log", "bundle", "policy"]
+    let mut principals: Vec<String> = ["platform", "log", "bundle", "policy", "peer"]
         .map(String::from)
         .into();
     principals.extend(AGENTS.map(|a| format!("agent:{a}")));
@@ -170,6 +170,15 @@ fn a_simulated_psp_run_verifies_end_to_end_and_each_forgery_is_refused() {
                 .any(|l| l.starts_with("VERIFIED") && l.contains("SIMULATED")),
             "{p}: verified, and as simulated: {v}"
         );
+        // The peer-channel key: what a launcher pins for channels between images.
+        if p == "peer" {
+            assert!(
+                v.lines().any(|l| l
+                    .strip_prefix("peer_key: ")
+                    .is_some_and(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))),
+                "peer: the attested key is printed: {v}"
+            );
+        }
     }
     let log_cmd = commands
         .iter()

@@ -16,7 +16,7 @@ pub const MAX_FRAME: usize = OVERHEAD_MAX + MAX_PAYLOAD;
 pub const FLAG_END: u8 = 0x01;
 const KNOWN_FLAGS: u8 = FLAG_END;
 /// Number of streams.
-pub const STREAM_COUNT: usize = 6;
+pub const STREAM_COUNT: usize = 7;
 
 /// Logical streams multiplexed on the byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +34,9 @@ pub enum Stream {
     Bundle = 4,
     /// Echo stream for tests and benchmarks.
     Echo = 5,
+    /// Opaque peer-channel bytes (`omega-peer-channel`) between this monitor and another
+    /// image's, relayed by the hosts (`omega run --peer-listen` / `--peer-connect`).
+    Peer = 6,
 }
 
 impl Stream {
@@ -44,6 +47,7 @@ impl Stream {
         Stream::Log,
         Stream::Bundle,
         Stream::Echo,
+        Stream::Peer,
     ];
 
     pub const fn index(self) -> usize {
@@ -58,6 +62,7 @@ impl Stream {
             3 => Stream::Log,
             4 => Stream::Bundle,
             5 => Stream::Echo,
+            6 => Stream::Peer,
             _ => return None,
         })
     }

@@ -1,7 +1,7 @@
 //! `omega-wire`: the framing of Omega's guest<->host byte stream.
 //!
 //! One reliable byte stream (virtio-console port 0 in the guest, a QEMU unix-socket chardev on
-//! the host) carries six logical streams in frames:
+//! the host) carries seven logical streams in frames:
 //!
 //! ```text
 //! SYNC "\xA5\x5AOW" | HLEN u8 | HEADER (postcard, HLEN bytes) | HCRC u32le | PAYLOAD | CRC u32le

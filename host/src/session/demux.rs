@@ -19,6 +19,7 @@ use super::psp::{self, PspHandle};
 use super::relay::echo::EchoRelay;
 use super::relay::inference::InferenceRelay;
 use super::relay::log::LogRelay;
+use super::relay::peer::PeerRelay;
 use super::relay::tools::ToolsRelay;
 use super::relay::{self, Input, Messages, RelayHandle, Stored};
 use super::send::{Shared, lock};
@@ -62,6 +63,13 @@ impl Demux {
             relays[Stream::Tools] = Some(relay::spawn(&sh, Messages::new(tools)));
         }
         relays[Stream::Echo] = Some(relay::spawn(&sh, Messages::new(EchoRelay)));
+        if let Some(link) = config.peer {
+            match PeerRelay::start(&sh, link.clone()) {
+                Ok(peer) => relays[Stream::Peer] = Some(relay::spawn(&sh, peer)),
+                // Unserved: the guest's Peer data is refused, saying why.
+                Err(e) => warn!("peer link {link:?}: {e}"),
+            }
+        }
         let psp = config
             .challenge
             .and_then(|c| c.simulated_psp)

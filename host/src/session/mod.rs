@@ -39,6 +39,7 @@ use send::Shared;
 
 pub use log_store::{FileLogStore, LogStore, card_file_name, evidence_file_name};
 pub use relay::echo::echo_roundtrip;
+pub use relay::peer::{PEER_WAIT, PeerLink};
 pub use relay::tools::MAX_TOOL_LINE;
 
 /// Idle time after which a partial frame at the front of the decoder is given up.
@@ -85,6 +86,8 @@ pub struct SessionConfig {
     pub challenge: Option<Challenge>,
     /// Who answers the monitor's confirmation requests (default: deny them all).
     pub operator: confirm::Operator,
+    /// The other image's launcher, for the Peer stream; None: Peer data is refused.
+    pub peer: Option<PeerLink>,
 }
 
 /// What the host asks the monitor to attest.
@@ -111,6 +114,7 @@ impl Default for SessionConfig {
             versions: SUPPORTED_VERSIONS.to_vec(),
             challenge: None,
             operator: confirm::Operator::DenyAll,
+            peer: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | `Platform { tee, boot_id }` | `platform` | the platform the monitor runs on ([`ReportSource::tee`]), this boot's random id |
 //! | `LogKey { public, boot_id }` | `log` | the provenance log's Ed25519 key, whose checkpoints name [`log_origin`] |
 //! | `CardKey { public, boot_id }` | `card` | the A2A agent-card signing key ([`cards`]), a key of its own |
+//! | `PeerKey { public, boot_id }` | `peer` | the peer-channel signing key ([`peer_public`]), a key of its own (last claim) |
 //! | `Bundle { manifest_digest }` | `bundle` | SHA-256 of the manifest (what `BUNDLE_ACTIVE` logs) |
 //! | `Policy { digest }` | `policy` | SHA-256 of the manifest's policy file |
 //! | `Agent { name, module_hash, publisher }` | `agent:<name>` | each manifest agent, its module's SHA-256 |
@@ -172,6 +173,17 @@ pub struct Facts {
     pub agents: Vec<AgentFacts>,
     /// Each tool server the policy pins tools of (`tools:<server>` principals).
     pub tool_servers: Vec<ToolServerFacts>,
+    /// The peer-channel key ([`peer_public`]; [`Facts::with_peer_key`]).
+    pub peer_public: Option<[u8; 32]>,
+}
+
+/// The public half of the peer-channel key drawn as `seed` (`omega-peer-channel`'s
+/// [`Identity`](omega_peer_channel::Identity)); `None` for the all-zero seed of a failed
+/// entropy source.
+pub fn peer_public(seed: [u8; 32]) -> Option<[u8; 32]> {
+    omega_peer_channel::Identity::from_seed(seed, Vec::new())
+        .ok()
+        .map(|i| i.public())
 }
 
 /// A tool server as the policy pins it: its namespace, how many tools, their pins' digest
@@ -265,7 +277,14 @@ impl Facts {
             policy_digest: file_digest(files, &manifest.policy)?,
             agents,
             tool_servers,
+            peer_public: None,
         })
+    }
+
+    /// Adds the peer-channel key: its `PeerKey` claim comes last in the tree.
+    pub fn with_peer_key(mut self, public: [u8; 32]) -> Self {
+        self.peer_public = Some(public);
+        self
     }
 
     /// The claims, in tree order.
@@ -301,6 +320,12 @@ impl Facts {
                 server: t.server.clone(),
                 tools: t.tools,
                 pins_digest: t.pins_digest,
+            });
+        }
+        if let Some(public) = self.peer_public {
+            claims.push(Claim::PeerKey {
+                public,
+                boot_id: self.boot_id,
             });
         }
         claims

@@ -506,3 +506,35 @@ fn cards_say_what_the_manifest_and_the_module_say_and_verify_with_the_attested_k
     assert_ne!(issuer.public(), [7; 32]);
     assert!(cards::CardIssuer::new([0; 32], BOOT_ID).is_err());
 }
+
+#[test]
+fn the_peer_key_is_claimed_last_and_verifies_as_principal_peer() {
+    let public = peer_public([0x44; 32]).unwrap();
+    assert_eq!(
+        peer_public([0; 32]),
+        None,
+        "a failed entropy source claims no key"
+    );
+    let f = facts("none").with_peer_key(public);
+    let claims = f.claims();
+    assert_eq!(
+        claims.last(),
+        Some(&Claim::PeerKey {
+            public,
+            boot_id: BOOT_ID
+        })
+    );
+    // The claims before it are those of evidence without a peer key, in the same order.
+    assert_eq!(claims[..claims.len() - 1], facts("none").claims()[..]);
+    let mut ev = MonitorEvidence::new([9; 32], &f, &mut Counter(1)).unwrap();
+    let nonce = [0x5b; 32];
+    ev.attest(nonce).unwrap();
+    let (out, root) = ev.bundles(None).unwrap();
+    verify_all(&ev, &out, nonce, root);
+    let peer = out.iter().find(|b| b.principal == "peer").unwrap();
+    let leaf = SaltedLeaf::decode(&Bundle::decode(&peer.bundle).unwrap().leaf).unwrap();
+    assert_eq!(leaf.claim, *claims.last().unwrap());
+    // The key the channel signs with is the one claimed.
+    let id = omega_peer_channel::Identity::from_seed([0x44; 32], Vec::new()).unwrap();
+    assert_eq!(id.public(), public);
+}

@@ -140,6 +140,9 @@ fn make(
         files,
     )
     .map_err(|e| e.to_string())?;
+    let peer_public =
+        omega_kernel::attest::peer_public(*keys.peer_key).ok_or("peer key: zero seed")?;
+    let facts = facts.with_peer_key(peer_public);
     let mut rng = crate::hw::entropy::CpuRng::detect();
     let mut evidence =
         MonitorEvidence::new(*keys.evidence_key, &facts, &mut rng).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@
 pub(crate) mod echo;
 pub(crate) mod inference;
 pub(crate) mod log;
+pub(crate) mod peer;
 pub(crate) mod tools;
 
 use std::ops::ControlFlow;
@@ -91,6 +92,7 @@ pub(crate) fn unserved(stream: Stream) -> &'static str {
         Stream::Log => "no log storage configured (--log-dir)",
         Stream::Inference => "no inference proxy configured (--proxy)",
         Stream::Tools => "no tool gateway configured (--tool-gateway)",
+        Stream::Peer => "no peer link configured (--peer-listen / --peer-connect)",
         _ => "stream not served by this host",
     }
 }
