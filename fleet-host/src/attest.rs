@@ -103,6 +103,7 @@ pub fn omega_platform(
             root: bundle.base_root,
         },
         bundle: None,
+        peer_key: None,
     })
 }
 
@@ -149,6 +150,61 @@ pub fn omega_node(
     Ok(a)
 }
 
+/// The boot id the `platform` evidence's claim names, if it verifies for `nonce` (the
+/// coordinator calls it on evidence [`omega_platform`] already accepted): the monitor boot
+/// whose log an admission covers (its checkpoints' origin is `omega-monitor/<boot id>`).
+pub fn platform_boot_id(evidence: &[u8], nonce: &[u8; 32]) -> Option<[u8; 16]> {
+    let b = Bundle::decode(evidence).ok()?;
+    let o = omega_evidence::verify(
+        &b,
+        &Options {
+            principal: "platform",
+            nonce: Some(*nonce),
+            allow_unattested: false,
+            report: None,
+        },
+    );
+    match o.claim {
+        Some(Claim::Platform { boot_id, .. }) if o.verified() => Some(boot_id),
+        _ => None,
+    }
+}
+
+/// An Omega node's `peer` evidence, checked like the `bundle` evidence ([`omega_node`]): in
+/// the same attested tree as `a`'s platform evidence; its `PeerKey` claim gives
+/// [`Attested::peer_key`], the key the node's credential lets sign channel handshakes.
+pub fn omega_peer(a: &mut Attested, peer_evidence: &[u8], nonce: &[u8; 32]) -> anyhow::Result<()> {
+    let b = Bundle::decode(peer_evidence).map_err(|e| anyhow!("peer evidence: {e}"))?;
+    let outcome = omega_evidence::verify(
+        &b,
+        &Options {
+            principal: omega_evidence::PEER_PRINCIPAL,
+            nonce: Some(*nonce),
+            allow_unattested: false,
+            report: None,
+        },
+    );
+    if !outcome.verified() {
+        let why: Vec<String> = outcome
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        bail!("peer evidence refused: {}", why.join("; "));
+    }
+    // SECURITY: the same tree the platform report attests, as for the bundle leaf.
+    let Binding::OmegaEvidence { root } = a.binding else {
+        bail!("not an Omega node's evidence");
+    };
+    if b.monitor_key != a.node_key || b.base_root != root || b.report_nonce != *nonce {
+        bail!("peer evidence is from another evidence tree than the platform's");
+    }
+    match outcome.claim {
+        Some(Claim::PeerKey { public, .. }) => a.peer_key = Some(public),
+        other => bail!("peer evidence claims {other:?}"),
+    }
+    Ok(())
+}
+
 /// A TDX quote or Nitro document already verified by `omega-tee-verify`, for a node that
 /// claims `node_key`: its bound data must be `omega_fleet::admission::direct_binding`.
 pub fn from_verified(v: &Verified, node_key: [u8; 32]) -> Attested {
@@ -172,5 +228,6 @@ pub fn from_verified(v: &Verified, node_key: [u8; 32]) -> Attested {
         node_key,
         binding: Binding::Direct,
         bundle: None,
+        peer_key: None,
     }
 }

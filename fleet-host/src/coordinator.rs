@@ -12,10 +12,13 @@ use omega_fleet::Coordinator;
 use omega_fleet::signed::SigningKey;
 use serde_json::json;
 
-use crate::attest::{SnpRoots, omega_node};
+use crate::attest::{SnpRoots, omega_node, omega_peer, platform_boot_id};
 use crate::audit::Audit;
 use crate::source::{bundle_pins, hex32};
-use crate::store::{Proposal, Status, Store, Submission};
+use crate::store::{Boot, Proposal, Status, Store, Submission};
+
+/// Boots kept per workload in `boots/<workload>`.
+pub const MAX_BOOTS: usize = 256;
 
 pub struct Config {
     pub etcd: Vec<String>,
@@ -102,6 +105,36 @@ impl Service {
         self.store.put_json("status", w, &s).await
     }
 
+    /// Appends this admitted boot to `boots/<w>` (the workload's chain of boots; at most
+    /// [`MAX_BOOTS`], oldest dropped). etcd is untrusted: the coordinator's audit log holds
+    /// the same records (`admitted`, with `boot_id`), and each boot id is attested by its
+    /// own evidence; a list the scheduler garbled is started afresh.
+    async fn record_boot(
+        &mut self,
+        w: &str,
+        node: &str,
+        epoch: u64,
+        boot_id: Option<&str>,
+        c: &omega_fleet::Credential,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let mut boots: Vec<Boot> = match self.store.get("boots", w).await? {
+            Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        boots.push(Boot {
+            node: node.into(),
+            epoch,
+            boot_id: boot_id.unwrap_or_default().into(),
+            node_key: hex::encode(c.node_key),
+            serial: c.serial,
+            admitted_at: now,
+        });
+        let excess = boots.len().saturating_sub(MAX_BOOTS);
+        boots.drain(..excess);
+        self.store.put_json("boots", w, &boots).await
+    }
+
     /// Signs a placement for each new proposal.
     async fn place(&mut self) -> anyhow::Result<()> {
         let proposals = self.store.list_json::<Proposal>("proposals").await?;
@@ -173,10 +206,11 @@ impl Service {
                         hex32(&s.nonce)?,
                         hex::decode(&s.evidence)?,
                         hex::decode(&s.bundle_evidence)?,
+                        hex::decode(&s.peer_evidence)?,
                         s.node,
                     ))
                 });
-            let (nonce, evidence, bundle_evidence, claimed_node) = match parsed {
+            let (nonce, evidence, bundle_evidence, peer_evidence, claimed_node) = match parsed {
                 Ok(v) => v,
                 Err(e) => {
                     self.audit.log(
@@ -187,7 +221,13 @@ impl Service {
                 }
             };
             let now = crate::now();
-            let attested = omega_node(&evidence, &bundle_evidence, &nonce, &self.roots);
+            let attested =
+                omega_node(&evidence, &bundle_evidence, &nonce, &self.roots).and_then(|mut a| {
+                    if !peer_evidence.is_empty() {
+                        omega_peer(&mut a, &peer_evidence, &nonce)?;
+                    }
+                    Ok(a)
+                });
             let verified_us = started.elapsed().as_micros();
             let outcome = match attested {
                 Ok(a) => self
@@ -212,17 +252,21 @@ impl Service {
                     self.store
                         .put("credentials", &c.node_id, adm.signed.clone())
                         .await?;
+                    let boot_id = platform_boot_id(&evidence, &nonce).map(hex::encode);
                     if let Some((node, epoch)) = &current {
                         self.status(
                             &w,
                             status(node, *epoch, &nonce, "admitted", "", adm.image.clone()),
                         )
                         .await?;
+                        self.record_boot(&w, node, *epoch, boot_id.as_deref(), c, now)
+                            .await?;
                     }
                     self.audit.log(
                         "admitted",
                         json!({
                             "workload": w, "node": c.node_id, "role": c.role, "image": adm.image,
+                            "boot_id": boot_id,
                             "tee": c.tee.name(), "node_key": hex::encode(c.node_key),
                             "serial": c.serial, "not_after": c.not_after,
                             "verify_us": verified_us, "admission_us": total_us,

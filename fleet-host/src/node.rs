@@ -77,6 +77,8 @@ impl Node {
             .context("the monitor's platform evidence")?;
         let bundle_evidence = std::fs::read(dir.join("evidence/bundle.bin"))
             .context("the monitor's bundle evidence")?;
+        // Optional: a monitor without a peer key gets a credential that opens no channel.
+        let peer_evidence = std::fs::read(dir.join("evidence/peer.bin")).unwrap_or_default();
         let key = omega_evidence::Bundle::decode(&evidence)
             .map_err(|e| anyhow::anyhow!("own evidence: {e}"))?
             .monitor_key;
@@ -85,6 +87,7 @@ impl Node {
             nonce: hex::encode(pl.nonce),
             evidence: hex::encode(&evidence),
             bundle_evidence: hex::encode(&bundle_evidence),
+            peer_evidence: hex::encode(&peer_evidence),
         };
         self.store.put_json("evidence", w, &sub).await?;
         self.awaiting = Some(key);

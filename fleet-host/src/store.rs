@@ -53,6 +53,27 @@ pub struct Submission {
     /// The node's `bundle` evidence (hex), from the same boot.
     #[serde(default)]
     pub bundle_evidence: String,
+    /// The node's `peer` evidence (hex; empty: none), from the same boot: its `PeerKey`
+    /// claim becomes the credential's channel key.
+    #[serde(default)]
+    pub peer_evidence: String,
+}
+
+/// One admitted boot of a workload, as the coordinator records it: `boots/<workload>` holds
+/// them in admission order, so a verifier follows one workload across restarts from each
+/// boot's log (checkpoint origin `omega-monitor/<boot_id>`) to the next boot's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Boot {
+    pub node: String,
+    /// The placement epoch (1, then one more per restart).
+    pub epoch: u64,
+    /// The monitor's boot id (hex), from its attested `platform` claim.
+    pub boot_id: String,
+    /// The attested monitor key (hex): the key of this boot's evidence.
+    pub node_key: String,
+    /// The credential's serial.
+    pub serial: u64,
+    pub admitted_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,6 +71,10 @@ pub struct Attested {
     /// An Omega node: the manifest digest its attested `bundle` claim names (in the same
     /// evidence tree the binding covers). `None` for other guests.
     pub bundle: Option<[u8; 32]>,
+    /// An Omega node: the peer key its attested `PeerKey` claim names (principal `peer`, in
+    /// the same evidence tree the binding covers); `None` when not submitted. Not read for
+    /// [`Binding::Direct`] guests, whose one bound key is their peer key too.
+    pub peer_key: Option<[u8; 32]>,
 }
 
 /// SHA-512(tag ‖ node key[32] ‖ nonce[32]): what a non-Omega guest puts in its bound data.

@@ -148,6 +148,12 @@ impl Coordinator {
             node_id: pending.node_id,
             role: pending.role,
             node_key: a.node_key,
+            // SECURITY: the channel key is only ever an attested one: the `peer` claim of the
+            // same evidence tree, or a non-Omega guest's bound key.
+            peer_key: match a.binding {
+                crate::Binding::OmegaEvidence { .. } => a.peer_key,
+                crate::Binding::Direct => Some(a.node_key),
+            },
             tee: a.tee,
             launch_digest: a.measurement.clone(),
             not_before: now,

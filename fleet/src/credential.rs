@@ -10,7 +10,7 @@ use crate::signed::{CREDENTIAL_TAG, SigningKey, decode_body, open};
 use crate::{DecodeError, MEASUREMENT_LEN, Tee, Time, name_ok};
 
 /// Format of [`Credential`].
-pub const CREDENTIAL_FORMAT: u8 = 1;
+pub const CREDENTIAL_FORMAT: u8 = 2;
 /// Largest signed credential accepted.
 pub const MAX_CREDENTIAL: usize = 1024;
 
@@ -22,6 +22,11 @@ pub struct Credential {
     pub role: String,
     /// The node's attested Ed25519 key (an Omega node: its evidence's monitor key).
     pub node_key: [u8; 32],
+    /// The key the node signs peer-channel handshakes with, as attested: an Omega node's
+    /// `PeerKey` claim (principal `peer`, same evidence tree as the monitor key); another
+    /// guest's bound key (`node_key`). `None`: no peer evidence was submitted, and no
+    /// channel accepts this credential ([`crate::peer::CredentialAuthority`]).
+    pub peer_key: Option<[u8; 32]>,
     pub tee: Tee,
     pub launch_digest: Vec<u8>,
     /// Valid for `not_before <= now < not_after`.

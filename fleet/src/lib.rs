@@ -10,6 +10,8 @@
 //!   attested key; `decode` + `verify` for monitors.
 //! * [`placement`]: a coordinator-signed placement (bundle on node, with the challenge nonce):
 //!   the only form in which a scheduler's decision counts.
+//! * [`peer`]: [`peer::CredentialAuthority`], the credential as the peer channel's
+//!   `PeerAuthority` (who a proven peer key belongs to).
 //! * [`route`]: which `role/agent` may message which across images.
 //! * [`coordinator`]: the above put together, with the coordinator's key and state.
 //!
@@ -24,6 +26,7 @@ extern crate alloc;
 pub mod admission;
 pub mod coordinator;
 pub mod credential;
+pub mod peer;
 pub mod placement;
 pub mod policy;
 pub mod route;

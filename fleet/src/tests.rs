@@ -120,6 +120,8 @@ fn good_tcb() -> Tcb {
 }
 
 const NODE_KEY: [u8; 32] = [0xAB; 32];
+/// The `PeerKey` claim of the same evidence tree (the channel's signing key).
+const PEER_KEY: [u8; 32] = [0xCD; 32];
 const ROOT: [u8; 32] = [0xCD; 32];
 /// The manifest digest every test placement names.
 const BUNDLE: [u8; 32] = [5; 32];
@@ -135,6 +137,7 @@ fn snp(nonce: &[u8; 32]) -> Attested {
         node_key: NODE_KEY,
         binding: Binding::OmegaEvidence { root: ROOT },
         bundle: Some(BUNDLE),
+        peer_key: Some(PEER_KEY),
     }
 }
 
@@ -192,6 +195,7 @@ fn tdx_and_nitro_style_direct_binding() {
         node_key: NODE_KEY,
         binding: Binding::Direct,
         bundle: None,
+        peer_key: None,
     };
     c.admit(&[2; 32], &a, NOW + 1).unwrap();
     // Out of date TDX is refused by this policy.
@@ -614,4 +618,241 @@ fn fuzz_seeds_decode() {
     FleetPolicy::decode(&read("policy.bin")).unwrap();
     Credential::from_body(&read("credential.bin")).unwrap();
     Placement::from_body(&read("placement.bin")).unwrap();
+}
+
+// The credential as the peer channel's authority (`peer::CredentialAuthority`): two nodes
+// admitted by one coordinator open a channel; each refusal a relay or a stranger can cause
+// is performed and shown refused.
+
+use crate::peer::CredentialAuthority;
+use omega_peer_channel::{AuthorityError, Channel, Event, Identity, PeerError, PeerInfo, PeerName};
+
+type Ch = Channel<CredentialAuthority>;
+
+/// The monitor's peer identity (`BootKeys::peer_key` stand-in) for `seed`.
+fn peer_public(seed: u8) -> [u8; 32] {
+    Identity::from_seed([seed; 32], vec![]).unwrap().public()
+}
+
+/// Admits an Omega node whose `peer` evidence names the key of `seed`: its signed credential.
+fn admit_peer(c: &mut Coordinator, node: &str, role: &str, nonce: u8, seed: u8) -> Vec<u8> {
+    place(c, node, role, [nonce; 32]);
+    let a = Attested {
+        peer_key: Some(peer_public(seed)),
+        ..snp(&[nonce; 32])
+    };
+    c.admit(&[nonce; 32], &a, NOW + 1).unwrap().signed
+}
+
+fn lab_authority(c: &Coordinator) -> CredentialAuthority {
+    CredentialAuthority::new(c.public(), "lab")
+}
+
+/// Moves bytes both ways until quiet; the first error either end raises.
+fn pump(i: &mut Ch, r: &mut Ch, now: Time) -> Result<(), PeerError> {
+    loop {
+        let a = i.take_output();
+        let b = r.take_output();
+        if a.is_empty() && b.is_empty() {
+            return Ok(());
+        }
+        if !a.is_empty() {
+            r.feed(&a, now)?;
+        }
+        if !b.is_empty() {
+            i.feed(&b, now)?;
+        }
+    }
+}
+
+fn established(ch: &mut Ch) -> PeerInfo {
+    match ch.poll_event() {
+        Some(Event::Established(p)) => p,
+        other => panic!("expected Established, got {other:?}"),
+    }
+}
+
+#[test]
+fn admitted_nodes_open_a_channel_with_their_credentials_and_route_by_role() {
+    let mut c = coordinator();
+    let gw = admit_peer(&mut c, "gw", "gateway", 1, 11);
+    let w = admit_peer(&mut c, "w", "worker", 2, 12);
+    let mut i = Ch::initiator(
+        Identity::from_seed([11; 32], gw.clone()).unwrap(),
+        lab_authority(&c),
+        [101; 32],
+        Some(PeerName::new("w").unwrap()),
+    )
+    .unwrap();
+    let mut r = Ch::responder(
+        Identity::from_seed([12; 32], w.clone()).unwrap(),
+        lab_authority(&c),
+        [102; 32],
+    )
+    .unwrap();
+    pump(&mut i, &mut r, NOW + 2).unwrap();
+    assert!(i.is_open() && r.is_open());
+    let (at_i, at_r) = (established(&mut i), established(&mut r));
+    assert_eq!((at_i.name.as_str(), at_r.name.as_str()), ("w", "gw"));
+    assert_eq!((at_i.key, at_r.key), (peer_public(12), peer_public(11)));
+    assert_eq!(at_i.session_id, at_r.session_id);
+    assert_eq!((&at_i.credential, &at_r.credential), (&w, &gw));
+
+    // A message crosses; the receiving end decides it by the roles the credentials name.
+    i.send(b"triage -> summariser").unwrap();
+    pump(&mut i, &mut r, NOW + 2).unwrap();
+    assert_eq!(
+        r.poll_event(),
+        Some(Event::Message(b"triage -> summariser".to_vec()))
+    );
+    let from = lab_authority(&c)
+        .credential(&at_r.credential, &at_r.key, NOW + 2)
+        .unwrap();
+    let own = Credential::verify(&w, &c.public(), NOW + 2).unwrap();
+    let p = c.policy().unwrap();
+    let d = authorize(p, &from, "triage", &own, "summariser");
+    assert!(d.allowed, "{d:?}");
+    assert!(matches!(d.rule, Rule::Route(_)));
+    // The coordinator's view of the same pair agrees; another pair of agents: default deny.
+    assert_eq!(c.authorize(&gw, "triage", &w, "summariser", NOW + 2), Ok(d));
+    assert_eq!(
+        authorize(p, &from, "triage", &own, "alpha").rule,
+        Rule::DefaultDeny
+    );
+}
+
+#[test]
+fn channel_refuses_expired_foreign_wrong_key_and_other_fleet_credentials() {
+    let mut c = coordinator();
+    let gw = admit_peer(&mut c, "gw", "gateway", 1, 11);
+    let w = admit_peer(&mut c, "w", "worker", 2, 12);
+    // Another coordinator (own key, same policy).
+    let mut foreign = Coordinator::new(key(42), key(OWNER).public(), 0);
+    foreign
+        .update_policy(&policy(1).sign(&key(OWNER)).unwrap())
+        .unwrap();
+    let foreign_w = admit_peer(&mut foreign, "w", "worker", 3, 12);
+    // The same coordinator key serving another fleet.
+    let mut other_fleet = Coordinator::new(key(COORD), key(OWNER).public(), 0);
+    let mut op = policy(1);
+    op.fleet_id = "other".into();
+    other_fleet
+        .update_policy(&op.sign(&key(OWNER)).unwrap())
+        .unwrap();
+    let other_w = admit_peer(&mut other_fleet, "w", "worker", 4, 12);
+    // Admitted without `peer` evidence: the credential names no channel key.
+    place(&mut c, "w2", "worker", [5; 32]);
+    let without = Attested {
+        peer_key: None,
+        ..snp(&[5; 32])
+    };
+    let no_peer = c.admit(&[5; 32], &without, NOW + 1).unwrap();
+    assert_eq!(no_peer.credential.peer_key, None);
+    // A node id that is a fleet name but not a peer name.
+    let upper = admit_peer(&mut c, "W", "worker", 6, 12);
+
+    let expiry = NOW + 1 + 600;
+    let cases: [(&str, Vec<u8>, u8, Time, AuthorityError); 6] = [
+        ("expired", w.clone(), 12, expiry, AuthorityError::Expired),
+        (
+            "other coordinator",
+            foreign_w,
+            12,
+            NOW + 2,
+            AuthorityError::Signature,
+        ),
+        // The credential is w's, the handshake is signed with another key (seed 13).
+        (
+            "another key",
+            w.clone(),
+            13,
+            NOW + 2,
+            AuthorityError::WrongKey,
+        ),
+        (
+            "other fleet",
+            other_w,
+            12,
+            NOW + 2,
+            AuthorityError::NotAdmitted,
+        ),
+        (
+            "no peer evidence",
+            no_peer.signed,
+            12,
+            NOW + 2,
+            AuthorityError::WrongKey,
+        ),
+        (
+            "not a peer name",
+            upper,
+            12,
+            NOW + 2,
+            AuthorityError::Malformed("node id is not a peer name (lowercase)"),
+        ),
+    ];
+    for (what, cred, seed, now, want) in cases {
+        // The initiator's own credential is valid at `now` except in the expiry case, where
+        // the responder's is checked first (the initiator hears Resp first).
+        let mut i = Ch::initiator(
+            Identity::from_seed([11; 32], gw.clone()).unwrap(),
+            lab_authority(&c),
+            [101; 32],
+            None,
+        )
+        .unwrap();
+        let mut r = Ch::responder(
+            Identity::from_seed([seed; 32], cred).unwrap(),
+            lab_authority(&c),
+            [102; 32],
+        )
+        .unwrap();
+        r.feed(&i.take_output(), now).unwrap();
+        assert_eq!(
+            i.feed(&r.take_output(), now),
+            Err(PeerError::Credential(want)),
+            "{what}"
+        );
+        assert!(i.is_failed(), "{what}");
+    }
+    // The responder refuses an initiator of another fleet the same way.
+    let other_gw = admit_peer(&mut other_fleet, "gw", "gateway", 7, 11);
+    let mut i = Ch::initiator(
+        Identity::from_seed([11; 32], other_gw).unwrap(),
+        CredentialAuthority::new(c.public(), "other"),
+        [101; 32],
+        None,
+    )
+    .unwrap();
+    let mut r = Ch::responder(
+        Identity::from_seed([12; 32], w).unwrap(),
+        lab_authority(&c),
+        [102; 32],
+    )
+    .unwrap();
+    assert_eq!(
+        pump(&mut i, &mut r, NOW + 2),
+        Err(PeerError::Credential(AuthorityError::NotAdmitted))
+    );
+}
+
+/// A TDX/Nitro-style guest binds one key: its credential names it as the channel key.
+#[test]
+fn direct_binding_guests_channel_key_is_their_bound_key() {
+    let mut c = coordinator();
+    place(&mut c, "td-1", "worker", [2; 32]);
+    let a = Attested {
+        tee: Tee::Tdx,
+        measurement: TDX_DIGEST.to_vec(),
+        report_data: direct_binding(&NODE_KEY, &[2; 32]).to_vec(),
+        tcb: Tcb::Rated(TcbRating::UpToDate),
+        debug: false,
+        node_key: NODE_KEY,
+        binding: Binding::Direct,
+        bundle: None,
+        // Ignored for a direct binding: the guest attested one key only.
+        peer_key: Some([0x99; 32]),
+    };
+    let cred = c.admit(&[2; 32], &a, NOW + 1).unwrap().credential;
+    assert_eq!(cred.peer_key, Some(NODE_KEY));
 }

@@ -74,7 +74,7 @@ const RESP_ROLE: &[u8] = b"responder signature";
 const INIT_ROLE: &[u8] = b"initiator signature";
 
 /// Checks an opened identity block: layout, signature under its key, not our own key, then
-/// the authority. Returns the peer's name and key.
+/// the authority. Returns the peer's name, key and credential.
 fn check_block(
     block: &[u8],
     role: &[u8],
@@ -82,7 +82,7 @@ fn check_block(
     own: &[u8; 32],
     authority: &dyn PeerAuthority,
     now_s: u64,
-) -> Result<(PeerName, [u8; 32]), PeerError> {
+) -> Result<(PeerName, [u8; 32], Vec<u8>), PeerError> {
     let too_short = PeerError::Malformed("identity block");
     let key: [u8; 32] = block
         .get(..32)
@@ -112,7 +112,7 @@ fn check_block(
     .map_err(|_| PeerError::BadSignature)?;
     // Only a key that proved possession reaches the authority.
     let name = authority.check(&block[34..signed_end], &key, now_s)?;
-    Ok((name, key))
+    Ok((name, key, block[34..signed_end].to_vec()))
 }
 
 /// X25519 with the peer's public key; SECURITY: a low-order key gives an all-zero or
@@ -143,6 +143,9 @@ pub struct PeerInfo {
     pub key: [u8; 32],
     /// Derived from the whole transcript: equal at both ends, logged by both.
     pub session_id: [u8; 16],
+    /// The credential the peer presented (the authority accepted it for `key`): what a
+    /// caller needs beyond the name, e.g. the fleet credential's role for route decisions.
+    pub credential: Vec<u8>,
 }
 
 /// A finished handshake: who the peer is and the record layer.
@@ -157,6 +160,7 @@ fn establish(
     initiator: bool,
     name: PeerName,
     key: [u8; 32],
+    credential: Vec<u8>,
 ) -> Established {
     let th = transcript.hash();
     let i2r = schedule.key(b"app i2r", &th);
@@ -170,6 +174,7 @@ fn establish(
             name,
             key,
             session_id,
+            credential,
         },
         session: Session::new(send, recv, session_id),
     }
@@ -233,7 +238,7 @@ impl Initiator {
         let block = Zeroizing::new(
             schedule::open(&hs_r, 0, &th1, sealed).ok_or(PeerError::HandshakeDecrypt)?,
         );
-        let (name, key) = check_block(
+        let (name, key, credential) = check_block(
             &block,
             RESP_ROLE,
             &th1,
@@ -258,7 +263,10 @@ impl Initiator {
         let mine = identity.signed_block(INIT_ROLE, &th2);
         let finish = encode_message(Kind::Finish, &schedule::seal(&hs_i, 0, &th2, &mine));
         transcript.add(&finish);
-        Ok((establish(&schedule, &transcript, true, name, key), finish))
+        Ok((
+            establish(&schedule, &transcript, true, name, key, credential),
+            finish,
+        ))
     }
 }
 
@@ -338,7 +346,8 @@ impl ResponderWaiting {
         let block = Zeroizing::new(
             schedule::open(&hs_i, 0, &th2, &finish.body).ok_or(PeerError::HandshakeDecrypt)?,
         );
-        let (name, key) = check_block(&block, INIT_ROLE, &th2, &self.own, authority, now_s)?;
+        let (name, key, credential) =
+            check_block(&block, INIT_ROLE, &th2, &self.own, authority, now_s)?;
         self.transcript.add(&finish.encode());
         Ok(establish(
             &self.schedule,
@@ -346,6 +355,7 @@ impl ResponderWaiting {
             false,
             name,
             key,
+            credential,
         ))
     }
 }

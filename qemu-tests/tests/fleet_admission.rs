@@ -4,9 +4,12 @@
 //! and the coordinator's nonce. Four boots in all:
 //!
 //! 1-2. nodes n1, n2 (1 vCPU): placed, booted, their evidence verified (lab root), admitted;
-//!      each credential names the node's attested monitor key.
+//!      each credential names the node's attested monitor key and its attested peer key
+//!      (the key a peer channel accepts it for: `omega_fleet::peer::CredentialAuthority`).
 //! 3.   node nbad (2 vCPUs: another launch digest): refused by the `measurement` rule.
-//! 4.   n1 dies; the scheduler restarts its workload on n3, which is admitted.
+//! 4.   n1 dies; the scheduler restarts its workload on n3, which is admitted. n1's stored
+//!      log still verifies to its last checkpoint; the restart is a new boot; the
+//!      coordinator recorded both boots of the workload, in order (etcd `boots/w1`, its log).
 //!
 //! Between them a hostile scheduler (this test, writing to etcd) replays an admission,
 //! forges a placement, and answers a challenge with another node's evidence and with an
@@ -19,9 +22,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use omega_fleet::peer::{AuthorityError, CredentialAuthority, PeerAuthority};
 use omega_fleet::signed::SigningKey;
 use omega_fleet::{Credential, Placement, Tee};
-use omega_fleet_host::store::{Proposal, Store, Submission};
+use omega_fleet_host::store::{Boot, Proposal, Store, Submission};
 use omega_test_support::etcd::Etcd;
 use qemu_tests::{measurements, test_hooks_image, workspace_bin};
 use serde_json::Value;
@@ -288,6 +292,34 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
             ("worker", Tee::Simulated, FLEET)
         );
         assert_eq!(hex::encode(&c.launch_digest), digest);
+        // The channel key: the `peer` claim of the same evidence tree, never the monitor key.
+        let peer = omega_evidence::Bundle::decode(&hex::decode(&sub.peer_evidence).unwrap())
+            .expect("the node submitted its peer evidence");
+        let o = omega_evidence::verify(
+            &peer,
+            &omega_evidence::Options {
+                principal: "peer",
+                nonce: Some(ev.report_nonce),
+                allow_unattested: false,
+                report: None,
+            },
+        );
+        let Some(omega_evidence::Claim::PeerKey { public, .. }) = o.claim else {
+            panic!("{w}: peer evidence claims {:?}", o.claim)
+        };
+        assert_eq!(
+            c.peer_key,
+            Some(public),
+            "{w}: the credential's channel key"
+        );
+        let signed = rt.block_on(store.get("credentials", &n)).unwrap().unwrap();
+        let auth = CredentialAuthority::new(coordinator_key, FLEET);
+        let now = omega_fleet_host::now();
+        assert_eq!(auth.check(&signed, &public, now).unwrap().as_str(), n);
+        assert_eq!(
+            auth.check(&signed, &ev.monitor_key, now),
+            Err(AuthorityError::WrongKey)
+        );
         wait_event(&d.join(format!("{n}.audit")), "admitted", &[], 30);
         eprintln!(
             "{w} on {n}: admitted, evidence verification {} µs, admission {} µs",
@@ -457,6 +489,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
         nonce: hex::encode(n),
         evidence: hex::encode(unattested),
         bundle_evidence: String::new(),
+        peer_evidence: String::new(),
     };
     rt.block_on(store.put_json("evidence", "wg2", &sub))
         .unwrap();
@@ -497,6 +530,68 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     assert_ne!(c3.node_key, c1.node_key, "a new boot, a new attested key");
     assert!(c3.serial > c1.serial.max(c2.serial));
     eprintln!("w1 restarted on n3: {a}");
+
+    // Nothing lost from n1's log: its stored log verifies (`measurements verify-log`, key and
+    // boot id from the attested `log` evidence) up to its last checkpoint, every entry the
+    // checkpoint covers present and in order. The restart is another boot, and the
+    // coordinator recorded w1's boots in order, in etcd and in its own log: a verifier
+    // follows the workload from one boot's log to the next.
+    let run_of = |node: &str| -> PathBuf {
+        let e = wait_event(
+            &d.join(format!("{node}.audit")),
+            "evidence-submitted",
+            &[("workload", "w1")],
+            1,
+        );
+        PathBuf::from(e["log_dir"].as_str().unwrap())
+    };
+    let verify_run = |run: &Path| -> String {
+        let nonce = std::fs::read_to_string(run.join("nonce.hex")).unwrap();
+        let f = |n: &str| run.join(n).display().to_string();
+        let o = measurements([
+            "verify-log",
+            "--evidence",
+            &f("evidence/log.bin"),
+            "--checkpoint",
+            &f("checkpoint.note"),
+            "--entries",
+            &f("provenance.log"),
+            "--nonce",
+            nonce.trim(),
+            "--image",
+            &image,
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--lab-root",
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{}: {out}{}",
+            run.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let id = out.split("boot id ").nth(1).expect("boot id printed");
+        id[..32].to_string()
+    };
+    let (b1, b3) = (verify_run(&run_of("n1")), verify_run(&run_of("n3")));
+    assert_ne!(b1, b3, "the restart is a new boot");
+    let boots: Vec<Boot> =
+        serde_json::from_slice(&rt.block_on(store.get("boots", "w1")).unwrap().unwrap()).unwrap();
+    let chain: Vec<(&str, u64, &str)> = boots
+        .iter()
+        .map(|b| (b.node.as_str(), b.epoch, b.boot_id.as_str()))
+        .collect();
+    assert_eq!(chain, [("n1", 1, b1.as_str()), ("n3", 2, b3.as_str())]);
+    let logged: Vec<String> = audit(&coord_audit)
+        .iter()
+        .filter(|v| v["event"] == "admitted" && v["workload"] == "w1")
+        .map(|v| v["boot_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(logged, [b1.clone(), b3.clone()]);
+    eprintln!("w1's boots: n1 {b1} -> n3 {b3}, n1's log verified");
 
     // Every refusal is in the coordinator's log with its rule.
     let refused: Vec<String> = audit(&coord_audit)
