@@ -415,6 +415,17 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// Whether QEMU (`$OMEGA_QEMU` or `qemu-system-x86_64`) runs: required, so under `CI` its
+/// absence fails the test; elsewhere the test skips loudly.
+pub fn qemu_present() -> bool {
+    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    let found = Command::new(&qemu)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
+}
+
 /// The production image: `$OMEGA_IMAGE` when set (the test script builds it first),
 /// otherwise built once per process into target/omega/omega.bin.
 pub fn image() -> &'static Path {

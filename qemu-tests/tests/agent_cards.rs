@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 mod common;
 
 use omega_agent_card::{CardKey, SignedCard};
-use qemu_tests::{measurements, printed_verifier_commands};
+use qemu_tests::{measurements, printed_verifier_commands, qemu_present};
 
 const NONCE: &str = "6f6d6567612d6167656e742d63617264732d746573742d6e6f6e63652d212121";
 const AGENTS: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -31,16 +31,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// QEMU, required (fails under CI when missing).
-fn qemu_present() -> bool {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
 }
 
 /// Agents that return at once, `alpha` declaring a description and two skills, `gamma`

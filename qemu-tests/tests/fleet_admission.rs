@@ -27,19 +27,10 @@ use omega_fleet::signed::SigningKey;
 use omega_fleet::{Credential, Placement, Tee};
 use omega_fleet_host::store::{Boot, Proposal, Store, Submission};
 use omega_test_support::etcd::Etcd;
-use qemu_tests::{measurements, test_hooks_image, workspace_bin};
+use qemu_tests::{measurements, qemu_present, test_hooks_image, workspace_bin};
 use serde_json::Value;
 
 const FLEET: &str = "lab";
-
-fn qemu_present() -> bool {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
-}
 
 /// Child processes killed when the test ends, however it ends.
 #[derive(Default)]

@@ -22,7 +22,9 @@ use omega_host::{ChannelSession, LogStore, SessionConfig, SessionEvent};
 use omega_provenance::entry::{Entry, EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
 use omega_wire::{Stream, msg::code};
-use qemu_tests::{image, measurements, printed_verifier_commands, workloads, workspace_bin};
+use qemu_tests::{
+    image, measurements, printed_verifier_commands, qemu_present, workloads, workspace_bin,
+};
 
 /// Echo agents and rounds: 2 × 8 × 1500 = 24,000 message entries, several seconds of
 /// logging under TCG, so the launcher dies mid-run.
@@ -37,16 +39,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// QEMU, required (fails under CI when missing).
-fn qemu_present() -> bool {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
 }
 
 thread_local! {

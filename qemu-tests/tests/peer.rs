@@ -27,21 +27,11 @@ use std::time::{Duration, Instant};
 
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
-use qemu_tests::{image, measurements, printed_verifier_commands, workspace_bin};
+use qemu_tests::{image, measurements, printed_verifier_commands, qemu_present, workspace_bin};
 
 const WAIT: Duration = Duration::from_secs(240);
 
 mod common;
-
-/// QEMU, required (fails under CI when missing).
-fn qemu_present() -> bool {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -7,12 +7,12 @@
 //! evidence path, not confidentiality (docs/threat-model.md).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
 use omega_provenance::{Checkpoint, LogKey};
-use qemu_tests::{image, measurements, printed_verifier_commands, test_hooks_image};
+use qemu_tests::{image, measurements, printed_verifier_commands, qemu_present, test_hooks_image};
 
 const NONCE: &str = "6f6d6567612d747275737465642d636861696e2d746573742d6e6f6e63652121";
 const OTHER_NONCE: &str = "0000000000000000000000000000000000000000000000000000000000000001";
@@ -24,16 +24,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// QEMU, required (fails under CI when missing).
-fn qemu_present() -> bool {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)")).is_some()
 }
 
 /// Two agents that return at once, under a policy that pins them, in `dir/bundle`.
