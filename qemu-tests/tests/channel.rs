@@ -387,8 +387,8 @@ fn host_session_delivers_bundle_and_stores_the_log() {
         }
     }
     assert_eq!(
-        principals, 6,
-        "platform, log, card, bundle, policy, agent:triage: {events:?}"
+        principals, 7,
+        "platform, log, card, bundle, policy, agent:triage, peer: {events:?}"
     );
 
     // The stored log verifies against the last checkpoint with the key the guest sent.

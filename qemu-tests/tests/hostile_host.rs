@@ -566,10 +566,10 @@ fn a_second_challenge_is_refused_and_the_first_nonce_counts() {
         vm.serial()
     );
     send_bundle(&mut host, &bundle(b"OMPL policy"));
-    // platform, log, card, bundle, policy, agent:triage
+    // platform, log, card, bundle, policy, agent:triage, peer
     assert!(
         vm.wait_for(
-            "omega: evidence: 6 principals sent",
+            "omega: evidence: 7 principals sent",
             Duration::from_secs(60)
         ),
         "{}",
@@ -802,10 +802,10 @@ fn a_guest_response_nobody_asked_for_is_ignored() {
     let genuine = SimPsp::new(MEASUREMENT).handle(&seen.requests[0]).unwrap();
     host.send(Stream::Control, &guest_response(&genuine))
         .unwrap();
-    // platform, log, card, bundle, policy, agent:alpha, agent:beta
+    // platform, log, card, bundle, policy, agent:alpha, agent:beta, peer
     assert!(
         vm.wait_for(
-            "omega: evidence: 7 principals sent, tee simulated",
+            "omega: evidence: 8 principals sent, tee simulated",
             Duration::from_secs(30)
         ),
         "{}",
@@ -817,7 +817,7 @@ fn a_guest_response_nobody_asked_for_is_ignored() {
     agents_run(&mut vm);
     seen.settle(&mut host);
     shut_down(vm, &mut host, &mut seen);
-    assert_eq!(seen.evidence.len(), 7);
+    assert_eq!(seen.evidence.len(), 8);
     let root = evidence_root(&seen, PSP_NONCE);
     for (principal, bytes) in &seen.evidence {
         let b = Evidence::decode(bytes).unwrap();
