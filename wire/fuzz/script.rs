@@ -162,7 +162,6 @@ pub fn build(data: &[u8], enc: &mut Encoder) -> Script {
                         &Hello {
                             versions: &versions,
                             window,
-                            log_stored: 0,
                         },
                         &mut frame,
                     )

@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
         idle_resync_polls: 2,
         max_message: Config::MONITOR.max_message,
     };
-    let mut delivered: [Vec<Vec<u8>>; 6] = Default::default();
+    let mut delivered: [Vec<Vec<u8>>; omega_wire::STREAM_COUNT] = Default::default();
     let out = match Channel::connect(t, config) {
         Err(_) => return,
         Ok(mut ch) => {
@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // The monitor's output, as the host decodes it.
     let mut dec: Box<Decoder> = Box::new(Decoder::new());
-    let mut granted = [0u64; 6];
+    let mut granted = [0u64; omega_wire::STREAM_COUNT];
     let mut first = true;
     let mut rest = &out[..];
     while !rest.is_empty() || dec.pending() > 0 {
@@ -149,9 +149,9 @@ fuzz_target!(|data: &[u8]| {
     if !s.clean {
         return;
     }
-    let mut received = [0u64; 6];
-    let mut expected: [Vec<Vec<u8>>; 6] = Default::default();
-    let mut partial: [Vec<u8>; 6] = Default::default();
+    let mut received = [0u64; omega_wire::STREAM_COUNT];
+    let mut expected: [Vec<Vec<u8>>; omega_wire::STREAM_COUNT] = Default::default();
+    let mut partial: [Vec<u8>; omega_wire::STREAM_COUNT] = Default::default();
     for f in s.frames.iter().filter(|f| f.header.kind == Kind::Data) {
         let i = f.header.stream.index();
         received[i] += f.payload.len() as u64;

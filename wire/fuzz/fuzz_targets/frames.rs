@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(reencoded, s.bytes, "frames re-encode to the same bytes");
     // The messages: each stream's Data payloads joined up to each END.
-    let mut partial: [Vec<u8>; 6] = Default::default();
+    let mut partial: [Vec<u8>; omega_wire::STREAM_COUNT] = Default::default();
     let mut expected = Vec::new();
     for f in s.frames.iter().filter(|f| f.header.kind == Kind::Data) {
         let i = f.header.stream.index();
