@@ -594,6 +594,11 @@ fn run_image(a: RunArgs) -> Result<i32> {
     if a.sev_snp && !a.kvm {
         info!("--sev-snp implies KVM");
     }
+    if (a.kvm || a.sev_snp)
+        && let Some(why) = omega_host::qemu::kvm_caveat()
+    {
+        warn!("{why}");
+    }
     // The exact command, for operators to audit, and the digest of exactly that VM.
     println!("omega: {}", cfg.command_line());
     if let Some(d) = &digest {

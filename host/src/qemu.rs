@@ -144,6 +144,23 @@ impl QemuConfig {
     }
 }
 
+/// Why KVM on this host is unlikely to run the image at native speed, if that can be told
+/// from the host alone. Some cloud VMs offer `/dev/kvm` through PVM (the `kvm_pvm` module,
+/// KVM without hardware virtualization): a guest that is not PVM-aware (Omega's image, a
+/// stock Linux kernel) is then run through KVM's instruction emulator, one exit per
+/// instruction, far slower than TCG (docs/host.md, "KVM on nested hosts").
+pub fn kvm_caveat() -> Option<String> {
+    kvm_caveat_in(Path::new("/sys/module"))
+}
+
+fn kvm_caveat_in(modules: &Path) -> Option<String> {
+    modules.join("kvm_pvm").exists().then(|| {
+        "/dev/kvm here is PVM (module kvm_pvm): it emulates guests that are not PVM-aware \
+         instruction by instruction, far slower than TCG; use TCG (the default) on this host"
+            .to_string()
+    })
+}
+
 /// QEMU option values separate properties with ',' and escape a literal ',' as ",,".
 fn escape(v: &str) -> String {
     v.replace(',', ",,")
@@ -216,5 +233,20 @@ impl QemuOutcome {
             QemuOutcome::Signal(_) => 4,
             QemuOutcome::Interrupted => 130,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvm_is_named_as_the_reason_kvm_is_slow() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(kvm_caveat_in(dir.path()), None);
+        std::fs::create_dir(dir.path().join("kvm_intel")).unwrap();
+        assert_eq!(kvm_caveat_in(dir.path()), None);
+        std::fs::create_dir(dir.path().join("kvm_pvm")).unwrap();
+        assert!(kvm_caveat_in(dir.path()).unwrap().contains("PVM"));
     }
 }

@@ -72,6 +72,9 @@ impl Boot {
     pub fn config(&self) -> QemuConfig {
         let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
         let kvm = std::env::var("OMEGA_QEMU_ACCEL").is_ok_and(|a| a == "kvm");
+        if kvm && let Some(why) = omega_host::qemu::kvm_caveat() {
+            eprintln!("warning: {why}");
+        }
         QemuConfig {
             memory_mib: self.memory_mib,
             kvm,
