@@ -4,6 +4,7 @@
 #   bash scripts/fuzz.sh                    # all targets, 60 s each
 #   bash scripts/fuzz.sh 3                  # all targets, 3 s each (the test suite's smoke run)
 #   bash scripts/fuzz.sh 300 wire           # only the fuzz crates under wire/, 300 s each
+#   bash scripts/fuzz.sh 300 wire/messages  # only that target
 #   bash scripts/fuzz.sh --record 60        # also append the figures to docs/fuzzing.md
 # Needs the nightly toolchain and cargo-fuzz; installs both when missing. Starting inputs
 # come from <crate>/fuzz/seeds/<target>/ when it exists; the corpus grows in
@@ -22,6 +23,8 @@ if [ "${1:-}" = "--record" ]; then
 fi
 SECONDS_EACH="${1:-60}"
 ONLY="${2:-}"
+ONLY_TARGET=""
+case "$ONLY" in */*) ONLY_TARGET="${ONLY#*/}" ONLY="${ONLY%%/*}" ;; esac
 log() { printf '\033[1m[fuzz]\033[0m %s\n' "$*" >&2; }
 
 # A pinned nightly, so a new nightly cannot break the runs (override: OMEGA_FUZZ_TOOLCHAIN).
@@ -61,6 +64,7 @@ failed=()
 printf '%-44s %14s %10s  %s\n' "target" "executions" "exec/s" "result" >&2
 for crate in "${crates[@]}"; do
   for target in $(cd "$crate/fuzz" && cargo +"$TOOLCHAIN" fuzz list); do
+    [ -n "$ONLY_TARGET" ] && [ "$target" != "$ONLY_TARGET" ] && continue
     corpus="$crate/fuzz/corpus/$target"
     mkdir -p "$corpus"
     dirs=("corpus/$target")
