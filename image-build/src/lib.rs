@@ -238,9 +238,82 @@ pub fn build(opts: &Options) -> Result<Image> {
     let (loader, kernel) = compile(opts)?;
     let loader = std::fs::read(&loader).with_context(|| format!("reading {}", loader.display()))?;
     let kernel = std::fs::read(&kernel).with_context(|| format!("reading {}", kernel.display()))?;
-    assemble(&loader, &kernel)
+    assemble(&loader, &loadable_only(&kernel)?)
+}
+
+/// The kernel ELF without what the loader never reads: the section headers and the
+/// non-loaded sections after the last loaded byte (`.symtab`, `.strtab`: about a fifth of the
+/// file). The loader hashes every byte of the kernel at each boot, so these bytes cost boot
+/// time and ROM for nothing; the unstripped ELF stays in the build directory for
+/// `scripts/profile-rips.py` (the code and addresses are the same).
+pub fn loadable_only(elf: &[u8]) -> Result<Vec<u8>> {
+    let file = ElfFile64::<Endianness>::parse(elf).context("parsing the kernel ELF")?;
+    let endian = file.endian();
+    let header = file.elf_header();
+    let phoff = header.e_phoff.get(endian);
+    let phnum = u64::from(header.e_phnum.get(endian));
+    let phentsize = u64::from(header.e_phentsize.get(endian));
+    let mut end = phoff + phnum * phentsize;
+    for ph in file.elf_program_headers() {
+        if ph.p_type(endian) == PT_LOAD {
+            end = end.max(ph.p_offset(endian) + ph.p_filesz(endian));
+        }
+    }
+    let end = usize::try_from(end).context("kernel ELF too large")?;
+    ensure!(end <= elf.len(), "kernel ELF segment outside its file");
+    let mut out = elf[..end].to_vec();
+    // e_shoff (u64 at 0x28), e_shentsize, e_shnum, e_shstrndx (u16 at 0x3a, 0x3c, 0x3e): no
+    // section header table.
+    ensure!(out.len() >= 0x40, "kernel ELF header truncated");
+    out[0x28..0x30].fill(0);
+    out[0x3a..0x40].fill(0);
+    Ok(out)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This test's own executable is a real ELF with symbols and sections to drop.
+    #[test]
+    fn loadable_only_keeps_every_loaded_byte_and_drops_the_rest() {
+        let elf = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let out = loadable_only(&elf).unwrap();
+        assert!(out.len() < elf.len());
+        // Segments may cover the ELF header (not the kernel's; a host executable's do): the
+        // only bytes that may differ are the section-table fields cleared above.
+        let mut expected = elf.clone();
+        expected[0x28..0x30].fill(0);
+        expected[0x3a..0x40].fill(0);
+        let elf = expected;
+        let a = ElfFile64::<Endianness>::parse(&*elf).unwrap();
+        let b = ElfFile64::<Endianness>::parse(&*out).unwrap();
+        let e = a.endian();
+        assert_eq!(b.elf_header().e_shnum.get(e), 0);
+        assert_eq!(b.elf_header().e_shoff.get(e), 0);
+        assert_eq!(a.entry(), b.entry());
+        let segs = |f: &ElfFile64<Endianness>, bytes: &[u8]| -> Vec<(u32, u64, [u8; 32])> {
+            f.elf_program_headers()
+                .iter()
+                .filter(|ph| ph.p_type(e) == PT_LOAD)
+                .map(|ph| {
+                    let data = ph.data(e, bytes).unwrap();
+                    (ph.p_flags(e), ph.p_vaddr(e), Sha256::digest(data).into())
+                })
+                .collect()
+        };
+        assert_eq!(segs(&a, &elf), segs(&b, &out));
+        assert!(!segs(&b, &out).is_empty());
+        // Stable: stripping twice changes nothing.
+        assert_eq!(loadable_only(&out).unwrap(), out);
+    }
+
+    #[test]
+    fn loadable_only_refuses_what_is_not_an_elf() {
+        assert!(loadable_only(b"not an elf").is_err());
+    }
 }
