@@ -39,7 +39,8 @@ use attach::{AttachArgs, attach};
     omega run --image omega.bin --log-dir run1 --proxy 127.0.0.1:8443 --tool-gateway 'mcp-gateway --stdio'\n  \
     omega print-command --image omega.bin --sev-snp --memory 2048\n\n\
     After the run, `omega run` prints the exact verifier commands for it: `measurements\n\
-    verify-evidence` for each principal's evidence (run1/evidence/*.bin) and `measurements\n\
+    verify-evidence` for each principal's evidence (run1/evidence/*.bin; a model's with\n\
+    --expect-proxy, the proxy identity the bundle's policy pins for it) and `measurements\n\
     verify-log --evidence run1/evidence/log.bin`, which takes the log key from the verified\n\
     evidence, not from the host; and `measurements verify-card` for each agent's signed A2A\n\
     card (run1/cards/AGENT.json), against the card key's and the agent's evidence."
@@ -363,6 +364,24 @@ struct Run<'a> {
     platform: Platform,
     /// The shape the MEASUREMENT is expected for.
     shape: VmShape,
+    /// Each model of the bundle's policy and the proxy identity it pins (`model:<name>`
+    /// evidence is checked against it).
+    model_pins: &'a [(String, [u8; 32])],
+}
+
+/// The models the bundle's compiled policy declares and the proxy identity each pins; none
+/// when the policy does not decode (the monitor runs no agent then).
+fn model_pins(bundle: &Bundle) -> Vec<(String, [u8; 32])> {
+    bundle
+        .files
+        .get(1)
+        .and_then(|(_, bytes)| omega_policy::decode(bytes).ok())
+        .map_or_else(Vec::new, |p| {
+            p.models
+                .iter()
+                .map(|m| (m.name.to_string(), m.hash))
+                .collect()
+        })
 }
 
 impl Run<'_> {
@@ -431,6 +450,16 @@ fn print_verifier_commands(
             "--principal".into(),
             principal.clone(),
         ];
+        // A model's claim: the proxy the monitor proved must be the one the policy pins.
+        if let Some((_, pin)) = principal
+            .strip_prefix("model:")
+            .and_then(|m| run.model_pins.iter().find(|(n, _)| n == m))
+        {
+            args.extend([
+                "--expect-proxy".into(),
+                format!("sha256:{}", hex_bytes(pin)),
+            ]);
+        }
         args.extend(run.evidence_flags());
         println!("omega: verify: {}", quote(args));
     }
@@ -567,6 +596,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    let model_pins = bundle.as_ref().map_or_else(Vec::new, model_pins);
     let operator = operator(&a)?;
     let nonce = match a.nonce {
         Some(n) => n,
@@ -808,6 +838,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
             nonce: &nonce_hex,
             platform,
             shape,
+            model_pins: &model_pins,
         };
         print_verifier_commands(&run, &principals, &cards);
     }
