@@ -174,8 +174,10 @@ cat <<EOT
   3. On an SNP host, the monitor's evidence carries its report; check each principal with
        $BIN/measurements verify-evidence --evidence DIR/evidence/platform.bin --principal platform \\
          --nonce <your nonce> --image $IMAGE --vcpus 1 --vcpu-type EPYC-v4 --vcek vcek.der --family milan
-     the log with verify-log --evidence DIR/evidence/log.bin, and each agent's signed A2A card
-     (DIR/cards/AGENT.json) with verify-card (omega run prints all of them).
+     the log with verify-log --evidence DIR/evidence/log.bin, each agent's signed A2A card
+     (DIR/cards/AGENT.json) with verify-card, and the inference proxy the monitor proved with
+       --principal model:NAME --expect-proxy sha256:<the identity omega-proxy logs>
+     on DIR/evidence/model_NAME.bin (omega run prints all of them).
   This run used plain QEMU: tee=none. Nothing here is attested by hardware: the evidence is
   UNATTESTED (accepted only with --allow-unattested), so it shows what the monitor claims,
   not that a TEE vouches for it. The nonce of this run: $(cat "$DEMO/log/nonce.hex")

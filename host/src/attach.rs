@@ -175,6 +175,8 @@ pub(crate) fn attach(a: AttachArgs) -> Result<i32> {
                 Platform::None
             },
             shape: VmShape::new(a.vcpus),
+            // No bundle here: a model's check is printed without --expect-proxy.
+            model_pins: &[],
         };
         let principals: Vec<(String, String)> = std::fs::read_dir(a.log_dir.join("evidence"))
             .into_iter()

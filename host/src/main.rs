@@ -39,7 +39,8 @@ use attach::{AttachArgs, attach};
     omega run --image omega.bin --log-dir run1 --proxy 127.0.0.1:8443 --tool-gateway 'mcp-gateway --stdio'\n  \
     omega print-command --image omega.bin --sev-snp --memory 2048\n\n\
     After the run, `omega run` prints the exact verifier commands for it: `measurements\n\
-    verify-evidence` for each principal's evidence (run1/evidence/*.bin) and `measurements\n\
+    verify-evidence` for each principal's evidence (run1/evidence/*.bin; a model's with\n\
+    --expect-proxy, the proxy identity the bundle's policy pins for it) and `measurements\n\
     verify-log --evidence run1/evidence/log.bin`, which takes the log key from the verified\n\
     evidence, not from the host; and `measurements verify-card` for each agent's signed A2A\n\
     card (run1/cards/AGENT.json), against the card key's and the agent's evidence."
@@ -363,6 +364,24 @@ struct Run<'a> {
     platform: Platform,
     /// The shape the MEASUREMENT is expected for.
     shape: VmShape,
+    /// Each model of the bundle's policy and the proxy identity it pins (`model:<name>`
+    /// evidence is checked against it).
+    model_pins: &'a [(String, [u8; 32])],
+}
+
+/// The models the bundle's compiled policy declares and the proxy identity each pins; none
+/// when the policy does not decode (the monitor runs no agent then).
+fn model_pins(bundle: &Bundle) -> Vec<(String, [u8; 32])> {
+    bundle
+        .files
+        .get(1)
+        .and_then(|(_, bytes)| omega_policy::decode(bytes).ok())
+        .map_or_else(Vec::new, |p| {
+            p.models
+                .iter()
+                .map(|m| (m.name.to_string(), m.hash))
+                .collect()
+        })
 }
 
 impl Run<'_> {
@@ -397,6 +416,30 @@ impl Run<'_> {
     }
 }
 
+/// `measurements verify-evidence` for `principal`'s evidence `file` of this run.
+fn evidence_command(run: &Run<'_>, principal: &str, file: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "measurements".into(),
+        "verify-evidence".into(),
+        "--evidence".into(),
+        run.evidence(file),
+        "--principal".into(),
+        principal.into(),
+    ];
+    // A model's claim: the proxy the monitor proved must be the one the policy pins.
+    if let Some((_, pin)) = principal
+        .strip_prefix("model:")
+        .and_then(|m| run.model_pins.iter().find(|(n, _)| n == m))
+    {
+        args.extend([
+            "--expect-proxy".into(),
+            format!("sha256:{}", hex_bytes(pin)),
+        ]);
+    }
+    args.extend(run.evidence_flags());
+    args
+}
+
 /// Prints the verifier's commands for this run, one per line, `omega: verify: ` first (the
 /// demo script runs them).
 fn print_verifier_commands(
@@ -423,16 +466,10 @@ fn print_verifier_commands(
         warn!("the monitor sent no evidence for its log key: the log cannot be verified");
     }
     for (principal, file) in principals {
-        let mut args: Vec<String> = vec![
-            "measurements".into(),
-            "verify-evidence".into(),
-            "--evidence".into(),
-            run.evidence(file),
-            "--principal".into(),
-            principal.clone(),
-        ];
-        args.extend(run.evidence_flags());
-        println!("omega: verify: {}", quote(args));
+        println!(
+            "omega: verify: {}",
+            quote(evidence_command(run, principal, file))
+        );
     }
     if let Some((_, file)) = log {
         let mut args: Vec<String> = vec![
@@ -567,6 +604,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    let model_pins = bundle.as_ref().map_or_else(Vec::new, model_pins);
     let operator = operator(&a)?;
     let nonce = match a.nonce {
         Some(n) => n,
@@ -813,6 +851,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
             nonce: &nonce_hex,
             platform,
             shape,
+            model_pins: &model_pins,
         };
         print_verifier_commands(&run, &principals, &cards);
     }
@@ -820,3 +859,49 @@ fn run_image(a: RunArgs) -> Result<i32> {
 }
 
 use std::os::unix::process::CommandExt;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A model's printed check expects the proxy identity the bundle's policy pins for it;
+    /// other principals' and unpinned models' checks carry no `--expect-proxy`.
+    #[test]
+    fn a_models_printed_check_expects_the_policys_proxy_pin() {
+        let src = "policy \"p\"\nmodel llm { proxy \"sha256:".to_string()
+            + &"ab".repeat(32)
+            + "\" cleared [] }\nrule ask { allow infer llm }\n";
+        let policy = policy_compiler::compile("p.policy", &src, Path::new("."))
+            .unwrap()
+            .to_bytes();
+        let bundle = Bundle {
+            manifest: omega_bundle::Manifest::parse(&omega_bundle::Manifest::json(
+                "policy.bin",
+                [("asker", "asker.wasm")],
+            ))
+            .unwrap(),
+            files: vec![
+                ("manifest.json".into(), Vec::new()),
+                ("policy.bin".into(), policy),
+            ],
+        };
+        let pins = model_pins(&bundle);
+        assert_eq!(pins, [("llm".to_string(), [0xab; 32])]);
+        let run = Run {
+            image: Path::new("omega.bin"),
+            dir: Path::new("run1"),
+            nonce: "00",
+            platform: Platform::None,
+            shape: VmShape::new(1),
+            model_pins: &pins,
+        };
+        let args = evidence_command(&run, "model:llm", "model_llm.bin");
+        let at = args.iter().position(|a| a == "--expect-proxy").unwrap();
+        assert_eq!(args[at + 1], format!("sha256:{}", "ab".repeat(32)));
+        for p in ["model:other", "policy"] {
+            assert!(!evidence_command(&run, p, "x.bin").contains(&"--expect-proxy".to_string()));
+        }
+    }
+}

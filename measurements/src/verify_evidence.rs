@@ -53,6 +53,15 @@ pub struct VerifyEvidenceArgs {
     /// version exactly as the file does.
     #[arg(long, value_name = "FILE")]
     pub expect_tools: Option<PathBuf>,
+    /// With `--principal model:NAME`: the proxy identity the model provider expects
+    /// (`sha256:<64 hex>`, what `omega-proxy evidence` prints and a policy pins). The claim
+    /// must name exactly this identity: the one the monitor's session with the proxy proved.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub expect_proxy: Option<String>,
+    /// With `--principal model:NAME`: the SHA-256 of the model file (`sha256:<64 hex>`); the
+    /// claim's model digest (from the proxy's verified evidence) must equal it.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub expect_model_digest: Option<String>,
     #[command(flatten)]
     pub check: EvidenceCheckArgs,
     /// Print the bundle's JSON view and the checks as JSON.
@@ -308,8 +317,119 @@ fn tools_line(claim: Option<&Claim>, file: &Path) -> anyhow::Result<Line> {
     })
 }
 
+/// `sha256:<64 hex>` (the prefix optional) as 32 bytes; `flag` names the flag in errors.
+fn parse_sha256(flag: &str, s: &str) -> anyhow::Result<[u8; 32]> {
+    let h = s.trim();
+    let h = h.strip_prefix("sha256:").unwrap_or(h);
+    hex::decode(h)
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .with_context(|| format!("{flag} must be sha256:<64 hex digits>, got {s:?}"))
+}
+
+/// The `--expect-proxy` / `--expect-model-digest` check lines for a `model:NAME` claim.
+/// Without such a claim (evidence of another principal), one failing `model.claim` line.
+fn model_lines(
+    claim: Option<&Claim>,
+    principal: &str,
+    proxy: Option<[u8; 32]>,
+    model_digest: Option<[u8; 32]>,
+) -> Vec<Line> {
+    let Some(Claim::Model {
+        name,
+        proxy_identity,
+        model_digest: claimed_model,
+        gpu_evidence_digest,
+    }) = claim
+    else {
+        let what = claim.map_or_else(|| "no claim that decodes".into(), Claim::principal);
+        return vec![(
+            false,
+            "model.claim".into(),
+            format!(
+                "no claim for {principal} in this evidence (it holds {what}); --expect-proxy and --expect-model-digest need a model:NAME claim"
+            ),
+        )];
+    };
+    let gpu = gpu_evidence_digest.map_or_else(
+        || "no GPU evidence".to_string(),
+        |g| format!("GPU evidence sha256:{}", hex::encode(g)),
+    );
+    let mut lines = Vec::new();
+    if let Some(expected) = proxy {
+        lines.push(if *proxy_identity == expected {
+            (
+                true,
+                "model.proxy".into(),
+                format!(
+                    "the monitor's session proved proxy sha256:{} for model {name} (model sha256:{}, {gpu})",
+                    hex::encode(proxy_identity),
+                    hex::encode(claimed_model)
+                ),
+            )
+        } else {
+            (
+                false,
+                "model.proxy".into(),
+                format!(
+                    "model {name} was served by proxy sha256:{}, not the expected sha256:{}: another proxy (binary, model, backend, TEE or GPU) answered",
+                    hex::encode(proxy_identity),
+                    hex::encode(expected)
+                ),
+            )
+        });
+    }
+    if let Some(expected) = model_digest {
+        lines.push(if *claimed_model == expected {
+            (
+                true,
+                "model.digest".into(),
+                format!("model {name} is the file sha256:{}", hex::encode(expected)),
+            )
+        } else {
+            (
+                false,
+                "model.digest".into(),
+                format!(
+                    "model {name}: the proxy's evidence names model file sha256:{}, not the expected sha256:{}",
+                    hex::encode(claimed_model),
+                    hex::encode(expected)
+                ),
+            )
+        });
+    }
+    lines
+}
+
 pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
+    let expect_proxy = args
+        .expect_proxy
+        .as_deref()
+        .map(|s| parse_sha256("--expect-proxy", s))
+        .transpose()?;
+    let expect_model = args
+        .expect_model_digest
+        .as_deref()
+        .map(|s| parse_sha256("--expect-model-digest", s))
+        .transpose()?;
+    if let Some(model) = args.principal.strip_prefix("model:")
+        && !args.evidence.exists()
+    {
+        bail!(
+            "no evidence for model:{model} ({} does not exist): the monitor issued no claim for this principal (no proxy session proved this model's pin when it issued its evidence; the log's MODEL_CLAIM entries say why)",
+            args.evidence.display()
+        );
+    }
     let mut r = check(&args.evidence, &args.principal, &args.check)?;
+    if expect_proxy.is_some() || expect_model.is_some() {
+        let lines = model_lines(
+            r.claim.as_ref(),
+            &args.principal,
+            expect_proxy,
+            expect_model,
+        );
+        r.lines.extend(lines);
+    }
     if let Some(f) = &args.expect_pins {
         let line = pins_line(r.claim.as_ref(), f)?;
         r.lines.push(line);
@@ -366,6 +486,20 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         // coordinator's credentials stand in (docs/fleet.md).
         if let Some(Claim::PeerKey { public, .. }) = &r.claim {
             println!("peer_key: {}", hex::encode(public));
+        }
+        // What the monitor's proxy session proved (`--expect-proxy` compares it).
+        if let Some(Claim::Model {
+            proxy_identity,
+            model_digest,
+            gpu_evidence_digest,
+            ..
+        }) = &r.claim
+        {
+            println!("proxy_identity: sha256:{}", hex::encode(proxy_identity));
+            println!("model_digest: sha256:{}", hex::encode(model_digest));
+            if let Some(g) = gpu_evidence_digest {
+                println!("gpu_evidence_digest: sha256:{}", hex::encode(g));
+            }
         }
         println!("VERIFIED{} claim of {}", r.qualifier(), args.principal);
     } else if r.lines.is_empty() {
@@ -489,6 +623,32 @@ mod tests {
         (report, vcek)
     }
 
+    /// A simulated run's `model:llm` evidence (platform, log, policy and the model claim
+    /// naming `proxy`, model file `model`), and its report.
+    fn model_evidence(proxy: [u8; 32], model: [u8; 32]) -> (omega_evidence::Bundle, Vec<u8>) {
+        let mut iss = Issuer::new([5; 32]).unwrap();
+        let claims = [
+            Claim::Platform {
+                tee: "simulated".into(),
+                boot_id: fixture::BOOT_ID,
+            },
+            Claim::Policy { digest: [3; 32] },
+            Claim::Model {
+                name: "llm".into(),
+                proxy_identity: proxy,
+                model_digest: model,
+                gpu_evidence_digest: None,
+            },
+        ];
+        for (i, c) in claims.into_iter().enumerate() {
+            iss.add(c, [i as u8 + 1; 32]).unwrap();
+        }
+        let rd = iss.attest(NONCE).unwrap();
+        let report = SimPsp::new(MEASUREMENT).report(rd, 0).to_vec();
+        let b = iss.bundle("model:llm", Some(report.clone()), None).unwrap();
+        (b, report)
+    }
+
     fn setup(tag: &str) -> (PathBuf, Issuer, [u8; 32]) {
         let dir =
             std::env::temp_dir().join(format!("omega-verify-ev-{tag}-{}", std::process::id()));
@@ -527,6 +687,8 @@ mod tests {
             },
             expect_pins: None,
             expect_tools: None,
+            expect_proxy: None,
+            expect_model_digest: None,
             json: false,
         }
     }
@@ -609,6 +771,157 @@ mod tests {
         }
         std::fs::write(dir.join("tools.json"), tools).unwrap();
         a.principal = "policy".into();
+        assert!(!run(&a).unwrap());
+    }
+
+    /// The proxy the monitor proved, as a model provider checks it: a simulated run's
+    /// evidence with a `model:llm` claim, verified with `--expect-proxy` (and the model
+    /// digest); another proxy, another model file, evidence of another principal, a missing
+    /// claim, and flags that are not digests all fail, each saying why.
+    #[test]
+    fn a_model_provider_checks_the_proxy_the_monitor_proved() {
+        const GENUINE: [u8; 32] = [0x61; 32];
+        const MODEL: [u8; 32] = [0x63; 32];
+        let dir = std::env::temp_dir().join(format!("omega-ev-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ev, report) = model_evidence(GENUINE, MODEL);
+        std::fs::write(dir.join("model_llm.bin"), ev.encode().unwrap()).unwrap();
+        std::fs::write(dir.join("report.bin"), &report).unwrap();
+        let mut a = VerifyEvidenceArgs {
+            evidence: dir.join("model_llm.bin"),
+            principal: "model:llm".into(),
+            check: fixture::lab_args(),
+            expect_pins: None,
+            expect_tools: None,
+            expect_proxy: Some(format!("sha256:{}", hex::encode(GENUINE))),
+            expect_model_digest: Some(format!("sha256:{}", hex::encode(MODEL))),
+            json: false,
+        };
+        assert!(run(&a).unwrap());
+        let lines = |a: &VerifyEvidenceArgs| {
+            let r = check(&a.evidence, &a.principal, &a.check).unwrap();
+            let mut l = r.lines.clone();
+            l.extend(model_lines(
+                r.claim.as_ref(),
+                &a.principal,
+                a.expect_proxy
+                    .as_deref()
+                    .map(|s| parse_sha256("p", s).unwrap()),
+                a.expect_model_digest
+                    .as_deref()
+                    .map(|s| parse_sha256("m", s).unwrap()),
+            ));
+            l
+        };
+        let failed = |l: &[Line]| -> Vec<String> {
+            l.iter().filter(|l| !l.0).map(|l| l.1.clone()).collect()
+        };
+        // Another proxy: the verifier expected one, the monitor proved another.
+        a.expect_proxy = Some(format!("sha256:{}", hex::encode([0x62; 32])));
+        assert!(!run(&a).unwrap());
+        let l = lines(&a);
+        assert_eq!(failed(&l), ["model.proxy"]);
+        assert!(
+            l.iter()
+                .any(|x| x.2.contains("another proxy") && x.2.contains(&hex::encode(GENUINE))),
+            "{l:?}"
+        );
+        // Another model file.
+        a.expect_proxy = Some(hex::encode(GENUINE));
+        a.expect_model_digest = Some(format!("sha256:{}", hex::encode([0x64; 32])));
+        assert_eq!(failed(&lines(&a)), ["model.digest"]);
+        assert!(!run(&a).unwrap());
+        a.expect_model_digest = None;
+        assert!(run(&a).unwrap());
+        // Not digests: input errors.
+        a.expect_proxy = Some("sha256:1234".into());
+        assert!(run(&a).is_err());
+        a.expect_proxy = Some(format!("sha256:{}", hex::encode(GENUINE)));
+        // Evidence of another principal given for the model: no claim for it.
+        let fx = fixture::simulated("model-other");
+        a.evidence = fx.join("platform.ev");
+        let l = lines(&a);
+        assert_eq!(failed(&l), ["principal", "model.claim"]);
+        assert!(
+            l.iter()
+                .any(|x| x.2.starts_with("no claim for model:llm in this evidence")),
+            "{l:?}"
+        );
+        assert!(!run(&a).unwrap());
+        // No evidence file for the model: the monitor issued no claim; said so.
+        a.evidence = dir.join("model_other.bin");
+        a.principal = "model:other".into();
+        let e = run(&a).unwrap_err().to_string();
+        assert!(e.contains("issued no claim for this principal"), "{e}");
+    }
+
+    /// Forged and edited model claims: the host (without the monitor's key) issues its own
+    /// evidence naming the genuine proxy and hands it over with the genuine run's report,
+    /// or edits the claim in the genuine run's evidence file: the verifier expecting the
+    /// genuine proxy refuses both (binding, inclusion).
+    #[test]
+    fn a_forged_or_edited_model_claim_fails_even_with_the_expected_proxy() {
+        const GENUINE: [u8; 32] = [0x61; 32];
+        const SUBSTITUTE: [u8; 32] = [0x71; 32];
+        const MODEL: [u8; 32] = [0x63; 32];
+        let dir = std::env::temp_dir().join(format!("omega-ev-forged-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = VerifyEvidenceArgs {
+            evidence: dir.join("model_llm.bin"),
+            principal: "model:llm".into(),
+            check: fixture::lab_args(),
+            expect_pins: None,
+            expect_tools: None,
+            expect_proxy: Some(format!("sha256:{}", hex::encode(GENUINE))),
+            expect_model_digest: None,
+            json: false,
+        };
+        // The run really served the substitute (the monitor proved it and said so).
+        let (substituted, report) = model_evidence(SUBSTITUTE, MODEL);
+        std::fs::write(&a.evidence, substituted.encode().unwrap()).unwrap();
+        assert!(!run(&a).unwrap());
+
+        // 1. Edit the claim in the file: the identity bytes replaced by the genuine ones.
+        let mut bytes = substituted.encode().unwrap();
+        let at = bytes
+            .windows(32)
+            .position(|w| w == SUBSTITUTE)
+            .expect("the identity is in the file");
+        bytes[at..at + 32].copy_from_slice(&GENUINE);
+        std::fs::write(&a.evidence, &bytes).unwrap();
+        let r = check(&a.evidence, &a.principal, &a.check).unwrap();
+        assert!(!r.verified());
+        assert!(
+            r.lines.iter().any(|l| !l.0 && l.1 == "inclusion"),
+            "{:?}",
+            r.lines
+        );
+        assert!(!run(&a).unwrap());
+
+        // 2. A forged evidence tree: the host's own issuer claims the genuine proxy, bound
+        // to the genuine run's report (the host cannot get another one from a real PSP).
+        let mut forger = Issuer::new([0x77; 32]).unwrap();
+        forger
+            .add(
+                Claim::Model {
+                    name: "llm".into(),
+                    proxy_identity: GENUINE,
+                    model_digest: MODEL,
+                    gpu_evidence_digest: None,
+                },
+                [1; 32],
+            )
+            .unwrap();
+        forger.attest(NONCE).unwrap();
+        let forged = forger.bundle("model:llm", Some(report), None).unwrap();
+        std::fs::write(&a.evidence, forged.encode().unwrap()).unwrap();
+        let r = check(&a.evidence, &a.principal, &a.check).unwrap();
+        assert!(!r.verified());
+        assert!(
+            r.lines.iter().any(|l| !l.0 && l.1 == "binding"),
+            "{:?}",
+            r.lines
+        );
         assert!(!run(&a).unwrap());
     }
 
@@ -760,6 +1073,8 @@ mod tests {
             check: fixture::lab_args(),
             expect_pins: None,
             expect_tools: None,
+            expect_proxy: None,
+            expect_model_digest: None,
             json: false,
         };
         assert!(run(&a).unwrap());

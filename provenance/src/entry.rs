@@ -162,7 +162,15 @@ pub mod lifecycle {
     /// One agent message (`Deliver`) across a peer channel, at each end: decision = the
     /// receiving gate's, name = `node/agent`.
     pub const PEER_MESSAGE: u32 = 17;
-    // 14-15, 18-19: taken by other work in progress (fleet, inference).
+    // 14-15, 18: taken by other work in progress (fleet, inference).
+    /// What the monitor's evidence says of each model the policy declares (the proxy as a
+    /// principal; `kernel/src/services/proxy_principal.rs`), one entry per model, after the
+    /// `EVIDENCE` entry of evidence that was issued. Decision allow: the evidence carries a
+    /// `model:<name>` claim; content = the proxy identity the session proved, name = the
+    /// model's name. Decision error: no claim for it; name = `<model>: <why>` (no session
+    /// when the evidence was issued, and why; pinned to another proxy; a name no claim can
+    /// carry), cut to `MAX_NAME`.
+    pub const MODEL_CLAIM: u32 = 19;
     /// A new host connection resumed the log (after the launcher restarted): decision
     /// allow, `target` = 0, name = `resumed at N` where N is the log byte the new host said
     /// it holds durably; every entry after it was sent again.

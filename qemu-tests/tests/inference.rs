@@ -12,6 +12,11 @@
 //! (3) a proxy whose identity is not the pinned one (another model digest) is refused after
 //! the 40-byte evidence request, before any prompt.
 //!
+//! The session is set up before the monitor issues its evidence, which then claims the
+//! proved proxy as the `model:<name>` principal: boot 1 verifies that claim with
+//! `measurements verify-evidence --expect-proxy` (and refuses it edited, or for another
+//! proxy); boot 3 shows no claim for a refused proxy.
+//!
 //! Needs QEMU and the default model (`scripts/fetch-model.sh`): missing, a failure under
 //! `CI`, else a loud skip.
 
@@ -503,9 +508,68 @@ struct Logged {
 struct Run {
     out: Outcome,
     entries: Vec<Logged>,
+    /// The launcher's log directory (evidence/, provenance.log) and the challenge nonce.
+    dir: tempfile::TempDir,
+    nonce: [u8; 32],
 }
 
 impl Run {
+    /// The stored evidence file of `principal` (`model:llm` → `evidence/model_llm.bin`).
+    fn evidence(&self, principal: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("run/evidence")
+            .join(format!("{}.bin", principal.replace(':', "_")))
+    }
+
+    /// `measurements verify-evidence` of `principal`'s stored evidence with this run's nonce
+    /// (plain QEMU: unattested) and `extra` flags: (exit success, stdout + stderr).
+    fn verify_evidence(&self, principal: &str, file: &Path, extra: &[&str]) -> (bool, String) {
+        let nonce: String = self.nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let mut args = vec![
+            "verify-evidence".to_string(),
+            "--evidence".into(),
+            file.display().to_string(),
+            "--principal".into(),
+            principal.into(),
+            "--nonce".into(),
+            nonce,
+            "--allow-unattested".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        // Built (a cargo run) once per test process, not per check.
+        static MEASUREMENTS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let exe =
+            MEASUREMENTS.get_or_init(|| qemu_tests::workspace_bin("measurements", "measurements"));
+        let o = Command::new(exe).args(&args).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    }
+
+    /// The `MODEL_CLAIM` entries: (decision, content, name).
+    fn model_claims(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
+        self.entries
+            .iter()
+            .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::MODEL_CLAIM)
+            .map(|e| {
+                (
+                    e.decision,
+                    e.content,
+                    String::from_utf8_lossy(&e.name).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Index in the log of the first lifecycle entry `rule` with `decision`.
+    fn position(&self, rule: u32, decision: Decision) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.action == Action::Lifecycle && e.rule == rule && e.decision == decision)
+    }
+
     fn defined(&self, kind: u32, name: &str) -> Option<u32> {
         self.entries
             .iter()
@@ -602,10 +666,12 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Run {
     }
     let log_dir = dir.path().join("run");
     std::fs::create_dir_all(&log_dir).unwrap();
+    let challenge = qemu_tests::fresh_challenge();
+    let nonce = challenge.nonce;
     let config = SessionConfig {
         log_store: Some(Box::new(FileLogStore::open(&log_dir).unwrap())),
         bundle: Some(Bundle::read(&bundle_dir).unwrap()),
-        challenge: Some(qemu_tests::fresh_challenge()),
+        challenge: Some(challenge),
         proxy: Some(proxy.to_string()),
         ..Default::default()
     };
@@ -637,7 +703,12 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Run {
         });
     }
     assert_eq!(entries.len() as u64, cp.size, "{out}");
-    Run { out, entries }
+    Run {
+        out,
+        entries,
+        dir,
+        nonce,
+    }
 }
 
 fn agent_decl(name: &str, module: &[u8]) -> String {
@@ -684,6 +755,13 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
         return;
     };
     let proxy = start_proxy(&model);
+    // The model file's SHA-256 (what `--expect-model-digest` expects), hashed while it boots.
+    let model_digest = std::thread::spawn(move || {
+        Sha256::digest(std::fs::read(&model).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
     let expected = direct_answer(&proxy, PROMPT, MAX_TOKENS);
     let before = completed(&proxy);
     let asker = script(&[
@@ -774,6 +852,84 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
         "one session"
     );
     assert_eq!(completed(&proxy), before + 2);
+    the_proxy_is_a_principal_of_the_evidence(&run, &proxy, model_digest);
+}
+
+/// Boot 1, continued: the session came up before the evidence, which claims the proxy as
+/// `model:llm` (and not `other_llm`, pinned to another proxy); the model provider's
+/// `measurements verify-evidence --expect-proxy` (the identity the proxy logged) and
+/// `--expect-model-digest` (the model file's SHA-256) pass; a verifier expecting another
+/// proxy fails; the claim edited in the file fails the tree; no evidence for `other_llm`
+/// says there is no claim for it.
+fn the_proxy_is_a_principal_of_the_evidence(
+    run: &Run,
+    proxy: &Proxy,
+    model_digest: std::thread::JoinHandle<String>,
+) {
+    let identity = hex32(&proxy.identity);
+    let session = run.position(lifecycle::PROXY_SESSION, Decision::Allow);
+    let evidence = run.position(lifecycle::EVIDENCE, Decision::Allow);
+    assert!(
+        session.is_some() && session < evidence,
+        "the session is up before the evidence: {session:?} {evidence:?}"
+    );
+    assert_eq!(
+        run.model_claims(),
+        [
+            (Decision::Allow, Some(identity), "llm".into()),
+            (
+                Decision::Error,
+                None,
+                "other_llm: pinned to another proxy".into()
+            )
+        ]
+    );
+    let model_digest = model_digest.join().unwrap();
+    let file = run.evidence("model:llm");
+    let genuine = format!("sha256:{}", proxy.identity);
+    let model_flag = format!("sha256:{model_digest}");
+    let (ok, v) = run.verify_evidence(
+        "model:llm",
+        &file,
+        &[
+            "--expect-proxy",
+            &genuine,
+            "--expect-model-digest",
+            &model_flag,
+        ],
+    );
+    assert!(ok, "{v}");
+    assert!(
+        v.contains("VERIFIED (UNATTESTED PLATFORM) claim of model:llm"),
+        "{v}"
+    );
+    assert!(v.contains("PASS model.proxy"), "{v}");
+    assert!(v.contains("PASS model.digest"), "{v}");
+    // A verifier who expects another proxy: refused, naming the one that answered.
+    let other = format!("sha256:{OTHER_IDENTITY}");
+    let (ok, v) = run.verify_evidence("model:llm", &file, &["--expect-proxy", &other]);
+    assert!(!ok, "{v}");
+    assert!(v.contains("FAIL model.proxy"), "{v}");
+    // The host edits the claim in the evidence file to name another proxy: the leaf is no
+    // longer in the attested tree.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == identity)
+        .expect("the identity is in the leaf");
+    bytes[at..at + 32].copy_from_slice(&hex32(OTHER_IDENTITY));
+    let edited = run.dir.path().join("model_llm.edited.bin");
+    std::fs::write(&edited, &bytes).unwrap();
+    let (ok, v) = run.verify_evidence("model:llm", &edited, &["--expect-proxy", &other]);
+    assert!(!ok, "{v}");
+    assert!(v.contains("FAIL inclusion"), "{v}");
+    // `other_llm` is pinned to a proxy that did not answer: no claim, no evidence, and the
+    // verifier says so.
+    let missing = run.evidence("model:other_llm");
+    assert!(!missing.exists());
+    let (ok, v) = run.verify_evidence("model:other_llm", &missing, &["--expect-proxy", &other]);
+    assert!(!ok, "{v}");
+    assert!(v.contains("issued no claim for this principal"), "{v}");
 }
 
 /// Boot 2: one flipped byte in the answer's ciphertext breaks the session: the waiting agent
@@ -816,6 +972,9 @@ fn a_relay_flipping_a_byte_breaks_the_session_cleanly() {
         "{}",
         run.out
     );
+    // The session was up when the evidence was issued (the flip came later): claimed.
+    assert_eq!(run.model_claims()[0].2, "llm");
+    assert!(run.evidence("model:llm").is_file());
 }
 
 /// Boot 3: the policy pins another identity (another model digest): the evidence is refused
@@ -843,6 +1002,24 @@ fn a_proxy_that_is_not_the_pinned_one_is_refused_before_any_prompt() {
         [(Decision::Deny, "target-pin".into())]
     );
     assert_eq!(completed(&proxy), before);
+    // The host put another proxy than the pinned one behind the stream: the evidence, issued
+    // after the refusal, claims no model, the log says why, and a verifier expecting the
+    // pinned proxy finds no claim.
+    let claims = run.model_claims();
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.0 == Decision::Error && c.2.contains(": no proxy session (")),
+        "{claims:?}"
+    );
+    assert!(run.position(lifecycle::EVIDENCE, Decision::Allow).is_some());
+    let missing = run.evidence("model:llm");
+    assert!(!missing.exists());
+    let pinned = format!("sha256:{OTHER_IDENTITY}");
+    let (ok, v) = run.verify_evidence("model:llm", &missing, &["--expect-proxy", &pinned]);
+    assert!(!ok, "{v}");
+    assert!(v.contains("issued no claim for this principal"), "{v}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 //! | `Platform { tee, boot_id }` | `platform` | the platform the monitor runs on ([`ReportSource::tee`]), this boot's random id |
 //! | `LogKey { public, boot_id }` | `log` | the provenance log's Ed25519 key, whose checkpoints name [`log_origin`] |
 //! | `CardKey { public, boot_id }` | `card` | the A2A agent-card signing key ([`cards`]), a key of its own |
-//! | `PeerKey { public, boot_id }` | `peer` | the peer-channel signing key ([`peer_public`]), a key of its own (last claim) |
+//! | `PeerKey { public, boot_id }` | `peer` | the peer-channel signing key ([`peer_public`]), a key of its own |
+//! | `Model { name, proxy_identity, model_digest, gpu_evidence_digest }` | `model:<name>` | each model whose pin the proxy session proved before the evidence was issued ([`ModelFacts`], [`Facts::with_models`]; last claims) |
 //! | `Bundle { manifest_digest }` | `bundle` | SHA-256 of the manifest (what `BUNDLE_ACTIVE` logs) |
 //! | `Policy { digest }` | `policy` | SHA-256 of the manifest's policy file |
 //! | `Agent { name, module_hash, publisher }` | `agent:<name>` | each manifest agent, its module's SHA-256 |
@@ -179,6 +180,20 @@ pub struct Facts {
     pub tool_servers: Vec<ToolServerFacts>,
     /// The peer-channel key ([`peer_public`]; [`Facts::with_peer_key`]).
     pub peer_public: Option<[u8; 32]>,
+    /// The models the inference proxy session proved ([`Facts::with_models`]).
+    pub models: Vec<ModelFacts>,
+}
+
+/// A model as the monitor's proxy session proved it (`model:<name>` principal): the policy's
+/// model name, the identity the proxy's evidence proved (never the pin itself: equal to it,
+/// or there is no claim), the model file digest the evidence names, and the SHA-256 of the
+/// GPU evidence when the policy required one and it verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFacts {
+    pub name: String,
+    pub proxy_identity: [u8; 32],
+    pub model_digest: [u8; 32],
+    pub gpu_evidence_digest: Option<[u8; 32]>,
 }
 
 /// The public half of the peer-channel key drawn as `seed` (`omega-peer-channel`'s
@@ -188,6 +203,83 @@ pub fn peer_public(seed: [u8; 32]) -> Option<[u8; 32]> {
     omega_peer_channel::Identity::from_seed(seed, Vec::new())
         .ok()
         .map(|i| i.public())
+}
+
+/// What the monitor's proxy session proved before the evidence was issued (the evidence
+/// passed, TLS to its key is up): the identity, the model file digest its evidence names, and
+/// the GPU evidence's SHA-256 when the policy required a GPU and it verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvenProxy {
+    pub identity: [u8; 32],
+    pub model_digest: [u8; 32],
+    pub gpu_evidence_digest: Option<[u8; 32]>,
+}
+
+/// Why a model of the policy gets no `model:<name>` claim ([`model_facts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unclaimed {
+    /// No proxy session was up when the evidence was issued.
+    NoSession,
+    /// The session proved another identity than this model's pin.
+    OtherPin,
+    /// The policy's model name is not a valid claim name (empty, too long, control
+    /// characters): the evidence is issued without it rather than not at all.
+    BadName,
+    /// Another model of the policy has the same name and was claimed (one claim per
+    /// principal).
+    Duplicate,
+}
+
+/// The `model:<name>` claims for the policy's `models` (name, pinned identity), in policy
+/// order: one per model whose pin is the identity `proven` proved, none without a proven
+/// session. The second list names each model left out and why.
+// SECURITY: the claim carries the identity proved in the session, which equals the pin
+// (the session's evidence check compared them); a model pinned to another proxy is never
+// claimed, so a verifier's `--expect-proxy` compares with what was proved.
+pub fn model_facts<'a>(
+    models: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>,
+    proven: Option<&ProvenProxy>,
+) -> (Vec<ModelFacts>, Vec<(String, Unclaimed)>) {
+    let mut claimed = Vec::new();
+    let mut left = Vec::new();
+    for (name, pin) in models {
+        let Some(p) = proven else {
+            left.push((name.into(), Unclaimed::NoSession));
+            continue;
+        };
+        if *pin != p.identity {
+            left.push((name.into(), Unclaimed::OtherPin));
+            continue;
+        }
+        let facts = ModelFacts {
+            name: name.into(),
+            proxy_identity: p.identity,
+            model_digest: p.model_digest,
+            gpu_evidence_digest: p.gpu_evidence_digest,
+        };
+        if facts.claim().validate().is_err() {
+            left.push((name.into(), Unclaimed::BadName));
+            continue;
+        }
+        if claimed.iter().any(|c: &ModelFacts| c.name == name) {
+            left.push((name.into(), Unclaimed::Duplicate));
+            continue;
+        }
+        claimed.push(facts);
+    }
+    (claimed, left)
+}
+
+impl ModelFacts {
+    /// The `Model` claim of these facts.
+    pub fn claim(&self) -> Claim {
+        Claim::Model {
+            name: self.name.clone(),
+            proxy_identity: self.proxy_identity,
+            model_digest: self.model_digest,
+            gpu_evidence_digest: self.gpu_evidence_digest,
+        }
+    }
 }
 
 /// A tool server as the policy pins it: its namespace, how many tools, their pins' digest
@@ -314,12 +406,19 @@ impl Facts {
             agents,
             tool_servers,
             peer_public: None,
+            models: Vec::new(),
         })
     }
 
-    /// Adds the peer-channel key: its `PeerKey` claim comes last in the tree.
+    /// Adds the peer-channel key: its `PeerKey` claim comes after the tool servers.
     pub fn with_peer_key(mut self, public: [u8; 32]) -> Self {
         self.peer_public = Some(public);
+        self
+    }
+
+    /// Adds the models the proxy session proved: their `Model` claims come last in the tree.
+    pub fn with_models(mut self, models: Vec<ModelFacts>) -> Self {
+        self.models = models;
         self
     }
 
@@ -365,6 +464,7 @@ impl Facts {
                 boot_id: self.boot_id,
             });
         }
+        claims.extend(self.models.iter().map(ModelFacts::claim));
         claims
     }
 }

@@ -589,3 +589,75 @@ fn tool_server_claims_name_the_bundles_identity_and_a_bad_tools_file_fails_close
         Err(AttestError::ToolsFile(_))
     ));
 }
+
+/// The proxy session's models: one `model:<name>` claim per model whose pin is the proved
+/// identity (with the evidence's model digest and the GPU evidence digest), none pinned to
+/// another proxy, none without a session, none with a name no claim can carry; the claims
+/// come last and verify like every other principal's.
+#[test]
+fn the_proven_proxy_is_claimed_per_model_it_matches_and_verifies_as_model_name() {
+    let (genuine, other) = ([0x61; 32], [0x62; 32]);
+    let models = [
+        ("llm", &genuine),
+        ("other_llm", &other),
+        ("bad\nname", &genuine),
+        ("llm_alias", &genuine),
+        ("llm", &genuine),
+    ];
+    let proven = ProvenProxy {
+        identity: genuine,
+        model_digest: [0x63; 32],
+        gpu_evidence_digest: Some([0x64; 32]),
+    };
+    let (claimed, left) = model_facts(models, Some(&proven));
+    assert_eq!(
+        claimed.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["llm", "llm_alias"]
+    );
+    assert_eq!(
+        left,
+        [
+            ("other_llm".into(), Unclaimed::OtherPin),
+            ("bad\nname".into(), Unclaimed::BadName),
+            ("llm".into(), Unclaimed::Duplicate)
+        ]
+    );
+    let (none, left) = model_facts(models, None);
+    assert!(none.is_empty());
+    assert!(left.iter().all(|(_, why)| *why == Unclaimed::NoSession));
+    assert_eq!(left.len(), 5);
+
+    let f = facts("none").with_peer_key([0x44; 32]).with_models(claimed);
+    let claims = f.claims();
+    assert_eq!(
+        claims.last(),
+        Some(&Claim::Model {
+            name: "llm_alias".into(),
+            proxy_identity: genuine,
+            model_digest: [0x63; 32],
+            gpu_evidence_digest: Some([0x64; 32]),
+        })
+    );
+    // Without models, the same claims in the same order.
+    assert_eq!(
+        claims[..claims.len() - 2],
+        facts("none").with_peer_key([0x44; 32]).claims()[..]
+    );
+    let mut ev = MonitorEvidence::new([9; 32], &f, &mut Counter(1)).unwrap();
+    let nonce = [0x5c; 32];
+    ev.attest(nonce).unwrap();
+    let (out, root) = ev.bundles(None).unwrap();
+    verify_all(&ev, &out, nonce, root);
+    let llm = out.iter().find(|b| b.principal == "model:llm").unwrap();
+    let leaf = SaltedLeaf::decode(&Bundle::decode(&llm.bundle).unwrap().leaf).unwrap();
+    assert_eq!(
+        leaf.claim,
+        Claim::Model {
+            name: "llm".into(),
+            proxy_identity: genuine,
+            model_digest: [0x63; 32],
+            gpu_evidence_digest: Some([0x64; 32]),
+        }
+    );
+    assert!(!out.iter().any(|b| b.principal == "model:other_llm"));
+}

@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 mod confirm;
 
 use super::bundle::BundleService;
-use super::inference::{self, InferenceService};
+use super::inference::InferenceService;
 use super::log::LogService;
 use super::{HostChannel, LoopState, Step, control, report_send_failure};
 use crate::monitor::Monitor;
@@ -731,36 +731,6 @@ fn first_listing(
     None
 }
 
-/// Before the agents start: when the policy names models, sets up the proxy session and
-/// waits (bounded) for it, so every infer decision is made on the verified identity. `Some`
-/// to stop.
-fn first_session(
-    m: &Monitor,
-    h: &mut Host<'_>,
-    state: &mut LoopState,
-    policy: &Policy<'_>,
-) -> Option<ExitCode> {
-    h.inference = InferenceService::start(policy, &mut h.ch, &h.log);
-    let deadline = h.log.now_ms().saturating_add(inference::FIRST_SESSION_MS);
-    while h.inference.connecting() {
-        if h.log.now_ms() >= deadline {
-            serial_println!(
-                "omega: inference: no proxy session within {} ms; agents start without one",
-                inference::FIRST_SESSION_MS
-            );
-            break;
-        }
-        match super::step(&mut h.ch, &mut h.log, state) {
-            Step::Idle => crate::hw::idle::wait(m),
-            Step::Exit(code) => return Some(code),
-            // No agent has run: nothing is waiting for an answer.
-            Step::Reply(stream, reply) => drop(h.answer(stream, reply)),
-            Step::Busy | Step::Acked => {}
-        }
-    }
-    None
-}
-
 /// Runs the bundle's agents to the end, writes a checkpoint, then shuts down once the host
 /// has stored the whole log.
 pub fn run(
@@ -769,6 +739,7 @@ pub fn run(
     log: LogService<'_>,
     mut state: LoopState,
     cards: Option<CardIssuer>,
+    inference: InferenceService,
 ) -> ExitCode {
     let mut loaded = take_bundle(&mut state.bundle);
     let mut host = Host {
@@ -780,7 +751,7 @@ pub fn run(
         targets: BTreeMap::new(),
         rules: BTreeMap::new(),
         counts: BTreeMap::new(),
-        inference: InferenceService::off(),
+        inference,
         tools: ToolsClient::new(),
         wants_tools: loaded.as_ref().is_some_and(|l| !l.policy.tools.is_empty()),
         tools_refused: 0,
@@ -789,10 +760,8 @@ pub fn run(
         confirming: confirm::Confirming::new(),
         log_full_episodes: 0,
     };
+    // The proxy session was set up before the evidence (`proxy_principal::connect`).
     if let Some(loaded) = &mut loaded {
-        if let Some(code) = first_session(m, &mut host, &mut state, loaded.policy) {
-            return code;
-        }
         loaded.policy = super::inference::narrow(loaded.policy);
     }
     let mut ran = false;

@@ -1,6 +1,7 @@
 //! The monitor attests itself: once the bundle is in and logged, and before any agent
 //! starts, it builds its evidence (`omega_kernel::attest`: platform, log key, card key,
-//! bundle, policy, each agent), binds the root to the host's challenge nonce and a report, sends
+//! bundle, policy, each agent, tool servers, peer key, and each model the proxy session
+//! proved: [`super::proxy_principal`]), binds the root to the host's challenge nonce and a report, sends
 //! each principal its bundle (`ControlMsg::Evidence`) and logs the root (`EVIDENCE`).
 //!
 //! The report comes from the platform's PSP under SEV-SNP; in a test image on a plain VM,
@@ -20,7 +21,9 @@ use alloc::string::{String, ToString};
 
 use omega_arch::serial_println;
 use omega_kernel::attest::cards::CardIssuer;
-use omega_kernel::attest::{Challenges, Facts, MonitorEvidence, PrincipalBundle, ReportSource};
+use omega_kernel::attest::{
+    Challenges, Facts, ModelFacts, MonitorEvidence, PrincipalBundle, ReportSource,
+};
 use omega_provenance::Decision;
 use omega_provenance::entry::lifecycle;
 use omega_wire::msg::ControlMsg;
@@ -40,6 +43,7 @@ pub fn issue(
     log: &mut LogService<'_>,
     challenges: &mut Challenges,
     bundle: &BundleService,
+    models: &[ModelFacts],
 ) -> Option<CardIssuer> {
     let challenge = challenges.close();
     let nonce = match challenge {
@@ -56,7 +60,7 @@ pub fn issue(
     if let Some(note) = note {
         serial_println!("omega: evidence: {note}");
     }
-    let issued = match make(m, ch, log, bundle, source, nonce) {
+    let issued = match make(m, ch, log, bundle, source, nonce, models) {
         Ok((bundles, root, cards)) => {
             for b in &bundles {
                 control::send(
@@ -126,6 +130,7 @@ fn make(
     bundle: &BundleService,
     source: ReportSource,
     nonce: [u8; 32],
+    models: &[ModelFacts],
 ) -> Result<(alloc::vec::Vec<PrincipalBundle>, [u8; 32], CardIssuer), String> {
     let keys = m.keys.as_ref().ok_or("no entropy for the evidence key")?;
     let (manifest, files) = bundle.contents().ok_or("no bundle delivered")?;
@@ -142,7 +147,9 @@ fn make(
     .map_err(|e| e.to_string())?;
     let peer_public =
         omega_kernel::attest::peer_public(*keys.peer_key).ok_or("peer key: zero seed")?;
-    let facts = facts.with_peer_key(peer_public);
+    let facts = facts
+        .with_peer_key(peer_public)
+        .with_models(models.to_vec());
     let mut rng = crate::hw::entropy::CpuRng::detect();
     let mut evidence =
         MonitorEvidence::new(*keys.evidence_key, &facts, &mut rng).map_err(|e| e.to_string())?;

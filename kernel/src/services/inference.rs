@@ -4,7 +4,8 @@
 //! loop: bytes from the host are fed in, bytes for the proxy go out as Inference messages,
 //! answers go to the waiting agents; nothing blocks.
 //!
-//! Order of things, once the bundle is in and before any agent starts ([`connect_first`]):
+//! Order of things, once the bundle is in and before the evidence is issued and any agent
+//! starts (`proxy_principal::connect`, which then claims the proved proxy in the evidence):
 //!
 //! 1. A fresh nonce from RDSEED/RDRAND; the evidence request goes out.
 //! 2. The evidence is checked against the policy's models (`model … { proxy "sha256:…" }`):
@@ -154,6 +155,23 @@ impl InferenceService {
         match self.state {
             State::Ready { .. } => self.identity,
             _ => None,
+        }
+    }
+
+    /// What the session proved (evidence checked, TLS to its key up), while it is up.
+    pub fn verified(&self) -> Option<&omega_inference_client::VerifiedProxy> {
+        match self.state {
+            State::Ready { .. } => self.session.as_ref().and_then(|s| s.proxy()),
+            _ => None,
+        }
+    }
+
+    /// Why there is no session: `None` while connecting or up.
+    pub fn down_reason(&self) -> Option<&str> {
+        match &self.state {
+            State::Off => Some("the policy names no model"),
+            State::Down(why) => Some(why),
+            State::Connecting | State::Ready { .. } => None,
         }
     }
 

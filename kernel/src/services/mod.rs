@@ -11,7 +11,9 @@
 //! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured and pinned by the host on Control |
 //! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
-//! Once the bundle is in, [`agents::run`] takes over the loop: it runs the bundle's agents
+//! Once the bundle is in, the proxy session is set up when the policy names models
+//! ([`proxy_principal`]: bounded), the monitor issues its evidence ([`evidence`], with a
+//! `model:<name>` claim per model the session proved), and [`agents::run`] takes over the loop: it runs the bundle's agents
 //! in fuel slices between polls of the channel, and shuts down when they are done and the
 //! host has stored the whole log.
 //!
@@ -35,6 +37,7 @@ mod inference;
 mod instances;
 mod log;
 mod peer;
+mod proxy_principal;
 
 use omega_arch::exit::ExitCode;
 use omega_arch::serial_println;
@@ -118,11 +121,18 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
             Step::Busy | Step::Acked => {}
         }
     }
+    // The proxy session first (when the policy names models), so that the evidence can
+    // claim the proxy as the `model:<name>` principal; bounded, never in the way.
+    let early = match proxy_principal::connect(m, &mut ch, &mut log, &mut loop_state) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
     let LoopState {
         bundle, challenges, ..
     } = &mut loop_state;
-    let cards = evidence::issue(m, &mut ch, &mut log, challenges, bundle);
-    agents::run(m, ch, log, loop_state, cards)
+    let cards = evidence::issue(m, &mut ch, &mut log, challenges, bundle, &early.models);
+    early.log(&mut ch, &mut log, cards.is_some());
+    agents::run(m, ch, log, loop_state, cards, early.inference)
 }
 
 /// What the service loop keeps across messages, besides the channel and the log.
