@@ -479,8 +479,9 @@ fn cut(text: &str) -> String {
 }
 
 /// The policy the agents run under, given the proxy session: every model's clearances are
-/// dropped unless the proxy's TEE is proven, which nothing does yet (no TEE report or GPU
-/// evidence is verified), so no labelled data goes to any proxy. A rule's `declassify`
+/// dropped unless the proxy's TEE is proven, which nothing does yet (no TEE report is
+/// verified; verified GPU evidence proves the GPU, not that the proxy's host cannot read the
+/// prompts), so no labelled data goes to any proxy. A rule's `declassify`
 /// still lets named labels through: the policy's explicit choice.
 pub fn narrow(policy: &'static Policy<'static>) -> &'static Policy<'static> {
     if policy.models.iter().all(|m| m.cleared == 0) {
