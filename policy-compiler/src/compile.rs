@@ -675,7 +675,7 @@ fn gpu_reference(
 /// An even number of hex digits (either case) as bytes.
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     // `from_str_radix` alone would also take a sign (`+f`).
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
