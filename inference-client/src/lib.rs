@@ -20,6 +20,7 @@ extern crate alloc;
 
 pub mod check;
 pub mod http;
+pub mod policy;
 pub mod provider;
 pub mod session;
 pub mod stream;

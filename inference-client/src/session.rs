@@ -146,6 +146,8 @@ pub struct Session {
     phase: Phase,
     nonce: [u8; NONCE_LEN],
     candidates: Vec<Expectations>,
+    /// Once the evidence passed: each candidate's verdict, in order.
+    verdicts: Vec<Result<(), Refusal>>,
     /// Evidence phase: the response header and evidence received so far.
     evidence: Vec<u8>,
     tls: Option<UnbufferedClientConnection>,
@@ -172,6 +174,7 @@ impl Session {
             phase: Phase::Evidence,
             nonce,
             candidates,
+            verdicts: Vec::new(),
             evidence: Vec::new(),
             tls: None,
             incoming: vec![0u8; INCOMING_TLS].into_boxed_slice(),
@@ -192,6 +195,14 @@ impl Session {
     /// The checked evidence, once it passed.
     pub fn proxy(&self) -> Option<&VerifiedProxy> {
         self.proxy.as_ref()
+    }
+
+    /// Once the evidence passed (for at least one candidate): each candidate's verdict, in
+    /// the order given to [`Session::new`]. A candidate refused for more than its identity
+    /// (its GPU requirement) must not be served by this session: the caller enforces that
+    /// per call (the monitor's policy denies `gpu-evidence`).
+    pub fn verdicts(&self) -> &[Result<(), Refusal>] {
+        &self.verdicts
     }
 
     /// Bytes to send to the proxy, in order (empty when there are none).
@@ -337,8 +348,9 @@ impl Session {
 
     /// Checks the evidence, then starts TLS 1.3 to exactly its key.
     fn start_tls(&mut self, evidence: &[u8]) -> Result<(), ClientError> {
-        let proxy = check_candidates(evidence, &self.nonce, &self.candidates)
-            .map_err(ClientError::Refused)?;
+        let (proxy, verdicts) = check_each(evidence, &self.nonce, &self.candidates);
+        let proxy = proxy.map_err(ClientError::Refused)?;
+        self.verdicts = verdicts;
         let mut config = ClientConfig::builder_with_details(
             self.client.provider.clone(),
             self.client.clock.clone(),
@@ -508,36 +520,65 @@ fn push_delta(events: &mut VecDeque<Event>, id: CallId, text: String) {
     events.push_back(Event::Delta { id, text });
 }
 
-/// [`check`] against the candidate whose identity the evidence has; with none, the refusal
-/// of the first candidate (an identity mismatch), or [`Refusal::Identity`] with no candidate.
+/// [`check`] against every candidate: the proxy as the first candidate that passed checked
+/// it, and each candidate's verdict. Without one that passed: the refusal of the first
+/// candidate refused for more than its identity (the proxy is that model's, but fails its
+/// other requirements, or the evidence is bad whatever the candidate), else the first
+/// identity mismatch, or [`Refusal::Identity`] with no candidate.
+///
+/// SECURITY: one passing candidate admits the proxy. Candidates pinning the same identity
+/// with different requirements (a model that requires GPU evidence beside one that does
+/// not) are told apart by their verdicts, which the caller must enforce per model.
+pub fn check_each(
+    bytes: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    candidates: &[Expectations],
+) -> (Result<VerifiedProxy, Refusal>, Vec<Result<(), Refusal>>) {
+    let mut passed = None;
+    let mut verdicts = Vec::with_capacity(candidates.len());
+    for expect in candidates {
+        match check(bytes, nonce, expect) {
+            Ok(v) => {
+                passed.get_or_insert(v);
+                verdicts.push(Ok(()));
+            }
+            Err(e) => verdicts.push(Err(e)),
+        }
+    }
+    let proxy = match passed {
+        Some(v) => Ok(v),
+        None => Err(refusal_of(bytes, nonce, &verdicts)),
+    };
+    (proxy, verdicts)
+}
+
+/// [`check_each`]'s proxy alone (see there for which refusal is returned).
 pub fn check_candidates(
     bytes: &[u8],
     nonce: &[u8; NONCE_LEN],
     candidates: &[Expectations],
 ) -> Result<VerifiedProxy, Refusal> {
-    let mut first = None;
-    for expect in candidates {
-        match check(bytes, nonce, expect) {
-            Ok(v) => return Ok(v),
-            // Another model's pin: try the next one.
-            Err(Refusal::Identity { .. }) if first.is_some() => {}
-            Err(e @ Refusal::Identity { .. }) => first = Some(e),
-            // This proxy is the candidate's (identity matched) but fails its other
-            // requirements, or the evidence is bad whatever the candidate: final.
-            Err(e) => return Err(e),
-        }
-    }
+    check_each(bytes, nonce, candidates).0
+}
+
+/// The refusal to report when no candidate passed.
+fn refusal_of(bytes: &[u8], nonce: &[u8; NONCE_LEN], verdicts: &[Result<(), Refusal>]) -> Refusal {
+    let refusals = || verdicts.iter().filter_map(|v| v.as_ref().err());
+    let first = refusals()
+        .find(|e| !matches!(e, Refusal::Identity { .. }))
+        .or_else(|| refusals().next())
+        .cloned();
     match first {
-        Some(e) => Err(e),
+        Some(e) => e,
         // No model to serve: whatever the evidence, no pin can match.
         None => {
             let none = Expectations::from_policy([0; 32], false);
-            Err(check(bytes, nonce, &none)
+            check(bytes, nonce, &none)
                 .err()
                 .unwrap_or(Refusal::Identity {
                     expected: [0; 32],
                     got: [0; 32],
-                }))
+                })
         }
     }
 }

@@ -8,8 +8,8 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::syntax::{
-    self, ActionKw, Decl, DeclKind, FieldValue, Item, LimitDecl, LitAst, Name, RuleDecl,
-    SubjectAst, TargetRef,
+    self, ActionKw, Decl, DeclKind, FieldValue, GpuMeasurementAst, Item, LimitDecl, LitAst, Name,
+    RuleDecl, SubjectAst, TargetRef,
 };
 
 /// Labels every policy has, in this order, before the ones it declares.
@@ -46,6 +46,16 @@ pub struct TargetIr {
     pub result: u64,
     /// Tools only: the JSON input schema arguments are typed against.
     pub schema: Option<Json>,
+    /// Models only: the confidential-GPU evidence the proxy must present, as reference
+    /// measurements by ascending SPDM index (`gpu { … }`); `None`: not required.
+    pub gpu: Option<Vec<GpuRefIr>>,
+}
+
+/// One reference measurement: SPDM block `index` must equal one of `allowed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuRefIr {
+    pub index: u8,
+    pub allowed: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +168,22 @@ impl Compiled {
                     agents: l.agents,
                     max: l.max,
                     window_secs: l.window_secs,
+                })
+                .collect(),
+            gpu: self
+                .models
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| Some((u16::try_from(i).ok()?, m.gpu.as_ref()?)))
+                .map(|(model, refs)| op::GpuRequirement {
+                    model,
+                    reference: refs
+                        .iter()
+                        .map(|r| op::GpuMeasurement {
+                            index: r.index,
+                            allowed: r.allowed.iter().map(Vec::as_slice).collect(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
@@ -416,6 +442,7 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
     let mut seen: HashMap<&str, Span> = HashMap::new();
     let (mut hash, mut cleared, mut result, mut description, mut schema, mut pin) =
         (None, 0u64, 0u64, None, None, None);
+    let mut gpu = None;
     for f in &d.fields {
         if seen.insert(f.key.text.as_str(), f.key.span).is_some() {
             ck.error(f.key.span, format!("duplicate field `{}`", f.key.text));
@@ -454,6 +481,9 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                         format!("cannot read schema {}: {e}", path.display()),
                     ),
                 }
+            }
+            ("gpu", FieldValue::Gpu(items, span)) => {
+                gpu = gpu_reference(ck, f.key.span, items, *span)
             }
             _ => ck.error(f.key.span, format!("bad value for `{}`", f.key.text)),
         }
@@ -506,6 +536,7 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                 cleared,
                 result,
                 schema: None,
+                gpu,
             });
         }
         DeclKind::Source => out.sources.push(SourceIr {
@@ -546,9 +577,111 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                 cleared,
                 result: result | UNTRUSTED,
                 schema: Some(schema),
+                gpu: None,
             });
         }
     }
+}
+
+/// A model's `gpu { measurement … }` block as reference values, sorted by index; `None` (with
+/// errors reported) when it is not valid.
+fn gpu_reference(
+    ck: &mut Checker<'_>,
+    key: Span,
+    items: &[GpuMeasurementAst],
+    block: Span,
+) -> Option<Vec<GpuRefIr>> {
+    if items.is_empty() {
+        ck.error(
+            Span::new(key.start, block.end),
+            "a `gpu` block lists the reference values the GPU's evidence must match, at least one: `gpu { measurement 1 \"<hex>\" }` (SPDM block index; NVIDIA's RIM index i is block i + 1)",
+        );
+        return None;
+    }
+    if items.len() > op::MAX_GPU_MEASUREMENTS {
+        ck.error(
+            block,
+            format!(
+                "too many GPU measurements (at most {})",
+                op::MAX_GPU_MEASUREMENTS
+            ),
+        );
+        return None;
+    }
+    let mut out: Vec<GpuRefIr> = Vec::new();
+    let mut ok = true;
+    for item in items {
+        let (n, span) = item.index;
+        let Some(index) = u8::try_from(n)
+            .ok()
+            .filter(|i| (1..=op::MAX_GPU_INDEX).contains(i))
+        else {
+            ck.error(
+                span,
+                format!(
+                    "an SPDM measurement index is 1 to {} (NVIDIA's RIM index i is SPDM index i + 1)",
+                    op::MAX_GPU_INDEX
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        if out.iter().any(|r| r.index == index) {
+            ck.error(
+                span,
+                format!(
+                    "measurement {index} is already listed (give its alternatives as one list: `measurement {index} [\"<hex>\", \"<hex>\"]`)"
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        if item.values.is_empty() || item.values.len() > op::MAX_GPU_ALTERNATIVES {
+            ck.error(
+                item.span,
+                format!(
+                    "a measurement has 1 to {} allowed values",
+                    op::MAX_GPU_ALTERNATIVES
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        let mut allowed = Vec::new();
+        for v in &item.values {
+            match parse_hex(&v.text) {
+                Some(b) if !b.is_empty() && b.len() <= op::MAX_GPU_VALUE => allowed.push(b),
+                _ => {
+                    ck.error(
+                        v.span,
+                        format!(
+                            "expected a measurement value as hex digits, 1 to {} bytes (NVIDIA's are SHA-384: 96 hex digits)",
+                            op::MAX_GPU_VALUE
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        out.push(GpuRefIr { index, allowed });
+    }
+    if !ok {
+        return None;
+    }
+    out.sort_by_key(|r| r.index);
+    Some(out)
+}
+
+/// An even number of hex digits (either case) as bytes.
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    // `from_str_radix` alone would also take a sign (`+f`).
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn resolve_target(

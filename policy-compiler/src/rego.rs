@@ -149,14 +149,15 @@ pub fn emit(p: &Compiled, digest: &str) -> String {
     for (name, list) in [("tools", &p.tools), ("models", &p.models)] {
         let mut m = Map::new();
         for t in list {
-            m.insert(
-                t.name.clone(),
-                json!({
-                    "hash": crate::compile::hex(&t.hash),
-                    "cleared": labels(t.cleared),
-                    "result": labels(t.result),
-                }),
-            );
+            let mut decl = json!({
+                "hash": crate::compile::hex(&t.hash),
+                "cleared": labels(t.cleared),
+                "result": labels(t.result),
+            });
+            if t.gpu.is_some() {
+                decl["gpu_required"] = Json::Bool(true);
+            }
+            m.insert(t.name.clone(), decl);
         }
         writeln!(o, "{name} := {}\n", pretty(&Json::Object(m))).unwrap();
     }
@@ -253,6 +254,14 @@ pin_ok if {
 	target_decl.hash == input.target_hash
 }
 
+# 3b. A model that requires confidential-GPU evidence: the monitor verified the proxy's.
+gpu_ok if not object.get(target_decl, "gpu_required", false)
+
+gpu_ok if {
+	object.get(target_decl, "gpu_required", false)
+	input.proxy.gpu_verified == true
+}
+
 deny_hits := [n | some n in deny_order; n in hit]
 
 limit_hits := [n | some n in limit_order; n in limit_hit]
@@ -287,7 +296,7 @@ limit_hit contains "" if false
 "#;
 
 /// The decision order (see docs/policy.md) over rules both renderings define: `agent_ok`,
-/// `target_decl`, `pin_ok`, `deny_hits`, `limit_hits`, `grant_hits`, `egress`, `blocked` and
+/// `target_decl`, `pin_ok`, `gpu_ok`, `deny_hits`, `limit_hits`, `grant_hits`, `egress`, `blocked` and
 /// `ctx`; `granted` is the decision when nothing denies.
 pub(crate) fn decision_rule(granted: &str) -> String {
     format!("{DECISION_ORDER} else := d if {{\n\td := {granted}\n}}\n")
@@ -304,6 +313,9 @@ decision := d if {
 } else := d if {
 	not pin_ok
 	d := denied("target-pin")
+} else := d if {
+	not gpu_ok
+	d := denied("gpu-evidence")
 } else := d if {
 	count(deny_hits) > 0
 	d := denied(deny_hits[0])

@@ -5,6 +5,7 @@
 //!   "action": "call", "target": "fhir.search", "target_hash": "<64 lowercase hex>",
 //!   "args": {"patient_id": "P-1"},        // call
 //!   "max_tokens": 512,                    // infer
+//!   "proxy": {"gpu_verified": true},      // infer: the proxy's GPU evidence verified
 //!   "path": "/patients/1",                // read
 //!   "context": {"labels": ["phi"]},       // labels the agent's context carries
 //!   "counts": {"search_rate": 3} }        // allowed actions in each limit's current window
@@ -106,6 +107,8 @@ pub struct JsonRequest<'a> {
     args: Vec<(Cow<'a, str>, ReqValue<'a>)>,
     max_tokens: ReqValue<'a>,
     path: ReqValue<'a>,
+    /// `proxy.gpu_verified` is `true` (anything else, or absent, is not).
+    gpu_verified: bool,
     labels: Vec<Cow<'a, str>>,
     /// Per limit name; no name occurs twice, every count is present.
     counts: Counts<'a>,
@@ -174,6 +177,7 @@ impl<'a> JsonRequest<'a> {
                 .collect(),
             max_tokens: self.max_tokens.into_owned(),
             path: self.path.into_owned(),
+            gpu_verified: self.gpu_verified,
             labels: self.labels.into_iter().map(own).collect(),
             counts: self.counts.into_iter().map(|(k, n)| (own(k), n)).collect(),
         }
@@ -210,6 +214,7 @@ impl<'a> JsonRequest<'a> {
                 model: &self.target,
                 proxy: self.target_hash.as_ref(),
                 max_tokens: self.max_tokens.view(),
+                gpu_verified: self.gpu_verified,
             },
             ActionWord::Call => Action::Call {
                 tool: &self.target,
@@ -659,6 +664,22 @@ impl<'a> Reader<'a> {
         Ok(Some((name, hash)))
     }
 
+    /// `proxy`: whether its `gpu_verified` is `true` (anything but an object: no).
+    fn proxy(&mut self) -> Result<bool, SyntaxError> {
+        if !self.is_object()? {
+            return self.value().map(|_| false);
+        }
+        let mut verified = false;
+        self.object(|r, key| {
+            let v = r.value()?;
+            if key == "gpu_verified" {
+                verified = v == ReqValue::Bool(true);
+            }
+            Ok(())
+        })?;
+        Ok(verified)
+    }
+
     /// `context`: the `labels` it holds, if any (anything but an object holds none).
     fn context(&mut self) -> Result<Option<Shape<Vec<Cow<'a, str>>>>, SyntaxError> {
         if !self.is_object()? {
@@ -740,6 +761,7 @@ impl<'a> Reader<'a> {
                     }
                     "max_tokens" => f.max_tokens = Some(r.value()?),
                     "path" => f.path = Some(r.value()?),
+                    "proxy" => f.gpu_verified = r.proxy()?,
                     "context" => f.labels = r.context()?,
                     "counts" => f.counts = Some(r.counts()?),
                     _ => drop(r.value()?),
@@ -836,6 +858,7 @@ struct Fields<'a> {
     args: Args<'a>,
     max_tokens: Option<ReqValue<'a>>,
     path: Option<ReqValue<'a>>,
+    gpu_verified: bool,
     labels: Option<Shape<Vec<Cow<'a, str>>>>,
     counts: Option<Shape<Counts<'a>>>,
 }
@@ -863,6 +886,7 @@ impl<'a> Fields<'a> {
             args: self.args,
             max_tokens: self.max_tokens.unwrap_or(ReqValue::Absent),
             path: self.path.unwrap_or(ReqValue::Absent),
+            gpu_verified: self.gpu_verified,
             labels: self.labels.transpose()?.unwrap_or_default(),
             counts: self.counts.transpose()?.unwrap_or_default(),
         })

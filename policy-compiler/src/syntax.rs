@@ -63,7 +63,7 @@ impl DeclKind {
     fn fields(self) -> &'static [&'static str] {
         match self {
             DeclKind::Agent => &["hash", "cleared"],
-            DeclKind::Model => &["proxy", "cleared", "result"],
+            DeclKind::Model => &["proxy", "cleared", "result", "gpu"],
             DeclKind::Tool => &["description", "schema", "pin", "cleared", "result"],
             DeclKind::Source => &["labels"],
         }
@@ -92,6 +92,19 @@ pub enum FieldValue {
     Json(serde_json::Value, Span),
     /// `schema file "x.json"`.
     JsonFile(Str),
+    /// `gpu { measurement INDEX "hex" ... }` (models), with the span of the block.
+    Gpu(Vec<GpuMeasurementAst>, Span),
+}
+
+/// `measurement INDEX "hex"` or `measurement INDEX ["hex", ...]` in a model's `gpu` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuMeasurementAst {
+    /// The SPDM measurement block index, as written.
+    pub index: (i64, Span),
+    /// The allowed values (hex strings), at least one.
+    pub values: Vec<Str>,
+    /// The whole `measurement …` item.
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,12 +488,66 @@ impl Parser<'_> {
                     FieldValue::Labels(self.name_list("a label name")?.0)
                 }
                 "schema" => self.schema()?,
+                "gpu" => self.gpu()?,
                 _ => FieldValue::Str(self.string(&format!("the {}", key.text))?),
             };
             fields.push(Field { key, value });
         }
         self.bump()?;
         Ok(Item::Decl(Decl { kind, name, fields }))
+    }
+
+    /// `{ { measurement INT (STRING | "[" STRING { "," STRING } "]") } }`; the `gpu` key is
+    /// read.
+    fn gpu(&mut self) -> PResult<FieldValue> {
+        if !self.is_punct("{") {
+            return err(
+                self.span,
+                format!(
+                    "expected `{{` after `gpu`: a model requiring confidential-GPU evidence lists its reference values, `gpu {{ measurement 1 \"<hex>\" }}`, found {}",
+                    self.tok.describe()
+                ),
+            );
+        }
+        let open = self.bump()?.1;
+        let mut items = Vec::new();
+        while !self.is_punct("}") {
+            if !self.is_kw("measurement") {
+                return err(
+                    self.span,
+                    format!(
+                        "expected `measurement INDEX \"<hex>\"` or `}}` in a `gpu` block, found {}",
+                        self.tok.describe()
+                    ),
+                );
+            }
+            let start = self.bump()?.1.start;
+            let index = self.int("the SPDM measurement index")?;
+            let mut values = Vec::new();
+            let end = if self.is_punct("[") {
+                self.bump()?;
+                while !self.is_punct("]") {
+                    values.push(self.string("a measurement value in hex")?);
+                    if !self.is_punct(",") {
+                        break;
+                    }
+                    self.bump()?;
+                }
+                self.expect_punct("]")?.end
+            } else {
+                let v = self.string("the measurement value in hex, or a list `[\"<hex>\", …]`")?;
+                let end = v.span.end;
+                values.push(v);
+                end
+            };
+            items.push(GpuMeasurementAst {
+                index,
+                values,
+                span: Span::new(start, end),
+            });
+        }
+        let close = self.bump()?.1;
+        Ok(FieldValue::Gpu(items, Span::new(open.start, close.end)))
     }
 
     fn schema(&mut self) -> PResult<FieldValue> {

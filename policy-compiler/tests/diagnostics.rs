@@ -167,3 +167,78 @@ fn several_errors_are_reported_at_once() {
     assert_eq!(errs.0.len(), 2);
     assert_eq!(errs.0[1].line, L + 1);
 }
+
+/// `model … { gpu { measurement … } }`: each mistake is named where it is, with what to write.
+#[test]
+fn gpu_reference_values_are_checked() {
+    let sha384 = "ab".repeat(48);
+    let model = |gpu: &str| {
+        format!(
+            "model g {{\n  proxy \"{}\"\n  gpu {gpu}\n}}\n",
+            "3".repeat(64)
+        )
+    };
+    // Fine: one value, a list of alternatives, indices in any order (sorted when compiled).
+    let src = format!(
+        "{HEADER}{}",
+        model(&format!(
+            "{{ measurement 5 \"{sha384}\" measurement 2 [\"{sha384}\", \"CD\"] }}"
+        ))
+    );
+    let c = compile("t.policy", &src, Path::new(".")).unwrap_or_else(|d| panic!("{}", d.render()));
+    let refs = c.models[1].gpu.as_ref().unwrap();
+    assert_eq!(
+        refs.iter()
+            .map(|r| (r.index, r.allowed.len()))
+            .collect::<Vec<_>>(),
+        [(2, 2), (5, 1)]
+    );
+    assert_eq!(refs[0].allowed[1], [0xcd]);
+    assert_eq!(c.models[0].gpu, None);
+
+    // An empty block: at least one reference value, and how to write it.
+    let (line, col, msg, _) = first_error(&model("{ }"));
+    assert_eq!((line, col), (L + 2, 3));
+    assert!(
+        msg.contains("at least one") && msg.contains("measurement 1 \"<hex>\""),
+        "{msg}"
+    );
+    // `gpu required` (no block).
+    let (line, col, msg, _) = first_error(&model("required"));
+    assert_eq!((line, col), (L + 2, 7));
+    assert!(msg.contains("expected `{` after `gpu`"), "{msg}");
+    // Index out of range, with the RIM numbering explained.
+    let (_, col, msg, _) = first_error(&model(&format!("{{ measurement 0 \"{sha384}\" }}")));
+    assert_eq!(col, 21);
+    assert!(
+        msg.contains("1 to 254") && msg.contains("RIM index"),
+        "{msg}"
+    );
+    let (_, _, msg, _) = first_error(&model(&format!("{{ measurement 255 \"{sha384}\" }}")));
+    assert!(msg.contains("1 to 254"), "{msg}");
+    // A repeated index: alternatives go in one list.
+    let (_, col, msg, _) = first_error(&model(&format!(
+        "{{ measurement 1 \"{sha384}\" measurement 1 \"00\" }}"
+    )));
+    assert_eq!(col, 134); // the second `1`
+    assert!(msg.contains("already listed") && msg.contains("["), "{msg}");
+    // Not hex, odd length, a sign, too long, an empty list.
+    for bad in ["xyz0", "abc", "+f", &"ab".repeat(65), ""] {
+        let (_, col, msg, _) = first_error(&model(&format!("{{ measurement 1 \"{bad}\" }}")));
+        assert_eq!(col, 23, "{bad}");
+        assert!(
+            msg.contains("hex digits") && msg.contains("96"),
+            "{bad}: {msg}"
+        );
+    }
+    let (_, col, msg, _) = first_error(&model("{ measurement 1 [] }"));
+    assert_eq!(col, 9);
+    assert!(msg.contains("1 to 16 allowed values"), "{msg}");
+    // Anything else in the block.
+    let (_, col, msg, _) = first_error(&model("{ rim \"x\" }"));
+    assert_eq!(col, 9);
+    assert!(msg.contains("expected `measurement INDEX"), "{msg}");
+    // Only models have a `gpu` field.
+    let (_, _, msg, _) = first_error("source t { gpu { } }\n");
+    assert!(msg.contains("unknown field `gpu`"), "{msg}");
+}

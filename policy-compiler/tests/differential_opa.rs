@@ -81,7 +81,7 @@ fn evaluator_and_opa_agree_on_generated_requests() {
                 "{}: request #{i} disagrees\ninput: {input:#}",
                 file.display()
             );
-            coverage.record(&ours);
+            coverage.record(input, &ours);
         }
         coverage.assert_meaningful(&file, &compiled);
     }

@@ -26,11 +26,14 @@ pub struct Arg<'a> {
 /// What the agent wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action<'a> {
-    /// LLM inference on `model`; `proxy` is the identity the proxy attested.
+    /// LLM inference on `model`; `proxy` is the identity the proxy attested;
+    /// `gpu_verified`: the proxy's confidential-GPU evidence verified against this model's
+    /// GPU requirement (reference measurements) for this session.
     Infer {
         model: &'a str,
         proxy: Option<&'a [u8; 32]>,
         max_tokens: Value<'a>,
+        gpu_verified: bool,
     },
     /// MCP tool call; `entry` is the SHA-256 of the tool's current `tools/list` entry.
     Call {
@@ -91,6 +94,9 @@ pub enum RuleRef {
     Flow(u8),
     /// Nothing allowed it: `default-deny`.
     DefaultDeny,
+    /// The model requires confidential-GPU evidence and the proxy's did not verify for it:
+    /// `gpu-evidence`.
+    GpuEvidence,
 }
 
 /// A decision: the effect, the rule, and the labels the context carries if it is carried out.
@@ -130,6 +136,7 @@ impl<'p> Policy<'p> {
             RuleRef::UnknownTarget => RuleName::Builtin("unknown-target"),
             RuleRef::TargetPin => RuleName::Builtin("target-pin"),
             RuleRef::DefaultDeny => RuleName::Builtin("default-deny"),
+            RuleRef::GpuEvidence => RuleName::Builtin("gpu-evidence"),
             RuleRef::Rule(i) => match self.rules.get(usize::from(i)) {
                 Some(r) => RuleName::Named(r.name),
                 None => RuleName::Builtin("?"),
@@ -196,10 +203,15 @@ impl<'p> Policy<'p> {
             _ => return deny(RuleRef::AgentPin),
         }
 
-        // 2. The target is declared; 3. its pin matches.
+        // 2. The target is declared; 3. its pin matches (and a model's GPU requirement).
         let kind = req.action.kind();
         let (target_ix, cleared, acquired) = match req.action {
-            Action::Infer { model, proxy, .. } => {
+            Action::Infer {
+                model,
+                proxy,
+                gpu_verified,
+                ..
+            } => {
                 let Some(i) = self.models.iter().position(|m| m.name == model) else {
                     return deny(RuleRef::UnknownTarget);
                 };
@@ -208,6 +220,12 @@ impl<'p> Policy<'p> {
                 };
                 if proxy != Some(&m.hash) {
                     return deny(RuleRef::TargetPin);
+                }
+                // SECURITY: the pinned identity only says what the proxy claims about its
+                // GPU; a model that requires GPU evidence needs the monitor's word that the
+                // evidence verified against this model's reference values.
+                if !gpu_verified && self.gpu_requirement(i).is_some() {
+                    return deny(RuleRef::GpuEvidence);
                 }
                 (i, Some(m.cleared), m.result)
             }

@@ -1,4 +1,7 @@
-//! The binary form: `MAGIC` (4 bytes) ‖ version (u16, little endian) ‖ postcard([`Policy`]).
+//! The binary form: `MAGIC` (4 bytes) ‖ version (u16, little endian) ‖ postcard([`Policy`]),
+//! then, in version 2 only, postcard(`Vec<Section>`): the parts added after version 1, each
+//! kind at most once, in the order of [`Section`]'s variants. A policy that uses none of them
+//! is written as version 1, so the policies written before keep their bytes and identity.
 //!
 //! Strings are borrowed from the input bytes, so a decoded policy lives as long as its blob.
 //! [`decode`] rejects trailing bytes, unknown versions, and any index, label bit or operator
@@ -11,8 +14,10 @@ use crate::LabelSet;
 
 /// First four bytes of every compiled policy.
 pub const MAGIC: [u8; 4] = *b"OMPL";
-/// Version of the binary form this crate reads and writes.
+/// Version of the binary form this crate reads and writes for a policy without [`Section`]s.
 pub const FORMAT_VERSION: u16 = 1;
+/// Version of the binary form with sections after the version-1 body (see the module docs).
+pub const FORMAT_VERSION_SECTIONS: u16 = 2;
 /// Most labels a policy may declare (they are bits of a `u64`).
 pub const MAX_LABELS: usize = 64;
 /// Most agents a policy may declare (rule agent sets are bits of a `u64`).
@@ -23,6 +28,14 @@ pub const MAX_LIMITS: usize = 64;
 pub const MAX_ITEMS: usize = 4096;
 /// Most constraints in one rule and most members in one `in [...]` set.
 pub const MAX_CONSTRAINTS: usize = 256;
+/// Most reference measurements one model's GPU requirement lists (an H100 reports 64 blocks).
+pub const MAX_GPU_MEASUREMENTS: usize = 128;
+/// Most allowed values for one measurement (an NVIDIA RIM's alternatives).
+pub const MAX_GPU_ALTERNATIVES: usize = 16;
+/// Longest measurement value in bytes (SHA-512; NVIDIA's are SHA-384, 48 bytes).
+pub const MAX_GPU_VALUE: usize = 64;
+/// Highest SPDM measurement block index (0 and 0xFF are not blocks).
+pub const MAX_GPU_INDEX: u8 = 0xFE;
 
 /// A compiled policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +63,44 @@ pub struct Policy<'a> {
     /// Rate limits in source order.
     #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_LIMITS>")]
     pub limits: Vec<Limit<'a>>,
+    /// Models that require confidential-GPU evidence, by ascending model index (version 2,
+    /// [`Section::Gpu`]; empty in version 1).
+    #[serde(skip)]
+    pub gpu: Vec<GpuRequirement<'a>>,
 }
+
+/// A model whose proxy must present NVIDIA confidential-computing GPU evidence that verifies
+/// against these reference measurements (`model … { gpu { measurement … } }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuRequirement<'a> {
+    /// Index into [`Policy::models`].
+    pub model: u16,
+    /// At least one, by strictly ascending SPDM index.
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_GPU_MEASUREMENTS>")]
+    pub reference: Vec<GpuMeasurement<'a>>,
+}
+
+/// One reference measurement: SPDM measurement block `index` (1-based; NVIDIA's RIM index
+/// `i` is block `i + 1`) must equal one of `allowed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuMeasurement<'a> {
+    pub index: u8,
+    /// 1 to [`MAX_GPU_ALTERNATIVES`] values of 1 to [`MAX_GPU_VALUE`] bytes.
+    #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_GPU_ALTERNATIVES>")]
+    pub allowed: Vec<&'a [u8]>,
+}
+
+/// A part of the binary form added after version 1 (appended in version 2). New kinds go at
+/// the end; each kind appears at most once, in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Section<'a> {
+    /// [`Policy::gpu`], non-empty.
+    #[serde(borrow)]
+    Gpu(#[serde(deserialize_with = "bounded::<_, _, MAX_ITEMS>")] Vec<GpuRequirement<'a>>),
+}
+
+/// Most sections in a version-2 body (one per [`Section`] kind).
+const MAX_SECTIONS: usize = 8;
 
 /// An agent: name, Wasm module hash, and the labels messages *to* it may carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,12 +243,52 @@ pub enum DecodeError {
 /// Serialises a policy with its header. Fails only if the policy is invalid.
 pub fn encode(policy: &Policy<'_>) -> Result<Vec<u8>, DecodeError> {
     policy.validate()?;
+    encode_unchecked(policy)
+}
+
+fn encode_unchecked(policy: &Policy<'_>) -> Result<Vec<u8>, DecodeError> {
+    let sections = policy.sections();
+    let version = if sections.is_empty() {
+        FORMAT_VERSION
+    } else {
+        FORMAT_VERSION_SECTIONS
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     let body = postcard::to_allocvec(policy).map_err(|_| DecodeError::Body)?;
     out.extend_from_slice(&body);
+    if !sections.is_empty() {
+        let tail = postcard::to_allocvec(&sections).map_err(|_| DecodeError::Body)?;
+        out.extend_from_slice(&tail);
+    }
     Ok(out)
+}
+
+/// Reads a version-2 body's sections into `policy`: each kind at most once, in order.
+fn read_sections<'a>(policy: &mut Policy<'a>, bytes: &'a [u8]) -> Result<(), DecodeError> {
+    #[derive(Deserialize)]
+    struct Sections<'a>(
+        #[serde(borrow, deserialize_with = "bounded::<_, _, MAX_SECTIONS>")] Vec<Section<'a>>,
+    );
+    let (Sections(sections), rest): (Sections<'a>, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| DecodeError::Body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    let mut gpu_seen = false;
+    for section in sections {
+        match section {
+            Section::Gpu(g) => {
+                if gpu_seen {
+                    return Err(DecodeError::Invalid("section repeats"));
+                }
+                gpu_seen = true;
+                policy.gpu = g;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses and validates a compiled policy. Never panics. Accepts only the canonical
@@ -210,19 +300,22 @@ pub fn decode(bytes: &[u8]) -> Result<Policy<'_>, DecodeError> {
     }
     let (version, body) = rest.split_at_checked(2).ok_or(DecodeError::BadMagic)?;
     let version = u16::from_le_bytes([version[0], version[1]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_SECTIONS {
         return Err(DecodeError::Version(version));
     }
-    let (policy, rest): (Policy<'_>, &[u8]) =
+    let (mut policy, rest): (Policy<'_>, &[u8]) =
         postcard::take_from_bytes(body).map_err(|_| DecodeError::Body)?;
-    if !rest.is_empty() {
+    if version == FORMAT_VERSION_SECTIONS {
+        read_sections(&mut policy, rest)?;
+    } else if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes);
     }
     policy.validate()?;
     // One policy, one encoding: postcard would also read over-long varints, which would give
-    // the same policy two identities. Re-encode and compare.
-    let canonical = postcard::to_allocvec(&policy).map_err(|_| DecodeError::Body)?;
-    if canonical != body {
+    // the same policy two identities, and version 2 with no section is version 1. Re-encode
+    // and compare.
+    let canonical = encode_unchecked(&policy)?;
+    if canonical != bytes {
         return Err(DecodeError::Invalid("non-canonical encoding"));
     }
     Ok(policy)
@@ -272,7 +365,21 @@ fn mask(n: usize) -> u64 {
     if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
-impl Policy<'_> {
+impl<'a> Policy<'a> {
+    /// The GPU requirement of model `model` (an index into [`Policy::models`]), if any.
+    pub fn gpu_requirement(&self, model: usize) -> Option<&GpuRequirement<'a>> {
+        self.gpu.iter().find(|g| usize::from(g.model) == model)
+    }
+
+    /// The version-2 sections this policy needs (none: it is written as version 1).
+    fn sections(&self) -> Vec<Section<'a>> {
+        let mut out = Vec::new();
+        if !self.gpu.is_empty() {
+            out.push(Section::Gpu(self.gpu.clone()));
+        }
+        out
+    }
+
     fn targets(&self, action: RuleAction) -> usize {
         match action {
             RuleAction::Infer => self.models.len(),
@@ -341,8 +448,47 @@ impl Policy<'_> {
                 return Err(Invalid("zero rate-limit window"));
             }
         }
-        Ok(())
+        check_gpu(self)
     }
+}
+
+/// GPU requirements: known models, each once and in order; non-empty, bounded, ordered
+/// reference values.
+fn check_gpu(p: &Policy<'_>) -> Result<(), DecodeError> {
+    use DecodeError::Invalid;
+    if p.gpu.len() > MAX_ITEMS {
+        return Err(Invalid("too many items"));
+    }
+    let mut last_model = None;
+    for g in &p.gpu {
+        if usize::from(g.model) >= p.models.len() {
+            return Err(Invalid("GPU requirement for a model out of range"));
+        }
+        if last_model.is_some_and(|m| m >= g.model) {
+            return Err(Invalid("GPU requirements not by ascending model"));
+        }
+        last_model = Some(g.model);
+        if g.reference.is_empty() || g.reference.len() > MAX_GPU_MEASUREMENTS {
+            return Err(Invalid("GPU requirement without reference measurements"));
+        }
+        let mut last_index = 0u8;
+        for m in &g.reference {
+            if m.index <= last_index || m.index > MAX_GPU_INDEX {
+                return Err(Invalid("GPU measurement indices not ascending in 1..=254"));
+            }
+            last_index = m.index;
+            if m.allowed.is_empty() || m.allowed.len() > MAX_GPU_ALTERNATIVES {
+                return Err(Invalid("GPU measurement without allowed values"));
+            }
+            if m.allowed
+                .iter()
+                .any(|v| v.is_empty() || v.len() > MAX_GPU_VALUE)
+            {
+                return Err(Invalid("GPU measurement value of a bad length"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_scope(

@@ -22,8 +22,10 @@ mod session;
 
 pub use eval::{Action, Arg, Decision, Request, RuleName, RuleRef, State, Value};
 pub use format::{
-    Agent, Constraint, DecodeError, Effect, FORMAT_VERSION, Limit, Lit, MAGIC, MAX_AGENTS,
-    MAX_LABELS, MAX_LIMITS, Op, Policy, Rule, RuleAction, Source, Subject, Target, decode, encode,
+    Agent, Constraint, DecodeError, Effect, FORMAT_VERSION, FORMAT_VERSION_SECTIONS,
+    GpuMeasurement, GpuRequirement, Limit, Lit, MAGIC, MAX_AGENTS, MAX_GPU_ALTERNATIVES,
+    MAX_GPU_INDEX, MAX_GPU_MEASUREMENTS, MAX_GPU_VALUE, MAX_LABELS, MAX_LIMITS, Op, Policy, Rule,
+    RuleAction, Section, Source, Subject, Target, decode, encode,
 };
 pub use session::Session;
 

@@ -152,6 +152,7 @@ fn the_hand_made_prefixes_are_those_of_a_real_policy() {
             declassify: 0,
         }],
         limits: vec![],
+        gpu: vec![],
     };
     let ints = encode(&policy(Lit::Ints(vec![5]))).unwrap();
     let strs = encode(&policy(Lit::Strs(vec!["x"]))).unwrap();

@@ -125,6 +125,7 @@ fn sample() -> Policy<'static> {
             max: 3,
             window_secs: 60,
         }],
+        gpu: vec![],
     }
 }
 
@@ -164,6 +165,7 @@ fn requests() -> Vec<Request<'static>> {
                 model: "m",
                 proxy: Some(&[4; 32]),
                 max_tokens: Value::Int(5),
+                gpu_verified: false,
             },
         },
         Request {
@@ -271,8 +273,11 @@ fn header_is_checked() {
     v[0] = b'X';
     assert_eq!(decode(&v), Err(DecodeError::BadMagic));
     let mut v = bytes.clone();
+    v[4] = 3;
+    assert_eq!(decode(&v), Err(DecodeError::Version(3)));
+    // Version 2 needs its sections after the version-1 body.
     v[4] = 2;
-    assert_eq!(decode(&v), Err(DecodeError::Version(2)));
+    assert_eq!(decode(&v), Err(DecodeError::Body));
     let mut v = bytes.clone();
     v.push(0);
     assert_eq!(decode(&v), Err(DecodeError::TrailingBytes));

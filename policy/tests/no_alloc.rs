@@ -75,6 +75,7 @@ fn evaluate_and_session_do_not_allocate() {
             max: 2,
             window_secs: 10,
         }],
+        gpu: vec![],
     };
     let bytes = encode(&policy).unwrap();
     let policy = decode(&bytes).unwrap();

@@ -162,7 +162,14 @@ pub mod lifecycle {
     /// One agent message (`Deliver`) across a peer channel, at each end: decision = the
     /// receiving gate's, name = `node/agent`.
     pub const PEER_MESSAGE: u32 = 17;
-    // 14-15, 18: taken by other work in progress (fleet, inference).
+    // 14-15: reserved for the fleet (unused so far).
+    /// The inference proxy was refused for one model (decision deny) while the session
+    /// serves others (`kernel/src/services/inference.rs`): the proxy has the identity the
+    /// model pins but fails the model's further requirements (its confidential-GPU
+    /// evidence: `gpu { … }` in the policy). Content = the proxy identity, name =
+    /// `model: why` (cut to `MAX_NAME`). Calls to that model are then denied
+    /// `gpu-evidence` by the policy, before any prompt leaves.
+    pub const PROXY_REFUSED: u32 = 18;
     /// What the monitor's evidence says of each model the policy declares (the proxy as a
     /// principal; `kernel/src/services/proxy_principal.rs`), one entry per model, after the
     /// `EVIDENCE` entry of evidence that was issued. Decision allow: the evidence carries a

@@ -617,9 +617,14 @@ impl Run {
 
     /// The `PROXY_SESSION` entries: (decision, content, name).
     fn proxy_sessions(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
+        self.lifecycle(lifecycle::PROXY_SESSION)
+    }
+
+    /// The lifecycle entries of one kind: (decision, content, name).
+    fn lifecycle(&self, kind: u32) -> Vec<(Decision, Option<[u8; 32]>, String)> {
         self.entries
             .iter()
-            .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::PROXY_SESSION)
+            .filter(|e| e.action == Action::Lifecycle && e.rule == kind)
             .map(|e| {
                 (
                     e.decision,
@@ -748,7 +753,10 @@ fn policy(agents: &str, identity: &str) -> String {
 /// greedy answer, whole (`infer`) and streamed (`infer_stream`, another agent on the same
 /// session); the relay saw no prompt; the session is in the log with the identity the
 /// proxy logged; another model's pin is denied `target-pin`; a `phi` prompt is denied
-/// `flow:phi` (the proxy says `tee: none`); the proxy completed exactly the one request.
+/// `flow:phi` (the proxy says `tee: none`); a model pinned to the same proxy that requires
+/// GPU evidence (`gpu { measurement … }`) is refused for it (`PROXY_REFUSED`: the proxy
+/// says `gpu: none`) and its call denied `gpu-evidence`, no prompt sent; the proxy
+/// completed exactly the two requests.
 #[test]
 fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
     let Some(model) = prerequisites() else {
@@ -771,6 +779,7 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
             Expect::Bytes(postcard(&abi::InferResponse { text: &expected })),
         ),
         infer("other_llm", PROMPT, Expect::Code(DENIED)),
+        infer("gpu_llm", PROMPT, Expect::Code(DENIED)),
     ]);
     let reader = script(&[
         read_record(),
@@ -791,6 +800,13 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
             + &agent_decl("reader", &reader)
             + &agent_decl("streamer", &streamer)),
         &proxy.identity,
+    ) + &format!(
+        // The same proxy, required to show a confidential GPU (any reference value: the
+        // real proxy has no GPU and says so).
+        "model gpu_llm {{ proxy \"sha256:{}\" gpu {{ measurement 1 \"{}\" }} }}\n\
+         rule ask_gpu {{ allow infer gpu_llm }}\n",
+        proxy.identity,
+        "ab".repeat(48)
     );
     let r = relay(proxy.tls, None);
     let run = boot(
@@ -841,6 +857,21 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
         run.infer_decisions("reader", "llm"),
         [(Decision::Deny, "flow:phi".into())]
     );
+    // The GPU requirement: refused for that model at the session's start, denied per call.
+    let refused = run.lifecycle(lifecycle::PROXY_REFUSED);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, Decision::Deny);
+    assert_eq!(refused[0].1, Some(hex32(&proxy.identity)));
+    assert!(
+        refused[0]
+            .2
+            .starts_with("gpu_llm: the policy requires a confidential GPU"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        run.infer_decisions("asker", "gpu_llm"),
+        [(Decision::Deny, "gpu-evidence".into())]
+    );
     let wire = r.to_proxy.lock().unwrap().clone();
     // Evidence request, handshake, the model listing and the prompt went through.
     assert!(wire.len() > 400, "{}", wire.len());
@@ -856,7 +887,8 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
 }
 
 /// Boot 1, continued: the session came up before the evidence, which claims the proxy as
-/// `model:llm` (and not `other_llm`, pinned to another proxy); the model provider's
+/// `model:llm` (and not `other_llm`, pinned to another proxy, nor `gpu_llm`, refused for want
+/// of a GPU); the model provider's
 /// `measurements verify-evidence --expect-proxy` (the identity the proxy logged) and
 /// `--expect-model-digest` (the model file's SHA-256) pass; a verifier expecting another
 /// proxy fails; the claim edited in the file fails the tree; no evidence for `other_llm`
@@ -873,8 +905,9 @@ fn the_proxy_is_a_principal_of_the_evidence(
         session.is_some() && session < evidence,
         "the session is up before the evidence: {session:?} {evidence:?}"
     );
+    let claims = run.model_claims();
     assert_eq!(
-        run.model_claims(),
+        claims[..2],
         [
             (Decision::Allow, Some(identity), "llm".into()),
             (
@@ -884,6 +917,16 @@ fn the_proxy_is_a_principal_of_the_evidence(
             )
         ]
     );
+    // `gpu_llm` pins the same proxy, which was refused for it (no GPU): not claimed either.
+    assert_eq!(claims.len(), 3, "{claims:?}");
+    assert_eq!(claims[2].0, Decision::Error);
+    assert!(
+        claims[2]
+            .2
+            .starts_with("gpu_llm: refused for it: the policy requires a confidential GPU"),
+        "{claims:?}"
+    );
+    assert!(!run.evidence("model:gpu_llm").exists());
     let model_digest = model_digest.join().unwrap();
     let file = run.evidence("model:llm");
     let genuine = format!("sha256:{}", proxy.identity);

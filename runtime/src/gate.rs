@@ -464,6 +464,7 @@ impl<M: Monitor> Runtime<'_, M> {
                 model: req.model,
                 proxy: proxy.as_ref(),
                 max_tokens: Value::Int(i64::from(req.max_tokens)),
+                gpu_verified: self.monitor.model_gpu_verified(req.model),
             };
             let egress = Egress::Infer {
                 model: req.model,

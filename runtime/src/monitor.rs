@@ -143,6 +143,13 @@ pub trait Monitor {
     /// model, the SHA-256 of the tool's current `tools/list` entry for a tool.
     fn model_identity(&mut self, model: &str) -> Option<[u8; 32]>;
     fn tool_entry(&mut self, tool: &str) -> Option<[u8; 32]>;
+    /// Whether the inference proxy's confidential-GPU evidence verified against `model`'s
+    /// GPU requirement (its reference measurements) in the live session; the policy denies
+    /// a model that requires GPU evidence without it (`gpu-evidence`). The default: never
+    /// (a monitor that does not verify GPU evidence).
+    fn model_gpu_verified(&mut self, _model: &str) -> bool {
+        false
+    }
     /// Checks a tool call's arguments (a JSON object) against the input schema of the
     /// tool's current entry, the one [`Monitor::tool_entry`] pins; `Err(why)` refuses the
     /// call as a bad request before the policy is asked. The default accepts everything (a

@@ -468,6 +468,13 @@ impl omega_runtime::Monitor for &mut Host<'_> {
         self.inference.identity()
     }
 
+    fn model_gpu_verified(&mut self, model: &str) -> bool {
+        // SECURITY: only what this session's evidence proved against the model's reference
+        // values (`omega_gpu_evidence::verify_proxy_gpu`); the policy denies `gpu-evidence`
+        // otherwise.
+        self.inference.gpu_verified(model)
+    }
+
     fn tool_entry(&mut self, tool: &str) -> Option<[u8; 32]> {
         // SECURITY: the pin the monitor computed from the gateway's current listing; none
         // while the catalogue is stale (after a `list_changed`), so the policy's

@@ -8,10 +8,13 @@
 //! starts (`proxy_principal::connect`, which then claims the proved proxy in the evidence):
 //!
 //! 1. A fresh nonce from RDSEED/RDRAND; the evidence request goes out.
-//! 2. The evidence is checked against the policy's models (`model … { proxy "sha256:…" }`):
-//!    it must decode strictly, carry the nonce and have the identity one model pins. Nothing
-//!    else is sent before that; a refusal is logged (`PROXY_SESSION`, deny) and every model
-//!    stays unpinned (`target-pin` denies each call).
+//! 2. The evidence is checked against the policy's models (`model … { proxy "sha256:…" }`,
+//!    and `gpu { measurement … }` where a model requires confidential-GPU evidence:
+//!    [`omega_inference_client::policy::expectations`]): it must decode strictly, carry the
+//!    nonce and pass one model's expectations. Nothing else is sent before that; a refusal is
+//!    logged (`PROXY_SESSION`, deny) and every model stays unpinned (`target-pin` denies each
+//!    call). A model the proxy fails beside one it passes (same pin, GPU evidence missing or
+//!    not verifying) is logged `PROXY_REFUSED` and its calls are denied `gpu-evidence`.
 //! 3. TLS 1.3 pinned to the evidence's key; then `GET /v1/models` for the id to ask for.
 //! 4. The session is logged (`PROXY_SESSION` allow, content = the proxy identity, then one
 //!    with content = SHA-256 of the whole evidence: binary, model, TLS key, nonce), and
@@ -35,7 +38,7 @@ use alloc::vec::Vec;
 
 use omega_arch::serial_println;
 use omega_inference_client::{
-    CallerClock, ChatRequest, Client, ClientError, Event, Expectations, Message, Phase, Session,
+    CallerClock, ChatRequest, Client, ClientError, Event, Message, Phase, Refusal, Session,
 };
 use omega_kernel::channel::HostText;
 use omega_policy::Policy;
@@ -92,6 +95,13 @@ pub struct InferenceService {
     identity: Option<[u8; 32]>,
     /// Monitor time when the evidence request went out (the handshake's cost is printed).
     started_ms: u64,
+    /// The policy's models, in order (the session's candidates), and whether each requires
+    /// confidential-GPU evidence.
+    models: Vec<(String, bool)>,
+    /// Models whose GPU requirement the session's evidence met (set once the session is up).
+    gpu_verified: Vec<String>,
+    /// Models pinned to this proxy that it fails (`PROXY_REFUSED`), and why.
+    refused: Vec<(String, String)>,
 }
 
 impl InferenceService {
@@ -103,6 +113,9 @@ impl InferenceService {
             clock: Arc::new(CallerClock::new(0)),
             identity: None,
             started_ms: 0,
+            models: Vec::new(),
+            gpu_verified: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -121,12 +134,15 @@ impl InferenceService {
             // is broken, and a predictable nonce would accept a replayed evidence.
             crate::monitor::fatal("entropy for the proxy nonce", e)
         }
-        // The identity pins the proxy binary, the model file, the backend, TEE and GPU; the
-        // TEE requirement for labelled data is applied per call ([`narrow`]).
-        let candidates = policy
+        // The identity pins the proxy binary, the model file, the backend, TEE and GPU; a
+        // model's `gpu { … }` requires GPU evidence verified against its reference values;
+        // the TEE requirement for labelled data is applied per call ([`narrow`]).
+        let candidates = omega_inference_client::policy::expectations(policy);
+        let models = policy
             .models
             .iter()
-            .map(|m| Expectations::from_policy(m.hash, false))
+            .zip(&candidates)
+            .map(|(m, e)| (m.name.to_string(), e.require_confidential_gpu.is_some()))
             .collect();
         let session = Session::new(&client, nonce, candidates);
         serial_println!(
@@ -139,6 +155,9 @@ impl InferenceService {
             clock,
             identity: None,
             started_ms: log.now_ms(),
+            models,
+            gpu_verified: Vec::new(),
+            refused: Vec::new(),
         };
         s.flush(ch);
         s
@@ -172,6 +191,22 @@ impl InferenceService {
             State::Off => Some("the policy names no model"),
             State::Down(why) => Some(why),
             State::Connecting | State::Ready { .. } => None,
+        }
+    }
+
+    /// Whether the live session's GPU evidence verified against `model`'s GPU requirement
+    /// (the policy's `gpu-evidence` check): false without a session, or for a model that
+    /// requires none.
+    pub fn gpu_verified(&self, model: &str) -> bool {
+        matches!(self.state, State::Ready { .. }) && self.gpu_verified.iter().any(|m| m == model)
+    }
+
+    /// The models the live session was refused for (the proxy has their pin but fails their
+    /// further requirement), and why: the evidence must not claim them.
+    pub fn refused_models(&self) -> &[(String, String)] {
+        match self.state {
+            State::Ready { .. } => &self.refused,
+            _ => &[],
         }
     }
 
@@ -354,8 +389,50 @@ impl InferenceService {
             Some(evidence_digest),
             Some(b"evidence"),
         );
-        self.identity = Some(proxy.identity);
+        let identity = proxy.identity;
+        self.per_model(ch, log, identity);
+        self.identity = Some(identity);
         self.state = State::Ready { served };
+    }
+
+    /// The session's verdict for each model: the GPU requirements it met are remembered for
+    /// the policy; a model pinned to this proxy that it fails (GPU evidence missing or not
+    /// verifying) is logged `PROXY_REFUSED`, and the policy denies its calls.
+    fn per_model(&mut self, ch: &mut HostChannel, log: &mut LogService<'_>, identity: [u8; 32]) {
+        let Some(session) = self.session.as_ref() else {
+            return;
+        };
+        self.gpu_verified.clear();
+        self.refused.clear();
+        for ((name, gpu), verdict) in self.models.iter().zip(session.verdicts()) {
+            match verdict {
+                Ok(()) if *gpu => {
+                    serial_println!(
+                        "omega: inference: model {}: the proxy's GPU evidence verified",
+                        HostText(name)
+                    );
+                    self.gpu_verified.push(name.clone());
+                }
+                Ok(()) | Err(Refusal::Identity { .. }) => {}
+                Err(why) => {
+                    serial_println!(
+                        "omega: inference: model {} refused: {}",
+                        HostText(name),
+                        HostText(&why.to_string())
+                    );
+                    self.refused.push((name.clone(), why.to_string()));
+                    let record = cut(&format!("{name}: {why}"));
+                    log.lifecycle(
+                        ch,
+                        lifecycle::PROXY_REFUSED,
+                        0,
+                        Decision::Deny,
+                        Some(identity),
+                        Some(record.as_bytes()),
+                    );
+                }
+            }
+        }
     }
 
     /// The session is over: logged, printed, every waiting call failed.
@@ -382,14 +459,7 @@ impl InferenceService {
             HostText(why),
             waiting.iter().filter(|&&id| id != MODELS_CALL).count()
         );
-        let mut name = String::from(what);
-        name.push_str(": ");
-        name.push_str(why);
-        let mut cut = name.len().min(omega_provenance::entry::MAX_NAME);
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        name.truncate(cut);
+        let name = cut(&format!("{what}: {why}"));
         log.lifecycle(
             ch,
             lifecycle::PROXY_SESSION,
@@ -406,6 +476,7 @@ impl InferenceService {
         }
         self.state = State::Down(why.to_string());
         self.identity = None;
+        self.gpu_verified.clear();
         if let Some(s) = self.session.as_mut()
             && s.phase() != Phase::Broken
         {
@@ -431,9 +502,19 @@ impl InferenceService {
     }
 }
 
+/// `text` cut to a log entry's name (`MAX_NAME` bytes, at a character boundary).
+fn cut(text: &str) -> String {
+    let mut end = text.len().min(omega_provenance::entry::MAX_NAME);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    String::from(&text[..end])
+}
+
 /// The policy the agents run under, given the proxy session: every model's clearances are
-/// dropped unless the proxy's TEE is proven, which nothing does yet (no TEE report or GPU
-/// evidence is verified), so no labelled data goes to any proxy. A rule's `declassify`
+/// dropped unless the proxy's TEE is proven, which nothing does yet (no TEE report is
+/// verified; verified GPU evidence proves the GPU, not that the proxy's host cannot read the
+/// prompts), so no labelled data goes to any proxy. A rule's `declassify`
 /// still lets named labels through: the policy's explicit choice.
 pub fn narrow(policy: &'static Policy<'static>) -> &'static Policy<'static> {
     if policy.models.iter().all(|m| m.cleared == 0) {

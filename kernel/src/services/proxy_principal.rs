@@ -176,10 +176,19 @@ pub fn connect(
             session.down_reason().unwrap_or("not up")
         )
     };
+    // SECURITY: a model the session was refused for (its pin matches, its GPU requirement
+    // does not) is not served by this proxy; claiming it would tell a verifier otherwise.
+    let refused = session.refused_models();
     let (claimed, left) = model_facts(
-        models.iter().map(|(n, pin)| (n.as_str(), pin)),
+        models
+            .iter()
+            .filter(|(n, _)| !refused.iter().any(|(r, _)| r == n))
+            .map(|(n, pin)| (n.as_str(), pin)),
         proven.as_ref(),
     );
+    let refused_left = refused
+        .iter()
+        .map(|(name, why)| (name.clone(), format!("refused for it: {why}")));
     let left = left
         .into_iter()
         .map(|(name, why)| {
@@ -191,6 +200,7 @@ pub fn connect(
             };
             (name, why)
         })
+        .chain(refused_left)
         .collect();
     Ok(Early {
         inference: session,

@@ -71,11 +71,14 @@ pub fn data(p: &Compiled) -> Json {
                 };
                 list.iter()
                     .map(|t| {
-                        let d = json!({
+                        let mut d = json!({
                             "hash": hex(&t.hash),
                             "cleared": set(t.cleared),
                             "result": set(t.result),
                         });
+                        if t.gpu.is_some() {
+                            d["gpu_required"] = Json::Bool(true);
+                        }
                         (t.name.clone(), d)
                     })
                     .collect()
@@ -197,6 +200,13 @@ target_decl := decl.targets[input.action][input.target]
 pin_ok if not target_decl.hash
 
 pin_ok if target_decl.hash == input.target_hash
+
+gpu_ok if not object.get(target_decl, "gpu_required", false)
+
+gpu_ok if {
+	object.get(target_decl, "gpu_required", false)
+	input.proxy.gpu_verified == true
+}
 
 in_scope(r) if not r.agents
 

@@ -79,6 +79,7 @@ fn reference(v: &Json) -> Shape<JsonRequest<'static>> {
         args,
         max_tokens: value_of(v.get("max_tokens")),
         path: value_of(v.get("path")),
+        gpu_verified: v.get("proxy").and_then(|p| p.get("gpu_verified")) == Some(&json!(true)),
         labels,
         counts,
     })
@@ -148,6 +149,8 @@ fn random_request(rng: &mut Rng) -> Json {
     let n = rng.below(5000);
     field(rng, "max_tokens", json!(n));
     field(rng, "path", json!("/data/1"));
+    let verified = rng.one_in(2);
+    field(rng, "proxy", json!({ "gpu_verified": verified }));
     field(rng, "context", json!({"labels": ["phi", "pii"]}));
     let n = rng.below(30);
     field(rng, "counts", json!({"search_rate": n, "infer_rate": 0}));

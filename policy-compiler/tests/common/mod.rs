@@ -274,6 +274,22 @@ impl<'c> Gen<'c> {
         if action == A::Infer && !req.contains_key("max_tokens") && self.chance(0.5) {
             req.insert("max_tokens".into(), json!(self.rng.gen_range(0..20000)));
         }
+        // Whether the proxy's GPU evidence verified: mostly a boolean, sometimes absent or
+        // of another type (which is "not verified").
+        if action == A::Infer {
+            let proxy = match self.rng.gen_range(0..12) {
+                0 => None,
+                1 => Some(json!({ "gpu_verified": "true" })),
+                2 => Some(json!({ "gpu_verified": 1 })),
+                3 => Some(json!(true)),
+                4 => Some(json!({})),
+                5..=7 => Some(json!({ "gpu_verified": false })),
+                _ => Some(json!({ "gpu_verified": true })),
+            };
+            if let Some(p) = proxy {
+                req.insert("proxy".into(), p);
+            }
+        }
         if action == A::Read && !req.contains_key("path") && self.chance(0.7) {
             req.insert(
                 "path".into(),
@@ -315,6 +331,8 @@ impl<'c> Gen<'c> {
 #[derive(Debug, Default)]
 pub struct Coverage {
     seen: BTreeMap<String, usize>,
+    /// `infer` requests: (model, `proxy.gpu_verified` is `true`, `decision:rule`).
+    infer: std::collections::BTreeSet<(String, bool, String)>,
 }
 
 /// Generated requests per policy in a differential run.
@@ -333,13 +351,19 @@ pub const OUTCOME_CLASSES: [&str; 6] = [
 ];
 
 impl Coverage {
-    /// Counts one decision (the evaluator's JSON output).
-    pub fn record(&mut self, decision: &Json) {
+    /// Counts one decision (the evaluator's JSON output) on `input`.
+    pub fn record(&mut self, input: &Json, decision: &Json) {
         let key = format!(
             "{}:{}",
             decision["decision"].as_str().expect("decision is a string"),
             decision["rule"].as_str().expect("rule is a string")
         );
+        if input["action"] == "infer"
+            && let Some(model) = input["target"].as_str()
+        {
+            let verified = input["proxy"]["gpu_verified"] == json!(true);
+            self.infer.insert((model.into(), verified, key.clone()));
+        }
         *self.seen.entry(key).or_default() += 1;
     }
 
@@ -363,6 +387,34 @@ impl Coverage {
                 self.seen.keys().any(|k| k.starts_with(class)),
                 "{}: no generated request ended in {class}",
                 file.display()
+            );
+        }
+        // A model that requires GPU evidence: both ways, with the evidence verified (let
+        // through, and decided by a rule) and without (`gpu-evidence`).
+        for m in c.models.iter().filter(|m| m.gpu.is_some()) {
+            let seen = |verified: bool, outcome: &dyn Fn(&str) -> bool| {
+                self.infer
+                    .iter()
+                    .any(|(t, v, k)| *t == m.name && *v == verified && outcome(k))
+            };
+            assert!(
+                seen(true, &|k| k.starts_with("allow:")
+                    || k.starts_with("confirm:")),
+                "{}: no request to `{}` with verified GPU evidence was allowed",
+                file.display(),
+                m.name
+            );
+            assert!(
+                seen(false, &|k| k == "deny:gpu-evidence"),
+                "{}: no request to `{}` without verified GPU evidence was denied `gpu-evidence`",
+                file.display(),
+                m.name
+            );
+            assert!(
+                !seen(true, &|k| k == "deny:gpu-evidence"),
+                "{}: `{}` denied `gpu-evidence` although verified",
+                file.display(),
+                m.name
             );
         }
         let user_rules = c.rules.len() + c.limits.len();

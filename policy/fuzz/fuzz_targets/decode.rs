@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
             actions.push(Action::Call { tool: t.name, entry: Some(&t.hash), args: &args });
         }
         for m in policy.models.iter().take(4) {
-            actions.push(Action::Infer { model: m.name, proxy: Some(&m.hash), max_tokens: Value::Int(10) });
+            for gpu_verified in [false, true] {
+                actions.push(Action::Infer { model: m.name, proxy: Some(&m.hash), max_tokens: Value::Int(10), gpu_verified });
+            }
         }
         for s in policy.sources.iter().take(4) {
             actions.push(Action::Read { source: s.name, path: Value::Str("/x") });

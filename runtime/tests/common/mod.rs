@@ -350,6 +350,7 @@ pub fn policy(agents: &[Declared]) -> &'static Policy<'static> {
             ),
         ],
         limits: vec![],
+        gpu: vec![],
     };
     p.validate().expect("test policy is valid");
     Box::leak(Box::new(p))
