@@ -219,6 +219,9 @@ fn finish(mut node: Node) -> (String, String) {
 /// A log's `PEER_SESSION` entries: (decision, name).
 type Sessions = Vec<(Decision, String)>;
 
+/// A `PEER_MESSAGE` entry: (local agent, remote agent, decision, rule, content).
+type PeerMessage = (String, String, Decision, String, Option<[u8; 32]>);
+
 /// A node's verified log and console.
 struct Ended {
     sessions: Sessions,
@@ -247,7 +250,7 @@ impl Ended {
     }
 
     /// `PEER_MESSAGE` entries: (local agent, remote agent, decision, rule, content).
-    fn peer_messages(&self) -> Vec<(String, String, Decision, String, Option<[u8; 32]>)> {
+    fn peer_messages(&self) -> Vec<PeerMessage> {
         self.entries
             .iter()
             .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::PEER_MESSAGE)
@@ -469,7 +472,7 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     let ma = ea.peer_messages();
     let mb = eb.peer_messages();
     eprintln!("A's PEER_MESSAGE: {ma:?}\nB's PEER_MESSAGE: {mb:?}");
-    let strip = |m: &[(String, String, Decision, String, Option<[u8; 32]>)]| {
+    let strip = |m: &[PeerMessage]| {
         m.iter()
             .map(|(l, r, d, rule, _)| (l.clone(), r.clone(), *d, rule.clone()))
             .collect::<Vec<_>>()
@@ -532,12 +535,16 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     );
     // The round trip (send → B's gate → outcome back) of the last message, sent with the
     // session up, as the courier timed it on A's monitor clock.
-    let rtt = ea
+    for l in ea.out.lines().filter(|l| l.contains("courier: ")) {
+        eprintln!("node-a: {}", l.trim_end());
+    }
+    let rtt: u64 = ea
         .out
         .lines()
         .find_map(|l| l.split("courier: node-b/inbox: delivered (").nth(1))
-        .and_then(|r| r.strip_suffix(" ms)"))
-        .unwrap_or_default();
+        .and_then(|r| r.trim_end().trim_end_matches('"').strip_suffix(" ms)"))
+        .and_then(|ms| ms.parse().ok())
+        .expect("the courier timed its delivered message");
     eprintln!("cross-image round trip (courier -> node-b/inbox -> outcome): {rtt} ms");
     assert!(!relayed.a_to_b.is_empty() && !relayed.b_to_a.is_empty());
     for (dir_name, bytes) in [("A→B", &relayed.a_to_b), ("B→A", &relayed.b_to_a)] {
