@@ -353,7 +353,8 @@ pub struct DataReadResponse<'a> {
     pub total_len: u64,
 }
 
-/// `send`: a message to another agent of this image, by its name.
+/// `send`: a message to another agent of this image, by its name, or of another image
+/// (`node/agent`, over the monitor's peer channel: docs/fleet.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest<'a> {
     pub to: &'a str,

@@ -129,6 +129,10 @@ impl Monitor for DemoMonitor {
                 format!("infer {model}"),
                 Answer::Unavailable("no inference proxy in this test".into()),
             ),
+            Egress::Message { to, .. } => (
+                format!("message {to}"),
+                Answer::Unavailable("no peer channel in this test".into()),
+            ),
             Egress::Tool { tool, arguments } => {
                 let content = match tool {
                     "fhir.search_patients" => r#"{"patients":[{"id":"pt-7"}]}"#,

@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! Deliver  0x01 ‖ id u32 ‖ from (u8 len, name) ‖ from_module [32] ‖ to (u8 len, name) ‖ message (u16 len, bytes)
+//!          ‖ labels (u8 count, each u8 len ‖ name)
 //! Outcome  0x02 ‖ id u32 ‖ delivered u8 (0|1) ‖ reason (u8 len, text)
 //! ```
 
@@ -23,8 +24,13 @@ use crate::{MAX_PLAINTEXT, PeerError, PeerName};
 pub const MAX_AGENT: usize = 64;
 /// Longest refusal reason in an [`Frame::Outcome`].
 pub const MAX_REASON: usize = 128;
+/// Most labels a delivery carries (a policy's label limit).
+pub const MAX_FRAME_LABELS: usize = 64;
+/// Most bytes the labels of one delivery take, count and lengths included.
+pub const MAX_LABEL_BYTES: usize = 1024;
 /// Largest agent message that crosses in one record (the rest of a record is the frame).
-pub const MAX_CROSSING: usize = MAX_PLAINTEXT - 1 - 4 - (1 + MAX_AGENT) * 2 - 32 - 2;
+pub const MAX_CROSSING: usize =
+    MAX_PLAINTEXT - 1 - 4 - (1 + MAX_AGENT) * 2 - 32 - 2 - MAX_LABEL_BYTES;
 
 const DELIVER: u8 = 1;
 const OUTCOME: u8 = 2;
@@ -34,6 +40,20 @@ fn agent_ok(name: &str) -> bool {
         && name.len() <= MAX_AGENT
         && !name.contains('/')
         && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// Labels fit a delivery: at most [`MAX_FRAME_LABELS`], names valid, [`MAX_LABEL_BYTES`]
+/// in all.
+fn labels_ok<'a>(labels: impl ExactSizeIterator<Item = &'a str>) -> bool {
+    let n = labels.len();
+    let mut bytes = 1usize;
+    for l in labels {
+        if !agent_ok(l) {
+            return false;
+        }
+        bytes = bytes.saturating_add(1 + l.len());
+    }
+    n <= MAX_FRAME_LABELS && bytes <= MAX_LABEL_BYTES
 }
 
 /// An agent in another image: `node/agent`.
@@ -72,6 +92,10 @@ pub enum Frame {
         from_module: [u8; 32],
         to: String,
         message: Vec<u8>,
+        /// The labels the message carries, by name (the sending policy's): the sender's
+        /// context minus what its deciding rule declassified. The receiving gate decides
+        /// with them as a local message's labels, and refuses names it does not know.
+        labels: Vec<String>,
     },
     /// The receiving monitor's answer to delivery `id`: handed to the agent, or refused
     /// (the policy's rule, no such agent, a full inbox) with the reason both logs record.
@@ -93,12 +117,16 @@ impl Frame {
                 from_module,
                 to,
                 message,
+                labels,
             } => {
                 if !agent_ok(from) || !agent_ok(to) {
                     return Err(PeerError::Malformed("agent name"));
                 }
                 if message.len() > MAX_CROSSING {
                     return Err(PeerError::TooLarge("agent message"));
+                }
+                if !labels_ok(labels.iter().map(String::as_str)) {
+                    return Err(PeerError::TooLarge("labels"));
                 }
                 out.push(DELIVER);
                 out.extend_from_slice(&id.to_be_bytes());
@@ -108,6 +136,11 @@ impl Frame {
                 // Bounded by MAX_CROSSING < 64 KiB.
                 out.extend_from_slice(&(message.len() as u16).to_be_bytes());
                 out.extend_from_slice(message);
+                // Bounded by MAX_FRAME_LABELS.
+                out.push(labels.len() as u8);
+                for l in labels {
+                    short(&mut out, l);
+                }
             }
             Frame::Outcome {
                 id,
@@ -145,12 +178,25 @@ impl Frame {
                 if len > MAX_CROSSING {
                     return Err(PeerError::TooLarge("agent message"));
                 }
+                let message = r.take(len)?.to_vec();
+                let count = usize::from(r.u8()?);
+                if count > MAX_FRAME_LABELS {
+                    return Err(PeerError::TooLarge("labels"));
+                }
+                let mut labels = Vec::with_capacity(count);
+                for _ in 0..count {
+                    labels.push(r.name(MAX_AGENT)?);
+                }
+                if !labels_ok(labels.iter().map(String::as_str)) {
+                    return Err(PeerError::TooLarge("labels"));
+                }
                 Frame::Deliver {
                     id,
                     from,
                     from_module,
                     to,
-                    message: r.take(len)?.to_vec(),
+                    message,
+                    labels,
                 }
             }
             OUTCOME => {
@@ -234,6 +280,7 @@ mod tests {
             from_module: [3; 32],
             to: "summariser".into(),
             message,
+            labels: vec!["phi".into(), "pii".into()],
         }
     }
 
@@ -278,8 +325,22 @@ mod tests {
             from_module: [0; 32],
             to: "a".into(),
             message: vec![],
+            labels: vec![],
         };
         assert!(f.encode().is_err());
+        // Labels: too many, a bad name.
+        let mut many = deliver(vec![]);
+        if let Frame::Deliver { labels, .. } = &mut many {
+            *labels = (0..=MAX_FRAME_LABELS)
+                .map(|i| alloc::format!("l{i}"))
+                .collect();
+        }
+        assert!(many.encode().is_err());
+        let mut bad = deliver(vec![]);
+        if let Frame::Deliver { labels, .. } = &mut bad {
+            labels.push("a b".into());
+        }
+        assert!(bad.encode().is_err());
     }
 
     #[test]

@@ -603,6 +603,7 @@ fn an_agent_message_crosses_and_its_outcome_comes_back() {
         from_module: [0x3A; 32],
         to: to.agent.clone(),
         message: b"urgent: bed 4".to_vec(),
+        labels: vec!["phi".into()],
     };
     p.i.send(&deliver.encode().unwrap()).unwrap();
     p.pump().unwrap();

@@ -517,6 +517,16 @@ fn decl(ck: &mut Checker<'_>, scope: &Scope, d: &Decl, out: &mut Compiled) {
                     format!("too many agents (at most {})", op::MAX_AGENTS),
                 );
             }
+            if let Some((node, _)) = name.split_once('/')
+                && !omega_policy::remote_node_ok(node)
+            {
+                return ck.error(
+                    d.name.span,
+                    format!(
+                        "agent `{name}`: the node of a remote agent is a peer name (lowercase letters, digits, `-`, `_`)"
+                    ),
+                );
+            }
             out.agents.push(AgentIr {
                 name,
                 hash,
@@ -733,6 +743,39 @@ fn agent_set(ck: &mut Checker<'_>, agents: &Option<Vec<Name>>, out: &Compiled) -
     Some(set)
 }
 
+/// Agents of other images (`node/agent`) only send, and only to this image's agents: a
+/// message between two remote agents never passes through this monitor, and a remote agent
+/// does not infer, call or read here. Such a rule could never match; it is an error.
+fn remote_scope(
+    ck: &mut Checker<'_>,
+    action: (ActionKw, crate::diag::Span),
+    target: Option<u16>,
+    agents: Option<u64>,
+    out: &Compiled,
+) {
+    let remote = |i: usize| out.agents.get(i).is_some_and(|a| a.name.contains('/'));
+    let senders = agents.unwrap_or(0);
+    let any_remote_sender = (0..out.agents.len()).any(|i| senders & (1u64 << i) != 0 && remote(i));
+    if any_remote_sender && action.0 != ActionKw::Send {
+        ck.error(
+            action.1,
+            "a remote agent (`node/agent`) only sends messages here: it cannot be named in an infer, call or read rule",
+        );
+    }
+    let all_remote =
+        agents.is_some() && (0..out.agents.len()).all(|i| senders & (1u64 << i) == 0 || remote(i));
+    if action.0 == ActionKw::Send
+        && all_remote
+        && senders != 0
+        && target.is_some_and(|t| remote(usize::from(t)))
+    {
+        ck.error(
+            action.1,
+            "a message between two remote agents does not pass through this monitor",
+        );
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Ty {
     Int,
@@ -783,6 +826,7 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
     };
     let target = resolve_target(ck, r.action.0, &r.target, out).ok()?;
     let agents = agent_set(ck, &r.agents, out);
+    remote_scope(ck, r.action, target, agents, out);
     let mut constraints = Vec::new();
     for c in &r.conds {
         // The subject's type.
@@ -959,6 +1003,7 @@ fn rule(ck: &mut Checker<'_>, scope: &Scope, r: &RuleDecl, out: &Compiled) -> Op
 fn limit(ck: &mut Checker<'_>, l: &LimitDecl, out: &Compiled) -> Option<LimitIr> {
     let target = resolve_target(ck, l.action.0, &l.target, out).ok()?;
     let agents = agent_set(ck, &l.agents, out);
+    remote_scope(ck, l.action, target, agents, out);
     let max = match u32::try_from(l.max.0) {
         Ok(m) => m,
         Err(_) => {

@@ -182,7 +182,7 @@ struct Lexer<'s> {
 }
 
 const PUNCT: &[&str] = &[
-    "==", "!=", "<=", ">=", "{", "}", "[", "]", ",", ".", "*", "<", ">",
+    "==", "!=", "<=", ">=", "{", "}", "[", "]", ",", ".", "*", "<", ">", "/",
 ];
 
 impl<'s> Lexer<'s> {
@@ -404,11 +404,38 @@ impl Parser<'_> {
         }
     }
 
+    /// An agent name: `agent`, or `node/agent` for an agent of another image (its node
+    /// is the peer channel's name for that image, docs/fleet.md).
+    fn agent_name(&mut self, what: &str) -> PResult<Name> {
+        let mut name = self.ident(what)?;
+        if self.is_punct("/") {
+            self.bump()?;
+            let agent = self.ident("an agent name after `node/`")?;
+            name.text.push('/');
+            name.text.push_str(&agent.text);
+            name.span.end = agent.span.end;
+        }
+        Ok(name)
+    }
+
     fn name_list(&mut self, what: &str) -> PResult<(Vec<Name>, Span)> {
+        self.list(what, Self::ident)
+    }
+
+    /// `[ agent, node/agent, ... ]`.
+    fn agent_list(&mut self, what: &str) -> PResult<(Vec<Name>, Span)> {
+        self.list(what, Self::agent_name)
+    }
+
+    fn list(
+        &mut self,
+        what: &str,
+        item: fn(&mut Self, &str) -> PResult<Name>,
+    ) -> PResult<(Vec<Name>, Span)> {
         let open = self.expect_punct("[")?;
         let mut names = Vec::new();
         while !self.is_punct("]") {
-            names.push(self.ident(what)?);
+            names.push(item(self, what)?);
             if !self.is_punct(",") {
                 break;
             }
@@ -464,6 +491,8 @@ impl Parser<'_> {
         self.bump()?;
         let name = if kind == DeclKind::Tool {
             self.dotted("a tool name (server.tool)")?
+        } else if kind == DeclKind::Agent {
+            self.agent_name("agent name")?
         } else {
             self.ident(&format!("{} name", kind.word()))?
         };
@@ -627,6 +656,8 @@ impl Parser<'_> {
         };
         Ok(TargetRef::Named(if action == ActionKw::Call {
             self.dotted(what)?
+        } else if action == ActionKw::Send {
+            self.agent_name(what)?
         } else {
             self.ident(what)?
         }))
@@ -668,7 +699,7 @@ impl Parser<'_> {
                     if rule.agents.is_some() {
                         return err(key.span, "duplicate `agents` clause");
                     }
-                    rule.agents = Some(self.name_list("an agent name")?.0);
+                    rule.agents = Some(self.agent_list("an agent name")?.0);
                 }
                 "when" => {
                     rule.conds.push(self.cond()?);
@@ -802,7 +833,7 @@ impl Parser<'_> {
         let mut agents = None;
         if self.is_kw("agents") {
             self.bump()?;
-            agents = Some(self.name_list("an agent name")?.0);
+            agents = Some(self.agent_list("an agent name")?.0);
         }
         self.expect_kw("max")?;
         let max = self.int("the maximum count")?;

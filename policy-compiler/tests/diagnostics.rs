@@ -242,3 +242,37 @@ fn gpu_reference_values_are_checked() {
     let (_, _, msg, _) = first_error("source t { gpu { } }\n");
     assert!(msg.contains("unknown field `gpu`"), "{msg}");
 }
+
+#[test]
+fn remote_agents_are_node_slash_agent_and_only_send() {
+    const R: &str = "agent node-b/inbox { hash \"3333333333333333333333333333333333333333333333333333333333333333\" }\n\
+                     agent node-c/out { hash \"4444444444444444444444444444444444444444444444444444444444444444\" }\n";
+    // Good: a local agent sends to a remote one, a remote one to a local one.
+    let src = format!(
+        "{HEADER}{R}rule o {{ allow send node-b/inbox agents [a] }}\nrule i {{ allow send a agents [node-c/out] }}\n"
+    );
+    let c = compile("t.policy", &src, Path::new(".")).unwrap();
+    assert_eq!(c.agents[1].name, "node-b/inbox");
+    // A node that is no peer name.
+    let (line, col, msg, _) = first_error(
+        "agent Node-B/x { hash \"3333333333333333333333333333333333333333333333333333333333333333\" }\n",
+    );
+    assert_eq!((line, col), (L, 7), "{msg}");
+    assert!(msg.contains("peer name"), "{msg}");
+    // Two slashes.
+    let (_, _, msg, _) = first_error("agent n/a/b { hash \"33\" }\n");
+    assert!(msg.contains("expected `{`"), "{msg}");
+    // Between two remote agents, and a remote agent inferring: rules that could never match.
+    let (line, _, msg, _) = first_error(&format!(
+        "{R}rule x {{ allow send node-b/inbox agents [node-c/out] }}\n"
+    ));
+    assert_eq!(line, L + 2);
+    assert!(msg.contains("two remote agents"), "{msg}");
+    let (_, _, msg, _) = first_error(&format!(
+        "{R}rule x {{ allow infer m agents [node-c/out] }}\n"
+    ));
+    assert!(msg.contains("only sends"), "{msg}");
+    // An undeclared remote target is unknown, as a local one.
+    let (_, _, msg, _) = first_error("rule x { allow send node-z/q agents [a] }\n");
+    assert!(msg.contains("unknown agent `node-z/q`"), "{msg}");
+}

@@ -411,6 +411,14 @@ impl<'a> Policy<'a> {
                 return Err(Invalid("too many items"));
             }
         }
+        // Remote agents are `node/agent`: one slash, a node name, an agent name.
+        for a in &self.agents {
+            if let Some((node, agent)) = a.name.split_once('/')
+                && (!crate::remote_node_ok(node) || agent.is_empty() || agent.contains('/'))
+            {
+                return Err(Invalid("remote agent name is not node/agent"));
+            }
+        }
         let labels = mask(self.labels.len());
         let agents = mask(self.agents.len());
         let sets = self

@@ -31,3 +31,21 @@ pub use session::Session;
 
 /// A set of labels: bit `i` is the policy's label `i` (at most [`MAX_LABELS`]).
 pub type LabelSet = u64;
+
+/// Whether an agent name names an agent of another image: `node/agent` (docs/fleet.md).
+/// Such an agent is declared like a local one (its hash: the module SHA-256 its own
+/// monitor attests and sends along); it only ever sends to this image's agents (the
+/// receiving gate) or receives from them (the sending gate), never runs here.
+pub fn is_remote(agent: &str) -> bool {
+    agent.contains('/')
+}
+
+/// Whether `node` may be the node of a remote agent: a peer channel's node name
+/// (`omega_peer_channel::PeerName`) without dots: lowercase ASCII letters, digits, `-`, `_`.
+pub fn remote_node_ok(node: &str) -> bool {
+    !node.is_empty()
+        && node.len() <= 64
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

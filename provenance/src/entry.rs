@@ -159,8 +159,12 @@ pub mod lifecycle {
     /// `PeerError`, cut to `MAX_NAME`). Decision error: the session broke after it was up
     /// (name = why).
     pub const PEER_SESSION: u32 = 16;
-    /// One agent message (`Deliver`) across a peer channel, at each end: decision = the
-    /// receiving gate's, name = `node/agent`.
+    /// One agent message (`Deliver`) across a peer channel, at each end
+    /// (`kernel/src/services/agents/peer_link.rs`): `agent` = the local agent (sender or
+    /// receiver), `target` = the remote `node/agent` (a `DEFINE_TARGET` name), decision = the
+    /// receiving gate's (allow, deny; error at the sender: unreachable), content = SHA-256 of
+    /// the `Deliver` frame (the same in both logs), name = the rule that decided (or why it
+    /// is unreachable).
     pub const PEER_MESSAGE: u32 = 17;
     // 14-15: reserved for the fleet (unused so far).
     /// The inference proxy was refused for one model (decision deny) while the session

@@ -8,14 +8,19 @@
 //! One test, three pairs of boots:
 //! * clean: the session comes up (`PEER_SESSION` allow in both logs, naming the other
 //!   node), is closed by both, both logs verify (`measurements verify-log`, as the launcher
-//!   prints it), and no node name crosses the relay in the clear;
-//! * tampered: the proxy flips one byte of the first record A sends: B refuses it and logs
-//!   the broken session (`PEER_SESSION` error, "does not decrypt");
+//!   prints it), and no node name crosses the relay in the clear. Agents' messages cross
+//!   it: A's `courier` (agents/) sends to three agents of B, in order: `node-b/vault`,
+//!   which B's policy refuses (`no_vault`: `PEER_MESSAGE` deny in both logs, the courier
+//!   gets `Denied { rule: "node-b:no_vault" }`); `node-b/archive`, which A's own policy
+//!   refuses (`no_archive`: a deny decision in A's log, nothing crosses); `node-b/inbox`,
+//!   delivered to B's `inbox` agent (`PEER_MESSAGE` allow in both logs, the same content
+//!   digest at both ends), which prints it;
+//! * tampered: the proxy flips one byte of the first record A sends (the courier's first
+//!   message): B refuses it and logs the broken session (`PEER_SESSION` error, "does not
+//!   decrypt"); A's courier is told the node is unreachable (`PEER_MESSAGE` error), never
+//!   left waiting;
 //! * forged pin: B's launcher pins a key A does not hold (a node swapped for another): B
 //!   refuses the handshake, A sees it cut; both log `PEER_SESSION` deny.
-//!
-//! Not yet here (not built): an agent's message crossing (`Deliver`/`Outcome`), a deny at
-//! the receiving gate.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -214,6 +219,98 @@ fn finish(mut node: Node) -> (String, String) {
 /// A log's `PEER_SESSION` entries: (decision, name).
 type Sessions = Vec<(Decision, String)>;
 
+/// A `PEER_MESSAGE` entry: (local agent, remote agent, decision, rule, content).
+type PeerMessage = (String, String, Decision, String, Option<[u8; 32]>);
+
+/// A node's verified log and console.
+struct Ended {
+    sessions: Sessions,
+    entries: Vec<Entry>,
+    out: String,
+}
+
+/// One log entry, owned.
+struct Entry {
+    agent: u32,
+    action: Action,
+    target: u32,
+    decision: Decision,
+    rule: u32,
+    name: String,
+    content: Option<[u8; 32]>,
+}
+
+impl Ended {
+    /// The name a `DEFINE_*` entry of `kind` gives `id`.
+    fn name_of(&self, kind: u32, id: u32) -> String {
+        self.entries
+            .iter()
+            .find(|e| e.action == Action::Lifecycle && e.rule == kind && e.target == id)
+            .map_or_else(|| format!("#{id}"), |e| e.name.clone())
+    }
+
+    /// `PEER_MESSAGE` entries: (local agent, remote agent, decision, rule, content).
+    fn peer_messages(&self) -> Vec<PeerMessage> {
+        self.entries
+            .iter()
+            .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::PEER_MESSAGE)
+            .map(|e| {
+                (
+                    self.name_of(lifecycle::DEFINE_AGENT, e.agent),
+                    self.name_of(lifecycle::DEFINE_TARGET, e.target),
+                    e.decision,
+                    e.name.clone(),
+                    e.content,
+                )
+            })
+            .collect()
+    }
+
+    /// `agent`'s policy decisions on messages: (target, decision, rule).
+    fn sends_of(&self, agent: &str) -> Vec<(String, Decision, String)> {
+        self.entries
+            .iter()
+            .filter(|e| e.action == Action::Message)
+            .filter(|e| self.name_of(lifecycle::DEFINE_AGENT, e.agent) == agent)
+            .map(|e| {
+                (
+                    self.name_of(lifecycle::DEFINE_TARGET, e.target),
+                    e.decision,
+                    self.name_of(lifecycle::DEFINE_RULE, e.rule),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the guest console has a line containing `text`.
+    fn said(&self, text: &str) -> bool {
+        self.out.lines().any(|l| l.contains(text))
+    }
+}
+
+/// The verified log of a node that finished.
+fn ended(name: &str, stdout: String, logs: &Path) -> Ended {
+    let sessions = peer_sessions(name, &stdout, logs);
+    let stored = std::fs::read(logs.join("provenance.log")).unwrap();
+    let entries = EntryIter::new(&stored)
+        .map(|e| e.expect("a verified log decodes").1)
+        .map(|e| Entry {
+            agent: e.agent,
+            action: e.action,
+            target: e.target,
+            decision: e.decision,
+            rule: e.rule,
+            name: String::from_utf8_lossy(e.name.unwrap_or_default()).into_owned(),
+            content: e.content,
+        })
+        .collect();
+    Ended {
+        sessions,
+        entries,
+        out: stdout,
+    }
+}
+
 /// `PEER_SESSION` entries of a log that verifies as the launcher printed: (decision, name).
 fn peer_sessions(name: &str, stdout: &str, logs: &Path) -> Sessions {
     let cmd = printed_verifier_commands(stdout)
@@ -240,24 +337,25 @@ fn peer_sessions(name: &str, stdout: &str, logs: &Path) -> Sessions {
         .collect()
 }
 
-/// Two images, one peer session between them; `flip`: the proxy tampers with A's first
-/// record; `forged`: B is given another key for A than A's evidence attests. Returns each
-/// node's PEER_SESSION entries and what the relay carried.
-fn pair(dir: &Path, bundle: &Path, flip: bool, forged: bool) -> (Sessions, Sessions, Relayed) {
+/// Two images, one peer session between them, A running `bundles[0]`, B `bundles[1]`;
+/// `flip`: the proxy tampers with A's first record; `forged`: B is given another key for A
+/// than A's evidence attests. Returns each node's verified log and console, and what the
+/// relay carried.
+fn pair(dir: &Path, bundles: [&Path; 2], flip: bool, forged: bool) -> (Ended, Ended, Relayed) {
     let a_port = free_port();
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay.local_addr().unwrap().port();
     let seen = proxy(relay, a_port, flip);
     let a = launch(
         dir,
-        bundle,
+        bundles[0],
         "node-a",
         "node-b",
         ["--peer-listen".into(), format!("127.0.0.1:{a_port}")],
     );
     let b = launch(
         dir,
-        bundle,
+        bundles[1],
         "node-b",
         "node-a",
         ["--peer-connect".into(), format!("127.0.0.1:{relay_port}")],
@@ -274,8 +372,54 @@ fn pair(dir: &Path, bundle: &Path, flip: bool, forged: bool) -> (Sessions, Sessi
         panic!("no PEER_SESSION entries\nA:\n{a_out}\n{a_err}\nB:\n{b_out}\n{b_err}");
     }
     let relayed = std::mem::take(&mut *seen.lock().unwrap());
-    (sa, sb, relayed)
+    (
+        ended("node-a", a_out, &a_logs),
+        ended("node-b", b_out, &b_logs),
+        relayed,
+    )
 }
+
+/// A bundle of the built agents `agents` under the policy `template` (`${agent}`: that
+/// agent's module pin).
+fn agents_bundle(dir: &Path, template: &str, agents: &[&str]) {
+    let built = omega_agents_build::built_for_tests(&omega_test_support::workspace_root());
+    let src = omega_agents_build::pin_policy(template, built).unwrap();
+    let policy = policy_compiler::compile("peer.policy", &src, Path::new("."))
+        .unwrap_or_else(|d| panic!("{}", d.render()))
+        .to_bytes();
+    std::fs::create_dir_all(dir).unwrap();
+    let mut modules = Vec::new();
+    for name in agents {
+        let b = built.iter().find(|b| b.name == *name).unwrap();
+        std::fs::write(dir.join(b.file_name()), &b.wasm).unwrap();
+        modules.push((name.to_string(), b.file_name()));
+    }
+    let manifest = omega_bundle::Manifest::json(
+        "policy.bin",
+        modules.iter().map(|(n, m)| (n.as_str(), m.as_str())),
+    );
+    std::fs::write(dir.join(omega_bundle::MANIFEST), manifest).unwrap();
+    std::fs::write(dir.join("policy.bin"), policy).unwrap();
+}
+
+/// Node A's policy: the courier may send to node-b's agents, but not to its archive.
+const POLICY_A: &str = r#"policy "node-a"
+agent courier { hash "${courier}" cleared [] }
+agent node-b/inbox { hash "${inbox}" cleared [] }
+agent node-b/vault { hash "${inbox}" cleared [] }
+agent node-b/archive { hash "${inbox}" cleared [] }
+rule no_archive { deny send node-b/archive agents [courier] }
+rule to_node_b { allow send * agents [courier] }
+"#;
+
+/// Node B's policy: node-a's courier may reach the inbox, not the vault.
+const POLICY_B: &str = r#"policy "node-b"
+agent inbox { hash "${inbox}" cleared [] }
+agent vault { hash "${inbox}" cleared [] }
+agent node-a/courier { hash "${courier}" cleared [] }
+rule no_vault { deny send vault agents [node-a/courier] }
+rule from_node_a { allow send inbox agents [node-a/courier] }
+"#;
 
 #[test]
 fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
@@ -286,22 +430,125 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     workspace_bin("measurements", "measurements");
     workspace_bin("omega-host", "omega");
     let dir = tempfile::tempdir().unwrap();
-    // An agent that returns at once: the monitors' work here is the peer session.
+    // An agent that returns at once: the monitors' work there is the peer session.
     let bundle = dir.path().join("bundle");
     std::fs::create_dir(&bundle).unwrap();
     for (name, bytes) in common::agent_bundle("peer", &["quick"]) {
         std::fs::write(bundle.join(name), bytes).unwrap();
     }
+    // The cross-image demo: A's courier, B's inbox (agents/, built for wasm32).
+    let courier = dir.path().join("courier");
+    let inbox = dir.path().join("inbox");
+    agents_bundle(&courier, POLICY_A, &["courier"]);
+    agents_bundle(&inbox, POLICY_B, &["inbox"]);
 
     let t = Instant::now();
     let clean = dir.path().join("clean");
     std::fs::create_dir_all(&clean).unwrap();
-    let (a, b, relayed) = pair(&clean, &bundle, false, false);
-    assert_eq!(a, [(Decision::Allow, "node-b".to_string())], "node-a's log");
-    assert_eq!(b, [(Decision::Allow, "node-a".to_string())], "node-b's log");
+    let (ea, eb, relayed) = pair(&clean, [&courier, &inbox], false, false);
+    let (a, b) = (&ea.sessions, &eb.sessions);
+    assert_eq!(
+        a,
+        &[(Decision::Allow, "node-b".to_string())],
+        "node-a's log"
+    );
+    assert_eq!(
+        b,
+        &[(Decision::Allow, "node-a".to_string())],
+        "node-b's log"
+    );
+    // The sending gate: each send decided and logged by A's policy first.
+    assert_eq!(
+        ea.sends_of("courier"),
+        [
+            ("node-b/vault".into(), Decision::Allow, "to_node_b".into()),
+            ("node-b/archive".into(), Decision::Deny, "no_archive".into()),
+            ("node-b/inbox".into(), Decision::Allow, "to_node_b".into()),
+        ],
+        "{}",
+        ea.out
+    );
+    // The receiving gate's verdicts, logged at both ends with the same content digest.
+    let ma = ea.peer_messages();
+    let mb = eb.peer_messages();
+    eprintln!("A's PEER_MESSAGE: {ma:?}\nB's PEER_MESSAGE: {mb:?}");
+    let strip = |m: &[PeerMessage]| {
+        m.iter()
+            .map(|(l, r, d, rule, _)| (l.clone(), r.clone(), *d, rule.clone()))
+            .collect::<Vec<_>>()
+    };
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        strip(&ma),
+        [
+            (
+                s("courier"),
+                s("node-b/vault"),
+                Decision::Deny,
+                s("no_vault")
+            ),
+            (
+                s("courier"),
+                s("node-b/inbox"),
+                Decision::Allow,
+                s("from_node_a")
+            ),
+        ],
+        "{}",
+        ea.out
+    );
+    assert_eq!(
+        strip(&mb),
+        [
+            (
+                s("vault"),
+                s("node-a/courier"),
+                Decision::Deny,
+                s("no_vault")
+            ),
+            (
+                s("inbox"),
+                s("node-a/courier"),
+                Decision::Allow,
+                s("from_node_a")
+            ),
+        ],
+        "{}",
+        eb.out
+    );
+    for (x, y) in ma.iter().zip(&mb) {
+        assert!(x.4.is_some() && x.4 == y.4, "the same message at both ends");
+    }
+    assert_ne!(ma[0].4, ma[1].4);
+    // What the agents saw.
+    for line in [
+        "courier: node-b/vault: denied (node-b:no_vault)",
+        "courier: node-b/archive: denied (no_archive)",
+        "courier: node-b/inbox: delivered",
+    ] {
+        assert!(ea.said(line), "node-a: no `{line}`\n{}", ea.out);
+    }
+    assert!(
+        eb.said("inbox: from node-a/courier: hello from another image"),
+        "{}",
+        eb.out
+    );
+    // The round trip (send → B's gate → outcome back) of the last message, sent with the
+    // session up, as the courier timed it on A's monitor clock.
+    for l in ea.out.lines().filter(|l| l.contains("courier: ")) {
+        eprintln!("node-a: {}", l.trim_end());
+    }
+    let rtt: u64 = ea
+        .out
+        .lines()
+        .find_map(|l| l.split("courier: node-b/inbox: delivered (").nth(1))
+        .and_then(|r| r.trim_end().trim_end_matches('"').strip_suffix(" ms)"))
+        .and_then(|ms| ms.parse().ok())
+        .expect("the courier timed its delivered message");
+    eprintln!("cross-image round trip (courier -> node-b/inbox -> outcome): {rtt} ms");
     assert!(!relayed.a_to_b.is_empty() && !relayed.b_to_a.is_empty());
     for (dir_name, bytes) in [("A→B", &relayed.a_to_b), ("B→A", &relayed.b_to_a)] {
-        for needle in [&b"node-a"[..], b"node-b"] {
+        for needle in [&b"node-a"[..], b"node-b", b"courier", b"hello from another"] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
                 "{dir_name}: {} in the clear on the relay",
@@ -314,7 +561,8 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     let t = Instant::now();
     let tampered = dir.path().join("tampered");
     std::fs::create_dir_all(&tampered).unwrap();
-    let (a, b, _) = pair(&tampered, &bundle, true, false);
+    let (ea, eb, _) = pair(&tampered, [&courier, &bundle], true, false);
+    let (a, b) = (&ea.sessions, &eb.sessions);
     assert!(
         a.contains(&(Decision::Allow, "node-b".to_string())),
         "{a:?}"
@@ -328,6 +576,16 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
             .any(|(d, n)| *d == Decision::Error && n.contains("does not decrypt")),
         "node-b logs the tampered record: {b:?}"
     );
+    // The courier's first message was the flipped record: it is told node-b is
+    // unreachable (logged as an error), and nothing of it is delivered.
+    let ma = ea.peer_messages();
+    assert!(
+        !ma.is_empty() && ma.iter().all(|m| m.2 == Decision::Error),
+        "{ma:?}\n{}",
+        ea.out
+    );
+    assert!(ea.said("courier: node-b/vault: unavailable"), "{}", ea.out);
+    assert!(eb.peer_messages().is_empty());
     eprintln!("tampered pair: {:?}", t.elapsed());
 
     // B is pinned a key A does not hold: B refuses A's signed identity; A, left waiting
@@ -335,7 +593,8 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     let t = Instant::now();
     let forged = dir.path().join("forged");
     std::fs::create_dir_all(&forged).unwrap();
-    let (a, b, _) = pair(&forged, &bundle, false, true);
+    let (ea, eb, _) = pair(&forged, [&bundle, &bundle], false, true);
+    let (a, b) = (&ea.sessions, &eb.sessions);
     assert!(
         b.iter()
             .all(|(d, n)| *d == Decision::Deny && n.contains("another key")),

@@ -37,7 +37,7 @@ pub(crate) enum Fail {
 }
 
 impl Fail {
-    fn as_host(&self) -> HostError<'_> {
+    pub(crate) fn as_host(&self) -> HostError<'_> {
         match self {
             Fail::Abi(e) => *e,
             Fail::Denied(rule) => HostError::Denied { rule },
@@ -56,7 +56,7 @@ fn within(len: usize, limit: usize) -> Result<(), Fail> {
 }
 
 /// An agent-supplied name: 1..=MAX_NAME bytes.
-fn name_ok(name: &str) -> bool {
+pub(crate) fn name_ok(name: &str) -> bool {
     !name.is_empty() && name.len() <= abi::MAX_NAME
 }
 
@@ -144,7 +144,12 @@ impl<M: Monitor> Runtime<'_, M> {
             CallKind::Random => return self.random(id, &call),
             CallKind::Log => self.log(id, &call.args),
             CallKind::Recv => return self.recv(id, &call),
-            CallKind::Send => self.send(id, &call.args),
+            CallKind::Send => {
+                return match self.send_remote(id, call) {
+                    Ok(outcome) => outcome,
+                    Err(call) => self.send_local(id, call),
+                };
+            }
             CallKind::DataRead => self.data_read(id, &call.args),
             CallKind::Infer | CallKind::ToolCall | CallKind::InferStream => {
                 return self.egress(id, call);
@@ -152,6 +157,15 @@ impl<M: Monitor> Runtime<'_, M> {
             CallKind::InferNext => return self.infer_next(id, &call),
         };
         match result {
+            Ok(Some(bytes)) => self.respond(id, &call, Ok(&bytes)),
+            Ok(None) => Outcome::Park(Wait::Record(call)),
+            Err(e) => self.respond(id, &call, Err(e.as_host())),
+        }
+    }
+
+    /// A send to an agent of this image.
+    fn send_local(&mut self, id: usize, call: HostCall) -> Outcome {
+        match self.send(id, &call.args) {
             Ok(Some(bytes)) => self.respond(id, &call, Ok(&bytes)),
             Ok(None) => Outcome::Park(Wait::Record(call)),
             Err(e) => self.respond(id, &call, Err(e.as_host())),
@@ -225,7 +239,7 @@ impl<M: Monitor> Runtime<'_, M> {
 
     /// [`Self::decide`] with the record naming `record_target` instead of the action's
     /// target (a send to an instance is decided under its policy name, logged under its own).
-    fn decide_as(
+    pub(crate) fn decide_as(
         &mut self,
         id: usize,
         action: Action<'_>,
@@ -268,7 +282,7 @@ impl<M: Monitor> Runtime<'_, M> {
         Ok(Some(decision))
     }
 
-    fn denied(&self, rule: RuleRef) -> Fail {
+    pub(crate) fn denied(&self, rule: RuleRef) -> Fail {
         Fail::Denied(alloc::format!("{}", self.policy.rule_name(rule)))
     }
 
@@ -375,6 +389,7 @@ impl<M: Monitor> Runtime<'_, M> {
         if let Some(r) = self.agents.get_mut(receiver) {
             r.inbox.push_back(Inbound {
                 from: id,
+                remote: None,
                 labels,
                 message,
             });
@@ -403,7 +418,10 @@ impl<M: Monitor> Runtime<'_, M> {
     pub(crate) fn take_message(&mut self, id: usize) -> Option<Vec<u8>> {
         let policy = self.policy;
         let inbound = self.agents.get_mut(id)?.inbox.pop_front()?;
-        let from = self.agent_name(inbound.from);
+        let from = match inbound.remote {
+            Some(remote) => remote,
+            None => self.agent_name(inbound.from),
+        };
         let agent = self.agents.get_mut(id)?;
         agent.session.receive(inbound.labels);
         let message: abi::Message<'_> = abi::decode(&inbound.message).ok()?;
@@ -597,6 +615,11 @@ impl<M: Monitor> Runtime<'_, M> {
             }
             Answer::Refused => {
                 let e = HostError::Denied { rule: "operator" };
+                return self.write_response(id, out_ptr, out_cap, Err(e));
+            }
+            Answer::Sent => Vec::new(),
+            Answer::Denied(rule) => {
+                let e = HostError::Denied { rule };
                 return self.write_response(id, out_ptr, out_cap, Err(e));
             }
         };

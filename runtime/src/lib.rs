@@ -29,6 +29,7 @@ mod gate;
 mod host;
 mod load;
 mod monitor;
+mod remote;
 mod stream;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -51,6 +52,7 @@ pub use monitor::{
 
 pub use gate::SCHEMA_RULE;
 pub use monitor::Confirm;
+pub use remote::{RemoteMessage, RemoteVerdict};
 
 /// Postcard encoding into a fresh vector (only for values the runtime builds itself).
 pub(crate) fn encode_owned<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
@@ -101,6 +103,8 @@ impl Default for RuntimeConfig {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub from: usize,
+    /// A message from another image: its sender as `node/agent` (then `from` is unused).
+    pub remote: Option<String>,
     pub labels: LabelSet,
     /// postcard `Message`.
     pub message: Vec<u8>,

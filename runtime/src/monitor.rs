@@ -55,6 +55,21 @@ pub enum Egress<'a> {
     },
     /// An MCP tool call through the tool gateway; `arguments` is a JSON object text.
     Tool { tool: &'a str, arguments: &'a str },
+    /// A message to an agent of another image (`node/agent`, docs/fleet.md), allowed by
+    /// this image's policy: the monitor sends it over its peer channel and answers
+    /// [`Answer::Sent`], [`Answer::Denied`] (the other image's gate) or
+    /// [`Answer::Unavailable`] (no session, it broke, or no outcome in time).
+    Message {
+        /// `node/agent`.
+        to: &'a str,
+        /// SHA-256 of the sending agent's module (the receiving policy pins it).
+        module: &'a [u8; 32],
+        /// The postcard `Message` as the agent sent it.
+        message: &'a [u8],
+        /// The labels it carries, by name (the sender's context minus what the deciding
+        /// rule declassifies).
+        labels: &'a [&'a str],
+    },
 }
 
 /// An egress the policy decided `confirm`: it waits for the operator
@@ -101,6 +116,11 @@ pub enum Answer {
     Failed(String),
     /// The operator refused a `confirm` action.
     Refused,
+    /// A message to another image ([`Egress::Message`]) was delivered there.
+    Sent,
+    /// A message to another image was refused by that image's gate, with this rule
+    /// (`node:rule`).
+    Denied(String),
 }
 
 /// Why a data read failed.

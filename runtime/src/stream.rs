@@ -97,7 +97,9 @@ fn end_of(answer: &Answer) -> (Option<&str>, Option<End>) {
         Answer::Failed(r) => (None, Some(End::Failed(r.clone()))),
         Answer::Unavailable(r) => (None, Some(End::Unavailable(r.clone()))),
         Answer::Refused => (None, Some(End::Refused)),
-        Answer::Tool { .. } => (None, Some(End::Failed("not an inference answer".into()))),
+        Answer::Tool { .. } | Answer::Sent | Answer::Denied(_) => {
+            (None, Some(End::Failed("not an inference answer".into())))
+        }
     }
 }
 

@@ -43,6 +43,7 @@ use omega_wire::{Stream, msg::code};
 use sha2::{Digest, Sha256};
 
 mod confirm;
+mod peer_link;
 
 use super::bundle::BundleService;
 use super::inference::InferenceService;
@@ -136,6 +137,10 @@ pub struct Host<'m> {
     confirming: confirm::Confirming,
     /// Episodes of a full outbox so far (the first 20 and every 1000th are reported).
     log_full_episodes: u64,
+    /// The host configured a peer link: messages to `node/agent` can go out.
+    peer_on: bool,
+    /// Allowed messages to another image, for the peer service ([`peer_link`]).
+    peer_out: Vec<peer_link::PeerOut>,
 }
 
 impl Host<'_> {
@@ -498,7 +503,7 @@ impl omega_runtime::Monitor for &mut Host<'_> {
         self.relisting()
     }
 
-    fn egress(&mut self, _agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
+    fn egress(&mut self, agent: &str, egress: Egress<'_>, confirm: bool) -> EgressReply {
         if confirm {
             // No operator console yet: a `confirm` action cannot be approved.
             return EgressReply::Answer(Answer::Unavailable(
@@ -525,6 +530,12 @@ impl omega_runtime::Monitor for &mut Host<'_> {
                 }
             }
             Egress::Tool { tool, arguments } => self.send_tool_call(tool, arguments),
+            Egress::Message {
+                to,
+                module,
+                message,
+                labels,
+            } => self.send_to_peer(agent, to, module, message, labels),
         }
     }
 
@@ -766,6 +777,8 @@ pub fn run(
         log_full: false,
         confirming: confirm::Confirming::new(),
         log_full_episodes: 0,
+        peer_on: state.peer.configured(),
+        peer_out: Vec::new(),
     };
     // The proxy session was set up before the evidence (`proxy_principal::connect`).
     if let Some(loaded) = &mut loaded {
@@ -795,6 +808,7 @@ pub fn run(
                     break;
                 }
             }
+            peer_link::turn(&mut rt, &mut state.peer);
             let h = rt.monitor_mut();
             h.log.flush(&mut h.ch);
             match super::step(&mut h.ch, &mut h.log, &mut state) {
@@ -820,6 +834,7 @@ pub fn run(
     // A peer session's entries come after the agents' checkpoint: one more covers them.
     let mut peer_checkpointed = !state.peer.configured();
     loop {
+        peer_link::refuse_all(h, &mut state.peer);
         // The peer session (if the host configured one) is closed and ended first.
         let peer_done = state.peer.wound_down(&mut h.ch, h.log.now_ms());
         if peer_done && !peer_checkpointed {

@@ -8,7 +8,7 @@
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
 //! | Inference | [`inference`] (for [`agents`]) | the evidence-checked TLS session with the inference proxy: agents' prompts out, answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
-//! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured and pinned by the host on Control |
+//! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured and pinned by the host on Control; agents' messages to `node/agent` over it (with [`agents`]) |
 //! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
 //! Once the bundle is in, the proxy session is set up when the policy names models

@@ -14,8 +14,7 @@
 //! peer key), name = the peer's node name), deny when a handshake is refused, error when an
 //! established session breaks (name = the `PeerError`).
 //!
-//! Not built yet: agents' messages (`Deliver`/`Outcome`) over the session. Today the
-//! monitor brings the session up, closes it when its agents are done, and logs each step.
+//! Agents' messages (`Deliver`/`Outcome`) over the session: [`messages`].
 
 use alloc::boxed::Box;
 use alloc::string::ToString;
@@ -32,6 +31,9 @@ use sha2::{Digest, Sha256};
 
 use super::log::LogService;
 use super::{HostChannel, report_send_failure};
+
+mod messages;
+pub use messages::{Note, Send as PeerSend};
 
 /// How long the monitor waits, once its agents are done, for the session to come up and
 /// close (the other image may boot and attest later under TCG).
@@ -64,10 +66,12 @@ pub struct PeerService {
     wind_down_since: Option<u64>,
     /// Host messages refused so far (the first 20 and every 1000th are reported).
     refused: u64,
+    /// Agents' messages out and in.
+    msgs: messages::Messages,
 }
 
 /// A log entry's name: at most `MAX_NAME` bytes, cut at a character boundary.
-fn entry_name(s: &str) -> &[u8] {
+pub(super) fn entry_name(s: &str) -> &[u8] {
     let mut end = s.len().min(omega_provenance::entry::MAX_NAME);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -83,6 +87,7 @@ impl PeerService {
             state: State::Off,
             wind_down_since: None,
             refused: 0,
+            msgs: messages::Messages::default(),
         }
     }
 
@@ -263,6 +268,7 @@ impl PeerService {
             return;
         };
         let mut ended = false;
+        let mut frames = Vec::new();
         while let Some(ev) = c.poll_event() {
             match ev {
                 Event::Established(info) => {
@@ -285,25 +291,27 @@ impl PeerService {
                         Some(info.name.as_str().as_bytes()),
                     );
                 }
-                Event::Message(m) => {
-                    // Agents' messages across images are not wired yet (docs/fleet.md).
-                    serial_println!(
-                        "omega: peer: a {}-byte message from {peer}: not served yet, dropped",
-                        m.len()
-                    );
-                }
+                Event::Message(m) => frames.push(m),
                 Event::Closed => {
                     serial_println!("omega: peer: {peer} closed the session");
                     ended = true;
                 }
             }
         }
+        let peer = peer.clone();
+        for m in frames {
+            if let Some(answer) = self.on_frame(&peer, &m) {
+                self.send_frame(ch, &answer);
+            }
+        }
+        self.send_waiting(ch);
         if let Err(e) = r {
             let why = e.to_string();
-            let decision = if *up { Decision::Error } else { Decision::Deny };
+            let up = matches!(self.state, State::Running { up: true, .. });
+            let decision = if up { Decision::Error } else { Decision::Deny };
             serial_println!(
                 "omega: peer: session with {peer} {}: {why}",
-                if *up { "broken" } else { "refused" }
+                if up { "broken" } else { "refused" }
             );
             log.lifecycle(
                 ch,
@@ -314,6 +322,7 @@ impl PeerService {
                 Some(entry_name(&why)),
             );
             self.state = State::Ended;
+            self.msgs.fail_all(&why);
             return;
         }
         self.flush(ch);
@@ -345,7 +354,7 @@ impl PeerService {
                 up: true,
                 closing,
                 ..
-            } if !*closing => {
+            } if !*closing && self.msgs.idle() => {
                 *closing = true;
                 if let Err(e) = c.close() {
                     serial_println!("omega: peer: closing the session failed: {e}");

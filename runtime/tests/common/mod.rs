@@ -192,6 +192,7 @@ impl Monitor for TestMonitor {
         let what = match egress {
             Egress::Infer { model, prompt, .. } => format!("infer {model}: {prompt}"),
             Egress::Tool { tool, arguments } => format!("{held}call {tool} {arguments}"),
+            Egress::Message { to, labels, .. } => format!("message {to} {labels:?}"),
         };
         self.egress.push((agent.to_string(), what));
         match self.mode {
