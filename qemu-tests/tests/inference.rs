@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use omega_agent_abi as abi;
 use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest};
-use omega_host::session::SessionEvent;
 use omega_host::{Bundle, FileLogStore, SessionConfig};
-use omega_provenance::entry::{EntryIter, lifecycle};
+use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
-use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, image};
+use qemu_tests::verified_run::{Run, run_session};
+use qemu_tests::{Boot, image};
 use sha2::{Digest, Sha256};
 
 const DENIED: i32 = -2;
@@ -43,12 +43,9 @@ const MAX_TOKENS: u32 = 12;
 // The proxy, a relay, the direct answer
 
 fn prerequisites() -> Option<PathBuf> {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)"))?;
+    if !qemu_tests::qemu_present() {
+        return None;
+    }
     let model = std::env::var_os("OMEGA_MODEL")
         .map(PathBuf::from)
         .or_else(|| {
@@ -489,69 +486,22 @@ fn stream_agent(request: &[u8], rounds: u32, expect: Option<&str>) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // A boot and its verified log
 
-#[derive(Debug)]
-struct Logged {
-    agent: u32,
-    action: Action,
-    target: u32,
-    decision: Decision,
-    rule: u32,
-    content: Option<[u8; 32]>,
-    name: Vec<u8>,
-}
-
-struct Run {
-    out: Outcome,
-    entries: Vec<Logged>,
-}
-
-impl Run {
-    fn defined(&self, kind: u32, name: &str) -> Option<u32> {
-        self.entries
-            .iter()
-            .find(|e| e.action == Action::Lifecycle && e.rule == kind && e.name == name.as_bytes())
-            .map(|e| e.target)
-    }
-
-    fn assert_passed(&self, agent: &str) {
-        let prefix = format!("omega: agent summary: {agent} ");
-        let s = self
-            .out
-            .serial
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no summary for {agent}\n{}", self.out));
-        assert!(s.contains("status=exited 0 "), "{s}\n{}", self.out);
-    }
-
+/// What these tests read from a run beyond [`Run`]'s own helpers.
+trait InferenceRun {
     /// The infer decisions of `agent` on `model`: (decision, rule name).
+    fn infer_decisions(&self, agent: &str, model: &str) -> Vec<(Decision, String)>;
+    /// The `PROXY_SESSION` entries: (decision, content, name).
+    fn proxy_sessions(&self) -> Vec<(Decision, Option<[u8; 32]>, String)>;
+}
+
+impl InferenceRun for Run {
     fn infer_decisions(&self, agent: &str, model: &str) -> Vec<(Decision, String)> {
-        let (Some(a), Some(t)) = (
-            self.defined(lifecycle::DEFINE_AGENT, agent),
-            self.defined(lifecycle::DEFINE_TARGET, model),
-        ) else {
-            return Vec::new();
-        };
-        self.entries
-            .iter()
-            .filter(|e| e.action == Action::Infer && e.agent == a && e.target == t)
-            .map(|e| {
-                let rule = self
-                    .entries
-                    .iter()
-                    .find(|d| {
-                        d.action == Action::Lifecycle
-                            && d.rule == lifecycle::DEFINE_RULE
-                            && d.target == e.rule
-                    })
-                    .map(|d| String::from_utf8_lossy(&d.name).into_owned())
-                    .unwrap_or_default();
-                (e.decision, rule)
-            })
+        self.decisions_on(Action::Infer, agent, model)
+            .into_iter()
+            .map(|(decision, rule, _)| (decision, rule))
             .collect()
     }
 
-    /// The `PROXY_SESSION` entries: (decision, content, name).
     fn proxy_sessions(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
         self.entries
             .iter()
@@ -610,34 +560,9 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Run {
         ..Default::default()
     };
     let boot = Boot::new(image()).timeout(Duration::from_secs(400));
-    let (vm, session) =
-        qemu_tests::boot_with_session(boot, &log_dir.join("channel.sock"), config).unwrap();
-    let out = vm.finish().unwrap();
-    let events = session.close();
-    assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Shutdown { status: 0 })),
-        "{events:?}"
-    );
-    assert!(!out.serial.contains("panic"), "{out}");
-    let (cp, stored) = qemu_tests::verify_stored_log(&events, &log_dir);
-    let mut entries = Vec::new();
-    for e in EntryIter::new(&stored) {
-        let (_, entry, _) = e.unwrap();
-        entries.push(Logged {
-            agent: entry.agent,
-            action: entry.action,
-            target: entry.target,
-            decision: entry.decision,
-            rule: entry.rule,
-            content: entry.content,
-            name: entry.name.unwrap_or_default().to_vec(),
-        });
-    }
-    assert_eq!(entries.len() as u64, cp.size, "{out}");
-    Run { out, entries }
+    let run = run_session(boot, &log_dir, config);
+    assert!(!run.out.serial.contains("panic"), "{}", run.out);
+    run
 }
 
 fn agent_decl(name: &str, module: &[u8]) -> String {
