@@ -11,16 +11,9 @@ use std::time::{Duration, Instant};
 
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
+use qemu_tests::cli::text;
 use qemu_tests::{Boot, image, measurements, printed_verifier_commands, workloads, workspace_bin};
 use sha2::{Digest, Sha256};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `omega run` of the production image with `memory` MiB, serving `bundle`, storing into
 /// `logs`.
