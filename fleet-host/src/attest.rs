@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail};
 use measurements::{CertSource, VerifyOptions, verify_report};
-use omega_evidence::{Bundle, Claim, Options};
+use omega_evidence::{Bundle, Claim, Options, Outcome};
 use omega_fleet::policy::SnpTcb;
 use omega_fleet::{Attested, Binding, Tcb, TcbRating, Tee};
 use omega_tee_verify::{TcbStatus, Verified};
@@ -29,23 +29,7 @@ pub fn omega_platform(
     nonce: &[u8; 32],
     roots: &SnpRoots,
 ) -> anyhow::Result<Attested> {
-    let bundle = Bundle::decode(evidence).map_err(|e| anyhow!("evidence: {e}"))?;
-    let outcome = omega_evidence::verify(
-        &bundle,
-        &Options {
-            principal: "platform",
-            nonce: Some(*nonce),
-            allow_unattested: false,
-            report: None,
-        },
-    );
-    if !outcome.verified() {
-        let why: Vec<String> = outcome
-            .failures()
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
-        bail!("evidence refused: {}", why.join("; "));
-    }
+    let (bundle, outcome) = verified_evidence(evidence, "platform", nonce, "evidence")?;
     let report = outcome
         .report
         .as_deref()
@@ -67,11 +51,8 @@ pub fn omega_platform(
         },
     );
     if !vo.verified() {
-        let why: Vec<String> = vo
-            .failures()
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
-        bail!("SNP report refused: {}", why.join("; "));
+        let why = reasons(vo.failures().map(|c| (c.name, c.message.as_str())));
+        bail!("SNP report refused: {why}");
     }
     // SECURITY: the monitor's own platform claim must agree with the roots that verified it.
     match &outcome.claim {
@@ -118,31 +99,7 @@ pub fn omega_node(
     roots: &SnpRoots,
 ) -> anyhow::Result<Attested> {
     let mut a = omega_platform(platform, nonce, roots)?;
-    let b = Bundle::decode(bundle_evidence).map_err(|e| anyhow!("bundle evidence: {e}"))?;
-    let outcome = omega_evidence::verify(
-        &b,
-        &Options {
-            principal: "bundle",
-            nonce: Some(*nonce),
-            allow_unattested: false,
-            report: None,
-        },
-    );
-    if !outcome.verified() {
-        let why: Vec<String> = outcome
-            .failures()
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
-        bail!("bundle evidence refused: {}", why.join("; "));
-    }
-    // SECURITY: the same tree the platform evidence's report attests (whose REPORT_DATA
-    // binds this key, root and nonce), so the leaf's inclusion is attested too.
-    let Binding::OmegaEvidence { root } = a.binding else {
-        bail!("not an Omega node's evidence");
-    };
-    if b.monitor_key != a.node_key || b.base_root != root || b.report_nonce != *nonce {
-        bail!("bundle evidence is from another evidence tree than the platform's");
-    }
+    let outcome = leaf_evidence(&a, bundle_evidence, "bundle", nonce, "bundle evidence")?;
     match outcome.claim {
         Some(Claim::Bundle { manifest_digest }) => a.bundle = Some(manifest_digest),
         other => bail!("bundle evidence claims {other:?}"),
@@ -155,15 +112,7 @@ pub fn omega_node(
 /// whose log an admission covers (its checkpoints' origin is `omega-monitor/<boot id>`).
 pub fn platform_boot_id(evidence: &[u8], nonce: &[u8; 32]) -> Option<[u8; 16]> {
     let b = Bundle::decode(evidence).ok()?;
-    let o = omega_evidence::verify(
-        &b,
-        &Options {
-            principal: "platform",
-            nonce: Some(*nonce),
-            allow_unattested: false,
-            report: None,
-        },
-    );
+    let o = verify_for(&b, "platform", nonce);
     match o.claim {
         Some(Claim::Platform { boot_id, .. }) if o.verified() => Some(boot_id),
         _ => None,
@@ -174,35 +123,78 @@ pub fn platform_boot_id(evidence: &[u8], nonce: &[u8; 32]) -> Option<[u8; 16]> {
 /// the same attested tree as `a`'s platform evidence; its `PeerKey` claim gives
 /// [`Attested::peer_key`], the key the node's credential lets sign channel handshakes.
 pub fn omega_peer(a: &mut Attested, peer_evidence: &[u8], nonce: &[u8; 32]) -> anyhow::Result<()> {
-    let b = Bundle::decode(peer_evidence).map_err(|e| anyhow!("peer evidence: {e}"))?;
-    let outcome = omega_evidence::verify(
-        &b,
-        &Options {
-            principal: omega_evidence::PEER_PRINCIPAL,
-            nonce: Some(*nonce),
-            allow_unattested: false,
-            report: None,
-        },
-    );
-    if !outcome.verified() {
-        let why: Vec<String> = outcome
-            .failures()
-            .map(|c| format!("{}: {}", c.name, c.message))
-            .collect();
-        bail!("peer evidence refused: {}", why.join("; "));
-    }
-    // SECURITY: the same tree the platform report attests, as for the bundle leaf.
-    let Binding::OmegaEvidence { root } = a.binding else {
-        bail!("not an Omega node's evidence");
-    };
-    if b.monitor_key != a.node_key || b.base_root != root || b.report_nonce != *nonce {
-        bail!("peer evidence is from another evidence tree than the platform's");
-    }
+    let outcome = leaf_evidence(
+        a,
+        peer_evidence,
+        omega_evidence::PEER_PRINCIPAL,
+        nonce,
+        "peer evidence",
+    )?;
     match outcome.claim {
         Some(Claim::PeerKey { public, .. }) => a.peer_key = Some(public),
         other => bail!("peer evidence claims {other:?}"),
     }
     Ok(())
+}
+
+/// The evidence checks (tree, claim, binding, freshness) of `principal`'s `bundle` for the
+/// coordinator's `nonce`; unattested evidence is refused.
+fn verify_for(bundle: &Bundle, principal: &str, nonce: &[u8; 32]) -> Outcome {
+    omega_evidence::verify(
+        bundle,
+        &Options {
+            principal,
+            nonce: Some(*nonce),
+            allow_unattested: false,
+            report: None,
+        },
+    )
+}
+
+/// `evidence` (postcard `omega_evidence::Bundle`) decoded and verified as [`verify_for`]
+/// does; `what` names it in the errors, which list every failed check.
+fn verified_evidence(
+    evidence: &[u8],
+    principal: &str,
+    nonce: &[u8; 32],
+    what: &str,
+) -> anyhow::Result<(Bundle, Outcome)> {
+    let bundle = Bundle::decode(evidence).map_err(|e| anyhow!("{what}: {e}"))?;
+    let outcome = verify_for(&bundle, principal, nonce);
+    if !outcome.verified() {
+        let why = reasons(outcome.failures().map(|c| (c.name, c.message.as_str())));
+        bail!("{what} refused: {why}");
+    }
+    Ok((bundle, outcome))
+}
+
+/// A leaf's evidence (`bundle`, `peer`) verified as [`verified_evidence`] does and in the
+/// same evidence tree as `a`'s platform evidence.
+fn leaf_evidence(
+    a: &Attested,
+    evidence: &[u8],
+    principal: &str,
+    nonce: &[u8; 32],
+    what: &str,
+) -> anyhow::Result<Outcome> {
+    let (b, outcome) = verified_evidence(evidence, principal, nonce, what)?;
+    // SECURITY: the same tree the platform evidence's report attests (whose REPORT_DATA
+    // binds this key, root and nonce), so the leaf's inclusion is attested too.
+    let Binding::OmegaEvidence { root } = a.binding else {
+        bail!("not an Omega node's evidence");
+    };
+    if b.monitor_key != a.node_key || b.base_root != root || b.report_nonce != *nonce {
+        bail!("{what} is from another evidence tree than the platform's");
+    }
+    Ok(outcome)
+}
+
+/// Failed checks, (name, message) each, as one line.
+fn reasons<'a>(failures: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    failures
+        .map(|(name, message)| format!("{name}: {message}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A TDX quote or Nitro document already verified by `omega-tee-verify`, for a node that

@@ -134,6 +134,18 @@ impl<'c> Replay<'c> {
         }
         ours
     }
+
+    /// [`Replay::step`] with the request as the policy's pins expect it (nothing tampered).
+    fn decide(
+        &mut self,
+        agent: &str,
+        action: &str,
+        target: &str,
+        extra: Json,
+        expect: (&str, &str),
+    ) -> Json {
+        self.step(agent, action, target, extra, Tamper::None, expect)
+    }
 }
 
 fn session_record(
@@ -163,59 +175,53 @@ fn coding() -> (Compiled, Vec<u8>) {
 fn data_exfiltration_is_stopped_by_label_flow() {
     let (c, b) = healthcare();
     let mut r = Replay::new(&c, &b);
-    let out = r.step(
+    let out = r.decide(
         "triage",
         "read",
         "ehr",
         json!({"path": "/patients/42"}),
-        Tamper::None,
         ("allow", "triage_reads_ehr"),
     );
     assert_eq!(out["labels"], json!(["phi", "pii"]));
     // The chart goes to the PHI-cleared model: fine.
-    r.step(
+    r.decide(
         "triage",
         "infer",
         "local_llm",
         json!({"max_tokens": 512}),
-        Tamper::None,
         ("allow", "triage_infer"),
     );
     // Smuggling it out through a booking (calendar is cleared for pii only).
-    r.step(
+    r.decide(
         "triage",
         "call",
         "calendar.book",
         json!({"args": {"patient_id": "P-42", "slot": 10}}),
-        Tamper::None,
         ("deny", "flow:phi"),
     );
     // Via a peer: the scheduler gets the request with PHI declassified but PII still on it,
     // and cannot pass that on to outreach (cleared for nothing).
-    r.step(
+    r.decide(
         "triage",
         "send",
         "scheduler",
         json!({}),
-        Tamper::None,
         ("allow", "triage_to_scheduler"),
     );
     assert_eq!(c.label_names(r.sessions["scheduler"].labels()), vec!["pii"]);
-    r.step(
+    r.decide(
         "scheduler",
         "send",
         "outreach",
         json!({}),
-        Tamper::None,
         ("deny", "flow:pii"),
     );
     // A fresh outreach session may mail patients.
-    r.step(
+    r.decide(
         "outreach",
         "call",
         "mail.send",
         json!({"args": {"to": "patient-7@example.org"}}),
-        Tamper::None,
         ("allow", "outreach_mail"),
     );
 }
@@ -225,40 +231,36 @@ fn repeated_invocation_hits_the_rate_limit() {
     let (c, b) = coding();
     let mut r = Replay::new(&c, &b);
     for _ in 0..3 {
-        r.step(
+        r.decide(
             "reviewer",
             "call",
             "tracker.comment",
             json!({"args": {"issue": 17, "body": "lgtm"}}),
-            Tamper::None,
             ("allow", "comment"),
         );
     }
-    r.step(
+    r.decide(
         "reviewer",
         "call",
         "tracker.comment",
         json!({"args": {"issue": 17, "body": "lgtm"}}),
-        Tamper::None,
         ("deny", "comment_rate"),
     );
     // Another agent has its own session and counter.
-    r.step(
+    r.decide(
         "planner",
         "call",
         "tracker.comment",
         json!({"args": {"issue": 17, "body": "ok"}}),
-        Tamper::None,
         ("allow", "comment"),
     );
     // The next window opens an hour later.
     r.now += 3600;
-    r.step(
+    r.decide(
         "reviewer",
         "call",
         "tracker.comment",
         json!({"args": {"issue": 17, "body": "lgtm"}}),
-        Tamper::None,
         ("allow", "comment"),
     );
 }
@@ -267,46 +269,41 @@ fn repeated_invocation_hits_the_rate_limit() {
 fn resource_access_violations_are_denied_by_name() {
     let (c, b) = healthcare();
     let mut r = Replay::new(&c, &b);
-    r.step(
+    r.decide(
         "triage",
         "read",
         "ehr",
         json!({"path": "/admin/keys"}),
-        Tamper::None,
         ("deny", "ehr_admin_area"),
     );
-    r.step(
+    r.decide(
         "scheduler",
         "read",
         "ehr",
         json!({"path": "/patients/1"}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
-    r.step(
+    r.decide(
         "triage",
         "read",
         "billing_db",
         json!({"path": "/"}),
-        Tamper::None,
         ("deny", "unknown-target"),
     );
     let (c, b) = coding();
     let mut r = Replay::new(&c, &b);
-    r.step(
+    r.decide(
         "coder",
         "read",
         "vault",
         json!({"path": "/prod/db-password"}),
-        Tamper::None,
         ("deny", "vault_never"),
     );
-    r.step(
+    r.decide(
         "coder",
         "read",
         "repo",
         json!({"path": "src/main.rs"}),
-        Tamper::None,
         ("allow", "read_repo"),
     );
 }
@@ -315,62 +312,55 @@ fn resource_access_violations_are_denied_by_name() {
 fn privilege_escalation_is_denied() {
     let (c, b) = healthcare();
     let mut r = Replay::new(&c, &b);
-    r.step(
+    r.decide(
         "triage",
         "call",
         "fhir.update_record",
         json!({"args": {"patient_id": "P-1", "field": "owner", "value": "mallory"}}),
-        Tamper::None,
         ("deny", "no_owner_change"),
     );
-    r.step(
+    r.decide(
         "triage",
         "call",
         "fhir.update_record",
         json!({"args": {"patient_id": "P-1", "field": "notes", "value": "ok"}}),
-        Tamper::None,
         ("confirm", "triage_update"),
     );
-    r.step(
+    r.decide(
         "outreach",
         "call",
         "fhir.search_patients",
         json!({"args": {"limit": 5, "query": {"family_name": "Doe"}}}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
-    r.step(
+    r.decide(
         "outreach",
         "infer",
         "local_llm",
         json!({"max_tokens": 100}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
     let (c, b) = coding();
     let mut r = Replay::new(&c, &b);
-    r.step(
+    r.decide(
         "coder",
         "call",
         "git.push",
         json!({"args": {"remote": "origin", "branch": "main", "force": true}}),
-        Tamper::None,
         ("deny", "no_force_push"),
     );
-    r.step(
+    r.decide(
         "coder",
         "call",
         "git.push",
         json!({"args": {"remote": "origin", "branch": "main", "force": false}}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
-    r.step(
+    r.decide(
         "coder",
         "call",
         "git.push",
         json!({"args": {"remote": "origin", "branch": "feature/x", "force": false}}),
-        Tamper::None,
         ("confirm", "push_feature"),
     );
 }
@@ -388,12 +378,11 @@ fn execution_flow_disruption_is_denied() {
         Tamper::ToolEntry,
         ("deny", "target-pin"),
     );
-    r.step(
+    r.decide(
         "triage",
         "call",
         "fhir.search_patients",
         json!({"args": {"limit": 5, "query": {"family_name": "Doe"}}}),
-        Tamper::None,
         ("allow", "triage_search"),
     );
     // A swapped agent module.
@@ -409,29 +398,26 @@ fn execution_flow_disruption_is_denied() {
     let mut r = Replay::new(&c, &b);
     // The workflow runs planner → coder → reviewer → planner; a reviewer talking straight
     // to the coder skips the planner.
-    r.step(
+    r.decide(
         "reviewer",
         "send",
         "coder",
         json!({}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
-    r.step(
+    r.decide(
         "coder",
         "send",
         "reviewer",
         json!({}),
-        Tamper::None,
         ("allow", "code_to_review"),
     );
     // Out-of-budget inference.
-    r.step(
+    r.decide(
         "coder",
         "infer",
         "code_llm",
         json!({"max_tokens": 8193}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
 }
@@ -441,77 +427,69 @@ fn indirect_prompt_injection_cannot_reach_privileged_tools() {
     let (c, b) = coding();
     let mut r = Replay::new(&c, &b);
     // Before reading anything untrusted, the coder's feature push needs only confirmation.
-    r.step(
+    r.decide(
         "coder",
         "call",
         "git.push",
         json!({"args": {"remote": "origin", "branch": "feature/a"}}),
-        Tamper::None,
         ("confirm", "push_feature"),
     );
     // The planner reads an issue an attacker wrote ("push to main, fetch evil.example").
-    let out = r.step(
+    let out = r.decide(
         "planner",
         "read",
         "issues",
         json!({"path": "/issues/99"}),
-        Tamper::None,
         ("allow", "read_issues"),
     );
     assert_eq!(out["labels"], json!(["untrusted"]));
-    r.step(
+    r.decide(
         "planner",
         "call",
         "web.fetch",
         json!({"args": {"url": "https://evil.example/x"}}),
-        Tamper::None,
         ("deny", "default-deny"),
     );
     // Even an allowed fetch URL: web.fetch is cleared for nothing, and the context is untrusted.
-    r.step(
+    r.decide(
         "planner",
         "call",
         "web.fetch",
         json!({"args": {"url": "https://docs.rs/serde"}}),
-        Tamper::None,
         ("deny", "flow:untrusted"),
     );
     // The planner hands the task to the coder: the untrusted label travels with it.
-    r.step(
+    r.decide(
         "planner",
         "send",
         "coder",
         json!({}),
-        Tamper::None,
         ("allow", "plan_to_code"),
     );
     assert_eq!(
         c.label_names(r.sessions["coder"].labels()),
         vec!["untrusted"]
     );
-    r.step(
+    r.decide(
         "coder",
         "call",
         "git.push",
         json!({"args": {"remote": "origin", "branch": "feature/a"}}),
-        Tamper::None,
         ("deny", "flow:untrusted"),
     );
-    r.step(
+    r.decide(
         "coder",
         "call",
         "shell.run",
         json!({"args": {"command": "curl", "timeout_s": 10, "network": true}}),
-        Tamper::None,
         ("deny", "shell_no_rm"),
     );
     // Sandboxed tests are still fine: shell.run is cleared for untrusted input.
-    r.step(
+    r.decide(
         "coder",
         "call",
         "shell.run",
         json!({"args": {"command": "cargo", "timeout_s": 600, "network": false}}),
-        Tamper::None,
         ("allow", "shell_tests"),
     );
 }

@@ -20,7 +20,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use llama_cpp_2::token::LlamaToken;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -95,13 +95,24 @@ pub fn router(engine: Arc<Engine>, model_id: String, config: ServerConfig) -> Ro
         jobs,
         counters,
     });
+    openai_routes(post(chat), get(models), get(health)).with_state(shared)
+}
+
+/// The OpenAI-compatible surface every backend serves with its own handlers (the built-in
+/// engine's here, the upstream's in [`crate::upstream`]): chat completions, models and
+/// health, on the same paths and with the same body limit.
+pub(crate) fn openai_routes<S: Clone + Send + Sync + 'static>(
+    chat: MethodRouter<S>,
+    models: MethodRouter<S>,
+    health: MethodRouter<S>,
+) -> Router<S> {
     Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models))
-        .route("/health", get(health))
-        // SECURITY: bounds what one request makes the server buffer and parse.
+        .route("/v1/chat/completions", chat)
+        .route("/v1/models", models)
+        .route("/health", health)
+        // SECURITY: bounds what one request makes the proxy buffer, parse and (upstream)
+        // forward.
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared)
 }
 
 /// Serves `router` on `listener` until the process ends.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::openai::{self, ChatRequest};
-use crate::server::{MAX_BODY, check_chat, error_response, invalid};
+use crate::server::{check_chat, error_response, invalid, openai_routes};
 
 /// The prefix of the backend name in the evidence.
 pub const BACKEND_PREFIX: &str = "openai-upstream:";
@@ -122,13 +122,7 @@ pub fn router(config: UpstreamConfig) -> Router {
         refused_busy: AtomicU64::new(0),
         failed: AtomicU64::new(0),
     });
-    Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models))
-        .route("/health", get(health))
-        // SECURITY: bounds what one request makes the proxy buffer, parse and forward.
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared)
+    openai_routes(post(chat), get(models), get(health)).with_state(shared)
 }
 
 async fn models(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+pub mod cli;
 pub mod host_cpu;
 pub mod raw_host;
 pub mod verified_run;

@@ -7,11 +7,12 @@
 //! is a lab chain: this proves the card path, not a platform.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 mod common;
 
 use omega_agent_card::{CardKey, SignedCard};
+use qemu_tests::cli::{flag, refused, text, verified, with};
 use qemu_tests::{measurements, printed_verifier_commands, qemu_present};
 
 const NONCE: &str = "6f6d6567612d6167656e742d63617264732d746573742d6e6f6e63652d212121";
@@ -24,14 +25,6 @@ const RUNNING: [(&str, &str); 4] = [
     ("gamma-0", "gamma"),
     ("gamma-1", "gamma"),
 ];
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Agents that return at once, `alpha` declaring a description and two skills, `gamma`
 /// run as two instances, in `dir/bundle`.
@@ -67,36 +60,6 @@ fn bundle(dir: &Path) -> PathBuf {
         std::fs::write(b.join(name), bytes).unwrap();
     }
     b
-}
-
-/// The value after `flag` in `argv`.
-fn flag<'a>(argv: &'a [String], flag: &str) -> &'a str {
-    let i = argv
-        .iter()
-        .position(|a| a == flag)
-        .unwrap_or_else(|| panic!("{flag} in {argv:?}"));
-    &argv[i + 1]
-}
-
-/// `argv` with the value of `f` replaced by `value`.
-fn with(argv: &[String], f: &str, value: &str) -> Vec<String> {
-    let mut out = argv.to_vec();
-    let i = out.iter().position(|a| a == f).unwrap();
-    out[i + 1] = value.to_string();
-    out
-}
-
-#[track_caller]
-fn refused(argv: &[String], why: &str, because: &str) {
-    let o = measurements(argv);
-    let out = text(&o);
-    assert!(!o.status.success(), "{why}: accepted\n{argv:?}\n{out}");
-    assert!(out.contains(because), "{why}: not for {because:?}\n{out}");
-    assert!(
-        !out.lines().any(|l| l.starts_with("VERIFIED")),
-        "{why}: printed VERIFIED\n{out}"
-    );
-    eprintln!("{why}: refused as it must be:\n{}", out.trim_end());
 }
 
 #[test]
@@ -149,12 +112,7 @@ fn a_simulated_psp_run_publishes_cards_that_verify_and_forgeries_are_refused() {
             flag(&cmd, "--card-key-evidence"),
             logs.join("evidence/card.bin").display().to_string()
         );
-        let o = measurements(&cmd);
-        let v = text(&o);
-        assert!(
-            o.status.success(),
-            "card of {a} did not verify\n{cmd:?}\n{v}"
-        );
+        let v = verified(&cmd, &format!("card of {a}"));
         assert!(
             v.ends_with(&format!(
                 "VERIFIED (SIMULATED PLATFORM) card of agent {a}\n"

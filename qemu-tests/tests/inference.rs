@@ -31,11 +31,11 @@ use std::time::Duration;
 
 use omega_agent_abi as abi;
 use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest};
-use omega_host::session::SessionEvent;
 use omega_host::{Bundle, FileLogStore, SessionConfig};
-use omega_provenance::entry::{EntryIter, lifecycle};
+use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
-use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, image};
+use qemu_tests::verified_run::{Run, run_session};
+use qemu_tests::{Boot, image};
 use sha2::{Digest, Sha256};
 
 const DENIED: i32 = -2;
@@ -48,12 +48,9 @@ const MAX_TOKENS: u32 = 12;
 // The proxy, a relay, the direct answer
 
 fn prerequisites() -> Option<PathBuf> {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)"))?;
+    if !qemu_tests::qemu_present() {
+        return None;
+    }
     let model = std::env::var_os("OMEGA_MODEL")
         .map(PathBuf::from)
         .or_else(|| {
@@ -494,26 +491,22 @@ fn stream_agent(request: &[u8], rounds: u32, expect: Option<&str>) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // A boot and its verified log
 
-#[derive(Debug)]
-struct Logged {
-    agent: u32,
-    action: Action,
-    target: u32,
-    decision: Decision,
-    rule: u32,
-    content: Option<[u8; 32]>,
-    name: Vec<u8>,
-}
-
-struct Run {
-    out: Outcome,
-    entries: Vec<Logged>,
-    /// The launcher's log directory (evidence/, provenance.log) and the challenge nonce.
+/// A verified run and what the evidence checks need: the launcher's log directory (kept
+/// until the test ends) and the challenge nonce.
+struct Booted {
+    run: Run,
     dir: tempfile::TempDir,
     nonce: [u8; 32],
 }
 
-impl Run {
+impl std::ops::Deref for Booted {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.run
+    }
+}
+
+impl Booted {
     /// The stored evidence file of `principal` (`model:llm` → `evidence/model_llm.bin`).
     fn evidence(&self, principal: &str) -> PathBuf {
         self.dir
@@ -547,77 +540,42 @@ impl Run {
             String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
         )
     }
+}
 
+/// What these tests read from a run beyond [`Run`]'s own helpers.
+trait InferenceRun {
+    /// The infer decisions of `agent` on `model`: (decision, rule name).
+    fn infer_decisions(&self, agent: &str, model: &str) -> Vec<(Decision, String)>;
+    /// The `PROXY_SESSION` entries: (decision, content, name).
+    fn proxy_sessions(&self) -> Vec<(Decision, Option<[u8; 32]>, String)>;
     /// The `MODEL_CLAIM` entries: (decision, content, name).
-    fn model_claims(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
-        self.entries
-            .iter()
-            .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::MODEL_CLAIM)
-            .map(|e| {
-                (
-                    e.decision,
-                    e.content,
-                    String::from_utf8_lossy(&e.name).into_owned(),
-                )
-            })
+    fn model_claims(&self) -> Vec<(Decision, Option<[u8; 32]>, String)>;
+    /// Index in the log of the first lifecycle entry `rule` with `decision`.
+    fn position(&self, rule: u32, decision: Decision) -> Option<usize>;
+    /// The lifecycle entries of one kind: (decision, content, name).
+    fn lifecycle(&self, kind: u32) -> Vec<(Decision, Option<[u8; 32]>, String)>;
+}
+
+impl InferenceRun for Run {
+    fn infer_decisions(&self, agent: &str, model: &str) -> Vec<(Decision, String)> {
+        self.decisions_on(Action::Infer, agent, model)
+            .into_iter()
+            .map(|(decision, rule, _)| (decision, rule))
             .collect()
     }
 
-    /// Index in the log of the first lifecycle entry `rule` with `decision`.
+    fn proxy_sessions(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
+        self.lifecycle(lifecycle::PROXY_SESSION)
+    }
+
+    fn model_claims(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
+        self.lifecycle(lifecycle::MODEL_CLAIM)
+    }
+
     fn position(&self, rule: u32, decision: Decision) -> Option<usize> {
         self.entries
             .iter()
             .position(|e| e.action == Action::Lifecycle && e.rule == rule && e.decision == decision)
-    }
-
-    fn defined(&self, kind: u32, name: &str) -> Option<u32> {
-        self.entries
-            .iter()
-            .find(|e| e.action == Action::Lifecycle && e.rule == kind && e.name == name.as_bytes())
-            .map(|e| e.target)
-    }
-
-    fn assert_passed(&self, agent: &str) {
-        let prefix = format!("omega: agent summary: {agent} ");
-        let s = self
-            .out
-            .serial
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no summary for {agent}\n{}", self.out));
-        assert!(s.contains("status=exited 0 "), "{s}\n{}", self.out);
-    }
-
-    /// The infer decisions of `agent` on `model`: (decision, rule name).
-    fn infer_decisions(&self, agent: &str, model: &str) -> Vec<(Decision, String)> {
-        let (Some(a), Some(t)) = (
-            self.defined(lifecycle::DEFINE_AGENT, agent),
-            self.defined(lifecycle::DEFINE_TARGET, model),
-        ) else {
-            return Vec::new();
-        };
-        self.entries
-            .iter()
-            .filter(|e| e.action == Action::Infer && e.agent == a && e.target == t)
-            .map(|e| {
-                let rule = self
-                    .entries
-                    .iter()
-                    .find(|d| {
-                        d.action == Action::Lifecycle
-                            && d.rule == lifecycle::DEFINE_RULE
-                            && d.target == e.rule
-                    })
-                    .map(|d| String::from_utf8_lossy(&d.name).into_owned())
-                    .unwrap_or_default();
-                (e.decision, rule)
-            })
-            .collect()
-    }
-
-    /// The `PROXY_SESSION` entries: (decision, content, name).
-    fn proxy_sessions(&self) -> Vec<(Decision, Option<[u8; 32]>, String)> {
-        self.lifecycle(lifecycle::PROXY_SESSION)
     }
 
     /// The lifecycle entries of one kind: (decision, content, name).
@@ -638,7 +596,7 @@ impl Run {
 
 /// Boots the production image with `agents` under `policy` (plus one `phi` record as data
 /// source `ehr`), the launcher relaying the Inference stream to `proxy`.
-fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Run {
+fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_compiler::compile("inference.policy", policy, Path::new("."))
         .unwrap_or_else(|d| panic!("{}\n{policy}", d.render()))
@@ -681,39 +639,9 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Run {
         ..Default::default()
     };
     let boot = Boot::new(image()).timeout(Duration::from_secs(400));
-    let (vm, session) =
-        qemu_tests::boot_with_session(boot, &log_dir.join("channel.sock"), config).unwrap();
-    let out = vm.finish().unwrap();
-    let events = session.close();
-    assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Shutdown { status: 0 })),
-        "{events:?}"
-    );
-    assert!(!out.serial.contains("panic"), "{out}");
-    let (cp, stored) = qemu_tests::verify_stored_log(&events, &log_dir);
-    let mut entries = Vec::new();
-    for e in EntryIter::new(&stored) {
-        let (_, entry, _) = e.unwrap();
-        entries.push(Logged {
-            agent: entry.agent,
-            action: entry.action,
-            target: entry.target,
-            decision: entry.decision,
-            rule: entry.rule,
-            content: entry.content,
-            name: entry.name.unwrap_or_default().to_vec(),
-        });
-    }
-    assert_eq!(entries.len() as u64, cp.size, "{out}");
-    Run {
-        out,
-        entries,
-        dir,
-        nonce,
-    }
+    let run = run_session(boot, &log_dir, config);
+    assert!(!run.out.serial.contains("panic"), "{}", run.out);
+    Booted { run, dir, nonce }
 }
 
 fn agent_decl(name: &str, module: &[u8]) -> String {
@@ -894,7 +822,7 @@ fn a_prompt_reaches_the_model_and_labelled_data_does_not() {
 /// proxy fails; the claim edited in the file fails the tree; no evidence for `other_llm`
 /// says there is no claim for it.
 fn the_proxy_is_a_principal_of_the_evidence(
-    run: &Run,
+    run: &Booted,
     proxy: &Proxy,
     model_digest: std::thread::JoinHandle<String>,
 ) {

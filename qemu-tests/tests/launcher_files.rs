@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use qemu_tests::cli::text;
 use qemu_tests::{image, measurements, printed_verifier_commands, workspace_bin};
 
 const FILES: [&str; 5] = [
@@ -47,14 +48,6 @@ fn omega_run(dir: &Path, logs: &Path) -> Output {
         .args(["--connect-timeout", "60"])
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Runs the `verify-log` command the launcher printed; it must pass.

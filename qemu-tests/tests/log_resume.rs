@@ -13,7 +13,7 @@
 //!    once, the stored prefix untouched, and the resumes and refusals in the log.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use omega_host::{ChannelSession, LogStore, SessionConfig, SessionEvent};
 use omega_provenance::entry::{Entry, EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
 use omega_wire::{Stream, msg::code};
+use qemu_tests::cli::text;
 use qemu_tests::{
     image, measurements, printed_verifier_commands, qemu_present, workloads, workspace_bin,
 };
@@ -32,14 +33,6 @@ const ECHOES: u32 = 8;
 const ROUNDS: u32 = 1500;
 /// The launcher is killed once this much of the log is stored.
 const KILL_AT: u64 = 150 * 1024;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 thread_local! {
     /// QEMU's console file, shown when the test fails.

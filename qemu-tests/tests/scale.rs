@@ -11,16 +11,11 @@ use std::time::{Duration, Instant};
 
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
-use qemu_tests::{Boot, image, measurements, printed_verifier_commands, workloads, workspace_bin};
+use qemu_tests::cli::text;
+use qemu_tests::{
+    Boot, Running, image, measurements, printed_verifier_commands, workloads, workspace_bin,
+};
 use sha2::{Digest, Sha256};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `omega run` of the production image with `memory` MiB, serving `bundle`, storing into
 /// `logs`.
@@ -195,6 +190,32 @@ fn soak_heap_does_not_grow() {
     );
 }
 
+/// The vCPU's RIP, one a line, sampled every `every` through the QEMU monitor on `mon`
+/// until the console shows `until` or `limit` has passed; and how long that took.
+fn sample_rips(
+    vm: &Running,
+    mon: &Path,
+    until: &str,
+    limit: Duration,
+    every: Duration,
+) -> (String, Duration) {
+    let mut rips = String::new();
+    let t0 = Instant::now();
+    while !vm.serial().contains(until) && t0.elapsed() < limit {
+        if let Ok(r) = qemu_tests::monitor_command(mon, "info registers")
+            && let Some(rip) = r
+                .split("RIP=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+        {
+            rips += rip;
+            rips.push('\n');
+        }
+        std::thread::sleep(every);
+    }
+    (rips, t0.elapsed())
+}
+
 /// A profiler, not a check: samples the guest's RIP every 5 ms through the QEMU monitor
 /// while a load runs (`OMEGA_LOAD_AGENTS` echoes, default 200, × `OMEGA_LOAD_ROUNDS`,
 /// default 20) and writes them to `$OMEGA_PROFILE`; `scripts/profile-rips.py KERNEL_ELF
@@ -227,22 +248,14 @@ fn profile_load_rips() {
         "{}",
         vm.serial()
     );
-    let mut rips = String::new();
-    let t0 = Instant::now();
-    while !vm.serial().contains("agent summary: driver") && t0.elapsed() < Duration::from_secs(600)
-    {
-        if let Ok(r) = qemu_tests::monitor_command(&mon, "info registers")
-            && let Some(rip) = r
-                .split("RIP=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-        {
-            rips += rip;
-            rips.push('\n');
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    eprintln!("run took {:?}", t0.elapsed());
+    let (rips, took) = sample_rips(
+        &vm,
+        &mon,
+        "agent summary: driver",
+        Duration::from_secs(600),
+        Duration::from_millis(5),
+    );
+    eprintln!("run took {took:?}");
     std::fs::write(file, rips).unwrap();
     let _ = vm.kill();
     drop(session);
@@ -262,21 +275,14 @@ fn profile_boot_rips() {
         .timeout(Duration::from_secs(300))
         .monitor_socket(&mon);
     let (vm, session) = qemu_tests::serve_bundle(boot, dir.path(), bundle).unwrap();
-    let mut rips = String::new();
-    let t0 = Instant::now();
-    while !vm.serial().contains("agents: heap ") && t0.elapsed() < Duration::from_secs(120) {
-        if let Ok(r) = qemu_tests::monitor_command(&mon, "info registers")
-            && let Some(rip) = r
-                .split("RIP=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-        {
-            rips += rip;
-            rips.push('\n');
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    eprintln!("boot to the agent took {:?}", t0.elapsed());
+    let (rips, took) = sample_rips(
+        &vm,
+        &mon,
+        "agents: heap ",
+        Duration::from_secs(120),
+        Duration::from_millis(2),
+    );
+    eprintln!("boot to the agent took {took:?}");
     std::fs::write(file, rips).unwrap();
     let _ = vm.kill();
     drop(session);

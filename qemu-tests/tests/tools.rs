@@ -18,9 +18,10 @@ use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest};
 use omega_host::session::SessionEvent;
 use omega_host::session::confirm::{Answers, Operator};
 use omega_host::{Bundle, FileLogStore, SessionConfig};
-use omega_provenance::entry::{EntryIter, lifecycle};
+use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
-use qemu_tests::{Boot, EXIT_SUCCESS, Outcome, image};
+use qemu_tests::verified_run::{Run, run_session};
+use qemu_tests::{Boot, image};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -41,12 +42,9 @@ const PII: u64 = 1 << 3;
 
 /// QEMU, the MCP servers and Node.js, or `None` after a loud skip (a failure under CI).
 fn prerequisites() -> Option<PathBuf> {
-    let qemu = std::env::var("OMEGA_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-    let found = Command::new(&qemu)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    omega_test_support::require(found.then_some(()), format!("{qemu} (scripts/setup.sh)"))?;
+    if !qemu_tests::qemu_present() {
+        return None;
+    }
     let node = Command::new("node")
         .arg("--version")
         .output()
@@ -405,73 +403,15 @@ fn agent_decl(name: &str, module: &[u8], cleared: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // A run: the launcher's session with the gateway, the verified log
 
-#[derive(Debug)]
-struct Logged {
-    agent: u32,
-    action: Action,
-    target: u32,
-    decision: Decision,
-    rule: u32,
-    labels: u64,
-    content: Option<[u8; 32]>,
-    name: Vec<u8>,
-}
-
-struct Run {
-    out: Outcome,
-    entries: Vec<Logged>,
-    events: Vec<SessionEvent>,
-}
-
-impl Run {
-    fn defined(&self, kind: u32, name: &str) -> Option<u32> {
-        self.entries
-            .iter()
-            .find(|e| e.action == Action::Lifecycle && e.rule == kind && e.name == name.as_bytes())
-            .map(|e| e.target)
-    }
-
-    fn summary(&self, agent: &str) -> String {
-        let prefix = format!("omega: agent summary: {agent} ");
-        self.out
-            .serial
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no summary for {agent}\n{}", self.out))
-            .to_string()
-    }
-
-    /// The agent exited 0: every step returned what it must.
-    fn assert_passed(&self, agent: &str) {
-        let s = self.summary(agent);
-        assert!(s.contains("status=exited 0 "), "{s}\n{}", self.out);
-    }
-
+/// What these tests read from a run beyond [`Run`]'s own helpers.
+trait ToolsRun {
     /// The tool-call decisions for `agent` on `tool`: (decision, rule name, labels).
+    fn tool_decisions(&self, agent: &str, tool: &str) -> Vec<(Decision, String, u64)>;
+}
+
+impl ToolsRun for Run {
     fn tool_decisions(&self, agent: &str, tool: &str) -> Vec<(Decision, String, u64)> {
-        let Some(a) = self.defined(lifecycle::DEFINE_AGENT, agent) else {
-            return Vec::new();
-        };
-        let Some(t) = self.defined(lifecycle::DEFINE_TARGET, tool) else {
-            return Vec::new();
-        };
-        self.entries
-            .iter()
-            .filter(|e| e.action == Action::Tool && e.agent == a && e.target == t)
-            .map(|e| {
-                let rule = self
-                    .entries
-                    .iter()
-                    .find(|d| {
-                        d.action == Action::Lifecycle
-                            && d.rule == lifecycle::DEFINE_RULE
-                            && d.target == e.rule
-                    })
-                    .map(|d| String::from_utf8_lossy(&d.name).into_owned())
-                    .unwrap_or_default();
-                (e.decision, rule, e.labels)
-            })
-            .collect()
+        self.decisions_on(Action::Tool, agent, tool)
     }
 }
 
@@ -499,44 +439,15 @@ fn run_with(setup: &Setup, files: &[(&str, Vec<u8>)], gateway: String, operator:
         ..Default::default()
     };
     let boot = Boot::new(image()).timeout(Duration::from_secs(400));
-    let (vm, session) =
-        qemu_tests::boot_with_session(boot, &log_dir.join("channel.sock"), config).unwrap();
-    let out = vm.finish().unwrap();
-    let events = session.close();
-    assert_eq!(out.status, Some(EXIT_SUCCESS), "{out}");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Shutdown { status: 0 })),
-        "{events:?}"
-    );
-    let (cp, stored) = qemu_tests::verify_stored_log(&events, &log_dir);
-    let mut entries = Vec::new();
-    for e in EntryIter::new(&stored) {
-        let (_, entry, _) = e.unwrap();
-        entries.push(Logged {
-            agent: entry.agent,
-            action: entry.action,
-            target: entry.target,
-            decision: entry.decision,
-            rule: entry.rule,
-            labels: entry.labels,
-            content: entry.content,
-            name: entry.name.unwrap_or_default().to_vec(),
-        });
-    }
-    assert_eq!(entries.len() as u64, cp.size, "{out}");
+    let run = run_session(boot, &log_dir, config);
     // The monitor listed the catalogue itself and never panicked.
     assert!(
-        out.serial.contains("omega: tools: the gateway lists "),
-        "{out}"
+        run.out.serial.contains("omega: tools: the gateway lists "),
+        "{}",
+        run.out
     );
-    assert!(!out.serial.contains("panic"), "{out}");
-    Run {
-        out,
-        entries,
-        events,
-    }
+    assert!(!run.out.serial.contains("panic"), "{}", run.out);
+    run
 }
 
 fn bundle_files<'a>(

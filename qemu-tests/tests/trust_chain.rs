@@ -7,24 +7,16 @@
 //! evidence path, not confidentiality (docs/threat-model.md).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 mod common;
 
 use omega_provenance::{Checkpoint, LogKey};
+use qemu_tests::cli::{flag, refused, text, verified, with};
 use qemu_tests::{image, measurements, printed_verifier_commands, qemu_present, test_hooks_image};
 
 const NONCE: &str = "6f6d6567612d747275737465642d636861696e2d746573742d6e6f6e63652121";
 const OTHER_NONCE: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 const AGENTS: [&str; 2] = ["alpha", "beta"];
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Two agents that return at once, under a policy that pins them, in `dir/bundle`.
 fn bundle(dir: &Path) -> PathBuf {
@@ -34,26 +26,6 @@ fn bundle(dir: &Path) -> PathBuf {
         std::fs::write(b.join(name), bytes).unwrap();
     }
     b
-}
-
-/// The value after `flag` in `argv`.
-fn flag<'a>(argv: &'a [String], flag: &str) -> &'a str {
-    let i = argv
-        .iter()
-        .position(|a| a == flag)
-        .unwrap_or_else(|| panic!("{flag} in {argv:?}"));
-    &argv[i + 1]
-}
-
-/// `argv` with the value of `f` replaced by `value`.
-fn with(argv: &[String], f: &str, value: &str) -> Vec<String> {
-    let mut out = argv.to_vec();
-    let i = out
-        .iter()
-        .position(|a| a == f)
-        .unwrap_or_else(|| panic!("{f} in {argv:?}"));
-    out[i + 1] = value.to_string();
-    out
 }
 
 /// `argv` without the flags `fs` and their values.
@@ -74,36 +46,6 @@ fn drop_valued(argv: &[String], fs: &[&str]) -> Vec<String> {
 fn without(argv: &[String], f: &str) -> Vec<String> {
     assert!(argv.iter().any(|a| a == f), "{f} in {argv:?}");
     argv.iter().filter(|a| *a != f).cloned().collect()
-}
-
-/// Runs `argv`, which must fail, saying `because` (a FAIL line of the check that caught
-/// it, or the usage error).
-#[track_caller]
-fn refused(argv: &[String], why: &str, because: &str) -> String {
-    let o = measurements(argv);
-    let out = text(&o);
-    assert!(
-        !o.status.success(),
-        "{why}: measurements accepted it\n{argv:?}\n{out}"
-    );
-    assert!(
-        out.contains(because),
-        "{why}: refused, but not for {because:?}\n{out}"
-    );
-    assert!(
-        !out.lines().any(|l| l.starts_with("VERIFIED")),
-        "{why}: printed VERIFIED\n{out}"
-    );
-    eprintln!("{why}: refused as it must be:\n{}", out.trim_end());
-    out
-}
-
-#[track_caller]
-fn verified(argv: &[String], what: &str) -> String {
-    let o = measurements(argv);
-    let out = text(&o);
-    assert!(o.status.success(), "{what} did not verify\n{argv:?}\n{out}");
-    out
 }
 
 /// A copy of `file` with byte `at` flipped.

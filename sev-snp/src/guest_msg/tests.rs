@@ -370,6 +370,18 @@ fn assert_wiped(m: &mut GuestMessenger, psp: &mut Psp) {
     );
 }
 
+/// A report request answered by a PSP that `set_up` altered fails with `err` and wipes
+/// the key; returns the PSP for further checks.
+#[track_caller]
+fn refused_and_wiped(set_up: impl FnOnce(&mut Psp), err: GuestMsgError) -> Psp {
+    let mut psp = Psp::new();
+    set_up(&mut psp);
+    let mut m = messenger();
+    assert_eq!(m.attestation_report(&mut psp, [0; 64]), Err(err));
+    assert_wiped(&mut m, &mut psp);
+    psp
+}
+
 #[test]
 fn tampering_with_any_byte_wipes() {
     // Every header byte, every payload byte of a report response, and a byte past MSG_SZ
@@ -395,53 +407,21 @@ fn tampering_with_any_byte_wipes() {
 #[test]
 fn wrong_seqno_type_version_vmpck_or_key_wipe() {
     // Sequence number: counter+3 instead of counter+2 (authentic, but wrong).
-    let mut psp = Psp::new();
-    psp.resp_seqno_delta = 2;
-    let mut m = messenger();
-    assert_eq!(
-        m.attestation_report(&mut psp, [0; 64]),
-        Err(GuestMsgError::WrongSeqno {
+    refused_and_wiped(
+        |p| p.resp_seqno_delta = 2,
+        GuestMsgError::WrongSeqno {
             expected: 2,
-            got: 3
-        })
+            got: 3,
+        },
     );
-    assert_wiped(&mut m, &mut psp);
     // Type: a KEY_RSP answering a report request.
-    let mut psp = Psp::new();
-    psp.resp_type = Some(4);
-    let mut m = messenger();
-    assert_eq!(
-        m.attestation_report(&mut psp, [0; 64]),
-        Err(GuestMsgError::BadHeader)
-    );
-    assert_wiped(&mut m, &mut psp);
+    refused_and_wiped(|p| p.resp_type = Some(4), GuestMsgError::BadHeader);
     // Message version.
-    let mut psp = Psp::new();
-    psp.resp_version = Some(2);
-    let mut m = messenger();
-    assert_eq!(
-        m.attestation_report(&mut psp, [0; 64]),
-        Err(GuestMsgError::BadHeader)
-    );
-    assert_wiped(&mut m, &mut psp);
+    refused_and_wiped(|p| p.resp_version = Some(2), GuestMsgError::BadHeader);
     // VMPCK id.
-    let mut psp = Psp::new();
-    psp.resp_vmpck = Some(1);
-    let mut m = messenger();
-    assert_eq!(
-        m.attestation_report(&mut psp, [0; 64]),
-        Err(GuestMsgError::BadHeader)
-    );
-    assert_wiped(&mut m, &mut psp);
+    refused_and_wiped(|p| p.resp_vmpck = Some(1), GuestMsgError::BadHeader);
     // A PSP with another key: the request is rejected by the "PSP" (firmware error) -> wipe.
-    let mut psp = Psp::new();
-    psp.key = [1; 32];
-    let mut m = messenger();
-    assert_eq!(
-        m.attestation_report(&mut psp, [0; 64]),
-        Err(GuestMsgError::HostError(0x16))
-    );
-    assert_wiped(&mut m, &mut psp);
+    refused_and_wiped(|p| p.key = [1; 32], GuestMsgError::HostError(0x16));
 }
 
 #[test]
@@ -493,24 +473,16 @@ fn host_errors() {
         0x2_0000_0016,
         u64::MAX,
     ] {
-        let mut psp = Psp::new();
-        psp.reply = Reply::ExitInfo2(v);
-        let mut m = messenger();
-        assert_eq!(
-            m.attestation_report(&mut psp, [0; 64]),
-            Err(GuestMsgError::HostError(v))
+        let psp = refused_and_wiped(
+            |p| p.reply = Reply::ExitInfo2(v),
+            GuestMsgError::HostError(v),
         );
         assert_eq!((psp.calls, psp.now_ms), (1, 0));
-        assert_wiped(&mut m, &mut psp);
     }
-    let mut psp = Psp::new();
-    psp.reply = Reply::TransportError;
-    let mut m = messenger();
-    assert_eq!(
-        m.attestation_report(&mut psp, [0; 64]),
-        Err(GuestMsgError::Transport(GhcbError::HostError(5)))
+    refused_and_wiped(
+        |p| p.reply = Reply::TransportError,
+        GuestMsgError::Transport(GhcbError::HostError(5)),
     );
-    assert_wiped(&mut m, &mut psp);
 }
 
 #[test]

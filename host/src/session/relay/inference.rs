@@ -1,22 +1,23 @@
 //! Inference stream: opaque (TLS) bytes relayed to and from the inference proxy over TCP.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use omega_wire::{MAX_PAYLOAD, Stream, msg::code};
-use tracing::{info, warn};
+use omega_wire::Stream;
+use tracing::info;
 
+use super::tcp::{TcpPipe, tcp_to_guest};
 use super::{Inbox, Input, Relay};
 use crate::session::send::Shared;
 
 pub(crate) struct InferenceRelay {
     sh: Arc<Shared>,
     proxy: String,
-    conn: Option<TcpStream>,
+    pipe: TcpPipe,
     /// Proxy-to-guest threads, one per connection.
     readers: Vec<JoinHandle<()>>,
 }
@@ -26,24 +27,9 @@ impl InferenceRelay {
         InferenceRelay {
             sh: Arc::clone(sh),
             proxy,
-            conn: None,
+            pipe: TcpPipe::new(Stream::Inference, "inference proxy"),
             readers: Vec::new(),
         }
-    }
-
-    /// The proxy connection, made on first use.
-    fn connection(&mut self) -> io::Result<&mut TcpStream> {
-        if self.conn.is_none() {
-            let c = connect(&self.proxy)?;
-            info!("inference proxy connected: {}", self.proxy);
-            if let Ok(rc) = c.try_clone() {
-                let sh = Arc::clone(&self.sh);
-                self.readers
-                    .push(thread::spawn(move || proxy_to_guest(&sh, rc)));
-            }
-            self.conn = Some(c);
-        }
-        Ok(self.conn.as_mut().expect("connected above"))
     }
 }
 
@@ -51,41 +37,24 @@ impl Relay for InferenceRelay {
     const STREAM: Stream = Stream::Inference;
 
     fn on_input(&mut self, sh: &Shared, input: Input, _: &mut Inbox) -> ControlFlow<()> {
-        let bytes = match input {
-            Input::Data { payload, .. } => payload,
-            Input::Close => {
-                if let Some(c) = self.conn.take() {
-                    let _ = c.shutdown(Shutdown::Write);
-                }
-                return ControlFlow::Continue(());
+        // The proxy connection, made when there is none (first use, after a write error or
+        // the guest's close).
+        self.pipe.on_input(sh, input, || {
+            let c =
+                connect(&self.proxy).map_err(|e| format!("inference proxy {}: {e}", self.proxy))?;
+            info!("inference proxy connected: {}", self.proxy);
+            if let Ok(rc) = c.try_clone() {
+                let sh = Arc::clone(&self.sh);
+                self.readers.push(thread::spawn(move || {
+                    tcp_to_guest(&sh, Stream::Inference, rc)
+                }));
             }
-            Input::File(..) => return ControlFlow::Continue(()),
-        };
-        match self.connection() {
-            // Credit comes back only once the proxy took the bytes: a stalled proxy stalls
-            // the guest's Inference stream (and nothing else).
-            Ok(c) => {
-                if let Err(e) = c.write_all(&bytes) {
-                    let m = format!("inference proxy write: {e}");
-                    sh.send_error(Stream::Inference, code::BACKEND, &m);
-                    self.conn = None;
-                }
-            }
-            Err(e) => {
-                let m = format!("inference proxy {}: {e}", self.proxy);
-                warn!("{m}");
-                sh.backend_error(Stream::Inference, m.clone());
-                sh.send_error(Stream::Inference, code::BACKEND, &m);
-            }
-        }
-        sh.consumed(Stream::Inference, bytes.len());
-        ControlFlow::Continue(())
+            Ok(c)
+        })
     }
 
     fn finish(self, _: &Shared) {
-        if let Some(c) = self.conn {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.pipe.finish();
         for r in self.readers {
             let _ = r.join();
         }
@@ -101,21 +70,4 @@ fn connect(addr: &str) -> io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-fn proxy_to_guest(sh: &Shared, mut c: TcpStream) {
-    let mut buf = vec![0u8; MAX_PAYLOAD];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if sh.send_message(Stream::Inference, &buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    sh.send_close(Stream::Inference);
 }

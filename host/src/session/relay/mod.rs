@@ -9,6 +9,7 @@ pub(crate) mod echo;
 pub(crate) mod inference;
 pub(crate) mod log;
 pub(crate) mod peer;
+pub(crate) mod tcp;
 pub(crate) mod tools;
 
 use std::ops::ControlFlow;

@@ -3,17 +3,18 @@
 //! them into its own guest. A plain byte pipe: this host sees only ciphertext and decides
 //! nothing; whatever it does to the bytes, the monitors notice (docs/fleet.md).
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use omega_wire::{MAX_PAYLOAD, Stream, msg::code};
+use omega_wire::Stream;
 use tracing::{info, warn};
 
+use super::tcp::{TcpPipe, tcp_to_guest};
 use super::{Inbox, Input, Relay};
 use crate::session::send::Shared;
 
@@ -33,7 +34,7 @@ pub(crate) struct PeerRelay {
     link: PeerLink,
     /// The write half of the connection, from the link thread once it is made.
     pending: Option<Receiver<io::Result<TcpStream>>>,
-    conn: Option<TcpStream>,
+    pipe: TcpPipe,
     /// Makes the connection, then relays the other launcher's bytes into the guest.
     link_thread: Option<JoinHandle<()>>,
 }
@@ -71,7 +72,11 @@ impl PeerRelay {
                 }) {
                     Ok((write_half, read_half)) => {
                         let _ = tx.send(Ok(write_half));
-                        peer_to_guest(&sh, read_half);
+                        // The other launcher's bytes into this guest's Peer stream, as
+                        // they come; its end of the connection closes the stream (the
+                        // monitor tells a clean close from a cut by the channel's own
+                        // close record).
+                        tcp_to_guest(&sh, Stream::Peer, read_half);
                     }
                     Err(e) => {
                         warn!("peer link: {e}");
@@ -82,23 +87,9 @@ impl PeerRelay {
         Ok(PeerRelay {
             link,
             pending: Some(rx),
-            conn: None,
+            pipe: TcpPipe::new(Stream::Peer, "peer link"),
             link_thread: Some(link_thread),
         })
-    }
-
-    /// The connection, waiting for it (at most [`PEER_WAIT`]) when the guest sends first:
-    /// credit goes back only once its bytes are written, so only the Peer stream waits.
-    fn connection(&mut self) -> io::Result<&mut TcpStream> {
-        if let Some(rx) = self.pending.take() {
-            let c = rx
-                .recv_timeout(PEER_WAIT)
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no peer connection"))??;
-            self.conn = Some(c);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "peer link closed"))
     }
 }
 
@@ -106,39 +97,26 @@ impl Relay for PeerRelay {
     const STREAM: Stream = Stream::Peer;
 
     fn on_input(&mut self, sh: &Shared, input: Input, _: &mut Inbox) -> ControlFlow<()> {
-        let bytes = match input {
-            Input::Data { payload, .. } => payload,
-            Input::Close => {
-                if let Some(c) = self.conn.take() {
-                    let _ = c.shutdown(Shutdown::Write);
-                }
-                return ControlFlow::Continue(());
-            }
-            Input::File(..) => return ControlFlow::Continue(()),
-        };
-        match self.connection() {
-            Ok(c) => {
-                if let Err(e) = c.write_all(&bytes) {
-                    let m = format!("peer link write: {e}");
-                    sh.send_error(Stream::Peer, code::BACKEND, &m);
-                    self.conn = None;
-                }
-            }
-            Err(e) => {
-                let m = format!("peer link {:?}: {e}", self.link);
-                warn!("{m}");
-                sh.backend_error(Stream::Peer, m.clone());
-                sh.send_error(Stream::Peer, code::BACKEND, &m);
-            }
-        }
-        sh.consumed(Stream::Peer, bytes.len());
-        ControlFlow::Continue(())
+        // The connection, waiting for it (at most [`PEER_WAIT`]) when the guest sends
+        // first: credit goes back only once its bytes are written, so only the Peer
+        // stream waits. Once it is gone (a write error), the link stays closed.
+        self.pipe.on_input(sh, input, || {
+            let made = match self.pending.take() {
+                Some(rx) => rx
+                    .recv_timeout(PEER_WAIT)
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no peer connection"))
+                    .and_then(|c| c),
+                None => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "peer link closed",
+                )),
+            };
+            made.map_err(|e| format!("peer link {:?}: {e}", self.link))
+        })
     }
 
     fn finish(self, _: &Shared) {
-        if let Some(c) = self.conn {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.pipe.finish();
         // A link thread still waiting for the other launcher is left to end with the
         // process; one that is relaying ends when the connection does.
         if let Some(t) = self.link_thread
@@ -167,26 +145,6 @@ fn connect_retrying(addr: &str, wait: Duration) -> io::Result<TcpStream> {
         }
         thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The other launcher's bytes into this guest's Peer stream, as they come; its end of the
-/// connection closes the stream (the monitor tells a clean close from a cut by the
-/// channel's own close record).
-fn peer_to_guest(sh: &Shared, mut c: TcpStream) {
-    let mut buf = vec![0u8; MAX_PAYLOAD];
-    loop {
-        match c.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if sh.send_message(Stream::Peer, &buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    sh.send_close(Stream::Peer);
 }
 
 /// Who this node is on the peer channel and whom it pins (`omega run --peer-node`,
