@@ -51,6 +51,15 @@ pub fn clip(text: &str, max: usize) -> String {
     s
 }
 
+/// The cross-image demo (docs/fleet.md, `qemu-tests/tests/peer.rs`): `courier` runs on node
+/// `node-a` and sends to agents of node `node-b`, where `inbox` waits for one message.
+pub const COURIER: &str = "courier";
+/// Receives one message from another image and says so.
+pub const INBOX: &str = "inbox";
+/// What the courier sends, in order: one the receiving image's policy refuses, one its own
+/// policy refuses (it never leaves), and the one `inbox` gets (last: `inbox` then ends).
+pub const COURIER_TARGETS: [&str; 3] = ["node-b/vault", "node-b/archive", "node-b/inbox"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,12 +79,3 @@ mod tests {
         assert_eq!(clip("ééé", 3), "é…");
     }
 }
-
-/// The cross-image demo (docs/fleet.md, `qemu-tests/tests/peer.rs`): `courier` runs on node
-/// `node-a` and sends to agents of node `node-b`, where `inbox` waits for one message.
-pub const COURIER: &str = "courier";
-/// Receives one message from another image and says so.
-pub const INBOX: &str = "inbox";
-/// What the courier sends, in order: one the receiving image's policy refuses, one its own
-/// policy refuses (it never leaves), and the one `inbox` gets (last: `inbox` then ends).
-pub const COURIER_TARGETS: [&str; 3] = ["node-b/vault", "node-b/archive", "node-b/inbox"];
