@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 pub mod cli;
 pub mod host_cpu;
 pub mod raw_host;
+pub mod script;
 pub mod verified_run;
 pub mod workloads;
 

@@ -20,7 +20,6 @@
 //! Needs QEMU and the default model (`scripts/fetch-model.sh`): missing, a failure under
 //! `CI`, else a loud skip.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -34,6 +33,7 @@ use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest};
 use omega_host::{Bundle, FileLogStore, SessionConfig};
 use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
+use qemu_tests::script::{Expect, Step, postcard, script};
 use qemu_tests::verified_run::{Run, run_session};
 use qemu_tests::{Boot, image};
 use sha2::{Digest, Sha256};
@@ -231,101 +231,10 @@ fn relay(proxy: SocketAddr, flip: Option<usize>) -> Relay {
 }
 
 // ---------------------------------------------------------------------------------------
-// Agents: WAT scripts of host calls, each with the return it must see
+// Agents: WAT scripts of host calls (`qemu_tests::script`), each with the return it must see
 
-enum Expect {
-    Bytes(Vec<u8>),
-    Code(i32),
-    Positive,
-}
-
-struct Call {
-    func: &'static str,
-    request: Vec<u8>,
-    expect: Expect,
-}
-
-const OUT: u32 = 0x20000;
-const OUT_CAP: u32 = 0x10000;
-
-/// An agent that makes `calls` in order and exits 0 if each returned what it must, else
-/// with the failing call's number (+100 for a wrong length, +200 for wrong bytes).
-fn script(calls: &[Call]) -> Vec<u8> {
-    let mut data = String::new();
-    let mut body = String::new();
-    let mut at = 1024u32;
-    let mut place = |bytes: &[u8], data: &mut String| {
-        let start = at;
-        let hex: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
-        writeln!(data, "  (data (i32.const {start}) \"{hex}\")").unwrap();
-        at += (bytes.len() as u32).div_ceil(16) * 16 + 16;
-        assert!(at < OUT, "script data too large");
-        start
-    };
-    for (i, c) in calls.iter().enumerate() {
-        let n = i + 1;
-        let req = place(&c.request, &mut data);
-        writeln!(
-            body,
-            "    (local.set $r (call ${} (i32.const {req}) (i32.const {}) (i32.const {OUT}) (i32.const {OUT_CAP})))",
-            c.func,
-            c.request.len()
-        )
-        .unwrap();
-        match &c.expect {
-            Expect::Code(code) => writeln!(
-                body,
-                "    (if (i32.ne (local.get $r) (i32.const {code})) (then (call $exit (i32.const {n}))))"
-            ),
-            Expect::Positive => writeln!(
-                body,
-                "    (if (i32.le_s (local.get $r) (i32.const 0)) (then (call $exit (i32.const {n}))))"
-            ),
-            Expect::Bytes(b) => {
-                let exp = place(b, &mut data);
-                writeln!(
-                    body,
-                    "    (if (i32.ne (local.get $r) (i32.const {len})) (then (call $exit (i32.const {l}))))\n    (if (i32.eqz (call $eq (i32.const {OUT}) (i32.const {exp}) (i32.const {len}))) (then (call $exit (i32.const {w}))))",
-                    len = b.len(),
-                    l = 100 + n,
-                    w = 200 + n
-                )
-            }
-        }
-        .unwrap();
-    }
-    let m = abi::MODULE;
-    let wat = format!(
-        r#"(module
-  (import "{m}" "infer" (func $infer (param i32 i32 i32 i32) (result i32)))
-  (import "{m}" "data_read" (func $data_read (param i32 i32 i32 i32) (result i32)))
-  (import "{m}" "exit" (func $exit (param i32)))
-  (memory (export "memory") 3)
-{data}
-  (func $eq (param $a i32) (param $b i32) (param $n i32) (result i32)
-    (block $no
-      (loop $l
-        (if (i32.eqz (local.get $n)) (then (return (i32.const 1))))
-        (br_if $no (i32.ne (i32.load8_u (local.get $a)) (i32.load8_u (local.get $b))))
-        (local.set $a (i32.add (local.get $a) (i32.const 1)))
-        (local.set $b (i32.add (local.get $b) (i32.const 1)))
-        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-        (br $l)))
-    (i32.const 0))
-  (func (export "run") (local $r i32)
-{body}
-    (call $exit (i32.const 0))))"#
-    );
-    wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"))
-}
-
-fn postcard<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    let mut buf = vec![0u8; abi::MAX_RESPONSE + 64];
-    abi::encode(v, &mut buf).unwrap().to_vec()
-}
-
-fn infer(model: &str, prompt: &str, expect: Expect) -> Call {
-    Call {
+fn infer(model: &str, prompt: &str, expect: Expect) -> Step {
+    Step::Call {
         func: "infer",
         request: postcard(&abi::InferRequest {
             model,
@@ -336,8 +245,8 @@ fn infer(model: &str, prompt: &str, expect: Expect) -> Call {
     }
 }
 
-fn read_record() -> Call {
-    Call {
+fn read_record() -> Step {
+    Step::Call {
         func: "data_read",
         request: postcard(&abi::DataReadRequest {
             source: "ehr",
