@@ -29,6 +29,18 @@ pub enum Step {
     Detail(Vec<u8>),
 }
 
+/// WAT `$eq(a, b, n) -> 1 if the n bytes at a and b are equal, else 0`, for any script.
+pub const EQ_FUNC: &str = r#"  (func $eq (param $a i32) (param $b i32) (param $n i32) (result i32)
+    (block $no
+      (loop $l
+        (if (i32.eqz (local.get $n)) (then (return (i32.const 1))))
+        (br_if $no (i32.ne (i32.load8_u (local.get $a)) (i32.load8_u (local.get $b))))
+        (local.set $a (i32.add (local.get $a) (i32.const 1)))
+        (local.set $b (i32.add (local.get $b) (i32.const 1)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $l)))
+    (i32.const 0))"#;
+
 pub const OUT: u32 = 0x20000;
 pub const OUT_CAP: u32 = 0x10000;
 
@@ -113,16 +125,7 @@ pub fn script(steps: &[Step]) -> Vec<u8> {
   (import "{m}" "exit" (func $exit (param i32)))
   (memory (export "memory") 3)
 {data}
-  (func $eq (param $a i32) (param $b i32) (param $n i32) (result i32)
-    (block $no
-      (loop $l
-        (if (i32.eqz (local.get $n)) (then (return (i32.const 1))))
-        (br_if $no (i32.ne (i32.load8_u (local.get $a)) (i32.load8_u (local.get $b))))
-        (local.set $a (i32.add (local.get $a) (i32.const 1)))
-        (local.set $b (i32.add (local.get $b) (i32.const 1)))
-        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-        (br $l)))
-    (i32.const 0))
+{EQ_FUNC}
   (func (export "run") (local $r i32) (local $t i64)
 {body}
     (call $exit (i32.const 0))))"#

@@ -33,7 +33,7 @@ use omega_bundle::{AgentEntry, DataEntry, MANIFEST, Manifest};
 use omega_host::{Bundle, FileLogStore, SessionConfig};
 use omega_provenance::entry::lifecycle;
 use omega_provenance::{Action, Decision};
-use qemu_tests::script::{Expect, Step, postcard, script};
+use qemu_tests::script::{EQ_FUNC, Expect, Step, postcard, script};
 use qemu_tests::verified_run::{Run, run_session};
 use qemu_tests::{Boot, image};
 use sha2::{Digest, Sha256};
@@ -318,16 +318,7 @@ fn stream_agent(request: &[u8], rounds: u32, expect: Option<&str>) -> Vec<u8> {
       (local.set $s (i32.add (local.get $s) (i32.const 1)))
       (local.set $n (i32.sub (local.get $n) (i32.const 1)))
       (br $l))))
-  (func $eq (param $a i32) (param $b i32) (param $n i32) (result i32)
-    (block $no
-      (loop $l
-        (if (i32.eqz (local.get $n)) (then (return (i32.const 1))))
-        (br_if $no (i32.ne (i32.load8_u (local.get $a)) (i32.load8_u (local.get $b))))
-        (local.set $a (i32.add (local.get $a) (i32.const 1)))
-        (local.set $b (i32.add (local.get $b) (i32.const 1)))
-        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-        (br $l)))
-    (i32.const 0))
+{EQ_FUNC}
   ;; A postcard varint (u32) at $p; its length in $vlen.
   (func $varint (param $p i32) (result i32) (local $v i32) (local $i i32) (local $b i32)
     (loop $l
