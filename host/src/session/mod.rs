@@ -272,12 +272,10 @@ impl ChannelSession {
     /// channel socket with a fresh `make_config()` and waits up to `hello_wait` for the
     /// monitor's new Hello; without one, closes and connects again, until `deadline`.
     ///
-    /// Why again: QEMU 10 can leave the virtio serial port throttled when the old host's
-    /// socket died in the middle of a write (the port is re-throttled after its close
-    /// handler ran, with no watch to lift it), so the monitor's send never completes and it
-    /// never sees the new connection. Closing the new connection runs QEMU's close handler
-    /// again, which unthrottles the port and discards the stuck data (the monitor resends
-    /// the log anyway); the next connection then gets its Hello.
+    /// Why again: QEMU drops control messages (such as "host connected") when the guest
+    /// has no control buffer posted, so a monitor can miss one open; the next connection's
+    /// open reaches it. (A monitor whose send QEMU dropped when the old host died resets
+    /// its device first: `kernel/src/hw/virtio.rs`.)
     pub fn attach_unix(
         path: &Path,
         mut make_config: impl FnMut() -> std::io::Result<SessionConfig>,

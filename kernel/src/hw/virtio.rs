@@ -16,10 +16,11 @@ use alloc::boxed::Box;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use omega_arch::serial_println;
 use omega_boot_info::virt;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 use omega_kernel::channel;
@@ -81,6 +82,21 @@ pub enum ConsoleError {
 /// DMA through the shared pool; buffers are bounced.
 pub struct OmegaHal;
 
+/// Most bounce buffers in flight at once: every descriptor of the four queues.
+const MAX_BOUNCES: usize = 4 * QUEUE_SIZE;
+
+/// The bounce buffers the device holds now (physical address, pages): after a device reset
+/// it never returns them, so [`Console::reset`] frees them from here.
+static BOUNCES: spin::Mutex<heapless::Vec<(u64, u64), MAX_BOUNCES>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// Frees every bounce buffer still lent to the device (after a reset: it holds none).
+fn free_bounces() {
+    for (pa, pages) in BOUNCES.lock().drain(..) {
+        let _ = shared_pool::free(pa, pages);
+    }
+}
+
 fn pages_for(len: usize) -> u64 {
     len.div_ceil(PAGE_SIZE).max(1) as u64
 }
@@ -115,6 +131,8 @@ unsafe impl Hal for OmegaHal {
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let len = buffer.len();
         let (pa, bounce) = shared_pool::alloc(pages_for(len)).expect("shared DMA pool exhausted");
+        // Never full: each descriptor lends at most one bounce buffer (one buffer per add).
+        let _ = BOUNCES.lock().push((pa, pages_for(len)));
         if direction != BufferDirection::DeviceToDriver {
             // SAFETY: the caller guarantees `buffer` is valid for `len` bytes; the bounce
             // pages are fresh and at least `len` long.
@@ -140,6 +158,7 @@ unsafe impl Hal for OmegaHal {
                 )
             };
         }
+        BOUNCES.lock().retain(|&(pa, _)| pa != paddr);
         let _ = shared_pool::free(paddr, pages_for(len));
     }
 }
@@ -165,6 +184,9 @@ const CTRL_SLOTS: usize = 4;
 const CTRL_BUF: usize = 128;
 /// Control-queue polls to wait for the device to add and open the port.
 const SETUP_SPINS: u64 = 5_000_000;
+/// Polls of the transmit queue after the host side went away before the buffer in flight
+/// counts as dropped by the device.
+const LOST_SEND_SPINS: u64 = 100_000;
 
 /// A device-to-driver queue with `SLOTS` buffers of `LEN` bytes, each either posted to
 /// the device or back with us.
@@ -238,6 +260,10 @@ pub struct Console {
     pub host_open: bool,
     /// The host side has been open once (the first launcher).
     host_was_open: bool,
+    /// Times the host side went away (closed, or opened again without a close we saw).
+    host_closes: u64,
+    /// Device resets after a send the device dropped (see [`Console::send`]).
+    pub resets: u64,
     /// The host side closed and opened again since [`channel::Transport::reconnected`]
     /// last said so: a new launcher attached.
     reopened: bool,
@@ -308,20 +334,46 @@ fn control(id: u32, event: u16, value: u16) -> [u8; ctl::LEN] {
     m
 }
 
-impl Console {
-    fn new(mut transport: MmioTransport<'static>, slot: u64) -> Result<Console, ConsoleError> {
+/// The four queues, set up on a device that has just been reset.
+struct Queues {
+    rx: RxQueue<RX_BUF, RX_SLOTS>,
+    tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+    ctrl_rx: RxQueue<CTRL_BUF, CTRL_SLOTS>,
+    ctrl_tx: VirtQueue<OmegaHal, QUEUE_SIZE>,
+}
+
+impl Queues {
+    /// Initialises the device (`begin_init` resets it first) and its queues.
+    fn new(transport: &mut MmioTransport<'static>) -> Result<Queues, ConsoleError> {
         let features = transport.begin_init(Features::VERSION_1 | Features::MULTIPORT);
         if !features.contains(Features::MULTIPORT) {
             return Err(ConsoleError::NoMultiport);
         }
-        let ctrl_rx = RxQueue::new(&mut transport, CTRL_RX_QUEUE)?;
-        let mut ctrl_tx = VirtQueue::new(&mut transport, CTRL_TX_QUEUE, false, false)?;
-        let rx = RxQueue::new(&mut transport, PORT_RX_QUEUE)?;
-        let mut tx = VirtQueue::new(&mut transport, PORT_TX_QUEUE, false, false)?;
+        let ctrl_rx = RxQueue::new(transport, CTRL_RX_QUEUE)?;
+        let mut ctrl_tx = VirtQueue::new(transport, CTRL_TX_QUEUE, false, false)?;
+        let rx = RxQueue::new(transport, PORT_RX_QUEUE)?;
+        let mut tx = VirtQueue::new(transport, PORT_TX_QUEUE, false, false)?;
         // Sends wait for the device in place: no interrupt needed when it is done.
         tx.set_dev_notify(false);
         ctrl_tx.set_dev_notify(false);
         transport.finish_init();
+        Ok(Queues {
+            rx,
+            tx,
+            ctrl_rx,
+            ctrl_tx,
+        })
+    }
+}
+
+impl Console {
+    fn new(mut transport: MmioTransport<'static>, slot: u64) -> Result<Console, ConsoleError> {
+        let Queues {
+            rx,
+            tx,
+            ctrl_rx,
+            ctrl_tx,
+        } = Queues::new(&mut transport)?;
         let mut c = Console {
             transport,
             rx,
@@ -332,24 +384,56 @@ impl Console {
             port_ready: false,
             host_open: false,
             host_was_open: false,
+            host_closes: 0,
             reopened: false,
+            resets: 0,
             slot,
         };
+        c.bring_up()?;
+        Ok(c)
+    }
+
+    /// Posts every receive buffer, tells the device the driver is ready and waits for it
+    /// to add (and so open) the channel port.
+    fn bring_up(&mut self) -> Result<(), ConsoleError> {
         for i in 0..CTRL_SLOTS {
-            c.ctrl_rx.post(&mut c.transport, i)?;
+            self.ctrl_rx.post(&mut self.transport, i)?;
         }
         for i in 0..RX_SLOTS {
-            c.rx.post(&mut c.transport, i)?;
+            self.rx.post(&mut self.transport, i)?;
         }
-        c.send_control(control(0, ctl::DEVICE_READY, 1))?;
+        self.send_control(control(0, ctl::DEVICE_READY, 1))?;
         for _ in 0..SETUP_SPINS {
-            c.poll_control()?;
-            if c.port_ready {
-                return Ok(c);
+            self.poll_control()?;
+            if self.port_ready {
+                return Ok(());
             }
             core::hint::spin_loop();
         }
         Err(ConsoleError::NoPort)
+    }
+
+    /// Resets the device and brings the port up again, for a send the device will never
+    /// give back (see [`Console::send`]). Everything in flight either way is dropped, as
+    /// on any reconnect; the host's side of the port is closed until QEMU says otherwise,
+    /// and its next open counts as a reconnect.
+    fn reset(&mut self) -> Result<(), ConsoleError> {
+        self.transport.set_status(DeviceStatus::empty());
+        // The device holds no buffer now: what it was lent goes back to the pool.
+        free_bounces();
+        let Queues {
+            rx,
+            tx,
+            ctrl_rx,
+            ctrl_tx,
+        } = Queues::new(&mut self.transport)?;
+        // The old rings are freed here, after the reset: the device no longer uses them.
+        (self.rx, self.tx, self.ctrl_rx, self.ctrl_tx) = (rx, tx, ctrl_rx, ctrl_tx);
+        self.current = None;
+        self.port_ready = false;
+        self.host_open = false;
+        self.resets += 1;
+        self.bring_up()
     }
 
     fn send_control(&mut self, m: [u8; ctl::LEN]) -> Result<(), ConsoleError> {
@@ -383,6 +467,11 @@ impl Console {
                     // QEMU sends PORT_OPEN 0 when the launcher's socket closes and 1 when a
                     // new one connects (the chardev is a listening socket).
                     let open = value != 0;
+                    // An open while open: the close between them was lost (the device
+                    // drops control messages when no buffer is posted).
+                    if self.host_was_open && (!open || self.host_open) {
+                        self.host_closes += 1;
+                    }
                     self.reopened |= open && !self.host_open && self.host_was_open;
                     self.host_was_open |= open;
                     self.host_open = open;
@@ -423,10 +512,53 @@ impl Console {
     /// serial port whose host side is full, so this is where backpressure lands).
     pub fn send(&mut self, data: &[u8]) -> Result<(), ConsoleError> {
         for chunk in data.chunks(TX_CHUNK) {
-            self.tx
-                .add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)?;
+            if !self.send_chunk(chunk)? {
+                // The host went away: the rest would go to nobody (or, worse, start the
+                // next host's stream mid-message).
+                return Ok(());
+            }
         }
         Ok(())
+    }
+
+    /// Hands `chunk` to the device and waits until it gives the buffer back. False when the
+    /// host side went away first and the device had to be reset: QEMU's virtio-serial,
+    /// when the host closes while it holds a buffer it could not write (the port was
+    /// throttled), drops that buffer without returning it (`discard_throttle_data`
+    /// detaches it); waiting for it would hang the monitor for good (a known QEMU
+    /// behaviour; Linux guests soft-lock in the same place).
+    fn send_chunk(&mut self, chunk: &[u8]) -> Result<bool, ConsoleError> {
+        let closes = self.host_closes;
+        // SAFETY: `chunk` is only read (bounced into shared pages by `OmegaHal::share`) and
+        // stays borrowed until this function returns: after `pop_used` gave it back, or
+        // after `reset`, when the device holds no buffer.
+        let token = unsafe { self.tx.add(&[chunk], &mut [])? };
+        if self.tx.should_notify() {
+            self.transport.notify(PORT_TX_QUEUE);
+        }
+        let mut spins_after_close = 0u64;
+        loop {
+            if self.tx.can_pop() {
+                // SAFETY: the same buffers `add` took above, still valid and untouched.
+                unsafe { self.tx.pop_used(token, &[chunk], &mut [])? };
+                return Ok(true);
+            }
+            if self.host_closes == closes {
+                self.poll_control()?;
+            } else {
+                // A close returns queued buffers at once; one it dropped never returns.
+                // The grace covers a notification the device has not handled yet.
+                spins_after_close += 1;
+                if spins_after_close > LOST_SEND_SPINS {
+                    serial_println!(
+                        "omega: host channel: the host went away holding a send QEMU will never return; device reset"
+                    );
+                    self.reset()?;
+                    return Ok(false);
+                }
+            }
+            core::hint::spin_loop();
+        }
     }
 }
 
