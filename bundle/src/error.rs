@@ -56,6 +56,10 @@ pub enum ManifestError {
     BadPolicyName(String),
     #[error("bad module file name {0:?} (a file name ending in .wasm)")]
     BadModuleName(String),
+    #[error(
+        "fleet: an id of 1..={MAX_NAME} of [A-Za-z0-9._-] and a coordinator key of 64 lowercase hex digits"
+    )]
+    BadFleet,
     #[error("{0} data files (at most {MAX_DATA})")]
     DataCount(usize),
     #[error("agent {agent:?}: {what}")]

@@ -20,7 +20,9 @@ pub use limits::{
     MANIFEST, MAX_AGENTS, MAX_CHUNK, MAX_DATA, MAX_FILES, MAX_INSTANCES, MAX_NAME, MAX_TOTAL_BYTES,
     valid_agent_name, valid_file_name,
 };
-pub use manifest::{AgentEntry, DataEntry, MANIFEST_VERSION, Manifest, Restart, valid_data_path};
+pub use manifest::{
+    AgentEntry, DataEntry, FleetEntry, MANIFEST_VERSION, Manifest, Restart, valid_data_path,
+};
 pub use msg::BundleMsg;
 pub use receiver::{BundleFile, BundleReceiver, Progress};
 pub use validate::{NamedFile, validate};

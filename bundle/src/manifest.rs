@@ -34,6 +34,48 @@ pub struct Manifest {
     /// identity; the gateway refuses to start a server that differs from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<String>,
+    /// The fleet this node belongs to and its coordinator's credential key: the only
+    /// authority for the monitor's peer channel (docs/fleet.md). In the manifest, so in the
+    /// attested `bundle` claim: the host cannot swap the coordinator. Absent: no peer
+    /// channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetEntry>,
+}
+
+/// `fleet` in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetEntry {
+    /// The fleet's id, as its credentials name it (1..=64 of `[A-Za-z0-9._-]`).
+    pub id: String,
+    /// The coordinator's Ed25519 credential key: 64 lowercase hex digits.
+    pub coordinator: String,
+}
+
+impl FleetEntry {
+    /// The coordinator key's bytes (`None` unless 64 lowercase hex digits).
+    pub fn coordinator_key(&self) -> Option<[u8; 32]> {
+        let s = self.coordinator.as_bytes();
+        if s.len() != 64
+            || !s
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        {
+            return None;
+        }
+        let nibble = |b: u8| {
+            if b.is_ascii_digit() {
+                b - b'0'
+            } else {
+                b - b'a' + 10
+            }
+        };
+        let mut k = [0u8; 32];
+        for (i, out) in k.iter_mut().enumerate() {
+            *out = (nibble(s[2 * i]) << 4) | nibble(s[2 * i + 1]);
+        }
+        Some(k)
+    }
 }
 
 /// One data item: item `path` of data source `source` is the bundle file `file`.
@@ -257,6 +299,7 @@ impl Manifest {
                 .collect(),
             data: Vec::new(),
             tools: None,
+            fleet: None,
         };
         m.to_json()
     }
@@ -307,6 +350,11 @@ impl Manifest {
                 return Err(ManifestError::DuplicateAgent(name));
             }
             running.insert(name);
+        }
+        if let Some(f) = &self.fleet
+            && (!valid_agent_name(&f.id) || f.coordinator_key().is_none())
+        {
+            return Err(ManifestError::BadFleet);
         }
         if self.data.len() > MAX_DATA {
             return Err(ManifestError::DataCount(self.data.len()));

@@ -607,3 +607,36 @@ fn the_tools_file_is_sent_last_and_is_no_other_file() {
         assert!(Manifest::parse(json.as_bytes()).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_fleet_entry_is_checked_on_both_sides() {
+    let key = "0a".repeat(32);
+    let cases = [
+        ("lab", key.clone(), true),
+        ("", key.clone(), false),
+        ("la b", key.clone(), false),
+        (&*"f".repeat(65), key.clone(), false),
+        ("lab", "0A".repeat(32), false),
+        ("lab", "0a".repeat(31), false),
+        ("lab", format!("{}0g", "0a".repeat(31)), false),
+    ];
+    for (id, coordinator, ok) in cases {
+        let mut files = bundle(1, 8);
+        let mut m = Manifest::parse(&files[0].1).unwrap();
+        m.fleet = Some(FleetEntry {
+            id: id.into(),
+            coordinator: coordinator.clone(),
+        });
+        files[0].1 = m.to_json();
+        let r = both(&files);
+        assert_eq!(r.is_ok(), ok, "{id:?} {coordinator}: {r:?}");
+        if !ok {
+            assert_eq!(r, Err(BundleError::Manifest(ManifestError::BadFleet)));
+        }
+    }
+    let entry = FleetEntry {
+        id: "lab".into(),
+        coordinator: key,
+    };
+    assert_eq!(entry.coordinator_key(), Some([0x0a; 32]));
+}

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use omega_host::files::{ensure_private_dir, fresh_private_dir};
+use omega_host::session::PeerSetup;
 use omega_host::session::confirm::{Answers, Operator};
 use omega_host::session::log_store::NONCE_FILE;
-use omega_host::session::{PeerKey, PeerSetup};
 use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
     Bundle, Challenge, ChannelSession, FileLogStore, LogStore, PeerLink, QemuConfig, QemuOutcome,
@@ -141,16 +141,20 @@ struct RunArgs {
     /// retrying until it listens.
     #[arg(long, value_name = "HOST:PORT")]
     peer_connect: Option<String>,
-    /// This node's name on the peer channel (a-z, 0-9, `-_.`; with --peer-pin).
-    #[arg(long, value_name = "NAME", requires = "peer_pin")]
+    /// This node's name on the peer channel (a-z, 0-9, `-_.`): the node its fleet
+    /// credential names (with --peer and --peer-credential).
+    #[arg(long, value_name = "NAME", requires_all = ["peer", "peer_credential"])]
     peer_node: Option<String>,
-    /// The peer node's name and its peer key: `NAME=HEX` (64 hex digits) or `NAME=@FILE`
-    /// (waited for: the other image attests itself once it runs). TESTS ONLY as a trust
-    /// root: take the key from the other image's verified `peer` evidence (`measurements
-    /// verify-evidence --principal peer` prints it) until the fleet coordinator's
-    /// credentials are wired (docs/fleet.md).
-    #[arg(long, value_name = "NAME=HEX|NAME=@FILE", requires = "peer_node", value_parser = parse_peer_pin)]
-    peer_pin: Option<(String, PeerKey)>,
+    /// The peer node's name: the one node this monitor opens a channel with.
+    #[arg(long, value_name = "NAME", requires = "peer_node")]
+    peer: Option<String>,
+    /// This node's credential from the fleet coordinator (the signed bytes the coordinator
+    /// writes once it admitted the node on its evidence; waited for up to 120 s, as the
+    /// node attests itself only once it runs). The monitor believes it only under the
+    /// coordinator key its bundle's manifest names (`fleet`), for its own attested keys
+    /// (docs/fleet.md).
+    #[arg(long, value_name = "FILE", requires = "peer_node")]
+    peer_credential: Option<PathBuf>,
     /// The verifier's nonce (64 hex digits), sent to the monitor before the bundle and
     /// bound into its evidence. Default: 32 fresh random bytes, printed and written to
     /// DIR/nonce.hex. A verifier that wants freshness chooses it.
@@ -179,20 +183,6 @@ struct RunArgs {
 fn parse_cpu(s: &str) -> Result<VcpuType, String> {
     s.parse()
         .map_err(|e: launch_digest::UnknownVcpuType| e.to_string())
-}
-
-fn parse_peer_pin(s: &str) -> Result<(String, PeerKey), String> {
-    let (name, key) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not NAME=HEX or NAME=@FILE"))?;
-    let key = match key.strip_prefix('@') {
-        Some(file) => PeerKey::File(PathBuf::from(file)),
-        None => PeerKey::Key(
-            omega_host::session::parse_peer_key(key)
-                .ok_or_else(|| format!("{key:?} is not 64 hex digits"))?,
-        ),
-    };
-    Ok((name.to_string(), key))
 }
 
 fn parse_nonce(s: &str) -> Result<[u8; 32], String> {
@@ -697,8 +687,13 @@ fn run_image(a: RunArgs) -> Result<i32> {
         peer_setup: a
             .peer_node
             .clone()
-            .zip(a.peer_pin.clone())
-            .map(|(node, (peer, key))| PeerSetup { node, peer, key }),
+            .zip(a.peer.clone())
+            .zip(a.peer_credential.clone())
+            .map(|((node, peer), credential)| PeerSetup {
+                node,
+                peer,
+                credential,
+            }),
         ..Default::default()
     };
     // Connect while watching QEMU: it may exit before the socket appears.

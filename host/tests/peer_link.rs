@@ -7,7 +7,7 @@ mod sim;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use omega_host::session::{PeerKey, PeerSetup, parse_peer_key};
+use omega_host::session::PeerSetup;
 use omega_host::*;
 use omega_peer_channel::{Channel, Event, Identity, PeerName, PinnedAuthority};
 use omega_wire::msg::code;
@@ -114,54 +114,52 @@ fn without_a_peer_link_the_stream_is_refused_saying_why() {
     assert!(msg.contains("--peer-listen"), "{msg}");
 }
 
-/// `--peer-node` / `--peer-pin NAME=@FILE`: `PeerConfig` reaches the guest at once (before
-/// the key exists), `PeerPin` only once the file holds a key; a file that is not a key yet
-/// is waited past.
+/// `--peer-node` / `--peer` / `--peer-credential FILE`: `PeerConfig` reaches the guest at
+/// once (before the credential exists), `PeerCredential` only once the file holds the same
+/// bytes twice in a row; an empty file is waited past.
 #[test]
-fn the_launcher_configures_the_monitor_then_pins_the_key_when_it_appears() {
+fn the_launcher_configures_the_monitor_then_sends_the_credential_when_it_appears() {
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("beta.key");
+    let file = dir.path().join("alpha.credential");
     let (mut g, _s) = start_ready(
         SessionConfig {
             peer: Some(PeerLink::Connect(free_port())),
             peer_setup: Some(PeerSetup {
                 node: "alpha".into(),
                 peer: "beta".into(),
-                key: PeerKey::File(key_file.clone()),
+                credential: file.clone(),
             }),
             ..Default::default()
         },
         INITIAL_WINDOW,
     );
-    let control = |g: &mut SimGuest| {
-        let m = g
-            .recv_message(Stream::Control, T)
-            .expect("a control message");
-        let owned = m.clone();
-        let decoded: msg::ControlMsg<'_> = msg::decode_exact(&owned).unwrap();
-        format!("{decoded:?}")
+    let control = |g: &mut SimGuest| -> Vec<u8> {
+        g.recv_message(Stream::Control, T)
+            .expect("a control message")
+            .to_vec()
     };
     let first = control(&mut g);
-    assert!(
-        first.contains("PeerConfig") && first.contains("initiator: true"),
-        "{first}"
+    assert_eq!(
+        msg::decode_exact::<msg::ControlMsg<'_>>(&first).unwrap(),
+        msg::ControlMsg::PeerConfig {
+            initiator: true,
+            node: "alpha",
+            peer: "beta"
+        }
     );
-    assert!(
-        first.contains("\"alpha\"") && first.contains("\"beta\""),
-        "{first}"
-    );
-    // Not a key yet: nothing more comes.
-    std::fs::write(&key_file, "not a key").unwrap();
+    // Empty: nothing more comes.
+    std::fs::write(&file, b"").unwrap();
     assert!(
         g.recv_message(Stream::Control, Duration::from_millis(500))
             .is_none()
     );
-    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
-    let pin = control(&mut g);
-    assert!(pin.contains("PeerPin") && pin.contains("\"beta\""), "{pin}");
-    assert!(pin.contains(&format!("{:?}", [0xabu8; 32])), "{pin}");
-    assert_eq!(parse_peer_key(&"AB".repeat(32)), Some([0xab; 32]));
-    for bad in ["", "ab", &"zz".repeat(32), &"ab".repeat(33)] {
-        assert_eq!(parse_peer_key(bad), None, "{bad}");
-    }
+    let credential = vec![0xab; msg::MAX_PEER_CREDENTIAL];
+    std::fs::write(&file, &credential).unwrap();
+    let second = control(&mut g);
+    assert_eq!(
+        msg::decode_exact::<msg::ControlMsg<'_>>(&second).unwrap(),
+        msg::ControlMsg::PeerCredential {
+            credential: &credential
+        }
+    );
 }

@@ -482,8 +482,9 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         if let Some(b) = boot_id {
             println!("boot_id: {b}");
         }
-        // What a launcher pins for the channels between images until the fleet
-        // coordinator's credentials stand in (docs/fleet.md).
+        // What a fleet coordinator's credential binds (docs/fleet.md): the monitor key
+        // (REPORT_DATA's) and, for the `peer` principal, the channel key.
+        println!("monitor_key: {}", hex::encode(r.bundle.monitor_key));
         if let Some(Claim::PeerKey { public, .. }) = &r.claim {
             println!("peer_key: {}", hex::encode(public));
         }

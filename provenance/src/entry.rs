@@ -166,7 +166,14 @@ pub mod lifecycle {
     /// the `Deliver` frame (the same in both logs), name = the rule that decided (or why it
     /// is unreachable).
     pub const PEER_MESSAGE: u32 = 17;
-    // 14-15: reserved for the fleet (unused so far).
+    /// This node's own fleet credential, delivered by the host
+    /// (`ControlMsg::PeerCredential`; `kernel/src/services/peer.rs`). Decision allow: the
+    /// monitor accepted it (signed by the coordinator its bundle names, for this fleet,
+    /// this node, its attested monitor and peer keys, not expired) and presents it on the
+    /// peer channel: content = SHA-256 of the credential's bytes, name = `node/role #serial`.
+    /// Decision deny: refused, name = why; the peer channel does not start.
+    pub const PEER_CREDENTIAL: u32 = 14;
+    // 15: reserved for the fleet (unused so far).
     /// The inference proxy was refused for one model (decision deny) while the session
     /// serves others (`kernel/src/services/inference.rs`): the proxy has the identity the
     /// model pins but fails the model's further requirements (its confidential-GPU

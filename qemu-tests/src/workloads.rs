@@ -226,6 +226,7 @@ pub fn write_bundle(
         .to_bytes();
     let manifest = Manifest {
         tools: None,
+        fleet: None,
         version: MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents.iter().map(|(e, _)| e.clone()).collect(),

@@ -112,7 +112,7 @@ impl Seen {
                         | ControlMsg::ConfirmRequest { .. }
                         | ControlMsg::ConfirmAnswer { .. }
                         | ControlMsg::PeerConfig { .. }
-                        | ControlMsg::PeerPin { .. } => {}
+                        | ControlMsg::PeerCredential { .. } => {}
                     }
                 }
                 GuestEvent::Error {

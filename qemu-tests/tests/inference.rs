@@ -503,6 +503,7 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Booted {
         .to_bytes();
     let manifest = Manifest {
         tools: None,
+        fleet: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents

@@ -1,26 +1,36 @@
 //! Two production images linked by a peer channel (docs/fleet.md, "Channels between
 //! images"): two `omega run` launchers, `--peer-listen` / `--peer-connect` on loopback with a
 //! TCP proxy of this test between them (the untrusted relay, recording what it carries).
-//! Each launcher pins the other node's key, which this test takes from the other run's
-//! `peer` evidence as `measurements verify-evidence --principal peer` prints it (the
-//! test-only trust root until the fleet coordinator's credentials are wired).
+//! The channel's authority is the fleet coordinator: each bundle's manifest names the fleet
+//! and the coordinator's key, and each launcher hands its monitor the node's credential
+//! (`--peer-credential FILE`). This test stands in for the coordinator: once a node's
+//! `peer` evidence verifies (`measurements verify-evidence --principal peer`), it signs the
+//! node a credential binding the monitor key and peer key that evidence attests (admission
+//! itself, against a fleet policy, is `fleet_admission.rs`'s).
 //!
-//! One test, three pairs of boots:
-//! * clean: the session comes up (`PEER_SESSION` allow in both logs, naming the other
-//!   node), is closed by both, both logs verify (`measurements verify-log`, as the launcher
-//!   prints it), and no node name crosses the relay in the clear. Agents' messages cross
-//!   it: A's `courier` (agents/) sends to three agents of B, in order: `node-b/vault`,
-//!   which B's policy refuses (`no_vault`: `PEER_MESSAGE` deny in both logs, the courier
-//!   gets `Denied { rule: "node-b:no_vault" }`); `node-b/archive`, which A's own policy
-//!   refuses (`no_archive`: a deny decision in A's log, nothing crosses); `node-b/inbox`,
-//!   delivered to B's `inbox` agent (`PEER_MESSAGE` allow in both logs, the same content
-//!   digest at both ends), which prints it;
+//! One test, four pairs of boots:
+//! * clean: both monitors accept their credentials (`PEER_CREDENTIAL` allow), the session
+//!   comes up (`PEER_SESSION` allow in both logs, naming the other node), is closed by
+//!   both, both logs verify (`measurements verify-log`, as the launcher prints it), and no
+//!   node name crosses the relay in the clear. Agents' messages cross it: A's `courier`
+//!   (agents/) sends to three agents of B, in order: `node-b/vault`, which B's policy
+//!   refuses (`no_vault`: `PEER_MESSAGE` deny in both logs, the courier gets `Denied {
+//!   rule: "node-b:no_vault" }`); `node-b/archive`, which A's own policy refuses
+//!   (`no_archive`: a deny decision in A's log, nothing crosses); `node-b/inbox`, delivered
+//!   to B's `inbox` agent (`PEER_MESSAGE` allow in both logs, the same content digest at
+//!   both ends), which prints it;
 //! * tampered: the proxy flips one byte of the first record A sends (the courier's first
 //!   message): B refuses it and logs the broken session (`PEER_SESSION` error, "does not
 //!   decrypt"); A's courier is told the node is unreachable (`PEER_MESSAGE` error), never
 //!   left waiting;
-//! * forged pin: B's launcher pins a key A does not hold (a node swapped for another): B
-//!   refuses the handshake, A sees it cut; both log `PEER_SESSION` deny.
+//! * another fleet: A runs a bundle of fleet `lab-2` (same coordinator key) with a
+//!   credential of that fleet, which A accepts; B, of fleet `lab`, refuses A in the
+//!   handshake ("node not admitted"), A sees it cut; both log `PEER_SESSION` deny;
+//! * replayed credentials: each host hands its monitor a credential of an earlier boot
+//!   (signed by the right coordinator, for the right node and fleet, binding other keys):
+//!   A's monitor refuses it (`PEER_CREDENTIAL` deny, "credential binds another monitor
+//!   key"), and so does B's unless A's monitor went away first (then B ends before its
+//!   credential comes); no channel starts and nothing crosses the relay.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -30,6 +40,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use omega_fleet::credential::CREDENTIAL_FORMAT;
+use omega_fleet::signed::SigningKey;
+use omega_fleet::{Credential, Tee};
 use omega_provenance::entry::{EntryIter, lifecycle};
 use omega_provenance::{Action, Decision};
 use qemu_tests::{image, measurements, printed_verifier_commands, qemu_present, workspace_bin};
@@ -140,11 +153,8 @@ fn launch(
         .arg("--log-dir")
         .arg(&logs)
         .args(&link)
-        .args(["--peer-node", name, "--peer-pin"])
-        .arg(format!(
-            "{peer}=@{}",
-            dir.join(format!("{peer}.key")).display()
-        ))
+        .args(["--peer-node", name, "--peer", peer, "--peer-credential"])
+        .arg(dir.join(format!("{name}.credential")))
         .args(["--connect-timeout", "120"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,46 +163,112 @@ fn launch(
     Node { name, logs, child }
 }
 
-/// Waits for `node`'s `peer` evidence, verifies it, and writes the key it attests where
-/// the other launcher waits for it.
-fn pin_from_evidence(dir: &Path, node: &Node, forged: bool) {
-    let evidence = node.logs.join("evidence").join("peer.bin");
-    let nonce = node.logs.join("nonce.hex");
-    let start = Instant::now();
-    let key = loop {
-        assert!(
-            start.elapsed() < WAIT,
-            "no verifiable peer evidence from {}",
-            node.name
-        );
-        if let (true, Ok(n)) = (evidence.is_file(), std::fs::read_to_string(&nonce)) {
-            let o = measurements([
-                "verify-evidence".into(),
-                "--evidence".into(),
-                evidence.display().to_string(),
-                "--principal".into(),
-                "peer".into(),
-                "--nonce".into(),
-                n.trim().to_string(),
-                "--allow-unattested".into(),
-            ]);
-            let out = String::from_utf8_lossy(&o.stdout).into_owned();
-            if let Some(k) = o
-                .status
-                .success()
-                .then(|| out.lines().find_map(|l| l.strip_prefix("peer_key: ")))
-                .flatten()
-            {
-                break k.to_string();
-            }
+/// The test's fleet coordinator.
+struct Coordinator {
+    key: SigningKey,
+    /// The image's launch digest (what a coordinator writes into the credential).
+    digest: Vec<u8>,
+}
+
+impl Coordinator {
+    fn new() -> Self {
+        let o = measurements([
+            "digest".to_string(),
+            "--image".into(),
+            image().display().to_string(),
+            // `omega run`'s defaults.
+            "--vcpus".into(),
+            "1".into(),
+            "--vcpu-type".into(),
+            "EPYC-v4".into(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let digest = hex::decode(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+        Coordinator {
+            key: SigningKey::from_seed([0x5c; 32]).unwrap(),
+            digest,
         }
-        thread::sleep(Duration::from_millis(200));
-    };
-    // The host pinning another key than the attested one (a node swapped for another).
-    let key = if forged { "ab".repeat(32) } else { key };
-    let tmp = dir.join(format!("{}.key.tmp", node.name));
-    std::fs::write(&tmp, &key).unwrap();
-    std::fs::rename(&tmp, dir.join(format!("{}.key", node.name))).unwrap();
+    }
+
+    /// `manifest.json` of the bundle in `dir` names `fleet` and this coordinator.
+    fn join(&self, dir: &Path, fleet: &str) {
+        let path = dir.join(omega_bundle::MANIFEST);
+        let mut m = omega_bundle::Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+        m.fleet = Some(omega_bundle::FleetEntry {
+            id: fleet.into(),
+            coordinator: hex::encode(self.key.public()),
+        });
+        std::fs::write(path, m.to_json()).unwrap();
+    }
+
+    /// Waits for `node`'s `peer` evidence, verifies it, and writes the node's credential
+    /// (of `fleet`) where its launcher waits for it: binding the attested monitor and peer
+    /// keys, or (`replayed`) the keys of an earlier boot.
+    fn admit(&self, dir: &Path, node: &Node, fleet: &str, replayed: bool) {
+        let evidence = node.logs.join("evidence").join("peer.bin");
+        let nonce = node.logs.join("nonce.hex");
+        let start = Instant::now();
+        let key = |out: &str, field: &str| -> Option<[u8; 32]> {
+            let l = out.lines().find_map(|l| l.strip_prefix(field))?;
+            hex::decode(l.trim()).ok()?.try_into().ok()
+        };
+        let (monitor_key, peer_key) = loop {
+            assert!(
+                start.elapsed() < WAIT,
+                "no verifiable peer evidence from {}",
+                node.name
+            );
+            if let (true, Ok(n)) = (evidence.is_file(), std::fs::read_to_string(&nonce)) {
+                let o = measurements([
+                    "verify-evidence".into(),
+                    "--evidence".into(),
+                    evidence.display().to_string(),
+                    "--principal".into(),
+                    "peer".into(),
+                    "--nonce".into(),
+                    n.trim().to_string(),
+                    "--allow-unattested".into(),
+                ]);
+                let out = String::from_utf8_lossy(&o.stdout).into_owned();
+                if o.status.success()
+                    && let (Some(m), Some(p)) =
+                        (key(&out, "monitor_key: "), key(&out, "peer_key: "))
+                {
+                    break (m, p);
+                }
+            }
+            thread::sleep(Duration::from_millis(200));
+        };
+        let (node_key, peer_key) = if replayed {
+            ([0x11; 32], [0x22; 32])
+        } else {
+            (monitor_key, peer_key)
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let signed = Credential {
+            format: CREDENTIAL_FORMAT,
+            fleet_id: fleet.into(),
+            node_id: node.name.into(),
+            role: "worker".into(),
+            node_key,
+            peer_key: Some(peer_key),
+            // No hardware behind these unattested runs: the lab's TEE kind.
+            tee: Tee::Simulated,
+            launch_digest: self.digest.clone(),
+            not_before: now,
+            not_after: now + 600,
+            serial: 1,
+            policy_version: 1,
+        }
+        .sign(&self.key)
+        .unwrap();
+        let tmp = dir.join(format!("{}.credential.tmp", node.name));
+        std::fs::write(&tmp, signed).unwrap();
+        std::fs::rename(&tmp, dir.join(format!("{}.credential", node.name))).unwrap();
+    }
 }
 
 /// Waits for the launcher; returns its stdout and stderr. Kills it after [`WAIT`].
@@ -282,6 +358,15 @@ impl Ended {
             .collect()
     }
 
+    /// `PEER_CREDENTIAL` entries: (decision, name).
+    fn credentials(&self) -> Sessions {
+        self.entries
+            .iter()
+            .filter(|e| e.action == Action::Lifecycle && e.rule == lifecycle::PEER_CREDENTIAL)
+            .map(|e| (e.decision, e.name.clone()))
+            .collect()
+    }
+
     /// Whether the guest console has a line containing `text`.
     fn said(&self, text: &str) -> bool {
         self.out.lines().any(|l| l.contains(text))
@@ -337,46 +422,87 @@ fn peer_sessions(name: &str, stdout: &str, logs: &Path) -> Sessions {
         .collect()
 }
 
-/// Two images, one peer session between them, A running `bundles[0]`, B `bundles[1]`;
-/// `flip`: the proxy tampers with A's first record; `forged`: B is given another key for A
-/// than A's evidence attests. Returns each node's verified log and console, and what the
-/// relay carried.
-fn pair(dir: &Path, bundles: [&Path; 2], flip: bool, forged: bool) -> (Ended, Ended, Relayed) {
+/// How a pair's nodes are set up.
+#[derive(Clone, Copy)]
+struct Setup {
+    /// The proxy tampers with A's first record.
+    flip: bool,
+    /// A's fleet (its bundle's and its credential's); B's is `lab`.
+    fleet_a: &'static str,
+    /// Both hosts hand their monitors credentials of an earlier boot.
+    replayed: bool,
+}
+
+const CLEAN: Setup = Setup {
+    flip: false,
+    fleet_a: "lab",
+    replayed: false,
+};
+
+/// Two images, one peer session between them, A running `bundles[0]`, B `bundles[1]`
+/// (copied into `dir`, joined to their fleets). Returns each node's verified log and
+/// console, and what the relay carried.
+fn pair(
+    dir: &Path,
+    coordinator: &Coordinator,
+    bundles: [&Path; 2],
+    setup: Setup,
+) -> (Ended, Ended, Relayed) {
+    let fleets = [setup.fleet_a, "lab"];
+    let mut copies = Vec::new();
+    for (i, src) in bundles.iter().enumerate() {
+        let dst = dir.join(format!("bundle-{i}"));
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in std::fs::read_dir(src).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+        }
+        coordinator.join(&dst, fleets[i]);
+        copies.push(dst);
+    }
     let a_port = free_port();
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay.local_addr().unwrap().port();
-    let seen = proxy(relay, a_port, flip);
+    let seen = proxy(relay, a_port, setup.flip);
     let a = launch(
         dir,
-        bundles[0],
+        &copies[0],
         "node-a",
         "node-b",
         ["--peer-listen".into(), format!("127.0.0.1:{a_port}")],
     );
     let b = launch(
         dir,
-        bundles[1],
+        &copies[1],
         "node-b",
         "node-a",
         ["--peer-connect".into(), format!("127.0.0.1:{relay_port}")],
     );
-    pin_from_evidence(dir, &a, forged);
-    pin_from_evidence(dir, &b, false);
+    coordinator.admit(dir, &a, fleets[0], setup.replayed);
+    coordinator.admit(dir, &b, fleets[1], setup.replayed);
     let (a_logs, b_logs) = (a.logs.clone(), b.logs.clone());
     let (a_out, a_err) = finish(a);
     let (b_out, b_err) = finish(b);
-    let sa = peer_sessions("node-a", &a_out, &a_logs);
-    let sb = peer_sessions("node-b", &b_out, &b_logs);
-    eprintln!("node-a: {sa:?}\nnode-b: {sb:?}");
-    if sa.is_empty() || sb.is_empty() {
-        panic!("no PEER_SESSION entries\nA:\n{a_out}\n{a_err}\nB:\n{b_out}\n{b_err}");
-    }
-    let relayed = std::mem::take(&mut *seen.lock().unwrap());
-    (
+    let (ea, eb) = (
         ended("node-a", a_out, &a_logs),
         ended("node-b", b_out, &b_logs),
-        relayed,
-    )
+    );
+    eprintln!(
+        "node-a: {:?} {:?}\nnode-b: {:?} {:?}",
+        ea.credentials(),
+        ea.sessions,
+        eb.credentials(),
+        eb.sessions
+    );
+    // (A node whose peer gave up may end before its own credential comes.)
+    if ea.credentials().is_empty() && eb.credentials().is_empty() {
+        panic!(
+            "no PEER_CREDENTIAL entries\nA:\n{}\n{a_err}\nB:\n{}\n{b_err}",
+            ea.out, eb.out
+        );
+    }
+    let relayed = std::mem::take(&mut *seen.lock().unwrap());
+    (ea, eb, relayed)
 }
 
 /// A bundle of the built agents `agents` under the policy `template` (`${agent}`: that
@@ -442,10 +568,18 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     agents_bundle(&courier, POLICY_A, &["courier"]);
     agents_bundle(&inbox, POLICY_B, &["inbox"]);
 
+    let coordinator = Coordinator::new();
     let t = Instant::now();
     let clean = dir.path().join("clean");
     std::fs::create_dir_all(&clean).unwrap();
-    let (ea, eb, relayed) = pair(&clean, [&courier, &inbox], false, false);
+    let (ea, eb, relayed) = pair(&clean, &coordinator, [&courier, &inbox], CLEAN);
+    assert_eq!(
+        (ea.credentials(), eb.credentials()),
+        (
+            vec![(Decision::Allow, "node-a/worker #1".to_string())],
+            vec![(Decision::Allow, "node-b/worker #1".to_string())]
+        )
+    );
     let (a, b) = (&ea.sessions, &eb.sessions);
     assert_eq!(
         a,
@@ -561,7 +695,15 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     let t = Instant::now();
     let tampered = dir.path().join("tampered");
     std::fs::create_dir_all(&tampered).unwrap();
-    let (ea, eb, _) = pair(&tampered, [&courier, &bundle], true, false);
+    let (ea, eb, _) = pair(
+        &tampered,
+        &coordinator,
+        [&courier, &bundle],
+        Setup {
+            flip: true,
+            ..CLEAN
+        },
+    );
     let (a, b) = (&ea.sessions, &eb.sessions);
     assert!(
         a.contains(&(Decision::Allow, "node-b".to_string())),
@@ -588,21 +730,64 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     assert!(eb.peer_messages().is_empty());
     eprintln!("tampered pair: {:?}", t.elapsed());
 
-    // B is pinned a key A does not hold: B refuses A's signed identity; A, left waiting
-    // for B's Finish, sees the relay end. Both log the refusal, no session is up.
+    // A is of another fleet under the same coordinator: A accepts its own credential, B
+    // refuses A's in the handshake; A, left waiting for B's Finish, sees the relay end.
+    // Both log the refusal, no session is up.
     let t = Instant::now();
-    let forged = dir.path().join("forged");
-    std::fs::create_dir_all(&forged).unwrap();
-    let (ea, eb, _) = pair(&forged, [&bundle, &bundle], false, true);
+    let other = dir.path().join("other-fleet");
+    std::fs::create_dir_all(&other).unwrap();
+    let (ea, eb, _) = pair(
+        &other,
+        &coordinator,
+        [&bundle, &bundle],
+        Setup {
+            fleet_a: "lab-2",
+            ..CLEAN
+        },
+    );
+    assert_eq!(ea.credentials()[0].0, Decision::Allow, "{}", ea.out);
     let (a, b) = (&ea.sessions, &eb.sessions);
     assert!(
-        b.iter()
-            .all(|(d, n)| *d == Decision::Deny && n.contains("another key")),
-        "node-b refuses the key it was not pinned: {b:?}"
+        !b.is_empty()
+            && b.iter()
+                .all(|(d, n)| *d == Decision::Deny && n.contains("not admitted")),
+        "node-b refuses a node of another fleet: {b:?}"
     );
     assert!(
-        a.iter().all(|(d, _)| *d == Decision::Deny),
+        !a.is_empty() && a.iter().all(|(d, _)| *d == Decision::Deny),
         "node-a logs the refused handshake: {a:?}"
     );
-    eprintln!("forged-pin pair: {:?}", t.elapsed());
+    eprintln!("other-fleet pair: {:?}", t.elapsed());
+
+    // Credentials of an earlier boot: each monitor refuses its own, no channel starts.
+    let t = Instant::now();
+    let replayed = dir.path().join("replayed");
+    std::fs::create_dir_all(&replayed).unwrap();
+    let (ea, eb, relayed) = pair(
+        &replayed,
+        &coordinator,
+        [&bundle, &bundle],
+        Setup {
+            replayed: true,
+            ..CLEAN
+        },
+    );
+    // A's credential is written first; B may see A's monitor go (the relay ends) before
+    // its own comes, and then ends without a channel either.
+    let refused = [(
+        Decision::Deny,
+        "credential binds another monitor key".to_string(),
+    )];
+    assert_eq!(ea.credentials(), refused, "{}", ea.out);
+    assert!(
+        eb.credentials() == refused
+            || eb.credentials().is_empty()
+                && eb.said("the relay ended before the credential; no session"),
+        "{:?}\n{}",
+        eb.credentials(),
+        eb.out
+    );
+    assert!(ea.sessions.is_empty() && eb.sessions.is_empty());
+    assert!(relayed.a_to_b.is_empty() && relayed.b_to_a.is_empty());
+    eprintln!("replayed-credential pair: {:?}", t.elapsed());
 }

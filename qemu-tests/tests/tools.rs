@@ -330,6 +330,7 @@ fn bundle_files<'a>(
 ) -> Vec<(String, Vec<u8>)> {
     let manifest = Manifest {
         tools: None,
+        fleet: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents

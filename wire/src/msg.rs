@@ -119,21 +119,26 @@ pub enum ControlMsg<'a> {
         approve: bool,
     },
     /// Host -> guest, before the bundle: the peer channel's configuration
-    /// (`omega-peer-channel`, the Peer stream): this node's name (its credential), the one
-    /// peer it talks to, and whether this end connects (`initiator`). Only the first one
-    /// counts; the monitor then stays up (bounded) for the session before shutting down.
-    /// SECURITY: a pin the host chose is a test-only trust root until the fleet
-    /// coordinator's credentials are wired (docs/fleet.md).
+    /// (`omega-peer-channel`, the Peer stream): this node's name (its credential must name
+    /// it), the one peer it talks to, and whether this end connects (`initiator`). Only the
+    /// first one counts; the monitor then stays up (bounded) for the session before
+    /// shutting down.
     PeerConfig {
         initiator: bool,
         node: &'a str,
         peer: &'a str,
     },
-    /// Host -> guest, after [`ControlMsg::PeerConfig`]: the peer's pinned peer key (its
-    /// evidence's `PeerKey` claim, which the launcher learns only once the other image has
-    /// issued its evidence). The monitor starts the handshake when it has it.
-    PeerPin { peer: &'a str, key: [u8; 32] },
+    /// Host -> guest, after [`ControlMsg::PeerConfig`] and the bundle: this node's own
+    /// credential from the fleet coordinator (a signed `omega_fleet::Credential`, at most
+    /// [`MAX_PEER_CREDENTIAL`] bytes), issued once the coordinator admitted the node on its
+    /// evidence. SECURITY: the host only carries it; the monitor believes it only under
+    /// the coordinator key its measured bundle names, for its own attested keys
+    /// (docs/fleet.md), and starts the handshake with it.
+    PeerCredential { credential: &'a [u8] },
 }
+
+/// Largest [`ControlMsg::PeerCredential`] (`omega_fleet::credential::MAX_CREDENTIAL`).
+pub const MAX_PEER_CREDENTIAL: usize = 1024;
 
 /// Operator confirmation ([`ControlMsg::ConfirmRequest`], [`ControlMsg::ConfirmAnswer`]):
 /// the contract's version and bounds, checked by both sides.

@@ -316,18 +316,18 @@ fn confirmation_messages_roundtrip_and_are_bounded() {
 }
 
 #[test]
-fn peer_config_and_pin_round_trip() {
+fn peer_config_and_credential_round_trip() {
     let config = ControlMsg::PeerConfig {
         initiator: true,
         node: "node-a",
         peer: "node-b",
     };
-    let pin = ControlMsg::PeerPin {
-        peer: "node-b",
-        key: [7; 32],
+    let credential = [7u8; msg::MAX_PEER_CREDENTIAL];
+    let credential = ControlMsg::PeerCredential {
+        credential: &credential,
     };
-    for m in [config, pin] {
-        let mut buf = [0u8; 512];
+    for m in [config, credential] {
+        let mut buf = [0u8; 2 * msg::MAX_PEER_CREDENTIAL];
         let body = msg::encode(&m, &mut buf).unwrap();
         let back: ControlMsg = msg::decode_exact(body).unwrap();
         assert_eq!(back, m);

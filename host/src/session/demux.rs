@@ -487,11 +487,11 @@ impl Demux {
                 | ControlMsg::GuestResponse { .. }
                 | ControlMsg::ConfirmAnswer { .. }
                 | ControlMsg::PeerConfig { .. }
-                | ControlMsg::PeerPin { .. },
+                | ControlMsg::PeerCredential { .. },
             ) => self.protocol_error(
                 Stream::Control,
                 code::PROTOCOL,
-                "Challenge, GuestResponse, ConfirmAnswer, PeerConfig and PeerPin go from the host to the guest",
+                "Challenge, GuestResponse, ConfirmAnswer, PeerConfig and PeerCredential go from the host to the guest",
             ),
             Err(e) => self.protocol_error(
                 Stream::Control,

@@ -40,7 +40,7 @@ use send::Shared;
 
 pub use log_store::{FileLogStore, LogStore, card_file_name, evidence_file_name};
 pub use relay::echo::echo_roundtrip;
-pub use relay::peer::{PEER_WAIT, PeerKey, PeerLink, PeerSetup, parse_key as parse_peer_key};
+pub use relay::peer::{PEER_WAIT, PeerLink, PeerSetup};
 pub use relay::tools::MAX_TOOL_LINE;
 
 /// Idle time after which a partial frame at the front of the decoder is given up.
@@ -89,7 +89,8 @@ pub struct SessionConfig {
     pub operator: confirm::Operator,
     /// The other image's launcher, for the Peer stream; None: Peer data is refused.
     pub peer: Option<PeerLink>,
-    /// This node's name and its pinned peer (with `peer`): `PeerConfig`, then `PeerPin`.
+    /// This node's name, its peer's and its credential (with `peer`): `PeerConfig`, then
+    /// `PeerCredential`.
     pub peer_setup: Option<PeerSetup>,
 }
 

@@ -27,7 +27,7 @@ pub enum Outcome {
     Shutdown,
     /// The operator's answer to a confirmation request: the agents' service takes it.
     ConfirmAnswer,
-    /// `PeerConfig` or `PeerPin`: the peer service takes it ([`super::peer`]).
+    /// `PeerConfig` or `PeerCredential`: the peer service takes it ([`super::peer`]).
     Peer,
 }
 
@@ -93,7 +93,9 @@ pub fn on_message(
             )
         }
         Ok(ControlMsg::ConfirmAnswer { .. }) => return Outcome::ConfirmAnswer,
-        Ok(ControlMsg::PeerConfig { .. } | ControlMsg::PeerPin { .. }) => return Outcome::Peer,
+        Ok(ControlMsg::PeerConfig { .. } | ControlMsg::PeerCredential { .. }) => {
+            return Outcome::Peer;
+        }
         Ok(ControlMsg::Challenge {
             nonce,
             simulated_psp,

@@ -102,6 +102,11 @@ impl<'m> LogService<'m> {
         self.clock.map(hw::clock::now_ns)
     }
 
+    /// Whether the monitor has a clock.
+    pub fn has_clock(&self) -> bool {
+        self.clock.is_some()
+    }
+
     /// Milliseconds on the monitor's clock (0 without one).
     pub fn now_ms(&self) -> u64 {
         self.now_ns().map_or(0, |ns| ns / 1_000_000)

@@ -8,7 +8,7 @@
 //! | Log | [`log`] | the provenance log: appends, streams it to the host, tracks what the host stored |
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
 //! | Inference | [`inference`] (for [`agents`]) | the evidence-checked TLS session with the inference proxy: agents' prompts out, answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
-//! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured and pinned by the host on Control; agents' messages to `node/agent` over it (with [`agents`]) |
+//! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured by the host on Control, its authority the fleet coordinator the bundle names; agents' messages to `node/agent` over it (with [`agents`]) |
 //! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
 //! Once the bundle is in, the proxy session is set up when the policy names models
@@ -107,7 +107,10 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
         bundle: bundle::BundleService::default(),
         challenges: Challenges::default(),
         echo_all,
-        peer: peer::PeerService::new(m.keys.as_ref().map(|k| &*k.peer_key)),
+        peer: peer::PeerService::new(
+            m.keys.as_ref().map(|k| &*k.peer_key),
+            m.keys.as_ref().map(|k| &*k.evidence_key),
+        ),
     };
     // Until the bundle is in: then the monitor attests itself and its agents run
     // (`agents::run`), which ends the boot.
@@ -121,6 +124,12 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
             Step::Busy | Step::Acked => {}
         }
     }
+    loop_state.peer.set_fleet(
+        loop_state
+            .bundle
+            .contents()
+            .and_then(|(m, _)| m.fleet.as_ref()),
+    );
     // The proxy session first (when the policy names models), so that the evidence can
     // claim the proxy as the `model:<name>` principal; bounded, never in the way.
     let early = match proxy_principal::connect(m, &mut ch, &mut log, &mut loop_state) {

@@ -2,13 +2,21 @@
 //! the two launchers, driven from the service loop (sans-IO: the relay's bytes in, the
 //! channel's bytes out on `Stream::Peer`).
 //!
-//! The host configures it on Control: `PeerConfig` (this node's name, the peer's, the
-//! role: `--peer-connect` initiates) before the bundle, then `PeerPin` (the peer's key,
-//! taken from its verified `peer` evidence) once the other image has attested itself. The
-//! handshake starts with the pin; relay bytes that come earlier wait here (bounded).
-//! SECURITY: the pin is a test-only trust root, given by the untrusted host, until the
-//! fleet coordinator's credentials are wired (docs/fleet.md): a host that pins a key of
-//! its own gets a channel to itself, never a message of another node's.
+//! Who is a peer is the fleet coordinator's word, never the host's: the bundle's manifest
+//! names the fleet and the coordinator's key (`fleet`, so in the attested `bundle` claim),
+//! and the channel's authority is [`CredentialAuthority`] under that key. The host
+//! configures the link on Control: `PeerConfig` (this node's name, the peer's, the role:
+//! `--peer-connect` initiates) before the bundle, then `PeerCredential`, this node's own
+//! credential, once the coordinator admitted the node on its evidence. The monitor checks
+//! it (see [`PeerService::on_credential`]), logs the verdict (`PEER_CREDENTIAL`), presents
+//! it in the handshake and starts; relay bytes that come earlier wait here (bounded).
+//!
+//! Time: credential windows are Unix seconds and the host's clock is not to be believed.
+//! The node's own credential binds keys drawn at this boot, so the coordinator issued it
+//! (its `not_before`) after the VM started: `not_before` + the monitor clock's seconds
+//! since the VM started is never earlier than the true time. Peers' credentials are
+//! checked at that bound, so an expired one is never taken for valid (one is refused at
+//! most the delivery delay early). Without a clock no credential is accepted.
 //!
 //! Logged (`PEER_SESSION`): allow when the session is up (content = SHA-256(session id ‖
 //! peer key), name = the peer's node name), deny when a handshake is refused, error when an
@@ -21,8 +29,10 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use omega_arch::serial_println;
+use omega_fleet::Credential;
+use omega_fleet::peer::CredentialAuthority;
 use omega_kernel::channel::HostText;
-use omega_peer_channel::{Channel, Event, Identity, MAX_BUFFERED, PeerName, PinnedAuthority};
+use omega_peer_channel::{Channel, Event, Identity, MAX_BUFFERED, PeerName};
 use omega_provenance::Decision;
 use omega_provenance::entry::lifecycle;
 use omega_wire::Stream;
@@ -42,7 +52,7 @@ pub const WIND_DOWN_MS: u64 = 180_000;
 enum State {
     /// No `PeerConfig`: the Peer stream is not served.
     Off,
-    /// Configured, waiting for the pin; relay bytes kept until then.
+    /// Configured, waiting for this node's credential; relay bytes kept until then.
     Waiting {
         initiator: bool,
         node: PeerName,
@@ -50,7 +60,7 @@ enum State {
         early: Vec<u8>,
     },
     Running {
-        ch: Box<Channel<PinnedAuthority>>,
+        ch: Box<Channel<CredentialAuthority>>,
         peer: PeerName,
         up: bool,
         closing: bool,
@@ -59,8 +69,22 @@ enum State {
     Ended,
 }
 
+/// The fleet the bundle names: the only source of the channel's authority.
+struct Fleet {
+    id: alloc::string::String,
+    coordinator: [u8; 32],
+}
+
 pub struct PeerService {
     seed: Option<[u8; 32]>,
+    /// The monitor key (the evidence's): a credential must bind it.
+    monitor_key: Option<[u8; 32]>,
+    /// From the bundle's manifest, once it is in.
+    fleet: Option<Fleet>,
+    /// The bundle is in (its `fleet` entry read).
+    bundle_in: bool,
+    /// The own credential's `not_before`: Unix seconds no later than the VM's start.
+    unix_at_start: Option<u64>,
     state: State,
     /// When the agents were done and the wind-down started.
     wind_down_since: Option<u64>,
@@ -80,10 +104,18 @@ pub(super) fn entry_name(s: &str) -> &[u8] {
 }
 
 impl PeerService {
-    /// `seed`: `BootKeys::peer_key` (none without entropy: the channel cannot start).
-    pub fn new(seed: Option<&[u8; 32]>) -> Self {
+    /// `seed`: `BootKeys::peer_key`, `evidence_seed`: `BootKeys::evidence_key` (none
+    /// without entropy: the channel cannot start).
+    pub fn new(seed: Option<&[u8; 32]>, evidence_seed: Option<&[u8; 32]>) -> Self {
+        let monitor_key = evidence_seed
+            .and_then(|s| omega_evidence::Issuer::new(*s).ok())
+            .map(|i| i.monitor_public());
         PeerService {
             seed: seed.copied(),
+            monitor_key,
+            fleet: None,
+            bundle_in: false,
+            unix_at_start: None,
             state: State::Off,
             wind_down_since: None,
             refused: 0,
@@ -113,7 +145,7 @@ impl PeerService {
             return;
         };
         serial_println!(
-            "omega: peer: this node is {node}, its peer {peer} ({}); waiting for the peer's pinned key",
+            "omega: peer: this node is {node}, its peer {peer} ({}); waiting for its fleet credential",
             if initiator { "initiator" } else { "responder" }
         );
         self.state = State::Waiting {
@@ -124,27 +156,86 @@ impl PeerService {
         };
     }
 
-    /// `ControlMsg::PeerPin`: starts the handshake.
-    pub fn on_pin(
-        &mut self,
-        ch: &mut HostChannel,
-        log: &mut LogService<'_>,
-        peer_name: &str,
-        key: [u8; 32],
-    ) {
-        let State::Waiting { peer, .. } = &self.state else {
+    /// The delivered bundle's `fleet` entry (called once the bundle is in): without one,
+    /// no credential is accepted and no peer channel starts.
+    pub fn set_fleet(&mut self, fleet: Option<&omega_bundle::FleetEntry>) {
+        self.bundle_in = true;
+        self.fleet = fleet.and_then(|f| {
+            Some(Fleet {
+                id: f.id.clone(),
+                coordinator: f.coordinator_key()?,
+            })
+        });
+    }
+
+    /// Unix seconds no earlier than the true time (module docs), once the own credential
+    /// anchored it.
+    fn unix_now(&self, now_ms: u64) -> Option<u64> {
+        Some(self.unix_at_start?.saturating_add(now_ms.div_ceil(1000)))
+    }
+
+    /// Checks this node's own credential: signed by the coordinator the bundle names, for
+    /// its fleet and the configured node name, binding this boot's monitor key and peer
+    /// key, not expired at the upper bound of the time. Returns it and its identity.
+    fn check_own(
+        &self,
+        bytes: &[u8],
+        node: &PeerName,
+        clock: bool,
+        now_ms: u64,
+    ) -> Result<(Credential, Identity), &'static str> {
+        let fleet = self.fleet.as_ref().ok_or("the bundle names no fleet")?;
+        let (Some(seed), Some(monitor_key)) = (self.seed, self.monitor_key) else {
+            return Err("no peer key (no entropy at boot)");
+        };
+        // SECURITY: the monitor's clock bounds the credential's window; without one an
+        // expired credential could never be told from a valid one.
+        if !clock {
+            return Err("no clock to bound the credential's window");
+        }
+        let c = Credential::decode(bytes, &fleet.coordinator)
+            .map_err(|_| "not signed by the bundle's coordinator (or malformed)")?;
+        if c.fleet_id != fleet.id {
+            return Err("credential of another fleet");
+        }
+        if c.node_id != node.as_str() {
+            return Err("credential names another node");
+        }
+        // SECURITY: a credential issued for another boot (or another node) binds other
+        // keys: the host replaying or swapping credentials gets nowhere.
+        if c.node_key != monitor_key {
+            return Err("credential binds another monitor key");
+        }
+        let id = Identity::from_seed(seed, bytes.to_vec()).map_err(|_| "bad peer key")?;
+        if c.peer_key != Some(id.public()) {
+            return Err("credential binds another peer key");
+        }
+        if c.not_before.saturating_add(now_ms.div_ceil(1000)) >= c.not_after {
+            return Err("credential expired");
+        }
+        Ok((c, id))
+    }
+
+    /// `ControlMsg::PeerCredential`: this node's credential; the first one (after the
+    /// bundle) decides, and an accepted one starts the handshake.
+    pub fn on_credential(&mut self, ch: &mut HostChannel, log: &mut LogService<'_>, bytes: &[u8]) {
+        let State::Waiting { node, .. } = &self.state else {
             if self.refuse() {
-                serial_println!("omega: peer: PeerPin refused (not configured, or already pinned)");
+                serial_println!(
+                    "omega: peer: PeerCredential refused (not configured, or already given)"
+                );
             }
             return;
         };
-        if peer.as_str() != peer_name {
-            serial_println!(
-                "omega: peer: PeerPin for {} refused: the configured peer is {peer}",
-                HostText(peer_name)
-            );
+        // The fleet is known only once the bundle is in; earlier is the host's mistake.
+        if !self.bundle_in {
+            if self.refuse() {
+                serial_println!("omega: peer: PeerCredential before the bundle refused");
+            }
             return;
         }
+        let now_ms = log.now_ms();
+        let checked = self.check_own(bytes, node, log.has_clock(), now_ms);
         let State::Waiting {
             initiator,
             node,
@@ -154,24 +245,53 @@ impl PeerService {
         else {
             return;
         };
-        let Some(seed) = self.seed else {
-            serial_println!("omega: peer: no peer key (no entropy at boot); no session");
-            return;
+        let (credential, id) = match checked {
+            Ok(c) => c,
+            Err(why) => {
+                serial_println!("omega: peer: own credential refused: {why}; no peer channel");
+                log.lifecycle(
+                    ch,
+                    lifecycle::PEER_CREDENTIAL,
+                    0,
+                    Decision::Deny,
+                    Some(Sha256::digest(bytes).into()),
+                    Some(entry_name(why)),
+                );
+                return;
+            }
         };
-        let mut authority = PinnedAuthority::new();
-        authority.pin(peer.clone(), key);
+        let fleet = self.fleet.as_ref().expect("checked above");
+        let authority = CredentialAuthority::new(fleet.coordinator, &fleet.id);
+        self.unix_at_start = Some(credential.not_before);
+        let label = alloc::format!(
+            "{}/{} #{}",
+            credential.node_id,
+            credential.role,
+            credential.serial
+        );
+        serial_println!(
+            "omega: peer: fleet credential {label} accepted (fleet {}, valid {} s)",
+            credential.fleet_id,
+            credential.not_after - credential.not_before
+        );
+        log.lifecycle(
+            ch,
+            lifecycle::PEER_CREDENTIAL,
+            0,
+            Decision::Allow,
+            Some(Sha256::digest(bytes).into()),
+            Some(entry_name(&label)),
+        );
         let mut eph = [0u8; 32];
         let mut rng = crate::hw::entropy::CpuRng::detect();
         if let Err(e) = omega_kernel::entropy::fill(&mut rng, &mut eph) {
             crate::monitor::fatal("entropy for a peer handshake", e)
         }
-        let made = Identity::from_seed(seed, node.as_str().as_bytes().to_vec()).and_then(|id| {
-            if initiator {
-                Channel::initiator(id, authority, eph, Some(peer.clone()))
-            } else {
-                Channel::responder(id, authority, eph)
-            }
-        });
+        let made = if initiator {
+            Channel::initiator(id, authority, eph, Some(peer.clone()))
+        } else {
+            Channel::responder(id, authority, eph)
+        };
         let c = match made {
             Ok(c) => c,
             Err(e) => {
@@ -179,7 +299,7 @@ impl PeerService {
                 return;
             }
         };
-        serial_println!("omega: peer: {peer} pinned; handshake starts");
+        serial_println!("omega: peer: {node} handshakes with {peer}");
         self.state = State::Running {
             ch: Box::new(c),
             peer,
@@ -192,7 +312,7 @@ impl PeerService {
         self.flush(ch);
     }
 
-    /// A `PeerConfig` or `PeerPin` from the host (Control).
+    /// A `PeerConfig` or `PeerCredential` from the host (Control).
     pub fn on_control(&mut self, ch: &mut HostChannel, log: &mut LogService<'_>, body: &[u8]) {
         match omega_wire::msg::decode_exact::<ControlMsg<'_>>(body) {
             Ok(ControlMsg::PeerConfig {
@@ -200,7 +320,9 @@ impl PeerService {
                 node,
                 peer,
             }) => self.on_config(initiator, node, peer),
-            Ok(ControlMsg::PeerPin { peer, key }) => self.on_pin(ch, log, peer, key),
+            Ok(ControlMsg::PeerCredential { credential }) => {
+                self.on_credential(ch, log, credential)
+            }
             _ => {}
         }
     }
@@ -213,7 +335,8 @@ impl PeerService {
 
     /// Relay bytes from the other image.
     pub fn on_message(&mut self, ch: &mut HostChannel, log: &mut LogService<'_>, body: &[u8]) {
-        let now_s = log.now_ms() / 1000;
+        // Anchored before the handshake starts (`on_credential`).
+        let now_s = self.unix_now(log.now_ms()).unwrap_or(0);
         match &mut self.state {
             State::Off | State::Ended => {
                 if self.refuse() {
@@ -227,7 +350,9 @@ impl PeerService {
             State::Waiting { early, .. } => {
                 // SECURITY: bounded; a host flooding before the pin ends the link.
                 if early.len().saturating_add(body.len()) > MAX_BUFFERED {
-                    serial_println!("omega: peer: too many relay bytes before the pin; no session");
+                    serial_println!(
+                        "omega: peer: too many relay bytes before the credential; no session"
+                    );
                     self.state = State::Ended;
                 } else {
                     early.extend_from_slice(body);
@@ -249,7 +374,7 @@ impl PeerService {
                 self.state = State::Ended;
             }
         } else if matches!(self.state, State::Waiting { .. }) {
-            serial_println!("omega: peer: the relay ended before the pin; no session");
+            serial_println!("omega: peer: the relay ended before the credential; no session");
             self.state = State::Ended;
         }
     }
@@ -373,3 +498,7 @@ impl PeerService {
         false
     }
 }
+
+// The wire's bound on a credential is the fleet's.
+const _: () =
+    assert!(omega_wire::msg::MAX_PEER_CREDENTIAL == omega_fleet::credential::MAX_CREDENTIAL);

@@ -147,34 +147,24 @@ fn connect_retrying(addr: &str, wait: Duration) -> io::Result<TcpStream> {
     }
 }
 
-/// Who this node is on the peer channel and whom it pins (`omega run --peer-node`,
-/// `--peer-pin`): sent to the monitor as `ControlMsg::PeerConfig` before the bundle, then
-/// `ControlMsg::PeerPin` once the key is known.
-/// SECURITY: a pin this host gives is a test-only trust root until the fleet coordinator's
-/// credentials are wired (docs/fleet.md): the key must come from the other image's verified
-/// `peer` evidence (`measurements verify-evidence --principal peer` prints it).
+/// Who this node is on the peer channel and whom it talks to (`omega run --peer-node`,
+/// `--peer`, `--peer-credential`): sent to the monitor as `ControlMsg::PeerConfig` before
+/// the bundle, then `ControlMsg::PeerCredential` once the fleet coordinator has issued this
+/// node's credential. SECURITY: this host only carries the credential; the monitor checks
+/// it under the coordinator key its measured bundle names (docs/fleet.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSetup {
-    /// This node's name (its credential on the channel).
+    /// This node's name (the one its credential names).
     pub node: String,
     /// The peer's node name.
     pub peer: String,
-    /// The peer's Ed25519 peer key.
-    pub key: PeerKey,
+    /// This node's signed credential: a file that appears once the coordinator admitted the
+    /// node (it attests itself only once it runs), waited for at most [`PEER_WAIT`].
+    pub credential: std::path::PathBuf,
 }
 
-/// Where the pinned key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerKey {
-    /// Given on the command line.
-    Key([u8; 32]),
-    /// 64 hex digits in a file that may appear later (the other image attests itself only
-    /// once it runs): waited for, at most [`PEER_WAIT`].
-    File(std::path::PathBuf),
-}
-
-/// Sends `PeerConfig` now (called before the bundle), then `PeerPin` from its own thread
-/// once the key is there.
+/// Sends `PeerConfig` now (called before the bundle), then `PeerCredential` from its own
+/// thread once the credential file is there.
 pub(crate) fn send_setup(sh: &Arc<Shared>, setup: PeerSetup, initiator: bool) {
     let config = omega_wire::msg::ControlMsg::PeerConfig {
         initiator,
@@ -193,69 +183,66 @@ pub(crate) fn send_setup(sh: &Arc<Shared>, setup: PeerSetup, initiator: bool) {
     );
     let sh = Arc::clone(sh);
     let spawned = thread::Builder::new()
-        .name("omega-peer-pin".into())
-        .spawn(move || {
-            let key = match &setup.key {
-                PeerKey::Key(k) => Ok(*k),
-                PeerKey::File(path) => wait_for_key(path, PEER_WAIT),
-            };
-            match key {
-                Ok(key) => {
-                    let pin = omega_wire::msg::ControlMsg::PeerPin {
-                        peer: &setup.peer,
-                        key,
-                    };
-                    match send_control(&sh, &pin) {
-                        Ok(()) => info!("peer link: {} pinned to {}", setup.peer, hex(&key)),
-                        Err(e) => warn!("sending the peer pin failed: {e}"),
+        .name("omega-peer-credential".into())
+        .spawn(
+            move || match wait_for_credential(&setup.credential, PEER_WAIT) {
+                Ok(bytes) => {
+                    let m = omega_wire::msg::ControlMsg::PeerCredential { credential: &bytes };
+                    match send_control(&sh, &m) {
+                        Ok(()) => info!(
+                            "peer link: credential for {} sent ({} bytes)",
+                            setup.node,
+                            bytes.len()
+                        ),
+                        Err(e) => warn!("sending the peer credential failed: {e}"),
                     }
                 }
-                Err(e) => warn!("peer link: no key for {}: {e}", setup.peer),
-            }
-        });
+                Err(e) => warn!("peer link: no credential for {}: {e}", setup.node),
+            },
+        );
     if let Err(e) = spawned {
-        warn!("peer link: cannot start the pin thread: {e}");
+        warn!("peer link: cannot start the credential thread: {e}");
     }
 }
 
 fn send_control(sh: &Shared, m: &omega_wire::msg::ControlMsg<'_>) -> Result<(), String> {
-    let mut b = [0u8; 512];
+    let mut b = [0u8; 2 * omega_wire::msg::MAX_PEER_CREDENTIAL];
     let body = omega_wire::msg::encode(m, &mut b).map_err(|e| e.to_string())?;
     sh.send_message(Stream::Control, body)
         .map_err(|e| e.to_string())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// 64 hex digits (surrounding whitespace ignored).
-pub fn parse_key(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut k = [0u8; 32];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(k)
-}
-
-fn wait_for_key(path: &std::path::Path, wait: Duration) -> io::Result<[u8; 32]> {
+/// The credential file's bytes once it exists, is not empty and reads the same twice
+/// 100 ms apart (a file still being written is waited past: the monitor takes the first
+/// credential it is sent, good or bad).
+fn wait_for_credential(path: &std::path::Path, wait: Duration) -> io::Result<Vec<u8>> {
     let start = Instant::now();
+    let mut last: Option<Vec<u8>> = None;
     loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && let Some(k) = parse_key(&s)
+        let now = std::fs::read(path).ok().filter(|b| !b.is_empty());
+        if let Some(b) = &now
+            && b.len() > omega_wire::msg::MAX_PEER_CREDENTIAL
         {
-            return Ok(k);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {} bytes, more than a credential ({} at most)",
+                    path.display(),
+                    b.len(),
+                    omega_wire::msg::MAX_PEER_CREDENTIAL
+                ),
+            ));
+        }
+        if now.is_some() && now == last {
+            return Ok(now.unwrap_or_default());
         }
         if start.elapsed() >= wait {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("{} holds no 64-hex-digit key", path.display()),
+                format!("{} did not appear", path.display()),
             ));
         }
+        last = now;
         thread::sleep(Duration::from_millis(100));
     }
 }
