@@ -270,6 +270,117 @@ fn a_second_bundle_is_refused_and_logged() {
     assert_eq!(targets, expected);
 }
 
+/// The host forges the fleet: a `PeerCredential` before the bundle (refused, nothing
+/// logged: the coordinator is not known yet), then, with the bundle naming coordinator K, a
+/// well-formed credential for this node signed by a key of the host's own: refused and
+/// logged (`PEER_CREDENTIAL` deny, its digest), and a second one is not even considered.
+#[test]
+fn a_peer_credential_counts_only_under_the_bundles_coordinator() {
+    use omega_fleet::signed::SigningKey;
+    let (_dir, mut vm, mut host) = vm(None);
+    let coordinator = SigningKey::from_seed([9; 32]).unwrap();
+    let forger = SigningKey::from_seed([7; 32]).unwrap();
+    let forged = omega_fleet::Credential {
+        format: omega_fleet::credential::CREDENTIAL_FORMAT,
+        fleet_id: "lab".into(),
+        node_id: "node-a".into(),
+        role: "worker".into(),
+        node_key: [1; 32],
+        peer_key: Some([2; 32]),
+        tee: omega_fleet::Tee::Simulated,
+        launch_digest: vec![0; 48],
+        not_before: 1,
+        not_after: u64::MAX,
+        serial: 1,
+        policy_version: 1,
+    }
+    .sign(&forger)
+    .unwrap();
+    let send =
+        |host: &mut RawHost, m: &ControlMsg<'_>| host.send(Stream::Control, &control(m)).unwrap();
+    send(
+        &mut host,
+        &ControlMsg::PeerConfig {
+            initiator: false,
+            node: "node-a",
+            peer: "node-b",
+        },
+    );
+    send(
+        &mut host,
+        &ControlMsg::PeerCredential {
+            credential: &forged,
+        },
+    );
+    assert!(
+        vm.wait_for(
+            "omega: peer: PeerCredential before the bundle refused",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        vm.serial()
+    );
+    let mut files = bundle(b"OMPL");
+    let mut m = Manifest::parse(&files[0].1).unwrap();
+    m.fleet = Some(omega_bundle::FleetEntry {
+        id: "lab".into(),
+        coordinator: coordinator
+            .public()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    });
+    files[0].1 = m.to_json();
+    send_bundle(&mut host, &files);
+    assert!(
+        vm.wait_for("omega: bundle: active", Duration::from_secs(60)),
+        "{}",
+        vm.serial()
+    );
+    send(
+        &mut host,
+        &ControlMsg::PeerCredential {
+            credential: &forged,
+        },
+    );
+    send(
+        &mut host,
+        &ControlMsg::PeerCredential {
+            credential: &forged,
+        },
+    );
+    assert!(
+        vm.wait_for(
+            "omega: peer: own credential refused",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        vm.serial()
+    );
+    let mut seen = Seen::default();
+    let out = shut_down(vm, &mut host, &mut seen);
+    assert!(
+        out.serial
+            .contains("own credential refused: not signed by the bundle's coordinator"),
+        "{out}"
+    );
+    let credentials: Vec<_> = seen
+        .verified_entries()
+        .into_iter()
+        .filter(|e| e.0 == lifecycle::PEER_CREDENTIAL)
+        .collect();
+    assert_eq!(
+        credentials,
+        [(
+            lifecycle::PEER_CREDENTIAL,
+            Decision::Deny,
+            Some(sha256(&forged)),
+            b"not signed by the bundle's coordinator (or malformed)".to_vec()
+        )],
+        "one verdict, for the first credential after the bundle\n{out}"
+    );
+}
+
 /// Finding 6: an `Ack` for more log bytes than the monitor sent (so that it would release
 /// entries nobody stored) is refused and reported; the monitor goes on waiting for the real
 /// acknowledgement and stops only once everything is stored.
