@@ -6,7 +6,7 @@
 //! omega-fleet coordinator --etcd URL --fleet F --key F --owner HEX --policy P.signed --state F --lab-root
 //! omega-fleet scheduler --etcd URL --fleet F
 //! omega-fleet node --etcd URL --fleet F --id N --coordinator HEX --omega BIN --image IMG --work DIR
-//! omega-fleet submit --etcd URL --fleet F --workload W --bundle DIR --role R
+//! omega-fleet submit --etcd URL --fleet F --workload W --bundle DIR --role R [--peer W2]
 //! omega-fleet bench-admission --log-dir DIR --iterations N   # DIR: an omega run --log-dir
 //! ```
 
@@ -129,6 +129,10 @@ enum Cmd {
         bundle: PathBuf,
         #[arg(long)]
         role: String,
+        /// The workload this one opens a peer channel with (declare both, each naming
+        /// the other); the bundles' manifests name the fleet and the coordinator key.
+        #[arg(long, value_name = "WORKLOAD")]
+        peer: Option<String>,
     },
     /// Admission latency: evidence verification + credential, N times, on one stored run's
     /// `platform` and `bundle` evidence (lab root) and its nonce.
@@ -240,6 +244,7 @@ fn main() -> anyhow::Result<()> {
             workload,
             bundle,
             role,
+            peer,
         } => {
             let mut store = Store::new(&etcd.etcd, &etcd.fleet);
             let d = Desired {
@@ -249,6 +254,7 @@ fn main() -> anyhow::Result<()> {
                     .display()
                     .to_string(),
                 role,
+                peer,
             };
             runtime()?.block_on(store.put_json("desired", &workload, &d))
         }

@@ -1,11 +1,21 @@
 //! The node agent (untrusted host side of one node): holds the node's etcd lease, boots each
 //! coordinator-signed placement naming this node with `omega run` (the coordinator's nonce as
-//! the verifier's challenge), submits the monitor's `platform` evidence, and checks the
-//! credential the coordinator returns. A placement that does not verify under the
-//! coordinator's key is refused and logged, never booted.
+//! the verifier's challenge), submits the monitor's evidence as soon as the launcher has
+//! written it (the run goes on), and checks the credential the coordinator returns. A
+//! placement that does not verify under the coordinator's key is refused and logged, never
+//! booted.
+//!
+//! A workload with a peer (`Desired::peer`) opens a peer channel to it: the workload whose
+//! name sorts first listens (`--peer-listen` on a free loopback port, published as
+//! `links/<workload>`), the other connects to that address once it is published; both boot
+//! only once the peer is placed (its node is the peer's name). The node's credential is
+//! handed to the launcher (`--peer-credential`), which gives it to the monitor: nothing
+//! here is trusted by the monitors, which check the credential under the coordinator key
+//! in their bundle.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -32,6 +42,23 @@ pub struct Config {
     pub poll: Duration,
 }
 
+/// One boot in progress (or ended, awaiting its credential).
+struct Run {
+    workload: String,
+    /// The placement's nonce (the evidence answers it).
+    nonce: [u8; 32],
+    /// The launcher's `--log-dir`.
+    dir: PathBuf,
+    child: tokio::process::Child,
+    /// The launcher ended (its status).
+    exit: Option<std::process::ExitStatus>,
+    /// This boot's monitor key, once its evidence is submitted.
+    key: Option<[u8; 32]>,
+    /// Where the launcher waits for the credential (peer workloads).
+    credential_file: Option<PathBuf>,
+    admitted: bool,
+}
+
 struct Node {
     cfg: Config,
     store: Store,
@@ -40,17 +67,79 @@ struct Node {
     booted: HashSet<[u8; 32]>,
     /// Signed placements already refused (logged once).
     refused: HashSet<Vec<u8>>,
-    /// Node key (monitor key) of the last boot, whose credential is awaited.
-    awaiting: Option<[u8; 32]>,
+    /// Workloads whose peer was not ready, logged once.
+    waiting: HashSet<String>,
+    runs: Vec<Run>,
+}
+
+/// A loopback port nobody listens on now (the launcher binds it next).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Node {
-    async fn boot(&mut self, w: &str, p: &Proposal, pl: &Placement) -> anyhow::Result<()> {
+    /// The launcher's peer-link arguments for workload `w` linked with `peer`, or `None`
+    /// while the peer is not placed (or, for the connecting side, its address is not
+    /// published yet).
+    async fn peer_args(
+        &mut self,
+        w: &str,
+        peer: &str,
+        credential: &Path,
+    ) -> anyhow::Result<Option<Vec<OsString>>> {
+        let Some(pp) = self.store.get("proposals", peer).await? else {
+            return Ok(None);
+        };
+        let pp: Proposal = serde_json::from_slice(&pp).context("the peer's proposal")?;
+        let link = if w < peer {
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            self.store
+                .put("links", w, addr.clone().into_bytes())
+                .await?;
+            ["--peer-listen".into(), addr]
+        } else {
+            let Some(addr) = self.store.get("links", peer).await? else {
+                return Ok(None);
+            };
+            [
+                "--peer-connect".into(),
+                String::from_utf8(addr).context("a link")?,
+            ]
+        };
+        let mut args: Vec<OsString> = link.into_iter().map(OsString::from).collect();
+        for a in [
+            "--peer-node",
+            &self.cfg.id,
+            "--peer",
+            &pp.node,
+            "--peer-credential",
+        ] {
+            args.push(a.into());
+        }
+        args.push(credential.into());
+        Ok(Some(args))
+    }
+
+    /// Starts `omega run` for the placement; `None` when its peer is not ready yet.
+    async fn boot(&mut self, w: &str, p: &Proposal, pl: &Placement) -> anyhow::Result<Option<Run>> {
         let dir = self
             .cfg
             .work
             .join(format!("{w}-{}", &hex::encode(pl.nonce)[..16]));
-        let out = tokio::process::Command::new(&self.cfg.omega)
+        let credential_file = dir.with_extension("credential");
+        let peer_args = match &p.peer {
+            Some(peer) => match self.peer_args(w, peer, &credential_file).await? {
+                Some(a) => Some(a),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        std::fs::create_dir_all(&self.cfg.work)?;
+        let out = std::fs::File::create(dir.with_extension("stdout"))?;
+        let err = std::fs::File::create(dir.with_extension("stderr"))?;
+        let child = tokio::process::Command::new(&self.cfg.omega)
             .arg("run")
             .arg("--image")
             .arg(&self.cfg.image)
@@ -62,39 +151,105 @@ impl Node {
             .arg("--log-dir")
             .arg(&dir)
             .args(["--nonce", &hex::encode(pl.nonce), "--connect-timeout", "60"])
+            .args(peer_args.iter().flatten())
+            .stdout(out)
+            .stderr(err)
             .kill_on_drop(true)
-            .output()
-            .await
+            .spawn()
             .context("starting omega run")?;
-        if !out.status.success() {
-            bail!(
-                "omega run exited with {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        Ok(Some(Run {
+            workload: w.into(),
+            nonce: pl.nonce,
+            dir,
+            child,
+            exit: None,
+            key: None,
+            credential_file: peer_args.map(|_| credential_file),
+            admitted: false,
+        }))
+    }
+
+    /// Submits run `i`'s evidence once the launcher wrote it: `platform` and `bundle`, and
+    /// `peer` unless the run ended without it (a monitor without a peer key gets a
+    /// credential that opens no channel).
+    async fn submit(&mut self, i: usize) -> anyhow::Result<()> {
+        let r = &self.runs[i];
+        let ev = r.dir.join("evidence");
+        let (platform, bundle, peer) = (
+            ev.join("platform.bin"),
+            ev.join("bundle.bin"),
+            ev.join("peer.bin"),
+        );
+        if !platform.is_file() || !bundle.is_file() || !peer.is_file() && r.exit.is_none() {
+            return Ok(());
         }
-        let evidence = std::fs::read(dir.join("evidence/platform.bin"))
-            .context("the monitor's platform evidence")?;
-        let bundle_evidence = std::fs::read(dir.join("evidence/bundle.bin"))
-            .context("the monitor's bundle evidence")?;
-        // Optional: a monitor without a peer key gets a credential that opens no channel.
-        let peer_evidence = std::fs::read(dir.join("evidence/peer.bin")).unwrap_or_default();
+        let evidence = std::fs::read(&platform).context("the monitor's platform evidence")?;
+        let bundle_evidence = std::fs::read(&bundle).context("the monitor's bundle evidence")?;
+        let peer_evidence = std::fs::read(&peer).unwrap_or_default();
         let key = omega_evidence::Bundle::decode(&evidence)
             .map_err(|e| anyhow::anyhow!("own evidence: {e}"))?
             .monitor_key;
         let sub = Submission {
             node: self.cfg.id.clone(),
-            nonce: hex::encode(pl.nonce),
+            nonce: hex::encode(r.nonce),
             evidence: hex::encode(&evidence),
             bundle_evidence: hex::encode(&bundle_evidence),
             peer_evidence: hex::encode(&peer_evidence),
         };
-        self.store.put_json("evidence", w, &sub).await?;
-        self.awaiting = Some(key);
+        let w = self.runs[i].workload.clone();
+        self.store.put_json("evidence", &w, &sub).await?;
+        self.runs[i].key = Some(key);
         self.audit.log(
             "evidence-submitted",
-            json!({ "workload": w, "node_key": hex::encode(key), "log_dir": dir.display().to_string() }),
+            json!({ "workload": w, "node_key": hex::encode(key), "log_dir": self.runs[i].dir.display().to_string() }),
         );
+        Ok(())
+    }
+
+    /// Run `i`'s launcher state, evidence and credential.
+    async fn follow(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.runs[i].exit.is_none()
+            && let Some(status) = self.runs[i].child.try_wait()?
+        {
+            self.runs[i].exit = Some(status);
+            let r = &self.runs[i];
+            if !status.success() {
+                let err =
+                    std::fs::read_to_string(r.dir.with_extension("stderr")).unwrap_or_default();
+                let tail: Vec<&str> = err.lines().rev().take(5).collect();
+                self.audit.log(
+                    "boot-failed",
+                    json!({ "workload": r.workload, "reason": format!("omega run exited with {status}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")) }),
+                );
+            }
+        }
+        if self.runs[i].key.is_none() {
+            self.submit(i).await?;
+        }
+        let r = &self.runs[i];
+        let Some(key) = r.key.filter(|_| !r.admitted) else {
+            return Ok(());
+        };
+        let Some(bytes) = self.store.get("credentials", &self.cfg.id).await? else {
+            return Ok(());
+        };
+        match Credential::verify(&bytes, &self.cfg.coordinator, crate::now()) {
+            Ok(c) if c.node_key == key => {
+                if let Some(file) = &self.runs[i].credential_file {
+                    // Whole or not at all: the launcher sends the first bytes it reads.
+                    let tmp = file.with_extension("credential.tmp");
+                    std::fs::write(&tmp, &bytes)?;
+                    std::fs::rename(&tmp, file)?;
+                }
+                self.runs[i].admitted = true;
+                self.audit.log(
+                    "admitted",
+                    json!({ "workload": self.runs[i].workload, "serial": c.serial, "role": c.role, "not_after": c.not_after }),
+                );
+            }
+            // An older credential (another boot's key) or one that does not verify.
+            _ => {}
+        }
         Ok(())
     }
 
@@ -122,17 +277,32 @@ impl Node {
                     Ok(Some(pl))
                 });
             match checked {
-                Ok(Some(pl)) if !self.booted.contains(&pl.nonce) => {
-                    self.booted.insert(pl.nonce);
-                    self.audit
-                        .log("booting", json!({ "workload": w, "epoch": p.epoch }));
-                    if let Err(e) = self.boot(&w, &p, &pl).await {
+                Ok(Some(pl)) if !self.booted.contains(&pl.nonce) => match self
+                    .boot(&w, &p, &pl)
+                    .await
+                {
+                    Ok(Some(run)) => {
+                        self.booted.insert(pl.nonce);
+                        self.audit.log(
+                            "booting",
+                            json!({ "workload": w, "epoch": p.epoch, "peer": p.peer }),
+                        );
+                        self.runs.push(run);
+                    }
+                    Ok(None) => {
+                        if self.waiting.insert(w.clone()) {
+                            self.audit
+                                .log("waiting-for-peer", json!({ "workload": w, "peer": p.peer }));
+                        }
+                    }
+                    Err(e) => {
+                        self.booted.insert(pl.nonce);
                         self.audit.log(
                             "boot-failed",
                             json!({ "workload": w, "reason": format!("{e:#}") }),
                         );
                     }
-                }
+                },
                 Ok(_) => {}
                 Err(e) => {
                     if self.refused.insert(signed) {
@@ -144,21 +314,16 @@ impl Node {
                 }
             }
         }
-        if let Some(key) = self.awaiting
-            && let Some(bytes) = self.store.get("credentials", &self.cfg.id).await?
-        {
-            match Credential::verify(&bytes, &self.cfg.coordinator, crate::now()) {
-                Ok(c) if c.node_key == key => {
-                    self.awaiting = None;
-                    self.audit.log(
-                        "admitted",
-                        json!({ "serial": c.serial, "role": c.role, "not_after": c.not_after }),
-                    );
-                }
-                // An older credential (another boot's key) or one that does not verify.
-                _ => {}
+        for i in 0..self.runs.len() {
+            if let Err(e) = self.follow(i).await {
+                self.audit.log(
+                    "error",
+                    json!({ "workload": self.runs[i].workload, "reason": format!("{e:#}") }),
+                );
             }
         }
+        // Ended and admitted: nothing more to follow.
+        self.runs.retain(|r| r.exit.is_none() || !r.admitted);
         Ok(())
     }
 }
@@ -208,7 +373,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         audit,
         booted: HashSet::new(),
         refused: HashSet::new(),
-        awaiting: None,
+        waiting: HashSet::new(),
+        runs: Vec::new(),
         cfg,
     };
     loop {

@@ -98,6 +98,7 @@ impl Scheduler {
                 bundle: d.bundle.clone(),
                 role: d.role.clone(),
                 epoch,
+                peer: d.peer.clone(),
             };
             self.store.put_json("proposals", w, &p).await?;
             self.audit.log(

@@ -10,6 +10,7 @@
 //! | `placements/<workload>` | coordinator | signed `omega_fleet::Placement` |
 //! | `evidence/<workload>` | node agent | [`Submission`] (JSON) |
 //! | `credentials/<node>` | coordinator | signed `omega_fleet::Credential` |
+//! | `links/<workload>` | node agent | the address its launcher relays the peer channel on (`--peer-listen`) |
 //! | `status/<workload>` | coordinator | [`Status`] (JSON) |
 //!
 //! Every operation retries through etcd outages (a restart under load): callers see
@@ -26,6 +27,10 @@ pub struct Desired {
     /// Bundle directory (a path every node and the coordinator can read).
     pub bundle: String,
     pub role: String,
+    /// The workload this one opens a peer channel with (each names the other); its
+    /// monitor's authority is the coordinator key in the bundle's manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +46,9 @@ pub struct Proposal {
     pub role: String,
     /// Grows each time the workload is (re)placed.
     pub epoch: u64,
+    /// [`Desired::peer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

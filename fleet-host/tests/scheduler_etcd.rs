@@ -170,6 +170,7 @@ async fn scheduler_places_restarts_and_survives_an_etcd_restart() {
         let d = Desired {
             bundle: b.clone(),
             role: "worker".into(),
+            peer: None,
         };
         s.put_json("desired", &w, &d).await.unwrap();
         desired.insert(w);
@@ -230,6 +231,7 @@ async fn scheduler_places_restarts_and_survives_an_etcd_restart() {
         let d = Desired {
             bundle: b.clone(),
             role: "worker".into(),
+            peer: None,
         };
         s.put_json("desired", &w, &d).await.unwrap();
         desired.insert(w);

@@ -26,8 +26,12 @@ use omega_fleet::peer::{AuthorityError, CredentialAuthority, PeerAuthority};
 use omega_fleet::signed::SigningKey;
 use omega_fleet::{Credential, Placement, Tee};
 use omega_fleet_host::store::{Boot, Proposal, Store, Submission};
+use omega_provenance::entry::{EntryIter, lifecycle};
+use omega_provenance::{Action, Decision};
 use omega_test_support::etcd::Etcd;
-use qemu_tests::{measurements, qemu_present, test_hooks_image, workspace_bin};
+use qemu_tests::{
+    measurements, printed_verifier_commands, qemu_present, test_hooks_image, workspace_bin,
+};
 use serde_json::Value;
 
 const FLEET: &str = "lab";
@@ -111,6 +115,159 @@ fn fleet_cmd(bin: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// A lab fleet: the binaries, the owner's and the coordinator's keys, and (once started)
+/// the coordinator and the scheduler on one etcd; nodes and workloads added by the test.
+struct Lab {
+    d: PathBuf,
+    fleet: PathBuf,
+    omega: PathBuf,
+    image: String,
+    /// The test-hooks image's launch digest for 1 vCPU (EPYC-v4).
+    digest: String,
+    owner_pub: String,
+    coord_pub: String,
+    coordinator_key: [u8; 32],
+    endpoint: String,
+    procs: Procs,
+}
+
+impl Lab {
+    /// Keys and binaries; nothing runs yet.
+    fn new(d: &Path, etcd: &Etcd) -> Lab {
+        let fleet = workspace_bin("omega-fleet-host", "omega-fleet");
+        let omega = workspace_bin("omega-host", "omega");
+        let image = test_hooks_image().display().to_string();
+        let digest_of = |vcpus: &str| {
+            let o = measurements([
+                "digest",
+                "--image",
+                &image,
+                "--vcpus",
+                vcpus,
+                "--vcpu-type",
+                "EPYC-v4",
+            ]);
+            assert!(o.status.success());
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let digest = digest_of("1");
+        assert_ne!(digest, digest_of("2"));
+        let p = |n: &str| d.join(n).display().to_string();
+        let owner_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("owner.key")]);
+        let coord_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("coordinator.key")]);
+        let coordinator_key = hex::decode(&coord_pub).unwrap().try_into().unwrap();
+        Lab {
+            d: d.to_path_buf(),
+            fleet,
+            omega,
+            image,
+            digest,
+            owner_pub,
+            coord_pub,
+            coordinator_key,
+            endpoint: etcd.endpoint(),
+            procs: Procs::default(),
+        }
+    }
+
+    fn p(&self, n: &str) -> String {
+        self.d.join(n).display().to_string()
+    }
+
+    fn etcd_args(&self) -> Vec<String> {
+        ["--etcd", &self.endpoint, "--fleet", FLEET, "--poll", "0.2"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Signs the owner's policy (this image for 1 vCPU under the simulated PSP, the agents
+    /// of `bundles` pinned, `routes`) with the CLI and starts the coordinator and the
+    /// scheduler.
+    fn start(&mut self, bundles: &[&Path], routes: Value) {
+        let agents: Vec<Value> = bundles
+            .iter()
+            .flat_map(|b| omega_fleet_host::source::bundle_pins(b).unwrap().1)
+            .map(|p| {
+                serde_json::json!({ "name": p.name, "publisher": p.publisher,
+                                    "module_hash": hex::encode(p.module_hash) })
+            })
+            .collect();
+        let source = serde_json::json!({
+            "fleet_id": FLEET, "version": 1, "allow_simulated": true,
+            "images": [{ "name": "omega-test-hooks", "tee": "simulated", "measurement": self.digest,
+                         "vcpus": 1, "vcpu_type": "EPYC-v4", "memory_mib": 128, "roles": ["worker"] }],
+            "agents": agents,
+            "routes": routes,
+            "credential_lifetime_s": 600, "challenge_lifetime_s": 300,
+        });
+        std::fs::write(self.d.join("policy.json"), source.to_string()).unwrap();
+        fleet_cmd(
+            &self.fleet,
+            &[
+                "policy",
+                "--source",
+                &self.p("policy.json"),
+                "--owner-key",
+                &self.p("owner.key"),
+                "--out",
+                &self.p("policy.signed"),
+            ],
+        );
+        let etcd_args = self.etcd_args();
+        let mut coordinator = Command::new(&self.fleet);
+        coordinator
+            .arg("coordinator")
+            .args(&etcd_args)
+            .args([
+                "--key",
+                &self.p("coordinator.key"),
+                "--owner",
+                &self.owner_pub,
+            ])
+            .args([
+                "--policy",
+                &self.p("policy.signed"),
+                "--state",
+                &self.p("coordinator.state"),
+            ])
+            .args(["--lab-root", "--audit", &self.p("coordinator.audit")]);
+        self.procs.spawn("coordinator", &mut coordinator);
+        let mut scheduler = Command::new(&self.fleet);
+        scheduler
+            .arg("scheduler")
+            .args(&etcd_args)
+            .args(["--audit", &self.p("scheduler.audit")]);
+        self.procs.spawn("scheduler", &mut scheduler);
+    }
+
+    /// Starts node agent `id` booting the image with `vcpus`.
+    fn node(&mut self, id: &str, vcpus: &str) {
+        let mut cmd = Command::new(&self.fleet);
+        cmd.arg("node")
+            .args(self.etcd_args())
+            .args(["--id", id, "--coordinator", &self.coord_pub])
+            .arg("--omega")
+            .arg(&self.omega)
+            .args(["--image", &self.image, "--vcpus", vcpus, "--ttl", "3"])
+            .args(["--work", &self.p(&format!("work-{id}"))])
+            .args(["--audit", &self.p(&format!("{id}.audit"))]);
+        self.procs.spawn(id, &mut cmd);
+    }
+
+    /// Declares workload `w` (role `worker`), linked with workload `peer`.
+    fn submit(&self, w: &str, b: &Path, peer: Option<&str>) {
+        let mut args: Vec<String> = vec!["submit".into()];
+        args.extend(self.etcd_args());
+        let b = b.display().to_string();
+        args.extend(["--workload", w, "--bundle", &b, "--role", "worker"].map(String::from));
+        if let Some(peer) = peer {
+            args.extend(["--peer".into(), peer.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fleet_cmd(&self.fleet, &args);
+    }
+}
+
 #[test]
 fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     if !qemu_present() {
@@ -122,126 +279,18 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
         return;
     };
     let started = Instant::now();
-    let fleet = workspace_bin("omega-fleet-host", "omega-fleet");
-    let omega = workspace_bin("omega-host", "omega");
-    let image = test_hooks_image().display().to_string();
-    let digest_of = |vcpus: &str| {
-        let o = measurements([
-            "digest",
-            "--image",
-            &image,
-            "--vcpus",
-            vcpus,
-            "--vcpu-type",
-            "EPYC-v4",
-        ]);
-        assert!(o.status.success());
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
-    let digest = digest_of("1");
-    assert_ne!(digest, digest_of("2"));
-
+    let mut lab = Lab::new(d, &etcd);
     // The owner's policy: the test-hooks image for 1 vCPU under the simulated PSP, the
     // bundle's two agents pinned; compiled and signed by the CLI.
     let good = bundle(d, "fleet-good", &["alpha", "beta"]);
     let evil = bundle(d, "fleet-evil", &["mallory"]);
-    let (_, pins) = omega_fleet_host::source::bundle_pins(&good).unwrap();
-    let agents: Vec<Value> = pins
-        .iter()
-        .map(|p| {
-            serde_json::json!({ "name": p.name, "publisher": p.publisher,
-                                "module_hash": hex::encode(p.module_hash) })
-        })
-        .collect();
-    let source = serde_json::json!({
-        "fleet_id": FLEET, "version": 1, "allow_simulated": true,
-        "images": [{ "name": "omega-test-hooks", "tee": "simulated", "measurement": digest,
-                     "vcpus": 1, "vcpu_type": "EPYC-v4", "memory_mib": 128, "roles": ["worker"] }],
-        "agents": agents,
-        "routes": [{ "from": "worker/alpha", "to": "worker/beta" }],
-        "credential_lifetime_s": 600, "challenge_lifetime_s": 300,
-    });
-    let p = |n: &str| d.join(n).display().to_string();
-    std::fs::write(d.join("policy.json"), source.to_string()).unwrap();
-    let owner_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("owner.key")]);
-    let coord_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("coordinator.key")]);
-    fleet_cmd(
-        &fleet,
-        &[
-            "policy",
-            "--source",
-            &p("policy.json"),
-            "--owner-key",
-            &p("owner.key"),
-            "--out",
-            &p("policy.signed"),
-        ],
+    lab.start(
+        &[&good],
+        serde_json::json!([{ "from": "worker/alpha", "to": "worker/beta" }]),
     );
-    let coordinator_key: [u8; 32] = hex::decode(&coord_pub).unwrap().try_into().unwrap();
-
+    let (fleet, image, digest) = (lab.fleet.clone(), lab.image.clone(), lab.digest.clone());
+    let (owner_pub, coordinator_key) = (lab.owner_pub.clone(), lab.coordinator_key);
     let endpoint = etcd.endpoint();
-    let etcd_args = [
-        "--etcd",
-        endpoint.as_str(),
-        "--fleet",
-        FLEET,
-        "--poll",
-        "0.2",
-    ];
-    let mut procs = Procs::default();
-    procs.spawn(
-        "coordinator",
-        Command::new(&fleet)
-            .arg("coordinator")
-            .args(etcd_args)
-            .args(["--key", &p("coordinator.key"), "--owner", &owner_pub])
-            .args([
-                "--policy",
-                &p("policy.signed"),
-                "--state",
-                &p("coordinator.state"),
-            ])
-            .args(["--lab-root", "--audit", &p("coordinator.audit")]),
-    );
-    procs.spawn(
-        "scheduler",
-        Command::new(&fleet)
-            .arg("scheduler")
-            .args(etcd_args)
-            .args(["--audit", &p("scheduler.audit")]),
-    );
-    let node = |procs: &mut Procs, id: &str, vcpus: &str| {
-        procs.spawn(
-            id,
-            Command::new(&fleet)
-                .arg("node")
-                .args(etcd_args)
-                .args(["--id", id, "--coordinator", &coord_pub])
-                .arg("--omega")
-                .arg(&omega)
-                .args(["--image", &image, "--vcpus", vcpus, "--ttl", "3"])
-                .args(["--work", &p(&format!("work-{id}"))])
-                .args(["--audit", &p(&format!("{id}.audit"))]),
-        );
-    };
-    let submit = |w: &str, b: &Path| {
-        fleet_cmd(
-            &fleet,
-            &[
-                &["submit"][..],
-                &etcd_args[..],
-                &[
-                    "--workload",
-                    w,
-                    "--bundle",
-                    &b.display().to_string(),
-                    "--role",
-                    "worker",
-                ],
-            ]
-            .concat(),
-        );
-    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut store = Store::new(std::slice::from_ref(&endpoint), FLEET);
     let credential = |store: &mut Store, node: &str| {
@@ -254,10 +303,10 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     let coord_audit = d.join("coordinator.audit");
 
     // 1-2. Two nodes, two workloads: both admitted.
-    node(&mut procs, "n1", "1");
-    node(&mut procs, "n2", "1");
-    submit("w1", &good);
-    submit("w2", &good);
+    lab.node("n1", "1");
+    lab.node("n2", "1");
+    lab.submit("w1", &good, None);
+    lab.submit("w2", &good, None);
     let mut admitted = Vec::new();
     for w in ["w1", "w2"] {
         admitted.push(wait_event(
@@ -365,8 +414,8 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     assert!(!omega_fleet::authorize(&policy, &c2, "beta", &c1, "alpha").allowed);
 
     // 3. A node of another shape (2 vCPUs: another launch digest) is refused.
-    node(&mut procs, "nbad", "2");
-    submit("w3", &good);
+    lab.node("nbad", "2");
+    lab.submit("w3", &good, None);
     let r = wait_event(&coord_audit, "refused", &[("workload", "w3")], 300);
     assert_eq!(r["rule"], "measurement", "{r}");
     rt.block_on(store.delete("desired", "w3")).unwrap();
@@ -395,6 +444,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
         bundle: evil.display().to_string(),
         role: "worker".into(),
         epoch: 1,
+        peer: None,
     };
     rt.block_on(store.put_json("proposals", "wf", &prop))
         .unwrap();
@@ -442,6 +492,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
             bundle: good.display().to_string(),
             role: "worker".into(),
             epoch: 1,
+            peer: None,
         };
         rt.block_on(store.put_json("proposals", w, &prop)).unwrap();
         wait_event(&coord_audit, "placement-signed", &[("workload", w)], 30);
@@ -497,9 +548,9 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     );
 
     // 4. n1 dies: after its lease lapses the scheduler restarts w1 on n3, admitted.
-    node(&mut procs, "n3", "1");
+    lab.node("n3", "1");
     wait_event(&d.join("n3.audit"), "registered", &[], 30);
-    procs.kill("n1");
+    lab.procs.kill("n1");
     let r = wait_event(
         &d.join("scheduler.audit"),
         "restarted",
@@ -618,4 +669,149 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     assert_eq!(boots, 4, "four boots in all");
     etcd.kill();
     eprintln!("fleet test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Waits for the launcher of workload `w`'s run on `node` to end (it prints the verifier
+/// commands last) and returns its standard output.
+fn run_output(d: &Path, node: &str, w: &str) -> String {
+    let e = wait_event(
+        &d.join(format!("{node}.audit")),
+        "evidence-submitted",
+        &[("workload", w)],
+        300,
+    );
+    let stdout = PathBuf::from(e["log_dir"].as_str().unwrap()).with_extension("stdout");
+    let until = Instant::now() + Duration::from_secs(240);
+    loop {
+        let out = std::fs::read_to_string(&stdout).unwrap_or_default();
+        if out.contains("omega: verify: measurements verify-log") {
+            return out;
+        }
+        assert!(
+            Instant::now() < until,
+            "{w} on {node}: the run did not end\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The lifecycle entries `rule` of the log the launcher's printed `verify-log` command
+/// verifies (it must verify): (decision, name).
+fn verified_lifecycle(out: &str, rule: u32) -> Vec<(Decision, String)> {
+    let cmd = printed_verifier_commands(out)
+        .into_iter()
+        .find(|c| c[0] == "verify-log")
+        .unwrap_or_else(|| panic!("no verify-log command\n{out}"));
+    let o = measurements(&cmd);
+    assert!(
+        o.status.success(),
+        "the log does not verify: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let entries = cmd
+        .iter()
+        .position(|a| a == "--entries")
+        .map(|i| std::fs::read(&cmd[i + 1]).unwrap())
+        .unwrap();
+    EntryIter::new(&entries)
+        .map(|e| e.unwrap().1)
+        .filter(|e| e.action == Action::Lifecycle && e.rule == rule)
+        .map(|e| {
+            (
+                e.decision,
+                String::from_utf8_lossy(e.name.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The first fleet test, end to end: two node agents boot the cross-image demo
+/// (`courier` on node-a, `inbox` on node-b: agents/) as linked workloads. Each bundle's
+/// manifest names the fleet and this coordinator's key; each node is admitted on its
+/// evidence, and its agent hands the coordinator's credential to the launcher
+/// (`--peer-credential`). The monitors check their credentials, open the channel under
+/// them, and the courier's messages cross it under both images' policies: one delivered,
+/// one refused by node-b's policy, one by node-a's own. Both logs verify and record the
+/// credentials (`PEER_CREDENTIAL`) and the session (`PEER_SESSION`).
+#[test]
+fn admitted_nodes_open_the_channel_with_the_coordinators_credentials() {
+    if !qemu_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(mut etcd) = Etcd::start(d) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut lab = Lab::new(d, &etcd);
+    let courier = d.join("courier");
+    let inbox = d.join("inbox");
+    common::agents_bundle(&courier, common::POLICY_A, &["courier"]);
+    common::agents_bundle(&inbox, common::POLICY_B, &["inbox"]);
+    for b in [&courier, &inbox] {
+        let path = b.join(omega_bundle::MANIFEST);
+        let mut m = omega_bundle::Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+        m.fleet = Some(omega_bundle::FleetEntry {
+            id: FLEET.into(),
+            coordinator: lab.coord_pub.clone(),
+        });
+        std::fs::write(path, m.to_json()).unwrap();
+    }
+    lab.start(
+        &[&courier, &inbox],
+        serde_json::json!([{ "from": "worker/courier", "to": "worker/inbox" }]),
+    );
+    // Placed by arrival: node-a is the only node when w-a is declared.
+    lab.node("node-a", "1");
+    wait_event(&d.join("node-a.audit"), "registered", &[], 30);
+    lab.submit("w-a", &courier, Some("w-b"));
+    wait_event(
+        &d.join("scheduler.audit"),
+        "proposed",
+        &[("workload", "w-a"), ("node", "node-a")],
+        30,
+    );
+    lab.node("node-b", "1");
+    wait_event(&d.join("node-b.audit"), "registered", &[], 30);
+    lab.submit("w-b", &inbox, Some("w-a"));
+    for w in ["w-a", "w-b"] {
+        wait_event(
+            &d.join("coordinator.audit"),
+            "admitted",
+            &[("workload", w)],
+            300,
+        );
+    }
+    let a = run_output(d, "node-a", "w-a");
+    let b = run_output(d, "node-b", "w-b");
+    for (node, out, peer) in [("node-a", &a, "node-b"), ("node-b", &b, "node-a")] {
+        let credentials = verified_lifecycle(out, lifecycle::PEER_CREDENTIAL);
+        assert!(
+            matches!(&credentials[..], [(Decision::Allow, n)] if n.starts_with(&format!("{node}/worker #"))),
+            "{node}: {credentials:?}\n{out}"
+        );
+        assert_eq!(
+            verified_lifecycle(out, lifecycle::PEER_SESSION),
+            [(Decision::Allow, peer.to_string())],
+            "{node}\n{out}"
+        );
+    }
+    for line in [
+        "courier: node-b/vault: denied (node-b:no_vault)",
+        "courier: node-b/archive: denied (no_archive)",
+        "courier: node-b/inbox: delivered",
+    ] {
+        assert!(a.contains(line), "node-a: no `{line}`\n{a}");
+    }
+    assert!(
+        b.contains("inbox: from node-a/courier: hello from another image"),
+        "{b}"
+    );
+    etcd.kill();
+    eprintln!(
+        "fleet channel test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
