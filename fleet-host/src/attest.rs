@@ -197,6 +197,29 @@ fn reasons<'a>(failures: impl Iterator<Item = (&'a str, &'a str)>) -> String {
         .join("; ")
 }
 
+/// A non-Omega guest's evidence ([`crate::store::TeeSubmission`]) verified as of `now`: a
+/// TDX quote against its collateral, a Nitro document against `nitro_root` (DER; none
+/// configured: refused), then mapped by [`from_verified`].
+pub fn tee_node(
+    t: &crate::store::TeeSubmission,
+    nitro_root: Option<&[u8]>,
+    now: u64,
+) -> anyhow::Result<Attested> {
+    let node_key = crate::source::hex32(&t.node_key)?;
+    let evidence = hex::decode(&t.evidence)?;
+    let verified = match t.kind.as_str() {
+        "tdx" => omega_tee_verify::tdx::verify(&evidence, &hex::decode(&t.collateral)?, now),
+        "nitro" => {
+            let root =
+                nitro_root.ok_or_else(|| anyhow!("no Nitro root configured (--nitro-root)"))?;
+            omega_tee_verify::nitro::verify(&evidence, root, now)
+        }
+        other => bail!("unknown TEE {other:?} (tdx, nitro)"),
+    }
+    .map_err(|e| anyhow!("{} evidence refused: {e}", t.kind))?;
+    Ok(from_verified(&verified, node_key))
+}
+
 /// A TDX quote or Nitro document already verified by `omega-tee-verify`, for a node that
 /// claims `node_key`: its bound data must be `omega_fleet::admission::direct_binding`.
 pub fn from_verified(v: &Verified, node_key: [u8; 32]) -> Attested {

@@ -12,7 +12,7 @@ use omega_fleet::Coordinator;
 use omega_fleet::signed::SigningKey;
 use serde_json::json;
 
-use crate::attest::{SnpRoots, omega_node, omega_peer, platform_boot_id};
+use crate::attest::{SnpRoots, omega_node, omega_peer, platform_boot_id, tee_node};
 use crate::audit::Audit;
 use crate::source::{bundle_pins, hex32};
 use crate::store::{Boot, Proposal, Status, Store, Submission};
@@ -30,6 +30,11 @@ pub struct Config {
     /// Where the highest applied policy version is kept across restarts.
     pub state: PathBuf,
     pub roots: SnpRoots,
+    /// AWS's Nitro root certificate (DER); none: Nitro evidence is refused.
+    pub nitro_root: Option<Vec<u8>>,
+    /// TESTS ONLY: verify TDX and Nitro evidence as of this Unix time instead of now
+    /// (recorded evidence's collateral and certificates expire).
+    pub tee_as_of: Option<u64>,
     pub audit: Option<PathBuf>,
     pub poll: Duration,
 }
@@ -57,6 +62,8 @@ pub struct Service {
     store: Store,
     audit: Audit,
     roots: SnpRoots,
+    nitro_root: Option<Vec<u8>>,
+    tee_as_of: Option<u64>,
     /// workload → (node, epoch, nonce) of the placement last signed (or refused).
     placed: HashMap<String, (String, u64, [u8; 32])>,
     /// workload → mod revision of the last evidence submission handled.
@@ -92,6 +99,8 @@ impl Service {
             store: Store::new(&cfg.etcd, &cfg.fleet),
             audit,
             roots: cfg.roots.clone(),
+            nitro_root: cfg.nitro_root.clone(),
+            tee_as_of: cfg.tee_as_of,
             placed: HashMap::new(),
             handled: HashMap::new(),
         })
@@ -208,9 +217,11 @@ impl Service {
                         hex::decode(&s.bundle_evidence)?,
                         hex::decode(&s.peer_evidence)?,
                         s.node,
+                        s.tee,
                     ))
                 });
-            let (nonce, evidence, bundle_evidence, peer_evidence, claimed_node) = match parsed {
+            let (nonce, evidence, bundle_evidence, peer_evidence, claimed_node, tee) = match parsed
+            {
                 Ok(v) => v,
                 Err(e) => {
                     self.audit.log(
@@ -221,13 +232,17 @@ impl Service {
                 }
             };
             let now = crate::now();
-            let attested =
-                omega_node(&evidence, &bundle_evidence, &nonce, &self.roots).and_then(|mut a| {
-                    if !peer_evidence.is_empty() {
-                        omega_peer(&mut a, &peer_evidence, &nonce)?;
-                    }
-                    Ok(a)
-                });
+            let attested = match &tee {
+                Some(t) => tee_node(t, self.nitro_root.as_deref(), self.tee_as_of.unwrap_or(now)),
+                None => omega_node(&evidence, &bundle_evidence, &nonce, &self.roots).and_then(
+                    |mut a| {
+                        if !peer_evidence.is_empty() {
+                            omega_peer(&mut a, &peer_evidence, &nonce)?;
+                        }
+                        Ok(a)
+                    },
+                ),
+            };
             let verified_us = started.elapsed().as_micros();
             let outcome = match attested {
                 Ok(a) => self

@@ -19,7 +19,7 @@ use omega_fleet::signed::SigningKey;
 use omega_fleet_host::attest::{SnpRoots, omega_node};
 use omega_fleet_host::audit::Audit;
 use omega_fleet_host::source::PolicySource;
-use omega_fleet_host::store::{Desired, Store};
+use omega_fleet_host::store::{Desired, Store, Submission, TeeSubmission};
 use omega_fleet_host::{coordinator, node, parse_key, random32, read_key, scheduler};
 
 #[derive(Parser)]
@@ -86,8 +86,48 @@ enum Cmd {
         /// Verify SNP reports under the simulated PSP's lab root (tests only).
         #[arg(long)]
         lab_root: bool,
+        /// AWS's Nitro root certificate (PEM): admits Nitro guests' attestation documents.
+        #[arg(long, value_name = "PEM")]
+        nitro_root: Option<PathBuf>,
+        /// TESTS ONLY: verify TDX and Nitro evidence as of this Unix time instead of now
+        /// (recorded evidence's collateral and certificates have expired).
+        #[arg(long, value_name = "SECS", hide = true)]
+        tee_evidence_as_of: Option<u64>,
         #[arg(long)]
         audit: Option<PathBuf>,
+    },
+    /// Submits a TDX or Nitro guest's evidence for its placement (what an Omega node's
+    /// agent does with the monitor's evidence): the guest's bound data (TDX REPORTDATA, Nitro
+    /// `user_data`) must be `omega_fleet::admission::direct_binding(key, the placement's
+    /// nonce)`, SHA-512 over a tag, the key and the nonce.
+    SubmitTee {
+        #[command(flatten)]
+        etcd: Etcd,
+        #[arg(long)]
+        workload: String,
+        /// The node the placement names.
+        #[arg(long)]
+        node: String,
+        /// The coordinator's public key (64 hex digits): the placement must verify under it.
+        #[arg(long, value_name = "HEX")]
+        coordinator: String,
+        /// The guest's Ed25519 public key (64 hex digits) its evidence binds.
+        #[arg(long, value_name = "HEX")]
+        node_key: String,
+        /// A TDX quote (with --collateral).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "collateral",
+            conflicts_with = "nitro"
+        )]
+        tdx: Option<PathBuf>,
+        /// The quote's PCS collateral (JSON).
+        #[arg(long, value_name = "FILE")]
+        collateral: Option<PathBuf>,
+        /// An AWS Nitro attestation document (COSE_Sign1).
+        #[arg(long, value_name = "FILE", required_unless_present = "tdx")]
+        nitro: Option<PathBuf>,
     },
     /// The untrusted scheduler.
     Scheduler {
@@ -184,6 +224,8 @@ fn main() -> anyhow::Result<()> {
             policy,
             state,
             lab_root,
+            nitro_root,
+            tee_evidence_as_of,
             audit,
         } => {
             if !lab_root {
@@ -199,10 +241,71 @@ fn main() -> anyhow::Result<()> {
                 policy,
                 state,
                 roots: SnpRoots::Lab,
+                nitro_root: nitro_root
+                    .map(|p| -> anyhow::Result<Vec<u8>> {
+                        use x509_cert::der::{DecodePem, Encode};
+                        let pem = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
+                        x509_cert::Certificate::from_pem(pem)
+                            .and_then(|c| c.to_der())
+                            .with_context(|| format!("{}: not a PEM certificate", p.display()))
+                    })
+                    .transpose()?,
+                tee_as_of: tee_evidence_as_of,
                 audit,
                 poll: etcd.poll(),
             };
             runtime()?.block_on(coordinator::run(cfg))
+        }
+        Cmd::SubmitTee {
+            etcd,
+            workload,
+            node,
+            coordinator,
+            node_key,
+            tdx,
+            collateral,
+            nitro,
+        } => {
+            let mut store = Store::new(&etcd.etcd, &etcd.fleet);
+            let rt = runtime()?;
+            let signed = rt
+                .block_on(store.get("placements", &workload))?
+                .with_context(|| format!("no placement for {workload}"))?;
+            let p = omega_fleet::Placement::verify(&signed, &parse_key(&coordinator)?)?;
+            if p.node_id != node {
+                bail!(
+                    "the placement of {workload} names node {}, not {node}",
+                    p.node_id
+                );
+            }
+            parse_key(&node_key)?;
+            let read = |f: &PathBuf| std::fs::read(f).with_context(|| format!("{}", f.display()));
+            let tee = match (&tdx, &collateral, &nitro) {
+                (Some(q), Some(c), None) => TeeSubmission {
+                    kind: "tdx".into(),
+                    evidence: hex::encode(read(q)?),
+                    collateral: hex::encode(read(c)?),
+                    node_key,
+                },
+                (None, None, Some(d)) => TeeSubmission {
+                    kind: "nitro".into(),
+                    evidence: hex::encode(read(d)?),
+                    collateral: String::new(),
+                    node_key,
+                },
+                _ => bail!("give --tdx QUOTE --collateral JSON, or --nitro DOC"),
+            };
+            let sub = Submission {
+                node,
+                nonce: hex::encode(p.nonce),
+                evidence: String::new(),
+                bundle_evidence: String::new(),
+                peer_evidence: String::new(),
+                tee: Some(tee),
+            };
+            rt.block_on(store.put_json("evidence", &workload, &sub))?;
+            println!("submitted for nonce {}", hex::encode(p.nonce));
+            Ok(())
         }
         Cmd::Scheduler { etcd, audit } => {
             let store = Store::new(&etcd.etcd, &etcd.fleet);

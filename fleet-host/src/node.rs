@@ -195,6 +195,7 @@ impl Node {
             evidence: hex::encode(&evidence),
             bundle_evidence: hex::encode(&bundle_evidence),
             peer_evidence: hex::encode(&peer_evidence),
+            tee: None,
         };
         let w = self.runs[i].workload.clone();
         self.store.put_json("evidence", &w, &sub).await?;

@@ -65,6 +65,26 @@ pub struct Submission {
     /// claim becomes the credential's channel key.
     #[serde(default)]
     pub peer_evidence: String,
+    /// A guest that is not an Omega image (TDX, Nitro): its own evidence instead of the
+    /// Omega fields above, which stay empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<TeeSubmission>,
+}
+
+/// A TDX quote (with its PCS collateral) or an AWS Nitro attestation document from a guest
+/// that claims `node_key`: the data it binds (TDX REPORTDATA, Nitro `user_data`) must be
+/// `omega_fleet::admission::direct_binding(node_key, nonce)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeeSubmission {
+    /// `tdx` or `nitro`.
+    pub kind: String,
+    /// The quote or the document (hex).
+    pub evidence: String,
+    /// TDX: the collateral JSON (hex); Nitro: empty.
+    #[serde(default)]
+    pub collateral: String,
+    /// The guest's Ed25519 key (hex): the credential's node key and channel key.
+    pub node_key: String,
 }
 
 /// One admitted boot of a workload, as the coordinator records it: `boots/<workload>` holds

@@ -144,6 +144,8 @@ async fn scheduler_places_restarts_and_survives_an_etcd_restart() {
         policy: signed,
         state: dir.path().join("coordinator.state"),
         roots: SnpRoots::Lab,
+        nitro_root: None,
+        tee_as_of: None,
         audit: Some(dir.path().join("coordinator.audit")),
         poll: Duration::from_millis(50),
     };
