@@ -182,6 +182,9 @@ pub struct Runtime<'p, M> {
     /// The first agent spawned under each name: `send` finds its receiver, and the
     /// policy name it is decided under, without a scan of every agent.
     by_name: BTreeMap<String, usize>,
+    /// Remote senders' (`node/agent`) rate-limit windows, one per sender this policy
+    /// allowed a message from (so at most one per remote agent it declares).
+    remote_sessions: BTreeMap<String, omega_policy::Session>,
     config: RuntimeConfig,
 }
 
@@ -222,6 +225,7 @@ impl<'p, M: Monitor> Runtime<'p, M> {
             stream_tickets: BTreeMap::new(),
             next_stream: 1,
             by_name: BTreeMap::new(),
+            remote_sessions: BTreeMap::new(),
             config,
         }
     }

@@ -154,11 +154,15 @@ impl<M: Monitor> Runtime<'_, M> {
             agent_hash: Some(m.module),
             action: Action::Send { to: &to },
         };
-        // A remote sender has no session here: its context is the labels it carries, and
-        // no rate limit counts for it (the sending image's limits do).
+        // A remote sender's context is the labels it carries; its counts are this image's
+        // (SECURITY: a peer whose own policy sends without limit still meets this one's
+        // `limit`s, per sender `node/agent`).
+        let secs = self.monitor.now_ms() / 1000;
+        let mut fresh = omega_policy::Session::new();
+        let session = self.remote_sessions.get_mut(m.from).unwrap_or(&mut fresh);
         let state = omega_policy::State {
             labels: carried,
-            counts: &[],
+            counts: session.state(policy, secs).counts,
         };
         let decision = policy.evaluate(&req, &state);
         let rule = alloc::format!("{}", policy.rule_name(decision.rule));
@@ -176,6 +180,11 @@ impl<M: Monitor> Runtime<'_, M> {
         if r.inbox.len() >= abi::MAX_INBOX {
             return RemoteVerdict::refused("inbox-full");
         }
+        // Counted once delivered; only allowed (so declared, pinned) senders get a session.
+        self.remote_sessions
+            .entry(String::from(m.from))
+            .or_default()
+            .record(policy, &req, &decision, secs);
         r.inbox.push_back(Inbound {
             from: receiver,
             remote: Some(String::from(m.from)),

@@ -169,3 +169,73 @@ fn the_receiving_gate_decides_with_the_carried_labels_and_the_pinned_module() {
     assert_eq!(got.labels.as_slice(), &["phi"]);
     assert_eq!(rt.agent_labels(id), PHI);
 }
+
+/// A peer whose own policy lets its agent send without limit still meets this image's
+/// `limit`s: counted per remote sender, in this image's windows.
+#[test]
+fn a_remote_sender_meets_this_images_rate_limits() {
+    let agents = vec![
+        Declared {
+            name: "inbox",
+            module: wasm(&script(&[])),
+            cleared: 0,
+        },
+        remote("node-a/courier", 0),
+        remote("node-c/courier", 0),
+    ];
+    let mut p = policy(&agents).clone();
+    p.limits.push(omega_policy::Limit {
+        name: "remote_rate",
+        action: omega_policy::RuleAction::Send,
+        target: None,
+        agents: Some(0b110),
+        max: 2,
+        window_secs: 60,
+    });
+    p.validate().unwrap();
+    let p: &'static omega_policy::Policy<'static> = Box::leak(Box::new(p));
+    let mut rt = omega_runtime::Runtime::new(
+        p,
+        TestMonitor::default(),
+        omega_runtime::RuntimeConfig::default(),
+    );
+    rt.load(&spec("inbox", &agents[0].module)).unwrap();
+    let message = enc(&abi::Message {
+        message_id: "m",
+        context_id: None,
+        role: abi::Role::User,
+        parts: abi::heapless::Vec::new(),
+    });
+    let hash: [u8; 32] = Sha256::digest(&agents[1].module).into();
+    let send = |rt: &mut omega_runtime::Runtime<'static, TestMonitor>, from| {
+        rt.receive_remote(&RemoteMessage {
+            from,
+            module: &hash,
+            to: "inbox",
+            labels: &[],
+            message: &message,
+        })
+    };
+    let verdicts: Vec<(bool, String)> = ["node-a/courier"; 3]
+        .into_iter()
+        .chain(["node-c/courier"])
+        .map(|from| {
+            let v = send(&mut rt, from);
+            (v.delivered, v.rule)
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (true, "send_ok".to_string()),
+            (true, "send_ok".to_string()),
+            (false, "remote_rate".to_string()),
+            // Another sender has its own count.
+            (true, "send_ok".to_string()),
+        ]
+    );
+    // The next window: node-a's courier may send again.
+    rt.monitor_mut().time += 60_000;
+    let v = send(&mut rt, "node-a/courier");
+    assert!(v.delivered, "{v:?}");
+}
