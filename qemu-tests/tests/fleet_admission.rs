@@ -132,6 +132,18 @@ struct Lab {
 }
 
 impl Lab {
+    /// QEMU and etcd (started here, in a new directory) and a lab on them; `None` when one
+    /// is missing outside CI (the test then skips, loudly).
+    fn up() -> Option<(tempfile::TempDir, Etcd, Lab)> {
+        if !qemu_present() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Etcd::start(dir.path())?;
+        let lab = Lab::new(dir.path(), &etcd);
+        Some((dir, etcd, lab))
+    }
+
     /// Keys and binaries; nothing runs yet.
     fn new(d: &Path, etcd: &Etcd) -> Lab {
         let fleet = workspace_bin("omega-fleet-host", "omega-fleet");
@@ -270,16 +282,11 @@ impl Lab {
 
 #[test]
 fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
-    if !qemu_present() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let Some(mut etcd) = Etcd::start(d) else {
+    let Some((dir, mut etcd, mut lab)) = Lab::up() else {
         return;
     };
+    let d = dir.path();
     let started = Instant::now();
-    let mut lab = Lab::new(d, &etcd);
     // The owner's policy: the test-hooks image for 1 vCPU under the simulated PSP, the
     // bundle's two agents pinned; compiled and signed by the CLI.
     let good = bundle(d, "fleet-good", &["alpha", "beta"]);
@@ -368,12 +375,11 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     }
     // The admission figure (docs/fleet.md): the benchmark on n1's run, and that run kept
     // for a release-built benchmark when OMEGA_FLEET_KEEP_RUN names a directory.
-    let n1_run = std::fs::read_dir(d.join("work-n1"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let n1_run = PathBuf::from(
+        wait_event(&d.join("n1.audit"), "evidence-submitted", &[], 1)["log_dir"]
+            .as_str()
+            .unwrap(),
+    );
     let bench = fleet_cmd(
         &fleet,
         &[
@@ -737,16 +743,11 @@ fn verified_lifecycle(out: &str, rule: u32) -> Vec<(Decision, String)> {
 /// credentials (`PEER_CREDENTIAL`) and the session (`PEER_SESSION`).
 #[test]
 fn admitted_nodes_open_the_channel_with_the_coordinators_credentials() {
-    if !qemu_present() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let Some(mut etcd) = Etcd::start(d) else {
+    let Some((dir, mut etcd, mut lab)) = Lab::up() else {
         return;
     };
+    let d = dir.path();
     let started = Instant::now();
-    let mut lab = Lab::new(d, &etcd);
     let courier = d.join("courier");
     let inbox = d.join("inbox");
     common::agents_bundle(&courier, common::POLICY_A, &["courier"]);

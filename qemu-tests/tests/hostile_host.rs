@@ -337,18 +337,14 @@ fn a_peer_credential_counts_only_under_the_bundles_coordinator() {
         "{}",
         vm.serial()
     );
-    send(
-        &mut host,
-        &ControlMsg::PeerCredential {
-            credential: &forged,
-        },
-    );
-    send(
-        &mut host,
-        &ControlMsg::PeerCredential {
-            credential: &forged,
-        },
-    );
+    for _ in 0..2 {
+        send(
+            &mut host,
+            &ControlMsg::PeerCredential {
+                credential: &forged,
+            },
+        );
+    }
     assert!(
         vm.wait_for(
             "omega: peer: own credential refused",
