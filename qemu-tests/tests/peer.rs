@@ -8,7 +8,7 @@
 //! node a credential binding the monitor key and peer key that evidence attests (admission
 //! itself, against a fleet policy, is `fleet_admission.rs`'s).
 //!
-//! One test, four pairs of boots:
+//! One test, five pairs of boots:
 //! * clean: both monitors accept their credentials (`PEER_CREDENTIAL` allow), the session
 //!   comes up (`PEER_SESSION` allow in both logs, naming the other node), is closed by
 //!   both, both logs verify (`measurements verify-log`, as the launcher prints it), and no
@@ -23,6 +23,8 @@
 //!   message): B refuses it and logs the broken session (`PEER_SESSION` error, "does not
 //!   decrypt"); A's courier is told the node is unreachable (`PEER_MESSAGE` error), never
 //!   left waiting;
+//! * replayed record: the proxy sends A's first record twice; B refuses the copy
+//!   (`PEER_SESSION` error, "replayed") and nothing is delivered twice;
 //! * another fleet: A runs a bundle of fleet `lab-2` (same coordinator key) with a
 //!   credential of that fleet, which A accepts; B, of fleet `lab`, refuses A in the
 //!   handshake ("node not admitted"), A sees it cut; both log `PEER_SESSION` deny;
@@ -66,18 +68,28 @@ struct Relayed {
     b_to_a: Vec<u8>,
 }
 
+/// What the relay does to the first record (kind 4) A sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    None,
+    /// Flips its last byte.
+    Flip,
+    /// Sends it twice.
+    Replay,
+}
+
 /// Copies `from` into `to` message by message (`kind u8 ‖ len u16 BE ‖ body`), recording
-/// every byte; with `flip`, flips the last byte of the first record (kind 4).
+/// every byte, and does `tamper` to the first record.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     seen: Arc<Mutex<Relayed>>,
     a_to_b: bool,
-    flip: bool,
+    tamper: Tamper,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
-    let mut flipped = !flip;
+    let mut tampered = tamper == Tamper::None;
     loop {
         let n = match from.read(&mut chunk) {
             Ok(0) | Err(_) => break,
@@ -90,9 +102,13 @@ fn pump(
                 break;
             }
             let mut m: Vec<u8> = buf.drain(..len).collect();
-            if !flipped && m[0] == 4 {
-                *m.last_mut().unwrap() ^= 0x01;
-                flipped = true;
+            if !tampered && m[0] == 4 {
+                tampered = true;
+                match tamper {
+                    Tamper::Flip => *m.last_mut().unwrap() ^= 0x01,
+                    Tamper::Replay => m.extend_from_slice(&m.clone()),
+                    Tamper::None => {}
+                }
             }
             {
                 let mut s = seen.lock().unwrap();
@@ -108,7 +124,7 @@ fn pump(
 
 /// The relay between the launchers: accepts B's connection on `listen`, connects to A's
 /// listener at `a_port`.
-fn proxy(listen: TcpListener, a_port: u16, flip: bool) -> Arc<Mutex<Relayed>> {
+fn proxy(listen: TcpListener, a_port: u16, tamper: Tamper) -> Arc<Mutex<Relayed>> {
     let seen = Arc::new(Mutex::new(Relayed::default()));
     let s = Arc::clone(&seen);
     thread::spawn(move || {
@@ -123,8 +139,8 @@ fn proxy(listen: TcpListener, a_port: u16, flip: bool) -> Arc<Mutex<Relayed>> {
         };
         let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
         let s2 = Arc::clone(&s);
-        let t = thread::spawn(move || pump(a2, b2, s2, true, flip));
-        pump(b, a, s, false, false);
+        let t = thread::spawn(move || pump(a2, b2, s2, true, tamper));
+        pump(b, a, s, false, Tamper::None);
         let _ = t.join();
     });
     seen
@@ -426,7 +442,8 @@ fn peer_sessions(name: &str, stdout: &str, logs: &Path) -> Sessions {
 #[derive(Clone, Copy)]
 struct Setup {
     /// The proxy tampers with A's first record.
-    flip: bool,
+    /// What the relay does to A's first record.
+    tamper: Tamper,
     /// A's fleet (its bundle's and its credential's); B's is `lab`.
     fleet_a: &'static str,
     /// Both hosts hand their monitors credentials of an earlier boot.
@@ -434,7 +451,7 @@ struct Setup {
 }
 
 const CLEAN: Setup = Setup {
-    flip: false,
+    tamper: Tamper::None,
     fleet_a: "lab",
     replayed: false,
 };
@@ -463,7 +480,7 @@ fn pair(
     let a_port = free_port();
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay.local_addr().unwrap().port();
-    let seen = proxy(relay, a_port, setup.flip);
+    let seen = proxy(relay, a_port, setup.tamper);
     let a = launch(
         dir,
         &copies[0],
@@ -658,7 +675,7 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
         &coordinator,
         [&courier, &bundle],
         Setup {
-            flip: true,
+            tamper: Tamper::Flip,
             ..CLEAN
         },
     );
@@ -687,6 +704,36 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     assert!(ea.said("courier: node-b/vault: unavailable"), "{}", ea.out);
     assert!(eb.peer_messages().is_empty());
     eprintln!("tampered pair: {:?}", t.elapsed());
+
+    // The relay sends A's first record twice: B takes the first, refuses the copy as a
+    // replay and logs the broken session; nothing is delivered twice.
+    let t = Instant::now();
+    let replay = dir.path().join("replayed-record");
+    std::fs::create_dir_all(&replay).unwrap();
+    let (ea, eb, _) = pair(
+        &replay,
+        &coordinator,
+        [&courier, &bundle],
+        Setup {
+            tamper: Tamper::Replay,
+            ..CLEAN
+        },
+    );
+    let b = &eb.sessions;
+    assert!(
+        b.contains(&(Decision::Allow, "node-a".to_string()))
+            && b.iter()
+                .any(|(d, n)| *d == Decision::Error && n.contains("replayed")),
+        "node-b logs the replayed record: {b:?}\n{}",
+        eb.out
+    );
+    assert!(
+        eb.peer_messages().len() <= 1,
+        "the record counted once at most: {:?}",
+        eb.peer_messages()
+    );
+    assert!(!ea.said("courier: node-b/inbox: delivered"), "{}", ea.out);
+    eprintln!("replayed-record pair: {:?}", t.elapsed());
 
     // A is of another fleet under the same coordinator: A accepts its own credential, B
     // refuses A's in the handshake; A, left waiting for B's Finish, sees the relay end.
