@@ -30,7 +30,8 @@
 /// The launch digest lives in its own small crate (what `image-build` needs); re-exported
 /// here so verifiers find the whole toolbox in one place.
 pub use ::launch_digest as digest;
-pub mod report;
+/// The report's fields (one parser with the monitor: `omega-snp-verify`).
+pub use omega_snp_verify::report;
 pub mod tee;
 pub mod verify;
 

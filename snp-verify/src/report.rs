@@ -2,11 +2,14 @@
 //! versions 2, 3 and 5, parsed from its 1184 raw bytes.
 //!
 //! Parsing checks only the length and the version; what the fields *mean* for trust is
-//! [`crate::verify`]'s business. The layout (size, offsets, versions) is
+//! [`crate::chain`]'s business. The layout (size, offsets, versions) is
 //! [`sev_snp::report`]'s, the same the guest requests reports with.
 
-use std::fmt;
-use std::ops::Range;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::Range;
 
 use serde::Serialize;
 use sev_snp::report as layout;
@@ -23,7 +26,7 @@ pub enum ReportError {
 
 /// Hex-encoded byte arrays in JSON.
 fn hex_ser<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(b))
+    s.serialize_str(&crate::hex(b))
 }
 
 /// A TCB version (`TCB_VERSION`): security patch levels of the firmware components.
@@ -301,7 +304,7 @@ fn rev<const N: usize>(mut a: [u8; N]) -> [u8; N] {
 impl fmt::Display for AttestationReport {
     /// A human-readable listing, one field a line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = |b: &[u8]| hex::encode(b);
+        let h = crate::hex;
         writeln!(f, "version:            {}", self.version)?;
         writeln!(f, "guest_svn:          {}", self.guest_svn)?;
         let p = &self.policy;
