@@ -6,6 +6,8 @@
 //!   whose version only grows.
 //! * [`admission`]: challenges (one use, expiring) and the admission check of a node's
 //!   verified evidence: measurement, TCB, debug, and the binding of its key to the nonce.
+//! * [`attest`]: an Omega node's evidence verified into that input (evidence tree, SNP
+//!   report chain under the roots given, leaves of the same tree).
 //! * [`credential`]: the short-lived credential the coordinator signs for an admitted node's
 //!   attested key; `decode` + `verify` for monitors.
 //! * [`placement`]: a coordinator-signed placement (bundle on node, with the challenge nonce):
@@ -24,6 +26,7 @@
 extern crate alloc;
 
 pub mod admission;
+pub mod attest;
 pub mod coordinator;
 pub mod credential;
 pub mod peer;
