@@ -5,7 +5,6 @@
 //! recomputes the binding itself.
 
 use anyhow::{anyhow, bail};
-use measurements::Family;
 use omega_fleet::attest::SnpChain;
 use omega_fleet::{Attested, Binding, Tcb, TcbRating, Tee};
 use omega_tee_verify::{TcbStatus, Verified};
@@ -24,28 +23,18 @@ pub enum SnpRoots {
     },
 }
 
-/// AMD's published ARKs, by generation name (what `ark.amd_root` accepts).
-fn amd_arks() -> [(&'static str, &'static [u8]); 3] {
-    Family::ALL.map(|f| (f.name(), f.ark_pem()))
-}
-
 impl SnpRoots {
-    /// The chain `omega_fleet::attest` checks a report under; `amd` from [`amd_arks`].
+    /// The chain `omega_fleet::attest` checks a report under (the roots as `measurements`
+    /// picks them); `amd` from `measurements::verify::amd_arks`.
     fn chain<'a>(&'a self, amd: &'a [(&'static str, &'static [u8])]) -> SnpChain<'a> {
-        let roots = |ark, ask, lab| omega_snp_verify::Roots {
-            ark,
-            ask,
-            amd_arks: amd,
-            lab,
-        };
         match self {
             SnpRoots::Lab => SnpChain {
-                roots: roots(omega_sim_psp::LAB_ARK_PEM, omega_sim_psp::LAB_ASK_PEM, true),
+                roots: measurements::CertSource::Lab.roots(amd),
                 vcek: omega_sim_psp::LAB_VCEK_DER,
                 tee: Tee::Simulated,
             },
             SnpRoots::Amd { family, vcek } => SnpChain {
-                roots: roots(family.ark_pem(), family.ask_pem(), false),
+                roots: measurements::CertSource::Family(*family).roots(amd),
                 vcek,
                 tee: Tee::SevSnp,
             },
@@ -61,7 +50,7 @@ pub fn omega_node(
     nonce: &[u8; 32],
     roots: &SnpRoots,
 ) -> anyhow::Result<Attested> {
-    let amd = amd_arks();
+    let amd = measurements::verify::amd_arks();
     omega_fleet::attest::omega_node(platform, bundle_evidence, nonce, &roots.chain(&amd))
         .map_err(|e| anyhow!(e))
 }

@@ -243,11 +243,9 @@ fn main() -> anyhow::Result<()> {
                 roots: SnpRoots::Lab,
                 nitro_root: nitro_root
                     .map(|p| -> anyhow::Result<Vec<u8>> {
-                        use x509_cert::der::{DecodePem, Encode};
                         let pem = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
-                        x509_cert::Certificate::from_pem(pem)
-                            .and_then(|c| c.to_der())
-                            .with_context(|| format!("{}: not a PEM certificate", p.display()))
+                        measurements::tee::nitro_root_der(&pem)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
                     })
                     .transpose()?,
                 tee_as_of: tee_evidence_as_of,

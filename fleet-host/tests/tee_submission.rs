@@ -182,13 +182,9 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         .unwrap()
         .measurement;
     let nitro = nitro("the Nitro cases are skipped");
-    let nitro_root = nitro.as_ref().map(|n| {
-        use x509_cert::der::{DecodePem, Encode};
-        x509_cert::Certificate::from_pem(&n.root_pem)
-            .unwrap()
-            .to_der()
-            .unwrap()
-    });
+    let nitro_root = nitro
+        .as_ref()
+        .map(|n| measurements::tee::nitro_root_der(&n.root_pem).unwrap());
     let mut images = vec![image(omega_fleet::Tee::Tdx, mrtd)];
     if let (Some(n), Some(root)) = (&nitro, &nitro_root) {
         let v = omega_tee_verify::nitro::verify(&n.document, root, n.as_of).unwrap();

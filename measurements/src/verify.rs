@@ -91,13 +91,14 @@ impl CertSource<'_> {
 }
 
 /// AMD's published ARKs, by generation name: what `ark.amd_root` accepts.
-fn amd_arks() -> [(&'static str, &'static [u8]); 3] {
+pub fn amd_arks() -> [(&'static str, &'static [u8]); 3] {
     Family::ALL.map(|f| (f.name(), f.ark_pem()))
 }
 
 impl<'a> CertSource<'a> {
-    /// The ARK and ASK to check a chain under, and what the ARK may be.
-    fn roots(&self, amd: &'a [(&'static str, &'static [u8])]) -> omega_snp_verify::Roots<'a> {
+    /// The ARK and ASK to check a chain under (no_std `omega-snp-verify`), and what the ARK
+    /// may be; `amd` from [`amd_arks`].
+    pub fn roots(&self, amd: &'a [(&'static str, &'static [u8])]) -> omega_snp_verify::Roots<'a> {
         let (ark, ask) = match *self {
             CertSource::Family(f) => (f.ark_pem(), f.ask_pem()),
             CertSource::Pem { ark, ask } => (ark, ask),

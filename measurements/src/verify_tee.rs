@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use measurements::tee::{Expectations, shortfalls};
 use omega_tee_verify::{TcbStatus, Verified, nitro, tdx};
 use serde_json::json;
-use x509_cert::der::{DecodePem, Encode};
 
 use crate::report_args::read;
 
@@ -75,9 +74,8 @@ pub fn run(a: &VerifyTeeArgs) -> anyhow::Result<bool> {
         match (&a.tdx, &a.collateral, &a.nitro, &a.nitro_root) {
             (Some(q), Some(c), None, None) => tdx::verify(&read(q)?, &read(c)?, now),
             (None, None, Some(d), Some(root)) => {
-                let root = x509_cert::Certificate::from_pem(read(root)?)
-                    .and_then(|c| c.to_der())
-                    .with_context(|| format!("{}: not a PEM certificate", root.display()))?;
+                let root = measurements::tee::nitro_root_der(&read(root)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
                 nitro::verify(&read(d)?, &root, now)
             }
             _ => bail!(
