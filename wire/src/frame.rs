@@ -16,7 +16,7 @@ pub const MAX_FRAME: usize = OVERHEAD_MAX + MAX_PAYLOAD;
 pub const FLAG_END: u8 = 0x01;
 const KNOWN_FLAGS: u8 = FLAG_END;
 /// Number of streams.
-pub const STREAM_COUNT: usize = 7;
+pub const STREAM_COUNT: usize = 8;
 
 /// Logical streams multiplexed on the byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +37,10 @@ pub enum Stream {
     /// Opaque peer-channel bytes (`omega-peer-channel`) between this monitor and another
     /// image's, relayed by the hosts (`omega run --peer-listen` / `--peer-connect`).
     Peer = 6,
+    /// The fleet coordinator's requests and answers (`omega_fleet::service`: length-prefixed
+    /// postcard) between an in-image coordinator and its untrusted relay
+    /// (`omega run --fleet-connect`).
+    Fleet = 7,
 }
 
 impl Stream {
@@ -48,6 +52,7 @@ impl Stream {
         Stream::Bundle,
         Stream::Echo,
         Stream::Peer,
+        Stream::Fleet,
     ];
 
     pub const fn index(self) -> usize {
@@ -63,6 +68,7 @@ impl Stream {
             4 => Stream::Bundle,
             5 => Stream::Echo,
             6 => Stream::Peer,
+            7 => Stream::Fleet,
             _ => return None,
         })
     }
