@@ -18,7 +18,7 @@ pub mod shape;
 pub use bundle::{Bundle, Manifest};
 pub use qemu::{QemuConfig, QemuOutcome};
 pub use session::{
-    Challenge, ChannelSession, FileLogStore, LogStore, PeerLink, SessionConfig, SessionError,
-    SessionEvent, echo_roundtrip,
+    Challenge, ChannelSession, FileLogStore, LogStore, SessionConfig, SessionError, SessionEvent,
+    TcpLink, echo_roundtrip,
 };
 pub use shape::VmShape;

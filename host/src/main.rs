@@ -14,8 +14,8 @@ use omega_host::session::confirm::{Answers, Operator};
 use omega_host::session::log_store::NONCE_FILE;
 use omega_host::shape::{DEFAULT_CPU, DEFAULT_POLICY, VcpuType, hex};
 use omega_host::{
-    Bundle, Challenge, ChannelSession, FileLogStore, LogStore, PeerLink, QemuConfig, QemuOutcome,
-    SessionConfig, SessionEvent, VmShape,
+    Bundle, Challenge, ChannelSession, FileLogStore, LogStore, QemuConfig, QemuOutcome,
+    SessionConfig, SessionEvent, TcpLink, VmShape,
 };
 use tracing::{info, warn};
 
@@ -27,7 +27,8 @@ use attach::{AttachArgs, attach};
 /// `omega run` starts the image in QEMU (microvm), prints the exact QEMU command line,
 /// connects to the image's virtio-serial channel through a unix socket, and serves the
 /// guest's streams: provenance log storage, bundle delivery, inference proxy relay, tool
-/// gateway, echo. See docs/host.md.
+/// gateway, echo, the peer link to another image, the fleet coordinator's relay. See
+/// docs/host.md.
 #[derive(Parser, Debug)]
 #[command(
     name = "omega",
@@ -155,6 +156,15 @@ struct RunArgs {
     /// (docs/fleet.md).
     #[arg(long, value_name = "FILE", requires = "peer_node")]
     peer_credential: Option<PathBuf>,
+    /// Relay the Fleet stream (the requests and answers of a fleet coordinator running in
+    /// this image) over one TCP connection to the coordinator's relay listening at
+    /// HOST:PORT (`omega-fleet coordinator --in-image`), made at start and retried for up to
+    /// 120 s; the relay's bytes go into the stream, and its end closes it. The host only
+    /// carries the requests and answers: everything that matters in them (evidence,
+    /// policy updates, credentials, placements) is signed or verified inside the monitor
+    /// (docs/fleet.md).
+    #[arg(long, value_name = "HOST:PORT")]
+    fleet_connect: Option<String>,
     /// The verifier's nonce (64 hex digits), sent to the monitor before the bundle and
     /// bound into its evidence. Default: 32 fresh random bytes, printed and written to
     /// DIR/nonce.hex. A verifier that wants freshness chooses it.
@@ -682,8 +692,8 @@ fn run_image(a: RunArgs) -> Result<i32> {
         peer: a
             .peer_listen
             .clone()
-            .map(PeerLink::Listen)
-            .or_else(|| a.peer_connect.clone().map(PeerLink::Connect)),
+            .map(TcpLink::Listen)
+            .or_else(|| a.peer_connect.clone().map(TcpLink::Connect)),
         peer_setup: a
             .peer_node
             .clone()
@@ -694,6 +704,7 @@ fn run_image(a: RunArgs) -> Result<i32> {
                 peer,
                 credential,
             }),
+        fleet: a.fleet_connect.clone(),
         ..Default::default()
     };
     // Connect while watching QEMU: it may exit before the socket appears.

@@ -53,14 +53,14 @@ fn two_launchers_relay_a_peer_channel_they_cannot_read() {
     let addr = free_port();
     let (mut ga, _sa) = start_ready(
         SessionConfig {
-            peer: Some(PeerLink::Listen(addr.clone())),
+            peer: Some(TcpLink::Listen(addr.clone())),
             ..Default::default()
         },
         INITIAL_WINDOW,
     );
     let (mut gb, _sb) = start_ready(
         SessionConfig {
-            peer: Some(PeerLink::Connect(addr)),
+            peer: Some(TcpLink::Connect(addr)),
             ..Default::default()
         },
         INITIAL_WINDOW,
@@ -123,7 +123,7 @@ fn the_launcher_configures_the_monitor_then_sends_the_credential_when_it_appears
     let file = dir.path().join("alpha.credential");
     let (mut g, _s) = start_ready(
         SessionConfig {
-            peer: Some(PeerLink::Connect(free_port())),
+            peer: Some(TcpLink::Connect(free_port())),
             peer_setup: Some(PeerSetup {
                 node: "alpha".into(),
                 peer: "beta".into(),

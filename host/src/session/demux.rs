@@ -19,8 +19,8 @@ use super::log_store::{CHECKPOINT_FILE, KEY_FILE, card_file_name, evidence_file_
 use super::psp::{self, PspHandle};
 use super::relay::echo::EchoRelay;
 use super::relay::inference::InferenceRelay;
+use super::relay::link::{TcpLink, spawn_link};
 use super::relay::log::LogRelay;
-use super::relay::peer::PeerRelay;
 use super::relay::tools::ToolsRelay;
 use super::relay::{self, Input, Messages, RelayHandle, Stored};
 use super::send::{Shared, lock};
@@ -71,15 +71,19 @@ impl Demux {
         }
         relays[Stream::Echo] = Some(relay::spawn(&sh, Messages::new(EchoRelay)));
         let peer_setup = match (&config.peer, config.peer_setup) {
-            (Some(link), Some(setup)) => Some((setup, matches!(link, super::PeerLink::Connect(_)))),
+            (Some(link), Some(setup)) => Some((setup, matches!(link, TcpLink::Connect(_)))),
             _ => None,
         };
         if let Some(link) = config.peer {
-            match PeerRelay::start(&sh, link.clone()) {
-                Ok(peer) => relays[Stream::Peer] = Some(relay::spawn(&sh, peer)),
-                // Unserved: the guest's Peer data is refused, saying why.
-                Err(e) => warn!("peer link {link:?}: {e}"),
-            }
+            relays[Stream::Peer] = spawn_link(&sh, Stream::Peer, "peer link", link);
+        }
+        if let Some(addr) = config.fleet {
+            relays[Stream::Fleet] = spawn_link(
+                &sh,
+                Stream::Fleet,
+                "fleet coordinator relay",
+                TcpLink::Connect(addr),
+            );
         }
         let psp = config
             .challenge

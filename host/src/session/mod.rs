@@ -2,7 +2,8 @@
 //!
 //! Threads: the `demux` reader (decodes guest frames, handles Control, hands every other
 //! stream's data to its relay; it never blocks on a backend), one `relay` per served stream
-//! (log storage, inference proxy, tool gateway, echo), and senders that wait for the
+//! (log storage, inference proxy, tool gateway, echo, peer link, fleet coordinator relay),
+//! and senders that wait for the
 //! guest's credit (`send`). A stream whose backend is slow stops being granted credit, so
 //! the guest blocks on that stream only.
 //!
@@ -10,7 +11,8 @@
 //! * `send`: what the threads share, the send path and the bundle sender.
 //! * `demux`: the reader, the handshake, Control, routing.
 //! * `relay`: the generic relay loop and one module per stream (`log`, `inference`,
-//!   `tools`, `echo`).
+//!   `tools`, `echo`); `link` relays Peer and Fleet each over one TCP connection, `peer`
+//!   configures the monitor's peer session.
 //! * [`confirm`]: the operator's answers to the monitor's confirmation requests (terminal,
 //!   answers file, or deny).
 //! * `psp`: the simulated PSP that answers the guest's `GuestRequest`s (tests only).
@@ -40,7 +42,8 @@ use send::Shared;
 
 pub use log_store::{FileLogStore, LogStore, card_file_name, evidence_file_name};
 pub use relay::echo::echo_roundtrip;
-pub use relay::peer::{PEER_WAIT, PeerLink, PeerSetup};
+pub use relay::link::{LINK_WAIT, TcpLink};
+pub use relay::peer::PeerSetup;
 pub use relay::tools::MAX_TOOL_LINE;
 
 /// Idle time after which a partial frame at the front of the decoder is given up.
@@ -88,10 +91,15 @@ pub struct SessionConfig {
     /// Who answers the monitor's confirmation requests (default: deny them all).
     pub operator: confirm::Operator,
     /// The other image's launcher, for the Peer stream; None: Peer data is refused.
-    pub peer: Option<PeerLink>,
+    pub peer: Option<TcpLink>,
     /// This node's name, its peer's and its credential (with `peer`): `PeerConfig`, then
     /// `PeerCredential`.
     pub peer_setup: Option<PeerSetup>,
+    /// The in-image fleet coordinator's untrusted relay (HOST:PORT), for the Fleet stream:
+    /// connected to at session start, retrying for up to [`LINK_WAIT`]; None: Fleet data is
+    /// refused. The host only carries the requests and answers: the monitor verifies what
+    /// comes in and signs what goes out (docs/fleet.md).
+    pub fleet: Option<String>,
 }
 
 /// What the host asks the monitor to attest.
@@ -120,6 +128,7 @@ impl Default for SessionConfig {
             operator: confirm::Operator::DenyAll,
             peer: None,
             peer_setup: None,
+            fleet: None,
         }
     }
 }

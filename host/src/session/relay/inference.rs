@@ -34,7 +34,9 @@ impl InferenceRelay {
 }
 
 impl Relay for InferenceRelay {
-    const STREAM: Stream = Stream::Inference;
+    fn stream(&self) -> Stream {
+        Stream::Inference
+    }
 
     fn on_input(&mut self, sh: &Shared, input: Input, _: &mut Inbox) -> ControlFlow<()> {
         // The proxy connection, made when there is none (first use, after a write error or

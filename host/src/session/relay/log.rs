@@ -161,7 +161,9 @@ impl LogRelay {
 }
 
 impl Relay for LogRelay {
-    const STREAM: Stream = Stream::Log;
+    fn stream(&self) -> Stream {
+        Stream::Log
+    }
 
     fn on_input(&mut self, sh: &Shared, input: Input, inbox: &mut Inbox) -> ControlFlow<()> {
         let (mut last_seq, first, gap) = match input {

@@ -7,6 +7,7 @@
 
 pub(crate) mod echo;
 pub(crate) mod inference;
+pub(crate) mod link;
 pub(crate) mod log;
 pub(crate) mod peer;
 pub(crate) mod tcp;
@@ -73,7 +74,8 @@ impl Inbox {
 
 /// The backend of one stream.
 pub(crate) trait Relay: Send + 'static {
-    const STREAM: Stream;
+    /// The stream it serves.
+    fn stream(&self) -> Stream;
 
     /// Handles one input (and may take more from `inbox` to batch them). `Break` ends the
     /// relay (the channel is gone).
@@ -94,6 +96,7 @@ pub(crate) fn unserved(stream: Stream) -> &'static str {
         Stream::Inference => "no inference proxy configured (--proxy)",
         Stream::Tools => "no tool gateway configured (--tool-gateway)",
         Stream::Peer => "no peer link configured (--peer-listen / --peer-connect)",
+        Stream::Fleet => "no fleet coordinator relay configured (--fleet-connect)",
         _ => "stream not served by this host",
     }
 }
@@ -122,7 +125,7 @@ pub(crate) fn spawn<R: Relay>(sh: &Arc<Shared>, mut relay: R) -> RelayHandle {
     let (tx, rx) = mpsc::channel();
     let sh = Arc::clone(sh);
     let thread = thread::Builder::new()
-        .name(format!("omega-{:?}", R::STREAM).to_lowercase())
+        .name(format!("omega-{:?}", relay.stream()).to_lowercase())
         .spawn(move || {
             let mut inbox = Inbox { rx, next: None };
             while let Some(input) = inbox.recv() {
@@ -171,7 +174,9 @@ impl<M: MessageRelay> Messages<M> {
 }
 
 impl<M: MessageRelay> Relay for Messages<M> {
-    const STREAM: Stream = M::STREAM;
+    fn stream(&self) -> Stream {
+        M::STREAM
+    }
 
     fn on_input(&mut self, sh: &Shared, input: Input, _: &mut Inbox) -> ControlFlow<()> {
         let Input::Data {

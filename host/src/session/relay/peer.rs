@@ -1,151 +1,18 @@
-//! Peer stream: the guest's peer-channel bytes (`omega-peer-channel`, encrypted end to end
-//! between two monitors) relayed over one TCP connection to another launcher, which relays
-//! them into its own guest. A plain byte pipe: this host sees only ciphertext and decides
-//! nothing; whatever it does to the bytes, the monitors notice (docs/fleet.md).
+//! Peer stream setup: who this node is on the peer channel and its credential, sent to the
+//! monitor on Control. The Peer stream's bytes themselves (`omega-peer-channel`, encrypted
+//! end to end between two monitors) are relayed by [`super::link::LinkRelay`] to the other
+//! image's launcher; this host sees only ciphertext and decides nothing (docs/fleet.md).
 
 use std::io;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use omega_wire::Stream;
 use tracing::{info, warn};
 
-use super::tcp::{TcpPipe, tcp_to_guest};
-use super::{Inbox, Input, Relay};
+use super::link::LINK_WAIT;
 use crate::session::send::Shared;
-
-/// How long a launcher waits for the other one (its listener, or its connection).
-pub const PEER_WAIT: Duration = Duration::from_secs(120);
-
-/// How this launcher reaches the other image's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerLink {
-    /// Accept one connection on HOST:PORT (`--peer-listen`).
-    Listen(String),
-    /// Connect to HOST:PORT, retrying until the other launcher listens (`--peer-connect`).
-    Connect(String),
-}
-
-pub(crate) struct PeerRelay {
-    link: PeerLink,
-    /// The write half of the connection, from the link thread once it is made.
-    pending: Option<Receiver<io::Result<TcpStream>>>,
-    pipe: TcpPipe,
-    /// Makes the connection, then relays the other launcher's bytes into the guest.
-    link_thread: Option<JoinHandle<()>>,
-}
-
-impl PeerRelay {
-    /// Starts linking at once (a listener binds now, so a bind error shows at start). The
-    /// link thread relays the other side's bytes as soon as the connection is up: a
-    /// responder's guest hears the initiator's first message without sending anything.
-    pub(crate) fn start(sh: &Arc<Shared>, link: PeerLink) -> io::Result<Self> {
-        let (tx, rx) = mpsc::channel();
-        let listener = match &link {
-            PeerLink::Listen(addr) => {
-                let l = TcpListener::bind(addr.as_str())?;
-                info!("peer link: listening on {}", l.local_addr()?);
-                Some(l)
-            }
-            PeerLink::Connect(_) => None,
-        };
-        let target = link.clone();
-        let sh = Arc::clone(sh);
-        let link_thread = thread::Builder::new()
-            .name("omega-peer-link".into())
-            .spawn(move || {
-                let made = match (listener, target) {
-                    (Some(l), _) => l.accept().map(|(s, from)| {
-                        info!("peer link: connection from {from}");
-                        s
-                    }),
-                    (None, PeerLink::Connect(addr)) => connect_retrying(&addr, PEER_WAIT),
-                    (None, PeerLink::Listen(_)) => Err(io::Error::other("no listener")),
-                };
-                match made.and_then(|c| {
-                    let _ = c.set_nodelay(true);
-                    Ok((c.try_clone()?, c))
-                }) {
-                    Ok((write_half, read_half)) => {
-                        let _ = tx.send(Ok(write_half));
-                        // The other launcher's bytes into this guest's Peer stream, as
-                        // they come; its end of the connection closes the stream (the
-                        // monitor tells a clean close from a cut by the channel's own
-                        // close record).
-                        tcp_to_guest(&sh, Stream::Peer, read_half);
-                    }
-                    Err(e) => {
-                        warn!("peer link: {e}");
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            })?;
-        Ok(PeerRelay {
-            link,
-            pending: Some(rx),
-            pipe: TcpPipe::new(Stream::Peer, "peer link"),
-            link_thread: Some(link_thread),
-        })
-    }
-}
-
-impl Relay for PeerRelay {
-    const STREAM: Stream = Stream::Peer;
-
-    fn on_input(&mut self, sh: &Shared, input: Input, _: &mut Inbox) -> ControlFlow<()> {
-        // The connection, waiting for it (at most [`PEER_WAIT`]) when the guest sends
-        // first: credit goes back only once its bytes are written, so only the Peer
-        // stream waits. Once it is gone (a write error), the link stays closed.
-        self.pipe.on_input(sh, input, || {
-            let made = match self.pending.take() {
-                Some(rx) => rx
-                    .recv_timeout(PEER_WAIT)
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no peer connection"))
-                    .and_then(|c| c),
-                None => Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "peer link closed",
-                )),
-            };
-            made.map_err(|e| format!("peer link {:?}: {e}", self.link))
-        })
-    }
-
-    fn finish(self, _: &Shared) {
-        self.pipe.finish();
-        // A link thread still waiting for the other launcher is left to end with the
-        // process; one that is relaying ends when the connection does.
-        if let Some(t) = self.link_thread
-            && t.is_finished()
-        {
-            let _ = t.join();
-        }
-    }
-}
-
-fn connect_retrying(addr: &str, wait: Duration) -> io::Result<TcpStream> {
-    let start = Instant::now();
-    loop {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
-        for a in addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
-                Ok(s) => {
-                    info!("peer link: connected to {addr}");
-                    return Ok(s);
-                }
-                Err(e) => last = e,
-            }
-        }
-        if start.elapsed() >= wait {
-            return Err(last);
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Who this node is on the peer channel and whom it talks to (`omega run --peer-node`,
 /// `--peer`, `--peer-credential`): sent to the monitor as `ControlMsg::PeerConfig` before
@@ -159,7 +26,7 @@ pub struct PeerSetup {
     /// The peer's node name.
     pub peer: String,
     /// This node's signed credential: a file that appears once the coordinator admitted the
-    /// node (it attests itself only once it runs), waited for at most [`PEER_WAIT`].
+    /// node (it attests itself only once it runs), waited for at most [`LINK_WAIT`].
     pub credential: std::path::PathBuf,
 }
 
@@ -185,7 +52,7 @@ pub(crate) fn send_setup(sh: &Arc<Shared>, setup: PeerSetup, initiator: bool) {
     let spawned = thread::Builder::new()
         .name("omega-peer-credential".into())
         .spawn(
-            move || match wait_for_credential(&setup.credential, PEER_WAIT) {
+            move || match wait_for_credential(&setup.credential, LINK_WAIT) {
                 Ok(bytes) => {
                     let m = omega_wire::msg::ControlMsg::PeerCredential { credential: &bytes };
                     match send_control(&sh, &m) {

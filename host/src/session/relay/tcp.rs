@@ -1,7 +1,8 @@
-//! The byte pipe that the Inference and Peer relays share: the guest's bytes on one stream
-//! written to one TCP connection, the connection's bytes sent back into that stream. The
-//! host reads nothing in them (TLS to the proxy, the peer channel's own encryption); the
-//! relays differ only in how the connection is made.
+//! The byte pipe that the Inference relay and the link relays (Peer, Fleet) share: the
+//! guest's bytes on one stream written to one TCP connection, the connection's bytes sent
+//! back into that stream. The host reads nothing in them (TLS to the proxy, the peer
+//! channel's own encryption, the coordinator's signatures); the relays differ only in how
+//! the connection is made.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -16,7 +17,8 @@ use crate::session::send::Shared;
 /// The guest-to-backend half: the connection, once made, and what errors call it.
 pub(crate) struct TcpPipe {
     stream: Stream,
-    /// The backend as errors name it ("inference proxy", "peer link").
+    /// The backend as errors name it ("inference proxy", "peer link", "fleet coordinator
+    /// relay").
     what: &'static str,
     conn: Option<TcpStream>,
 }
@@ -28,6 +30,11 @@ impl TcpPipe {
             what,
             conn: None,
         }
+    }
+
+    /// The stream it carries.
+    pub(crate) fn stream(&self) -> Stream {
+        self.stream
     }
 
     /// One input from the guest. Data is written to the connection, which `connect` makes
