@@ -222,6 +222,7 @@ pub fn write_bundle_of(
     let manifest = omega_bundle::Manifest {
         tools: None,
         fleet: None,
+        coordinator: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: POLICY_FILE.into(),
         agents,

@@ -60,6 +60,8 @@ pub enum ManifestError {
         "fleet: an id of 1..={MAX_NAME} of [A-Za-z0-9._-] and a coordinator key of 64 lowercase hex digits"
     )]
     BadFleet,
+    #[error("coordinator: an owner key of 64 lowercase hex digits")]
+    BadCoordinator,
     #[error("{0} data files (at most {MAX_DATA})")]
     DataCount(usize),
     #[error("agent {agent:?}: {what}")]

@@ -40,6 +40,34 @@ pub struct Manifest {
     /// channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetEntry>,
+    /// This image is its fleet's coordinator (docs/fleet.md, "The in-image coordinator"):
+    /// the owner whose signed policies it applies and the lowest policy version it takes.
+    /// In the manifest, so in the attested `bundle` claim, and claimed again with the
+    /// coordinator's key (principal `coordinator`). Absent: the Fleet stream is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<CoordinatorEntry>,
+}
+
+/// `coordinator` in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorEntry {
+    /// The fleet owner's Ed25519 key (policy updates verify under it): 64 lowercase hex
+    /// digits.
+    pub owner: String,
+    /// The lowest fleet-policy version this coordinator applies. SECURITY: a coordinator
+    /// restarts with no memory of the versions it applied; this floor, in the measured
+    /// bundle, is what keeps a host from feeding a fresh boot an old (laxer) policy. The
+    /// owner raises it by publishing a new coordinator bundle.
+    #[serde(default)]
+    pub min_policy_version: u64,
+}
+
+impl CoordinatorEntry {
+    /// The owner key's bytes (`None` unless 64 lowercase hex digits).
+    pub fn owner_key(&self) -> Option<[u8; 32]> {
+        hex_key(&self.owner)
+    }
 }
 
 /// `fleet` in the manifest.
@@ -55,27 +83,32 @@ pub struct FleetEntry {
 impl FleetEntry {
     /// The coordinator key's bytes (`None` unless 64 lowercase hex digits).
     pub fn coordinator_key(&self) -> Option<[u8; 32]> {
-        let s = self.coordinator.as_bytes();
-        if s.len() != 64
-            || !s
-                .iter()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-        {
-            return None;
-        }
-        let nibble = |b: u8| {
-            if b.is_ascii_digit() {
-                b - b'0'
-            } else {
-                b - b'a' + 10
-            }
-        };
-        let mut k = [0u8; 32];
-        for (i, out) in k.iter_mut().enumerate() {
-            *out = (nibble(s[2 * i]) << 4) | nibble(s[2 * i + 1]);
-        }
-        Some(k)
+        hex_key(&self.coordinator)
     }
+}
+
+/// An Ed25519 key as 64 lowercase hex digits (`None` for anything else).
+fn hex_key(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64
+        || !s
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    {
+        return None;
+    }
+    let nibble = |b: u8| {
+        if b.is_ascii_digit() {
+            b - b'0'
+        } else {
+            b - b'a' + 10
+        }
+    };
+    let mut k = [0u8; 32];
+    for (i, out) in k.iter_mut().enumerate() {
+        *out = (nibble(s[2 * i]) << 4) | nibble(s[2 * i + 1]);
+    }
+    Some(k)
 }
 
 /// One data item: item `path` of data source `source` is the bundle file `file`.
@@ -300,6 +333,7 @@ impl Manifest {
             data: Vec::new(),
             tools: None,
             fleet: None,
+            coordinator: None,
         };
         m.to_json()
     }
@@ -355,6 +389,13 @@ impl Manifest {
             && (!valid_agent_name(&f.id) || f.coordinator_key().is_none())
         {
             return Err(ManifestError::BadFleet);
+        }
+        if self
+            .coordinator
+            .as_ref()
+            .is_some_and(|c| c.owner_key().is_none())
+        {
+            return Err(ManifestError::BadCoordinator);
         }
         if self.data.len() > MAX_DATA {
             return Err(ManifestError::DataCount(self.data.len()));

@@ -640,3 +640,37 @@ fn a_fleet_entry_is_checked_on_both_sides() {
     };
     assert_eq!(entry.coordinator_key(), Some([0x0a; 32]));
 }
+
+#[test]
+fn a_coordinator_entry_is_checked_on_both_sides() {
+    for (owner, ok) in [
+        ("0b".repeat(32), true),
+        ("0B".repeat(32), false),
+        ("0b".repeat(31), false),
+        (String::new(), false),
+    ] {
+        let mut files = bundle(1, 8);
+        let mut m = Manifest::parse(&files[0].1).unwrap();
+        m.coordinator = Some(CoordinatorEntry {
+            owner: owner.clone(),
+            min_policy_version: 3,
+        });
+        files[0].1 = m.to_json();
+        let r = both(&files);
+        assert_eq!(r.is_ok(), ok, "{owner}: {r:?}");
+        if ok {
+            let parsed = Manifest::parse(&files[0].1).unwrap();
+            let c = parsed.coordinator.unwrap();
+            assert_eq!((c.owner_key(), c.min_policy_version), (Some([0x0b; 32]), 3));
+        } else {
+            assert_eq!(r, Err(BundleError::Manifest(ManifestError::BadCoordinator)));
+        }
+    }
+    // The floor defaults to 0; unknown fields are refused.
+    let base =
+        r#"{"version":1,"policy":"p.bin","agents":[{"name":"a","module":"a.wasm"}],"coordinator":"#;
+    let owner = "0c".repeat(32);
+    let m = Manifest::parse(format!(r#"{base}{{"owner":"{owner}"}}}}"#).as_bytes()).unwrap();
+    assert_eq!(m.coordinator.unwrap().min_policy_version, 0);
+    assert!(Manifest::parse(format!(r#"{base}{{"owner":"{owner}","x":1}}}}"#).as_bytes()).is_err());
+}

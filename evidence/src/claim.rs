@@ -26,6 +26,8 @@ pub const TOOLS_PREFIX: &str = "tools:";
 pub const CARD_PRINCIPAL: &str = "card";
 /// The principal of the [`Claim::PeerKey`] claim.
 pub const PEER_PRINCIPAL: &str = "peer";
+/// The principal of the [`Claim::Coordinator`] claim.
+pub const COORDINATOR_PRINCIPAL: &str = "coordinator";
 /// Longest principal-specific name (agent, model, tool).
 pub const MAX_NAME: usize = 128;
 /// Largest encoded leaf accepted.
@@ -82,6 +84,17 @@ pub enum Claim {
     /// signs this monitor's side of every channel handshake with another image
     /// (`omega-peer-channel`), and the fleet coordinator's credentials bind it.
     PeerKey { public: [u8; 32], boot_id: [u8; 16] },
+    /// This monitor is its fleet's coordinator (the bundle's `coordinator` entry): the
+    /// credential key it drew at boot (Ed25519, never leaves the monitor; it signs
+    /// placements and node credentials), the owner whose signed policies it applies, and
+    /// the lowest policy version it takes. What a node's bundle (`fleet.coordinator`) and a
+    /// fleet client check first.
+    Coordinator {
+        public: [u8; 32],
+        owner: [u8; 32],
+        min_policy_version: u64,
+        boot_id: [u8; 16],
+    },
 }
 
 /// A tool server's identity as a bundle states it (`omega_tool_protocol::identity`).
@@ -120,7 +133,7 @@ pub fn pins_digest<'a>(pins: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>) 
 
 impl Claim {
     /// The principal's name: `platform`, `agent:<name>`, `policy`, `model:<name>`,
-    /// `tool:<name>`, `log`, `bundle`, `card`, `tools:<server>`, `peer`.
+    /// `tool:<name>`, `log`, `bundle`, `card`, `tools:<server>`, `peer`, `coordinator`.
     pub fn principal(&self) -> String {
         match self {
             Claim::Platform { .. } => "platform".into(),
@@ -133,6 +146,7 @@ impl Claim {
             Claim::CardKey { .. } => CARD_PRINCIPAL.into(),
             Claim::ToolServer { server, .. } => format!("{TOOLS_PREFIX}{server}"),
             Claim::PeerKey { .. } => PEER_PRINCIPAL.into(),
+            Claim::Coordinator { .. } => COORDINATOR_PRINCIPAL.into(),
         }
     }
 

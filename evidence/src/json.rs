@@ -61,6 +61,15 @@ fn claim_json(c: &Claim) -> Value {
         Claim::PeerKey { public, boot_id } => {
             json!({"kind": "peer", "public_key": hex(public), "boot_id": hex(boot_id)})
         }
+        Claim::Coordinator {
+            public,
+            owner,
+            min_policy_version,
+            boot_id,
+        } => json!({
+            "kind": "coordinator", "public_key": hex(public), "owner": hex(owner),
+            "min_policy_version": min_policy_version, "boot_id": hex(boot_id),
+        }),
     }
 }
 

@@ -21,8 +21,8 @@ pub mod verify;
 
 pub use bundle::{Binding, Bundle, Head, RootUpdate, report_data};
 pub use claim::{
-    CARD_PRINCIPAL, Claim, PEER_PRINCIPAL, SaltedLeaf, TEE_NONE, TEE_SEV_SNP, TEE_SIMULATED, TEES,
-    TOOLS_PREFIX, ToolIdentity, pins_digest,
+    CARD_PRINCIPAL, COORDINATOR_PRINCIPAL, Claim, PEER_PRINCIPAL, SaltedLeaf, TEE_NONE,
+    TEE_SEV_SNP, TEE_SIMULATED, TEES, TOOLS_PREFIX, ToolIdentity, pins_digest,
 };
 pub use issuer::Issuer;
 pub use verify::{Check, Options, Outcome, verify};

@@ -61,6 +61,12 @@ fn claims() -> Vec<Claim> {
             public: h(0xA1),
             boot_id: [0x11; 16],
         },
+        Claim::Coordinator {
+            public: h(0xB1),
+            owner: h(0xC1),
+            min_policy_version: 2,
+            boot_id: [0x11; 16],
+        },
     ]
 }
 
@@ -178,6 +184,7 @@ fn bundle_discloses_nothing_about_other_principals() {
                 Claim::CardKey { public, .. } | Claim::PeerKey { public, .. } => {
                     vec![public.to_vec()]
                 }
+                Claim::Coordinator { public, owner, .. } => vec![public.to_vec(), owner.to_vec()],
                 Claim::ToolServer {
                     server,
                     pins_digest,

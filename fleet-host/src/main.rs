@@ -408,6 +408,7 @@ fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Res
         format: POLICY_FORMAT,
         fleet_id: "bench".into(),
         version: 1,
+        issued_at: 1_700_000_000,
         allow_simulated: true,
         images: vec![ImageRule {
             tee: probe.tee,

@@ -92,7 +92,7 @@ pub fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 impl PolicySource {
-    /// The canonical policy (sorted lists; every structural rule checked).
+    /// The canonical policy (sorted lists; every structural rule checked), issued now.
     pub fn compile(&self) -> anyhow::Result<FleetPolicy> {
         let mut images = Vec::new();
         for i in &self.images {
@@ -140,6 +140,9 @@ impl PolicySource {
             format: POLICY_FORMAT,
             fleet_id: self.fleet_id.clone(),
             version: self.version,
+            // The in-image coordinator's time anchor: the owner's clock when it compiles
+            // (and signs) the policy.
+            issued_at: crate::now(),
             allow_simulated: self.allow_simulated,
             images,
             min_snp_tcb: SnpTcb {

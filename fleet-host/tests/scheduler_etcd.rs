@@ -42,6 +42,7 @@ fn policy(pins: Vec<AgentPin>) -> FleetPolicy {
         format: POLICY_FORMAT,
         fleet_id: FLEET.into(),
         version: 1,
+        issued_at: 1_700_000_000,
         allow_simulated: true,
         images: vec![ImageRule {
             tee: omega_fleet::Tee::Simulated,

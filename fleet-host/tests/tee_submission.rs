@@ -56,6 +56,7 @@ impl Lab {
             format: POLICY_FORMAT,
             fleet_id: FLEET.into(),
             version: 1,
+            issued_at: 1_700_000_000,
             allow_simulated: false,
             images: self.images.clone(),
             min_snp_tcb: SnpTcb::default(),

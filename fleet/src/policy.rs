@@ -11,7 +11,7 @@ use crate::signed::{POLICY_TAG, SigningKey, decode_body, open};
 use crate::{DecodeError, MEASUREMENT_LEN, Tee, name_ok};
 
 /// Format of [`FleetPolicy`].
-pub const POLICY_FORMAT: u8 = 1;
+pub const POLICY_FORMAT: u8 = 2;
 /// Largest signed policy accepted.
 pub const MAX_POLICY: usize = 64 * 1024;
 /// Most images, agents, routes or roles in one policy.
@@ -28,6 +28,10 @@ pub struct FleetPolicy {
     pub fleet_id: String,
     /// Strictly increasing across updates.
     pub version: u64,
+    /// When the owner signed it (Unix seconds, the owner's clock): the in-image coordinator's
+    /// time anchor ([`crate::service`]: a lower bound of the true time that the host cannot
+    /// move), so it is signed with everything else.
+    pub issued_at: u64,
     /// Admit `Tee::Simulated` images (lab tests only; never in production).
     pub allow_simulated: bool,
     /// Allowed launch digests: sorted, unique.

@@ -49,6 +49,7 @@ fn policy(version: u64) -> FleetPolicy {
         format: policy::POLICY_FORMAT,
         fleet_id: "lab".into(),
         version,
+        issued_at: 1_700_000_000,
         allow_simulated: true,
         images: vec![
             ImageRule {

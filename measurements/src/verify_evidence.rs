@@ -444,7 +444,8 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
             Claim::Platform { boot_id, .. }
             | Claim::LogKey { boot_id, .. }
             | Claim::CardKey { boot_id, .. }
-            | Claim::PeerKey { boot_id, .. },
+            | Claim::PeerKey { boot_id, .. }
+            | Claim::Coordinator { boot_id, .. },
         ) => Some(hex::encode(boot_id)),
         _ => None,
     };
@@ -488,6 +489,19 @@ pub fn run(args: &VerifyEvidenceArgs) -> anyhow::Result<bool> {
         if let Some(Claim::PeerKey { public, .. }) = &r.claim {
             println!("peer_key: {}", hex::encode(public));
         }
+        // A fleet coordinator's identity (docs/fleet.md): the key nodes' bundles name
+        // (`fleet.coordinator`), the owner it obeys and its policy floor.
+        if let Some(Claim::Coordinator {
+            public,
+            owner,
+            min_policy_version,
+            ..
+        }) = &r.claim
+        {
+            println!("coordinator_key: {}", hex::encode(public));
+            println!("owner: {}", hex::encode(owner));
+            println!("min_policy_version: {min_policy_version}");
+        }
         // What the monitor's proxy session proved (`--expect-proxy` compares it).
         if let Some(Claim::Model {
             proxy_identity,
@@ -529,6 +543,9 @@ pub mod fixture {
     pub const MODULE: [u8; 32] = [0x3A; 32];
     /// The monitor's peer-channel key of this boot.
     pub const PEER_KEY: [u8; 32] = [0x9E; 32];
+    /// A coordinator's credential key and its owner.
+    pub const COORDINATOR_KEY: [u8; 32] = [0xC0; 32];
+    pub const OWNER_KEY: [u8; 32] = [0x0E; 32];
 
     /// The monitor's agent-card key of this boot.
     pub fn card_key() -> omega_agent_card::CardKey {
@@ -570,13 +587,27 @@ pub mod fixture {
                 public: PEER_KEY,
                 boot_id: BOOT_ID,
             },
+            Claim::Coordinator {
+                public: COORDINATOR_KEY,
+                owner: OWNER_KEY,
+                min_policy_version: 4,
+                boot_id: BOOT_ID,
+            },
         ];
         for (i, c) in claims.into_iter().enumerate() {
             iss.add(c, [i as u8 + 1; 32]).unwrap();
         }
         let rd = iss.attest(NONCE).unwrap();
         let report = psp.map(|p| p.report(rd, 0).to_vec());
-        for p in ["platform", "log", "policy", "card", "agent:triage", "peer"] {
+        for p in [
+            "platform",
+            "log",
+            "policy",
+            "card",
+            "agent:triage",
+            "peer",
+            "coordinator",
+        ] {
             let b = iss.bundle(p, report.clone(), None).unwrap();
             let file = format!("{}.ev", p.replace(':', "_"));
             std::fs::write(dir.join(file), b.encode().unwrap()).unwrap();

@@ -227,6 +227,7 @@ pub fn write_bundle(
     let manifest = Manifest {
         tools: None,
         fleet: None,
+        coordinator: None,
         version: MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents.iter().map(|(e, _)| e.clone()).collect(),

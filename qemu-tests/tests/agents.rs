@@ -195,6 +195,7 @@ rule reader_reads { allow read notes agents [reader] }
     let mut manifest = Manifest {
         tools: None,
         fleet: None,
+        coordinator: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: modules

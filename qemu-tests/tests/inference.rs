@@ -504,6 +504,7 @@ fn boot(policy: &str, agents: &[(&str, Vec<u8>)], proxy: SocketAddr) -> Booted {
     let manifest = Manifest {
         tools: None,
         fleet: None,
+        coordinator: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents

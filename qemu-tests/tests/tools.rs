@@ -331,6 +331,7 @@ fn bundle_files<'a>(
     let manifest = Manifest {
         tools: None,
         fleet: None,
+        coordinator: None,
         version: omega_bundle::MANIFEST_VERSION,
         policy: "policy.bin".into(),
         agents: agents

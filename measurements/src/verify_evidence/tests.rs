@@ -337,6 +337,35 @@ fn the_peer_key_verifies_as_principal_peer() {
     assert!(!check(&dir.join("peer.ev"), "peer", &a).unwrap().verified());
 }
 
+/// A coordinator's key and owner count only from its verified `coordinator` evidence.
+#[test]
+fn the_coordinator_claim_verifies_as_principal_coordinator() {
+    let dir = fixture::simulated("coordinator");
+    let mut a = fixture::lab_args();
+    let r = check(&dir.join("coordinator.ev"), "coordinator", &a).unwrap();
+    assert!(r.verified(), "{:?}", r.lines);
+    assert_eq!(
+        r.claim,
+        Some(Claim::Coordinator {
+            public: fixture::COORDINATOR_KEY,
+            owner: fixture::OWNER_KEY,
+            min_policy_version: 4,
+            boot_id: fixture::BOOT_ID
+        })
+    );
+    assert!(
+        !check(&dir.join("peer.ev"), "coordinator", &a)
+            .unwrap()
+            .verified()
+    );
+    a.nonce = Some(hex::encode([0x43; 32]));
+    assert!(
+        !check(&dir.join("coordinator.ev"), "coordinator", &a)
+            .unwrap()
+            .verified()
+    );
+}
+
 #[test]
 fn unattested_needs_flag() {
     let (dir, iss, nonce) = setup("unatt");
