@@ -21,8 +21,8 @@ pub use limits::{
     valid_agent_name, valid_file_name,
 };
 pub use manifest::{
-    AgentEntry, CoordinatorEntry, DataEntry, FleetEntry, MANIFEST_VERSION, Manifest, Restart,
-    valid_data_path,
+    AgentEntry, CoordinatorEntry, DataEntry, FleetEntry, MANIFEST_VERSION, Manifest, NO_PUBLISHER,
+    Restart, valid_data_path,
 };
 pub use msg::BundleMsg;
 pub use receiver::{BundleFile, BundleReceiver, Progress};

@@ -63,6 +63,9 @@ pub struct CoordinatorEntry {
     pub min_policy_version: u64,
 }
 
+/// The publisher an agent claim names for an entry that names none (or an empty one).
+pub const NO_PUBLISHER: &str = "unspecified";
+
 impl CoordinatorEntry {
     /// The owner key's bytes (`None` unless 64 lowercase hex digits).
     pub fn owner_key(&self) -> Option<[u8; 32]> {
@@ -227,6 +230,15 @@ fn is_default_restart(r: &Restart) -> bool {
 }
 
 impl AgentEntry {
+    /// The publisher the monitor's `agent:<name>` claim names ([`NO_PUBLISHER`] when the
+    /// entry names none): what a fleet policy's agent pin must match.
+    pub fn claimed_publisher(&self) -> &str {
+        self.publisher
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(NO_PUBLISHER)
+    }
+
     /// An agent with every limit at its default.
     pub fn new(name: &str, module: &str) -> AgentEntry {
         AgentEntry {

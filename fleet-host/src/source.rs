@@ -185,8 +185,7 @@ pub fn bundle_pins(dir: &std::path::Path) -> anyhow::Result<([u8; 32], Vec<Agent
         let module = read(&a.module)?;
         pins.push(AgentPin {
             name: a.name.clone(),
-            // The monitor's claim for an entry without a publisher (kernel attest::NO_PUBLISHER).
-            publisher: a.publisher.clone().unwrap_or_else(|| "unspecified".into()),
+            publisher: a.claimed_publisher().into(),
             module_hash: Sha256::digest(&module).into(),
         });
     }

@@ -16,6 +16,8 @@
 //!   `PeerAuthority` (who a proven peer key belongs to).
 //! * [`route`]: which `role/agent` may message which across images.
 //! * [`coordinator`]: the above put together, with the coordinator's key and state.
+//! * [`service`]: the coordinator as requests and answers over a byte stream (the in-image
+//!   coordinator's Fleet stream), with its clock anchored by the owner-signed policy.
 //!
 //! Design principles: nothing here trusts its input (every decoder is bounded, strict and
 //! fuzzed); every signature covers a domain tag, so no signed object can pass for another;
@@ -33,6 +35,7 @@ pub mod peer;
 pub mod placement;
 pub mod policy;
 pub mod route;
+pub mod service;
 pub mod signed;
 
 use alloc::string::String;

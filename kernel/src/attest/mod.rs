@@ -40,7 +40,7 @@ pub const LOG_KEY_NAME: &str = "omega-monitor";
 /// Bytes of the random boot id.
 pub const BOOT_ID_LEN: usize = 16;
 /// Publisher named in an agent claim whose manifest entry names none.
-pub const NO_PUBLISHER: &str = "unspecified";
+pub use omega_bundle::NO_PUBLISHER;
 
 // Every agent name and publisher a bundle may carry fits an evidence claim, so a bundle
 // the receiver accepted never leaves the monitor without evidence.
@@ -377,11 +377,7 @@ impl Facts {
                 Ok(AgentFacts {
                     name: a.name.clone(),
                     module_hash: file_digest(files, &a.module)?,
-                    publisher: a
-                        .publisher
-                        .clone()
-                        .filter(|p| !p.is_empty())
-                        .unwrap_or_else(|| NO_PUBLISHER.into()),
+                    publisher: a.claimed_publisher().into(),
                 })
             })
             .collect::<Result<Vec<_>, AttestError>>()?;

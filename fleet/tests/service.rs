@@ -1,0 +1,382 @@
+//! The coordinator service as an untrusted relay drives it: every request goes through the
+//! framing and the strict decoder; what a hostile relay sends (another owner's policy, one
+//! below the floor, a bundle with an unpinned or swapped module, evidence for a nonce never
+//! issued or already spent, garbage, an oversized length) is refused by its rule.
+
+use omega_fleet::policy::{AgentPin, FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
+use omega_fleet::service::{
+    BundleFile, Chain, Deframer, FrameError, Kind, Request, Response, Service, TrustedRoots,
+    decode_response, encode, frame,
+};
+use omega_fleet::signed::SigningKey;
+use omega_fleet::{Placement, Tee};
+use sha2::{Digest, Sha256};
+
+const OWNER: u8 = 7;
+const ISSUED_AT: u64 = 1_800_000_000;
+const MODULE: &[u8] = b"\0asm\x01\0\0\0courier";
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_seed([b; 32]).unwrap()
+}
+
+fn policy(version: u64, issued_at: u64, module: &[u8]) -> Vec<u8> {
+    policy_body(version, issued_at, module)
+        .sign(&key(OWNER))
+        .unwrap()
+}
+
+fn policy_body(version: u64, issued_at: u64, module: &[u8]) -> FleetPolicy {
+    let mut p = FleetPolicy {
+        format: POLICY_FORMAT,
+        fleet_id: "lab".into(),
+        version,
+        issued_at,
+        allow_simulated: true,
+        images: vec![ImageRule {
+            tee: Tee::Simulated,
+            measurement: vec![0x33; 48],
+            name: "omega-lab".into(),
+            shape: Shape {
+                vcpus: 1,
+                vcpu_type: "EPYC-v4".into(),
+                memory_mib: 512,
+            },
+            roles: vec!["worker".into()],
+        }],
+        min_snp_tcb: SnpTcb::default(),
+        allow_tdx_out_of_date: false,
+        agents: vec![AgentPin {
+            name: "courier".into(),
+            publisher: "acme".into(),
+            module_hash: Sha256::digest(module).into(),
+        }],
+        routes: vec![],
+        credential_lifetime_s: 600,
+        challenge_lifetime_s: 120,
+    };
+    p.canonicalize();
+    p
+}
+
+const LAB: TrustedRoots = TrustedRoots {
+    lab: Some((
+        omega_sim_psp::LAB_ARK_PEM,
+        omega_sim_psp::LAB_ASK_PEM,
+        omega_sim_psp::LAB_VCEK_DER,
+    )),
+    amd: &[],
+    amd_arks: &[],
+};
+
+fn service(floor: u64) -> Service {
+    Service::new(key(9), key(OWNER).public(), floor, LAB)
+}
+
+/// Sends `r` through the framing, as the relay does, and returns the answer.
+fn call(s: &mut Service, r: &Request, uptime_ms: u64) -> (Response, Kind, bool) {
+    let mut d = Deframer::new(omega_fleet::service::MAX_REQUEST);
+    let bytes = frame(&encode(r));
+    // Cut the stream anywhere: one byte at a time.
+    let mut body = None;
+    for b in bytes.chunks(1) {
+        d.push(b);
+        if let Some(m) = d.next_message() {
+            body = Some(m.unwrap());
+        }
+    }
+    // A fresh nonce per request, as the monitor draws one.
+    let id = match r {
+        Request::Policy { id, .. } | Request::Place { id, .. } | Request::Admit { id, .. } => *id,
+    };
+    let h = s.handle(&body.unwrap(), uptime_ms, [id as u8; 32]);
+    // The answer survives its own framing.
+    let answer = decode_response(&encode(&h.response)).unwrap();
+    assert_eq!(answer, h.response);
+    (answer, h.record.kind, h.record.granted)
+}
+
+fn bundle(module: &[u8], publisher: &str) -> Vec<BundleFile> {
+    let manifest = format!(
+        r#"{{"version":1,"policy":"policy.bin","agents":[{{"name":"courier","module":"courier.wasm","publisher":"{publisher}"}}]}}"#
+    );
+    vec![
+        BundleFile {
+            name: "manifest.json".into(),
+            bytes: manifest.into_bytes(),
+        },
+        BundleFile {
+            name: "policy.bin".into(),
+            bytes: b"compiled policy".to_vec(),
+        },
+        BundleFile {
+            name: "courier.wasm".into(),
+            bytes: module.to_vec(),
+        },
+    ]
+}
+
+fn place(id: u64, files: Vec<BundleFile>) -> Request {
+    Request::Place {
+        id,
+        workload: "w1".into(),
+        node: "n1".into(),
+        role: "worker".into(),
+        files,
+    }
+}
+
+fn refused_rule(r: &Response) -> &str {
+    match r {
+        Response::Refused { rule, .. } => rule,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn policies_count_only_under_the_owner_and_at_or_above_the_floor() {
+    let mut s = service(3);
+    // Nothing placed before a policy (no time anchor either).
+    let (r, ..) = call(&mut s, &place(1, bundle(MODULE, "acme")), 0);
+    assert_eq!(refused_rule(&r), "placement");
+    assert_eq!(s.now(0), None);
+    // Another owner's policy.
+    let mut foreign = policy(5, ISSUED_AT, MODULE);
+    let forged = policy_body(5, ISSUED_AT, MODULE).sign(&key(8)).unwrap();
+    let (r, kind, granted) = call(
+        &mut s,
+        &Request::Policy {
+            id: 2,
+            signed: forged,
+        },
+        0,
+    );
+    assert_eq!(
+        (refused_rule(&r), kind, granted),
+        ("policy", Kind::Policy, false)
+    );
+    // Below the floor the measured bundle set (a fresh boot fed an old policy).
+    let (r, ..) = call(
+        &mut s,
+        &Request::Policy {
+            id: 3,
+            signed: policy(2, ISSUED_AT, MODULE),
+        },
+        0,
+    );
+    assert_eq!(refused_rule(&r), "policy");
+    // A flipped byte anywhere in the signed policy.
+    foreign[20] ^= 1;
+    let (r, ..) = call(
+        &mut s,
+        &Request::Policy {
+            id: 4,
+            signed: foreign,
+        },
+        0,
+    );
+    assert_eq!(refused_rule(&r), "policy");
+    // At the floor: applied, and the clock anchored at its issue time.
+    let (r, kind, granted) = call(
+        &mut s,
+        &Request::Policy {
+            id: 5,
+            signed: policy(3, ISSUED_AT, MODULE),
+        },
+        10_000,
+    );
+    assert_eq!(
+        r,
+        Response::PolicyApplied {
+            id: 5,
+            fleet: "lab".into(),
+            version: 3
+        }
+    );
+    assert!(granted && kind == Kind::Policy);
+    assert_eq!(s.now(10_000), Some(ISSUED_AT));
+    assert_eq!(s.now(70_500), Some(ISSUED_AT + 60));
+    // The same version again (replayed) is refused; a newer one signed earlier does not
+    // set the clock back, one signed later moves it forward.
+    let (r, ..) = call(
+        &mut s,
+        &Request::Policy {
+            id: 6,
+            signed: policy(3, ISSUED_AT, MODULE),
+        },
+        0,
+    );
+    assert_eq!(refused_rule(&r), "policy");
+    call(
+        &mut s,
+        &Request::Policy {
+            id: 7,
+            signed: policy(4, ISSUED_AT - 1000, MODULE),
+        },
+        70_500,
+    );
+    assert_eq!(s.now(70_500), Some(ISSUED_AT + 60));
+    call(
+        &mut s,
+        &Request::Policy {
+            id: 8,
+            signed: policy(5, ISSUED_AT + 5000, MODULE),
+        },
+        71_000,
+    );
+    assert_eq!(s.now(72_000), Some(ISSUED_AT + 5001));
+}
+
+#[test]
+fn the_coordinator_hashes_the_bundle_itself() {
+    let mut s = service(0);
+    call(
+        &mut s,
+        &Request::Policy {
+            id: 1,
+            signed: policy(1, ISSUED_AT, MODULE),
+        },
+        0,
+    );
+    let files = bundle(MODULE, "acme");
+    let (r, kind, granted) = call(&mut s, &place(2, files.clone()), 1000);
+    assert!(granted && kind == Kind::Place);
+    let Response::Placed {
+        id: 2,
+        nonce,
+        placement,
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    let p = Placement::verify(&placement, &s.public()).unwrap();
+    assert_eq!(p.nonce, nonce);
+    assert_eq!(
+        p.bundle_digest,
+        <[u8; 32]>::from(Sha256::digest(&files[0].bytes))
+    );
+    assert_eq!((p.workload.as_str(), p.node_id.as_str()), ("w1", "n1"));
+    assert_eq!(p.issued_at, ISSUED_AT + 1);
+    // A module swapped under the same manifest, another publisher, a bundle that does not
+    // validate (no module), an unknown role: refused, nothing signed.
+    let (r, ..) = call(&mut s, &place(3, bundle(b"\0asm\x01\0\0\0evil", "acme")), 0);
+    assert_eq!(refused_rule(&r), "placement");
+    let (r, ..) = call(&mut s, &place(4, bundle(MODULE, "mallory")), 0);
+    assert_eq!(refused_rule(&r), "placement");
+    let (r, ..) = call(&mut s, &place(5, files[..2].to_vec()), 0);
+    assert_eq!(refused_rule(&r), "placement");
+    let mut other_role = place(6, files);
+    if let Request::Place { role, .. } = &mut other_role {
+        *role = "gateway".into();
+    }
+    let (r, ..) = call(&mut s, &other_role, 0);
+    assert_eq!(refused_rule(&r), "placement");
+}
+
+#[test]
+fn evidence_answers_only_a_challenge_issued_here_and_only_once() {
+    let mut s = service(0);
+    call(
+        &mut s,
+        &Request::Policy {
+            id: 1,
+            signed: policy(1, ISSUED_AT, MODULE),
+        },
+        0,
+    );
+    let admit = |id, nonce| Request::Admit {
+        id,
+        nonce,
+        chain: Chain::Lab,
+        platform: vec![1, 2, 3],
+        bundle: vec![],
+        peer: vec![],
+    };
+    // Garbage evidence for a nonce never issued (a forged placement's).
+    let (r, kind, granted) = call(&mut s, &admit(1, [0x77; 32]), 0);
+    assert_eq!(
+        (refused_rule(&r), kind, granted),
+        ("nonce-unknown", Kind::Admit, false)
+    );
+    // For a real challenge: refused on the evidence, and the challenge is spent.
+    let (r, ..) = call(&mut s, &place(2, bundle(MODULE, "acme")), 0);
+    let Response::Placed { nonce, .. } = r else {
+        panic!("{r:?}")
+    };
+    let (r, ..) = call(&mut s, &admit(3, nonce), 0);
+    assert_eq!(refused_rule(&r), "evidence");
+    let (r, ..) = call(&mut s, &admit(4, nonce), 0);
+    assert_eq!(refused_rule(&r), "nonce-replayed");
+    // AMD roots this coordinator does not hold.
+    let (r, ..) = call(&mut s, &place(5, bundle(MODULE, "acme")), 0);
+    let Response::Placed { nonce, .. } = r else {
+        panic!("{r:?}")
+    };
+    let (r, ..) = call(
+        &mut s,
+        &Request::Admit {
+            id: 6,
+            nonce,
+            chain: Chain::Amd {
+                family: "milan".into(),
+                vcek: vec![0; 10],
+            },
+            platform: vec![],
+            bundle: vec![],
+            peer: vec![],
+        },
+        0,
+    );
+    let Response::Refused { rule, reason, .. } = r else {
+        panic!()
+    };
+    assert_eq!(rule, "evidence");
+    assert!(reason.contains("no AMD roots"), "{reason}");
+}
+
+#[test]
+fn garbage_and_oversized_frames_are_refused() {
+    let mut s = service(0);
+    let h = s.handle(&[0xff, 0xff, 0xff], 0, [0; 32]);
+    assert_eq!(refused_rule(&h.response), "malformed");
+    assert_eq!(h.record.kind, Kind::Malformed);
+    // Trailing bytes after a whole request.
+    let mut body = encode(&Request::Policy {
+        id: 1,
+        signed: vec![],
+    });
+    body.push(0);
+    assert_eq!(
+        refused_rule(&s.handle(&body, 0, [0; 32]).response),
+        "malformed"
+    );
+    // A length over the limit: refused before anything is held for it.
+    let mut d = Deframer::new(1024);
+    d.push(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        d.next_message(),
+        Some(Err(FrameError::TooLarge(u64::from(u32::MAX))))
+    );
+    assert_eq!(d.buffered(), 0);
+    // Two messages in one push, and a partial third.
+    let mut bytes = frame(b"one");
+    bytes.extend(frame(b"two"));
+    bytes.extend(&frame(b"three")[..5]);
+    d.push(&bytes);
+    assert_eq!(d.next_message(), Some(Ok(b"one".to_vec())));
+    assert_eq!(d.next_message(), Some(Ok(b"two".to_vec())));
+    assert_eq!(d.next_message(), None);
+    // Random bytes never panic the decoder.
+    let mut x: u64 = 0x1234_5678;
+    for len in 0..2000 {
+        let body: Vec<u8> = (0..len % 97)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let _ = s.handle(&body, 0, [0; 32]);
+    }
+}
