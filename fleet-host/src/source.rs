@@ -191,3 +191,54 @@ pub fn bundle_pins(dir: &std::path::Path) -> anyhow::Result<([u8; 32], Vec<Agent
     }
     Ok((Sha256::digest(&manifest_bytes).into(), pins))
 }
+
+/// A bundle directory's files in sending order (`omega_bundle::Manifest::files`: the
+/// manifest, the policy, each module once, the data files, the tools file), as the
+/// coordinator is sent them with a placement (`omega_fleet::service::Request::Place`; it
+/// hashes and checks them itself). Each file is a regular file (a symlink, FIFO or device
+/// is refused before it is opened), read once, and the total is bounded by
+/// `omega_bundle::MAX_TOTAL_BYTES` while reading.
+pub fn bundle_files(
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<omega_fleet::service::BundleFile>> {
+    use std::io::Read as _;
+    let mut total: u64 = 0;
+    let mut read = |name: &str| -> anyhow::Result<Vec<u8>> {
+        let p = dir.join(name);
+        // SECURITY: the path is the scheduler's word: nothing but a plain file is opened
+        // (a FIFO would block the coordinator, a device could be endless).
+        let meta = std::fs::symlink_metadata(&p).with_context(|| format!("{}", p.display()))?;
+        if !meta.file_type().is_file() {
+            bail!("{} is not a regular file", p.display());
+        }
+        let room = omega_bundle::MAX_TOTAL_BYTES - total;
+        let mut bytes = Vec::new();
+        std::fs::File::open(&p)
+            .and_then(|f| f.take(room + 1).read_to_end(&mut bytes))
+            .with_context(|| format!("{}", p.display()))?;
+        total += bytes.len() as u64;
+        if total > omega_bundle::MAX_TOTAL_BYTES {
+            bail!(
+                "{}: the bundle is larger than {} bytes",
+                dir.display(),
+                omega_bundle::MAX_TOTAL_BYTES
+            );
+        }
+        Ok(bytes)
+    };
+    let manifest_bytes = read(omega_bundle::MANIFEST)?;
+    let manifest = omega_bundle::Manifest::parse(&manifest_bytes)
+        .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let mut files = vec![omega_fleet::service::BundleFile {
+        name: omega_bundle::MANIFEST.into(),
+        bytes: manifest_bytes,
+    }];
+    for name in &manifest.files()[1..] {
+        let bytes = read(name)?;
+        files.push(omega_fleet::service::BundleFile {
+            name: (*name).into(),
+            bytes,
+        });
+    }
+    Ok(files)
+}

@@ -570,7 +570,9 @@ impl Service {
     }
 }
 
-fn refused(kind: Kind, id: u64, digest: [u8; 32], rule: &str, reason: String) -> Handled {
+/// A refusal of request `id` (of `digest`) by `rule`, as [`Service::handle`] answers one;
+/// for callers that refuse before the service is reached (a stream whose framing broke).
+pub fn refused(kind: Kind, id: u64, digest: [u8; 32], rule: &str, reason: String) -> Handled {
     let reason = cut(reason);
     Handled {
         record: Record {

@@ -55,6 +55,10 @@ pub struct BootKeys {
     /// The peer-channel signing seed (`omega-peer-channel`, the evidence's `PeerKey`
     /// claim): a fourth key, so a channel handshake signature stands for nothing else.
     pub peer_key: Box<[u8; 32]>,
+    /// The fleet coordinator's signing seed (`services::coordinator`, the evidence's
+    /// `Coordinator` claim; used only when the bundle makes this image a coordinator): a
+    /// fifth key, so a placement or credential signature stands for nothing else.
+    pub coordinator_key: Box<[u8; 32]>,
 }
 
 impl BootKeys {
@@ -65,12 +69,14 @@ impl BootKeys {
             evidence_key: Box::new([0; 32]),
             card_key: Box::new([0; 32]),
             peer_key: Box::new([0; 32]),
+            coordinator_key: Box::new([0; 32]),
         };
         entropy::fill(rng, &mut keys.boot_id)?;
         entropy::fill(rng, keys.log_key.as_mut_slice())?;
         entropy::fill(rng, keys.evidence_key.as_mut_slice())?;
         entropy::fill(rng, keys.card_key.as_mut_slice())?;
         entropy::fill(rng, keys.peer_key.as_mut_slice())?;
+        entropy::fill(rng, keys.coordinator_key.as_mut_slice())?;
         Ok(keys)
     }
 }

@@ -173,7 +173,15 @@ pub mod lifecycle {
     /// peer channel: content = SHA-256 of the credential's bytes, name = `node/role #serial`.
     /// Decision deny: refused, name = why; the peer channel does not start.
     pub const PEER_CREDENTIAL: u32 = 14;
-    // 15: reserved for the fleet (unused so far).
+    /// A request to this image's fleet coordinator (the bundle's `coordinator` entry;
+    /// `kernel/src/services/coordinator.rs`), relayed by the host on the Fleet stream.
+    /// `target`: what was asked (1 policy update, 2 placement, 3 admission, 0 a message
+    /// that did not decode). Decision allow: granted; content = SHA-256 of what the
+    /// coordinator signed (the placement, the credential) or applied (the signed policy),
+    /// name = `fleet vN`, `workload on node` or `node/role #serial`. Decision deny: refused;
+    /// content = SHA-256 of the request, name = the rule (`policy`, `placement`,
+    /// `evidence`, `nonce-replayed`, `measurement`, …).
+    pub const FLEET_REQUEST: u32 = 15;
     /// The inference proxy was refused for one model (decision deny) while the session
     /// serves others (`kernel/src/services/inference.rs`): the proxy has the identity the
     /// model pins but fails the model's further requirements (its confidential-GPU

@@ -21,12 +21,13 @@ use sev_snp::guest_msg::{
 use sev_snp::report as layout;
 use sha2::Digest as _;
 
-/// The lab root (ARK) certificate, PEM. Not an AMD root.
-pub const LAB_ARK_PEM: &[u8] = include_bytes!("../lab/ark.pem");
+/// The lab root (ARK) certificate, PEM. Not an AMD root. (The lab certificates are
+/// `omega_snp_verify::lab`'s, so that no_std verifiers hold them too.)
+pub const LAB_ARK_PEM: &[u8] = omega_snp_verify::lab::ARK_PEM;
 /// The lab signing certificate (ASK), PEM, signed by [`LAB_ARK_PEM`].
-pub const LAB_ASK_PEM: &[u8] = include_bytes!("../lab/ask.pem");
+pub const LAB_ASK_PEM: &[u8] = omega_snp_verify::lab::ASK_PEM;
 /// The lab VCEK certificate, DER, signed by [`LAB_ASK_PEM`].
-pub const LAB_VCEK_DER: &[u8] = include_bytes!("../lab/vcek.der");
+pub const LAB_VCEK_DER: &[u8] = omega_snp_verify::lab::VCEK_DER;
 /// The lab VCEK's private key (PKCS#8 PEM). Public by design: anyone can sign "simulated"
 /// reports, which is why verifiers accept them only when asked to.
 const LAB_VCEK_KEY_PEM: &str = include_str!("../lab/vcek-key.pem");

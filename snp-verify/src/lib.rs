@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod chain;
+pub mod lab;
 pub mod report;
 
 pub use chain::{CaChain, Check, MinTcb, Roots, Vcek, VerifyOptions, VerifyOutcome, verify_report};

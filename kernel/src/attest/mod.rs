@@ -180,8 +180,19 @@ pub struct Facts {
     pub tool_servers: Vec<ToolServerFacts>,
     /// The peer-channel key ([`peer_public`]; [`Facts::with_peer_key`]).
     pub peer_public: Option<[u8; 32]>,
+    /// This image as its fleet's coordinator ([`Facts::with_coordinator`]).
+    pub coordinator: Option<CoordinatorFacts>,
     /// The models the inference proxy session proved ([`Facts::with_models`]).
     pub models: Vec<ModelFacts>,
+}
+
+/// The coordinator's identity (`services::coordinator`): its credential key, the owner it
+/// obeys and its policy floor (both from the bundle's `coordinator` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoordinatorFacts {
+    pub public: [u8; 32],
+    pub owner: [u8; 32],
+    pub min_policy_version: u64,
 }
 
 /// A model as the monitor's proxy session proved it (`model:<name>` principal): the policy's
@@ -402,6 +413,7 @@ impl Facts {
             agents,
             tool_servers,
             peer_public: None,
+            coordinator: None,
             models: Vec::new(),
         })
     }
@@ -409,6 +421,12 @@ impl Facts {
     /// Adds the peer-channel key: its `PeerKey` claim comes after the tool servers.
     pub fn with_peer_key(mut self, public: [u8; 32]) -> Self {
         self.peer_public = Some(public);
+        self
+    }
+
+    /// Adds the coordinator's identity: its `Coordinator` claim comes after the peer key.
+    pub fn with_coordinator(mut self, c: Option<CoordinatorFacts>) -> Self {
+        self.coordinator = c;
         self
     }
 
@@ -457,6 +475,14 @@ impl Facts {
         if let Some(public) = self.peer_public {
             claims.push(Claim::PeerKey {
                 public,
+                boot_id: self.boot_id,
+            });
+        }
+        if let Some(c) = &self.coordinator {
+            claims.push(Claim::Coordinator {
+                public: c.public,
+                owner: c.owner,
+                min_policy_version: c.min_policy_version,
                 boot_id: self.boot_id,
             });
         }

@@ -841,7 +841,9 @@ pub fn run(
             h.log.checkpoint(&mut h.ch);
             peer_checkpointed = true;
         }
-        if peer_done && h.log.all_stored() {
+        // SECURITY: a coordinator serves until the host shuts it down (a shutdown is the
+        // host's to give, as any denial of service is).
+        if peer_done && h.log.all_stored() && !state.coordinator.serving() {
             serial_println!(
                 "omega: bundle delivered and logged ({} entries, {} bytes stored by the host); {outcome}, shutting down",
                 h.log.entries(),

@@ -1,6 +1,7 @@
 //! The monitor attests itself: once the bundle is in and logged, and before any agent
 //! starts, it builds its evidence (`omega_kernel::attest`: platform, log key, card key,
-//! bundle, policy, each agent, tool servers, peer key, and each model the proxy session
+//! bundle, policy, each agent, tool servers, peer key, the coordinator's identity when the
+//! bundle makes this image its fleet's coordinator, and each model the proxy session
 //! proved: [`super::proxy_principal`]), binds the root to the host's challenge nonce and a report, sends
 //! each principal its bundle (`ControlMsg::Evidence`) and logs the root (`EVIDENCE`).
 //!
@@ -22,7 +23,7 @@ use alloc::string::{String, ToString};
 use omega_arch::serial_println;
 use omega_kernel::attest::cards::CardIssuer;
 use omega_kernel::attest::{
-    Challenges, Facts, ModelFacts, MonitorEvidence, PrincipalBundle, ReportSource,
+    Challenges, CoordinatorFacts, Facts, ModelFacts, MonitorEvidence, PrincipalBundle, ReportSource,
 };
 use omega_provenance::Decision;
 use omega_provenance::entry::lifecycle;
@@ -44,6 +45,7 @@ pub fn issue(
     challenges: &mut Challenges,
     bundle: &BundleService,
     models: &[ModelFacts],
+    coordinator: Option<CoordinatorFacts>,
 ) -> Option<CardIssuer> {
     let challenge = challenges.close();
     let nonce = match challenge {
@@ -60,7 +62,7 @@ pub fn issue(
     if let Some(note) = note {
         serial_println!("omega: evidence: {note}");
     }
-    let issued = match make(m, ch, log, bundle, source, nonce, models) {
+    let issued = match make(m, ch, log, bundle, source, nonce, models, coordinator) {
         Ok((bundles, root, cards)) => {
             for b in &bundles {
                 control::send(
@@ -123,6 +125,7 @@ fn log_reason(reason: &str) -> &[u8] {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn make(
     m: &Monitor,
     ch: &mut HostChannel,
@@ -131,6 +134,7 @@ fn make(
     source: ReportSource,
     nonce: [u8; 32],
     models: &[ModelFacts],
+    coordinator: Option<CoordinatorFacts>,
 ) -> Result<(alloc::vec::Vec<PrincipalBundle>, [u8; 32], CardIssuer), String> {
     let keys = m.keys.as_ref().ok_or("no entropy for the evidence key")?;
     let (manifest, files) = bundle.contents().ok_or("no bundle delivered")?;
@@ -149,6 +153,7 @@ fn make(
         omega_kernel::attest::peer_public(*keys.peer_key).ok_or("peer key: zero seed")?;
     let facts = facts
         .with_peer_key(peer_public)
+        .with_coordinator(coordinator)
         .with_models(models.to_vec());
     let mut rng = crate::hw::entropy::CpuRng::detect();
     let mut evidence =

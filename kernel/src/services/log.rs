@@ -98,7 +98,7 @@ impl<'m> LogService<'m> {
     }
 
     /// Nanoseconds on the monitor's clock (`None` without one).
-    fn now_ns(&self) -> Option<u64> {
+    pub(super) fn now_ns(&self) -> Option<u64> {
         self.clock.map(hw::clock::now_ns)
     }
 

@@ -9,6 +9,7 @@
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
 //! | Inference | [`inference`] (for [`agents`]) | the evidence-checked TLS session with the inference proxy: agents' prompts out, answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured by the host on Control, its authority the fleet coordinator the bundle names; agents' messages to `node/agent` over it (with [`agents`]) |
+//! | Fleet | [`coordinator`] | when the bundle makes this image its fleet's coordinator: the relay's requests (policy updates, placements, admissions) to `omega_fleet::service`, each logged, answered in order; the monitor then runs until the host shuts it down |
 //! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
 //! Once the bundle is in, the proxy session is set up when the policy names models
@@ -31,6 +32,7 @@
 mod agents;
 mod bundle;
 mod control;
+mod coordinator;
 mod echo;
 mod evidence;
 mod inference;
@@ -111,6 +113,9 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
             m.keys.as_ref().map(|k| &*k.peer_key),
             m.keys.as_ref().map(|k| &*k.evidence_key),
         ),
+        coordinator: coordinator::CoordinatorService::new(
+            m.keys.as_ref().map(|k| &*k.coordinator_key),
+        ),
     };
     // Until the bundle is in: then the monitor attests itself and its agents run
     // (`agents::run`), which ends the boot.
@@ -130,6 +135,14 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
             .contents()
             .and_then(|(m, _)| m.fleet.as_ref()),
     );
+    loop_state.coordinator.set_bundle(
+        &mut ch,
+        &mut log,
+        loop_state
+            .bundle
+            .contents()
+            .and_then(|(m, _)| m.coordinator.as_ref()),
+    );
     // The proxy session first (when the policy names models), so that the evidence can
     // claim the proxy as the `model:<name>` principal; bounded, never in the way.
     let early = match proxy_principal::connect(m, &mut ch, &mut log, &mut loop_state) {
@@ -137,9 +150,20 @@ pub fn run(m: &Monitor, echo_all: bool) -> ExitCode {
         Err(code) => return code,
     };
     let LoopState {
-        bundle, challenges, ..
+        bundle,
+        challenges,
+        coordinator,
+        ..
     } = &mut loop_state;
-    let cards = evidence::issue(m, &mut ch, &mut log, challenges, bundle, &early.models);
+    let cards = evidence::issue(
+        m,
+        &mut ch,
+        &mut log,
+        challenges,
+        bundle,
+        &early.models,
+        coordinator.identity(),
+    );
     early.log(&mut ch, &mut log, cards.is_some());
     agents::run(m, ch, log, loop_state, cards, early.inference)
 }
@@ -152,6 +176,8 @@ pub(crate) struct LoopState {
     echo_all: bool,
     /// The peer channel to another monitor (Peer stream).
     pub(crate) peer: peer::PeerService,
+    /// The fleet coordinator, when the bundle makes this image one (Fleet stream).
+    pub(crate) coordinator: coordinator::CoordinatorService,
 }
 
 /// What one poll of the channel left for the caller.
@@ -191,6 +217,7 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
         challenges,
         echo_all,
         peer,
+        coordinator,
     } = state;
     let echo_all = *echo_all;
     log.checkpoint_if_due(ch);
@@ -217,6 +244,7 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
         Event::Message(Stream::Bundle, body) if !echo_all => bundle.on_message(ch, log, &body),
         Event::Message(stream, body) if echo_all => echo::echo_back(ch, stream, &body),
         Event::Message(Stream::Peer, body) if peer.configured() => peer.on_message(ch, log, &body),
+        Event::Message(Stream::Fleet, body) => coordinator.on_message(ch, log, &body),
         Event::Message(stream @ (Stream::Inference | Stream::Tools), body) => {
             return Step::Reply(stream, Ok(body));
         }
