@@ -65,8 +65,8 @@ const LAB: TrustedRoots = TrustedRoots {
         omega_sim_psp::LAB_ASK_PEM,
         omega_sim_psp::LAB_VCEK_DER,
     )),
-    amd: &[],
-    amd_arks: &[],
+    amd: &omega_snp_verify::amd::FAMILIES,
+    amd_arks: &omega_snp_verify::amd::ARKS,
 };
 
 fn service(floor: u64) -> Service {
@@ -307,31 +307,31 @@ fn evidence_answers_only_a_challenge_issued_here_and_only_once() {
     assert_eq!(refused_rule(&r), "evidence");
     let (r, ..) = call(&mut s, &admit(4, nonce), 0);
     assert_eq!(refused_rule(&r), "nonce-replayed");
-    // AMD roots this coordinator does not hold.
-    let (r, ..) = call(&mut s, &place(5, bundle(MODULE, "acme")), 0);
-    let Response::Placed { nonce, .. } = r else {
-        panic!("{r:?}")
-    };
-    let (r, ..) = call(
-        &mut s,
-        &Request::Admit {
-            id: 6,
-            nonce,
-            chain: Chain::Amd {
-                family: "milan".into(),
-                vcek: vec![0; 10],
-            },
-            platform: vec![],
-            bundle: vec![],
-            peer: vec![],
+    // Under AMD's roots, a VCEK AMD did not sign (the lab's) is refused by the chain check;
+    // a generation the coordinator holds no roots for, before anything is parsed.
+    let amd = |id, nonce, family: &str| Request::Admit {
+        id,
+        nonce,
+        chain: Chain::Amd {
+            family: family.into(),
+            vcek: omega_sim_psp::LAB_VCEK_DER.to_vec(),
         },
-        0,
-    );
-    let Response::Refused { rule, reason, .. } = r else {
-        panic!()
+        platform: vec![],
+        bundle: vec![],
+        peer: vec![],
     };
-    assert_eq!(rule, "evidence");
-    assert!(reason.contains("no AMD roots"), "{reason}");
+    for (id, family, why) in [(5, "milan", "evidence"), (7, "bergamo", "no AMD roots")] {
+        let (r, ..) = call(&mut s, &place(id, bundle(MODULE, "acme")), 0);
+        let Response::Placed { nonce, .. } = r else {
+            panic!("{r:?}")
+        };
+        let (r, ..) = call(&mut s, &amd(id + 1, nonce, family), 0);
+        let Response::Refused { rule, reason, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(rule, "evidence");
+        assert!(reason.contains(why), "{reason}");
+    }
 }
 
 #[test]

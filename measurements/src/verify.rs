@@ -11,8 +11,9 @@ use serde::Serialize;
 
 pub use omega_snp_verify::chain::{Check, MinTcb, Vcek, VerifyOptions, VerifyOutcome};
 
-/// An AMD EPYC generation whose ARK/ASK ship with this tool (from the `sev` crate,
-/// `src/certs/snp/builtin/`, the certificates AMD publishes at kdsintf.amd.com).
+/// An AMD EPYC generation whose ARK/ASK ship with this tool (`omega_snp_verify::amd`: the
+/// `sev` crate's `src/certs/snp/builtin/`, the certificates AMD publishes at
+/// kdsintf.amd.com).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
@@ -24,22 +25,20 @@ pub enum Family {
 impl Family {
     pub const ALL: [Family; 3] = [Family::Milan, Family::Genoa, Family::Turin];
 
+    /// This generation's (name, ARK, ASK) in `omega_snp_verify::amd` (the `sev` crate's
+    /// copies, shared with the monitor).
+    fn roots(self) -> (&'static str, &'static [u8], &'static [u8]) {
+        omega_snp_verify::amd::FAMILIES[self as usize]
+    }
+
     /// AMD's root key certificate (PEM).
     pub fn ark_pem(self) -> &'static [u8] {
-        match self {
-            Family::Milan => sev::certs::snp::builtin::milan::ARK,
-            Family::Genoa => sev::certs::snp::builtin::genoa::ARK,
-            Family::Turin => sev::certs::snp::builtin::turin::ARK,
-        }
+        self.roots().1
     }
 
     /// AMD's signing key certificate (PEM).
     pub fn ask_pem(self) -> &'static [u8] {
-        match self {
-            Family::Milan => sev::certs::snp::builtin::milan::ASK,
-            Family::Genoa => sev::certs::snp::builtin::genoa::ASK,
-            Family::Turin => sev::certs::snp::builtin::turin::ASK,
-        }
+        self.roots().2
     }
 
     pub fn name(self) -> &'static str {
@@ -195,5 +194,17 @@ mod tests {
         );
         assert!(!o.verified());
         assert!(o.failures().count() >= 3);
+    }
+
+    /// The roots of each generation are the ones `omega_snp_verify::amd` names for it (the
+    /// table is indexed by the enum's order) and are the `sev` crate's.
+    #[test]
+    fn each_family_takes_its_own_roots() {
+        for f in Family::ALL {
+            assert_eq!(f.roots().0, f.name());
+        }
+        assert_eq!(Family::Milan.ark_pem(), sev::certs::snp::builtin::milan::ARK);
+        assert_eq!(Family::Genoa.ask_pem(), sev::certs::snp::builtin::genoa::ASK);
+        assert_eq!(Family::Turin.ark_pem(), sev::certs::snp::builtin::turin::ARK);
     }
 }

@@ -2,12 +2,14 @@
 //! certificate chain and a verifier's expectations ([`chain`]), without std, so that the
 //! `measurements` CLI and a monitor (the fleet's in-image coordinator, docs/fleet.md) run
 //! the same checks. Which ARK/ASK to trust is the caller's to supply ([`Roots`]): AMD's
-//! published roots ship with `measurements` (from the `sev` crate).
+//! published roots are in [`amd`] (from the `sev` crate, at build time), the simulated
+//! PSP's lab chain in [`lab`].
 
 #![no_std]
 
 extern crate alloc;
 
+pub mod amd;
 pub mod chain;
 pub mod lab;
 pub mod report;

@@ -12,9 +12,10 @@
 //! itself, admissions only of evidence that verifies under the coordinator's own roots
 //! for a nonce it issued. Every request is logged (`FLEET_REQUEST`), granted or refused.
 //!
-//! Roots: the simulated PSP's lab chain (`omega_snp_verify::lab`; a report under it
-//! stands for `simulated`, admitted only by a policy with `allow_simulated`). AMD's roots
-//! are not in the image yet (docs/fleet.md): an AMD-chain admission is refused, saying so.
+//! Roots (the image's own copies): AMD's published ARK and ASK per generation
+//! (`omega_snp_verify::amd`; the chip's VCEK comes with the request and is checked under
+//! them), and the simulated PSP's lab chain (`omega_snp_verify::lab`; a report under it
+//! stands for `simulated`, admitted only by a policy with `allow_simulated`).
 
 use alloc::boxed::Box;
 
@@ -37,8 +38,8 @@ const ROOTS: TrustedRoots = TrustedRoots {
         omega_snp_verify::lab::ASK_PEM,
         omega_snp_verify::lab::VCEK_DER,
     )),
-    amd: &[],
-    amd_arks: &[],
+    amd: &omega_snp_verify::amd::FAMILIES,
+    amd_arks: &omega_snp_verify::amd::ARKS,
 };
 
 /// Most relay bytes held before the bundle is in (the relay sends the owner's policy
@@ -124,7 +125,17 @@ impl CoordinatorService {
         }));
     }
 
-    /// Whether this monitor is a coordinator (it then runs until the host shuts it down).
+    /// The relay closed the Fleet stream: the coordinator stops (its challenges die with
+    /// it; a new boot is a new coordinator, with a new key), and the monitor winds down as
+    /// after its agents.
+    pub fn on_closed(&mut self) {
+        if self.state.take().is_some() {
+            serial_println!("omega: coordinator: the relay closed the Fleet stream; stopping");
+        }
+    }
+
+    /// Whether this monitor is a coordinator (it then runs until the relay closes the
+    /// Fleet stream or the host shuts it down).
     pub fn serving(&self) -> bool {
         self.state.is_some()
     }

@@ -9,7 +9,7 @@
 //! | Echo | [`echo`] | answers `Q…` with `R…` (tests, benchmarks) |
 //! | Inference | [`inference`] (for [`agents`]) | the evidence-checked TLS session with the inference proxy: agents' prompts out, answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //! | Peer | [`peer`] | the peer channel to another monitor (`omega-peer-channel`), configured by the host on Control, its authority the fleet coordinator the bundle names; agents' messages to `node/agent` over it (with [`agents`]) |
-//! | Fleet | [`coordinator`] | when the bundle makes this image its fleet's coordinator: the relay's requests (policy updates, placements, admissions) to `omega_fleet::service`, each logged, answered in order; the monitor then runs until the host shuts it down |
+//! | Fleet | [`coordinator`] | when the bundle makes this image its fleet's coordinator: the relay's requests (policy updates, placements, admissions) to `omega_fleet::service`, each logged, answered in order; the monitor then runs until the relay closes the stream or the host shuts it down |
 //! | Tools | [`agents`] | agents' tool calls out, the gateway's answers back to the waiting agent (before the bundle: `Error(UNAVAILABLE)`) |
 //!
 //! Once the bundle is in, the proxy session is set up when the policy names models
@@ -306,6 +306,9 @@ fn step(ch: &mut HostChannel, log: &mut log::LogService<'_>, state: &mut LoopSta
             serial_println!("omega: host closed stream {stream:?}");
             if stream == Stream::Peer {
                 peer.on_closed(ch, log);
+            }
+            if stream == Stream::Fleet {
+                coordinator.on_closed();
             }
             if stream == Stream::Inference {
                 // The proxy hung up (or the relay lost it): the session ends.
