@@ -42,13 +42,20 @@ pub trait Backend {
     /// The in-process service, for what only a host process can verify (TDX quotes and
     /// Nitro documents: their verifiers need std); `None` for an in-image coordinator.
     fn local(&mut self) -> Option<&mut Local>;
+
+    /// Stops the coordinator (this process is stopping): what became of it, `None` when
+    /// there is nothing to stop.
+    fn shutdown(self) -> impl Future<Output = Option<String>> + Send
+    where
+        Self: Sized;
 }
 
+/// A family's name, ARK (PEM) and ASK (PEM).
+type AmdRoot = (&'static str, &'static [u8], &'static [u8]);
+
 /// AMD's roots per family as the service takes them: `'static`, from `measurements`.
-static AMD_ROOTS: LazyLock<[(&'static str, &'static [u8], &'static [u8]); 3]> =
-    LazyLock::new(|| {
-        measurements::Family::ALL.map(|f| (f.name(), f.ark_pem(), f.ask_pem()))
-    });
+static AMD_ROOTS: LazyLock<[AmdRoot; 3]> =
+    LazyLock::new(|| measurements::Family::ALL.map(|f| (f.name(), f.ark_pem(), f.ask_pem())));
 static AMD_ARKS: LazyLock<[(&'static str, &'static [u8]); 3]> =
     LazyLock::new(measurements::verify::amd_arks);
 
@@ -155,5 +162,9 @@ impl Backend for Local {
 
     fn local(&mut self) -> Option<&mut Local> {
         Some(self)
+    }
+
+    fn shutdown(self) -> impl Future<Output = Option<String>> + Send {
+        std::future::ready(None)
     }
 }

@@ -1,35 +1,58 @@
-//! The coordinator **stand-in**: the trusted `omega_fleet::Coordinator` run in a host
-//! process, reading proposals and evidence from etcd and writing signed placements and
-//! credentials back. Its key, the owner key and the policy are files of this process; in the
-//! target design they live in an attested Omega image (docs/fleet.md says what is missing).
+//! The coordinator's host process: reads proposals and evidence from etcd, asks the
+//! coordinator (`omega_fleet::service`: requests and answers) to sign placements and admit
+//! nodes, and writes the signed placements, credentials, statuses and boots back. Where the
+//! coordinator runs is its [`Backend`]:
+//!
+//! * **Local** ([`crate::backend::Local`], the default): the service in this process, the
+//!   **stand-in**: its key is a file (`--key`), and nobody can check it runs the fleet
+//!   logic.
+//! * **In an image** ([`crate::relay::InImage`], `--in-image`): the service in an attested
+//!   Omega image started here (`omega run --fleet-connect`); its key is drawn inside the
+//!   image and claimed in its `coordinator` evidence, and this process is an untrusted
+//!   relay between etcd and the image.
+//!
+//! Both are asked the same way: a placement carries the whole bundle's bytes (read from the
+//! proposal's directory in sending order; the coordinator hashes and checks them itself), an
+//! Omega node's evidence goes as it was submitted, and the coordinator's Unix time is
+//! anchored by the owner-signed policy, not this host's clock (docs/fleet.md). TDX and
+//! Nitro guests' evidence needs std verifiers: the local backend verifies it here
+//! (`omega-tee-verify`) and admits through the service's core; an in-image coordinator
+//! refuses it (rule `evidence`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use omega_fleet::Coordinator;
-use omega_fleet::signed::SigningKey;
+use anyhow::Context as _;
+use omega_fleet::service::{Chain, MAX_REQUEST, Request, Response, encode};
+use omega_fleet::{Credential, Placement};
 use serde_json::json;
 
-use crate::attest::{SnpRoots, omega_node, omega_peer, platform_boot_id, tee_node};
+use crate::attest::tee_node;
 use crate::audit::Audit;
-use crate::source::{bundle_pins, hex32};
+use crate::backend::{Backend, Local, LocalConfig};
+use crate::relay::{InImage, InImageConfig};
+use crate::source::{bundle_files, hex32};
 use crate::store::{Boot, Proposal, Status, Store, Submission};
 
 /// Boots kept per workload in `boots/<workload>`.
 pub const MAX_BOOTS: usize = 256;
 
+/// Why an in-image coordinator's submission of TDX or Nitro evidence is refused.
+pub const NO_TEE_IN_IMAGE: &str =
+    "this coordinator image verifies Omega nodes only (the TDX and Nitro verifiers need std)";
+
 pub struct Config {
     pub etcd: Vec<String>,
     pub fleet: String,
-    pub key_seed: [u8; 32],
+    /// The policy owner's key (`--owner`).
     pub owner: [u8; 32],
-    /// The owner-signed policy to apply at start.
+    /// The owner-signed policy, the first request the coordinator is sent.
     pub policy: PathBuf,
-    /// Where the highest applied policy version is kept across restarts.
-    pub state: PathBuf,
-    pub roots: SnpRoots,
+    /// Whether the simulated PSP's lab chain is trusted (`--lab-root`): Omega nodes'
+    /// reports are then sent as `Chain::Lab`, and an in-image coordinator boots under the
+    /// simulated PSP.
+    pub lab_root: bool,
     /// AWS's Nitro root certificate (DER); none: Nitro evidence is refused.
     pub nitro_root: Option<Vec<u8>>,
     /// TESTS ONLY: verify TDX and Nitro evidence as of this Unix time instead of now
@@ -37,12 +60,36 @@ pub struct Config {
     pub tee_as_of: Option<u64>,
     pub audit: Option<PathBuf>,
     pub poll: Duration,
+    pub mode: Mode,
+}
+
+/// Where the coordinator runs.
+pub enum Mode {
+    /// In this process: its key seed (`--key`), the state file (`--state`) and the policy
+    /// floor (`--min-policy-version`).
+    Local {
+        key_seed: [u8; 32],
+        state: PathBuf,
+        min_policy_version: u64,
+    },
+    /// In an Omega image (`--in-image`).
+    InImage(InImageConfig),
+}
+
+/// An error of the coordinator itself (unreachable, or answering what it must not):
+/// the process stops rather than carry on without it.
+#[derive(Debug, thiserror::Error)]
+#[error("coordinator: {0}")]
+pub struct BackendFailed(pub String);
+
+fn failed(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(BackendFailed(format!("{e:#}")))
 }
 
 fn status(
     node: &str,
     epoch: u64,
-    nonce: &[u8; 32],
+    nonce: Option<&[u8; 32]>,
     state: &str,
     rule: &str,
     detail: String,
@@ -50,64 +97,94 @@ fn status(
     Status {
         node: node.into(),
         epoch,
-        nonce: hex::encode(nonce),
+        nonce: nonce.map(hex::encode).unwrap_or_default(),
         state: state.into(),
         rule: rule.into(),
         detail,
     }
 }
 
-pub struct Service {
-    core: Coordinator,
+/// A request too large for the coordinator to take is refused here, never sent.
+fn sendable(req: &Request) -> Result<(), String> {
+    let len = encode(req).len();
+    if len > MAX_REQUEST {
+        return Err(format!(
+            "the request is {len} bytes, more than the coordinator accepts ({MAX_REQUEST})"
+        ));
+    }
+    Ok(())
+}
+
+/// An admission's outcome: (signed credential, image rule, boot id) or (rule, reason).
+type Verdict = Result<(Vec<u8>, String, Option<String>), (String, String)>;
+
+/// The etcd side of a coordinator running behind `B`.
+pub struct Host<B: Backend> {
+    backend: B,
+    /// The coordinator's key: every placement and credential it answers must verify under it.
+    public: [u8; 32],
     store: Store,
     audit: Audit,
-    roots: SnpRoots,
     nitro_root: Option<Vec<u8>>,
     tee_as_of: Option<u64>,
-    /// workload → (node, epoch, nonce) of the placement last signed (or refused).
-    placed: HashMap<String, (String, u64, [u8; 32])>,
+    next_id: u64,
+    /// workload → (node, epoch, nonce of the placement signed; none when refused).
+    placed: HashMap<String, (String, u64, Option<[u8; 32]>)>,
     /// workload → mod revision of the last evidence submission handled.
     handled: HashMap<String, i64>,
 }
 
-impl Service {
-    pub fn new(cfg: &Config) -> anyhow::Result<Service> {
-        let key = SigningKey::from_seed(cfg.key_seed).context("coordinator key seed is zero")?;
-        let seen = std::fs::read_to_string(&cfg.state)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        let mut core = Coordinator::new(key, cfg.owner, seen);
+impl<B: Backend> Host<B> {
+    /// Sends the owner-signed policy (`cfg.policy`) to `backend` as its first request: a
+    /// refusal ends the start with the reason. Then logs `started` with the coordinator's
+    /// key.
+    pub async fn start(cfg: &Config, mut backend: B) -> anyhow::Result<Host<B>> {
+        let audit = Audit::new("coordinator", cfg.audit.clone())?;
         let signed = std::fs::read(&cfg.policy)
             .with_context(|| format!("reading {}", cfg.policy.display()))?;
-        let audit = Audit::new("coordinator", cfg.audit.clone())?;
-        match core.update_policy(&signed) {
-            Ok(p) => audit.log(
-                "policy-applied",
-                json!({ "fleet": p.fleet_id, "version": p.version }),
-            ),
-            Err(e) => {
-                audit.log("policy-refused", json!({ "reason": e.to_string() }));
-                anyhow::bail!("policy {}: {e}", cfg.policy.display());
+        let req = Request::Policy { id: 1, signed };
+        sendable(&req).map_err(|e| anyhow::anyhow!("policy {}: {e}", cfg.policy.display()))?;
+        match backend.call(&req).await? {
+            Response::PolicyApplied { fleet, version, .. } => {
+                audit.log(
+                    "policy-applied",
+                    json!({ "fleet": fleet, "version": version }),
+                );
             }
+            Response::Refused { rule, reason, .. } => {
+                audit.log("policy-refused", json!({ "rule": rule, "reason": reason }));
+                anyhow::bail!("policy {}: {reason}", cfg.policy.display());
+            }
+            other => anyhow::bail!("the coordinator answered the policy with {other:?}"),
         }
-        std::fs::write(&cfg.state, format!("{}\n", core.policy_seen()))
-            .with_context(|| format!("writing {}", cfg.state.display()))?;
-        audit.log("started", json!({ "public": hex::encode(core.public()) }));
-        Ok(Service {
-            core,
+        let id = backend.started().await?;
+        let mut fields = json!({ "public": hex::encode(id.public) });
+        if let (Some(o), serde_json::Value::Object(more)) = (fields.as_object_mut(), id.fields) {
+            o.extend(more);
+        }
+        audit.log("started", fields);
+        Ok(Host {
+            backend,
+            public: id.public,
             store: Store::new(&cfg.etcd, &cfg.fleet),
             audit,
-            roots: cfg.roots.clone(),
             nitro_root: cfg.nitro_root.clone(),
             tee_as_of: cfg.tee_as_of,
+            next_id: 2,
             placed: HashMap::new(),
             handled: HashMap::new(),
         })
     }
 
+    /// The coordinator's key.
     pub fn public(&self) -> [u8; 32] {
-        self.core.public()
+        self.public
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
     }
 
     async fn status(&mut self, w: &str, s: Status) -> anyhow::Result<()> {
@@ -124,8 +201,7 @@ impl Service {
         node: &str,
         epoch: u64,
         boot_id: Option<&str>,
-        c: &omega_fleet::Credential,
-        now: u64,
+        c: &Credential,
     ) -> anyhow::Result<()> {
         let mut boots: Vec<Boot> = match self.store.get("boots", w).await? {
             Some(raw) => serde_json::from_slice(&raw).unwrap_or_default(),
@@ -137,11 +213,54 @@ impl Service {
             boot_id: boot_id.unwrap_or_default().into(),
             node_key: hex::encode(c.node_key),
             serial: c.serial,
-            admitted_at: now,
+            // The coordinator's time of the admission.
+            admitted_at: c.not_before,
         });
         let excess = boots.len().saturating_sub(MAX_BOOTS);
         boots.drain(..excess);
         self.store.put_json("boots", w, &boots).await
+    }
+
+    /// Asks the coordinator to sign a placement of `p` (its bundle's files): the signed
+    /// placement and its nonce, or why not.
+    async fn sign_placement(
+        &mut self,
+        w: &str,
+        p: &Proposal,
+    ) -> anyhow::Result<Result<(Vec<u8>, [u8; 32]), String>> {
+        let files = match bundle_files(Path::new(&p.bundle)) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("{e:#}"))),
+        };
+        let req = Request::Place {
+            id: self.id(),
+            workload: w.into(),
+            node: p.node.clone(),
+            role: p.role.clone(),
+            files,
+        };
+        if let Err(e) = sendable(&req) {
+            return Ok(Err(e));
+        }
+        match self.backend.call(&req).await.map_err(failed)? {
+            Response::Placed {
+                nonce, placement, ..
+            } => {
+                // The answer is the coordinator's: it must verify under its key, for this
+                // request.
+                let pl = Placement::verify(&placement, &self.public)
+                    .map_err(|e| failed(format!("a placement that does not verify: {e}")))?;
+                if pl.nonce != nonce || pl.workload != w || pl.node_id != p.node {
+                    return Err(failed(format!(
+                        "a placement of {} on {} for {w} on {}",
+                        pl.workload, pl.node_id, p.node
+                    )));
+                }
+                Ok(Ok((placement, nonce)))
+            }
+            Response::Refused { reason, .. } => Ok(Err(reason)),
+            other => Err(failed(format!("{other:?} answers a placement"))),
+        }
     }
 
     /// Signs a placement for each new proposal.
@@ -155,20 +274,14 @@ impl Service {
             {
                 continue;
             }
-            let nonce = crate::random32()?;
-            self.placed
-                .insert(w.clone(), (p.node.clone(), p.epoch, nonce));
-            let signed = bundle_pins(std::path::Path::new(&p.bundle)).and_then(|(digest, pins)| {
-                self.core
-                    .place(&w, &p.node, &p.role, digest, &pins, nonce, crate::now())
-                    .map_err(anyhow::Error::from)
-            });
-            match signed {
-                Ok(bytes) => {
+            match self.sign_placement(&w, &p).await? {
+                Ok((bytes, nonce)) => {
+                    self.placed
+                        .insert(w.clone(), (p.node.clone(), p.epoch, Some(nonce)));
                     self.store.put("placements", &w, bytes).await?;
                     self.status(
                         &w,
-                        status(&p.node, p.epoch, &nonce, "placed", "", String::new()),
+                        status(&p.node, p.epoch, Some(&nonce), "placed", "", String::new()),
                     )
                     .await?;
                     self.audit.log(
@@ -176,27 +289,58 @@ impl Service {
                         json!({ "workload": w, "node": p.node, "epoch": p.epoch, "nonce": hex::encode(nonce) }),
                     );
                 }
-                Err(e) => {
+                Err(reason) => {
+                    self.placed
+                        .insert(w.clone(), (p.node.clone(), p.epoch, None));
                     self.status(
                         &w,
                         status(
                             &p.node,
                             p.epoch,
-                            &nonce,
+                            None,
                             "refused",
                             "placement",
-                            e.to_string(),
+                            reason.clone(),
                         ),
                     )
                     .await?;
                     self.audit.log(
                         "placement-refused",
-                        json!({ "workload": w, "node": p.node, "reason": e.to_string() }),
+                        json!({ "workload": w, "node": p.node, "reason": reason }),
                     );
                 }
             }
         }
         Ok(())
+    }
+
+    /// A TDX or Nitro guest's evidence: verified here with the std verifiers and admitted
+    /// through the local service's core, at the service's time; refused by an in-image
+    /// coordinator.
+    fn admit_tee(
+        &mut self,
+        t: &crate::store::TeeSubmission,
+        nonce: &[u8; 32],
+    ) -> anyhow::Result<Verdict> {
+        let (nitro_root, as_of) = (self.nitro_root.clone(), self.tee_as_of);
+        let Some(local) = self.backend.local() else {
+            return Ok(Err(("evidence".into(), NO_TEE_IN_IMAGE.into())));
+        };
+        let now = local.now().context("the coordinator has no policy")?;
+        // The quote's collateral and the document's certificates are checked as of this
+        // host's clock: the verifiers run in this process.
+        let attested = tee_node(t, nitro_root.as_deref(), as_of.unwrap_or_else(crate::now));
+        let core = local.service_mut().core_mut();
+        Ok(match attested {
+            Ok(a) => core
+                .admit(nonce, &a, now)
+                .map(|adm| (adm.signed, adm.image, None))
+                .map_err(|r| (r.rule().to_string(), r.to_string())),
+            Err(e) => Err(match core.spend(nonce, now) {
+                Ok(()) => ("evidence".into(), format!("{e:#}")),
+                Err(r) => (r.rule().to_string(), format!("{r}; and {e:#}")),
+            }),
+        })
     }
 
     /// Verifies each new evidence submission and admits or refuses.
@@ -231,60 +375,69 @@ impl Service {
                     continue;
                 }
             };
-            let now = crate::now();
-            let attested = match &tee {
-                Some(t) => tee_node(t, self.nitro_root.as_deref(), self.tee_as_of.unwrap_or(now)),
-                None => omega_node(&evidence, &bundle_evidence, &nonce, &self.roots).and_then(
-                    |mut a| {
-                        if !peer_evidence.is_empty() {
-                            omega_peer(&mut a, &peer_evidence, &nonce)?;
-                        }
-                        Ok(a)
-                    },
-                ),
-            };
-            let verified_us = started.elapsed().as_micros();
-            let outcome = match attested {
-                Ok(a) => self
-                    .core
-                    .admit(&nonce, &a, now)
-                    .map_err(|r| (r.rule(), r.to_string())),
-                Err(e) => Err(match self.core.spend(&nonce, now) {
-                    Ok(()) => ("evidence", format!("{e:#}")),
-                    Err(r) => (r.rule(), format!("{r}; and {e:#}")),
-                }),
+            // `verified_us`: until the
+            // coordinator's answer (for an Omega node the service verifies, admits and signs
+            // in one request: for an in-image coordinator the relay's round trip too).
+            let (outcome, verified_us) = match &tee {
+                Some(t) => (self.admit_tee(t, &nonce)?, started.elapsed()),
+                None => {
+                    let req = Request::Admit {
+                        id: self.id(),
+                        nonce,
+                        // Only the lab chain is wired (docs/fleet.md); a coordinator without
+                        // it refuses.
+                        chain: Chain::Lab,
+                        platform: evidence,
+                        bundle: bundle_evidence,
+                        peer: peer_evidence,
+                    };
+                    let r = match sendable(&req) {
+                        Err(e) => Err(("malformed".to_string(), e)),
+                        Ok(()) => match self.backend.call(&req).await.map_err(failed)? {
+                            Response::Admitted {
+                                credential,
+                                image,
+                                boot_id,
+                                ..
+                            } => Ok((credential, image, boot_id.map(hex::encode))),
+                            Response::Refused { rule, reason, .. } => Err((rule, reason)),
+                            other => return Err(failed(format!("{other:?} answers an admission"))),
+                        },
+                    };
+                    (r, started.elapsed())
+                }
             };
             let total_us = started.elapsed().as_micros();
             // The placement this submission answered, if the nonce is the current one.
             let current = self
                 .placed
                 .get(&w)
-                .filter(|(_, _, n)| *n == nonce)
+                .filter(|(_, _, n)| *n == Some(nonce))
                 .map(|(node, epoch, _)| (node.clone(), *epoch));
             match outcome {
-                Ok(adm) => {
-                    let c = &adm.credential;
+                Ok((signed, image, boot_id)) => {
+                    let c = Credential::decode(&signed, &self.public)
+                        .map_err(|e| failed(format!("a credential that does not verify: {e}")))?;
                     self.store
-                        .put("credentials", &c.node_id, adm.signed.clone())
+                        .put("credentials", &c.node_id, signed.clone())
                         .await?;
-                    let boot_id = platform_boot_id(&evidence, &nonce).map(hex::encode);
                     if let Some((node, epoch)) = &current {
                         self.status(
                             &w,
-                            status(node, *epoch, &nonce, "admitted", "", adm.image.clone()),
+                            status(node, *epoch, Some(&nonce), "admitted", "", image.clone()),
                         )
                         .await?;
-                        self.record_boot(&w, node, *epoch, boot_id.as_deref(), c, now)
+                        self.record_boot(&w, node, *epoch, boot_id.as_deref(), &c)
                             .await?;
                     }
                     self.audit.log(
                         "admitted",
                         json!({
-                            "workload": w, "node": c.node_id, "role": c.role, "image": adm.image,
+                            "workload": w, "node": c.node_id, "role": c.role, "image": image,
                             "boot_id": boot_id,
                             "tee": c.tee.name(), "node_key": hex::encode(c.node_key),
                             "serial": c.serial, "not_after": c.not_after,
-                            "verify_us": verified_us, "admission_us": total_us,
+                            "verify_us": verified_us.as_micros(), "admission_us": total_us,
                         }),
                     );
                 }
@@ -296,7 +449,7 @@ impl Service {
                     {
                         self.status(
                             &w,
-                            status(node, *epoch, &nonce, "refused", rule, reason.clone()),
+                            status(node, *epoch, Some(&nonce), "refused", &rule, reason.clone()),
                         )
                         .await?;
                     }
@@ -310,18 +463,82 @@ impl Service {
         Ok(())
     }
 
+    /// One pass: new proposals placed, new submissions admitted or refused. An `Err`
+    /// holding [`BackendFailed`] means the coordinator is gone (see [`Host::serve`]).
     pub async fn tick(&mut self) -> anyhow::Result<()> {
         self.place().await?;
         self.admit().await
     }
+
+    /// Ticks every `poll` until the coordinator fails (an error) or this process is told
+    /// to stop (SIGINT, SIGTERM: `Ok`); etcd errors are logged and the loop goes on. Then
+    /// stops the coordinator ([`Host::stop`]).
+    pub async fn serve(mut self, poll: Duration) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let result = loop {
+            let ticked = tokio::select! {
+                r = self.tick() => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+                _ = term.recv() => None,
+            };
+            match ticked {
+                None => break Ok(()),
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    self.audit
+                        .log("error", json!({ "reason": format!("{e:#}") }));
+                    if e.downcast_ref::<BackendFailed>().is_some() {
+                        break Err(e);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::signal::ctrl_c() => break Ok(()),
+                _ = term.recv() => break Ok(()),
+            }
+        };
+        self.stop().await;
+        result
+    }
+
+    /// Stops the coordinator (an in-image one: the relay closed, its launcher waited for)
+    /// and logs `stopped`; returns what became of it.
+    pub async fn stop(self) -> Option<String> {
+        let Host { backend, audit, .. } = self;
+        let what = backend.shutdown().await;
+        audit.log("stopped", json!({ "coordinator": what }));
+        what
+    }
 }
 
+/// The in-process coordinator of `cfg` (its mode must be [`Mode::Local`]), started.
+pub async fn start_local(cfg: &Config) -> anyhow::Result<Host<Local>> {
+    let Mode::Local {
+        key_seed,
+        state,
+        min_policy_version,
+    } = &cfg.mode
+    else {
+        anyhow::bail!("not an in-process coordinator");
+    };
+    let local = Local::new(&LocalConfig {
+        key_seed: *key_seed,
+        owner: cfg.owner,
+        min_policy_version: *min_policy_version,
+        state: Some(state.clone()),
+        lab_root: cfg.lab_root,
+    })?;
+    Host::start(cfg, local).await
+}
+
+/// Runs the coordinator of `cfg` until it fails or this process is told to stop.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let mut s = Service::new(&cfg)?;
-    loop {
-        if let Err(e) = s.tick().await {
-            s.audit.log("error", json!({ "reason": format!("{e:#}") }));
+    match &cfg.mode {
+        Mode::Local { .. } => start_local(&cfg).await?.serve(cfg.poll).await,
+        Mode::InImage(image) => {
+            let backend = InImage::start(image, cfg.owner).await?;
+            Host::start(&cfg, backend).await?.serve(cfg.poll).await
         }
-        tokio::time::sleep(cfg.poll).await;
     }
 }

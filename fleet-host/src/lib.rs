@@ -2,11 +2,15 @@
 //!
 //! * [`attest`]: verified evidence → the no_std admission input ([`omega_fleet::Attested`]):
 //!   an Omega node's platform evidence through `omega-evidence` and `measurements` (the SNP
-//!   chain), TDX and Nitro through `omega-tee-verify`.
-//! * [`source`]: the fleet policy's JSON source form → its canonical signed form.
+//!   chain; the coordinator itself checks it inside `omega_fleet::service`), TDX and Nitro
+//!   through `omega-tee-verify`.
+//! * [`source`]: the fleet policy's JSON source form → its canonical signed form; a bundle
+//!   directory's files (in sending order, for the coordinator) and agent pins.
 //! * [`store`]: the key layout in etcd and a reconnecting client.
-//! * [`coordinator`]: the coordinator **stand-in**: the trusted `omega-fleet` logic run in a
-//!   host process (an in-image coordinator is not built yet, docs/fleet.md).
+//! * [`coordinator`]: the coordinator's host process: etcd in and out, the coordinator
+//!   itself (`omega_fleet::service`) behind a [`backend::Backend`]: in this process
+//!   ([`backend::Local`], the **stand-in**) or in an attested Omega image through its
+//!   launcher's relay ([`relay::InImage`], [`relay::RelayClient`]).
 //! * [`scheduler`]: the untrusted scheduler: desired workloads, live nodes (etcd leases),
 //!   proposals, restarts.
 //! * [`node`]: the node agent: boots a coordinator-signed placement with `omega run` and
@@ -15,8 +19,10 @@
 
 pub mod attest;
 pub mod audit;
+pub mod backend;
 pub mod coordinator;
 pub mod node;
+pub mod relay;
 pub mod scheduler;
 pub mod source;
 pub mod store;

@@ -3,12 +3,24 @@
 //! ```text
 //! omega-fleet keygen --out FILE                      # a key seed (hex); prints the public key
 //! omega-fleet policy --source P.json --owner-key F --out P.signed
-//! omega-fleet coordinator --etcd URL --fleet F --key F --owner HEX --policy P.signed --state F --lab-root
+//! omega-fleet coordinator --etcd URL --fleet F --owner HEX --policy P.signed --lab-root \
+//!     --key F --state F [--min-policy-version N]     # the coordinator in this process (stand-in)
+//! omega-fleet coordinator --etcd URL --fleet F --owner HEX --policy P.signed --lab-root \
+//!     --in-image --omega BIN --image IMG --coordinator-bundle DIR --run-dir DIR
+//!                                                    # the coordinator in an Omega image, relayed
 //! omega-fleet scheduler --etcd URL --fleet F
 //! omega-fleet node --etcd URL --fleet F --id N --coordinator HEX --omega BIN --image IMG --work DIR
 //! omega-fleet submit --etcd URL --fleet F --workload W --bundle DIR --role R [--peer W2]
+//! omega-fleet submit-tee --etcd URL --fleet F --workload W --node N --coordinator HEX \
+//!     --node-key HEX (--tdx QUOTE --collateral JSON | --nitro DOC)
 //! omega-fleet bench-admission --log-dir DIR --iterations N   # DIR: an omega run --log-dir
 //! ```
+//!
+//! The coordinator is `omega_fleet::service` (requests and answers) in either mode: in this
+//! process its key is a file and nobody can check what signs with it; in an image
+//! (`--in-image`) its key is drawn and claimed in the image's attested evidence, and this
+//! process only relays between etcd and the image's Fleet stream (`omega run
+//! --fleet-connect`). See `omega_fleet_host::coordinator`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,6 +30,8 @@ use clap::{Parser, Subcommand};
 use omega_fleet::signed::SigningKey;
 use omega_fleet_host::attest::{SnpRoots, omega_node};
 use omega_fleet_host::audit::Audit;
+use omega_fleet_host::backend::trusted_roots;
+use omega_fleet_host::relay::InImageConfig;
 use omega_fleet_host::source::PolicySource;
 use omega_fleet_host::store::{Desired, Store, Submission, TeeSubmission};
 use omega_fleet_host::{coordinator, node, parse_key, random32, read_key, scheduler};
@@ -25,7 +39,7 @@ use omega_fleet_host::{coordinator, node, parse_key, random32, read_key, schedul
 #[derive(Parser)]
 #[command(
     name = "omega-fleet",
-    about = "Omega fleet: coordinator (host stand-in), scheduler on etcd, node agent"
+    about = "Omega fleet: coordinator (in this process, or in an Omega image through a relay), scheduler on etcd, node agent"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -67,34 +81,94 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// The coordinator stand-in (trusted logic in a host process).
+    /// The coordinator: reads proposals and evidence from etcd, has the coordinator sign
+    /// placements and admit nodes, writes placements, credentials, statuses and boots back.
+    ///
+    /// Two modes, one protocol (`omega_fleet::service` requests and answers):
+    ///
+    /// * default (the host STAND-IN): the coordinator runs in this process, signing with
+    ///   the key seed in --key, keeping the highest applied policy version in --state.
+    ///   Nobody can check what signs with that key.
+    ///
+    /// * --in-image: the coordinator runs in an attested Omega image, started here as
+    ///   `omega run --image IMG --bundle DIR --log-dir RUN_DIR/log --fleet-connect ADDR`
+    ///   (--simulated-psp with --lab-root); the bundle's manifest names `coordinator` (owner,
+    ///   policy floor). Its key is drawn inside the image and claimed in its evidence
+    ///   (RUN_DIR/log/evidence/coordinator.bin); this process only relays, writes the key it
+    ///   reads there to RUN_DIR/coordinator.pub and logs it, but that is the host's read:
+    ///   clients verify the evidence themselves (`measurements verify-evidence --principal
+    ///   coordinator`). TDX and Nitro guests are refused (their verifiers need std).
+    ///
+    /// In both, the first request is the owner-signed --policy (a refusal stops the start),
+    /// placements carry the bundle's files (hashed by the coordinator), and the coordinator's
+    /// time is anchored by the policy's `issued_at`, not this host's clock.
     Coordinator {
         #[command(flatten)]
         etcd: Etcd,
-        /// The coordinator's key seed file.
-        #[arg(long)]
-        key: PathBuf,
-        /// The policy owner's public key (64 hex digits).
+        /// The coordinator's key seed file (the in-process coordinator's key).
+        #[arg(
+            long,
+            required_unless_present = "in_image",
+            conflicts_with = "in_image"
+        )]
+        key: Option<PathBuf>,
+        /// The policy owner's public key (64 hex digits). With --in-image, the owner the
+        /// image must claim.
         #[arg(long)]
         owner: String,
-        /// The owner-signed policy.
+        /// The owner-signed policy, sent to the coordinator first.
         #[arg(long)]
         policy: PathBuf,
-        /// File keeping the highest policy version applied (replays refused across restarts).
-        #[arg(long)]
-        state: PathBuf,
-        /// Verify SNP reports under the simulated PSP's lab root (tests only).
+        /// File keeping the highest policy version applied (replays refused across
+        /// restarts); in-process coordinator only.
+        #[arg(
+            long,
+            required_unless_present = "in_image",
+            conflicts_with = "in_image"
+        )]
+        state: Option<PathBuf>,
+        /// Apply no policy below this version (in-process coordinator; an image's floor is
+        /// its bundle manifest's `coordinator.min_policy_version`).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 0,
+            conflicts_with = "in_image"
+        )]
+        min_policy_version: u64,
+        /// Verify SNP reports under the simulated PSP's lab root (tests only); with
+        /// --in-image, the image boots with `--simulated-psp`.
         #[arg(long)]
         lab_root: bool,
-        /// AWS's Nitro root certificate (PEM): admits Nitro guests' attestation documents.
-        #[arg(long, value_name = "PEM")]
+        /// AWS's Nitro root certificate (PEM): admits Nitro guests' attestation documents
+        /// (in-process coordinator only).
+        #[arg(long, value_name = "PEM", conflicts_with = "in_image")]
         nitro_root: Option<PathBuf>,
         /// TESTS ONLY: verify TDX and Nitro evidence as of this Unix time instead of now
         /// (recorded evidence's collateral and certificates have expired).
-        #[arg(long, value_name = "SECS", hide = true)]
+        #[arg(long, value_name = "SECS", hide = true, conflicts_with = "in_image")]
         tee_evidence_as_of: Option<u64>,
+        /// Append each event here as a JSON line (also printed on stderr).
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// Run the coordinator in an Omega image (with --omega, --image,
+        /// --coordinator-bundle, --run-dir) and relay to it.
+        #[arg(long, requires_all = ["omega", "image", "coordinator_bundle", "run_dir"])]
+        in_image: bool,
+        /// The `omega` launcher (--in-image).
+        #[arg(long, value_name = "BIN", requires = "in_image")]
+        omega: Option<PathBuf>,
+        /// The Omega image to boot (--in-image).
+        #[arg(long, value_name = "IMG", requires = "in_image")]
+        image: Option<PathBuf>,
+        /// The coordinator bundle: its manifest names `coordinator` with the owner and the
+        /// policy floor (--in-image).
+        #[arg(long, value_name = "DIR", requires = "in_image")]
+        coordinator_bundle: Option<PathBuf>,
+        /// Directory for this run: log/ (the launcher's --log-dir, with the evidence),
+        /// omega-run.stdout and .stderr, coordinator.pub (--in-image).
+        #[arg(long, value_name = "DIR", requires = "in_image")]
+        run_dir: Option<PathBuf>,
     },
     /// Submits a TDX or Nitro guest's evidence for its placement (what an Omega node's
     /// agent does with the monitor's evidence): the guest's bound data (TDX REPORTDATA, Nitro
@@ -223,24 +297,57 @@ fn main() -> anyhow::Result<()> {
             owner,
             policy,
             state,
+            min_policy_version,
             lab_root,
             nitro_root,
             tee_evidence_as_of,
             audit,
+            in_image,
+            omega,
+            image,
+            coordinator_bundle,
+            run_dir,
         } => {
             if !lab_root {
                 bail!(
                     "only --lab-root (the simulated PSP) is wired so far: AMD roots need each node's VCEK (docs/fleet.md)"
                 );
             }
+            let mode = match (
+                in_image,
+                omega,
+                image,
+                coordinator_bundle,
+                run_dir,
+                key,
+                state,
+            ) {
+                (true, Some(omega), Some(image), Some(bundle), Some(run_dir), None, None) => {
+                    coordinator::Mode::InImage(InImageConfig {
+                        omega,
+                        image,
+                        bundle,
+                        run_dir,
+                        simulated_psp: lab_root,
+                    })
+                }
+                (false, None, None, None, None, Some(key), Some(state)) => {
+                    coordinator::Mode::Local {
+                        key_seed: read_key(&key)?,
+                        state,
+                        min_policy_version,
+                    }
+                }
+                _ => bail!(
+                    "give --key and --state, or --in-image with --omega, --image, --coordinator-bundle and --run-dir"
+                ),
+            };
             let cfg = coordinator::Config {
                 etcd: etcd.etcd.clone(),
                 fleet: etcd.fleet.clone(),
-                key_seed: read_key(&key)?,
                 owner: parse_key(&owner)?,
                 policy,
-                state,
-                roots: SnpRoots::Lab,
+                lab_root,
                 nitro_root: nitro_root
                     .map(|p| -> anyhow::Result<Vec<u8>> {
                         let pem = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
@@ -251,6 +358,7 @@ fn main() -> anyhow::Result<()> {
                 tee_as_of: tee_evidence_as_of,
                 audit,
                 poll: etcd.poll(),
+                mode,
             };
             runtime()?.block_on(coordinator::run(cfg))
         }
@@ -390,11 +498,14 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Per iteration: a fresh coordinator signs a placement with the run's nonce (not timed),
-/// then the timed part: the `platform` and `bundle` evidence verified (trees, REPORT_DATA,
-/// lab chain, report signature) and the no_std admission check + credential signature.
+/// Per iteration: a fresh in-process coordinator service (`omega_fleet::service::Service`,
+/// lab roots) applies a policy and issues the challenge for the run's nonce (not timed), then
+/// the timed part: one `Admit` request handled as the coordinator handles it (strict decode,
+/// the `platform` and `bundle` evidence verified: trees, REPORT_DATA, lab chain, report
+/// signature; the no_std admission check and the credential signature).
 fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Result<()> {
     use omega_fleet::policy::{FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
+    use omega_fleet::service::{Chain, Request, Response, Service, encode};
     let read = |name: &str| {
         let p = log_dir.join("evidence").join(name);
         std::fs::read(&p).with_context(|| format!("{}", p.display()))
@@ -408,7 +519,7 @@ fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Res
         format: POLICY_FORMAT,
         fleet_id: "bench".into(),
         version: 1,
-        issued_at: 1_700_000_000,
+        issued_at: omega_fleet_host::now(),
         allow_simulated: true,
         images: vec![ImageRule {
             tee: probe.tee,
@@ -429,21 +540,43 @@ fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Res
         challenge_lifetime_s: 600,
     }
     .sign(&owner)?;
+    let admit = encode(&Request::Admit {
+        id: 2,
+        nonce,
+        chain: Chain::Lab,
+        platform,
+        bundle,
+        peer: Vec::new(),
+    });
     let mut times = Vec::new();
     for _ in 0..iterations.max(1) {
-        let mut c = omega_fleet::Coordinator::new(
+        let mut s = Service::new(
             SigningKey::from_seed(random32()?).context("seed")?,
             owner.public(),
             0,
+            trusted_roots(true),
         );
-        c.update_policy(&policy)?;
-        let now = omega_fleet_host::now();
-        c.place("bench", "node", "worker", digest, &[], nonce, now)?;
+        let applied = s.handle(
+            &encode(&Request::Policy {
+                id: 1,
+                signed: policy.clone(),
+            }),
+            0,
+            random32()?,
+        );
+        if !matches!(applied.response, Response::PolicyApplied { .. }) {
+            bail!("bench policy: {:?}", applied.response);
+        }
+        let now = s.now(0).context("no time anchor")?;
+        s.core_mut()
+            .place("bench", "node", "worker", digest, &[], nonce, now)?;
         let t = Instant::now();
-        let a = omega_node(&platform, &bundle, &nonce, &SnpRoots::Lab)?;
-        let adm = c.admit(&nonce, &a, now)?;
+        let h = s.handle(&admit, 0, random32()?);
         times.push(t.elapsed());
-        std::hint::black_box(adm);
+        if !matches!(h.response, Response::Admitted { .. }) {
+            bail!("not admitted: {:?}", h.response);
+        }
+        std::hint::black_box(h);
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

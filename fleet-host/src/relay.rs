@@ -31,9 +31,12 @@ pub const CONNECT_WAIT: Duration = Duration::from_secs(120);
 pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
 /// How long the first answer may take: the image boots, receives its bundle and starts
 /// its coordinator meanwhile.
-pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(120);
+pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(180);
 /// How long the image has to write its `coordinator` evidence once it answered.
 pub const EVIDENCE_WAIT: Duration = Duration::from_secs(120);
+/// How long the launcher has to end once the relay closed the Fleet stream (the
+/// coordinator stops, its monitor winds down, QEMU exits) before it is killed.
+pub const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// Why the relay could not get a believable answer. Every one but [`RelayError::TooLarge`]
 /// ends the connection.
@@ -200,6 +203,8 @@ pub struct InImage {
     /// otherwise ([`InImage::over`]).
     child: Option<tokio::process::Child>,
     owner: [u8; 32],
+    /// The challenge the launcher was given (`--nonce`): its evidence binds it.
+    nonce: Option<String>,
 }
 
 /// The last lines of the launcher's output in `run_dir`, for errors.
@@ -227,10 +232,18 @@ pub fn evidence_path(run_dir: &Path) -> PathBuf {
     run_dir.join("log").join("evidence").join("coordinator.bin")
 }
 
-/// The coordinator's claim in its `coordinator` evidence (`omega_evidence::Bundle`, its
-/// leaf a `Claim::Coordinator`): (public key, owner, policy floor, boot id). Decoded only:
-/// nothing here verifies the evidence.
-pub fn read_claim(bytes: &[u8]) -> anyhow::Result<([u8; 32], [u8; 32], u64, [u8; 16])> {
+/// What a coordinator image claims in its `coordinator` evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorClaim {
+    pub public: [u8; 32],
+    pub owner: [u8; 32],
+    pub min_policy_version: u64,
+    pub boot_id: [u8; 16],
+}
+
+/// The claim of a `coordinator` evidence bundle (`omega_evidence::Bundle`, its leaf a
+/// `Claim::Coordinator`). Decoded only: nothing here verifies the evidence.
+pub fn read_claim(bytes: &[u8]) -> anyhow::Result<CoordinatorClaim> {
     let b = omega_evidence::Bundle::decode(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let leaf = omega_evidence::SaltedLeaf::decode(&b.leaf).map_err(|e| anyhow::anyhow!("{e}"))?;
     match leaf.claim {
@@ -239,7 +252,12 @@ pub fn read_claim(bytes: &[u8]) -> anyhow::Result<([u8; 32], [u8; 32], u64, [u8;
             owner,
             min_policy_version,
             boot_id,
-        } => Ok((public, owner, min_policy_version, boot_id)),
+        } => Ok(CoordinatorClaim {
+            public,
+            owner,
+            min_policy_version,
+            boot_id,
+        }),
         other => bail!("the evidence claims {other:?}, not a coordinator"),
     }
 }
@@ -301,6 +319,7 @@ impl InImage {
             run_dir: run_dir.clone(),
             child: Some(child),
             owner,
+            nonce: Some(nonce),
         })
     }
 
@@ -312,12 +331,15 @@ impl InImage {
             run_dir,
             child: None,
             owner,
+            nonce: None,
         }
     }
 
     /// The launcher's exit status, if it ended.
     fn ended(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     async fn call_checked(&mut self, req: &Request) -> anyhow::Result<Response> {
@@ -337,7 +359,12 @@ impl InImage {
         let path = evidence_path(&self.run_dir);
         let deadline = tokio::time::Instant::now() + EVIDENCE_WAIT;
         // The launcher writes the file whole; one that does not decode yet is read again.
-        let (public, owner, floor, boot_id) = loop {
+        let CoordinatorClaim {
+            public,
+            owner,
+            min_policy_version: floor,
+            boot_id,
+        } = loop {
             let read = std::fs::read(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|b| read_claim(&b));
@@ -376,7 +403,7 @@ impl InImage {
         let note = format!(
             "the coordinator key {} is this host's read of {}, not verified here: clients \
              must verify that evidence themselves (measurements verify-evidence --principal \
-             coordinator) before trusting the key",
+             coordinator; its nonce is in log/nonce.hex) before trusting the key",
             hex::encode(public),
             path.display()
         );
@@ -389,9 +416,33 @@ impl InImage {
                 "min_policy_version": floor,
                 "boot_id": hex::encode(boot_id),
                 "evidence": path.display().to_string(),
+                "evidence_nonce": self.nonce,
                 "public_file": pub_file.display().to_string(),
                 "note": note,
             }),
+        })
+    }
+}
+
+impl InImage {
+    /// Closes the relay connection, which stops the coordinator (its monitor winds down as
+    /// after its agents, its log checkpointed), and waits [`STOP_WAIT`] for the launcher to
+    /// end; kills it otherwise.
+    async fn stop(self) -> Option<String> {
+        let InImage { client, child, .. } = self;
+        drop(client);
+        let mut child = child?;
+        Some(match tokio::time::timeout(STOP_WAIT, child.wait()).await {
+            Ok(Ok(status)) => format!("omega run ended ({status}) once the relay closed"),
+            Ok(Err(e)) => format!("waiting for omega run: {e}"),
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                format!(
+                    "omega run did not end within {} s of the relay closing: killed",
+                    STOP_WAIT.as_secs()
+                )
+            }
         })
     }
 }
@@ -407,5 +458,9 @@ impl Backend for InImage {
 
     fn local(&mut self) -> Option<&mut Local> {
         None
+    }
+
+    fn shutdown(self) -> impl Future<Output = Option<String>> + Send {
+        self.stop()
     }
 }

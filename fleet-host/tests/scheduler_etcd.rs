@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use omega_fleet::Placement;
 use omega_fleet::policy::{AgentPin, FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
 use omega_fleet::signed::SigningKey;
-use omega_fleet_host::attest::SnpRoots;
 use omega_fleet_host::audit::Audit;
-use omega_fleet_host::coordinator::{Config, Service};
+use omega_fleet_host::backend::Local;
+use omega_fleet_host::coordinator::{Config, Host, Mode, start_local};
 use omega_fleet_host::node::hold_lease;
 use omega_fleet_host::scheduler::Scheduler;
 use omega_fleet_host::source::bundle_pins;
@@ -69,7 +69,7 @@ fn policy(pins: Vec<AgentPin>) -> FleetPolicy {
 struct Fleet {
     store: Store,
     scheduler: Scheduler,
-    coordinator: Service,
+    coordinator: Host<Local>,
 }
 
 impl Fleet {
@@ -140,21 +140,24 @@ async fn scheduler_places_restarts_and_survives_an_etcd_restart() {
     let cfg = Config {
         etcd: endpoints.clone(),
         fleet: FLEET.into(),
-        key_seed: [9; 32],
         owner: owner.public(),
         policy: signed,
-        state: dir.path().join("coordinator.state"),
-        roots: SnpRoots::Lab,
+        lab_root: true,
         nitro_root: None,
         tee_as_of: None,
         audit: Some(dir.path().join("coordinator.audit")),
         poll: Duration::from_millis(50),
+        mode: Mode::Local {
+            key_seed: [9; 32],
+            state: dir.path().join("coordinator.state"),
+            min_policy_version: 0,
+        },
     };
     let store = Store::new(&endpoints, FLEET);
     let mut fleet = Fleet {
         store: store.clone(),
         scheduler: Scheduler::new(store.clone(), Audit::new("scheduler", None).unwrap()),
-        coordinator: Service::new(&cfg).unwrap(),
+        coordinator: start_local(&cfg).await.unwrap(),
     };
 
     // 12 nodes holding 2-second leases; 10 workloads.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use omega_fleet::policy::{FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
 use omega_fleet::signed::SigningKey;
-use omega_fleet_host::attest::SnpRoots;
-use omega_fleet_host::coordinator::{Config, Service};
+use omega_fleet_host::backend::Local;
+use omega_fleet_host::coordinator::{Config, Host, Mode, start_local};
 use omega_fleet_host::source::bundle_pins;
 use omega_fleet_host::store::{Proposal, Status, Store, Submission, TeeSubmission};
 use omega_test_support::etcd::Etcd;
@@ -50,7 +50,7 @@ struct Lab {
 impl Lab {
     /// A coordinator applying a policy that allows `images`, verifying TEE evidence as of
     /// `as_of` (`None`: now) with `nitro_root`.
-    fn coordinator(&self, as_of: Option<u64>, nitro_root: Option<Vec<u8>>) -> Service {
+    async fn coordinator(&self, as_of: Option<u64>, nitro_root: Option<Vec<u8>>) -> Host<Local> {
         let (_, pins) = bundle_pins(Path::new(&self.bundle)).unwrap();
         let mut p = FleetPolicy {
             format: POLICY_FORMAT,
@@ -69,25 +69,29 @@ impl Lab {
         p.canonicalize();
         let signed = self.dir.path().join("policy.signed");
         std::fs::write(&signed, p.sign(&self.owner).unwrap()).unwrap();
-        Service::new(&Config {
+        start_local(&Config {
             etcd: self.endpoints.clone(),
             fleet: FLEET.into(),
-            key_seed: [9; 32],
             owner: self.owner.public(),
             policy: signed,
-            // Each coordinator of this test is a new one (a restart would refuse the same
-            // policy version again).
-            state: tempfile::NamedTempFile::new_in(self.dir.path())
-                .unwrap()
-                .into_temp_path()
-                .keep()
-                .unwrap(),
-            roots: SnpRoots::Lab,
+            lab_root: true,
             nitro_root,
             tee_as_of: as_of,
             audit: None,
             poll: Duration::from_millis(50),
+            mode: Mode::Local {
+                key_seed: [9; 32],
+                // Each coordinator of this test is a new one (a restart would refuse the
+                // same policy version again).
+                state: tempfile::NamedTempFile::new_in(self.dir.path())
+                    .unwrap()
+                    .into_temp_path()
+                    .keep()
+                    .unwrap(),
+                min_policy_version: 0,
+            },
         })
+        .await
         .unwrap()
     }
 }
@@ -97,7 +101,7 @@ impl Lab {
 /// files) and returns the coordinator's verdict (`status/<w>`). The keys are removed again
 /// afterwards.
 async fn submit(
-    c: &mut Service,
+    c: &mut Host<Local>,
     store: &mut Store,
     lab: &Lab,
     w: &str,
@@ -209,7 +213,7 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
 
     // As of the quote's own time: verified, allowed by the policy's MRTD, refused because it
     // does not bind this key and nonce.
-    let mut c = lab.coordinator(Some(tdx.as_of), None);
+    let mut c = lab.coordinator(Some(tdx.as_of), None).await;
     let s = submit(&mut c, &mut store, &lab, "w-td", "td-1", &tdx_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -217,7 +221,7 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         "{s:?}"
     );
     // As of now: the collateral has expired.
-    let mut c = lab.coordinator(None, None);
+    let mut c = lab.coordinator(None, None).await;
     let s = submit(&mut c, &mut store, &lab, "w-td-now", "td-2", &tdx_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -237,14 +241,14 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
     };
     // The recorded document is a debug-mode enclave's (PCR0 all zeros): verified, allowed
     // by its PCR0, refused because its host can read it, before the binding is looked at.
-    let mut c = lab.coordinator(Some(n.as_of), nitro_root);
+    let mut c = lab.coordinator(Some(n.as_of), nitro_root).await;
     let s = submit(&mut c, &mut store, &lab, "w-nitro", "nitro-1", &nitro_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
         ("refused", "debug"),
         "{s:?}"
     );
-    let mut c = lab.coordinator(Some(n.as_of), None);
+    let mut c = lab.coordinator(Some(n.as_of), None).await;
     let s = submit(&mut c, &mut store, &lab, "w-nitro-2", "nitro-2", &nitro_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
