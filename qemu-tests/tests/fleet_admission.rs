@@ -1,5 +1,6 @@
 //! The fleet end to end (issue 17) with real processes: etcd (started here on free loopback
-//! ports), the coordinator stand-in, the untrusted scheduler and node agents of
+//! ports), the coordinator (the host stand-in in the first test, inside an Omega image in
+//! the second), the untrusted scheduler and node agents of
 //! `omega-fleet`, each node booting the test-hooks image with `omega run --simulated-psp`
 //! and the coordinator's nonce. Four boots in all:
 //!
@@ -192,10 +193,127 @@ impl Lab {
             .to_vec()
     }
 
-    /// Signs the owner's policy (this image for 1 vCPU under the simulated PSP, the agents
-    /// of `bundles` pinned, `routes`) with the CLI and starts the coordinator and the
-    /// scheduler.
+    /// Signs the owner's policy ([`Lab::sign_policy`]) and starts the coordinator (the host
+    /// stand-in, its key `Lab::new`'s) and the scheduler.
     fn start(&mut self, bundles: &[&Path], routes: Value) {
+        self.sign_policy(bundles, routes);
+        let mut coordinator = Command::new(&self.fleet);
+        coordinator
+            .arg("coordinator")
+            .args(self.etcd_args())
+            .args([
+                "--key",
+                &self.p("coordinator.key"),
+                "--owner",
+                &self.owner_pub,
+            ])
+            .args([
+                "--policy",
+                &self.p("policy.signed"),
+                "--state",
+                &self.p("coordinator.state"),
+            ])
+            .args(["--lab-root", "--audit", &self.p("coordinator.audit")]);
+        self.procs.spawn("coordinator", &mut coordinator);
+        self.start_scheduler();
+    }
+
+    /// As [`Lab::start`], with the coordinator in an Omega image (`omega-fleet coordinator
+    /// --in-image`: its bundle makes the test-hooks image the fleet's coordinator, the host
+    /// process only relays). Its key is taken from its evidence, verified here first
+    /// (`verify-evidence --principal coordinator`), never from the host's word; it replaces
+    /// the key drawn by `Lab::new`, so nodes are started with it.
+    fn start_in_image(&mut self, bundles: &[&Path], routes: Value) {
+        self.sign_policy(bundles, routes);
+        let bundle = self.d.join("coordinator-bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        for (name, mut bytes) in common::agent_bundle("coordinator", &["clerk"]) {
+            if name == omega_bundle::MANIFEST {
+                let mut m = omega_bundle::Manifest::parse(&bytes).unwrap();
+                m.coordinator = Some(omega_bundle::CoordinatorEntry {
+                    owner: self.owner_pub.clone(),
+                    min_policy_version: 1,
+                });
+                bytes = m.to_json();
+            }
+            std::fs::write(bundle.join(name), bytes).unwrap();
+        }
+        let run = self.d.join("coordinator-run");
+        let mut coordinator = Command::new(&self.fleet);
+        coordinator
+            .arg("coordinator")
+            .args(self.etcd_args())
+            .args(["--in-image", "--omega"])
+            .arg(&self.omega)
+            .args(["--image", &self.image, "--coordinator-bundle"])
+            .arg(&bundle)
+            .arg("--run-dir")
+            .arg(&run)
+            .args([
+                "--owner",
+                &self.owner_pub,
+                "--policy",
+                &self.p("policy.signed"),
+            ])
+            .args(["--lab-root", "--audit", &self.p("coordinator.audit")]);
+        self.procs.spawn("coordinator", &mut coordinator);
+        wait_event(&self.d.join("coordinator.audit"), "started", &[], 240);
+        let nonce = std::fs::read_to_string(run.join("log/nonce.hex")).unwrap();
+        let o = measurements([
+            "verify-evidence",
+            "--evidence",
+            &run.join("log/evidence/coordinator.bin")
+                .display()
+                .to_string(),
+            "--principal",
+            "coordinator",
+            "--nonce",
+            nonce.trim(),
+            "--image",
+            &self.image,
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--lab-root",
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let key = out
+            .lines()
+            .find_map(|l| l.strip_prefix("coordinator_key: "))
+            .expect("the coordinator's key in its evidence")
+            .trim()
+            .to_string();
+        assert!(out.contains(&format!("owner: {}", self.owner_pub)), "{out}");
+        // The host's read (coordinator.pub) agrees with the verified evidence.
+        assert_eq!(
+            std::fs::read_to_string(run.join("coordinator.pub"))
+                .unwrap()
+                .trim(),
+            key
+        );
+        self.coordinator_key = hex::decode(&key).unwrap().try_into().unwrap();
+        self.coord_pub = key;
+        self.start_scheduler();
+    }
+
+    fn start_scheduler(&mut self) {
+        let mut scheduler = Command::new(&self.fleet);
+        scheduler
+            .arg("scheduler")
+            .args(self.etcd_args())
+            .args(["--audit", &self.p("scheduler.audit")]);
+        self.procs.spawn("scheduler", &mut scheduler);
+    }
+
+    /// Compiles and signs (with the CLI) the owner's policy: this image for 1 vCPU under the
+    /// simulated PSP, the agents of `bundles` pinned, `routes`.
+    fn sign_policy(&mut self, bundles: &[&Path], routes: Value) {
         let agents: Vec<Value> = bundles
             .iter()
             .flat_map(|b| omega_fleet_host::source::bundle_pins(b).unwrap().1)
@@ -225,31 +343,6 @@ impl Lab {
                 &self.p("policy.signed"),
             ],
         );
-        let etcd_args = self.etcd_args();
-        let mut coordinator = Command::new(&self.fleet);
-        coordinator
-            .arg("coordinator")
-            .args(&etcd_args)
-            .args([
-                "--key",
-                &self.p("coordinator.key"),
-                "--owner",
-                &self.owner_pub,
-            ])
-            .args([
-                "--policy",
-                &self.p("policy.signed"),
-                "--state",
-                &self.p("coordinator.state"),
-            ])
-            .args(["--lab-root", "--audit", &self.p("coordinator.audit")]);
-        self.procs.spawn("coordinator", &mut coordinator);
-        let mut scheduler = Command::new(&self.fleet);
-        scheduler
-            .arg("scheduler")
-            .args(&etcd_args)
-            .args(["--audit", &self.p("scheduler.audit")]);
-        self.procs.spawn("scheduler", &mut scheduler);
     }
 
     /// Starts node agent `id` booting the image with `vcpus`.
@@ -733,7 +826,9 @@ fn verified_lifecycle(out: &str, rule: u32) -> Vec<(Decision, String)> {
         .collect()
 }
 
-/// The issue's first fleet test, end to end: two node agents boot the cross-image demo
+/// The issue's first fleet test, end to end, with the coordinator inside an Omega image
+/// (`omega-fleet coordinator --in-image`; its key taken from its verified evidence, never
+/// the host's word): two node agents boot the cross-image demo
 /// (`courier` on node-a, `inbox` on node-b: agents/) as linked workloads. Each bundle's
 /// manifest names the fleet and this coordinator's key; each node is admitted on its
 /// evidence, and its agent hands the coordinator's credential to the launcher
@@ -752,6 +847,12 @@ fn admitted_nodes_open_the_channel_with_the_coordinators_credentials() {
     let inbox = d.join("inbox");
     common::agents_bundle(&courier, common::POLICY_A, &["courier"]);
     common::agents_bundle(&inbox, common::POLICY_B, &["inbox"]);
+    // The coordinator runs in an image; the nodes' bundles name the key its verified
+    // evidence claims (the agent pins in the policy do not depend on the manifests).
+    lab.start_in_image(
+        &[&courier, &inbox],
+        serde_json::json!([{ "from": "worker/courier", "to": "worker/inbox" }]),
+    );
     for b in [&courier, &inbox] {
         let path = b.join(omega_bundle::MANIFEST);
         let mut m = omega_bundle::Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
@@ -761,10 +862,6 @@ fn admitted_nodes_open_the_channel_with_the_coordinators_credentials() {
         });
         std::fs::write(path, m.to_json()).unwrap();
     }
-    lab.start(
-        &[&courier, &inbox],
-        serde_json::json!([{ "from": "worker/courier", "to": "worker/inbox" }]),
-    );
     // Placed by arrival: node-a is the only node when w-a is declared.
     lab.node("node-a", "1");
     wait_event(&d.join("node-a.audit"), "registered", &[], 30);
