@@ -203,8 +203,17 @@ mod tests {
         for f in Family::ALL {
             assert_eq!(f.roots().0, f.name());
         }
-        assert_eq!(Family::Milan.ark_pem(), sev::certs::snp::builtin::milan::ARK);
-        assert_eq!(Family::Genoa.ask_pem(), sev::certs::snp::builtin::genoa::ASK);
-        assert_eq!(Family::Turin.ark_pem(), sev::certs::snp::builtin::turin::ARK);
+        assert_eq!(
+            Family::Milan.ark_pem(),
+            sev::certs::snp::builtin::milan::ARK
+        );
+        assert_eq!(
+            Family::Genoa.ask_pem(),
+            sev::certs::snp::builtin::genoa::ASK
+        );
+        assert_eq!(
+            Family::Turin.ark_pem(),
+            sev::certs::snp::builtin::turin::ARK
+        );
     }
 }
