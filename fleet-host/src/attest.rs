@@ -6,8 +6,7 @@
 
 use anyhow::{anyhow, bail};
 use omega_fleet::attest::SnpChain;
-use omega_fleet::{Attested, Binding, Tcb, TcbRating, Tee};
-use omega_tee_verify::{TcbStatus, Verified};
+use omega_fleet::{Attested, Tee};
 
 pub use omega_fleet::attest::platform_boot_id;
 
@@ -83,29 +82,4 @@ pub fn tee_node(
     Ok(from_verified(&verified, node_key))
 }
 
-/// A TDX quote or Nitro document already verified by `omega-tee-verify`, for a node that
-/// claims `node_key`: its bound data must be `omega_fleet::admission::direct_binding`.
-pub fn from_verified(v: &Verified, node_key: [u8; 32]) -> Attested {
-    let tee = match v.tee {
-        omega_tee_verify::Tee::SevSnp => Tee::SevSnp,
-        omega_tee_verify::Tee::Tdx => Tee::Tdx,
-        omega_tee_verify::Tee::Nitro => Tee::Nitro,
-    };
-    let tcb = match &v.tcb {
-        TcbStatus::UpToDate => Tcb::Rated(TcbRating::UpToDate),
-        TcbStatus::OutOfDate { .. } => Tcb::Rated(TcbRating::OutOfDate),
-        TcbStatus::Other { .. } => Tcb::Rated(TcbRating::Other),
-        TcbStatus::NotApplicable => Tcb::NotApplicable,
-    };
-    Attested {
-        tee,
-        measurement: v.measurement.clone(),
-        report_data: v.report_data.clone(),
-        tcb,
-        debug: v.debug,
-        node_key,
-        binding: Binding::Direct,
-        bundle: None,
-        peer_key: None,
-    }
-}
+pub use omega_fleet::attest::from_verified;

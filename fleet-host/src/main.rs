@@ -538,6 +538,7 @@ fn bench(log_dir: &std::path::Path, nonce: &str, iterations: u32) -> anyhow::Res
         routes: vec![],
         credential_lifetime_s: 600,
         challenge_lifetime_s: 600,
+        nitro_root: Vec::new(),
     }
     .sign(&owner)?;
     let admit = encode(&Request::Admit {

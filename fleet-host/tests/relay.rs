@@ -87,6 +87,7 @@ fn policy(bundle: &Path, owner: u8) -> Vec<u8> {
         routes: vec![],
         credential_lifetime_s: 600,
         challenge_lifetime_s: 600,
+        nitro_root: Vec::new(),
     };
     p.canonicalize();
     p.sign(&key(owner)).unwrap()

@@ -61,6 +61,7 @@ fn policy(pins: Vec<AgentPin>) -> FleetPolicy {
         routes: vec![],
         credential_lifetime_s: 600,
         challenge_lifetime_s: 600,
+        nitro_root: Vec::new(),
     };
     p.canonicalize();
     p

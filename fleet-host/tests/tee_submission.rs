@@ -65,6 +65,7 @@ impl Lab {
             routes: vec![],
             credential_lifetime_s: 600,
             challenge_lifetime_s: 600,
+            nitro_root: Vec::new(),
         };
         p.canonicalize();
         let signed = self.dir.path().join("policy.signed");

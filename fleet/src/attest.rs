@@ -205,6 +205,51 @@ fn leaf_evidence(
     Ok(outcome)
 }
 
+/// A TDX quote or Nitro document already verified (`omega-tee-verify`), for a node that
+/// claims `node_key`: its bound data must be [`crate::admission::direct_binding`], which the
+/// admission checks ([`Binding::Direct`]).
+pub fn from_verified(v: &omega_tee_verify::Verified, node_key: [u8; 32]) -> Attested {
+    use omega_tee_verify::TcbStatus;
+    let tee = match v.tee {
+        omega_tee_verify::Tee::SevSnp => Tee::SevSnp,
+        omega_tee_verify::Tee::Tdx => Tee::Tdx,
+        omega_tee_verify::Tee::Nitro => Tee::Nitro,
+    };
+    let tcb = match &v.tcb {
+        TcbStatus::UpToDate => Tcb::Rated(crate::TcbRating::UpToDate),
+        TcbStatus::OutOfDate { .. } => Tcb::Rated(crate::TcbRating::OutOfDate),
+        TcbStatus::Other { .. } => Tcb::Rated(crate::TcbRating::Other),
+        TcbStatus::NotApplicable => Tcb::NotApplicable,
+    };
+    Attested {
+        tee,
+        measurement: v.measurement.clone(),
+        report_data: v.report_data.clone(),
+        tcb,
+        debug: v.debug,
+        node_key,
+        binding: Binding::Direct,
+        bundle: None,
+        peer_key: None,
+    }
+}
+
+/// A Nitro node's attestation document verified under `root` (DER; the fleet policy's) as
+/// of `now`, for a node claiming `node_key` ([`from_verified`]).
+pub fn nitro_node(
+    document: &[u8],
+    root: &[u8],
+    now: u64,
+    node_key: [u8; 32],
+) -> Result<Attested, String> {
+    if root.is_empty() {
+        return Err(String::from("the fleet policy names no Nitro root"));
+    }
+    let v = omega_tee_verify::nitro::verify(document, root, now)
+        .map_err(|e| format!("nitro evidence refused: {e}"))?;
+    Ok(from_verified(&v, node_key))
+}
+
 /// Failed checks, (name, message) each, as one line.
 fn reasons<'a>(failures: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     failures

@@ -46,7 +46,14 @@ pub struct FleetPolicy {
     pub routes: Vec<Route>,
     pub credential_lifetime_s: u32,
     pub challenge_lifetime_s: u32,
+    /// AWS's Nitro Enclaves root certificate (DER) the owner trusts for Nitro nodes; empty:
+    /// Nitro evidence is refused. In the signed policy, so an in-image coordinator needs no
+    /// copy of its own and the host cannot swap it.
+    pub nitro_root: Vec<u8>,
 }
+
+/// Largest [`FleetPolicy::nitro_root`].
+pub const MAX_ROOT: usize = 4096;
 
 /// One allowed image: a launch measurement under a TEE, for a VM shape, and the roles a node
 /// running it may take.
@@ -183,6 +190,9 @@ impl FleetPolicy {
                     return Err(invalid(format!("route endpoint {}/{}", e.role, e.agent)));
                 }
             }
+        }
+        if self.nitro_root.len() > MAX_ROOT {
+            return Err(invalid(format!("nitro_root larger than {MAX_ROOT} bytes")));
         }
         if !strictly_sorted(&self.images) || !strictly_sorted(&self.routes) {
             return Err(invalid("images or routes not in canonical order".into()));

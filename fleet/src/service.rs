@@ -69,6 +69,17 @@ pub enum Request {
         bundle: Vec<u8>,
         peer: Vec<u8>,
     },
+    /// An AWS Nitro Enclaves attestation document answering the challenge `nonce`, from a
+    /// node claiming `node_key` (its `user_data` must be
+    /// [`crate::admission::direct_binding`] of that key and the nonce), verified under the
+    /// Nitro root of the fleet policy. (TDX quotes are not verified here: `dcap-qvl` needs
+    /// std; the host stand-in admits them.)
+    AdmitNitro {
+        id: u64,
+        nonce: [u8; 32],
+        document: Vec<u8>,
+        node_key: [u8; 32],
+    },
 }
 
 /// A bundle file, as the relay read it.
@@ -362,7 +373,47 @@ impl Service {
             } => self.admit(
                 id, &challenge, &chain, &platform, &bundle, &peer, digest, uptime_ms,
             ),
+            Request::AdmitNitro {
+                id,
+                nonce: challenge,
+                document,
+                node_key,
+            } => self.admit_nitro(id, &challenge, &document, node_key, digest, uptime_ms),
         }
+    }
+
+    fn admit_nitro(
+        &mut self,
+        id: u64,
+        nonce: &[u8; 32],
+        document: &[u8],
+        node_key: [u8; 32],
+        digest: [u8; 32],
+        uptime_ms: u64,
+    ) -> Handled {
+        let Some(now) = self.now(uptime_ms) else {
+            return refused(
+                Kind::Admit,
+                id,
+                digest,
+                "no-policy",
+                "no fleet policy is loaded".into(),
+            );
+        };
+        // SECURITY: the root is the owner's (the signed policy), never the relay's; the
+        // document's certificates are checked at the coordinator's time, a lower bound of
+        // the true time, and its freshness rests on binding this coordinator's nonce.
+        let root = self
+            .core
+            .policy()
+            .map(|p| p.nitro_root.clone())
+            .unwrap_or_default();
+        let attested = if document.len() > MAX_EVIDENCE {
+            Err(String::from("Nitro document larger than its limit"))
+        } else {
+            crate::attest::nitro_node(document, &root, now, node_key)
+        };
+        self.decide(id, nonce, attested, digest, now, None)
     }
 
     fn policy(&mut self, id: u64, signed: &[u8], digest: [u8; 32], uptime_ms: u64) -> Handled {
@@ -491,12 +542,26 @@ impl Service {
             }
             Ok(a)
         });
+        let boot_id = crate::attest::platform_boot_id(platform, nonce);
+        self.decide(id, nonce, attested, digest, now, boot_id)
+    }
+
+    /// Admits (or refuses) on `attested`, spending the challenge `nonce` whatever the
+    /// outcome.
+    fn decide(
+        &mut self,
+        id: u64,
+        nonce: &[u8; 32],
+        attested: Result<crate::Attested, String>,
+        digest: [u8; 32],
+        now: Time,
+        boot_id: Option<[u8; 16]>,
+    ) -> Handled {
         let outcome = match attested {
             Ok(a) => self
                 .core
                 .admit(nonce, &a, now)
                 .map_err(|r| (r.rule(), r.to_string())),
-            // A challenge is spent whatever the outcome.
             Err(e) => Err(match self.core.spend(nonce, now) {
                 Ok(()) => ("evidence", e),
                 Err(r) => (r.rule(), alloc::format!("{r}; and {e}")),
@@ -517,7 +582,7 @@ impl Service {
                         id,
                         credential: adm.signed,
                         image: adm.image,
-                        boot_id: crate::attest::platform_boot_id(platform, nonce),
+                        boot_id,
                     },
                 }
             }

@@ -95,6 +95,7 @@ fn policy(version: u64) -> FleetPolicy {
         ],
         credential_lifetime_s: 600,
         challenge_lifetime_s: 120,
+        nitro_root: Vec::new(),
     };
     p.canonicalize();
     p

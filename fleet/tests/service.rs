@@ -54,6 +54,7 @@ fn policy_body(version: u64, issued_at: u64, module: &[u8]) -> FleetPolicy {
         routes: vec![],
         credential_lifetime_s: 600,
         challenge_lifetime_s: 120,
+        nitro_root: Vec::new(),
     };
     p.canonicalize();
     p
@@ -87,7 +88,10 @@ fn call(s: &mut Service, r: &Request, uptime_ms: u64) -> (Response, Kind, bool) 
     }
     // A fresh nonce per request, as the monitor draws one.
     let id = match r {
-        Request::Policy { id, .. } | Request::Place { id, .. } | Request::Admit { id, .. } => *id,
+        Request::Policy { id, .. }
+        | Request::Place { id, .. }
+        | Request::Admit { id, .. }
+        | Request::AdmitNitro { id, .. } => *id,
     };
     let h = s.handle(&body.unwrap(), uptime_ms, [id as u8; 32]);
     // The answer survives its own framing.
@@ -378,5 +382,67 @@ fn garbage_and_oversized_frames_are_refused() {
             })
             .collect();
         let _ = s.handle(&body, 0, [0; 32]);
+    }
+}
+
+/// A real Nitro document (`../shared/testdata/nitro`, from a debug-mode enclave) through the
+/// service: verified under the root the owner put in the policy, as of its own time (the
+/// policy's `issued_at`), it reaches the admission and is refused there by `debug`; with a
+/// flipped byte, or under a policy without a Nitro root, by `evidence`.
+#[test]
+fn nitro_documents_verify_under_the_policys_root() {
+    let Some(v) = omega_test_support::tee::nitro("the Nitro admission through the service") else {
+        return;
+    };
+    let root = omega_tee_verify::nitro::root_der(&v.root_pem).unwrap();
+    let mut cases = vec![
+        (root.clone(), v.document.clone(), "debug", ""),
+        (
+            Vec::new(),
+            v.document.clone(),
+            "evidence",
+            "names no Nitro root",
+        ),
+    ];
+    let mut flipped = v.document.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x20;
+    cases.push((root, flipped, "evidence", "nitro evidence refused"));
+    for (i, (root, document, rule, why)) in cases.into_iter().enumerate() {
+        let mut s = service(0);
+        let mut p = policy_body(1, v.as_of, MODULE);
+        p.nitro_root = root;
+        let (r, ..) = call(
+            &mut s,
+            &Request::Policy {
+                id: 1,
+                signed: p.sign(&key(OWNER)).unwrap(),
+            },
+            0,
+        );
+        assert!(matches!(r, Response::PolicyApplied { .. }), "{r:?}");
+        let (r, ..) = call(&mut s, &place(2, bundle(MODULE, "acme")), 0);
+        let Response::Placed { nonce, .. } = r else {
+            panic!("{r:?}")
+        };
+        let (r, kind, granted) = call(
+            &mut s,
+            &Request::AdmitNitro {
+                id: 3,
+                nonce,
+                document,
+                node_key: [0x4e; 32],
+            },
+            0,
+        );
+        assert!(kind == Kind::Admit && !granted);
+        let Response::Refused {
+            rule: got, reason, ..
+        } = r
+        else {
+            panic!("case {i}: {r:?}")
+        };
+        assert_eq!(got, rule, "case {i}: {reason}");
+        assert!(reason.contains(why), "case {i}: {reason}");
     }
 }

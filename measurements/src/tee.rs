@@ -3,17 +3,10 @@
 //! admission expectations (launch measurement, bound data, TCB, debug) checked once for all.
 
 use omega_tee_verify::{TcbStatus, Tee, Verified};
-use x509_cert::der::{DecodePem as _, Encode as _};
 
 use crate::verify::VerifyOutcome;
 
-/// AWS's Nitro root certificate (PEM, as AWS publishes it) in the DER form
-/// `omega_tee_verify::nitro::verify` takes.
-pub fn nitro_root_der(pem: &[u8]) -> Result<Vec<u8>, String> {
-    x509_cert::Certificate::from_pem(pem)
-        .and_then(|c| c.to_der())
-        .map_err(|e| format!("not a PEM certificate: {e}"))
-}
+pub use omega_tee_verify::nitro::root_der as nitro_root_der;
 
 /// The SNP outcome in the common shape, when every check passed (`None` otherwise).
 /// SNP reports carry no vendor TCB rating: the `--min-tcb` pin already checked it, so the

@@ -160,6 +160,7 @@ fn policy(version: u64, image_digest: &[u8], node_files: &common::Files) -> Flee
         routes: vec![],
         credential_lifetime_s: 600,
         challenge_lifetime_s: 600,
+        nitro_root: Vec::new(),
     };
     p.canonicalize();
     p

@@ -15,6 +15,7 @@ use alloc::{string::String, vec::Vec};
 
 pub mod cbor;
 pub mod nitro;
+#[cfg(feature = "tdx")]
 pub mod tdx;
 
 /// Which TEE produced the evidence.

@@ -43,6 +43,14 @@ pub struct NitroDocument {
     pub nonce: Option<Vec<u8>>,
 }
 
+/// AWS's Nitro root certificate (PEM, as AWS publishes it) in the DER form [`verify`] takes.
+pub fn root_der(pem: &[u8]) -> Result<Vec<u8>, String> {
+    use x509_cert::der::{DecodePem as _, Encode as _};
+    x509_cert::Certificate::from_pem(pem)
+        .and_then(|c| c.to_der())
+        .map_err(|e| alloc::format!("not a PEM certificate: {e}"))
+}
+
 /// Verifies `document` against the pinned Nitro root certificate (DER) as of `now_secs`.
 pub fn verify(document: &[u8], root_der: &[u8], now_secs: u64) -> Result<Verified, Error> {
     let doc = verify_document(document, root_der, now_secs)?;

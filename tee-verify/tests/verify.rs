@@ -2,7 +2,6 @@
 
 use omega_tee_verify::{Error, TcbStatus, Tee, nitro, tdx};
 use omega_test_support::tee::{self, TDX};
-use x509_cert::der::{DecodePem, Encode};
 
 #[test]
 fn tdx_quotes_verify_and_keep_their_tcb_status() {
@@ -95,10 +94,7 @@ fn tdx_tampering_is_refused() {
 }
 
 fn nitro_root_der(pem: &[u8]) -> Vec<u8> {
-    x509_cert::Certificate::from_pem(pem)
-        .expect("root PEM")
-        .to_der()
-        .expect("root DER")
+    omega_tee_verify::nitro::root_der(pem).expect("root PEM")
 }
 
 #[test]
