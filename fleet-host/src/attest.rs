@@ -1,8 +1,9 @@
 //! From evidence to the admission input. An Omega node's evidence is checked by the no_std
 //! `omega_fleet::attest` (what an in-image coordinator runs too) under the roots chosen here;
-//! TDX and Nitro guests' by the std `omega-tee-verify`. The admission decision (measurement,
-//! TCB, debug, binding, nonce) is the no_std `omega_fleet::admission::check`, which
-//! recomputes the binding itself.
+//! a Nitro guest's document too, by the coordinator (`omega_fleet::attest::nitro_node`, under
+//! the policy's Nitro root); a TDX guest's quote by the std `omega-tee-verify` (`dcap-qvl`),
+//! in this process only. The admission decision (measurement, TCB, debug, binding, nonce) is
+//! the no_std `omega_fleet::admission::check`, which recomputes the binding itself.
 
 use anyhow::{anyhow, bail};
 use omega_fleet::attest::SnpChain;
@@ -59,26 +60,18 @@ pub fn omega_peer(a: &mut Attested, peer_evidence: &[u8], nonce: &[u8; 32]) -> a
     omega_fleet::attest::omega_peer(a, peer_evidence, nonce).map_err(|e| anyhow!(e))
 }
 
-/// A non-Omega guest's evidence ([`crate::store::TeeSubmission`]) verified as of `now`: a
-/// TDX quote against its collateral, a Nitro document against `nitro_root` (DER; none
-/// configured: refused), then mapped by [`from_verified`].
-pub fn tee_node(
-    t: &crate::store::TeeSubmission,
-    nitro_root: Option<&[u8]>,
-    now: u64,
-) -> anyhow::Result<Attested> {
+/// A TDX guest's submission ([`crate::store::TeeSubmission`] of kind `tdx`): its quote
+/// verified against its collateral as of `now` (the std `dcap-qvl` verifier, so only a host
+/// process can), then mapped by [`from_verified`]. Nitro documents are verified by the
+/// coordinator itself (`omega_fleet::service::Request::AdmitNitro`).
+pub fn tdx_node(t: &crate::store::TeeSubmission, now: u64) -> anyhow::Result<Attested> {
+    if t.kind != "tdx" {
+        bail!("not a TDX submission ({:?})", t.kind);
+    }
     let node_key = crate::source::hex32(&t.node_key)?;
     let evidence = hex::decode(&t.evidence)?;
-    let verified = match t.kind.as_str() {
-        "tdx" => omega_tee_verify::tdx::verify(&evidence, &hex::decode(&t.collateral)?, now),
-        "nitro" => {
-            let root =
-                nitro_root.ok_or_else(|| anyhow!("no Nitro root configured (--nitro-root)"))?;
-            omega_tee_verify::nitro::verify(&evidence, root, now)
-        }
-        other => bail!("unknown TEE {other:?} (tdx, nitro)"),
-    }
-    .map_err(|e| anyhow!("{} evidence refused: {e}", t.kind))?;
+    let verified = omega_tee_verify::tdx::verify(&evidence, &hex::decode(&t.collateral)?, now)
+        .map_err(|e| anyhow!("tdx evidence refused: {e}"))?;
     Ok(from_verified(&verified, node_key))
 }
 

@@ -39,8 +39,8 @@ pub trait Backend {
     /// Called once the first policy was applied; returns the coordinator's identity.
     fn started(&mut self) -> impl Future<Output = anyhow::Result<Identity>> + Send;
 
-    /// The in-process service, for what only a host process can verify (TDX quotes and
-    /// Nitro documents: their verifiers need std); `None` for an in-image coordinator.
+    /// The in-process service, for what only a host process can verify (TDX quotes: the
+    /// `dcap-qvl` verifier needs std); `None` for an in-image coordinator.
     fn local(&mut self) -> Option<&mut Local>;
 
     /// Stops the coordinator (this process is stopping): what became of it, `None` when

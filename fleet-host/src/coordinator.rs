@@ -14,8 +14,10 @@
 //! Both are asked the same way: a placement carries the whole bundle's bytes (read from the
 //! proposal's directory in sending order; the coordinator hashes and checks them itself), an
 //! Omega node's evidence goes as it was submitted, and the coordinator's Unix time is
-//! anchored by the owner-signed policy, not this host's clock (docs/fleet.md). TDX and
-//! Nitro guests' evidence needs std verifiers: the local backend verifies it here
+//! anchored by the owner-signed policy, not this host's clock (docs/fleet.md). A Nitro
+//! guest's document goes as it was submitted too (`Request::AdmitNitro`: the coordinator
+//! verifies it under the Nitro root of the signed policy, at its own time). A TDX guest's
+//! quote needs the std `dcap-qvl` verifier: the local backend verifies it here
 //! (`omega-tee-verify`) and admits through the service's core; an in-image coordinator
 //! refuses it (rule `evidence`).
 
@@ -28,7 +30,7 @@ use omega_fleet::service::{Chain, MAX_REQUEST, Request, Response, encode};
 use omega_fleet::{Credential, Placement};
 use serde_json::json;
 
-use crate::attest::tee_node;
+use crate::attest::tdx_node;
 use crate::audit::Audit;
 use crate::backend::{Backend, Local, LocalConfig};
 use crate::relay::{InImage, InImageConfig};
@@ -38,9 +40,9 @@ use crate::store::{Boot, Proposal, Status, Store, Submission};
 /// Boots kept per workload in `boots/<workload>`.
 pub const MAX_BOOTS: usize = 256;
 
-/// Why an in-image coordinator's submission of TDX or Nitro evidence is refused.
-pub const NO_TEE_IN_IMAGE: &str =
-    "this coordinator image verifies Omega nodes only (the TDX and Nitro verifiers need std)";
+/// Why an in-image coordinator refuses a TDX guest's submission.
+pub const NO_TEE_IN_IMAGE: &str = "this coordinator image verifies SNP and Nitro evidence; \
+     TDX needs the std dcap-qvl verifier (an in-process coordinator)";
 
 pub struct Config {
     pub etcd: Vec<String>,
@@ -53,11 +55,10 @@ pub struct Config {
     /// reports are then sent as `Chain::Lab`, and an in-image coordinator boots under the
     /// simulated PSP.
     pub lab_root: bool,
-    /// AWS's Nitro root certificate (DER); none: Nitro evidence is refused.
-    pub nitro_root: Option<Vec<u8>>,
-    /// TESTS ONLY: verify TDX and Nitro evidence as of this Unix time instead of now
-    /// (recorded evidence's collateral and certificates expire).
-    pub tee_as_of: Option<u64>,
+    /// TESTS ONLY: verify TDX quotes as of this Unix time instead of now (recorded quotes'
+    /// collateral expires). Nitro documents are verified by the coordinator at its own time,
+    /// which the policy's `issued_at` anchors.
+    pub tdx_as_of: Option<u64>,
     pub audit: Option<PathBuf>,
     pub poll: Duration,
     pub mode: Mode,
@@ -125,8 +126,7 @@ pub struct Host<B: Backend> {
     public: [u8; 32],
     store: Store,
     audit: Audit,
-    nitro_root: Option<Vec<u8>>,
-    tee_as_of: Option<u64>,
+    tdx_as_of: Option<u64>,
     next_id: u64,
     /// workload → (node, epoch, nonce of the placement signed; none when refused).
     placed: HashMap<String, (String, u64, Option<[u8; 32]>)>,
@@ -168,8 +168,7 @@ impl<B: Backend> Host<B> {
             public: id.public,
             store: Store::new(&cfg.etcd, &cfg.fleet),
             audit,
-            nitro_root: cfg.nitro_root.clone(),
-            tee_as_of: cfg.tee_as_of,
+            tdx_as_of: cfg.tdx_as_of,
             next_id: 2,
             placed: HashMap::new(),
             handled: HashMap::new(),
@@ -314,22 +313,74 @@ impl<B: Backend> Host<B> {
         Ok(())
     }
 
-    /// A TDX or Nitro guest's evidence: verified here with the std verifiers and admitted
-    /// through the local service's core, at the service's time; refused by an in-image
-    /// coordinator.
-    fn admit_tee(
+    /// Sends an admission request (`Admit`, `AdmitNitro`) and returns the coordinator's
+    /// verdict; a request too large to send is refused `malformed`.
+    async fn ask_admission(&mut self, req: &Request) -> anyhow::Result<Verdict> {
+        if let Err(e) = sendable(req) {
+            return Ok(Err(("malformed".to_string(), e)));
+        }
+        match self.backend.call(req).await.map_err(failed)? {
+            Response::Admitted {
+                credential,
+                image,
+                boot_id,
+                ..
+            } => Ok(Ok((credential, image, boot_id.map(hex::encode)))),
+            Response::Refused { rule, reason, .. } => Ok(Err((rule, reason))),
+            other => Err(failed(format!("{other:?} answers an admission"))),
+        }
+    }
+
+    /// A TDX or Nitro guest's evidence. Nitro: the document goes to the coordinator
+    /// (`Request::AdmitNitro`), which verifies it under the policy's root, in either mode.
+    /// TDX: verified here with the std verifier and admitted through the local service's
+    /// core, at the service's time; refused by an in-image coordinator.
+    async fn admit_tee(
         &mut self,
         t: &crate::store::TeeSubmission,
         nonce: &[u8; 32],
     ) -> anyhow::Result<Verdict> {
-        let (nitro_root, as_of) = (self.nitro_root.clone(), self.tee_as_of);
+        match t.kind.as_str() {
+            "nitro" => {
+                let (node_key, document) = match (hex32(&t.node_key), hex::decode(&t.evidence)) {
+                    (Ok(k), Ok(d)) => (k, d),
+                    (Err(e), _) => {
+                        return Ok(Err(("malformed".into(), format!("node_key: {e:#}"))));
+                    }
+                    (_, Err(e)) => return Ok(Err(("malformed".into(), format!("evidence: {e}")))),
+                };
+                let req = Request::AdmitNitro {
+                    id: self.id(),
+                    nonce: *nonce,
+                    document,
+                    node_key,
+                };
+                self.ask_admission(&req).await
+            }
+            "tdx" => self.admit_tdx(t, nonce),
+            other => Ok(Err((
+                "malformed".into(),
+                format!("unknown TEE {other:?} (tdx, nitro)"),
+            ))),
+        }
+    }
+
+    /// A TDX guest's quote: verified in this process (`dcap-qvl` needs std) and admitted
+    /// through the local service's core at the service's time; an in-image coordinator
+    /// refuses it (rule `evidence`, [`NO_TEE_IN_IMAGE`]).
+    fn admit_tdx(
+        &mut self,
+        t: &crate::store::TeeSubmission,
+        nonce: &[u8; 32],
+    ) -> anyhow::Result<Verdict> {
+        let as_of = self.tdx_as_of;
         let Some(local) = self.backend.local() else {
             return Ok(Err(("evidence".into(), NO_TEE_IN_IMAGE.into())));
         };
         let now = local.now().context("the coordinator has no policy")?;
-        // The quote's collateral and the document's certificates are checked as of this
-        // host's clock: the verifiers run in this process.
-        let attested = tee_node(t, nitro_root.as_deref(), as_of.unwrap_or_else(crate::now));
+        // The quote's collateral is checked as of this host's clock: the verifier runs in
+        // this process.
+        let attested = tdx_node(t, as_of.unwrap_or_else(crate::now));
         let core = local.service_mut().core_mut();
         Ok(match attested {
             Ok(a) => core
@@ -375,11 +426,11 @@ impl<B: Backend> Host<B> {
                     continue;
                 }
             };
-            // `verified_us`: until the
-            // coordinator's answer (for an Omega node the service verifies, admits and signs
-            // in one request: for an in-image coordinator the relay's round trip too).
-            let (outcome, verified_us) = match &tee {
-                Some(t) => (self.admit_tee(t, &nonce)?, started.elapsed()),
+            // `verified_us`: until the coordinator's answer (for an Omega node or a Nitro
+            // guest the service verifies, admits and signs in one request: for an in-image
+            // coordinator the relay's round trip too).
+            let outcome = match &tee {
+                Some(t) => self.admit_tee(t, &nonce).await?,
                 None => {
                     let req = Request::Admit {
                         id: self.id(),
@@ -391,22 +442,10 @@ impl<B: Backend> Host<B> {
                         bundle: bundle_evidence,
                         peer: peer_evidence,
                     };
-                    let r = match sendable(&req) {
-                        Err(e) => Err(("malformed".to_string(), e)),
-                        Ok(()) => match self.backend.call(&req).await.map_err(failed)? {
-                            Response::Admitted {
-                                credential,
-                                image,
-                                boot_id,
-                                ..
-                            } => Ok((credential, image, boot_id.map(hex::encode))),
-                            Response::Refused { rule, reason, .. } => Err((rule, reason)),
-                            other => return Err(failed(format!("{other:?} answers an admission"))),
-                        },
-                    };
-                    (r, started.elapsed())
+                    self.ask_admission(&req).await?
                 }
             };
+            let verified_us = started.elapsed();
             let total_us = started.elapsed().as_micros();
             // The placement this submission answered, if the nonce is the current one.
             let current = self

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! omega-fleet keygen --out FILE                      # a key seed (hex); prints the public key
-//! omega-fleet policy --source P.json --owner-key F --out P.signed
+//! omega-fleet policy --source P.json --owner-key F --out P.signed [--nitro-root PEM]
 //! omega-fleet coordinator --etcd URL --fleet F --owner HEX --policy P.signed --lab-root \
 //!     --key F --state F [--min-policy-version N]     # the coordinator in this process (stand-in)
 //! omega-fleet coordinator --etcd URL --fleet F --owner HEX --policy P.signed --lab-root \
@@ -80,6 +80,11 @@ enum Cmd {
         owner_key: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// AWS's Nitro Enclaves root certificate (PEM, as AWS publishes it), put into the
+        /// signed policy (DER): the coordinator verifies Nitro guests' attestation documents
+        /// under it. Without it the policy admits no Nitro guest.
+        #[arg(long, value_name = "PEM")]
+        nitro_root: Option<PathBuf>,
     },
     /// The coordinator: reads proposals and evidence from etcd, has the coordinator sign
     /// placements and admit nodes, writes placements, credentials, statuses and boots back.
@@ -97,11 +102,13 @@ enum Cmd {
     ///   (RUN_DIR/log/evidence/coordinator.bin); this process only relays, writes the key it
     ///   reads there to RUN_DIR/coordinator.pub and logs it, but that is the host's read:
     ///   clients verify the evidence themselves (`measurements verify-evidence --principal
-    ///   coordinator`). TDX and Nitro guests are refused (their verifiers need std).
+    ///   coordinator`). TDX guests are refused (their verifier, dcap-qvl, needs std).
     ///
     /// In both, the first request is the owner-signed --policy (a refusal stops the start),
-    /// placements carry the bundle's files (hashed by the coordinator), and the coordinator's
-    /// time is anchored by the policy's `issued_at`, not this host's clock.
+    /// placements carry the bundle's files (hashed by the coordinator), Nitro guests'
+    /// documents are verified by the coordinator under the policy's Nitro root (`omega-fleet
+    /// policy --nitro-root`), and the coordinator's time is anchored by the policy's
+    /// `issued_at`, not this host's clock.
     Coordinator {
         #[command(flatten)]
         etcd: Etcd,
@@ -140,12 +147,9 @@ enum Cmd {
         /// --in-image, the image boots with `--simulated-psp`.
         #[arg(long)]
         lab_root: bool,
-        /// AWS's Nitro root certificate (PEM): admits Nitro guests' attestation documents
-        /// (in-process coordinator only).
-        #[arg(long, value_name = "PEM", conflicts_with = "in_image")]
-        nitro_root: Option<PathBuf>,
-        /// TESTS ONLY: verify TDX and Nitro evidence as of this Unix time instead of now
-        /// (recorded evidence's collateral and certificates have expired).
+        /// TESTS ONLY: verify TDX quotes as of this Unix time instead of now (recorded
+        /// quotes' collateral has expired). Nitro documents are verified by the coordinator
+        /// at its own time, which the policy's `issued_at` anchors.
         #[arg(long, value_name = "SECS", hide = true, conflicts_with = "in_image")]
         tee_evidence_as_of: Option<u64>,
         /// Append each event here as a JSON line (also printed on stderr).
@@ -274,20 +278,32 @@ fn main() -> anyhow::Result<()> {
             source,
             owner_key,
             out,
+            nitro_root,
         } => {
             let text = std::fs::read_to_string(&source)
                 .with_context(|| format!("reading {}", source.display()))?;
             let src: PolicySource =
                 serde_json::from_str(&text).with_context(|| format!("{}", source.display()))?;
-            let policy = src.compile()?;
+            let mut policy = src.compile()?;
+            if let Some(p) = &nitro_root {
+                let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                policy.nitro_root = measurements::tee::nitro_root_der(&pem)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                policy.validate()?;
+            }
             let owner = SigningKey::from_seed(read_key(&owner_key)?).context("zero owner seed")?;
             std::fs::write(&out, policy.sign(&owner)?)
                 .with_context(|| format!("writing {}", out.display()))?;
             eprintln!(
-                "policy {} version {} signed by {}",
+                "policy {} version {} signed by {}{}",
                 policy.fleet_id,
                 policy.version,
-                hex::encode(owner.public())
+                hex::encode(owner.public()),
+                if policy.nitro_root.is_empty() {
+                    ", no Nitro root"
+                } else {
+                    ", with the Nitro root"
+                }
             );
             Ok(())
         }
@@ -299,7 +315,6 @@ fn main() -> anyhow::Result<()> {
             state,
             min_policy_version,
             lab_root,
-            nitro_root,
             tee_evidence_as_of,
             audit,
             in_image,
@@ -348,14 +363,7 @@ fn main() -> anyhow::Result<()> {
                 owner: parse_key(&owner)?,
                 policy,
                 lab_root,
-                nitro_root: nitro_root
-                    .map(|p| -> anyhow::Result<Vec<u8>> {
-                        let pem = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
-                        measurements::tee::nitro_root_der(&pem)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-                    })
-                    .transpose()?,
-                tee_as_of: tee_evidence_as_of,
+                tdx_as_of: tee_evidence_as_of,
                 audit,
                 poll: etcd.poll(),
                 mode,

@@ -68,6 +68,7 @@ fn request_parts(r: &Request) -> (u64, &'static str) {
         Request::Policy { id, .. } => (*id, "policy"),
         Request::Place { id, .. } => (*id, "place"),
         Request::Admit { id, .. } => (*id, "admit"),
+        Request::AdmitNitro { id, .. } => (*id, "admit-nitro"),
     }
 }
 
@@ -87,7 +88,10 @@ pub fn answers(req: &Request, answer: &Response) -> bool {
         (_, Response::Refused { .. })
             | (Request::Policy { .. }, Response::PolicyApplied { .. })
             | (Request::Place { .. }, Response::Placed { .. })
-            | (Request::Admit { .. }, Response::Admitted { .. })
+            | (
+                Request::Admit { .. } | Request::AdmitNitro { .. },
+                Response::Admitted { .. }
+            )
     )
 }
 

@@ -157,6 +157,7 @@ impl PolicySource {
             routes,
             credential_lifetime_s: self.credential_lifetime_s,
             challenge_lifetime_s: self.challenge_lifetime_s,
+            // Not in the JSON source: `omega-fleet policy --nitro-root PEM` sets it.
             nitro_root: Vec::new(),
         };
         p.canonicalize();

@@ -13,9 +13,14 @@
 //! * The host loop (`coordinator::Host`) on a real etcd over the relay (`relay::InImage`):
 //!   the policy first, the coordinator key read from its evidence file (written to
 //!   `coordinator.pub`, logged `started` with `in_image`), a node placed and admitted
-//!   (credential, status, boot id in `boots/`), a TDX submission refused (`evidence`), and a
-//!   coordinator that goes away stops the loop (`BackendFailed`). The same placement and
-//!   admission over the in-process service (`backend::Local`), and its restart refusing
+//!   (credential, status, boot id in `boots/`), a TDX submission refused by the host
+//!   (`evidence`: the image has no TDX verifier), a Nitro submission sent to the coordinator
+//!   (`Request::AdmitNitro`) and refused there (`evidence`: its policy names no Nitro root),
+//!   and a coordinator that goes away stops the loop (`BackendFailed`). With a policy
+//!   issued at the recorded Nitro document's time and AWS's root in it, the real document
+//!   (a debug-mode enclave's) is decided by the coordinator: refused `debug` (needs
+//!   `../shared/testdata/nitro`: a failure under CI, skipped otherwise). The same placement
+//!   and admission over the in-process service (`backend::Local`), and its restart refusing
 //!   the same policy version.
 //! * `InImage::start` with a stand-in launcher (bash): the `omega run` flags, the key read,
 //!   the launcher ended by closing the relay; a launcher that fails at once is reported with
@@ -63,8 +68,15 @@ fn bundle(dir: &Path) -> PathBuf {
 
 /// The owner's policy pinning `bundle`'s agents, signed by `owner`.
 fn policy(bundle: &Path, owner: u8) -> Vec<u8> {
+    let mut p = policy_body(bundle);
+    p.canonicalize();
+    p.sign(&key(owner)).unwrap()
+}
+
+/// The owner's policy pinning `bundle`'s agents, issued now, admitting the lab image.
+fn policy_body(bundle: &Path) -> FleetPolicy {
     let (_, pins) = bundle_pins(bundle).unwrap();
-    let mut p = FleetPolicy {
+    FleetPolicy {
         format: POLICY_FORMAT,
         fleet_id: FLEET.into(),
         version: 1,
@@ -88,9 +100,7 @@ fn policy(bundle: &Path, owner: u8) -> Vec<u8> {
         credential_lifetime_s: 600,
         challenge_lifetime_s: 600,
         nitro_root: Vec::new(),
-    };
-    p.canonicalize();
-    p.sign(&key(owner)).unwrap()
+    }
 }
 
 /// How the fake coordinator misbehaves on one request.
@@ -491,8 +501,7 @@ async fn the_host_loop_runs_over_the_relay() {
         owner: key(OWNER).public(),
         policy: signed,
         lab_root: true,
-        nitro_root: None,
-        tee_as_of: None,
+        tdx_as_of: None,
         audit: Some(audit.clone()),
         poll: Duration::from_millis(50),
         mode: Mode::InImage(InImageConfig {
@@ -503,8 +512,8 @@ async fn the_host_loop_runs_over_the_relay() {
             simulated_psp: true,
         }),
     };
-    // The coordinator answers four requests, then goes away (request 5).
-    let (client, server) = connect(Some((5, Hostile::Close))).await;
+    // The coordinator answers five requests, then goes away (request 6).
+    let (client, server) = connect(Some((6, Hostile::Close))).await;
     let mut host = Host::start(
         &cfg,
         InImage::over(client, run_dir.clone(), key(OWNER).public()),
@@ -576,7 +585,35 @@ async fn the_host_loop_runs_over_the_relay() {
     );
     assert!(store.get("credentials", "n2").await.unwrap().is_none());
 
-    // The coordinator goes away at the next request (5): the loop's error says so.
+    // A Nitro guest's document for the same live challenge: sent to the coordinator
+    // (request 5), which verifies it under its policy's Nitro root; this policy has none.
+    let sub = Submission {
+        tee: Some(TeeSubmission {
+            kind: "nitro".into(),
+            evidence: hex::encode(b"not a document"),
+            collateral: String::new(),
+            node_key: hex::encode([0x42; 32]),
+        }),
+        ..sub
+    };
+    store.put_json("evidence", "w2", &sub).await.unwrap();
+    host.tick().await.unwrap();
+    let refused: Vec<serde_json::Value> = audit_events(&audit)
+        .into_iter()
+        .filter(|e| e["event"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[1]["rule"], "evidence");
+    assert!(
+        refused[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("names no Nitro root"),
+        "{refused:?}"
+    );
+    assert!(store.get("credentials", "n2").await.unwrap().is_none());
+
+    // The coordinator goes away at the next request (6): the loop's error says so.
     store
         .put_json(
             "proposals",
@@ -592,6 +629,129 @@ async fn the_host_loop_runs_over_the_relay() {
     assert!(e.downcast_ref::<BackendFailed>().is_some(), "{e:#}");
     assert!(format!("{e:#}").contains("closed"), "{e:#}");
     assert!(store.get("placements", "w3").await.unwrap().is_none());
+    server.join().unwrap();
+}
+
+/// The real Nitro document (a debug-mode enclave's) through the host loop over the relay:
+/// sent to the coordinator and decided there, under the Nitro root of its policy, at its
+/// time (the policy is issued at the document's own time, when its certificates were
+/// valid): allowed by its PCR0, refused `debug`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nitro_guest_is_decided_by_the_in_image_coordinator() {
+    let Some(n) = omega_test_support::tee::nitro("the Nitro document through the relay") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = omega_test_support::etcd::Etcd::start(dir.path()) else {
+        return;
+    };
+    let b = bundle(dir.path());
+    let root = measurements::tee::nitro_root_der(&n.root_pem).unwrap();
+    let pcr0 = omega_tee_verify::nitro::verify(&n.document, &root, n.as_of)
+        .unwrap()
+        .measurement;
+    let mut p = policy_body(&b);
+    p.issued_at = n.as_of;
+    p.nitro_root = root;
+    p.images.push(ImageRule {
+        tee: omega_fleet::Tee::Nitro,
+        measurement: pcr0,
+        name: "enclave".into(),
+        shape: Shape {
+            vcpus: 2,
+            vcpu_type: "nitro".into(),
+            memory_mib: 2048,
+        },
+        roles: vec!["worker".into()],
+    });
+    p.canonicalize();
+    let signed = dir.path().join("policy.signed");
+    std::fs::write(&signed, p.sign(&key(OWNER)).unwrap()).unwrap();
+    let run_dir = dir.path().join("run");
+    let ev = evidence_path(&run_dir);
+    std::fs::create_dir_all(ev.parent().unwrap()).unwrap();
+    std::fs::write(&ev, coordinator_evidence(coordinator_public())).unwrap();
+    let audit = dir.path().join("coordinator.audit");
+    let cfg = Config {
+        etcd: vec![etcd.endpoint()],
+        fleet: FLEET.into(),
+        owner: key(OWNER).public(),
+        policy: signed,
+        lab_root: true,
+        tdx_as_of: None,
+        audit: Some(audit.clone()),
+        poll: Duration::from_millis(50),
+        mode: Mode::InImage(InImageConfig {
+            omega: "unused".into(),
+            image: "unused".into(),
+            bundle: b.clone(),
+            run_dir: run_dir.clone(),
+            simulated_psp: true,
+        }),
+    };
+    let (client, server) = connect(None).await;
+    let mut host = Host::start(
+        &cfg,
+        InImage::over(client, run_dir.clone(), key(OWNER).public()),
+    )
+    .await
+    .unwrap();
+    let mut store = Store::new(&cfg.etcd, FLEET);
+    store
+        .put_json(
+            "proposals",
+            "w-nitro",
+            &Proposal {
+                node: "enclave-1".into(),
+                bundle: b.display().to_string(),
+                role: "worker".into(),
+                epoch: 1,
+                peer: None,
+            },
+        )
+        .await
+        .unwrap();
+    host.tick().await.unwrap();
+    let pl = Placement::verify(
+        &store.get("placements", "w-nitro").await.unwrap().unwrap(),
+        &coordinator_public(),
+    )
+    .unwrap();
+    let sub = Submission {
+        node: "enclave-1".into(),
+        nonce: hex::encode(pl.nonce),
+        evidence: String::new(),
+        bundle_evidence: String::new(),
+        peer_evidence: String::new(),
+        tee: Some(TeeSubmission {
+            kind: "nitro".into(),
+            evidence: hex::encode(&n.document),
+            collateral: String::new(),
+            node_key: hex::encode([0x42; 32]),
+        }),
+    };
+    store.put_json("evidence", "w-nitro", &sub).await.unwrap();
+    host.tick().await.unwrap();
+    let status: Status =
+        serde_json::from_slice(&store.get("status", "w-nitro").await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (status.state.as_str(), status.rule.as_str()),
+        ("refused", "debug"),
+        "{status:?}"
+    );
+    let refused = audit_events(&audit)
+        .into_iter()
+        .find(|e| e["event"] == "refused")
+        .unwrap();
+    assert_eq!(refused["rule"], "debug", "{refused:?}");
+    assert!(
+        store
+            .get("credentials", "enclave-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    host.stop().await;
     server.join().unwrap();
 }
 
@@ -613,8 +773,7 @@ async fn the_host_loop_runs_over_the_local_service() {
         owner: key(OWNER).public(),
         policy: signed,
         lab_root: true,
-        nitro_root: None,
-        tee_as_of: None,
+        tdx_as_of: None,
         audit: None,
         poll: Duration::from_millis(50),
         mode: Mode::Local {
@@ -798,8 +957,7 @@ echo "omega: the relay closed the Fleet stream"
         owner: key(OWNER).public(),
         policy: signed.clone(),
         lab_root: true,
-        nitro_root: None,
-        tee_as_of: None,
+        tdx_as_of: None,
         audit: None,
         poll: Duration::from_millis(50),
         mode: Mode::InImage(image.clone()),

@@ -144,8 +144,7 @@ async fn scheduler_places_restarts_and_survives_an_etcd_restart() {
         owner: owner.public(),
         policy: signed,
         lab_root: true,
-        nitro_root: None,
-        tee_as_of: None,
+        tdx_as_of: None,
         audit: Some(dir.path().join("coordinator.audit")),
         poll: Duration::from_millis(50),
         mode: Mode::Local {

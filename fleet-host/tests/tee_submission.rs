@@ -1,14 +1,19 @@
 //! Guests that are not Omega images (TDX, Nitro) through the coordinator stand-in on a real
 //! etcd, no VMs: a placement is signed for the guest's node, its evidence is submitted with
-//! `omega-fleet submit-tee` (`Submission::tee`), and the coordinator verifies it
-//! (`omega-tee-verify`) and runs the same admission as for Omega nodes.
+//! `omega-fleet submit-tee` (`Submission::tee`), and the same admission as for Omega nodes
+//! runs. A TDX quote is verified by the host process (`omega-tee-verify`, std); a Nitro
+//! document is sent to the coordinator (`Request::AdmitNitro`), which verifies it under the
+//! Nitro root of the signed policy at its own time (anchored by the policy's `issued_at`).
 //!
 //! Recorded evidence cannot bind this key and a fresh nonce, so what is shown is the path
-//! up to that check: verified as of its own time (`tee_as_of`, tests only) a real TDX quote
-//! is refused by `binding`, and the real Nitro document (a debug-mode enclave's) by `debug`;
-//! verified as of now, the TDX collateral has expired (`evidence`); a Nitro document with
-//! no root configured is refused (`evidence`). No credential is issued for any of them. The
-//! Nitro cases need `../shared/testdata/nitro` (a failure under CI, skipped otherwise).
+//! up to that check: verified as of its own time (`tdx_as_of`, tests only) a real TDX quote
+//! is refused by `binding`; verified as of now, its collateral has expired (`evidence`).
+//! Under a policy issued at the Nitro document's time with AWS's root in it, the real
+//! document (a debug-mode enclave's) is refused by `debug`; under a policy without a Nitro
+//! root, by `evidence`. No credential is issued for any of them. The Nitro cases need
+//! `../shared/testdata/nitro` (a failure under CI, skipped otherwise).
+//!
+//! `omega-fleet policy --nitro-root PEM` puts the certificate (DER) into the signed policy.
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +28,8 @@ use omega_test_support::etcd::Etcd;
 use omega_test_support::tee::{TDX, nitro};
 
 const FLEET: &str = "lab";
+/// The TDX cases' policy time (any: the quote is verified as of `tdx_as_of` or now).
+const ISSUED_AT: u64 = 1_700_000_000;
 
 /// An image rule for a guest of `tee` whose launch measurement is `measurement`.
 fn image(tee: omega_fleet::Tee, measurement: Vec<u8>) -> ImageRule {
@@ -48,15 +55,21 @@ struct Lab {
 }
 
 impl Lab {
-    /// A coordinator applying a policy that allows `images`, verifying TEE evidence as of
-    /// `as_of` (`None`: now) with `nitro_root`.
-    async fn coordinator(&self, as_of: Option<u64>, nitro_root: Option<Vec<u8>>) -> Host<Local> {
+    /// A coordinator applying a policy that allows `images`, issued at `issued_at` (the
+    /// coordinator's time) with `nitro_root` (DER; empty: none), verifying TDX quotes as of
+    /// `tdx_as_of` (`None`: now).
+    async fn coordinator(
+        &self,
+        tdx_as_of: Option<u64>,
+        issued_at: u64,
+        nitro_root: Vec<u8>,
+    ) -> Host<Local> {
         let (_, pins) = bundle_pins(Path::new(&self.bundle)).unwrap();
         let mut p = FleetPolicy {
             format: POLICY_FORMAT,
             fleet_id: FLEET.into(),
             version: 1,
-            issued_at: 1_700_000_000,
+            issued_at,
             allow_simulated: false,
             images: self.images.clone(),
             min_snp_tcb: SnpTcb::default(),
@@ -65,7 +78,7 @@ impl Lab {
             routes: vec![],
             credential_lifetime_s: 600,
             challenge_lifetime_s: 600,
-            nitro_root: Vec::new(),
+            nitro_root,
         };
         p.canonicalize();
         let signed = self.dir.path().join("policy.signed");
@@ -76,8 +89,7 @@ impl Lab {
             owner: self.owner.public(),
             policy: signed,
             lab_root: true,
-            nitro_root,
-            tee_as_of: as_of,
+            tdx_as_of,
             audit: None,
             poll: Duration::from_millis(50),
             mode: Mode::Local {
@@ -214,7 +226,9 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
 
     // As of the quote's own time: verified, allowed by the policy's MRTD, refused because it
     // does not bind this key and nonce.
-    let mut c = lab.coordinator(Some(tdx.as_of), None).await;
+    let mut c = lab
+        .coordinator(Some(tdx.as_of), ISSUED_AT, Vec::new())
+        .await;
     let s = submit(&mut c, &mut store, &lab, "w-td", "td-1", &tdx_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -222,7 +236,7 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         "{s:?}"
     );
     // As of now: the collateral has expired.
-    let mut c = lab.coordinator(None, None).await;
+    let mut c = lab.coordinator(None, ISSUED_AT, Vec::new()).await;
     let s = submit(&mut c, &mut store, &lab, "w-td-now", "td-2", &tdx_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -240,16 +254,20 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         collateral: String::new(),
         node_key: key,
     };
-    // The recorded document is a debug-mode enclave's (PCR0 all zeros): verified, allowed
-    // by its PCR0, refused because its host can read it, before the binding is looked at.
-    let mut c = lab.coordinator(Some(n.as_of), nitro_root).await;
+    // The coordinator's time is the policy's `issued_at` (plus the seconds since): the
+    // document's own time, when its certificates were valid. The recorded document is a
+    // debug-mode enclave's (PCR0 all zeros): verified under the policy's root, allowed by
+    // its PCR0, refused because its host can read it, before the binding is looked at.
+    let root = nitro_root.unwrap();
+    let mut c = lab.coordinator(None, n.as_of, root).await;
     let s = submit(&mut c, &mut store, &lab, "w-nitro", "nitro-1", &nitro_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
         ("refused", "debug"),
         "{s:?}"
     );
-    let mut c = lab.coordinator(Some(n.as_of), None).await;
+    // A policy without a Nitro root: refused by the coordinator, whatever the document.
+    let mut c = lab.coordinator(None, n.as_of, Vec::new()).await;
     let s = submit(&mut c, &mut store, &lab, "w-nitro-2", "nitro-2", &nitro_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -257,4 +275,74 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         "{s:?}"
     );
     assert!(s.detail.contains("no Nitro root"), "{s:?}");
+}
+
+/// `omega-fleet policy --nitro-root PEM`: the certificate's DER in the signed policy (any
+/// certificate shows the conversion; AWS's root when `../shared/testdata/nitro` is here, an
+/// AMD ARK otherwise); without the flag the policy has no Nitro root; a file that is not a
+/// PEM certificate is refused, and so is a `nitro_root` field in the JSON source (the flag is
+/// the one way).
+#[test]
+fn the_policy_command_signs_the_nitro_root_into_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let owner_seed = [7u8; 32];
+    std::fs::write(
+        d.join("owner.key"),
+        format!("{}\n", hex::encode(owner_seed)),
+    )
+    .unwrap();
+    let owner = SigningKey::from_seed(owner_seed).unwrap().public();
+    let mut source = serde_json::json!({
+        "fleet_id": FLEET, "version": 1,
+        "images": [{ "name": "enclave", "tee": "nitro", "measurement": "00".repeat(48),
+                     "vcpus": 2, "vcpu_type": "nitro", "memory_mib": 2048, "roles": ["worker"] }],
+        "credential_lifetime_s": 600, "challenge_lifetime_s": 60,
+    });
+    std::fs::write(d.join("policy.json"), source.to_string()).unwrap();
+    let pem = match nitro("AWS's root in the policy command (an AMD ARK stands in)") {
+        Some(n) => n.root_pem,
+        None => measurements::Family::Milan.ark_pem().to_vec(),
+    };
+    std::fs::write(d.join("root.pem"), &pem).unwrap();
+    std::fs::write(d.join("bogus.pem"), b"not a certificate").unwrap();
+    let policy = |out: &str, extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_omega-fleet"))
+            .current_dir(d)
+            .args([
+                "policy",
+                "--source",
+                "policy.json",
+                "--owner-key",
+                "owner.key",
+                "--out",
+                out,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        o.status
+            .success()
+            .then(|| {
+                let signed = std::fs::read(d.join(out)).unwrap();
+                let mut store = omega_fleet::policy::PolicyStore::new(owner, 0);
+                store.apply(&signed).unwrap().clone()
+            })
+            .ok_or(err)
+    };
+    let with = policy("with.signed", &["--nitro-root", "root.pem"]).unwrap();
+    assert_eq!(
+        with.nitro_root,
+        measurements::tee::nitro_root_der(&pem).unwrap()
+    );
+    assert!(!with.nitro_root.is_empty());
+    let without = policy("without.signed", &[]).unwrap();
+    assert!(without.nitro_root.is_empty());
+    let e = policy("bogus.signed", &["--nitro-root", "bogus.pem"]).unwrap_err();
+    assert!(e.contains("not a PEM certificate"), "{e}");
+    source["nitro_root"] = serde_json::json!("root.pem");
+    std::fs::write(d.join("policy.json"), source.to_string()).unwrap();
+    let e = policy("field.signed", &[]).unwrap_err();
+    assert!(e.contains("unknown field"), "{e}");
 }
