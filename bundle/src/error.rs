@@ -57,7 +57,7 @@ pub enum ManifestError {
     #[error("bad module file name {0:?} (a file name ending in .wasm)")]
     BadModuleName(String),
     #[error(
-        "fleet: an id of 1..={MAX_NAME} of [A-Za-z0-9._-] and a coordinator key of 64 lowercase hex digits"
+        "fleet: an id of 1..={MAX_NAME} of [A-Za-z0-9._-] and either a coordinator key or an owner key of 64 lowercase hex digits"
     )]
     BadFleet,
     #[error("coordinator: an owner key of 64 lowercase hex digits")]

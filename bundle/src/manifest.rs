@@ -79,14 +79,34 @@ impl CoordinatorEntry {
 pub struct FleetEntry {
     /// The fleet's id, as its credentials name it (1..=64 of `[A-Za-z0-9._-]`).
     pub id: String,
-    /// The coordinator's Ed25519 credential key: 64 lowercase hex digits.
+    /// The coordinator's Ed25519 credential key: 64 lowercase hex digits. Exactly one of
+    /// `coordinator` and `owner`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub coordinator: String,
+    /// The fleet owner's Ed25519 key (64 lowercase hex digits): credentials count under any
+    /// coordinator key the owner endorsed for this fleet, so the bundle outlives the
+    /// coordinator's restarts (docs/fleet.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl FleetEntry {
     /// The coordinator key's bytes (`None` unless 64 lowercase hex digits).
     pub fn coordinator_key(&self) -> Option<[u8; 32]> {
         hex_key(&self.coordinator)
+    }
+
+    /// The owner key's bytes (`None` when absent or not 64 lowercase hex digits).
+    pub fn owner_key(&self) -> Option<[u8; 32]> {
+        self.owner.as_deref().and_then(hex_key)
+    }
+
+    /// Exactly one of a well-formed coordinator key and a well-formed owner key.
+    fn one_root(&self) -> bool {
+        match &self.owner {
+            None => self.coordinator_key().is_some(),
+            Some(_) => self.coordinator.is_empty() && self.owner_key().is_some(),
+        }
     }
 }
 
@@ -398,7 +418,7 @@ impl Manifest {
             running.insert(name);
         }
         if let Some(f) = &self.fleet
-            && (!valid_agent_name(&f.id) || f.coordinator_key().is_none())
+            && (!valid_agent_name(&f.id) || !f.one_root())
         {
             return Err(ManifestError::BadFleet);
         }

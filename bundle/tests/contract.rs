@@ -626,6 +626,7 @@ fn a_fleet_entry_is_checked_on_both_sides() {
         m.fleet = Some(FleetEntry {
             id: id.into(),
             coordinator: coordinator.clone(),
+            owner: None,
         });
         files[0].1 = m.to_json();
         let r = both(&files);
@@ -637,8 +638,41 @@ fn a_fleet_entry_is_checked_on_both_sides() {
     let entry = FleetEntry {
         id: "lab".into(),
         coordinator: key,
+        owner: None,
     };
     assert_eq!(entry.coordinator_key(), Some([0x0a; 32]));
+}
+
+/// `fleet` names exactly one root: a coordinator key or the owner's.
+#[test]
+fn a_fleet_entry_names_one_root() {
+    let key = "0a".repeat(32);
+    let cases = [
+        (String::new(), Some(key.clone()), true),
+        (key.clone(), Some(key.clone()), false),
+        (String::new(), None, false),
+        (String::new(), Some("0A".repeat(32)), false),
+        (String::new(), Some(String::new()), false),
+    ];
+    for (coordinator, owner, ok) in cases {
+        let mut files = bundle(1, 8);
+        let mut m = Manifest::parse(&files[0].1).unwrap();
+        m.fleet = Some(FleetEntry {
+            id: "lab".into(),
+            coordinator: coordinator.clone(),
+            owner: owner.clone(),
+        });
+        files[0].1 = m.to_json();
+        let r = both(&files);
+        assert_eq!(r.is_ok(), ok, "{coordinator:?} {owner:?}: {r:?}");
+        if ok {
+            let f = Manifest::parse(&files[0].1).unwrap().fleet.unwrap();
+            assert_eq!(
+                (f.owner_key(), f.coordinator_key()),
+                (Some([0x0a; 32]), None)
+            );
+        }
+    }
 }
 
 #[test]

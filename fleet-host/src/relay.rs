@@ -69,12 +69,14 @@ fn request_parts(r: &Request) -> (u64, &'static str) {
         Request::Place { id, .. } => (*id, "place"),
         Request::Admit { id, .. } => (*id, "admit"),
         Request::AdmitNitro { id, .. } => (*id, "admit-nitro"),
+        Request::Endorse { id, .. } => (*id, "endorse"),
     }
 }
 
 fn response_kind(r: &Response) -> &'static str {
     match r {
         Response::PolicyApplied { .. } => "policy-applied",
+        Response::Endorsed { .. } => "endorsed",
         Response::Placed { .. } => "placed",
         Response::Admitted { .. } => "admitted",
         Response::Refused { .. } => "refused",
@@ -87,6 +89,7 @@ pub fn answers(req: &Request, answer: &Response) -> bool {
         (req, answer),
         (_, Response::Refused { .. })
             | (Request::Policy { .. }, Response::PolicyApplied { .. })
+            | (Request::Endorse { .. }, Response::Endorsed { .. })
             | (Request::Place { .. }, Response::Placed { .. })
             | (
                 Request::Admit { .. } | Request::AdmitNitro { .. },

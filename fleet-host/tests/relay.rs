@@ -157,6 +157,7 @@ fn fake_coordinator(
                         let mut r = h.response;
                         match &mut r {
                             Response::PolicyApplied { id, .. }
+                            | Response::Endorsed { id, .. }
                             | Response::Placed { id, .. }
                             | Response::Admitted { id, .. }
                             | Response::Refused { id, .. } => *id += 1,

@@ -61,6 +61,11 @@ impl Coordinator {
         self.key.public()
     }
 
+    /// The owner whose signed policies (and endorsements) this coordinator takes.
+    pub fn owner(&self) -> [u8; 32] {
+        *self.policy.owner()
+    }
+
     pub fn policy(&self) -> Option<&FleetPolicy> {
         self.policy.current()
     }

@@ -105,18 +105,24 @@ impl Credential {
         now: Time,
     ) -> Result<Credential, CredentialError> {
         let c = Self::decode(bytes, coordinator)?;
-        if now < c.not_before {
-            return Err(CredentialError::NotYetValid {
-                not_before: c.not_before,
-                now,
-            });
-        }
-        if now >= c.not_after {
-            return Err(CredentialError::Expired {
-                not_after: c.not_after,
-                now,
-            });
-        }
+        c.check_window(now)?;
         Ok(c)
+    }
+
+    /// `now` is within the validity window.
+    pub fn check_window(&self, now: Time) -> Result<(), CredentialError> {
+        if now < self.not_before {
+            return Err(CredentialError::NotYetValid {
+                not_before: self.not_before,
+                now,
+            });
+        }
+        if now >= self.not_after {
+            return Err(CredentialError::Expired {
+                not_after: self.not_after,
+                now,
+            });
+        }
+        Ok(())
     }
 }

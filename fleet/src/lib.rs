@@ -10,6 +10,8 @@
 //!   report chain under the roots given, leaves of the same tree).
 //! * [`credential`]: the short-lived credential the coordinator signs for an admitted node's
 //!   attested key; `decode` + `verify` for monitors.
+//! * [`endorsement`]: the owner's endorsement of a coordinator key, so nodes' bundles can
+//!   name the owner ([`endorsement::Root`]) and survive the coordinator's restarts.
 //! * [`placement`]: a coordinator-signed placement (bundle on node, with the challenge nonce):
 //!   the only form in which a scheduler's decision counts.
 //! * [`peer`]: [`peer::CredentialAuthority`], the credential as the peer channel's
@@ -31,6 +33,7 @@ pub mod admission;
 pub mod attest;
 pub mod coordinator;
 pub mod credential;
+pub mod endorsement;
 pub mod peer;
 pub mod placement;
 pub mod policy;

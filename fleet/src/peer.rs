@@ -14,20 +14,28 @@ use alloc::string::String;
 pub use omega_peer_channel::{AuthorityError, PeerAuthority, PeerName};
 
 use crate::credential::{Credential, CredentialError};
+use crate::endorsement::{PresentedError, Root, verify_presented};
 use crate::{DecodeError, Time};
 
 /// Peers are the nodes this fleet's coordinator admitted: credentials verify under its key,
 /// name this fleet and bind the channel's peer key; the node id is the peer's name.
 #[derive(Debug, Clone)]
 pub struct CredentialAuthority {
-    coordinator: [u8; 32],
+    root: Root,
     fleet_id: String,
 }
 
 impl CredentialAuthority {
+    /// Credentials signed by the coordinator key `coordinator`.
     pub fn new(coordinator: [u8; 32], fleet_id: &str) -> Self {
+        Self::rooted(Root::Coordinator(coordinator), fleet_id)
+    }
+
+    /// Credentials under `root`: one coordinator's key, or any coordinator key the owner
+    /// endorsed for this fleet ([`crate::endorsement`]).
+    pub fn rooted(root: Root, fleet_id: &str) -> Self {
         CredentialAuthority {
-            coordinator,
+            root,
             fleet_id: fleet_id.into(),
         }
     }
@@ -40,13 +48,22 @@ impl CredentialAuthority {
         peer_key: &[u8; 32],
         now: Time,
     ) -> Result<Credential, AuthorityError> {
-        let c = Credential::verify(credential, &self.coordinator, now).map_err(|e| match e {
-            CredentialError::Decode(DecodeError::BadSignature(_)) => AuthorityError::Signature,
-            CredentialError::Decode(_) => AuthorityError::Malformed("fleet credential"),
-            CredentialError::NotYetValid { .. } | CredentialError::Expired { .. } => {
-                AuthorityError::Expired
-            }
-        })?;
+        let c =
+            verify_presented(credential, &self.root, &self.fleet_id, now).map_err(|e| match e {
+                PresentedError::Credential(CredentialError::Decode(DecodeError::BadSignature(
+                    _,
+                )))
+                | PresentedError::Endorsement(DecodeError::BadSignature(_)) => {
+                    AuthorityError::Signature
+                }
+                PresentedError::Credential(CredentialError::Decode(_))
+                | PresentedError::Endorsement(_) => AuthorityError::Malformed("fleet credential"),
+                PresentedError::Credential(
+                    CredentialError::NotYetValid { .. } | CredentialError::Expired { .. },
+                )
+                | PresentedError::EndorsementExpired(_) => AuthorityError::Expired,
+                PresentedError::OtherFleet(_) => AuthorityError::NotAdmitted,
+            })?;
         // SECURITY: one coordinator key could serve several fleets; a node of another
         // fleet is not a peer.
         if c.fleet_id != self.fleet_id {

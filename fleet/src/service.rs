@@ -80,6 +80,22 @@ pub enum Request {
         document: Vec<u8>,
         node_key: [u8; 32],
     },
+    /// The owner's endorsement of this coordinator's key (`crate::endorsement`): from then
+    /// on every credential is answered as a `Presented` (the endorsement with it), which
+    /// monitors whose bundles name the owner accept.
+    Endorse { id: u64, signed: Vec<u8> },
+}
+
+impl Request {
+    pub fn id(&self) -> u64 {
+        match self {
+            Request::Policy { id, .. }
+            | Request::Place { id, .. }
+            | Request::Admit { id, .. }
+            | Request::AdmitNitro { id, .. }
+            | Request::Endorse { id, .. } => *id,
+        }
+    }
 }
 
 /// A bundle file, as the relay read it.
@@ -118,6 +134,8 @@ pub enum Response {
         fleet: String,
         version: u64,
     },
+    /// The owner's endorsement of this coordinator's key, accepted until `not_after`.
+    Endorsed { id: u64, not_after: Time },
     /// The signed placement (`crate::Placement`), whose nonce is the node's challenge.
     Placed {
         id: u64,
@@ -145,6 +163,7 @@ impl Response {
     pub fn id(&self) -> u64 {
         match self {
             Response::PolicyApplied { id, .. }
+            | Response::Endorsed { id, .. }
             | Response::Placed { id, .. }
             | Response::Admitted { id, .. }
             | Response::Refused { id, .. } => *id,
@@ -273,6 +292,7 @@ pub enum Kind {
     Policy,
     Place,
     Admit,
+    Endorse,
     /// A message that did not decode.
     Malformed,
 }
@@ -283,6 +303,8 @@ pub struct Service {
     roots: TrustedRoots,
     /// (Unix seconds, caller's milliseconds) when the time anchor was last set.
     anchor: Option<(Time, u64)>,
+    /// The owner's endorsement of this key (signed bytes), presented with each credential.
+    endorsement: Option<Vec<u8>>,
 }
 
 /// One request's outcome: the answer for the relay and the record for the log.
@@ -315,6 +337,7 @@ impl Service {
             core: Coordinator::new(key, owner, min_policy_version.saturating_sub(1)),
             roots,
             anchor: None,
+            endorsement: None,
         }
     }
 
@@ -379,6 +402,43 @@ impl Service {
                 document,
                 node_key,
             } => self.admit_nitro(id, &challenge, &document, node_key, digest, uptime_ms),
+            Request::Endorse { id, signed } => self.endorse(id, &signed, digest, uptime_ms),
+        }
+    }
+
+    fn endorse(&mut self, id: u64, signed: &[u8], digest: [u8; 32], uptime_ms: u64) -> Handled {
+        let refuse = |why: String| refused(Kind::Endorse, id, digest, "endorsement", why);
+        let (Some(now), Some(p)) = (self.now(uptime_ms), self.core.policy()) else {
+            return refuse("no fleet policy is loaded".into());
+        };
+        let e = match crate::endorsement::Endorsement::decode(signed, &self.core.owner()) {
+            Ok(e) => e,
+            Err(e) => return refuse(alloc::format!("{e}")),
+        };
+        // SECURITY: only an endorsement of this very key, for this fleet, now valid: one
+        // made for another coordinator (or boot) cannot be attached to this one's
+        // credentials.
+        if e.coordinator != self.public() {
+            return refuse("it endorses another coordinator key".into());
+        }
+        if e.fleet_id != p.fleet_id {
+            return refuse(alloc::format!("it is for fleet {:?}", e.fleet_id));
+        }
+        if !e.valid_at(now) {
+            return refuse(alloc::format!("not valid at {now}"));
+        }
+        self.endorsement = Some(signed.to_vec());
+        Handled {
+            record: Record {
+                kind: Kind::Endorse,
+                granted: true,
+                digest: Sha256::digest(signed).into(),
+                name: alloc::format!("until {}", e.not_after),
+            },
+            response: Response::Endorsed {
+                id,
+                not_after: e.not_after,
+            },
         }
     }
 
@@ -580,7 +640,15 @@ impl Service {
                     },
                     response: Response::Admitted {
                         id,
-                        credential: adm.signed,
+                        // Under the owner's endorsement: what owner-rooted monitors accept.
+                        credential: match &self.endorsement {
+                            Some(e) => crate::endorsement::Presented {
+                                endorsement: e.clone(),
+                                credential: adm.signed,
+                            }
+                            .encode(),
+                            None => adm.signed,
+                        },
                         image: adm.image,
                         boot_id,
                     },

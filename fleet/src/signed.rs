@@ -10,6 +10,7 @@ use crate::DecodeError;
 pub const POLICY_TAG: &[u8] = b"omega/fleet/policy/v1\0";
 pub const CREDENTIAL_TAG: &[u8] = b"omega/fleet/credential/v1\0";
 pub const PLACEMENT_TAG: &[u8] = b"omega/fleet/placement/v1\0";
+pub const ENDORSEMENT_TAG: &[u8] = b"omega/fleet/endorsement/v1\0";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

@@ -858,3 +858,151 @@ fn direct_binding_guests_channel_key_is_their_bound_key() {
     let cred = c.admit(&[2; 32], &a, NOW + 1).unwrap().credential;
     assert_eq!(cred.peer_key, Some(NODE_KEY));
 }
+
+// The owner's endorsement (`endorsement`): credentials under a coordinator key the owner
+// endorsed count for an owner-rooted monitor; everything a host could swap is refused.
+
+use crate::endorsement::{Endorsement, Presented, PresentedError, Root, verify_presented};
+
+fn endorse(owner: u8, fleet: &str, coordinator: [u8; 32], window: (Time, Time)) -> Vec<u8> {
+    Endorsement {
+        format: crate::endorsement::ENDORSEMENT_FORMAT,
+        fleet_id: fleet.into(),
+        coordinator,
+        boot_id: [0xb0; 16],
+        not_before: window.0,
+        not_after: window.1,
+    }
+    .sign(&key(owner))
+    .unwrap()
+}
+
+fn presented(endorsement: Vec<u8>, credential: Vec<u8>) -> Vec<u8> {
+    Presented {
+        endorsement,
+        credential,
+    }
+    .encode()
+}
+
+#[test]
+fn credentials_count_under_a_coordinator_key_the_owner_endorsed() {
+    let mut c = coordinator();
+    let cred = admit_peer(&mut c, "w", "worker", 3, 13);
+    let window = (NOW, NOW + 3600);
+    let good = presented(endorse(OWNER, "lab", c.public(), window), cred.clone());
+    let root = Root::Owner(key(OWNER).public());
+    let got = verify_presented(&good, &root, "lab", NOW + 2).unwrap();
+    assert_eq!(got.node_id, "w");
+    // The same bytes under a coordinator root, and the bare credential under the owner's.
+    assert!(verify_presented(&good, &Root::Coordinator(c.public()), "lab", NOW + 2).is_err());
+    assert!(verify_presented(&cred, &root, "lab", NOW + 2).is_err());
+    // Another owner's endorsement; one of another coordinator key (a swapped credential
+    // signer); one for another fleet; expired; not yet valid.
+    let cases: [(Vec<u8>, &str); 5] = [
+        (
+            presented(endorse(OWNER + 1, "lab", c.public(), window), cred.clone()),
+            "signature",
+        ),
+        (
+            presented(
+                endorse(OWNER, "lab", key(COORD + 1).public(), window),
+                cred.clone(),
+            ),
+            "signature",
+        ),
+        (
+            presented(endorse(OWNER, "other", c.public(), window), cred.clone()),
+            "fleet",
+        ),
+        (
+            presented(
+                endorse(OWNER, "lab", c.public(), (NOW - 10, NOW + 1)),
+                cred.clone(),
+            ),
+            "expired",
+        ),
+        (
+            presented(
+                endorse(OWNER, "lab", c.public(), (NOW + 100, NOW + 200)),
+                cred.clone(),
+            ),
+            "expired",
+        ),
+    ];
+    for (i, (bytes, why)) in cases.iter().enumerate() {
+        let e = verify_presented(bytes, &root, "lab", NOW + 2).unwrap_err();
+        let ok = match *why {
+            "signature" => matches!(
+                e,
+                PresentedError::Endorsement(DecodeError::BadSignature(_))
+                    | PresentedError::Credential(CredentialError::Decode(
+                        DecodeError::BadSignature(_)
+                    ))
+            ),
+            "fleet" => matches!(e, PresentedError::OtherFleet(_)),
+            _ => matches!(e, PresentedError::EndorsementExpired(_)),
+        };
+        assert!(ok, "case {i}: {e:?}");
+    }
+    // Every byte flipped, truncations and oversize.
+    for i in 0..good.len() {
+        let mut b = good.clone();
+        b[i] ^= 0x01;
+        assert!(
+            verify_presented(&b, &root, "lab", NOW + 2).is_err(),
+            "byte {i}"
+        );
+    }
+    for n in 0..good.len() {
+        assert!(verify_presented(&good[..n], &root, "lab", NOW + 2).is_err());
+    }
+    assert!(verify_presented(&[0u8; 2048], &root, "lab", NOW + 2).is_err());
+    // The endorsement's domain tag: a credential envelope does not pass for one.
+    assert!(Endorsement::decode(&cred, &c.public()).is_err());
+}
+
+#[test]
+fn owner_rooted_monitors_open_a_channel_with_endorsed_credentials() {
+    let mut c = coordinator();
+    let e = endorse(OWNER, "lab", c.public(), (NOW, NOW + 3600));
+    let gw = presented(e.clone(), admit_peer(&mut c, "gw", "gateway", 4, 14));
+    let w = presented(e, admit_peer(&mut c, "w", "worker", 5, 15));
+    let authority = || CredentialAuthority::rooted(Root::Owner(key(OWNER).public()), "lab");
+    let mut i = Ch::initiator(
+        Identity::from_seed([14; 32], gw).unwrap(),
+        authority(),
+        [104; 32],
+        Some(PeerName::new("w").unwrap()),
+    )
+    .unwrap();
+    let mut r = Ch::responder(
+        Identity::from_seed([15; 32], w).unwrap(),
+        authority(),
+        [105; 32],
+    )
+    .unwrap();
+    pump(&mut i, &mut r, NOW + 2).unwrap();
+    assert!(i.is_open() && r.is_open());
+    // A coordinator-rooted monitor of the same fleet does not take the owner-rooted form.
+    let mut c2 = coordinator();
+    let gw = presented(
+        endorse(OWNER, "lab", c2.public(), (NOW, NOW + 3600)),
+        admit_peer(&mut c2, "gw", "gateway", 6, 16),
+    );
+    let mut i = Ch::initiator(
+        Identity::from_seed([16; 32], gw).unwrap(),
+        authority(),
+        [106; 32],
+        Some(PeerName::new("w").unwrap()),
+    )
+    .unwrap();
+    let plain = admit_peer(&mut c2, "w", "worker", 7, 17);
+    let mut r = Ch::responder(
+        Identity::from_seed([17; 32], plain).unwrap(),
+        lab_authority(&c2),
+        [107; 32],
+    )
+    .unwrap();
+    assert!(pump(&mut i, &mut r, NOW + 2).is_err());
+}

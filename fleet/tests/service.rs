@@ -87,12 +87,7 @@ fn call(s: &mut Service, r: &Request, uptime_ms: u64) -> (Response, Kind, bool) 
         }
     }
     // A fresh nonce per request, as the monitor draws one.
-    let id = match r {
-        Request::Policy { id, .. }
-        | Request::Place { id, .. }
-        | Request::Admit { id, .. }
-        | Request::AdmitNitro { id, .. } => *id,
-    };
+    let id = r.id();
     let h = s.handle(&body.unwrap(), uptime_ms, [id as u8; 32]);
     // The answer survives its own framing.
     let answer = decode_response(&encode(&h.response)).unwrap();
@@ -445,4 +440,56 @@ fn nitro_documents_verify_under_the_policys_root() {
         assert_eq!(got, rule, "case {i}: {reason}");
         assert!(reason.contains(why), "case {i}: {reason}");
     }
+}
+
+/// The owner's endorsement of the coordinator's key: taken only when the owner signed it,
+/// for this key and this fleet, valid at the coordinator's time.
+#[test]
+fn the_coordinator_takes_only_the_owners_endorsement_of_its_own_key() {
+    use omega_fleet::endorsement::{ENDORSEMENT_FORMAT, Endorsement};
+    let mut s = service(0);
+    let e = |owner: u8, fleet: &str, coordinator: [u8; 32], window: (u64, u64)| {
+        Endorsement {
+            format: ENDORSEMENT_FORMAT,
+            fleet_id: fleet.into(),
+            coordinator,
+            boot_id: [1; 16],
+            not_before: window.0,
+            not_after: window.1,
+        }
+        .sign(&key(owner))
+        .unwrap()
+    };
+    let me = s.public();
+    let window = (ISSUED_AT - 10, ISSUED_AT + 3600);
+    let endorse = |id, signed| Request::Endorse { id, signed };
+    let (r, kind, _) = call(&mut s, &endorse(1, e(OWNER, "lab", me, window)), 0);
+    assert_eq!((refused_rule(&r), kind), ("endorsement", Kind::Endorse));
+    call(
+        &mut s,
+        &Request::Policy {
+            id: 2,
+            signed: policy(1, ISSUED_AT, MODULE),
+        },
+        0,
+    );
+    for (id, signed) in [
+        (3, e(OWNER + 1, "lab", me, window)),
+        (4, e(OWNER, "lab", key(10).public(), window)),
+        (5, e(OWNER, "other", me, window)),
+        (6, e(OWNER, "lab", me, (ISSUED_AT - 100, ISSUED_AT - 1))),
+        (7, vec![0; 40]),
+    ] {
+        let (r, ..) = call(&mut s, &endorse(id, signed), 0);
+        assert_eq!(refused_rule(&r), "endorsement", "{id}: {r:?}");
+    }
+    let (r, kind, granted) = call(&mut s, &endorse(8, e(OWNER, "lab", me, window)), 0);
+    assert_eq!(
+        r,
+        Response::Endorsed {
+            id: 8,
+            not_after: ISSUED_AT + 3600
+        }
+    );
+    assert!(granted && kind == Kind::Endorse);
 }

@@ -1,8 +1,9 @@
 //! The fleet end to end (issue 17) with real processes: etcd (started here on free loopback
-//! ports), the coordinator (the host stand-in in the first test, inside an Omega image in
-//! the second), the untrusted scheduler and node agents of
+//! ports), the coordinator inside an Omega image (`omega-fleet coordinator --in-image`, its
+//! key taken from its verified evidence), the untrusted scheduler and node agents of
 //! `omega-fleet`, each node booting the test-hooks image with `omega run --simulated-psp`
-//! and the coordinator's nonce. Four boots in all:
+//! and the coordinator's nonce. The first test boots the coordinator's image, then four
+//! nodes:
 //!
 //! 1-2. nodes n1, n2 (1 vCPU): placed, booted, their evidence verified (lab root), admitted;
 //!      each credential names the node's attested monitor key and its attested peer key
@@ -167,8 +168,6 @@ impl Lab {
         assert_ne!(digest, digest_of("2"));
         let p = |n: &str| d.join(n).display().to_string();
         let owner_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("owner.key")]);
-        let coord_pub = fleet_cmd(&fleet, &["keygen", "--out", &p("coordinator.key")]);
-        let coordinator_key = hex::decode(&coord_pub).unwrap().try_into().unwrap();
         Lab {
             d: d.to_path_buf(),
             fleet,
@@ -176,8 +175,9 @@ impl Lab {
             image,
             digest,
             owner_pub,
-            coord_pub,
-            coordinator_key,
+            // Set from the coordinator's verified evidence once it runs.
+            coord_pub: String::new(),
+            coordinator_key: [0; 32],
             endpoint: etcd.endpoint(),
             procs: Procs::default(),
         }
@@ -193,36 +193,11 @@ impl Lab {
             .to_vec()
     }
 
-    /// Signs the owner's policy ([`Lab::sign_policy`]) and starts the coordinator (the host
-    /// stand-in, its key `Lab::new`'s) and the scheduler.
-    fn start(&mut self, bundles: &[&Path], routes: Value) {
-        self.sign_policy(bundles, routes);
-        let mut coordinator = Command::new(&self.fleet);
-        coordinator
-            .arg("coordinator")
-            .args(self.etcd_args())
-            .args([
-                "--key",
-                &self.p("coordinator.key"),
-                "--owner",
-                &self.owner_pub,
-            ])
-            .args([
-                "--policy",
-                &self.p("policy.signed"),
-                "--state",
-                &self.p("coordinator.state"),
-            ])
-            .args(["--lab-root", "--audit", &self.p("coordinator.audit")]);
-        self.procs.spawn("coordinator", &mut coordinator);
-        self.start_scheduler();
-    }
-
-    /// As [`Lab::start`], with the coordinator in an Omega image (`omega-fleet coordinator
-    /// --in-image`: its bundle makes the test-hooks image the fleet's coordinator, the host
-    /// process only relays). Its key is taken from its evidence, verified here first
-    /// (`verify-evidence --principal coordinator`), never from the host's word; it replaces
-    /// the key drawn by `Lab::new`, so nodes are started with it.
+    /// Signs the owner's policy ([`Lab::sign_policy`]) and starts the coordinator in an Omega
+    /// image (`omega-fleet coordinator --in-image`: its bundle makes the test-hooks image the
+    /// fleet's coordinator, the host process only relays) and the scheduler. The
+    /// coordinator's key is taken from its evidence, verified here first (`verify-evidence
+    /// --principal coordinator`), never from the host's word; nodes are started with it.
     fn start_in_image(&mut self, bundles: &[&Path], routes: Value) {
         self.sign_policy(bundles, routes);
         let bundle = self.d.join("coordinator-bundle");
@@ -384,7 +359,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
     // bundle's two agents pinned; compiled and signed by the CLI.
     let good = bundle(d, "fleet-good", &["alpha", "beta"]);
     let evil = bundle(d, "fleet-evil", &["mallory"]);
-    lab.start(
+    lab.start_in_image(
         &[&good],
         serde_json::json!([{ "from": "worker/alpha", "to": "worker/beta" }]),
     );
@@ -859,6 +834,7 @@ fn admitted_nodes_open_the_channel_with_the_coordinators_credentials() {
         m.fleet = Some(omega_bundle::FleetEntry {
             id: FLEET.into(),
             coordinator: lab.coord_pub.clone(),
+            owner: None,
         });
         std::fs::write(path, m.to_json()).unwrap();
     }

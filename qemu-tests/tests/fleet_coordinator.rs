@@ -278,6 +278,7 @@ fn a_coordinator_in_an_image_admits_a_node_and_refuses_a_hostile_relay() {
         m.fleet = Some(omega_bundle::FleetEntry {
             id: "lab".into(),
             coordinator: hex::encode(coord_key),
+            owner: None,
         });
     });
     write_bundle(&d.path().join("node"), &node_files);

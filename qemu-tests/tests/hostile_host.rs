@@ -329,6 +329,7 @@ fn a_peer_credential_counts_only_under_the_bundles_coordinator() {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
+        owner: None,
     });
     files[0].1 = m.to_json();
     send_bundle(&mut host, &files);

@@ -213,6 +213,7 @@ impl Coordinator {
         m.fleet = Some(omega_bundle::FleetEntry {
             id: fleet.into(),
             coordinator: hex::encode(self.key.public()),
+            owner: None,
         });
         std::fs::write(path, m.to_json()).unwrap();
     }

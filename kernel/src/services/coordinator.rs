@@ -204,6 +204,7 @@ impl CoordinatorService {
                 Kind::Policy => 1,
                 Kind::Place => 2,
                 Kind::Admit => 3,
+                Kind::Endorse => 4,
             };
             let decision = if r.granted {
                 Decision::Allow

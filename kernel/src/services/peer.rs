@@ -30,6 +30,7 @@ use alloc::vec::Vec;
 
 use omega_arch::serial_println;
 use omega_fleet::Credential;
+use omega_fleet::endorsement::{PresentedError, Root, open_presented};
 use omega_fleet::peer::CredentialAuthority;
 use omega_kernel::channel::HostText;
 use omega_peer_channel::{Channel, Event, Identity, MAX_BUFFERED, PeerName};
@@ -69,10 +70,11 @@ enum State {
     Ended,
 }
 
-/// The fleet the bundle names: the only source of the channel's authority.
+/// The fleet the bundle names: the only source of the channel's authority (one
+/// coordinator's key, or the owner whose endorsed coordinators sign credentials).
 struct Fleet {
     id: alloc::string::String,
-    coordinator: [u8; 32],
+    root: Root,
 }
 
 pub struct PeerService {
@@ -161,9 +163,15 @@ impl PeerService {
     pub fn set_fleet(&mut self, fleet: Option<&omega_bundle::FleetEntry>) {
         self.bundle_in = true;
         self.fleet = fleet.and_then(|f| {
+            let root = match (f.coordinator_key(), f.owner_key()) {
+                (Some(k), None) => Root::Coordinator(k),
+                (None, Some(o)) => Root::Owner(o),
+                // The bundle check admits exactly one of them.
+                _ => return None,
+            };
             Some(Fleet {
                 id: f.id.clone(),
-                coordinator: f.coordinator_key()?,
+                root,
             })
         });
     }
@@ -193,8 +201,16 @@ impl PeerService {
         if !clock {
             return Err("no clock to bound the credential's window");
         }
-        let c = Credential::decode(bytes, &fleet.coordinator)
-            .map_err(|_| "not signed by the bundle's coordinator (or malformed)")?;
+        let (c, endorsement) =
+            open_presented(bytes, &fleet.root, &fleet.id).map_err(|e| match (&fleet.root, e) {
+                (_, PresentedError::OtherFleet(_)) => "endorsement of another fleet",
+                (Root::Coordinator(_), _) => {
+                    "not signed by the bundle's coordinator (or malformed)"
+                }
+                (Root::Owner(_), _) => {
+                    "not under a coordinator key the bundle's owner endorsed (or malformed)"
+                }
+            })?;
         if c.fleet_id != fleet.id {
             return Err("credential of another fleet");
         }
@@ -210,8 +226,12 @@ impl PeerService {
         if c.peer_key != Some(id.public()) {
             return Err("credential binds another peer key");
         }
-        if c.not_before.saturating_add(now_ms.div_ceil(1000)) >= c.not_after {
+        let upper = c.not_before.saturating_add(now_ms.div_ceil(1000));
+        if upper >= c.not_after {
             return Err("credential expired");
+        }
+        if endorsement.is_some_and(|e| !e.valid_at(upper)) {
+            return Err("the owner's endorsement of its coordinator expired");
         }
         Ok((c, id))
     }
@@ -261,7 +281,7 @@ impl PeerService {
             }
         };
         let fleet = self.fleet.as_ref().expect("checked above");
-        let authority = CredentialAuthority::new(fleet.coordinator, &fleet.id);
+        let authority = CredentialAuthority::rooted(fleet.root, &fleet.id);
         self.unix_at_start = Some(credential.not_before);
         let label = alloc::format!(
             "{}/{} #{}",
