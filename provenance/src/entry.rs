@@ -175,8 +175,8 @@ pub mod lifecycle {
     pub const PEER_CREDENTIAL: u32 = 14;
     /// A request to this image's fleet coordinator (the bundle's `coordinator` entry;
     /// `kernel/src/services/coordinator.rs`), relayed by the host on the Fleet stream.
-    /// `target`: what was asked (1 policy update, 2 placement, 3 admission, 0 a message
-    /// that did not decode). Decision allow: granted; content = SHA-256 of what the
+    /// `target`: what was asked (1 policy update, 2 placement, 3 admission, 4 the owner's
+    /// endorsement of the coordinator key, 0 a message that did not decode). Decision allow: granted; content = SHA-256 of what the
     /// coordinator signed (the placement, the credential) or applied (the signed policy),
     /// name = `fleet vN`, `workload on node` or `node/role #serial`. Decision deny: refused;
     /// content = SHA-256 of the request, name = the rule (`policy`, `placement`,
