@@ -42,11 +42,22 @@ use sha2::{Digest, Sha256};
 
 const FLOOR: u64 = 2;
 
-/// The launcher, killed when the test ends however it ends.
+/// The launcher, stopped when the test ends however it ends: asked first (SIGTERM: it
+/// stops its QEMU), killed if it has not gone within 10 s (a SIGKILLed launcher would leave
+/// its QEMU running).
 struct Launcher(Child);
 
 impl Drop for Launcher {
     fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
