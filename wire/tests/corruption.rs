@@ -200,7 +200,7 @@ fn malformed_headers_are_refused() {
     let good_hdr = [1u8, 5, 0, 1, 0, 0, 2];
     let cases: Vec<(Vec<u8>, WireError)> = vec![
         (vec![2, 5, 0, 1, 0, 0, 2], WireError::UnsupportedVersion(2)),
-        (vec![1, 7, 0, 1, 0, 0, 2], WireError::UnknownStream(7)),
+        (vec![1, 8, 0, 1, 0, 0, 2], WireError::UnknownStream(8)),
         (vec![1, 5, 7, 1, 0, 0, 2], WireError::UnknownKind(7)),
         (vec![1, 5, 0, 3, 0, 0, 2], WireError::BadHeader), // unknown flag
         (vec![1, 5, 0, 1, 0x80, 0, 0, 2], WireError::BadHeader), // over-long varint
