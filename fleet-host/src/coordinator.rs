@@ -20,12 +20,22 @@
 //! quote needs the std `dcap-qvl` verifier: the local backend verifies it here
 //! (`omega-tee-verify`) and admits through the service's core; an in-image coordinator
 //! refuses it (rule `evidence`).
+//!
+//! An owner-rooted fleet (docs/fleet.md): with [`Config::endorsement`], once the policy is
+//! applied the host waits (up to [`ENDORSEMENT_WAIT`] after the start, polling each tick)
+//! for the owner's endorsement file (`omega-fleet endorse`, made after the owner verified
+//! this coordinator's evidence) and sends it (`Request::Endorse`): taken, it is logged
+//! `endorsed` and published at `endorsements/coordinator` for the node agents (who check it
+//! under the owner key themselves), and every credential from then on is the presented form
+//! (`omega_fleet::endorsement::Presented`); refused, it is logged `endorsement-refused` and
+//! the coordinator carries on with bare credentials.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use omega_fleet::endorsement::Presented;
 use omega_fleet::service::{Chain, MAX_REQUEST, Request, Response, encode};
 use omega_fleet::{Credential, Placement};
 use serde_json::json;
@@ -62,7 +72,13 @@ pub struct Config {
     pub audit: Option<PathBuf>,
     pub poll: Duration,
     pub mode: Mode,
+    /// The owner's endorsement file (`--endorsement`), sent once it exists (see the module
+    /// docs).
+    pub endorsement: Option<PathBuf>,
 }
+
+/// How long after the start the host polls for the endorsement file.
+pub const ENDORSEMENT_WAIT: Duration = Duration::from_secs(120);
 
 /// Where the coordinator runs.
 pub enum Mode {
@@ -132,6 +148,10 @@ pub struct Host<B: Backend> {
     placed: HashMap<String, (String, u64, Option<[u8; 32]>)>,
     /// workload → mod revision of the last evidence submission handled.
     handled: HashMap<String, i64>,
+    /// The endorsement file still awaited, and until when.
+    awaited: Option<(PathBuf, Instant)>,
+    /// The owner's endorsement the coordinator took (its credentials present it).
+    endorsed: Option<Vec<u8>>,
 }
 
 impl<B: Backend> Host<B> {
@@ -172,12 +192,106 @@ impl<B: Backend> Host<B> {
             next_id: 2,
             placed: HashMap::new(),
             handled: HashMap::new(),
+            awaited: cfg
+                .endorsement
+                .clone()
+                .map(|f| (f, Instant::now() + ENDORSEMENT_WAIT)),
+            endorsed: None,
         })
     }
 
     /// The coordinator's key.
     pub fn public(&self) -> [u8; 32] {
         self.public
+    }
+
+    /// The owner's endorsement the coordinator took, if any.
+    pub fn endorsement(&self) -> Option<&[u8]> {
+        self.endorsed.as_deref()
+    }
+
+    /// Sends the owner's endorsement `signed` to the coordinator: `Ok(true)` when taken
+    /// (logged `endorsed`, published at `endorsements/coordinator`), `Ok(false)` when refused
+    /// (logged `endorsement-refused`, not fatal); any other answer is the coordinator's
+    /// failure.
+    pub async fn endorse(&mut self, signed: Vec<u8>) -> anyhow::Result<bool> {
+        let id = self.id();
+        let req = Request::Endorse {
+            id,
+            signed: signed.clone(),
+        };
+        if let Err(reason) = sendable(&req) {
+            self.audit.log(
+                "endorsement-refused",
+                json!({ "rule": "malformed", "reason": reason }),
+            );
+            return Ok(false);
+        }
+        match self.backend.call(&req).await.map_err(failed)? {
+            Response::Endorsed { not_after, .. } => {
+                self.audit
+                    .log("endorsed", json!({ "not_after": not_after }));
+                self.endorsed = Some(signed.clone());
+                self.store
+                    .put(
+                        crate::node::ENDORSEMENTS,
+                        crate::node::ENDORSEMENT_NAME,
+                        signed,
+                    )
+                    .await?;
+                Ok(true)
+            }
+            Response::Refused { rule, reason, .. } => {
+                self.audit.log(
+                    "endorsement-refused",
+                    json!({ "rule": rule, "reason": reason }),
+                );
+                Ok(false)
+            }
+            other => Err(failed(format!(
+                "the coordinator answered an endorsement with {other:?}"
+            ))),
+        }
+    }
+
+    /// The awaited endorsement file sent once it exists; given up (logged
+    /// `endorsement-missing`) [`ENDORSEMENT_WAIT`] after the start.
+    async fn poll_endorsement(&mut self) -> anyhow::Result<()> {
+        let Some((file, until)) = self.awaited.clone() else {
+            return Ok(());
+        };
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                self.awaited = None;
+                self.endorse(bytes).await?;
+            }
+            Err(_) if Instant::now() >= until => {
+                self.awaited = None;
+                self.audit.log(
+                    "endorsement-missing",
+                    json!({ "file": file.display().to_string() }),
+                );
+            }
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// An admission's credential bytes, which must verify under this coordinator's key (and,
+    /// once endorsed, present the endorsement it took).
+    fn own_credential(&self, bytes: &[u8]) -> anyhow::Result<Credential> {
+        let signed = match &self.endorsed {
+            None => bytes.to_vec(),
+            Some(e) => {
+                let p = Presented::decode(bytes).map_err(|e| failed(format!("{e}")))?;
+                if p.endorsement != *e {
+                    return Err(failed("a credential presenting another endorsement"));
+                }
+                p.credential
+            }
+        };
+        Credential::decode(&signed, &self.public)
+            .map_err(|e| failed(format!("a credential that does not verify: {e}")))
     }
 
     fn id(&mut self) -> u64 {
@@ -455,8 +569,7 @@ impl<B: Backend> Host<B> {
                 .map(|(node, epoch, _)| (node.clone(), *epoch));
             match outcome {
                 Ok((signed, image, boot_id)) => {
-                    let c = Credential::decode(&signed, &self.public)
-                        .map_err(|e| failed(format!("a credential that does not verify: {e}")))?;
+                    let c = self.own_credential(&signed)?;
                     self.store
                         .put("credentials", &c.node_id, signed.clone())
                         .await?;
@@ -505,6 +618,7 @@ impl<B: Backend> Host<B> {
     /// One pass: new proposals placed, new submissions admitted or refused. An `Err`
     /// holding [`BackendFailed`] means the coordinator is gone (see [`Host::serve`]).
     pub async fn tick(&mut self) -> anyhow::Result<()> {
+        self.poll_endorsement().await?;
         self.place().await?;
         self.admit().await
     }

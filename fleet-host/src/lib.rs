@@ -21,6 +21,7 @@ pub mod attest;
 pub mod audit;
 pub mod backend;
 pub mod coordinator;
+pub mod endorse;
 pub mod node;
 pub mod relay;
 pub mod scheduler;

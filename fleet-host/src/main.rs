@@ -6,10 +6,14 @@
 //! omega-fleet coordinator --etcd URL --fleet F --owner HEX --policy P.signed --lab-root \
 //!     --key F --state F [--min-policy-version N]     # the coordinator in this process (stand-in)
 //! omega-fleet coordinator --etcd URL --fleet F --owner HEX --policy P.signed --lab-root \
-//!     --in-image --omega BIN --image IMG --coordinator-bundle DIR --run-dir DIR
-//!                                                    # the coordinator in an Omega image, relayed
+//!     --in-image --omega BIN --image IMG --coordinator-bundle DIR --run-dir DIR \
+//!     [--endorsement FILE]                           # the coordinator in an Omega image, relayed
+//! omega-fleet endorse --evidence RUN_DIR/log/evidence/coordinator.bin --nonce HEX --image IMG \
+//!     [--vcpus N --vcpu-type T] --lab-root --owner-key F --fleet F --lifetime SECS --out FILE
+//!                                                    # the owner endorses a verified coordinator
 //! omega-fleet scheduler --etcd URL --fleet F
-//! omega-fleet node --etcd URL --fleet F --id N --coordinator HEX --omega BIN --image IMG --work DIR
+//! omega-fleet node --etcd URL --fleet F --id N (--coordinator HEX | --owner HEX) --omega BIN \
+//!     --image IMG --work DIR
 //! omega-fleet submit --etcd URL --fleet F --workload W --bundle DIR --role R [--peer W2]
 //! omega-fleet submit-tee --etcd URL --fleet F --workload W --node N --coordinator HEX \
 //!     --node-key HEX (--tdx QUOTE --collateral JSON | --nitro DOC)
@@ -21,6 +25,13 @@
 //! (`--in-image`) its key is drawn and claimed in the image's attested evidence, and this
 //! process only relays between etcd and the image's Fleet stream (`omega run
 //! --fleet-connect`). See `omega_fleet_host::coordinator`.
+//!
+//! An owner-rooted fleet (nodes' bundles name `fleet.owner`): the owner runs `endorse` on
+//! the coordinator's `coordinator` evidence (for the owner's nonce, under the SNP roots,
+//! the launch digest of IMG), which signs an endorsement of the claimed key and boot; the
+//! coordinator (`--endorsement FILE`, polled up to 120 s) hands it to the image, and node
+//! agents started with `--owner` check placements and credentials under it
+//! (`omega_fleet_host::endorse`, `omega_fleet::endorsement`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -173,6 +184,48 @@ enum Cmd {
         /// omega-run.stdout and .stderr, coordinator.pub (--in-image).
         #[arg(long, value_name = "DIR", requires = "in_image")]
         run_dir: Option<PathBuf>,
+        /// The owner's endorsement of this coordinator (`omega-fleet endorse --out`): once
+        /// the policy is applied, polled until it exists (up to 120 s after the start), then
+        /// sent to the coordinator (logged `endorsed`, or `endorsement-refused`, not fatal).
+        #[arg(long, value_name = "FILE")]
+        endorsement: Option<PathBuf>,
+    },
+    /// The fleet owner endorses a coordinator boot: verifies its `coordinator` evidence (as
+    /// `measurements verify-evidence --principal coordinator` does: the evidence tree for
+    /// --nonce, its SNP report under the roots with REPORT_DATA and the launch digest of
+    /// --image for the shape), requires the claimed owner to be --owner-key's, and signs an
+    /// endorsement of the claimed key and boot id for --fleet, valid --lifetime seconds from
+    /// now. Prints the endorsed key.
+    Endorse {
+        /// The coordinator's evidence (its run's `log/evidence/coordinator.bin`).
+        #[arg(long, value_name = "FILE")]
+        evidence: PathBuf,
+        /// The nonce the coordinator's evidence must answer (64 hex digits; the coordinator
+        /// launch's `--nonce`).
+        #[arg(long, value_name = "HEX")]
+        nonce: String,
+        /// The coordinator's Omega image (its launch digest is the expected measurement).
+        #[arg(long, value_name = "IMG")]
+        image: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// QEMU vCPU model of the launch (as `measurements digest --vcpu-type`).
+        #[arg(long, value_name = "TYPE", default_value = "EPYC-v4")]
+        vcpu_type: String,
+        /// Verify the report under the simulated PSP's lab root (tests only; required so far).
+        #[arg(long)]
+        lab_root: bool,
+        /// The owner's key seed file.
+        #[arg(long, value_name = "FILE")]
+        owner_key: PathBuf,
+        /// The fleet the endorsement is for.
+        #[arg(long)]
+        fleet: String,
+        /// Seconds the endorsement is valid from now (more than 0).
+        #[arg(long, value_name = "SECONDS")]
+        lifetime: u64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Submits a TDX or Nitro guest's evidence for its placement (what an Omega node's
     /// agent does with the monitor's evidence): the guest's bound data (TDX REPORTDATA, Nitro
@@ -220,9 +273,19 @@ enum Cmd {
         etcd: Etcd,
         #[arg(long)]
         id: String,
-        /// The coordinator's public key (64 hex digits).
-        #[arg(long)]
-        coordinator: String,
+        /// The coordinator's public key (64 hex digits), when the bundles name it.
+        #[arg(
+            long,
+            value_name = "HEX",
+            required_unless_present = "owner",
+            conflicts_with = "owner"
+        )]
+        coordinator: Option<String>,
+        /// The fleet owner's public key (64 hex digits), when the bundles name the owner:
+        /// placements must verify under the owner-endorsed coordinator key the coordinator
+        /// published, credentials are checked as presented under the owner.
+        #[arg(long, value_name = "HEX")]
+        owner: Option<String>,
         #[arg(long)]
         omega: PathBuf,
         #[arg(long)]
@@ -322,6 +385,7 @@ fn main() -> anyhow::Result<()> {
             image,
             coordinator_bundle,
             run_dir,
+            endorsement,
         } => {
             if !lab_root {
                 bail!(
@@ -367,8 +431,65 @@ fn main() -> anyhow::Result<()> {
                 audit,
                 poll: etcd.poll(),
                 mode,
+                endorsement,
             };
             runtime()?.block_on(coordinator::run(cfg))
+        }
+        Cmd::Endorse {
+            evidence,
+            nonce,
+            image,
+            vcpus,
+            vcpu_type,
+            lab_root,
+            owner_key,
+            fleet,
+            lifetime,
+            out,
+        } => {
+            if !lab_root {
+                bail!("only --lab-root (the simulated PSP) is wired so far (docs/fleet.md)");
+            }
+            if lifetime == 0 {
+                bail!("--lifetime 0 endorses nothing");
+            }
+            if !omega_fleet::name_ok(&fleet) {
+                bail!("--fleet {fleet:?}: 1..=64 of [A-Za-z0-9._-]");
+            }
+            let owner = SigningKey::from_seed(read_key(&owner_key)?).context("zero owner seed")?;
+            let nonce = parse_key(&nonce).context("--nonce")?;
+            let vcpu_type: measurements::VcpuType = vcpu_type
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--vcpu-type {vcpu_type}: {e}"))?;
+            let bytes = std::fs::read(&evidence)
+                .with_context(|| format!("reading {}", evidence.display()))?;
+            let claim = omega_fleet_host::endorse::verify_coordinator(
+                &bytes,
+                &nonce,
+                &SnpRoots::Lab,
+                || {
+                    let img = std::fs::read(&image)
+                        .with_context(|| format!("reading {}", image.display()))?;
+                    measurements::Measurer::new(&img)
+                        .and_then(|m| m.launch_digest(vcpus, vcpu_type, 0x1, &Default::default()))
+                        .with_context(|| format!("{}", image.display()))
+                },
+            )
+            .with_context(|| format!("{}", evidence.display()))?;
+            let signed = omega_fleet_host::endorse::endorse(
+                &owner,
+                &fleet,
+                &claim,
+                omega_fleet_host::now(),
+                lifetime,
+            )?;
+            std::fs::write(&out, signed).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "endorsed coordinator boot {} of fleet {fleet} for {lifetime} s",
+                hex::encode(claim.boot_id)
+            );
+            println!("{}", hex::encode(claim.public));
+            Ok(())
         }
         Cmd::SubmitTee {
             etcd,
@@ -430,6 +551,7 @@ fn main() -> anyhow::Result<()> {
             etcd,
             id,
             coordinator,
+            owner,
             omega,
             image,
             vcpus,
@@ -437,6 +559,11 @@ fn main() -> anyhow::Result<()> {
             ttl,
             audit,
         } => {
+            let root = match (coordinator, owner) {
+                (Some(c), None) => omega_fleet::endorsement::Root::Coordinator(parse_key(&c)?),
+                (None, Some(o)) => omega_fleet::endorsement::Root::Owner(parse_key(&o)?),
+                _ => bail!("give exactly one of --coordinator and --owner"),
+            };
             if !omega_fleet::name_ok(&id) {
                 bail!("--id {id:?}: 1..=64 of [A-Za-z0-9._-]");
             }
@@ -445,7 +572,7 @@ fn main() -> anyhow::Result<()> {
                 etcd: etcd.etcd.clone(),
                 fleet: etcd.fleet.clone(),
                 id,
-                coordinator: parse_key(&coordinator)?,
+                root,
                 omega,
                 image,
                 vcpus,

@@ -12,6 +12,13 @@
 //! handed to the launcher (`--peer-credential`), which gives it to the monitor: nothing
 //! here is trusted by the monitors, which check the credential under the coordinator key
 //! in their bundle.
+//!
+//! The agent's root ([`Config::root`]) is the one its bundles name: one coordinator key
+//! (`--coordinator`), or the fleet's owner (`--owner`, an owner-rooted fleet). Under an
+//! owner, placements must verify under the coordinator key of the owner's endorsement the
+//! coordinator published (`endorsements/coordinator`, checked here under the owner key, for
+//! this fleet, now valid), and credentials are the presented form, checked by
+//! `omega_fleet::endorsement::verify_presented` (under a coordinator key too: one path).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -19,18 +26,26 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use omega_fleet::{Credential, Placement};
+use omega_fleet::Placement;
+use omega_fleet::endorsement::{Endorsement, Root, verify_presented};
 use serde_json::json;
 
 use crate::audit::Audit;
 use crate::source::bundle_pins;
 use crate::store::{NodeInfo, Proposal, Store, Submission};
 
+/// Where the coordinator host publishes the owner's endorsement it took (etcd
+/// `endorsements/coordinator`): owner-signed, so readers check it themselves.
+pub const ENDORSEMENTS: &str = "endorsements";
+pub const ENDORSEMENT_NAME: &str = "coordinator";
+
 pub struct Config {
     pub etcd: Vec<String>,
     pub fleet: String,
     pub id: String,
-    pub coordinator: [u8; 32],
+    /// Who signs this fleet's credentials (what the bundles name): one coordinator key, or
+    /// the owner, whose endorsement names the coordinator key.
+    pub root: Root,
     /// The `omega` launcher.
     pub omega: PathBuf,
     pub image: PathBuf,
@@ -234,7 +249,7 @@ impl Node {
         let Some(bytes) = self.store.get("credentials", &self.cfg.id).await? else {
             return Ok(());
         };
-        match Credential::verify(&bytes, &self.cfg.coordinator, crate::now()) {
+        match verify_presented(&bytes, &self.cfg.root, &self.cfg.fleet, crate::now()) {
             Ok(c) if c.node_key == key => {
                 if let Some(file) = &self.runs[i].credential_file {
                     // Whole or not at all: the launcher sends the first bytes it reads.
@@ -254,15 +269,47 @@ impl Node {
         Ok(())
     }
 
+    /// The key placements must verify under: the coordinator's, or under an owner root the
+    /// key of the owner's endorsement the coordinator published (`endorsements/coordinator`:
+    /// etcd is untrusted, so it counts only if the owner signed it, for this fleet, valid now).
+    async fn placement_signer(&mut self) -> anyhow::Result<[u8; 32]> {
+        let owner = match self.cfg.root {
+            Root::Coordinator(key) => return Ok(key),
+            Root::Owner(owner) => owner,
+        };
+        let bytes = self
+            .store
+            .get(ENDORSEMENTS, ENDORSEMENT_NAME)
+            .await?
+            .context("no owner endorsement published yet")?;
+        let e = Endorsement::decode(&bytes, &owner)
+            .map_err(|e| anyhow::anyhow!("the published endorsement: {e}"))?;
+        if e.fleet_id != self.cfg.fleet || !e.valid_at(crate::now()) {
+            bail!(
+                "the published endorsement is for fleet {} until {}",
+                e.fleet_id,
+                e.not_after
+            );
+        }
+        Ok(e.coordinator)
+    }
+
     async fn tick(&mut self) -> anyhow::Result<()> {
         let proposals = self.store.list_json::<Proposal>("proposals").await?;
         let me = self.cfg.id.clone();
+        let mut signer = None;
         for (w, p, _) in proposals.into_iter().filter(|(_, p, _)| p.node == me) {
             let Some(signed) = self.store.get("placements", &w).await? else {
                 continue;
             };
-            let checked = Placement::verify(&signed, &self.cfg.coordinator)
-                .map_err(anyhow::Error::from)
+            if signer.is_none() {
+                signer = Some(self.placement_signer().await.map_err(|e| format!("{e:#}")));
+            }
+            let checked = signer
+                .clone()
+                .unwrap_or_else(|| Err("no signer".into()))
+                .map_err(anyhow::Error::msg)
+                .and_then(|key| Placement::verify(&signed, &key).map_err(anyhow::Error::from))
                 .and_then(|pl| {
                     if pl.node_id != self.cfg.id || pl.workload != w {
                         // Signed for another node or an older epoch: not (yet) ours.

@@ -26,6 +26,14 @@
 //!   the launcher ended by closing the relay; a launcher that fails at once is reported with
 //!   its output; `--key` with `--in-image` is refused.
 //! * `omega-fleet bench-admission` on stored evidence.
+//! * Owner-rooted (`omega_fleet_host::endorse`, `Host::endorse`, `--endorsement`): attested
+//!   `coordinator` evidence verified for its nonce under the lab root and the expected
+//!   measurement (another nonce, another measurement refused), an endorsement of its claim
+//!   signed (another owner's claim, a zero lifetime refused) and taken by the service from
+//!   the polled file (`endorsed`, published in etcd) after another owner's was refused
+//!   (`endorsement-refused`); an admission's credential then verifies under the owner root
+//!   and not under the coordinator key. `omega-fleet endorse` refuses evidence for another
+//!   nonce and a zero lifetime.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
@@ -33,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use omega_fleet::Placement;
+use omega_fleet::endorsement::{ENDORSEMENT_FORMAT, Endorsement, Root, verify_presented};
 use omega_fleet::policy::{FleetPolicy, ImageRule, POLICY_FORMAT, Shape, SnpTcb};
 use omega_fleet::service::{
     Chain, Deframer, FrameError, MAX_REQUEST, MAX_RESPONSE, Request, Response, Service, encode,
@@ -457,8 +466,12 @@ async fn place_and_admit<B: omega_fleet_host::backend::Backend>(
     store.put_json("evidence", w, &sub).await.unwrap();
     host.tick().await.unwrap();
     let cred = store.get("credentials", node).await.unwrap().unwrap();
-    let c =
-        omega_fleet::Credential::verify(&cred, &host.public(), omega_fleet_host::now()).unwrap();
+    // Bare under the coordinator's key, or presented under the owner once it endorsed it.
+    let root = match host.endorsement() {
+        None => Root::Coordinator(host.public()),
+        Some(_) => Root::Owner(key(OWNER).public()),
+    };
+    let c = verify_presented(&cred, &root, FLEET, omega_fleet_host::now()).unwrap();
     assert_eq!((c.node_id.as_str(), c.node_key), (node, monitor));
     let status: Status =
         serde_json::from_slice(&store.get("status", w).await.unwrap().unwrap()).unwrap();
@@ -503,6 +516,7 @@ async fn the_host_loop_runs_over_the_relay() {
         policy: signed,
         lab_root: true,
         tdx_as_of: None,
+        endorsement: None,
         audit: Some(audit.clone()),
         poll: Duration::from_millis(50),
         mode: Mode::InImage(InImageConfig {
@@ -680,6 +694,7 @@ async fn a_nitro_guest_is_decided_by_the_in_image_coordinator() {
         policy: signed,
         lab_root: true,
         tdx_as_of: None,
+        endorsement: None,
         audit: Some(audit.clone()),
         poll: Duration::from_millis(50),
         mode: Mode::InImage(InImageConfig {
@@ -775,6 +790,7 @@ async fn the_host_loop_runs_over_the_local_service() {
         policy: signed,
         lab_root: true,
         tdx_as_of: None,
+        endorsement: None,
         audit: None,
         poll: Duration::from_millis(50),
         mode: Mode::Local {
@@ -959,6 +975,7 @@ echo "omega: the relay closed the Fleet stream"
         policy: signed.clone(),
         lab_root: true,
         tdx_as_of: None,
+        endorsement: None,
         audit: None,
         poll: Duration::from_millis(50),
         mode: Mode::InImage(image.clone()),
@@ -994,4 +1011,187 @@ echo "omega: the relay closed the Fleet stream"
     );
     let out = std::fs::read_to_string(d.join("run/omega-run.stdout")).unwrap();
     assert!(out.contains("the relay closed"), "{out}");
+}
+
+/// The `coordinator` evidence a monitor under the simulated PSP writes for `public` (owner
+/// `owner`), attested for `nonce` (report measurement `[0x33; 48]`).
+fn attested_coordinator_evidence(public: [u8; 32], owner: [u8; 32], nonce: [u8; 32]) -> Vec<u8> {
+    let mut issuer = omega_evidence::Issuer::new(omega_fleet_host::random32().unwrap()).unwrap();
+    issuer
+        .add(
+            omega_evidence::Claim::Coordinator {
+                public,
+                owner,
+                min_policy_version: 0,
+                boot_id: [0xc0; 16],
+            },
+            [6; 32],
+        )
+        .unwrap();
+    let rd = issuer.attest(nonce).unwrap();
+    let report = omega_sim_psp::SimPsp::new([0x33; 48])
+        .report(rd, 0)
+        .to_vec();
+    issuer
+        .bundle(omega_evidence::COORDINATOR_PRINCIPAL, Some(report), None)
+        .unwrap()
+        .encode()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_endorsement_roots_the_credentials() {
+    use omega_fleet_host::attest::SnpRoots;
+    use omega_fleet_host::endorse::{endorse, verify_coordinator};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = omega_test_support::etcd::Etcd::start(dir.path()) else {
+        return;
+    };
+    let b = bundle(dir.path());
+    let signed = dir.path().join("policy.signed");
+    std::fs::write(&signed, policy(&b, OWNER)).unwrap();
+    let audit = dir.path().join("coordinator.audit");
+    let file = dir.path().join("endorsement");
+    let cfg = Config {
+        etcd: vec![etcd.endpoint()],
+        fleet: FLEET.into(),
+        owner: key(OWNER).public(),
+        policy: signed,
+        lab_root: true,
+        tdx_as_of: None,
+        endorsement: Some(file.clone()),
+        audit: Some(audit.clone()),
+        poll: Duration::from_millis(50),
+        mode: Mode::Local {
+            key_seed: [9; 32],
+            state: dir.path().join("coordinator.state"),
+            min_policy_version: 0,
+        },
+    };
+    let mut host = omega_fleet_host::coordinator::start_local(&cfg)
+        .await
+        .unwrap();
+
+    // The owner verifies the coordinator's evidence for its nonce and measurement.
+    let nonce = [0x4e; 32];
+    let ev = attested_coordinator_evidence(host.public(), key(OWNER).public(), nonce);
+    let m = || Ok([0x33; 48]);
+    let claim = verify_coordinator(&ev, &nonce, &SnpRoots::Lab, m).unwrap();
+    assert_eq!(claim.public, coordinator_public());
+    assert_eq!(claim.boot_id, [0xc0; 16]);
+    let e = verify_coordinator(&ev, &[0x4f; 32], &SnpRoots::Lab, m).unwrap_err();
+    assert!(format!("{e:#}").contains("refused"), "{e:#}");
+    let e = verify_coordinator(&ev, &nonce, &SnpRoots::Lab, || Ok([0x34; 48])).unwrap_err();
+    assert!(format!("{e:#}").contains("SNP report refused"), "{e:#}");
+    // Unattested evidence (no report) is refused.
+    assert!(
+        verify_coordinator(
+            &coordinator_evidence(host.public()),
+            &nonce,
+            &SnpRoots::Lab,
+            m
+        )
+        .is_err()
+    );
+
+    // Signing: another owner's claim and a zero lifetime are refused.
+    let now = omega_fleet_host::now();
+    assert!(endorse(&key(8), FLEET, &claim, now, 300).is_err());
+    assert!(endorse(&key(OWNER), FLEET, &claim, now, 0).is_err());
+    let good = endorse(&key(OWNER), FLEET, &claim, now, 300).unwrap();
+
+    // Another owner's endorsement of this key: refused by the service, not fatal.
+    let other = Endorsement {
+        format: ENDORSEMENT_FORMAT,
+        fleet_id: FLEET.into(),
+        coordinator: claim.public,
+        boot_id: claim.boot_id,
+        not_before: now,
+        not_after: now + 300,
+    }
+    .sign(&key(8))
+    .unwrap();
+    assert!(!host.endorse(other).await.unwrap());
+    assert!(host.endorsement().is_none());
+    let refused = audit_events(&audit)
+        .into_iter()
+        .find(|e| e["event"] == "endorsement-refused")
+        .unwrap();
+    assert_eq!(refused["rule"], "endorsement");
+
+    // The owner's, from the polled file: taken, logged, published.
+    std::fs::write(&file, &good).unwrap();
+    host.tick().await.unwrap();
+    assert_eq!(host.endorsement(), Some(&good[..]));
+    let endorsed = audit_events(&audit)
+        .into_iter()
+        .find(|e| e["event"] == "endorsed")
+        .unwrap();
+    assert_eq!(endorsed["not_after"], now + 300);
+    let mut store = Store::new(&cfg.etcd, FLEET);
+    assert_eq!(
+        store
+            .get("endorsements", "coordinator")
+            .await
+            .unwrap()
+            .unwrap(),
+        good
+    );
+
+    // An admission's credential now verifies under the owner root only.
+    place_and_admit(&mut host, &mut store, &b, "w1", "n1").await;
+    let cred = store.get("credentials", "n1").await.unwrap().unwrap();
+    let t = omega_fleet_host::now();
+    verify_presented(&cred, &Root::Owner(key(OWNER).public()), FLEET, t).unwrap();
+    assert!(verify_presented(&cred, &Root::Coordinator(host.public()), FLEET, t).is_err());
+    assert!(verify_presented(&cred, &Root::Owner(key(8).public()), FLEET, t).is_err());
+    assert!(verify_presented(&cred, &Root::Owner(key(OWNER).public()), "other", t).is_err());
+}
+
+/// `omega-fleet endorse` refuses evidence for another nonce, and a zero lifetime.
+#[test]
+fn the_endorse_command_refuses_evidence_for_another_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("coordinator.bin");
+    std::fs::write(
+        &ev,
+        attested_coordinator_evidence(coordinator_public(), key(OWNER).public(), [0x4e; 32]),
+    )
+    .unwrap();
+    let owner_key = dir.path().join("owner.key");
+    std::fs::write(&owner_key, format!("{}\n", hex::encode([OWNER; 32]))).unwrap();
+    let image = dir.path().join("image.bin");
+    std::fs::write(&image, [0u8; 4096]).unwrap();
+    let out = dir.path().join("endorsement");
+    let run = |nonce: [u8; 32], lifetime: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_omega-fleet"))
+            .arg("endorse")
+            .arg("--evidence")
+            .arg(&ev)
+            .args([
+                "--nonce",
+                &hex::encode(nonce),
+                "--lab-root",
+                "--fleet",
+                FLEET,
+            ])
+            .args(["--lifetime", lifetime])
+            .arg("--image")
+            .arg(&image)
+            .arg("--owner-key")
+            .arg(&owner_key)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run([0x4f; 32], "300");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("coordinator evidence refused"), "{err}");
+    assert!(!out.exists());
+    let o = run([0x4e; 32], "0");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lifetime"));
+    assert!(!out.exists());
 }

@@ -90,6 +90,7 @@ impl Lab {
             policy: signed,
             lab_root: true,
             tdx_as_of,
+            endorsement: None,
             audit: None,
             poll: Duration::from_millis(50),
             mode: Mode::Local {
