@@ -8,7 +8,7 @@
 //! node a credential binding the monitor key and peer key that evidence attests (admission
 //! itself, against a fleet policy, is `fleet_admission.rs`'s).
 //!
-//! One test, five pairs of boots:
+//! One test, six pairs of boots:
 //! * clean: both monitors accept their credentials (`PEER_CREDENTIAL` allow), the session
 //!   comes up (`PEER_SESSION` allow in both logs, naming the other node), is closed by
 //!   both, both logs verify (`measurements verify-log`, as the launcher prints it), and no
@@ -33,6 +33,9 @@
 //!   A's monitor refuses it (`PEER_CREDENTIAL` deny, "credential binds another monitor
 //!   key"), and so does B's unless A's monitor went away first (then B ends before its
 //!   credential comes); no channel starts and nothing crosses the relay.
+//! * owner-rooted: both bundles name the fleet's owner (`fleet.owner`), each credential
+//!   comes with the owner's endorsement of the coordinator key (`omega_fleet::endorsement`):
+//!   both monitors accept theirs and the session comes up.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -43,6 +46,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use omega_fleet::credential::CREDENTIAL_FORMAT;
+use omega_fleet::endorsement::{ENDORSEMENT_FORMAT, Endorsement, Presented};
 use omega_fleet::signed::SigningKey;
 use omega_fleet::{Credential, Tee};
 use omega_provenance::entry::{EntryIter, lifecycle};
@@ -182,6 +186,8 @@ fn launch(
 /// The test's fleet coordinator.
 struct Coordinator {
     key: SigningKey,
+    /// The fleet's owner, who endorses `key` for owner-rooted bundles (`fleet.owner`).
+    owner: SigningKey,
     /// The image's launch digest (what a coordinator writes into the credential).
     digest: Vec<u8>,
 }
@@ -202,18 +208,28 @@ impl Coordinator {
         let digest = hex::decode(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
         Coordinator {
             key: SigningKey::from_seed([0x5c; 32]).unwrap(),
+            owner: SigningKey::from_seed([0x0e; 32]).unwrap(),
             digest,
         }
     }
 
-    /// `manifest.json` of the bundle in `dir` names `fleet` and this coordinator.
-    fn join(&self, dir: &Path, fleet: &str) {
+    /// `manifest.json` of the bundle in `dir` names `fleet` and this coordinator, or (when
+    /// `owner_rooted`) the fleet's owner.
+    fn join(&self, dir: &Path, fleet: &str, owner_rooted: bool) {
         let path = dir.join(omega_bundle::MANIFEST);
         let mut m = omega_bundle::Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
-        m.fleet = Some(omega_bundle::FleetEntry {
-            id: fleet.into(),
-            coordinator: hex::encode(self.key.public()),
-            owner: None,
+        m.fleet = Some(if owner_rooted {
+            omega_bundle::FleetEntry {
+                id: fleet.into(),
+                coordinator: String::new(),
+                owner: Some(hex::encode(self.owner.public())),
+            }
+        } else {
+            omega_bundle::FleetEntry {
+                id: fleet.into(),
+                coordinator: hex::encode(self.key.public()),
+                owner: None,
+            }
         });
         std::fs::write(path, m.to_json()).unwrap();
     }
@@ -221,7 +237,10 @@ impl Coordinator {
     /// Waits for `node`'s `peer` evidence, verifies it, and writes the node's credential
     /// (of `fleet`) where its launcher waits for it: binding the attested monitor and peer
     /// keys, or (`replayed`) the keys of an earlier boot.
-    fn admit(&self, dir: &Path, node: &Node, fleet: &str, replayed: bool) {
+    /// Owner-rooted (`setup.owner_rooted`): the credential is presented with the owner's
+    /// endorsement of this coordinator's key.
+    fn admit(&self, dir: &Path, node: &Node, fleet: &str, setup: Setup) {
+        let replayed = setup.replayed;
         let evidence = node.logs.join("evidence").join("peer.bin");
         let nonce = node.logs.join("nonce.hex");
         let start = Instant::now();
@@ -282,6 +301,25 @@ impl Coordinator {
         }
         .sign(&self.key)
         .unwrap();
+        let signed = if setup.owner_rooted {
+            let endorsement = Endorsement {
+                format: ENDORSEMENT_FORMAT,
+                fleet_id: fleet.into(),
+                coordinator: self.key.public(),
+                boot_id: [0xc0; 16],
+                not_before: now - 60,
+                not_after: now + 3600,
+            }
+            .sign(&self.owner)
+            .unwrap();
+            Presented {
+                endorsement,
+                credential: signed,
+            }
+            .encode()
+        } else {
+            signed
+        };
         let tmp = dir.join(format!("{}.credential.tmp", node.name));
         std::fs::write(&tmp, signed).unwrap();
         std::fs::rename(&tmp, dir.join(format!("{}.credential", node.name))).unwrap();
@@ -449,12 +487,15 @@ struct Setup {
     fleet_a: &'static str,
     /// Both hosts hand their monitors credentials of an earlier boot.
     replayed: bool,
+    /// Both bundles name the fleet's owner; credentials come with its endorsement.
+    owner_rooted: bool,
 }
 
 const CLEAN: Setup = Setup {
     tamper: Tamper::None,
     fleet_a: "lab",
     replayed: false,
+    owner_rooted: false,
 };
 
 /// Two images, one peer session between them, A running `bundles[0]`, B `bundles[1]`
@@ -475,7 +516,7 @@ fn pair(
             let f = f.unwrap();
             std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
         }
-        coordinator.join(&dst, fleets[i]);
+        coordinator.join(&dst, fleets[i], setup.owner_rooted);
         copies.push(dst);
     }
     let a_port = free_port();
@@ -496,8 +537,8 @@ fn pair(
         "node-a",
         ["--peer-connect".into(), format!("127.0.0.1:{relay_port}")],
     );
-    coordinator.admit(dir, &a, fleets[0], setup.replayed);
-    coordinator.admit(dir, &b, fleets[1], setup.replayed);
+    coordinator.admit(dir, &a, fleets[0], setup);
+    coordinator.admit(dir, &b, fleets[1], setup);
     let (a_logs, b_logs) = (a.logs.clone(), b.logs.clone());
     let (a_out, a_err) = finish(a);
     let (b_out, b_err) = finish(b);
@@ -796,4 +837,33 @@ fn two_monitors_bring_a_peer_channel_up_through_an_untrusted_relay() {
     assert!(ea.sessions.is_empty() && eb.sessions.is_empty());
     assert!(relayed.a_to_b.is_empty() && relayed.b_to_a.is_empty());
     eprintln!("replayed-credential pair: {:?}", t.elapsed());
+
+    // Owner-rooted bundles (`fleet.owner`): each credential comes with the owner's
+    // endorsement of the coordinator key; both monitors accept theirs and the session
+    // comes up under `CredentialAuthority::rooted` (refusals: `fleet/src/tests.rs`).
+    let t = Instant::now();
+    let owner = dir.path().join("owner-rooted");
+    std::fs::create_dir_all(&owner).unwrap();
+    let (ea, eb, _) = pair(
+        &owner,
+        &coordinator,
+        [&bundle, &bundle],
+        Setup {
+            owner_rooted: true,
+            ..CLEAN
+        },
+    );
+    assert_eq!(
+        (ea.credentials(), eb.credentials()),
+        (
+            vec![(Decision::Allow, "node-a/worker #1".to_string())],
+            vec![(Decision::Allow, "node-b/worker #1".to_string())]
+        ),
+        "{}\n{}",
+        ea.out,
+        eb.out
+    );
+    assert_eq!(ea.sessions, [(Decision::Allow, "node-b".to_string())]);
+    assert_eq!(eb.sessions, [(Decision::Allow, "node-a".to_string())]);
+    eprintln!("owner-rooted pair: {:?}", t.elapsed());
 }
