@@ -424,8 +424,15 @@ impl Service {
         if e.fleet_id != p.fleet_id {
             return refuse(alloc::format!("it is for fleet {:?}", e.fleet_id));
         }
-        if !e.valid_at(now) {
-            return refuse(alloc::format!("not valid at {now}"));
+        // The coordinator's time is a lower bound of the true time: an endorsement whose
+        // window ends by then has surely expired; one that starts after it may be valid
+        // already (signed a moment after the policy). Monitors check the whole window at
+        // their upper bound.
+        if e.not_after <= now {
+            return refuse(alloc::format!(
+                "expired at {} (now at least {now})",
+                e.not_after
+            ));
         }
         self.endorsement = Some(signed.to_vec());
         Handled {

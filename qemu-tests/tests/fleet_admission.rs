@@ -129,6 +129,9 @@ struct Lab {
     owner_pub: String,
     coord_pub: String,
     coordinator_key: [u8; 32],
+    /// Nodes' bundles name the owner: the owner endorses the coordinator's key (`omega-fleet
+    /// endorse`) and node agents check credentials under the owner (`--owner`).
+    owner_rooted: bool,
     endpoint: String,
     procs: Procs,
 }
@@ -178,6 +181,7 @@ impl Lab {
             // Set from the coordinator's verified evidence once it runs.
             coord_pub: String::new(),
             coordinator_key: [0; 32],
+            owner_rooted: false,
             endpoint: etcd.endpoint(),
             procs: Procs::default(),
         }
@@ -231,6 +235,9 @@ impl Lab {
                 &self.p("policy.signed"),
             ])
             .args(["--lab-root", "--audit", &self.p("coordinator.audit")]);
+        if self.owner_rooted {
+            coordinator.args(["--endorsement", &self.p("endorsement.signed")]);
+        }
         self.procs.spawn("coordinator", &mut coordinator);
         wait_event(&self.d.join("coordinator.audit"), "started", &[], 240);
         let nonce = std::fs::read_to_string(run.join("log/nonce.hex")).unwrap();
@@ -274,6 +281,33 @@ impl Lab {
         );
         self.coordinator_key = hex::decode(&key).unwrap().try_into().unwrap();
         self.coord_pub = key;
+        if self.owner_rooted {
+            // The owner endorses the key it has just verified; the relay hands it over.
+            let evidence = run.join("log/evidence/coordinator.bin");
+            let endorsed = fleet_cmd(
+                &self.fleet,
+                &[
+                    "endorse",
+                    "--evidence",
+                    &evidence.display().to_string(),
+                    "--nonce",
+                    nonce.trim(),
+                    "--image",
+                    &self.image,
+                    "--lab-root",
+                    "--owner-key",
+                    &self.p("owner.key"),
+                    "--fleet",
+                    FLEET,
+                    "--lifetime",
+                    "3600",
+                    "--out",
+                    &self.p("endorsement.signed"),
+                ],
+            );
+            assert!(endorsed.contains(&self.coord_pub), "{endorsed}");
+            wait_event(&self.d.join("coordinator.audit"), "endorsed", &[], 120);
+        }
         self.start_scheduler();
     }
 
@@ -325,7 +359,12 @@ impl Lab {
         let mut cmd = Command::new(&self.fleet);
         cmd.arg("node")
             .args(self.etcd_args())
-            .args(["--id", id, "--coordinator", &self.coord_pub])
+            .args(["--id", id])
+            .args(if self.owner_rooted {
+                ["--owner", &self.owner_pub]
+            } else {
+                ["--coordinator", &self.coord_pub]
+            })
             .arg("--omega")
             .arg(&self.omega)
             .args(["--image", &self.image, "--vcpus", vcpus, "--ttl", "3"])
@@ -801,9 +840,11 @@ fn verified_lifecycle(out: &str, rule: u32) -> Vec<(Decision, String)> {
         .collect()
 }
 
-/// The first fleet test, end to end, with the coordinator inside an Omega image
-/// (`omega-fleet coordinator --in-image`; its key taken from its verified evidence, never
-/// the host's word): two node agents boot the cross-image demo
+/// The first fleet test, end to end, as an **owner-rooted** fleet with the
+/// coordinator inside an Omega image: the nodes' bundles name the owner; the owner verifies
+/// the coordinator's evidence and endorses its key (`omega-fleet endorse`), the relay hands
+/// the endorsement to the image (`--endorsement`), and the node agents check credentials
+/// under the owner (`--owner`). Two node agents boot the cross-image demo
 /// (`courier` on node-a, `inbox` on node-b: agents/) as linked workloads. Each bundle's
 /// manifest names the fleet and this coordinator's key; each node is admitted on its
 /// evidence, and its agent hands the coordinator's credential to the launcher
@@ -822,22 +863,24 @@ fn admitted_nodes_open_the_channel_with_the_coordinators_credentials() {
     let inbox = d.join("inbox");
     common::agents_bundle(&courier, common::POLICY_A, &["courier"]);
     common::agents_bundle(&inbox, common::POLICY_B, &["inbox"]);
-    // The coordinator runs in an image; the nodes' bundles name the key its verified
-    // evidence claims (the agent pins in the policy do not depend on the manifests).
-    lab.start_in_image(
-        &[&courier, &inbox],
-        serde_json::json!([{ "from": "worker/courier", "to": "worker/inbox" }]),
-    );
+    // An owner-rooted fleet: the nodes' bundles name the owner (made before the coordinator
+    // exists); the coordinator runs in an image, the owner verifies its evidence and
+    // endorses its key, and the node agents check credentials under the owner.
     for b in [&courier, &inbox] {
         let path = b.join(omega_bundle::MANIFEST);
         let mut m = omega_bundle::Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
         m.fleet = Some(omega_bundle::FleetEntry {
             id: FLEET.into(),
-            coordinator: lab.coord_pub.clone(),
-            owner: None,
+            coordinator: String::new(),
+            owner: Some(lab.owner_pub.clone()),
         });
         std::fs::write(path, m.to_json()).unwrap();
     }
+    lab.owner_rooted = true;
+    lab.start_in_image(
+        &[&courier, &inbox],
+        serde_json::json!([{ "from": "worker/courier", "to": "worker/inbox" }]),
+    );
     // Placed by arrival: node-a is the only node when w-a is declared.
     lab.node("node-a", "1");
     wait_event(&d.join("node-a.audit"), "registered", &[], 30);
