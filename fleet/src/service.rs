@@ -409,7 +409,7 @@ impl Service {
     fn endorse(&mut self, id: u64, signed: &[u8], digest: [u8; 32], uptime_ms: u64) -> Handled {
         let refuse = |why: String| refused(Kind::Endorse, id, digest, "endorsement", why);
         let (Some(now), Some(p)) = (self.now(uptime_ms), self.core.policy()) else {
-            return refuse("no fleet policy is loaded".into());
+            return no_policy(Kind::Endorse, id, digest, "endorsement");
         };
         let e = match crate::endorsement::Endorsement::decode(signed, &self.core.owner()) {
             Ok(e) => e,
@@ -459,13 +459,7 @@ impl Service {
         uptime_ms: u64,
     ) -> Handled {
         let Some(now) = self.now(uptime_ms) else {
-            return refused(
-                Kind::Admit,
-                id,
-                digest,
-                "no-policy",
-                "no fleet policy is loaded".into(),
-            );
+            return no_policy(Kind::Admit, id, digest, "no-policy");
         };
         // SECURITY: the root is the owner's (the signed policy), never the relay's; the
         // document's certificates are checked at the coordinator's time, a lower bound of
@@ -519,13 +513,7 @@ impl Service {
         nonce: [u8; 32],
     ) -> Handled {
         let Some(now) = self.now(uptime_ms) else {
-            return refused(
-                Kind::Place,
-                id,
-                digest,
-                "placement",
-                "no fleet policy is loaded".into(),
-            );
+            return no_policy(Kind::Place, id, digest, "placement");
         };
         // SECURITY: the coordinator reads the bundle itself (the one check the monitor
         // that will run it applies), so the digest it signs and the pins it checks are of
@@ -594,13 +582,7 @@ impl Service {
         uptime_ms: u64,
     ) -> Handled {
         let Some(now) = self.now(uptime_ms) else {
-            return refused(
-                Kind::Admit,
-                id,
-                digest,
-                "no-policy",
-                "no fleet policy is loaded".into(),
-            );
+            return no_policy(Kind::Admit, id, digest, "no-policy");
         };
         let attested = self.chain(chain).and_then(|c| {
             let mut a = crate::attest::omega_node(platform, bundle, nonce, &c)?;
@@ -708,6 +690,11 @@ impl Service {
             }
         }
     }
+}
+
+/// A request that needs a policy (and the clock it anchors) before one was applied.
+fn no_policy(kind: Kind, id: u64, digest: [u8; 32], rule: &str) -> Handled {
+    refused(kind, id, digest, rule, "no fleet policy is loaded".into())
 }
 
 /// A refusal of request `id` (of `digest`) by `rule`, as [`Service::handle`] answers one;

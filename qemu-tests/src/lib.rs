@@ -523,6 +523,37 @@ pub fn measurements<S: AsRef<std::ffi::OsStr>>(
         .expect("running measurements")
 }
 
+/// `measurements verify-evidence` of a test-hooks run's `evidence` for `principal` and
+/// `nonce` (hex), under the lab root and the test-hooks image's launch digest (1 vCPU,
+/// EPYC-v4: `omega run`'s defaults). Panics unless it verifies; returns what it printed.
+#[track_caller]
+pub fn verify_lab_evidence(evidence: &Path, principal: &str, nonce: &str) -> String {
+    let image = test_hooks_image().display().to_string();
+    let o = measurements([
+        "verify-evidence",
+        "--evidence",
+        &evidence.display().to_string(),
+        "--principal",
+        principal,
+        "--nonce",
+        nonce,
+        "--image",
+        &image,
+        "--vcpus",
+        "1",
+        "--vcpu-type",
+        "EPYC-v4",
+        "--lab-root",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{principal} evidence does not verify: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 /// Checks the log a session stored in `log_dir` as `measurements verify-log` does (the same
 /// library calls): the last checkpoint the guest sent is signed by the key it sent, and
 /// every stored entry is covered by it. Returns the checkpoint and the stored entry bytes.

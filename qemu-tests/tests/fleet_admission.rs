@@ -241,29 +241,10 @@ impl Lab {
         self.procs.spawn("coordinator", &mut coordinator);
         wait_event(&self.d.join("coordinator.audit"), "started", &[], 240);
         let nonce = std::fs::read_to_string(run.join("log/nonce.hex")).unwrap();
-        let o = measurements([
-            "verify-evidence",
-            "--evidence",
-            &run.join("log/evidence/coordinator.bin")
-                .display()
-                .to_string(),
-            "--principal",
+        let out = qemu_tests::verify_lab_evidence(
+            &run.join("log/evidence/coordinator.bin"),
             "coordinator",
-            "--nonce",
             nonce.trim(),
-            "--image",
-            &self.image,
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC-v4",
-            "--lab-root",
-        ]);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(
-            o.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&o.stderr)
         );
         let key = out
             .lines()

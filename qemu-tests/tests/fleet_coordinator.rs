@@ -252,28 +252,7 @@ fn a_coordinator_in_an_image_admits_a_node_and_refuses_a_hostile_relay() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let o = measurements([
-        "verify-evidence",
-        "--evidence",
-        &evidence.display().to_string(),
-        "--principal",
-        "coordinator",
-        "--nonce",
-        &coord_nonce,
-        "--image",
-        &image,
-        "--vcpus",
-        "1",
-        "--vcpu-type",
-        "EPYC-v4",
-        "--lab-root",
-    ]);
-    let verified = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{verified}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let verified = qemu_tests::verify_lab_evidence(&evidence, "coordinator", &coord_nonce);
     let coord_key: [u8; 32] = hex::decode(hex_line(&verified, "coordinator_key:"))
         .unwrap()
         .try_into()
@@ -452,31 +431,10 @@ fn a_coordinator_in_an_image_admits_a_node_and_refuses_a_hostile_relay() {
     assert_eq!(c.tee, Tee::Simulated);
     assert_eq!(c.launch_digest, digest);
     let node_keys = |principal: &str, label: &str| {
-        let o = measurements([
-            "verify-evidence",
-            "--evidence",
-            &node_log
-                .join("evidence")
-                .join(format!("{principal}.bin"))
-                .display()
-                .to_string(),
-            "--principal",
+        let out = qemu_tests::verify_lab_evidence(
+            &node_log.join("evidence").join(format!("{principal}.bin")),
             principal,
-            "--nonce",
             &hex::encode(nonce),
-            "--image",
-            &image,
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC-v4",
-            "--lab-root",
-        ]);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(
-            o.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&o.stderr)
         );
         hex_line(&out, label).to_string()
     };
