@@ -38,6 +38,9 @@ PROFILE=()
 TIMEOUT=20
 # Unoptimised code runs several times slower: a slow input is not a hang.
 [ "${OMEGA_FUZZ_DEV:-0}" = 1 ] && PROFILE=(--dev) && TIMEOUT=120
+# Twenty-odd sanitizer builds: line tables are enough for a crash's backtrace, and neither
+# full debug info nor incremental caches are worth their disk here.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_INCREMENTAL=0
 mkdir -p "$LOGS"
 
 crates=()

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m[test]\033[0m (%d:%02d) %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 bash scripts/setup.sh
+# A clean checkout gains nothing from incremental compilation's caches, which cost time and
+# disk (CI's disk is not large: one run ran out of it).
+[ -n "${CI:-}" ] && export CARGO_INCREMENTAL=0
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
@@ -99,4 +102,5 @@ log "running the main job end to end (scripts/run.sh): boot with the demo bundle
 bash scripts/run.sh --json > target/run-smoke.log 2>&1 || { tail -n 60 target/run-smoke.log; exit 1; }
 grep -q '"all_verified": true' target/demo/report.json || { echo "run.sh --json: not every verifier command passed"; exit 1; }
 grep -qx 'VERIFIED (UNATTESTED platform: no TEE)' target/run-smoke.log || { tail -n 60 target/run-smoke.log; echo "run.sh did not verify its log"; exit 1; }
+log "disk used by target/: $(du -sh target 2>/dev/null | cut -f1) (free: $(df -h --output=avail . | tail -1 | tr -d ' '))"
 log "main job: verified; the whole suite passed"
