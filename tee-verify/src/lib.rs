@@ -14,8 +14,8 @@ extern crate alloc;
 use alloc::{string::String, vec::Vec};
 
 pub mod cbor;
+pub mod dcap;
 pub mod nitro;
-#[cfg(feature = "tdx")]
 pub mod tdx;
 
 /// Which TEE produced the evidence.

@@ -1,16 +1,10 @@
-//! Intel TDX: a DCAP quote (v4 or v5, ECDSA P-256) with the PCS collateral it was issued under.
-//!
-//! The cryptography is the `dcap-qvl` crate's (pure Rust, offline, no_std): quote signature by
-//! the attestation key, the QE report signed by the PCK, the PCK chain to Intel's SGX root CA
-//! (pinned in that crate), the CRLs, TCB info and QE identity signatures and validity as of the
-//! caller's time, and the TCB level matched against the platform's SVNs. Debug TDs are refused.
-//! What it reports is mapped onto the one [`Verified`] shape; the TCB status is kept, never
-//! folded into success.
+//! Intel TDX: a DCAP quote (v4 or v5, ECDSA P-256) with the PCS collateral it was issued under,
+//! verified by [`crate::dcap`] (ours, no_std: the in-image coordinator runs it) and mapped onto
+//! the one [`Verified`] shape. The TCB status is kept, never folded into success.
 
 use alloc::{format, string::String, vec::Vec};
 
-use dcap_qvl::QuoteCollateralV3;
-
+use crate::dcap::{self, Collateral, Failure, Status};
 use crate::{Error, TcbStatus, Tee, Verified};
 
 /// SECURITY: a quote with its certification data is ~5 KiB and collateral ~20 KiB; larger input
@@ -26,27 +20,18 @@ pub fn verify(quote: &[u8], collateral_json: &[u8], now_secs: u64) -> Result<Ver
             "quote or collateral larger than the bound",
         )));
     }
-    let collateral: QuoteCollateralV3 = serde_json::from_slice(collateral_json)
+    let collateral: Collateral = serde_json::from_slice(collateral_json)
         .map_err(|e| Error::Tdx(format!("collateral is not PCS JSON: {e}")))?;
-    let report = dcap_qvl::verify::verify(quote, &collateral, now_secs).map_err(|e| {
-        let text = format!("{e:#}");
-        // Intel's QVL calls this TCB_NOT_SUPPORTED: the platform is older than anything the
-        // collateral rates, which is a status to report, not a parse failure.
-        if text.contains("No matching TCB level") {
-            Error::TdxTcbNotListed
-        } else {
-            Error::Tdx(text)
-        }
+    let v = dcap::verify(quote, &collateral, now_secs).map_err(|f| match f {
+        Failure::TcbNotListed => Error::TdxTcbNotListed,
+        Failure::Refused(r) => Error::Tdx(String::from(r.0)),
     })?;
-    let td = report
-        .report
-        .as_td10()
-        .ok_or_else(|| Error::Tdx(String::from("quote is SGX, not TDX")))?;
+    let td = &v.report;
     let registers: Vec<(String, Vec<u8>)> = [
-        ("RTMR0", &td.rt_mr0[..]),
-        ("RTMR1", &td.rt_mr1[..]),
-        ("RTMR2", &td.rt_mr2[..]),
-        ("RTMR3", &td.rt_mr3[..]),
+        ("RTMR0", &td.rt_mr[0][..]),
+        ("RTMR1", &td.rt_mr[1][..]),
+        ("RTMR2", &td.rt_mr[2][..]),
+        ("RTMR3", &td.rt_mr[3][..]),
         ("MRCONFIGID", &td.mr_config_id[..]),
         ("MROWNER", &td.mr_owner[..]),
         ("MROWNERCONFIG", &td.mr_owner_config[..]),
@@ -55,14 +40,14 @@ pub fn verify(quote: &[u8], collateral_json: &[u8], now_secs: u64) -> Result<Ver
     .into_iter()
     .map(|(n, v)| (String::from(n), v.to_vec()))
     .collect();
-    let tcb = match report.status.as_str() {
-        "UpToDate" => TcbStatus::UpToDate,
-        "OutOfDate" => TcbStatus::OutOfDate {
-            advisories: report.advisory_ids.clone(),
+    let tcb = match v.status {
+        Status::UpToDate => TcbStatus::UpToDate,
+        Status::OutOfDate => TcbStatus::OutOfDate {
+            advisories: v.advisories.clone(),
         },
         other => TcbStatus::Other {
-            status: String::from(other),
-            advisories: report.advisory_ids.clone(),
+            status: String::from(other.name()),
+            advisories: v.advisories.clone(),
         },
     };
     Ok(Verified {
