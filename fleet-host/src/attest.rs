@@ -1,11 +1,11 @@
 //! From evidence to the admission input. An Omega node's evidence is checked by the no_std
 //! `omega_fleet::attest` (what an in-image coordinator runs too) under the roots chosen here;
 //! a Nitro guest's document too, by the coordinator (`omega_fleet::attest::nitro_node`, under
-//! the policy's Nitro root); a TDX guest's quote by the std `omega-tee-verify` (`dcap-qvl`),
-//! in this process only. The admission decision (measurement, TCB, debug, binding, nonce) is
+//! the policy's Nitro root) and a TDX guest's quote (`omega_fleet::attest::tdx_node`, to
+//! Intel's root pinned in `omega-tee-verify`'s DCAP verification). The admission decision (measurement, TCB, debug, binding, nonce) is
 //! the no_std `omega_fleet::admission::check`, which recomputes the binding itself.
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use omega_fleet::attest::SnpChain;
 use omega_fleet::{Attested, Tee};
 
@@ -58,21 +58,6 @@ pub fn omega_node(
 /// An Omega node's `peer` evidence in the same attested tree (`omega_fleet::attest::omega_peer`).
 pub fn omega_peer(a: &mut Attested, peer_evidence: &[u8], nonce: &[u8; 32]) -> anyhow::Result<()> {
     omega_fleet::attest::omega_peer(a, peer_evidence, nonce).map_err(|e| anyhow!(e))
-}
-
-/// A TDX guest's submission ([`crate::store::TeeSubmission`] of kind `tdx`): its quote
-/// verified against its collateral as of `now` (the std `dcap-qvl` verifier, so only a host
-/// process can), then mapped by [`from_verified`]. Nitro documents are verified by the
-/// coordinator itself (`omega_fleet::service::Request::AdmitNitro`).
-pub fn tdx_node(t: &crate::store::TeeSubmission, now: u64) -> anyhow::Result<Attested> {
-    if t.kind != "tdx" {
-        bail!("not a TDX submission ({:?})", t.kind);
-    }
-    let node_key = crate::source::hex32(&t.node_key)?;
-    let evidence = hex::decode(&t.evidence)?;
-    let verified = omega_tee_verify::tdx::verify(&evidence, &hex::decode(&t.collateral)?, now)
-        .map_err(|e| anyhow!("tdx evidence refused: {e}"))?;
-    Ok(from_verified(&verified, node_key))
 }
 
 pub use omega_fleet::attest::from_verified;

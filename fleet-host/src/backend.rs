@@ -39,10 +39,6 @@ pub trait Backend {
     /// Called once the first policy was applied; returns the coordinator's identity.
     fn started(&mut self) -> impl Future<Output = anyhow::Result<Identity>> + Send;
 
-    /// The in-process service, for what only a host process can verify (TDX quotes: the
-    /// `dcap-qvl` verifier needs std); `None` for an in-image coordinator.
-    fn local(&mut self) -> Option<&mut Local>;
-
     /// Stops the coordinator (this process is stopping): what became of it, `None` when
     /// there is nothing to stop.
     fn shutdown(self) -> impl Future<Output = Option<String>> + Send
@@ -158,10 +154,6 @@ impl Backend for Local {
             public,
             fields: serde_json::json!({ "in_image": false }),
         }))
-    }
-
-    fn local(&mut self) -> Option<&mut Local> {
-        Some(self)
     }
 
     fn shutdown(self) -> impl Future<Output = Option<String>> + Send {

@@ -16,10 +16,9 @@
 //! Omega node's evidence goes as it was submitted, and the coordinator's Unix time is
 //! anchored by the owner-signed policy, not this host's clock (docs/fleet.md). A Nitro
 //! guest's document goes as it was submitted too (`Request::AdmitNitro`: the coordinator
-//! verifies it under the Nitro root of the signed policy, at its own time). A TDX guest's
-//! quote needs the std `dcap-qvl` verifier: the local backend verifies it here
-//! (`omega-tee-verify`) and admits through the service's core; an in-image coordinator
-//! refuses it (rule `evidence`).
+//! verifies it under the Nitro root of the signed policy, at its own time), and so does a
+//! TDX guest's quote with its collateral (`Request::AdmitTdx`: verified to Intel's pinned
+//! root, the collateral current at the coordinator's time).
 //!
 //! An owner-rooted fleet (docs/fleet.md): with [`Config::endorsement`], once the policy is
 //! applied the host waits (up to [`ENDORSEMENT_WAIT`] after the start, polling each tick)
@@ -40,7 +39,6 @@ use omega_fleet::service::{Chain, MAX_REQUEST, Request, Response, encode};
 use omega_fleet::{Credential, Placement};
 use serde_json::json;
 
-use crate::attest::tdx_node;
 use crate::audit::Audit;
 use crate::backend::{Backend, Local, LocalConfig};
 use crate::relay::{InImage, InImageConfig};
@@ -49,10 +47,6 @@ use crate::store::{Boot, Proposal, Status, Store, Submission};
 
 /// Boots kept per workload in `boots/<workload>`.
 pub const MAX_BOOTS: usize = 256;
-
-/// Why an in-image coordinator refuses a TDX guest's submission.
-pub const NO_TEE_IN_IMAGE: &str = "this coordinator image verifies SNP and Nitro evidence; \
-     TDX needs the std dcap-qvl verifier (an in-process coordinator)";
 
 pub struct Config {
     pub etcd: Vec<String>,
@@ -65,10 +59,6 @@ pub struct Config {
     /// reports are then sent as `Chain::Lab`, and an in-image coordinator boots under the
     /// simulated PSP.
     pub lab_root: bool,
-    /// TESTS ONLY: verify TDX quotes as of this Unix time instead of now (recorded quotes'
-    /// collateral expires). Nitro documents are verified by the coordinator at its own time,
-    /// which the policy's `issued_at` anchors.
-    pub tdx_as_of: Option<u64>,
     pub audit: Option<PathBuf>,
     pub poll: Duration,
     pub mode: Mode,
@@ -142,7 +132,6 @@ pub struct Host<B: Backend> {
     public: [u8; 32],
     store: Store,
     audit: Audit,
-    tdx_as_of: Option<u64>,
     next_id: u64,
     /// workload → (node, epoch, nonce of the placement signed; none when refused).
     placed: HashMap<String, (String, u64, Option<[u8; 32]>)>,
@@ -188,7 +177,6 @@ impl<B: Backend> Host<B> {
             public: id.public,
             store: Store::new(&cfg.etcd, &cfg.fleet),
             audit,
-            tdx_as_of: cfg.tdx_as_of,
             next_id: 2,
             placed: HashMap::new(),
             handled: HashMap::new(),
@@ -445,67 +433,50 @@ impl<B: Backend> Host<B> {
         }
     }
 
-    /// A TDX or Nitro guest's evidence. Nitro: the document goes to the coordinator
-    /// (`Request::AdmitNitro`), which verifies it under the policy's root, in either mode.
-    /// TDX: verified here with the std verifier and admitted through the local service's
-    /// core, at the service's time; refused by an in-image coordinator.
+    /// A TDX or Nitro guest's evidence, sent to the coordinator as it was submitted
+    /// (`Request::AdmitTdx`, `Request::AdmitNitro`), which verifies it (TDX: to Intel's root
+    /// pinned in the verifier; Nitro: under the policy's root) at its own time, in either mode.
     async fn admit_tee(
         &mut self,
         t: &crate::store::TeeSubmission,
         nonce: &[u8; 32],
     ) -> anyhow::Result<Verdict> {
-        match t.kind.as_str() {
-            "nitro" => {
-                let (node_key, document) = match (hex32(&t.node_key), hex::decode(&t.evidence)) {
-                    (Ok(k), Ok(d)) => (k, d),
-                    (Err(e), _) => {
-                        return Ok(Err(("malformed".into(), format!("node_key: {e:#}"))));
-                    }
-                    (_, Err(e)) => return Ok(Err(("malformed".into(), format!("evidence: {e}")))),
-                };
-                let req = Request::AdmitNitro {
-                    id: self.id(),
-                    nonce: *nonce,
-                    document,
-                    node_key,
-                };
-                self.ask_admission(&req).await
-            }
-            "tdx" => self.admit_tdx(t, nonce),
-            other => Ok(Err((
-                "malformed".into(),
-                format!("unknown TEE {other:?} (tdx, nitro)"),
-            ))),
-        }
-    }
-
-    /// A TDX guest's quote: verified in this process (`dcap-qvl` needs std) and admitted
-    /// through the local service's core at the service's time; an in-image coordinator
-    /// refuses it (rule `evidence`, [`NO_TEE_IN_IMAGE`]).
-    fn admit_tdx(
-        &mut self,
-        t: &crate::store::TeeSubmission,
-        nonce: &[u8; 32],
-    ) -> anyhow::Result<Verdict> {
-        let as_of = self.tdx_as_of;
-        let Some(local) = self.backend.local() else {
-            return Ok(Err(("evidence".into(), NO_TEE_IN_IMAGE.into())));
+        let malformed = |what: &str, e: &dyn std::fmt::Display| {
+            Ok(Err(("malformed".into(), format!("{what}: {e:#}"))))
         };
-        let now = local.now().context("the coordinator has no policy")?;
-        // The quote's collateral is checked as of this host's clock: the verifier runs in
-        // this process.
-        let attested = tdx_node(t, as_of.unwrap_or_else(crate::now));
-        let core = local.service_mut().core_mut();
-        Ok(match attested {
-            Ok(a) => core
-                .admit(nonce, &a, now)
-                .map(|adm| (adm.signed, adm.image, None))
-                .map_err(|r| (r.rule().to_string(), r.to_string())),
-            Err(e) => Err(match core.spend(nonce, now) {
-                Ok(()) => ("evidence".into(), format!("{e:#}")),
-                Err(r) => (r.rule().to_string(), format!("{r}; and {e:#}")),
-            }),
-        })
+        let node_key = match hex32(&t.node_key) {
+            Ok(k) => k,
+            Err(e) => return malformed("node_key", &e),
+        };
+        let evidence = match hex::decode(&t.evidence) {
+            Ok(d) => d,
+            Err(e) => return malformed("evidence", &e),
+        };
+        let req = match t.kind.as_str() {
+            "nitro" => Request::AdmitNitro {
+                id: self.id(),
+                nonce: *nonce,
+                document: evidence,
+                node_key,
+            },
+            "tdx" => Request::AdmitTdx {
+                id: self.id(),
+                nonce: *nonce,
+                quote: evidence,
+                collateral: match hex::decode(&t.collateral) {
+                    Ok(c) => c,
+                    Err(e) => return malformed("collateral", &e),
+                },
+                node_key,
+            },
+            other => {
+                return Ok(Err((
+                    "malformed".into(),
+                    format!("unknown TEE {other:?} (tdx, nitro)"),
+                )));
+            }
+        };
+        self.ask_admission(&req).await
     }
 
     /// Verifies each new evidence submission and admits or refuses.

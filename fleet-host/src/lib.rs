@@ -3,7 +3,7 @@
 //! * [`attest`]: verified evidence → the no_std admission input ([`omega_fleet::Attested`]):
 //!   an Omega node's platform evidence through `omega-evidence` and `measurements` (the SNP
 //!   chain; the coordinator itself checks it inside `omega_fleet::service`, and a Nitro
-//!   guest's document too), TDX through `omega-tee-verify` (`dcap-qvl`, std: here only).
+//!   guest's document and a TDX guest's quote too).
 //! * [`source`]: the fleet policy's JSON source form → its canonical signed form; a bundle
 //!   directory's files (in sending order, for the coordinator) and agent pins.
 //! * [`store`]: the key layout in etcd and a reconnecting client.

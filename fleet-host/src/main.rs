@@ -113,7 +113,7 @@ enum Cmd {
     ///   (RUN_DIR/log/evidence/coordinator.bin); this process only relays, writes the key it
     ///   reads there to RUN_DIR/coordinator.pub and logs it, but that is the host's read:
     ///   clients verify the evidence themselves (`measurements verify-evidence --principal
-    ///   coordinator`). TDX guests are refused (their verifier, dcap-qvl, needs std).
+    ///   coordinator`).
     ///
     /// In both, the first request is the owner-signed --policy (a refusal stops the start),
     /// placements carry the bundle's files (hashed by the coordinator), Nitro guests'
@@ -158,11 +158,6 @@ enum Cmd {
         /// --in-image, the image boots with `--simulated-psp`.
         #[arg(long)]
         lab_root: bool,
-        /// TESTS ONLY: verify TDX quotes as of this Unix time instead of now (recorded
-        /// quotes' collateral has expired). Nitro documents are verified by the coordinator
-        /// at its own time, which the policy's `issued_at` anchors.
-        #[arg(long, value_name = "SECS", hide = true, conflicts_with = "in_image")]
-        tee_evidence_as_of: Option<u64>,
         /// Append each event here as a JSON line (also printed on stderr).
         #[arg(long)]
         audit: Option<PathBuf>,
@@ -378,7 +373,6 @@ fn main() -> anyhow::Result<()> {
             state,
             min_policy_version,
             lab_root,
-            tee_evidence_as_of,
             audit,
             in_image,
             omega,
@@ -427,7 +421,6 @@ fn main() -> anyhow::Result<()> {
                 owner: parse_key(&owner)?,
                 policy,
                 lab_root,
-                tdx_as_of: tee_evidence_as_of,
                 audit,
                 poll: etcd.poll(),
                 mode,

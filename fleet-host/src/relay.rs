@@ -23,7 +23,7 @@ use omega_fleet::service::{
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::backend::{Backend, Identity, Local};
+use crate::backend::{Backend, Identity};
 
 /// How long the launcher has to connect to the relay (it retries for as long itself).
 pub const CONNECT_WAIT: Duration = Duration::from_secs(120);
@@ -69,6 +69,7 @@ fn request_parts(r: &Request) -> (u64, &'static str) {
         Request::Place { id, .. } => (*id, "place"),
         Request::Admit { id, .. } => (*id, "admit"),
         Request::AdmitNitro { id, .. } => (*id, "admit-nitro"),
+        Request::AdmitTdx { id, .. } => (*id, "admit-tdx"),
         Request::Endorse { id, .. } => (*id, "endorse"),
     }
 }
@@ -92,7 +93,7 @@ pub fn answers(req: &Request, answer: &Response) -> bool {
             | (Request::Endorse { .. }, Response::Endorsed { .. })
             | (Request::Place { .. }, Response::Placed { .. })
             | (
-                Request::Admit { .. } | Request::AdmitNitro { .. },
+                Request::Admit { .. } | Request::AdmitNitro { .. } | Request::AdmitTdx { .. },
                 Response::Admitted { .. }
             )
     )
@@ -461,10 +462,6 @@ impl Backend for InImage {
 
     fn started(&mut self) -> impl Future<Output = anyhow::Result<Identity>> + Send {
         self.read_identity()
-    }
-
-    fn local(&mut self) -> Option<&mut Local> {
-        None
     }
 
     fn shutdown(self) -> impl Future<Output = Option<String>> + Send {

@@ -13,9 +13,10 @@
 //! * The host loop (`coordinator::Host`) on a real etcd over the relay (`relay::InImage`):
 //!   the policy first, the coordinator key read from its evidence file (written to
 //!   `coordinator.pub`, logged `started` with `in_image`), a node placed and admitted
-//!   (credential, status, boot id in `boots/`), a TDX submission refused by the host
-//!   (`evidence`: the image has no TDX verifier), a Nitro submission sent to the coordinator
-//!   (`Request::AdmitNitro`) and refused there (`evidence`: its policy names no Nitro root),
+//!   (credential, status, boot id in `boots/`), a TDX submission sent to the coordinator
+//!   (`Request::AdmitTdx`) and refused there (`evidence`: not a quote), a Nitro submission
+//!   for the same challenge (`Request::AdmitNitro`) refused there (`nonce-replayed`, and its
+//!   policy names no Nitro root),
 //!   and a coordinator that goes away stops the loop (`BackendFailed`). With a policy
 //!   issued at the recorded Nitro document's time and AWS's root in it, the real document
 //!   (a debug-mode enclave's) is decided by the coordinator: refused `debug` (needs
@@ -49,7 +50,7 @@ use omega_fleet::service::{
 };
 use omega_fleet::signed::SigningKey;
 use omega_fleet_host::backend::trusted_roots;
-use omega_fleet_host::coordinator::{BackendFailed, Config, Host, Mode, NO_TEE_IN_IMAGE};
+use omega_fleet_host::coordinator::{BackendFailed, Config, Host, Mode};
 use omega_fleet_host::relay::{InImage, InImageConfig, RelayClient, RelayError, evidence_path};
 use omega_fleet_host::source::{bundle_files, bundle_pins};
 use omega_fleet_host::store::{Proposal, Status, Store, Submission, TeeSubmission};
@@ -515,7 +516,6 @@ async fn the_host_loop_runs_over_the_relay() {
         owner: key(OWNER).public(),
         policy: signed,
         lab_root: true,
-        tdx_as_of: None,
         endorsement: None,
         audit: Some(audit.clone()),
         poll: Duration::from_millis(50),
@@ -527,8 +527,8 @@ async fn the_host_loop_runs_over_the_relay() {
             simulated_psp: true,
         }),
     };
-    // The coordinator answers five requests, then goes away (request 6).
-    let (client, server) = connect(Some((6, Hostile::Close))).await;
+    // The coordinator answers six requests, then goes away (request 7).
+    let (client, server) = connect(Some((7, Hostile::Close))).await;
     let mut host = Host::start(
         &cfg,
         InImage::over(client, run_dir.clone(), key(OWNER).public()),
@@ -556,7 +556,8 @@ async fn the_host_loop_runs_over_the_relay() {
     assert_eq!(admitted["boot_id"], hex::encode(BOOT_ID));
     assert!(admitted["verify_us"].as_u64().unwrap() <= admitted["admission_us"].as_u64().unwrap());
 
-    // A TDX guest's evidence: this coordinator has no TDX verifier (w2 placed: request 4).
+    // A TDX guest's evidence, not a quote: the coordinator verifies and refuses it (w2
+    // placed: request 4).
     let p = Proposal {
         node: "n2".into(),
         bundle: b.display().to_string(),
@@ -591,7 +592,13 @@ async fn the_host_loop_runs_over_the_relay() {
         .find(|e| e["event"] == "refused")
         .unwrap();
     assert_eq!(refused["rule"], "evidence");
-    assert_eq!(refused["reason"], NO_TEE_IN_IMAGE);
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("tdx evidence refused"),
+        "{refused}"
+    );
     let status: Status =
         serde_json::from_slice(&store.get("status", "w2").await.unwrap().unwrap()).unwrap();
     assert_eq!(
@@ -600,8 +607,9 @@ async fn the_host_loop_runs_over_the_relay() {
     );
     assert!(store.get("credentials", "n2").await.unwrap().is_none());
 
-    // A Nitro guest's document for the same live challenge: sent to the coordinator
-    // (request 5), which verifies it under its policy's Nitro root; this policy has none.
+    // A Nitro guest's document for the same challenge: sent to the coordinator (request 6),
+    // which verifies it under its policy's Nitro root (this policy has none) and finds the
+    // challenge spent by the refused TDX submission: both said.
     let sub = Submission {
         tee: Some(TeeSubmission {
             kind: "nitro".into(),
@@ -618,7 +626,7 @@ async fn the_host_loop_runs_over_the_relay() {
         .filter(|e| e["event"] == "refused")
         .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");
-    assert_eq!(refused[1]["rule"], "evidence");
+    assert_eq!(refused[1]["rule"], "nonce-replayed");
     assert!(
         refused[1]["reason"]
             .as_str()
@@ -628,7 +636,7 @@ async fn the_host_loop_runs_over_the_relay() {
     );
     assert!(store.get("credentials", "n2").await.unwrap().is_none());
 
-    // The coordinator goes away at the next request (6): the loop's error says so.
+    // The coordinator goes away at the next request (7): the loop's error says so.
     store
         .put_json(
             "proposals",
@@ -693,7 +701,6 @@ async fn a_nitro_guest_is_decided_by_the_in_image_coordinator() {
         owner: key(OWNER).public(),
         policy: signed,
         lab_root: true,
-        tdx_as_of: None,
         endorsement: None,
         audit: Some(audit.clone()),
         poll: Duration::from_millis(50),
@@ -789,7 +796,6 @@ async fn the_host_loop_runs_over_the_local_service() {
         owner: key(OWNER).public(),
         policy: signed,
         lab_root: true,
-        tdx_as_of: None,
         endorsement: None,
         audit: None,
         poll: Duration::from_millis(50),
@@ -974,7 +980,6 @@ echo "omega: the relay closed the Fleet stream"
         owner: key(OWNER).public(),
         policy: signed.clone(),
         lab_root: true,
-        tdx_as_of: None,
         endorsement: None,
         audit: None,
         poll: Duration::from_millis(50),
@@ -1058,7 +1063,6 @@ async fn an_owner_endorsement_roots_the_credentials() {
         owner: key(OWNER).public(),
         policy: signed,
         lab_root: true,
-        tdx_as_of: None,
         endorsement: Some(file.clone()),
         audit: Some(audit.clone()),
         poll: Duration::from_millis(50),

@@ -144,7 +144,6 @@ async fn scheduler_places_restarts_and_survives_an_etcd_restart() {
         owner: owner.public(),
         policy: signed,
         lab_root: true,
-        tdx_as_of: None,
         endorsement: None,
         audit: Some(dir.path().join("coordinator.audit")),
         poll: Duration::from_millis(50),

@@ -1,13 +1,13 @@
 //! Guests that are not Omega images (TDX, Nitro) through the coordinator stand-in on a real
 //! etcd, no VMs: a placement is signed for the guest's node, its evidence is submitted with
 //! `omega-fleet submit-tee` (`Submission::tee`), and the same admission as for Omega nodes
-//! runs. A TDX quote is verified by the host process (`omega-tee-verify`, std); a Nitro
-//! document is sent to the coordinator (`Request::AdmitNitro`), which verifies it under the
-//! Nitro root of the signed policy at its own time (anchored by the policy's `issued_at`).
+//! runs. Both go to the coordinator as submitted (`Request::AdmitTdx`, `Request::AdmitNitro`),
+//! which verifies them at its own time (anchored by the policy's `issued_at`): a TDX quote to
+//! Intel's root pinned in the DCAP verification, a Nitro document under the policy's root.
 //!
 //! Recorded evidence cannot bind this key and a fresh nonce, so what is shown is the path
-//! up to that check: verified as of its own time (`tdx_as_of`, tests only) a real TDX quote
-//! is refused by `binding`; verified as of now, its collateral has expired (`evidence`).
+//! up to that check: under a policy issued at its collateral's time a real TDX quote is
+//! refused by `binding`; under one issued now, its collateral has expired (`evidence`).
 //! Under a policy issued at the Nitro document's time with AWS's root in it, the real
 //! document (a debug-mode enclave's) is refused by `debug`; under a policy without a Nitro
 //! root, by `evidence`. No credential is issued for any of them. The Nitro cases need
@@ -28,8 +28,6 @@ use omega_test_support::etcd::Etcd;
 use omega_test_support::tee::{TDX, nitro};
 
 const FLEET: &str = "lab";
-/// The TDX cases' policy time (any: the quote is verified as of `tdx_as_of` or now).
-const ISSUED_AT: u64 = 1_700_000_000;
 
 /// An image rule for a guest of `tee` whose launch measurement is `measurement`.
 fn image(tee: omega_fleet::Tee, measurement: Vec<u8>) -> ImageRule {
@@ -56,14 +54,8 @@ struct Lab {
 
 impl Lab {
     /// A coordinator applying a policy that allows `images`, issued at `issued_at` (the
-    /// coordinator's time) with `nitro_root` (DER; empty: none), verifying TDX quotes as of
-    /// `tdx_as_of` (`None`: now).
-    async fn coordinator(
-        &self,
-        tdx_as_of: Option<u64>,
-        issued_at: u64,
-        nitro_root: Vec<u8>,
-    ) -> Host<Local> {
+    /// coordinator's time, at which it checks evidence) with `nitro_root` (DER; empty: none).
+    async fn coordinator(&self, issued_at: u64, nitro_root: Vec<u8>) -> Host<Local> {
         let (_, pins) = bundle_pins(Path::new(&self.bundle)).unwrap();
         let mut p = FleetPolicy {
             format: POLICY_FORMAT,
@@ -89,7 +81,6 @@ impl Lab {
             owner: self.owner.public(),
             policy: signed,
             lab_root: true,
-            tdx_as_of,
             endorsement: None,
             audit: None,
             poll: Duration::from_millis(50),
@@ -225,19 +216,18 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         node_key: key.clone(),
     };
 
-    // As of the quote's own time: verified, allowed by the policy's MRTD, refused because it
+    // A policy issued at the quote's own time (the coordinator checks the collateral at its
+    // time): verified by the coordinator, allowed by the policy's MRTD, refused because it
     // does not bind this key and nonce.
-    let mut c = lab
-        .coordinator(Some(tdx.as_of), ISSUED_AT, Vec::new())
-        .await;
+    let mut c = lab.coordinator(tdx.as_of, Vec::new()).await;
     let s = submit(&mut c, &mut store, &lab, "w-td", "td-1", &tdx_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
         ("refused", "binding"),
         "{s:?}"
     );
-    // As of now: the collateral has expired.
-    let mut c = lab.coordinator(None, ISSUED_AT, Vec::new()).await;
+    // Issued now: the collateral has expired.
+    let mut c = lab.coordinator(omega_fleet_host::now(), Vec::new()).await;
     let s = submit(&mut c, &mut store, &lab, "w-td-now", "td-2", &tdx_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -260,7 +250,7 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
     // debug-mode enclave's (PCR0 all zeros): verified under the policy's root, allowed by
     // its PCR0, refused because its host can read it, before the binding is looked at.
     let root = nitro_root.unwrap();
-    let mut c = lab.coordinator(None, n.as_of, root).await;
+    let mut c = lab.coordinator(n.as_of, root).await;
     let s = submit(&mut c, &mut store, &lab, "w-nitro", "nitro-1", &nitro_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),
@@ -268,7 +258,7 @@ async fn tdx_and_nitro_guests_reach_the_admission_check() {
         "{s:?}"
     );
     // A policy without a Nitro root: refused by the coordinator, whatever the document.
-    let mut c = lab.coordinator(None, n.as_of, Vec::new()).await;
+    let mut c = lab.coordinator(n.as_of, Vec::new()).await;
     let s = submit(&mut c, &mut store, &lab, "w-nitro-2", "nitro-2", &nitro_sub).await;
     assert_eq!(
         (s.state.as_str(), s.rule.as_str()),

@@ -250,6 +250,20 @@ pub fn nitro_node(
     Ok(from_verified(&v, node_key))
 }
 
+/// An Intel TDX guest's DCAP quote with its PCS collateral, verified as of `now` (our own
+/// no_std DCAP verification: the in-image coordinator runs it), then mapped by
+/// [`from_verified`] with the key the guest bound.
+pub fn tdx_node(
+    quote: &[u8],
+    collateral: &[u8],
+    now: u64,
+    node_key: [u8; 32],
+) -> Result<Attested, String> {
+    let v = omega_tee_verify::tdx::verify(quote, collateral, now)
+        .map_err(|e| format!("tdx evidence refused: {e}"))?;
+    Ok(from_verified(&v, node_key))
+}
+
 /// Failed checks, (name, message) each, as one line.
 fn reasons<'a>(failures: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     failures

@@ -72,8 +72,7 @@ pub enum Request {
     /// An AWS Nitro Enclaves attestation document answering the challenge `nonce`, from a
     /// node claiming `node_key` (its `user_data` must be
     /// [`crate::admission::direct_binding`] of that key and the nonce), verified under the
-    /// Nitro root of the fleet policy. (TDX quotes are not verified here: `dcap-qvl` needs
-    /// std; the host stand-in admits them.)
+    /// Nitro root of the fleet policy.
     AdmitNitro {
         id: u64,
         nonce: [u8; 32],
@@ -84,6 +83,16 @@ pub enum Request {
     /// on every credential is answered as a `Presented` (the endorsement with it), which
     /// monitors whose bundles name the owner accept.
     Endorse { id: u64, signed: Vec<u8> },
+    /// An Intel TDX guest: its DCAP quote binding `node_key` and the nonce (as `AdmitNitro`)
+    /// with the PCS collateral the relay fetched, verified to Intel's root pinned in
+    /// `omega_tee_verify::dcap` at the coordinator's time.
+    AdmitTdx {
+        id: u64,
+        nonce: [u8; 32],
+        quote: Vec<u8>,
+        collateral: Vec<u8>,
+        node_key: [u8; 32],
+    },
 }
 
 impl Request {
@@ -93,6 +102,7 @@ impl Request {
             | Request::Place { id, .. }
             | Request::Admit { id, .. }
             | Request::AdmitNitro { id, .. }
+            | Request::AdmitTdx { id, .. }
             | Request::Endorse { id, .. } => *id,
         }
     }
@@ -403,6 +413,21 @@ impl Service {
                 node_key,
             } => self.admit_nitro(id, &challenge, &document, node_key, digest, uptime_ms),
             Request::Endorse { id, signed } => self.endorse(id, &signed, digest, uptime_ms),
+            Request::AdmitTdx {
+                id,
+                nonce: challenge,
+                quote,
+                collateral,
+                node_key,
+            } => self.admit_tdx(
+                id,
+                &challenge,
+                &quote,
+                &collateral,
+                node_key,
+                digest,
+                uptime_ms,
+            ),
         }
     }
 
@@ -474,6 +499,28 @@ impl Service {
         } else {
             crate::attest::nitro_node(document, &root, now, node_key)
         };
+        self.decide(id, nonce, attested, digest, now, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit_tdx(
+        &mut self,
+        id: u64,
+        nonce: &[u8; 32],
+        quote: &[u8],
+        collateral: &[u8],
+        node_key: [u8; 32],
+        digest: [u8; 32],
+        uptime_ms: u64,
+    ) -> Handled {
+        let Some(now) = self.now(uptime_ms) else {
+            return no_policy(Kind::Admit, id, digest, "no-policy");
+        };
+        // SECURITY: Intel's root is pinned in the verifier, never the relay's; the collateral
+        // (TCB info, QE identity, CRLs) must be current at the coordinator's time, a lower
+        // bound of the true time, so the owner's policy updates also bound how stale a CRL
+        // the relay can replay; freshness rests on the quote binding this nonce.
+        let attested = crate::attest::tdx_node(quote, collateral, now, node_key);
         self.decide(id, nonce, attested, digest, now, None)
     }
 

@@ -493,3 +493,106 @@ fn the_coordinator_takes_only_the_owners_endorsement_of_its_own_key() {
     );
     assert!(granted && kind == Kind::Endorse);
 }
+
+/// A TDX guest's quote and collateral go to the coordinator as the relay fetched them
+/// (`Request::AdmitTdx`) and are verified there to Intel's pinned root at the coordinator's
+/// time. The real recorded quote, under a policy issued at its collateral's time that allows
+/// its MRTD, is verified and reaches the binding check (recorded evidence cannot bind this
+/// nonce: `binding`); under a policy issued a year later its collateral has expired; a
+/// flipped MRTD byte, the out-of-date platform, an oversized quote and collateral that is not
+/// PCS JSON are refused by `evidence`. No credential for any.
+#[test]
+fn tdx_quotes_verify_in_the_coordinator() {
+    let [fresh, outdated] = &omega_test_support::tee::TDX;
+    let mrtd = omega_tee_verify::tdx::verify(fresh.quote, fresh.collateral, fresh.as_of)
+        .unwrap()
+        .measurement;
+    let mut flipped = fresh.quote.to_vec();
+    flipped[48 + 136 + 10] ^= 1; // inside MRTD
+    let year = 365 * 86_400;
+    let cases: Vec<(u64, Vec<u8>, &[u8], &str, &str)> = vec![
+        (
+            fresh.as_of,
+            fresh.quote.to_vec(),
+            fresh.collateral,
+            "binding",
+            "",
+        ),
+        (
+            fresh.as_of + year,
+            fresh.quote.to_vec(),
+            fresh.collateral,
+            "evidence",
+            "not current at the verification time",
+        ),
+        (
+            fresh.as_of,
+            flipped,
+            fresh.collateral,
+            "evidence",
+            "quote signature",
+        ),
+        (
+            outdated.as_of,
+            outdated.quote.to_vec(),
+            outdated.collateral,
+            "evidence",
+            "below every level",
+        ),
+        (
+            fresh.as_of,
+            vec![0; 20_000],
+            fresh.collateral,
+            "evidence",
+            "larger than the bound",
+        ),
+        (
+            fresh.as_of,
+            fresh.quote.to_vec(),
+            b"{}",
+            "evidence",
+            "not PCS JSON",
+        ),
+    ];
+    for (i, (issued_at, quote, collateral, rule, why)) in cases.into_iter().enumerate() {
+        let mut s = service(0);
+        let mut p = policy_body(1, issued_at, MODULE);
+        let mut td = p.images[0].clone();
+        (td.tee, td.measurement, td.name) = (Tee::Tdx, mrtd.clone(), "td".into());
+        p.images.push(td);
+        p.canonicalize();
+        let (r, ..) = call(
+            &mut s,
+            &Request::Policy {
+                id: 1,
+                signed: p.sign(&key(OWNER)).unwrap(),
+            },
+            0,
+        );
+        assert!(matches!(r, Response::PolicyApplied { .. }), "{r:?}");
+        let (r, ..) = call(&mut s, &place(2, bundle(MODULE, "acme")), 0);
+        let Response::Placed { nonce, .. } = r else {
+            panic!("{r:?}")
+        };
+        let (r, kind, granted) = call(
+            &mut s,
+            &Request::AdmitTdx {
+                id: 3,
+                nonce,
+                quote,
+                collateral: collateral.to_vec(),
+                node_key: [0x7d; 32],
+            },
+            0,
+        );
+        assert!(kind == Kind::Admit && !granted);
+        let Response::Refused {
+            rule: got, reason, ..
+        } = r
+        else {
+            panic!("case {i}: {r:?}")
+        };
+        assert_eq!(got, rule, "case {i}: {reason}");
+        assert!(reason.contains(why), "case {i}: {reason}");
+    }
+}

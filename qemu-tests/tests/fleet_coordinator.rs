@@ -6,8 +6,12 @@
 //! 1. The coordinator. Its evidence claims its key, its owner and its floor (principal
 //!    `coordinator`, verified with `measurements verify-evidence`); that key is the only
 //!    one the test then believes. As a hostile relay the test sends a policy below the
-//!    floor, one signed by another key, and garbage: each refused. The owner's policy is
-//!    applied; a node bundle is placed, hashed by the coordinator itself.
+//!    floor, one signed by another key, and garbage: each refused. An Intel TDX guest:
+//!    under the owner's policy issued at the recorded quote's collateral time, the real
+//!    quote verifies to Intel's root inside the image (our DCAP verification) and is refused
+//!    only by `binding` (recorded evidence cannot bind this nonce). The owner's next policy,
+//!    issued now, is applied (the coordinator's clock moves forward to it); a node bundle is
+//!    placed, hashed by the coordinator itself.
 //! 2. A node booted with the placement's nonce. Its evidence goes to the coordinator, which
 //!    admits it: the credential verifies under the attested coordinator key and binds the
 //!    node's attested monitor and peer keys. Replayed, it is refused (`nonce-replayed`), as
@@ -296,14 +300,59 @@ fn a_coordinator_in_an_image_admits_a_node_and_refuses_a_hostile_relay() {
     });
     assert_eq!(refusal(&r).0, "placement", "{r:?}");
 
-    // The owner's policy, at the floor.
-    let good = policy(FLOOR, &digest, &node_files).sign(&owner).unwrap();
+    // An Intel TDX guest, checked by the DCAP verification inside the image: the owner's
+    // policy at the floor, issued at the recorded quote's collateral time (the coordinator
+    // checks collateral at its own time, which the policy anchors) and allowing its MRTD. The
+    // real quote verifies to Intel's root, passes the image rule, TCB and debug checks and is
+    // refused only because recorded evidence cannot bind this coordinator's nonce.
+    let tdx = &omega_test_support::tee::TDX[0];
+    let mrtd = omega_tee_verify::tdx::verify(tdx.quote, tdx.collateral, tdx.as_of)
+        .unwrap()
+        .measurement;
+    let mut at_tdx_time = policy(FLOOR, &digest, &node_files);
+    at_tdx_time.issued_at = tdx.as_of;
+    let mut td = at_tdx_time.images[0].clone();
+    (td.tee, td.measurement, td.name) = (Tee::Tdx, mrtd, "td".into());
+    at_tdx_time.images.push(td);
+    at_tdx_time.canonicalize();
+    let signed = at_tdx_time.sign(&owner).unwrap();
+    let r = relay.call(|id| Request::Policy { id, signed });
+    assert!(
+        matches!(r, Response::PolicyApplied { version: FLOOR, .. }),
+        "{r:?}"
+    );
+    let r = relay.call(|id| Request::Place {
+        id,
+        workload: "w-td".into(),
+        node: "td".into(),
+        role: "worker".into(),
+        files: bundle_files(&node_files),
+    });
+    let Response::Placed {
+        nonce: td_nonce, ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    let r = relay.call(|id| Request::AdmitTdx {
+        id,
+        nonce: td_nonce,
+        quote: tdx.quote.to_vec(),
+        collateral: tdx.collateral.to_vec(),
+        node_key: [0x7d; 32],
+    });
+    assert_eq!(refusal(&r).0, "binding", "{r:?}");
+
+    // The owner's next policy, issued now (the coordinator's clock moves forward to it).
+    let good = policy(FLOOR + 1, &digest, &node_files)
+        .sign(&owner)
+        .unwrap();
     let r = relay.call(|id| Request::Policy {
         id,
         signed: good.clone(),
     });
     assert!(
-        matches!(r, Response::PolicyApplied { version: FLOOR, .. }),
+        matches!(r, Response::PolicyApplied { version, .. } if version == FLOOR + 1),
         "{r:?}"
     );
     // A module swapped under the node's manifest: refused; the real bundle: placed.
@@ -510,6 +559,9 @@ fn a_coordinator_in_an_image_admits_a_node_and_refuses_a_hostile_relay() {
         (0, Decision::Deny, "malformed".into()),
         (2, Decision::Deny, "placement".into()),
         (1, Decision::Allow, format!("lab v{FLOOR}")),
+        (2, Decision::Allow, "w-td on td".into()),
+        (3, Decision::Deny, "binding".into()),
+        (1, Decision::Allow, format!("lab v{}", FLOOR + 1)),
         (2, Decision::Deny, "placement".into()),
         (2, Decision::Allow, "w-n1 on n1".into()),
         (3, Decision::Allow, format!("n1/worker #{}", c.serial)),
