@@ -12,8 +12,9 @@
 # and make this script fail (after every target has run). Logs: target/fuzz-logs/.
 # OMEGA_FUZZ_MACHINE describes the machine in recorded rows (default: nproc and CPU model);
 # OMEGA_FUZZ_ARGS adds libFuzzer options (e.g. "-max_len=65536"). OMEGA_FUZZ_DEV=1 builds the
-# targets without optimisation (cargo fuzz --dev): much quicker to build, slower to run; the
-# test suite's smoke run uses it, long runs should not.
+# targets without optimisation and without AddressSanitizer (cargo fuzz --dev --sanitizer
+# none): much quicker to build, slower to run; the test suite's smoke run uses it, long runs
+# should not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORD=0
@@ -37,7 +38,9 @@ LOGS="$PWD/target/fuzz-logs"
 PROFILE=()
 TIMEOUT=20
 # Unoptimised code runs several times slower: a slow input is not a hang.
-[ "${OMEGA_FUZZ_DEV:-0}" = 1 ] && PROFILE=(--dev) && TIMEOUT=120
+# The smoke run also leaves out AddressSanitizer (a quicker build and run: it checks that every
+# target builds and that no corpus input panics); long runs keep it.
+[ "${OMEGA_FUZZ_DEV:-0}" = 1 ] && PROFILE=(--dev --sanitizer none) && TIMEOUT=120
 # Twenty-odd sanitizer builds: line tables are enough for a crash's backtrace, and neither
 # full debug info nor incremental caches are worth their disk here.
 export CARGO_PROFILE_DEV_DEBUG=line-tables-only CARGO_INCREMENTAL=0

@@ -39,6 +39,8 @@ export OMEGA_ORACLE_PYTHON="$PWD/$VENV/bin/python"
 
 log "checking formatting and lints (cargo fmt, clippy -D warnings on the host and the bare-metal target)"
 cargo fmt --all --check
+# --all-targets: tests and benchmarks too (the benchmarks are only built by this check and by
+# their own runs).
 cargo clippy -q --workspace --all-targets -- -D warnings
 # One package per run, as image-build builds them: the kernel's rustls turns on zeroize's
 # `alloc` feature, which a joint run would unify into the loader (which has no allocator).
@@ -56,26 +58,33 @@ cargo build -q --release --target x86_64-unknown-none -p omega-snp-verify
 cargo clippy -q -p omega-sdk -p omega-example-agents --target wasm32-unknown-unknown \
   --features omega-example-agents/wasm-agents --profile agent -- -D warnings
 
+# Steps that wait on the network or on one core run side by side: each writes its output to
+# target/setup-logs/NAME.log, and `await` fails the run with that log's tail if it failed.
+mkdir -p target/setup-logs
+declare -A JOBS
+background() { local name=$1; shift; "$@" > "target/setup-logs/$name.log" 2>&1 & JOBS[$name]=$!; }
+await() {
+  local name
+  for name; do
+    wait "${JOBS[$name]}" || { tail -n 40 "target/setup-logs/$name.log"; echo "[test] $name failed (target/setup-logs/$name.log)" >&2; exit 1; }
+  done
+}
+
+log "fetching the default model (SmolLM2-135M-Instruct Q4_1), NVIDIA's sample GPU attestation evidence (nv-local-gpu-verifier 2.7.3), both pinned by SHA-256, the MCP servers the tool gateway's tests run and the A2A SDK (bench/a2a/requirements.txt), in the background"
+background model bash -c 'bash scripts/fetch-model.sh > target/setup-logs/model.path'
+background nv-samples bash -c 'bash scripts/fetch-nvidia-gpu-samples.sh > target/setup-logs/nv-samples.path'
+background mcp-servers bash scripts/install-mcp-servers.sh
+background a2a-sdk bash -c '{ [ -x target/a2a-venv/bin/python ] || python3 -m venv target/a2a-venv; } && target/a2a-venv/bin/pip install -q -r bench/a2a/requirements.txt'
+
+# The two images build side by side (their own target directories; each build ends in LTO
+# on one core); the tool itself first, so the two runs do not wait on each other.
 log "building the boot images (production, and with test hooks for the QEMU fault-injection tests)"
-cargo run -q --release -p image-build -- --out target/omega/omega.bin
-cargo run -q --release -p image-build -- --test-hooks --out target/omega/omega-test-hooks.bin
+cargo build -q --release -p image-build
+background image cargo run -q --release -p image-build -- --out target/omega/omega.bin
+background image-test-hooks cargo run -q --release -p image-build -- --test-hooks --out target/omega/omega-test-hooks.bin
+await image image-test-hooks
 export OMEGA_IMAGE="$PWD/target/omega/omega.bin"
 export OMEGA_TEST_HOOKS_IMAGE="$PWD/target/omega/omega-test-hooks.bin"
-
-log "fetching the default model for the inference proxy's tests (SmolLM2-135M-Instruct Q4_1, pinned SHA-256)"
-OMEGA_MODEL="$(bash scripts/fetch-model.sh)"
-export OMEGA_MODEL
-
-log "fetching NVIDIA's sample GPU attestation evidence for omega-gpu-evidence (nv-local-gpu-verifier 2.7.3, pinned SHA-256)"
-OMEGA_NV_SAMPLES_DIR="$(bash scripts/fetch-nvidia-gpu-samples.sh)"
-export OMEGA_NV_SAMPLES_DIR
-
-log "installing the MCP servers the tool gateway's tests run (pinned npm and PyPI packages)"
-bash scripts/install-mcp-servers.sh
-
-log "installing the A2A SDK (bench/a2a/requirements.txt) for the A2A bench and the agent-card interop test"
-[ -x target/a2a-venv/bin/python ] || python3 -m venv target/a2a-venv
-target/a2a-venv/bin/pip install -q -r bench/a2a/requirements.txt
 
 # The release host tools, built once with run.sh's package selection (so run.sh reuses them):
 # the QEMU inference tests use this omega-proxy instead of building llama.cpp again in debug
@@ -85,10 +94,13 @@ cargo build -q --release -p image-build -p omega-host -p measurements -p omega-a
   -p omega-tool-gateway -p omega-proxy
 export OMEGA_PROXY_BIN="$PWD/target/release/omega-proxy"
 
+await model nv-samples mcp-servers a2a-sdk
+OMEGA_MODEL="$(cat target/setup-logs/model.path)"
+OMEGA_NV_SAMPLES_DIR="$(cat target/setup-logs/nv-samples.path)"
+export OMEGA_MODEL OMEGA_NV_SAMPLES_DIR
+
 log "running the workspace tests"
 cargo test --workspace --no-fail-fast
-log "checking that the benchmarks still compile"
-cargo test --workspace --benches --no-run -q
 
 # Every cargo-fuzz target for a few seconds (docs/fuzzing.md): catches a target that no
 # longer builds and any crash its corpus or a short run finds. The long runs are
