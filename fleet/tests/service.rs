@@ -510,7 +510,9 @@ fn tdx_quotes_verify_in_the_coordinator() {
     let mut flipped = fresh.quote.to_vec();
     flipped[48 + 136 + 10] ^= 1; // inside MRTD
     let year = 365 * 86_400;
-    let cases: Vec<(u64, Vec<u8>, &[u8], &str, &str)> = vec![
+    // (policy issued at, quote, collateral, rule, reason contains)
+    type Case<'a> = (u64, Vec<u8>, &'a [u8], &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             fresh.as_of,
             fresh.quote.to_vec(),

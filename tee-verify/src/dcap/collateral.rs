@@ -188,7 +188,7 @@ pub fn hex_vec(s: &str) -> Result<Vec<u8>, Refused> {
     let bad = Refused("collateral field is not hex");
     let digit = |c: u8| (c as char).to_digit(16).ok_or(bad);
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(bad);
     }
     b.chunks(2)

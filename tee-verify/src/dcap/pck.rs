@@ -121,7 +121,7 @@ pub fn platform_tcb(pck: &Certificate) -> Result<PlatformTcb, Refused> {
         }
         *slot = Some(e.rest);
     }
-    fn octets<'a>(v: Option<&'a [u8]>, n: usize) -> Result<&'a [u8], Refused> {
+    fn octets(v: Option<&[u8]>, n: usize) -> Result<&[u8], Refused> {
         let mut d = Der {
             rest: v.ok_or(Refused("SGX extension lacks FMSPC, PCE ID or TCB"))?,
         };
