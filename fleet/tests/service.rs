@@ -380,6 +380,31 @@ fn garbage_and_oversized_frames_are_refused() {
     }
 }
 
+/// A fresh coordinator under `p` (signed by the owner) places the test bundle, then is asked
+/// `admit(nonce)`: the refusal it answers, (rule, reason). Admission must not be granted.
+fn refused_admission(p: &FleetPolicy, admit: impl FnOnce([u8; 32]) -> Request) -> (String, String) {
+    let mut s = service(0);
+    let (r, ..) = call(
+        &mut s,
+        &Request::Policy {
+            id: 1,
+            signed: p.sign(&key(OWNER)).unwrap(),
+        },
+        0,
+    );
+    assert!(matches!(r, Response::PolicyApplied { .. }), "{r:?}");
+    let (r, ..) = call(&mut s, &place(2, bundle(MODULE, "acme")), 0);
+    let Response::Placed { nonce, .. } = r else {
+        panic!("{r:?}")
+    };
+    let (r, kind, granted) = call(&mut s, &admit(nonce), 0);
+    assert!(kind == Kind::Admit && !granted);
+    let Response::Refused { rule, reason, .. } = r else {
+        panic!("{r:?}")
+    };
+    (rule, reason)
+}
+
 /// A real Nitro document (`../shared/testdata/nitro`, from a debug-mode enclave) through the
 /// service: verified under the root the owner put in the policy, as of its own time (the
 /// policy's `issued_at`), it reaches the admission and is refused there by `debug`; with a
@@ -404,39 +429,14 @@ fn nitro_documents_verify_under_the_policys_root() {
     flipped[at] ^= 0x20;
     cases.push((root, flipped, "evidence", "nitro evidence refused"));
     for (i, (root, document, rule, why)) in cases.into_iter().enumerate() {
-        let mut s = service(0);
         let mut p = policy_body(1, v.as_of, MODULE);
         p.nitro_root = root;
-        let (r, ..) = call(
-            &mut s,
-            &Request::Policy {
-                id: 1,
-                signed: p.sign(&key(OWNER)).unwrap(),
-            },
-            0,
-        );
-        assert!(matches!(r, Response::PolicyApplied { .. }), "{r:?}");
-        let (r, ..) = call(&mut s, &place(2, bundle(MODULE, "acme")), 0);
-        let Response::Placed { nonce, .. } = r else {
-            panic!("{r:?}")
-        };
-        let (r, kind, granted) = call(
-            &mut s,
-            &Request::AdmitNitro {
-                id: 3,
-                nonce,
-                document,
-                node_key: [0x4e; 32],
-            },
-            0,
-        );
-        assert!(kind == Kind::Admit && !granted);
-        let Response::Refused {
-            rule: got, reason, ..
-        } = r
-        else {
-            panic!("case {i}: {r:?}")
-        };
+        let (got, reason) = refused_admission(&p, |nonce| Request::AdmitNitro {
+            id: 3,
+            nonce,
+            document,
+            node_key: [0x4e; 32],
+        });
         assert_eq!(got, rule, "case {i}: {reason}");
         assert!(reason.contains(why), "case {i}: {reason}");
     }
@@ -557,43 +557,18 @@ fn tdx_quotes_verify_in_the_coordinator() {
         ),
     ];
     for (i, (issued_at, quote, collateral, rule, why)) in cases.into_iter().enumerate() {
-        let mut s = service(0);
         let mut p = policy_body(1, issued_at, MODULE);
         let mut td = p.images[0].clone();
         (td.tee, td.measurement, td.name) = (Tee::Tdx, mrtd.clone(), "td".into());
         p.images.push(td);
         p.canonicalize();
-        let (r, ..) = call(
-            &mut s,
-            &Request::Policy {
-                id: 1,
-                signed: p.sign(&key(OWNER)).unwrap(),
-            },
-            0,
-        );
-        assert!(matches!(r, Response::PolicyApplied { .. }), "{r:?}");
-        let (r, ..) = call(&mut s, &place(2, bundle(MODULE, "acme")), 0);
-        let Response::Placed { nonce, .. } = r else {
-            panic!("{r:?}")
-        };
-        let (r, kind, granted) = call(
-            &mut s,
-            &Request::AdmitTdx {
-                id: 3,
-                nonce,
-                quote,
-                collateral: collateral.to_vec(),
-                node_key: [0x7d; 32],
-            },
-            0,
-        );
-        assert!(kind == Kind::Admit && !granted);
-        let Response::Refused {
-            rule: got, reason, ..
-        } = r
-        else {
-            panic!("case {i}: {r:?}")
-        };
+        let (got, reason) = refused_admission(&p, |nonce| Request::AdmitTdx {
+            id: 3,
+            nonce,
+            quote,
+            collateral: collateral.to_vec(),
+            node_key: [0x7d; 32],
+        });
         assert_eq!(got, rule, "case {i}: {reason}");
         assert!(reason.contains(why), "case {i}: {reason}");
     }
