@@ -55,9 +55,10 @@ pub struct Config {
     pub owner: [u8; 32],
     /// The owner-signed policy, the first request the coordinator is sent.
     pub policy: PathBuf,
-    /// Whether the simulated PSP's lab chain is trusted (`--lab-root`): Omega nodes'
-    /// reports are then sent as `Chain::Lab`, and an in-image coordinator boots under the
-    /// simulated PSP.
+    /// Whether the simulated PSP's lab chain is trusted (`--lab-root`): Omega nodes that
+    /// submit no AMD chain (`Submission::amd`) are sent as `Chain::Lab`, which only then
+    /// counts, and an in-image coordinator boots under the simulated PSP. Without it, only
+    /// nodes with an AMD chain can be admitted.
     pub lab_root: bool,
     pub audit: Option<PathBuf>,
     pub poll: Duration,
@@ -498,19 +499,26 @@ impl<B: Backend> Host<B> {
                         hex::decode(&s.peer_evidence)?,
                         s.node,
                         s.tee,
+                        match s.amd {
+                            Some(a) => Chain::Amd {
+                                family: a.family,
+                                vcek: hex::decode(&a.vcek)?,
+                            },
+                            None => Chain::Lab,
+                        },
                     ))
                 });
-            let (nonce, evidence, bundle_evidence, peer_evidence, claimed_node, tee) = match parsed
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    self.audit.log(
-                        "refused",
-                        json!({ "workload": w, "rule": "malformed", "reason": e.to_string() }),
-                    );
-                    continue;
-                }
-            };
+            let (nonce, evidence, bundle_evidence, peer_evidence, claimed_node, tee, chain) =
+                match parsed {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.audit.log(
+                            "refused",
+                            json!({ "workload": w, "rule": "malformed", "reason": e.to_string() }),
+                        );
+                        continue;
+                    }
+                };
             // `verified_us`: until the coordinator's answer (for an Omega node or a Nitro
             // guest the service verifies, admits and signs in one request: for an in-image
             // coordinator the relay's round trip too).
@@ -520,9 +528,9 @@ impl<B: Backend> Host<B> {
                     let req = Request::Admit {
                         id: self.id(),
                         nonce,
-                        // Only the lab chain is wired (docs/fleet.md); a coordinator without
-                        // it refuses.
-                        chain: Chain::Lab,
+                        // The node's AMD chain when it sent one, else the lab chain (which a
+                        // coordinator not trusting the lab root refuses).
+                        chain,
                         platform: evidence,
                         bundle: bundle_evidence,
                         peer: peer_evidence,

@@ -154,8 +154,10 @@ enum Cmd {
             conflicts_with = "in_image"
         )]
         min_policy_version: u64,
-        /// Verify SNP reports under the simulated PSP's lab root (tests only); with
-        /// --in-image, the image boots with `--simulated-psp`.
+        /// Also trust the simulated PSP's lab root (tests only) for nodes that submit no AMD
+        /// chain (`omega-fleet node` without --vcek); with --in-image, the image boots with
+        /// `--simulated-psp`. Without it only nodes on real SEV-SNP hosts, whose submissions
+        /// carry their VCEK, are admitted.
         #[arg(long)]
         lab_root: bool,
         /// Append each event here as a JSON line (also printed on stderr).
@@ -207,9 +209,16 @@ enum Cmd {
         /// QEMU vCPU model of the launch (as `measurements digest --vcpu-type`).
         #[arg(long, value_name = "TYPE", default_value = "EPYC-v4")]
         vcpu_type: String,
-        /// Verify the report under the simulated PSP's lab root (tests only; required so far).
-        #[arg(long)]
+        /// Verify the report under the simulated PSP's lab root (tests only).
+        #[arg(long, required_unless_present = "vcek", conflicts_with = "vcek")]
         lab_root: bool,
+        /// The coordinator host's VCEK (DER, from AMD's KDS): verify the report under AMD's
+        /// roots of --family instead.
+        #[arg(long, value_name = "FILE", requires = "family")]
+        vcek: Option<PathBuf>,
+        /// The processor family of --vcek: milan, genoa or turin.
+        #[arg(long, value_name = "FAMILY", requires = "vcek")]
+        family: Option<String>,
         /// The owner's key seed file.
         #[arg(long, value_name = "FILE")]
         owner_key: PathBuf,
@@ -294,6 +303,14 @@ enum Cmd {
         ttl: i64,
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// This host's SEV-SNP chip: its VCEK (DER, from AMD's KDS). Boots launch with
+        /// `--sev-snp` and their reports are checked under AMD's roots of --family; without
+        /// it, under the simulated PSP (tests).
+        #[arg(long, value_name = "FILE", requires = "family")]
+        vcek: Option<PathBuf>,
+        /// The processor family of --vcek: milan, genoa or turin.
+        #[arg(long, value_name = "FAMILY", requires = "vcek")]
+        family: Option<String>,
     },
     /// Declares a desired workload (operator).
     Submit {
@@ -381,11 +398,6 @@ fn main() -> anyhow::Result<()> {
             run_dir,
             endorsement,
         } => {
-            if !lab_root {
-                bail!(
-                    "only --lab-root (the simulated PSP) is wired so far: AMD roots need each node's VCEK (docs/fleet.md)"
-                );
-            }
             let mode = match (
                 in_image,
                 omega,
@@ -434,15 +446,21 @@ fn main() -> anyhow::Result<()> {
             image,
             vcpus,
             vcpu_type,
-            lab_root,
+            lab_root: _,
+            vcek,
+            family,
             owner_key,
             fleet,
             lifetime,
             out,
         } => {
-            if !lab_root {
-                bail!("only --lab-root (the simulated PSP) is wired so far (docs/fleet.md)");
-            }
+            let roots = match amd_chain(vcek.as_deref(), family.as_deref())? {
+                Some(a) => SnpRoots::Amd {
+                    family: a.family.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                    vcek: hex::decode(&a.vcek)?,
+                },
+                None => SnpRoots::Lab,
+            };
             if lifetime == 0 {
                 bail!("--lifetime 0 endorses nothing");
             }
@@ -456,19 +474,15 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--vcpu-type {vcpu_type}: {e}"))?;
             let bytes = std::fs::read(&evidence)
                 .with_context(|| format!("reading {}", evidence.display()))?;
-            let claim = omega_fleet_host::endorse::verify_coordinator(
-                &bytes,
-                &nonce,
-                &SnpRoots::Lab,
-                || {
+            let claim =
+                omega_fleet_host::endorse::verify_coordinator(&bytes, &nonce, &roots, || {
                     let img = std::fs::read(&image)
                         .with_context(|| format!("reading {}", image.display()))?;
                     measurements::Measurer::new(&img)
                         .and_then(|m| m.launch_digest(vcpus, vcpu_type, 0x1, &Default::default()))
                         .with_context(|| format!("{}", image.display()))
-                },
-            )
-            .with_context(|| format!("{}", evidence.display()))?;
+                })
+                .with_context(|| format!("{}", evidence.display()))?;
             let signed = omega_fleet_host::endorse::endorse(
                 &owner,
                 &fleet,
@@ -530,6 +544,7 @@ fn main() -> anyhow::Result<()> {
                 bundle_evidence: String::new(),
                 peer_evidence: String::new(),
                 tee: Some(tee),
+                amd: None,
             };
             rt.block_on(store.put_json("evidence", &workload, &sub))?;
             println!("submitted for nonce {}", hex::encode(p.nonce));
@@ -551,7 +566,10 @@ fn main() -> anyhow::Result<()> {
             work,
             ttl,
             audit,
+            vcek,
+            family,
         } => {
+            let amd = amd_chain(vcek.as_deref(), family.as_deref())?;
             let root = match (coordinator, owner) {
                 (Some(c), None) => omega_fleet::endorsement::Root::Coordinator(parse_key(&c)?),
                 (None, Some(o)) => omega_fleet::endorsement::Root::Owner(parse_key(&o)?),
@@ -573,6 +591,7 @@ fn main() -> anyhow::Result<()> {
                 audit,
                 ttl: ttl.clamp(1, 3600),
                 poll: etcd.poll(),
+                amd,
             };
             runtime()?.block_on(node::run(cfg))
         }
@@ -604,6 +623,17 @@ fn main() -> anyhow::Result<()> {
             bench(&log_dir, nonce.trim(), iterations)
         }
     }
+}
+
+/// `--vcek` with `--family` (clap requires both or neither).
+fn amd_chain(
+    vcek: Option<&std::path::Path>,
+    family: Option<&str>,
+) -> anyhow::Result<Option<omega_fleet_host::store::AmdChain>> {
+    Ok(match (vcek, family) {
+        (Some(v), Some(f)) => Some(omega_fleet_host::store::AmdChain::read(v, f)?),
+        _ => None,
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

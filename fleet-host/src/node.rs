@@ -55,6 +55,9 @@ pub struct Config {
     pub audit: Option<PathBuf>,
     pub ttl: i64,
     pub poll: Duration,
+    /// This host's SEV-SNP chip (`--vcek`, `--family`): boots launch under SEV-SNP and their
+    /// evidence is submitted with this chain. `None`: the simulated PSP (tests).
+    pub amd: Option<crate::store::AmdChain>,
 }
 
 /// One boot in progress (or ended, awaiting its credential).
@@ -158,7 +161,12 @@ impl Node {
             .arg("run")
             .arg("--image")
             .arg(&self.cfg.image)
-            .arg("--simulated-psp")
+            // A real SEV-SNP launch when this host has a chip to name, else the simulated PSP.
+            .arg(if self.cfg.amd.is_some() {
+                "--sev-snp"
+            } else {
+                "--simulated-psp"
+            })
             .arg("--vcpus")
             .arg(self.cfg.vcpus.to_string())
             .arg("--bundle")
@@ -211,6 +219,7 @@ impl Node {
             bundle_evidence: hex::encode(&bundle_evidence),
             peer_evidence: hex::encode(&peer_evidence),
             tee: None,
+            amd: self.cfg.amd.clone(),
         };
         let w = self.runs[i].workload.clone();
         self.store.put_json("evidence", &w, &sub).await?;

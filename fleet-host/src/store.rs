@@ -69,6 +69,39 @@ pub struct Submission {
     /// Omega fields above, which stay empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<TeeSubmission>,
+    /// An Omega node on a real SEV-SNP host: its report is checked under AMD's roots of
+    /// this family with the chip's VCEK. `None`: the simulated PSP's lab chain, which only
+    /// a coordinator trusting the lab root accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amd: Option<AmdChain>,
+}
+
+/// The chip's VCEK (DER, hex) as its host fetched it from AMD's KDS, and the processor
+/// family (`milan`, `genoa`, `turin`) whose ARK and ASK the coordinator holds itself: the
+/// VCEK counts only once its chain to them verifies, so a host cannot choose its way in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmdChain {
+    pub family: String,
+    pub vcek: String,
+}
+
+impl AmdChain {
+    /// The chain a node on this host submits: `family` must be one the coordinator knows,
+    /// `vcek` a DER file no larger than the coordinator takes.
+    pub fn read(vcek: &std::path::Path, family: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let family: measurements::Family = family
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--family: {e}"))?;
+        let der = std::fs::read(vcek).with_context(|| format!("reading {}", vcek.display()))?;
+        if der.is_empty() || der.len() > omega_fleet::service::MAX_EVIDENCE {
+            anyhow::bail!("{}: not a VCEK (size {})", vcek.display(), der.len());
+        }
+        Ok(AmdChain {
+            family: family.name().to_string(),
+            vcek: hex::encode(der),
+        })
+    }
 }
 
 /// A TDX quote (with its PCS collateral) or an AWS Nitro attestation document from a guest

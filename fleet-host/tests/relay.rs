@@ -463,6 +463,7 @@ async fn place_and_admit<B: omega_fleet_host::backend::Backend>(
         bundle_evidence: hex::encode(bundle_ev),
         peer_evidence: String::new(),
         tee: None,
+        amd: None,
     };
     store.put_json("evidence", w, &sub).await.unwrap();
     host.tick().await.unwrap();
@@ -584,6 +585,7 @@ async fn the_host_loop_runs_over_the_relay() {
             collateral: "00".into(),
             node_key: hex::encode([0x42; 32]),
         }),
+        amd: None,
     };
     store.put_json("evidence", "w2", &sub).await.unwrap();
     host.tick().await.unwrap();
@@ -752,6 +754,7 @@ async fn a_nitro_guest_is_decided_by_the_in_image_coordinator() {
             collateral: String::new(),
             node_key: hex::encode([0x42; 32]),
         }),
+        amd: None,
     };
     store.put_json("evidence", "w-nitro", &sub).await.unwrap();
     host.tick().await.unwrap();
@@ -819,6 +822,95 @@ async fn the_host_loop_runs_over_the_local_service() {
         .err()
         .unwrap();
     assert!(format!("{e:#}").contains("policy"), "{e:#}");
+}
+
+/// A node on a real SEV-SNP host submits its chip's VCEK (`Submission::amd`, from
+/// `omega-fleet node --vcek --family`); the host sends it as `Chain::Amd` and the service
+/// checks it against AMD's roots, its own copies. A coordinator without the lab root
+/// (`--lab-root` off): the simulated PSP's evidence with no chain is refused (no lab root);
+/// with AMD's real Milan VCEK (virtee/sev's) the VCEK passes AMD's chain and the report, which
+/// the lab key signed, fails under it; bytes that are no certificate are refused as a VCEK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_amd_chain_is_checked_by_the_coordinator() {
+    use omega_fleet_host::store::AmdChain;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = omega_test_support::etcd::Etcd::start(dir.path()) else {
+        return;
+    };
+    let b = bundle(dir.path());
+    let signed = dir.path().join("policy.signed");
+    std::fs::write(&signed, policy(&b, OWNER)).unwrap();
+    let cfg = Config {
+        etcd: vec![etcd.endpoint()],
+        fleet: FLEET.into(),
+        owner: key(OWNER).public(),
+        policy: signed,
+        lab_root: false,
+        endorsement: None,
+        audit: None,
+        poll: Duration::from_millis(50),
+        mode: Mode::Local {
+            key_seed: [9; 32],
+            state: dir.path().join("coordinator.state"),
+            min_policy_version: 0,
+        },
+    };
+    let mut host = omega_fleet_host::coordinator::start_local(&cfg)
+        .await
+        .unwrap();
+    let mut store = Store::new(&cfg.etcd, FLEET);
+    let milan = |vcek: &[u8]| {
+        Some(AmdChain {
+            family: "milan".into(),
+            vcek: hex::encode(vcek),
+        })
+    };
+    let cases = [
+        (None, "no lab root"),
+        (
+            milan(omega_test_support::snp::EMBEDDED_MILAN_VCEK),
+            "report",
+        ),
+        (milan(b"not a certificate"), "vcek"),
+    ];
+    for (i, (amd, why)) in cases.into_iter().enumerate() {
+        let (w, node) = (format!("w-amd-{i}"), format!("n-amd-{i}"));
+        let p = Proposal {
+            node: node.clone(),
+            bundle: b.display().to_string(),
+            role: "worker".into(),
+            epoch: 1,
+            peer: None,
+        };
+        store.put_json("proposals", &w, &p).await.unwrap();
+        host.tick().await.unwrap();
+        let signed = store.get("placements", &w).await.unwrap().unwrap();
+        let pl = Placement::verify(&signed, &host.public()).unwrap();
+        let (platform, bundle_ev, _) = node_evidence(pl.nonce, pl.bundle_digest);
+        let sub = Submission {
+            node: node.clone(),
+            nonce: hex::encode(pl.nonce),
+            evidence: hex::encode(platform),
+            bundle_evidence: hex::encode(bundle_ev),
+            peer_evidence: String::new(),
+            tee: None,
+            amd,
+        };
+        store.put_json("evidence", &w, &sub).await.unwrap();
+        host.tick().await.unwrap();
+        let status: Status =
+            serde_json::from_slice(&store.get("status", &w).await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (status.state.as_str(), status.rule.as_str()),
+            ("refused", "evidence"),
+            "case {i}: {status:?}"
+        );
+        assert!(
+            status.detail.to_lowercase().contains(why) && !status.detail.contains("signed_by_ask"),
+            "case {i}: {status:?}"
+        );
+        assert!(store.get("credentials", &node).await.unwrap().is_none());
+    }
 }
 
 /// `omega-fleet bench-admission` on a stored run's evidence (written here as a monitor under
@@ -1087,6 +1179,20 @@ async fn an_owner_endorsement_roots_the_credentials() {
     assert!(format!("{e:#}").contains("refused"), "{e:#}");
     let e = verify_coordinator(&ev, &nonce, &SnpRoots::Lab, || Ok([0x34; 48])).unwrap_err();
     assert!(format!("{e:#}").contains("SNP report refused"), "{e:#}");
+    // Under AMD's Milan roots with a real Milan VCEK (the owner endorsing a coordinator on a
+    // real SEV-SNP host): the VCEK's chain holds, this lab-signed report does not.
+    let amd = SnpRoots::Amd {
+        family: "milan".parse().unwrap(),
+        vcek: omega_test_support::snp::EMBEDDED_MILAN_VCEK.to_vec(),
+    };
+    let e = format!(
+        "{:#}",
+        verify_coordinator(&ev, &nonce, &amd, m).unwrap_err()
+    );
+    assert!(
+        e.contains("report.signature") && !e.contains("signed_by_ask"),
+        "{e}"
+    );
     // Unattested evidence (no report) is refused.
     assert!(
         verify_coordinator(
@@ -1154,7 +1260,7 @@ async fn an_owner_endorsement_roots_the_credentials() {
 
 /// `omega-fleet endorse` refuses evidence for another nonce, and a zero lifetime.
 #[test]
-fn the_endorse_command_refuses_evidence_for_another_nonce() {
+fn the_endorse_command_refuses_evidence_for_another_nonce_and_other_roots() {
     let dir = tempfile::tempdir().unwrap();
     let ev = dir.path().join("coordinator.bin");
     std::fs::write(
@@ -1167,18 +1273,22 @@ fn the_endorse_command_refuses_evidence_for_another_nonce() {
     let image = dir.path().join("image.bin");
     std::fs::write(&image, [0u8; 4096]).unwrap();
     let out = dir.path().join("endorsement");
-    let run = |nonce: [u8; 32], lifetime: &str| {
+    let vcek = dir.path().join("vcek_milan.der");
+    std::fs::write(&vcek, omega_test_support::snp::EMBEDDED_MILAN_VCEK).unwrap();
+    let lab = ["--lab-root".to_string()];
+    let amd = [
+        "--vcek".to_string(),
+        vcek.display().to_string(),
+        "--family".into(),
+        "milan".into(),
+    ];
+    let run_with = |nonce: [u8; 32], lifetime: &str, roots: &[String]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_omega-fleet"))
             .arg("endorse")
             .arg("--evidence")
             .arg(&ev)
-            .args([
-                "--nonce",
-                &hex::encode(nonce),
-                "--lab-root",
-                "--fleet",
-                FLEET,
-            ])
+            .args(["--nonce", &hex::encode(nonce), "--fleet", FLEET])
+            .args(roots)
             .args(["--lifetime", lifetime])
             .arg("--image")
             .arg(&image)
@@ -1189,6 +1299,19 @@ fn the_endorse_command_refuses_evidence_for_another_nonce() {
             .output()
             .unwrap()
     };
+    let run = |nonce: [u8; 32], lifetime: &str| run_with(nonce, lifetime, &lab);
+    // AMD's roots by name: an unknown family is refused before anything is read; with no
+    // roots named at all, clap refuses (the chain itself: `an_owner_endorsement_roots_the_credentials`).
+    let mut bogus = amd.clone();
+    bogus[3] = "zen9".into();
+    let o = run_with([0x4e; 32], "300", &bogus);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown family"), "{err}");
+    let o = run_with([0x4e; 32], "300", &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--lab-root"));
+    assert!(!out.exists());
     let o = run([0x4f; 32], "300");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);

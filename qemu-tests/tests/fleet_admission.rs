@@ -627,6 +627,7 @@ fn coordinator_admits_attested_nodes_and_refuses_a_hostile_scheduler() {
         bundle_evidence: String::new(),
         peer_evidence: String::new(),
         tee: None,
+        amd: None,
     };
     rt.block_on(store.put_json("evidence", "wg2", &sub))
         .unwrap();
