@@ -51,10 +51,9 @@ cargo clippy -q --target x86_64-unknown-none -p omega-kernel --features test-hoo
 # the kernel's target, not only check: LLVM errors from SIMD code paths appear at codegen.
 cargo clippy -q --target x86_64-unknown-none -p omega-inference-client -- -D warnings
 cargo build -q --release --target x86_64-unknown-none -p omega-inference-client
-# The SNP report checks, shared by `measurements` and (next) the in-image coordinator,
-# stay no_std: RSA-PSS and P-384 built for the monitor's target.
+# The SNP report checks, shared by `measurements` and the in-image coordinator, stay no_std
+# (the image build compiles them for the monitor's target).
 cargo clippy -q --target x86_64-unknown-none -p omega-snp-verify -- -D warnings
-cargo build -q --release --target x86_64-unknown-none -p omega-snp-verify
 cargo clippy -q -p omega-sdk -p omega-example-agents --target wasm32-unknown-unknown \
   --features omega-example-agents/wasm-agents --profile agent -- -D warnings
 
