@@ -228,10 +228,12 @@ fn check_der_signature(
         .map_err(|_| Refused("signature does not verify"))
 }
 
-/// The two CRLs, each verified under its issuer.
+/// The two CRLs, each verified under its issuer, and the root certificate they were checked
+/// under (verified once; later chains ending in the same certificate skip its self-signature).
 pub struct Crls {
     root: CertificateList,
     pck: CertificateList,
+    anchor: Certificate,
 }
 
 fn revoked(crl: &CertificateList, serial: &SerialNumber) -> bool {
@@ -283,9 +285,14 @@ pub fn pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, Refused> {
 }
 
 /// Checks `chain` (leaf first) up to Intel's SGX root key: names link, every signature is
-/// ECDSA P-256/SHA-256 by the next certificate, every certificate is valid at `now`, the
-/// root is self-signed with the pinned key. Returns the leaf's key.
-pub fn check_chain(chain: &[Certificate], now: u64) -> Result<VerifyingKey, Refused> {
+/// ECDSA P-256/SHA-256 by the next certificate (the root's by itself), every certificate is
+/// valid at `now`, the root carries the pinned key. Returns the leaf's key. A root equal to
+/// `verified_root` (checked so already in this verification) is not checked again.
+pub fn check_chain(
+    chain: &[Certificate],
+    now: u64,
+    verified_root: Option<&Certificate>,
+) -> Result<VerifyingKey, Refused> {
     let root = chain.last().ok_or(Refused("empty certificate chain"))?;
     let root_key = key_of(root)?;
     if root_key.to_encoded_point(false).as_bytes() != INTEL_SGX_ROOT_KEY {
@@ -294,7 +301,12 @@ pub fn check_chain(chain: &[Certificate], now: u64) -> Result<VerifyingKey, Refu
         ));
     }
     for (i, cert) in chain.iter().enumerate() {
-        let issuer = chain.get(i + 1).unwrap_or(root);
+        let issuer = match chain.get(i + 1) {
+            Some(issuer) => issuer,
+            None if verified_root == Some(root) => break,
+            None => root,
+        };
+        check_validity(cert, now)?;
         if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
             return Err(Refused("certificate's issuer is not the next certificate"));
         }
@@ -312,34 +324,44 @@ pub fn check_chain(chain: &[Certificate], now: u64) -> Result<VerifyingKey, Refu
             cert.signature.as_bytes(),
         )
         .map_err(|_| Refused("certificate signature does not verify under its issuer"))?;
-        let v = &cert.tbs_certificate.validity;
-        let (from, to) = (
-            v.not_before.to_unix_duration().as_secs(),
-            v.not_after.to_unix_duration().as_secs(),
-        );
-        if now < from || now > to {
-            return Err(Refused("certificate not valid at the verification time"));
-        }
     }
     key_of(&chain[0])
+}
+
+fn check_validity(cert: &Certificate, now: u64) -> Result<(), Refused> {
+    let v = &cert.tbs_certificate.validity;
+    let from = v.not_before.to_unix_duration().as_secs();
+    let to = v.not_after.to_unix_duration().as_secs();
+    if now < from || now > to {
+        return Err(Refused("certificate not valid at the verification time"));
+    }
+    Ok(())
 }
 
 impl Crls {
     /// The root CA's CRL (signed by the root) and the PCK CA's (signed by the PCK CA, whose
     /// chain `pck_crl_issuer_chain` must reach the root).
-    pub fn check(c: &Collateral, now: u64) -> Result<(Self, Vec<Certificate>), Refused> {
+    pub fn check(c: &Collateral, now: u64) -> Result<Self, Refused> {
         let der = |s: &str| -> Result<CertificateList, Refused> {
             CertificateList::from_der(&hex_vec(s)?).map_err(|_| Refused("CRL is not DER"))
         };
         let (root, pck) = (der(&c.root_ca_crl)?, der(&c.pck_crl)?);
         let issuer_chain = pem_chain(c.pck_crl_issuer_chain.as_bytes())?;
-        check_chain(&issuer_chain, now)?;
+        check_chain(&issuer_chain, now, None)?;
         let root_cert = issuer_chain.last().expect("non-empty");
         check_crl(&root, root_cert, now)?;
         check_crl(&pck, &issuer_chain[0], now)?;
-        let crls = Crls { root, pck };
+        let anchor = root_cert.clone();
+        let crls = Crls { root, pck, anchor };
         crls.check_not_revoked(&issuer_chain)?;
-        Ok((crls, issuer_chain))
+        Ok(crls)
+    }
+
+    /// `chain` up to Intel's root ([`check_chain`]) and none of it revoked.
+    pub fn check_chain(&self, chain: &[Certificate], now: u64) -> Result<VerifyingKey, Refused> {
+        let key = check_chain(chain, now, Some(&self.anchor))?;
+        self.check_not_revoked(chain)?;
+        Ok(key)
     }
 
     /// SECURITY: a certificate Intel revoked (a leaked PCK, a compromised intermediate) must
@@ -369,9 +391,7 @@ pub fn check_signed<T: serde::de::DeserializeOwned>(
     now: u64,
     dates: impl Fn(&T) -> (&str, &str),
 ) -> Result<T, Refused> {
-    let chain = pem_chain(chain_pem.as_bytes())?;
-    let key = check_chain(&chain, now)?;
-    crls.check_not_revoked(&chain)?;
+    let key = crls.check_chain(&pem_chain(chain_pem.as_bytes())?, now)?;
     check_raw_signature(&key, document.as_bytes(), &hex_vec(signature_hex)?).map_err(|_| {
         Refused("collateral signature does not verify under Intel's TCB signing key")
     })?;

@@ -27,8 +27,7 @@ pub use pck::PlatformTcb;
 pub use quote::{QeReport, TdReport};
 
 use collateral::{
-    Crls, IsvLevel, QeIdentity, TcbInfo, check_chain, check_raw_signature, check_signed, hex,
-    pem_chain,
+    Crls, IsvLevel, QeIdentity, TcbInfo, check_raw_signature, check_signed, hex, pem_chain,
 };
 
 /// Why a quote or its collateral was refused (a fixed text: nothing the host sent is echoed).
@@ -241,7 +240,7 @@ pub fn verify(quote: &[u8], collateral: &Collateral, now: u64) -> Result<Verifie
     // The host's bytes are parsed before any signature work: garbage costs nothing.
     let q = quote::parse(quote)?;
     // 1-2. CRLs, then the signed collateral.
-    let (crls, _) = Crls::check(collateral, now)?;
+    let crls = Crls::check(collateral, now)?;
     let info: TcbInfo = check_signed(
         &collateral.tcb_info,
         &collateral.tcb_info_signature,
@@ -270,8 +269,7 @@ pub fn verify(quote: &[u8], collateral: &Collateral, now: u64) -> Result<Verifie
     if chain.len() != 3 {
         return Err(Refused("PCK chain is not PCK, PCK CA, root").into());
     }
-    let pck_key = check_chain(&chain, now)?;
-    crls.check_not_revoked(&chain)?;
+    let pck_key = crls.check_chain(&chain, now)?;
     let platform = pck::platform_tcb(&chain[0])?;
 
     // 4. The QE report, signed by the PCK, binds the attestation key.
