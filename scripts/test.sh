@@ -104,10 +104,10 @@ cargo test --workspace --no-fail-fast
 # Every cargo-fuzz target for a few seconds (docs/fuzzing.md): catches a target that no
 # longer builds and any crash its corpus or a short run finds. The long runs are
 # `bash scripts/fuzz.sh [SECONDS]`.
-log "fuzzing smoke run: every cargo-fuzz target for ${OMEGA_FUZZ_SMOKE_SECONDS:-3} s (scripts/fuzz.sh)"
+log "fuzzing smoke run: every cargo-fuzz target for ${OMEGA_FUZZ_SMOKE_SECONDS:-2} s (scripts/fuzz.sh)"
 # Built without optimisation (OMEGA_FUZZ_DEV): a fraction of the release build's time, and
 # a few seconds of unoptimised fuzzing still catch a broken target or a corpus crash.
-OMEGA_FUZZ_DEV=1 bash scripts/fuzz.sh "${OMEGA_FUZZ_SMOKE_SECONDS:-3}"
+OMEGA_FUZZ_DEV=1 bash scripts/fuzz.sh "${OMEGA_FUZZ_SMOKE_SECONDS:-2}"
 
 log "running the main job end to end (scripts/run.sh): boot with the demo bundle, verify the log"
 bash scripts/run.sh --json > target/run-smoke.log 2>&1 || { tail -n 60 target/run-smoke.log; exit 1; }
