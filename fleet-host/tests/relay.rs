@@ -430,7 +430,8 @@ const BOOT_ID: [u8; 16] = [0xb1; 16];
 /// Through `host` on etcd: workload `w` placed on `node` (bundle `b`), the node's evidence
 /// for the placement's nonce submitted, and admitted: the credential under the coordinator's
 /// key for the node's monitor key, the status, the boot recorded with its boot id.
-async fn place_and_admit<B: omega_fleet_host::backend::Backend>(
+/// Proposes workload `w` on `node` and returns the placement the coordinator signed.
+async fn place_workload<B: omega_fleet_host::backend::Backend>(
     host: &mut Host<B>,
     store: &mut Store,
     b: &Path,
@@ -449,6 +450,45 @@ async fn place_and_admit<B: omega_fleet_host::backend::Backend>(
     let signed = store.get("placements", w).await.unwrap().unwrap();
     let pl = Placement::verify(&signed, &host.public()).unwrap();
     assert_eq!((pl.workload.as_str(), pl.node_id.as_str()), (w, node));
+    pl
+}
+
+/// The in-process coordinator's configuration (`--key`) on `etcd`, with the test bundle
+/// written under `dir` and the owner's policy for it; returns it with the bundle.
+fn local_config(
+    dir: &Path,
+    etcd: &omega_test_support::etcd::Etcd,
+    lab_root: bool,
+) -> (Config, PathBuf) {
+    let b = bundle(dir);
+    let signed = dir.join("policy.signed");
+    std::fs::write(&signed, policy(&b, OWNER)).unwrap();
+    let cfg = Config {
+        etcd: vec![etcd.endpoint()],
+        fleet: FLEET.into(),
+        owner: key(OWNER).public(),
+        policy: signed,
+        lab_root,
+        endorsement: None,
+        audit: None,
+        poll: Duration::from_millis(50),
+        mode: Mode::Local {
+            key_seed: [9; 32],
+            state: dir.join("coordinator.state"),
+            min_policy_version: 0,
+        },
+    };
+    (cfg, b)
+}
+
+async fn place_and_admit<B: omega_fleet_host::backend::Backend>(
+    host: &mut Host<B>,
+    store: &mut Store,
+    b: &Path,
+    w: &str,
+    node: &str,
+) -> Placement {
+    let pl = place_workload(host, store, b, w, node).await;
     let status: Status =
         serde_json::from_slice(&store.get("status", w).await.unwrap().unwrap()).unwrap();
     assert_eq!(
@@ -789,25 +829,8 @@ async fn the_host_loop_runs_over_the_local_service() {
     let Some(etcd) = omega_test_support::etcd::Etcd::start(dir.path()) else {
         return;
     };
-    let b = bundle(dir.path());
-    let signed = dir.path().join("policy.signed");
-    std::fs::write(&signed, policy(&b, OWNER)).unwrap();
+    let (cfg, b) = local_config(dir.path(), &etcd, true);
     let state = dir.path().join("coordinator.state");
-    let cfg = Config {
-        etcd: vec![etcd.endpoint()],
-        fleet: FLEET.into(),
-        owner: key(OWNER).public(),
-        policy: signed,
-        lab_root: true,
-        endorsement: None,
-        audit: None,
-        poll: Duration::from_millis(50),
-        mode: Mode::Local {
-            key_seed: [9; 32],
-            state: state.clone(),
-            min_policy_version: 0,
-        },
-    };
     let mut host = omega_fleet_host::coordinator::start_local(&cfg)
         .await
         .unwrap();
@@ -837,24 +860,7 @@ async fn a_nodes_amd_chain_is_checked_by_the_coordinator() {
     let Some(etcd) = omega_test_support::etcd::Etcd::start(dir.path()) else {
         return;
     };
-    let b = bundle(dir.path());
-    let signed = dir.path().join("policy.signed");
-    std::fs::write(&signed, policy(&b, OWNER)).unwrap();
-    let cfg = Config {
-        etcd: vec![etcd.endpoint()],
-        fleet: FLEET.into(),
-        owner: key(OWNER).public(),
-        policy: signed,
-        lab_root: false,
-        endorsement: None,
-        audit: None,
-        poll: Duration::from_millis(50),
-        mode: Mode::Local {
-            key_seed: [9; 32],
-            state: dir.path().join("coordinator.state"),
-            min_policy_version: 0,
-        },
-    };
+    let (cfg, b) = local_config(dir.path(), &etcd, false);
     let mut host = omega_fleet_host::coordinator::start_local(&cfg)
         .await
         .unwrap();
@@ -875,17 +881,7 @@ async fn a_nodes_amd_chain_is_checked_by_the_coordinator() {
     ];
     for (i, (amd, why)) in cases.into_iter().enumerate() {
         let (w, node) = (format!("w-amd-{i}"), format!("n-amd-{i}"));
-        let p = Proposal {
-            node: node.clone(),
-            bundle: b.display().to_string(),
-            role: "worker".into(),
-            epoch: 1,
-            peer: None,
-        };
-        store.put_json("proposals", &w, &p).await.unwrap();
-        host.tick().await.unwrap();
-        let signed = store.get("placements", &w).await.unwrap().unwrap();
-        let pl = Placement::verify(&signed, &host.public()).unwrap();
+        let pl = place_workload(&mut host, &mut store, &b, &w, &node).await;
         let (platform, bundle_ev, _) = node_evidence(pl.nonce, pl.bundle_digest);
         let sub = Submission {
             node: node.clone(),
