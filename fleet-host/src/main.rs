@@ -57,6 +57,27 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// A host's SEV-SNP chip, as its VCEK names it.
+#[derive(clap::Args, Clone)]
+struct Chip {
+    /// The chip's VCEK (DER, from AMD's KDS).
+    #[arg(long, value_name = "FILE", requires = "family")]
+    vcek: Option<PathBuf>,
+    /// The processor family of --vcek: milan, genoa or turin.
+    #[arg(long, value_name = "FAMILY", requires = "vcek")]
+    family: Option<String>,
+}
+
+impl Chip {
+    /// Both flags or neither (clap requires it).
+    fn chain(&self) -> anyhow::Result<Option<omega_fleet_host::store::AmdChain>> {
+        Ok(match (&self.vcek, &self.family) {
+            (Some(v), Some(f)) => Some(omega_fleet_host::store::AmdChain::read(v, f)?),
+            _ => None,
+        })
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct Etcd {
     /// etcd endpoint(s), e.g. http://127.0.0.1:2379.
@@ -212,13 +233,9 @@ enum Cmd {
         /// Verify the report under the simulated PSP's lab root (tests only).
         #[arg(long, required_unless_present = "vcek", conflicts_with = "vcek")]
         lab_root: bool,
-        /// The coordinator host's VCEK (DER, from AMD's KDS): verify the report under AMD's
-        /// roots of --family instead.
-        #[arg(long, value_name = "FILE", requires = "family")]
-        vcek: Option<PathBuf>,
-        /// The processor family of --vcek: milan, genoa or turin.
-        #[arg(long, value_name = "FAMILY", requires = "vcek")]
-        family: Option<String>,
+        /// The coordinator host's chip: verify the report under AMD's roots of --family.
+        #[command(flatten)]
+        chip: Chip,
         /// The owner's key seed file.
         #[arg(long, value_name = "FILE")]
         owner_key: PathBuf,
@@ -271,7 +288,8 @@ enum Cmd {
         #[arg(long)]
         audit: Option<PathBuf>,
     },
-    /// The node agent: boots coordinator-signed placements with `omega run --simulated-psp`.
+    /// The node agent: boots coordinator-signed placements with `omega run` (under the
+    /// simulated PSP, or `--sev-snp` with --vcek).
     Node {
         #[command(flatten)]
         etcd: Etcd,
@@ -303,14 +321,10 @@ enum Cmd {
         ttl: i64,
         #[arg(long)]
         audit: Option<PathBuf>,
-        /// This host's SEV-SNP chip: its VCEK (DER, from AMD's KDS). Boots launch with
-        /// `--sev-snp` and their reports are checked under AMD's roots of --family; without
-        /// it, under the simulated PSP (tests).
-        #[arg(long, value_name = "FILE", requires = "family")]
-        vcek: Option<PathBuf>,
-        /// The processor family of --vcek: milan, genoa or turin.
-        #[arg(long, value_name = "FAMILY", requires = "vcek")]
-        family: Option<String>,
+        /// This host's SEV-SNP chip: boots launch with `--sev-snp` and their reports are
+        /// checked under AMD's roots of --family; without it, under the simulated PSP (tests).
+        #[command(flatten)]
+        chip: Chip,
     },
     /// Declares a desired workload (operator).
     Submit {
@@ -447,14 +461,13 @@ fn main() -> anyhow::Result<()> {
             vcpus,
             vcpu_type,
             lab_root: _,
-            vcek,
-            family,
+            chip,
             owner_key,
             fleet,
             lifetime,
             out,
         } => {
-            let roots = match amd_chain(vcek.as_deref(), family.as_deref())? {
+            let roots = match chip.chain()? {
                 Some(a) => SnpRoots::Amd {
                     family: a.family.parse().map_err(|e: String| anyhow::anyhow!(e))?,
                     vcek: hex::decode(&a.vcek)?,
@@ -566,10 +579,9 @@ fn main() -> anyhow::Result<()> {
             work,
             ttl,
             audit,
-            vcek,
-            family,
+            chip,
         } => {
-            let amd = amd_chain(vcek.as_deref(), family.as_deref())?;
+            let amd = chip.chain()?;
             let root = match (coordinator, owner) {
                 (Some(c), None) => omega_fleet::endorsement::Root::Coordinator(parse_key(&c)?),
                 (None, Some(o)) => omega_fleet::endorsement::Root::Owner(parse_key(&o)?),
@@ -623,17 +635,6 @@ fn main() -> anyhow::Result<()> {
             bench(&log_dir, nonce.trim(), iterations)
         }
     }
-}
-
-/// `--vcek` with `--family` (clap requires both or neither).
-fn amd_chain(
-    vcek: Option<&std::path::Path>,
-    family: Option<&str>,
-) -> anyhow::Result<Option<omega_fleet_host::store::AmdChain>> {
-    Ok(match (vcek, family) {
-        (Some(v), Some(f)) => Some(omega_fleet_host::store::AmdChain::read(v, f)?),
-        _ => None,
-    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
